@@ -1,0 +1,48 @@
+import pytest
+
+from workflows.commands import Decide, Help, Status, Upgrade, parse, parse_duration
+from workflows.errors import InvalidCommand, InvalidRevision
+
+
+def test_upgrade_with_options() -> None:
+    cmd = parse("upgrade dev asm-1-26 --bake=5m --interval=30s --wave-size=2 --approve-waves")
+    assert cmd == Upgrade("dev", "asm-1-26", {"bake_s": 300.0, "interval_s": 30.0,
+                                              "wave_size": 2, "approve_waves": True})
+
+
+def test_simple_commands() -> None:
+    assert parse("") == Help()
+    assert parse("help") == Help()
+    assert parse("status") == Status()
+    assert parse("STATUS prod") == Status("prod")
+    assert parse("approve r-0123456789") == Decide("approve", "r-0123456789")
+
+
+@pytest.mark.parametrize(("text", "needle"), [
+    ("upgrade dev", "takes a cluster and a revision"),
+    ("upgrade dev asm-1-26 extra", "takes a cluster and a revision"),
+    ("frobnicate", "Unknown command `frobnicate`"),
+    ("approve", "takes one run id"),
+    ("approve 42", "is not a run id"),
+    ("upgrade dev asm-1-26 --colour=red", "Unknown option `--colour`"),
+    ("upgrade dev asm-1-26 --bake=soon", "not a duration"),
+    ("upgrade <@U123> asm-1-26", "not mentions"),
+    ("status " + "x" * 4000, "characters long"),
+    ("upgrade Dev_Cluster asm-1-26", "not a cluster name"),
+    ('upgrade "dev asm-1-26', "Could not read"),
+])
+def test_bad_commands_say_what_would_be_right(text: str, needle: str) -> None:
+    with pytest.raises(InvalidCommand, match=needle.replace("(", r"\(")):
+        parse(text)
+
+
+def test_malformed_revision() -> None:
+    with pytest.raises(InvalidRevision, match="Did you mean `asm-1-26`"):
+        parse("upgrade dev 1.26")
+
+
+def test_durations() -> None:
+    assert parse_duration("90") == 90
+    assert parse_duration("2m") == 120
+    assert parse_duration("1h") == 3600
+    assert parse_duration("500ms") == 0.5

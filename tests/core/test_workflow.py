@@ -1,0 +1,188 @@
+"""The canary upgrade workflow against an in-memory world: no I/O, no sleeps."""
+
+from __future__ import annotations
+
+import pytest
+
+from tests.core.fakes import FakeWorld
+from workflows.errors import DecisionRefused
+from workflows.model import NamespaceMetrics, Phase, Run, UpgradeOptions, Verdict
+from workflows.upgrade import ClusterPolicy, decide, tick
+
+POLICY = ClusterPolicy(approvers=frozenset({"UAPPROVER", "UREQ"}))
+
+
+def new_run(**options: object) -> Run:
+    opts = UpgradeOptions(bake_s=20, interval_s=10, wave_size=2, **options)
+    return Run(id="r-abc123", cluster="dev", requester="UREQ", channel="C1",
+               canary_revision="asm-1-26", options=opts, created_at=0, updated_at=0)
+
+
+def drive(run: Run, world: FakeWorld, now: float, limit: int = 200) -> tuple[Run, float]:
+    """Tick until the run waits for a person or ends; time jumps by each recheck."""
+    for _ in range(limit):
+        result = tick(run, world, now)
+        run = result.run
+        if result.recheck_after is None:
+            return run, now
+        now += result.recheck_after
+    raise AssertionError(f"run did not settle: {run.phase} {run.history[-3:]}")
+
+
+def test_happy_path_upgrades_every_namespace_once() -> None:
+    world = FakeWorld.seeded(["a", "b", "c", "d"])
+    run, now = drive(new_run(), world, 0)
+    assert run.phase == Phase.AWAITING_APPROVAL
+    assert [w.namespaces for w in run.waves] == [["a"], ["b", "c"], ["d"]]
+    assert run.stable_revision == "asm-1-25"
+    run = decide(run, "approve", "UAPPROVER", POLICY, now)
+    run, now = drive(run, world, now)
+    assert run.phase == Phase.AWAITING_COMPLETION
+    assert world.revisions == ["asm-1-25", "asm-1-26"]
+    assert all(w.verdict == Verdict.PASS for w in run.waves)
+    run = decide(run, "complete", "UAPPROVER", POLICY, now)
+    run, now = drive(run, world, now)
+    assert run.phase == Phase.COMPLETED
+    assert world.revisions == ["asm-1-26"]
+    assert {lbl["istio.io/rev"] for n, lbl in world.namespaces.items() if lbl} == {"asm-1-26"}
+    # every namespace relabelled once, every workload restarted once
+    assert all(v == 1 for v in world.writes.values()), world.writes
+    assert world.writes["label:a:asm-1-26"] == 1
+    assert sum(1 for k in world.writes if k.startswith("restart:")) == 8
+    assert "kube-system" not in [ns for w in run.waves for ns in w.namespaces]
+
+
+def test_each_step_twice_writes_nothing_the_second_time() -> None:
+    world = FakeWorld.seeded(["a", "b"])
+    run, now = drive(new_run(), world, 0)
+    run = decide(run, "approve", "UAPPROVER", POLICY, now)
+    for _ in range(60):
+        before = world.writes.copy()
+        result = tick(run, world, now)
+        # replay the same step from the same stored run, as after a crash before the save
+        tick(run, world, now)
+        extra = world.writes - before
+        assert all(v == 1 for v in extra.values()), f"{run.phase}: {extra}"
+        run = result.run
+        if result.recheck_after is None:
+            break
+        now += result.recheck_after
+    assert run.phase == Phase.AWAITING_COMPLETION
+
+
+def test_failing_canary_rolls_back_by_itself_and_names_the_namespace() -> None:
+    world = FakeWorld.seeded(["a", "b", "c"])
+    world.metrics_by_rev[("c", "asm-1-26")] = NamespaceMetrics(
+        requests=1000, success_rate=80.0, p99_ms=50)
+    run, now = drive(new_run(), world, 0)
+    run = decide(run, "approve", "UAPPROVER", POLICY, now)
+    run, now = drive(run, world, now)
+    assert run.phase == Phase.ROLLED_BACK
+    assert world.revisions == ["asm-1-25"]
+    assert {lbl.get("istio.io/rev") for lbl in world.namespaces.values() if lbl} == {"asm-1-25"}
+    gate = [e for e in run.history if e.kind == "gate" and e.data["verdict"] == "FAIL"]
+    assert "c success rate 80.00% < 99.50%" in gate[-1].text
+    assert world.writes["label:b:asm-1-25"] == 1 and world.writes["label:c:asm-1-25"] == 1
+    assert world.writes["restart:c/app0:asm-1-25"] == 1
+
+
+def test_too_little_traffic_pauses_and_a_person_continues() -> None:
+    world = FakeWorld.seeded(["a", "b"])
+    world.metrics_by_rev[("a", "asm-1-26")] = NamespaceMetrics(
+        requests=12, success_rate=100.0, p99_ms=50)
+    run, now = drive(new_run(), world, 0)
+    run = decide(run, "approve", "UAPPROVER", POLICY, now)
+    run, now = drive(run, world, now)
+    assert run.phase == Phase.PAUSED
+    assert "INCONCLUSIVE" in run.pause_reason and "a" in run.pause_reason
+    run = decide(run, "resume", "UAPPROVER", POLICY, now)
+    assert run.phase == Phase.MIGRATING and run.wave_index == 1
+    run, now = drive(run, world, now)
+    assert run.phase == Phase.AWAITING_COMPLETION
+
+
+def test_prometheus_down_errors_then_pauses_never_rolls_back() -> None:
+    world = FakeWorld.seeded(["a"])
+    run, now = drive(new_run(), world, 0)
+    run = decide(run, "approve", "UAPPROVER", POLICY, now)
+    world.metrics_down = True
+    run, now = drive(run, world, now)
+    assert run.phase == Phase.PAUSED
+    assert "could not measure" in run.pause_reason
+    assert world.revisions == ["asm-1-25", "asm-1-26"]
+
+
+def test_arm_409_is_retried_not_failed() -> None:
+    world = FakeWorld.seeded(["a"])
+    world.conflict_once = True
+    run, now = drive(new_run(), world, 0)
+    run = decide(run, "approve", "UAPPROVER", POLICY, now)
+    run, now = drive(run, world, now)
+    assert run.phase == Phase.AWAITING_COMPLETION
+    assert any("409" in e.text for e in run.history)
+    assert world.writes["put:asm-1-25,asm-1-26"] == 1
+
+
+@pytest.mark.parametrize(
+    ("revisions", "targets", "canary", "needle"),
+    [
+        (["asm-1-25", "asm-1-26"], ["asm-1-26"], "asm-1-26", "already in progress"),
+        (["asm-1-25"], ["asm-1-26"], "asm-1-28", "Valid targets: `asm-1-26`"),
+        ([], [], "asm-1-26", "not enabled"),
+    ],
+)
+def test_plan_refuses_with_reason(revisions, targets, canary, needle) -> None:
+    world = FakeWorld.seeded(["a"])
+    world.revisions, world.targets = revisions, targets
+    if not revisions:
+        world.mode = "Disabled"
+    run = new_run().evolve(canary_revision=canary)
+    run, _ = drive(run, world, 0)
+    assert run.phase == Phase.REFUSED
+    assert needle in run.outcome
+    assert not world.writes
+
+
+def test_decisions_enforce_four_eyes_and_state() -> None:
+    world = FakeWorld.seeded(["a"])
+    run, now = drive(new_run(), world, 0)
+    with pytest.raises(DecisionRefused, match="four eyes"):
+        decide(run, "approve", "UREQ", POLICY, now)
+    with pytest.raises(DecisionRefused, match="Only approvers"):
+        decide(run, "approve", "USTRANGER", POLICY, now)
+    with pytest.raises(DecisionRefused, match="not possible now"):
+        decide(run, "complete", "UAPPROVER", POLICY, now)
+    approved = decide(run, "approve", "UAPPROVER", POLICY, now)
+    with pytest.raises(DecisionRefused, match="approved by <@UAPPROVER>"):
+        decide(approved, "approve", "UAPPROVER", POLICY, now)
+    cancelled = decide(run, "cancel", "UREQ", POLICY, now)
+    assert cancelled.phase == Phase.CANCELLED
+    with pytest.raises(DecisionRefused, match="already ended"):
+        decide(cancelled, "approve", "UAPPROVER", POLICY, now)
+    self_ok = ClusterPolicy(approvers=frozenset({"UREQ"}), allow_self_approval=True)
+    assert decide(run, "approve", "UREQ", self_ok, now).phase == Phase.STARTING_CANARY
+
+
+def test_wave_approval_gate_parks_between_waves() -> None:
+    world = FakeWorld.seeded(["a", "b"])
+    run, now = drive(new_run(approve_waves=True), world, 0)
+    run = decide(run, "approve", "UAPPROVER", POLICY, now)
+    run, now = drive(run, world, now)
+    assert run.phase == Phase.AWAITING_WAVE_APPROVAL and run.wave_index == 0
+    assert world.namespaces["b"]["istio.io/rev"] == "asm-1-25"
+    run = decide(run, "approve", "UAPPROVER", POLICY, now)
+    run, now = drive(run, world, now)
+    assert run.phase == Phase.AWAITING_COMPLETION
+
+
+def test_manual_rollback_during_migration() -> None:
+    world = FakeWorld.seeded(["a", "b"])
+    run, now = drive(new_run(), world, 0)
+    run = decide(run, "approve", "UAPPROVER", POLICY, now)
+    for _ in range(8):  # into wave 0
+        r = tick(run, world, now)
+        run, now = r.run, now + (r.recheck_after or 0)
+    assert run.phase == Phase.MIGRATING
+    run = decide(run, "rollback", "UREQ", POLICY, now)
+    run, now = drive(run, world, now)
+    assert run.phase == Phase.ROLLED_BACK and world.revisions == ["asm-1-25"]

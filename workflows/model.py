@@ -1,0 +1,292 @@
+"""The domain model: runs, waves, gates, verdicts, approvals (DESIGN.md §4).
+
+A run is an immutable value (a frozen pydantic model): a step returns a new run and the store
+saves it with compare-and-set on ``seq``, the way kopf persists ``HandlerState`` between
+attempts. Every field is plain JSON so the run store needs no custom codec.
+
+Times are Unix seconds (float); durations are seconds; latencies milliseconds; success
+rates percent (0-100).
+"""
+
+from __future__ import annotations
+
+import re
+from enum import StrEnum
+from typing import Any
+
+from pydantic import BaseModel, ConfigDict, Field
+
+from workflows.errors import InvalidRevision
+
+REVISION_RE = re.compile(r"^asm-1-(\d{1,3})$")
+
+#: Namespaces that are never part of the data-plane rollover: the control plane's own and
+#: Kubernetes' system namespaces (the add-on refuses injection there).
+SYSTEM_NAMESPACES = frozenset(
+    {
+        "kube-system",
+        "kube-public",
+        "kube-node-lease",
+        "gatekeeper-system",
+        "aks-istio-system",
+        "aks-istio-ingress",
+        "aks-istio-egress",
+        "calico-system",
+        "tigera-operator",
+    }
+)
+
+
+def parse_revision(text: str) -> str:
+    """Return ``text`` if it is an add-on revision name (``asm-1-NN``).
+
+    Raises:
+        InvalidRevision: with the expected shape, e.g. for ``1.26`` or ``asm-126``.
+    """
+    if not REVISION_RE.match(text):
+        hint = ""
+        m = re.match(r"^v?1[.-](\d+)", text)
+        if m:
+            hint = f" Did you mean `asm-1-{m.group(1)}`?"
+        raise InvalidRevision(
+            f"`{text}` is not a mesh revision: revisions are named `asm-1-NN`, e.g. `asm-1-26`."
+            + hint
+        )
+    return text
+
+
+def revision_minor(revision: str) -> int:
+    """``asm-1-26`` → 26."""
+    m = REVISION_RE.match(revision)
+    if not m:
+        raise InvalidRevision(f"`{revision}` is not a mesh revision (`asm-1-NN`).")
+    return int(m.group(1))
+
+
+class Frozen(BaseModel):
+    model_config = ConfigDict(frozen=True, extra="forbid")
+
+    def evolve(self, **changes: Any) -> Any:
+        """A copy with ``changes`` applied, like ``dataclasses.replace``.
+
+        Values must already have the field's type (models, not dicts): the copy is not
+        validated again, which keeps a step on a 1,000-namespace run cheap.
+        """
+        return self.model_copy(update=changes)
+
+
+class Verdict(StrEnum):
+    """How a gate ends (Argo Rollouts' analysis phases, DESIGN.md §4)."""
+
+    PASS = "PASS"
+    FAIL = "FAIL"
+    INCONCLUSIVE = "INCONCLUSIVE"  # no or too little data: a person decides
+    ERROR = "ERROR"  # could not measure: retry, then pause
+
+
+class Phase(StrEnum):
+    PLANNING = "planning"
+    AWAITING_APPROVAL = "awaiting_approval"
+    STARTING_CANARY = "starting_canary"
+    CONTROL_PLANE = "waiting_control_plane"
+    MIGRATING = "migrating"
+    AWAITING_WAVE_APPROVAL = "awaiting_wave_approval"
+    AWAITING_COMPLETION = "awaiting_completion"
+    COMPLETING = "completing"
+    PAUSED = "paused"
+    ROLLING_BACK = "rolling_back"
+    # terminal
+    COMPLETED = "completed"
+    ROLLED_BACK = "rolled_back"
+    CANCELLED = "cancelled"
+    REJECTED = "rejected"
+    REFUSED = "refused"
+    FAILED = "failed"
+
+    @property
+    def terminal(self) -> bool:
+        return self in TERMINAL_PHASES
+
+    @property
+    def waiting_for_person(self) -> bool:
+        return self in PARKED_PHASES
+
+
+TERMINAL_PHASES = frozenset(
+    {Phase.COMPLETED, Phase.ROLLED_BACK, Phase.CANCELLED, Phase.REJECTED, Phase.REFUSED,
+     Phase.FAILED}
+)
+PARKED_PHASES = frozenset(
+    {Phase.AWAITING_APPROVAL, Phase.AWAITING_WAVE_APPROVAL, Phase.AWAITING_COMPLETION,
+     Phase.PAUSED}
+)
+
+
+class WaveStep(StrEnum):
+    BASELINE = "baseline"
+    LABEL = "label"
+    RESTART = "restart"
+    VERIFY = "verify"
+    BAKE = "bake"
+    DONE = "done"
+
+
+class RollbackStep(StrEnum):
+    RELABEL = "relabel"
+    RESTART = "restart"
+    VERIFY = "verify"
+    REVERT = "revert"  # PUT [stable] and follow the operation
+    DONE = "done"
+
+
+class GateThresholds(Frozen):
+    """The metric gate of DESIGN.md §5.2; every field overridable per cluster."""
+
+    min_success_rate: float = 99.0  # percent
+    max_success_rate_drop: float = 0.5  # percentage points below the baseline
+    max_p99_ms: float = 500.0
+    max_p99_ratio: float = 1.2  # × baseline p99
+    min_requests: int = 100  # in the window; fewer → INCONCLUSIVE
+    failure_threshold: int = 2  # failed samples in a row → FAIL (Flagger's `threshold`)
+    error_limit: int = 3  # ERROR samples in a row → pause and ask
+    rollout_deadline_s: float = 600.0
+
+
+class UpgradeOptions(Frozen):
+    bake_s: float = 600.0
+    interval_s: float = 60.0
+    wave_size: int = 3
+    pilot: list[str] = Field(default_factory=list)  # namespaces of wave 0; default: first one
+    waves: list[list[str]] = Field(default_factory=list)  # explicit waves win over size
+    approve_waves: bool = False  # an approval gate between waves
+
+
+class NamespaceMetrics(Frozen):
+    """One namespace over one window: request count, success rate (%) and p99 (ms)."""
+
+    requests: float
+    success_rate: float | None  # None when there were no requests
+    p99_ms: float | None  # None when the histogram had no data
+
+
+class Check(Frozen):
+    """One comparison of a gate: ``value`` against ``threshold`` with ``op`` (>= or <=)."""
+
+    namespace: str
+    metric: str  # success_rate | p99_ms | requests
+    value: float | None
+    threshold: float
+    op: str
+    ok: bool
+
+
+class GateSample(Frozen):
+    at: float
+    verdict: Verdict
+    checks: list[Check] = Field(default_factory=list)
+    reason: str = ""
+
+
+class Wave(Frozen):
+    index: int
+    namespaces: list[str]
+    workloads: int = 0
+    step: WaveStep = WaveStep.BASELINE
+    baseline: dict[str, NamespaceMetrics] = Field(default_factory=dict)
+    labelled: bool = False
+    restart_token: str | None = None  # the restartedAt value this run writes
+    restarted_at: float | None = None
+    bake_started_at: float | None = None
+    samples: list[GateSample] = Field(default_factory=list)
+    verdict: Verdict | None = None
+
+
+class Approval(Frozen):
+    """Who decided what on which gate, when (DESIGN.md §4)."""
+
+    gate: str  # plan | wave-N | completion | inconclusive
+    decision: str  # approve | reject | complete | rollback | cancel | pause | resume
+    user: str
+    at: float
+
+
+class Event(Frozen):
+    """One line of the run's history; the step log in the Slack thread is made of these."""
+
+    at: float
+    kind: str  # e.g. phase, step, gate, decision, error
+    text: str
+    data: dict[str, Any] = Field(default_factory=dict)
+
+
+class Operation(Frozen):
+    """A long-running ARM operation this run started (``Azure-AsyncOperation``)."""
+
+    revisions: list[str]
+    url: str | None = None
+    started_at: float
+
+
+class Rollback(Frozen):
+    reason: str
+    step: RollbackStep = RollbackStep.RELABEL
+    namespaces: list[str] = Field(default_factory=list)
+    restart_token: str | None = None
+    restarted_at: float | None = None
+
+
+class Run(Frozen):
+    """One execution of a workflow (DESIGN.md §4–5)."""
+
+    id: str
+    kind: str = "upgrade"
+    cluster: str
+    requester: str
+    channel: str
+    canary_revision: str
+    stable_revision: str | None = None
+    options: UpgradeOptions = Field(default_factory=UpgradeOptions)
+    thresholds: GateThresholds = Field(default_factory=GateThresholds)
+    phase: Phase = Phase.PLANNING
+    paused_from: Phase | None = None  # what resume returns to
+    pause_reason: str = ""
+    waves: list[Wave] = Field(default_factory=list)
+    wave_index: int = 0
+    operation: Operation | None = None
+    rollback: Rollback | None = None
+    approvals: list[Approval] = Field(default_factory=list)
+    history: list[Event] = Field(default_factory=list)
+    outcome: str = ""
+    created_at: float
+    updated_at: float
+    seq: int = 0
+    next_tick_at: float | None = None
+
+    @property
+    def current_wave(self) -> Wave | None:
+        if 0 <= self.wave_index < len(self.waves):
+            return self.waves[self.wave_index]
+        return None
+
+    @property
+    def migrated_namespaces(self) -> list[str]:
+        """Namespaces this run has relabelled to the canary revision, in order."""
+        return [ns for w in self.waves if w.labelled for ns in w.namespaces]
+
+    def with_wave(self, wave: Wave) -> Run:
+        waves = list(self.waves)
+        waves[wave.index] = wave
+        return self.evolve(waves=waves)  # type: ignore[no-any-return]
+
+    def log(self, now: float, kind: str, text: str, **data: Any) -> Run:
+        event = Event(at=now, kind=kind, text=text, data=data)
+        return self.evolve(history=[*self.history, event])  # type: ignore[no-any-return]
+
+    def to(self, phase: Phase, now: float, text: str | None = None, **changes: Any) -> Run:
+        """The run in ``phase``, with a history line saying so."""
+        run: Run = self.evolve(phase=phase, **changes)
+        return run.log(now, "phase", text or f"phase → {phase.value}", phase=phase.value)
+
+
+def system_namespace(name: str) -> bool:
+    return name in SYSTEM_NAMESPACES or name.startswith("aks-istio-")

@@ -1,0 +1,167 @@
+"""Ports: what the core needs from the world, as Protocols (DESIGN.md §3).
+
+Adapters in ``workers/`` implement them on the real SDKs (``AksMeshApi``,
+``KubernetesClusterApi``, ``PrometheusMetricsApi``, ``RedisRunStore``). Every method raises
+only the errors of :mod:`workflows.errors`.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from typing import Protocol
+
+from workflows.model import NamespaceMetrics, Run
+
+REV_LABEL = "istio.io/rev"
+INJECTION_LABEL = "istio-injection"
+
+
+@dataclass(frozen=True)
+class MeshState:
+    """The mesh as ARM describes it (``properties.serviceMeshProfile`` of managedClusters)."""
+
+    mode: str  # "Istio" or "Disabled"
+    revisions: list[str]
+    provisioning_state: str  # Succeeded | Updating | Failed | ...
+    kubernetes_version: str = ""
+    location: str = ""
+
+
+@dataclass(frozen=True)
+class OperationStatus:
+    """An ``Azure-AsyncOperation`` poll: InProgress | Succeeded | Failed | Canceled."""
+
+    status: str
+    error_code: str | None = None
+    error_message: str | None = None
+
+    @property
+    def done(self) -> bool:
+        return self.status in ("Succeeded", "Failed", "Canceled")
+
+
+@dataclass(frozen=True)
+class Namespace:
+    name: str
+    labels: dict[str, str] = field(default_factory=dict)
+
+    @property
+    def revision(self) -> str | None:
+        return self.labels.get(REV_LABEL)
+
+
+@dataclass(frozen=True)
+class Workload:
+    """A Deployment, StatefulSet or DaemonSet and its rollout status."""
+
+    kind: str  # Deployment | StatefulSet | DaemonSet
+    namespace: str
+    name: str
+    restarted_at: str | None  # spec.template.metadata.annotations[kubectl.kubernetes.io/restartedAt]
+    generation: int
+    observed_generation: int
+    replicas: int
+    updated: int
+    available: int
+
+    @property
+    def rolled_out(self) -> bool:
+        return (
+            self.observed_generation >= self.generation
+            and self.updated >= self.replicas
+            and self.available >= self.replicas
+        )
+
+
+@dataclass(frozen=True)
+class Pod:
+    namespace: str
+    name: str
+    revision: str | None  # istio.io/rev label; None without a sidecar
+    proxy_version: str | None  # istio-proxy image tag, e.g. 1.26.4
+    phase: str
+    waiting_reason: str | None = None  # e.g. CrashLoopBackOff
+    restarts: int = 0
+
+
+class MeshApi(Protocol):
+    """The AKS managed cluster's service mesh, through ARM."""
+
+    def get_mesh(self, cluster: str) -> MeshState: ...
+
+    def upgrade_targets(self, cluster: str) -> list[str]:
+        """``meshUpgradeProfiles/istio`` ``upgrades``: the revisions the cluster may move to."""
+        ...
+
+    def set_revisions(self, cluster: str, revisions: list[str]) -> str | None:
+        """PUT the cluster with ``istio.revisions = revisions``; returns the operation URL.
+
+        Raises ``TemporaryError`` on 409 (another operation runs) and 429.
+        """
+        ...
+
+    def operation_status(self, cluster: str, url: str) -> OperationStatus: ...
+
+
+class ClusterApi(Protocol):
+    """One cluster's Kubernetes API."""
+
+    def list_namespaces(self) -> list[Namespace]: ...
+
+    def set_namespace_revision(self, namespace: str, revision: str) -> None:
+        """Label ``istio.io/rev=revision`` and drop ``istio-injection`` (ignored by the add-on)."""
+        ...
+
+    def list_workloads(self, namespaces: list[str]) -> list[Workload]: ...
+
+    def restart_workload(self, workload: Workload, token: str) -> None:
+        """Set the ``kubectl.kubernetes.io/restartedAt`` pod-template annotation to ``token``."""
+        ...
+
+    def list_pods(self, namespaces: list[str]) -> list[Pod]: ...
+
+    def control_plane_revisions(self) -> dict[str, bool]:
+        """``istiod-<revision>`` Deployments in ``aks-istio-system`` → available or not."""
+        ...
+
+
+class MetricsApi(Protocol):
+    """Istio's standard metrics of one cluster."""
+
+    def sample(self, namespaces: list[str], window_s: float) -> dict[str, NamespaceMetrics]:
+        """Per namespace over the last ``window_s`` seconds; one query per metric.
+
+        Raises ``MetricsUnavailable`` when Prometheus cannot be queried.
+        """
+        ...
+
+
+class RunStore(Protocol):
+    """Durable runs with compare-and-set on ``Run.seq`` and one lease per cluster."""
+
+    def create(self, run: Run) -> None:
+        """Store a new run and take the cluster's lease; ``ClusterBusy`` when held."""
+        ...
+
+    def get(self, run_id: str) -> Run: ...
+
+    def save(self, run: Run, expected_seq: int) -> Run:
+        """Write ``run`` with ``seq = expected_seq + 1`` if the stored seq is ``expected_seq``.
+
+        Releases the cluster lease when the run is terminal. Raises ``StaleRun`` otherwise.
+        """
+        ...
+
+    def list_runs(self, cluster: str | None = None, active_only: bool = False) -> list[Run]: ...
+
+    def active_run(self, cluster: str) -> str | None: ...
+
+
+class ClusterPorts(Protocol):
+    """Reaches the per-cluster adapters by the cluster's short name."""
+
+    mesh: MeshApi
+
+    def cluster_api(self, cluster: str) -> ClusterApi: ...
+
+    def metrics(self, cluster: str) -> MetricsApi: ...
