@@ -242,7 +242,8 @@ class Run(Frozen):
     kind: str = "upgrade"
     cluster: str
     requester: str
-    channel: str
+    channel: str  # the cluster's channel: the root message and its thread
+    origin_channel: str = ""  # where the command was typed: ephemeral refusals go there
     canary_revision: str
     stable_revision: str | None = None
     options: UpgradeOptions = Field(default_factory=UpgradeOptions)

@@ -352,7 +352,12 @@ def complete_upgrade(run: Run, ports: ClusterPorts, now: float) -> StepResult:
 
 def begin_rollback(run: Run, reason: str, now: float) -> Run:
     """Move the run to ROLLING_BACK over every namespace it migrated."""
-    rb = Rollback(reason=reason, namespaces=run.migrated_namespaces)
+    namespaces = run.migrated_namespaces
+    wave = run.current_wave
+    if run.phase == Phase.MIGRATING and wave is not None and wave.step == WaveStep.LABEL:
+        # A crash inside the label step may have relabelled part of this wave unrecorded.
+        namespaces += [ns for ns in wave.namespaces if ns not in namespaces]
+    rb = Rollback(reason=reason, namespaces=namespaces)
     return run.to(Phase.ROLLING_BACK, now, f"rolling back: {reason}", rollback=rb,
                   outcome=reason)
 

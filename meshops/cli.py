@@ -1,0 +1,137 @@
+"""The ``meshops`` command line (click): sandbox, bot, worker, beat, demo, config check."""
+
+from __future__ import annotations
+
+import os
+import signal
+import sys
+import time
+from pathlib import Path
+
+import click
+
+from meshops.logs import configure_logging
+
+DEFAULT_STATE = Path(".meshops/sandbox")
+
+
+@click.group()
+@click.version_option(package_name="meshops")
+def main() -> None:
+    """ChatOps for the Istio-based service mesh add-on of AKS."""
+    configure_logging(os.environ.get("MESHOPS_LOG_LEVEL", "INFO"))
+
+
+@main.command()
+@click.option("--state-dir", type=click.Path(path_type=Path), default=DEFAULT_STATE,
+              show_default=True, help="Certificates, Prometheus data, fleet.yaml, sandbox.env.")
+@click.option("--port-base", type=int, default=18400, show_default=True,
+              help="ARM, control, Kubernetes, traffic, Slack, Prometheus on base+0..5.")
+@click.option("--operation-s", type=float, default=2.0, show_default=True,
+              help="How long an ARM operation takes.")
+@click.option("--rollout-s", type=float, default=1.0, show_default=True,
+              help="How long after a pod-template change the pods are replaced.")
+@click.option("--extra-namespaces", type=int, default=0,
+              help="Add this many namespaces of 5 Deployments to the dev cluster.")
+@click.option("--prometheus-bin", default="prometheus", show_default=True)
+def sandbox(state_dir: Path, port_base: int, operation_s: float, rollout_s: float,
+            extra_namespaces: int, prometheus_bin: str) -> None:
+    """Run the embedded sandbox: ARM, Kubernetes, Istio traffic, Slack and Prometheus."""
+    from sandbox.app import Sandbox
+
+    sb = Sandbox(state_dir, port_base, operation_s, rollout_s, prometheus_bin,
+                 extra_namespaces)
+    sb.start()
+    click.echo(f"sandbox ready: fleet {state_dir / 'fleet.yaml'}, env {state_dir / 'sandbox.env'}")
+    for name, url in sb.url.items():
+        click.echo(f"  {name:<10} {url}")
+    stop = {"now": False}
+
+    def handle(signum: int, frame: object) -> None:
+        stop["now"] = True
+
+    signal.signal(signal.SIGTERM, handle)
+    signal.signal(signal.SIGINT, handle)
+    while not stop["now"]:
+        time.sleep(0.2)
+    sb.stop()
+
+
+@main.command()
+@click.option("--concurrency", type=int, default=2, show_default=True)
+@click.option("--loglevel", default="INFO", show_default=True)
+def worker(concurrency: int, loglevel: str) -> None:
+    """Run a Celery worker that advances runs and posts to Slack."""
+    from meshops.wiring import check_config
+    from workers.celery_app import app
+
+    check_config()
+    app.worker_main(["worker", f"--loglevel={loglevel}", f"--concurrency={concurrency}",
+                     "--without-gossip", "--without-mingle"])
+
+
+@main.command()
+@click.option("--loglevel", default="INFO", show_default=True)
+@click.option("--schedule", type=click.Path(path_type=Path),
+              default=Path(".meshops/celerybeat-schedule"), show_default=True)
+def beat(loglevel: str, schedule: Path) -> None:
+    """Run Celery beat: the sweep that re-enqueues overdue runs."""
+    from meshops.wiring import check_config
+    from workers.celery_app import app
+
+    check_config()
+    schedule.parent.mkdir(parents=True, exist_ok=True)
+    app.start(["beat", f"--loglevel={loglevel}", f"--schedule={schedule}"])
+
+
+@main.command()
+@click.option("--port", type=int, default=3000, show_default=True,
+              help="HTTP mode: where Slack sends /slack/events.")
+@click.option("--host", default="0.0.0.0", show_default=True)
+def bot(port: int, host: str) -> None:
+    """Run the Slack bot: Socket Mode when SLACK_APP_TOKEN is set, else HTTP mode."""
+    from meshops.wiring import run_bot
+
+    run_bot(host, port)
+
+
+@main.group()
+def config() -> None:
+    """Check configuration."""
+
+
+@config.command("check")
+@click.argument("fleet", type=click.Path(path_type=Path), required=False)
+def config_check(fleet: Path | None) -> None:
+    """Validate a fleet file (default: $MESHOPS_FLEET) and print what it configures."""
+    from workers.config import load_fleet, settings
+    from workflows.errors import ConfigError
+
+    path = fleet or settings().meshops_fleet
+    try:
+        f = load_fleet(path)
+    except ConfigError as exc:
+        click.echo(str(exc), err=True)
+        sys.exit(2)
+    click.echo(f"{path}: ok, {len(f.clusters)} clusters: {', '.join(sorted(f.clusters))}")
+
+
+@main.command()
+@click.option("--scenario", type=click.Choice(["upgrade", "rollback"]), default="upgrade",
+              show_default=True)
+@click.option("--state-dir", type=click.Path(path_type=Path), default=Path(".meshops/demo"),
+              show_default=True)
+@click.option("--port-base", type=int, default=18400, show_default=True)
+@click.option("--bot-port", type=int, default=18480, show_default=True)
+@click.option("--bake", default="10s", show_default=True, help="Bake time of each wave.")
+@click.option("--interval", default="5s", show_default=True, help="Gate sampling interval.")
+@click.option("--cluster", default=None, help="Sandbox cluster (default: dev for upgrade, "
+              "staging for rollback).")
+@click.option("--timeout", type=float, default=600, show_default=True)
+def demo(scenario: str, state_dir: Path, port_base: int, bot_port: int, bake: str,
+         interval: str, cluster: str | None, timeout: float) -> None:
+    """Play a canary upgrade from the Slack side on the sandbox, end to end."""
+    from meshops.demo import run_demo
+
+    sys.exit(run_demo(scenario, state_dir, port_base, bot_port, bake, interval, cluster,
+                      timeout))

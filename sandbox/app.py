@@ -1,0 +1,301 @@
+"""``meshops sandbox``: every emulator, a real Prometheus, the seed fleet, on loopback.
+
+Ports (from ``port_base``): +0 ARM (HTTPS), +1 control API and managed-identity tokens,
++2 Kubernetes API, +3 Istio traffic ``/metrics``, +4 Slack Web API, +5 Prometheus.
+
+On start it writes to its state directory:
+- ``fleet.yaml``: a meshops fleet file for the seed clusters at these ports;
+- ``sandbox.env``: the environment meshops needs for it (Slack token and signing secret,
+  ``IDENTITY_ENDPOINT`` / ``IDENTITY_HEADER`` for ``DefaultAzureCredential``);
+- ``sandbox.json``: endpoints and the seed people, for the demo and the tests.
+
+The control API (``/_sandbox/...``) stages faults, counts what changed and resets the seed.
+"""
+
+from __future__ import annotations
+
+import json
+import secrets
+import signal
+import subprocess
+import threading
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import yaml
+
+from sandbox.arm import ArmEmulator
+from sandbox.certs import make_certificate
+from sandbox.http import Request, Response, Router, serve
+from sandbox.kube import KubeEmulator
+from sandbox.prom import start_prometheus
+from sandbox.slack import SlackEmulator
+from sandbox.traffic import TrafficSimulator
+from sandbox.world import ISTIO_NS, REV_LABEL, Fault, World
+
+SUBSCRIPTION = "00000000-0000-0000-0000-000000000000"
+APP_NAMESPACES = ["accounts", "catalog", "checkout", "storefront"]
+
+#: people of the seed workspace: (id, name)
+REQUESTER = ("U0ANA", "ana")
+APPROVER = ("U0BEN", "ben")
+BYSTANDER = ("U0CARL", "carl")
+
+
+@dataclass(frozen=True)
+class SeedCluster:
+    short: str
+    name: str
+    resource_group: str
+    location: str
+    channel: str
+    channel_name: str
+    kubernetes_version: str = "1.31.2"
+    revisions: list[str] = field(default_factory=lambda: ["asm-1-25"])
+
+
+SEED = [
+    SeedCluster("dev", "aks-dev-westus2", "rg-mesh-dev", "westus2", "C0DEVMESH", "mesh-dev"),
+    SeedCluster("staging", "aks-staging-eastus", "rg-mesh-staging", "eastus", "C0STGMESH",
+                "mesh-staging"),
+    SeedCluster("prod", "aks-prod-eastus", "rg-mesh-prod", "eastus", "C0PRDMESH", "mesh-prod"),
+]
+
+
+def seed(world: World, extra_namespaces: int = 0) -> None:
+    """The seed fleet: Bookinfo in four namespaces on asm-1-25 per cluster.
+
+    ``extra_namespaces`` adds that many namespaces of five Deployments each to ``dev``
+    (the engine benchmark's fleet).
+    """
+    for s in SEED:
+        namespaces = {ns: {REV_LABEL: s.revisions[0]} for ns in APP_NAMESPACES}
+        namespaces["legacy"] = {"istio-injection": "enabled"}
+        c = world.add_cluster(s.name, subscription=SUBSCRIPTION, resource_group=s.resource_group,
+                              location=s.location, kubernetes_version=s.kubernetes_version,
+                              revisions=s.revisions, namespaces=namespaces,
+                              bookinfo_in=APP_NAMESPACES)
+        if s.short == "dev" and extra_namespaces:
+            with world.lock:
+                for i in range(extra_namespaces):
+                    ns = f"team-{i:03d}"
+                    world._put(c, "Namespace", "", ns, {
+                        "apiVersion": "v1", "kind": "Namespace",
+                        "metadata": {"name": ns, "labels": {REV_LABEL: s.revisions[0]}},
+                        "spec": {}, "status": {"phase": "Active"}})
+                    for j in range(5):
+                        world._deployment(c, ns, f"svc-{j}", {"app": f"svc-{j}"}, 1,
+                                          "registry.example/svc:1.0")
+
+
+class Sandbox:
+    def __init__(self, state_dir: Path, port_base: int = 18400, operation_s: float = 2.0,
+                 rollout_s: float = 1.0, prometheus_bin: str = "prometheus",
+                 extra_namespaces: int = 0, with_prometheus: bool = True) -> None:
+        self.state_dir = state_dir.resolve()
+        self.ports = {name: port_base + i for i, name in enumerate(
+            ["arm", "control", "kube", "traffic", "slack", "prometheus"])}
+        self.url = {
+            "arm": f"https://127.0.0.1:{self.ports['arm']}",
+            "control": f"http://127.0.0.1:{self.ports['control']}",
+            "kube": f"http://127.0.0.1:{self.ports['kube']}",
+            "traffic": f"http://127.0.0.1:{self.ports['traffic']}",
+            "slack": f"http://127.0.0.1:{self.ports['slack']}",
+            "prometheus": f"http://127.0.0.1:{self.ports['prometheus']}",
+        }
+        self.operation_s, self.rollout_s = operation_s, rollout_s
+        self.extra_namespaces = extra_namespaces
+        self.prometheus_bin = prometheus_bin
+        self.with_prometheus = with_prometheus
+        self.identity_secret = secrets.token_hex(16)
+        self.bot_token = "xoxb-sandbox-" + secrets.token_hex(12)
+        self.signing_secret = secrets.token_hex(16)
+        self.world = self._new_world()
+        self.servers: list[Any] = []
+        self.prometheus: subprocess.Popen[bytes] | None = None
+        self.stopped = threading.Event()
+
+    def _new_world(self) -> World:
+        world = World(operation_s=self.operation_s, rollout_s=self.rollout_s)
+        seed(world, self.extra_namespaces)
+        return world
+
+    # ---------------------------------------------------------------- start / stop
+
+    def start(self) -> None:
+        self.state_dir.mkdir(parents=True, exist_ok=True)
+        cert, key = make_certificate(self.state_dir / "tls")
+        self.arm = ArmEmulator(self.world, self.url["arm"], self.url["kube"],
+                               self.identity_secret)
+        self.kube = KubeEmulator(self.world)
+        self.traffic = TrafficSimulator(self.world)
+        self.slack = SlackEmulator(
+            self.bot_token,
+            channels={s.channel: s.channel_name for s in SEED},
+            users=dict([REQUESTER, APPROVER, BYSTANDER]),
+            usergroups={"S0MESHAPPROVERS": [APPROVER[0]]},
+            base_url=self.url["slack"])
+        self.servers = [
+            serve(self.arm.router(), "arm", "127.0.0.1", self.ports["arm"], tls=(str(cert),
+                                                                                 str(key))),
+            serve(self.control_router(), "control", "127.0.0.1", self.ports["control"]),
+            serve(self.kube.router(), "kube", "127.0.0.1", self.ports["kube"]),
+            serve(self.traffic.router(), "traffic", "127.0.0.1", self.ports["traffic"]),
+            serve(self.slack.router(), "slack", "127.0.0.1", self.ports["slack"]),
+        ]
+        self.world.start_background()
+        if self.with_prometheus:
+            self.prometheus = start_prometheus(
+                self.state_dir, self.ports["prometheus"],
+                [f"127.0.0.1:{self.ports['traffic']}"], self.prometheus_bin)
+        self.write_files(cert)
+
+    def stop(self) -> None:
+        for s in self.servers:
+            s.shutdown()
+        if self.prometheus and self.prometheus.poll() is None:
+            self.prometheus.send_signal(signal.SIGTERM)
+            try:
+                self.prometheus.wait(10)
+            except subprocess.TimeoutExpired:
+                self.prometheus.kill()
+        self.stopped.set()
+
+    # ---------------------------------------------------------------- files
+
+    def fleet(self, ca_bundle: Path) -> dict[str, Any]:
+        return {
+            "slack": {"command": "/mesh", "api_url": self.url["slack"] + "/api/"},
+            "azure": {"arm_endpoint": self.url["arm"], "ca_bundle": str(ca_bundle)},
+            "defaults": {"upgrade": {"bake": "10s", "interval": "5s", "wave_size": 2}},
+            "clusters": {
+                s.short: {
+                    "subscription": SUBSCRIPTION, "resource_group": s.resource_group,
+                    "name": s.name, "location": s.location, "channel": s.channel,
+                    "approvers": [APPROVER[0]],
+                    "prometheus": {"url": self.url["prometheus"],
+                                   "selector": {"cluster": s.name}},
+                } for s in SEED
+            },
+        }
+
+    def env(self) -> dict[str, str]:
+        return {
+            "SLACK_BOT_TOKEN": self.bot_token,
+            "SLACK_SIGNING_SECRET": self.signing_secret,
+            "IDENTITY_ENDPOINT": self.url["control"] + "/msi/token",
+            "IDENTITY_HEADER": self.identity_secret,
+            "MESHOPS_FLEET": str(self.state_dir / "fleet.yaml"),
+        }
+
+    def write_files(self, ca_bundle: Path) -> None:
+        (self.state_dir / "fleet.yaml").write_text(
+            "# Written by `meshops sandbox` for its own ports; regenerated at every start.\n"
+            + yaml.safe_dump(self.fleet(ca_bundle), sort_keys=False))
+        env_path = self.state_dir / "sandbox.env"
+        env_path.write_text("".join(f"{k}={v}\n" for k, v in self.env().items()))
+        env_path.chmod(0o600)
+        info = {"url": self.url, "ports": self.ports, "env": self.env(),
+                "people": {"requester": REQUESTER[0], "approver": APPROVER[0],
+                           "bystander": BYSTANDER[0]},
+                "clusters": {s.short: {"name": s.name, "channel": s.channel} for s in SEED}}
+        ready = self.state_dir / "sandbox.json"
+        tmp = ready.with_suffix(".tmp")
+        tmp.write_text(json.dumps(info, indent=2))
+        tmp.replace(ready)  # atomically: its presence means "ready"
+
+    # ---------------------------------------------------------------- control API
+
+    def control_router(self) -> Router:
+        r = Router()
+        r.add("GET", "/msi/token", self._token)
+        r.add("GET", "/_sandbox/health", lambda req: Response(200, {"ok": True}))
+        r.add("GET", "/_sandbox/state", self.state)
+        r.add("GET", "/_sandbox/counters", self.counters)
+        r.add("POST", "/_sandbox/faults", self.set_fault)
+        r.add("DELETE", "/_sandbox/faults", self.clear_faults)
+        r.add("POST", "/_sandbox/arm-faults", self.set_arm_faults)
+        r.add("POST", "/_sandbox/slack-rate-limit", self.set_slack_rate_limit)
+        r.add("POST", "/_sandbox/reset", self.reset)
+        r.add("GET", "/_sandbox/arm-requests", lambda req: Response(
+            200, {"requests": self.arm.requests}))
+        r.add("GET", "/_sandbox/response-url", lambda req: Response(
+            200, {"url": self.slack.response_url_for()}))
+        return r
+
+    def _token(self, req: Request) -> Response:
+        return self.arm.token(req)
+
+    def _cluster_name(self, short_or_name: str) -> str:
+        for s in SEED:
+            if short_or_name in (s.short, s.name):
+                return s.name
+        return short_or_name
+
+    def state(self, req: Request) -> Response:
+        out = {}
+        for s in SEED:
+            c = self.world.clusters[s.name]
+            namespaces = {o["metadata"]["name"]: o["metadata"].get("labels") or {}
+                          for o in self.world.list(s.name, "Namespace")}
+            pods = []
+            for p in self.world.list(s.name, "Pod"):
+                if p["metadata"]["namespace"] in (ISTIO_NS, "kube-system"):
+                    continue
+                proxy = next((ct["image"] for ct in p["spec"]["containers"]
+                              if ct["name"] == "istio-proxy"), None)
+                pods.append({"namespace": p["metadata"]["namespace"],
+                             "name": p["metadata"]["name"],
+                             "revision": p["metadata"]["labels"].get(REV_LABEL),
+                             "proxy_image": proxy})
+            istiod = sorted(o["metadata"]["name"] for o in
+                            self.world.list(s.name, "Deployment", ISTIO_NS))
+            out[s.short] = {"name": s.name, "revisions": c.revisions,
+                            "provisioningState": c.arm["properties"]["provisioningState"],
+                            "namespaces": namespaces, "pods": pods, "istiod": istiod}
+        return Response(200, out)
+
+    def counters(self, req: Request) -> Response:
+        return Response(200, {"relabels": dict(self.world.relabels),
+                              "restarts": dict(self.world.restarts)})
+
+    def set_fault(self, req: Request) -> Response:
+        body = req.json() or {}
+        try:
+            key = (self._cluster_name(body["cluster"]), body["namespace"], body["revision"])
+        except KeyError as exc:
+            return Response(400, {"error": f"missing {exc}; need cluster, namespace, revision"})
+        self.world.faults[key] = Fault(error_rate=float(body.get("error_rate", 0)),
+                                       latency_ms=body.get("latency_ms"),
+                                       crashloop=bool(body.get("crashloop", False)))
+        return Response(200, {"faults": [list(k) for k in self.world.faults]})
+
+    def clear_faults(self, req: Request) -> Response:
+        self.world.faults.clear()
+        return Response(200, {"faults": []})
+
+    def set_arm_faults(self, req: Request) -> Response:
+        self.world.arm_faults[:] = [int(s) for s in (req.json() or {}).get("statuses", [])]
+        return Response(200, {"statuses": self.world.arm_faults})
+
+    def set_slack_rate_limit(self, req: Request) -> Response:
+        self.slack.rate_limit_next = int((req.json() or {}).get("count", 1))
+        return Response(200, {"count": self.slack.rate_limit_next})
+
+    def reset(self, req: Request) -> Response:
+        """Re-seed every cluster in place (same tokens, same ports) and zero the counters."""
+        w = self.world
+        with w.lock:
+            tokens = {name: c.token for name, c in w.clusters.items()}
+            w.clusters.clear()
+            w.operations.clear()
+            w.faults.clear()
+            w.relabels.clear()
+            w.restarts.clear()
+            w.arm_faults.clear()
+            seed(w, self.extra_namespaces)
+            for name, token in tokens.items():
+                if name in w.clusters:
+                    w.clusters[name].token = token
+        return Response(200, {"ok": True})

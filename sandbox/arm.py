@@ -1,0 +1,331 @@
+"""The ARM emulator: the managedClusters subset meshops uses, over HTTPS, and a managed
+identity token endpoint.
+
+Contracts followed (examples in ``../shared/data/aks/arm/``, api-version 2026-08-01):
+- ``GET|PUT .../managedClusters/{name}``: the body of ``ManagedClustersCreate_AzureServiceMesh``;
+  a PUT is a long-running operation: 200 with ``provisioningState: Updating`` and an
+  ``Azure-AsyncOperation`` header whose URL answers ``{"name","status","startTime"[,"endTime",
+  "error"]}`` (``real_async_operation_bodies_from_cli_recording.json``). A write while an
+  operation runs answers 409 ``OperationNotAllowed``.
+- ``serviceMeshProfile`` rules of the add-on (DESIGN.md §1): one revision, or two during a
+  canary upgrade where the second is an allowed upgrade of the first that is compatible with
+  the cluster's Kubernetes version; from two revisions only one of the two may remain.
+- ``GET .../managedClusters/{name}/meshUpgradeProfiles[/istio]`` and
+  ``GET .../locations/{location}/meshRevisionProfiles[/istio]`` in the shapes of
+  ``ManagedClustersGet_MeshUpgradeProfile`` / ``real_meshRevisionProfiles_westus2_*``.
+- ``POST .../listClusterUserCredential`` returns ``{"kubeconfigs": [{"name", "value"}]}`` with
+  a base64 kubeconfig for the cluster's Kubernetes emulator.
+- Tokens: ``/msi/token`` behaves as the App Service managed identity endpoint
+  (``IDENTITY_ENDPOINT`` + ``X-IDENTITY-HEADER``, api-version 2019-08-01), so the product's
+  ``DefaultAzureCredential`` works unchanged. ARM accepts only tokens it issued.
+"""
+
+from __future__ import annotations
+
+import base64
+import copy
+import secrets
+import time
+from datetime import UTC, datetime
+from typing import Any
+
+import yaml
+
+from sandbox.http import Request, Response, Router
+from sandbox.world import World
+
+PROVIDER = "Microsoft.ContainerService"
+MC = (r"/subscriptions/(?P<sub>[^/]+)/resourceGroups/(?P<rg>[^/]+)/providers/"
+      r"Microsoft\.ContainerService/managedClusters/(?P<name>[^/]+)")
+LOC = r"/subscriptions/(?P<sub>[^/]+)/providers/Microsoft\.ContainerService/locations/(?P<loc>[^/]+)"
+
+
+def cluster_body(sub: str, rg: str, name: str, location: str, k8s: str,
+                 revisions: list[str] | None) -> dict[str, Any]:
+    """A managedCluster as ARM returns it, after the REST spec's create example."""
+    mesh: dict[str, Any] = {"mode": "Disabled"}
+    if revisions:
+        mesh = {"mode": "Istio", "istio": {
+            "revisions": list(revisions),
+            "components": {"ingressGateways": [], "egressGateways": []}}}
+    return {
+        "id": f"/subscriptions/{sub}/resourceGroups/{rg}/providers/{PROVIDER}/managedClusters/"
+              f"{name}",
+        "name": name,
+        "type": f"{PROVIDER}/managedClusters",
+        "location": location,
+        "tags": {"environment": "sandbox"},
+        "sku": {"name": "Base", "tier": "Standard"},
+        "identity": {"type": "SystemAssigned",
+                     "principalId": "00000000-0000-0000-0000-000000000001",
+                     "tenantId": "00000000-0000-0000-0000-000000000002"},
+        "properties": {
+            "provisioningState": "Succeeded",
+            "powerState": {"code": "Running"},
+            "kubernetesVersion": k8s,
+            "currentKubernetesVersion": k8s,
+            "dnsPrefix": name,
+            "fqdn": f"{name}-sandbox.hcp.{location}.azmk8s.io",
+            "agentPoolProfiles": [{
+                "name": "nodepool1", "type": "VirtualMachineScaleSets", "count": 3,
+                "vmSize": "Standard_DS2_v2", "mode": "System", "osType": "Linux",
+                "orchestratorVersion": k8s, "provisioningState": "Succeeded",
+                "maxPods": 110}],
+            "enableRBAC": True,
+            "nodeResourceGroup": f"MC_{rg}_{name}_{location}",
+            "networkProfile": {"networkPlugin": "azure", "networkPluginMode": "overlay",
+                               "loadBalancerSku": "standard", "outboundType": "loadBalancer",
+                               "podCidr": "10.244.0.0/16", "serviceCidr": "10.0.0.0/16",
+                               "dnsServiceIP": "10.0.0.10"},
+            "addonProfiles": {},
+            "serviceMeshProfile": mesh,
+        },
+    }
+
+
+def _err(status: int, code: str, message: str, headers: dict[str, str] | None = None
+         ) -> Response:
+    return Response(status, {"error": {"code": code, "message": message}}, headers=headers)
+
+
+def _minor(k8s: str) -> str:
+    return ".".join(k8s.split(".")[:2])
+
+
+class ArmEmulator:
+    def __init__(self, world: World, base_url: str, kube_url: str, identity_secret: str):
+        self.world = world
+        self.base_url = base_url.rstrip("/")
+        self.kube_url = kube_url.rstrip("/")
+        self.identity_secret = identity_secret
+        self.tokens: set[str] = set()
+        self.requests: list[tuple[str, str, int]] = []  # (method, path, status)
+
+    # ---------------------------------------------------------------- helpers
+
+    def _cluster(self, req: Request) -> Any:
+        c = self.world.clusters.get(req.params["name"])
+        if c is None or c.subscription != req.params["sub"] or \
+                c.resource_group.lower() != req.params["rg"].lower():
+            return None
+        return c
+
+    def _not_found(self, req: Request) -> Response:
+        return _err(404, "ResourceNotFound",
+                    f"The Resource '{PROVIDER}/managedClusters/{req.params['name']}' under "
+                    f"resource group '{req.params['rg']}' was not found. For more details "
+                    "please go to https://aka.ms/ARMResourceNotFoundFix")
+
+    def guard(self, req: Request) -> Response | None:
+        if req.bearer not in self.tokens:
+            return _err(401, "AuthenticationFailed",
+                        "Authentication failed. The 'Authorization' header is missing or "
+                        "carries a token this endpoint did not issue.")
+        if "api-version" not in req.query:
+            return _err(400, "MissingApiVersionParameter",
+                        "The api-version query parameter (?api-version=) is required for all "
+                        "requests.")
+        return None
+
+    def compatible(self, revision: str, k8s: str) -> bool:
+        entry = self.world.catalog.get(revision)
+        return bool(entry) and _minor(k8s) in entry["kubernetes"]
+
+    # ---------------------------------------------------------------- routes
+
+    def router(self) -> Router:
+        r = Router()
+        r.add("GET", "/msi/token", self.token)
+        r.add("GET", MC, self.guarded(self.get_cluster))
+        r.add("PUT", MC, self.guarded(self.put_cluster))
+        r.add("GET", MC + "/meshUpgradeProfiles", self.guarded(self.list_upgrade_profiles))
+        r.add("GET", MC + "/meshUpgradeProfiles/(?P<mode>[^/]+)",
+              self.guarded(self.get_upgrade_profile))
+        r.add("POST", MC + "/listClusterUserCredential", self.guarded(self.user_credential))
+        r.add("POST", MC + "/listClusterAdminCredential", self.guarded(self.user_credential))
+        r.add("GET", LOC + "/meshRevisionProfiles", self.guarded(self.list_revision_profiles))
+        r.add("GET", LOC + "/meshRevisionProfiles/(?P<mode>[^/]+)",
+              self.guarded(self.get_revision_profile))
+        r.add("GET", LOC + "/operations/(?P<op>[^/]+)", self.guarded(self.get_operation))
+        return r
+
+    def guarded(self, fn: Any) -> Any:
+        def wrapped(req: Request) -> Response:
+            resp = self.guard(req)
+            if resp is None:
+                with self.world.lock:
+                    self.world.reconcile()
+                    resp = fn(req)
+            self.requests.append((req.method, req.path, resp.status))
+            return resp
+        return wrapped
+
+    def token(self, req: Request) -> Response:
+        if req.headers.get("X-IDENTITY-HEADER") != self.identity_secret:
+            return Response(401, {"error": "invalid_request",
+                                  "error_description": "X-IDENTITY-HEADER is missing or wrong"})
+        tok = "sandbox-" + secrets.token_urlsafe(24)
+        self.tokens.add(tok)
+        return Response(200, {"access_token": tok, "expires_on": str(int(time.time()) + 3600),
+                              "resource": req.query.get("resource", ""),
+                              "token_type": "Bearer"})
+
+    def get_cluster(self, req: Request) -> Response:
+        c = self._cluster(req)
+        return Response(200, copy.deepcopy(c.arm)) if c else self._not_found(req)
+
+    def put_cluster(self, req: Request) -> Response:
+        c = self._cluster(req)
+        if c is None:
+            return self._not_found(req)
+        if self.world.arm_faults:
+            status = self.world.arm_faults.pop(0)
+            if status == 429:
+                return _err(429, "TooManyRequests", "Too many requests; retry later.",
+                            {"Retry-After": "1"})
+            return _err(status, "InternalServerError", "The sandbox was told to fail this write.")
+        if c.operation is not None:
+            started = datetime.fromtimestamp(c.operation.started, UTC).isoformat()
+            return _err(409, "OperationNotAllowed",
+                        "Operation is not allowed because there's an in progress update managed "
+                        f"cluster operation on the managed cluster started at {started}. "
+                        "Please wait for it to finish before retrying.")
+        try:
+            body = req.json()
+        except ValueError:
+            return _err(400, "InvalidRequestContent", "The request content was invalid.")
+        mesh = ((body or {}).get("properties") or {}).get("serviceMeshProfile") or {}
+        problem = self.validate_mesh(c, mesh)
+        if problem:
+            return _err(400, problem[0], problem[1])
+        new_mesh = copy.deepcopy(mesh)
+        if new_mesh.get("mode") == "Istio":
+            istio = new_mesh.setdefault("istio", {})
+            istio.setdefault("components", {"ingressGateways": [], "egressGateways": []})
+        c.arm["properties"]["serviceMeshProfile"] = new_mesh
+        c.arm["properties"]["provisioningState"] = "Updating"
+        op = self.world.start_operation(c, c.revisions)
+        url = (f"{self.base_url}/subscriptions/{c.subscription}/providers/{PROVIDER}/locations/"
+               f"{c.location}/operations/{op.id}?api-version=2016-03-30")
+        return Response(200, copy.deepcopy(c.arm), headers={"Azure-AsyncOperation": url})
+
+    def validate_mesh(self, c: Any, mesh: dict[str, Any]) -> tuple[str, str] | None:
+        """The add-on's rules for a serviceMeshProfile change; (code, message) or None."""
+        mode = mesh.get("mode", "Disabled")
+        current = c.revisions
+        if mode != "Istio":
+            return None
+        wanted = list((mesh.get("istio") or {}).get("revisions") or [])
+        if not wanted or len(wanted) > 2 or len(set(wanted)) != len(wanted):
+            return ("InvalidParameter", "serviceMeshProfile.istio.revisions must hold one "
+                    "revision, or two during a canary upgrade.")
+        for rev in wanted:
+            if rev not in self.world.catalog:
+                return ("InvalidParameter", f"Revision {rev} is not supported in "
+                        f"{c.location}. Supported: {', '.join(sorted(self.world.catalog))}.")
+        if wanted == current:
+            return None
+        if not current:
+            if len(wanted) != 1:
+                return ("InvalidParameter", "Enable the mesh with exactly one revision.")
+            if not self.compatible(wanted[0], c.kubernetes_version):
+                return ("InvalidParameter", f"Revision {wanted[0]} is not compatible with "
+                        f"Kubernetes {c.kubernetes_version}.")
+            return None
+        if len(current) == 1 and len(wanted) == 2:
+            stable, canary = wanted
+            if stable != current[0]:
+                return ("InvalidParameter", f"A canary upgrade must keep {current[0]} as the "
+                        "first revision.")
+            if canary not in (self.world.catalog[stable].get("upgrades") or []):
+                return ("InvalidParameter", f"Upgrading from {stable} to {canary} is not "
+                        "allowed. Check meshUpgradeProfiles for the valid targets.")
+            if not self.compatible(canary, c.kubernetes_version):
+                return ("InvalidParameter", f"Revision {canary} is not compatible with "
+                        f"Kubernetes {c.kubernetes_version}; upgrade the cluster first.")
+            return None
+        if len(current) == 2 and len(wanted) == 1 and wanted[0] in current:
+            return None  # complete (canary) or roll back (stable)
+        return ("InvalidParameter", f"Cannot change revisions from {current} to {wanted}; "
+                "start a canary upgrade, then complete or roll it back.")
+
+    def get_operation(self, req: Request) -> Response:
+        op = self.world.operations.get(req.params["op"])
+        if op is None:
+            return _err(404, "NotFound", "No such operation.")
+        body: dict[str, Any] = {
+            "name": op.id, "status": op.status,
+            "startTime": datetime.fromtimestamp(op.started, UTC).isoformat()}
+        if op.status != "InProgress":
+            body["endTime"] = datetime.fromtimestamp(op.due, UTC).isoformat()
+        if op.error:
+            body["error"] = op.error
+        return Response(200, body)
+
+    def upgrade_profile(self, c: Any) -> dict[str, Any] | None:
+        if not c.revisions:
+            return None
+        rev = c.revisions[0]
+        entry = self.world.catalog[rev]
+        upgrades = [u for u in entry.get("upgrades") or []
+                    if self.compatible(u, c.kubernetes_version)]
+        props: dict[str, Any] = {
+            "revision": rev,
+            "compatibleWith": [{"name": "kubernetes", "versions": list(entry["kubernetes"])}]}
+        if upgrades:
+            props["upgrades"] = upgrades
+        return {"id": f"{c.arm['id']}/meshUpgradeProfiles/istio", "name": "istio",
+                "type": f"{PROVIDER}/managedClusters/meshUpgradeProfiles", "properties": props}
+
+    def get_upgrade_profile(self, req: Request) -> Response:
+        c = self._cluster(req)
+        if c is None:
+            return self._not_found(req)
+        profile = self.upgrade_profile(c)
+        if profile is None or req.params["mode"].lower() != "istio":
+            return _err(404, "NotFound", "The service mesh is not enabled on this cluster.")
+        return Response(200, profile)
+
+    def list_upgrade_profiles(self, req: Request) -> Response:
+        c = self._cluster(req)
+        if c is None:
+            return self._not_found(req)
+        profile = self.upgrade_profile(c)
+        return Response(200, {"value": [profile] if profile else []})
+
+    def revision_profile(self, sub: str, loc: str) -> dict[str, Any]:
+        revisions = []
+        for entry in self.world.catalog.values():
+            item: dict[str, Any] = {"revision": entry["revision"]}
+            if entry.get("upgrades"):
+                item["upgrades"] = list(entry["upgrades"])
+            item["compatibleWith"] = [
+                {"name": "KubernetesOfficial", "versions": list(entry["kubernetes"])},
+                {"name": "AKSLongTermSupport", "versions": list(entry["kubernetes"])}]
+            revisions.append(item)
+        return {"id": f"/subscriptions/{sub}/providers/{PROVIDER}/locations/{loc}/"
+                      "meshRevisionProfiles/istio",
+                "name": "istio", "type": f"{PROVIDER}/locations/meshRevisionProfiles",
+                "properties": {"meshRevisions": revisions}}
+
+    def get_revision_profile(self, req: Request) -> Response:
+        return Response(200, self.revision_profile(req.params["sub"], req.params["loc"]))
+
+    def list_revision_profiles(self, req: Request) -> Response:
+        return Response(200, {"value": [self.revision_profile(req.params["sub"],
+                                                              req.params["loc"])]})
+
+    def user_credential(self, req: Request) -> Response:
+        c = self._cluster(req)
+        if c is None:
+            return self._not_found(req)
+        kubeconfig = {
+            "apiVersion": "v1", "kind": "Config", "current-context": c.name,
+            "clusters": [{"name": c.name, "cluster": {
+                "server": f"{self.kube_url}/clusters/{c.name}"}}],
+            "contexts": [{"name": c.name, "context": {"cluster": c.name,
+                                                       "user": f"clusterUser_{c.name}"}}],
+            "users": [{"name": f"clusterUser_{c.name}", "user": {"token": c.token}}],
+        }
+        value = base64.b64encode(yaml.safe_dump(kubeconfig).encode()).decode()
+        return Response(200, {"kubeconfigs": [{"name": "clusterUser", "value": value}]})

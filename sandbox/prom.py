@@ -1,0 +1,63 @@
+"""Runs a real Prometheus (Debian's ``prometheus``) that scrapes the traffic simulator.
+
+Its own config file, port and data directory under the sandbox's state directory; a
+one-second scrape interval so metric gates can use windows of a few seconds.
+"""
+
+from __future__ import annotations
+
+import shutil
+import subprocess
+import time
+from pathlib import Path
+
+import requests
+import yaml
+
+
+class PrometheusNotFound(RuntimeError):
+    pass
+
+
+def find_prometheus(binary: str = "prometheus") -> str:
+    path = shutil.which(binary) or (binary if Path(binary).exists() else None)
+    if not path:
+        raise PrometheusNotFound(
+            f"`{binary}` not found. Install Debian's package (`apt-get install -y prometheus`) "
+            "or pass --prometheus-bin."
+        )
+    return path
+
+
+def start_prometheus(state_dir: Path, port: int, targets: list[str], binary: str = "prometheus",
+                     scrape_interval: str = "1s") -> subprocess.Popen[bytes]:
+    """Start Prometheus scraping ``targets`` (host:port); returns once it is ready."""
+    path = find_prometheus(binary)
+    data = state_dir / "prometheus-data"
+    data.mkdir(parents=True, exist_ok=True)
+    config = state_dir / "prometheus.yml"
+    config.write_text(yaml.safe_dump({
+        "global": {"scrape_interval": scrape_interval, "evaluation_interval": scrape_interval},
+        "scrape_configs": [{"job_name": "istio-traffic", "honor_labels": True,
+                            "static_configs": [{"targets": targets}]}],
+    }))
+    log = open(state_dir / "prometheus.log", "ab")  # noqa: SIM115 - owned by the process
+    proc = subprocess.Popen(
+        [path, f"--config.file={config}", f"--storage.tsdb.path={data}",
+         f"--web.listen-address=127.0.0.1:{port}", "--storage.tsdb.retention.time=6h",
+         "--log.level=warn"],
+        stdout=log, stderr=subprocess.STDOUT,
+    )
+    deadline = time.time() + 30
+    while time.time() < deadline:
+        if proc.poll() is not None:
+            raise RuntimeError(f"Prometheus exited with {proc.returncode}; see "
+                               f"{state_dir / 'prometheus.log'}")
+        try:
+            if requests.get(f"http://127.0.0.1:{port}/-/ready", timeout=1).ok:
+                return proc
+        except requests.RequestException:
+            pass
+        time.sleep(0.2)
+    proc.terminate()
+    raise RuntimeError("Prometheus did not become ready within 30 s")

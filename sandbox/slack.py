@@ -1,0 +1,209 @@
+"""The Slack Web API emulator: checks tokens and Block Kit, records every call.
+
+Implements the Web API methods meshops calls (``auth.test``, ``chat.postMessage``,
+``chat.update``, ``chat.postEphemeral``, ``conversations.history``,
+``conversations.replies``, ``usergroups.users.list``, ``users.info``) with Slack's envelope
+(``{"ok": true, ...}`` or ``{"ok": false, "error": "invalid_auth"}``), form or JSON bodies,
+and ``response_url`` targets for ephemeral replies to slash commands and clicks. Blocks are
+validated with slack_sdk's Block Kit models and Slack's limits (50 blocks a message, 3,000
+characters a section text); an invalid message is refused with ``invalid_blocks`` as Slack
+does. ``rate_limit_next`` answers the next calls with 429 and ``Retry-After``.
+
+``GET /_sandbox/slack/log?after=N`` returns the recorded conversation for viewers.
+"""
+
+from __future__ import annotations
+
+import json
+import threading
+import time
+import uuid
+from typing import Any
+
+from slack_sdk.errors import SlackObjectFormationError
+from slack_sdk.models.blocks import Block
+
+from sandbox.http import Request, Response, Router
+
+MAX_BLOCKS = 50
+MAX_SECTION_TEXT = 3000
+MAX_TEXT = 40000
+
+
+def check_blocks(blocks: Any) -> str | None:
+    """Why Slack would refuse these blocks, or None."""
+    if blocks is None:
+        return None
+    if not isinstance(blocks, list):
+        return "blocks must be a list"
+    if len(blocks) > MAX_BLOCKS:
+        return f"{len(blocks)} blocks; Slack allows {MAX_BLOCKS}"
+    for i, raw in enumerate(blocks):
+        try:
+            block = Block.parse(raw)
+            if block is None:
+                return f"block {i} has an unknown type"
+            block.validate_json()
+        except (SlackObjectFormationError, KeyError, TypeError, ValueError) as exc:
+            return f"block {i}: {exc}"
+        text = (raw.get("text") or {}).get("text", "") if isinstance(raw, dict) else ""
+        if len(text) > MAX_SECTION_TEXT:
+            return f"block {i}: text of {len(text)} characters; Slack allows {MAX_SECTION_TEXT}"
+    return None
+
+
+class SlackEmulator:
+    def __init__(self, bot_token: str, channels: dict[str, str], users: dict[str, str],
+                 usergroups: dict[str, list[str]] | None = None, base_url: str = ""):
+        self.bot_token = bot_token
+        self.channels = channels  # id -> name
+        self.users = users  # id -> name
+        self.usergroups = usergroups or {}
+        self.base_url = base_url.rstrip("/")
+        self.lock = threading.Lock()
+        self.log: list[dict[str, Any]] = []
+        self.messages: dict[tuple[str, str], dict[str, Any]] = {}
+        self.calls: list[str] = []
+        self.rate_limit_next = 0
+        self._n = 0
+
+    def _ts(self) -> str:
+        self._n += 1
+        return f"{int(time.time())}.{self._n:06d}"
+
+    def _record(self, kind: str, **entry: Any) -> dict[str, Any]:
+        entry.update(kind=kind, seq=len(self.log) + 1, at=time.time())
+        self.log.append(entry)
+        return entry
+
+    def router(self) -> Router:
+        r = Router()
+        r.add("POST", r"/api/(?P<method>[a-zA-Z.]+)", self.api)
+        r.add("GET", r"/api/(?P<method>[a-zA-Z.]+)", self.api)
+        r.add("POST", r"/_sandbox/slack/response/(?P<id>[\w-]+)", self.response_url)
+        r.add("GET", r"/_sandbox/slack/log", self.get_log)
+        return r
+
+    def response_url_for(self) -> str:
+        return f"{self.base_url}/_sandbox/slack/response/{uuid.uuid4().hex}"
+
+    def get_log(self, req: Request) -> Response:
+        after = int(req.query.get("after", 0))
+        with self.lock:
+            return Response(200, {"entries": [e for e in self.log if e["seq"] > after]})
+
+    def response_url(self, req: Request) -> Response:
+        body = req.json() or {}
+        problem = check_blocks(body.get("blocks"))
+        if problem:
+            return Response(400, "invalid_blocks", content_type="text/plain")
+        with self.lock:
+            self._record("response", text=body.get("text", ""), blocks=body.get("blocks"),
+                         response_type=body.get("response_type", "ephemeral"),
+                         replace_original=body.get("replace_original", False))
+        return Response(200, "ok", content_type="text/plain")
+
+    def api(self, req: Request) -> Response:
+        method = req.params["method"]
+        args = req.form()
+        args.update(req.query)
+        token = req.bearer or args.get("token")
+        with self.lock:
+            self.calls.append(method)
+            if self.rate_limit_next > 0:
+                self.rate_limit_next -= 1
+                return Response(429, {"ok": False, "error": "ratelimited"},
+                                headers={"Retry-After": "1"})
+            if token != self.bot_token:
+                return Response(200, {"ok": False, "error": "invalid_auth"})
+            handler = getattr(self, "m_" + method.replace(".", "_"), None)
+            if handler is None:
+                return Response(200, {"ok": False, "error": "unknown_method"})
+            return Response(200, handler(args))
+
+    # ---------------------------------------------------------------- methods
+
+    def m_auth_test(self, args: dict[str, str]) -> dict[str, Any]:
+        return {"ok": True, "url": "https://sandbox.slack.com/", "team": "meshops sandbox",
+                "user": "meshops", "team_id": "T0SANDBOX", "user_id": "U0MESHOPS",
+                "bot_id": "B0MESHOPS", "is_enterprise_install": False}
+
+    def _message_args(self, args: dict[str, str]) -> tuple[dict[str, Any] | None, Any]:
+        channel = args.get("channel", "")
+        if channel not in self.channels:
+            return {"ok": False, "error": "channel_not_found"}, None
+        blocks = json.loads(args["blocks"]) if args.get("blocks") else None
+        if not args.get("text") and not blocks:
+            return {"ok": False, "error": "no_text"}, None
+        if len(args.get("text", "")) > MAX_TEXT:
+            return {"ok": False, "error": "msg_too_long"}, None
+        problem = check_blocks(blocks)
+        if problem:
+            return {"ok": False, "error": "invalid_blocks", "errors": [problem]}, None
+        return None, blocks
+
+    def m_chat_postMessage(self, args: dict[str, str]) -> dict[str, Any]:  # noqa: N802
+        error, blocks = self._message_args(args)
+        if error:
+            return error
+        ts = self._ts()
+        msg = {"type": "message", "user": "U0MESHOPS", "bot_id": "B0MESHOPS", "ts": ts,
+               "text": args.get("text", ""), "blocks": blocks,
+               "thread_ts": args.get("thread_ts")}
+        self.messages[(args["channel"], ts)] = msg
+        self._record("post", channel=args["channel"], ts=ts, thread_ts=args.get("thread_ts"),
+                     text=msg["text"], blocks=blocks)
+        return {"ok": True, "channel": args["channel"], "ts": ts, "message": msg}
+
+    def m_chat_update(self, args: dict[str, str]) -> dict[str, Any]:
+        error, blocks = self._message_args(args)
+        if error:
+            return error
+        key = (args["channel"], args.get("ts", ""))
+        if key not in self.messages:
+            return {"ok": False, "error": "message_not_found"}
+        msg = self.messages[key]
+        msg.update(text=args.get("text", ""), blocks=blocks)
+        self._record("update", channel=args["channel"], ts=key[1], text=msg["text"],
+                     blocks=blocks)
+        return {"ok": True, "channel": args["channel"], "ts": key[1], "text": msg["text"]}
+
+    def m_chat_postEphemeral(self, args: dict[str, str]) -> dict[str, Any]:  # noqa: N802
+        error, blocks = self._message_args(args)
+        if error:
+            return error
+        if args.get("user") not in self.users:
+            return {"ok": False, "error": "user_not_in_channel"}
+        self._record("ephemeral", channel=args["channel"], user=args["user"],
+                     text=args.get("text", ""), blocks=blocks)
+        return {"ok": True, "message_ts": self._ts()}
+
+    def m_conversations_history(self, args: dict[str, str]) -> dict[str, Any]:
+        channel = args.get("channel", "")
+        if channel not in self.channels:
+            return {"ok": False, "error": "channel_not_found"}
+        msgs = [m for (c, _), m in self.messages.items() if c == channel and not m["thread_ts"]]
+        return {"ok": True, "messages": sorted(msgs, key=lambda m: m["ts"], reverse=True),
+                "has_more": False}
+
+    def m_conversations_replies(self, args: dict[str, str]) -> dict[str, Any]:
+        channel, ts = args.get("channel", ""), args.get("ts", "")
+        if (channel, ts) not in self.messages:
+            return {"ok": False, "error": "thread_not_found"}
+        msgs = [self.messages[(channel, ts)]] + sorted(
+            (m for (c, _), m in self.messages.items() if c == channel and m["thread_ts"] == ts),
+            key=lambda m: m["ts"])
+        return {"ok": True, "messages": msgs, "has_more": False}
+
+    def m_usergroups_users_list(self, args: dict[str, str]) -> dict[str, Any]:
+        group = args.get("usergroup", "")
+        if group not in self.usergroups:
+            return {"ok": False, "error": "no_such_subteam"}
+        return {"ok": True, "users": list(self.usergroups[group])}
+
+    def m_users_info(self, args: dict[str, str]) -> dict[str, Any]:
+        user = args.get("user", "")
+        if user not in self.users:
+            return {"ok": False, "error": "user_not_found"}
+        return {"ok": True, "user": {"id": user, "name": self.users[user],
+                                     "real_name": self.users[user]}}

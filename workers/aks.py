@@ -1,0 +1,153 @@
+"""``AksMeshApi``: the managed cluster's service mesh through ARM, on azure-mgmt-containerservice.
+
+Contracts: Microsoft.ContainerService managedClusters (``serviceMeshProfile``,
+``meshUpgradeProfiles``, ``listClusterUserCredential``) and the ARM long-running-operation
+protocol (``Azure-AsyncOperation``), examples in ``../shared/data/aks/arm/``.
+
+The PUT is sent with ``polling=False``: the run stores the ``Azure-AsyncOperation`` URL and
+later ticks poll it, so no worker waits on an operation. Every azure-core exception is
+translated here (409, 429 and 5xx are temporary; the rest permanent, with ARM's message).
+"""
+
+from __future__ import annotations
+
+from functools import lru_cache
+from typing import Any
+
+from azure.core.credentials import TokenCredential
+from azure.core.exceptions import (
+    ClientAuthenticationError,
+    HttpResponseError,
+    ResourceNotFoundError,
+    ServiceRequestError,
+    ServiceResponseError,
+)
+from azure.core.rest import HttpRequest
+from azure.identity import DefaultAzureCredential
+from azure.mgmt.containerservice import ContainerServiceClient
+
+from workers.config import ClusterConfig, Fleet
+from workflows.errors import ArmError, MeshopsError, TemporaryError
+from workflows.ports import MeshState, OperationStatus
+
+
+def translate(exc: Exception, what: str) -> MeshopsError:
+    """An azure-core exception → a meshops error saying what failed and what to do."""
+    if isinstance(exc, ClientAuthenticationError):
+        return ArmError(f"{what}: could not authenticate to Azure ({exc.message}). Check the "
+                        "managed identity or the AZURE_* environment of DefaultAzureCredential.")
+    if isinstance(exc, ServiceRequestError | ServiceResponseError):
+        return TemporaryError(f"{what}: ARM unreachable ({exc.message})", 10)
+    if isinstance(exc, HttpResponseError):
+        status = exc.status_code or 0
+        code = exc.error.code if exc.error else None
+        message = exc.error.message if exc.error else exc.message
+        if status == 409:
+            return TemporaryError(f"{what}: ARM answered 409 {code}: {message}", 15)
+        if status == 429:
+            retry = 10.0
+            if exc.response is not None:
+                try:
+                    retry = float(exc.response.headers.get("Retry-After", retry))
+                except ValueError:
+                    pass
+            return TemporaryError(f"{what}: ARM answered 429 (throttled)", retry)
+        if status >= 500:
+            return TemporaryError(f"{what}: ARM answered {status} {code}", 15)
+        if isinstance(exc, ResourceNotFoundError) or status == 404:
+            return ArmError(f"{what}: not found in Azure ({message}). Check subscription, "
+                            "resource_group and name in the fleet file.", code)
+        return ArmError(f"{what}: ARM refused it: {code}: {message}", code)
+    return ArmError(f"{what}: {exc}")
+
+
+class AksMeshApi:
+    """Implements :class:`workflows.ports.MeshApi` for the clusters of a fleet."""
+
+    def __init__(self, fleet: Fleet, credential: TokenCredential | None = None):
+        self.fleet = fleet
+        self.credential = credential or DefaultAzureCredential()
+        self.calls = 0
+
+    @lru_cache(maxsize=32)  # noqa: B019 - one client per subscription for the process
+    def client(self, subscription: str) -> ContainerServiceClient:
+        kwargs: dict[str, Any] = {}
+        if self.fleet.azure.ca_bundle:
+            kwargs["connection_verify"] = str(self.fleet.azure.ca_bundle)
+        return ContainerServiceClient(self.credential, subscription,
+                                      base_url=self.fleet.azure.arm_endpoint,
+                                      retry_total=2, **kwargs)
+
+    def _c(self, cluster: str) -> tuple[ClusterConfig, Any]:
+        cfg = self.fleet.cluster(cluster)
+        return cfg, self.client(cfg.subscription).managed_clusters
+
+    def get_mesh(self, cluster: str) -> MeshState:
+        cfg, mc_ops = self._c(cluster)
+        self.calls += 1
+        try:
+            mc = mc_ops.get(cfg.resource_group, cfg.name)
+        except Exception as exc:
+            raise translate(exc, f"reading cluster {cfg.name}") from exc
+        profile = mc.service_mesh_profile
+        revisions = list(profile.istio.revisions or []) if profile and profile.istio else []
+        mode = getattr(profile.mode, "value", profile.mode) if profile else None
+        return MeshState(mode=str(mode or "Disabled"),
+                         revisions=revisions,
+                         provisioning_state=mc.provisioning_state or "Unknown",
+                         kubernetes_version=mc.current_kubernetes_version
+                         or mc.kubernetes_version or "",
+                         location=mc.location)
+
+    def upgrade_targets(self, cluster: str) -> list[str]:
+        cfg, mc_ops = self._c(cluster)
+        self.calls += 1
+        try:
+            profile = mc_ops.get_mesh_upgrade_profile(cfg.resource_group, cfg.name, "istio")
+        except ResourceNotFoundError:
+            return []
+        except Exception as exc:
+            raise translate(exc, f"reading meshUpgradeProfiles of {cfg.name}") from exc
+        return list(profile.properties.upgrades or []) if profile.properties else []
+
+    def set_revisions(self, cluster: str, revisions: list[str]) -> str | None:
+        cfg, mc_ops = self._c(cluster)
+        headers: dict[str, str] = {}
+
+        def keep_headers(response: Any) -> None:
+            headers.update(response.http_response.headers)
+
+        self.calls += 2
+        try:
+            mc = mc_ops.get(cfg.resource_group, cfg.name)
+            mc.service_mesh_profile.istio.revisions = list(revisions)
+            mc_ops.begin_create_or_update(cfg.resource_group, cfg.name, mc, polling=False,
+                                          raw_response_hook=keep_headers)
+        except Exception as exc:
+            raise translate(exc, f"setting revisions {revisions} on {cfg.name}") from exc
+        return headers.get("Azure-AsyncOperation") or headers.get("azure-asyncoperation")
+
+    def operation_status(self, cluster: str, url: str) -> OperationStatus:
+        cfg, _ = self._c(cluster)
+        self.calls += 1
+        try:
+            resp = self.client(cfg.subscription).send_request(HttpRequest("GET", url))
+            resp.raise_for_status()
+            body = resp.json()
+        except Exception as exc:
+            raise translate(exc, f"polling the operation on {cfg.name}") from exc
+        error = body.get("error") or {}
+        return OperationStatus(body.get("status", "InProgress"), error.get("code"),
+                               error.get("message"))
+
+    def kubeconfig(self, cluster: str, admin: bool = False) -> bytes:
+        """The kubeconfig of ``listClusterUserCredential`` (or ``...AdminCredential``)."""
+        cfg, mc_ops = self._c(cluster)
+        try:
+            if admin:
+                result = mc_ops.list_cluster_admin_credentials(cfg.resource_group, cfg.name)
+            else:
+                result = mc_ops.list_cluster_user_credentials(cfg.resource_group, cfg.name)
+        except Exception as exc:
+            raise translate(exc, f"getting credentials of {cfg.name}") from exc
+        return bytes(result.kubeconfigs[0].value)

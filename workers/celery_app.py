@@ -1,0 +1,118 @@
+"""The Celery app and its tasks: thin, each takes a run id, never an object.
+
+- ``meshops.tick(run_id, seq)``: one step of a run; schedules the next with a countdown
+  (a step never sleeps) and asks for a Slack sync when the history grew.
+- ``meshops.notify(run_id)``: bring Slack up to date with the stored run.
+- ``meshops.sweep()`` (beat, every 5 s): re-enqueue runs whose next tick is overdue, which
+  is how a run goes on after its worker was killed (``acks_late`` also redelivers, but only
+  after the broker's visibility timeout).
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+from functools import cache
+from typing import Any
+
+import structlog
+from celery import Celery
+from celery.signals import worker_process_init
+
+from workers.config import Fleet, load_fleet, settings
+from workers.engine import Engine, FleetPorts
+from workers.slack import SlackNotifier, make_client
+from workers.store import RedisRunStore
+from workflows.errors import RunNotFound, TemporaryError
+
+log = structlog.get_logger("meshops.worker")
+
+app = Celery("meshops")
+app.conf.update(
+    broker_url=os.environ.get("REDIS_URL", "redis://127.0.0.1:6379/0"),
+    task_ignore_result=True,
+    task_acks_late=True,
+    task_reject_on_worker_lost=True,
+    worker_prefetch_multiplier=1,
+    task_default_queue=os.environ.get("MESHOPS_REDIS_PREFIX", "meshops"),
+    broker_transport_options={"visibility_timeout": 600},
+    broker_connection_retry_on_startup=True,
+    worker_hijack_root_logger=False,
+    beat_schedule={"meshops-sweep": {"task": "meshops.sweep", "schedule": 5.0}},
+    timezone="UTC",
+)
+
+
+class Context:
+    """What a worker process needs, built once per process from the environment."""
+
+    def __init__(self) -> None:
+        env = settings()
+        self.fleet: Fleet = load_fleet(env.meshops_fleet)
+        self.store = RedisRunStore.from_url(env.redis_url, env.meshops_redis_prefix)
+        self.ports = FleetPorts(self.fleet)
+        self.engine = Engine(self.fleet, self.store, self.ports)
+        self.notifier = SlackNotifier(
+            make_client(env.slack_bot_token, self.fleet.slack.api_url), self.store,
+            lambda c: self.fleet.clusters[c].approvers)
+
+
+@cache
+def context() -> Context:
+    return Context()
+
+
+@worker_process_init.connect
+def _fresh_context(**_: Any) -> None:
+    context.cache_clear()  # clients must not be shared across a fork
+
+
+@app.task(name="meshops.tick")
+def tick_task(run_id: str, seq: int) -> None:
+    ctx = context()
+    try:
+        advanced = ctx.engine.advance(run_id, seq)
+    except RunNotFound:
+        log.warning("tick.unknown_run", run_id=run_id)
+        return
+    if advanced is None:
+        return
+    if advanced.recheck_after is not None:
+        tick_task.apply_async((run_id, advanced.run.seq), countdown=advanced.recheck_after)
+    if advanced.logged:
+        notify_task.delay(run_id)
+
+
+@app.task(name="meshops.notify", bind=True, max_retries=12)
+def notify_task(self: Any, run_id: str) -> None:
+    ctx = context()
+    lock = ctx.store.r.lock(ctx.store.key("notify-lock", run_id), timeout=60,
+                            blocking_timeout=30)
+    if not lock.acquire():
+        raise self.retry(countdown=2)
+    try:
+        ctx.notifier.sync(ctx.store.get(run_id))
+    except TemporaryError as exc:
+        log.warning("notify.retry", run_id=run_id, error=str(exc))
+        raise self.retry(countdown=min(60, exc.delay_s * (self.request.retries + 1))) from exc
+    finally:
+        lock.release()
+
+
+@app.task(name="meshops.sweep")
+def sweep_task() -> None:
+    ctx = context()
+    for run in ctx.engine.overdue():
+        log.info("sweep.reenqueue", run_id=run.id, seq=run.seq)
+        tick_task.delay(run.id, run.seq)
+
+
+def enqueue_tick(run_id: str, seq: int) -> None:
+    tick_task.delay(run_id, seq)
+
+
+def enqueue_notify(run_id: str) -> None:
+    notify_task.delay(run_id)
+
+
+logging.getLogger("azure").setLevel(logging.WARNING)

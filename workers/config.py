@@ -1,0 +1,237 @@
+"""Configuration: the fleet YAML file and the environment (DESIGN.md §7).
+
+Validated with pydantic at start; an invalid file fails with the path of each bad field and
+the reason (``clusters.prod.approvers: List should have at least 1 item``), never later.
+Secrets come only from the environment.
+"""
+
+from __future__ import annotations
+
+import re
+from pathlib import Path
+from typing import Annotated, Any, Literal
+
+import yaml
+from pydantic import (
+    BaseModel,
+    BeforeValidator,
+    ConfigDict,
+    Field,
+    ValidationError,
+    field_validator,
+)
+from pydantic_settings import BaseSettings, SettingsConfigDict
+
+from workflows.commands import CLUSTER_RE, parse_duration
+from workflows.errors import ConfigError, InvalidCommand
+from workflows.model import GateThresholds, UpgradeOptions
+from workflows.upgrade import ClusterPolicy
+
+
+def _duration(value: Any) -> Any:
+    if isinstance(value, str):
+        try:
+            return parse_duration(value)
+        except InvalidCommand as exc:
+            raise ValueError(str(exc)) from exc
+    return value
+
+
+Seconds = Annotated[float, BeforeValidator(_duration), Field(ge=0)]
+SLACK_ID = re.compile(r"^[UWS][A-Z0-9]{2,}$")
+
+
+class Strict(BaseModel):
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+
+class SlackConfig(Strict):
+    command: str = Field("/mesh", pattern=r"^/[a-z0-9_-]{1,31}$")
+    api_url: str = Field("https://slack.com/api/", pattern=r"^https?://")
+
+
+class AzureConfig(Strict):
+    arm_endpoint: str = Field("https://management.azure.com", pattern=r"^https://")
+    #: PEM bundle to trust for ARM (a TLS-inspecting proxy, or the sandbox's certificate)
+    ca_bundle: Path | None = None
+
+    @field_validator("ca_bundle")
+    @classmethod
+    def _exists(cls, v: Path | None) -> Path | None:
+        if v is not None and not v.is_file():
+            raise ValueError(f"no file at {v}")
+        return v
+
+
+class UpgradeConfig(Strict):
+    bake: Seconds | None = None
+    interval: Seconds | None = None
+    wave_size: int | None = Field(None, ge=1)
+    pilot: list[str] | None = None
+    waves: list[list[str]] | None = None
+    approve_waves: bool | None = None
+
+    def as_options(self) -> dict[str, Any]:
+        names = {"bake": "bake_s", "interval": "interval_s"}
+        return {names.get(k, k): v for k, v in self.model_dump().items() if v is not None}
+
+
+class GatesConfig(Strict):
+    min_success_rate: float | None = Field(None, ge=0, le=100)
+    max_success_rate_drop: float | None = Field(None, ge=0)
+    max_p99_ms: float | None = Field(None, gt=0)
+    max_p99_ratio: float | None = Field(None, ge=1)
+    min_requests: int | None = Field(None, ge=1)
+    failure_threshold: int | None = Field(None, ge=1)
+    error_limit: int | None = Field(None, ge=1)
+    rollout_deadline: Seconds | None = None
+
+    def as_thresholds(self) -> dict[str, Any]:
+        names = {"rollout_deadline": "rollout_deadline_s"}
+        return {names.get(k, k): v for k, v in self.model_dump().items() if v is not None}
+
+
+class Defaults(Strict):
+    upgrade: UpgradeConfig = UpgradeConfig()
+    gates: GatesConfig = GatesConfig()
+
+
+class PrometheusConfig(Strict):
+    url: str = Field(pattern=r"^https?://")
+    #: label matchers added to every query, e.g. {cluster: aks-prod} for a shared Prometheus
+    selector: dict[str, str] = Field(default_factory=dict)
+    #: "azure": an Entra token for Azure Monitor managed Prometheus (DefaultAzureCredential)
+    auth: Literal["none", "azure"] = "none"
+
+
+class KubernetesConfig(Strict):
+    #: user: listClusterUserCredential; admin: listClusterAdminCredential; or a kubeconfig file
+    credential: Literal["user", "admin"] = "user"
+    kubeconfig: Path | None = None
+    context: str | None = None
+
+
+class ClusterConfig(Strict):
+    subscription: str = Field(pattern=r"^[0-9a-fA-F-]{36}$")
+    resource_group: str = Field(min_length=1, max_length=90)
+    name: str = Field(min_length=1, max_length=63)
+    location: str = Field(pattern=r"^[a-z0-9]+$")
+    channel: str = Field(pattern=r"^[CG][A-Z0-9]{2,}$")
+    requesters: list[str] = Field(default_factory=list)
+    approvers: list[str] = Field(min_length=1)
+    allow_self_approval: bool = False
+    kubernetes: KubernetesConfig = KubernetesConfig()
+    prometheus: PrometheusConfig
+    upgrade: UpgradeConfig = UpgradeConfig()
+    gates: GatesConfig = GatesConfig()
+
+    @field_validator("requesters", "approvers")
+    @classmethod
+    def _slack_ids(cls, v: list[str]) -> list[str]:
+        bad = [x for x in v if not SLACK_ID.match(x)]
+        if bad:
+            raise ValueError(f"not Slack user or user group ids (U…, W…, S…): {', '.join(bad)}")
+        return v
+
+
+class Fleet(Strict):
+    slack: SlackConfig = SlackConfig()
+    azure: AzureConfig = AzureConfig()
+    defaults: Defaults = Defaults()
+    clusters: dict[str, ClusterConfig] = Field(min_length=1)
+
+    @field_validator("clusters")
+    @classmethod
+    def _names(cls, v: dict[str, ClusterConfig]) -> dict[str, ClusterConfig]:
+        bad = [k for k in v if not CLUSTER_RE.match(k)]
+        if bad:
+            raise ValueError(f"cluster names must be lowercase letters, digits and dashes: "
+                             f"{', '.join(bad)}")
+        return v
+
+    def cluster(self, short: str) -> ClusterConfig:
+        from workflows.errors import UnknownCluster
+
+        if short not in self.clusters:
+            raise UnknownCluster(short, sorted(self.clusters))
+        return self.clusters[short]
+
+    def upgrade_options(self, short: str, overrides: dict[str, Any]) -> UpgradeOptions:
+        merged = {**self.defaults.upgrade.as_options(),
+                  **self.clusters[short].upgrade.as_options(), **overrides}
+        return UpgradeOptions(**merged)
+
+    def thresholds(self, short: str) -> GateThresholds:
+        return GateThresholds(**{**self.defaults.gates.as_thresholds(),
+                                 **self.clusters[short].gates.as_thresholds()})
+
+    def policy(self, short: str, groups: dict[str, frozenset[str]] | None = None
+               ) -> ClusterPolicy:
+        """The access policy, with user groups (``S…``) expanded through ``groups``."""
+        c = self.clusters[short]
+
+        def expand(ids: list[str]) -> frozenset[str]:
+            out: set[str] = set()
+            for i in ids:
+                out |= (groups or {}).get(i, frozenset()) if i.startswith("S") else {i}
+            return frozenset(out)
+
+        return ClusterPolicy(requesters=expand(c.requesters), approvers=expand(c.approvers),
+                             allow_self_approval=c.allow_self_approval)
+
+
+def _format(exc: ValidationError, path: Path) -> str:
+    lines = [f"{path}: invalid fleet file"]
+    for err in exc.errors():
+        loc = ".".join(str(p) for p in err["loc"]) or "(top)"
+        msg = err["msg"].removeprefix("Value error, ")
+        if err["type"] == "extra_forbidden":
+            msg = "unknown field (check its spelling and place)"
+        lines.append(f"  {loc}: {msg}")
+    return "\n".join(lines)
+
+
+def load_fleet(path: str | Path) -> Fleet:
+    """Read and validate a fleet file.
+
+    Raises:
+        ConfigError: the file is missing, not YAML, or invalid; one line per bad field,
+            ``clusters.dev.prometheus.url: String should match pattern '^https?://'``.
+    """
+    path = Path(path)
+    try:
+        data = yaml.safe_load(path.read_text())
+    except FileNotFoundError as exc:
+        raise ConfigError(f"{path}: no such fleet file (set MESHOPS_FLEET or --fleet)") from exc
+    except yaml.YAMLError as exc:
+        raise ConfigError(f"{path}: not valid YAML: {exc}") from exc
+    if not isinstance(data, dict):
+        raise ConfigError(f"{path}: the fleet file must be a mapping with `clusters:`")
+    try:
+        return Fleet.model_validate(data)
+    except ValidationError as exc:
+        raise ConfigError(_format(exc, path)) from exc
+
+
+class Settings(BaseSettings):
+    """The environment (secrets and endpoints; DESIGN.md §7)."""
+
+    model_config = SettingsConfigDict(extra="ignore")
+
+    slack_bot_token: str = ""
+    slack_app_token: str = ""
+    slack_signing_secret: str = ""
+    redis_url: str = "redis://127.0.0.1:6379/0"
+    meshops_fleet: Path = Path("fleet.yaml")
+    meshops_redis_prefix: str = "meshops"
+    meshops_log_level: str = "INFO"
+
+    def require(self, *names: str) -> None:
+        missing = [n.upper() for n in names if not getattr(self, n)]
+        if missing:
+            raise ConfigError(f"missing environment: {', '.join(missing)}")
+
+
+def settings() -> Settings:
+    """The environment, read now (pydantic-settings matches names case-insensitively)."""
+    return Settings()

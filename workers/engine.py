@@ -1,0 +1,166 @@
+"""The engine: advances stored runs one step at a time and applies people's decisions.
+
+It binds the core's step functions to the adapters and the run store. Every tick and every
+decision holds the run's lock and saves with compare-and-set, so a duplicated or late task
+(a Celery redelivery after a worker died, a sweep, a double click) changes nothing: a tick
+carries the ``seq`` it was scheduled for and is dropped if the run has moved on.
+"""
+
+from __future__ import annotations
+
+import time
+import uuid
+from collections.abc import Callable
+from dataclasses import dataclass
+from typing import Any
+
+import structlog
+
+from workers.aks import AksMeshApi
+from workers.config import Fleet
+from workers.kube import KubernetesClusterApi, api_client_from_kubeconfig
+from workers.prom import PrometheusMetricsApi
+from workers.store import RedisRunStore
+from workflows.errors import DecisionRefused, StaleRun
+from workflows.model import Phase, Run
+from workflows.upgrade import ClusterPolicy, decide, tick
+
+log = structlog.get_logger("meshops.engine")
+
+SWEEP_GRACE_S = 15.0  # a run this late for its next tick is re-enqueued by the sweep
+
+
+class FleetPorts:
+    """Implements :class:`workflows.ports.ClusterPorts` over a fleet file, caching clients."""
+
+    def __init__(self, fleet: Fleet, mesh: AksMeshApi | None = None):
+        self.fleet = fleet
+        self.mesh = mesh or AksMeshApi(fleet)
+        self._clusters: dict[str, KubernetesClusterApi] = {}
+        self._metrics: dict[str, PrometheusMetricsApi] = {}
+
+    def cluster_api(self, cluster: str) -> KubernetesClusterApi:
+        if cluster not in self._clusters:
+            cfg = self.fleet.cluster(cluster)
+            if cfg.kubernetes.kubeconfig:
+                raw = cfg.kubernetes.kubeconfig.read_bytes()
+            else:
+                raw = self.mesh.kubeconfig(cluster, admin=cfg.kubernetes.credential == "admin")
+            self._clusters[cluster] = KubernetesClusterApi(
+                api_client_from_kubeconfig(raw, cfg.kubernetes.context), cluster)
+        return self._clusters[cluster]
+
+    def metrics(self, cluster: str) -> PrometheusMetricsApi:
+        if cluster not in self._metrics:
+            p = self.fleet.cluster(cluster).prometheus
+            cred = self.mesh.credential if p.auth == "azure" else None
+            self._metrics[cluster] = PrometheusMetricsApi(p.url, p.selector, cred)
+        return self._metrics[cluster]
+
+
+@dataclass(frozen=True)
+class Advanced:
+    run: Run
+    recheck_after: float | None
+    logged: bool  # the history grew: Slack has something to show
+
+
+def new_run_id() -> str:
+    return "r-" + uuid.uuid4().hex[:10]
+
+
+class Engine:
+    def __init__(self, fleet: Fleet, store: RedisRunStore, ports: Any,
+                 clock: Callable[[], float] = time.time,
+                 groups: Callable[[str], dict[str, frozenset[str]]] | None = None):
+        self.fleet = fleet
+        self.store = store
+        self.ports = ports
+        self.clock = clock
+        self.groups = groups
+
+    def policy(self, cluster: str) -> ClusterPolicy:
+        return self.fleet.policy(cluster, self.groups(cluster) if self.groups else None)
+
+    def start_upgrade(self, cluster: str, revision: str, requester: str, origin_channel: str,
+                      options: dict[str, Any]) -> Run:
+        """Store a new upgrade run in PLANNING and take the cluster's lease.
+
+        Raises ``UnknownCluster``, ``DecisionRefused`` (may not request), ``ClusterBusy``.
+        """
+        cfg = self.fleet.cluster(cluster)
+        if not self.policy(cluster).may_request(requester):
+            raise DecisionRefused(f"You may not request upgrades of `{cluster}`; ask one of "
+                                  + ", ".join(f"<@{a}>" for a in cfg.approvers) + ".")
+        now = self.clock()
+        run = Run(id=new_run_id(), cluster=cluster, requester=requester, channel=cfg.channel,
+                  origin_channel=origin_channel, canary_revision=revision,
+                  options=self.fleet.upgrade_options(cluster, options),
+                  thresholds=self.fleet.thresholds(cluster), created_at=now, updated_at=now,
+                  next_tick_at=now)
+        run = run.log(now, "phase", f"requested by <@{requester}>: upgrade {cluster} to "
+                                    f"{revision}")
+        self.store.create(run)
+        log.info("run.created", run_id=run.id, cluster=cluster, revision=revision,
+                 requester=requester)
+        return run
+
+    def advance(self, run_id: str, seq: int) -> Advanced | None:
+        """Run one step of ``run_id`` if it is still at ``seq``; None if stale or locked."""
+        lock = self.store.lock(run_id)
+        if not lock.acquire(blocking=False):
+            log.info("tick.locked", run_id=run_id, seq=seq)
+            return None
+        try:
+            run = self.store.get(run_id)
+            if run.seq != seq:
+                log.info("tick.stale", run_id=run_id, seq=seq, current=run.seq)
+                return None
+            now = self.clock()
+            result = tick(run, self.ports, now)
+            if not result.changed and result.recheck_after is None:
+                return None
+            new = result.run.evolve(
+                updated_at=now,
+                next_tick_at=None if result.recheck_after is None
+                else now + result.recheck_after)
+            saved = self.store.save(new, run.seq)
+            if saved.phase != run.phase:
+                log.info("run.phase_changed", run_id=run_id, phase=saved.phase.value,
+                         wave=saved.wave_index)
+            return Advanced(saved, result.recheck_after, len(saved.history) > len(run.history))
+        finally:
+            try:
+                lock.release()
+            except Exception:  # expired while we worked: the seq check protects the run
+                log.warning("tick.lock_expired", run_id=run_id)
+
+    def decide(self, run_id: str, action: str, user: str) -> Run:
+        """Apply a person's decision atomically; raises ``DecisionRefused``/``RunNotFound``."""
+        lock = self.store.lock(run_id, blocking_timeout=10)
+        if not lock.acquire():
+            raise DecisionRefused(f"Run `{run_id}` is busy; try again in a few seconds.")
+        try:
+            for _ in range(5):
+                run = self.store.get(run_id)
+                decided = decide(run, action, user, self.policy(run.cluster), self.clock())
+                decided = decided.evolve(updated_at=self.clock(),
+                                         next_tick_at=None if decided.phase.waiting_for_person
+                                         or decided.phase.terminal else self.clock())
+                try:
+                    saved = self.store.save(decided, run.seq)
+                except StaleRun:
+                    continue
+                log.info("run.decided", run_id=run_id, action=action, user=user,
+                         phase=saved.phase.value)
+                return saved
+            raise DecisionRefused(f"Run `{run_id}` keeps changing; try again.")
+        finally:
+            lock.release()
+
+    def overdue(self) -> list[Run]:
+        """Active runs whose next tick is late (their task was lost with a worker)."""
+        now = self.clock()
+        return [r for r in self.store.list_runs(active_only=True)
+                if r.next_tick_at is not None and r.next_tick_at < now - SWEEP_GRACE_S
+                and not r.phase.waiting_for_person and r.phase != Phase.REFUSED]

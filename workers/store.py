@@ -1,0 +1,119 @@
+"""``RedisRunStore``: durable runs in Redis with compare-and-set and one lease per cluster.
+
+Keys under a prefix (``meshops`` by default; tests use their own):
+``{p}:run:{id}`` hash ``{seq, data}`` · ``{p}:runs`` zset by creation time ·
+``{p}:active`` set of run ids · ``{p}:lease:{cluster}`` the id of the run acting on it ·
+``{p}:lock:{id}`` the run's step lock · ``{p}:slack:{id}`` hash of the run's Slack messages.
+A save is a Lua script: it writes only if the stored ``seq`` is the one the caller read,
+and releases the lease when the run has ended, atomically.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+import redis
+from redis.exceptions import RedisError
+
+from workflows.errors import ClusterBusy, RunNotFound, StaleRun, TemporaryError
+from workflows.model import Run
+
+_SAVE = """
+local seq = redis.call('HGET', KEYS[1], 'seq')
+if not seq then return -1 end
+if tonumber(seq) ~= tonumber(ARGV[2]) then return 0 end
+redis.call('HSET', KEYS[1], 'seq', ARGV[3], 'data', ARGV[1])
+if ARGV[4] == '1' then
+  redis.call('SREM', KEYS[2], ARGV[5])
+  if redis.call('GET', KEYS[3]) == ARGV[5] then redis.call('DEL', KEYS[3]) end
+end
+return 1
+"""
+
+
+class RedisRunStore:
+    """Implements :class:`workflows.ports.RunStore`."""
+
+    def __init__(self, client: redis.Redis, prefix: str = "meshops"):
+        self.r = client
+        self.p = prefix
+        self._save = self.r.register_script(_SAVE)
+
+    @classmethod
+    def from_url(cls, url: str, prefix: str = "meshops") -> RedisRunStore:
+        return cls(redis.Redis.from_url(url, decode_responses=True), prefix)
+
+    def key(self, *parts: str) -> str:
+        return ":".join((self.p, *parts))
+
+    def create(self, run: Run) -> None:
+        try:
+            lease = self.key("lease", run.cluster)
+            if not self.r.set(lease, run.id, nx=True):
+                holder = self.r.get(lease) or "?"
+                raise ClusterBusy(run.cluster, holder)
+            pipe = self.r.pipeline()
+            pipe.hset(self.key("run", run.id), mapping={"seq": run.seq,
+                                                        "data": run.model_dump_json()})
+            pipe.zadd(self.key("runs"), {run.id: run.created_at})
+            pipe.sadd(self.key("active"), run.id)
+            pipe.execute()
+        except RedisError as exc:
+            raise TemporaryError(f"Redis unavailable: {exc}", 5) from exc
+
+    def get(self, run_id: str) -> Run:
+        try:
+            data = self.r.hget(self.key("run", run_id), "data")
+        except RedisError as exc:
+            raise TemporaryError(f"Redis unavailable: {exc}", 5) from exc
+        if data is None:
+            raise RunNotFound(run_id)
+        return Run.model_validate_json(data)
+
+    def save(self, run: Run, expected_seq: int) -> Run:
+        new = run.evolve(seq=expected_seq + 1)
+        try:
+            ok = self._save(
+                keys=[self.key("run", run.id), self.key("active"),
+                      self.key("lease", run.cluster)],
+                args=[new.model_dump_json(), expected_seq, expected_seq + 1,
+                      "1" if run.phase.terminal else "0", run.id])
+        except RedisError as exc:
+            raise TemporaryError(f"Redis unavailable: {exc}", 5) from exc
+        if ok == -1:
+            raise RunNotFound(run.id)
+        if ok == 0:
+            raise StaleRun(f"run {run.id} changed since seq {expected_seq}")
+        return new  # type: ignore[no-any-return]
+
+    def list_runs(self, cluster: str | None = None, active_only: bool = False,
+                  limit: int = 50) -> list[Run]:
+        if active_only:
+            ids = sorted(self.r.smembers(self.key("active")))
+        else:
+            ids = self.r.zrevrange(self.key("runs"), 0, limit - 1)
+        runs = []
+        for run_id in ids:
+            try:
+                run = self.get(run_id)
+            except RunNotFound:
+                continue
+            if cluster is None or run.cluster == cluster:
+                runs.append(run)
+        return sorted(runs, key=lambda r: r.created_at, reverse=True)
+
+    def active_run(self, cluster: str) -> str | None:
+        return self.r.get(self.key("lease", cluster))  # type: ignore[no-any-return]
+
+    def lock(self, run_id: str, timeout: float = 60, blocking_timeout: float | None = None
+             ) -> Any:
+        """The run's step lock: one tick or decision at a time; expires if its holder dies."""
+        return self.r.lock(self.key("lock", run_id), timeout=timeout,
+                           blocking=blocking_timeout is not None,
+                           blocking_timeout=blocking_timeout)
+
+    def slack_state(self, run_id: str) -> dict[str, str]:
+        return self.r.hgetall(self.key("slack", run_id))  # type: ignore[no-any-return]
+
+    def set_slack_state(self, run_id: str, **fields: str | int) -> None:
+        self.r.hset(self.key("slack", run_id), mapping=fields)
