@@ -37,7 +37,8 @@ from sandbox.world import World
 PROVIDER = "Microsoft.ContainerService"
 MC = (r"/subscriptions/(?P<sub>[^/]+)/resourceGroups/(?P<rg>[^/]+)/providers/"
       r"Microsoft\.ContainerService/managedClusters/(?P<name>[^/]+)")
-LOC = r"/subscriptions/(?P<sub>[^/]+)/providers/Microsoft\.ContainerService/locations/(?P<loc>[^/]+)"
+LOC = (r"/subscriptions/(?P<sub>[^/]+)/providers/Microsoft\.ContainerService/locations/"
+       r"(?P<loc>[^/]+)")
 
 
 def cluster_body(sub: str, rg: str, name: str, location: str, k8s: str,

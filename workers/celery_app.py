@@ -27,6 +27,8 @@ from workflows.errors import RunNotFound, TemporaryError
 
 log = structlog.get_logger("meshops.worker")
 
+PREFIX = os.environ.get("MESHOPS_REDIS_PREFIX", "meshops")
+
 app = Celery("meshops")
 app.conf.update(
     broker_url=os.environ.get("REDIS_URL", "redis://127.0.0.1:6379/0"),
@@ -34,8 +36,9 @@ app.conf.update(
     task_acks_late=True,
     task_reject_on_worker_lost=True,
     worker_prefetch_multiplier=1,
-    task_default_queue=os.environ.get("MESHOPS_REDIS_PREFIX", "meshops"),
-    broker_transport_options={"visibility_timeout": 600},
+    task_default_queue=PREFIX,
+    # every broker key under our prefix, so several deployments (or test runs) share a Redis
+    broker_transport_options={"visibility_timeout": 600, "global_keyprefix": f"{PREFIX}:kombu:"},
     broker_connection_retry_on_startup=True,
     worker_hijack_root_logger=False,
     beat_schedule={"meshops-sweep": {"task": "meshops.sweep", "schedule": 5.0}},

@@ -55,8 +55,9 @@ def fmt_check(c: Check) -> str:
     value = "no data" if c.value is None else (
         f"{c.value:.2f}{unit}" if c.metric == "success_rate" else f"{c.value:.0f}{unit}")
     mark = "✓" if c.ok else "✗"
+    threshold = f"{c.threshold:.2f}" if c.metric == "success_rate" else f"{c.threshold:.0f}"
     return f"{mark} {c.namespace} {name} {value} {'≥' if c.op == '>=' else '≤'} " \
-           f"{c.threshold:g}{unit}"
+           f"{threshold}{unit}"
 
 
 def progress_bar(wave: Wave, run: Run) -> str:

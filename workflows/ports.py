@@ -57,7 +57,7 @@ class Workload:
     kind: str  # Deployment | StatefulSet | DaemonSet
     namespace: str
     name: str
-    restarted_at: str | None  # spec.template.metadata.annotations[kubectl.kubernetes.io/restartedAt]
+    restarted_at: str | None  # pod template annotation kubectl.kubernetes.io/restartedAt
     generation: int
     observed_generation: int
     replicas: int

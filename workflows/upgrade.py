@@ -284,7 +284,8 @@ def _bake(run: Run, wave: Wave, ports: ClusterPorts, now: float) -> StepResult:
         sample = error_sample(now, str(exc))
     wave = wave.evolve(samples=[*wave.samples, sample])
     run = run.with_wave(wave).log(
-        now, "gate", f"{_wave_label(wave)}: {sample.verdict.value}"
+        now, "gate", f"{_wave_label(wave)}: gate sample {len(wave.samples)}: "
+        f"{sample.verdict.value}"
         + (f" — {sample.reason}" if sample.reason else ""),
         wave=wave.index, verdict=sample.verdict.value,
         checks=[c.model_dump() for c in sample.checks],

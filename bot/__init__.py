@@ -1,0 +1,1 @@
+"""Inbound Slack: the Bolt app, its listeners, command parsing and access control."""

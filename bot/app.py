@@ -1,0 +1,174 @@
+"""The Slack front door: a slack-bolt App with the ``/mesh`` command and the run buttons.
+
+Listeners follow bolt-python's style: plain functions whose dependencies come in by name
+(``ack``, ``command``, ``body``, ``action``, ``respond``). A command is validated,
+authorised, stored and enqueued, then acked — all within Slack's 3 s, since nothing here
+waits on ARM, Kubernetes or Prometheus (the worker's plan step does). A click is acked
+first, then applied as one atomic decision; a refused click is answered ephemerally with
+what happened instead. Buttons carry only the run id (DESIGN.md §6).
+"""
+
+from __future__ import annotations
+
+import re
+import time
+from collections.abc import Callable
+from typing import Any
+
+import structlog
+from slack_bolt import Ack, App, Respond
+from slack_sdk import WebClient
+from slack_sdk.errors import SlackApiError
+
+from workers.config import Fleet
+from workers.engine import Engine
+from workflows.commands import Decide, Help, Status, Upgrade, parse, usage
+from workflows.errors import (
+    ClusterBusy,
+    DecisionRefused,
+    InvalidCommand,
+    InvalidRevision,
+    MeshopsError,
+    RunNotFound,
+    UnknownCluster,
+)
+from workflows.model import Run
+
+log = structlog.get_logger("meshops.bot")
+
+ACTION_RE = re.compile(r"^meshops_(approve|reject|cancel|complete|rollback|pause|resume)$")
+GROUP_CACHE_S = 60.0
+
+
+class UserGroups:
+    """Members of Slack user groups (``usergroups.users.list``), cached for a minute.
+
+    When Slack cannot say who is in a group, nobody is taken to be in it: access is refused
+    rather than guessed.
+    """
+
+    def __init__(self, client: WebClient, fleet: Fleet):
+        self.client = client
+        self.fleet = fleet
+        self.cache: dict[str, tuple[float, frozenset[str]]] = {}
+
+    def members(self, group: str) -> frozenset[str]:
+        hit = self.cache.get(group)
+        if hit and time.time() - hit[0] < GROUP_CACHE_S:
+            return hit[1]
+        try:
+            users = frozenset(self.client.usergroups_users_list(usergroup=group)["users"])
+        except (SlackApiError, OSError) as exc:
+            log.warning("usergroup.unavailable", group=group, error=str(exc))
+            raise DecisionRefused(f"Slack could not say who is in user group <!subteam^{group}>;"
+                                  " refusing until it can.") from exc
+        self.cache[group] = (time.time(), users)
+        return users
+
+    def __call__(self, cluster: str) -> dict[str, frozenset[str]]:
+        c = self.fleet.clusters[cluster]
+        return {g: self.members(g) for g in {*c.approvers, *c.requesters} if g.startswith("S")}
+
+
+def help_text(command: str) -> str:
+    return (f"*meshops* runs canary upgrades of the AKS Istio add-on.\n{usage(command)}\n"
+            "A run is planned, approved by an approver other than the requester, migrated "
+            "wave by wave with a metric gate on each, and completed or rolled back.")
+
+
+def status_text(engine: Engine, cluster: str | None) -> str:
+    clusters = [cluster] if cluster else sorted(engine.fleet.clusters)
+    lines = []
+    for c in clusters:
+        cfg = engine.fleet.cluster(c)
+        active = engine.store.active_run(c)
+        line = f"*{c}* ({cfg.name}, {cfg.location}, <#{cfg.channel}>): "
+        if active:
+            try:
+                run = engine.store.get(active)
+                line += (f"run `{run.id}` {run.phase.value.replace('_', ' ')}, "
+                         f"{run.stable_revision or '?'} → {run.canary_revision}"
+                         + (f", wave {run.wave_index}/{len(run.waves) - 1}" if run.waves else ""))
+            except RunNotFound:
+                line += "no active run"
+        else:
+            line += "no active run"
+        recent = [r for r in engine.store.list_runs(c, limit=20) if r.phase.terminal][:3]
+        if recent:
+            line += "; recent: " + ", ".join(
+                f"`{r.id}` {r.phase.value} ({r.canary_revision})" for r in recent)
+        lines.append(line)
+    return "\n".join(lines)
+
+
+def create_app(fleet: Fleet, engine: Engine, client: WebClient, signing_secret: str | None,
+               enqueue_tick: Callable[[str, int], None],
+               enqueue_notify: Callable[[str], None]) -> App:
+    """Build the Bolt app.
+
+    Args:
+        signing_secret: HTTP mode verifies every request's ``X-Slack-Signature`` (v0 HMAC,
+            5 minutes of clock skew at most) and answers 401 otherwise; None in Socket Mode.
+        enqueue_tick / enqueue_notify: how work reaches the workers (Celery in production).
+    """
+    app = App(client=client, signing_secret=signing_secret,
+              request_verification_enabled=signing_secret is not None)
+    command_name = fleet.slack.command
+
+    def after_decision(run: Run) -> None:
+        if not run.phase.terminal and not run.phase.waiting_for_person:
+            enqueue_tick(run.id, run.seq)
+        enqueue_notify(run.id)
+
+    @app.command(command_name)
+    def on_command(ack: Ack, command: dict[str, Any]) -> None:
+        user, channel = command["user_id"], command.get("channel_id", "")
+        try:
+            cmd = parse(command.get("text", ""), command_name)
+            if isinstance(cmd, Help):
+                ack(response_type="ephemeral", text=help_text(command_name))
+            elif isinstance(cmd, Status):
+                ack(response_type="ephemeral", text=status_text(engine, cmd.cluster))
+            elif isinstance(cmd, Upgrade):
+                run = engine.start_upgrade(cmd.cluster, cmd.revision, user, channel,
+                                           dict(cmd.options))
+                enqueue_tick(run.id, run.seq)
+                ack(response_type="ephemeral",
+                    text=f"Planning the upgrade of `{cmd.cluster}` to `{cmd.revision}` as run "
+                         f"`{run.id}`; the plan will be posted in <#{run.channel}>.")
+            elif isinstance(cmd, Decide):
+                run = engine.decide(cmd.run_id, cmd.action, user)
+                after_decision(run)
+                ack(response_type="ephemeral",
+                    text=f"Run `{run.id}`: {cmd.action} recorded; it is now "
+                         f"{run.phase.value.replace('_', ' ')}.")
+        except (InvalidCommand, InvalidRevision, UnknownCluster, ClusterBusy, DecisionRefused,
+                RunNotFound) as exc:
+            log.info("command.refused", user=user, text=command.get("text", "")[:200],
+                     reason=str(exc))
+            ack(response_type="ephemeral", text=f":warning: {exc}")
+        except MeshopsError as exc:
+            log.warning("command.failed", user=user, error=str(exc))
+            ack(response_type="ephemeral",
+                text=f":warning: meshops could not take that now ({exc}). Nothing changed.")
+
+    @app.action(ACTION_RE)
+    def on_click(ack: Ack, body: dict[str, Any], action: dict[str, Any],
+                 respond: Respond) -> None:
+        ack()
+        verb = action["action_id"].removeprefix("meshops_")
+        run_id = str(action.get("value", ""))
+        user = body["user"]["id"]
+        try:
+            run = engine.decide(run_id, verb, user)
+        except (DecisionRefused, RunNotFound) as exc:
+            log.info("click.refused", user=user, run_id=run_id, action=verb, reason=str(exc))
+            respond(text=f":warning: {exc}", response_type="ephemeral", replace_original=False)
+            return
+        except MeshopsError as exc:
+            respond(text=f":warning: meshops could not record that now ({exc}); try again.",
+                    response_type="ephemeral", replace_original=False)
+            return
+        after_decision(run)
+
+    return app

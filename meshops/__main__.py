@@ -1,0 +1,3 @@
+from meshops.cli import main
+
+main()

@@ -1,0 +1,371 @@
+"""``meshops demo``: the main job on the sandbox, played from the Slack side.
+
+Starts what is not running yet (the sandbox with its Prometheus, a Celery worker, beat and
+the bot in HTTP mode; Redis comes from ``REDIS_URL``), then acts as people in Slack would:
+a requester types ``/mesh upgrade``, a different person who is an approver clicks
+*Approve* and later *Complete*. Requests are signed with the signing secret and shaped like
+the real payloads in ``../shared/data/slack/payloads/`` (``slash_command.*.form.txt``,
+``block_actions.message_button.*``). The conversation is printed as it happens; the exit
+status says whether the scenario ended as it should.
+
+:class:`Harness` is also what the end-to-end tests drive.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import hmac
+import json
+import os
+import re
+import secrets
+import signal
+import socket
+import subprocess
+import sys
+import time
+import urllib.parse
+from collections.abc import Callable
+from pathlib import Path
+from typing import Any
+
+import redis
+import requests
+
+RUN_ID_RE = re.compile(r"\br-[0-9a-f]{10}\b")
+TERMINAL = {"completed", "rolled_back", "cancelled", "rejected", "refused", "failed"}
+
+
+def sign(secret: str, body: str, timestamp: int | None = None) -> dict[str, str]:
+    """Slack's v0 request signature headers for ``body`` (HMAC-SHA256 of v0:ts:body)."""
+    ts = str(int(time.time()) if timestamp is None else timestamp)
+    digest = hmac.new(secret.encode(), f"v0:{ts}:{body}".encode(), hashlib.sha256).hexdigest()
+    return {"X-Slack-Request-Timestamp": ts, "X-Slack-Signature": f"v0={digest}"}
+
+
+def port_open(port: int) -> bool:
+    with socket.socket() as s:
+        s.settimeout(0.3)
+        return s.connect_ex(("127.0.0.1", port)) == 0
+
+
+class Harness:
+    """Processes of a sandboxed meshops and the hands of the people in its Slack."""
+
+    def __init__(self, state_dir: Path, port_base: int = 18400, bot_port: int = 18480,
+                 redis_url: str | None = None, prefix: str | None = None,
+                 echo: Callable[[str], None] | None = None):
+        self.state_dir = state_dir.resolve()
+        self.port_base = port_base
+        self.bot_port = bot_port
+        self.redis_url = redis_url or os.environ.get("REDIS_URL", "redis://127.0.0.1:6379/0")
+        self.prefix = prefix or f"meshops-demo-{secrets.token_hex(4)}"
+        self.echo = echo or (lambda line: print(line, flush=True))
+        self.procs: dict[str, subprocess.Popen[bytes]] = {}
+        self.info: dict[str, Any] = {}
+        self.seen = 0
+        self.printing = False
+
+    # ------------------------------------------------------------------ processes
+
+    def env(self) -> dict[str, str]:
+        env = {k: v for k, v in os.environ.items() if k != "SLACK_APP_TOKEN"}
+        env.update(self.info.get("env", {}))
+        env.update(REDIS_URL=self.redis_url, MESHOPS_REDIS_PREFIX=self.prefix,
+                   PYTHONUNBUFFERED="1")
+        return env
+
+    def _spawn(self, name: str, *args: str) -> subprocess.Popen[bytes]:
+        log = open(self.state_dir / f"{name}.log", "ab")  # noqa: SIM115 - owned by the child
+        proc = subprocess.Popen([sys.executable, "-m", "meshops", *args], env=self.env(),
+                                stdout=log, stderr=subprocess.STDOUT, start_new_session=True)
+        self.procs[name] = proc
+        return proc
+
+    def start(self) -> None:
+        self.state_dir.mkdir(parents=True, exist_ok=True)
+        try:
+            redis.Redis.from_url(self.redis_url).ping()
+        except redis.RedisError as exc:
+            raise RuntimeError(f"Redis at {self.redis_url} is not reachable ({exc}); start it "
+                               "or set REDIS_URL") from exc
+        sandbox_dir = self.state_dir / "sandbox"
+        info_file = sandbox_dir / "sandbox.json"
+        if port_open(self.port_base + 1) and info_file.exists():
+            self.echo(f"(using the sandbox already running on port {self.port_base + 1})")
+        else:
+            info_file.unlink(missing_ok=True)
+            sandbox_dir.mkdir(parents=True, exist_ok=True)
+            self._spawn("sandbox", "sandbox", "--state-dir", str(sandbox_dir), "--port-base",
+                        str(self.port_base))
+            self._wait(lambda: info_file.exists(), 60, "the sandbox to start",
+                       proc=self.procs["sandbox"])
+        self.info = json.loads(info_file.read_text())
+        self.start_worker()
+        self._spawn("beat", "beat", "--schedule", str(self.state_dir / "celerybeat-schedule"))
+        if not port_open(self.bot_port):
+            self._spawn("bot", "bot", "--host", "127.0.0.1", "--port", str(self.bot_port))
+            self._wait(lambda: port_open(self.bot_port), 60, "the bot to listen",
+                       proc=self.procs["bot"])
+        self.seen = self.slack_log_len()
+
+    def start_worker(self, name: str = "worker") -> subprocess.Popen[bytes]:
+        return self._spawn(name, "worker", "--concurrency", "2")
+
+    def kill(self, name: str, sig: int = signal.SIGKILL) -> None:
+        proc = self.procs.pop(name)
+        os.killpg(proc.pid, sig)  # the worker and its pool children
+        proc.wait(10)
+
+    def stop(self) -> None:
+        for proc in list(self.procs.values()):
+            if proc.poll() is None:
+                try:
+                    os.killpg(proc.pid, signal.SIGTERM)
+                except ProcessLookupError:
+                    continue
+        for proc in self.procs.values():
+            try:
+                proc.wait(15)
+            except subprocess.TimeoutExpired:
+                os.killpg(proc.pid, signal.SIGKILL)
+        self.procs.clear()
+        r = redis.Redis.from_url(self.redis_url)
+        keys = list(r.scan_iter(f"{self.prefix}*", count=1000))
+        if keys:
+            r.delete(*keys)  # only what this harness's prefix created
+
+    def _wait(self, cond: Callable[[], Any], timeout: float, what: str,
+              proc: subprocess.Popen[bytes] | None = None) -> Any:
+        deadline = time.time() + timeout
+        while time.time() < deadline:
+            if self.printing:
+                try:
+                    self.print_new()
+                except requests.RequestException:
+                    pass
+            value = cond()
+            if value:
+                return value
+            if proc is not None and proc.poll() is not None:
+                raise RuntimeError(f"gave up waiting for {what}: the process exited "
+                                   f"with {proc.returncode}")
+            time.sleep(0.2)
+        raise TimeoutError(f"gave up waiting for {what} after {timeout:.0f}s")
+
+    # ------------------------------------------------------------------ sandbox
+
+    def control(self, method: str, path: str, body: Any = None) -> Any:
+        resp = requests.request(method, self.info["url"]["control"] + path, json=body,
+                                timeout=10)
+        resp.raise_for_status()
+        return resp.json()
+
+    def slack_log(self, after: int = 0) -> list[dict[str, Any]]:
+        return requests.get(self.info["url"]["slack"] + "/_sandbox/slack/log",
+                            params={"after": after}, timeout=10).json()["entries"]
+
+    def slack_log_len(self) -> int:
+        entries = self.slack_log()
+        return entries[-1]["seq"] if entries else 0
+
+    # ------------------------------------------------------------------ people
+
+    def person(self, role: str) -> str:
+        return str(self.info["people"][role])
+
+    def post_signed(self, body: str, content_type: str = "application/x-www-form-urlencoded",
+                    secret: str | None = None, timestamp: int | None = None
+                    ) -> requests.Response:
+        headers = {"Content-Type": content_type}
+        headers.update(sign(secret or self.info["env"]["SLACK_SIGNING_SECRET"], body,
+                            timestamp))
+        return requests.post(f"http://127.0.0.1:{self.bot_port}/slack/events", data=body,
+                             headers=headers, timeout=10)
+
+    def slash(self, user_role: str, text: str, channel: str | None = None, **kw: Any
+              ) -> requests.Response:
+        """Type ``/mesh <text>`` as a person, shaped like Slack's slash command form body."""
+        user = self.person(user_role)
+        channel = channel or self.info["clusters"]["dev"]["channel"]
+        fields = {
+            "token": "sandbox-verification-token", "team_id": "T0SANDBOX",
+            "team_domain": "meshops-sandbox", "channel_id": channel,
+            "channel_name": "mesh", "user_id": user, "user_name": user_role,
+            "command": "/mesh", "text": text, "api_app_id": "A0MESHOPS",
+            "is_enterprise_install": "false",
+            "response_url": self.control("GET", "/_sandbox/response-url")["url"],
+            "trigger_id": f"{int(time.time())}.1.{secrets.token_hex(8)}",
+        }
+        if self.printing:
+            self.print_new()
+        self.echo(f"{user_role} ({user}) types: /mesh {text}")
+        resp = self.post_signed(urllib.parse.urlencode(fields), **kw)
+        if resp.status_code == 200 and resp.text:
+            try:
+                self.echo(f"  ↳ only {user_role} sees: {resp.json().get('text', '')}")
+            except ValueError:
+                self.echo(f"  ↳ {resp.text}")
+        elif resp.status_code != 200:
+            self.echo(f"  ↳ HTTP {resp.status_code}")
+        return resp
+
+    def click(self, user_role: str, run_id: str, action: str, message: dict[str, Any]
+              ) -> requests.Response:
+        """Click a run button as a person: a block_actions payload, as Slack sends it."""
+        user = self.person(user_role)
+        button = next((e for b in message.get("blocks") or [] if b.get("type") == "actions"
+                       for e in b["elements"] if e.get("action_id") == f"meshops_{action}"),
+                      None)
+        label = button["text"]["text"] if button else action
+        block_id = f"run:{run_id}"
+        payload = {
+            "type": "block_actions",
+            "user": {"id": user, "username": user_role, "name": user_role,
+                     "team_id": "T0SANDBOX"},
+            "api_app_id": "A0MESHOPS", "token": "sandbox-verification-token",
+            "container": {"type": "message", "message_ts": message["ts"],
+                          "channel_id": message["channel"], "is_ephemeral": False},
+            "trigger_id": f"{int(time.time())}.1.{secrets.token_hex(8)}",
+            "team": {"id": "T0SANDBOX", "domain": "meshops-sandbox"},
+            "enterprise": None, "is_enterprise_install": False,
+            "channel": {"id": message["channel"], "name": "mesh"},
+            "message": {"bot_id": "B0MESHOPS", "type": "message", "text": message["text"],
+                        "user": "U0MESHOPS", "ts": message["ts"],
+                        "blocks": message.get("blocks") or []},
+            "state": {"values": {}},
+            "response_url": self.control("GET", "/_sandbox/response-url")["url"],
+            "actions": [{"action_id": f"meshops_{action}", "block_id": block_id,
+                         "text": {"type": "plain_text", "text": label}, "value": run_id,
+                         "type": "button", "action_ts": f"{time.time():.6f}"}],
+        }
+        if self.printing:
+            self.print_new()
+        self.echo(f"{user_role} ({user}) clicks [{label}] on run {run_id}")
+        body = "payload=" + urllib.parse.quote(json.dumps(payload))
+        return self.post_signed(body)
+
+    # ------------------------------------------------------------------ reading Slack
+
+    def print_new(self) -> None:
+        for e in self.slack_log(self.seen):
+            self.seen = e["seq"]
+            self.echo(format_entry(e, self.info))
+
+    def follow(self) -> None:
+        """Print the conversation as it happens, while waiting for anything."""
+        self.printing = True
+
+    def root_message(self, run_id: str) -> dict[str, Any] | None:
+        """The run's root message as it stands now (last post or update)."""
+        root = None
+        for e in self.slack_log():
+            if e["kind"] in ("post", "update") and not e.get("thread_ts") and \
+                    f"(run {run_id})" in e["text"]:
+                root = {**e, "channel": e["channel"]}
+        return root
+
+    def wait_for_button(self, run_id: str, action: str, timeout: float) -> dict[str, Any]:
+        def ready() -> dict[str, Any] | None:
+            root = self.root_message(run_id)
+            if root and any(el.get("action_id") == f"meshops_{action}"
+                            for b in root.get("blocks") or [] if b.get("type") == "actions"
+                            for el in b["elements"]):
+                return root
+            return None
+        return self._wait(ready, timeout, f"the [{action}] button of run {run_id}")  # type: ignore[no-any-return]
+
+    def run_phase(self, run_id: str) -> str:
+        from workers.store import RedisRunStore
+
+        store = RedisRunStore.from_url(self.redis_url, self.prefix)
+        return store.get(run_id).phase.value
+
+    def wait_for_phase(self, run_id: str, phases: set[str], timeout: float) -> str:
+        return self._wait(lambda: (p := self.run_phase(run_id)) in phases and p,  # type: ignore[no-any-return]
+                          timeout, f"run {run_id} to reach {sorted(phases)}")
+
+
+def format_entry(e: dict[str, Any], info: dict[str, Any]) -> str:
+    channels = {c["channel"]: short for short, c in info.get("clusters", {}).items()}
+    where = f"#mesh-{channels.get(e.get('channel', ''), e.get('channel', ''))}"
+    text = e.get("text", "")
+    if e["kind"] == "post" and e.get("thread_ts"):
+        return f"  [{where} thread] {text}"
+    if e["kind"] == "post":
+        return f"[{where}] meshops: {text}"
+    if e["kind"] == "update":
+        gate = next((b["text"]["text"] for b in e.get("blocks") or []
+                     if b.get("type") == "section" and "text" in b
+                     and b["text"]["text"].startswith("*Gate")), "")
+        return f"[{where}] (root message updated) {text}" + (
+            f"\n    {gate.replace(chr(10), chr(10) + '    ')}" if gate else "")
+    if e["kind"] == "ephemeral":
+        return f"[{where}] (only {e.get('user')} sees) {text}"
+    return f"  ↳ (reply to the click, only the clicker sees) {text}"
+
+
+def run_demo(scenario: str, state_dir: Path, port_base: int, bot_port: int, bake: str,
+             interval: str, cluster: str | None, timeout: float) -> int:
+    cluster = cluster or ("dev" if scenario == "upgrade" else "staging")
+    h = Harness(state_dir, port_base, bot_port)
+    try:
+        h.echo(f"meshops demo --scenario {scenario}: starting sandbox, Prometheus, worker, "
+               "beat and bot …")
+        h.start()
+        h.follow()
+        if scenario == "rollback":
+            h.control("POST", "/_sandbox/faults", {"cluster": cluster, "namespace": "checkout",
+                                                   "revision": "asm-1-26", "error_rate": 0.3})
+            h.echo(f"(sandbox: asm-1-26 sidecars in {cluster}/checkout will answer 30% 5xx)")
+        resp = h.slash("requester", f"upgrade {cluster} asm-1-26 --bake={bake} "
+                                    f"--interval={interval}")
+        m = RUN_ID_RE.search(resp.text)
+        if resp.status_code != 200 or not m:
+            h.echo(f"the upgrade was not accepted: HTTP {resp.status_code} {resp.text}")
+            return 1
+        run_id = m.group(0)
+        root = h.wait_for_button(run_id, "approve", 120)
+        h.click("approver", run_id, "approve", root)
+        if scenario == "upgrade":
+            root = h.wait_for_button(run_id, "complete", timeout)
+            h.click("approver", run_id, "complete", root)
+        phase = h.wait_for_phase(run_id, TERMINAL, timeout)
+        time.sleep(2)  # let the last Slack messages land before the summary
+        h.print_new()
+        problems = check_outcome(h, scenario, cluster, run_id, phase)
+        for p in problems:
+            h.echo(f"demo check failed: {p}")
+        h.echo(f"run {run_id}: {phase}")
+        return 1 if problems else 0
+    except (RuntimeError, TimeoutError, requests.RequestException) as exc:
+        h.echo(f"demo failed: {exc} (logs in {state_dir})")
+        return 1
+    finally:
+        h.stop()
+
+
+def check_outcome(h: Harness, scenario: str, cluster: str, run_id: str, phase: str
+                  ) -> list[str]:
+    """What is wrong with the end state of a scenario; empty when it ended as it should."""
+    state = h.control("GET", "/_sandbox/state")[cluster]
+    want = "asm-1-26" if scenario == "upgrade" else "asm-1-25"
+    problems = []
+    if phase != ("completed" if scenario == "upgrade" else "rolled_back"):
+        problems.append(f"run ended {phase}")
+    if state["revisions"] != [want]:
+        problems.append(f"cluster revisions are {state['revisions']}, not [{want}]")
+    apps = [ns for ns, labels in state["namespaces"].items() if "istio.io/rev" in labels]
+    wrong = [ns for ns in apps if state["namespaces"][ns]["istio.io/rev"] != want]
+    if wrong or not apps:
+        problems.append(f"namespaces not labelled {want}: {wrong or 'none labelled'}")
+    pods = [p for p in state["pods"] if p["namespace"] in apps]
+    off = [p["name"] for p in pods if p["revision"] != want
+           or not (p["proxy_image"] or "").split(":")[-1].startswith(want[4:].replace("-", "."))]
+    if off or not pods:
+        problems.append(f"pods not on the {want} sidecar: {off[:5] or 'no pods'}")
+    if scenario == "rollback":
+        thread = " ".join(e["text"] for e in h.slack_log() if e.get("thread_ts"))
+        if not re.search(r"✗ checkout success \d+\.\d+% ≥ \d+\.\d+%", thread):
+            problems.append("the thread does not name checkout with its value and threshold")
+    return problems

@@ -1,0 +1,60 @@
+"""Wiring: builds the processes' objects from the environment and the fleet file."""
+
+from __future__ import annotations
+
+import sys
+
+import click
+import structlog
+
+from workers.config import Fleet, Settings, load_fleet, settings
+from workflows.errors import ConfigError
+
+log = structlog.get_logger("meshops")
+
+
+def load() -> tuple[Settings, Fleet]:
+    env = settings()
+    return env, load_fleet(env.meshops_fleet)
+
+
+def check_config(*required: str) -> tuple[Settings, Fleet]:
+    """Validate the environment and the fleet file at start; exit 2 with the reason."""
+    try:
+        env, fleet = load()
+        env.require("slack_bot_token", *required)
+        return env, fleet
+    except ConfigError as exc:
+        click.echo(f"meshops: {exc}", err=True)
+        sys.exit(2)
+
+
+def run_bot(host: str, port: int) -> None:
+    from slack_bolt.adapter.socket_mode import SocketModeHandler
+    from slack_bolt.adapter.wsgi import SlackRequestHandler
+    from waitress import serve
+
+    from bot.app import UserGroups, create_app
+    from workers.celery_app import enqueue_notify, enqueue_tick
+    from workers.engine import Engine, FleetPorts
+    from workers.slack import make_client
+    from workers.store import RedisRunStore
+
+    env, fleet = check_config()
+    socket_mode = bool(env.slack_app_token)
+    if not socket_mode and not env.slack_signing_secret:
+        click.echo("meshops: HTTP mode needs SLACK_SIGNING_SECRET (or set SLACK_APP_TOKEN for "
+                   "Socket Mode)", err=True)
+        sys.exit(2)
+    client = make_client(env.slack_bot_token, fleet.slack.api_url)
+    store = RedisRunStore.from_url(env.redis_url, env.meshops_redis_prefix)
+    engine = Engine(fleet, store, FleetPorts(fleet), groups=UserGroups(client, fleet))
+    app = create_app(fleet, engine, client, None if socket_mode else env.slack_signing_secret,
+                     enqueue_tick, enqueue_notify)
+    if socket_mode:
+        log.info("bot.start", mode="socket")
+        SocketModeHandler(app, env.slack_app_token).start()
+    else:
+        log.info("bot.start", mode="http", host=host, port=port, path="/slack/events")
+        serve(SlackRequestHandler(app), host=host, port=port, threads=8,
+              _quiet=True)
