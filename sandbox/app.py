@@ -173,7 +173,7 @@ class Sandbox:
                 s.short: {
                     "subscription": SUBSCRIPTION, "resource_group": s.resource_group,
                     "name": s.name, "location": s.location, "channel": s.channel,
-                    "approvers": [APPROVER[0]],
+                    "approvers": [APPROVER[0], REQUESTER[0]],
                     "prometheus": {"url": self.url["prometheus"],
                                    "selector": {"cluster": s.name}},
                 } for s in SEED

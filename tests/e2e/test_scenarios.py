@@ -1,0 +1,105 @@
+"""Both scenarios end to end, and a worker killed with SIGKILL in the middle of a wave.
+
+Everything real: the bot over signed HTTP, Redis, Celery worker and beat, Prometheus scraping
+the traffic simulator, the Azure, Kubernetes and Slack SDKs against the sandbox.
+"""
+
+from __future__ import annotations
+
+import time
+
+import pytest
+
+from meshops.demo import RUN_ID_RE, TERMINAL, Harness, check_outcome
+from workers.store import RedisRunStore
+
+pytestmark = pytest.mark.e2e
+
+
+def request_upgrade(h: Harness, cluster: str, extra: str = "") -> str:
+    resp = h.slash("requester", f"upgrade {cluster} asm-1-26 --bake=6s --interval=3s {extra}")
+    assert resp.status_code == 200, resp.text
+    m = RUN_ID_RE.search(resp.text)
+    assert m, resp.text
+    return m.group(0)
+
+
+def counters_for(h: Harness, cluster_name: str) -> tuple[dict[str, int], dict[str, int]]:
+    c = h.control("GET", "/_sandbox/counters")
+    pick = lambda d: {k: v for k, v in d.items() if k.startswith(cluster_name + "/")}  # noqa: E731
+    return pick(c["relabels"]), pick(c["restarts"])
+
+
+def test_upgrade_completes_and_touches_everything_once(harness: Harness) -> None:
+    h = harness
+    run_id = request_upgrade(h, "dev")
+    root = h.wait_for_button(run_id, "approve", 60)
+    assert "awaiting approval" in root["text"]
+    h.click("approver", run_id, "approve", root)
+    root = h.wait_for_button(run_id, "complete", 240)
+    h.click("approver", run_id, "complete", root)
+    assert h.wait_for_phase(run_id, TERMINAL, 120) == "completed"
+    assert check_outcome(h, "upgrade", "dev", run_id, "completed") == []
+    relabels, restarts = counters_for(h, "aks-dev-westus2")
+    assert relabels == {f"aks-dev-westus2/{ns}:asm-1-26": 1
+                        for ns in ("accounts", "catalog", "checkout", "storefront")}
+    assert len(restarts) == 24 and set(restarts.values()) == {1}
+    state = h.control("GET", "/_sandbox/state")["dev"]
+    assert state["istiod"] == ["istiod-asm-1-26"]
+    # one root message, updated in place; the step log in its thread
+    entries = [e for e in h.slack_log() if e.get("channel") == "C0DEVMESH"]
+    roots = [e for e in entries if e["kind"] == "post" and not e.get("thread_ts")
+             and f"(run {run_id})" in e["text"]]
+    assert len(roots) == 1
+    assert any(e["kind"] == "update" and e["ts"] == roots[0]["ts"] for e in entries)
+    thread = [e["text"] for e in entries if e.get("thread_ts") == roots[0]["ts"]]
+    assert any("approved by <@U0BEN>" in t for t in thread)
+    assert thread[-1].endswith("istiod-asm-1-25 removed")
+
+
+def test_bad_canary_rolls_back_by_itself(harness: Harness) -> None:
+    h = harness
+    h.control("POST", "/_sandbox/faults", {"cluster": "staging", "namespace": "checkout",
+                                           "revision": "asm-1-26", "error_rate": 0.3})
+    try:
+        run_id = request_upgrade(h, "staging")
+        h.click("approver", run_id, "approve", h.wait_for_button(run_id, "approve", 60))
+        assert h.wait_for_phase(run_id, TERMINAL, 240) == "rolled_back"
+    finally:
+        h.control("DELETE", "/_sandbox/faults")
+    assert check_outcome(h, "rollback", "staging", run_id, "rolled_back") == []
+    run = RedisRunStore.from_url(h.redis_url, h.prefix).get(run_id)
+    assert "checkout success rate" in run.outcome
+    assert run.waves[1].verdict.value == "FAIL" and run.waves[2].labelled is False
+    relabels, _ = counters_for(h, "aks-staging-eastus")
+    # storefront (wave 2) was never touched; the others moved once each way
+    assert "aks-staging-eastus/storefront:asm-1-26" not in relabels
+    assert set(relabels.values()) == {1}
+
+
+def test_worker_killed_mid_wave_run_goes_on_nothing_twice(harness: Harness) -> None:
+    h = harness
+    store = RedisRunStore.from_url(h.redis_url, h.prefix)
+    run_id = request_upgrade(h, "prod")
+    h.click("approver", run_id, "approve", h.wait_for_button(run_id, "approve", 60))
+
+    def in_wave_one() -> bool:
+        run = store.get(run_id)
+        return run.phase.value == "migrating" and run.wave_index == 1 and \
+            run.waves[1].step.value in ("label", "restart", "verify")
+
+    h._wait(in_wave_one, 180, "wave 1 to be under way")
+    h.kill("worker")  # SIGKILL to the worker and its pool processes
+    killed_at = store.get(run_id)
+    time.sleep(2)
+    h.start_worker("worker2")
+    root = h.wait_for_button(run_id, "complete", 240)
+    h.click("approver", run_id, "complete", root)
+    assert h.wait_for_phase(run_id, TERMINAL, 120) == "completed"
+    assert killed_at.wave_index == 1
+    assert check_outcome(h, "upgrade", "prod", run_id, "completed") == []
+    relabels, restarts = counters_for(h, "aks-prod-eastus")
+    assert set(relabels.values()) == {1}, relabels
+    assert len(relabels) == 4
+    assert set(restarts.values()) == {1}, {k: v for k, v in restarts.items() if v > 1}
+    assert len(restarts) == 24
