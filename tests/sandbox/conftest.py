@@ -1,0 +1,39 @@
+"""An in-process sandbox (no Prometheus) and meshops' adapters pointed at it."""
+
+from __future__ import annotations
+
+import os
+import random
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+import requests
+
+from sandbox.app import Sandbox
+from workers.config import load_fleet
+from workers.engine import FleetPorts
+
+
+@pytest.fixture(scope="module")
+def sandbox(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Sandbox]:
+    sb = Sandbox(Path(tmp_path_factory.mktemp("sandbox")), random.randrange(41000, 60000, 10),
+                 operation_s=0.5, rollout_s=0.3, with_prometheus=False)
+    sb.start()
+    old = {k: os.environ.get(k) for k in sb.env()}
+    os.environ.update(sb.env())  # DefaultAzureCredential reads IDENTITY_ENDPOINT/HEADER
+    try:
+        yield sb
+    finally:
+        sb.stop()
+        for k, v in old.items():
+            if v is None:
+                os.environ.pop(k, None)
+            else:
+                os.environ[k] = v
+
+
+@pytest.fixture
+def ports(sandbox: Sandbox) -> FleetPorts:
+    requests.post(sandbox.url["control"] + "/_sandbox/reset", timeout=5).raise_for_status()
+    return FleetPorts(load_fleet(sandbox.state_dir / "fleet.yaml"))

@@ -1,0 +1,102 @@
+"""The Kubernetes emulator through the product's KubernetesClusterApi (official client),
+with the kubeconfig of listClusterUserCredential."""
+
+from __future__ import annotations
+
+import time
+
+import pytest
+from kubernetes import client as k8s
+from kubernetes import watch
+
+from sandbox.app import Sandbox
+from workers.engine import FleetPorts
+from workflows.errors import ClusterApiError
+
+
+def wait(cond, timeout: float = 5.0):  # type: ignore[no-untyped-def]
+    deadline = time.time() + timeout
+    while time.time() < deadline:
+        value = cond()
+        if value:
+            return value
+        time.sleep(0.05)
+    raise AssertionError("condition not met")
+
+
+def test_seed_fleet(ports: FleetPorts) -> None:
+    capi = ports.cluster_api("dev")
+    labels = {ns.name: ns.labels for ns in capi.list_namespaces()}
+    assert {ns for ns, lbl in labels.items() if lbl.get("istio.io/rev") == "asm-1-25"} == {
+        "accounts", "catalog", "checkout", "storefront"}
+    assert labels["legacy"] == {"istio-injection": "enabled"}
+    workloads = capi.list_workloads(["accounts"])
+    assert sorted(w.name for w in workloads) == ["details-v1", "productpage-v1", "ratings-v1",
+                                                 "reviews-v1", "reviews-v2", "reviews-v3"]
+    assert all(w.rolled_out for w in workloads)
+    pods = capi.list_pods(["accounts"])
+    assert {(p.revision, p.proxy_version) for p in pods} == {("asm-1-25", "1.25.5")}
+
+
+def test_relabel_and_restart_move_pods_to_the_new_sidecar(ports: FleetPorts,
+                                                          sandbox: Sandbox) -> None:
+    capi = ports.cluster_api("dev")
+    capi.set_namespace_revision("legacy", "asm-1-25")
+    assert {n.name: n.labels for n in capi.list_namespaces()}["legacy"] == {
+        "istio.io/rev": "asm-1-25"}  # istio-injection removed, the add-on ignores it
+    capi.set_namespace_revision("catalog", "asm-1-26")
+    before = {p.name for p in capi.list_pods(["catalog"])}
+    for w in capi.list_workloads(["catalog"]):
+        capi.restart_workload(w, "2026-11-22T00:00:00Z")
+    pending = capi.list_workloads(["catalog"])
+    assert all(w.generation == 2 and not w.rolled_out for w in pending)
+    wait(lambda: all(w.rolled_out for w in capi.list_workloads(["catalog"])))
+    pods = capi.list_pods(["catalog"])
+    assert {(p.revision, p.proxy_version) for p in pods} == {("asm-1-26", "1.26.4")}
+    assert not before & {p.name for p in pods}
+    # restarting again with the same token changes nothing: the template is the same
+    w = capi.list_workloads(["catalog"])[0]
+    capi.restart_workload(w, "2026-11-22T00:00:00Z")
+    assert capi.list_workloads(["catalog"])[0].generation == 2
+
+
+def test_crash_looping_canary_is_visible(ports: FleetPorts, sandbox: Sandbox) -> None:
+    import requests
+    requests.post(sandbox.url["control"] + "/_sandbox/faults",
+                  json={"cluster": "dev", "namespace": "checkout", "revision": "asm-1-26",
+                        "crashloop": True}, timeout=5).raise_for_status()
+    capi = ports.cluster_api("dev")
+    capi.set_namespace_revision("checkout", "asm-1-26")
+    w = next(w for w in capi.list_workloads(["checkout"]) if w.name == "ratings-v1")
+    capi.restart_workload(w, "t1")
+    pods = wait(lambda: [p for p in capi.list_pods(["checkout"])
+                         if p.name.startswith("ratings-v1") and p.revision == "asm-1-26"])
+    assert pods[0].waiting_reason == "CrashLoopBackOff"
+    assert not next(x for x in capi.list_workloads(["checkout"])
+                    if x.name == "ratings-v1").rolled_out
+
+
+def test_label_selectors_watch_and_errors(ports: FleetPorts) -> None:
+    capi = ports.cluster_api("dev")
+    core = capi.core
+    names = [n.metadata.name for n in
+             core.list_namespace(label_selector="istio.io/rev in (asm-1-25),!other").items]
+    assert names == ["accounts", "catalog", "checkout", "storefront"]
+    assert core.list_namespace(label_selector="istio-injection=enabled").items[0] \
+        .metadata.name == "legacy"
+    rv = core.list_namespaced_pod("storefront").metadata.resource_version
+    capi.set_namespace_revision("storefront", "asm-1-26")
+    for w in capi.list_workloads(["storefront"])[:1]:
+        capi.restart_workload(w, "w1")
+    seen = []
+    for event in watch.Watch().stream(core.list_namespaced_pod, "storefront",
+                                      resource_version=rv, timeout_seconds=3):
+        seen.append((event["type"], event["object"].metadata.labels.get("istio.io/rev")))
+        if ("ADDED", "asm-1-26") in seen:
+            break
+    assert ("DELETED", "asm-1-25") in seen and ("ADDED", "asm-1-26") in seen
+    with pytest.raises(k8s.ApiException) as err:
+        capi.apps.read_namespaced_deployment("nope", "storefront")
+    assert err.value.status == 404
+    with pytest.raises(ClusterApiError, match="not found"):
+        capi.set_namespace_revision("no-such-namespace", "asm-1-26")

@@ -1,0 +1,76 @@
+"""The fleet file: the examples validate; an invalid file names the bad field and why."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+from click.testing import CliRunner
+
+from meshops.cli import main
+from tests.conftest import ROOT
+from workers.config import load_fleet
+from workflows.errors import ConfigError
+
+GOOD = (ROOT / "examples" / "fleet.azure.yaml").read_text()
+
+
+def test_examples_validate() -> None:
+    fleet = load_fleet(ROOT / "examples" / "fleet.azure.yaml")
+    assert fleet.upgrade_options("dev-weu", {}).bake_s == 180
+    assert fleet.upgrade_options("prod-weu", {"bake_s": 5}).bake_s == 5
+    assert fleet.upgrade_options("prod-weu", {}).pilot == ["canary-apps"]
+    assert fleet.thresholds("dev-weu").min_requests == 20
+    assert fleet.thresholds("prod-weu").rollout_deadline_s == 600
+    policy = fleet.policy("prod-weu", {"S0MESHLEADS": frozenset({"U0LEAD"})})
+    assert policy.approvers == {"U0AAAAAAA", "U0LEAD"}
+
+
+@pytest.mark.parametrize(("edit", "needle"), [
+    (("approvers: [U0AAAAAAA, U0BBBBBBB]", "approvers: []"),
+     "clusters.dev-weu.approvers: List should have at least 1 item"),
+    (("url: http://prometheus.monitoring.svc:9090", "url: prometheus:9090"),
+     "clusters.dev-weu.prometheus.url: String should match pattern"),
+    (("    bake: 3m", "    bake: soon"), "clusters.dev-weu.upgrade.bake: `soon` is not a duration"),
+    (("    channel: C0987654321", "    channel: '#mesh-dev'"), "clusters.dev-weu.channel"),
+    (("    location: westeurope\n    channel: C0987654321",
+      "    location: westeurope\n    chanel: C0987654321"),
+     "clusters.dev-weu.chanel: unknown field"),
+    (("approvers: [U0AAAAAAA, U0BBBBBBB]", "approvers: [ben]"),
+     "not Slack user or user group ids (U…, W…, S…): ben"),
+])
+def test_invalid_file_names_the_field(tmp_path: Path, edit: tuple[str, str], needle: str
+                                      ) -> None:
+    assert edit[0] in GOOD
+    path = tmp_path / "fleet.yaml"
+    path.write_text(GOOD.replace(edit[0], edit[1], 1))
+    with pytest.raises(ConfigError) as err:
+        load_fleet(path)
+    assert needle in str(err.value)
+
+
+def test_not_yaml_and_missing_file(tmp_path: Path) -> None:
+    bad = tmp_path / "fleet.yaml"
+    bad.write_text("clusters: [unclosed")
+    with pytest.raises(ConfigError, match="not valid YAML"):
+        load_fleet(bad)
+    with pytest.raises(ConfigError, match="no such fleet file"):
+        load_fleet(tmp_path / "nope.yaml")
+
+
+def test_config_check_command_exits_2_with_the_reason(tmp_path: Path) -> None:
+    path = tmp_path / "fleet.yaml"
+    path.write_text("clusters: {}\n")
+    result = CliRunner().invoke(main, ["config", "check", str(path)])
+    assert result.exit_code == 2
+    assert "clusters: Dictionary should have at least 1 item" in result.output
+
+
+def test_worker_refuses_to_start_on_a_broken_fleet(tmp_path: Path, monkeypatch) -> None:
+    path = tmp_path / "fleet.yaml"
+    path.write_text("clusters:\n  dev: {name: x}\n")
+    monkeypatch.setenv("MESHOPS_FLEET", str(path))
+    monkeypatch.setenv("SLACK_BOT_TOKEN", "xoxb-1")
+    result = CliRunner().invoke(main, ["worker"])
+    assert result.exit_code == 2
+    assert "clusters.dev.subscription: Field required" in result.output
