@@ -1,0 +1,118 @@
+"""The Bolt app with the real payload shapes of ../shared/data/slack/payloads/, signed, in
+process, against a real Redis run store and the sandbox's Slack Web API emulator."""
+
+from __future__ import annotations
+
+import json
+import random
+import time
+import urllib.parse
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+import requests
+from slack_bolt.request import BoltRequest
+
+from bot.app import create_app
+from meshops.demo import sign
+from sandbox.http import serve
+from sandbox.slack import SlackEmulator
+from tests.conftest import REDIS_URL, ROOT
+from workers.config import load_fleet
+from workers.engine import Engine, FleetPorts
+from workers.slack import make_client
+from workers.store import RedisRunStore
+
+SECRET = "test-signing-secret"
+PAYLOADS = "data/slack/payloads"
+
+
+@pytest.fixture
+def slack() -> Iterator[SlackEmulator]:
+    port = random.randrange(30000, 60000)
+    emu = SlackEmulator("xoxb-test", {"C0123456789": "mesh", "C111": "x"},
+                        {"U0AAAAAAA": "ana", "U111": "x", "U2CERLKJA": "roadrunner"},
+                        base_url=f"http://127.0.0.1:{port}")
+    server = serve(emu.router(), "slack", "127.0.0.1", port)
+    yield emu
+    server.shutdown()
+
+
+@pytest.fixture
+def bolt(slack: SlackEmulator, prefix: str):  # type: ignore[no-untyped-def]
+    fleet = load_fleet(ROOT / "examples" / "fleet.azure.yaml")
+    store = RedisRunStore.from_url(REDIS_URL, prefix)
+    engine = Engine(fleet, store, FleetPorts(fleet))
+    enqueued: list[tuple[str, int]] = []
+    app = create_app(fleet, engine, make_client("xoxb-test", slack.base_url + "/api/"), SECRET,
+                     lambda run_id, seq: enqueued.append((run_id, seq)), lambda run_id: None)
+    yield app, store, enqueued
+    keys = list(store.r.scan_iter(prefix + "*"))
+    if keys:
+        store.r.delete(*keys)
+
+
+def dispatch(app, body: str, content_type: str = "application/x-www-form-urlencoded",
+             **sig) -> object:  # type: ignore[no-untyped-def]
+    headers = {"content-type": [content_type], **{k.lower(): [v] for k, v in
+                                                    sign(SECRET, body, **sig).items()}}
+    return app.dispatch(BoltRequest(body=body, headers=headers))
+
+
+def slash_body(shared: Path, text: str, user: str = "U2CERLKJA") -> str:
+    fields = dict(urllib.parse.parse_qsl(
+        (shared / PAYLOADS / "slash_command.signing_vector.form.txt").read_text().strip(),
+        keep_blank_values=True))
+    fields.update(command="/mesh", text=text, user_id=user)
+    return urllib.parse.urlencode(fields)
+
+
+def test_signing_matches_slacks_worked_example(shared: Path) -> None:
+    vector = json.loads((shared / PAYLOADS / "slash_command.signing_vector.json").read_text())
+    headers = sign(vector["signing_secret"], vector["raw_body"],
+                   int(vector["x_slack_request_timestamp"]))
+    assert headers["X-Slack-Signature"] == vector["x_slack_signature"]
+
+
+def test_real_slash_command_shape_gets_help_and_upgrade_is_stored(bolt, shared: Path) -> None:
+    app, store, enqueued = bolt
+    resp = dispatch(app, slash_body(shared, "help"))
+    assert resp.status == 200 and "/mesh upgrade <cluster> <revision>" in json.loads(
+        resp.body)["text"]
+    resp = dispatch(app, slash_body(shared, "upgrade prod-weu asm-1-26 --bake=5m",
+                                    user="U0AAAAAAA"))
+    body = json.loads(resp.body)
+    assert body["response_type"] == "ephemeral" and "Planning the upgrade" in body["text"]
+    run = store.get(enqueued[-1][0])
+    assert (run.cluster, run.canary_revision, run.options.bake_s) == ("prod-weu", "asm-1-26",
+                                                                      300)
+    assert run.origin_channel == "G8PSS9T3V" and run.channel == "C0123456789"
+
+
+def test_stale_or_forged_requests_are_401_and_store_nothing(bolt, shared: Path) -> None:
+    app, store, enqueued = bolt
+    body = slash_body(shared, "upgrade prod-weu asm-1-26")
+    assert dispatch(app, body, timestamp=int(time.time()) - 301).status == 401
+    headers = {"content-type": ["application/x-www-form-urlencoded"],
+               "x-slack-request-timestamp": [str(int(time.time()))],
+               "x-slack-signature": ["v0=" + "0" * 64]}
+    assert app.dispatch(BoltRequest(body=body, headers=headers)).status == 401
+    assert enqueued == [] and store.list_runs() == []
+
+
+def test_real_block_actions_shape_refused_click_answers_ephemerally(bolt, slack, shared: Path
+                                                                    ) -> None:
+    app, store, _ = bolt
+    payload = json.loads((shared / PAYLOADS / "block_actions.message_button.bolt_python.json")
+                         .read_text())
+    payload["actions"][0].update(action_id="meshops_approve", value="r-0123456789")
+    payload["response_url"] = slack.base_url + "/_sandbox/slack/response/abc"
+    body = "payload=" + urllib.parse.quote(json.dumps(payload))
+    assert dispatch(app, body).status == 200
+    deadline = time.time() + 5
+    while time.time() < deadline and not slack.log:
+        time.sleep(0.05)
+    assert slack.log[-1]["kind"] == "response"
+    assert "No run `r-0123456789`" in slack.log[-1]["text"]
+    assert slack.log[-1]["replace_original"] is False
