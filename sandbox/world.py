@@ -82,6 +82,8 @@ class Cluster:
     objects: dict[tuple[str, str, str], dict[str, Any]] = field(default_factory=dict)
     pending_rollouts: dict[tuple[str, str, str], float] = field(default_factory=dict)
     events: list[tuple[int, str, dict[str, Any]]] = field(default_factory=list)
+    #: (kind, namespace, name) of a workload → names of its pods, so status is cheap
+    pods_by_owner: dict[tuple[str, str, str], set[str]] = field(default_factory=dict)
     token: str = field(default_factory=lambda: "k8s-" + uuid.uuid4().hex)
     operation: Operation | None = None
 
@@ -165,12 +167,20 @@ class World:
         existed = key in c.objects
         obj["metadata"]["resourceVersion"] = str(next(self._rv))
         c.objects[key] = obj
+        if kind == "Pod":
+            owner = _owner(obj)
+            if owner:
+                c.pods_by_owner.setdefault(owner, set()).add(name)
         c.events.append((int(obj["metadata"]["resourceVersion"]),
                          event or ("MODIFIED" if existed else "ADDED"), copy.deepcopy(obj)))
         del c.events[:-5000]
 
     def _delete(self, c: Cluster, key: tuple[str, str, str]) -> None:
         obj = c.objects.pop(key, None)
+        if obj is not None and key[0] == "Pod":
+            owner = _owner(obj)
+            if owner:
+                c.pods_by_owner.get(owner, set()).discard(key[2])
         if obj is not None:
             obj["metadata"]["resourceVersion"] = str(next(self._rv))
             c.events.append((int(obj["metadata"]["resourceVersion"]), "DELETED", obj))
@@ -236,10 +246,9 @@ class World:
                 **({"currentReplicas": replicas} if obj["kind"] == "StatefulSet" else {})}
 
     def pods_of(self, c: Cluster, key: tuple[str, str, str]) -> list[dict[str, Any]]:
-        kind, ns, name = key
-        return [o for (k, n, _), o in c.objects.items()
-                if k == "Pod" and n == ns
-                and o["metadata"]["annotations"].get("sandbox.meshops/owner") == f"{kind}/{name}"]
+        ns = key[1]
+        return [c.objects[("Pod", ns, p)] for p in sorted(c.pods_by_owner.get(key, ()))
+                if ("Pod", ns, p) in c.objects]
 
     def _replace_pods(self, c: Cluster, key: tuple[str, str, str]) -> None:
         kind, ns, name = key
@@ -350,6 +359,14 @@ class World:
                 time.sleep(0.1)
                 self.reconcile()
         threading.Thread(target=loop, name="sandbox-reconcile", daemon=True).start()
+
+
+def _owner(pod: dict[str, Any]) -> tuple[str, str, str] | None:
+    owner = (pod["metadata"].get("annotations") or {}).get("sandbox.meshops/owner")
+    if not owner:
+        return None
+    kind, name = owner.split("/", 1)
+    return (kind, pod["metadata"]["namespace"], name)
 
 
 def _now_iso() -> str:

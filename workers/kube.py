@@ -24,7 +24,7 @@ from workflows.ports import INJECTION_LABEL, REV_LABEL, Namespace, Pod, Workload
 
 RESTARTED_AT = "kubectl.kubernetes.io/restartedAt"
 ISTIO_NS = "aks-istio-system"
-PER_NAMESPACE_LIMIT = 5  # up to this many namespaces: one list per namespace; else all at once
+PER_NAMESPACE_LIMIT = 25  # up to this many namespaces: one list each; else one list of all
 
 
 def translate(exc: Exception, what: str) -> MeshopsError:

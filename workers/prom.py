@@ -15,6 +15,7 @@ from typing import Any
 
 import requests
 from prometheus_api_client import PrometheusApiClientException, PrometheusConnect
+from urllib3.util.retry import Retry
 
 from workflows.errors import MetricsUnavailable
 from workflows.model import NamespaceMetrics
@@ -51,7 +52,10 @@ class PrometheusMetricsApi:
         self.url = url
         self.selector = dict(selector or {})
         self.credential = credential
-        self.prom = PrometheusConnect(url=url, disable_ssl=False)
+        # A gate sample is retried by the engine (verdict ERROR), so one quick retry here.
+        self.prom = PrometheusConnect(
+            url=url, disable_ssl=False, timeout=10,
+            retry=Retry(total=1, backoff_factor=0.2, status_forcelist=[502, 503, 504]))
         self.queries = 0
 
     def _query(self, q: str) -> dict[str, float]:

@@ -11,7 +11,6 @@ from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
-import requests
 from slack_bolt.request import BoltRequest
 
 from bot.app import create_app
