@@ -95,11 +95,16 @@ def run_plain(ports: FleetPorts, stable: str, canary: str, waves: list[list[str]
     mesh, capi, metrics = ports.mesh, ports.cluster_api("dev"), ports.metrics("dev")
     t0 = time.perf_counter()
 
+    def until(cond: object, what: str) -> None:
+        deadline = time.time() + 120
+        while not cond():  # type: ignore[operator]
+            if time.time() > deadline:
+                raise SystemExit(f"plain loop: {what} did not happen in 120 s")
+
     def put(revisions: list[str]) -> None:
         mesh.get_mesh("dev")
         url = mesh.set_revisions("dev", revisions)
-        while not mesh.operation_status("dev", url or "").done:
-            pass
+        until(lambda: mesh.operation_status("dev", url or "").done, "the ARM operation")
         mesh.get_mesh("dev")
 
     mesh.get_mesh("dev")
@@ -116,11 +121,12 @@ def run_plain(ports: FleetPorts, stable: str, canary: str, waves: list[list[str]
             capi.set_namespace_revision(ns, canary)
         for w in capi.list_workloads(wave):
             capi.restart_workload(w, token)
-        while True:
+        def rolled_over(wave: list[str] = wave) -> bool:
             pending = [w for w in capi.list_workloads(wave) if not w.rolled_out]
             pods = capi.list_pods(wave)
-            if not pending and all(p.revision == canary for p in pods if p.revision):
-                break
+            return not pending and all(p.revision == canary for p in pods if p.revision)
+
+        until(rolled_over, f"the rollout of {wave}")
         metrics.sample(wave, window_s)
     capi.list_namespaces()
     put([canary])

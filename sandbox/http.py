@@ -81,6 +81,9 @@ def make_handler(router: Router, name: str) -> type[BaseHTTPRequestHandler]:
     class Handler(BaseHTTPRequestHandler):
         protocol_version = "HTTP/1.1"
         server_version = f"meshops-sandbox-{name}"
+        # Headers and body go out in two writes; with Nagle on, a keep-alive client's
+        # delayed ACK would stall every response by ~40 ms.
+        disable_nagle_algorithm = True
 
         def log_message(self, fmt: str, *args: Any) -> None:
             log.debug("%s " + fmt, name, *args)

@@ -117,9 +117,13 @@ class KubeEmulator:
         return None
 
     def _render(self, cluster: str, obj: dict[str, Any]) -> dict[str, Any]:
+        """The object as the API server shows it: workloads get their computed status.
+
+        Shallow: callers serialise it while holding the world's lock, so no deep copy.
+        """
         if obj["kind"] in APPS.values():
-            obj = copy.deepcopy(obj)
-            obj["status"] = self.world.workload_status(self.world.clusters[cluster], obj)
+            return {**obj, "status": self.world.workload_status(self.world.clusters[cluster],
+                                                                obj)}
         return obj
 
     @staticmethod
@@ -146,13 +150,17 @@ class KubeEmulator:
         selector = parse_selector(req.query.get("labelSelector", ""))
         if req.query.get("watch") in ("true", "1"):
             return self._watch(req, cluster, kind, ns, selector)
-        with self.world.lock:
-            items = [self._render(cluster, o) for o in self.world.list(cluster, kind, ns)
-                     if matches(o["metadata"].get("labels") or {}, selector)]
-            rv = str(max((e[0] for e in self.world.clusters[cluster].events), default=1))
         api = "apps/v1" if kind in APPS.values() else "v1"
-        return Response(200, {"kind": f"{kind}List", "apiVersion": api,
-                              "metadata": {"resourceVersion": rv}, "items": items})
+        with self.world.lock:
+            self.world.reconcile()
+            c = self.world.clusters[cluster]
+            items = [self._render(cluster, o) for (k, n, _), o in sorted(c.objects.items())
+                     if k == kind and (ns is None or n == ns)
+                     and matches(o["metadata"].get("labels") or {}, selector)]
+            rv = str(c.events[-1][0] if c.events else 1)
+            body = json.dumps({"kind": f"{kind}List", "apiVersion": api,
+                               "metadata": {"resourceVersion": rv}, "items": items})
+        return Response(200, body)
 
     def _watch(self, req: Request, cluster: str, kind: str, ns: str | None,
                selector: list[tuple[str, str, set[str]]]) -> Response:

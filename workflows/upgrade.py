@@ -64,8 +64,9 @@ class ClusterPolicy:
 
 
 def restart_token(now: float) -> str:
-    """The ``restartedAt`` value, RFC 3339 like ``kubectl rollout restart`` writes."""
-    return datetime.fromtimestamp(now, UTC).strftime("%Y-%m-%dT%H:%M:%SZ")
+    """The ``restartedAt`` value: RFC 3339 like ``kubectl rollout restart`` writes, with
+    microseconds so a rollback right after a wave's restart still changes the template."""
+    return datetime.fromtimestamp(now, UTC).strftime("%Y-%m-%dT%H:%M:%S.%fZ")
 
 
 # --------------------------------------------------------------------------- tick

@@ -55,6 +55,8 @@ def test_upgrade_completes_and_touches_everything_once(harness: Harness) -> None
     thread = [e["text"] for e in entries if e.get("thread_ts") == roots[0]["ts"]]
     assert any("approved by <@U0BEN>" in t for t in thread)
     assert thread[-1].endswith("istiod-asm-1-25 removed")
+    status = h.slash("requester", "status dev").json()["text"]
+    assert f"`{run_id}` completed (asm-1-26)" in status and "no active run" in status
 
 
 def test_bad_canary_rolls_back_by_itself(harness: Harness) -> None:
