@@ -128,10 +128,12 @@ def config_check(fleet: Path | None) -> None:
 @click.option("--cluster", default=None, help="Sandbox cluster (default: dev for upgrade, "
               "staging for rollback).")
 @click.option("--timeout", type=float, default=600, show_default=True)
+@click.option("--socket-mode", is_flag=True,
+              help="Run the bot in Socket Mode instead of HTTP mode.")
 def demo(scenario: str, state_dir: Path, port_base: int, bot_port: int, bake: str,
-         interval: str, cluster: str | None, timeout: float) -> None:
+         interval: str, cluster: str | None, timeout: float, socket_mode: bool) -> None:
     """Play a canary upgrade from the Slack side on the sandbox, end to end."""
     from meshops.demo import run_demo
 
     sys.exit(run_demo(scenario, state_dir, port_base, bot_port, bake, interval, cluster,
-                      timeout))
+                      timeout, socket_mode))

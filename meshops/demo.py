@@ -54,7 +54,8 @@ class Harness:
 
     def __init__(self, state_dir: Path, port_base: int = 18400, bot_port: int = 18480,
                  redis_url: str | None = None, prefix: str | None = None,
-                 echo: Callable[[str], None] | None = None):
+                 echo: Callable[[str], None] | None = None, socket_mode: bool = False):
+        self.socket_mode = socket_mode
         self.state_dir = state_dir.resolve()
         self.port_base = port_base
         self.bot_port = bot_port
@@ -103,11 +104,24 @@ class Harness:
         self.info = json.loads(info_file.read_text())
         self.start_worker()
         self._spawn("beat", "beat", "--schedule", str(self.state_dir / "celerybeat-schedule"))
-        if not port_open(self.bot_port):
+        if self.socket_mode:
+            self.start_socket_bot()
+        elif not port_open(self.bot_port):
             self._spawn("bot", "bot", "--host", "127.0.0.1", "--port", str(self.bot_port))
             self._wait(lambda: port_open(self.bot_port), 60, "the bot to listen",
                        proc=self.procs["bot"])
         self.seen = self.slack_log_len()
+
+    def start_socket_bot(self, name: str = "socket-bot") -> None:
+        """A bot in Socket Mode: SLACK_APP_TOKEN set, no HTTP port, no signing secret."""
+        log = open(self.state_dir / f"{name}.log", "ab")  # noqa: SIM115 - owned by the child
+        env = {**self.env(), "SLACK_APP_TOKEN": self.info["slack_app_token"]}
+        env.pop("SLACK_SIGNING_SECRET", None)
+        self.procs[name] = subprocess.Popen([sys.executable, "-m", "meshops", "bot"], env=env,
+                                            stdout=log, stderr=subprocess.STDOUT,
+                                            start_new_session=True)
+        self._wait(lambda: self.control("GET", "/_sandbox/socket-mode")["connections"], 60,
+                   "the bot to connect in Socket Mode", proc=self.procs[name])
 
     def start_worker(self, name: str = "worker") -> subprocess.Popen[bytes]:
         return self._spawn(name, "worker", "--concurrency", "2")
@@ -200,7 +214,10 @@ class Harness:
         if self.printing:
             self.print_new()
         self.echo(f"{user_role} ({user}) types: /mesh {text}")
-        resp = self.post_signed(urllib.parse.urlencode(fields), **kw)
+        if self.socket_mode:
+            resp = self.over_socket("slash_commands", fields)
+        else:
+            resp = self.post_signed(urllib.parse.urlencode(fields), **kw)
         if resp.status_code == 200 and resp.text:
             try:
                 self.echo(f"  ↳ only {user_role} sees: {resp.json().get('text', '')}")
@@ -242,8 +259,19 @@ class Harness:
         if self.printing:
             self.print_new()
         self.echo(f"{user_role} ({user}) clicks [{label}] on run {run_id}")
+        if self.socket_mode:
+            return self.over_socket("interactive", payload)
         body = "payload=" + urllib.parse.quote(json.dumps(payload))
         return self.post_signed(body)
+
+    def over_socket(self, kind: str, payload: dict[str, Any]) -> requests.Response:
+        """Deliver a payload as a Socket Mode envelope; the app's ack is the response."""
+        resp = requests.post(self.info["url"]["control"] + "/_sandbox/socket-mode",
+                             json={"type": kind, "payload": payload}, timeout=15)
+        if resp.ok:  # present the ack's payload as the HTTP reply would be
+            ack = resp.json()
+            resp._content = json.dumps(ack.get("payload") or {}).encode()
+        return resp
 
     # ------------------------------------------------------------------ reading Slack
 
@@ -306,9 +334,10 @@ def format_entry(e: dict[str, Any], info: dict[str, Any]) -> str:
 
 
 def run_demo(scenario: str, state_dir: Path, port_base: int, bot_port: int, bake: str,
-             interval: str, cluster: str | None, timeout: float) -> int:
+             interval: str, cluster: str | None, timeout: float,
+             socket_mode: bool = False) -> int:
     cluster = cluster or ("dev" if scenario == "upgrade" else "staging")
-    h = Harness(state_dir, port_base, bot_port)
+    h = Harness(state_dir, port_base, bot_port, socket_mode=socket_mode)
     try:
         h.echo(f"meshops demo --scenario {scenario}: starting sandbox, Prometheus, worker, "
                "beat and bot …")

@@ -1,7 +1,8 @@
 """``meshops sandbox``: every emulator, a real Prometheus, the seed fleet, on loopback.
 
 Ports (from ``port_base``): +0 ARM (HTTPS), +1 control API and managed-identity tokens,
-+2 Kubernetes API, +3 Istio traffic ``/metrics``, +4 Slack Web API, +5 Prometheus.
++2 Kubernetes API, +3 Istio traffic ``/metrics``, +4 Slack Web API, +5 Prometheus,
++6 Slack Socket Mode (WebSocket).
 
 On start it writes to its state directory:
 - ``fleet.yaml``: a meshops fleet file for the seed clusters at these ports;
@@ -30,7 +31,7 @@ from sandbox.certs import make_certificate
 from sandbox.http import Request, Response, Router, serve
 from sandbox.kube import KubeEmulator
 from sandbox.prom import start_prometheus
-from sandbox.slack import SlackEmulator
+from sandbox.slack import SlackEmulator, SocketModeServer
 from sandbox.traffic import TrafficSimulator
 from sandbox.world import ISTIO_NS, REV_LABEL, Fault, World
 
@@ -95,7 +96,7 @@ class Sandbox:
                  extra_namespaces: int = 0, with_prometheus: bool = True) -> None:
         self.state_dir = state_dir.resolve()
         self.ports = {name: port_base + i for i, name in enumerate(
-            ["arm", "control", "kube", "traffic", "slack", "prometheus"])}
+            ["arm", "control", "kube", "traffic", "slack", "prometheus", "socket"])}
         self.url = {
             "arm": f"https://127.0.0.1:{self.ports['arm']}",
             "control": f"http://127.0.0.1:{self.ports['control']}",
@@ -110,6 +111,7 @@ class Sandbox:
         self.with_prometheus = with_prometheus
         self.identity_secret = secrets.token_hex(16)
         self.bot_token = "xoxb-sandbox-" + secrets.token_hex(12)
+        self.app_token = "xapp-sandbox-" + secrets.token_hex(12)
         self.signing_secret = secrets.token_hex(16)
         self.world = self._new_world()
         self.servers: list[Any] = []
@@ -136,7 +138,9 @@ class Sandbox:
             users=dict([REQUESTER, APPROVER, BYSTANDER]),
             usergroups={"S0MESHAPPROVERS": [APPROVER[0]]},
             base_url=self.url["slack"])
-        self.servers = [
+        self.socket = SocketModeServer(self.app_token, "127.0.0.1", self.ports["socket"])
+        self.slack.socket = self.socket
+        self.servers = [self.socket,
             serve(self.arm.router(), "arm", "127.0.0.1", self.ports["arm"], tls=(str(cert),
                                                                                  str(key))),
             serve(self.control_router(), "control", "127.0.0.1", self.ports["control"]),
@@ -197,6 +201,7 @@ class Sandbox:
         env_path.write_text("".join(f"{k}={v}\n" for k, v in self.env().items()))
         env_path.chmod(0o600)
         info = {"url": self.url, "ports": self.ports, "env": self.env(),
+                "slack_app_token": self.app_token,
                 "people": {"requester": REQUESTER[0], "approver": APPROVER[0],
                            "bystander": BYSTANDER[0]},
                 "clusters": {s.short: {"name": s.name, "channel": s.channel} for s in SEED}}
@@ -222,7 +227,19 @@ class Sandbox:
             200, {"requests": self.arm.requests}))
         r.add("GET", "/_sandbox/response-url", lambda req: Response(
             200, {"url": self.slack.response_url_for()}))
+        r.add("POST", "/_sandbox/socket-mode", self.socket_deliver)
+        r.add("GET", "/_sandbox/socket-mode", lambda req: Response(
+            200, {"connections": len(self.socket.connections)}))
         return r
+
+    def socket_deliver(self, req: Request) -> Response:
+        """Deliver ``{"type", "payload"}`` to the app over Socket Mode; answer with its ack."""
+        body = req.json() or {}
+        try:
+            ack = self.socket.deliver(body["type"], body["payload"])
+        except TimeoutError as exc:
+            return Response(504, {"error": str(exc)})
+        return Response(200, ack)
 
     def _token(self, req: Request) -> Response:
         return self.arm.token(req)

@@ -2,7 +2,8 @@
 
 Implements the Web API methods meshops calls (``auth.test``, ``chat.postMessage``,
 ``chat.update``, ``chat.postEphemeral``, ``conversations.history``,
-``conversations.replies``, ``usergroups.users.list``, ``users.info``) with Slack's envelope
+``conversations.replies``, ``usergroups.users.list``, ``users.info``, and
+``apps.connections.open`` for Socket Mode with an app-level token) with Slack's envelope
 (``{"ok": true, ...}`` or ``{"ok": false, "error": "invalid_auth"}``), form or JSON bodies,
 and ``response_url`` targets for ephemeral replies to slash commands and clicks. Blocks are
 validated with slack_sdk's Block Kit models and Slack's limits (50 blocks a message, 3,000
@@ -66,6 +67,7 @@ class SlackEmulator:
         self.calls: list[str] = []
         self.rate_limit_next = 0
         self._n = 0
+        self.socket: SocketModeServer | None = None  # set by the sandbox
 
     def _ts(self) -> str:
         self._n += 1
@@ -114,7 +116,9 @@ class SlackEmulator:
                 self.rate_limit_next -= 1
                 return Response(429, {"ok": False, "error": "ratelimited"},
                                 headers={"Retry-After": "1"})
-            if token != self.bot_token:
+            app_level = method == "apps.connections.open"
+            expected = self.socket.app_token if app_level and self.socket else self.bot_token
+            if token != expected:
                 return Response(200, {"ok": False, "error": "invalid_auth"})
             handler = getattr(self, "m_" + method.replace(".", "_"), None)
             if handler is None:
@@ -122,6 +126,11 @@ class SlackEmulator:
             return Response(200, handler(args))
 
     # ---------------------------------------------------------------- methods
+
+    def m_apps_connections_open(self, args: dict[str, str]) -> dict[str, Any]:
+        if self.socket is None:
+            return {"ok": False, "error": "not_allowed_token_type"}
+        return {"ok": True, "url": self.socket.url + f"?ticket={uuid.uuid4().hex}"}
 
     def m_auth_test(self, args: dict[str, str]) -> dict[str, Any]:
         return {"ok": True, "url": "https://sandbox.slack.com/", "team": "meshops sandbox",
@@ -207,3 +216,65 @@ class SlackEmulator:
             return {"ok": False, "error": "user_not_found"}
         return {"ok": True, "user": {"id": user, "name": self.users[user],
                                      "real_name": self.users[user]}}
+
+
+class SocketModeServer:
+    """Slack's Socket Mode side: ``apps.connections.open`` hands out a ``wss``-style URL;
+    the app connects, gets ``hello``, and receives envelopes
+    ``{"envelope_id", "payload", "type", "accepts_response_payload"}`` that it must ack with
+    ``{"envelope_id"[, "payload"]}`` (api.slack.com/apis/socket-mode; shapes in
+    ``../shared/data/slack/payloads/socket_mode.*`` and ``*.socket_mode_envelope.*``).
+
+    ``deliver(type, payload)`` sends one envelope to a connected app and returns its ack.
+    """
+
+    def __init__(self, app_token: str, host: str, port: int):
+        from websockets.sync.server import serve as ws_serve
+
+        self.app_token = app_token
+        self.url = f"ws://{host}:{port}/link/"
+        self.connections: list[Any] = []
+        self.acks: dict[str, dict[str, Any]] = {}
+        self.cond = threading.Condition()
+        self.server = ws_serve(self._handle, host, port)
+        threading.Thread(target=self.server.serve_forever, name="sandbox-socket-mode",
+                         daemon=True).start()
+
+    def _handle(self, ws: Any) -> None:
+        ws.send(json.dumps({"type": "hello", "num_connections": len(self.connections) + 1,
+                            "debug_info": {"host": "sandbox", "approximate_connection_time":
+                                           3600},
+                            "connection_info": {"app_id": "A0MESHOPS"}}))
+        with self.cond:
+            self.connections.append(ws)
+            self.cond.notify_all()
+        try:
+            for message in ws:
+                ack = json.loads(message)
+                with self.cond:
+                    self.acks[ack.get("envelope_id", "")] = ack
+                    self.cond.notify_all()
+        except Exception:  # the app went away; its envelopes will time out
+            pass
+        finally:
+            with self.cond:
+                self.connections.remove(ws)
+
+    def deliver(self, kind: str, payload: dict[str, Any], timeout: float = 10.0
+                ) -> dict[str, Any]:
+        """Send an envelope of ``kind`` (slash_commands | interactive | events_api); return
+        the app's ack, or raise TimeoutError if no app acks within ``timeout`` seconds."""
+        envelope_id = str(uuid.uuid4())
+        with self.cond:
+            if not self.cond.wait_for(lambda: self.connections, timeout):
+                raise TimeoutError("no app is connected in Socket Mode")
+            ws = self.connections[-1]
+        ws.send(json.dumps({"envelope_id": envelope_id, "payload": payload, "type": kind,
+                            "accepts_response_payload": kind != "events_api"}))
+        with self.cond:
+            if not self.cond.wait_for(lambda: envelope_id in self.acks, timeout):
+                raise TimeoutError(f"the app did not ack envelope {envelope_id}")
+            return self.acks.pop(envelope_id)
+
+    def shutdown(self) -> None:
+        self.server.shutdown()

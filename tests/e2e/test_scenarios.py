@@ -6,6 +6,7 @@ the traffic simulator, the Azure, Kubernetes and Slack SDKs against the sandbox.
 
 from __future__ import annotations
 
+import signal
 import time
 
 import pytest
@@ -105,3 +106,26 @@ def test_worker_killed_mid_wave_run_goes_on_nothing_twice(harness: Harness) -> N
     assert len(relabels) == 4
     assert set(restarts.values()) == {1}, {k: v for k, v in restarts.items() if v > 1}
     assert len(restarts) == 24
+
+
+def test_socket_mode_bot_takes_commands_and_clicks(harness: Harness) -> None:
+    """With SLACK_APP_TOKEN the bot connects over Socket Mode (no URL, no signature)."""
+    h = harness
+    h.start_socket_bot()
+    h.socket_mode = True
+    try:
+        reply = h.slash("requester", "help")
+        assert reply.status_code == 200 and "/mesh upgrade <cluster>" in reply.json()["text"]
+        run_id = request_upgrade(h, "staging")
+        root = h.wait_for_button(run_id, "approve", 60)
+        n = len([e for e in h.slack_log() if e["kind"] == "response"])
+        assert h.click("bystander", run_id, "approve", root).status_code == 200
+        h._wait(lambda: len([e for e in h.slack_log() if e["kind"] == "response"]) > n, 20,
+                "the ephemeral reply to the click")
+        assert "Only approvers of `staging` may approve" in [
+            e["text"] for e in h.slack_log() if e["kind"] == "response"][-1]
+        h.click("requester", run_id, "cancel", root)
+        assert h.wait_for_phase(run_id, TERMINAL, 30) == "cancelled"
+    finally:
+        h.socket_mode = False
+        h.kill("socket-bot", signal.SIGTERM)
