@@ -34,6 +34,15 @@ BUTTONS = {
     Phase.PAUSED: [("resume", "Resume", "primary"), ("rollback", "Roll back", "danger")],
     Phase.MIGRATING: [("pause", "Pause", None), ("rollback", "Roll back", "danger")],
 }
+#: Slack's confirmation dialog before the irreversible buttons (Block Kit "confirm" object)
+CONFIRM = {
+    "complete": ("Complete the upgrade?",
+                 "This removes the control plane of *{stable}*; only *{canary}* remains. "
+                 "Rolling back afterwards means a new upgrade.", "Complete"),
+    "rollback": ("Roll back?",
+                 "Every migrated namespace goes back to *{stable}* and its workloads restart; "
+                 "then the *{canary}* control plane is removed.", "Roll back"),
+}
 PHASE_EMOJI = {
     Phase.COMPLETED: ":white_check_mark:", Phase.ROLLED_BACK: ":leftwards_arrow_with_hook:",
     Phase.FAILED: ":x:", Phase.REFUSED: ":no_entry:", Phase.CANCELLED: ":heavy_minus_sign:",
@@ -125,6 +134,16 @@ def render_root(run: Run, approvers: list[str]) -> tuple[str, list[dict[str, Any
                                  "value": run.id}
             if style:
                 b["style"] = style
+            if action in CONFIRM:
+                title, body, yes = CONFIRM[action]
+                b["confirm"] = {
+                    "title": {"type": "plain_text", "text": title},
+                    "text": {"type": "mrkdwn", "text": body.format(
+                        stable=stable, canary=run.canary_revision)},
+                    "confirm": {"type": "plain_text", "text": yes},
+                    "deny": {"type": "plain_text", "text": "Not now"},
+                    **({"style": "danger"} if action == "rollback" else {}),
+                }
             elements.append(b)
         blocks.append({"type": "actions", "block_id": f"run:{run.id}", "elements": elements})
     decisions = [f"{a.decision} by <@{a.user}>" for a in run.approvals]

@@ -32,10 +32,12 @@ def runs_in_every_phase() -> list[Run]:
     out.append(approved)
     rolled, _ = drive(approved, world, now)
     out.append(rolled)
+    out.append(approved.evolve(phase=Phase.MIGRATING))
+    out.append(approved.evolve(phase=Phase.AWAITING_COMPLETION))
     return out
 
 
-@pytest.mark.parametrize("index", [0, 1, 2])
+@pytest.mark.parametrize("index", [0, 1, 2, 3, 4])
 def test_root_message_is_valid_block_kit(index: int) -> None:
     run = runs_in_every_phase()[index]
     text, blocks = render_root(run, ["U0BEN", "U0ANA"])
@@ -46,6 +48,14 @@ def test_root_message_is_valid_block_kit(index: int) -> None:
         assert [e["action_id"] for e in actions[0]["elements"]] == ["meshops_approve",
                                                                     "meshops_cancel"]
         assert all(e["value"] == run.id for e in actions[0]["elements"])
+    if run.phase in (Phase.MIGRATING, Phase.AWAITING_COMPLETION):
+        buttons = {e["action_id"]: e for e in actions[0]["elements"]}
+        rollback = buttons["meshops_rollback"]
+        assert rollback["confirm"]["title"]["text"] == "Roll back?"
+        assert "back to *asm-1-25*" in rollback["confirm"]["text"]["text"]
+        if run.phase == Phase.AWAITING_COMPLETION:
+            assert "only *asm-1-26* remains" in buttons["meshops_complete"]["confirm"]["text"][
+                "text"]
     if run.phase.terminal:
         assert not actions
 
