@@ -120,9 +120,13 @@ def create_app(fleet: Fleet, engine: Engine, client: WebClient, signing_secret: 
             enqueue_tick(run.id, run.seq)
         enqueue_notify(run.id)
 
+    audit = engine.audit
+
     @app.command(command_name)
     def on_command(ack: Ack, command: dict[str, Any]) -> None:
         user, channel = command["user_id"], command.get("channel_id", "")
+        text = command.get("text", "")[:500]
+        outcome = "ok"
         try:
             cmd = parse(command.get("text", ""), command_name)
             if isinstance(cmd, Help):
@@ -144,13 +148,17 @@ def create_app(fleet: Fleet, engine: Engine, client: WebClient, signing_secret: 
                          f"{run.phase.value.replace('_', ' ')}.")
         except (InvalidCommand, InvalidRevision, UnknownCluster, ClusterBusy, DecisionRefused,
                 RunNotFound) as exc:
-            log.info("command.refused", user=user, text=command.get("text", "")[:200],
-                     reason=str(exc))
+            log.info("command.refused", user=user, text=text[:200], reason=str(exc))
+            outcome = f"refused: {exc}"
             ack(response_type="ephemeral", text=f":warning: {exc}")
         except MeshopsError as exc:
             log.warning("command.failed", user=user, error=str(exc))
+            outcome = f"failed: {exc}"
             ack(response_type="ephemeral",
                 text=f":warning: meshops could not take that now ({exc}). Nothing changed.")
+        finally:
+            audit.record("command", user, f"{command_name} {text}".strip(), outcome=outcome,
+                         channel=channel)
 
     @app.action(ACTION_RE)
     def on_click(ack: Ack, body: dict[str, Any], action: dict[str, Any],
@@ -161,8 +169,10 @@ def create_app(fleet: Fleet, engine: Engine, client: WebClient, signing_secret: 
         user = body["user"]["id"]
         try:
             run = engine.decide(run_id, verb, user)
+            audit.record("click", user, verb, run=run_id, cluster=run.cluster)
         except (DecisionRefused, RunNotFound) as exc:
             log.info("click.refused", user=user, run_id=run_id, action=verb, reason=str(exc))
+            audit.record("click", user, verb, run=run_id, outcome=f"refused: {exc}")
             respond(text=f":warning: {exc}", response_type="ephemeral", replace_original=False)
             return
         except MeshopsError as exc:

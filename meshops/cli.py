@@ -117,6 +117,40 @@ def config_check(fleet: Path | None) -> None:
 
 
 @main.command()
+@click.option("--run", "run_id", default=None, help="Only this run.")
+@click.option("--cluster", default=None, help="Only this cluster.")
+@click.option("--since", default=None,
+              help="A duration ago (30m, 2h) or an ISO 8601 time (2026-11-22T10:00:00Z).")
+def audit(run_id: str | None, cluster: str | None, since: str | None) -> None:
+    """Print the audit stream as JSON lines: commands, clicks, decisions and steps."""
+    import json
+    from datetime import datetime
+
+    import redis
+
+    from workers.audit import AuditLog
+    from workers.config import settings
+    from workflows.commands import parse_duration
+    from workflows.errors import InvalidCommand
+
+    start = None
+    if since:
+        try:
+            start = time.time() - parse_duration(since)
+        except InvalidCommand:
+            try:
+                start = datetime.fromisoformat(since.replace("Z", "+00:00")).timestamp()
+            except ValueError:
+                raise click.BadParameter("a duration (30m, 2h) or an ISO 8601 time",
+                                         param_hint="--since") from None
+    env = settings()
+    log = AuditLog(redis.Redis.from_url(env.redis_url, decode_responses=True),
+                   env.meshops_redis_prefix)
+    for entry in log.read(run=run_id, cluster=cluster, since=start):
+        click.echo(json.dumps(entry, ensure_ascii=False))
+
+
+@main.command()
 @click.option("--scenario", type=click.Choice(["upgrade", "rollback"]), default="upgrade",
               show_default=True)
 @click.option("--state-dir", type=click.Path(path_type=Path), default=Path(".meshops/demo"),

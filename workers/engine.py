@@ -17,6 +17,7 @@ from typing import Any
 import structlog
 
 from workers.aks import AksMeshApi
+from workers.audit import AuditLog
 from workers.config import Fleet
 from workers.kube import KubernetesClusterApi, api_client_from_kubeconfig
 from workers.prom import PrometheusMetricsApi
@@ -72,12 +73,14 @@ def new_run_id() -> str:
 class Engine:
     def __init__(self, fleet: Fleet, store: RedisRunStore, ports: Any,
                  clock: Callable[[], float] = time.time,
-                 groups: Callable[[str], dict[str, frozenset[str]]] | None = None):
+                 groups: Callable[[str], dict[str, frozenset[str]]] | None = None,
+                 audit: AuditLog | None = None):
         self.fleet = fleet
         self.store = store
         self.ports = ports
         self.clock = clock
         self.groups = groups
+        self.audit = audit or AuditLog(store.r, store.p)
 
     def policy(self, cluster: str) -> ClusterPolicy:
         return self.fleet.policy(cluster, self.groups(cluster) if self.groups else None)
@@ -125,6 +128,9 @@ class Engine:
                 next_tick_at=None if result.recheck_after is None
                 else now + result.recheck_after)
             saved = self.store.save(new, run.seq)
+            for event in saved.history[len(run.history):]:
+                self.audit.record("step", "meshops", event.text, run=run_id,
+                                  cluster=saved.cluster, at=event.at, event=event.kind)
             if saved.phase != run.phase:
                 log.info("run.phase_changed", run_id=run_id, phase=saved.phase.value,
                          wave=saved.wave_index)
@@ -153,6 +159,8 @@ class Engine:
                     continue
                 log.info("run.decided", run_id=run_id, action=action, user=user,
                          phase=saved.phase.value)
+                self.audit.record("decision", user, action, run=run_id, cluster=saved.cluster,
+                                  phase=saved.phase.value)
                 return saved
             raise DecisionRefused(f"Run `{run_id}` keeps changing; try again.")
         finally:

@@ -89,5 +89,15 @@ def test_clicks_that_may_not_change_anything(harness: Harness) -> None:
     assert "has already ended: cancelled (cancelled by <@U0ANA>)" in replies()[-1]
     assert store.get(run_id).phase.value == "cancelled"
     assert store.active_run("dev") is None
+
+    # the audit stream kept all of it, refusals included, after the run ended
+    from workers.audit import AuditLog
+    trail = [(e["kind"], e["who"], e["what"], e["outcome"].split(":")[0])
+             for e in AuditLog(store.r, h.prefix).read(run=run_id)]
+    assert ("click", "U0CARL", "approve", "refused") in trail
+    assert ("click", "U0ANA", "approve", "refused") in trail
+    assert ("decision", "U0ANA", "cancel", "ok") in trail
+    assert ("click", "U0BEN", "approve", "refused") in trail
+    assert any(k == "step" and "plan:" in what for k, _, what, _ in trail)
     assert h.control("GET", "/_sandbox/state")["dev"]["revisions"] in (["asm-1-25"],
                                                                         ["asm-1-26"])
