@@ -20,6 +20,7 @@ import secrets
 import signal
 import subprocess
 import threading
+import time
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -222,6 +223,7 @@ class Sandbox:
         r.add("DELETE", "/_sandbox/faults", self.clear_faults)
         r.add("POST", "/_sandbox/arm-faults", self.set_arm_faults)
         r.add("POST", "/_sandbox/slack-rate-limit", self.set_slack_rate_limit)
+        r.add("POST", "/_sandbox/slack-outage", self.set_slack_outage)
         r.add("POST", "/_sandbox/reset", self.reset)
         r.add("GET", "/_sandbox/arm-requests", lambda req: Response(
             200, {"requests": self.arm.requests}))
@@ -299,6 +301,11 @@ class Sandbox:
     def set_slack_rate_limit(self, req: Request) -> Response:
         self.slack.rate_limit_next = int((req.json() or {}).get("count", 1))
         return Response(200, {"count": self.slack.rate_limit_next})
+
+    def set_slack_outage(self, req: Request) -> Response:
+        seconds = float((req.json() or {}).get("seconds", 10))
+        self.slack.outage_until = time.time() + seconds
+        return Response(200, {"until": self.slack.outage_until})
 
     def reset(self, req: Request) -> Response:
         """Re-seed every cluster in place (same tokens, same ports) and zero the counters."""

@@ -8,7 +8,8 @@ Implements the Web API methods meshops calls (``auth.test``, ``chat.postMessage`
 and ``response_url`` targets for ephemeral replies to slash commands and clicks. Blocks are
 validated with slack_sdk's Block Kit models and Slack's limits (50 blocks a message, 3,000
 characters a section text); an invalid message is refused with ``invalid_blocks`` as Slack
-does. ``rate_limit_next`` answers the next calls with 429 and ``Retry-After``.
+does. ``rate_limit_next`` answers the next calls with 429 and ``Retry-After``;
+``outage_until`` makes every call answer 503 ``service_unavailable`` until then.
 
 ``GET /_sandbox/slack/log?after=N`` returns the recorded conversation for viewers.
 """
@@ -66,6 +67,7 @@ class SlackEmulator:
         self.messages: dict[tuple[str, str], dict[str, Any]] = {}
         self.calls: list[str] = []
         self.rate_limit_next = 0
+        self.outage_until = 0.0  # until then every Web API call answers 503
         self._n = 0
         self.socket: SocketModeServer | None = None  # set by the sandbox
 
@@ -112,6 +114,8 @@ class SlackEmulator:
         token = req.bearer or args.get("token")
         with self.lock:
             self.calls.append(method)
+            if time.time() < self.outage_until:
+                return Response(503, {"ok": False, "error": "service_unavailable"})
             if self.rate_limit_next > 0:
                 self.rate_limit_next -= 1
                 return Response(429, {"ok": False, "error": "ratelimited"},

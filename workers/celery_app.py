@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import logging
 import os
+import time
 from functools import cache
 from typing import Any
 
@@ -102,12 +103,19 @@ def notify_task(self: Any, run_id: str) -> None:
         lock.release()
 
 
+SYNC_RETRY_S = 20.0  # a run Slack has not caught up with is synced again this often
+
+
 @app.task(name="meshops.sweep")
 def sweep_task() -> None:
+    """Re-enqueue overdue runs, and Slack syncs that did not finish (Slack was down)."""
     ctx = context()
     for run in ctx.engine.overdue():
         log.info("sweep.reenqueue", run_id=run.id, seq=run.seq)
         tick_task.delay(run.id, run.seq)
+    for run_id in ctx.store.unsynced(time.time() - SYNC_RETRY_S):
+        log.info("sweep.resync", run_id=run_id)
+        notify_task.delay(run_id)
 
 
 def enqueue_tick(run_id: str, seq: int) -> None:

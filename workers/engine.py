@@ -104,6 +104,7 @@ class Engine:
         run = run.log(now, "phase", f"requested by <@{requester}>: upgrade {cluster} to "
                                     f"{revision}")
         self.store.create(run)
+        self.store.mark_unsynced(run.id, now)
         log.info("run.created", run_id=run.id, cluster=cluster, revision=revision,
                  requester=requester)
         return run
@@ -128,6 +129,8 @@ class Engine:
                 next_tick_at=None if result.recheck_after is None
                 else now + result.recheck_after)
             saved = self.store.save(new, run.seq)
+            if len(saved.history) > len(run.history):
+                self.store.mark_unsynced(run_id, now)
             for event in saved.history[len(run.history):]:
                 self.audit.record("step", "meshops", event.text, run=run_id,
                                   cluster=saved.cluster, at=event.at, event=event.kind)
@@ -161,6 +164,7 @@ class Engine:
                          phase=saved.phase.value)
                 self.audit.record("decision", user, action, run=run_id, cluster=saved.cluster,
                                   phase=saved.phase.value)
+                self.store.mark_unsynced(run_id, self.clock())
                 return saved
             raise DecisionRefused(f"Run `{run_id}` keeps changing; try again.")
         finally:

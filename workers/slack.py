@@ -197,6 +197,7 @@ class SlackNotifier:
                            text=f":no_entry: Upgrade of `{run.cluster}` to "
                                 f"`{run.canary_revision}` refused: {run.outcome}")
                 self.store.set_slack_state(run.id, refusal_sent=1)
+            self.store.mark_synced(run.id)
             return
         text, blocks = render_root(run, self.approvers_of(run.cluster))
         digest = hashlib.sha1(json.dumps([text, blocks]).encode()).hexdigest()
@@ -214,6 +215,7 @@ class SlackNotifier:
             self._call("chat_postMessage", channel=state["root_channel"],
                        thread_ts=state["root_ts"], text=render_event(run, i))
             self.store.set_slack_state(run.id, posted=i + 1)
+        self.store.mark_synced(run.id)
 
 
 __all__ = ["SlackNotifier", "render_root", "render_event", "make_client", "Verdict"]

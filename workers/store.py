@@ -3,7 +3,8 @@
 Keys under a prefix (``meshops`` by default; tests use their own):
 ``{p}:run:{id}`` hash ``{seq, data}`` · ``{p}:runs`` zset by creation time ·
 ``{p}:active`` set of run ids · ``{p}:lease:{cluster}`` the id of the run acting on it ·
-``{p}:lock:{id}`` the run's step lock · ``{p}:slack:{id}`` hash of the run's Slack messages.
+``{p}:lock:{id}`` the run's step lock · ``{p}:slack:{id}`` hash of the run's Slack messages ·
+``{p}:unsynced`` zset of runs Slack has not caught up with.
 A save is a Lua script: it writes only if the stored ``seq`` is the one the caller read,
 and releases the lease when the run has ended, atomically.
 """
@@ -111,6 +112,21 @@ class RedisRunStore:
         return self.r.lock(self.key("lock", run_id), timeout=timeout,
                            blocking=blocking_timeout is not None,
                            blocking_timeout=blocking_timeout)
+
+    def mark_unsynced(self, run_id: str, at: float) -> None:
+        """Slack has not yet shown everything of this run (kept until a sync completes)."""
+        self.r.zadd(self.key("unsynced"), {run_id: at}, nx=True)
+
+    def mark_synced(self, run_id: str) -> None:
+        self.r.zrem(self.key("unsynced"), run_id)
+
+    def unsynced(self, older_than: float) -> list[str]:
+        """Runs whose Slack sync has been pending since before ``older_than``; their score is
+        moved to now so each is retried at most once per sweep interval."""
+        ids = self.r.zrangebyscore(self.key("unsynced"), "-inf", older_than)
+        if ids:
+            self.r.zadd(self.key("unsynced"), {i: older_than for i in ids}, xx=True)
+        return list(ids)
 
     def slack_state(self, run_id: str) -> dict[str, str]:
         return self.r.hgetall(self.key("slack", run_id))  # type: ignore[no-any-return]

@@ -67,11 +67,23 @@ def test_bad_canary_rolls_back_by_itself(harness: Harness) -> None:
     try:
         run_id = request_upgrade(h, "staging")
         h.click("approver", run_id, "approve", h.wait_for_button(run_id, "approve", 60))
+        # Slack goes down while the canary starts: the run must not wait for it
+        h.control("POST", "/_sandbox/slack-outage", {"seconds": 12})
+        assert h.wait_for_phase(run_id, {"migrating"}, 60)
         assert h.wait_for_phase(run_id, TERMINAL, 240) == "rolled_back"
     finally:
         h.control("DELETE", "/_sandbox/faults")
-    assert check_outcome(h, "rollback", "staging", run_id, "rolled_back") == []
+    # ... and the messages catch up: every history line in the thread, in order
     run = RedisRunStore.from_url(h.redis_url, h.prefix).get(run_id)
+
+    def thread() -> list[str]:
+        root = h.root_message(run_id)
+        return [e["text"] for e in h.slack_log() if root and e.get("thread_ts") == root["ts"]]
+
+    h._wait(lambda: len(thread()) == len(run.history), 90, "Slack to catch up")
+    assert thread()[-1].startswith(":warning: rolled back: staging runs asm-1-25 only")
+    assert "rolled back" in h.root_message(run_id)["text"]
+    assert check_outcome(h, "rollback", "staging", run_id, "rolled_back") == []
     assert "checkout success rate" in run.outcome
     assert run.waves[1].verdict.value == "FAIL" and run.waves[2].labelled is False
     relabels, _ = counters_for(h, "aks-staging-eastus")
