@@ -20,9 +20,10 @@ from slack_bolt import Ack, App, Respond
 from slack_sdk import WebClient
 from slack_sdk.errors import SlackApiError
 
+from bot.views import plan_text, revisions_text, run_history_text, runs_text, status_text
 from workers.config import Fleet
 from workers.engine import Engine
-from workflows.commands import Decide, Help, Status, Upgrade, parse, usage
+from workflows.commands import Decide, Help, Plan, Revisions, Runs, Status, Upgrade, parse, usage
 from workflows.errors import (
     ClusterBusy,
     DecisionRefused,
@@ -76,31 +77,6 @@ def help_text(command: str) -> str:
             "wave by wave with a metric gate on each, and completed or rolled back.")
 
 
-def status_text(engine: Engine, cluster: str | None) -> str:
-    clusters = [cluster] if cluster else sorted(engine.fleet.clusters)
-    lines = []
-    for c in clusters:
-        cfg = engine.fleet.cluster(c)
-        active = engine.store.active_run(c)
-        line = f"*{c}* ({cfg.name}, {cfg.location}, <#{cfg.channel}>): "
-        if active:
-            try:
-                run = engine.store.get(active)
-                line += (f"run `{run.id}` {run.phase.value.replace('_', ' ')}, "
-                         f"{run.stable_revision or '?'} → {run.canary_revision}"
-                         + (f", wave {run.wave_index}/{len(run.waves) - 1}" if run.waves else ""))
-            except RunNotFound:
-                line += "no active run"
-        else:
-            line += "no active run"
-        recent = [r for r in engine.store.list_runs(c, limit=20) if r.phase.terminal][:3]
-        if recent:
-            line += "; recent: " + ", ".join(
-                f"`{r.id}` {r.phase.value} ({r.canary_revision})" for r in recent)
-        lines.append(line)
-    return "\n".join(lines)
-
-
 def create_app(fleet: Fleet, engine: Engine, client: WebClient, signing_secret: str | None,
                enqueue_tick: Callable[[str, int], None],
                enqueue_notify: Callable[[str], None]) -> App:
@@ -122,7 +98,6 @@ def create_app(fleet: Fleet, engine: Engine, client: WebClient, signing_secret: 
 
     audit = engine.audit
 
-    @app.command(command_name)
     def on_command(ack: Ack, command: dict[str, Any]) -> None:
         user, channel = command["user_id"], command.get("channel_id", "")
         text = command.get("text", "")[:500]
@@ -131,8 +106,17 @@ def create_app(fleet: Fleet, engine: Engine, client: WebClient, signing_secret: 
             cmd = parse(command.get("text", ""), command_name)
             if isinstance(cmd, Help):
                 ack(response_type="ephemeral", text=help_text(command_name))
-            elif isinstance(cmd, Status):
-                ack(response_type="ephemeral", text=status_text(engine, cmd.cluster))
+            elif isinstance(cmd, Status | Revisions | Plan):
+                if getattr(cmd, "cluster", None):
+                    engine.fleet.cluster(cmd.cluster)  # type: ignore[arg-type]
+                ack(response_type="ephemeral",
+                    text=f"Looking at ARM and Kubernetes for `{command_name} {text}` …")
+            elif isinstance(cmd, Runs):
+                if cmd.run_id:
+                    answer = run_history_text(engine.store.get(cmd.run_id))
+                else:
+                    answer = runs_text(engine, cmd.cluster)
+                ack(response_type="ephemeral", text=answer)
             elif isinstance(cmd, Upgrade):
                 run = engine.start_upgrade(cmd.cluster, cmd.revision, user, channel,
                                            dict(cmd.options))
@@ -159,6 +143,29 @@ def create_app(fleet: Fleet, engine: Engine, client: WebClient, signing_secret: 
         finally:
             audit.record("command", user, f"{command_name} {text}".strip(), outcome=outcome,
                          channel=channel)
+
+    def answer_slow(command: dict[str, Any], respond: Respond) -> None:
+        """After the ack: the commands that read ARM and Kubernetes answer here."""
+        try:
+            cmd = parse(command.get("text", ""), command_name)
+        except MeshopsError:
+            return  # already answered in the ack
+        if getattr(cmd, "cluster", None) and cmd.cluster not in engine.fleet.clusters:
+            return  # refused in the ack
+        try:
+            if isinstance(cmd, Status):
+                answer = status_text(engine, cmd.cluster)
+            elif isinstance(cmd, Revisions):
+                answer = revisions_text(engine, cmd.cluster)
+            elif isinstance(cmd, Plan):
+                answer = plan_text(engine, cmd.cluster, cmd.revision, dict(cmd.options))
+            else:
+                return
+        except MeshopsError as exc:
+            answer = f":warning: {exc}"
+        respond(text=answer, response_type="ephemeral", replace_original=False)
+
+    app.command(command_name)(ack=on_command, lazy=[answer_slow])
 
     @app.action(ACTION_RE)
     def on_click(ack: Ack, body: dict[str, Any], action: dict[str, Any],

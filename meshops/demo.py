@@ -227,6 +227,16 @@ class Harness:
             self.echo(f"  ↳ HTTP {resp.status_code}")
         return resp
 
+    def ask(self, user_role: str, text: str, timeout: float = 30) -> str:
+        """Type a command whose answer comes after the ack (through ``response_url``)."""
+        before = self.slack_log_len()
+        self.slash(user_role, text)
+
+        def answered() -> str | None:
+            replies = [e["text"] for e in self.slack_log(before) if e["kind"] == "response"]
+            return replies[0] if replies else None
+        return self._wait(answered, timeout, f"the answer to /mesh {text}")  # type: ignore[no-any-return]
+
     def click(self, user_role: str, run_id: str, action: str, message: dict[str, Any]
               ) -> requests.Response:
         """Click a run button as a person: a block_actions payload, as Slack sends it."""

@@ -140,6 +140,24 @@ class AksMeshApi:
         return OperationStatus(body.get("status", "InProgress"), error.get("code"),
                                error.get("message"))
 
+    def revision_profiles(self, cluster: str) -> list[dict[str, Any]]:
+        """``meshRevisionProfiles`` of the cluster's region: [{revision, upgrades,
+        kubernetes: [versions]}], from ``GET .../locations/{location}/meshRevisionProfiles``."""
+        cfg, mc_ops = self._c(cluster)
+        self.calls += 1
+        try:
+            profiles = list(mc_ops.list_mesh_revision_profiles(cfg.location))
+        except Exception as exc:
+            raise translate(exc, f"reading meshRevisionProfiles of {cfg.location}") from exc
+        out = []
+        for profile in profiles:
+            for rev in (profile.properties.mesh_revisions or []) if profile.properties else []:
+                versions = sorted({v for c in rev.compatible_with or [] for v in c.versions or []},
+                                  key=lambda v: tuple(int(x) for x in v.split(".")))
+                out.append({"revision": rev.revision, "upgrades": list(rev.upgrades or []),
+                            "kubernetes": versions})
+        return out
+
     def kubeconfig(self, cluster: str, admin: bool = False) -> bytes:
         """The kubeconfig of ``listClusterUserCredential`` (or ``...AdminCredential``)."""
         cfg, mc_ops = self._c(cluster)

@@ -21,6 +21,9 @@ DECISIONS = ("approve", "reject", "pause", "resume", "rollback", "complete", "ca
 USAGE = {
     "help": "help",
     "status": "status [cluster]",
+    "revisions": "revisions [cluster]",
+    "plan": "plan <cluster> <revision> [upgrade options]",
+    "runs": "runs [cluster | run-id]",
     "upgrade": (
         "upgrade <cluster> <revision> [--bake=10m] [--interval=1m] [--wave-size=3] "
         "[--pilot=ns1,ns2] [--approve-waves]"
@@ -52,12 +55,32 @@ class Upgrade:
 
 
 @dataclass(frozen=True)
+class Revisions:
+    cluster: str | None = None
+
+
+@dataclass(frozen=True)
+class Plan:
+    """A dry run of ``upgrade``: the plan is computed and shown, nothing changes."""
+
+    cluster: str
+    revision: str
+    options: dict[str, object] = field(default_factory=dict)
+
+
+@dataclass(frozen=True)
+class Runs:
+    cluster: str | None = None
+    run_id: str | None = None
+
+
+@dataclass(frozen=True)
 class Decide:
     action: str  # one of DECISIONS
     run_id: str
 
 
-Command = Help | Status | Upgrade | Decide
+Command = Help | Status | Revisions | Plan | Runs | Upgrade | Decide
 
 
 def usage(command_name: str = "/mesh") -> str:
@@ -106,7 +129,8 @@ def parse(text: str, command_name: str = "/mesh") -> Command:
     """Parse the text after the command name.
 
     Returns:
-        One of :class:`Help`, :class:`Status`, :class:`Upgrade`, :class:`Decide`.
+        One of :class:`Help`, :class:`Status`, :class:`Revisions`, :class:`Plan`,
+        :class:`Runs`, :class:`Upgrade`, :class:`Decide`.
     Raises:
         InvalidCommand: unknown subcommand, missing or extra arguments, bad options; the
             message carries the usage that would work.
@@ -141,11 +165,21 @@ def parse(text: str, command_name: str = "/mesh") -> Command:
         if args:
             _cluster_name(args[0])
         return Status(args[0] if args else None)
-    if verb == "upgrade":
+    if verb == "revisions":
+        if len(args) > 1:
+            raise wrong("`revisions` takes at most one cluster.")
+        return Revisions(_cluster_name(args[0]) if args else None)
+    if verb == "runs":
+        if len(args) > 1:
+            raise wrong("`runs` takes a cluster or a run id.")
+        if args and RUN_ID_RE.match(args[0]):
+            return Runs(run_id=args[0])
+        return Runs(_cluster_name(args[0]) if args else None)
+    if verb in ("upgrade", "plan"):
         positional = [a for a in args if not a.startswith("--")]
         flags = [a for a in args if a.startswith("--")]
         if len(positional) != 2:
-            raise wrong("`upgrade` takes a cluster and a revision.")
+            raise wrong(f"`{verb}` takes a cluster and a revision.")
         cluster, revision = positional
         _cluster_name(cluster)
         options: dict[str, object] = {}
@@ -153,6 +187,8 @@ def parse(text: str, command_name: str = "/mesh") -> Command:
             name, _, value = flag[2:].partition("=")
             key, parsed = _option(name, value if "=" in flag else None)
             options[key] = parsed
+        if verb == "plan":
+            return Plan(cluster, parse_revision(revision), options)
         return Upgrade(cluster, parse_revision(revision), options)
     if verb in DECISIONS:
         if len(args) != 1:

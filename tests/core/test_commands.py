@@ -1,6 +1,16 @@
 import pytest
 
-from workflows.commands import Decide, Help, Status, Upgrade, parse, parse_duration
+from workflows.commands import (
+    Decide,
+    Help,
+    Plan,
+    Revisions,
+    Runs,
+    Status,
+    Upgrade,
+    parse,
+    parse_duration,
+)
 from workflows.errors import InvalidCommand, InvalidRevision
 
 
@@ -16,10 +26,20 @@ def test_simple_commands() -> None:
     assert parse("status") == Status()
     assert parse("STATUS prod") == Status("prod")
     assert parse("approve r-0123456789") == Decide("approve", "r-0123456789")
+    assert parse("revisions") == Revisions()
+    assert parse("revisions prod") == Revisions("prod")
+    assert parse("runs") == Runs()
+    assert parse("runs prod") == Runs("prod")
+    assert parse("runs r-0123456789") == Runs(run_id="r-0123456789")
+    assert parse("plan prod asm-1-27 --wave-size=5") == Plan("prod", "asm-1-27",
+                                                              {"wave_size": 5})
 
 
 @pytest.mark.parametrize(("text", "needle"), [
     ("upgrade dev", "takes a cluster and a revision"),
+    ("plan dev", "`plan` takes a cluster and a revision"),
+    ("runs a b", "takes a cluster or a run id"),
+    ("revisions a b", "at most one cluster"),
     ("upgrade dev asm-1-26 extra", "takes a cluster and a revision"),
     ("frobnicate", "Unknown command `frobnicate`"),
     ("approve", "takes one run id"),

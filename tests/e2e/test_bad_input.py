@@ -101,3 +101,23 @@ def test_clicks_that_may_not_change_anything(harness: Harness) -> None:
     assert any(k == "step" and "plan:" in what for k, _, what, _ in trail)
     assert h.control("GET", "/_sandbox/state")["dev"]["revisions"] in (["asm-1-25"],
                                                                         ["asm-1-26"])
+
+
+def test_read_only_commands_change_nothing(harness: Harness) -> None:
+    h = harness
+    before = h.control("GET", "/_sandbox/counters")
+    plan = h.ask("requester", "plan prod asm-1-27 --wave-size=3 --bake=5m")
+    assert "Plan (dry run, nothing changed)" in plan and "asm-1-25 → asm-1-27" in plan
+    assert "wave 0 (pilot): accounts — 6 workloads" in plan
+    assert "wave 1: catalog, checkout, storefront — 18 workloads" in plan
+    assert "not migrated (istio-injection=enabled is ignored by the add-on): legacy" in plan
+    assert "estimated duration: about" in plan
+    assert "No plan" in h.ask("requester", "plan prod asm-1-24")
+    revisions = h.ask("requester", "revisions prod")
+    assert "`asm-1-27` Kubernetes 1.31, 1.32, 1.33, 1.34; newest, no upgrade yet" in revisions
+    assert "can upgrade to: `asm-1-26`, `asm-1-27`" in revisions
+    assert "Unknown cluster `nope`" in text(h.slash("requester", "revisions nope"))
+    store = RedisRunStore.from_url(h.redis_url, h.prefix)
+    assert store.active_run("prod") is None
+    assert h.control("GET", "/_sandbox/counters") == before
+    assert h.control("GET", "/_sandbox/state")["prod"]["revisions"] == ["asm-1-25"]

@@ -56,8 +56,12 @@ def test_upgrade_completes_and_touches_everything_once(harness: Harness) -> None
     thread = [e["text"] for e in entries if e.get("thread_ts") == roots[0]["ts"]]
     assert any("approved by <@U0BEN>" in t for t in thread)
     assert thread[-1].endswith("istiod-asm-1-25 removed")
-    status = h.slash("requester", "status dev").json()["text"]
+    status = h.ask("requester", "status dev")
     assert f"`{run_id}` completed (asm-1-26)" in status and "no active run" in status
+    assert "mesh Istio, revisions asm-1-26" in status
+    assert "4 on asm-1-26" in status and "24 on asm-1-26 (1.26.4)" in status
+    history = h.slash("requester", f"runs {run_id}").json()["text"]
+    assert "approve on plan by <@U0BEN>" in history and "complete on completion by" in history
 
 
 def test_bad_canary_rolls_back_by_itself(harness: Harness) -> None:

@@ -1,0 +1,149 @@
+"""What the read-only commands show: status, revisions, plan (a dry run), runs.
+
+``runs`` reads only the run store and answers within the ack; ``status``, ``revisions`` and
+``plan`` read ARM and Kubernetes, so the bot acks first and answers through ``respond``
+(a Bolt lazy listener). None of them changes anything.
+"""
+
+from __future__ import annotations
+
+from collections import Counter
+from datetime import UTC, datetime
+
+from workers.engine import Engine
+from workflows.errors import InvalidRevision, MeshopsError, PermanentError
+from workflows.model import Run, system_namespace
+from workflows.planning import check_upgrade, plan_waves
+
+MAX_TEXT = 3900
+
+
+def _when(ts: float) -> str:
+    return datetime.fromtimestamp(ts, UTC).strftime("%Y-%m-%d %H:%M:%SZ")
+
+
+def _clip(text: str) -> str:
+    return text if len(text) <= MAX_TEXT else text[: MAX_TEXT - 20] + "\n… (more not shown)"
+
+
+def runs_text(engine: Engine, cluster: str | None) -> str:
+    if cluster:
+        engine.fleet.cluster(cluster)
+    runs = engine.store.list_runs(cluster, limit=15)
+    if not runs:
+        return f"No runs{' on `' + cluster + '`' if cluster else ''} yet."
+    lines = [f"`{r.id}` {r.cluster} {r.stable_revision or '?'} → {r.canary_revision} "
+             f"*{r.phase.value.replace('_', ' ')}* — by <@{r.requester}>, {_when(r.created_at)}"
+             for r in runs]
+    return _clip("\n".join(lines))
+
+
+def run_history_text(run: Run) -> str:
+    lines = [f"*Run `{run.id}`*: {run.kind} of `{run.cluster}` {run.stable_revision or '?'} → "
+             f"{run.canary_revision}, {run.phase.value.replace('_', ' ')}"]
+    lines += [f"{_when(e.at)} {e.text}" for e in run.history]
+    if run.approvals:
+        lines.append("*Decisions*: " + "; ".join(
+            f"{a.decision} on {a.gate} by <@{a.user}> at {_when(a.at)}" for a in run.approvals))
+    return _clip("\n".join(lines))
+
+
+def status_text(engine: Engine, cluster: str | None) -> str:
+    """Per cluster: mesh mode and revisions, an upgrade in progress, namespaces and pods per
+    revision and patch version, the active run and the last ones."""
+    names = [cluster] if cluster else sorted(engine.fleet.clusters)
+    blocks = []
+    for name in names:
+        cfg = engine.fleet.cluster(name)
+        lines = [f"*{name}* ({cfg.name}, {cfg.location}, <#{cfg.channel}>)"]
+        try:
+            mesh = engine.ports.mesh.get_mesh(name)
+            state = f"mesh {mesh.mode}, revisions {', '.join(mesh.revisions) or 'none'}"
+            if len(mesh.revisions) > 1:
+                state += " — *upgrade in progress*"
+            lines.append(f"{state}; Kubernetes {mesh.kubernetes_version}, "
+                         f"{mesh.provisioning_state}")
+            capi = engine.ports.cluster_api(name)
+            namespaces = [n for n in capi.list_namespaces() if not system_namespace(n.name)]
+            per_rev = Counter(n.revision for n in namespaces if n.revision)
+            pods = capi.list_pods([n.name for n in namespaces])
+            per_version = Counter((p.revision, p.proxy_version) for p in pods if p.revision)
+            lines.append("namespaces: " + (", ".join(f"{c} on {r}" for r, c in
+                                                      sorted(per_rev.items())) or "none labelled"))
+            lines.append("pods: " + (", ".join(f"{c} on {r} ({v})" for (r, v), c in
+                                                sorted(per_version.items(), key=str))
+                                      or "none with a sidecar"))
+        except MeshopsError as exc:
+            lines.append(f":warning: could not read the cluster: {exc}")
+        active = engine.store.active_run(name)
+        if active:
+            run = engine.store.get(active)
+            lines.append(f"active run `{run.id}`: {run.phase.value.replace('_', ' ')}"
+                         + (f", wave {run.wave_index} of {len(run.waves)}" if run.waves else ""))
+        recent = [r for r in engine.store.list_runs(name, limit=20) if r.phase.terminal][:3]
+        if recent:
+            lines.append("recent: " + ", ".join(
+                f"`{r.id}` {r.phase.value} ({r.canary_revision})" for r in recent))
+        if not active:
+            lines.append("no active run")
+        blocks.append("\n".join(lines))
+    return _clip("\n\n".join(blocks))
+
+
+def revisions_text(engine: Engine, cluster: str | None) -> str:
+    """meshRevisionProfiles of each region, and each cluster's meshUpgradeProfiles."""
+    names = [cluster] if cluster else sorted(engine.fleet.clusters)
+    out, seen_regions = [], set()
+    for name in names:
+        cfg = engine.fleet.cluster(name)
+        try:
+            if cfg.location not in seen_regions:
+                seen_regions.add(cfg.location)
+                rows = engine.ports.mesh.revision_profiles(name)
+                out.append(f"*Revisions in {cfg.location}*\n" + "\n".join(
+                    f"`{r['revision']}` Kubernetes {', '.join(r['kubernetes'])}"
+                    + (f"; upgrades to {', '.join(r['upgrades'])}" if r["upgrades"]
+                       else "; newest, no upgrade yet") for r in rows))
+            mesh = engine.ports.mesh.get_mesh(name)
+            targets = engine.ports.mesh.upgrade_targets(name) if mesh.mode == "Istio" else []
+            out.append(f"*{name}* runs {', '.join(mesh.revisions) or 'no mesh'} on Kubernetes "
+                       f"{mesh.kubernetes_version}; can upgrade to: "
+                       f"{', '.join(f'`{t}`' for t in targets) or 'nothing now'}")
+        except MeshopsError as exc:
+            out.append(f"*{name}*: :warning: {exc}")
+    return _clip("\n\n".join(out))
+
+
+def plan_text(engine: Engine, cluster: str, revision: str, options: dict[str, object]) -> str:
+    """The upgrade plan as ``upgrade`` would post it, computed without changing anything."""
+    opts = engine.fleet.upgrade_options(cluster, options)
+    th = engine.fleet.thresholds(cluster)
+    try:
+        mesh = engine.ports.mesh.get_mesh(cluster)
+        targets = engine.ports.mesh.upgrade_targets(cluster) if mesh.mode == "Istio" else []
+        stable = check_upgrade(mesh, revision, targets)
+        capi = engine.ports.cluster_api(cluster)
+        namespaces = capi.list_namespaces()
+        workloads = capi.list_workloads([n.name for n in namespaces if n.revision == stable])
+        plan = plan_waves(namespaces, workloads, stable, revision, opts)
+    except (PermanentError, InvalidRevision) as exc:
+        return f":no_entry: No plan: {exc}"
+    rollout_s = 60.0  # a typical restart of a wave; the deadline is rollout_deadline
+    per_wave = opts.bake_s + opts.interval_s + rollout_s
+    minutes = (len(plan.waves) * per_wave + 2 * 180) / 60
+    lines = [f"*Plan (dry run, nothing changed)*: `{cluster}` {stable} → {revision}"]
+    for w in plan.waves:
+        lines.append(f"wave {w.index}{' (pilot)' if w.index == 0 else ''}: "
+                     f"{', '.join(w.namespaces)} — {w.workloads} workloads")
+    if plan.skipped:
+        lines.append(f"not migrated (istio-injection=enabled is ignored by the add-on): "
+                     f"{', '.join(plan.skipped)}")
+    lines.append(f"gate per wave: success ≥ {th.min_success_rate:g}% and ≥ baseline − "
+                 f"{th.max_success_rate_drop:g} points, p99 ≤ {th.max_p99_ms:g} ms and ≤ "
+                 f"{th.max_p99_ratio:g} × baseline, ≥ {th.min_requests} requests per "
+                 f"{opts.interval_s:.0f}s window; {th.failure_threshold} failures in a row "
+                 "roll back")
+    lines.append(f"bake {opts.bake_s:.0f}s per wave, sampled every {opts.interval_s:.0f}s"
+                 + ("; an approval between waves" if opts.approve_waves else ""))
+    lines.append(f"estimated duration: about {minutes:.0f} minutes, plus the approvals")
+    return _clip("\n".join(lines))
