@@ -2,8 +2,10 @@
 
 Implements the Web API methods meshops calls (``auth.test``, ``chat.postMessage``,
 ``chat.update``, ``chat.postEphemeral``, ``conversations.history``,
-``conversations.replies``, ``usergroups.users.list``, ``users.info``, and
-``apps.connections.open`` for Socket Mode with an app-level token) with Slack's envelope
+``conversations.replies``, ``usergroups.users.list``, ``users.info``, the three steps of
+``files_upload_v2`` (``files.getUploadURLExternal``, the upload URL,
+``files.completeUploadExternal``), and ``apps.connections.open`` for Socket Mode with an
+app-level token) with Slack's envelope
 (``{"ok": true, ...}`` or ``{"ok": false, "error": "invalid_auth"}``), form or JSON bodies,
 and ``response_url`` targets for ephemeral replies to slash commands and clicks. Blocks are
 validated with slack_sdk's Block Kit models and Slack's limits (50 blocks a message, 3,000
@@ -65,6 +67,7 @@ class SlackEmulator:
         self.lock = threading.Lock()
         self.log: list[dict[str, Any]] = []
         self.messages: dict[tuple[str, str], dict[str, Any]] = {}
+        self.files: dict[str, dict[str, Any]] = {}
         self.calls: list[str] = []
         self.rate_limit_next = 0
         self.outage_until = 0.0  # until then every Web API call answers 503
@@ -85,6 +88,8 @@ class SlackEmulator:
         r.add("POST", r"/api/(?P<method>[a-zA-Z.]+)", self.api)
         r.add("GET", r"/api/(?P<method>[a-zA-Z.]+)", self.api)
         r.add("POST", r"/_sandbox/slack/response/(?P<id>[\w-]+)", self.response_url)
+        r.add("POST", r"/_sandbox/slack/upload/(?P<id>F\w+)", self.upload)
+        r.add("GET", r"/_sandbox/slack/files/(?P<id>F\w+)", self.get_file)
         r.add("GET", r"/_sandbox/slack/log", self.get_log)
         return r
 
@@ -135,6 +140,55 @@ class SlackEmulator:
         if self.socket is None:
             return {"ok": False, "error": "not_allowed_token_type"}
         return {"ok": True, "url": self.socket.url + f"?ticket={uuid.uuid4().hex}"}
+
+    # files_upload_v2: getUploadURLExternal → POST the bytes → completeUploadExternal
+    def m_files_getUploadURLExternal(self, args: dict[str, str]) -> dict[str, Any]:  # noqa: N802
+        if not args.get("filename") or not str(args.get("length", "")).isdigit():
+            return {"ok": False, "error": "invalid_arguments"}
+        file_id = "F" + uuid.uuid4().hex[:10].upper()
+        self.files[file_id] = {"id": file_id, "name": args["filename"],
+                               "length": int(args["length"]), "data": None}
+        return {"ok": True, "upload_url": f"{self.base_url}/_sandbox/slack/upload/{file_id}",
+                "file_id": file_id}
+
+    def upload(self, req: Request) -> Response:
+        with self.lock:
+            f = self.files.get(req.params["id"])
+            if f is None:
+                return Response(404, "unknown file", content_type="text/plain")
+            f["data"] = req.raw
+        return Response(200, f"OK - {len(req.raw)}", content_type="text/plain")
+
+    def get_file(self, req: Request) -> Response:
+        f = self.files.get(req.params["id"])
+        if f is None or f["data"] is None:
+            return Response(404, "unknown file", content_type="text/plain")
+        return Response(200, f["data"], content_type="application/octet-stream")
+
+    def m_files_completeUploadExternal(self, args: dict[str, str]) -> dict[str, Any]:  # noqa: N802
+        try:
+            wanted = json.loads(args.get("files", "[]"))
+        except ValueError:
+            return {"ok": False, "error": "invalid_arguments"}
+        channel = args.get("channel_id")
+        if channel and channel not in self.channels:
+            return {"ok": False, "error": "channel_not_found"}
+        out = []
+        for item in wanted:
+            f = self.files.get(item.get("id", ""))
+            if f is None or f["data"] is None:
+                return {"ok": False, "error": "file_not_found"}
+            if len(f["data"]) != f["length"]:
+                return {"ok": False, "error": "file_upload_size_mismatch"}
+            f["title"] = item.get("title") or f["name"]
+            out.append({"id": f["id"], "name": f["name"], "title": f["title"],
+                        "size": f["length"]})
+            if channel:
+                self._record("file", channel=channel, thread_ts=args.get("thread_ts"),
+                             file_id=f["id"], title=f["title"], name=f["name"],
+                             size=f["length"], is_png=f["data"][:8] == b"\x89PNG\r\n\x1a\n",
+                             text=args.get("initial_comment", ""))
+        return {"ok": True, "files": out}
 
     def m_auth_test(self, args: dict[str, str]) -> dict[str, Any]:
         return {"ok": True, "url": "https://sandbox.slack.com/", "team": "meshops sandbox",

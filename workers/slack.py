@@ -21,6 +21,7 @@ from slack_sdk.http_retry.builtin_handlers import (
     RateLimitErrorRetryHandler,
 )
 
+from workers.charts import gate_chart
 from workflows.errors import PermanentError, TemporaryError
 from workflows.model import Check, Phase, Run, Verdict, Wave, WaveStep
 
@@ -215,6 +216,17 @@ class SlackNotifier:
             self._call("chat_postMessage", channel=state["root_channel"],
                        thread_ts=state["root_ts"], text=render_event(run, i))
             self.store.set_slack_state(run.id, posted=i + 1)
+        charted = int(state.get("charts", 0))
+        ended = [w for w in run.waves if w.verdict is not None]
+        if len(ended) > charted:
+            wave = ended[-1]
+            self._call("files_upload_v2", channel=state["root_channel"],
+                       thread_ts=state["root_ts"], file=gate_chart(run),
+                       filename=f"{run.id}-wave-{wave.index}.png",
+                       title=f"{run.cluster} wave {wave.index}: gate {wave.verdict.value}",
+                       initial_comment=f"Success rate and p99 per namespace up to wave "
+                                       f"{wave.index} ({wave.verdict.value})")
+            self.store.set_slack_state(run.id, charts=len(ended))
         self.store.mark_synced(run.id)
 
 

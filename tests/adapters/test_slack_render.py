@@ -68,3 +68,18 @@ def test_thread_lines_show_values_against_thresholds() -> None:
     fail = next(line for line in lines if "FAIL" in line and "gate sample" in line)
     assert "✗ ns-005 success 50.00% ≥ 99.50%" in fail  # baseline 100 % − 0.5 points
     assert "✗ ns-005 p99 900 ms ≤ 60 ms" in fail  # 1.2 × the 50 ms baseline
+
+
+def test_gate_chart_is_a_readable_png_of_the_right_size(tmp_path) -> None:
+    import matplotlib.image
+
+    from workers.charts import HEIGHT_PX, WIDTH_PX, gate_chart
+
+    run = runs_in_every_phase()[2]  # rolled back after a failing wave: several samples
+    png = gate_chart(run)
+    assert png[:8] == b"\x89PNG\r\n\x1a\n"
+    path = tmp_path / "chart.png"
+    path.write_bytes(png)
+    image = matplotlib.image.imread(path)
+    assert image.shape[:2] == (HEIGHT_PX, WIDTH_PX)
+    assert image.std() > 0.05  # not a blank canvas

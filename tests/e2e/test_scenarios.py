@@ -56,6 +56,9 @@ def test_upgrade_completes_and_touches_everything_once(harness: Harness) -> None
     thread = [e["text"] for e in entries if e.get("thread_ts") == roots[0]["ts"]]
     assert any("approved by <@U0BEN>" in t for t in thread)
     assert thread[-1].endswith("istiod-asm-1-25 removed")
+    charts = [e for e in entries if e["kind"] == "file" and e.get("thread_ts") == roots[0]["ts"]]
+    assert [c["title"] for c in charts] == [f"dev wave {i}: gate PASS" for i in range(3)]
+    assert all(c["is_png"] and c["size"] > 10_000 for c in charts)
     status = h.ask("requester", "status dev")
     assert f"`{run_id}` completed (asm-1-26)" in status and "no active run" in status
     assert "mesh Istio, revisions asm-1-26" in status
