@@ -3,9 +3,10 @@
 - ``meshops.tick(run_id, seq)``: one step of a run; schedules the next with a countdown
   (a step never sleeps) and asks for a Slack sync when the history grew.
 - ``meshops.notify(run_id)``: bring Slack up to date with the stored run.
-- ``meshops.sweep()`` (beat, every 5 s): re-enqueue runs whose next tick is overdue, which
-  is how a run goes on after its worker was killed (``acks_late`` also redelivers, but only
-  after the broker's visibility timeout).
+- ``meshops.sweep()`` (beat, every 5 s): expire approval requests that waited too long;
+  re-enqueue runs whose next tick is overdue, which is how a run goes on after its worker
+  was killed (``acks_late`` also redelivers, but only after the broker's visibility
+  timeout); re-sync Slack for runs it has not caught up with.
 """
 
 from __future__ import annotations
@@ -110,6 +111,10 @@ SYNC_RETRY_S = 20.0  # a run Slack has not caught up with is synced again this o
 def sweep_task() -> None:
     """Re-enqueue overdue runs, and Slack syncs that did not finish (Slack was down)."""
     ctx = context()
+    for run in ctx.engine.expire_due():
+        if not run.phase.waiting_for_person and not run.phase.terminal:
+            tick_task.delay(run.id, run.seq)
+        notify_task.delay(run.id)
     for run in ctx.engine.overdue():
         log.info("sweep.reenqueue", run_id=run.id, seq=run.seq)
         tick_task.delay(run.id, run.seq)

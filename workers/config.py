@@ -91,9 +91,25 @@ class GatesConfig(Strict):
         return {names.get(k, k): v for k, v in self.model_dump().items() if v is not None}
 
 
+class ApprovalsConfig(Strict):
+    #: an approval request (plan, wave, completion, pause) expires after this; unset: never
+    timeout: Seconds | None = None
+    #: what an expired request does after the plan: hold (wait on) or rollback
+    on_timeout: Literal["hold", "rollback"] | None = None
+
+    def as_options(self) -> dict[str, Any]:
+        out: dict[str, Any] = {}
+        if self.timeout is not None:
+            out["approval_timeout_s"] = self.timeout
+        if self.on_timeout is not None:
+            out["on_timeout"] = self.on_timeout
+        return out
+
+
 class Defaults(Strict):
     upgrade: UpgradeConfig = UpgradeConfig()
     gates: GatesConfig = GatesConfig()
+    approvals: ApprovalsConfig = ApprovalsConfig()
 
 
 class PrometheusConfig(Strict):
@@ -124,6 +140,7 @@ class ClusterConfig(Strict):
     prometheus: PrometheusConfig
     upgrade: UpgradeConfig = UpgradeConfig()
     gates: GatesConfig = GatesConfig()
+    approvals: ApprovalsConfig = ApprovalsConfig()
 
     @field_validator("requesters", "approvers")
     @classmethod
@@ -157,8 +174,9 @@ class Fleet(Strict):
         return self.clusters[short]
 
     def upgrade_options(self, short: str, overrides: dict[str, Any]) -> UpgradeOptions:
-        merged = {**self.defaults.upgrade.as_options(),
-                  **self.clusters[short].upgrade.as_options(), **overrides}
+        c = self.clusters[short]
+        merged = {**self.defaults.upgrade.as_options(), **self.defaults.approvals.as_options(),
+                  **c.upgrade.as_options(), **c.approvals.as_options(), **overrides}
         return UpgradeOptions(**merged)
 
     def thresholds(self, short: str) -> GateThresholds:

@@ -24,7 +24,7 @@ from workers.prom import PrometheusMetricsApi
 from workers.store import RedisRunStore
 from workflows.errors import DecisionRefused, StaleRun
 from workflows.model import Phase, Run
-from workflows.upgrade import ClusterPolicy, decide, tick
+from workflows.upgrade import ClusterPolicy, decide, expire, tick
 
 log = structlog.get_logger("meshops.engine")
 
@@ -169,6 +169,36 @@ class Engine:
             raise DecisionRefused(f"Run `{run_id}` keeps changing; try again.")
         finally:
             lock.release()
+
+    def expire_due(self) -> list[Run]:
+        """Expire the approval requests that waited too long; returns the changed runs."""
+        changed = []
+        for run in self.store.list_runs(active_only=True):
+            if expire(run, self.clock()) is None:
+                continue  # cheap check first; the real one holds the lock
+            lock = self.store.lock(run.id, blocking_timeout=5)
+            if not lock.acquire():
+                continue
+            try:
+                current = self.store.get(run.id)
+                now = self.clock()
+                expired = expire(current, now)
+                if expired is None:
+                    continue
+                expired = expired.evolve(updated_at=now, next_tick_at=None
+                                         if expired.phase.waiting_for_person
+                                         or expired.phase.terminal else now)
+                saved = self.store.save(expired, current.seq)
+                self.store.mark_unsynced(run.id, now)
+                self.audit.record("decision", "meshops", "expire", run=run.id,
+                                  cluster=run.cluster, phase=saved.phase.value)
+                log.info("run.expired", run_id=run.id, phase=saved.phase.value)
+                changed.append(saved)
+            except StaleRun:
+                continue
+            finally:
+                lock.release()
+        return changed
 
     def overdue(self) -> list[Run]:
         """Active runs whose next tick is late (their task was lost with a worker)."""

@@ -159,6 +159,8 @@ class UpgradeOptions(Frozen):
     pilot: list[str] = Field(default_factory=list)  # namespaces of wave 0; default: first one
     waves: list[list[str]] = Field(default_factory=list)  # explicit waves win over size
     approve_waves: bool = False  # an approval gate between waves
+    approval_timeout_s: float = 0.0  # an approval request expires after this; 0: never
+    on_timeout: str = "hold"  # hold | rollback (what an expired request does after the plan)
 
 
 class NamespaceMetrics(Frozen):
@@ -262,6 +264,8 @@ class Run(Frozen):
     updated_at: float
     seq: int = 0
     next_tick_at: float | None = None
+    parked_at: float | None = None  # when the run began waiting for a person
+    expired_at: float | None = None  # when that wait's approval request expired
 
     @property
     def current_wave(self) -> Wave | None:
@@ -285,6 +289,12 @@ class Run(Frozen):
 
     def to(self, phase: Phase, now: float, text: str | None = None, **changes: Any) -> Run:
         """The run in ``phase``, with a history line saying so."""
+        if phase.waiting_for_person and not self.phase.waiting_for_person:
+            changes.setdefault("parked_at", now)
+            changes.setdefault("expired_at", None)
+        elif not phase.waiting_for_person:
+            changes.setdefault("parked_at", None)
+            changes.setdefault("expired_at", None)
         run: Run = self.evolve(phase=phase, **changes)
         return run.log(now, "phase", text or f"phase → {phase.value}", phase=phase.value)
 

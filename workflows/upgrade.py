@@ -426,6 +426,48 @@ _STEPS = {
 }
 
 
+# --------------------------------------------------------------------------- expiry
+
+
+def _duration(seconds: float) -> str:
+    if seconds >= 3600:
+        return f"{seconds / 3600:g} h"
+    if seconds >= 60:
+        return f"{seconds / 60:g} min"
+    return f"{seconds:g} s"
+
+
+def expire(run: Run, now: float) -> Run | None:
+    """Expire the run's pending approval request if it has waited too long.
+
+    The plan's approval expiring cancels the run (nothing has changed yet). Later requests
+    (wave approval, completion, a pause) follow ``options.on_timeout``: ``hold`` leaves the
+    run waiting, once noted in its history; ``rollback`` rolls it back.
+
+    Returns:
+        The changed run, or None when nothing expired (no wait, no timeout, not yet, or
+        this wait already expired).
+    """
+    timeout = run.options.approval_timeout_s
+    if (not run.phase.waiting_for_person or run.parked_at is None or run.expired_at is not None
+            or timeout <= 0 or now - run.parked_at < timeout):
+        return None
+    waited = _duration(timeout)
+    if run.phase == Phase.AWAITING_APPROVAL:
+        return run.to(Phase.CANCELLED, now,
+                      f"expired: nobody approved the plan within {waited}; nothing was changed",
+                      outcome=f"the plan's approval request expired after {waited}")
+    what = {Phase.AWAITING_WAVE_APPROVAL: f"the approval of wave {run.wave_index + 1}",
+            Phase.AWAITING_COMPLETION: "the completion decision",
+            Phase.PAUSED: "the decision on the paused run"}[run.phase]
+    run = run.evolve(expired_at=now)
+    if run.options.on_timeout == "rollback":
+        return begin_rollback(run, f"{what} expired after {waited}; the cluster's policy rolls "
+                                   "back", now)
+    return run.log(now, "expiry", f"{what} expired after {waited}; holding: the run waits as it "
+                                  "is until someone decides")
+
+
 # --------------------------------------------------------------------------- decisions
 
 #: action → phases in which it is allowed

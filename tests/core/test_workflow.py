@@ -186,3 +186,39 @@ def test_manual_rollback_during_migration() -> None:
     run = decide(run, "rollback", "UREQ", POLICY, now)
     run, now = drive(run, world, now)
     assert run.phase == Phase.ROLLED_BACK and world.revisions == ["asm-1-25"]
+
+
+def test_plan_approval_expires_into_a_cancelled_run() -> None:
+    from workflows.upgrade import expire
+
+    world = FakeWorld.seeded(["a"])
+    run, now = drive(new_run(approval_timeout_s=3600), world, 0)
+    assert run.parked_at == now
+    assert expire(run, now + 3599) is None
+    expired = expire(run, now + 3600)
+    assert expired is not None and expired.phase == Phase.CANCELLED
+    assert "nobody approved the plan within 1 h" in expired.history[-1].text
+    assert not world.writes
+
+
+@pytest.mark.parametrize(("on_timeout", "phase"), [("hold", Phase.AWAITING_COMPLETION),
+                                                  ("rollback", Phase.ROLLING_BACK)])
+def test_completion_request_expires_per_policy(on_timeout: str, phase: Phase) -> None:
+    from workflows.upgrade import expire
+
+    world = FakeWorld.seeded(["a"])
+    run, now = drive(new_run(approval_timeout_s=600, on_timeout=on_timeout), world, 0)
+    run = decide(run, "approve", "UAPPROVER", POLICY, now)
+    run, now = drive(run, world, now)
+    assert run.phase == Phase.AWAITING_COMPLETION and run.parked_at == now
+    expired = expire(run, now + 601)
+    assert expired is not None and expired.phase == phase
+    assert "the completion decision expired after 10 min" in " ".join(
+        e.text for e in expired.history[-2:])
+    assert expire(expired, now + 5000) is None  # expires once per wait
+    if on_timeout == "hold":
+        assert decide(expired, "complete", "UAPPROVER", POLICY, now + 700).phase == \
+            Phase.COMPLETING  # a person can still decide
+    else:
+        rolled, _ = drive(expired, world, now + 601)
+        assert rolled.phase == Phase.ROLLED_BACK and world.revisions == ["asm-1-25"]
