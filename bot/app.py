@@ -10,13 +10,14 @@ what happened instead. Buttons carry only the run id (DESIGN.md §6).
 
 from __future__ import annotations
 
+import json
 import re
 import time
 from collections.abc import Callable
 from typing import Any
 
 import structlog
-from slack_bolt import Ack, App, Respond
+from slack_bolt import Ack, App, BoltResponse, Respond
 from slack_sdk import WebClient
 from slack_sdk.errors import SlackApiError
 
@@ -97,6 +98,23 @@ def create_app(fleet: Fleet, engine: Engine, client: WebClient, signing_secret: 
         enqueue_notify(run.id)
 
     audit = engine.audit
+
+    if fleet.slack.app_id:
+        @app.middleware
+        def only_our_app(body: dict[str, Any], next: Callable[[], None]  # noqa: A002
+                         ) -> BoltResponse | None:
+            app_id = body.get("api_app_id")
+            if app_id and app_id != fleet.slack.app_id:
+                log.warning("request.other_app", api_app_id=app_id)
+                audit.record("command", str((body.get("user") or {}).get("id")
+                                            or body.get("user_id", "?")),
+                             f"request of app {app_id}", outcome="refused: another app")
+                return BoltResponse(status=200, headers={"content-type": "application/json"},
+                                    body=json.dumps({"response_type": "ephemeral", "text": (
+                                        ":warning: That request came from another Slack "
+                                        "app; meshops ignores it.")}))
+            next()
+            return None
 
     def on_command(ack: Ack, command: dict[str, Any]) -> None:
         user, channel = command["user_id"], command.get("channel_id", "")

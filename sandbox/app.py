@@ -171,7 +171,8 @@ class Sandbox:
 
     def fleet(self, ca_bundle: Path) -> dict[str, Any]:
         return {
-            "slack": {"command": "/mesh", "api_url": self.url["slack"] + "/api/"},
+            "slack": {"command": "/mesh", "api_url": self.url["slack"] + "/api/",
+                      "app_id": "A0MESHOPS"},
             "azure": {"arm_endpoint": self.url["arm"], "ca_bundle": str(ca_bundle)},
             "defaults": {"upgrade": {"bake": "10s", "interval": "5s", "wave_size": 2}},
             "clusters": {

@@ -48,6 +48,8 @@ class Strict(BaseModel):
 class SlackConfig(Strict):
     command: str = Field("/mesh", pattern=r"^/[a-z0-9_-]{1,31}$")
     api_url: str = Field("https://slack.com/api/", pattern=r"^https?://")
+    #: the Slack app's id (A…): requests of any other app are refused
+    app_id: str | None = Field(None, pattern=r"^A[A-Z0-9]{2,}$")
 
 
 class AzureConfig(Strict):

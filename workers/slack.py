@@ -26,6 +26,9 @@ from workflows.errors import PermanentError, TemporaryError
 from workflows.model import Check, Phase, Run, Verdict, Wave, WaveStep
 
 ACTION_PREFIX = "meshops_"
+PAST = {"approve": "approved", "reject": "rejected", "cancel": "cancelled",
+        "complete": "completion approved", "rollback": "roll back requested",
+        "pause": "paused", "resume": "resumed"}
 BUTTONS = {
     Phase.AWAITING_APPROVAL: [("approve", "Approve", "primary"), ("cancel", "Cancel", None)],
     Phase.AWAITING_WAVE_APPROVAL: [("approve", "Approve next wave", "primary"),
@@ -147,7 +150,8 @@ def render_root(run: Run, approvers: list[str]) -> tuple[str, list[dict[str, Any
                 }
             elements.append(b)
         blocks.append({"type": "actions", "block_id": f"run:{run.id}", "elements": elements})
-    decisions = [f"{a.decision} by <@{a.user}>" for a in run.approvals]
+    decisions = [f"{PAST.get(a.decision, a.decision).capitalize()} by <@{a.user}>"
+                 for a in run.approvals]
     if decisions:
         blocks.append({"type": "context", "elements": [
             {"type": "mrkdwn", "text": " · ".join(decisions)[:2900]}]})

@@ -105,6 +105,7 @@ def test_real_block_actions_shape_refused_click_answers_ephemerally(bolt, slack,
     app, store, _ = bolt
     payload = json.loads((shared / PAYLOADS / "block_actions.message_button.bolt_python.json")
                          .read_text())
+    payload["api_app_id"] = "A0123456789"  # our app (the fixture's is A111)
     payload["actions"][0].update(action_id="meshops_approve", value="r-0123456789")
     payload["response_url"] = slack.base_url + "/_sandbox/slack/response/abc"
     body = "payload=" + urllib.parse.quote(json.dumps(payload))
@@ -115,3 +116,55 @@ def test_real_block_actions_shape_refused_click_answers_ephemerally(bolt, slack,
     assert slack.log[-1]["kind"] == "response"
     assert "No run `r-0123456789`" in slack.log[-1]["text"]
     assert slack.log[-1]["replace_original"] is False
+
+
+def test_a_button_of_another_app_changes_nothing(bolt, slack, shared: Path) -> None:
+    app, store, enqueued = bolt
+    payload = json.loads((shared / PAYLOADS / "block_actions.message_button.bolt_python.json")
+                         .read_text())  # api_app_id A111: not ours
+    payload["actions"][0].update(action_id="meshops_approve", value="r-0123456789")
+    resp = dispatch(app, "payload=" + urllib.parse.quote(json.dumps(payload)))
+    assert resp.status == 200 and "another Slack app" in resp.body
+    time.sleep(0.3)
+    assert slack.log == [] and enqueued == []
+
+
+def test_user_groups_are_expanded_and_refused_when_slack_cannot_say(slack, prefix) -> None:
+    from bot.app import UserGroups
+    from workflows.errors import DecisionRefused
+
+    fleet = load_fleet(ROOT / "examples" / "fleet.azure.yaml")
+    client = make_client("xoxb-test", slack.base_url + "/api/")
+    groups = UserGroups(client, fleet)
+    slack.usergroups["S0MESHLEADS"] = ["U0LEAD", "U0LEAD2"]
+    slack.usergroups["S0PLATFORM"] = ["U0DEV"]
+    policy = fleet.policy("prod-weu", groups("prod-weu"))
+    assert policy.approvers == {"U0AAAAAAA", "U0LEAD", "U0LEAD2"}
+    assert policy.may_request("U0DEV") and not policy.may_request("U0STRANGER")
+    calls = slack.calls.count("usergroups.users.list")
+    groups("prod-weu")
+    assert slack.calls.count("usergroups.users.list") == calls  # cached
+    fresh = UserGroups(client, fleet)
+    del slack.usergroups["S0MESHLEADS"]
+    with pytest.raises(DecisionRefused, match="Slack could not say who is in user group"):
+        fresh("prod-weu")
+
+
+def test_rate_limited_slack_is_retried_after_retry_after(slack, prefix) -> None:
+    from workers.slack import SlackNotifier
+    from workflows.model import Run
+
+    store = RedisRunStore.from_url(REDIS_URL, prefix)
+    run = Run(id="r-00000000aa", cluster="prod-weu", requester="U0AAAAAAA",
+              channel="C0123456789", canary_revision="asm-1-26", created_at=0, updated_at=0)
+    run = run.log(1, "phase", "requested")
+    slack.rate_limit_next = 2
+    try:
+        SlackNotifier(make_client("xoxb-test", slack.base_url + "/api/"), store,
+                      lambda c: ["U0AAAAAAA"]).sync(run)
+        assert slack.calls.count("chat.postMessage") == 4  # 2 × 429, then root and thread
+        assert [e["kind"] for e in slack.log] == ["post", "post"]
+    finally:
+        keys = list(store.r.scan_iter(prefix + "*"))
+        if keys:
+            store.r.delete(*keys)
