@@ -21,9 +21,9 @@ from slack_bolt import Ack, App, BoltResponse, Respond
 from slack_sdk import WebClient
 from slack_sdk.errors import SlackApiError
 
-from bot.views import plan_text, revisions_text, run_history_text, runs_text, status_text
 from workers.config import Fleet
 from workers.engine import Engine
+from workers.views import run_history_text, runs_text
 from workflows.commands import Decide, Help, Plan, Revisions, Runs, Status, Upgrade, parse, usage
 from workflows.errors import (
     ClusterBusy,
@@ -80,16 +80,21 @@ def help_text(command: str) -> str:
 
 def create_app(fleet: Fleet, engine: Engine, client: WebClient, signing_secret: str | None,
                enqueue_tick: Callable[[str, int], None],
-               enqueue_notify: Callable[[str], None]) -> App:
+               enqueue_notify: Callable[[str], None],
+               enqueue_answer: Callable[[str, str], None] = lambda text, url: None) -> App:
     """Build the Bolt app.
 
     Args:
         signing_secret: HTTP mode verifies every request's ``X-Slack-Signature`` (v0 HMAC,
             5 minutes of clock skew at most) and answers 401 otherwise; None in Socket Mode.
-        enqueue_tick / enqueue_notify: how work reaches the workers (Celery in production).
+        enqueue_tick / enqueue_notify / enqueue_answer: how work reaches the workers (Celery
+            in production); slow read-only commands are answered by a worker.
     """
+    # Listeners run in the request's own thread: they only touch Redis, so the ack is as
+    # fast as Bolt's own, and no executor queue stands between a request and its ack.
     app = App(client=client, signing_secret=signing_secret,
-              request_verification_enabled=signing_secret is not None)
+              request_verification_enabled=signing_secret is not None,
+              process_before_response=True)
     command_name = fleet.slack.command
 
     def after_decision(run: Run) -> None:
@@ -127,6 +132,7 @@ def create_app(fleet: Fleet, engine: Engine, client: WebClient, signing_secret: 
             elif isinstance(cmd, Status | Revisions | Plan):
                 if getattr(cmd, "cluster", None):
                     engine.fleet.cluster(cmd.cluster)  # type: ignore[arg-type]
+                enqueue_answer(command.get("text", ""), command.get("response_url", ""))
                 ack(response_type="ephemeral",
                     text=f"Looking at ARM and Kubernetes for `{command_name} {text}` …")
             elif isinstance(cmd, Runs):
@@ -162,33 +168,13 @@ def create_app(fleet: Fleet, engine: Engine, client: WebClient, signing_secret: 
             audit.record("command", user, f"{command_name} {text}".strip(), outcome=outcome,
                          channel=channel)
 
-    def answer_slow(command: dict[str, Any], respond: Respond) -> None:
-        """After the ack: the commands that read ARM and Kubernetes answer here."""
-        try:
-            cmd = parse(command.get("text", ""), command_name)
-        except MeshopsError:
-            return  # already answered in the ack
-        if getattr(cmd, "cluster", None) and cmd.cluster not in engine.fleet.clusters:
-            return  # refused in the ack
-        try:
-            if isinstance(cmd, Status):
-                answer = status_text(engine, cmd.cluster)
-            elif isinstance(cmd, Revisions):
-                answer = revisions_text(engine, cmd.cluster)
-            elif isinstance(cmd, Plan):
-                answer = plan_text(engine, cmd.cluster, cmd.revision, dict(cmd.options))
-            else:
-                return
-        except MeshopsError as exc:
-            answer = f":warning: {exc}"
-        respond(text=answer, response_type="ephemeral", replace_original=False)
+    app.command(command_name)(on_command)
 
-    app.command(command_name)(ack=on_command, lazy=[answer_slow])
-
-    @app.action(ACTION_RE)
-    def on_click(ack: Ack, body: dict[str, Any], action: dict[str, Any],
-                 respond: Respond) -> None:
+    def ack_click(ack: Ack) -> None:
         ack()
+
+    def on_click(body: dict[str, Any], action: dict[str, Any], respond: Respond) -> None:
+        """After the ack (a lazy listener): the decision may wait for the run's lock."""
         verb = action["action_id"].removeprefix("meshops_")
         run_id = str(action.get("value", ""))
         user = body["user"]["id"]
@@ -205,5 +191,7 @@ def create_app(fleet: Fleet, engine: Engine, client: WebClient, signing_secret: 
                     response_type="ephemeral", replace_original=False)
             return
         after_decision(run)
+
+    app.action(ACTION_RE)(ack=ack_click, lazy=[on_click])
 
     return app

@@ -35,7 +35,7 @@ def run_bot(host: str, port: int) -> None:
     from waitress import serve
 
     from bot.app import UserGroups, create_app
-    from workers.celery_app import enqueue_notify, enqueue_tick
+    from workers.celery_app import enqueue_answer, enqueue_notify, enqueue_tick
     from workers.engine import Engine, FleetPorts
     from workers.slack import make_client
     from workers.store import RedisRunStore
@@ -50,7 +50,7 @@ def run_bot(host: str, port: int) -> None:
     store = RedisRunStore.from_url(env.redis_url, env.meshops_redis_prefix)
     engine = Engine(fleet, store, FleetPorts(fleet), groups=UserGroups(client, fleet))
     app = create_app(fleet, engine, client, None if socket_mode else env.slack_signing_secret,
-                     enqueue_tick, enqueue_notify)
+                     enqueue_tick, enqueue_notify, enqueue_answer)
     if socket_mode:
         log.info("bot.start", mode="socket")
         SocketModeHandler(app, env.slack_app_token).start()

@@ -104,6 +104,29 @@ def notify_task(self: Any, run_id: str) -> None:
         lock.release()
 
 
+@app.task(name="meshops.answer", bind=True, max_retries=3)
+def answer_task(self: Any, command_text: str, response_url: str) -> None:
+    """Answer a slow read-only command (status, revisions, plan) through its response_url."""
+    from slack_sdk.webhook import WebhookClient
+
+    from workers.views import answer
+
+    ctx = context()
+    text = answer(ctx.engine, command_text, ctx.fleet.slack.command)
+    if text is None:
+        return
+    resp = WebhookClient(response_url).send(text=text, response_type="ephemeral",
+                                            replace_original=False)
+    if resp.status_code >= 500 or resp.status_code == 429:
+        raise self.retry(countdown=5)
+    if resp.status_code != 200:
+        log.warning("answer.refused", status=resp.status_code, body=resp.body[:200])
+
+
+def enqueue_answer(command_text: str, response_url: str) -> None:
+    answer_task.delay(command_text, response_url)
+
+
 SYNC_RETRY_S = 20.0  # a run Slack has not caught up with is synced again this often
 
 

@@ -146,7 +146,7 @@ class Engine:
 
     def decide(self, run_id: str, action: str, user: str) -> Run:
         """Apply a person's decision atomically; raises ``DecisionRefused``/``RunNotFound``."""
-        lock = self.store.lock(run_id, blocking_timeout=10)
+        lock = self.store.lock(run_id, blocking_timeout=2)  # a typed decision acks in 3 s
         if not lock.acquire():
             raise DecisionRefused(f"Run `{run_id}` is busy; try again in a few seconds.")
         try:

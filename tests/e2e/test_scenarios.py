@@ -85,7 +85,8 @@ def test_bad_canary_rolls_back_by_itself(harness: Harness) -> None:
 
     def thread() -> list[str]:
         root = h.root_message(run_id)
-        return [e["text"] for e in h.slack_log() if root and e.get("thread_ts") == root["ts"]]
+        return [e["text"] for e in h.slack_log()
+                if root and e["kind"] == "post" and e.get("thread_ts") == root["ts"]]
 
     h._wait(lambda: len(thread()) == len(run.history), 90, "Slack to catch up")
     assert thread()[-1].startswith(":warning: rolled back: staging runs asm-1-25 only")

@@ -1,8 +1,8 @@
 """What the read-only commands show: status, revisions, plan (a dry run), runs.
 
-``runs`` reads only the run store and answers within the ack; ``status``, ``revisions`` and
-``plan`` read ARM and Kubernetes, so the bot acks first and answers through ``respond``
-(a Bolt lazy listener). None of them changes anything.
+``runs`` reads only the run store and the bot answers it within the ack; ``status``,
+``revisions`` and ``plan`` read ARM and Kubernetes, so the bot acks and a worker answers
+through the command's ``response_url`` (``meshops.answer``). None of them changes anything.
 """
 
 from __future__ import annotations
@@ -147,3 +147,20 @@ def plan_text(engine: Engine, cluster: str, revision: str, options: dict[str, ob
                  + ("; an approval between waves" if opts.approve_waves else ""))
     lines.append(f"estimated duration: about {minutes:.0f} minutes, plus the approvals")
     return _clip("\n".join(lines))
+
+
+def answer(engine: Engine, command_text: str, command_name: str = "/mesh") -> str | None:
+    """The answer to a slow read-only command, or None if ``command_text`` is not one."""
+    from workflows.commands import Plan, Revisions, Status, parse
+
+    try:
+        cmd = parse(command_text, command_name)
+        if isinstance(cmd, Status):
+            return status_text(engine, cmd.cluster)
+        if isinstance(cmd, Revisions):
+            return revisions_text(engine, cmd.cluster)
+        if isinstance(cmd, Plan):
+            return plan_text(engine, cmd.cluster, cmd.revision, dict(cmd.options))
+    except MeshopsError as exc:
+        return f":warning: {exc}"
+    return None
