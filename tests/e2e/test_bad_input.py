@@ -34,6 +34,10 @@ def test_bad_signature_and_old_timestamp_are_401(harness: Harness) -> None:
     ("upgrade dev", "Usage: `/mesh upgrade <cluster> <revision>"),
     ("frobnicate", "Unknown command `frobnicate`"),
     ("approve r-0000000000", "No run `r-0000000000`"),
+    ("runs r-0000000000", "No run `r-0000000000`"),
+    ("upgrade <@U0BEN> asm-1-26", "not mentions or links"),
+    ("status " + "x" * 4000, "4,007 characters long"),
+    ("approve r-0123456789 now", "`approve` takes one run id"),
 ])
 def test_commands_refused_with_what_would_be_right(harness: Harness, command: str,
                                                    needle: str) -> None:
