@@ -116,6 +116,33 @@ def config_check(fleet: Path | None) -> None:
     click.echo(f"{path}: ok, {len(f.clusters)} clusters: {', '.join(sorted(f.clusters))}")
 
 
+@main.group()
+def releases() -> None:
+    """AKS release notes: parse them into mesh revision events."""
+
+
+@releases.command("parse")
+@click.argument("file", type=click.Path(exists=True, dir_okay=False, path_type=Path))
+def releases_parse(file: Path) -> None:
+    """Print the events of FILE (CHANGELOG.md markdown, or GitHub releases JSON) as JSON
+    lines: {"release", "kind", "revision", "version"}."""
+    import json
+
+    from workflows.releases import parse, parse_releases_json
+
+    text = file.read_text(encoding="utf-8", errors="replace")
+    if text.lstrip().startswith("["):
+        try:
+            events = parse_releases_json(json.loads(text))
+        except ValueError as exc:
+            click.echo(f"{file}: not a GitHub releases document: {exc}", err=True)
+            sys.exit(2)
+    else:
+        events = parse(text)
+    for event in events:
+        click.echo(event.to_json())
+
+
 @main.command()
 @click.option("--run", "run_id", default=None, help="Only this run.")
 @click.option("--cluster", default=None, help="Only this cluster.")
