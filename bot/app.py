@@ -24,6 +24,7 @@ from slack_sdk.errors import SlackApiError
 from workers.config import Fleet
 from workers.engine import Engine
 from workers.views import run_history_text, runs_text
+from workers.watcher import PLAN_ACTION
 from workflows.commands import Decide, Help, Plan, Revisions, Runs, Status, Upgrade, parse, usage
 from workflows.errors import (
     ClusterBusy,
@@ -193,5 +194,17 @@ def create_app(fleet: Fleet, engine: Engine, client: WebClient, signing_secret: 
         after_decision(run)
 
     app.action(ACTION_RE)(ack=ack_click, lazy=[on_click])
+
+    def on_plan_click(ack: Ack, body: dict[str, Any], action: dict[str, Any]) -> None:
+        """*Plan upgrade* on a release notice: a worker posts the dry-run plan."""
+        ack()
+        cluster, _, revision = str(action.get("value", "")).partition("|")
+        user = body["user"]["id"]
+        if cluster not in fleet.clusters or not revision:
+            return
+        audit.record("click", user, f"plan {cluster} {revision}", cluster=cluster)
+        enqueue_answer(f"plan {cluster} {revision}", body.get("response_url", ""))
+
+    app.action(PLAN_ACTION)(on_plan_click)
 
     return app

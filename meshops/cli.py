@@ -34,13 +34,18 @@ def main() -> None:
 @click.option("--extra-namespaces", type=int, default=0,
               help="Add this many namespaces of 5 Deployments to the dev cluster.")
 @click.option("--prometheus-bin", default="prometheus", show_default=True)
+@click.option("--changelog", type=click.Path(exists=True, dir_okay=False, path_type=Path),
+              default=None, help="Serve this CHANGELOG.md as the GitHub releases feed.")
+@click.option("--unreleased", multiple=True,
+              help="Hold this revision back from ARM until released through the control API.")
 def sandbox(state_dir: Path, port_base: int, operation_s: float, rollout_s: float,
-            extra_namespaces: int, prometheus_bin: str) -> None:
+            extra_namespaces: int, prometheus_bin: str, changelog: Path | None,
+            unreleased: tuple[str, ...]) -> None:
     """Run the embedded sandbox: ARM, Kubernetes, Istio traffic, Slack and Prometheus."""
     from sandbox.app import Sandbox
 
     sb = Sandbox(state_dir, port_base, operation_s, rollout_s, prometheus_bin,
-                 extra_namespaces)
+                 extra_namespaces, changelog=changelog, unreleased=list(unreleased))
     sb.start()
     click.echo(f"sandbox ready: fleet {state_dir / 'fleet.yaml'}, env {state_dir / 'sandbox.env'}")
     for name, url in sb.url.items():
@@ -178,7 +183,8 @@ def audit(run_id: str | None, cluster: str | None, since: str | None) -> None:
 
 
 @main.command()
-@click.option("--scenario", type=click.Choice(["upgrade", "rollback"]), default="upgrade",
+@click.option("--scenario", type=click.Choice(["upgrade", "rollback", "release"]),
+              default="upgrade",
               show_default=True)
 @click.option("--state-dir", type=click.Path(path_type=Path), default=Path(".meshops/demo"),
               show_default=True)

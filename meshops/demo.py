@@ -54,8 +54,11 @@ class Harness:
 
     def __init__(self, state_dir: Path, port_base: int = 18400, bot_port: int = 18480,
                  redis_url: str | None = None, prefix: str | None = None,
-                 echo: Callable[[str], None] | None = None, socket_mode: bool = False):
+                 echo: Callable[[str], None] | None = None, socket_mode: bool = False,
+                 unreleased: list[str] | None = None, changelog: Path | None = None):
         self.socket_mode = socket_mode
+        self.unreleased = list(unreleased or [])
+        self.changelog = changelog
         self.state_dir = state_dir.resolve()
         self.port_base = port_base
         self.bot_port = bot_port
@@ -66,6 +69,7 @@ class Harness:
         self.info: dict[str, Any] = {}
         self.seen = 0
         self.printing = False
+        self.push_secret = secrets.token_hex(16)
 
     # ------------------------------------------------------------------ processes
 
@@ -73,7 +77,7 @@ class Harness:
         env = {k: v for k, v in os.environ.items() if k != "SLACK_APP_TOKEN"}
         env.update(self.info.get("env", {}))
         env.update(REDIS_URL=self.redis_url, MESHOPS_REDIS_PREFIX=self.prefix,
-                   PYTHONUNBUFFERED="1")
+                   PYTHONUNBUFFERED="1", MESHOPS_RELEASES_PUSH_SECRET=self.push_secret)
         return env
 
     def _spawn(self, name: str, *args: str) -> subprocess.Popen[bytes]:
@@ -97,8 +101,11 @@ class Harness:
         else:
             info_file.unlink(missing_ok=True)
             sandbox_dir.mkdir(parents=True, exist_ok=True)
+            extra: list[str] = [a for r in self.unreleased for a in ("--unreleased", r)]
+            if self.changelog is not None:
+                extra += ["--changelog", str(self.changelog)]
             self._spawn("sandbox", "sandbox", "--state-dir", str(sandbox_dir), "--port-base",
-                        str(self.port_base))
+                        str(self.port_base), *extra)
             self._wait(lambda: info_file.exists(), 60, "the sandbox to start",
                        proc=self.procs["sandbox"])
         self.info = json.loads(info_file.read_text())
@@ -324,6 +331,73 @@ class Harness:
                           timeout, f"run {run_id} to reach {sorted(phases)}")
 
 
+    # ------------------------------------------------------------------ releases
+
+    def release_flow(self, revision: str = "asm-1-27", timeout: float = 90
+                     ) -> tuple[set[str], str]:
+        """Publish a release note and the ARM revision, wait for the notices, click *Plan
+        upgrade* in dev's channel as the requester; returns (channels notified, the plan)."""
+        r = redis.Redis.from_url(self.redis_url)
+        self._wait(lambda: r.exists(f"{self.prefix}:releases:initialized"), 60,
+                   "the release watcher's first poll")
+        before = self.slack_log_len()
+        note = (f"* Features:\n  * Istio-based service mesh add-on revision `{revision}` is now "
+                "available. More information on performing canary upgrade for the new minor "
+                "revision of Istio can be found [here](https://learn.microsoft.com/azure/aks/"
+                "istio-upgrade).")
+        self.echo(f"(AKS publishes a release note: {revision} is available, and ARM lists it)")
+        self.control("POST", "/_sandbox/releases", {"body": note})
+        self.control("POST", f"/_sandbox/revisions/{revision}/release")
+        clusters = self.info["clusters"]
+
+        def notices() -> dict[str, dict[str, Any]]:
+            found = {}
+            for e in self.slack_log(before):
+                for b in e.get("blocks") or []:
+                    for el in b.get("elements", []) if b.get("type") == "actions" else []:
+                        if el.get("action_id") == "meshops_plan_upgrade" and \
+                                el.get("value", "").endswith("|" + revision):
+                            found[e["channel"]] = e
+            return found if len(found) >= len(clusters) else {}
+
+        found = self._wait(notices, timeout, f"notices of {revision} in every channel")
+        dev = found[clusters["dev"]["channel"]]
+        button = next(el for b in dev["blocks"] if b["type"] == "actions" for el in b["elements"])
+        payload_msg = {**dev, "channel": dev["channel"]}
+        n = self.slack_log_len()
+        self.click_button("requester", button, payload_msg)
+
+        def plan() -> str | None:
+            replies = [e["text"] for e in self.slack_log(n) if e["kind"] == "response"]
+            return replies[0] if replies else None
+        return set(found), self._wait(plan, 60, "the plan")
+
+    def click_button(self, user_role: str, button: dict[str, Any], message: dict[str, Any]
+                     ) -> requests.Response:
+        """Click any button of a message (as :meth:`click`, for non-run buttons)."""
+        user = self.person(user_role)
+        if self.printing:
+            self.print_new()
+        self.echo(f"{user_role} ({user}) clicks [{button['text']['text']}]")
+        payload = {
+            "type": "block_actions", "api_app_id": "A0MESHOPS", "token": "x",
+            "user": {"id": user, "username": user_role, "team_id": "T0SANDBOX"},
+            "container": {"type": "message", "message_ts": message["ts"],
+                          "channel_id": message["channel"], "is_ephemeral": False},
+            "trigger_id": f"{int(time.time())}.1.{secrets.token_hex(8)}",
+            "team": {"id": "T0SANDBOX", "domain": "meshops-sandbox"}, "enterprise": None,
+            "is_enterprise_install": False, "channel": {"id": message["channel"]},
+            "message": {"type": "message", "ts": message["ts"], "text": message["text"],
+                        "blocks": message.get("blocks") or []},
+            "state": {"values": {}},
+            "response_url": self.control("GET", "/_sandbox/response-url")["url"],
+            "actions": [{**button, "block_id": "notice", "action_ts": f"{time.time():.6f}"}],
+        }
+        if self.socket_mode:
+            return self.over_socket("interactive", payload)
+        return self.post_signed("payload=" + urllib.parse.quote(json.dumps(payload)))
+
+
 def format_entry(e: dict[str, Any], info: dict[str, Any]) -> str:
     channels = {c["channel"]: short for short, c in info.get("clusters", {}).items()}
     where = f"#mesh-{channels.get(e.get('channel', ''), e.get('channel', ''))}"
@@ -347,12 +421,23 @@ def run_demo(scenario: str, state_dir: Path, port_base: int, bot_port: int, bake
              interval: str, cluster: str | None, timeout: float,
              socket_mode: bool = False) -> int:
     cluster = cluster or ("dev" if scenario == "upgrade" else "staging")
-    h = Harness(state_dir, port_base, bot_port, socket_mode=socket_mode)
+    shared_changelog = Path("../shared/data/aks/CHANGELOG-through-2024.md")
+    h = Harness(state_dir, port_base, bot_port, socket_mode=socket_mode,
+                unreleased=["asm-1-27"] if scenario == "release" else None,
+                changelog=shared_changelog.resolve() if shared_changelog.exists() else None)
     try:
         h.echo(f"meshops demo --scenario {scenario}: starting sandbox, Prometheus, worker, "
                "beat and bot …")
         h.start()
         h.follow()
+        if scenario == "release":
+            channels, plan = h.release_flow()
+            h.print_new()
+            ok = "Plan (dry run, nothing changed)" in plan and "asm-1-25 → asm-1-27" in plan
+            if not ok:
+                h.echo(f"demo check failed: the plan button led to: {plan}")
+            h.echo(f"release: notified {len(channels)} channels")
+            return 0 if ok else 1
         if scenario == "rollback":
             h.control("POST", "/_sandbox/faults", {"cluster": cluster, "namespace": "checkout",
                                                    "revision": "asm-1-26", "error_rate": 0.3})

@@ -35,7 +35,13 @@ def run_bot(host: str, port: int) -> None:
     from waitress import serve
 
     from bot.app import UserGroups, create_app
-    from workers.celery_app import enqueue_answer, enqueue_notify, enqueue_tick
+    from bot.push import push_app
+    from workers.celery_app import (
+        enqueue_answer,
+        enqueue_notify,
+        enqueue_push,
+        enqueue_tick,
+    )
     from workers.engine import Engine, FleetPorts
     from workers.slack import make_client
     from workers.store import RedisRunStore
@@ -56,5 +62,5 @@ def run_bot(host: str, port: int) -> None:
         SocketModeHandler(app, env.slack_app_token).start()
     else:
         log.info("bot.start", mode="http", host=host, port=port, path="/slack/events")
-        serve(SlackRequestHandler(app), host=host, port=port, threads=8,
-              _quiet=True)
+        wsgi = push_app(env.meshops_releases_push_secret, enqueue_push, SlackRequestHandler(app))
+        serve(wsgi, host=host, port=port, threads=8, _quiet=True)

@@ -15,7 +15,9 @@ The control API (``/_sandbox/...``) stages faults, counts what changed and reset
 
 from __future__ import annotations
 
+import hashlib
 import json
+import re
 import secrets
 import signal
 import subprocess
@@ -65,6 +67,22 @@ SEED = [
 ]
 
 
+def github_release(date: str, body: str, number: int) -> dict[str, Any]:
+    """A release in the shape of the GitHub REST API (the fields the watcher reads)."""
+    return {"id": number, "tag_name": date, "name": f"Release {date}", "body": body,
+            "draft": False, "prerelease": False, "published_at": f"{date}T00:00:00Z",
+            "html_url": f"https://github.com/Azure/AKS/releases/tag/{date}"}
+
+
+def releases_from_changelog(path: Path) -> list[dict[str, Any]]:
+    """GitHub releases (newest first) from a CHANGELOG.md with ``## Release YYYY-MM-DD``."""
+    text = path.read_text(encoding="utf-8")
+    parts = re.split(r"^## Release\s+(\d{4}-\d{2}-\d{2})[^\n]*$", text, flags=re.MULTILINE)
+    pairs = list(zip(parts[1::2], parts[2::2], strict=True))
+    return [github_release(date, body.strip(), len(pairs) - i)
+            for i, (date, body) in enumerate(pairs)]
+
+
 def seed(world: World, extra_namespaces: int = 0) -> None:
     """The seed fleet: Bookinfo in four namespaces on asm-1-25 per cluster.
 
@@ -94,7 +112,8 @@ def seed(world: World, extra_namespaces: int = 0) -> None:
 class Sandbox:
     def __init__(self, state_dir: Path, port_base: int = 18400, operation_s: float = 2.0,
                  rollout_s: float = 1.0, prometheus_bin: str = "prometheus",
-                 extra_namespaces: int = 0, with_prometheus: bool = True) -> None:
+                 extra_namespaces: int = 0, with_prometheus: bool = True,
+                 changelog: Path | None = None, unreleased: list[str] | None = None) -> None:
         self.state_dir = state_dir.resolve()
         self.ports = {name: port_base + i for i, name in enumerate(
             ["arm", "control", "kube", "traffic", "slack", "prometheus", "socket"])}
@@ -114,13 +133,17 @@ class Sandbox:
         self.bot_token = "xoxb-sandbox-" + secrets.token_hex(12)
         self.app_token = "xapp-sandbox-" + secrets.token_hex(12)
         self.signing_secret = secrets.token_hex(16)
+        self.unreleased = list(unreleased or [])
         self.world = self._new_world()
+        self.releases = releases_from_changelog(changelog) if changelog else []
+        self.github_faults: list[str] = []
         self.servers: list[Any] = []
         self.prometheus: subprocess.Popen[bytes] | None = None
         self.stopped = threading.Event()
 
     def _new_world(self) -> World:
         world = World(operation_s=self.operation_s, rollout_s=self.rollout_s)
+        world.hold_back(self.unreleased)
         seed(world, self.extra_namespaces)
         return world
 
@@ -175,6 +198,10 @@ class Sandbox:
                       "app_id": "A0MESHOPS"},
             "azure": {"arm_endpoint": self.url["arm"], "ca_bundle": str(ca_bundle)},
             "defaults": {"upgrade": {"bake": "10s", "interval": "5s", "wave_size": 2}},
+            "releases": {"feed_url": self.url["control"] + "/_sandbox/github/repos/Azure/AKS/"
+                                     "releases",
+                         "changelog_url": self.url["control"] + "/_sandbox/github/CHANGELOG.md",
+                         "interval": "3s"},
             "clusters": {
                 s.short: {
                     "subscription": SUBSCRIPTION, "resource_group": s.resource_group,
@@ -226,6 +253,11 @@ class Sandbox:
         r.add("POST", "/_sandbox/slack-rate-limit", self.set_slack_rate_limit)
         r.add("POST", "/_sandbox/slack-outage", self.set_slack_outage)
         r.add("POST", "/_sandbox/reset", self.reset)
+        r.add("GET", "/_sandbox/github/repos/Azure/AKS/releases", self.github_releases)
+        r.add("GET", "/_sandbox/github/CHANGELOG.md", self.github_changelog)
+        r.add("POST", "/_sandbox/github-faults", self.set_github_faults)
+        r.add("POST", "/_sandbox/releases", self.publish_release)
+        r.add("POST", r"/_sandbox/revisions/(?P<rev>asm-1-\d+)/release", self.release_revision)
         r.add("GET", "/_sandbox/arm-requests", lambda req: Response(
             200, {"requests": self.arm.requests}))
         r.add("GET", "/_sandbox/response-url", lambda req: Response(
@@ -302,6 +334,57 @@ class Sandbox:
     def set_slack_rate_limit(self, req: Request) -> Response:
         self.slack.rate_limit_next = int((req.json() or {}).get("count", 1))
         return Response(200, {"count": self.slack.rate_limit_next})
+
+    # ---------------------------------------------------------------- release feed
+
+    def _github_fault(self) -> Response | None:
+        if not self.github_faults:
+            return None
+        fault = self.github_faults.pop(0)
+        if fault == "html":
+            return Response(200, "<html><body><h1>Unicorn!</h1>This page is taking too long"
+                                 "</body></html>", content_type="text/html")
+        if fault == "malformed":
+            return Response(200, '{"message": "not a list"}')
+        status = int(fault)
+        headers = {"X-RateLimit-Remaining": "0",
+                   "X-RateLimit-Reset": str(int(time.time()) + 60)} if status == 403 else {}
+        return Response(status, {"message": "API rate limit exceeded" if status == 403
+                                 else "Server Error"}, headers=headers)
+
+    def _conditional(self, req: Request, body: str, content_type: str) -> Response:
+        etag = '"' + hashlib.sha1(body.encode()).hexdigest() + '"'
+        if req.headers.get("If-None-Match") == etag:
+            return Response(304, None, headers={"ETag": etag})
+        return Response(200, body, content_type=content_type, headers={"ETag": etag})
+
+    def github_releases(self, req: Request) -> Response:
+        """The GitHub REST API's ``GET /repos/{owner}/{repo}/releases``, with ETags."""
+        return self._github_fault() or self._conditional(
+            req, json.dumps(self.releases), "application/json; charset=utf-8")
+
+    def github_changelog(self, req: Request) -> Response:
+        body = "# Azure Kubernetes Service Changelog\n\n" + "\n".join(
+            f"## {r['name']}\n\n{r['body']}\n" for r in self.releases)
+        return self._conditional(req, body, "text/plain; charset=utf-8")
+
+    def set_github_faults(self, req: Request) -> Response:
+        self.github_faults[:] = [str(s) for s in (req.json() or {}).get("faults", [])]
+        return Response(200, {"faults": self.github_faults})
+
+    def publish_release(self, req: Request) -> Response:
+        """Publish a new release note: ``{"date": "YYYY-MM-DD", "body": markdown}``."""
+        body = req.json() or {}
+        date = str(body.get("date") or time.strftime("%Y-%m-%d", time.gmtime()))
+        release = github_release(date, str(body.get("body", "")), len(self.releases) + 1)
+        self.releases.insert(0, release)
+        return Response(201, release)
+
+    def release_revision(self, req: Request) -> Response:
+        """Make a held-back revision appear in ARM (meshRevisionProfiles, upgrades)."""
+        if not self.world.release(req.params["rev"]):
+            return Response(404, {"error": f"{req.params['rev']} is not held back"})
+        return Response(200, {"catalog": sorted(self.world.catalog)})
 
     def set_slack_outage(self, req: Request) -> Response:
         seconds = float((req.json() or {}).get("seconds", 10))

@@ -298,8 +298,9 @@ class ArmEmulator:
         revisions = []
         for entry in self.world.catalog.values():
             item: dict[str, Any] = {"revision": entry["revision"]}
-            if entry.get("upgrades"):
-                item["upgrades"] = list(entry["upgrades"])
+            upgrades = [u for u in entry.get("upgrades") or [] if u in self.world.catalog]
+            if upgrades:
+                item["upgrades"] = upgrades
             item["compatibleWith"] = [
                 {"name": "KubernetesOfficial", "versions": list(entry["kubernetes"])},
                 {"name": "AKSLongTermSupport", "versions": list(entry["kubernetes"])}]

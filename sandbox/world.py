@@ -111,6 +111,18 @@ class World:
 
     # ------------------------------------------------------------------ seeding
 
+    def hold_back(self, revisions: list[str]) -> None:
+        """Keep ``revisions`` out of ARM until :meth:`release` (a revision not yet out)."""
+        self.held = {r: self.catalog.pop(r) for r in revisions if r in self.catalog}
+
+    def release(self, revision: str) -> bool:
+        with self.lock:
+            entry = getattr(self, "held", {}).pop(revision, None)
+            if entry is None:
+                return False
+            self.catalog[revision] = entry
+            return True
+
     def add_cluster(self, name: str, *, subscription: str, resource_group: str, location: str,
                     kubernetes_version: str, revisions: list[str] | None,
                     namespaces: dict[str, dict[str, str]], bookinfo_in: list[str]) -> Cluster:

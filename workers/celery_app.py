@@ -43,7 +43,8 @@ app.conf.update(
     broker_transport_options={"visibility_timeout": 600, "global_keyprefix": f"{PREFIX}:kombu:"},
     broker_connection_retry_on_startup=True,
     worker_hijack_root_logger=False,
-    beat_schedule={"meshops-sweep": {"task": "meshops.sweep", "schedule": 5.0}},
+    beat_schedule={"meshops-sweep": {"task": "meshops.sweep", "schedule": 5.0},
+                   "meshops-releases": {"task": "meshops.watch_releases", "schedule": 5.0}},
     timezone="UTC",
 )
 
@@ -144,6 +145,46 @@ def sweep_task() -> None:
     for run_id in ctx.store.unsynced(time.time() - SYNC_RETRY_S):
         log.info("sweep.resync", run_id=run_id)
         notify_task.delay(run_id)
+
+
+def watcher(ctx: Context) -> Any:
+    from workers.watcher import ReleaseFeed, Watcher
+
+    env = settings()
+    rel = ctx.fleet.releases
+    feed = ReleaseFeed(ctx.store.r, ctx.store.p, rel.feed_url, rel.changelog_url,
+                       env.github_token or None)
+    return Watcher(ctx.fleet, ctx.store.r, ctx.store.p, ctx.ports.mesh, ctx.notifier.client,
+                   feed)
+
+
+@app.task(name="meshops.watch_releases")
+def watch_releases_task() -> None:
+    """Poll the release notes and ARM when the configured interval has passed."""
+    ctx = context()
+    rel = ctx.fleet.releases
+    if not rel.enabled:
+        return
+    key = ctx.store.key("releases", "next_poll")
+    # one poll per interval across every worker and beat restart
+    if not ctx.store.r.set(key, "1", nx=True, px=int(rel.interval * 1000)):
+        return
+    new, channels = watcher(ctx).run_once()
+    if new:
+        log.info("releases.polled", events=len(new), channels=len(channels))
+
+
+@app.task(name="meshops.push_release")
+def push_release_task(body: str) -> None:
+    """A release pushed by a relay (already verified by the bot's endpoint)."""
+    from workers.watcher import pushed_events
+
+    ctx = context()
+    watcher(ctx).run_once(pushed=pushed_events(body.encode()))
+
+
+def enqueue_push(body: str) -> None:
+    push_release_task.delay(body)
 
 
 def enqueue_tick(run_id: str, seq: int) -> None:

@@ -153,8 +153,20 @@ class ClusterConfig(Strict):
         return v
 
 
+class ReleasesConfig(Strict):
+    """The release watcher: the GitHub releases API of Azure/AKS and its raw CHANGELOG."""
+
+    feed_url: str = Field("https://api.github.com/repos/Azure/AKS/releases",
+                          pattern=r"^https?://")
+    changelog_url: str | None = Field(
+        "https://raw.githubusercontent.com/Azure/AKS/master/CHANGELOG.md", pattern=r"^https?://")
+    interval: Seconds = 600.0
+    enabled: bool = True
+
+
 class Fleet(Strict):
     slack: SlackConfig = SlackConfig()
+    releases: ReleasesConfig = ReleasesConfig()
     azure: AzureConfig = AzureConfig()
     defaults: Defaults = Defaults()
     clusters: dict[str, ClusterConfig] = Field(min_length=1)
@@ -245,6 +257,8 @@ class Settings(BaseSettings):
     meshops_fleet: Path = Path("fleet.yaml")
     meshops_redis_prefix: str = "meshops"
     meshops_log_level: str = "INFO"
+    github_token: str = ""  # optional: a higher rate limit for the releases API
+    meshops_releases_push_secret: str = ""  # HMAC secret of pushed releases
 
     def require(self, *names: str) -> None:
         missing = [n.upper() for n in names if not getattr(self, n)]

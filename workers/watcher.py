@@ -1,0 +1,296 @@
+"""The release watcher (DESIGN.md §5.4): AKS release notes and ARM revision profiles → notices.
+
+- :class:`ReleaseFeed` polls the GitHub releases of Azure/AKS with conditional requests
+  (``If-None-Match`` / ``If-Modified-Since``, an optional token), falls back to the raw
+  CHANGELOG.md when the API is rate limited (403/429), failing (5xx) or answers something
+  that is not a releases list, and remembers its validators in Redis across restarts.
+- :class:`Watcher` turns new events into Slack notices, each posted once per channel
+  (deduplicated in Redis, so a restart or a replayed push posts nothing twice). ARM's
+  ``meshRevisionProfiles`` of every region of the fleet are the source of truth: a revision
+  that appears there without a note is announced as available too, and a note whose
+  revision is not yet in a cluster's region says so.
+- The first poll only learns what exists (nothing is posted for history).
+
+Routing: ``available`` → clusters that can upgrade to it (``meshUpgradeProfiles``), with a
+*Plan upgrade* button; ``announced`` → clusters on an older revision; ``deprecated`` →
+clusters still on it, with the support-policy consequence; ``patched`` → clusters on it.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import hmac
+import json
+import time
+from dataclasses import dataclass
+from datetime import UTC, datetime
+from email.utils import formatdate
+from typing import Any
+
+import redis
+import requests
+import structlog
+
+from workflows.errors import MeshopsError
+from workflows.model import REVISION_RE, revision_minor
+from workflows.releases import ReleaseEvent, parse, parse_releases_json
+
+log = structlog.get_logger("meshops.watcher")
+
+PLAN_ACTION = "meshops_plan_upgrade"
+
+
+class ReleaseFeed:
+    """Conditional polling of the GitHub releases API, with the CHANGELOG as a fallback."""
+
+    def __init__(self, r: redis.Redis, prefix: str, feed_url: str, changelog_url: str | None,
+                 token: str | None = None, session: requests.Session | None = None):
+        self.r = r
+        self.key = f"{prefix}:releases"
+        self.feed_url = feed_url
+        self.changelog_url = changelog_url
+        self.token = token
+        self.http = session or requests.Session()
+        self.requests = 0
+
+    def _get(self, name: str, url: str, accept: str) -> requests.Response | None:
+        headers = {"Accept": accept, "User-Agent": "meshops-release-watcher"}
+        if self.token:
+            headers["Authorization"] = f"Bearer {self.token}"
+        validators = self.r.hgetall(f"{self.key}:http:{name}")
+        if validators.get("etag"):
+            headers["If-None-Match"] = validators["etag"]
+        if validators.get("last_modified"):
+            headers["If-Modified-Since"] = validators["last_modified"]
+        self.requests += 1
+        try:
+            return self.http.get(url, headers=headers, timeout=15)
+        except requests.RequestException as exc:
+            log.warning("releases.unreachable", source=name, error=str(exc))
+            return None
+
+    def _remember(self, name: str, resp: requests.Response) -> None:
+        fields = {k: v for k, v in (("etag", resp.headers.get("ETag")),
+                                    ("last_modified", resp.headers.get("Last-Modified")
+                                     or formatdate(usegmt=True))) if v}
+        self.r.hset(f"{self.key}:http:{name}", mapping=fields)
+
+    def poll(self) -> list[ReleaseEvent]:
+        """Events of the releases that changed since the last poll ([] when nothing did).
+
+        Never raises for a bad answer: a malformed feed, an HTML error page, a rate limit or
+        an outage is logged and the CHANGELOG is tried instead.
+        """
+        resp = self._get("feed", self.feed_url, "application/vnd.github+json")
+        if resp is not None and resp.status_code == 304:
+            return []
+        if resp is not None and resp.status_code == 200:
+            try:
+                events = parse_releases_json(resp.json())
+                self._remember("feed", resp)
+                return events
+            except ValueError as exc:
+                log.warning("releases.malformed_feed", error=str(exc)[:200],
+                            content_type=resp.headers.get("Content-Type"))
+        elif resp is not None:
+            limited = resp.status_code in (403, 429)
+            log.warning("releases.feed_refused", status=resp.status_code,
+                        rate_limited=limited,
+                        reset=resp.headers.get("X-RateLimit-Reset"))
+        return self._changelog()
+
+    def _changelog(self) -> list[ReleaseEvent]:
+        if not self.changelog_url:
+            return []
+        resp = self._get("changelog", self.changelog_url, "text/plain")
+        if resp is None or resp.status_code == 304:
+            return []
+        if resp.status_code != 200 or "<html" in resp.text[:500].lower():
+            log.warning("releases.changelog_refused", status=resp.status_code)
+            return []
+        self._remember("changelog", resp)
+        return parse(resp.text)
+
+
+def event_key(e: ReleaseEvent) -> str:
+    return f"{e.release}|{e.kind}|{e.revision}|{e.version or ''}"
+
+
+@dataclass(frozen=True)
+class Notice:
+    cluster: str
+    channel: str
+    text: str
+    plan_button: bool = False
+    variant: str = ""  # "pending": released but not yet in the region; told again when it is
+
+
+class Watcher:
+    def __init__(self, fleet: Any, r: redis.Redis, prefix: str, mesh: Any, slack: Any,
+                 feed: ReleaseFeed):
+        self.fleet = fleet
+        self.r = r
+        self.key = f"{prefix}:releases"
+        self.mesh = mesh
+        self.slack = slack
+        self.feed = feed
+
+    # ------------------------------------------------------------------ sources
+
+    def arm_events(self, today: str) -> list[tuple[str, ReleaseEvent]]:
+        """(key, event) for revisions newly listed in a region's meshRevisionProfiles."""
+        out = []
+        for region, cluster in self._regions().items():
+            try:
+                revisions = {r["revision"] for r in self.mesh.revision_profiles(cluster)}
+            except MeshopsError as exc:
+                log.warning("releases.arm_unavailable", region=region, error=str(exc))
+                continue
+            known_key = f"{self.key}:arm:{region}"
+            known = self.r.smembers(known_key)
+            if revisions:
+                self.r.sadd(known_key, *revisions)
+            if known:  # the first look only learns
+                out += [(f"arm|{region}|{rev}", ReleaseEvent(today, "available", rev))
+                        for rev in sorted(revisions - known) if REVISION_RE.match(rev)]
+        return out
+
+    def _regions(self) -> dict[str, str]:
+        regions: dict[str, str] = {}
+        for name, c in sorted(self.fleet.clusters.items()):
+            regions.setdefault(c.location, name)
+        return regions
+
+    # ------------------------------------------------------------------ routing
+
+    def route(self, e: ReleaseEvent) -> list[Notice]:
+        notices = []
+        for name, c in sorted(self.fleet.clusters.items()):
+            try:
+                mesh = self.mesh.get_mesh(name)
+                if mesh.mode != "Istio":
+                    continue
+                region = {r["revision"] for r in self.mesh.revision_profiles(name)}
+                notice = self._notice(e, name, c, mesh.revisions, region)
+            except MeshopsError as exc:
+                log.warning("releases.route_failed", cluster=name, error=str(exc))
+                continue
+            if notice:
+                notices.append(notice)
+        return notices
+
+    def _notice(self, e: ReleaseEvent, name: str, c: Any, current: list[str],
+                region: set[str]) -> Notice | None:
+        where = f"`{name}` ({c.name}, {c.location})"
+        missing = "" if e.revision in region else (
+            f" It is not yet offered in {c.location}; meshops will tell you when "
+            "meshRevisionProfiles lists it.")
+        if e.kind == "available":
+            if e.revision in current:
+                return None
+            if e.revision not in region:
+                if any(revision_minor(r) < revision_minor(e.revision) for r in current):
+                    return Notice(name, c.channel, f":new: Istio add-on revision "
+                                  f"*{e.revision}* was released ({e.release}).{missing}",
+                                  variant="pending")
+                return None
+            if e.revision in self.mesh.upgrade_targets(name):
+                return Notice(name, c.channel,
+                              f":new: Istio add-on revision *{e.revision}* is available "
+                              f"({e.release}); {where} on {', '.join(current)} can upgrade to "
+                              "it.", plan_button=True)
+            return None
+        if e.kind == "announced":
+            if any(revision_minor(r) < revision_minor(e.revision) for r in current):
+                return Notice(name, c.channel, f":mega: Istio add-on revision *{e.revision}* "
+                              f"is announced ({e.release}) but not released yet.{missing}")
+            return None
+        if e.revision not in current:
+            return None
+        if e.kind == "deprecated":
+            targets = self.mesh.upgrade_targets(name)
+            return Notice(name, c.channel, (
+                f":warning: Istio add-on revision *{e.revision}* is no longer supported "
+                f"({e.release}) and {where} still runs it. AKS supports only the most recent "
+                "revisions: an unsupported one gets no patches, and upgrading from it is "
+                "not supported by Microsoft. Upgrade to "
+                + (", ".join(f"`{t}`" for t in targets) or "a supported revision") + "."),
+                plan_button=bool(targets))
+        if e.kind == "patched":
+            return Notice(name, c.channel, (
+                f":adhesive_bandage: Istio add-on revision *{e.revision}* is patched to "
+                f"*{e.version}* ({e.release}). AKS rolls the control plane out itself; "
+                f"sidecars in {where} pick the patch up when their workloads restart."))
+        return None
+
+    def blocks(self, n: Notice, e: ReleaseEvent) -> list[dict[str, Any]]:
+        blocks: list[dict[str, Any]] = [{"type": "section", "text": {"type": "mrkdwn",
+                                                                     "text": n.text[:2900]}}]
+        if n.plan_button:
+            target = e.revision
+            if e.kind == "deprecated":
+                targets = self.mesh.upgrade_targets(n.cluster)
+                target = targets[-1] if targets else e.revision
+            blocks.append({"type": "actions", "elements": [{
+                "type": "button", "action_id": PLAN_ACTION, "style": "primary",
+                "text": {"type": "plain_text", "text": f"Plan upgrade to {target}"},
+                "value": f"{n.cluster}|{target}"}]})
+        return blocks
+
+    # ------------------------------------------------------------------ the loop
+
+    def run_once(self, now: float | None = None, pushed: list[ReleaseEvent] | None = None
+                 ) -> tuple[list[ReleaseEvent], set[str]]:
+        """Poll (or take ``pushed`` events), post what is new. Returns (new events, channels
+        notified)."""
+        now = time.time() if now is None else now
+        today = datetime.fromtimestamp(now, UTC).strftime("%Y-%m-%d")
+        notes = list(pushed) if pushed is not None else self.feed.poll()
+        keyed = [(event_key(e), e) for e in notes] + self.arm_events(today)
+        first = not self.r.exists(f"{self.key}:initialized")
+        seen_key = f"{self.key}:seen"
+        new = [(k, e) for k, e in keyed if not self.r.sismember(seen_key, k)]
+        if first and pushed is None:
+            if new:
+                self.r.sadd(seen_key, *[k for k, _ in new])
+            self.r.set(f"{self.key}:initialized", "1")
+            log.info("releases.baseline", events=len(new))
+            return [], set()
+        channels: set[str] = set()
+        for key, e in new:
+            for n in self.route(e):
+                # one notice per channel and fact, whichever source told it first
+                posted_key = f"{e.kind}|{e.revision}|{e.version or ''}|{n.variant}|{n.channel}"
+                if self.r.sismember(f"{self.key}:posted", posted_key):
+                    continue
+                self.slack.chat_postMessage(channel=n.channel, text=n.text,
+                                            blocks=self.blocks(n, e))
+                self.r.sadd(f"{self.key}:posted", posted_key)
+                channels.add(n.channel)
+            self.r.sadd(seen_key, key)
+            log.info("releases.event", kind=e.kind, revision=e.revision, version=e.version,
+                     release=e.release)
+        if channels:
+            self.r.incrby(f"{self.key}:notified", len(channels))
+        return [e for _, e in new], channels
+
+
+def verify_push(secret: str, body: bytes, timestamp: str, signature: str,
+                now: float | None = None) -> bool:
+    """A pushed release is signed like Slack requests: ``v0=HMAC-SHA256(secret,
+    "v0:{timestamp}:{body}")`` in ``X-Meshops-Signature``, at most 5 minutes old."""
+    now = time.time() if now is None else now
+    try:
+        if abs(now - int(timestamp)) > 300:
+            return False
+    except ValueError:
+        return False
+    expected = "v0=" + hmac.new(secret.encode(), f"v0:{timestamp}:".encode() + body,
+                                hashlib.sha256).hexdigest()
+    return hmac.compare_digest(expected, signature)
+
+
+def pushed_events(body: bytes) -> list[ReleaseEvent]:
+    """Events of a pushed release: ``{"name"|"tag_name", "body"}`` or a list of them."""
+    data = json.loads(body)
+    return parse_releases_json(data if isinstance(data, list) else [data])
