@@ -1,0 +1,70 @@
+"""Release notices end to end: a note published while the sandbox runs reaches the channels
+of the clusters it concerns through a real worker and beat, and its button leads to a plan;
+a relay's signed push is accepted, badly signed or malformed ones are refused."""
+
+from __future__ import annotations
+
+import json
+import random
+import time
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+import requests
+
+from meshops.demo import Harness, sign
+from tests.conftest import REDIS_URL
+
+pytestmark = pytest.mark.e2e
+
+
+@pytest.fixture(scope="module")
+def rh(tmp_path_factory: pytest.TempPathFactory, shared: Path) -> Iterator[Harness]:
+    base = random.randrange(20000, 40000, 100)
+    h = Harness(Path(tmp_path_factory.mktemp("release")), port_base=base, bot_port=base + 80,
+                redis_url=REDIS_URL, echo=lambda line: None, unreleased=["asm-1-27"],
+                changelog=shared / "data/aks/CHANGELOG-through-2024.md")
+    h.start()
+    try:
+        yield h
+    finally:
+        h.stop()
+
+
+def test_new_revision_reaches_every_channel_and_leads_to_a_plan(rh: Harness) -> None:
+    # history (the shared changelog, 28 events) is learned silently on the first poll
+    channels, plan = rh.release_flow("asm-1-27")
+    assert channels == {"C0DEVMESH", "C0STGMESH", "C0PRDMESH"}
+    assert "Plan (dry run, nothing changed)*: `dev` asm-1-25 → asm-1-27" in plan
+    notices = [e for e in rh.slack_log() if e["kind"] == "post" and "asm-1-" in e["text"]]
+    assert len(notices) == 3  # nothing from the 2023–2024 history
+
+
+def test_pushed_release(rh: Harness) -> None:
+    url = f"http://127.0.0.1:{rh.bot_port}/releases/push"
+    body = json.dumps({"tag_name": "2026-11-22", "name": "Release 2026-11-22",
+                       "body": "* Istio add-on revision asm-1-25 is patched to 1.25.7."})
+
+    def push(data: str, secret: str | None = rh.push_secret, ts: int | None = None
+             ) -> requests.Response:
+        headers = {"Content-Type": "application/json"}
+        if secret:
+            s = sign(secret, data, ts)
+            headers.update({"X-Meshops-Request-Timestamp": s["X-Slack-Request-Timestamp"],
+                            "X-Meshops-Signature": s["X-Slack-Signature"]})
+        return requests.post(url, data=data, headers=headers, timeout=10)
+
+    assert push(body, secret=None).status_code == 401
+    assert push(body, secret="wrong").status_code == 401
+    assert push(body, ts=int(time.time()) - 600).status_code == 401
+    assert push("<html>oops</html>").status_code == 400
+    assert push(body).status_code == 202
+
+    def patched() -> list[dict]:
+        return [e for e in rh.slack_log() if "patched to *1.25.7*" in e.get("text", "")]
+
+    rh._wait(lambda: len(patched()) == 3, 60, "the patch notices")
+    assert push(body).status_code == 202  # a replayed push posts nothing twice
+    time.sleep(3)
+    assert len(patched()) == 3
