@@ -24,7 +24,7 @@ from slack_sdk.errors import SlackApiError
 from workers.config import Fleet
 from workers.engine import Engine
 from workers.views import run_history_text, runs_text
-from workers.watcher import PLAN_ACTION
+from workers.watcher import PLAN_ACTION, ROLLOVER_ACTION
 from workflows.commands import Decide, Help, Plan, Revisions, Runs, Status, Upgrade, parse, usage
 from workflows.errors import (
     ClusterBusy,
@@ -206,5 +206,29 @@ def create_app(fleet: Fleet, engine: Engine, client: WebClient, signing_secret: 
         enqueue_answer(f"plan {cluster} {revision}", body.get("response_url", ""))
 
     app.action(PLAN_ACTION)(on_plan_click)
+
+    def on_rollover_click(ack: Ack, body: dict[str, Any], action: dict[str, Any],
+                          respond: Respond) -> None:
+        """*Restart workloads* on a patch notice: a patch rollover run, planned like an
+        upgrade and approved by another approver."""
+        ack()
+        cluster, revision, version = (str(action.get("value", "")).split("|") + ["", ""])[:3]
+        user = body["user"]["id"]
+        channel = (body.get("channel") or {}).get("id", "")
+        try:
+            run = engine.start_rollover(cluster, revision, version or None, user, channel)
+            audit.record("click", user, f"rollover {cluster} {revision} {version}",
+                         run=run.id, cluster=cluster)
+        except (UnknownCluster, ClusterBusy, DecisionRefused) as exc:
+            audit.record("click", user, f"rollover {cluster} {revision}",
+                         outcome=f"refused: {exc}")
+            respond(text=f":warning: {exc}", response_type="ephemeral", replace_original=False)
+            return
+        enqueue_tick(run.id, run.seq)
+        respond(text=f"Planning the patch rollover of `{cluster}` as run `{run.id}`; the plan "
+                     f"will be posted in <#{run.channel}>.", response_type="ephemeral",
+                replace_original=False)
+
+    app.action(ROLLOVER_ACTION)(on_rollover_click)
 
     return app

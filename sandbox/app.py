@@ -258,6 +258,7 @@ class Sandbox:
         r.add("POST", "/_sandbox/github-faults", self.set_github_faults)
         r.add("POST", "/_sandbox/releases", self.publish_release)
         r.add("POST", r"/_sandbox/revisions/(?P<rev>asm-1-\d+)/release", self.release_revision)
+        r.add("POST", r"/_sandbox/revisions/(?P<rev>asm-1-\d+)/patch", self.patch_revision)
         r.add("GET", "/_sandbox/arm-requests", lambda req: Response(
             200, {"requests": self.arm.requests}))
         r.add("GET", "/_sandbox/response-url", lambda req: Response(
@@ -379,6 +380,16 @@ class Sandbox:
         release = github_release(date, str(body.get("body", "")), len(self.releases) + 1)
         self.releases.insert(0, release)
         return Response(201, release)
+
+    def patch_revision(self, req: Request) -> Response:
+        """AKS rolls a new patch of a revision out: ``{"version": "1.25.7"}``; pods created
+        from now on get that istio-proxy (restarted workloads pick it up)."""
+        entry = self.world.catalog.get(req.params["rev"])
+        version = str((req.json() or {}).get("version", ""))
+        if entry is None or not re.match(r"^1\.\d+\.\d+", version):
+            return Response(400, {"error": "unknown revision or version not 1.NN.P"})
+        entry["version"] = version
+        return Response(200, entry)
 
     def release_revision(self, req: Request) -> Response:
         """Make a held-back revision appear in ARM (meshRevisionProfiles, upgrades)."""

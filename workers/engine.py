@@ -86,7 +86,8 @@ class Engine:
         return self.fleet.policy(cluster, self.groups(cluster) if self.groups else None)
 
     def start_upgrade(self, cluster: str, revision: str, requester: str, origin_channel: str,
-                      options: dict[str, Any]) -> Run:
+                      options: dict[str, Any], kind: str = "upgrade",
+                      target_version: str | None = None) -> Run:
         """Store a new upgrade run in PLANNING and take the cluster's lease.
 
         Raises ``UnknownCluster``, ``DecisionRefused`` (may not request), ``ClusterBusy``.
@@ -96,17 +97,27 @@ class Engine:
             raise DecisionRefused(f"You may not request upgrades of `{cluster}`; ask one of "
                                   + ", ".join(f"<@{a}>" for a in cfg.approvers) + ".")
         now = self.clock()
-        run = Run(id=new_run_id(), cluster=cluster, requester=requester, channel=cfg.channel,
+        run = Run(id=new_run_id(), kind=kind, target_version=target_version,
+                  cluster=cluster, requester=requester, channel=cfg.channel,
                   origin_channel=origin_channel, canary_revision=revision,
                   options=self.fleet.upgrade_options(cluster, options),
                   thresholds=self.fleet.thresholds(cluster), created_at=now, updated_at=now,
                   next_tick_at=now)
-        run = run.log(now, "phase", f"requested by <@{requester}>: upgrade {cluster} to "
-                                    f"{revision}")
+        what = (f"restart the workloads of {cluster} onto {revision} {target_version or ''}"
+                if kind == "rollover" else f"upgrade {cluster} to {revision}")
+        run = run.log(now, "phase", f"requested by <@{requester}>: {what.rstrip()}")
         self.store.create(run)
         self.store.mark_unsynced(run.id, now)
         log.info("run.created", run_id=run.id, cluster=cluster, revision=revision,
                  requester=requester)
+        return run
+
+    def start_rollover(self, cluster: str, revision: str, version: str | None,
+                       requester: str, origin_channel: str) -> Run:
+        """Store a patch rollover run (restart every workload onto ``version`` of
+        ``revision``) in PLANNING; the same access rules and lease as an upgrade."""
+        run = self.start_upgrade(cluster, revision, requester, origin_channel, {},
+                                 kind="rollover", target_version=version)
         return run
 
     def advance(self, run_id: str, seq: int) -> Advanced | None:

@@ -88,6 +88,9 @@ def render_root(run: Run, approvers: list[str]) -> tuple[str, list[dict[str, Any
     stable = run.stable_revision or "?"
     emoji = PHASE_EMOJI.get(run.phase, ":arrows_counterclockwise:")
     title = f"Mesh upgrade of {run.cluster}: {stable} → {run.canary_revision}"
+    if run.kind == "rollover":
+        title = (f"Patch rollover of {run.cluster}: {run.canary_revision} → "
+                 f"{run.target_version or 'latest patch'}")
     text = f"{title} — {run.phase.value.replace('_', ' ')} (run {run.id})"
     blocks: list[dict[str, Any]] = [
         {"type": "header", "text": {"type": "plain_text", "text": title[:150]}},

@@ -38,6 +38,7 @@ from workflows.releases import ReleaseEvent, parse, parse_releases_json
 log = structlog.get_logger("meshops.watcher")
 
 PLAN_ACTION = "meshops_plan_upgrade"
+ROLLOVER_ACTION = "meshops_rollover"
 
 
 class ReleaseFeed:
@@ -122,6 +123,7 @@ class Notice:
     channel: str
     text: str
     plan_button: bool = False
+    rollover_button: bool = False
     variant: str = ""  # "pending": released but not yet in the region; told again when it is
 
 
@@ -220,12 +222,19 @@ class Watcher:
             return Notice(name, c.channel, (
                 f":adhesive_bandage: Istio add-on revision *{e.revision}* is patched to "
                 f"*{e.version}* ({e.release}). AKS rolls the control plane out itself; "
-                f"sidecars in {where} pick the patch up when their workloads restart."))
+                f"sidecars in {where} pick the patch up when their workloads restart: "
+                "*Restart workloads* does it in waves behind the metric gate."),
+                rollover_button=True)
         return None
 
     def blocks(self, n: Notice, e: ReleaseEvent) -> list[dict[str, Any]]:
         blocks: list[dict[str, Any]] = [{"type": "section", "text": {"type": "mrkdwn",
                                                                      "text": n.text[:2900]}}]
+        if n.rollover_button:
+            blocks.append({"type": "actions", "elements": [{
+                "type": "button", "action_id": ROLLOVER_ACTION,
+                "text": {"type": "plain_text", "text": "Restart workloads"},
+                "value": f"{n.cluster}|{e.revision}|{e.version or ''}"}]})
         if n.plan_button:
             target = e.revision
             if e.kind == "deprecated":

@@ -241,13 +241,14 @@ class Run(Frozen):
     """One execution of a workflow (DESIGN.md §4–5)."""
 
     id: str
-    kind: str = "upgrade"
+    kind: str = "upgrade"  # upgrade | rollover (restart onto a new patch of the same revision)
     cluster: str
     requester: str
     channel: str  # the cluster's channel: the root message and its thread
     origin_channel: str = ""  # where the command was typed: ephemeral refusals go there
     canary_revision: str
     stable_revision: str | None = None
+    target_version: str | None = None  # rollover: every sidecar must end on this patch
     options: UpgradeOptions = Field(default_factory=UpgradeOptions)
     thresholds: GateThresholds = Field(default_factory=GateThresholds)
     phase: Phase = Phase.PLANNING

@@ -94,8 +94,34 @@ def tick(run: Run, ports: ClusterPorts, now: float) -> StepResult:
         )
 
 
+def plan_rollover(run: Run, ports: ClusterPorts, now: float) -> StepResult:
+    """A patch rollover: the same waves and gate, restarting onto the revision's new patch."""
+    revision = run.canary_revision
+    try:
+        mesh = ports.mesh.get_mesh(run.cluster)
+        if mesh.revisions != [revision]:
+            raise PermanentError(
+                f"the cluster runs {', '.join(mesh.revisions) or 'no mesh'}, not only "
+                f"{revision}" + (": an upgrade is in progress" if len(mesh.revisions) > 1
+                                  else ""))
+        capi = ports.cluster_api(run.cluster)
+        namespaces = capi.list_namespaces()
+        names = [ns.name for ns in namespaces if ns.revision == revision]
+        plan = plan_waves(namespaces, capi.list_workloads(names), revision, revision,
+                          run.options)
+    except (PermanentError, InvalidRevision) as exc:
+        return StepResult(run.to(Phase.REFUSED, now, f"refused: {exc}", outcome=str(exc)), None)
+    run = run.evolve(stable_revision=revision, waves=plan.waves)
+    text = (f"plan: restart workloads onto {revision} {run.target_version or 'its latest patch'}"
+            f", {len(plan.waves)} waves, {sum(len(w.namespaces) for w in plan.waves)} "
+            f"namespaces, {sum(w.workloads for w in plan.waves)} workloads")
+    return StepResult(run.to(Phase.AWAITING_APPROVAL, now, text), None)
+
+
 def plan_upgrade(run: Run, ports: ClusterPorts, now: float) -> StepResult:
     """Read the cluster and its namespaces; refuse with a reason, or post the plan."""
+    if run.kind == "rollover":
+        return plan_rollover(run, ports, now)
     try:
         mesh = ports.mesh.get_mesh(run.cluster)
         targets = ports.mesh.upgrade_targets(run.cluster) if mesh.mode == "Istio" else []
@@ -252,6 +278,9 @@ def migrate_wave(run: Run, ports: ClusterPorts, now: float) -> StepResult:
 
     if wave.step == WaveStep.VERIFY:
         pending, stale, crashing, pods = _rollout_state(capi, wave.namespaces, canary)
+        if run.target_version:  # a rollover: the sidecars must also be on the new patch
+            stale += [p for p in pods if p.revision is not None
+                      and p.proxy_version != run.target_version]
         if crashing:
             names = ", ".join(f"{p.namespace}/{p.name}" for p in crashing[:5])
             return StepResult(begin_rollback(run, f"pods crash-looping on {canary}: {names}",
@@ -315,6 +344,10 @@ def _next_wave(run: Run, now: float) -> Run:
     wave = run.current_wave
     assert wave is not None
     text = f"{_wave_label(wave)}: gate PASS"
+    if run.wave_index + 1 >= len(run.waves) and run.kind == "rollover":
+        return run.to(Phase.COMPLETED, now, text + f"; every workload restarted onto "
+                      f"{run.canary_revision} {run.target_version or ''}".rstrip(),
+                      outcome=f"rolled over to {run.target_version or run.canary_revision}")
     if run.wave_index + 1 >= len(run.waves):
         return run.to(Phase.AWAITING_COMPLETION, now,
                       text + f"; every wave is on {run.canary_revision}: complete or roll back?")
@@ -353,7 +386,16 @@ def complete_upgrade(run: Run, ports: ClusterPorts, now: float) -> StepResult:
 
 
 def begin_rollback(run: Run, reason: str, now: float) -> Run:
-    """Move the run to ROLLING_BACK over every namespace it migrated."""
+    """Move the run to ROLLING_BACK over every namespace it migrated.
+
+    A patch rollover cannot go back (AKS has already replaced the control plane's patch):
+    it pauses and asks instead.
+    """
+    if run.kind == "rollover":
+        why = (f"{reason}; a patch cannot be rolled back by meshops, so the rollover waits "
+               "for a person (resume to continue, cancel is not possible)")
+        return run.to(Phase.PAUSED, now, f"paused: {why}", paused_from=Phase.MIGRATING,
+                      pause_reason=why, outcome=reason)
     namespaces = run.migrated_namespaces
     wave = run.current_wave
     if run.phase == Phase.MIGRATING and wave is not None and wave.step == WaveStep.LABEL:
@@ -533,6 +575,8 @@ def decide(run: Run, action: str, user: str, policy: ClusterPolicy, now: float) 
                                 Approval(gate=gate, decision=action, user=user, at=now)])
     by = f"by <@{user}>"
     if action == "approve":
+        if run.phase == Phase.AWAITING_APPROVAL and run.kind == "rollover":
+            return run.to(Phase.MIGRATING, now, f"approved {by}", wave_index=0)
         if run.phase == Phase.AWAITING_APPROVAL:
             return run.to(Phase.STARTING_CANARY, now, f"approved {by}")
         return run.to(Phase.MIGRATING, now, f"wave {run.wave_index + 1} approved {by}",

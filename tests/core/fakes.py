@@ -26,6 +26,8 @@ class FakeWorld:
     conflict_once: bool = False
     op_polls_left: int = 0
     writes: Counter[str] = field(default_factory=Counter)
+    versions: dict[str, str] = field(default_factory=dict)  # revision → patch new pods get
+    pod_versions: dict[tuple[str, str], str] = field(default_factory=dict)
 
     @classmethod
     def seeded(cls, names: list[str], per_ns: int = 2) -> FakeWorld:
@@ -81,9 +83,11 @@ class FakeWorld:
         rev = self.namespaces[workload.namespace]["istio.io/rev"]
         self.writes[f"restart:{workload.namespace}/{workload.name}:{rev}"] += 1
         self.workloads[(workload.namespace, workload.name)] = token
+        self.pod_versions[(workload.namespace, workload.name)] = self.versions.get(rev, "1.x")
 
     def list_pods(self, namespaces: list[str]) -> list[Pod]:
-        return [Pod(ns, n + "-x", self.namespaces[ns].get("istio.io/rev"), "1.x", "Running")
+        return [Pod(ns, n + "-x", self.namespaces[ns].get("istio.io/rev"),
+                    self.pod_versions.get((ns, n), "1.x"), "Running")
                 for (ns, n) in self.workloads if ns in namespaces]
 
     def control_plane_revisions(self) -> dict[str, bool]:

@@ -222,3 +222,36 @@ def test_completion_request_expires_per_policy(on_timeout: str, phase: Phase) ->
     else:
         rolled, _ = drive(expired, world, now + 601)
         assert rolled.phase == Phase.ROLLED_BACK and world.revisions == ["asm-1-25"]
+
+
+def test_patch_rollover_restarts_every_workload_onto_the_new_patch() -> None:
+    world = FakeWorld.seeded(["a", "b", "c"])
+    world.versions["asm-1-25"] = "1.25.7"  # AKS rolled the control plane to the new patch
+    run = new_run().evolve(kind="rollover", canary_revision="asm-1-25",
+                           target_version="1.25.7")
+    run, now = drive(run, world, 0)
+    assert run.phase == Phase.AWAITING_APPROVAL and run.stable_revision == "asm-1-25"
+    assert "restart workloads onto asm-1-25 1.25.7" in run.history[-1].text
+    run = decide(run, "approve", "UAPPROVER", POLICY, now)
+    assert run.phase == Phase.MIGRATING
+    run, now = drive(run, world, now)
+    assert run.phase == Phase.COMPLETED and run.outcome == "rolled over to 1.25.7"
+    assert {p.proxy_version for p in world.list_pods(["a", "b", "c"])} == {"1.25.7"}
+    assert not [k for k in world.writes if k.startswith(("put:", "label:"))]
+    assert set(world.writes.values()) == {1}
+
+
+def test_failing_patch_rollover_pauses_instead_of_rolling_back() -> None:
+    world = FakeWorld.seeded(["a", "b"])
+    world.versions["asm-1-25"] = "1.25.7"
+    world.metrics_by_rev[("b", "asm-1-25")] = NamespaceMetrics(
+        requests=1000, success_rate=100.0, p99_ms=50)
+    run = new_run().evolve(kind="rollover", canary_revision="asm-1-25",
+                                      target_version="1.25.7")
+    run, now = drive(run, world, 0)
+    run = decide(run, "approve", "UAPPROVER", POLICY, now)
+    world.metrics_by_rev[("b", "asm-1-25")] = NamespaceMetrics(
+        requests=1000, success_rate=90.0, p99_ms=50)
+    run, now = drive(run, world, now)
+    assert run.phase == Phase.PAUSED and "cannot be rolled back" in run.pause_reason
+    assert world.revisions == ["asm-1-25"]

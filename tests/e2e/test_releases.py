@@ -68,3 +68,31 @@ def test_pushed_release(rh: Harness) -> None:
     assert push(body).status_code == 202  # a replayed push posts nothing twice
     time.sleep(3)
     assert len(patched()) == 3
+
+
+def test_restart_workloads_button_rolls_the_patch_over(rh: Harness) -> None:
+    """After a patch notice, *Restart workloads* runs a patch rollover: approved, in waves
+    behind the metric gate, until every sidecar runs the new patch."""
+    h = rh
+    h.control("POST", "/_sandbox/revisions/asm-1-25/patch", {"version": "1.25.7"})
+    h._wait(lambda: [e for e in h.slack_log() if "patched to *1.25.7*" in e.get("text", "")
+                     and e["channel"] == "C0DEVMESH"], 60, "the patch notice in dev")
+    notice = next(e for e in h.slack_log() if "patched to *1.25.7*" in e.get("text", "")
+                  and e["channel"] == "C0DEVMESH")
+    button = next(el for b in notice["blocks"] if b["type"] == "actions"
+                  for el in b["elements"] if el["action_id"] == "meshops_rollover")
+    assert button["value"] == "dev|asm-1-25|1.25.7"
+    before = h.slack_log_len()
+    h.click_button("requester", button, notice)
+    reply = h._wait(lambda: [e["text"] for e in h.slack_log(before) if e["kind"] == "response"],
+                    30, "the reply to the click")[0]
+    run_id = reply.split("run `")[1].split("`")[0]
+    root = h.wait_for_button(run_id, "approve", 60)
+    assert root["text"].startswith("Patch rollover of dev: asm-1-25 → 1.25.7")
+    h.click("approver", run_id, "approve", root)
+    # bake and interval come from the sandbox fleet defaults (10 s, 5 s)
+    assert h.wait_for_phase(run_id, {"completed", "paused", "failed"}, 240) == "completed"
+    state = h.control("GET", "/_sandbox/state")["dev"]
+    app = [p for p in state["pods"] if p["namespace"] != "default" and p["revision"]]
+    assert app and {p["proxy_image"].rsplit(":", 1)[1] for p in app} == {"1.25.7-distroless"}
+    assert state["revisions"] == ["asm-1-25"]
