@@ -29,8 +29,10 @@ from dataclasses import asdict, dataclass
 
 KINDS = ("available", "deprecated", "patched", "announced")
 
-HEADING_RE = re.compile(r"^#{1,3}\s*(?:Release|AKS Release)\b[^\n]*?(\d{4}-\d{2}-\d{2})",
+# "## Release 2024-10-25" starts a release; "### Release Notes" inside it does not
+HEADING_RE = re.compile(r"^#{1,3}\s*(?:AKS\s+)?Release(?![ \t]+notes\b)\b[^\n]*$",
                         re.IGNORECASE | re.MULTILINE)
+DATE_RE = re.compile(r"(\d{4})-(\d{2})-(\d{2})")
 REVISION_RE = re.compile(r"\basm[-_ ]1[-.](\d{1,3})\b", re.IGNORECASE)
 #: "Istio revision 1.19", "Istio 1.17 version", "revision 1.22": a minor without a patch
 MINOR_RE = re.compile(r"\b(?:istio|revisions?)\s+(?:revision\s+|version\s+)?v?1\.(\d{1,3})"
@@ -81,11 +83,17 @@ class ReleaseEvent:
 
 
 def sections(markdown: str) -> Iterator[tuple[str, str]]:
-    """(date, body) for every ``## Release YYYY-MM-DD`` section, in document order."""
+    """(date, body) for every ``## Release YYYY-MM-DD`` section, in document order.
+
+    A release heading without a date cannot be placed: its section is skipped, never
+    attributed to the release before it.
+    """
     heads = list(HEADING_RE.finditer(markdown))
     for i, head in enumerate(heads):
         end = heads[i + 1].start() if i + 1 < len(heads) else len(markdown)
-        yield head.group(1), markdown[head.end():end]
+        date = DATE_RE.search(head.group(0))
+        if date:
+            yield date.group(0), markdown[head.end():end]
 
 
 def items(body: str) -> Iterator[str]:

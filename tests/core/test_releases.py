@@ -98,6 +98,12 @@ def test_continuation_lines_and_headings() -> None:
                           ("2025-01-14", D, "asm-1-21", None)]
 
 
+def test_a_release_without_a_date_is_skipped_not_misattributed() -> None:
+    md = ("## Release 2025-03-01\n* Istio add-on revision asm-1-24 is no longer supported.\n"
+          "## Release (hotfix)\n* Istio add-on revision asm-1-25 is no longer supported.\n")
+    assert events(md) == [("2025-03-01", D, "asm-1-24", None)]
+
+
 def test_github_releases_json_and_cli(tmp_path: Path) -> None:
     releases = [
         {"tag_name": "2025-03-02", "name": "Release 2025-03-02",
