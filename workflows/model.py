@@ -88,6 +88,7 @@ class Phase(StrEnum):
     PLANNING = "planning"
     AWAITING_APPROVAL = "awaiting_approval"
     STARTING_CANARY = "starting_canary"
+    ENABLING = "enabling"
     CONTROL_PLANE = "waiting_control_plane"
     MIGRATING = "migrating"
     AWAITING_WAVE_APPROVAL = "awaiting_wave_approval"
@@ -241,7 +242,7 @@ class Run(Frozen):
     """One execution of a workflow (DESIGN.md §4–5)."""
 
     id: str
-    kind: str = "upgrade"  # upgrade | rollover (restart onto a new patch of the same revision)
+    kind: str = "upgrade"  # upgrade | rollover (onto a new patch of the revision) | enable
     cluster: str
     requester: str
     channel: str  # the cluster's channel: the root message and its thread

@@ -25,6 +25,8 @@ class MeshState:
     provisioning_state: str  # Succeeded | Updating | Failed | ...
     kubernetes_version: str = ""
     location: str = ""
+    osm_enabled: bool = False  # the Open Service Mesh add-on (cannot coexist with Istio)
+    ingress: tuple[str, ...] = ()  # enabled ingress gateway modes: External, Internal
 
 
 @dataclass(frozen=True)
@@ -102,6 +104,16 @@ class MeshApi(Protocol):
 
     def operation_status(self, cluster: str, url: str) -> OperationStatus: ...
 
+    def set_mesh(self, cluster: str, mode: str, revision: str | None) -> str | None:
+        """PUT ``serviceMeshProfile`` with ``mode`` (Istio | Disabled) and, for Istio, the
+        revision (None: the default AKS chooses); returns the operation URL."""
+        ...
+
+    def revision_profiles(self, cluster: str) -> list[dict[str, object]]:
+        """``meshRevisionProfiles`` of the cluster's region: [{revision, upgrades,
+        kubernetes}]."""
+        ...
+
 
 class ClusterApi(Protocol):
     """One cluster's Kubernetes API."""
@@ -122,6 +134,10 @@ class ClusterApi(Protocol):
 
     def control_plane_revisions(self) -> dict[str, bool]:
         """``istiod-<revision>`` Deployments in ``aks-istio-system`` → available or not."""
+        ...
+
+    def istio_outside_addon(self) -> list[str]:
+        """Signs of an Istio installed outside the add-on (e.g. ``istio-system/istiod``)."""
         ...
 
 

@@ -27,6 +27,12 @@ class FakeWorld:
     op_polls_left: int = 0
     writes: Counter[str] = field(default_factory=Counter)
     versions: dict[str, str] = field(default_factory=dict)  # revision → patch new pods get
+    osm: bool = False
+    outside: list[str] = field(default_factory=list)
+    region: list[dict[str, object]] = field(default_factory=lambda: [
+        {"revision": "asm-1-25", "upgrades": ["asm-1-26"], "kubernetes": ["1.30", "1.31"]},
+        {"revision": "asm-1-26", "upgrades": [], "kubernetes": ["1.30", "1.31"]}])
+    op_fails: bool = False
     pod_versions: dict[tuple[str, str], str] = field(default_factory=dict)
 
     @classmethod
@@ -44,7 +50,24 @@ class FakeWorld:
 
     def get_mesh(self, cluster: str) -> MeshState:
         state = "Updating" if self.op_polls_left > 0 else "Succeeded"
-        return MeshState(self.mode, list(self.revisions), state, "1.30", "westus2")
+        return MeshState(self.mode, list(self.revisions), state, "1.30.4", "westus2",
+                         osm_enabled=self.osm)
+
+    def revision_profiles(self, cluster: str) -> list[dict[str, object]]:
+        return self.region
+
+    def set_mesh(self, cluster: str, mode: str, revision: str | None) -> str | None:
+        self.writes[f"mesh:{mode}:{revision}"] += 1
+        if self.op_fails:
+            self.op_polls_left = 1
+            return "https://arm/operations/failing"
+        self.mode = mode
+        self.revisions = [revision or "asm-1-25"] if mode == "Istio" else []
+        self.op_polls_left = 1
+        return "https://arm/operations/2"
+
+    def istio_outside_addon(self) -> list[str]:
+        return list(self.outside)
 
     def upgrade_targets(self, cluster: str) -> list[str]:
         return list(self.targets)
@@ -62,6 +85,8 @@ class FakeWorld:
         if self.op_polls_left > 0:
             self.op_polls_left -= 1
             return OperationStatus("InProgress")
+        if url.endswith("failing"):
+            return OperationStatus("Failed", "MeshInstallFailed", "istiod did not start")
         return OperationStatus("Succeeded")
 
     # ClusterApi
