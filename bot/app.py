@@ -25,7 +25,19 @@ from workers.config import Fleet
 from workers.engine import Engine
 from workers.views import run_history_text, runs_text
 from workers.watcher import PLAN_ACTION, ROLLOVER_ACTION
-from workflows.commands import Decide, Help, Plan, Revisions, Runs, Status, Upgrade, parse, usage
+from workflows.commands import (
+    Decide,
+    Enable,
+    Help,
+    Inject,
+    Plan,
+    Revisions,
+    Runs,
+    Status,
+    Upgrade,
+    parse,
+    usage,
+)
 from workflows.errors import (
     ClusterBusy,
     DecisionRefused,
@@ -149,6 +161,21 @@ def create_app(fleet: Fleet, engine: Engine, client: WebClient, signing_secret: 
                 ack(response_type="ephemeral",
                     text=f"Planning the upgrade of `{cmd.cluster}` to `{cmd.revision}` as run "
                          f"`{run.id}`; the plan will be posted in <#{run.channel}>.")
+            elif isinstance(cmd, Enable):
+                run = engine.start_upgrade(cmd.cluster, cmd.revision or "", user, channel, {},
+                                           kind="enable")
+                enqueue_tick(run.id, run.seq)
+                ack(response_type="ephemeral",
+                    text=f"Checking `{cmd.cluster}` before enabling the mesh (run "
+                         f"`{run.id}`); the preflight will be posted in <#{run.channel}>.")
+            elif isinstance(cmd, Inject):
+                engine.fleet.cluster(cmd.cluster)
+                if not engine.policy(cmd.cluster).may_request(user):
+                    raise DecisionRefused(f"You may not change `{cmd.cluster}`.")
+                enqueue_answer(command.get("text", ""), command.get("response_url", ""))
+                ack(response_type="ephemeral",
+                    text=f"{'Removing' if cmd.remove else 'Labelling'} "
+                         f"{', '.join(cmd.namespaces)} on `{cmd.cluster}` …")
             elif isinstance(cmd, Decide):
                 run = engine.decide(cmd.run_id, cmd.action, user)
                 after_decision(run)

@@ -183,7 +183,7 @@ def audit(run_id: str | None, cluster: str | None, since: str | None) -> None:
 
 
 @main.command()
-@click.option("--scenario", type=click.Choice(["upgrade", "rollback", "release"]),
+@click.option("--scenario", type=click.Choice(["upgrade", "rollback", "release", "enable"]),
               default="upgrade",
               show_default=True)
 @click.option("--state-dir", type=click.Path(path_type=Path), default=Path(".meshops/demo"),
@@ -193,7 +193,7 @@ def audit(run_id: str | None, cluster: str | None, since: str | None) -> None:
 @click.option("--bake", default="10s", show_default=True, help="Bake time of each wave.")
 @click.option("--interval", default="5s", show_default=True, help="Gate sampling interval.")
 @click.option("--cluster", default=None, help="Sandbox cluster (default: dev for upgrade, "
-              "staging for rollback).")
+              "staging for rollback, edge for enable).")
 @click.option("--timeout", type=float, default=600, show_default=True)
 @click.option("--socket-mode", is_flag=True,
               help="Run the bot in Socket Mode instead of HTTP mode.")

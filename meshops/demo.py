@@ -348,7 +348,7 @@ class Harness:
         self.echo(f"(AKS publishes a release note: {revision} is available, and ARM lists it)")
         self.control("POST", "/_sandbox/releases", {"body": note})
         self.control("POST", f"/_sandbox/revisions/{revision}/release")
-        clusters = self.info["clusters"]
+        clusters = {k: c for k, c in self.info["clusters"].items() if c.get("mesh", True)}
 
         def notices() -> dict[str, dict[str, Any]]:
             found = {}
@@ -414,13 +414,14 @@ def format_entry(e: dict[str, Any], info: dict[str, Any]) -> str:
             f"\n    {gate.replace(chr(10), chr(10) + '    ')}" if gate else "")
     if e["kind"] == "ephemeral":
         return f"[{where}] (only {e.get('user')} sees) {text}"
-    return f"  ↳ (reply to the click, only the clicker sees) {text}"
+    return f"  ↳ (reply, only that person sees) {text}"
 
 
 def run_demo(scenario: str, state_dir: Path, port_base: int, bot_port: int, bake: str,
              interval: str, cluster: str | None, timeout: float,
              socket_mode: bool = False) -> int:
-    cluster = cluster or ("dev" if scenario == "upgrade" else "staging")
+    cluster = cluster or {"upgrade": "dev", "rollback": "staging", "enable": "edge"}.get(
+        scenario, "dev")
     shared_changelog = Path("../shared/data/aks/CHANGELOG-through-2024.md")
     h = Harness(state_dir, port_base, bot_port, socket_mode=socket_mode,
                 unreleased=["asm-1-27"] if scenario == "release" else None,
@@ -430,6 +431,8 @@ def run_demo(scenario: str, state_dir: Path, port_base: int, bot_port: int, bake
                "beat and bot …")
         h.start()
         h.follow()
+        if scenario == "enable":
+            return enable_demo(h, cluster, timeout)
         if scenario == "release":
             channels, plan = h.release_flow()
             h.print_new()
@@ -467,6 +470,37 @@ def run_demo(scenario: str, state_dir: Path, port_base: int, bot_port: int, bake
         return 1
     finally:
         h.stop()
+
+
+def enable_demo(h: Harness, cluster: str, timeout: float) -> int:
+    """Enable the mesh on a cluster where it is off, then inject two of its namespaces."""
+    resp = h.slash("requester", f"enable {cluster}")
+    m = RUN_ID_RE.search(resp.text)
+    if resp.status_code != 200 or not m:
+        h.echo(f"the enable was not accepted: HTTP {resp.status_code} {resp.text}")
+        return 1
+    run_id = m.group(0)
+    h.click("approver", run_id, "approve", h.wait_for_button(run_id, "approve", 120))
+    phase = h.wait_for_phase(run_id, TERMINAL, timeout)
+    namespaces = [ns for ns in h.control("GET", "/_sandbox/state")[cluster]["namespaces"]
+                  if ns in ("shop", "blog")]
+    answer = h.ask("requester", f"inject {cluster} {' '.join(namespaces)}")
+    time.sleep(2)
+    h.print_new()
+    state = h.control("GET", "/_sandbox/state")[cluster]
+    problems = []
+    if phase != "completed":
+        problems.append(f"run ended {phase}")
+    if len(state["revisions"]) != 1 or state["istiod"] != [f"istiod-{state['revisions'][0]}"]:
+        problems.append(f"mesh not on: revisions {state['revisions']}, {state['istiod']}")
+    labelled = {ns: lbl.get("istio.io/rev") for ns, lbl in state["namespaces"].items()
+                if ns in namespaces}
+    if not namespaces or set(labelled.values()) != set(state["revisions"][:1]):
+        problems.append(f"namespaces not injected: {labelled} ({answer})")
+    for p in problems:
+        h.echo(f"demo check failed: {p}")
+    h.echo(f"run {run_id}: {phase}")
+    return 1 if problems else 0
 
 
 def check_outcome(h: Harness, scenario: str, cluster: str, run_id: str, phase: str

@@ -57,6 +57,9 @@ class SeedCluster:
     channel_name: str
     kubernetes_version: str = "1.31.2"
     revisions: list[str] = field(default_factory=lambda: ["asm-1-25"])
+    namespaces: tuple[str, ...] = tuple(APP_NAMESPACES)
+    osm: bool = False  # the Open Service Mesh add-on is enabled
+    self_installed_istio: bool = False  # istio-system/istiod outside the add-on
 
 
 SEED = [
@@ -64,6 +67,13 @@ SEED = [
     SeedCluster("staging", "aks-staging-eastus", "rg-mesh-staging", "eastus", "C0STGMESH",
                 "mesh-staging"),
     SeedCluster("prod", "aks-prod-eastus", "rg-mesh-prod", "eastus", "C0PRDMESH", "mesh-prod"),
+    # mesh off: a cluster to bring into the mesh, one with OSM, one with its own Istio
+    SeedCluster("edge", "aks-edge-westus2", "rg-mesh-edge", "westus2", "C0EDGMESH", "mesh-edge",
+                revisions=[], namespaces=("shop", "blog")),
+    SeedCluster("osm", "aks-osm-eastus", "rg-mesh-osm", "eastus", "C0OSMMESH", "mesh-osm",
+                revisions=[], namespaces=("shop",), osm=True),
+    SeedCluster("diy", "aks-diy-eastus", "rg-mesh-diy", "eastus", "C0DIYMESH", "mesh-diy",
+                revisions=[], namespaces=("shop",), self_installed_istio=True),
 ]
 
 
@@ -90,12 +100,25 @@ def seed(world: World, extra_namespaces: int = 0) -> None:
     (the engine benchmark's fleet).
     """
     for s in SEED:
-        namespaces = {ns: {REV_LABEL: s.revisions[0]} for ns in APP_NAMESPACES}
-        namespaces["legacy"] = {"istio-injection": "enabled"}
+        namespaces = {ns: {REV_LABEL: s.revisions[0]} if s.revisions else {}
+                      for ns in s.namespaces}
+        if s.revisions:
+            namespaces["legacy"] = {"istio-injection": "enabled"}
         c = world.add_cluster(s.name, subscription=SUBSCRIPTION, resource_group=s.resource_group,
                               location=s.location, kubernetes_version=s.kubernetes_version,
                               revisions=s.revisions, namespaces=namespaces,
-                              bookinfo_in=APP_NAMESPACES)
+                              bookinfo_in=list(s.namespaces))
+        if s.osm:
+            c.arm["properties"]["addonProfiles"]["openServiceMesh"] = {"enabled": True,
+                                                                       "config": {}}
+        if s.self_installed_istio:
+            with world.lock:
+                world._put(c, "Namespace", "", "istio-system", {
+                    "apiVersion": "v1", "kind": "Namespace",
+                    "metadata": {"name": "istio-system", "labels": {}}, "spec": {},
+                    "status": {"phase": "Active"}})
+                world._deployment(c, "istio-system", "istiod", {"app": "istiod"}, 1,
+                                  "docker.io/istio/pilot:1.24.2")
         if s.short == "dev" and extra_namespaces:
             with world.lock:
                 for i in range(extra_namespaces):
@@ -233,7 +256,8 @@ class Sandbox:
                 "slack_app_token": self.app_token,
                 "people": {"requester": REQUESTER[0], "approver": APPROVER[0],
                            "bystander": BYSTANDER[0]},
-                "clusters": {s.short: {"name": s.name, "channel": s.channel} for s in SEED}}
+                "clusters": {s.short: {"name": s.name, "channel": s.channel,
+                                       "mesh": bool(s.revisions)} for s in SEED}}
         ready = self.state_dir / "sandbox.json"
         tmp = ready.with_suffix(".tmp")
         tmp.write_text(json.dumps(info, indent=2))

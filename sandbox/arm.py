@@ -201,7 +201,10 @@ class ArmEmulator:
             return _err(400, problem[0], problem[1])
         new_mesh = copy.deepcopy(mesh)
         if new_mesh.get("mode") == "Istio":
-            istio = new_mesh.setdefault("istio", {})
+            istio = new_mesh.setdefault("istio", {}) or {}
+            new_mesh["istio"] = istio
+            if not istio.get("revisions"):
+                istio["revisions"] = [self.default_revision(c)]
             istio.setdefault("components", {"ingressGateways": [], "egressGateways": []})
         c.arm["properties"]["serviceMeshProfile"] = new_mesh
         c.arm["properties"]["provisioningState"] = "Updating"
@@ -216,7 +219,13 @@ class ArmEmulator:
         current = c.revisions
         if mode != "Istio":
             return None
+        osm = (c.arm["properties"].get("addonProfiles") or {}).get("openServiceMesh") or {}
+        if not current and osm.get("enabled"):
+            return ("OpenServiceMeshAddonEnabled", "The Istio add-on cannot be enabled while "
+                    "the Open Service Mesh add-on is enabled. Disable OSM first.")
         wanted = list((mesh.get("istio") or {}).get("revisions") or [])
+        if not wanted and not current:
+            return None  # AKS installs its default revision
         if not wanted or len(wanted) > 2 or len(set(wanted)) != len(wanted):
             return ("InvalidParameter", "serviceMeshProfile.istio.revisions must hold one "
                     "revision, or two during a canary upgrade.")
@@ -249,6 +258,15 @@ class ArmEmulator:
             return None  # complete (canary) or roll back (stable)
         return ("InvalidParameter", f"Cannot change revisions from {current} to {wanted}; "
                 "start a canary upgrade, then complete or roll it back.")
+
+    def default_revision(self, c: Any) -> str:
+        """The revision AKS installs when none is given: here, the newest compatible revision
+        that still has an upgrade (so new clusters are not on the very newest)."""
+        compatible = sorted((r for r in self.world.catalog if self.compatible(
+            r, c.kubernetes_version)), key=lambda r: int(r.rsplit("-", 1)[1]))
+        with_upgrade = [r for r in compatible if any(
+            u in self.world.catalog for u in self.world.catalog[r].get("upgrades") or [])]
+        return (with_upgrade or compatible)[-1]
 
     def get_operation(self, req: Request) -> Response:
         op = self.world.operations.get(req.params["op"])

@@ -92,7 +92,12 @@ class AksMeshApi:
         profile = mc.service_mesh_profile
         revisions = list(profile.istio.revisions or []) if profile and profile.istio else []
         mode = getattr(profile.mode, "value", profile.mode) if profile else None
-        return MeshState(mode=str(mode or "Disabled"),
+        osm = (mc.addon_profiles or {}).get("openServiceMesh")
+        gateways = (profile.istio.components.ingress_gateways or []) if profile and \
+            profile.istio and profile.istio.components else []
+        ingress = tuple(str(getattr(g.mode, "value", g.mode)) for g in gateways if g.enabled)
+        return MeshState(mode=str(mode or "Disabled"), osm_enabled=bool(osm and osm.enabled),
+                         ingress=ingress,
                          revisions=revisions,
                          provisioning_state=mc.provisioning_state or "Unknown",
                          kubernetes_version=mc.current_kubernetes_version
@@ -125,6 +130,27 @@ class AksMeshApi:
                                           raw_response_hook=keep_headers)
         except Exception as exc:
             raise translate(exc, f"setting revisions {revisions} on {cfg.name}") from exc
+        return headers.get("Azure-AsyncOperation") or headers.get("azure-asyncoperation")
+
+    def set_mesh(self, cluster: str, mode: str, revision: str | None) -> str | None:
+        from azure.mgmt.containerservice.models import IstioServiceMesh, ServiceMeshProfile
+
+        cfg, mc_ops = self._c(cluster)
+        headers: dict[str, str] = {}
+        self.calls += 2
+        try:
+            mc = mc_ops.get(cfg.resource_group, cfg.name)
+            if mode == "Istio":
+                mc.service_mesh_profile = ServiceMeshProfile(
+                    mode="Istio", istio=IstioServiceMesh(revisions=[revision] if revision
+                                                         else None))
+            else:
+                mc.service_mesh_profile = ServiceMeshProfile(mode="Disabled")
+            mc_ops.begin_create_or_update(
+                cfg.resource_group, cfg.name, mc, polling=False,
+                raw_response_hook=lambda r: headers.update(r.http_response.headers))
+        except Exception as exc:
+            raise translate(exc, f"setting the mesh of {cfg.name} to {mode}") from exc
         return headers.get("Azure-AsyncOperation") or headers.get("azure-asyncoperation")
 
     def operation_status(self, cluster: str, url: str) -> OperationStatus:

@@ -103,8 +103,11 @@ class Engine:
                   options=self.fleet.upgrade_options(cluster, options),
                   thresholds=self.fleet.thresholds(cluster), created_at=now, updated_at=now,
                   next_tick_at=now)
-        what = (f"restart the workloads of {cluster} onto {revision} {target_version or ''}"
-                if kind == "rollover" else f"upgrade {cluster} to {revision}")
+        what = {"rollover": f"restart the workloads of {cluster} onto {revision} "
+                            f"{target_version or ''}",
+                "enable": f"enable the Istio add-on on {cluster} with "
+                          f"{revision or 'the default revision'}"}.get(
+            kind, f"upgrade {cluster} to {revision}")
         run = run.log(now, "phase", f"requested by <@{requester}>: {what.rstrip()}")
         self.store.create(run)
         self.store.mark_unsynced(run.id, now)

@@ -77,6 +77,11 @@ class KubernetesClusterApi:
         body = {"metadata": {"labels": {REV_LABEL: revision, INJECTION_LABEL: None}}}
         self._call(f"labelling namespace {namespace}", self.core.patch_namespace, namespace, body)
 
+    def remove_namespace_revision(self, namespace: str) -> None:
+        body = {"metadata": {"labels": {REV_LABEL: None, INJECTION_LABEL: None}}}
+        self._call(f"unlabelling namespace {namespace}", self.core.patch_namespace, namespace,
+                   body)
+
     def _list(self, kind: str, namespaces: list[str]) -> list[Any]:
         snake = {"Deployment": "deployment", "StatefulSet": "stateful_set",
                  "DaemonSet": "daemon_set"}[kind]
@@ -152,6 +157,24 @@ class KubernetesClusterApi:
         return Pod(namespace=p.metadata.namespace, name=p.metadata.name, revision=revision,
                    proxy_version=version, phase=(p.status.phase if p.status else None)
                    or "Unknown", waiting_reason=waiting, restarts=restarts)
+
+    def istio_outside_addon(self) -> list[str]:
+        """A self-installed Istio: an ``istiod`` Deployment in ``istio-system``.
+
+        (Istio CRDs not owned by the add-on are another sign; checking them needs the
+        apiextensions API, which the sandbox does not emulate yet.)"""
+        try:
+            items = self.apps.list_namespaced_deployment("istio-system").items
+        except ApiException as exc:
+            if exc.status == 404:
+                return []
+            raise translate(exc, f"looking for Istio outside the add-on on {self.name}") \
+                from exc
+        except Exception as exc:
+            raise translate(exc, f"looking for Istio outside the add-on on {self.name}") \
+                from exc
+        return [f"namespace istio-system runs Deployment {d.metadata.name}" for d in items
+                if d.metadata.name.startswith("istiod")]
 
     def control_plane_revisions(self) -> dict[str, bool]:
         items = self._call("listing istiod", self.apps.list_namespaced_deployment, ISTIO_NS,

@@ -88,6 +88,9 @@ def render_root(run: Run, approvers: list[str]) -> tuple[str, list[dict[str, Any
     stable = run.stable_revision or "?"
     emoji = PHASE_EMOJI.get(run.phase, ":arrows_counterclockwise:")
     title = f"Mesh upgrade of {run.cluster}: {stable} → {run.canary_revision}"
+    if run.kind == "enable":
+        title = (f"Enable the Istio add-on on {run.cluster}: "
+                 f"{run.canary_revision or 'the default revision'}")
     if run.kind == "rollover":
         title = (f"Patch rollover of {run.cluster}: {run.canary_revision} → "
                  f"{run.target_version or 'latest patch'}")
@@ -200,10 +203,12 @@ class SlackNotifier:
         state = self.store.slack_state(run.id)
         if run.phase == Phase.REFUSED and not state.get("root_ts"):
             if not state.get("refusal_sent"):
+                what = {"enable": f"Enabling the mesh on `{run.cluster}`",
+                        "rollover": f"The patch rollover of `{run.cluster}`"}.get(
+                    run.kind, f"Upgrade of `{run.cluster}` to `{run.canary_revision}`")
                 self._call("chat_postEphemeral", channel=run.origin_channel or run.channel,
                            user=run.requester,
-                           text=f":no_entry: Upgrade of `{run.cluster}` to "
-                                f"`{run.canary_revision}` refused: {run.outcome}")
+                           text=f":no_entry: {what} refused: {run.outcome}")
                 self.store.set_slack_state(run.id, refusal_sent=1)
             self.store.mark_synced(run.id)
             return

@@ -151,10 +151,12 @@ def plan_text(engine: Engine, cluster: str, revision: str, options: dict[str, ob
 
 def answer(engine: Engine, command_text: str, command_name: str = "/mesh") -> str | None:
     """The answer to a slow read-only command, or None if ``command_text`` is not one."""
-    from workflows.commands import Plan, Revisions, Status, parse
+    from workflows.commands import Inject, Plan, Revisions, Status, parse
 
     try:
         cmd = parse(command_text, command_name)
+        if isinstance(cmd, Inject):
+            return inject_text(engine, cmd.cluster, list(cmd.namespaces), cmd.remove)
         if isinstance(cmd, Status):
             return status_text(engine, cmd.cluster)
         if isinstance(cmd, Revisions):
@@ -164,3 +166,40 @@ def answer(engine: Engine, command_text: str, command_name: str = "/mesh") -> st
     except MeshopsError as exc:
         return f":warning: {exc}"
     return None
+
+
+def inject_text(engine: Engine, cluster: str, namespaces: list[str], remove: bool) -> str:
+    """Label namespaces ``istio.io/rev=<the cluster's revision>`` (dropping
+    ``istio-injection``, which the add-on ignores), or remove the label. Refused during an
+    upgrade, for system namespaces, for namespaces that do not exist, with the mesh off.
+    New pods get the sidecar; running ones keep what they have until they restart."""
+    from workflows.model import system_namespace
+
+    active = engine.store.active_run(cluster)
+    if active:
+        return (f":no_entry: Run `{active}` is acting on `{cluster}`; change injection when it "
+                "has ended. Nothing changed.")
+    system = [ns for ns in namespaces if system_namespace(ns)]
+    if system:
+        return (f":no_entry: {', '.join(system)}: system namespaces never get sidecars. "
+                "Nothing changed.")
+    mesh = engine.ports.mesh.get_mesh(cluster)
+    if mesh.mode != "Istio" or len(mesh.revisions) != 1:
+        return (f":no_entry: `{cluster}` runs {', '.join(mesh.revisions) or 'no mesh'}; "
+                "injection needs exactly one revision. Nothing changed.")
+    capi = engine.ports.cluster_api(cluster)
+    existing = {n.name: n for n in capi.list_namespaces()}
+    missing = [ns for ns in namespaces if ns not in existing]
+    if missing:
+        return (f":no_entry: No namespace {', '.join(missing)} on `{cluster}`. "
+                "Nothing changed.")
+    revision = mesh.revisions[0]
+    for ns in namespaces:
+        if remove:
+            if existing[ns].revision is not None:
+                capi.remove_namespace_revision(ns)
+        elif existing[ns].revision != revision:
+            capi.set_namespace_revision(ns, revision)
+    verb = "no longer injected" if remove else f"labelled istio.io/rev={revision}"
+    return (f":white_check_mark: {', '.join(namespaces)} on `{cluster}`: {verb}. Restart their "
+            "workloads for running pods to follow.")

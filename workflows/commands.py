@@ -24,6 +24,9 @@ USAGE = {
     "revisions": "revisions [cluster]",
     "plan": "plan <cluster> <revision> [upgrade options]",
     "runs": "runs [cluster | run-id]",
+    "enable": "enable <cluster> [revision]",
+    "inject": "inject <cluster> <namespace> [namespace …]",
+    "uninject": "uninject <cluster> <namespace> [namespace …]",
     "upgrade": (
         "upgrade <cluster> <revision> [--bake=10m] [--interval=1m] [--wave-size=3] "
         "[--pilot=ns1,ns2] [--approve-waves]"
@@ -75,12 +78,29 @@ class Runs:
 
 
 @dataclass(frozen=True)
+class Enable:
+    cluster: str
+    revision: str | None = None  # None: the default revision AKS chooses
+
+
+@dataclass(frozen=True)
+class Inject:
+    """Label namespaces for sidecar injection (``inject``) or remove it (``uninject``)."""
+
+    cluster: str
+    namespaces: tuple[str, ...]
+    remove: bool = False
+
+
+@dataclass(frozen=True)
 class Decide:
     action: str  # one of DECISIONS
     run_id: str
 
 
-Command = Help | Status | Revisions | Plan | Runs | Upgrade | Decide
+Command = Help | Status | Revisions | Plan | Runs | Upgrade | Decide | Enable | Inject
+
+NAMESPACE_RE = re.compile(r"^[a-z0-9]([a-z0-9-]{0,61}[a-z0-9])?$")
 
 
 def usage(command_name: str = "/mesh") -> str:
@@ -175,6 +195,19 @@ def parse(text: str, command_name: str = "/mesh") -> Command:
         if args and RUN_ID_RE.match(args[0]):
             return Runs(run_id=args[0])
         return Runs(_cluster_name(args[0]) if args else None)
+    if verb == "enable":
+        if not 1 <= len(args) <= 2:
+            raise wrong("`enable` takes a cluster and, optionally, a revision.")
+        return Enable(_cluster_name(args[0]), parse_revision(args[1]) if len(args) > 1
+                      else None)
+    if verb in ("inject", "uninject"):
+        if len(args) < 2:
+            raise wrong(f"`{verb}` takes a cluster and at least one namespace.")
+        bad = [ns for ns in args[1:] if not NAMESPACE_RE.match(ns)]
+        if bad:
+            raise wrong(f"not namespace names: {', '.join(bad)}.")
+        return Inject(_cluster_name(args[0]), tuple(dict.fromkeys(args[1:])),
+                      remove=verb == "uninject")
     if verb in ("upgrade", "plan"):
         positional = [a for a in args if not a.startswith("--")]
         flags = [a for a in args if a.startswith("--")]

@@ -28,8 +28,8 @@ def test_bad_signature_and_old_timestamp_are_401(harness: Harness) -> None:
 
 
 @pytest.mark.parametrize(("command", "needle"), [
-    ("upgrade nope asm-1-26", "Unknown cluster `nope`. Known clusters: `dev`, `prod`, "
-                              "`staging`."),
+    ("upgrade nope asm-1-26", "Unknown cluster `nope`. Known clusters: `dev`, `diy`, `edge`, "
+                              "`osm`, `prod`, `staging`."),
     ("upgrade dev 1.26", "Did you mean `asm-1-26`?"),
     ("upgrade dev", "Usage: `/mesh upgrade <cluster> <revision>"),
     ("frobnicate", "Unknown command `frobnicate`"),

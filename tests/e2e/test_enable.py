@@ -1,0 +1,69 @@
+"""Enabling the mesh from Slack, end to end: the happy path with injection, and each
+preflight refusal (nothing changes)."""
+
+from __future__ import annotations
+
+import pytest
+
+from meshops.demo import RUN_ID_RE, TERMINAL, Harness, enable_demo
+from workers.store import RedisRunStore
+
+pytestmark = pytest.mark.e2e
+
+
+def refused_with(h: Harness, command: str) -> str:
+    resp = h.slash("requester", command)
+    run_id = RUN_ID_RE.search(resp.json()["text"]).group(0)  # type: ignore[union-attr]
+    assert h.wait_for_phase(run_id, TERMINAL, 60) == "refused"
+    return h._wait(lambda: next((e["text"] for e in h.slack_log() if e["kind"] == "ephemeral"
+                                 and f"`{command.split()[1]}`" in e["text"]
+                                 and "refused" in e["text"]), None), 30, "the refusal")
+
+
+def test_preflight_refusals(harness: Harness) -> None:
+    h = harness
+    before = h.control("GET", "/_sandbox/state")
+    assert "Open Service Mesh add-on is enabled and cannot coexist" in refused_with(
+        h, "enable osm")
+    diy = refused_with(h, "enable diy asm-1-99")
+    assert "Istio installed outside the add-on: namespace istio-system runs Deployment " \
+           "istiod" in diy and "asm-1-99 is not offered in eastus" in diy
+    assert "already enabled (asm-1-" in refused_with(h, "enable dev")
+    after = h.control("GET", "/_sandbox/state")
+    assert {c: after[c]["revisions"] for c in after} == {c: before[c]["revisions"]
+                                                         for c in before}
+
+
+def test_enable_then_inject(harness: Harness) -> None:
+    h = harness
+    assert enable_demo(h, "edge", 120) == 0
+    state = h.control("GET", "/_sandbox/state")["edge"]
+    assert state["revisions"] == ["asm-1-26"]  # the sandbox's default for Kubernetes 1.31
+    assert state["namespaces"]["shop"] == {"istio.io/rev": "asm-1-26"}
+
+
+@pytest.mark.parametrize(("command", "needle"), [
+    ("inject edge kube-system", "system namespaces never get sidecars"),
+    ("inject edge aks-istio-system", "system namespaces never get sidecars"),
+    ("inject edge nowhere", "No namespace nowhere on `edge`"),
+    ("inject osm shop", "injection needs exactly one revision"),
+])
+def test_inject_refusals(harness: Harness, command: str, needle: str) -> None:
+    before = harness.control("GET", "/_sandbox/counters")
+    assert needle in harness.ask("requester", command)
+    assert harness.control("GET", "/_sandbox/counters") == before
+
+
+def test_inject_refused_during_an_upgrade(harness: Harness) -> None:
+    h = harness
+    resp = h.slash("requester", "upgrade staging asm-1-26")
+    run_id = RUN_ID_RE.search(resp.json()["text"]).group(0)  # type: ignore[union-attr]
+    try:
+        h.wait_for_button(run_id, "approve", 60)
+        assert f"Run `{run_id}` is acting on `staging`" in h.ask("requester",
+                                                                  "uninject staging catalog")
+        assert h.control("GET", "/_sandbox/state")["staging"]["namespaces"]["catalog"] == {
+            "istio.io/rev": "asm-1-25"}
+    finally:
+        h.slash("requester", f"cancel {run_id}")
+    assert RedisRunStore.from_url(h.redis_url, h.prefix).get(run_id).phase.value == "cancelled"
