@@ -27,8 +27,10 @@ from workers.views import run_history_text, runs_text
 from workers.watcher import PLAN_ACTION, ROLLOVER_ACTION
 from workflows.commands import (
     Decide,
+    Disable,
     Enable,
     Help,
+    Ingress,
     Inject,
     Plan,
     Revisions,
@@ -168,6 +170,16 @@ def create_app(fleet: Fleet, engine: Engine, client: WebClient, signing_secret: 
                 ack(response_type="ephemeral",
                     text=f"Checking `{cmd.cluster}` before enabling the mesh (run "
                          f"`{run.id}`); the preflight will be posted in <#{run.channel}>.")
+            elif isinstance(cmd, Ingress | Disable):
+                extra = ({"ingress_mode": cmd.mode, "ingress_enabled": cmd.enabled}
+                         if isinstance(cmd, Ingress) else {})
+                kind = "ingress" if isinstance(cmd, Ingress) else "disable"
+                run = engine.start_upgrade(cmd.cluster, "", user, channel, {}, kind=kind,
+                                           **extra)
+                enqueue_tick(run.id, run.seq)
+                ack(response_type="ephemeral",
+                    text=f"Checking `{cmd.cluster}` (run `{run.id}`); the plan will be posted "
+                         f"in <#{run.channel}> for an approver.")
             elif isinstance(cmd, Inject):
                 engine.fleet.cluster(cmd.cluster)
                 if not engine.policy(cmd.cluster).may_request(user):

@@ -482,6 +482,13 @@ def enable_demo(h: Harness, cluster: str, timeout: float) -> int:
     run_id = m.group(0)
     h.click("approver", run_id, "approve", h.wait_for_button(run_id, "approve", 120))
     phase = h.wait_for_phase(run_id, TERMINAL, timeout)
+    ingress = h.slash("requester", f"ingress {cluster} enable external")
+    ingress_run = RUN_ID_RE.search(ingress.text)
+    ingress_phase = "not started"
+    if ingress_run:
+        h.click("approver", ingress_run.group(0), "approve",
+                h.wait_for_button(ingress_run.group(0), "approve", 120))
+        ingress_phase = h.wait_for_phase(ingress_run.group(0), TERMINAL, timeout)
     namespaces = [ns for ns in h.control("GET", "/_sandbox/state")[cluster]["namespaces"]
                   if ns in ("shop", "blog")]
     answer = h.ask("requester", f"inject {cluster} {' '.join(namespaces)}")
@@ -493,6 +500,9 @@ def enable_demo(h: Harness, cluster: str, timeout: float) -> int:
         problems.append(f"run ended {phase}")
     if len(state["revisions"]) != 1 or state["istiod"] != [f"istiod-{state['revisions'][0]}"]:
         problems.append(f"mesh not on: revisions {state['revisions']}, {state['istiod']}")
+    if ingress_phase != "completed" or not any(
+            d.startswith("aks-istio-ingressgateway-external-") for d in state["gateways"]):
+        problems.append(f"external ingress gateway: {ingress_phase}, {state['gateways']}")
     labelled = {ns: lbl.get("istio.io/rev") for ns, lbl in state["namespaces"].items()
                 if ns in namespaces}
     if not namespaces or set(labelled.values()) != set(state["revisions"][:1]):

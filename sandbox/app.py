@@ -318,7 +318,7 @@ class Sandbox:
                           for o in self.world.list(s.name, "Namespace")}
             pods = []
             for p in self.world.list(s.name, "Pod"):
-                if p["metadata"]["namespace"] in (ISTIO_NS, "kube-system"):
+                if p["metadata"]["namespace"] in (ISTIO_NS, "kube-system", "aks-istio-ingress"):
                     continue
                 proxy = next((ct["image"] for ct in p["spec"]["containers"]
                               if ct["name"] == "istio-proxy"), None)
@@ -328,9 +328,12 @@ class Sandbox:
                              "proxy_image": proxy})
             istiod = sorted(o["metadata"]["name"] for o in
                             self.world.list(s.name, "Deployment", ISTIO_NS))
+            gateways = sorted(o["metadata"]["name"] for o in
+                              self.world.list(s.name, "Deployment", "aks-istio-ingress"))
             out[s.short] = {"name": s.name, "revisions": c.revisions,
                             "provisioningState": c.arm["properties"]["provisioningState"],
-                            "namespaces": namespaces, "pods": pods, "istiod": istiod}
+                            "namespaces": namespaces, "pods": pods, "istiod": istiod,
+                            "gateways": gateways}
         return Response(200, out)
 
     def counters(self, req: Request) -> Response:

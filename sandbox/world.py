@@ -306,7 +306,9 @@ class World:
                            "podIP": "10.244.0.10"}})
 
     def _sync_istiod(self, c: Cluster) -> None:
-        """``istiod-<revision>`` exists for exactly the revisions of the ARM profile."""
+        """``istiod-<revision>`` exists for exactly the revisions of the ARM profile, and
+        ``aks-istio-ingressgateway-<mode>-<revision>`` for each enabled ingress gateway."""
+        self._sync_gateways(c)
         wanted = set(c.revisions)
         for (kind, ns, name) in list(c.objects):
             if kind == "Deployment" and ns == ISTIO_NS and name.startswith("istiod-") \
@@ -320,6 +322,29 @@ class World:
                 self._deployment(c, ISTIO_NS, f"istiod-{rev}", labels, 2,
                                  f"mcr.microsoft.com/oss/istio/pilot:"
                                  f"{self.catalog[rev]['version']}-distroless")
+
+    def _sync_gateways(self, c: Cluster) -> None:
+        ns = "aks-istio-ingress"
+        mesh = c.arm["properties"].get("serviceMeshProfile") or {}
+        gateways = ((mesh.get("istio") or {}).get("components") or {}).get(
+            "ingressGateways") or []
+        modes = {str(g.get("mode", "")).lower() for g in gateways if g.get("enabled")}
+        wanted = {f"aks-istio-ingressgateway-{m}-{r}" for m in modes for r in c.revisions}
+        if wanted and ("Namespace", "", ns) not in c.objects:
+            self._put(c, "Namespace", "", ns, {
+                "apiVersion": "v1", "kind": "Namespace", "metadata": {"name": ns, "labels": {}},
+                "spec": {}, "status": {"phase": "Active"}})
+        for (kind, n, name) in list(c.objects):
+            if kind == "Deployment" and n == ns and name not in wanted:
+                for pod in self.pods_of(c, (kind, n, name)):
+                    self._delete(c, ("Pod", n, pod["metadata"]["name"]))
+                self._delete(c, (kind, n, name))
+        for name in sorted(wanted):
+            if ("Deployment", ns, name) not in c.objects:
+                rev = name.rsplit("-", 3)[-3:]
+                version = self.catalog.get("-".join(rev), {}).get("version", "1.0.0")
+                self._deployment(c, ns, name, {"app": name, "istio": "ingressgateway"}, 2,
+                                 PROXY_IMAGE.format(version=version))
 
     # ------------------------------------------------------------------ time
 

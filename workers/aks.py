@@ -153,6 +153,31 @@ class AksMeshApi:
             raise translate(exc, f"setting the mesh of {cfg.name} to {mode}") from exc
         return headers.get("Azure-AsyncOperation") or headers.get("azure-asyncoperation")
 
+    def set_ingress(self, cluster: str, mode: str, enabled: bool) -> str | None:
+        from azure.mgmt.containerservice.models import (
+            IstioComponents,
+            IstioIngressGateway,
+        )
+
+        cfg, mc_ops = self._c(cluster)
+        headers: dict[str, str] = {}
+        self.calls += 2
+        try:
+            mc = mc_ops.get(cfg.resource_group, cfg.name)
+            istio = mc.service_mesh_profile.istio
+            if istio.components is None:
+                istio.components = IstioComponents(ingress_gateways=[])
+            gateways = [g for g in istio.components.ingress_gateways or []
+                        if str(getattr(g.mode, "value", g.mode)) != mode]
+            gateways.append(IstioIngressGateway(mode=mode, enabled=enabled))
+            istio.components.ingress_gateways = gateways
+            mc_ops.begin_create_or_update(
+                cfg.resource_group, cfg.name, mc, polling=False,
+                raw_response_hook=lambda r: headers.update(r.http_response.headers))
+        except Exception as exc:
+            raise translate(exc, f"setting the {mode} ingress gateway of {cfg.name}") from exc
+        return headers.get("Azure-AsyncOperation") or headers.get("azure-asyncoperation")
+
     def operation_status(self, cluster: str, url: str) -> OperationStatus:
         cfg, _ = self._c(cluster)
         self.calls += 1

@@ -87,7 +87,7 @@ class Engine:
 
     def start_upgrade(self, cluster: str, revision: str, requester: str, origin_channel: str,
                       options: dict[str, Any], kind: str = "upgrade",
-                      target_version: str | None = None) -> Run:
+                      target_version: str | None = None, **fields: Any) -> Run:
         """Store a new upgrade run in PLANNING and take the cluster's lease.
 
         Raises ``UnknownCluster``, ``DecisionRefused`` (may not request), ``ClusterBusy``.
@@ -102,11 +102,15 @@ class Engine:
                   origin_channel=origin_channel, canary_revision=revision,
                   options=self.fleet.upgrade_options(cluster, options),
                   thresholds=self.fleet.thresholds(cluster), created_at=now, updated_at=now,
-                  next_tick_at=now)
+                  next_tick_at=now, **fields)
         what = {"rollover": f"restart the workloads of {cluster} onto {revision} "
                             f"{target_version or ''}",
                 "enable": f"enable the Istio add-on on {cluster} with "
-                          f"{revision or 'the default revision'}"}.get(
+                          f"{revision or 'the default revision'}",
+                "disable": f"disable the Istio add-on on {cluster}",
+                "ingress": f"{'enable' if fields.get('ingress_enabled', True) else 'disable'} "
+                           f"the {str(fields.get('ingress_mode', '')).lower()} ingress gateway "
+                           f"of {cluster}"}.get(
             kind, f"upgrade {cluster} to {revision}")
         run = run.log(now, "phase", f"requested by <@{requester}>: {what.rstrip()}")
         self.store.create(run)

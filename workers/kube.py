@@ -158,6 +158,22 @@ class KubernetesClusterApi:
                    proxy_version=version, phase=(p.status.phase if p.status else None)
                    or "Unknown", waiting_reason=waiting, restarts=restarts)
 
+    def ingress_gateways(self) -> dict[str, bool]:
+        """``aks-istio-ingressgateway-<external|internal>-<revision>`` in aks-istio-ingress."""
+        try:
+            items = self.apps.list_namespaced_deployment("aks-istio-ingress").items
+        except ApiException as exc:
+            if exc.status == 404:
+                return {}
+            raise translate(exc, f"listing ingress gateways on {self.name}") from exc
+        out: dict[str, bool] = {}
+        for d in items:
+            name = d.metadata.name
+            for mode in ("External", "Internal"):
+                if name.startswith(f"aks-istio-ingressgateway-{mode.lower()}"):
+                    out[mode] = out.get(mode, False) or (d.status.available_replicas or 0) >= 1
+        return out
+
     def istio_outside_addon(self) -> list[str]:
         """A self-installed Istio: an ``istiod`` Deployment in ``istio-system``.
 

@@ -91,6 +91,11 @@ def render_root(run: Run, approvers: list[str]) -> tuple[str, list[dict[str, Any
     if run.kind == "enable":
         title = (f"Enable the Istio add-on on {run.cluster}: "
                  f"{run.canary_revision or 'the default revision'}")
+    elif run.kind == "disable":
+        title = f"Disable the Istio add-on on {run.cluster}"
+    elif run.kind == "ingress":
+        title = (f"{'Enable' if run.ingress_enabled else 'Disable'} the "
+                 f"{(run.ingress_mode or '').lower()} ingress gateway of {run.cluster}")
     if run.kind == "rollover":
         title = (f"Patch rollover of {run.cluster}: {run.canary_revision} → "
                  f"{run.target_version or 'latest patch'}")
@@ -144,8 +149,12 @@ def render_root(run: Run, approvers: list[str]) -> tuple[str, list[dict[str, Any
                                  "value": run.id}
             if style:
                 b["style"] = style
-            if action in CONFIRM:
-                title, body, yes = CONFIRM[action]
+            confirm = CONFIRM.get(action)
+            if action == "approve" and run.kind == "disable":
+                confirm = ("Disable the mesh?", "This removes the Istio control plane "
+                           "*{stable}* and its gateways from the cluster.", "Disable")
+            if confirm:
+                title, body, yes = confirm
                 b["confirm"] = {
                     "title": {"type": "plain_text", "text": title},
                     "text": {"type": "mrkdwn", "text": body.format(
@@ -204,6 +213,8 @@ class SlackNotifier:
         if run.phase == Phase.REFUSED and not state.get("root_ts"):
             if not state.get("refusal_sent"):
                 what = {"enable": f"Enabling the mesh on `{run.cluster}`",
+                        "disable": f"Disabling the mesh on `{run.cluster}`",
+                        "ingress": f"The ingress gateway change on `{run.cluster}`",
                         "rollover": f"The patch rollover of `{run.cluster}`"}.get(
                     run.kind, f"Upgrade of `{run.cluster}` to `{run.canary_revision}`")
                 self._call("chat_postEphemeral", channel=run.origin_channel or run.channel,

@@ -27,6 +27,8 @@ USAGE = {
     "enable": "enable <cluster> [revision]",
     "inject": "inject <cluster> <namespace> [namespace …]",
     "uninject": "uninject <cluster> <namespace> [namespace …]",
+    "ingress": "ingress <cluster> enable|disable external|internal",
+    "disable": "disable <cluster>",
     "upgrade": (
         "upgrade <cluster> <revision> [--bake=10m] [--interval=1m] [--wave-size=3] "
         "[--pilot=ns1,ns2] [--approve-waves]"
@@ -93,12 +95,25 @@ class Inject:
 
 
 @dataclass(frozen=True)
+class Ingress:
+    cluster: str
+    mode: str  # External | Internal
+    enabled: bool
+
+
+@dataclass(frozen=True)
+class Disable:
+    cluster: str
+
+
+@dataclass(frozen=True)
 class Decide:
     action: str  # one of DECISIONS
     run_id: str
 
 
-Command = Help | Status | Revisions | Plan | Runs | Upgrade | Decide | Enable | Inject
+Command = (Help | Status | Revisions | Plan | Runs | Upgrade | Decide | Enable | Inject | Ingress
+           | Disable)
 
 NAMESPACE_RE = re.compile(r"^[a-z0-9]([a-z0-9-]{0,61}[a-z0-9])?$")
 
@@ -200,6 +215,16 @@ def parse(text: str, command_name: str = "/mesh") -> Command:
             raise wrong("`enable` takes a cluster and, optionally, a revision.")
         return Enable(_cluster_name(args[0]), parse_revision(args[1]) if len(args) > 1
                       else None)
+    if verb == "ingress":
+        if len(args) != 3 or args[1].lower() not in ("enable", "disable") or \
+                args[2].lower() not in ("external", "internal"):
+            raise wrong("`ingress` takes a cluster, enable or disable, external or internal.")
+        return Ingress(_cluster_name(args[0]), args[2].capitalize(),
+                       args[1].lower() == "enable")
+    if verb == "disable":
+        if len(args) != 1:
+            raise wrong("`disable` takes one cluster.")
+        return Disable(_cluster_name(args[0]))
     if verb in ("inject", "uninject"):
         if len(args) < 2:
             raise wrong(f"`{verb}` takes a cluster and at least one namespace.")

@@ -89,6 +89,7 @@ class Phase(StrEnum):
     AWAITING_APPROVAL = "awaiting_approval"
     STARTING_CANARY = "starting_canary"
     ENABLING = "enabling"
+    APPLYING = "applying"  # an ingress gateway or disable change is being applied
     CONTROL_PLANE = "waiting_control_plane"
     MIGRATING = "migrating"
     AWAITING_WAVE_APPROVAL = "awaiting_wave_approval"
@@ -242,7 +243,8 @@ class Run(Frozen):
     """One execution of a workflow (DESIGN.md §4–5)."""
 
     id: str
-    kind: str = "upgrade"  # upgrade | rollover (onto a new patch of the revision) | enable
+    # upgrade | rollover (onto a new patch of the revision) | enable | ingress | disable
+    kind: str = "upgrade"
     cluster: str
     requester: str
     channel: str  # the cluster's channel: the root message and its thread
@@ -250,6 +252,8 @@ class Run(Frozen):
     canary_revision: str
     stable_revision: str | None = None
     target_version: str | None = None  # rollover: every sidecar must end on this patch
+    ingress_mode: str | None = None  # ingress runs: External | Internal
+    ingress_enabled: bool = True
     options: UpgradeOptions = Field(default_factory=UpgradeOptions)
     thresholds: GateThresholds = Field(default_factory=GateThresholds)
     phase: Phase = Phase.PLANNING

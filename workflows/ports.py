@@ -109,6 +109,11 @@ class MeshApi(Protocol):
         revision (None: the default AKS chooses); returns the operation URL."""
         ...
 
+    def set_ingress(self, cluster: str, mode: str, enabled: bool) -> str | None:
+        """PUT ``istio.components.ingressGateways`` with gateway ``mode`` (External |
+        Internal) enabled or not, keeping the other; returns the operation URL."""
+        ...
+
     def revision_profiles(self, cluster: str) -> list[dict[str, object]]:
         """``meshRevisionProfiles`` of the cluster's region: [{revision, upgrades,
         kubernetes}]."""
@@ -134,6 +139,11 @@ class ClusterApi(Protocol):
 
     def control_plane_revisions(self) -> dict[str, bool]:
         """``istiod-<revision>`` Deployments in ``aks-istio-system`` → available or not."""
+        ...
+
+    def ingress_gateways(self) -> dict[str, bool]:
+        """Ingress gateway modes (External | Internal) with a Deployment in
+        ``aks-istio-ingress`` → available or not."""
         ...
 
     def istio_outside_addon(self) -> list[str]:

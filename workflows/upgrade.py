@@ -82,31 +82,22 @@ def tick(run: Run, ports: ClusterPorts, now: float) -> StepResult:
     if run.phase.terminal or run.phase.waiting_for_person:
         return StepResult(run, None, changed=False)
     try:
-        if run.kind == "enable" and run.phase in (Phase.PLANNING, Phase.ENABLING):
-            return _enable_step(run, ports, now)
+        if run.kind in ("enable", "ingress", "disable") and run.phase in (
+                Phase.PLANNING, Phase.ENABLING, Phase.APPLYING):
+            from workflows.enable import step
+
+            return step(run, ports, now)
         return _STEPS[run.phase](run, ports, now)
     except TemporaryError as exc:
         return StepResult(run.log(now, "retry", f"{exc} — retrying in {exc.delay_s:.0f}s"),
                           exc.delay_s)
     except PermanentError as exc:
-        if run.phase in (Phase.MIGRATING, Phase.CONTROL_PLANE) and run.kind != "enable":
+        if run.phase in (Phase.MIGRATING, Phase.CONTROL_PLANE) and run.kind in ("upgrade",
+                                                                                "rollover"):
             return StepResult(begin_rollback(run, str(exc), now), 0.0)
         return StepResult(
             run.to(Phase.FAILED, now, f"failed: {exc}", outcome=str(exc)), None
         )
-
-
-def _enable_step(run: Run, ports: ClusterPorts, now: float) -> StepResult:
-    from workflows.enable import enable_mesh, plan_enable
-
-    if run.phase == Phase.PLANNING:
-        run, _ = plan_enable(run, ports, now)
-        return StepResult(run, None)
-    run, done = enable_mesh(run, ports, now)
-    if not done:
-        return StepResult(run, POLL_S)
-    return StepResult(run.to(Phase.CONTROL_PLANE, now,
-                             f"the add-on is on with {run.canary_revision}"), 0.0)
 
 
 def plan_rollover(run: Run, ports: ClusterPorts, now: float) -> StepResult:
@@ -578,9 +569,10 @@ def decide(run: Run, action: str, user: str, policy: ClusterPolicy, now: float) 
         raise DecisionRefused(f"`{action}` is not a decision meshops knows.")
     if run.phase not in ALLOWED[action]:
         raise DecisionRefused(_already(run, action))
-    if run.kind == "enable" and action in ("rollback", "pause", "complete"):
-        raise DecisionRefused(f"Run `{run.id}` enables the mesh; `{action}` does not apply. "
-                              "It ends when istiod is ready.")
+    if run.kind in ("enable", "ingress", "disable") and action in ("rollback", "pause",
+                                                                   "complete"):
+        raise DecisionRefused(f"Run `{run.id}` ({run.kind}) has no `{action}`; it ends when "
+                              "the change is verified in the cluster.")
     if action in _APPROVER_ACTIONS:
         if user not in policy.approvers:
             who = ", ".join(f"<@{u}>" for u in sorted(policy.approvers)) or "nobody"
@@ -601,6 +593,8 @@ def decide(run: Run, action: str, user: str, policy: ClusterPolicy, now: float) 
     if action == "approve":
         if run.phase == Phase.AWAITING_APPROVAL and run.kind == "enable":
             return run.to(Phase.ENABLING, now, f"approved {by}")
+        if run.phase == Phase.AWAITING_APPROVAL and run.kind in ("ingress", "disable"):
+            return run.to(Phase.APPLYING, now, f"approved {by}")
         if run.phase == Phase.AWAITING_APPROVAL and run.kind == "rollover":
             return run.to(Phase.MIGRATING, now, f"approved {by}", wave_index=0)
         if run.phase == Phase.AWAITING_APPROVAL:

@@ -33,6 +33,7 @@ class FakeWorld:
         {"revision": "asm-1-25", "upgrades": ["asm-1-26"], "kubernetes": ["1.30", "1.31"]},
         {"revision": "asm-1-26", "upgrades": [], "kubernetes": ["1.30", "1.31"]}])
     op_fails: bool = False
+    ingress: set[str] = field(default_factory=set)
     pod_versions: dict[tuple[str, str], str] = field(default_factory=dict)
 
     @classmethod
@@ -51,7 +52,16 @@ class FakeWorld:
     def get_mesh(self, cluster: str) -> MeshState:
         state = "Updating" if self.op_polls_left > 0 else "Succeeded"
         return MeshState(self.mode, list(self.revisions), state, "1.30.4", "westus2",
-                         osm_enabled=self.osm)
+                         osm_enabled=self.osm, ingress=tuple(sorted(self.ingress)))
+
+    def set_ingress(self, cluster: str, mode: str, enabled: bool) -> str | None:
+        self.writes[f"ingress:{mode}:{enabled}"] += 1
+        (self.ingress.add if enabled else self.ingress.discard)(mode)
+        self.op_polls_left = 1
+        return "https://arm/operations/3"
+
+    def ingress_gateways(self) -> dict[str, bool]:
+        return {m: True for m in self.ingress} if self.op_polls_left == 0 else {}
 
     def revision_profiles(self, cluster: str) -> list[dict[str, object]]:
         return self.region

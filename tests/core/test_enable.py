@@ -66,3 +66,39 @@ def test_a_failed_operation_is_reported_with_arms_error() -> None:
     assert run.phase == Phase.FAILED
     assert "MeshInstallFailed: istiod did not start" in run.outcome
     assert world.mode == "Disabled"
+
+
+def change_run(kind: str, **kw: object) -> Run:
+    return Run(id="r-c0c0c0", kind=kind, cluster="dev", requester="UREQ", channel="C1",
+               canary_revision="", created_at=0, updated_at=0, **kw)
+
+
+def test_ingress_gateway_on_and_off() -> None:
+    world = FakeWorld.seeded(["a"])
+    run, now = drive(change_run("ingress", ingress_mode="External"), world, 0)
+    assert run.phase == Phase.AWAITING_APPROVAL
+    run = decide(run, "approve", "UAPPROVER", POLICY, now)
+    run, now = drive(run, world, now)
+    assert run.phase == Phase.COMPLETED and world.ingress == {"External"}
+    assert run.outcome == "external ingress gateway enabled"
+    again, _ = drive(change_run("ingress", ingress_mode="External"), world, now)
+    assert again.phase == Phase.REFUSED and "already on" in again.outcome
+    off, now = drive(change_run("ingress", ingress_mode="External", ingress_enabled=False),
+                     world, now)
+    off, now = drive(decide(off, "approve", "UAPPROVER", POLICY, now), world, now)
+    assert off.phase == Phase.COMPLETED and world.ingress == set()
+    assert world.writes["ingress:External:True"] == 1
+
+
+def test_disable_refused_while_namespaces_are_labelled_then_done() -> None:
+    world = FakeWorld.seeded(["a", "b"])
+    run, _ = drive(change_run("disable"), world, 0)
+    assert run.phase == Phase.REFUSED
+    assert "namespaces still carry an istio.io/rev label: a, b" in run.outcome
+    for ns in ("a", "b"):
+        world.namespaces[ns] = {}
+    run, now = drive(change_run("disable"), world, 0)
+    assert run.phase == Phase.AWAITING_APPROVAL
+    run, now = drive(decide(run, "approve", "UAPPROVER", POLICY, now), world, now)
+    assert run.phase == Phase.COMPLETED and world.mode == "Disabled"
+    assert world.writes == {"mesh:Disabled:None": 1}

@@ -12,10 +12,12 @@ pytestmark = pytest.mark.e2e
 
 
 def refused_with(h: Harness, command: str) -> str:
+    before = h.slack_log_len()
     resp = h.slash("requester", command)
     run_id = RUN_ID_RE.search(resp.json()["text"]).group(0)  # type: ignore[union-attr]
     assert h.wait_for_phase(run_id, TERMINAL, 60) == "refused"
-    return h._wait(lambda: next((e["text"] for e in h.slack_log() if e["kind"] == "ephemeral"
+    return h._wait(lambda: next((e["text"] for e in h.slack_log(before)
+                                 if e["kind"] == "ephemeral"
                                  and f"`{command.split()[1]}`" in e["text"]
                                  and "refused" in e["text"]), None), 30, "the refusal")
 
@@ -34,18 +36,42 @@ def test_preflight_refusals(harness: Harness) -> None:
                                                          for c in before}
 
 
-def test_enable_then_inject(harness: Harness) -> None:
+def approve(h: Harness, command: str) -> str:
+    resp = h.slash("requester", command)
+    run_id = RUN_ID_RE.search(resp.json()["text"]).group(0)  # type: ignore[union-attr]
+    h.click("approver", run_id, "approve", h.wait_for_button(run_id, "approve", 60))
+    return h.wait_for_phase(run_id, TERMINAL, 120)
+
+
+def test_enable_ingress_inject_then_disable(harness: Harness) -> None:
     h = harness
-    assert enable_demo(h, "edge", 120) == 0
+    assert enable_demo(h, "edge", 120) == 0  # enable, external ingress gateway, inject 2
     state = h.control("GET", "/_sandbox/state")["edge"]
     assert state["revisions"] == ["asm-1-26"]  # the sandbox's default for Kubernetes 1.31
     assert state["namespaces"]["shop"] == {"istio.io/rev": "asm-1-26"}
+    assert state["gateways"] == ["aks-istio-ingressgateway-external-asm-1-26"]
+    assert "already on" in refused_with(h, "ingress edge enable external")
+    # disable: refused while namespaces are labelled, listing them
+    assert "istio.io/rev label: blog, shop" in refused_with(h, "disable edge")
+    assert "no longer injected" in h.ask("requester", "uninject edge shop blog")
+    assert approve(h, "ingress edge disable external") == "completed"
+    assert h.control("GET", "/_sandbox/state")["edge"]["gateways"] == []
+    resp = h.slash("requester", "disable edge")
+    run_id = RUN_ID_RE.search(resp.json()["text"]).group(0)  # type: ignore[union-attr]
+    root = h.wait_for_button(run_id, "approve", 60)
+    approve_button = next(e for b in root["blocks"] if b["type"] == "actions"
+                          for e in b["elements"] if e["action_id"] == "meshops_approve")
+    assert approve_button["confirm"]["title"]["text"] == "Disable the mesh?"
+    h.click("approver", run_id, "approve", root)
+    assert h.wait_for_phase(run_id, TERMINAL, 120) == "completed"
+    state = h.control("GET", "/_sandbox/state")["edge"]
+    assert state["revisions"] == [] and state["istiod"] == []
 
 
 @pytest.mark.parametrize(("command", "needle"), [
-    ("inject edge kube-system", "system namespaces never get sidecars"),
-    ("inject edge aks-istio-system", "system namespaces never get sidecars"),
-    ("inject edge nowhere", "No namespace nowhere on `edge`"),
+    ("inject dev kube-system", "system namespaces never get sidecars"),
+    ("inject dev aks-istio-system", "system namespaces never get sidecars"),
+    ("inject dev nowhere", "No namespace nowhere on `dev`"),
     ("inject osm shop", "injection needs exactly one revision"),
 ])
 def test_inject_refusals(harness: Harness, command: str, needle: str) -> None:
