@@ -356,8 +356,13 @@ class Sandbox:
         return Response(200, {"faults": []})
 
     def set_arm_faults(self, req: Request) -> Response:
-        self.world.arm_faults[:] = [int(s) for s in (req.json() or {}).get("statuses", [])]
-        return Response(200, {"statuses": self.world.arm_faults})
+        """``{"statuses": [429, 500]}``: answer the next writes so; ``{"fail_operations": 1}``:
+        the next long-running operations end Failed and leave the cluster as it was."""
+        body = req.json() or {}
+        self.world.arm_faults[:] = [int(s) for s in body.get("statuses", [])]
+        self.world.failing_operations = int(body.get("fail_operations", 0))
+        return Response(200, {"statuses": self.world.arm_faults,
+                              "fail_operations": self.world.failing_operations})
 
     def set_slack_rate_limit(self, req: Request) -> Response:
         self.slack.rate_limit_next = int((req.json() or {}).get("count", 1))

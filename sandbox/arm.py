@@ -199,6 +199,7 @@ class ArmEmulator:
         problem = self.validate_mesh(c, mesh)
         if problem:
             return _err(400, problem[0], problem[1])
+        before = copy.deepcopy(c.arm["properties"].get("serviceMeshProfile"))
         new_mesh = copy.deepcopy(mesh)
         if new_mesh.get("mode") == "Istio":
             istio = new_mesh.setdefault("istio", {}) or {}
@@ -208,7 +209,7 @@ class ArmEmulator:
             istio.setdefault("components", {"ingressGateways": [], "egressGateways": []})
         c.arm["properties"]["serviceMeshProfile"] = new_mesh
         c.arm["properties"]["provisioningState"] = "Updating"
-        op = self.world.start_operation(c, c.revisions)
+        op = self.world.start_operation(c, c.revisions, before)
         url = (f"{self.base_url}/subscriptions/{c.subscription}/providers/{PROVIDER}/locations/"
                f"{c.location}/operations/{op.id}?api-version=2016-03-30")
         return Response(200, copy.deepcopy(c.arm), headers={"Azure-AsyncOperation": url})

@@ -69,6 +69,7 @@ class Operation:
     revisions: list[str]
     status: str = "InProgress"
     error: dict[str, str] | None = None
+    before: dict[str, Any] | None = None  # the mesh profile to restore if it fails
 
 
 @dataclass
@@ -107,6 +108,7 @@ class World:
         self.relabels: Counter[str] = Counter()
         self.restarts: Counter[str] = Counter()
         self.arm_faults: list[int] = []  # statuses to answer the next ARM writes with
+        self.failing_operations = 0  # the next operations end Failed, the cluster unchanged
         self._rv = itertools.count(1000)
 
     # ------------------------------------------------------------------ seeding
@@ -354,6 +356,16 @@ class World:
             for op in self.operations.values():
                 if op.status == "InProgress" and now >= op.due:
                     c = self.clusters[op.cluster]
+                    if op.before is not None:
+                        # failed: ARM reports the error and the cluster is as it was
+                        op.status = "Failed"
+                        op.error = {"code": "IstioAddonInstallationFailed",
+                                    "message": "istiod did not become ready in time "
+                                               "(injected by the sandbox)"}
+                        c.arm["properties"]["serviceMeshProfile"] = op.before
+                        c.arm["properties"]["provisioningState"] = "Failed"
+                        c.operation = None
+                        continue
                     op.status = "Succeeded"
                     c.arm["properties"]["provisioningState"] = "Succeeded"
                     c.operation = None
@@ -365,9 +377,13 @@ class World:
                         if key in c.objects:
                             self._replace_pods(c, key)
 
-    def start_operation(self, c: Cluster, revisions: list[str]) -> Operation:
+    def start_operation(self, c: Cluster, revisions: list[str],
+                        before: dict[str, Any] | None = None) -> Operation:
         now = time.time()
         op = Operation(str(uuid.uuid4()), c.name, now, now + self.operation_s, revisions)
+        if self.failing_operations > 0 and before is not None:
+            self.failing_operations -= 1
+            op.before = before
         self.operations[op.id] = op
         c.operation = op
         return op

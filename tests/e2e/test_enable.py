@@ -36,6 +36,24 @@ def test_preflight_refusals(harness: Harness) -> None:
                                                          for c in before}
 
 
+def test_arm_failure_while_enabling_leaves_the_cluster_as_it_was(harness: Harness) -> None:
+    h = harness
+    h.control("POST", "/_sandbox/arm-faults", {"fail_operations": 1})
+    try:
+        resp = h.slash("requester", "enable edge asm-1-25")
+        run_id = RUN_ID_RE.search(resp.json()["text"]).group(0)  # type: ignore[union-attr]
+        h.click("approver", run_id, "approve", h.wait_for_button(run_id, "approve", 60))
+        assert h.wait_for_phase(run_id, TERMINAL, 60) == "failed"
+    finally:
+        h.control("POST", "/_sandbox/arm-faults", {})
+    run = RedisRunStore.from_url(h.redis_url, h.prefix).get(run_id)
+    assert "IstioAddonInstallationFailed: istiod did not become ready" in run.outcome
+    state = h.control("GET", "/_sandbox/state")["edge"]
+    assert state["revisions"] == [] and state["istiod"] == []
+    h._wait(lambda: "IstioAddonInstallationFailed" in str(
+        (h.root_message(run_id) or {}).get("blocks")), 30, "ARM's error in the root message")
+
+
 def approve(h: Harness, command: str) -> str:
     resp = h.slash("requester", command)
     run_id = RUN_ID_RE.search(resp.json()["text"]).group(0)  # type: ignore[union-attr]
