@@ -96,7 +96,7 @@ def help_text(command: str) -> str:
 def create_app(fleet: Fleet, engine: Engine, client: WebClient, signing_secret: str | None,
                enqueue_tick: Callable[[str, int], None],
                enqueue_notify: Callable[[str], None],
-               enqueue_answer: Callable[[str, str], None] = lambda text, url: None) -> App:
+               enqueue_answer: Callable[..., None] = lambda *args: None) -> App:
     """Build the Bolt app.
 
     Args:
@@ -184,7 +184,8 @@ def create_app(fleet: Fleet, engine: Engine, client: WebClient, signing_secret: 
                 engine.fleet.cluster(cmd.cluster)
                 if not engine.policy(cmd.cluster).may_request(user):
                     raise DecisionRefused(f"You may not change `{cmd.cluster}`.")
-                enqueue_answer(command.get("text", ""), command.get("response_url", ""))
+                enqueue_answer(command.get("text", ""), command.get("response_url", ""), user,
+                               channel)
                 ack(response_type="ephemeral",
                     text=f"{'Removing' if cmd.remove else 'Labelling'} "
                          f"{', '.join(cmd.namespaces)} on `{cmd.cluster}` …")

@@ -106,14 +106,15 @@ def notify_task(self: Any, run_id: str) -> None:
 
 
 @app.task(name="meshops.answer", bind=True, max_retries=3)
-def answer_task(self: Any, command_text: str, response_url: str) -> None:
+def answer_task(self: Any, command_text: str, response_url: str, user: str = "",
+                channel: str = "") -> None:
     """Answer a slow read-only command (status, revisions, plan) through its response_url."""
     from slack_sdk.webhook import WebhookClient
 
     from workers.views import answer
 
     ctx = context()
-    text = answer(ctx.engine, command_text, ctx.fleet.slack.command)
+    text = answer(ctx.engine, command_text, ctx.fleet.slack.command, user, channel)
     if text is None:
         return
     resp = WebhookClient(response_url).send(text=text, response_type="ephemeral",
@@ -124,8 +125,9 @@ def answer_task(self: Any, command_text: str, response_url: str) -> None:
         log.warning("answer.refused", status=resp.status_code, body=resp.body[:200])
 
 
-def enqueue_answer(command_text: str, response_url: str) -> None:
-    answer_task.delay(command_text, response_url)
+def enqueue_answer(command_text: str, response_url: str, user: str = "",
+                   channel: str = "") -> None:
+    answer_task.delay(command_text, response_url, user, channel)
 
 
 SYNC_RETRY_S = 20.0  # a run Slack has not caught up with is synced again this often

@@ -149,14 +149,19 @@ def plan_text(engine: Engine, cluster: str, revision: str, options: dict[str, ob
     return _clip("\n".join(lines))
 
 
-def answer(engine: Engine, command_text: str, command_name: str = "/mesh") -> str | None:
+def answer(engine: Engine, command_text: str, command_name: str = "/mesh", user: str = "",
+           channel: str = "") -> str | None:
     """The answer to a slow read-only command, or None if ``command_text`` is not one."""
     from workflows.commands import Inject, Plan, Revisions, Status, parse
 
     try:
         cmd = parse(command_text, command_name)
         if isinstance(cmd, Inject):
-            return inject_text(engine, cmd.cluster, list(cmd.namespaces), cmd.remove)
+            text = inject_text(engine, cmd.cluster, list(cmd.namespaces), cmd.remove)
+            if cmd.restart and text.startswith(":white_check_mark:"):
+                text += "\n" + restart_after_inject(engine, cmd.cluster, list(cmd.namespaces),
+                                                    user, channel)
+            return text
         if isinstance(cmd, Status):
             return status_text(engine, cmd.cluster)
         if isinstance(cmd, Revisions):
@@ -203,3 +208,17 @@ def inject_text(engine: Engine, cluster: str, namespaces: list[str], remove: boo
     verb = "no longer injected" if remove else f"labelled istio.io/rev={revision}"
     return (f":white_check_mark: {', '.join(namespaces)} on `{cluster}`: {verb}. Restart their "
             "workloads for running pods to follow.")
+
+
+def restart_after_inject(engine: Engine, cluster: str, namespaces: list[str], user: str,
+                         channel: str) -> str:
+    """Start a rollover run over the injected namespaces only: one namespace a wave, behind
+    the metric gate, approved like an upgrade."""
+    from workers.celery_app import enqueue_tick
+
+    revision = engine.ports.mesh.get_mesh(cluster).revisions[0]
+    run = engine.start_upgrade(cluster, revision, user, channel,
+                               {"only": namespaces, "wave_size": 1}, kind="rollover")
+    enqueue_tick(run.id, run.seq)
+    return (f"Restarting their workloads in waves as run `{run.id}`; the plan will be posted "
+            f"in <#{run.channel}> for an approver.")

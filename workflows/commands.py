@@ -25,7 +25,7 @@ USAGE = {
     "plan": "plan <cluster> <revision> [upgrade options]",
     "runs": "runs [cluster | run-id]",
     "enable": "enable <cluster> [revision]",
-    "inject": "inject <cluster> <namespace> [namespace …]",
+    "inject": "inject <cluster> <namespace> [namespace …] [--restart]",
     "uninject": "uninject <cluster> <namespace> [namespace …]",
     "ingress": "ingress <cluster> enable|disable external|internal",
     "disable": "disable <cluster>",
@@ -92,6 +92,7 @@ class Inject:
     cluster: str
     namespaces: tuple[str, ...]
     remove: bool = False
+    restart: bool = False  # then restart their workloads in waves behind the metric gate
 
 
 @dataclass(frozen=True)
@@ -226,13 +227,17 @@ def parse(text: str, command_name: str = "/mesh") -> Command:
             raise wrong("`disable` takes one cluster.")
         return Disable(_cluster_name(args[0]))
     if verb in ("inject", "uninject"):
+        restart = "--restart" in args
+        args = [a for a in args if a != "--restart"]
         if len(args) < 2:
             raise wrong(f"`{verb}` takes a cluster and at least one namespace.")
         bad = [ns for ns in args[1:] if not NAMESPACE_RE.match(ns)]
         if bad:
             raise wrong(f"not namespace names: {', '.join(bad)}.")
+        if restart and verb == "uninject":
+            raise wrong("`--restart` goes with `inject`.")
         return Inject(_cluster_name(args[0]), tuple(dict.fromkeys(args[1:])),
-                      remove=verb == "uninject")
+                      remove=verb == "uninject", restart=restart)
     if verb in ("upgrade", "plan"):
         positional = [a for a in args if not a.startswith("--")]
         flags = [a for a in args if a.startswith("--")]

@@ -161,6 +161,7 @@ class UpgradeOptions(Frozen):
     pilot: list[str] = Field(default_factory=list)  # namespaces of wave 0; default: first one
     waves: list[list[str]] = Field(default_factory=list)  # explicit waves win over size
     approve_waves: bool = False  # an approval gate between waves
+    only: list[str] = Field(default_factory=list)  # plan only these namespaces (inject)
     approval_timeout_s: float = 0.0  # an approval request expires after this; 0: never
     on_timeout: str = "hold"  # hold | rollback (what an expired request does after the plan)
 

@@ -69,6 +69,7 @@ def plan_waves(
     """
     on_stable = sorted(
         ns.name for ns in namespaces if ns.revision == stable and not system_namespace(ns.name)
+        and (not options.only or ns.name in options.only)
     )
     skipped = sorted(
         ns.name

@@ -69,6 +69,17 @@ def test_enable_ingress_inject_then_disable(harness: Harness) -> None:
     assert state["namespaces"]["shop"] == {"istio.io/rev": "asm-1-26"}
     assert state["gateways"] == ["aks-istio-ingressgateway-external-asm-1-26"]
     assert "already on" in refused_with(h, "ingress edge enable external")
+    # running pods keep no sidecar until restarted: --restart does it in gated waves
+    assert not any(p["revision"] for p in state["pods"] if p["namespace"] == "shop")
+    reply = h.ask("requester", "inject edge shop --restart")
+    run_id = RUN_ID_RE.search(reply).group(0)  # type: ignore[union-attr]
+    h.click("approver", run_id, "approve", h.wait_for_button(run_id, "approve", 60))
+    assert h.wait_for_phase(run_id, TERMINAL, 120) == "completed"
+    shop = [p for p in h.control("GET", "/_sandbox/state")["edge"]["pods"]
+            if p["namespace"] == "shop"]
+    assert shop and {p["revision"] for p in shop} == {"asm-1-26"}
+    assert not any(p["revision"] for p in h.control("GET", "/_sandbox/state")["edge"]["pods"]
+                   if p["namespace"] == "blog")  # only the named namespaces restart
     # disable: refused while namespaces are labelled, listing them
     assert "istio.io/rev label: blog, shop" in refused_with(h, "disable edge")
     assert "no longer injected" in h.ask("requester", "uninject edge shop blog")
