@@ -115,55 +115,45 @@ class AksMeshApi:
             raise translate(exc, f"reading meshUpgradeProfiles of {cfg.name}") from exc
         return list(profile.properties.upgrades or []) if profile.properties else []
 
-    def set_revisions(self, cluster: str, revisions: list[str]) -> str | None:
+    def _put(self, cluster: str, mutate: Any, what: str) -> str | None:
+        """GET the managed cluster, ``mutate`` it, PUT it back without waiting
+        (``polling=False``); returns the ``Azure-AsyncOperation`` URL to follow."""
         cfg, mc_ops = self._c(cluster)
         headers: dict[str, str] = {}
-
-        def keep_headers(response: Any) -> None:
-            headers.update(response.http_response.headers)
-
         self.calls += 2
         try:
             mc = mc_ops.get(cfg.resource_group, cfg.name)
-            mc.service_mesh_profile.istio.revisions = list(revisions)
-            mc_ops.begin_create_or_update(cfg.resource_group, cfg.name, mc, polling=False,
-                                          raw_response_hook=keep_headers)
+            mutate(mc)
+            mc_ops.begin_create_or_update(
+                cfg.resource_group, cfg.name, mc, polling=False,
+                raw_response_hook=lambda r: headers.update(r.http_response.headers))
         except Exception as exc:
-            raise translate(exc, f"setting revisions {revisions} on {cfg.name}") from exc
+            raise translate(exc, f"{what} on {cfg.name}") from exc
         return headers.get("Azure-AsyncOperation") or headers.get("azure-asyncoperation")
+
+    def set_revisions(self, cluster: str, revisions: list[str]) -> str | None:
+        def mutate(mc: Any) -> None:
+            mc.service_mesh_profile.istio.revisions = list(revisions)
+
+        return self._put(cluster, mutate, f"setting revisions {revisions}")
 
     def set_mesh(self, cluster: str, mode: str, revision: str | None) -> str | None:
         from azure.mgmt.containerservice.models import IstioServiceMesh, ServiceMeshProfile
 
-        cfg, mc_ops = self._c(cluster)
-        headers: dict[str, str] = {}
-        self.calls += 2
-        try:
-            mc = mc_ops.get(cfg.resource_group, cfg.name)
+        def mutate(mc: Any) -> None:
             if mode == "Istio":
                 mc.service_mesh_profile = ServiceMeshProfile(
                     mode="Istio", istio=IstioServiceMesh(revisions=[revision] if revision
                                                          else None))
             else:
                 mc.service_mesh_profile = ServiceMeshProfile(mode="Disabled")
-            mc_ops.begin_create_or_update(
-                cfg.resource_group, cfg.name, mc, polling=False,
-                raw_response_hook=lambda r: headers.update(r.http_response.headers))
-        except Exception as exc:
-            raise translate(exc, f"setting the mesh of {cfg.name} to {mode}") from exc
-        return headers.get("Azure-AsyncOperation") or headers.get("azure-asyncoperation")
+
+        return self._put(cluster, mutate, f"setting the mesh to {mode}")
 
     def set_ingress(self, cluster: str, mode: str, enabled: bool) -> str | None:
-        from azure.mgmt.containerservice.models import (
-            IstioComponents,
-            IstioIngressGateway,
-        )
+        from azure.mgmt.containerservice.models import IstioComponents, IstioIngressGateway
 
-        cfg, mc_ops = self._c(cluster)
-        headers: dict[str, str] = {}
-        self.calls += 2
-        try:
-            mc = mc_ops.get(cfg.resource_group, cfg.name)
+        def mutate(mc: Any) -> None:
             istio = mc.service_mesh_profile.istio
             if istio.components is None:
                 istio.components = IstioComponents(ingress_gateways=[])
@@ -171,12 +161,8 @@ class AksMeshApi:
                         if str(getattr(g.mode, "value", g.mode)) != mode]
             gateways.append(IstioIngressGateway(mode=mode, enabled=enabled))
             istio.components.ingress_gateways = gateways
-            mc_ops.begin_create_or_update(
-                cfg.resource_group, cfg.name, mc, polling=False,
-                raw_response_hook=lambda r: headers.update(r.http_response.headers))
-        except Exception as exc:
-            raise translate(exc, f"setting the {mode} ingress gateway of {cfg.name}") from exc
-        return headers.get("Azure-AsyncOperation") or headers.get("azure-asyncoperation")
+
+        return self._put(cluster, mutate, f"setting the {mode} ingress gateway")
 
     def operation_status(self, cluster: str, url: str) -> OperationStatus:
         cfg, _ = self._c(cluster)
