@@ -99,7 +99,7 @@ def main() -> None:
     if args.bare_app:
         bare_app(int(args.bare_app[0]), args.bare_app[1])
         return
-    base = random.randrange(42000, 60000, 100)
+    base = random.randrange(16000, 20000, 100)
     h = Harness(Path(tempfile.mkdtemp(prefix="meshops-ackbench-")), base, base + 80,
                 echo=lambda line: None)
     bare_port = base + 90

@@ -140,7 +140,7 @@ def main() -> None:
     parser.add_argument("--wave-size", type=int, default=10)
     args = parser.parse_args()
     state = Path(tempfile.mkdtemp(prefix="meshops-bench-")) / "sandbox"
-    base = random.randrange(42000, 60000, 10)
+    base = random.randrange(16000, 20000, 10)
     proc = start_sandbox(state, base, args.namespaces)
     info = json.loads((state / "sandbox.json").read_text())
     os.environ.update(info["env"])

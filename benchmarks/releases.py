@@ -41,7 +41,7 @@ def main() -> None:
         parse_s.append(time.perf_counter() - t0)
 
     sb = Sandbox(Path(tempfile.mkdtemp(prefix="meshops-relbench-")),
-                 random.randrange(42000, 60000, 10), with_prometheus=False,
+                 random.randrange(16000, 20000, 10), with_prometheus=False,
                  changelog=args.changelog)
     sb.start()
     r = redis.Redis(decode_responses=True)

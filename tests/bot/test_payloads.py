@@ -29,7 +29,7 @@ PAYLOADS = "data/slack/payloads"
 
 @pytest.fixture
 def slack() -> Iterator[SlackEmulator]:
-    port = random.randrange(30000, 60000)
+    port = random.randrange(15000, 16000)  # below the ephemeral port range
     emu = SlackEmulator("xoxb-test", {"C0123456789": "mesh", "C111": "x"},
                         {"U0AAAAAAA": "ana", "U111": "x", "U2CERLKJA": "roadrunner"},
                         base_url=f"http://127.0.0.1:{port}")

@@ -15,7 +15,7 @@ from tests.conftest import REDIS_URL
 
 @pytest.fixture(scope="session")
 def harness(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Harness]:
-    base = random.randrange(20000, 40000, 100)
+    base = random.randrange(20000, 26000, 100)  # below the ephemeral port range
     lines: list[str] = []
     h = Harness(Path(tmp_path_factory.mktemp("e2e")), port_base=base, bot_port=base + 80,
                 redis_url=REDIS_URL, echo=lines.append)

@@ -21,7 +21,7 @@ pytestmark = pytest.mark.e2e
 
 @pytest.fixture(scope="module")
 def rh(tmp_path_factory: pytest.TempPathFactory, shared: Path) -> Iterator[Harness]:
-    base = random.randrange(20000, 40000, 100)
+    base = random.randrange(26000, 32000, 100)  # below the ephemeral port range
     h = Harness(Path(tmp_path_factory.mktemp("release")), port_base=base, bot_port=base + 80,
                 redis_url=REDIS_URL, echo=lambda line: None, unreleased=["asm-1-27"],
                 changelog=shared / "data/aks/CHANGELOG-through-2024.md")

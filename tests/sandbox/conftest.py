@@ -17,7 +17,8 @@ from workers.engine import FleetPorts
 
 @pytest.fixture(scope="module")
 def sandbox(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Sandbox]:
-    sb = Sandbox(Path(tmp_path_factory.mktemp("sandbox")), random.randrange(41000, 60000, 10),
+    port_base = random.randrange(10000, 15000, 10)  # below the ephemeral port range
+    sb = Sandbox(Path(tmp_path_factory.mktemp("sandbox")), port_base,
                  operation_s=0.5, rollout_s=0.3, with_prometheus=False)
     sb.start()
     old = {k: os.environ.get(k) for k in sb.env()}
