@@ -119,6 +119,21 @@ def seed(world: World, extra_namespaces: int = 0) -> None:
                     "status": {"phase": "Active"}})
                 world._deployment(c, "istio-system", "istiod", {"app": "istiod"}, 1,
                                   "docker.io/istio/pilot:1.24.2")
+                for plural, kind, group in (
+                        ("virtualservices", "VirtualService", "networking.istio.io"),
+                        ("destinationrules", "DestinationRule", "networking.istio.io"),
+                        ("peerauthentications", "PeerAuthentication", "security.istio.io")):
+                    world._put(c, "CustomResourceDefinition", "", f"{plural}.{group}", {
+                        "apiVersion": "apiextensions.k8s.io/v1",
+                        "kind": "CustomResourceDefinition",
+                        "metadata": {"name": f"{plural}.{group}", "labels": {
+                            "app.kubernetes.io/managed-by": "istioctl"}},
+                        "spec": {"group": group, "scope": "Namespaced",
+                                 "names": {"plural": plural, "kind": kind,
+                                           "singular": kind.lower(),
+                                           "listKind": f"{kind}List"},
+                                 "versions": [{"name": "v1", "served": True,
+                                               "storage": True}]}})
         if s.short == "dev" and extra_namespaces:
             with world.lock:
                 for i in range(extra_namespaces):

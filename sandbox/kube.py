@@ -1,11 +1,11 @@
 """The Kubernetes API emulator: one per cluster, under ``/clusters/<name>`` on one port.
 
 The official ``kubernetes`` Python client works against it unchanged: namespaces, pods,
-Deployments, StatefulSets and DaemonSets; get, list (all namespaces or one, with label
-selectors), patch (merge, strategic-merge on maps, JSON patch) and watch (``?watch=true``,
-newline-delimited ``{"type", "object"}`` events after ``resourceVersion``). Errors are
-``Status`` objects as the API server sends them. Workload ``status`` is computed from the
-pods the world holds.
+Deployments, StatefulSets, DaemonSets and (listed only) CustomResourceDefinitions; get,
+list (all namespaces or one, with label selectors), patch (merge, strategic-merge on maps,
+JSON patch) and watch (``?watch=true``, newline-delimited ``{"type", "object"}`` events
+after ``resourceVersion``). Errors are ``Status`` objects as the API server sends them.
+Workload ``status`` is computed from the pods the world holds.
 """
 
 from __future__ import annotations
@@ -21,6 +21,7 @@ from sandbox.world import World, merge_patch
 
 APPS = {"deployments": "Deployment", "statefulsets": "StatefulSet", "daemonsets": "DaemonSet"}
 CORE = {"namespaces": "Namespace", "pods": "Pod"}
+EXT = {"customresourcedefinitions": "CustomResourceDefinition"}
 PREFIX = r"/clusters/(?P<cluster>[a-z0-9-]+)"
 
 
@@ -97,6 +98,8 @@ class KubeEmulator:
               self.get)
         r.add("GET", PREFIX + "/api/v1/(?P<res>namespaces)/(?P<name>[^/]+)", self.get)
         r.add("PATCH", PREFIX + "/api/v1/(?P<res>namespaces)/(?P<name>[^/]+)", self.patch)
+        r.add("GET", PREFIX + "/apis/apiextensions.k8s.io/v1/(?P<res>customresourcedefinitions)",
+              self.list)
         apps = "(?P<res>deployments|statefulsets|daemonsets)"
         r.add("GET", PREFIX + "/apis/apps/v1/" + apps, self.list)
         r.add("GET", PREFIX + "/apis/apps/v1/namespaces/(?P<ns>[^/]+)/" + apps, self.list)
@@ -128,7 +131,7 @@ class KubeEmulator:
 
     @staticmethod
     def _kind(res: str) -> str:
-        return APPS.get(res) or CORE[res]
+        return APPS.get(res) or EXT.get(res) or CORE[res]
 
     # ---------------------------------------------------------------- routes
 
@@ -150,7 +153,8 @@ class KubeEmulator:
         selector = parse_selector(req.query.get("labelSelector", ""))
         if req.query.get("watch") in ("true", "1"):
             return self._watch(req, cluster, kind, ns, selector)
-        api = "apps/v1" if kind in APPS.values() else "v1"
+        api = ("apps/v1" if kind in APPS.values() else
+               "apiextensions.k8s.io/v1" if kind in EXT.values() else "v1")
         with self.world.lock:
             self.world.reconcile()
             c = self.world.clusters[cluster]

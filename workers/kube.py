@@ -175,22 +175,29 @@ class KubernetesClusterApi:
         return out
 
     def istio_outside_addon(self) -> list[str]:
-        """A self-installed Istio: an ``istiod`` Deployment in ``istio-system``.
-
-        (Istio CRDs not owned by the add-on are another sign; checking them needs the
-        apiextensions API, which the sandbox does not emulate yet.)"""
+        """Signs of an Istio installed outside the add-on, asked before enabling it (so none
+        of this can be the add-on's own): an ``istiod`` Deployment in ``istio-system``, and
+        Istio CRDs (groups ``*.istio.io``), which an uninstall may leave behind (AKS doc
+        ``istio-deploy-addon.md``)."""
+        what = f"looking for Istio outside the add-on on {self.name}"
+        signs = []
         try:
             items = self.apps.list_namespaced_deployment("istio-system").items
+            signs += [f"namespace istio-system runs Deployment {d.metadata.name}"
+                      for d in items if d.metadata.name.startswith("istiod")]
         except ApiException as exc:
-            if exc.status == 404:
-                return []
-            raise translate(exc, f"looking for Istio outside the add-on on {self.name}") \
-                from exc
+            if exc.status != 404:
+                raise translate(exc, what) from exc
         except Exception as exc:
-            raise translate(exc, f"looking for Istio outside the add-on on {self.name}") \
-                from exc
-        return [f"namespace istio-system runs Deployment {d.metadata.name}" for d in items
-                if d.metadata.name.startswith("istiod")]
+            raise translate(exc, what) from exc
+        crds = sorted(c.metadata.name for c in self._call(
+            what, k8s.ApiextensionsV1Api(self.core.api_client)
+            .list_custom_resource_definition).items
+            if c.spec.group == "istio.io" or c.spec.group.endswith(".istio.io"))
+        if crds:
+            signs.append("Istio CRDs from another installation: " + ", ".join(crds[:5])
+                         + (f" and {len(crds) - 5} more" if len(crds) > 5 else ""))
+        return signs
 
     def control_plane_revisions(self) -> dict[str, bool]:
         items = self._call("listing istiod", self.apps.list_namespaced_deployment, ISTIO_NS,

@@ -30,6 +30,8 @@ def test_preflight_refusals(harness: Harness) -> None:
     diy = refused_with(h, "enable diy asm-1-99")
     assert "Istio installed outside the add-on: namespace istio-system runs Deployment " \
            "istiod" in diy and "asm-1-99 is not offered in eastus" in diy
+    assert "Istio CRDs from another installation: destinationrules.networking.istio.io, " \
+           "peerauthentications.security.istio.io, virtualservices.networking.istio.io" in diy
     assert "already enabled (asm-1-" in refused_with(h, "enable dev")
     after = h.control("GET", "/_sandbox/state")
     assert {c: after[c]["revisions"] for c in after} == {c: before[c]["revisions"]
