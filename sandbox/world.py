@@ -109,6 +109,7 @@ class World:
         self.restarts: Counter[str] = Counter()
         self.arm_faults: list[int] = []  # statuses to answer the next ARM writes with
         self.failing_operations = 0  # the next operations end Failed, the cluster unchanged
+        self.held: dict[str, dict[str, Any]] = {}  # revisions not yet released to ARM
         self._rv = itertools.count(1000)
 
     # ------------------------------------------------------------------ seeding
@@ -119,7 +120,7 @@ class World:
 
     def release(self, revision: str) -> bool:
         with self.lock:
-            entry = getattr(self, "held", {}).pop(revision, None)
+            entry = self.held.pop(revision, None)
             if entry is None:
                 return False
             self.catalog[revision] = entry

@@ -23,7 +23,7 @@ from pydantic import (
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
 from workflows.commands import CLUSTER_RE, parse_duration
-from workflows.errors import ConfigError, InvalidCommand
+from workflows.errors import ConfigError, InvalidCommand, UnknownCluster
 from workflows.model import GateThresholds, UpgradeOptions
 from workflows.upgrade import ClusterPolicy
 
@@ -181,8 +181,7 @@ class Fleet(Strict):
         return v
 
     def cluster(self, short: str) -> ClusterConfig:
-        from workflows.errors import UnknownCluster
-
+        """The cluster's configuration; ``UnknownCluster`` lists the known names."""
         if short not in self.clusters:
             raise UnknownCluster(short, sorted(self.clusters))
         return self.clusters[short]
