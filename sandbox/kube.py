@@ -195,12 +195,17 @@ class KubeEmulator:
                 pass
         return Response(200, stream=stream)
 
+    def _target(self, req: Request) -> tuple[str, str, str, str, str]:
+        """(cluster, resource, kind, namespace, name) of a request for one object."""
+        res = req.params["res"]
+        return (req.params["cluster"], res, self._kind(res), req.params.get("ns", ""),
+                req.params["name"])
+
     def get(self, req: Request) -> Response:
         denied = self._auth(req)
         if denied:
             return denied
-        cluster, res = req.params["cluster"], req.params["res"]
-        kind, ns, name = self._kind(res), req.params.get("ns", ""), req.params["name"]
+        cluster, res, kind, ns, name = self._target(req)
         obj = self.world.get(cluster, kind, ns, name)
         if obj is None:
             return status(404, "NotFound", f'{res} "{name}" not found', name=name, kind=res)
@@ -210,8 +215,7 @@ class KubeEmulator:
         denied = self._auth(req)
         if denied:
             return denied
-        cluster, res = req.params["cluster"], req.params["res"]
-        kind, ns, name = self._kind(res), req.params.get("ns", ""), req.params["name"]
+        cluster, res, kind, ns, name = self._target(req)
         try:
             body = req.json()
         except ValueError:

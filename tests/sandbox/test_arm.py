@@ -25,6 +25,15 @@ def arm_get(sb: Sandbox, ports: FleetPorts, path: str) -> requests.Response:
                         verify=str(sb.state_dir / "tls" / "arm.pem"), timeout=5)
 
 
+DEV = ("/subscriptions/00000000-0000-0000-0000-000000000000/resourceGroups/rg-mesh-dev/"
+       "providers/Microsoft.ContainerService/managedClusters/aks-dev-westus2")
+
+
+def spec_example(shared: Path, name: str) -> dict:
+    """The 200 body of a REST spec example in ../shared/data/aks/arm/."""
+    return json.loads((shared / ARM / name).read_text())["responses"]["200"]["body"]
+
+
 def shape(value: object) -> object:
     """The keys of a JSON document, recursively (lists by their first item)."""
     if isinstance(value, dict):
@@ -51,11 +60,8 @@ def test_mesh_revision_profiles_have_the_shape_of_the_real_recording(
 
 def test_mesh_upgrade_profile_matches_the_spec_example(sandbox: Sandbox, ports: FleetPorts,
                                                        shared: Path) -> None:
-    example = json.loads((shared / ARM / "ManagedClustersGet_MeshUpgradeProfile.json")
-                         .read_text())["responses"]["200"]["body"]
-    ours = arm_get(sandbox, ports, "/subscriptions/00000000-0000-0000-0000-000000000000/"
-                   "resourceGroups/rg-mesh-dev/providers/Microsoft.ContainerService/"
-                   "managedClusters/aks-dev-westus2/meshUpgradeProfiles/istio").json()
+    example = spec_example(shared, "ManagedClustersGet_MeshUpgradeProfile.json")
+    ours = arm_get(sandbox, ports, DEV + "/meshUpgradeProfiles/istio").json()
     assert shape(ours) == shape(example)
     # the SDK reads both the same way
     assert MeshUpgradeProfile(example).properties.upgrades == ["asm-1-18"]
@@ -65,11 +71,8 @@ def test_mesh_upgrade_profile_matches_the_spec_example(sandbox: Sandbox, ports: 
 
 def test_managed_cluster_body_reads_like_the_spec_example(sandbox: Sandbox, ports: FleetPorts,
                                                           shared: Path) -> None:
-    example = json.loads((shared / ARM / "ManagedClustersCreate_AzureServiceMesh.json")
-                         .read_text())["responses"]["200"]["body"]
-    ours = arm_get(sandbox, ports, "/subscriptions/00000000-0000-0000-0000-000000000000/"
-                   "resourceGroups/rg-mesh-dev/providers/Microsoft.ContainerService/"
-                   "managedClusters/aks-dev-westus2").json()
+    example = spec_example(shared, "ManagedClustersCreate_AzureServiceMesh.json")
+    ours = arm_get(sandbox, ports, DEV).json()
     real_mesh = ManagedCluster(example).service_mesh_profile
     our_mesh = ManagedCluster(ours).service_mesh_profile
     assert (real_mesh.mode, real_mesh.istio.revisions) == ("Istio", ["asm-1-17"])
@@ -135,9 +138,7 @@ def test_throttling_and_unknown_clusters(sandbox: Sandbox, ports: FleetPorts) ->
 
 
 def test_arm_refuses_tokens_it_did_not_issue(sandbox: Sandbox) -> None:
-    resp = requests.get(sandbox.url["arm"] + "/subscriptions/00000000-0000-0000-0000-"
-                        "000000000000/resourceGroups/rg-mesh-dev/providers/"
-                        "Microsoft.ContainerService/managedClusters/aks-dev-westus2",
+    resp = requests.get(sandbox.url["arm"] + DEV,
                         params={"api-version": "2026-08-01"},
                         headers={"Authorization": "Bearer forged"},
                         verify=str(sandbox.state_dir / "tls" / "arm.pem"), timeout=5)
