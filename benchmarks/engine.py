@@ -37,8 +37,9 @@ ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 
 from workers.config import load_fleet  # noqa: E402
-from workers.engine import Engine, FleetPorts  # noqa: E402
-from workers.store import RedisRunStore  # noqa: E402
+from workers.engine import Engine  # noqa: E402
+from workers.store.runs import RedisRunStore  # noqa: E402
+from workers.wiring import FleetPorts  # noqa: E402
 from workflows.model import Phase  # noqa: E402
 from workflows.upgrade import restart_token  # noqa: E402
 

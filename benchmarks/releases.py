@@ -22,7 +22,7 @@ ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 
 from sandbox.app import Sandbox  # noqa: E402
-from workers.watcher import ReleaseFeed  # noqa: E402
+from workers.github.feed import ReleaseFeed  # noqa: E402
 from workflows.releases import parse  # noqa: E402
 
 

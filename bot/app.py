@@ -12,14 +12,12 @@ from __future__ import annotations
 
 import json
 import re
-import time
 from collections.abc import Callable
 from typing import Any
 
 import structlog
 from slack_bolt import Ack, App, BoltResponse, Respond
 from slack_sdk import WebClient
-from slack_sdk.errors import SlackApiError
 
 from workers.config import Fleet
 from workers.engine import Engine
@@ -54,37 +52,6 @@ from workflows.model import Run
 log = structlog.get_logger("meshops.bot")
 
 ACTION_RE = re.compile(r"^meshops_(approve|reject|cancel|complete|rollback|pause|resume)$")
-GROUP_CACHE_S = 60.0
-
-
-class UserGroups:
-    """Members of Slack user groups (``usergroups.users.list``), cached for a minute.
-
-    When Slack cannot say who is in a group, nobody is taken to be in it: access is refused
-    rather than guessed.
-    """
-
-    def __init__(self, client: WebClient, fleet: Fleet):
-        self.client = client
-        self.fleet = fleet
-        self.cache: dict[str, tuple[float, frozenset[str]]] = {}
-
-    def members(self, group: str) -> frozenset[str]:
-        hit = self.cache.get(group)
-        if hit and time.time() - hit[0] < GROUP_CACHE_S:
-            return hit[1]
-        try:
-            users = frozenset(self.client.usergroups_users_list(usergroup=group)["users"])
-        except (SlackApiError, OSError) as exc:
-            log.warning("usergroup.unavailable", group=group, error=str(exc))
-            raise DecisionRefused(f"Slack could not say who is in user group <!subteam^{group}>;"
-                                  " refusing until it can.") from exc
-        self.cache[group] = (time.time(), users)
-        return users
-
-    def __call__(self, cluster: str) -> dict[str, frozenset[str]]:
-        c = self.fleet.clusters[cluster]
-        return {g: self.members(g) for g in {*c.approvers, *c.requesters} if g.startswith("S")}
 
 
 def help_text(command: str) -> str:

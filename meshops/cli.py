@@ -68,7 +68,7 @@ def sandbox(state_dir: Path, port_base: int, operation_s: float, rollout_s: floa
 def worker(concurrency: int, loglevel: str) -> None:
     """Run a Celery worker that advances runs and posts to Slack."""
     from meshops.wiring import check_config
-    from workers.celery_app import app
+    from workers.tasks.app import app
 
     check_config()
     app.worker_main(["worker", f"--loglevel={loglevel}", f"--concurrency={concurrency}",
@@ -82,7 +82,7 @@ def worker(concurrency: int, loglevel: str) -> None:
 def beat(loglevel: str, schedule: Path) -> None:
     """Run Celery beat: the sweep that re-enqueues overdue runs."""
     from meshops.wiring import check_config
-    from workers.celery_app import app
+    from workers.tasks.app import app
 
     check_config()
     schedule.parent.mkdir(parents=True, exist_ok=True)
@@ -160,8 +160,8 @@ def audit(run_id: str | None, cluster: str | None, since: str | None) -> None:
 
     import redis
 
-    from workers.audit import AuditLog
     from workers.config import settings
+    from workers.store.audit import AuditLog
     from workflows.commands import parse_duration
     from workflows.errors import InvalidCommand
 

@@ -321,7 +321,7 @@ class Harness:
         return self._wait(ready, timeout, f"the [{action}] button of run {run_id}")  # type: ignore[no-any-return]
 
     def run_phase(self, run_id: str) -> str:
-        from workers.store import RedisRunStore
+        from workers.store.runs import RedisRunStore
 
         store = RedisRunStore.from_url(self.redis_url, self.prefix)
         return store.get(run_id).phase.value

@@ -34,17 +34,18 @@ def run_bot(host: str, port: int) -> None:
     from slack_bolt.adapter.wsgi import SlackRequestHandler
     from waitress import serve
 
-    from bot.app import UserGroups, create_app
+    from bot.app import create_app
     from bot.push import push_app
-    from workers.celery_app import (
+    from workers.engine import Engine
+    from workers.slack.client import UserGroups, make_client
+    from workers.store.runs import RedisRunStore
+    from workers.tasks.app import (
         enqueue_answer,
         enqueue_notify,
         enqueue_push,
         enqueue_tick,
     )
-    from workers.engine import Engine, FleetPorts
-    from workers.slack import make_client
-    from workers.store import RedisRunStore
+    from workers.wiring import FleetPorts
 
     env, fleet = check_config()
     socket_mode = bool(env.slack_app_token)

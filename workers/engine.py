@@ -16,12 +16,9 @@ from typing import Any
 
 import structlog
 
-from workers.aks import AksMeshApi
-from workers.audit import AuditLog
 from workers.config import Fleet
-from workers.kube import KubernetesClusterApi, api_client_from_kubeconfig
-from workers.prom import PrometheusMetricsApi
-from workers.store import RedisRunStore
+from workers.store.audit import AuditLog
+from workers.store.runs import RedisRunStore
 from workflows.errors import DecisionRefused, StaleRun
 from workflows.model import Phase, Run
 from workflows.upgrade import ClusterPolicy, decide, expire, tick
@@ -29,34 +26,6 @@ from workflows.upgrade import ClusterPolicy, decide, expire, tick
 log = structlog.get_logger("meshops.engine")
 
 SWEEP_GRACE_S = 15.0  # a run this late for its next tick is re-enqueued by the sweep
-
-
-class FleetPorts:
-    """Implements :class:`workflows.ports.ClusterPorts` over a fleet file, caching clients."""
-
-    def __init__(self, fleet: Fleet, mesh: AksMeshApi | None = None):
-        self.fleet = fleet
-        self.mesh = mesh or AksMeshApi(fleet)
-        self._clusters: dict[str, KubernetesClusterApi] = {}
-        self._metrics: dict[str, PrometheusMetricsApi] = {}
-
-    def cluster_api(self, cluster: str) -> KubernetesClusterApi:
-        if cluster not in self._clusters:
-            cfg = self.fleet.cluster(cluster)
-            if cfg.kubernetes.kubeconfig:
-                raw = cfg.kubernetes.kubeconfig.read_bytes()
-            else:
-                raw = self.mesh.kubeconfig(cluster, admin=cfg.kubernetes.credential == "admin")
-            self._clusters[cluster] = KubernetesClusterApi(
-                api_client_from_kubeconfig(raw, cfg.kubernetes.context), cluster)
-        return self._clusters[cluster]
-
-    def metrics(self, cluster: str) -> PrometheusMetricsApi:
-        if cluster not in self._metrics:
-            p = self.fleet.cluster(cluster).prometheus
-            cred = self.mesh.credential if p.auth == "azure" else None
-            self._metrics[cluster] = PrometheusMetricsApi(p.url, p.selector, cred)
-        return self._metrics[cluster]
 
 
 @dataclass(frozen=True)

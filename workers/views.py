@@ -8,6 +8,7 @@ through the command's ``response_url`` (``meshops.answer``). None of them change
 from __future__ import annotations
 
 from collections import Counter
+from collections.abc import Callable
 from datetime import UTC, datetime
 
 from workers.engine import Engine
@@ -150,17 +151,22 @@ def plan_text(engine: Engine, cluster: str, revision: str, options: dict[str, ob
 
 
 def answer(engine: Engine, command_text: str, command_name: str = "/mesh", user: str = "",
-           channel: str = "") -> str | None:
-    """The answer to a slow read-only command, or None if ``command_text`` is not one."""
+           channel: str = "", enqueue_tick: Callable[[str, int], None] | None = None
+           ) -> str | None:
+    """The answer to a slow read-only command, or None if ``command_text`` is not one.
+
+    ``enqueue_tick(run_id, seq)`` schedules the first tick of a run started here (the
+    rollover of ``inject --restart``); without it no run is started.
+    """
     from workflows.commands import Inject, Plan, Revisions, Status, parse
 
     try:
         cmd = parse(command_text, command_name)
         if isinstance(cmd, Inject):
             text = inject_text(engine, cmd.cluster, list(cmd.namespaces), cmd.remove)
-            if cmd.restart and text.startswith(":white_check_mark:"):
+            if cmd.restart and enqueue_tick and text.startswith(":white_check_mark:"):
                 text += "\n" + restart_after_inject(engine, cmd.cluster, list(cmd.namespaces),
-                                                    user, channel)
+                                                    user, channel, enqueue_tick)
             return text
         if isinstance(cmd, Status):
             return status_text(engine, cmd.cluster)
@@ -211,11 +217,9 @@ def inject_text(engine: Engine, cluster: str, namespaces: list[str], remove: boo
 
 
 def restart_after_inject(engine: Engine, cluster: str, namespaces: list[str], user: str,
-                         channel: str) -> str:
+                         channel: str, enqueue_tick: Callable[[str, int], None]) -> str:
     """Start a rollover run over the injected namespaces only: one namespace a wave, behind
-    the metric gate, approved like an upgrade."""
-    from workers.celery_app import enqueue_tick
-
+    the metric gate, approved like an upgrade; ``enqueue_tick`` schedules its first tick."""
     revision = engine.ports.mesh.get_mesh(cluster).revisions[0]
     run = engine.start_upgrade(cluster, revision, user, channel,
                                {"only": namespaces, "wave_size": 1}, kind="rollover")

@@ -1,9 +1,6 @@
 """The release watcher (DESIGN.md §5.4): AKS release notes and ARM revision profiles → notices.
 
-- :class:`ReleaseFeed` polls the GitHub releases of Azure/AKS with conditional requests
-  (``If-None-Match`` / ``If-Modified-Since``, an optional token), falls back to the raw
-  CHANGELOG.md when the API is rate limited (403/429), failing (5xx) or answers something
-  that is not a releases list, and remembers its validators in Redis across restarts.
+- :class:`workers.github.feed.ReleaseFeed` polls the AKS release notes on GitHub.
 - :class:`Watcher` turns new events into Slack notices, each posted once per channel
   (deduplicated in Redis, so a restart or a replayed push posts nothing twice). ARM's
   ``meshRevisionProfiles`` of every region of the fleet are the source of truth: a revision
@@ -24,93 +21,20 @@ import json
 import time
 from dataclasses import dataclass
 from datetime import UTC, datetime
-from email.utils import formatdate
 from typing import Any
 
 import redis
-import requests
 import structlog
 
+from workers.github.feed import ReleaseFeed
 from workflows.errors import MeshopsError
 from workflows.model import REVISION_RE, revision_minor
-from workflows.releases import ReleaseEvent, parse, parse_releases_json
+from workflows.releases import ReleaseEvent, parse_releases_json
 
 log = structlog.get_logger("meshops.watcher")
 
 PLAN_ACTION = "meshops_plan_upgrade"
 ROLLOVER_ACTION = "meshops_rollover"
-
-
-class ReleaseFeed:
-    """Conditional polling of the GitHub releases API, with the CHANGELOG as a fallback."""
-
-    def __init__(self, r: redis.Redis, prefix: str, feed_url: str, changelog_url: str | None,
-                 token: str | None = None, session: requests.Session | None = None):
-        self.r = r
-        self.key = f"{prefix}:releases"
-        self.feed_url = feed_url
-        self.changelog_url = changelog_url
-        self.token = token
-        self.http = session or requests.Session()
-        self.requests = 0
-
-    def _get(self, name: str, url: str, accept: str) -> requests.Response | None:
-        headers = {"Accept": accept, "User-Agent": "meshops-release-watcher"}
-        if self.token:
-            headers["Authorization"] = f"Bearer {self.token}"
-        validators = self.r.hgetall(f"{self.key}:http:{name}")
-        if validators.get("etag"):
-            headers["If-None-Match"] = validators["etag"]
-        if validators.get("last_modified"):
-            headers["If-Modified-Since"] = validators["last_modified"]
-        self.requests += 1
-        try:
-            return self.http.get(url, headers=headers, timeout=15)
-        except requests.RequestException as exc:
-            log.warning("releases.unreachable", source=name, error=str(exc))
-            return None
-
-    def _remember(self, name: str, resp: requests.Response) -> None:
-        fields = {k: v for k, v in (("etag", resp.headers.get("ETag")),
-                                    ("last_modified", resp.headers.get("Last-Modified")
-                                     or formatdate(usegmt=True))) if v}
-        self.r.hset(f"{self.key}:http:{name}", mapping=fields)
-
-    def poll(self) -> list[ReleaseEvent]:
-        """Events of the releases that changed since the last poll ([] when nothing did).
-
-        Never raises for a bad answer: a malformed feed, an HTML error page, a rate limit or
-        an outage is logged and the CHANGELOG is tried instead.
-        """
-        resp = self._get("feed", self.feed_url, "application/vnd.github+json")
-        if resp is not None and resp.status_code == 304:
-            return []
-        if resp is not None and resp.status_code == 200:
-            try:
-                events = parse_releases_json(resp.json())
-                self._remember("feed", resp)
-                return events
-            except ValueError as exc:
-                log.warning("releases.malformed_feed", error=str(exc)[:200],
-                            content_type=resp.headers.get("Content-Type"))
-        elif resp is not None:
-            limited = resp.status_code in (403, 429)
-            log.warning("releases.feed_refused", status=resp.status_code,
-                        rate_limited=limited,
-                        reset=resp.headers.get("X-RateLimit-Reset"))
-        return self._changelog()
-
-    def _changelog(self) -> list[ReleaseEvent]:
-        if not self.changelog_url:
-            return []
-        resp = self._get("changelog", self.changelog_url, "text/plain")
-        if resp is None or resp.status_code == 304:
-            return []
-        if resp.status_code != 200 or "<html" in resp.text[:500].lower():
-            log.warning("releases.changelog_refused", status=resp.status_code)
-            return []
-        self._remember("changelog", resp)
-        return parse(resp.text)
 
 
 def event_key(e: ReleaseEvent) -> str:

@@ -10,7 +10,7 @@ from click.testing import CliRunner
 
 from meshops.cli import main
 from tests.conftest import REDIS_URL
-from workers.audit import AuditLog
+from workers.store.audit import AuditLog
 
 
 def test_record_read_filter_and_cli(prefix: str, monkeypatch) -> None:

@@ -4,10 +4,11 @@ run, releases the cluster and is audited; a fresh one does not."""
 from __future__ import annotations
 
 from tests.conftest import REDIS_URL, ROOT
-from workers.audit import AuditLog
 from workers.config import load_fleet
-from workers.engine import Engine, FleetPorts
-from workers.store import RedisRunStore
+from workers.engine import Engine
+from workers.store.audit import AuditLog
+from workers.store.runs import RedisRunStore
+from workers.wiring import FleetPorts
 from workflows.model import Phase
 
 

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import pytest
 
-from workers.prom import PrometheusMetricsApi, wave_queries
+from workers.prom.metrics import PrometheusMetricsApi, wave_queries
 from workflows.errors import MetricsUnavailable
 
 

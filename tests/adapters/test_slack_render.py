@@ -7,7 +7,7 @@ from slack_sdk.models.blocks import Block
 
 from tests.core.fakes import FakeWorld
 from tests.core.test_workflow import POLICY, drive, new_run
-from workers.slack import render_event, render_root
+from workers.slack.render import render_event, render_root
 from workflows.model import NamespaceMetrics, Phase, Run
 from workflows.upgrade import decide
 
@@ -73,7 +73,7 @@ def test_thread_lines_show_values_against_thresholds() -> None:
 def test_gate_chart_is_a_readable_png_of_the_right_size(tmp_path) -> None:
     import matplotlib.image
 
-    from workers.charts import HEIGHT_PX, WIDTH_PX, gate_chart
+    from workers.slack.charts import HEIGHT_PX, WIDTH_PX, gate_chart
 
     run = runs_in_every_phase()[2]  # rolled back after a failing wave: several samples
     png = gate_chart(run)

@@ -19,9 +19,10 @@ from sandbox.http import serve
 from sandbox.slack import SlackEmulator
 from tests.conftest import REDIS_URL, ROOT
 from workers.config import load_fleet
-from workers.engine import Engine, FleetPorts
-from workers.slack import make_client
-from workers.store import RedisRunStore
+from workers.engine import Engine
+from workers.slack.client import make_client
+from workers.store.runs import RedisRunStore
+from workers.wiring import FleetPorts
 
 SECRET = "test-signing-secret"
 PAYLOADS = "data/slack/payloads"
@@ -130,7 +131,7 @@ def test_a_button_of_another_app_changes_nothing(bolt, slack, shared: Path) -> N
 
 
 def test_user_groups_are_expanded_and_refused_when_slack_cannot_say(slack, prefix) -> None:
-    from bot.app import UserGroups
+    from workers.slack.client import UserGroups
     from workflows.errors import DecisionRefused
 
     fleet = load_fleet(ROOT / "examples" / "fleet.azure.yaml")
@@ -151,7 +152,7 @@ def test_user_groups_are_expanded_and_refused_when_slack_cannot_say(slack, prefi
 
 
 def test_rate_limited_slack_is_retried_after_retry_after(slack, prefix) -> None:
-    from workers.slack import SlackNotifier
+    from workers.slack.notifier import SlackNotifier
     from workflows.model import Run
 
     store = RedisRunStore.from_url(REDIS_URL, prefix)

@@ -9,7 +9,7 @@ import pytest
 
 from meshops.demo import TERMINAL, Harness
 from tests.e2e.test_scenarios import request_upgrade
-from workers.store import RedisRunStore
+from workers.store.runs import RedisRunStore
 
 pytestmark = pytest.mark.e2e
 
@@ -95,7 +95,7 @@ def test_clicks_that_may_not_change_anything(harness: Harness) -> None:
     assert store.active_run("dev") is None
 
     # the audit stream kept all of it, refusals included, after the run ended
-    from workers.audit import AuditLog
+    from workers.store.audit import AuditLog
     trail = [(e["kind"], e["who"], e["what"], e["outcome"].split(":")[0])
              for e in AuditLog(store.r, h.prefix).read(run=run_id)]
     assert ("click", "U0CARL", "approve", "refused") in trail

@@ -6,7 +6,7 @@ from __future__ import annotations
 import pytest
 
 from meshops.demo import RUN_ID_RE, TERMINAL, Harness, enable_demo
-from workers.store import RedisRunStore
+from workers.store.runs import RedisRunStore
 
 pytestmark = pytest.mark.e2e
 

@@ -12,7 +12,7 @@ import time
 import pytest
 
 from meshops.demo import RUN_ID_RE, TERMINAL, Harness, check_outcome
-from workers.store import RedisRunStore
+from workers.store.runs import RedisRunStore
 
 pytestmark = pytest.mark.e2e
 

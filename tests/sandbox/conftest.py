@@ -12,7 +12,7 @@ import requests
 
 from sandbox.app import Sandbox
 from workers.config import load_fleet
-from workers.engine import FleetPorts
+from workers.wiring import FleetPorts
 
 
 @pytest.fixture(scope="module")

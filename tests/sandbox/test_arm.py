@@ -12,7 +12,7 @@ import requests
 from azure.mgmt.containerservice.models import ManagedCluster, MeshUpgradeProfile
 
 from sandbox.app import Sandbox
-from workers.engine import FleetPorts
+from workers.wiring import FleetPorts
 from workflows.errors import ArmError, TemporaryError
 
 ARM = "data/aks/arm"

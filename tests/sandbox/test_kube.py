@@ -10,7 +10,7 @@ from kubernetes import client as k8s
 from kubernetes import watch
 
 from sandbox.app import Sandbox
-from workers.engine import FleetPorts
+from workers.wiring import FleetPorts
 from workflows.errors import ClusterApiError
 
 

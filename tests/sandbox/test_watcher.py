@@ -11,9 +11,10 @@ import requests
 
 from sandbox.app import Sandbox
 from tests.conftest import REDIS_URL
-from workers.engine import FleetPorts
-from workers.slack import make_client
-from workers.watcher import ReleaseFeed, Watcher, pushed_events, verify_push
+from workers.github.feed import ReleaseFeed
+from workers.slack.client import make_client
+from workers.watcher import Watcher, pushed_events, verify_push
+from workers.wiring import FleetPorts
 
 NOTE = "* Features:\n  * Istio-based service mesh add-on revision asm-1-26 is now available."
 

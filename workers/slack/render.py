@@ -1,29 +1,15 @@
-"""Slack Web API: Block Kit rendering of runs and the notifier that keeps Slack in step.
+"""Block Kit rendering of runs: the root message, its buttons and the thread lines.
 
-One root message per run in the cluster's channel, updated in place with ``chat.update``;
-the step log goes to its thread, one message per history line, in order (DESIGN.md §6).
-The channel and ``ts`` of the root message and how many history lines were posted are
-persisted in Redis, so a new worker carries on where the last one stopped (unlike Argo's
-notifications engine, which keeps them in memory). Buttons carry only the run id; the action
-is the ``action_id``. Slack 429s are retried after ``Retry-After`` by slack_sdk's handler.
+One root message per run in the cluster's channel, updated in place; the step log goes to
+its thread, one message per history line (DESIGN.md §6). Buttons carry only the run id; the
+action is the ``action_id``. Pure functions of the run: no I/O here.
 """
 
 from __future__ import annotations
 
-import hashlib
-import json
 from typing import Any
 
-from slack_sdk import WebClient
-from slack_sdk.errors import SlackApiError
-from slack_sdk.http_retry.builtin_handlers import (
-    ConnectionErrorRetryHandler,
-    RateLimitErrorRetryHandler,
-)
-
-from workers.charts import gate_chart
-from workflows.errors import PermanentError, TemporaryError
-from workflows.model import Check, Phase, Run, Verdict, Wave, WaveStep
+from workflows.model import Check, Phase, Run, Wave, WaveStep
 
 ACTION_PREFIX = "meshops_"
 PAST = {"approve": "approved", "reject": "rejected", "cancel": "cancelled",
@@ -53,13 +39,6 @@ PHASE_EMOJI = {
     Phase.REJECTED: ":no_entry_sign:", Phase.PAUSED: ":double_vertical_bar:",
     Phase.ROLLING_BACK: ":rewind:",
 }
-
-
-def make_client(token: str, base_url: str) -> WebClient:
-    client = WebClient(token=token, base_url=base_url)
-    client.retry_handlers.append(RateLimitErrorRetryHandler(max_retry_count=3))
-    client.retry_handlers.append(ConnectionErrorRetryHandler(max_retry_count=2))
-    return client
 
 
 def fmt_check(c: Check) -> str:
@@ -185,72 +164,3 @@ def render_event(run: Run, index: int) -> str:
             index == len(run.history) - 1:
         prefix = ":warning:"
     return f"{prefix} {e.text}"[:3000]
-
-
-class SlackNotifier:
-    """Posts and updates a run's messages so Slack shows the run as it is stored."""
-
-    def __init__(self, client: WebClient, store: Any, approvers_of: Any):
-        self.client = client
-        self.store = store
-        self.approvers_of = approvers_of  # cluster short name -> list of approver ids
-
-    def _call(self, method: str, **kwargs: Any) -> Any:
-        try:
-            return getattr(self.client, method)(**kwargs)
-        except SlackApiError as exc:
-            error = exc.response.get("error") if exc.response is not None else "unknown"
-            if error in ("ratelimited", "service_unavailable", "fatal_error",
-                         "internal_error", "request_timeout"):
-                raise TemporaryError(f"Slack {method}: {error}", 5) from exc
-            raise PermanentError(f"Slack {method} refused: {error}") from exc
-        except OSError as exc:
-            raise TemporaryError(f"Slack unreachable: {exc}", 5) from exc
-
-    def sync(self, run: Run) -> None:
-        """Bring Slack up to date with ``run``. Idempotent; raises TemporaryError to retry."""
-        state = self.store.slack_state(run.id)
-        if run.phase == Phase.REFUSED and not state.get("root_ts"):
-            if not state.get("refusal_sent"):
-                what = {"enable": f"Enabling the mesh on `{run.cluster}`",
-                        "disable": f"Disabling the mesh on `{run.cluster}`",
-                        "ingress": f"The ingress gateway change on `{run.cluster}`",
-                        "rollover": f"The patch rollover of `{run.cluster}`"}.get(
-                    run.kind, f"Upgrade of `{run.cluster}` to `{run.canary_revision}`")
-                self._call("chat_postEphemeral", channel=run.origin_channel or run.channel,
-                           user=run.requester,
-                           text=f":no_entry: {what} refused: {run.outcome}")
-                self.store.set_slack_state(run.id, refusal_sent=1)
-            self.store.mark_synced(run.id)
-            return
-        text, blocks = render_root(run, self.approvers_of(run.cluster))
-        digest = hashlib.sha1(json.dumps([text, blocks]).encode()).hexdigest()
-        if not state.get("root_ts"):
-            resp = self._call("chat_postMessage", channel=run.channel, text=text, blocks=blocks)
-            state = {"root_channel": resp["channel"], "root_ts": resp["ts"], "posted": "0",
-                     "digest": digest}
-            self.store.set_slack_state(run.id, **state)
-        elif state.get("digest") != digest:
-            self._call("chat_update", channel=state["root_channel"], ts=state["root_ts"],
-                       text=text, blocks=blocks)
-            self.store.set_slack_state(run.id, digest=digest)
-        posted = int(state.get("posted", 0))
-        for i in range(posted, len(run.history)):
-            self._call("chat_postMessage", channel=state["root_channel"],
-                       thread_ts=state["root_ts"], text=render_event(run, i))
-            self.store.set_slack_state(run.id, posted=i + 1)
-        charted = int(state.get("charts", 0))
-        ended = [w for w in run.waves if w.verdict is not None]
-        if len(ended) > charted:
-            wave = ended[-1]
-            self._call("files_upload_v2", channel=state["root_channel"],
-                       thread_ts=state["root_ts"], file=gate_chart(run),
-                       filename=f"{run.id}-wave-{wave.index}.png",
-                       title=f"{run.cluster} wave {wave.index}: gate {wave.verdict.value}",
-                       initial_comment=f"Success rate and p99 per namespace up to wave "
-                                       f"{wave.index} ({wave.verdict.value})")
-            self.store.set_slack_state(run.id, charts=len(ended))
-        self.store.mark_synced(run.id)
-
-
-__all__ = ["SlackNotifier", "render_root", "render_event", "make_client", "Verdict"]

@@ -22,9 +22,14 @@ from celery import Celery
 from celery.signals import worker_process_init
 
 from workers.config import Fleet, load_fleet, settings
-from workers.engine import Engine, FleetPorts
-from workers.slack import SlackNotifier, make_client
-from workers.store import RedisRunStore
+from workers.engine import Engine
+from workers.github.feed import ReleaseFeed
+from workers.slack.client import make_client
+from workers.slack.notifier import SlackNotifier
+from workers.store.runs import RedisRunStore
+from workers.views import answer
+from workers.watcher import Watcher, pushed_events
+from workers.wiring import FleetPorts
 from workflows.errors import RunNotFound, TemporaryError
 
 log = structlog.get_logger("meshops.worker")
@@ -111,10 +116,9 @@ def answer_task(self: Any, command_text: str, response_url: str, user: str = "",
     """Answer a slow read-only command (status, revisions, plan) through its response_url."""
     from slack_sdk.webhook import WebhookClient
 
-    from workers.views import answer
-
     ctx = context()
-    text = answer(ctx.engine, command_text, ctx.fleet.slack.command, user, channel)
+    text = answer(ctx.engine, command_text, ctx.fleet.slack.command, user, channel,
+                  enqueue_tick)
     if text is None:
         return
     resp = WebhookClient(response_url).send(text=text, response_type="ephemeral",
@@ -149,9 +153,7 @@ def sweep_task() -> None:
         notify_task.delay(run_id)
 
 
-def watcher(ctx: Context) -> Any:
-    from workers.watcher import ReleaseFeed, Watcher
-
+def watcher(ctx: Context) -> Watcher:
     env = settings()
     rel = ctx.fleet.releases
     feed = ReleaseFeed(ctx.store.r, ctx.store.p, rel.feed_url, rel.changelog_url,
@@ -179,8 +181,6 @@ def watch_releases_task() -> None:
 @app.task(name="meshops.push_release")
 def push_release_task(body: str) -> None:
     """A release pushed by a relay (already verified by the bot's endpoint)."""
-    from workers.watcher import pushed_events
-
     ctx = context()
     watcher(ctx).run_once(pushed=pushed_events(body.encode()))
 

@@ -1,0 +1,1 @@
+"""Azure Resource Manager: the managed cluster's service mesh (``AksMeshApi``)."""

@@ -1,0 +1,1 @@
+"""The AKS release notes on GitHub: the releases API and the raw CHANGELOG (``ReleaseFeed``)."""

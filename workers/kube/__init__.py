@@ -1,0 +1,1 @@
+"""One cluster's Kubernetes API (``KubernetesClusterApi``)."""

@@ -1,0 +1,1 @@
+"""Istio's standard metrics in Prometheus (``PrometheusMetricsApi``)."""

@@ -1,0 +1,1 @@
+"""Redis: the run store (``RedisRunStore``) and the audit stream (``AuditLog``)."""
