@@ -36,16 +36,14 @@ def run_bot(host: str, port: int) -> None:
 
     from bot.app import create_app
     from bot.push import push_app
-    from workers.engine import Engine
-    from workers.slack.client import UserGroups, make_client
-    from workers.store.runs import RedisRunStore
+    from workers.slack.client import make_client
     from workers.tasks.app import (
         enqueue_answer,
         enqueue_notify,
         enqueue_push,
         enqueue_tick,
     )
-    from workers.wiring import FleetPorts
+    from workers.wiring import build_engine
 
     env, fleet = check_config()
     socket_mode = bool(env.slack_app_token)
@@ -54,8 +52,7 @@ def run_bot(host: str, port: int) -> None:
                    "Socket Mode)", err=True)
         sys.exit(2)
     client = make_client(env.slack_bot_token, fleet.slack.api_url)
-    store = RedisRunStore.from_url(env.redis_url, env.meshops_redis_prefix)
-    engine = Engine(fleet, store, FleetPorts(fleet), groups=UserGroups(client, fleet))
+    engine = build_engine(env, fleet, client)
     app = create_app(fleet, engine, client, None if socket_mode else env.slack_signing_secret,
                      enqueue_tick, enqueue_notify, enqueue_answer)
     if socket_mode:

@@ -3,10 +3,16 @@ worker both use, built from the environment and the fleet file."""
 
 from __future__ import annotations
 
+from slack_sdk import WebClient
+
 from workers.arm.aks import AksMeshApi
-from workers.config import Fleet
+from workers.config import Fleet, Settings
+from workers.engine import Engine
 from workers.kube.cluster import KubernetesClusterApi, api_client_from_kubeconfig
 from workers.prom.metrics import PrometheusMetricsApi
+from workers.slack.client import UserGroups, make_client
+from workers.store.audit import AuditLog
+from workers.store.runs import RedisRunStore
 
 
 class FleetPorts:
@@ -35,3 +41,26 @@ class FleetPorts:
             cred = self.mesh.credential if p.auth == "azure" else None
             self._metrics[cluster] = PrometheusMetricsApi(p.url, p.selector, cred)
         return self._metrics[cluster]
+
+
+def build_engine(env: Settings, fleet: Fleet, client: WebClient | None = None) -> Engine:
+    """The ``Engine`` of the bot and of every worker, built the same way for both.
+
+    Args:
+        env: the environment: ``REDIS_URL`` and ``MESHOPS_REDIS_PREFIX`` for the run store and
+            the audit stream, ``SLACK_BOT_TOKEN`` when ``client`` is not given.
+        fleet: the validated fleet file.
+        client: the Slack Web API client the process already has; by default one for
+            ``fleet.slack.api_url`` with ``env.slack_bot_token``.
+
+    Returns:
+        An engine over a :class:`RedisRunStore`, the fleet's adapters (:class:`FleetPorts`),
+        the audit stream, and Slack user groups (``S…``) among approvers and requesters
+        expanded through ``usergroups.users.list`` (:class:`UserGroups`), so the bot and the
+        worker give the same answer to who may request or approve.
+    """
+    if client is None:
+        client = make_client(env.slack_bot_token, fleet.slack.api_url)
+    store = RedisRunStore.from_url(env.redis_url, env.meshops_redis_prefix)
+    return Engine(fleet, store, FleetPorts(fleet), groups=UserGroups(client, fleet),
+                  audit=AuditLog(store.r, store.p))

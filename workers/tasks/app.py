@@ -29,7 +29,7 @@ from workers.slack.notifier import SlackNotifier
 from workers.store.runs import RedisRunStore
 from workers.views import answer
 from workers.watcher import Watcher, pushed_events
-from workers.wiring import FleetPorts
+from workers.wiring import FleetPorts, build_engine
 from workflows.errors import RunNotFound, TemporaryError
 
 log = structlog.get_logger("meshops.worker")
@@ -55,17 +55,18 @@ app.conf.update(
 
 
 class Context:
-    """What a worker process needs, built once per process from the environment."""
+    """What a worker process needs, built once per process from the environment; its
+    engine is built like the bot's (:func:`workers.wiring.build_engine`)."""
 
     def __init__(self) -> None:
         env = settings()
         self.fleet: Fleet = load_fleet(env.meshops_fleet)
-        self.store = RedisRunStore.from_url(env.redis_url, env.meshops_redis_prefix)
-        self.ports = FleetPorts(self.fleet)
-        self.engine = Engine(self.fleet, self.store, self.ports)
-        self.notifier = SlackNotifier(
-            make_client(env.slack_bot_token, self.fleet.slack.api_url), self.store,
-            lambda c: self.fleet.clusters[c].approvers)
+        client = make_client(env.slack_bot_token, self.fleet.slack.api_url)
+        self.engine: Engine = build_engine(env, self.fleet, client)
+        self.store: RedisRunStore = self.engine.store
+        self.ports: FleetPorts = self.engine.ports
+        self.notifier = SlackNotifier(client, self.store,
+                                      lambda c: self.fleet.clusters[c].approvers)
 
 
 @cache
