@@ -32,6 +32,8 @@ from typing import Any
 import redis
 import requests
 
+from sandbox.app import CHANGELOG
+
 RUN_ID_RE = re.compile(r"\br-[0-9a-f]{10}\b")
 TERMINAL = {"completed", "rolled_back", "cancelled", "rejected", "refused", "failed"}
 
@@ -422,10 +424,9 @@ def run_demo(scenario: str, state_dir: Path, port_base: int, bot_port: int, bake
              socket_mode: bool = False) -> int:
     cluster = cluster or {"upgrade": "dev", "rollback": "staging", "enable": "edge"}.get(
         scenario, "dev")
-    shared_changelog = Path("../shared/data/aks/CHANGELOG-through-2024.md")
     h = Harness(state_dir, port_base, bot_port, socket_mode=socket_mode,
                 unreleased=["asm-1-27"] if scenario == "release" else None,
-                changelog=shared_changelog.resolve() if shared_changelog.exists() else None)
+                changelog=CHANGELOG)  # the sandbox's own release history
     try:
         h.echo(f"meshops demo --scenario {scenario}: starting sandbox, Prometheus, worker, "
                "beat and bot …")

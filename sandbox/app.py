@@ -77,6 +77,11 @@ SEED = [
 ]
 
 
+#: The sandbox's AKS release history (in the style of Azure/AKS's CHANGELOG.md), consistent
+#: with data/revisions.yaml: what ``meshops demo`` serves as the GitHub releases feed.
+CHANGELOG = Path(__file__).resolve().parent / "data" / "CHANGELOG.md"
+
+
 def github_release(date: str, body: str, number: int) -> dict[str, Any]:
     """A release in the shape of the GitHub REST API (the fields the watcher reads)."""
     return {"id": number, "tag_name": date, "name": f"Release {date}", "body": body,
