@@ -40,8 +40,9 @@ from workers.config import load_fleet  # noqa: E402
 from workers.engine import Engine  # noqa: E402
 from workers.store.runs import RedisRunStore  # noqa: E402
 from workers.wiring import FleetPorts  # noqa: E402
+from workflows.kind import StartRun  # noqa: E402
 from workflows.model import Phase  # noqa: E402
-from workflows.upgrade import restart_token  # noqa: E402
+from workflows.waves import restart_token  # noqa: E402
 
 
 def start_sandbox(state: Path, base: int, namespaces: int) -> subprocess.Popen[bytes]:
@@ -61,8 +62,8 @@ def start_sandbox(state: Path, base: int, namespaces: int) -> subprocess.Popen[b
 
 def run_engine(engine: Engine, store: RedisRunStore, wave_size: int) -> tuple[float, int]:
     t0 = time.perf_counter()
-    run = engine.start_upgrade("dev", "asm-1-26", "U0ANA", "C0DEVMESH",
-                               {"bake_s": 0.0, "interval_s": 5.0, "wave_size": wave_size})
+    run = engine.start(StartRun("upgrade", "dev", "asm-1-26", {
+        "bake_s": 0.0, "interval_s": 5.0, "wave_size": wave_size}), "U0ANA", "C0DEVMESH")
     ticks = 0
 
     def drive(run_id: str) -> None:

@@ -12,16 +12,17 @@ import time
 import uuid
 from collections.abc import Callable
 from dataclasses import dataclass
-from typing import Any
 
 import structlog
 
 from workers.config import Fleet
 from workers.store.audit import AuditLog
-from workers.store.runs import RedisRunStore
 from workflows.errors import DecisionRefused, StaleRun
+from workflows.kind import KINDS, StartRun
+from workflows.lifecycle import decide, expire, tick
 from workflows.model import Phase, Run
-from workflows.upgrade import ClusterPolicy, decide, expire, tick
+from workflows.policy import ClusterPolicy
+from workflows.ports import ClusterPorts, RunStore
 
 log = structlog.get_logger("meshops.engine")
 
@@ -40,7 +41,20 @@ def new_run_id() -> str:
 
 
 class Engine:
-    def __init__(self, fleet: Fleet, store: RedisRunStore, ports: Any,
+    """Runs of every registered kind, on a run store and the fleet's ports.
+
+    Args:
+        fleet: the validated fleet file (clusters, access, defaults).
+        store: the run store (Redis in production).
+        ports: the fleet's adapters (ARM, Kubernetes, Prometheus per cluster).
+        clock: Unix seconds; tests pass their own.
+        groups: cluster → {Slack user group id → member ids}, to expand groups among the
+            cluster's approvers and requesters; the bot and the worker pass the same one
+            (see ``workers.wiring.build_engine``).
+        audit: the audit stream; by default on the store's Redis.
+    """
+
+    def __init__(self, fleet: Fleet, store: RunStore, ports: ClusterPorts,
                  clock: Callable[[], float] = time.time,
                  groups: Callable[[str], dict[str, frozenset[str]]] | None = None,
                  audit: AuditLog | None = None):
@@ -49,51 +63,40 @@ class Engine:
         self.ports = ports
         self.clock = clock
         self.groups = groups
-        self.audit = audit or AuditLog(store.r, store.p)
+        if audit is None:
+            r, p = getattr(store, "r"), getattr(store, "p")  # noqa: B009 - Redis store only
+            audit = AuditLog(r, p)
+        self.audit = audit
 
     def policy(self, cluster: str) -> ClusterPolicy:
         return self.fleet.policy(cluster, self.groups(cluster) if self.groups else None)
 
-    def start_upgrade(self, cluster: str, revision: str, requester: str, origin_channel: str,
-                      options: dict[str, Any], kind: str = "upgrade",
-                      target_version: str | None = None, **fields: Any) -> Run:
-        """Store a new upgrade run in PLANNING and take the cluster's lease.
+    def start(self, request: StartRun, requester: str, origin_channel: str) -> Run:
+        """Store a new run of ``request.kind`` in PLANNING and take the cluster's lease.
 
-        Raises ``UnknownCluster``, ``DecisionRefused`` (may not request), ``ClusterBusy``.
+        Raises:
+            UnknownCluster: not in the fleet file.
+            DecisionRefused: the requester may not request changes of this cluster.
+            ClusterBusy: another run holds the cluster's lease.
         """
+        kind = KINDS.get(request.kind)
+        cluster = request.cluster
         cfg = self.fleet.cluster(cluster)
         if not self.policy(cluster).may_request(requester):
-            raise DecisionRefused(f"You may not request upgrades of `{cluster}`; ask one of "
+            raise DecisionRefused(f"You may not request changes of `{cluster}`; ask one of "
                                   + ", ".join(f"<@{a}>" for a in cfg.approvers) + ".")
         now = self.clock()
-        run = Run(id=new_run_id(), kind=kind, target_version=target_version,
-                  cluster=cluster, requester=requester, channel=cfg.channel,
-                  origin_channel=origin_channel, canary_revision=revision,
-                  options=self.fleet.upgrade_options(cluster, options),
+        run = Run(id=new_run_id(), kind=kind.name, cluster=cluster, requester=requester,
+                  channel=cfg.channel, origin_channel=origin_channel,
+                  canary_revision=request.revision,
+                  options=self.fleet.upgrade_options(cluster, dict(request.options)),
                   thresholds=self.fleet.thresholds(cluster), created_at=now, updated_at=now,
-                  next_tick_at=now, **fields)
-        what = {"rollover": f"restart the workloads of {cluster} onto {revision} "
-                            f"{target_version or ''}",
-                "enable": f"enable the Istio add-on on {cluster} with "
-                          f"{revision or 'the default revision'}",
-                "disable": f"disable the Istio add-on on {cluster}",
-                "ingress": f"{'enable' if fields.get('ingress_enabled', True) else 'disable'} "
-                           f"the {str(fields.get('ingress_mode', '')).lower()} ingress gateway "
-                           f"of {cluster}"}.get(
-            kind, f"upgrade {cluster} to {revision}")
-        run = run.log(now, "phase", f"requested by <@{requester}>: {what.rstrip()}")
+                  next_tick_at=now, **request.fields)
+        run = run.log(now, "phase", f"requested by <@{requester}>: {kind.describe(run)}")
         self.store.create(run)
         self.store.mark_unsynced(run.id, now)
-        log.info("run.created", run_id=run.id, cluster=cluster, revision=revision,
-                 requester=requester)
-        return run
-
-    def start_rollover(self, cluster: str, revision: str, version: str | None,
-                       requester: str, origin_channel: str) -> Run:
-        """Store a patch rollover run (restart every workload onto ``version`` of
-        ``revision``) in PLANNING; the same access rules and lease as an upgrade."""
-        run = self.start_upgrade(cluster, revision, requester, origin_channel, {},
-                                 kind="rollover", target_version=version)
+        log.info("run.created", run_id=run.id, kind=kind.name, cluster=cluster,
+                 revision=request.revision, requester=requester)
         return run
 
     def advance(self, run_id: str, seq: int) -> Advanced | None:

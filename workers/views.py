@@ -13,6 +13,7 @@ from datetime import UTC, datetime
 
 from workers.engine import Engine
 from workflows.errors import InvalidRevision, MeshopsError, PermanentError
+from workflows.kind import StartRun
 from workflows.model import Run, system_namespace
 from workflows.planning import check_upgrade, plan_waves
 
@@ -221,8 +222,8 @@ def restart_after_inject(engine: Engine, cluster: str, namespaces: list[str], us
     """Start a rollover run over the injected namespaces only: one namespace a wave, behind
     the metric gate, approved like an upgrade; ``enqueue_tick`` schedules its first tick."""
     revision = engine.ports.mesh.get_mesh(cluster).revisions[0]
-    run = engine.start_upgrade(cluster, revision, user, channel,
-                               {"only": namespaces, "wave_size": 1}, kind="rollover")
+    run = engine.start(StartRun("rollover", cluster, revision,
+                                {"only": namespaces, "wave_size": 1}), user, channel)
     enqueue_tick(run.id, run.seq)
     return (f"Restarting their workloads in waves as run `{run.id}`; the plan will be posted "
             f"in <#{run.channel}> for an approver.")

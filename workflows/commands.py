@@ -12,33 +12,35 @@ import shlex
 from dataclasses import dataclass, field
 
 from workflows.errors import InvalidCommand
+from workflows.kind import ACTIONS, KINDS, StartRun
 from workflows.model import parse_revision
+from workflows.syntax import (
+    CLUSTER_RE,
+    NAMESPACE_RE,
+    UPGRADE_FLAGS,
+    cluster_name,
+    cluster_revision_options,
+    parse_duration,
+)
 
 MAX_TEXT = 1000  # characters; Slack allows 4,000 but no valid command is near this long
 
-DECISIONS = ("approve", "reject", "pause", "resume", "rollback", "complete", "cancel")
+DECISIONS = ACTIONS
 
+#: Usage of the commands that read or label; the commands that start a run are the
+#: registered kinds' (``WorkflowKind.usage``).
 USAGE = {
     "help": "help",
     "status": "status [cluster]",
     "revisions": "revisions [cluster]",
-    "plan": "plan <cluster> <revision> [upgrade options]",
+    "plan": f"plan <cluster> <revision> {UPGRADE_FLAGS}",
     "runs": "runs [cluster | run-id]",
-    "enable": "enable <cluster> [revision]",
     "inject": "inject <cluster> <namespace> [namespace …] [--restart]",
     "uninject": "uninject <cluster> <namespace> [namespace …]",
-    "ingress": "ingress <cluster> enable|disable external|internal",
-    "disable": "disable <cluster>",
-    "upgrade": (
-        "upgrade <cluster> <revision> [--bake=10m] [--interval=1m] [--wave-size=3] "
-        "[--pilot=ns1,ns2] [--approve-waves]"
-    ),
     **{d: f"{d} <run-id>" for d in DECISIONS},
 }
 
 RUN_ID_RE = re.compile(r"^r-[0-9a-f]{6,32}$")
-CLUSTER_RE = re.compile(r"^[a-z0-9]([a-z0-9-]{0,61}[a-z0-9])?$")
-_DURATION_RE = re.compile(r"^(\d+(?:\.\d+)?)(ms|s|m|h)?$")
 _MENTION_RE = re.compile(r"<[@#!][^>]*>")
 
 
@@ -50,13 +52,6 @@ class Help:
 @dataclass(frozen=True)
 class Status:
     cluster: str | None = None
-
-
-@dataclass(frozen=True)
-class Upgrade:
-    cluster: str
-    revision: str
-    options: dict[str, object] = field(default_factory=dict)
 
 
 @dataclass(frozen=True)
@@ -80,12 +75,6 @@ class Runs:
 
 
 @dataclass(frozen=True)
-class Enable:
-    cluster: str
-    revision: str | None = None  # None: the default revision AKS chooses
-
-
-@dataclass(frozen=True)
 class Inject:
     """Label namespaces for sidecar injection (``inject``) or remove it (``uninject``)."""
 
@@ -96,69 +85,24 @@ class Inject:
 
 
 @dataclass(frozen=True)
-class Ingress:
-    cluster: str
-    mode: str  # External | Internal
-    enabled: bool
-
-
-@dataclass(frozen=True)
-class Disable:
-    cluster: str
-
-
-@dataclass(frozen=True)
 class Decide:
     action: str  # one of DECISIONS
     run_id: str
 
 
-Command = (Help | Status | Revisions | Plan | Runs | Upgrade | Decide | Enable | Inject | Ingress
-           | Disable)
+Command = Help | Status | Revisions | Plan | Runs | Decide | Inject | StartRun
 
-NAMESPACE_RE = re.compile(r"^[a-z0-9]([a-z0-9-]{0,61}[a-z0-9])?$")
+
+def _usages() -> dict[str, str]:
+    """Every verb's usage: the reading commands, then each kind that a verb starts."""
+    usages = {k: v for k, v in USAGE.items() if k not in DECISIONS}
+    usages.update({k.verb: k.usage for k in KINDS if k.verb})
+    usages.update({d: USAGE[d] for d in DECISIONS})
+    return usages
 
 
 def usage(command_name: str = "/mesh") -> str:
-    return "\n".join(f"`{command_name} {u}`" for u in USAGE.values())
-
-
-def parse_duration(text: str) -> float:
-    """``"90s"``, ``"10m"``, ``"1h"``, ``"500ms"``, ``"30"`` (seconds) → seconds."""
-    m = _DURATION_RE.match(text.strip())
-    if not m:
-        raise InvalidCommand(
-            f"`{text}` is not a duration; write it like `30s`, `10m` or `1h`."
-        )
-    value = float(m.group(1))
-    unit = m.group(2) or "s"
-    return value * {"ms": 0.001, "s": 1, "m": 60, "h": 3600}[unit]
-
-
-def _option(name: str, value: str | None) -> tuple[str, object]:
-    if name in ("bake", "interval"):
-        if value is None:
-            raise InvalidCommand(f"`--{name}` needs a value, e.g. `--{name}=5m`.")
-        seconds = parse_duration(value)
-        if name == "interval" and seconds < 1:
-            raise InvalidCommand("`--interval` must be at least 1s.")
-        return f"{name}_s", seconds
-    if name == "wave-size":
-        if value is None or not value.isdigit() or int(value) < 1:
-            raise InvalidCommand("`--wave-size` takes a whole number ≥ 1, e.g. `--wave-size=3`.")
-        return "wave_size", int(value)
-    if name == "pilot":
-        if not value:
-            raise InvalidCommand("`--pilot` takes namespaces, e.g. `--pilot=shop,cart`.")
-        return "pilot", [ns for ns in value.split(",") if ns]
-    if name == "approve-waves":
-        if value not in (None, "true", "false", "yes", "no"):
-            raise InvalidCommand("`--approve-waves` is a flag; write it alone.")
-        return "approve_waves", value in (None, "true", "yes")
-    raise InvalidCommand(
-        f"Unknown option `--{name}`. Options of upgrade: --bake, --interval, --wave-size, "
-        "--pilot, --approve-waves."
-    )
+    return "\n".join(f"`{command_name} {u}`" for u in _usages().values())
 
 
 def parse(text: str, command_name: str = "/mesh") -> Command:
@@ -166,7 +110,8 @@ def parse(text: str, command_name: str = "/mesh") -> Command:
 
     Returns:
         One of :class:`Help`, :class:`Status`, :class:`Revisions`, :class:`Plan`,
-        :class:`Runs`, :class:`Upgrade`, :class:`Decide`.
+        :class:`Runs`, :class:`Inject`, :class:`Decide`, or a :class:`StartRun` from the
+        registered kind whose verb it is (``upgrade``, ``enable``, ``ingress``, …).
     Raises:
         InvalidCommand: unknown subcommand, missing or extra arguments, bad options; the
             message carries the usage that would work.
@@ -191,41 +136,24 @@ def parse(text: str, command_name: str = "/mesh") -> Command:
     verb, args = words[0].lower(), words[1:]
 
     def wrong(expected: str) -> InvalidCommand:
-        return InvalidCommand(f"{expected} Usage: `{command_name} {USAGE[verb]}`")
+        return InvalidCommand(f"{expected} Usage: `{command_name} {_usages()[verb]}`")
 
     if verb == "help":
         return Help(args[0] if args else None)
     if verb == "status":
         if len(args) > 1:
             raise wrong("`status` takes at most one cluster.")
-        if args:
-            _cluster_name(args[0])
-        return Status(args[0] if args else None)
+        return Status(cluster_name(args[0]) if args else None)
     if verb == "revisions":
         if len(args) > 1:
             raise wrong("`revisions` takes at most one cluster.")
-        return Revisions(_cluster_name(args[0]) if args else None)
+        return Revisions(cluster_name(args[0]) if args else None)
     if verb == "runs":
         if len(args) > 1:
             raise wrong("`runs` takes a cluster or a run id.")
         if args and RUN_ID_RE.match(args[0]):
             return Runs(run_id=args[0])
-        return Runs(_cluster_name(args[0]) if args else None)
-    if verb == "enable":
-        if not 1 <= len(args) <= 2:
-            raise wrong("`enable` takes a cluster and, optionally, a revision.")
-        return Enable(_cluster_name(args[0]), parse_revision(args[1]) if len(args) > 1
-                      else None)
-    if verb == "ingress":
-        if len(args) != 3 or args[1].lower() not in ("enable", "disable") or \
-                args[2].lower() not in ("external", "internal"):
-            raise wrong("`ingress` takes a cluster, enable or disable, external or internal.")
-        return Ingress(_cluster_name(args[0]), args[2].capitalize(),
-                       args[1].lower() == "enable")
-    if verb == "disable":
-        if len(args) != 1:
-            raise wrong("`disable` takes one cluster.")
-        return Disable(_cluster_name(args[0]))
+        return Runs(cluster_name(args[0]) if args else None)
     if verb in ("inject", "uninject"):
         restart = "--restart" in args
         args = [a for a in args if a != "--restart"]
@@ -236,39 +164,24 @@ def parse(text: str, command_name: str = "/mesh") -> Command:
             raise wrong(f"not namespace names: {', '.join(bad)}.")
         if restart and verb == "uninject":
             raise wrong("`--restart` goes with `inject`.")
-        return Inject(_cluster_name(args[0]), tuple(dict.fromkeys(args[1:])),
+        return Inject(cluster_name(args[0]), tuple(dict.fromkeys(args[1:])),
                       remove=verb == "uninject", restart=restart)
-    if verb in ("upgrade", "plan"):
-        positional = [a for a in args if not a.startswith("--")]
-        flags = [a for a in args if a.startswith("--")]
-        if len(positional) != 2:
-            raise wrong(f"`{verb}` takes a cluster and a revision.")
-        cluster, revision = positional
-        _cluster_name(cluster)
-        options: dict[str, object] = {}
-        for flag in flags:
-            name, _, value = flag[2:].partition("=")
-            key, parsed = _option(name, value if "=" in flag else None)
-            options[key] = parsed
-        if verb == "plan":
-            return Plan(cluster, parse_revision(revision), options)
-        return Upgrade(cluster, parse_revision(revision), options)
+    if verb == "plan":
+        cluster, revision, options = cluster_revision_options(args, verb, wrong)
+        return Plan(cluster, parse_revision(revision), options)
     if verb in DECISIONS:
         if len(args) != 1:
             raise wrong(f"`{verb}` takes one run id.")
         if not RUN_ID_RE.match(args[0]):
             raise wrong(f"`{args[0]}` is not a run id (they look like `r-3f9a1c2b7d`).")
         return Decide(verb, args[0])
+    kind = KINDS.by_verb(verb)
+    if kind is not None:
+        return kind.parse(args, wrong)
     raise InvalidCommand(
         f"Unknown command `{verb}`. Here is what `{command_name}` understands:\n"
         + usage(command_name)
     )
 
 
-def _cluster_name(name: str) -> str:
-    if not CLUSTER_RE.match(name):
-        raise InvalidCommand(
-            f"`{name}` is not a cluster name: lowercase letters, digits and dashes, "
-            "as in the fleet file."
-        )
-    return name
+__all__ = ["CLUSTER_RE", "Command", "StartRun", "parse", "parse_duration", "usage"]

@@ -6,20 +6,25 @@ Adapters translate every third-party exception (``HttpResponseError``, ``ApiExce
 in the manner of ``httpx._exceptions`` and kopf's temporary / permanent split::
 
     MeshopsError
-    ├── TemporaryError(delay_s)        try again later: ARM 409 / 429, a 5xx, a timeout
+    ├── TemporaryError(delay_s)        try again later: ARM 409 / 429, a 5xx, a timeout;
+    │   │                              ``delay_s`` is the service's Retry-After (0: none)
     │   └── MetricsUnavailable         Prometheus could not be queried (gate verdict ERROR)
     ├── PermanentError                 retrying will not help; a person must act
     │   ├── ArmError                   ARM refused the request (400, 404, a failed operation)
     │   └── ClusterApiError            the Kubernetes API refused the request
-    ├── InvalidCommand                 a /mesh command that cannot be understood; has a usage
-    ├── UnknownCluster                 a cluster name not in the fleet file; lists the known
-    ├── InvalidRevision                not ``asm-1-NN``, or not a valid target; lists valid ones
-    ├── ClusterBusy                    another run holds the cluster's lease; names it
-    ├── RunNotFound                    no run with that id
-    ├── DecisionRefused                a click or typed decision the run cannot take now,
+    ├── Refusal                        a person is told "no", with what would be right
+    │   ├── InvalidCommand             a /mesh command that cannot be understood; has a usage
+    │   ├── UnknownCluster             a cluster name not in the fleet file; lists the known
+    │   ├── InvalidRevision            not ``asm-1-NN``, or not a valid target; lists valid
+    │   ├── ClusterBusy                another run holds the cluster's lease; names it
+    │   ├── RunNotFound                no run with that id
+    │   └── DecisionRefused            a click or typed decision the run cannot take now,
     │                                  or that this person may not take; says what happened
     ├── StaleRun                       the run changed under us (compare-and-set lost)
     └── ConfigError                    the fleet file or the environment is invalid
+
+A ``Refusal`` is answered to the person (ephemerally in Slack) and changes nothing; every
+other error is meshops' or the world's problem and is handled where it happens.
 """
 
 from __future__ import annotations
@@ -30,11 +35,20 @@ class MeshopsError(Exception):
 
 
 class TemporaryError(MeshopsError):
-    """Try again after ``delay_s`` seconds; nothing is wrong that time will not fix."""
+    """Try again later; nothing is wrong that time will not fix.
 
-    def __init__(self, message: str, delay_s: float = 10.0) -> None:
+    ``delay_s`` is the least wait the service asked for (its ``Retry-After``, seconds), 0
+    when it said nothing; the engine's retry policy waits at least that long.
+    """
+
+    def __init__(self, message: str, delay_s: float = 0.0) -> None:
         super().__init__(message)
-        self.delay_s = delay_s
+        self.delay_s = max(0.0, float(delay_s))
+
+    @property
+    def retry_after(self) -> float:
+        """The service's Retry-After in seconds (0: none given)."""
+        return self.delay_s
 
 
 class MetricsUnavailable(TemporaryError):
@@ -57,11 +71,15 @@ class ClusterApiError(PermanentError):
     """The cluster's Kubernetes API refused a request (403, 404, 422)."""
 
 
-class InvalidCommand(MeshopsError):
+class Refusal(MeshopsError):
+    """Base of everything a person is told "no": the message says what would be right."""
+
+
+class InvalidCommand(Refusal):
     """A command that cannot be understood; the message includes the usage that would work."""
 
 
-class UnknownCluster(MeshopsError):
+class UnknownCluster(Refusal):
     def __init__(self, name: str, known: list[str]) -> None:
         super().__init__(
             f"Unknown cluster `{name}`. Known clusters: "
@@ -72,13 +90,13 @@ class UnknownCluster(MeshopsError):
         self.known = known
 
 
-class InvalidRevision(MeshopsError):
+class InvalidRevision(Refusal):
     def __init__(self, message: str, valid: list[str] | None = None) -> None:
         super().__init__(message)
         self.valid = valid or []
 
 
-class ClusterBusy(MeshopsError):
+class ClusterBusy(Refusal):
     def __init__(self, cluster: str, run_id: str) -> None:
         super().__init__(
             f"Run `{run_id}` is already acting on cluster `{cluster}`; one run per cluster at a "
@@ -88,13 +106,13 @@ class ClusterBusy(MeshopsError):
         self.run_id = run_id
 
 
-class RunNotFound(MeshopsError):
+class RunNotFound(Refusal):
     def __init__(self, run_id: str) -> None:
         super().__init__(f"No run `{run_id}`. `/mesh status` lists the active runs.")
         self.run_id = run_id
 
 
-class DecisionRefused(MeshopsError):
+class DecisionRefused(Refusal):
     """A decision the run cannot take now, or that this person may not take."""
 
 

@@ -232,6 +232,19 @@ class Operation(Frozen):
     started_at: float
 
 
+class RetryState(Frozen):
+    """One retry episode: the temporary errors in a row of one phase's step.
+
+    Kept in the run so the bound holds across workers and restarts; cleared by the first
+    tick that does not fail.
+    """
+
+    phase: Phase
+    attempts: int  # temporary errors so far in this episode
+    since: float  # when the episode began (Unix s)
+    last_error: str
+
+
 class Rollback(Frozen):
     reason: str
     step: RollbackStep = RollbackStep.RELABEL
@@ -244,7 +257,8 @@ class Run(Frozen):
     """One execution of a workflow (DESIGN.md §4–5)."""
 
     id: str
-    # upgrade | rollover (onto a new patch of the revision) | enable | ingress | disable
+    # the registered workflow kind (workflows.kind.KINDS): upgrade | rollover | enable |
+    # ingress | disable | ... ; a kind's own parameters go in ``params``
     kind: str = "upgrade"
     cluster: str
     requester: str
@@ -269,6 +283,8 @@ class Run(Frozen):
     outcome: str = ""
     created_at: float
     updated_at: float
+    params: dict[str, Any] = Field(default_factory=dict)  # the kind's own parameters (JSON)
+    retry: RetryState | None = None  # the current retry episode, if a step keeps failing
     seq: int = 0
     next_tick_at: float | None = None
     parked_at: float | None = None  # when the run began waiting for a person

@@ -129,6 +129,10 @@ class ClusterApi(Protocol):
         """Label ``istio.io/rev=revision`` and drop ``istio-injection`` (ignored by the add-on)."""
         ...
 
+    def remove_namespace_revision(self, namespace: str) -> None:
+        """Remove the ``istio.io/rev`` label (``/mesh uninject``): new pods get no sidecar."""
+        ...
+
     def list_workloads(self, namespaces: list[str]) -> list[Workload]: ...
 
     def restart_workload(self, workload: Workload, token: str) -> None:
@@ -162,6 +166,14 @@ class MetricsApi(Protocol):
         ...
 
 
+class RunLock(Protocol):
+    """A run's step lock (held while a tick or a decision reads, decides and saves)."""
+
+    def acquire(self, blocking: bool | None = None) -> bool: ...
+
+    def release(self) -> None: ...
+
+
 class RunStore(Protocol):
     """Durable runs with compare-and-set on ``Run.seq`` and one lease per cluster."""
 
@@ -178,9 +190,21 @@ class RunStore(Protocol):
         """
         ...
 
-    def list_runs(self, cluster: str | None = None, active_only: bool = False) -> list[Run]: ...
+    def list_runs(self, cluster: str | None = None, active_only: bool = False,
+                  limit: int = 50) -> list[Run]:
+        """Runs, newest first; of one cluster, only the active ones, at most ``limit``."""
+        ...
 
     def active_run(self, cluster: str) -> str | None: ...
+
+    def lock(self, run_id: str, timeout: float = 60,
+             blocking_timeout: float | None = None) -> RunLock:
+        """The run's step lock; expires after ``timeout`` s if its holder dies."""
+        ...
+
+    def mark_unsynced(self, run_id: str, at: float) -> None:
+        """Slack has not caught up with the run since ``at`` (the sweep re-syncs it)."""
+        ...
 
 
 class ClusterPorts(Protocol):

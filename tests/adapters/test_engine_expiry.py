@@ -9,6 +9,7 @@ from workers.engine import Engine
 from workers.store.audit import AuditLog
 from workers.store.runs import RedisRunStore
 from workers.wiring import FleetPorts
+from workflows.kind import StartRun
 from workflows.model import Phase
 
 
@@ -18,7 +19,7 @@ def test_expire_due(prefix: str) -> None:
     clock = {"now": 1_000_000.0}
     engine = Engine(fleet, store, FleetPorts(fleet), clock=lambda: clock["now"])
     try:
-        run = engine.start_upgrade("prod-weu", "asm-1-26", "U0AAAAAAA", "C0123456789", {})
+        run = engine.start(StartRun("upgrade", "prod-weu", "asm-1-26"), "U0AAAAAAA", "C0123456789")
         assert run.options.approval_timeout_s == 4 * 3600  # from the fleet file
         parked = run.to(Phase.AWAITING_APPROVAL, clock["now"], "plan: …",
                         stable_revision="asm-1-25")

@@ -9,7 +9,7 @@ from tests.core.fakes import FakeWorld
 from tests.core.test_workflow import POLICY, drive, new_run
 from workers.slack.render import render_event, render_root
 from workflows.model import NamespaceMetrics, Phase, Run
-from workflows.upgrade import decide
+from workflows.lifecycle import decide
 
 
 def valid(blocks: list[dict]) -> None:

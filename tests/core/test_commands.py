@@ -6,8 +6,8 @@ from workflows.commands import (
     Plan,
     Revisions,
     Runs,
+    StartRun,
     Status,
-    Upgrade,
     parse,
     parse_duration,
 )
@@ -16,8 +16,18 @@ from workflows.errors import InvalidCommand, InvalidRevision
 
 def test_upgrade_with_options() -> None:
     cmd = parse("upgrade dev asm-1-26 --bake=5m --interval=30s --wave-size=2 --approve-waves")
-    assert cmd == Upgrade("dev", "asm-1-26", {"bake_s": 300.0, "interval_s": 30.0,
-                                              "wave_size": 2, "approve_waves": True})
+    assert cmd == StartRun("upgrade", "dev", "asm-1-26", {
+        "bake_s": 300.0, "interval_s": 30.0, "wave_size": 2, "approve_waves": True})
+
+
+def test_kinds_parse_their_own_verbs() -> None:
+    assert parse("enable edge") == StartRun("enable", "edge", "")
+    assert parse("enable edge asm-1-26") == StartRun("enable", "edge", "asm-1-26")
+    assert parse("ingress dev enable internal") == StartRun(
+        "ingress", "dev", fields={"ingress_mode": "Internal", "ingress_enabled": True})
+    assert parse("disable dev") == StartRun("disable", "dev")
+    with pytest.raises(InvalidCommand, match="Usage: `/mesh disable <cluster>`"):
+        parse("disable")
 
 
 def test_simple_commands() -> None:

@@ -7,8 +7,8 @@ import pytest
 from tests.core.fakes import FakeWorld
 from tests.core.test_workflow import POLICY, drive
 from workflows.errors import DecisionRefused
+from workflows.lifecycle import decide
 from workflows.model import Phase, Run
-from workflows.upgrade import decide
 
 
 def enable_run(revision: str = "") -> Run:

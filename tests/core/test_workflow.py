@@ -6,8 +6,9 @@ import pytest
 
 from tests.core.fakes import FakeWorld
 from workflows.errors import DecisionRefused
+from workflows.lifecycle import decide, tick
 from workflows.model import NamespaceMetrics, Phase, Run, UpgradeOptions, Verdict
-from workflows.upgrade import ClusterPolicy, decide, tick
+from workflows.policy import ClusterPolicy
 
 POLICY = ClusterPolicy(approvers=frozenset({"UAPPROVER", "UREQ"}))
 
@@ -189,7 +190,7 @@ def test_manual_rollback_during_migration() -> None:
 
 
 def test_plan_approval_expires_into_a_cancelled_run() -> None:
-    from workflows.upgrade import expire
+    from workflows.lifecycle import expire
 
     world = FakeWorld.seeded(["a"])
     run, now = drive(new_run(approval_timeout_s=3600), world, 0)
@@ -204,7 +205,7 @@ def test_plan_approval_expires_into_a_cancelled_run() -> None:
 @pytest.mark.parametrize(("on_timeout", "phase"), [("hold", Phase.AWAITING_COMPLETION),
                                                   ("rollback", Phase.ROLLING_BACK)])
 def test_completion_request_expires_per_policy(on_timeout: str, phase: Phase) -> None:
-    from workflows.upgrade import expire
+    from workflows.lifecycle import expire
 
     world = FakeWorld.seeded(["a"])
     run, now = drive(new_run(approval_timeout_s=600, on_timeout=on_timeout), world, 0)

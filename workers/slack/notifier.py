@@ -20,6 +20,7 @@ from slack_sdk.errors import SlackApiError
 from workers.slack.charts import gate_chart
 from workers.slack.render import render_event, render_root
 from workflows.errors import PermanentError, TemporaryError
+from workflows.kind import kind_of
 from workflows.model import Phase, Run
 
 
@@ -48,11 +49,7 @@ class SlackNotifier:
         state = self.store.slack_state(run.id)
         if run.phase == Phase.REFUSED and not state.get("root_ts"):
             if not state.get("refusal_sent"):
-                what = {"enable": f"Enabling the mesh on `{run.cluster}`",
-                        "disable": f"Disabling the mesh on `{run.cluster}`",
-                        "ingress": f"The ingress gateway change on `{run.cluster}`",
-                        "rollover": f"The patch rollover of `{run.cluster}`"}.get(
-                    run.kind, f"Upgrade of `{run.cluster}` to `{run.canary_revision}`")
+                what = kind_of(run).subject(run)
                 self._call("chat_postEphemeral", channel=run.origin_channel or run.channel,
                            user=run.requester,
                            text=f":no_entry: {what} refused: {run.outcome}")

@@ -9,30 +9,10 @@ from __future__ import annotations
 
 from typing import Any
 
+from workflows.kind import PAST, Button, kind_of
 from workflows.model import Check, Phase, Run, Wave, WaveStep
 
 ACTION_PREFIX = "meshops_"
-PAST = {"approve": "approved", "reject": "rejected", "cancel": "cancelled",
-        "complete": "completion approved", "rollback": "roll back requested",
-        "pause": "paused", "resume": "resumed"}
-BUTTONS = {
-    Phase.AWAITING_APPROVAL: [("approve", "Approve", "primary"), ("cancel", "Cancel", None)],
-    Phase.AWAITING_WAVE_APPROVAL: [("approve", "Approve next wave", "primary"),
-                                   ("rollback", "Roll back", "danger")],
-    Phase.AWAITING_COMPLETION: [("complete", "Complete", "primary"),
-                                ("rollback", "Roll back", "danger")],
-    Phase.PAUSED: [("resume", "Resume", "primary"), ("rollback", "Roll back", "danger")],
-    Phase.MIGRATING: [("pause", "Pause", None), ("rollback", "Roll back", "danger")],
-}
-#: Slack's confirmation dialog before the irreversible buttons (Block Kit "confirm" object)
-CONFIRM = {
-    "complete": ("Complete the upgrade?",
-                 "This removes the control plane of *{stable}*; only *{canary}* remains. "
-                 "Rolling back afterwards means a new upgrade.", "Complete"),
-    "rollback": ("Roll back?",
-                 "Every migrated namespace goes back to *{stable}* and its workloads restart; "
-                 "then the *{canary}* control plane is removed.", "Roll back"),
-}
 PHASE_EMOJI = {
     Phase.COMPLETED: ":white_check_mark:", Phase.ROLLED_BACK: ":leftwards_arrow_with_hook:",
     Phase.FAILED: ":x:", Phase.REFUSED: ":no_entry:", Phase.CANCELLED: ":heavy_minus_sign:",
@@ -62,22 +42,32 @@ def progress_bar(wave: Wave, run: Run) -> str:
     return "▰" * done + "▱" * (len(steps) - 1 - done)
 
 
+def render_button(button: Button, run: Run) -> dict[str, Any]:
+    """A run button (Block Kit ``button``): the action in ``action_id``, only the run id as
+    ``value``; a ``confirm`` dialog before the irreversible ones."""
+    b: dict[str, Any] = {"type": "button", "action_id": ACTION_PREFIX + button.action,
+                         "text": {"type": "plain_text", "text": button.label},
+                         "value": run.id}
+    if button.style:
+        b["style"] = button.style
+    c = button.confirm
+    if c is not None:
+        b["confirm"] = {
+            "title": {"type": "plain_text", "text": c.title},
+            "text": {"type": "mrkdwn", "text": c.text.format(
+                stable=run.stable_revision or "?", canary=run.canary_revision)},
+            "confirm": {"type": "plain_text", "text": c.yes},
+            "deny": {"type": "plain_text", "text": "Not now"},
+            **({"style": "danger"} if c.danger else {}),
+        }
+    return b
+
+
 def render_root(run: Run, approvers: list[str]) -> tuple[str, list[dict[str, Any]]]:
     """The root message of a run: (fallback text, blocks)."""
-    stable = run.stable_revision or "?"
     emoji = PHASE_EMOJI.get(run.phase, ":arrows_counterclockwise:")
-    title = f"Mesh upgrade of {run.cluster}: {stable} → {run.canary_revision}"
-    if run.kind == "enable":
-        title = (f"Enable the Istio add-on on {run.cluster}: "
-                 f"{run.canary_revision or 'the default revision'}")
-    elif run.kind == "disable":
-        title = f"Disable the Istio add-on on {run.cluster}"
-    elif run.kind == "ingress":
-        title = (f"{'Enable' if run.ingress_enabled else 'Disable'} the "
-                 f"{(run.ingress_mode or '').lower()} ingress gateway of {run.cluster}")
-    if run.kind == "rollover":
-        title = (f"Patch rollover of {run.cluster}: {run.canary_revision} → "
-                 f"{run.target_version or 'latest patch'}")
+    kind = kind_of(run)
+    title = kind.title(run)
     text = f"{title} — {run.phase.value.replace('_', ' ')} (run {run.id})"
     blocks: list[dict[str, Any]] = [
         {"type": "header", "text": {"type": "plain_text", "text": title[:150]}},
@@ -107,42 +97,18 @@ def render_root(run: Run, approvers: list[str]) -> tuple[str, list[dict[str, Any
         if checks:
             body += "\n" + "\n".join(checks[:20])
         blocks.append({"type": "section", "text": {"type": "mrkdwn", "text": body[:2900]}})
-    if run.phase == Phase.AWAITING_APPROVAL:
-        blocks.append({"type": "context", "elements": [{"type": "mrkdwn", "text": (
-            f"Bake {run.options.bake_s:.0f}s per wave, sampled every "
-            f"{run.options.interval_s:.0f}s; gate: success ≥ {run.thresholds.min_success_rate:g}%"
-            f", p99 ≤ {run.thresholds.max_p99_ms:g} ms, ≥ {run.thresholds.min_requests} "
-            "requests per window. An approver other than the requester approves.")}]})
+    note = kind.plan_note(run) if run.phase == Phase.AWAITING_APPROVAL else ""
+    if note:
+        blocks.append({"type": "context", "elements": [{"type": "mrkdwn", "text": note}]})
     if run.pause_reason and run.phase == Phase.PAUSED:
         blocks.append({"type": "section", "text": {"type": "mrkdwn",
                                                    "text": f"*Paused*: {run.pause_reason}"[:2900]}})
     if run.outcome and run.phase.terminal:
         blocks.append({"type": "section", "text": {"type": "mrkdwn",
                                                    "text": f"*Outcome*: {run.outcome}"[:2900]}})
-    buttons = BUTTONS.get(run.phase, [])
+    buttons = kind.buttons.get(run.phase, ())
     if buttons:
-        elements = []
-        for action, label, style in buttons:
-            b: dict[str, Any] = {"type": "button", "action_id": ACTION_PREFIX + action,
-                                 "text": {"type": "plain_text", "text": label},
-                                 "value": run.id}
-            if style:
-                b["style"] = style
-            confirm = CONFIRM.get(action)
-            if action == "approve" and run.kind == "disable":
-                confirm = ("Disable the mesh?", "This removes the Istio control plane "
-                           "*{stable}* and its gateways from the cluster.", "Disable")
-            if confirm:
-                title, body, yes = confirm
-                b["confirm"] = {
-                    "title": {"type": "plain_text", "text": title},
-                    "text": {"type": "mrkdwn", "text": body.format(
-                        stable=stable, canary=run.canary_revision)},
-                    "confirm": {"type": "plain_text", "text": yes},
-                    "deny": {"type": "plain_text", "text": "Not now"},
-                    **({"style": "danger"} if action == "rollback" else {}),
-                }
-            elements.append(b)
+        elements = [render_button(b, run) for b in buttons]
         blocks.append({"type": "actions", "block_id": f"run:{run.id}", "elements": elements})
     decisions = [f"{PAST.get(a.decision, a.decision).capitalize()} by <@{a.user}>"
                  for a in run.approvals]

@@ -1,0 +1,93 @@
+"""Clicks: the run buttons (approve, reject, cancel, complete, roll back, pause, resume) and
+the buttons of release notices (*Plan upgrade*, *Restart workloads*).
+
+A run button carries only the run id; its action is the ``action_id``. The click is acked
+first and then applied as one atomic decision in a lazy listener (it may wait for the run's
+lock); a click the run can no longer take — or this person may not — is answered
+ephemerally with what happened instead (DESIGN.md §6).
+"""
+
+from __future__ import annotations
+
+import re
+from typing import Any
+
+import structlog
+from slack_bolt import Ack, App, Respond
+
+from bot.deps import BotDeps
+from workers.watcher import PLAN_ACTION, ROLLOVER_ACTION
+from workflows.errors import MeshopsError, Refusal
+from workflows.kind import ACTIONS, KINDS, StartRun
+
+log = structlog.get_logger("meshops.bot")
+
+ACTION_RE = re.compile(r"^meshops_(" + "|".join(ACTIONS) + r")$")
+
+
+def _ephemeral(respond: Respond, text: str) -> None:
+    respond(text=text, response_type="ephemeral", replace_original=False)
+
+
+def register(app: App, deps: BotDeps) -> None:
+    engine, audit = deps.engine, deps.audit
+
+    def ack_click(ack: Ack) -> None:
+        ack()
+
+    def on_click(body: dict[str, Any], action: dict[str, Any], respond: Respond) -> None:
+        """After the ack (a lazy listener): the decision may wait for the run's lock."""
+        verb = action["action_id"].removeprefix("meshops_")
+        run_id = str(action.get("value", ""))
+        user = body["user"]["id"]
+        try:
+            run = engine.decide(run_id, verb, user)
+            audit.record("click", user, verb, run=run_id, cluster=run.cluster)
+        except Refusal as exc:
+            log.info("click.refused", user=user, run_id=run_id, action=verb, reason=str(exc))
+            audit.record("click", user, verb, run=run_id, outcome=f"refused: {exc}")
+            _ephemeral(respond, f":warning: {exc}")
+            return
+        except MeshopsError as exc:
+            _ephemeral(respond, f":warning: meshops could not record that now ({exc}); "
+                                "try again.")
+            return
+        deps.after_decision(run)
+
+    app.action(ACTION_RE)(ack=ack_click, lazy=[on_click])
+
+    def on_plan_click(ack: Ack, body: dict[str, Any], action: dict[str, Any]) -> None:
+        """*Plan upgrade* on a release notice: a worker posts the dry-run plan."""
+        ack()
+        cluster, _, revision = str(action.get("value", "")).partition("|")
+        user = body["user"]["id"]
+        if cluster not in engine.fleet.clusters or not revision:
+            return
+        audit.record("click", user, f"plan {cluster} {revision}", cluster=cluster)
+        deps.enqueue_answer(f"plan {cluster} {revision}", body.get("response_url", ""))
+
+    app.action(PLAN_ACTION)(on_plan_click)
+
+    def on_rollover_click(ack: Ack, body: dict[str, Any], action: dict[str, Any],
+                          respond: Respond) -> None:
+        """*Restart workloads* on a patch notice: a patch rollover run, planned like an
+        upgrade and approved by another approver."""
+        ack()
+        cluster, revision, version = (str(action.get("value", "")).split("|") + ["", ""])[:3]
+        user = body["user"]["id"]
+        channel = (body.get("channel") or {}).get("id", "")
+        request = StartRun("rollover", cluster, revision,
+                           fields={"target_version": version or None})
+        try:
+            run = engine.start(request, user, channel)
+            audit.record("click", user, f"rollover {cluster} {revision} {version}",
+                         run=run.id, cluster=cluster)
+        except Refusal as exc:
+            audit.record("click", user, f"rollover {cluster} {revision}",
+                         outcome=f"refused: {exc}")
+            _ephemeral(respond, f":warning: {exc}")
+            return
+        deps.enqueue_tick(run.id, run.seq)
+        _ephemeral(respond, KINDS.get(run.kind).accepted(run))
+
+    app.action(ROLLOVER_ACTION)(on_rollover_click)

@@ -1,0 +1,99 @@
+"""The ``/mesh`` slash command: validate, authorise, store, enqueue, ack — within Slack's 3 s.
+
+Nothing here waits on ARM, Kubernetes or Prometheus: a run is stored in PLANNING and the
+worker's plan step reads the world; slow read-only commands (status, revisions, plan,
+inject) are acked and answered by a worker through the command's ``response_url``. A
+command that starts a run is whatever registered kind owns its verb
+(:mod:`workflows.kind`), so a new kind needs nothing here. Every refusal is ephemeral and
+says what would be right; every command is audited, refused ones included.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+import structlog
+from slack_bolt import Ack, App
+
+from bot.deps import BotDeps
+from workers.views import run_history_text, runs_text
+from workflows.commands import (
+    Decide,
+    Help,
+    Inject,
+    Plan,
+    Revisions,
+    Runs,
+    StartRun,
+    Status,
+    parse,
+    usage,
+)
+from workflows.errors import DecisionRefused, MeshopsError, Refusal
+from workflows.kind import KINDS
+
+log = structlog.get_logger("meshops.bot")
+
+
+def help_text(command: str) -> str:
+    return (f"*meshops* runs canary upgrades of the AKS Istio add-on.\n{usage(command)}\n"
+            "A run is planned, approved by an approver other than the requester, migrated "
+            "wave by wave with a metric gate on each, and completed or rolled back.")
+
+
+def register(app: App, deps: BotDeps) -> None:
+    engine, command_name = deps.engine, deps.command_name
+
+    def answer(cmd: object, command: dict[str, Any], user: str, channel: str) -> str:
+        """The ephemeral ack text of a parsed command (its side effects done)."""
+        text = command.get("text", "")
+        if isinstance(cmd, Help):
+            return help_text(command_name)
+        if isinstance(cmd, Status | Revisions | Plan):
+            if cmd.cluster:
+                engine.fleet.cluster(cmd.cluster)
+            deps.enqueue_answer(text, command.get("response_url", ""))
+            return f"Looking at ARM and Kubernetes for `{command_name} {text[:500]}` …"
+        if isinstance(cmd, Runs):
+            if cmd.run_id:
+                return run_history_text(engine.store.get(cmd.run_id))
+            return runs_text(engine, cmd.cluster)
+        if isinstance(cmd, StartRun):
+            run = engine.start(cmd, user, channel)
+            deps.enqueue_tick(run.id, run.seq)
+            return KINDS.get(run.kind).accepted(run)
+        if isinstance(cmd, Inject):
+            engine.fleet.cluster(cmd.cluster)
+            if not engine.policy(cmd.cluster).may_request(user):
+                raise DecisionRefused(f"You may not change `{cmd.cluster}`.")
+            deps.enqueue_answer(text, command.get("response_url", ""), user, channel)
+            return (f"{'Removing' if cmd.remove else 'Labelling'} "
+                    f"{', '.join(cmd.namespaces)} on `{cmd.cluster}` …")
+        if isinstance(cmd, Decide):
+            run = engine.decide(cmd.run_id, cmd.action, user)
+            deps.after_decision(run)
+            return (f"Run `{run.id}`: {cmd.action} recorded; it is now "
+                    f"{run.phase.value.replace('_', ' ')}.")
+        raise DecisionRefused(f"Try `{command_name} help`.")
+
+    def on_command(ack: Ack, command: dict[str, Any]) -> None:
+        user, channel = command["user_id"], command.get("channel_id", "")
+        text = command.get("text", "")[:500]
+        outcome = "ok"
+        try:
+            cmd = parse(command.get("text", ""), command_name)
+            ack(response_type="ephemeral", text=answer(cmd, command, user, channel))
+        except Refusal as exc:
+            log.info("command.refused", user=user, text=text[:200], reason=str(exc))
+            outcome = f"refused: {exc}"
+            ack(response_type="ephemeral", text=f":warning: {exc}")
+        except MeshopsError as exc:
+            log.warning("command.failed", user=user, error=str(exc))
+            outcome = f"failed: {exc}"
+            ack(response_type="ephemeral",
+                text=f":warning: meshops could not take that now ({exc}). Nothing changed.")
+        finally:
+            deps.audit.record("command", user, f"{command_name} {text}".strip(),
+                              outcome=outcome, channel=channel)
+
+    app.command(command_name)(on_command)

@@ -1,0 +1,194 @@
+"""The canary upgrade (DESIGN.md §5.1): ``/mesh upgrade <cluster> <revision>``.
+
+plan → approval → start canary (PUT ``[stable, canary]``) → ``istiod-<canary>`` ready →
+waves (:mod:`workflows.waves`) → completion decision → complete (PUT ``[canary]``, verify
+``istiod-<stable>`` is gone). A failing wave, or any permanent error once the canary
+control plane exists, rolls back (AKS's documented rollback: relabel, restart, PUT
+``[stable]``).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+
+from workflows.errors import InvalidCommand, InvalidRevision, PermanentError
+from workflows.kind import Button, Confirm, Decision, StartRun, StepResult
+from workflows.model import Phase, Run, parse_revision
+from workflows.operations import POLL_S, converge_revisions
+from workflows.planning import check_upgrade, plan_waves
+from workflows.policy import Role
+from workflows.ports import ClusterPorts
+from workflows.syntax import UPGRADE_FLAGS, cluster_revision_options
+from workflows.waves import WaveWorkflow, migrate_wave, roll_back
+
+CONTROL_PLANE_DEADLINE_S = 900.0
+
+
+def plan_upgrade(run: Run, ports: ClusterPorts, now: float) -> StepResult:
+    """Read the cluster and its namespaces; refuse with a reason, or post the plan."""
+    try:
+        mesh = ports.mesh.get_mesh(run.cluster)
+        targets = ports.mesh.upgrade_targets(run.cluster) if mesh.mode == "Istio" else []
+        stable = check_upgrade(mesh, run.canary_revision, targets)
+        capi = ports.cluster_api(run.cluster)
+        namespaces = capi.list_namespaces()
+        names = [ns.name for ns in namespaces if ns.revision == stable]
+        workloads = capi.list_workloads(names)
+        plan = plan_waves(namespaces, workloads, stable, run.canary_revision, run.options)
+    except (PermanentError, InvalidRevision) as exc:
+        return StepResult(run.to(Phase.REFUSED, now, f"refused: {exc}", outcome=str(exc)), None)
+    run = run.evolve(stable_revision=stable, waves=plan.waves)
+    text = (
+        f"plan: {stable} → {run.canary_revision}, {len(plan.waves)} waves, "
+        f"{sum(len(w.namespaces) for w in plan.waves)} namespaces, "
+        f"{sum(w.workloads for w in plan.waves)} workloads"
+    )
+    if plan.skipped:
+        text += f"; not migrated (istio-injection=enabled, ignored by the add-on): " \
+                f"{', '.join(plan.skipped)}"
+    return StepResult(run.to(Phase.AWAITING_APPROVAL, now, text), None)
+
+
+def start_canary(run: Run, ports: ClusterPorts, now: float) -> StepResult:
+    """PUT ``[stable, canary]`` and follow the operation."""
+    assert run.stable_revision
+    desired = [run.stable_revision, run.canary_revision]
+    run, done = converge_revisions(run, ports, desired, now)
+    if not done:
+        return StepResult(run, POLL_S)
+    return StepResult(
+        run.to(Phase.CONTROL_PLANE, now,
+               f"canary control plane {run.canary_revision} deployed beside "
+               f"{run.stable_revision}"),
+        0.0,
+    )
+
+
+def wait_control_plane(run: Run, ports: ClusterPorts, now: float) -> StepResult:
+    """Wait for ``istiod-<canary>`` to be available, then migrate wave 0."""
+    if ports.cluster_api(run.cluster).control_plane_revisions().get(run.canary_revision):
+        run = run.to(Phase.MIGRATING, now,
+                     f"istiod-{run.canary_revision} is available; migrating wave 0",
+                     wave_index=0)
+        return StepResult(run, 0.0)
+    started = run.operation.started_at if run.operation else run.updated_at
+    if now - started > CONTROL_PLANE_DEADLINE_S:
+        raise PermanentError(
+            f"istiod-{run.canary_revision} not available after "
+            f"{CONTROL_PLANE_DEADLINE_S / 60:.0f} minutes"
+        )
+    return StepResult(run, POLL_S)
+
+
+def complete_upgrade(run: Run, ports: ClusterPorts, now: float) -> StepResult:
+    """PUT ``[canary]``, follow the operation, verify ``istiod-<stable>`` is gone."""
+    assert run.stable_revision
+    if run.operation is None or run.operation.revisions != [run.canary_revision]:
+        left = [ns.name for ns in ports.cluster_api(run.cluster).list_namespaces()
+                if ns.revision == run.stable_revision]
+        if left:
+            why = (f"namespaces still labelled {run.stable_revision}: {', '.join(left)}; "
+                   "completing would leave them without a control plane")
+            return StepResult(run.to(Phase.PAUSED, now, f"paused: {why}",
+                                     paused_from=Phase.AWAITING_COMPLETION, pause_reason=why),
+                              None)
+    run, done = converge_revisions(run, ports, [run.canary_revision], now)
+    if not done:
+        return StepResult(run, POLL_S)
+    cp = ports.cluster_api(run.cluster).control_plane_revisions()
+    if run.stable_revision in cp:
+        return StepResult(run, POLL_S, changed=False)
+    return StepResult(
+        run.to(Phase.COMPLETED, now,
+               f"completed: {run.cluster} runs {run.canary_revision} only; "
+               f"istiod-{run.stable_revision} removed",
+               outcome=f"upgraded to {run.canary_revision}"),
+        None,
+    )
+
+
+ROLL_BACK = Button("rollback", "Roll back", "danger", Confirm(
+    "Roll back?", "Every migrated namespace goes back to *{stable}* and its workloads restart; "
+    "then the *{canary}* control plane is removed.", "Roll back", danger=True))
+
+_WORKING = frozenset({Phase.CONTROL_PLANE, Phase.MIGRATING})
+
+
+class Upgrade(WaveWorkflow):
+    """``/mesh upgrade <cluster> <revision> [options]``: a canary upgrade of the add-on."""
+
+    name = "upgrade"
+    verb = "upgrade"
+    usage = f"upgrade <cluster> <revision> {UPGRADE_FLAGS}"
+    steps = {
+        Phase.PLANNING: plan_upgrade,
+        Phase.STARTING_CANARY: start_canary,
+        Phase.CONTROL_PLANE: wait_control_plane,
+        Phase.MIGRATING: migrate_wave,
+        Phase.COMPLETING: complete_upgrade,
+        Phase.ROLLING_BACK: roll_back,
+    }
+    decisions = {
+        "approve": Decision(frozenset({Phase.AWAITING_APPROVAL, Phase.AWAITING_WAVE_APPROVAL}),
+                            Role.APPROVER),
+        "reject": Decision(frozenset({Phase.AWAITING_APPROVAL, Phase.AWAITING_WAVE_APPROVAL}),
+                           Role.APPROVER),
+        "cancel": Decision(frozenset({Phase.PLANNING, Phase.AWAITING_APPROVAL})),
+        "complete": Decision(frozenset({Phase.AWAITING_COMPLETION}), Role.APPROVER),
+        "rollback": Decision(frozenset({Phase.STARTING_CANARY, Phase.CONTROL_PLANE,
+                                        Phase.MIGRATING, Phase.AWAITING_WAVE_APPROVAL,
+                                        Phase.AWAITING_COMPLETION, Phase.PAUSED})),
+        "pause": Decision(_WORKING),
+        "resume": Decision(frozenset({Phase.PAUSED})),
+    }
+    buttons = {
+        Phase.AWAITING_APPROVAL: (Button("approve", "Approve", "primary"),
+                                  Button("cancel", "Cancel")),
+        Phase.AWAITING_WAVE_APPROVAL: (Button("approve", "Approve next wave", "primary"),
+                                       ROLL_BACK),
+        Phase.AWAITING_COMPLETION: (
+            Button("complete", "Complete", "primary", Confirm(
+                "Complete the upgrade?",
+                "This removes the control plane of *{stable}*; only *{canary}* remains. "
+                "Rolling back afterwards means a new upgrade.", "Complete")),
+            ROLL_BACK),
+        Phase.PAUSED: (Button("resume", "Resume", "primary"), ROLL_BACK),
+        Phase.MIGRATING: (Button("pause", "Pause"), ROLL_BACK),
+    }
+
+    def parse(self, args: list[str], wrong: Callable[[str], InvalidCommand]) -> StartRun:
+        cluster, revision, options = cluster_revision_options(args, "upgrade", wrong)
+        return StartRun(self.name, cluster, parse_revision(revision), options)
+
+    def describe(self, run: Run) -> str:
+        return f"upgrade {run.cluster} to {run.canary_revision}"
+
+    def title(self, run: Run) -> str:
+        return (f"Mesh upgrade of {run.cluster}: {run.stable_revision or '?'} → "
+                f"{run.canary_revision}")
+
+    def subject(self, run: Run) -> str:
+        return f"Upgrade of `{run.cluster}` to `{run.canary_revision}`"
+
+    def accepted(self, run: Run) -> str:
+        return (f"Planning the upgrade of `{run.cluster}` to `{run.canary_revision}` as run "
+                f"`{run.id}`; the plan will be posted in <#{run.channel}>.")
+
+    def plan_note(self, run: Run) -> str:
+        th, opts = run.thresholds, run.options
+        return (f"Bake {opts.bake_s:.0f}s per wave, sampled every {opts.interval_s:.0f}s; "
+                f"gate: success ≥ {th.min_success_rate:g}%, p99 ≤ {th.max_p99_ms:g} ms, "
+                f"≥ {th.min_requests} requests per window. An approver other than the "
+                "requester approves.")
+
+    def approve(self, run: Run, by: str, now: float) -> Run:
+        return run.to(Phase.STARTING_CANARY, now, f"approved {by}")
+
+    def apply(self, run: Run, action: str, by: str, now: float) -> Run:
+        if action == "complete":
+            return run.to(Phase.COMPLETING, now, f"completion approved {by}")
+        return super().apply(run, action, by, now)
+
+    def after_last_wave(self, run: Run, text: str, now: float) -> Run:
+        return run.to(Phase.AWAITING_COMPLETION, now,
+                      text + f"; every wave is on {run.canary_revision}: complete or roll back?")

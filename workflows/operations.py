@@ -1,0 +1,108 @@
+"""Converging the managed cluster through ARM's long-running operations.
+
+Every change meshops makes to a managedCluster is a PUT that ARM answers with an
+``Azure-AsyncOperation`` to follow (provisioningState Updating → Succeeded; a second PUT
+while one runs is refused with 409). These helpers observe first, so a PUT sent before a
+crash is never sent twice, and report a failed operation with ARM's own code and message.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+
+from workflows.errors import ArmError, PermanentError
+from workflows.model import Operation, Phase, Run
+from workflows.ports import ClusterApi, ClusterPorts, MeshState
+
+POLL_S = 3.0  # seconds between polls of an ARM operation or a rollout
+
+
+def follow_operation(run: Run, ports: ClusterPorts, what: str) -> bool | None:
+    """Follow this run's operation: True done, False still running, None none started.
+
+    Raises:
+        ArmError: the operation ended Failed or Canceled, with ARM's error code and message.
+    """
+    op = run.operation
+    if op is None or not op.url:
+        return None
+    status = ports.mesh.operation_status(run.cluster, op.url)
+    if status.status in ("Failed", "Canceled"):
+        raise ArmError(f"{what} ended {status.status}: {status.error_code}: "
+                       f"{status.error_message}", status.error_code)
+    return status.done
+
+
+def converge_revisions(run: Run, ports: ClusterPorts, desired: list[str],
+                       now: float) -> tuple[Run, bool]:
+    """Bring the cluster's add-on revisions to ``desired``; returns (run, done).
+
+    Observes the cluster first, so a PUT that was sent before a crash is not sent again;
+    while another operation runs on the cluster (ARM would answer 409) it waits.
+
+    Raises:
+        ArmError: the operation this run started failed, or the cluster's last operation
+            failed with the desired revisions.
+    """
+    mesh = ports.mesh.get_mesh(run.cluster)
+    mine = run.operation is not None and run.operation.revisions == desired
+    if mine:
+        followed = follow_operation(run, ports, f"ARM operation to set revisions {desired}")
+        if followed is False:
+            return run, False
+    if mesh.revisions == desired:
+        if mesh.provisioning_state == "Succeeded":
+            return run, True
+        if mesh.provisioning_state == "Failed" and not mine:
+            raise ArmError(f"The cluster's last operation failed with revisions {desired}.")
+        return run, False
+    if mesh.provisioning_state not in ("Succeeded", "Failed", "Canceled"):
+        # Another operation runs on the cluster: ARM would answer 409. Wait for it.
+        return run, False
+    url = ports.mesh.set_revisions(run.cluster, desired)
+    run = run.evolve(operation=Operation(revisions=desired, url=url, started_at=now))
+    return run.log(now, "arm", f"PUT serviceMeshProfile revisions {desired}"), False
+
+
+def converge_change(run: Run, ports: ClusterPorts, now: float, what: str,
+                    reached: Callable[[MeshState], bool],
+                    verified: Callable[[ClusterApi], bool],
+                    put: Callable[[], tuple[str | None, str]]) -> tuple[Run, bool]:
+    """Converge one change of ``serviceMeshProfile``; returns (run, verified in the cluster).
+
+    Args:
+        what: the change, for errors ("disabling the mesh").
+        reached: whether ARM's mesh state already shows the change.
+        verified: whether the cluster shows it (a gateway Deployment, istiod gone).
+        put: sends the PUT; returns (the operation URL, a history line).
+    Raises:
+        ArmError: the operation failed (ARM's code and message).
+        PermanentError: the operation succeeded but the change did not take effect.
+    """
+    followed = follow_operation(run, ports, what)
+    if followed is False:
+        return run, False
+    mesh = ports.mesh.get_mesh(run.cluster)
+    if reached(mesh):
+        if mesh.provisioning_state != "Succeeded":
+            return run, False
+        return run, verified(ports.cluster_api(run.cluster))
+    if mesh.provisioning_state not in ("Succeeded", "Failed", "Canceled"):
+        return run, False
+    if followed is True:
+        raise PermanentError(f"the operation succeeded but {what} did not take effect")
+    url, text = put()
+    run = run.evolve(operation=Operation(revisions=[], url=url, started_at=now))
+    return run.log(now, "arm", text), False
+
+
+def refuse_unless_one_revision(run: Run, mesh: MeshState, now: float) -> Run | None:
+    """The run refused when the mesh is off or an upgrade is in progress; else None."""
+    if mesh.mode != "Istio" or not mesh.revisions:
+        why = "the Istio add-on is off on this cluster; enable it with `/mesh enable`"
+        return run.to(Phase.REFUSED, now, f"refused: {why}", outcome=why)
+    if len(mesh.revisions) > 1:
+        why = (f"an upgrade is in progress ({', '.join(mesh.revisions)}); complete or roll it "
+               "back first")
+        return run.to(Phase.REFUSED, now, f"refused: {why}", outcome=why)
+    return None

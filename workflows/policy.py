@@ -1,0 +1,53 @@
+"""Who may act on a cluster's runs (DESIGN.md §6 Access). Pure.
+
+A kind says, per decision, which role may take it (:class:`Role`); :func:`authorise`
+answers the one question the bot and the worker both ask, so they cannot disagree.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from enum import StrEnum
+
+from workflows.errors import DecisionRefused
+
+
+@dataclass(frozen=True)
+class ClusterPolicy:
+    """Who may act on one cluster: Slack user ids (user groups already expanded)."""
+
+    requesters: frozenset[str] = field(default_factory=frozenset)  # empty: anyone
+    approvers: frozenset[str] = field(default_factory=frozenset)
+    allow_self_approval: bool = False
+
+    def may_request(self, user: str) -> bool:
+        return not self.requesters or user in self.requesters or user in self.approvers
+
+
+class Role(StrEnum):
+    """Who may take a decision on a run."""
+
+    APPROVER = "approver"  # an approver of the cluster (four eyes on ``approve``)
+    PARTICIPANT = "participant"  # the requester, an approver, or anyone who may request
+
+
+def authorise(role: Role, action: str, user: str, requester: str, cluster: str, run_id: str,
+              policy: ClusterPolicy) -> None:
+    """Refuse ``user`` taking ``action`` on run ``run_id`` unless ``role`` allows it.
+
+    Raises:
+        DecisionRefused: saying who may (the approvers by mention), or that the requester
+            may not approve their own run (four eyes) unless the policy allows it.
+    """
+    if role == Role.APPROVER:
+        if user not in policy.approvers:
+            who = ", ".join(f"<@{u}>" for u in sorted(policy.approvers)) or "nobody"
+            raise DecisionRefused(
+                f"Only approvers of `{cluster}` may {action} run `{run_id}`: {who}.")
+        if action == "approve" and user == requester and not policy.allow_self_approval:
+            raise DecisionRefused(
+                f"You requested run `{run_id}`; another approver must approve it (four eyes).")
+        return
+    if user not in policy.approvers and user != requester and not policy.may_request(user):
+        raise DecisionRefused(
+            f"Only the requester or an approver of `{cluster}` may {action} run `{run_id}`.")

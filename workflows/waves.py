@@ -1,0 +1,301 @@
+"""Moving namespaces wave by wave behind the metric gate, and rolling them back.
+
+The wave steps of DESIGN.md §5.1 (baseline → label → restart → verify → bake) and the
+rollback of §5.1 (relabel → restart → verify → PUT ``[stable]``), shared by every kind
+that moves a data plane in waves (:class:`WaveWorkflow`: the canary upgrade, the patch
+rollover). Each step converges to an absolute state — a namespace label, a ``restartedAt``
+value stored in the run before it is written — so running it twice writes nothing the
+second time.
+"""
+
+from __future__ import annotations
+
+from datetime import UTC, datetime
+from typing import cast
+
+from workflows.errors import MetricsUnavailable, PermanentError
+from workflows.gates import decide_bake, error_sample, judge
+from workflows.kind import StepResult, WorkflowKind, kind_of
+from workflows.model import (
+    Phase,
+    Rollback,
+    RollbackStep,
+    Run,
+    Verdict,
+    Wave,
+    WaveStep,
+)
+from workflows.operations import POLL_S, converge_revisions
+from workflows.ports import ClusterApi, ClusterPorts, Pod, Workload
+
+
+class WaveWorkflow(WorkflowKind):
+    """A kind whose runs move namespaces in waves; says what a failed wave and the end of
+    the last wave mean for it."""
+
+    def fail_wave(self, run: Run, reason: str, now: float) -> Run:
+        """A wave failed (gate FAIL, crash loop, rollout deadline): roll back by default."""
+        return begin_rollback(run, reason, now)
+
+    def after_last_wave(self, run: Run, text: str, now: float) -> Run:
+        """Every wave passed its gate; ``text`` says so."""
+        raise NotImplementedError
+
+    def on_permanent_error(self, run: Run, reason: str, now: float) -> Run:
+        if run.phase in (Phase.MIGRATING, Phase.CONTROL_PLANE):
+            return self.fail_wave(run, reason, now)
+        return super().on_permanent_error(run, reason, now)
+
+    def on_expired(self, run: Run, what: str, waited: str, now: float) -> Run:
+        if run.options.on_timeout == "rollback":
+            return self.fail_wave(run, f"{what} expired after {waited}; the cluster's policy "
+                                       "rolls back", now)
+        return super().on_expired(run, what, waited, now)
+
+    def resume(self, run: Run, by: str, now: float) -> Run:
+        """Resume a paused run; an INCONCLUSIVE wave the person resumes is accepted."""
+        target = run.paused_from or Phase.MIGRATING
+        wave = run.current_wave
+        if target == Phase.MIGRATING and wave is not None and wave.step == WaveStep.BAKE:
+            if wave.verdict == Verdict.INCONCLUSIVE:
+                # The person looked at the inconclusive gate and accepts the wave.
+                run = run.with_wave(wave.evolve(step=WaveStep.DONE)).log(
+                    now, "decision", f"inconclusive gate of wave {wave.index} accepted {by}")
+                nxt = next_wave(run, now)
+                if nxt.phase == Phase.PAUSED:  # moved to the next wave, still marked paused
+                    nxt = nxt.to(Phase.MIGRATING, now, f"resumed {by}", paused_from=None,
+                                 pause_reason="")
+                return nxt
+            if wave.verdict == Verdict.ERROR:
+                run = run.with_wave(wave.evolve(verdict=None, samples=[], bake_started_at=now))
+        return run.to(target, now, f"resumed {by}", paused_from=None, pause_reason="")
+
+    def apply(self, run: Run, action: str, by: str, now: float) -> Run:
+        if action == "resume":
+            return self.resume(run, by, now)
+        if action == "rollback":
+            return begin_rollback(run, f"roll back requested {by}", now)
+        if action == "reject" and run.phase == Phase.AWAITING_WAVE_APPROVAL:
+            return self.fail_wave(run, f"wave {run.wave_index + 1} rejected {by}", now)
+        if action == "approve" and run.phase == Phase.AWAITING_WAVE_APPROVAL:
+            return run.to(Phase.MIGRATING, now, f"wave {run.wave_index + 1} approved {by}",
+                          wave_index=run.wave_index + 1)
+        return super().apply(run, action, by, now)
+
+
+def _kind(run: Run) -> WaveWorkflow:
+    return cast(WaveWorkflow, kind_of(run))
+
+
+def restart_token(now: float) -> str:
+    """The ``restartedAt`` value: RFC 3339 like ``kubectl rollout restart`` writes, with
+    microseconds so a rollback right after a wave's restart still changes the template."""
+    return datetime.fromtimestamp(now, UTC).strftime("%Y-%m-%dT%H:%M:%S.%fZ")
+
+
+def wave_label(w: Wave) -> str:
+    return f"wave {w.index} ({', '.join(w.namespaces)})"
+
+
+def _pods_not_on(pods: list[Pod], revision: str) -> list[Pod]:
+    return [p for p in pods if p.revision is not None and p.revision != revision]
+
+
+def _restart(capi: ClusterApi, namespaces: list[str], token: str) -> int:
+    """Restart every workload whose restartedAt is not ``token``; returns how many."""
+    n = 0
+    for w in capi.list_workloads(namespaces):
+        if w.restarted_at != token:
+            capi.restart_workload(w, token)
+            n += 1
+    return n
+
+
+def _rollout_state(
+    capi: ClusterApi, namespaces: list[str], revision: str
+) -> tuple[list[Workload], list[Pod], list[Pod], list[Pod]]:
+    """(pending workloads, pods on another revision, crash-looping pods, all pods)."""
+    workloads = capi.list_workloads(namespaces)
+    pods = capi.list_pods(namespaces)
+    pending = [w for w in workloads if not w.rolled_out]
+    crashing = [p for p in pods if p.waiting_reason == "CrashLoopBackOff"]
+    return pending, _pods_not_on(pods, revision), crashing, pods
+
+
+def migrate_wave(run: Run, ports: ClusterPorts, now: float) -> StepResult:
+    """One step of the current wave: baseline → label → restart → verify → bake."""
+    wave = run.current_wave
+    assert wave is not None and run.stable_revision
+    canary = run.canary_revision
+    capi = ports.cluster_api(run.cluster)
+    opts, th = run.options, run.thresholds
+
+    if wave.step == WaveStep.BASELINE:
+        try:
+            baseline = ports.metrics(run.cluster).sample(wave.namespaces, opts.interval_s)
+            text = f"{wave_label(wave)}: baseline measured"
+        except MetricsUnavailable as exc:
+            baseline = {}
+            text = f"{wave_label(wave)}: no baseline ({exc}); absolute thresholds only"
+        wave = wave.evolve(baseline=baseline, step=WaveStep.LABEL)
+        return StepResult(run.with_wave(wave).log(now, "step", text), 0.0)
+
+    if wave.step == WaveStep.LABEL:
+        current = {ns.name: ns for ns in capi.list_namespaces()}
+        missing = [ns for ns in wave.namespaces if ns not in current]
+        if missing:
+            raise PermanentError(f"namespaces vanished during the upgrade: {', '.join(missing)}")
+        for ns in wave.namespaces:
+            if current[ns].revision != canary:
+                capi.set_namespace_revision(ns, canary)
+        wave = wave.evolve(labelled=True, step=WaveStep.RESTART,
+                           restart_token=restart_token(now))
+        text = f"{wave_label(wave)}: labelled istio.io/rev={canary}"
+        return StepResult(run.with_wave(wave).log(now, "step", text), 0.0)
+
+    if wave.step == WaveStep.RESTART:
+        assert wave.restart_token
+        n = _restart(capi, wave.namespaces, wave.restart_token)
+        wave = wave.evolve(step=WaveStep.VERIFY, restarted_at=now)
+        text = f"{wave_label(wave)}: restarted {n} workloads"
+        return StepResult(run.with_wave(wave).log(now, "step", text), POLL_S)
+
+    if wave.step == WaveStep.VERIFY:
+        pending, stale, crashing, pods = _rollout_state(capi, wave.namespaces, canary)
+        if run.target_version:  # the run pins a patch: every sidecar must be on it too
+            stale += [p for p in pods if p.revision is not None
+                      and p.proxy_version != run.target_version]
+        if crashing:
+            names = ", ".join(f"{p.namespace}/{p.name}" for p in crashing[:5])
+            return StepResult(_kind(run).fail_wave(
+                run, f"pods crash-looping on {canary}: {names}", now), 0.0)
+        if pending or stale:
+            started = wave.restarted_at or now
+            if now - started > th.rollout_deadline_s:
+                what = ", ".join(f"{w.namespace}/{w.name}" for w in pending[:5]) or ", ".join(
+                    f"{p.namespace}/{p.name}" for p in stale[:5])
+                return StepResult(_kind(run).fail_wave(
+                    run, f"rollout not complete after {th.rollout_deadline_s:.0f}s: {what}",
+                    now), 0.0)
+            return StepResult(run, POLL_S, changed=False)
+        versions = sorted({p.proxy_version for p in pods if p.proxy_version})
+        wave = wave.evolve(step=WaveStep.BAKE, bake_started_at=now)
+        text = (f"{wave_label(wave)}: {len(pods)} pods on {canary}"
+                f" ({', '.join(versions) or 'no sidecar'}); baking {opts.bake_s:.0f}s")
+        return StepResult(run.with_wave(wave).log(now, "step", text), opts.interval_s)
+
+    if wave.step == WaveStep.BAKE:
+        return _bake(run, wave, ports, now)
+    raise PermanentError(f"wave {wave.index} is in an unknown step {wave.step}")
+
+
+def _bake(run: Run, wave: Wave, ports: ClusterPorts, now: float) -> StepResult:
+    opts, th = run.options, run.thresholds
+    try:
+        current = ports.metrics(run.cluster).sample(wave.namespaces, opts.interval_s)
+        sample = judge(wave.namespaces, current, wave.baseline, th, now)
+    except MetricsUnavailable as exc:
+        sample = error_sample(now, str(exc))
+    wave = wave.evolve(samples=[*wave.samples, sample])
+    run = run.with_wave(wave).log(
+        now, "gate", f"{wave_label(wave)}: gate sample {len(wave.samples)}: "
+        f"{sample.verdict.value}"
+        + (f" — {sample.reason}" if sample.reason else ""),
+        wave=wave.index, verdict=sample.verdict.value,
+        checks=[c.model_dump() for c in sample.checks],
+    )
+    assert wave.bake_started_at is not None
+    decision = decide_bake(wave.samples, wave.bake_started_at, now, opts.bake_s,
+                           opts.interval_s, th)
+    if decision.verdict is None:
+        return StepResult(run, decision.after_s)
+    wave = wave.evolve(verdict=decision.verdict)
+    run = run.with_wave(wave)
+    if decision.verdict == Verdict.PASS:
+        return StepResult(next_wave(run.with_wave(wave.evolve(step=WaveStep.DONE)), now), 0.0)
+    if decision.verdict == Verdict.FAIL:
+        return StepResult(_kind(run).fail_wave(
+            run, f"metric gate FAIL in {wave_label(wave)}: {decision.reason}", now), 0.0)
+    why = ("metric gate INCONCLUSIVE: " if decision.verdict == Verdict.INCONCLUSIVE
+           else "could not measure the metric gate: ") + decision.reason
+    return StepResult(
+        run.to(Phase.PAUSED, now, f"paused: {why}", paused_from=Phase.MIGRATING,
+               pause_reason=why), None)
+
+
+def next_wave(run: Run, now: float) -> Run:
+    """The current wave passed: the next wave, an approval between waves, or the end."""
+    wave = run.current_wave
+    assert wave is not None
+    text = f"{wave_label(wave)}: gate PASS"
+    if run.wave_index + 1 >= len(run.waves):
+        return _kind(run).after_last_wave(run, text, now)
+    run = run.log(now, "step", text)
+    if run.options.approve_waves:
+        return run.to(Phase.AWAITING_WAVE_APPROVAL, now,
+                      f"wave {run.wave_index + 1} waits for an approval")
+    return run.evolve(wave_index=run.wave_index + 1)  # type: ignore[no-any-return]
+
+
+def begin_rollback(run: Run, reason: str, now: float) -> Run:
+    """Move the run to ROLLING_BACK over every namespace it migrated."""
+    namespaces = run.migrated_namespaces
+    wave = run.current_wave
+    if run.phase == Phase.MIGRATING and wave is not None and wave.step == WaveStep.LABEL:
+        # A crash inside the label step may have relabelled part of this wave unrecorded.
+        namespaces += [ns for ns in wave.namespaces if ns not in namespaces]
+    rb = Rollback(reason=reason, namespaces=namespaces)
+    return run.to(Phase.ROLLING_BACK, now, f"rolling back: {reason}", rollback=rb,
+                  outcome=reason)
+
+
+def roll_back(run: Run, ports: ClusterPorts, now: float) -> StepResult:
+    """Relabel the migrated namespaces to stable, restart, verify, PUT ``[stable]``."""
+    rb = run.rollback
+    assert rb is not None and run.stable_revision
+    stable = run.stable_revision
+    capi = ports.cluster_api(run.cluster)
+    if rb.step == RollbackStep.RELABEL:
+        current = {ns.name: ns for ns in capi.list_namespaces()}
+        for ns in rb.namespaces:
+            if ns in current and current[ns].revision != stable:
+                capi.set_namespace_revision(ns, stable)
+        rb = rb.evolve(step=RollbackStep.RESTART, restart_token=restart_token(now))
+        text = (f"rollback: labelled istio.io/rev={stable} on {', '.join(rb.namespaces)}"
+                if rb.namespaces else "rollback: no namespace was migrated")
+        return StepResult(run.evolve(rollback=rb).log(now, "step", text), 0.0)
+    if rb.step == RollbackStep.RESTART:
+        assert rb.restart_token
+        n = _restart(capi, rb.namespaces, rb.restart_token) if rb.namespaces else 0
+        rb = rb.evolve(step=RollbackStep.VERIFY, restarted_at=now)
+        return StepResult(run.evolve(rollback=rb).log(
+            now, "step", f"rollback: restarted {n} workloads"), POLL_S if n else 0.0)
+    if rb.step == RollbackStep.VERIFY:
+        if rb.namespaces:
+            pending, stale, _, pods = _rollout_state(capi, rb.namespaces, stable)
+            if pending or stale:
+                if now - (rb.restarted_at or now) > run.thresholds.rollout_deadline_s:
+                    why = "rollback rollout not complete: " + ", ".join(
+                        f"{w.namespace}/{w.name}" for w in pending[:5])
+                    return StepResult(run.to(Phase.PAUSED, now, f"paused: {why}",
+                                             paused_from=Phase.ROLLING_BACK,
+                                             pause_reason=why), None)
+                return StepResult(run, POLL_S, changed=False)
+            text = f"rollback: {len(pods)} pods back on {stable}"
+        else:
+            text = "rollback: nothing to verify in the data plane"
+        rb = rb.evolve(step=RollbackStep.REVERT)
+        return StepResult(run.evolve(rollback=rb).log(now, "step", text), 0.0)
+    if rb.step == RollbackStep.REVERT:
+        run, done = converge_revisions(run, ports, [stable], now)
+        if not done:
+            return StepResult(run, POLL_S)
+        if run.canary_revision in capi.control_plane_revisions():
+            return StepResult(run, POLL_S, changed=False)
+        return StepResult(
+            run.to(Phase.ROLLED_BACK, now,
+                   f"rolled back: {run.cluster} runs {stable} only; reason: {rb.reason}",
+                   rollback=rb.evolve(step=RollbackStep.DONE)),
+            None,
+        )
+    raise PermanentError(f"rollback is in an unknown step {rb.step}")
