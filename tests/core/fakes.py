@@ -24,6 +24,8 @@ class FakeWorld:
     metrics_by_rev: dict[tuple[str, str], NamespaceMetrics] = field(default_factory=dict)
     metrics_down: bool = False
     conflict_once: bool = False
+    conflicts_left: int = 0  # this many PUTs answered 409 (with ``retry_after`` seconds)
+    retry_after: float = 5.0
     op_polls_left: int = 0
     writes: Counter[str] = field(default_factory=Counter)
     versions: dict[str, str] = field(default_factory=dict)  # revision → patch new pods get
@@ -83,9 +85,11 @@ class FakeWorld:
         return list(self.targets)
 
     def set_revisions(self, cluster: str, revisions: list[str]) -> str | None:
-        if self.conflict_once:
+        if self.conflict_once or self.conflicts_left > 0:
             self.conflict_once = False
-            raise TemporaryError("ARM answered 409: another operation is in progress", 5)
+            self.conflicts_left = max(0, self.conflicts_left - 1)
+            raise TemporaryError("ARM answered 409: another operation is in progress",
+                                 self.retry_after)
         self.writes["put:" + ",".join(revisions)] += 1
         self.revisions = list(revisions)
         self.op_polls_left = 1

@@ -5,10 +5,12 @@ from __future__ import annotations
 import pytest
 
 from tests.core.fakes import FakeWorld
-from workflows.errors import DecisionRefused
+from workflows.errors import DecisionRefused, TemporaryError
+from workflows.kind import RetryPolicy
 from workflows.lifecycle import decide, tick
 from workflows.model import NamespaceMetrics, Phase, Run, UpgradeOptions, Verdict
 from workflows.policy import ClusterPolicy
+from workflows.ports import MeshState
 
 POLICY = ClusterPolicy(approvers=frozenset({"UAPPROVER", "UREQ"}))
 
@@ -256,3 +258,74 @@ def test_failing_patch_rollover_pauses_instead_of_rolling_back() -> None:
     run, now = drive(run, world, now)
     assert run.phase == Phase.PAUSED and "cannot be rolled back" in run.pause_reason
     assert world.revisions == ["asm-1-25"]
+
+
+def test_temporary_errors_back_off_then_pause_one_line_per_episode() -> None:
+    world = FakeWorld.seeded(["a"])
+    world.conflicts_left, world.retry_after = 100, 0.0
+    run, now = drive(new_run(), world, 0)
+    run = decide(run, "approve", "UAPPROVER", POLICY, now)
+    delays = []
+    for _ in range(20):
+        result = tick(run, world, now)
+        run = result.run
+        if result.recheck_after is None:
+            break
+        delays.append(result.recheck_after)
+        now += result.recheck_after
+    policy = RetryPolicy()
+    assert run.phase == Phase.PAUSED and run.paused_from == Phase.STARTING_CANARY
+    assert f"still failing after {policy.maximum_attempts} tries" in run.pause_reason
+    assert "409" in run.pause_reason
+    assert len(delays) == policy.maximum_attempts
+    assert delays[0] >= policy.initial_interval_s and delays[-1] <= policy.maximum_interval_s
+    assert delays[4] > delays[0] * 4  # exponential, not fixed
+    assert [e.kind for e in run.history].count("retry") == 1  # one line for the episode
+    assert run.retry is None and not world.writes
+    # the person resumes once ARM is free; the episode starts afresh
+    world.conflicts_left = 0
+    run = decide(run, "resume", "UREQ", POLICY, now)
+    assert run.phase == Phase.STARTING_CANARY
+    run, now = drive(run, world, now)
+    assert run.phase == Phase.AWAITING_COMPLETION and run.retry is None
+    assert world.writes["put:asm-1-25,asm-1-26"] == 1
+
+
+def test_retry_after_is_honoured_and_a_success_ends_the_episode() -> None:
+    world = FakeWorld.seeded(["a"])
+    world.conflicts_left, world.retry_after = 2, 30.0
+    run, now = drive(new_run(), world, 0)
+    run = decide(run, "approve", "UAPPROVER", POLICY, now)
+    first = tick(run, world, now)
+    assert first.recheck_after is not None and first.recheck_after >= 30.0
+    assert first.run.retry is not None and first.run.retry.attempts == 1
+    second = tick(first.run, world, now + first.recheck_after)
+    assert second.run.retry is not None and second.run.retry.attempts == 2
+    third = tick(second.run, world, now + 100)
+    assert third.run.retry is None and world.writes["put:asm-1-25,asm-1-26"] == 1
+
+
+def test_planning_that_keeps_failing_ends_without_changing_anything() -> None:
+    class Unreachable(FakeWorld):
+        def get_mesh(self, cluster: str) -> MeshState:
+            raise TemporaryError("ARM is unreachable: connection refused")
+
+    world = Unreachable.seeded(["a"])
+    run, _ = drive(new_run(), world, 0)
+    assert run.phase == Phase.FAILED
+    assert "nothing was changed" in run.outcome and "connection refused" in run.outcome
+
+
+def test_kinds_declare_their_decisions_and_buttons() -> None:
+    from workflows.kind import KINDS
+
+    world = FakeWorld.seeded(["a"])
+    run = new_run().evolve(kind="rollover", canary_revision="asm-1-25")
+    run, now = drive(run, world, 0)
+    run = decide(run, "approve", "UAPPROVER", POLICY, now)
+    with pytest.raises(DecisionRefused, match=r"\(rollover\) has no `rollback`"):
+        decide(run, "rollback", "UAPPROVER", POLICY, now)
+    assert [b.action for b in KINDS.get("rollover").buttons[Phase.MIGRATING]] == ["pause"]
+    assert [b.action for b in KINDS.get("upgrade").buttons[Phase.MIGRATING]] == [
+        "pause", "rollback"]
+    assert {k.name for k in KINDS} >= {"upgrade", "rollover", "enable", "ingress", "disable"}
