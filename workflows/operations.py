@@ -8,11 +8,9 @@ crash is never sent twice, and report a failed operation with ARM's own code and
 
 from __future__ import annotations
 
-from collections.abc import Callable
-
-from workflows.errors import ArmError, PermanentError
-from workflows.model import Operation, Phase, Run
-from workflows.ports import ClusterApi, ClusterPorts, MeshState
+from workflows.errors import ArmError
+from workflows.model import Operation, Run
+from workflows.ports import ClusterPorts
 
 POLL_S = 3.0  # seconds between polls of an ARM operation or a rollout
 
@@ -63,46 +61,3 @@ def converge_revisions(run: Run, ports: ClusterPorts, desired: list[str],
     run = run.evolve(operation=Operation(revisions=desired, url=url, started_at=now))
     return run.log(now, "arm", f"PUT serviceMeshProfile revisions {desired}"), False
 
-
-def converge_change(run: Run, ports: ClusterPorts, now: float, what: str,
-                    reached: Callable[[MeshState], bool],
-                    verified: Callable[[ClusterApi], bool],
-                    put: Callable[[], tuple[str | None, str]]) -> tuple[Run, bool]:
-    """Converge one change of ``serviceMeshProfile``; returns (run, verified in the cluster).
-
-    Args:
-        what: the change, for errors ("disabling the mesh").
-        reached: whether ARM's mesh state already shows the change.
-        verified: whether the cluster shows it (a gateway Deployment, istiod gone).
-        put: sends the PUT; returns (the operation URL, a history line).
-    Raises:
-        ArmError: the operation failed (ARM's code and message).
-        PermanentError: the operation succeeded but the change did not take effect.
-    """
-    followed = follow_operation(run, ports, what)
-    if followed is False:
-        return run, False
-    mesh = ports.mesh.get_mesh(run.cluster)
-    if reached(mesh):
-        if mesh.provisioning_state != "Succeeded":
-            return run, False
-        return run, verified(ports.cluster_api(run.cluster))
-    if mesh.provisioning_state not in ("Succeeded", "Failed", "Canceled"):
-        return run, False
-    if followed is True:
-        raise PermanentError(f"the operation succeeded but {what} did not take effect")
-    url, text = put()
-    run = run.evolve(operation=Operation(revisions=[], url=url, started_at=now))
-    return run.log(now, "arm", text), False
-
-
-def refuse_unless_one_revision(run: Run, mesh: MeshState, now: float) -> Run | None:
-    """The run refused when the mesh is off or an upgrade is in progress; else None."""
-    if mesh.mode != "Istio" or not mesh.revisions:
-        why = "the Istio add-on is off on this cluster; enable it with `/mesh enable`"
-        return run.to(Phase.REFUSED, now, f"refused: {why}", outcome=why)
-    if len(mesh.revisions) > 1:
-        why = (f"an upgrade is in progress ({', '.join(mesh.revisions)}); complete or roll it "
-               "back first")
-        return run.to(Phase.REFUSED, now, f"refused: {why}", outcome=why)
-    return None

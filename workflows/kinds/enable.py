@@ -13,11 +13,11 @@ from __future__ import annotations
 from collections.abc import Callable
 from dataclasses import dataclass
 
+from workflows.changes import CHANGE_BUTTONS, CHANGE_DECISIONS
 from workflows.errors import InvalidCommand, PermanentError
-from workflows.kind import Button, Decision, StartRun, StepResult, WorkflowKind
+from workflows.kind import StartRun, StepResult, WorkflowKind
 from workflows.model import Operation, Phase, Run, parse_revision
 from workflows.operations import POLL_S, follow_operation
-from workflows.policy import Role
 from workflows.ports import ClusterPorts, MeshState
 from workflows.syntax import cluster_name
 
@@ -126,20 +126,6 @@ def wait_istiod(run: Run, ports: ClusterPorts, now: float) -> StepResult:
         raise PermanentError(f"istiod-{run.canary_revision} not available after "
                              f"{CONTROL_PLANE_DEADLINE_S / 60:.0f} minutes")
     return StepResult(run, POLL_S)
-
-
-#: Decisions of the single-change kinds (enable, ingress, disable): approve the plan or not.
-CHANGE_DECISIONS = {
-    "approve": Decision(frozenset({Phase.AWAITING_APPROVAL}), Role.APPROVER),
-    "reject": Decision(frozenset({Phase.AWAITING_APPROVAL}), Role.APPROVER),
-    "cancel": Decision(frozenset({Phase.PLANNING, Phase.AWAITING_APPROVAL})),
-    "resume": Decision(frozenset({Phase.PAUSED})),
-}
-CHANGE_BUTTONS = {
-    Phase.AWAITING_APPROVAL: (Button("approve", "Approve", "primary"),
-                              Button("cancel", "Cancel")),
-    Phase.PAUSED: (Button("resume", "Resume", "primary"),),
-}
 
 
 class Enable(WorkflowKind):

@@ -11,11 +11,16 @@ from __future__ import annotations
 
 from collections.abc import Callable
 
+from workflows.changes import (
+    CHANGE_BUTTONS,
+    CHANGE_DECISIONS,
+    converge_change,
+    refuse_unless_one_revision,
+)
 from workflows.errors import InvalidCommand
 from workflows.kind import StartRun, StepResult, WorkflowKind
-from workflows.kinds.enable import CHANGE_BUTTONS, CHANGE_DECISIONS
 from workflows.model import Phase, Run
-from workflows.operations import POLL_S, converge_change, refuse_unless_one_revision
+from workflows.operations import POLL_S
 from workflows.ports import ClusterApi, ClusterPorts, MeshState
 from workflows.syntax import cluster_name
 

@@ -1,0 +1,71 @@
+"""What the kinds that make one change of the managed cluster share (enable, ingress,
+disable): the plan's decisions and buttons, and converging one ``serviceMeshProfile`` change
+through ARM's long-running operation until the cluster shows it."""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+
+from workflows.errors import PermanentError
+from workflows.kind import Button, Decision
+from workflows.model import Operation, Phase, Run
+from workflows.operations import follow_operation
+from workflows.policy import Role
+from workflows.ports import ClusterApi, ClusterPorts, MeshState
+
+#: Decisions of the single-change kinds (enable, ingress, disable): approve the plan or not.
+CHANGE_DECISIONS = {
+    "approve": Decision(frozenset({Phase.AWAITING_APPROVAL}), Role.APPROVER),
+    "reject": Decision(frozenset({Phase.AWAITING_APPROVAL}), Role.APPROVER),
+    "cancel": Decision(frozenset({Phase.PLANNING, Phase.AWAITING_APPROVAL})),
+    "resume": Decision(frozenset({Phase.PAUSED})),
+}
+CHANGE_BUTTONS = {
+    Phase.AWAITING_APPROVAL: (Button("approve", "Approve", "primary"),
+                              Button("cancel", "Cancel")),
+    Phase.PAUSED: (Button("resume", "Resume", "primary"),),
+}
+
+
+def converge_change(run: Run, ports: ClusterPorts, now: float, what: str,
+                    reached: Callable[[MeshState], bool],
+                    verified: Callable[[ClusterApi], bool],
+                    put: Callable[[], tuple[str | None, str]]) -> tuple[Run, bool]:
+    """Converge one change of ``serviceMeshProfile``; returns (run, verified in the cluster).
+
+    Args:
+        what: the change, for errors ("disabling the mesh").
+        reached: whether ARM's mesh state already shows the change.
+        verified: whether the cluster shows it (a gateway Deployment, istiod gone).
+        put: sends the PUT; returns (the operation URL, a history line).
+    Raises:
+        ArmError: the operation failed (ARM's code and message).
+        PermanentError: the operation succeeded but the change did not take effect.
+    """
+    followed = follow_operation(run, ports, what)
+    if followed is False:
+        return run, False
+    mesh = ports.mesh.get_mesh(run.cluster)
+    if reached(mesh):
+        if mesh.provisioning_state != "Succeeded":
+            return run, False
+        return run, verified(ports.cluster_api(run.cluster))
+    if mesh.provisioning_state not in ("Succeeded", "Failed", "Canceled"):
+        return run, False
+    if followed is True:
+        raise PermanentError(f"the operation succeeded but {what} did not take effect")
+    url, text = put()
+    run = run.evolve(operation=Operation(revisions=[], url=url, started_at=now))
+    return run.log(now, "arm", text), False
+
+
+def refuse_unless_one_revision(run: Run, mesh: MeshState, now: float) -> Run | None:
+    """The run refused when the mesh is off or an upgrade is in progress; else None."""
+    if mesh.mode != "Istio" or not mesh.revisions:
+        why = "the Istio add-on is off on this cluster; enable it with `/mesh enable`"
+        return run.to(Phase.REFUSED, now, f"refused: {why}", outcome=why)
+    if len(mesh.revisions) > 1:
+        why = (f"an upgrade is in progress ({', '.join(mesh.revisions)}); complete or roll it "
+               "back first")
+        return run.to(Phase.REFUSED, now, f"refused: {why}", outcome=why)
+    return None
