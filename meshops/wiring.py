@@ -57,7 +57,7 @@ def run_bot(host: str, port: int) -> None:
                      enqueue_tick, enqueue_notify, enqueue_answer)
     if socket_mode:
         log.info("bot.start", mode="socket")
-        SocketModeHandler(app, env.slack_app_token).start()
+        SocketModeHandler(app, env.slack_app_token).start()  # type: ignore[no-untyped-call]
     else:
         log.info("bot.start", mode="http", host=host, port=port, path="/slack/events")
         wsgi = push_app(env.meshops_releases_push_secret, enqueue_push, SlackRequestHandler(app))
