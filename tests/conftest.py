@@ -1,4 +1,17 @@
-"""Shared fixtures: paths to ../shared, a Redis prefix of the test run's own."""
+"""Shared fixtures: the real examples in ../shared/data for contract tests, a Redis prefix of
+the test run's own.
+
+Contract tests (``@pytest.mark.contract``) check a contract against the real examples in
+``../shared/data`` (ARM bodies, Slack payloads, AKS release notes). They run whenever that
+folder is there and are skipped otherwise, all for one reason. ``MESHOPS_SHARED_DATA`` points
+at the data folder elsewhere; an explicit path must be right (a folder with ``aks/`` and
+``slack/`` in it): a wrong one stops the run with a usage error instead of skipping.
+``MESHOPS_SHARED_DATA=`` (set, empty) runs the suite as on a machine without the folder.
+Every other test is self-contained: the project's own fixtures are in ``tests/fixtures/``.
+
+So that CI cannot lose the contract tests silently, a session in which the data is there and
+contract tests were selected but every one of them was skipped fails.
+"""
 
 from __future__ import annotations
 
@@ -9,15 +22,94 @@ from pathlib import Path
 import pytest
 
 ROOT = Path(__file__).resolve().parent.parent
-SHARED = ROOT.parent / "shared"
+FIXTURES = ROOT / "tests" / "fixtures"
 REDIS_URL = os.environ.get("MESHOPS_TEST_REDIS_URL", "redis://127.0.0.1:6379/0")
 
+SHARED_DATA_ENV = "MESHOPS_SHARED_DATA"
+DEFAULT_SHARED_DATA = ROOT.parent / "shared" / "data"
+SHARED_DATA_PARTS = ("aks", "slack")  # what the contract tests read
+CONTRACT_SKIP = (f"contract test: needs the real examples in ../shared/data (set "
+                 f"{SHARED_DATA_ENV} to point elsewhere)")
 
-@pytest.fixture(scope="session")
-def shared() -> Path:
-    if not SHARED.is_dir():
-        pytest.fail(f"{SHARED} is missing: the tests read the real examples from ../shared")
-    return SHARED
+
+def locate_shared_data() -> Path | None:
+    """The folder of the real examples, or None where there is none.
+
+    Raises UsageError for an explicit ``MESHOPS_SHARED_DATA`` that is not that folder (or a
+    ``../shared/data`` that is not), so that a wrong path fails loudly instead of skipping.
+    """
+    explicit = os.environ.get(SHARED_DATA_ENV)
+    if explicit == "":
+        return None
+    path = Path(explicit).expanduser().resolve() if explicit else DEFAULT_SHARED_DATA
+    if explicit is None and not path.exists():
+        return None
+    missing = [p + "/" for p in SHARED_DATA_PARTS if not (path / p).is_dir()]
+    if missing:
+        origin = f"{SHARED_DATA_ENV}={explicit}" if explicit else "../shared/data"
+        why = f"it has no {', '.join(missing)}" if path.is_dir() else "it does not exist"
+        raise pytest.UsageError(
+            f"{origin}: {path} is not the folder of the real examples ({why}); point "
+            f"{SHARED_DATA_ENV} at shared/data, or set it empty to run without the contract "
+            "tests")
+    return path
+
+
+class ContractTests:
+    """Skips contract tests where the data is missing; fails a session in which the data
+    is there but every selected contract test was skipped."""
+
+    name = "meshops-contract-tests"
+
+    def __init__(self, data: Path | None) -> None:
+        self.data = data
+        self.ran = 0
+        self.skipped = 0
+        self.failure = ""
+
+    def pytest_report_header(self) -> str:
+        return f"contract tests: {self.data or 'skipped, no ../shared/data'}"
+
+    def pytest_runtest_setup(self, item: pytest.Item) -> None:
+        if self.data is None and item.get_closest_marker("contract"):
+            pytest.skip(CONTRACT_SKIP)
+
+    def pytest_runtest_logreport(self, report: pytest.TestReport) -> None:
+        if "contract" not in report.keywords:
+            return
+        if report.skipped and not hasattr(report, "wasxfail"):
+            self.skipped += 1
+        elif report.when == "call":
+            self.ran += 1
+
+    def pytest_sessionfinish(self, session: pytest.Session) -> None:
+        if self.data is not None and self.skipped and not self.ran:
+            self.failure = (f"all {self.skipped} contract tests selected were skipped although "
+                            f"the real examples are in {self.data}: where the data is (CI), "
+                            "they must run")
+            if session.exitstatus == pytest.ExitCode.OK:
+                session.exitstatus = pytest.ExitCode.TESTS_FAILED
+
+    def pytest_terminal_summary(self, terminalreporter: pytest.TerminalReporter) -> None:
+        if self.failure:
+            terminalreporter.section("contract tests", red=True, bold=True)
+            terminalreporter.line(self.failure, red=True, bold=True)
+
+
+def pytest_configure(config: pytest.Config) -> None:
+    config.pluginmanager.register(ContractTests(locate_shared_data()), ContractTests.name)
+
+
+@pytest.fixture
+def shared_data(request: pytest.FixtureRequest) -> Path:
+    """The folder of the real examples (``../shared/data``), for contract tests only."""
+    if not request.node.get_closest_marker("contract"):
+        pytest.fail(f"{request.node.nodeid} reads ../shared/data: mark it "
+                    "@pytest.mark.contract, or use the project's fixtures in tests/fixtures/")
+    data: Path | None = request.config.pluginmanager.get_plugin(ContractTests.name).data
+    if data is None:
+        pytest.skip(CONTRACT_SKIP)
+    return data
 
 
 @pytest.fixture

@@ -1,5 +1,6 @@
-"""The release-note parser on every Istio-related line of the real changelog, expected events
-written out by hand, and on wordings the newer notes may use."""
+"""The release-note parser on every Istio-related line of the project's changelog fixture and
+(a contract test) of the real changelog, expected events written out by hand, and on wordings
+the newer notes may use."""
 
 from __future__ import annotations
 
@@ -10,10 +11,38 @@ import pytest
 from click.testing import CliRunner
 
 from meshops.cli import main
+from tests.conftest import FIXTURES
 from workflows.releases import ReleaseEvent, parse, parse_releases_json
 
 P, D, A, N = "patched", "deprecated", "available", "announced"
 
+#: tests/fixtures/aks/CHANGELOG.md, written in the style of the AKS changelog
+OURS = [
+    ("2025-12-08", D, "asm-1-24", None),  # "will no longer be supported after …"
+    # 2025-12-08: "for example, asm-1-24 can upgrade directly to asm-1-26": no event
+    ("2025-12-08", P, "asm-1-25", "1.25.5"),  # two revisions, "and revision …"
+    ("2025-12-08", P, "asm-1-26", "1.26.4"),
+    ("2025-10-27", A, "asm-1-26", None),
+    # 2025-10-27: Envoy's own 1.34.4 is not an add-on patch: no event
+    ("2025-10-27", P, "asm-1-24", "1.24.6"),  # "… respectively"
+    ("2025-10-27", P, "asm-1-25", "1.25.4"),
+    ("2025-09-14", D, "asm-1-23", None),  # "`asm-1-23` is now unsupported"
+    ("2025-09-14", P, "asm-1-24", "1.24.5-hotfix.20250902"),  # "bumped to include", no asm-
+    ("2025-09-14", P, "asm-1-25", "1.25.3-hotfix.20250902"),
+    ("2025-07-20", A, "asm-1-25", None),
+    ("2025-07-20", D, "asm-1-22", None),  # same bullet, next sentence
+    ("2025-07-20", P, "asm-1-23", "1.23.6"),  # "patched to versions [1.23.6](…) and …"
+    ("2025-07-20", P, "asm-1-24", "1.24.4"),
+    # 2025-05-11: the Open Service Mesh add-on's v1.2.11: no event
+    ("2025-05-11", P, "asm-1-22", "1.22.8"),  # three revisions in one sentence
+    ("2025-05-11", P, "asm-1-23", "1.23.5"),  # written v.1.23.5
+    ("2025-05-11", P, "asm-1-24", "1.24.3"),
+    ("2025-03-02", A, "asm-1-24", None),  # "default revision … updated to 1.23": no event
+    ("2025-03-02", P, "asm-1-23", "1.23.4"),  # "from v1.23.3 to v1.23.4": only the target
+    ("2025-01-19", D, "asm-1-21", None),  # "is no longer supported"
+]
+
+#: ../shared/data/aks/CHANGELOG-through-2024.md, the real one
 EXPECTED = [
     # 2024-10-25, line 24: "for example, asm-1-21 can upgrade directly to asm-1-23": no event
     ("2024-10-06", P, "asm-1-23", "1.23.1"),  # `asm-1-23` to patch [`v1.23.1`](…)
@@ -52,8 +81,13 @@ def events(md: str) -> list[tuple[str, str, str, str | None]]:
     return [(e.release, e.kind, e.revision, e.version) for e in parse(md)]
 
 
-def test_the_real_changelog(shared: Path) -> None:
-    md = (shared / "data/aks/CHANGELOG-through-2024.md").read_text()
+def test_the_changelog() -> None:
+    assert events((FIXTURES / "aks/CHANGELOG.md").read_text()) == OURS
+
+
+@pytest.mark.contract
+def test_the_real_changelog(shared_data: Path) -> None:
+    md = (shared_data / "aks/CHANGELOG-through-2024.md").read_text()
     assert events(md) == EXPECTED
 
 

@@ -14,17 +14,17 @@ import pytest
 import requests
 
 from meshops.demo import Harness, sign
-from tests.conftest import REDIS_URL
+from tests.conftest import FIXTURES, REDIS_URL
 
 pytestmark = pytest.mark.e2e
 
 
 @pytest.fixture(scope="module")
-def rh(tmp_path_factory: pytest.TempPathFactory, shared: Path) -> Iterator[Harness]:
+def rh(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Harness]:
     base = random.randrange(26000, 32000, 100)  # below the ephemeral port range
     h = Harness(Path(tmp_path_factory.mktemp("release")), port_base=base, bot_port=base + 80,
                 redis_url=REDIS_URL, echo=lambda line: None, unreleased=["asm-1-27"],
-                changelog=shared / "data/aks/CHANGELOG-through-2024.md")
+                changelog=FIXTURES / "aks/CHANGELOG.md")
     h.start()
     try:
         yield h
@@ -33,12 +33,12 @@ def rh(tmp_path_factory: pytest.TempPathFactory, shared: Path) -> Iterator[Harne
 
 
 def test_new_revision_reaches_every_channel_and_leads_to_a_plan(rh: Harness) -> None:
-    # history (the shared changelog, 28 events) is learned silently on the first poll
+    # history (the changelog fixture, 19 events) is learned silently on the first poll
     channels, plan = rh.release_flow("asm-1-27")
     assert channels == {"C0DEVMESH", "C0STGMESH", "C0PRDMESH"}
     assert "Plan (dry run, nothing changed)*: `dev` asm-1-25 → asm-1-27" in plan
     notices = [e for e in rh.slack_log() if e["kind"] == "post" and "asm-1-" in e["text"]]
-    assert len(notices) == 3  # nothing from the 2023–2024 history
+    assert len(notices) == 3  # nothing from the 2025 history
 
 
 def test_pushed_release(rh: Harness) -> None:

@@ -1,5 +1,6 @@
-"""The ARM emulator against the real examples in ../shared/data/aks/arm/, through the
-product's AksMeshApi on azure-mgmt-containerservice with DefaultAzureCredential."""
+"""The ARM emulator through the product's AksMeshApi on azure-mgmt-containerservice with
+DefaultAzureCredential; contract tests compare its bodies with the real examples in
+../shared/data/aks/arm/ when they are there."""
 
 from __future__ import annotations
 
@@ -15,7 +16,7 @@ from sandbox.app import Sandbox
 from workers.wiring import FleetPorts
 from workflows.errors import ArmError, TemporaryError
 
-ARM = "data/aks/arm"
+ARM = "aks/arm"
 
 
 def arm_get(sb: Sandbox, ports: FleetPorts, path: str) -> requests.Response:
@@ -29,9 +30,9 @@ DEV = ("/subscriptions/00000000-0000-0000-0000-000000000000/resourceGroups/rg-me
        "providers/Microsoft.ContainerService/managedClusters/aks-dev-westus2")
 
 
-def spec_example(shared: Path, name: str) -> dict:
+def spec_example(shared_data: Path, name: str) -> dict:
     """The 200 body of a REST spec example in ../shared/data/aks/arm/."""
-    return json.loads((shared / ARM / name).read_text())["responses"]["200"]["body"]
+    return json.loads((shared_data / ARM / name).read_text())["responses"]["200"]["body"]
 
 
 def shape(value: object) -> object:
@@ -43,14 +44,17 @@ def shape(value: object) -> object:
     return type(value).__name__
 
 
-def test_mesh_revision_profiles_have_the_shape_of_the_real_recording(
-        sandbox: Sandbox, ports: FleetPorts, shared: Path) -> None:
-    real = json.loads((shared / ARM / "real_meshRevisionProfiles_westus2_2024-07-03_from_cli_"
-                                      "recording.json").read_text())
-    ours = arm_get(sandbox, ports, "/subscriptions/00000000-0000-0000-0000-000000000000/"
-                   "providers/Microsoft.ContainerService/locations/westus2/"
-                   "meshRevisionProfiles").json()
-    assert shape(ours) == shape(real)
+REVISION_PROFILES = ("/subscriptions/00000000-0000-0000-0000-000000000000/providers/"
+                     "Microsoft.ContainerService/locations/westus2/meshRevisionProfiles")
+
+
+def test_mesh_revision_profiles(sandbox: Sandbox, ports: FleetPorts) -> None:
+    ours = arm_get(sandbox, ports, REVISION_PROFILES).json()
+    assert shape(ours) == {"value": [{
+        "id": "str", "name": "str", "type": "str",
+        "properties": {"meshRevisions": [{
+            "revision": "str", "upgrades": ["str"],
+            "compatibleWith": [{"name": "str", "versions": ["str"]}]}]}}]}
     revisions = ours["value"][0]["properties"]["meshRevisions"]
     assert [r["revision"] for r in revisions] == ["asm-1-24", "asm-1-25", "asm-1-26", "asm-1-27"]
     assert "upgrades" not in revisions[-1]  # the newest revision has none, as in the recording
@@ -58,20 +62,46 @@ def test_mesh_revision_profiles_have_the_shape_of_the_real_recording(
                                                                    "AKSLongTermSupport"}
 
 
+@pytest.mark.contract
+def test_mesh_revision_profiles_have_the_shape_of_the_real_recording(
+        sandbox: Sandbox, ports: FleetPorts, shared_data: Path) -> None:
+    real = json.loads((shared_data / ARM / "real_meshRevisionProfiles_westus2_2024-07-03_from_"
+                                           "cli_recording.json").read_text())
+    assert shape(arm_get(sandbox, ports, REVISION_PROFILES).json()) == shape(real)
+
+
+def test_mesh_upgrade_profile(sandbox: Sandbox, ports: FleetPorts) -> None:
+    ours = arm_get(sandbox, ports, DEV + "/meshUpgradeProfiles/istio").json()
+    assert shape(ours) == {"id": "str", "name": "str", "type": "str", "properties": {
+        "revision": "str", "upgrades": ["str"],
+        "compatibleWith": [{"name": "str", "versions": ["str"]}]}}
+    assert MeshUpgradeProfile(ours).properties.upgrades == ["asm-1-26", "asm-1-27"]
+    assert ports.mesh.upgrade_targets("dev") == ["asm-1-26", "asm-1-27"]
+
+
+@pytest.mark.contract
 def test_mesh_upgrade_profile_matches_the_spec_example(sandbox: Sandbox, ports: FleetPorts,
-                                                       shared: Path) -> None:
-    example = spec_example(shared, "ManagedClustersGet_MeshUpgradeProfile.json")
+                                                       shared_data: Path) -> None:
+    example = spec_example(shared_data, "ManagedClustersGet_MeshUpgradeProfile.json")
     ours = arm_get(sandbox, ports, DEV + "/meshUpgradeProfiles/istio").json()
     assert shape(ours) == shape(example)
     # the SDK reads both the same way
     assert MeshUpgradeProfile(example).properties.upgrades == ["asm-1-18"]
     assert MeshUpgradeProfile(ours).properties.upgrades == ["asm-1-26", "asm-1-27"]
-    assert ports.mesh.upgrade_targets("dev") == ["asm-1-26", "asm-1-27"]
 
 
+def test_managed_cluster_body(sandbox: Sandbox, ports: FleetPorts) -> None:
+    ours = arm_get(sandbox, ports, DEV).json()
+    our_mesh = ManagedCluster(ours).service_mesh_profile
+    assert (our_mesh.mode, our_mesh.istio.revisions) == ("Istio", ["asm-1-25"])
+    assert ours["id"] == DEV and ours["properties"]["provisioningState"] == "Succeeded"
+    assert set(ours["properties"]["serviceMeshProfile"]) == {"mode", "istio"}
+
+
+@pytest.mark.contract
 def test_managed_cluster_body_reads_like_the_spec_example(sandbox: Sandbox, ports: FleetPorts,
-                                                          shared: Path) -> None:
-    example = spec_example(shared, "ManagedClustersCreate_AzureServiceMesh.json")
+                                                          shared_data: Path) -> None:
+    example = spec_example(shared_data, "ManagedClustersCreate_AzureServiceMesh.json")
     ours = arm_get(sandbox, ports, DEV).json()
     real_mesh = ManagedCluster(example).service_mesh_profile
     our_mesh = ManagedCluster(ours).service_mesh_profile
@@ -82,20 +112,34 @@ def test_managed_cluster_body_reads_like_the_spec_example(sandbox: Sandbox, port
         set(example["properties"]["serviceMeshProfile"])
 
 
-def test_canary_lifecycle_with_long_running_operations(sandbox: Sandbox, ports: FleetPorts,
-                                                       shared: Path) -> None:
-    real = json.loads((shared / ARM / "real_async_operation_bodies_from_cli_recording.json")
+def operation_body(sandbox: Sandbox, ports: FleetPorts, url: str) -> dict:
+    token = ports.mesh.credential.get_token("https://management.azure.com/.default").token
+    return requests.get(url, headers={"Authorization": f"Bearer {token}"},
+                        verify=str(sandbox.state_dir / "tls" / "arm.pem"), timeout=5).json()
+
+
+@pytest.mark.contract
+def test_operation_status_bodies_have_the_keys_of_the_real_recording(
+        sandbox: Sandbox, ports: FleetPorts, shared_data: Path) -> None:
+    real = json.loads((shared_data / ARM / "real_async_operation_bodies_from_cli_recording.json")
                       .read_text())
+    url = ports.mesh.set_revisions("dev", ["asm-1-25", "asm-1-26"])
+    assert url
+    assert set(operation_body(sandbox, ports, url)) == set(real["poll_in_progress"])
+    time.sleep(0.7)
+    assert set(operation_body(sandbox, ports, url)) == set(real["poll_succeeded"])
+
+
+def test_canary_lifecycle_with_long_running_operations(sandbox: Sandbox, ports: FleetPorts
+                                                       ) -> None:
     mesh = ports.mesh
     url = mesh.set_revisions("dev", ["asm-1-25", "asm-1-26"])
     assert url and "/operations/" in url
     assert mesh.get_mesh("dev").provisioning_state == "Updating"
     with pytest.raises(TemporaryError, match="409 OperationNotAllowed"):
         mesh.set_revisions("dev", ["asm-1-25", "asm-1-27"])
-    token = mesh.credential.get_token("https://management.azure.com/.default").token
-    body = requests.get(url, headers={"Authorization": f"Bearer {token}"},
-                        verify=str(sandbox.state_dir / "tls" / "arm.pem"), timeout=5).json()
-    assert set(body) == set(real["poll_in_progress"])
+    body = operation_body(sandbox, ports, url)  # Azure-AsyncOperation's status body
+    assert (set(body), body["status"]) == ({"name", "status", "startTime"}, "InProgress")
     time.sleep(0.7)
     status = mesh.operation_status("dev", url)
     assert status.status == "Succeeded"

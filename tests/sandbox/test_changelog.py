@@ -1,10 +1,17 @@
 """The sandbox's own AKS release history (sandbox/data/CHANGELOG.md, what ``meshops demo``
-serves as the GitHub releases feed) agrees with the revisions its ARM emulator offers."""
+serves as the GitHub releases feed) agrees with the revisions its ARM emulator offers; the
+feed the sandbox makes of a changelog gives the watcher the changelog's events."""
 
 from __future__ import annotations
 
+import re
+from pathlib import Path
+
+import pytest
+
 from sandbox.app import CHANGELOG, releases_from_changelog
 from sandbox.world import load_revisions
+from tests.conftest import FIXTURES
 from workflows.releases import parse, parse_releases_json
 
 
@@ -33,3 +40,18 @@ def test_the_history_is_served_as_github_releases() -> None:
     assert dates == sorted(dates, reverse=True) and len(dates) >= 3
     assert all(r["name"] == f"Release {r['tag_name']}" for r in releases)
     assert parse_releases_json(releases) == parse(CHANGELOG.read_text(encoding="utf-8"))
+
+
+def test_a_changelog_served_as_github_releases_keeps_its_events() -> None:
+    md = FIXTURES / "aks/CHANGELOG.md"  # the e2e release tests' history
+    assert parse_releases_json(releases_from_changelog(md)) == parse(md.read_text())
+
+
+@pytest.mark.contract
+def test_the_real_changelog_served_as_github_releases_keeps_its_events(shared_data: Path
+                                                                       ) -> None:
+    md = shared_data / "aks/CHANGELOG-through-2024.md"
+    releases = releases_from_changelog(md)
+    dated = re.findall(r"^## Release \d{4}-\d{2}-\d{2}", md.read_text(), re.MULTILINE)
+    assert len(releases) == len(dated) > 200
+    assert parse_releases_json(releases) == parse(md.read_text())
