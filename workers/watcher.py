@@ -27,7 +27,8 @@ import redis
 import structlog
 
 from workers.github.feed import ReleaseFeed
-from workflows.errors import MeshopsError
+from workers.slack.errors import SLACK_ERRORS, translate_slack_error
+from workflows.errors import MeshopsError, TemporaryError
 from workflows.model import REVISION_RE, revision_minor
 from workflows.releases import ReleaseEvent, parse_releases_json
 
@@ -175,7 +176,12 @@ class Watcher:
     def run_once(self, now: float | None = None, pushed: list[ReleaseEvent] | None = None
                  ) -> tuple[list[ReleaseEvent], set[str]]:
         """Poll (or take ``pushed`` events), post what is new. Returns (new events, channels
-        notified)."""
+        notified).
+
+        Raises ``TemporaryError`` when Slack cannot take a notice now (the events not yet
+        posted stay new for the next poll); a notice Slack refuses for good (a channel the
+        app is not in) is logged and skipped.
+        """
         now = time.time() if now is None else now
         today = datetime.fromtimestamp(now, UTC).strftime("%Y-%m-%d")
         notes = list(pushed) if pushed is not None else self.feed.poll()
@@ -196,8 +202,17 @@ class Watcher:
                 posted_key = f"{e.kind}|{e.revision}|{e.version or ''}|{n.variant}|{n.channel}"
                 if self.r.sismember(f"{self.key}:posted", posted_key):
                     continue
-                self.slack.chat_postMessage(channel=n.channel, text=n.text,
-                                            blocks=self.blocks(n, e))
+                try:
+                    self.slack.chat_postMessage(channel=n.channel, text=n.text,
+                                                blocks=self.blocks(n, e))
+                except SLACK_ERRORS as exc:
+                    error = translate_slack_error(exc, "chat.postMessage")
+                    if isinstance(error, TemporaryError):
+                        # the event is not marked seen: the next poll posts what is missing
+                        raise error from exc
+                    log.warning("releases.notice_refused", cluster=n.cluster,
+                                channel=n.channel, error=str(error))
+                    continue
                 self.r.sadd(f"{self.key}:posted", posted_key)
                 channels.add(n.channel)
             self.r.sadd(seen_key, key)

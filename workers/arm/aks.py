@@ -5,8 +5,9 @@ Contracts: Microsoft.ContainerService managedClusters (``serviceMeshProfile``,
 protocol (``Azure-AsyncOperation``), examples in ``../shared/data/aks/arm/``.
 
 The PUT is sent with ``polling=False``: the run stores the ``Azure-AsyncOperation`` URL and
-later ticks poll it, so no worker waits on an operation. Every azure-core exception is
-translated here (409, 429 and 5xx are temporary; the rest permanent, with ARM's message).
+later ticks poll it, so no worker waits on an operation. azure-core's exceptions, and only
+those, are translated by :func:`workers.arm.errors.translate_azure_error` (409, 429 and 5xx
+are temporary; the rest permanent, with ARM's code and message).
 """
 
 from __future__ import annotations
@@ -15,50 +16,15 @@ from functools import lru_cache
 from typing import Any
 
 from azure.core.credentials import TokenCredential
-from azure.core.exceptions import (
-    ClientAuthenticationError,
-    HttpResponseError,
-    ResourceNotFoundError,
-    ServiceRequestError,
-    ServiceResponseError,
-)
+from azure.core.exceptions import AzureError, ResourceNotFoundError
 from azure.core.rest import HttpRequest
 from azure.identity import DefaultAzureCredential
 from azure.mgmt.containerservice import ContainerServiceClient
 
+from workers.arm.errors import translate_azure_error
 from workers.config import ClusterConfig, Fleet
-from workflows.errors import ArmError, MeshopsError, TemporaryError
+from workflows.errors import ArmError
 from workflows.ports import MeshState, OperationStatus
-
-
-def translate(exc: Exception, what: str) -> MeshopsError:
-    """An azure-core exception → a meshops error saying what failed and what to do."""
-    if isinstance(exc, ClientAuthenticationError):
-        return ArmError(f"{what}: could not authenticate to Azure ({exc.message}). Check the "
-                        "managed identity or the AZURE_* environment of DefaultAzureCredential.")
-    if isinstance(exc, ServiceRequestError | ServiceResponseError):
-        return TemporaryError(f"{what}: ARM unreachable ({exc.message})", 10)
-    if isinstance(exc, HttpResponseError):
-        status = exc.status_code or 0
-        code = exc.error.code if exc.error else None
-        message = exc.error.message if exc.error else exc.message
-        if status == 409:
-            return TemporaryError(f"{what}: ARM answered 409 {code}: {message}", 15)
-        if status == 429:
-            retry = 10.0
-            if exc.response is not None:
-                try:
-                    retry = float(exc.response.headers.get("Retry-After", retry))
-                except ValueError:
-                    pass
-            return TemporaryError(f"{what}: ARM answered 429 (throttled)", retry)
-        if status >= 500:
-            return TemporaryError(f"{what}: ARM answered {status} {code}", 15)
-        if isinstance(exc, ResourceNotFoundError) or status == 404:
-            return ArmError(f"{what}: not found in Azure ({message}). Check subscription, "
-                            "resource_group and name in the fleet file.", code)
-        return ArmError(f"{what}: ARM refused it: {code}: {message}", code)
-    return ArmError(f"{what}: {exc}")
 
 
 class AksMeshApi:
@@ -87,8 +53,8 @@ class AksMeshApi:
         self.calls += 1
         try:
             mc = mc_ops.get(cfg.resource_group, cfg.name)
-        except Exception as exc:
-            raise translate(exc, f"reading cluster {cfg.name}") from exc
+        except AzureError as exc:
+            raise translate_azure_error(exc, f"reading cluster {cfg.name}") from exc
         profile = mc.service_mesh_profile
         revisions = list(profile.istio.revisions or []) if profile and profile.istio else []
         mode = getattr(profile.mode, "value", profile.mode) if profile else None
@@ -111,8 +77,8 @@ class AksMeshApi:
             profile = mc_ops.get_mesh_upgrade_profile(cfg.resource_group, cfg.name, "istio")
         except ResourceNotFoundError:
             return []
-        except Exception as exc:
-            raise translate(exc, f"reading meshUpgradeProfiles of {cfg.name}") from exc
+        except AzureError as exc:
+            raise translate_azure_error(exc, f"reading meshUpgradeProfiles of {cfg.name}") from exc
         return list(profile.properties.upgrades or []) if profile.properties else []
 
     def _put(self, cluster: str, mutate: Any, what: str) -> str | None:
@@ -123,12 +89,15 @@ class AksMeshApi:
         self.calls += 2
         try:
             mc = mc_ops.get(cfg.resource_group, cfg.name)
-            mutate(mc)
+        except AzureError as exc:
+            raise translate_azure_error(exc, f"reading cluster {cfg.name}") from exc
+        mutate(mc)
+        try:
             mc_ops.begin_create_or_update(
                 cfg.resource_group, cfg.name, mc, polling=False,
                 raw_response_hook=lambda r: headers.update(r.http_response.headers))
-        except Exception as exc:
-            raise translate(exc, f"{what} on {cfg.name}") from exc
+        except AzureError as exc:
+            raise translate_azure_error(exc, f"{what} on {cfg.name}") from exc
         return headers.get("Azure-AsyncOperation") or headers.get("azure-asyncoperation")
 
     def set_revisions(self, cluster: str, revisions: list[str]) -> str | None:
@@ -167,12 +136,16 @@ class AksMeshApi:
     def operation_status(self, cluster: str, url: str) -> OperationStatus:
         cfg, _ = self._c(cluster)
         self.calls += 1
+        what = f"polling the operation on {cfg.name}"
         try:
             resp = self.client(cfg.subscription).send_request(HttpRequest("GET", url))
             resp.raise_for_status()
+        except AzureError as exc:
+            raise translate_azure_error(exc, what) from exc
+        try:
             body = resp.json()
-        except Exception as exc:
-            raise translate(exc, f"polling the operation on {cfg.name}") from exc
+        except ValueError as exc:
+            raise ArmError(f"{what}: ARM's answer is not JSON ({resp.text()[:200]})") from exc
         error = body.get("error") or {}
         return OperationStatus(body.get("status", "InProgress"), error.get("code"),
                                error.get("message"))
@@ -184,8 +157,9 @@ class AksMeshApi:
         self.calls += 1
         try:
             profiles = list(mc_ops.list_mesh_revision_profiles(cfg.location))
-        except Exception as exc:
-            raise translate(exc, f"reading meshRevisionProfiles of {cfg.location}") from exc
+        except AzureError as exc:
+            raise translate_azure_error(
+                exc, f"reading meshRevisionProfiles of {cfg.location}") from exc
         out = []
         for profile in profiles:
             for rev in (profile.properties.mesh_revisions or []) if profile.properties else []:
@@ -203,6 +177,6 @@ class AksMeshApi:
                 result = mc_ops.list_cluster_admin_credentials(cfg.resource_group, cfg.name)
             else:
                 result = mc_ops.list_cluster_user_credentials(cfg.resource_group, cfg.name)
-        except Exception as exc:
-            raise translate(exc, f"getting credentials of {cfg.name}") from exc
+        except AzureError as exc:
+            raise translate_azure_error(exc, f"getting credentials of {cfg.name}") from exc
         return bytes(result.kubeconfigs[0].value)

@@ -3,7 +3,9 @@
 Polls the GitHub releases of Azure/AKS (``GET /repos/Azure/AKS/releases``) with
 ``If-None-Match`` / ``If-Modified-Since`` and an optional token, falls back to the raw
 CHANGELOG.md when the API is rate limited (403/429), failing (5xx) or answers something that
-is not a releases list, and remembers its validators in Redis across restarts.
+is not a releases list, and remembers its validators in Redis across restarts. Errors of
+``requests`` are translated by :func:`workers.github.errors.translate_github_error` (a rate
+limit is temporary, with the wait GitHub asked for) and logged; the poll never raises.
 """
 
 from __future__ import annotations
@@ -14,6 +16,8 @@ import redis
 import requests
 import structlog
 
+from workers.github.errors import translate_github_error
+from workflows.errors import PermanentError, TemporaryError
 from workflows.releases import ReleaseEvent, parse, parse_releases_json
 
 log = structlog.get_logger("meshops.watcher")
@@ -32,7 +36,8 @@ class ReleaseFeed:
         self.http = session or requests.Session()
         self.requests = 0
 
-    def _get(self, name: str, url: str, accept: str) -> requests.Response | None:
+    def _get(self, name: str, url: str, accept: str) -> requests.Response:
+        """A conditional GET: 200 or 304; ``TemporaryError`` / ``PermanentError`` else."""
         headers = {"Accept": accept, "User-Agent": "meshops-release-watcher"}
         if self.token:
             headers["Authorization"] = f"Bearer {self.token}"
@@ -43,10 +48,11 @@ class ReleaseFeed:
             headers["If-Modified-Since"] = validators["last_modified"]
         self.requests += 1
         try:
-            return self.http.get(url, headers=headers, timeout=15)
+            resp = self.http.get(url, headers=headers, timeout=15)
+            resp.raise_for_status()
         except requests.RequestException as exc:
-            log.warning("releases.unreachable", source=name, error=str(exc))
-            return None
+            raise translate_github_error(exc, f"reading the AKS {name} at {url}") from exc
+        return resp
 
     def _remember(self, name: str, resp: requests.Response) -> None:
         fields = {k: v for k, v in (("etag", resp.headers.get("ETag")),
@@ -60,10 +66,16 @@ class ReleaseFeed:
         Never raises for a bad answer: a malformed feed, an HTML error page, a rate limit or
         an outage is logged and the CHANGELOG is tried instead.
         """
-        resp = self._get("feed", self.feed_url, "application/vnd.github+json")
-        if resp is not None and resp.status_code == 304:
+        try:
+            resp = self._get("feed", self.feed_url, "application/vnd.github+json")
+        except (TemporaryError, PermanentError) as exc:
+            log.warning("releases.feed_refused", error=str(exc),
+                        temporary=isinstance(exc, TemporaryError),
+                        retry_after_s=getattr(exc, "delay_s", None))
+            return self._changelog()
+        if resp.status_code == 304:
             return []
-        if resp is not None and resp.status_code == 200:
+        if resp.status_code == 200:
             try:
                 events = parse_releases_json(resp.json())
                 self._remember("feed", resp)
@@ -71,18 +83,18 @@ class ReleaseFeed:
             except ValueError as exc:
                 log.warning("releases.malformed_feed", error=str(exc)[:200],
                             content_type=resp.headers.get("Content-Type"))
-        elif resp is not None:
-            limited = resp.status_code in (403, 429)
-            log.warning("releases.feed_refused", status=resp.status_code,
-                        rate_limited=limited,
-                        reset=resp.headers.get("X-RateLimit-Reset"))
         return self._changelog()
 
     def _changelog(self) -> list[ReleaseEvent]:
         if not self.changelog_url:
             return []
-        resp = self._get("changelog", self.changelog_url, "text/plain")
-        if resp is None or resp.status_code == 304:
+        try:
+            resp = self._get("changelog", self.changelog_url, "text/plain")
+        except (TemporaryError, PermanentError) as exc:
+            log.warning("releases.changelog_refused", error=str(exc),
+                        temporary=isinstance(exc, TemporaryError))
+            return []
+        if resp.status_code == 304:
             return []
         if resp.status_code != 200 or "<html" in resp.text[:500].lower():
             log.warning("releases.changelog_refused", status=resp.status_code)

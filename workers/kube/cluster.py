@@ -5,7 +5,8 @@ Converging writes are absolute: the namespace label ``istio.io/rev=<revision>`` 
 ``kubectl.kubernetes.io/restartedAt=<token>``, exactly what ``kubectl label`` and
 ``kubectl rollout restart`` write (AKS doc ``istio-upgrade.md``). A pod's revision is its
 ``sidecar.istio.io/status`` revision (else its ``istio.io/rev`` label) and its patch version
-the ``istio-proxy`` image tag.
+the ``istio-proxy`` image tag. The client's exceptions, and only those, are translated by
+:func:`workers.kube.errors.translate_kubernetes_error`.
 """
 
 from __future__ import annotations
@@ -13,13 +14,14 @@ from __future__ import annotations
 import json
 from typing import Any
 
-import urllib3
 import yaml
 from kubernetes import client as k8s
 from kubernetes import config as k8s_config
 from kubernetes.client.exceptions import ApiException
+from kubernetes.config.config_exception import ConfigException
 
-from workflows.errors import ClusterApiError, MeshopsError, TemporaryError
+from workers.kube.errors import KUBERNETES_ERRORS, translate_kubernetes_error
+from workflows.errors import ClusterApiError
 from workflows.ports import INJECTION_LABEL, REV_LABEL, Namespace, Pod, Workload
 
 RESTARTED_AT = "kubectl.kubernetes.io/restartedAt"
@@ -27,28 +29,24 @@ ISTIO_NS = "aks-istio-system"
 PER_NAMESPACE_LIMIT = 25  # up to this many namespaces: one list each; else one list of all
 
 
-def translate(exc: Exception, what: str) -> MeshopsError:
-    if isinstance(exc, ApiException):
-        if exc.status in (409, 429) or (exc.status or 0) >= 500:
-            return TemporaryError(f"{what}: Kubernetes API answered {exc.status}", 5)
-        if exc.status in (401, 403):
-            return ClusterApiError(f"{what}: Kubernetes API refused meshops ({exc.status}); "
-                                   "grant its identity access to namespaces and workloads.")
-        reason = exc.reason
-        try:
-            reason = json.loads(exc.body or "{}").get("message", reason)
-        except ValueError:
-            pass
-        return ClusterApiError(f"{what}: {reason}")
-    if isinstance(exc, urllib3.exceptions.HTTPError | OSError):
-        return TemporaryError(f"{what}: Kubernetes API unreachable ({exc})", 5)
-    return ClusterApiError(f"{what}: {exc}")
+def _not_found(exc: ClusterApiError) -> bool:
+    """The API server answered 404 (translated from the client's ``ApiException``)."""
+    return isinstance(exc.__cause__, ApiException) and exc.__cause__.status == 404
 
 
 def api_client_from_kubeconfig(kubeconfig: bytes | str, context: str | None = None
                                ) -> k8s.ApiClient:
-    data = yaml.safe_load(kubeconfig)
-    return k8s_config.new_client_from_config_dict(data, context=context)
+    """An API client for a kubeconfig (YAML); ``ClusterApiError`` if it cannot be used."""
+    try:
+        data = yaml.safe_load(kubeconfig)
+    except yaml.YAMLError as exc:
+        raise ClusterApiError(f"the kubeconfig is not YAML ({exc})") from exc
+    if not isinstance(data, dict):
+        raise ClusterApiError("the kubeconfig is not a kubeconfig (no mapping)")
+    try:
+        return k8s_config.new_client_from_config_dict(data, context=context)
+    except ConfigException as exc:
+        raise translate_kubernetes_error(exc, "load", "kubeconfig") from exc
 
 
 class KubernetesClusterApi:
@@ -62,24 +60,28 @@ class KubernetesClusterApi:
         self.apps = k8s.AppsV1Api(api_client)
         self.calls = 0
 
-    def _call(self, what: str, fn: Any, *args: Any, **kwargs: Any) -> Any:
+    def _call(self, verb: str, resource: str, namespace: str | None, fn: Any, *args: Any,
+              **kwargs: Any) -> Any:
+        """``fn(*args, **kwargs)``, its client errors translated naming verb, resource and
+        namespace."""
         self.calls += 1
         try:
             return fn(*args, **kwargs)
-        except Exception as exc:
-            raise translate(exc, f"{what} on {self.name}") from exc
+        except KUBERNETES_ERRORS as exc:
+            raise translate_kubernetes_error(exc, verb, resource, namespace, self.name) from exc
 
     def list_namespaces(self) -> list[Namespace]:
-        items = self._call("listing namespaces", self.core.list_namespace).items
+        items = self._call("list", "namespaces", None, self.core.list_namespace).items
         return [Namespace(n.metadata.name, dict(n.metadata.labels or {})) for n in items]
 
     def set_namespace_revision(self, namespace: str, revision: str) -> None:
         body = {"metadata": {"labels": {REV_LABEL: revision, INJECTION_LABEL: None}}}
-        self._call(f"labelling namespace {namespace}", self.core.patch_namespace, namespace, body)
+        self._call("patch", f"namespace {namespace}", None, self.core.patch_namespace, namespace,
+                   body)
 
     def remove_namespace_revision(self, namespace: str) -> None:
         body = {"metadata": {"labels": {REV_LABEL: None, INJECTION_LABEL: None}}}
-        self._call(f"unlabelling namespace {namespace}", self.core.patch_namespace, namespace,
+        self._call("patch", f"namespace {namespace}", None, self.core.patch_namespace, namespace,
                    body)
 
     def _list(self, kind: str, namespaces: list[str]) -> list[Any]:
@@ -88,10 +90,10 @@ class KubernetesClusterApi:
         if len(namespaces) <= PER_NAMESPACE_LIMIT:
             fn = getattr(self.apps, f"list_namespaced_{snake}")
             return [i for ns in namespaces
-                    for i in self._call(f"listing {kind}s in {ns}", fn, ns).items]
+                    for i in self._call("list", f"{kind}s", ns, fn, ns).items]
         fn = getattr(self.apps, f"list_{snake}_for_all_namespaces")
         wanted = set(namespaces)
-        return [i for i in self._call(f"listing {kind}s", fn).items
+        return [i for i in self._call("list", f"{kind}s", None, fn).items
                 if i.metadata.namespace in wanted]
 
     def list_workloads(self, namespaces: list[str]) -> list[Workload]:
@@ -122,16 +124,17 @@ class KubernetesClusterApi:
         snake = {"Deployment": "deployment", "StatefulSet": "stateful_set",
                  "DaemonSet": "daemon_set"}[workload.kind]
         fn = getattr(self.apps, f"patch_namespaced_{snake}")
-        self._call(f"restarting {workload.kind} {workload.namespace}/{workload.name}", fn,
+        self._call("patch", f"{workload.kind} {workload.name}", workload.namespace, fn,
                    workload.name, workload.namespace, body)
 
     def list_pods(self, namespaces: list[str]) -> list[Pod]:
         if len(namespaces) <= PER_NAMESPACE_LIMIT:
             items = [p for ns in namespaces for p in self._call(
-                f"listing pods in {ns}", self.core.list_namespaced_pod, ns).items]
+                "list", "pods", ns, self.core.list_namespaced_pod, ns).items]
         else:
             wanted = set(namespaces)
-            items = [p for p in self._call("listing pods", self.core.list_pod_for_all_namespaces
+            items = [p for p in self._call("list", "pods", None,
+                                           self.core.list_pod_for_all_namespaces
                                            ).items if p.metadata.namespace in wanted]
         return [self._pod(p) for p in items]
 
@@ -161,11 +164,12 @@ class KubernetesClusterApi:
     def ingress_gateways(self) -> dict[str, bool]:
         """``aks-istio-ingressgateway-<external|internal>-<revision>`` in aks-istio-ingress."""
         try:
-            items = self.apps.list_namespaced_deployment("aks-istio-ingress").items
-        except ApiException as exc:
-            if exc.status == 404:
+            items = self._call("list", "Deployments", "aks-istio-ingress",
+                               self.apps.list_namespaced_deployment, "aks-istio-ingress").items
+        except ClusterApiError as exc:
+            if _not_found(exc):
                 return {}
-            raise translate(exc, f"listing ingress gateways on {self.name}") from exc
+            raise
         out: dict[str, bool] = {}
         for d in items:
             name = d.metadata.name
@@ -179,20 +183,18 @@ class KubernetesClusterApi:
         of this can be the add-on's own): an ``istiod`` Deployment in ``istio-system``, and
         Istio CRDs (groups ``*.istio.io``), which an uninstall may leave behind (AKS doc
         ``istio-deploy-addon.md``)."""
-        what = f"looking for Istio outside the add-on on {self.name}"
         signs = []
         try:
-            items = self.apps.list_namespaced_deployment("istio-system").items
+            items = self._call("list", "Deployments", "istio-system",
+                               self.apps.list_namespaced_deployment, "istio-system").items
             signs += [f"namespace istio-system runs Deployment {d.metadata.name}"
                       for d in items if d.metadata.name.startswith("istiod")]
-        except ApiException as exc:
-            if exc.status != 404:
-                raise translate(exc, what) from exc
-        except Exception as exc:
-            raise translate(exc, what) from exc
+        except ClusterApiError as exc:
+            if not _not_found(exc):
+                raise
         crds = sorted(c.metadata.name for c in self._call(
-            what, k8s.ApiextensionsV1Api(self.core.api_client)
-            .list_custom_resource_definition).items
+            "list", "customresourcedefinitions", None,
+            k8s.ApiextensionsV1Api(self.core.api_client).list_custom_resource_definition).items
             if c.spec.group == "istio.io" or c.spec.group.endswith(".istio.io"))
         if crds:
             signs.append("Istio CRDs from another installation: " + ", ".join(crds[:5])
@@ -200,7 +202,8 @@ class KubernetesClusterApi:
         return signs
 
     def control_plane_revisions(self) -> dict[str, bool]:
-        items = self._call("listing istiod", self.apps.list_namespaced_deployment, ISTIO_NS,
+        items = self._call("list", "Deployments app=istiod", ISTIO_NS,
+                           self.apps.list_namespaced_deployment, ISTIO_NS,
                            label_selector="app=istiod").items
         out = {}
         for d in items:

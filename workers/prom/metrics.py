@@ -5,7 +5,8 @@ namespace regex), never one per namespace: request count (``increase`` of
 ``istio_requests_total``), 5xx count, and p99 latency (``histogram_quantile(0.99, …)`` of
 ``istio_request_duration_milliseconds_bucket``), all with ``reporter="destination"`` as
 Flagger's built-in Istio checks. Azure Monitor managed Prometheus is reached with an Entra
-token (``auth: azure``).
+token (``auth: azure``). The client's exceptions, and only those, become
+``MetricsUnavailable`` in :func:`workers.prom.errors.translate_prometheus_error`.
 """
 
 from __future__ import annotations
@@ -13,11 +14,10 @@ from __future__ import annotations
 import math
 from typing import Any
 
-import requests
-from prometheus_api_client import PrometheusApiClientException, PrometheusConnect
+from prometheus_api_client import PrometheusConnect
 from urllib3.util.retry import Retry
 
-from workflows.errors import MetricsUnavailable
+from workers.prom.errors import PROMETHEUS_ERRORS, translate_prometheus_error
 from workflows.model import NamespaceMetrics
 
 AZURE_PROMETHEUS_SCOPE = "https://prometheus.monitor.azure.com/.default"
@@ -59,15 +59,14 @@ class PrometheusMetricsApi:
         self.queries = 0
 
     def _query(self, q: str) -> dict[str, float]:
-        if self.credential is not None:
-            token = self.credential.get_token(AZURE_PROMETHEUS_SCOPE).token
-            self.prom.headers = {"Authorization": f"Bearer {token}"}
         self.queries += 1
         try:
+            if self.credential is not None:
+                token = self.credential.get_token(AZURE_PROMETHEUS_SCOPE).token
+                self.prom.headers = {"Authorization": f"Bearer {token}"}
             result = self.prom.custom_query(q)
-        except (PrometheusApiClientException, requests.RequestException, ValueError) as exc:
-            raise MetricsUnavailable(f"Prometheus at {self.url} could not be queried: {exc}",
-                                     10) from exc
+        except PROMETHEUS_ERRORS as exc:
+            raise translate_prometheus_error(exc, self.url) from exc
         out = {}
         for item in result:
             ns = item["metric"].get("destination_workload_namespace")

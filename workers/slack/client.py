@@ -11,13 +11,13 @@ import time
 
 import structlog
 from slack_sdk import WebClient
-from slack_sdk.errors import SlackApiError
 from slack_sdk.http_retry.builtin_handlers import (
     ConnectionErrorRetryHandler,
     RateLimitErrorRetryHandler,
 )
 
 from workers.config import Fleet
+from workers.slack.errors import SLACK_ERRORS, translate_slack_error
 from workflows.errors import DecisionRefused
 
 log = structlog.get_logger("meshops.slack")
@@ -54,8 +54,9 @@ class UserGroups:
             return hit[1]
         try:
             users = frozenset(self.client.usergroups_users_list(usergroup=group)["users"])
-        except (SlackApiError, OSError) as exc:
-            log.warning("usergroup.unavailable", group=group, error=str(exc))
+        except SLACK_ERRORS as exc:
+            log.warning("usergroup.unavailable", group=group,
+                        error=str(translate_slack_error(exc, "usergroups.users.list")))
             raise DecisionRefused(f"Slack could not say who is in user group <!subteam^{group}>;"
                                   " refusing until it can.") from exc
         self.cache[group] = (time.time(), users)

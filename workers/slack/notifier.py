@@ -15,11 +15,10 @@ import json
 from typing import Any
 
 from slack_sdk import WebClient
-from slack_sdk.errors import SlackApiError
 
 from workers.slack.charts import gate_chart
+from workers.slack.errors import SLACK_ERRORS, translate_slack_error
 from workers.slack.render import render_event, render_root
-from workflows.errors import PermanentError, TemporaryError
 from workflows.kind import kind_of
 from workflows.model import Phase, Run
 
@@ -33,16 +32,12 @@ class SlackNotifier:
         self.approvers_of = approvers_of  # cluster short name -> list of approver ids
 
     def _call(self, method: str, **kwargs: Any) -> Any:
+        """``client.<method>(**kwargs)``; Slack's errors raised as ``TemporaryError`` /
+        ``PermanentError`` (:func:`workers.slack.errors.translate_slack_error`)."""
         try:
             return getattr(self.client, method)(**kwargs)
-        except SlackApiError as exc:
-            error = exc.response.get("error") if exc.response is not None else "unknown"
-            if error in ("ratelimited", "service_unavailable", "fatal_error",
-                         "internal_error", "request_timeout"):
-                raise TemporaryError(f"Slack {method}: {error}", 5) from exc
-            raise PermanentError(f"Slack {method} refused: {error}") from exc
-        except OSError as exc:
-            raise TemporaryError(f"Slack unreachable: {exc}", 5) from exc
+        except SLACK_ERRORS as exc:
+            raise translate_slack_error(exc, method.replace("_", ".")) from exc
 
     def sync(self, run: Run) -> None:
         """Bring Slack up to date with ``run``. Idempotent; raises TemporaryError to retry."""

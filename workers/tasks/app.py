@@ -95,6 +95,9 @@ def tick_task(run_id: str, seq: int) -> None:
         notify_task.delay(run_id)
 
 
+NOTIFY_RETRY_S = 5.0  # the least wait before a Slack sync is tried again
+
+
 @app.task(name="meshops.notify", bind=True, max_retries=12)
 def notify_task(self: Any, run_id: str) -> None:
     ctx = context()
@@ -106,7 +109,9 @@ def notify_task(self: Any, run_id: str) -> None:
         ctx.notifier.sync(ctx.store.get(run_id))
     except TemporaryError as exc:
         log.warning("notify.retry", run_id=run_id, error=str(exc))
-        raise self.retry(countdown=min(60, exc.delay_s * (self.request.retries + 1))) from exc
+        # Slack's Retry-After when it gave one, at least 5 s, growing with each attempt
+        wait = max(exc.delay_s, NOTIFY_RETRY_S) * (self.request.retries + 1)
+        raise self.retry(countdown=min(60, wait)) from exc
     finally:
         lock.release()
 

@@ -1,0 +1,59 @@
+"""The one translation of slack_sdk's exceptions into meshops'.
+
+slack_sdk raises ``SlackApiError`` for an answer with ``"ok": false`` or a status other than
+200 (its ``response`` has the status, the headers and Slack's ``error`` code), and lets
+``OSError`` through (``urllib.error.URLError``, timeouts) when Slack did not answer; by then
+its own retry handlers (:func:`workers.slack.client.make_client`) have already retried rate
+limits and dropped connections.
+
+Temporary (:class:`TemporaryError`, ``delay_s`` = Slack's ``Retry-After``): ``ratelimited``
+(429), a 5xx, Slack's own ``service_unavailable`` / ``fatal_error`` / ``internal_error`` /
+``request_timeout``, no answer. Permanent (:class:`PermanentError`): every other error code
+(``channel_not_found``, ``not_in_channel``, ``missing_scope``, ``invalid_auth``...), named
+with the method, as in Slack's docs of each method.
+"""
+
+from __future__ import annotations
+
+from slack_sdk.errors import SlackApiError
+
+from workers.retry_after import retry_after_s
+from workflows.errors import PermanentError, TemporaryError
+
+#: what slack_sdk raises that we translate (anything else is a bug and propagates)
+SLACK_ERRORS = (SlackApiError, OSError)
+
+#: Slack error codes that say "try again later" (https://api.slack.com/methods, "Errors")
+TEMPORARY_CODES = frozenset({"ratelimited", "service_unavailable", "fatal_error",
+                             "internal_error", "request_timeout"})
+
+
+def translate_slack_error(exc: SlackApiError | OSError, method: str
+                          ) -> TemporaryError | PermanentError:
+    """A slack_sdk exception as a meshops error naming the Web API method.
+
+    Args:
+        exc: what the ``WebClient`` raised.
+        method: the Web API method, ``chat.postMessage``.
+
+    Returns:
+        :class:`TemporaryError` (``delay_s``: Slack's ``Retry-After``, or 0) for rate limits,
+        Slack's outages and no answer; else :class:`PermanentError` with Slack's error code
+        (and the scope it needs, for ``missing_scope``).
+    """
+    if not isinstance(exc, SlackApiError):
+        return TemporaryError(f"Slack {method}: Slack unreachable ({exc})")
+    response = exc.response
+    data = response.data if response is not None and isinstance(response.data, dict) else {}
+    status = response.status_code if response is not None else 0
+    code = str(data.get("error") or (f"HTTP {status}" if status else "unknown"))
+    if code in TEMPORARY_CODES or status == 429 or status >= 500:
+        return TemporaryError(f"Slack {method}: {code}",
+                              retry_after_s(response.headers if response is not None else None))
+    detail = ""
+    if data.get("needed"):
+        detail = f" (needs the {data['needed']} scope; reinstall the app with it)"
+    messages = (data.get("response_metadata") or {}).get("messages") or []
+    if messages:
+        detail += f": {'; '.join(str(m) for m in messages)[:300]}"
+    return PermanentError(f"Slack {method} refused: {code}{detail}")
