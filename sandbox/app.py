@@ -335,9 +335,9 @@ class Sandbox:
         for s in SEED:
             c = self.world.clusters[s.name]
             namespaces = {o["metadata"]["name"]: o["metadata"].get("labels") or {}
-                          for o in self.world.list(s.name, "Namespace")}
+                          for o in self.world.list_objects(s.name, "Namespace")}
             pods = []
-            for p in self.world.list(s.name, "Pod"):
+            for p in self.world.list_objects(s.name, "Pod"):
                 if p["metadata"]["namespace"] in (ISTIO_NS, "kube-system", "aks-istio-ingress"):
                     continue
                 proxy = next((ct["image"] for ct in p["spec"]["containers"]
@@ -347,9 +347,9 @@ class Sandbox:
                              "revision": p["metadata"]["labels"].get(REV_LABEL),
                              "proxy_image": proxy})
             istiod = sorted(o["metadata"]["name"] for o in
-                            self.world.list(s.name, "Deployment", ISTIO_NS))
+                            self.world.list_objects(s.name, "Deployment", ISTIO_NS))
             gateways = sorted(o["metadata"]["name"] for o in
-                              self.world.list(s.name, "Deployment", "aks-istio-ingress"))
+                              self.world.list_objects(s.name, "Deployment", "aks-istio-ingress"))
             out[s.short] = {"name": s.name, "revisions": c.revisions,
                             "provisioningState": c.arm["properties"]["provisioningState"],
                             "namespaces": namespaces, "pods": pods, "istiod": istiod,

@@ -2,7 +2,8 @@
 identity token endpoint.
 
 Contracts followed (examples in ``../shared/data/aks/arm/``, api-version 2026-08-01):
-- ``GET|PUT .../managedClusters/{name}``: the body of ``ManagedClustersCreate_AzureServiceMesh``;
+- ``GET|PUT .../managedClusters/{name}``: the body of ``ManagedClustersCreate_AzureServiceMesh``
+  (:func:`sandbox.resources.cluster_body`, kept by the world);
   a PUT is a long-running operation: 200 with ``provisioningState: Updating`` and an
   ``Azure-AsyncOperation`` header whose URL answers ``{"name","status","startTime"[,"endTime",
   "error"]}`` (``real_async_operation_bodies_from_cli_recording.json``). A write while an
@@ -32,56 +33,13 @@ from typing import Any
 import yaml
 
 from sandbox.http import Request, Response, Router
+from sandbox.resources import PROVIDER
 from sandbox.world import World
 
-PROVIDER = "Microsoft.ContainerService"
 MC = (r"/subscriptions/(?P<sub>[^/]+)/resourceGroups/(?P<rg>[^/]+)/providers/"
       r"Microsoft\.ContainerService/managedClusters/(?P<name>[^/]+)")
 LOC = (r"/subscriptions/(?P<sub>[^/]+)/providers/Microsoft\.ContainerService/locations/"
        r"(?P<loc>[^/]+)")
-
-
-def cluster_body(sub: str, rg: str, name: str, location: str, k8s: str,
-                 revisions: list[str] | None) -> dict[str, Any]:
-    """A managedCluster as ARM returns it, after the REST spec's create example."""
-    mesh: dict[str, Any] = {"mode": "Disabled"}
-    if revisions:
-        mesh = {"mode": "Istio", "istio": {
-            "revisions": list(revisions),
-            "components": {"ingressGateways": [], "egressGateways": []}}}
-    return {
-        "id": f"/subscriptions/{sub}/resourceGroups/{rg}/providers/{PROVIDER}/managedClusters/"
-              f"{name}",
-        "name": name,
-        "type": f"{PROVIDER}/managedClusters",
-        "location": location,
-        "tags": {"environment": "sandbox"},
-        "sku": {"name": "Base", "tier": "Standard"},
-        "identity": {"type": "SystemAssigned",
-                     "principalId": "00000000-0000-0000-0000-000000000001",
-                     "tenantId": "00000000-0000-0000-0000-000000000002"},
-        "properties": {
-            "provisioningState": "Succeeded",
-            "powerState": {"code": "Running"},
-            "kubernetesVersion": k8s,
-            "currentKubernetesVersion": k8s,
-            "dnsPrefix": name,
-            "fqdn": f"{name}-sandbox.hcp.{location}.azmk8s.io",
-            "agentPoolProfiles": [{
-                "name": "nodepool1", "type": "VirtualMachineScaleSets", "count": 3,
-                "vmSize": "Standard_DS2_v2", "mode": "System", "osType": "Linux",
-                "orchestratorVersion": k8s, "provisioningState": "Succeeded",
-                "maxPods": 110}],
-            "enableRBAC": True,
-            "nodeResourceGroup": f"MC_{rg}_{name}_{location}",
-            "networkProfile": {"networkPlugin": "azure", "networkPluginMode": "overlay",
-                               "loadBalancerSku": "standard", "outboundType": "loadBalancer",
-                               "podCidr": "10.244.0.0/16", "serviceCidr": "10.0.0.0/16",
-                               "dnsServiceIP": "10.0.0.10"},
-            "addonProfiles": {},
-            "serviceMeshProfile": mesh,
-        },
-    }
 
 
 def _err(status: int, code: str, message: str, headers: dict[str, str] | None = None
@@ -130,7 +88,7 @@ class ArmEmulator:
 
     def compatible(self, revision: str, k8s: str) -> bool:
         entry = self.world.catalog.get(revision)
-        return bool(entry) and _minor(k8s) in entry["kubernetes"]
+        return entry is not None and _minor(k8s) in entry["kubernetes"]
 
     # ---------------------------------------------------------------- routes
 

@@ -92,17 +92,17 @@ class KubeEmulator:
     def router(self) -> Router:
         r = Router()
         r.add("GET", PREFIX + "/version", self.version)
-        r.add("GET", PREFIX + "/api/v1/(?P<res>namespaces|pods)", self.list)
-        r.add("GET", PREFIX + "/api/v1/namespaces/(?P<ns>[^/]+)/(?P<res>pods)", self.list)
+        r.add("GET", PREFIX + "/api/v1/(?P<res>namespaces|pods)", self.list_objects)
+        r.add("GET", PREFIX + "/api/v1/namespaces/(?P<ns>[^/]+)/(?P<res>pods)", self.list_objects)
         r.add("GET", PREFIX + "/api/v1/namespaces/(?P<ns>[^/]+)/(?P<res>pods)/(?P<name>[^/]+)",
               self.get)
         r.add("GET", PREFIX + "/api/v1/(?P<res>namespaces)/(?P<name>[^/]+)", self.get)
         r.add("PATCH", PREFIX + "/api/v1/(?P<res>namespaces)/(?P<name>[^/]+)", self.patch)
         r.add("GET", PREFIX + "/apis/apiextensions.k8s.io/v1/(?P<res>customresourcedefinitions)",
-              self.list)
+              self.list_objects)
         apps = "(?P<res>deployments|statefulsets|daemonsets)"
-        r.add("GET", PREFIX + "/apis/apps/v1/" + apps, self.list)
-        r.add("GET", PREFIX + "/apis/apps/v1/namespaces/(?P<ns>[^/]+)/" + apps, self.list)
+        r.add("GET", PREFIX + "/apis/apps/v1/" + apps, self.list_objects)
+        r.add("GET", PREFIX + "/apis/apps/v1/namespaces/(?P<ns>[^/]+)/" + apps, self.list_objects)
         r.add("GET", PREFIX + "/apis/apps/v1/namespaces/(?P<ns>[^/]+)/" + apps
               + "/(?P<name>[^/]+)", self.get)
         r.add("PATCH", PREFIX + "/apis/apps/v1/namespaces/(?P<ns>[^/]+)/" + apps
@@ -144,7 +144,7 @@ class KubeEmulator:
         return Response(200, {"major": major, "minor": minor, "gitVersion": f"v{k8s}",
                               "platform": "linux/amd64"})
 
-    def list(self, req: Request) -> Response:
+    def list_objects(self, req: Request) -> Response:
         denied = self._auth(req)
         if denied:
             return denied

@@ -34,6 +34,8 @@ from typing import Any
 
 import yaml
 
+from sandbox.resources import cluster_body
+
 REV_LABEL = "istio.io/rev"
 RESTARTED_AT = "kubectl.kubernetes.io/restartedAt"
 ISTIO_NS = "aks-istio-system"
@@ -101,7 +103,7 @@ class World:
         self.operation_s = operation_s
         self.rollout_s = rollout_s
         self.rps_per_pod = rps_per_pod
-        self.catalog = {r["revision"]: r for r in load_revisions()}
+        self.catalog: dict[str, dict[str, Any]] = {r["revision"]: r for r in load_revisions()}
         self.clusters: dict[str, Cluster] = {}
         self.operations: dict[str, Operation] = {}
         self.faults: dict[tuple[str, str, str], Fault] = {}
@@ -130,8 +132,6 @@ class World:
                     kubernetes_version: str, revisions: list[str] | None,
                     namespaces: dict[str, dict[str, str]], bookinfo_in: list[str]) -> Cluster:
         """Create a managed cluster from the shape of the REST spec's create example."""
-        from sandbox.arm import cluster_body  # the body shape lives with the ARM emulator
-
         body = cluster_body(subscription, resource_group, name, location, kubernetes_version,
                             revisions)
         c = Cluster(name, subscription, resource_group, location, kubernetes_version, body)
@@ -200,7 +200,7 @@ class World:
             obj["metadata"]["resourceVersion"] = str(next(self._rv))
             c.events.append((int(obj["metadata"]["resourceVersion"]), "DELETED", obj))
 
-    def list(self, cluster: str, kind: str, ns: str | None = None) -> list[dict[str, Any]]:
+    def list_objects(self, cluster: str, kind: str, ns: str | None = None) -> list[dict[str, Any]]:
         with self.lock:
             self.reconcile()
             c = self.clusters[cluster]
@@ -224,7 +224,7 @@ class World:
             if obj is None:
                 return None
             before = copy.deepcopy(obj)
-            merged = merge_patch(copy.deepcopy(obj), patch)
+            merged: dict[str, Any] = merge_patch(copy.deepcopy(obj), patch)  # an object
             if kind == "Namespace":
                 old = (before["metadata"].get("labels") or {}).get(REV_LABEL)
                 new = (merged["metadata"].get("labels") or {}).get(REV_LABEL)
