@@ -22,10 +22,10 @@ from pydantic import (
 )
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
-from workflows.syntax import CLUSTER_RE, parse_duration
 from workflows.errors import ConfigError, InvalidCommand, UnknownCluster
 from workflows.model import GateThresholds, UpgradeOptions
 from workflows.policy import ClusterPolicy
+from workflows.syntax import CLUSTER_RE, parse_duration
 
 
 def _duration(value: Any) -> Any:

@@ -13,6 +13,7 @@ from workers.prom.metrics import PrometheusMetricsApi
 from workers.slack.client import UserGroups, make_client
 from workers.store.audit import AuditLog
 from workers.store.runs import RedisRunStore
+from workflows.ports import MeshApi
 
 
 class FleetPorts:
@@ -20,7 +21,8 @@ class FleetPorts:
 
     def __init__(self, fleet: Fleet, mesh: AksMeshApi | None = None):
         self.fleet = fleet
-        self.mesh = mesh or AksMeshApi(fleet)
+        self.aks = mesh or AksMeshApi(fleet)  # also the credentials and kubeconfigs
+        self.mesh: MeshApi = self.aks
         self._clusters: dict[str, KubernetesClusterApi] = {}
         self._metrics: dict[str, PrometheusMetricsApi] = {}
 
@@ -30,7 +32,7 @@ class FleetPorts:
             if cfg.kubernetes.kubeconfig:
                 raw = cfg.kubernetes.kubeconfig.read_bytes()
             else:
-                raw = self.mesh.kubeconfig(cluster, admin=cfg.kubernetes.credential == "admin")
+                raw = self.aks.kubeconfig(cluster, admin=cfg.kubernetes.credential == "admin")
             self._clusters[cluster] = KubernetesClusterApi(
                 api_client_from_kubeconfig(raw, cfg.kubernetes.context), cluster)
         return self._clusters[cluster]
@@ -38,12 +40,14 @@ class FleetPorts:
     def metrics(self, cluster: str) -> PrometheusMetricsApi:
         if cluster not in self._metrics:
             p = self.fleet.cluster(cluster).prometheus
-            cred = self.mesh.credential if p.auth == "azure" else None
+            cred = self.aks.credential if p.auth == "azure" else None
             self._metrics[cluster] = PrometheusMetricsApi(p.url, p.selector, cred)
         return self._metrics[cluster]
 
 
-def build_engine(env: Settings, fleet: Fleet, client: WebClient | None = None) -> Engine:
+def build_engine(env: Settings, fleet: Fleet, client: WebClient | None = None, *,
+                 store: RedisRunStore | None = None, ports: FleetPorts | None = None
+                 ) -> Engine:
     """The ``Engine`` of the bot and of every worker, built the same way for both.
 
     Args:
@@ -52,6 +56,8 @@ def build_engine(env: Settings, fleet: Fleet, client: WebClient | None = None) -
         fleet: the validated fleet file.
         client: the Slack Web API client the process already has; by default one for
             ``fleet.slack.api_url`` with ``env.slack_bot_token``.
+        store / ports: the run store and adapters when the caller uses them directly too
+            (the worker's sweep and watcher); by default made from ``env`` and ``fleet``.
 
     Returns:
         An engine over a :class:`RedisRunStore`, the fleet's adapters (:class:`FleetPorts`),
@@ -61,6 +67,7 @@ def build_engine(env: Settings, fleet: Fleet, client: WebClient | None = None) -
     """
     if client is None:
         client = make_client(env.slack_bot_token, fleet.slack.api_url)
-    store = RedisRunStore.from_url(env.redis_url, env.meshops_redis_prefix)
-    return Engine(fleet, store, FleetPorts(fleet), groups=UserGroups(client, fleet),
+    if store is None:
+        store = RedisRunStore.from_url(env.redis_url, env.meshops_redis_prefix)
+    return Engine(fleet, store, ports or FleetPorts(fleet), groups=UserGroups(client, fleet),
                   audit=AuditLog(store.r, store.p))

@@ -58,7 +58,7 @@ def translate_azure_error(exc: AzureError, what: str) -> TemporaryError | ArmErr
     status = exc.status_code or 0
     code = exc.error.code if exc.error else None
     message = exc.error.message if exc.error else (exc.reason or exc.message)
-    delay = retry_after_s(exc.response.headers if exc.response is not None else None)
+    delay = retry_after_s(getattr(exc.response, "headers", None))
     if status == 409:
         return TemporaryError(f"{what}: ARM answered 409 {code or 'Conflict'}: {message}", delay)
     if status == 429:

@@ -15,6 +15,7 @@ from email.utils import formatdate
 import redis
 import requests
 import structlog
+from redis.typing import EncodableT
 
 from workers.github.errors import translate_github_error
 from workflows.errors import PermanentError, TemporaryError
@@ -41,7 +42,9 @@ class ReleaseFeed:
         headers = {"Accept": accept, "User-Agent": "meshops-release-watcher"}
         if self.token:
             headers["Authorization"] = f"Bearer {self.token}"
-        validators = self.r.hgetall(f"{self.key}:http:{name}")
+        validators = {k.decode() if isinstance(k, bytes) else k:
+                      v.decode() if isinstance(v, bytes) else v
+                      for k, v in self.r.hgetall(f"{self.key}:http:{name}").items()}
         if validators.get("etag"):
             headers["If-None-Match"] = validators["etag"]
         if validators.get("last_modified"):
@@ -55,9 +58,10 @@ class ReleaseFeed:
         return resp
 
     def _remember(self, name: str, resp: requests.Response) -> None:
-        fields = {k: v for k, v in (("etag", resp.headers.get("ETag")),
-                                    ("last_modified", resp.headers.get("Last-Modified")
-                                     or formatdate(usegmt=True))) if v}
+        fields: dict[EncodableT, EncodableT] = {
+            k: v for k, v in (("etag", resp.headers.get("ETag")),
+                              ("last_modified", resp.headers.get("Last-Modified")
+                               or formatdate(usegmt=True))) if v}
         self.r.hset(f"{self.key}:http:{name}", mapping=fields)
 
     def poll(self) -> list[ReleaseEvent]:

@@ -44,7 +44,9 @@ def api_client_from_kubeconfig(kubeconfig: bytes | str, context: str | None = No
     if not isinstance(data, dict):
         raise ClusterApiError("the kubeconfig is not a kubeconfig (no mapping)")
     try:
-        return k8s_config.new_client_from_config_dict(data, context=context)
+        client: k8s.ApiClient = k8s_config.new_client_from_config_dict(  # type: ignore[no-untyped-call]
+            data, context=context)
+        return client
     except ConfigException as exc:
         raise translate_kubernetes_error(exc, "load", "kubeconfig") from exc
 

@@ -17,7 +17,7 @@ import re
 
 import requests
 from azure.core.exceptions import AzureError
-from prometheus_api_client import PrometheusApiClientException
+from prometheus_api_client.exceptions import PrometheusApiClientException
 
 from workers.retry_after import retry_after_s
 from workflows.errors import MetricsUnavailable

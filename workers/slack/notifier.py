@@ -71,11 +71,12 @@ class SlackNotifier:
         ended = [w for w in run.waves if w.verdict is not None]
         if len(ended) > charted:
             wave = ended[-1]
+            verdict = wave.verdict.value if wave.verdict else "?"
             self._call("files_upload_v2", channel=state["root_channel"],
                        thread_ts=state["root_ts"], file=gate_chart(run),
                        filename=f"{run.id}-wave-{wave.index}.png",
-                       title=f"{run.cluster} wave {wave.index}: gate {wave.verdict.value}",
+                       title=f"{run.cluster} wave {wave.index}: gate {verdict}",
                        initial_comment=f"Success rate and p99 per namespace up to wave "
-                                       f"{wave.index} ({wave.verdict.value})")
+                                       f"{wave.index} ({verdict})")
             self.store.set_slack_state(run.id, charts=len(ended))
         self.store.mark_synced(run.id)

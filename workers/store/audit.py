@@ -15,13 +15,20 @@ from typing import Any
 
 import redis
 import structlog
+from redis.typing import EncodableT
 
 log = structlog.get_logger("meshops.audit")
 
 MAX_ENTRIES = 1_000_000
 
 
+def _text(value: Any) -> str:
+    return value.decode() if isinstance(value, bytes) else str(value)
+
+
 class AuditLog:
+    """The audit stream of one deployment (``{prefix}:audit``)."""
+
     def __init__(self, client: redis.Redis, prefix: str = "meshops"):
         self.r = client
         self.key = f"{prefix}:audit"
@@ -34,8 +41,9 @@ class AuditLog:
         entry = {"at": f"{time.time() if at is None else at:.3f}", "kind": kind, "who": who,
                  "what": what, "run": run or "", "cluster": cluster or "", "outcome": outcome,
                  "data": json.dumps(data, default=str)}
+        fields: dict[EncodableT, EncodableT] = {k: v for k, v in entry.items()}
         try:
-            self.r.xadd(self.key, entry, maxlen=MAX_ENTRIES, approximate=True)
+            self.r.xadd(self.key, fields, maxlen=MAX_ENTRIES, approximate=True)
         except redis.RedisError as exc:
             log.error("audit.unavailable", error=str(exc), **{k: v for k, v in entry.items()
                                                                 if k != "data"})
@@ -45,15 +53,14 @@ class AuditLog:
         """Entries in order, optionally of one run or cluster, at or after ``since`` (Unix s)."""
         start = f"{int(since * 1000)}-0" if since else "-"
         while True:
-            batch = self.r.xrange(self.key, min=start, max="+", count=1000)
+            batch = self.r.xrange(self.key, min=start, max="+", count=1000) or []
             for entry_id, fields in batch:
-                f = {k.decode() if isinstance(k, bytes) else k:
-                     v.decode() if isinstance(v, bytes) else v for k, v in fields.items()}
+                f = {_text(k): _text(v) for k, v in (fields or {}).items()}
                 if run and f.get("run") != run or cluster and f.get("cluster") != cluster:
                     continue
                 if since and float(f["at"]) < since:  # recorded late for an earlier time
                     continue
-                yield {"id": entry_id if isinstance(entry_id, str) else entry_id.decode(),
+                yield {"id": _text(entry_id),
                        "at": float(f["at"]), "kind": f["kind"], "who": f["who"],
                        "what": f["what"], "run": f["run"] or None,
                        "cluster": f["cluster"] or None, "outcome": f["outcome"],
@@ -61,6 +68,4 @@ class AuditLog:
                           else {})}
             if len(batch) < 1000:
                 return
-            last = batch[-1][0]
-            last = last if isinstance(last, str) else last.decode()
-            start = "(" + last
+            start = "(" + _text(batch[-1][0])

@@ -11,10 +11,12 @@ and releases the lease when the run has ended, atomically.
 
 from __future__ import annotations
 
+from collections.abc import Iterable
 from typing import Any
 
 import redis
 from redis.exceptions import RedisError
+from redis.typing import EncodableT
 
 from workflows.errors import ClusterBusy, RunNotFound, StaleRun, TemporaryError
 from workflows.model import Run
@@ -30,6 +32,16 @@ if ARGV[4] == '1' then
 end
 return 1
 """
+
+
+def _text(value: Any) -> str:
+    """A Redis reply as text: the client decodes replies (``decode_responses=True``), but a
+    client that does not hands us bytes."""
+    return value.decode() if isinstance(value, bytes) else str(value)
+
+
+def _texts(values: Iterable[Any]) -> list[str]:
+    return [_text(v) for v in values]
 
 
 class RedisRunStore:
@@ -51,8 +63,8 @@ class RedisRunStore:
         try:
             lease = self.key("lease", run.cluster)
             if not self.r.set(lease, run.id, nx=True):
-                holder = self.r.get(lease) or "?"
-                raise ClusterBusy(run.cluster, holder)
+                holder = self.r.get(lease)
+                raise ClusterBusy(run.cluster, "?" if holder is None else _text(holder))
             pipe = self.r.pipeline()
             pipe.hset(self.key("run", run.id), mapping={"seq": run.seq,
                                                         "data": run.model_dump_json()})
@@ -90,9 +102,9 @@ class RedisRunStore:
     def list_runs(self, cluster: str | None = None, active_only: bool = False,
                   limit: int = 50) -> list[Run]:
         if active_only:
-            ids = sorted(self.r.smembers(self.key("active")))
+            ids = sorted(_texts(self.r.smembers(self.key("active"))))
         else:
-            ids = self.r.zrevrange(self.key("runs"), 0, limit - 1)
+            ids = _texts(self.r.zrevrange(self.key("runs"), 0, limit - 1))
         runs = []
         for run_id in ids:
             try:
@@ -104,7 +116,8 @@ class RedisRunStore:
         return sorted(runs, key=lambda r: r.created_at, reverse=True)
 
     def active_run(self, cluster: str) -> str | None:
-        return self.r.get(self.key("lease", cluster))  # type: ignore[no-any-return]
+        holder = self.r.get(self.key("lease", cluster))
+        return None if holder is None else _text(holder)
 
     def lock(self, run_id: str, timeout: float = 60, blocking_timeout: float | None = None
              ) -> Any:
@@ -123,13 +136,14 @@ class RedisRunStore:
     def unsynced(self, older_than: float) -> list[str]:
         """Runs whose Slack sync has been pending since before ``older_than``; their score is
         moved to now so each is retried at most once per sweep interval."""
-        ids = self.r.zrangebyscore(self.key("unsynced"), "-inf", older_than)
+        ids = _texts(self.r.zrangebyscore(self.key("unsynced"), "-inf", older_than))
         if ids:
             self.r.zadd(self.key("unsynced"), {i: older_than for i in ids}, xx=True)
-        return list(ids)
+        return ids
 
     def slack_state(self, run_id: str) -> dict[str, str]:
-        return self.r.hgetall(self.key("slack", run_id))  # type: ignore[no-any-return]
+        return {_text(k): _text(v) for k, v in self.r.hgetall(self.key("slack", run_id)).items()}
 
     def set_slack_state(self, run_id: str, **fields: str | int) -> None:
-        self.r.hset(self.key("slack", run_id), mapping=fields)
+        mapping: dict[EncodableT, EncodableT] = {k: v for k, v in fields.items()}
+        self.r.hset(self.key("slack", run_id), mapping=mapping)

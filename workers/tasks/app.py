@@ -62,9 +62,10 @@ class Context:
         env = settings()
         self.fleet: Fleet = load_fleet(env.meshops_fleet)
         client = make_client(env.slack_bot_token, self.fleet.slack.api_url)
-        self.engine: Engine = build_engine(env, self.fleet, client)
-        self.store: RedisRunStore = self.engine.store
-        self.ports: FleetPorts = self.engine.ports
+        self.store = RedisRunStore.from_url(env.redis_url, env.meshops_redis_prefix)
+        self.ports = FleetPorts(self.fleet)
+        self.engine: Engine = build_engine(env, self.fleet, client, store=self.store,
+                                           ports=self.ports)
         self.notifier = SlackNotifier(client, self.store,
                                       lambda c: self.fleet.clusters[c].approvers)
 
