@@ -229,7 +229,8 @@ class Harness:
             resp = self.post_signed(urllib.parse.urlencode(fields), **kw)
         if resp.status_code == 200 and resp.text:
             try:
-                self.echo(f"  ↳ only {user_role} sees: {resp.json().get('text', '')}")
+                self.echo(indented(f"  ↳ only {user_role} sees: ",
+                                   resp.json().get("text", "")))
             except ValueError:
                 self.echo(f"  ↳ {resp.text}")
         elif resp.status_code != 200:
@@ -400,14 +401,26 @@ class Harness:
         return self.post_signed("payload=" + urllib.parse.quote(json.dumps(payload)))
 
 
+def indented(first: str, text: str) -> str:
+    """``first`` + ``text``, the continuation lines of ``text`` indented like the first line."""
+    indent = first[:len(first) - len(first.lstrip(" "))]
+    return (first + text.replace("\n", "\n" + indent)).rstrip()
+
+
 def format_entry(e: dict[str, Any], info: dict[str, Any]) -> str:
+    """One entry of the sandbox Slack's log as a line (or lines) of the demo's transcript."""
     channels = {c["channel"]: short for short, c in info.get("clusters", {}).items()}
     where = f"#mesh-{channels.get(e.get('channel', ''), e.get('channel', ''))}"
     text = e.get("text", "")
     if e["kind"] == "post" and e.get("thread_ts"):
-        return f"  [{where} thread] {text}"
+        return indented(f"  [{where} thread] ", text)
     if e["kind"] == "post":
-        return f"[{where}] meshops: {text}"
+        return indented(f"[{where}] meshops: ", text)
+    if e["kind"] == "file":  # files_upload_v2: files.completeUploadExternal into a channel
+        title = e.get("title") or e.get("name", "")
+        if e.get("thread_ts"):
+            return indented(f"  [{where} thread] (file in the thread: {title}) ", text)
+        return indented(f"[{where}] meshops: (file: {title}) ", text)
     if e["kind"] == "update":
         gate = next((b["text"]["text"] for b in e.get("blocks") or []
                      if b.get("type") == "section" and "text" in b
@@ -415,8 +428,10 @@ def format_entry(e: dict[str, Any], info: dict[str, Any]) -> str:
         return f"[{where}] (root message updated) {text}" + (
             f"\n    {gate.replace(chr(10), chr(10) + '    ')}" if gate else "")
     if e["kind"] == "ephemeral":
-        return f"[{where}] (only {e.get('user')} sees) {text}"
-    return f"  ↳ (reply, only that person sees) {text}"
+        return indented(f"[{where}] (only {e.get('user')} sees) ", text)
+    if e["kind"] == "response":  # through response_url, to whoever typed or clicked
+        return indented("  ↳ (reply, only that person sees) ", text)
+    return indented(f"  ({e['kind']}) ", text)
 
 
 def run_demo(scenario: str, state_dir: Path, port_base: int, bot_port: int, bake: str,
