@@ -103,8 +103,8 @@ def revisions_text(engine: Engine, cluster: str | None) -> str:
                 seen_regions.add(cfg.location)
                 rows = engine.ports.mesh.revision_profiles(name)
                 out.append(f"*Revisions in {cfg.location}*\n" + "\n".join(
-                    f"`{r['revision']}` Kubernetes {', '.join(r['kubernetes'])}"
-                    + (f"; upgrades to {', '.join(r['upgrades'])}" if r["upgrades"]
+                    f"`{r.revision}` Kubernetes {', '.join(r.kubernetes)}"
+                    + (f"; upgrades to {', '.join(r.upgrades)}" if r.upgrades
                        else "; newest, no upgrade yet") for r in rows))
             mesh = engine.ports.mesh.get_mesh(name)
             targets = engine.ports.mesh.upgrade_targets(name) if mesh.mode == "Istio" else []

@@ -69,7 +69,7 @@ class Watcher:
         out = []
         for region, cluster in self._regions().items():
             try:
-                revisions = {r["revision"] for r in self.mesh.revision_profiles(cluster)}
+                revisions = {r.revision for r in self.mesh.revision_profiles(cluster)}
             except MeshopsError as exc:
                 log.warning("releases.arm_unavailable", region=region, error=str(exc))
                 continue
@@ -97,7 +97,7 @@ class Watcher:
                 mesh = self.mesh.get_mesh(name)
                 if mesh.mode != "Istio":
                     continue
-                region = {r["revision"] for r in self.mesh.revision_profiles(name)}
+                region = {r.revision for r in self.mesh.revision_profiles(name)}
                 notice = self._notice(e, name, c, mesh.revisions, region)
             except MeshopsError as exc:
                 log.warning("releases.route_failed", cluster=name, error=str(exc))

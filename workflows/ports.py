@@ -30,6 +30,20 @@ class MeshState:
 
 
 @dataclass(frozen=True)
+class RevisionProfile:
+    """One revision of a region's ``meshRevisionProfiles`` (ARM ``MeshRevision``).
+
+    ``kubernetes`` are the Kubernetes minor versions (``1.30``) it supports, from
+    ``compatibleWith`` (``KubernetesOfficial`` and ``AKSLongTermSupport`` together);
+    ``upgrades`` the revisions it may move to (empty for the newest).
+    """
+
+    revision: str
+    upgrades: tuple[str, ...] = ()
+    kubernetes: tuple[str, ...] = ()
+
+
+@dataclass(frozen=True)
 class OperationStatus:
     """An ``Azure-AsyncOperation`` poll: InProgress | Succeeded | Failed | Canceled."""
 
@@ -114,9 +128,8 @@ class MeshApi(Protocol):
         Internal) enabled or not, keeping the other; returns the operation URL."""
         ...
 
-    def revision_profiles(self, cluster: str) -> list[dict[str, object]]:
-        """``meshRevisionProfiles`` of the cluster's region: [{revision, upgrades,
-        kubernetes}]."""
+    def revision_profiles(self, cluster: str) -> list[RevisionProfile]:
+        """``meshRevisionProfiles`` of the cluster's region, oldest revision first."""
         ...
 
 

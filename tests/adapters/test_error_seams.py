@@ -358,8 +358,10 @@ class OneRevisionMesh:
 
         return MeshState(mode="Istio", revisions=["asm-1-25"], provisioning_state="Succeeded")
 
-    def revision_profiles(self, cluster: str) -> list[dict[str, Any]]:
-        return [{"revision": "asm-1-25", "upgrades": [], "kubernetes": []}]
+    def revision_profiles(self, cluster: str) -> list[Any]:
+        from workflows.ports import RevisionProfile
+
+        return [RevisionProfile("asm-1-25")]
 
     def upgrade_targets(self, cluster: str) -> list[str]:
         return []

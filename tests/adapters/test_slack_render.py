@@ -8,8 +8,8 @@ from slack_sdk.models.blocks import Block
 from tests.core.fakes import FakeWorld
 from tests.core.test_workflow import POLICY, drive, new_run
 from workers.slack.render import render_event, render_root
-from workflows.model import NamespaceMetrics, Phase, Run
 from workflows.lifecycle import decide
+from workflows.model import NamespaceMetrics, Phase, Run
 
 
 def valid(blocks: list[dict]) -> None:

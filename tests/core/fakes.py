@@ -11,7 +11,14 @@ from dataclasses import dataclass, field
 
 from workflows.errors import MetricsUnavailable, TemporaryError
 from workflows.model import NamespaceMetrics
-from workflows.ports import MeshState, Namespace, OperationStatus, Pod, Workload
+from workflows.ports import (
+    MeshState,
+    Namespace,
+    OperationStatus,
+    Pod,
+    RevisionProfile,
+    Workload,
+)
 
 
 @dataclass
@@ -31,9 +38,9 @@ class FakeWorld:
     versions: dict[str, str] = field(default_factory=dict)  # revision → patch new pods get
     osm: bool = False
     outside: list[str] = field(default_factory=list)
-    region: list[dict[str, object]] = field(default_factory=lambda: [
-        {"revision": "asm-1-25", "upgrades": ["asm-1-26"], "kubernetes": ["1.30", "1.31"]},
-        {"revision": "asm-1-26", "upgrades": [], "kubernetes": ["1.30", "1.31"]}])
+    region: list[RevisionProfile] = field(default_factory=lambda: [
+        RevisionProfile("asm-1-25", ("asm-1-26",), ("1.30", "1.31")),
+        RevisionProfile("asm-1-26", (), ("1.30", "1.31"))])
     op_fails: bool = False
     ingress: set[str] = field(default_factory=set)
     pod_versions: dict[tuple[str, str], str] = field(default_factory=dict)
@@ -65,7 +72,7 @@ class FakeWorld:
     def ingress_gateways(self) -> dict[str, bool]:
         return {m: True for m in self.ingress} if self.op_polls_left == 0 else {}
 
-    def revision_profiles(self, cluster: str) -> list[dict[str, object]]:
+    def revision_profiles(self, cluster: str) -> list[RevisionProfile]:
         return self.region
 
     def set_mesh(self, cluster: str, mode: str, revision: str | None) -> str | None:

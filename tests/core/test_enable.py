@@ -9,6 +9,7 @@ from tests.core.test_workflow import POLICY, drive
 from workflows.errors import DecisionRefused
 from workflows.lifecycle import decide
 from workflows.model import Phase, Run
+from workflows.ports import RevisionProfile
 
 
 def enable_run(revision: str = "") -> Run:
@@ -45,7 +46,7 @@ def test_enable_with_the_default_revision() -> None:
     (lambda w: setattr(w, "outside", ["namespace istio-system runs Deployment istiod"]), "",
      "Istio installed outside the add-on: namespace istio-system runs Deployment istiod"),
     (lambda w: None, "asm-1-22", "asm-1-22 is not offered in westus2; offered: asm-1-25"),
-    (lambda w: w.region.append({"revision": "asm-1-27", "kubernetes": ["1.32"]}), "asm-1-27",
+    (lambda w: w.region.append(RevisionProfile("asm-1-27", (), ("1.32",))), "asm-1-27",
      "asm-1-27 does not support Kubernetes 1.30"),
 ])
 def test_preflight_refusals_change_nothing(setup, revision: str, needle: str) -> None:

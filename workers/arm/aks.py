@@ -24,7 +24,7 @@ from azure.mgmt.containerservice import ContainerServiceClient
 from workers.arm.errors import translate_azure_error
 from workers.config import ClusterConfig, Fleet
 from workflows.errors import ArmError
-from workflows.ports import MeshState, OperationStatus
+from workflows.ports import MeshState, OperationStatus, RevisionProfile
 
 
 class AksMeshApi:
@@ -150,9 +150,10 @@ class AksMeshApi:
         return OperationStatus(body.get("status", "InProgress"), error.get("code"),
                                error.get("message"))
 
-    def revision_profiles(self, cluster: str) -> list[dict[str, Any]]:
-        """``meshRevisionProfiles`` of the cluster's region: [{revision, upgrades,
-        kubernetes: [versions]}], from ``GET .../locations/{location}/meshRevisionProfiles``."""
+    def revision_profiles(self, cluster: str) -> list[RevisionProfile]:
+        """``meshRevisionProfiles`` of the cluster's region, from
+        ``GET .../locations/{location}/meshRevisionProfiles``; ``kubernetes`` joins the
+        versions of every ``compatibleWith`` entry (KubernetesOfficial, AKSLongTermSupport)."""
         cfg, mc_ops = self._c(cluster)
         self.calls += 1
         try:
@@ -165,8 +166,8 @@ class AksMeshApi:
             for rev in (profile.properties.mesh_revisions or []) if profile.properties else []:
                 versions = sorted({v for c in rev.compatible_with or [] for v in c.versions or []},
                                   key=lambda v: tuple(int(x) for x in v.split(".")))
-                out.append({"revision": rev.revision, "upgrades": list(rev.upgrades or []),
-                            "kubernetes": versions})
+                out.append(RevisionProfile(rev.revision, tuple(rev.upgrades or []),
+                                           tuple(versions)))
         return out
 
     def kubeconfig(self, cluster: str, admin: bool = False) -> bytes:

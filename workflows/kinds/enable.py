@@ -18,7 +18,7 @@ from workflows.errors import InvalidCommand, PermanentError
 from workflows.kind import StartRun, StepResult, WorkflowKind
 from workflows.model import Operation, Phase, Run, parse_revision
 from workflows.operations import POLL_S, follow_operation
-from workflows.ports import ClusterPorts, MeshState
+from workflows.ports import ClusterPorts, MeshState, RevisionProfile
 from workflows.syntax import cluster_name
 
 CONTROL_PLANE_DEADLINE_S = 900.0
@@ -31,7 +31,7 @@ class PreflightCheck:
     detail: str
 
 
-def preflight(mesh: MeshState, outside: list[str], region: list[dict[str, object]],
+def preflight(mesh: MeshState, outside: list[str], region: list[RevisionProfile],
               revision: str | None) -> list[PreflightCheck]:
     """The checks of an enable, in the order they are shown. Pure."""
     k8s = ".".join(mesh.kubernetes_version.split(".")[:2])
@@ -50,7 +50,7 @@ def preflight(mesh: MeshState, outside: list[str], region: list[dict[str, object
                        "Istio installed outside the add-on: " + "; ".join(outside)
                        + ". Uninstall it (and its CRDs and webhooks) first"),
     ]
-    offered = {str(r["revision"]): r for r in region}
+    offered = {r.revision: r for r in region}
     if revision is None:
         checks.append(PreflightCheck("revision", True,
                                      "the default revision AKS chooses for this cluster"))
@@ -59,8 +59,7 @@ def preflight(mesh: MeshState, outside: list[str], region: list[dict[str, object
             "revision", False, f"{revision} is not offered in {mesh.location}; offered: "
             + ", ".join(sorted(offered))))
     else:
-        supported = offered[revision].get("kubernetes") or []
-        versions = [str(v) for v in supported] if isinstance(supported, list) else []
+        versions = list(offered[revision].kubernetes)
         ok = k8s in versions
         checks.append(PreflightCheck(
             "revision", ok, f"{revision} supports Kubernetes {k8s}" if ok else
