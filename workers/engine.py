@@ -14,6 +14,7 @@ from collections.abc import Callable
 from dataclasses import dataclass
 
 import structlog
+from redis.exceptions import LockError
 
 from workers.config import Fleet
 from workers.store.audit import AuditLog
@@ -131,7 +132,7 @@ class Engine:
         finally:
             try:
                 lock.release()
-            except Exception:  # expired while we worked: the seq check protects the run
+            except LockError:  # expired while we worked: the seq check protects the run
                 log.warning("tick.lock_expired", run_id=run_id)
 
     def decide(self, run_id: str, action: str, user: str) -> Run:

@@ -18,7 +18,8 @@ import redis
 from redis.exceptions import RedisError
 from redis.typing import EncodableT
 
-from workflows.errors import ClusterBusy, RunNotFound, StaleRun, TemporaryError
+from workers.store.errors import translate_redis_error
+from workflows.errors import ClusterBusy, RunNotFound, StaleRun
 from workflows.model import Run
 
 _SAVE = """
@@ -72,13 +73,13 @@ class RedisRunStore:
             pipe.sadd(self.key("active"), run.id)
             pipe.execute()
         except RedisError as exc:
-            raise TemporaryError(f"Redis unavailable: {exc}", 5) from exc
+            raise translate_redis_error(exc, f"storing run {run.id}") from exc
 
     def get(self, run_id: str) -> Run:
         try:
             data = self.r.hget(self.key("run", run_id), "data")
         except RedisError as exc:
-            raise TemporaryError(f"Redis unavailable: {exc}", 5) from exc
+            raise translate_redis_error(exc, f"reading run {run_id}") from exc
         if data is None:
             raise RunNotFound(run_id)
         return Run.model_validate_json(data)
@@ -92,7 +93,7 @@ class RedisRunStore:
                 args=[new.model_dump_json(), expected_seq, expected_seq + 1,
                       "1" if run.phase.terminal else "0", run.id])
         except RedisError as exc:
-            raise TemporaryError(f"Redis unavailable: {exc}", 5) from exc
+            raise translate_redis_error(exc, f"saving run {run.id}") from exc
         if ok == -1:
             raise RunNotFound(run.id)
         if ok == 0:

@@ -24,7 +24,9 @@ from celery.signals import worker_process_init
 from workers.config import Fleet, load_fleet, settings
 from workers.engine import Engine
 from workers.github.feed import ReleaseFeed
+from workers.retry_after import retry_after_s
 from workers.slack.client import make_client
+from workers.slack.errors import translate_slack_error
 from workers.slack.notifier import SlackNotifier
 from workers.store.runs import RedisRunStore
 from workers.views import answer
@@ -128,10 +130,14 @@ def answer_task(self: Any, command_text: str, response_url: str, user: str = "",
                   enqueue_tick)
     if text is None:
         return
-    resp = WebhookClient(response_url).send(text=text, response_type="ephemeral",
-                                            replace_original=False)
+    try:
+        resp = WebhookClient(response_url).send(text=text, response_type="ephemeral",
+                                                replace_original=False)
+    except OSError as exc:  # no answer from Slack: try again
+        log.warning("answer.retry", error=str(translate_slack_error(exc, "response_url")))
+        raise self.retry(countdown=5) from exc
     if resp.status_code >= 500 or resp.status_code == 429:
-        raise self.retry(countdown=5)
+        raise self.retry(countdown=max(5.0, retry_after_s(resp.headers or {})))
     if resp.status_code != 200:
         log.warning("answer.refused", status=resp.status_code, body=resp.body[:200])
 
