@@ -22,7 +22,7 @@ from workflows.errors import DecisionRefused, StaleRun
 from workflows.kind import KINDS, StartRun
 from workflows.lifecycle import decide, expire, tick
 from workflows.model import Phase, Run
-from workflows.policy import ClusterPolicy
+from workflows.policy import ClusterPolicy, mention
 from workflows.ports import ClusterPorts, RunStore
 
 log = structlog.get_logger("meshops.engine")
@@ -85,7 +85,7 @@ class Engine:
         cfg = self.fleet.cluster(cluster)
         if not self.policy(cluster).may_request(requester):
             raise DecisionRefused(f"You may not request changes of `{cluster}`; ask one of "
-                                  + ", ".join(f"<@{a}>" for a in cfg.approvers) + ".")
+                                  + ", ".join(mention(a) for a in cfg.approvers) + ".")
         now = self.clock()
         run = Run(id=new_run_id(), kind=kind.name, cluster=cluster, requester=requester,
                   channel=cfg.channel, origin_channel=origin_channel,

@@ -24,6 +24,12 @@ class ClusterPolicy:
         return not self.requesters or user in self.requesters or user in self.approvers
 
 
+def mention(who: str) -> str:
+    """Slack's mention of a user (``U…``/``W…``) or a user group (``S…``), as in Slack's
+    "Formatting text for app surfaces": ``<@U123>``, ``<!subteam^S123>``."""
+    return f"<!subteam^{who}>" if who.startswith("S") else f"<@{who}>"
+
+
 class Role(StrEnum):
     """Who may take a decision on a run."""
 
@@ -41,7 +47,7 @@ def authorise(role: Role, action: str, user: str, requester: str, cluster: str, 
     """
     if role == Role.APPROVER:
         if user not in policy.approvers:
-            who = ", ".join(f"<@{u}>" for u in sorted(policy.approvers)) or "nobody"
+            who = ", ".join(mention(u) for u in sorted(policy.approvers)) or "nobody"
             raise DecisionRefused(
                 f"Only approvers of `{cluster}` may {action} run `{run_id}`: {who}.")
         if action == "approve" and user == requester and not policy.allow_self_approval:

@@ -83,3 +83,10 @@ def test_gate_chart_is_a_readable_png_of_the_right_size(tmp_path) -> None:
     image = matplotlib.image.imread(path)
     assert image.shape[:2] == (HEIGHT_PX, WIDTH_PX)
     assert image.std() > 0.05  # not a blank canvas
+
+
+def test_user_groups_among_approvers_are_mentioned_as_groups() -> None:
+    run = Run(id="r-abc123", cluster="dev", requester="UREQ", channel="C1",
+              canary_revision="asm-1-26", created_at=0, updated_at=0)
+    _, blocks = render_root(run, ["U0AAAAAAA", "S0MESHLEADS"])
+    assert "<@U0AAAAAAA>, <!subteam^S0MESHLEADS>" in str(blocks)

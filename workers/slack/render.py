@@ -11,6 +11,7 @@ from typing import Any
 
 from workflows.kind import PAST, Button, kind_of
 from workflows.model import Check, Phase, Run, Wave, WaveStep
+from workflows.policy import mention
 
 ACTION_PREFIX = "meshops_"
 PHASE_EMOJI = {
@@ -76,7 +77,7 @@ def render_root(run: Run, approvers: list[str]) -> tuple[str, list[dict[str, Any
             {"type": "mrkdwn", "text": f"*Run*\n`{run.id}`"},
             {"type": "mrkdwn", "text": f"*Requested by*\n<@{run.requester}>"},
             {"type": "mrkdwn", "text": "*Approvers*\n"
-             + (", ".join(f"<@{a}>" for a in approvers) or "none")},
+             + (", ".join(mention(a) for a in approvers) or "none")},
         ]},
     ]
     if run.waves:
