@@ -47,7 +47,7 @@ class Notice:
     cluster: str
     channel: str
     text: str
-    plan_button: bool = False
+    plan_target: str | None = None  # a *Plan upgrade to <revision>* button
     rollover_button: bool = False
     variant: str = ""  # "pending": released but not yet in the region; told again when it is
 
@@ -112,45 +112,63 @@ class Watcher:
         missing = "" if e.revision in region else (
             f" It is not yet offered in {c.location}; meshops will tell you when "
             "meshRevisionProfiles lists it.")
-        if e.kind == "available":
-            if e.revision in current:
-                return None
-            if e.revision not in region:
-                if any(revision_minor(r) < revision_minor(e.revision) for r in current):
-                    return Notice(name, c.channel, f":new: Istio add-on revision "
-                                  f"*{e.revision}* was released ({e.release}).{missing}",
-                                  variant="pending")
-                return None
-            if e.revision in self.mesh.upgrade_targets(name):
-                return Notice(name, c.channel,
-                              f":new: Istio add-on revision *{e.revision}* is available "
-                              f"({e.release}); {where} on {', '.join(current)} can upgrade to "
-                              "it.", plan_button=True)
+        handler = {"available": self._available, "announced": self._announced,
+                   "deprecated": self._deprecated, "patched": self._patched}.get(e.kind)
+        return handler(e, name, c, current, region, where, missing) if handler else None
+
+    def _available(self, e: ReleaseEvent, name: str, c: Any, current: list[str],
+                   region: set[str], where: str, missing: str) -> Notice | None:
+        """A released revision: a *Plan upgrade* where meshUpgradeProfiles allows it; said
+        once more when the region offers it."""
+        if e.revision in current:
             return None
-        if e.kind == "announced":
+        if e.revision not in region:
             if any(revision_minor(r) < revision_minor(e.revision) for r in current):
-                return Notice(name, c.channel, f":mega: Istio add-on revision *{e.revision}* "
-                              f"is announced ({e.release}) but not released yet.{missing}")
+                return Notice(name, c.channel, f":new: Istio add-on revision "
+                              f"*{e.revision}* was released ({e.release}).{missing}",
+                              variant="pending")
             return None
+        if e.revision in self.mesh.upgrade_targets(name):
+            return Notice(name, c.channel,
+                          f":new: Istio add-on revision *{e.revision}* is available "
+                          f"({e.release}); {where} on {', '.join(current)} can upgrade to "
+                          "it.", plan_target=e.revision)
+        return None
+
+    def _announced(self, e: ReleaseEvent, name: str, c: Any, current: list[str],
+                   region: set[str], where: str, missing: str) -> Notice | None:
+        """A pre-announced revision: told to clusters it would be an upgrade for."""
+        if any(revision_minor(r) < revision_minor(e.revision) for r in current):
+            return Notice(name, c.channel, f":mega: Istio add-on revision *{e.revision}* "
+                          f"is announced ({e.release}) but not released yet.{missing}")
+        return None
+
+    def _deprecated(self, e: ReleaseEvent, name: str, c: Any, current: list[str],
+                    region: set[str], where: str, missing: str) -> Notice | None:
+        """A revision out of support: warns the clusters still on it, with the newest
+        upgrade they may plan."""
         if e.revision not in current:
             return None
-        if e.kind == "deprecated":
-            targets = self.mesh.upgrade_targets(name)
-            return Notice(name, c.channel, (
-                f":warning: Istio add-on revision *{e.revision}* is no longer supported "
-                f"({e.release}) and {where} still runs it. AKS supports only the most recent "
-                "revisions: an unsupported one gets no patches, and upgrading from it is "
-                "not supported by Microsoft. Upgrade to "
-                + (", ".join(f"`{t}`" for t in targets) or "a supported revision") + "."),
-                plan_button=bool(targets))
-        if e.kind == "patched":
-            return Notice(name, c.channel, (
-                f":adhesive_bandage: Istio add-on revision *{e.revision}* is patched to "
-                f"*{e.version}* ({e.release}). AKS rolls the control plane out itself; "
-                f"sidecars in {where} pick the patch up when their workloads restart: "
-                "*Restart workloads* does it in waves behind the metric gate."),
-                rollover_button=True)
-        return None
+        targets = self.mesh.upgrade_targets(name)
+        return Notice(name, c.channel, (
+            f":warning: Istio add-on revision *{e.revision}* is no longer supported "
+            f"({e.release}) and {where} still runs it. AKS supports only the most recent "
+            "revisions: an unsupported one gets no patches, and upgrading from it is "
+            "not supported by Microsoft. Upgrade to "
+            + (", ".join(f"`{t}`" for t in targets) or "a supported revision") + "."),
+            plan_target=targets[-1] if targets else None)
+
+    def _patched(self, e: ReleaseEvent, name: str, c: Any, current: list[str],
+                 region: set[str], where: str, missing: str) -> Notice | None:
+        """A new patch of a revision the cluster runs: offers a staged restart."""
+        if e.revision not in current:
+            return None
+        return Notice(name, c.channel, (
+            f":adhesive_bandage: Istio add-on revision *{e.revision}* is patched to "
+            f"*{e.version}* ({e.release}). AKS rolls the control plane out itself; "
+            f"sidecars in {where} pick the patch up when their workloads restart: "
+            "*Restart workloads* does it in waves behind the metric gate."),
+            rollover_button=True)
 
     def blocks(self, n: Notice, e: ReleaseEvent) -> list[dict[str, Any]]:
         blocks: list[dict[str, Any]] = [{"type": "section", "text": {"type": "mrkdwn",
@@ -160,11 +178,8 @@ class Watcher:
                 "type": "button", "action_id": ROLLOVER_ACTION,
                 "text": {"type": "plain_text", "text": "Restart workloads"},
                 "value": f"{n.cluster}|{e.revision}|{e.version or ''}"}]})
-        if n.plan_button:
-            target = e.revision
-            if e.kind == "deprecated":
-                targets = self.mesh.upgrade_targets(n.cluster)
-                target = targets[-1] if targets else e.revision
+        if n.plan_target:
+            target = n.plan_target
             blocks.append({"type": "actions", "elements": [{
                 "type": "button", "action_id": PLAN_ACTION, "style": "primary",
                 "text": {"type": "plain_text", "text": f"Plan upgrade to {target}"},
