@@ -13,7 +13,7 @@ from datetime import UTC, datetime
 
 from workers.engine import Engine
 from workflows.errors import InvalidRevision, MeshopsError, PermanentError
-from workflows.kind import StartRun
+from workflows.kind import StartRun, kind_of
 from workflows.model import Run, system_namespace
 from workflows.planning import check_upgrade, plan_waves
 
@@ -28,21 +28,26 @@ def _clip(text: str) -> str:
     return text if len(text) <= MAX_TEXT else text[: MAX_TEXT - 20] + "\n… (more not shown)"
 
 
+def _title(run: Run) -> str:
+    try:
+        return kind_of(run).title(run)
+    except PermanentError:  # a run of a kind this deployment no longer registers
+        return f"{run.kind} of {run.cluster}"
+
+
 def runs_text(engine: Engine, cluster: str | None) -> str:
     if cluster:
         engine.fleet.cluster(cluster)
     runs = engine.store.list_runs(cluster, limit=15)
     if not runs:
         return f"No runs{' on `' + cluster + '`' if cluster else ''} yet."
-    lines = [f"`{r.id}` {r.cluster} {r.stable_revision or '?'} → {r.canary_revision} "
-             f"*{r.phase.value.replace('_', ' ')}* — by <@{r.requester}>, {_when(r.created_at)}"
-             for r in runs]
+    lines = [f"`{r.id}` {_title(r)} *{r.phase.value.replace('_', ' ')}* — by "
+             f"<@{r.requester}>, {_when(r.created_at)}" for r in runs]
     return _clip("\n".join(lines))
 
 
 def run_history_text(run: Run) -> str:
-    lines = [f"*Run `{run.id}`*: {run.kind} of `{run.cluster}` {run.stable_revision or '?'} → "
-             f"{run.canary_revision}, {run.phase.value.replace('_', ' ')}"]
+    lines = [f"*Run `{run.id}`*: {_title(run)}, {run.phase.value.replace('_', ' ')}"]
     lines += [f"{_when(e.at)} {e.text}" for e in run.history]
     if run.approvals:
         lines.append("*Decisions*: " + "; ".join(

@@ -29,7 +29,10 @@ def tick(run: Run, ports: ClusterPorts, now: float) -> StepResult:
     """Advance ``run`` by one step of its kind (see the module docstring)."""
     if run.phase.terminal or run.phase.waiting_for_person:
         return StepResult(run, None, changed=False)
-    kind = kind_of(run)
+    try:
+        kind = kind_of(run)
+    except PermanentError as exc:  # stored by a deployment that knew a kind this one does not
+        return StepResult(run.to(Phase.FAILED, now, f"failed: {exc}", outcome=str(exc)), None)
     try:
         result = kind.step(run, ports, now)
     except TemporaryError as exc:

@@ -329,3 +329,12 @@ def test_kinds_declare_their_decisions_and_buttons() -> None:
     assert [b.action for b in KINDS.get("upgrade").buttons[Phase.MIGRATING]] == [
         "pause", "rollback"]
     assert {k.name for k in KINDS} >= {"upgrade", "rollover", "enable", "ingress", "disable"}
+
+
+def test_a_run_of_a_kind_nobody_registered_fails_with_the_reason() -> None:
+    world = FakeWorld.seeded(["a"])
+    result = tick(new_run().evolve(kind="teleport"), world, 0)
+    assert result.run.phase == Phase.FAILED and result.recheck_after is None
+    assert "no workflow kind 'teleport' is registered" in result.run.outcome
+    with pytest.raises(DecisionRefused, match="not a decision"):
+        decide(new_run(), "teleport", "UREQ", POLICY, 0)
