@@ -185,8 +185,10 @@ class Harness:
         return resp.json()
 
     def slack_log(self, after: int = 0) -> list[dict[str, Any]]:
-        return requests.get(self.info["url"]["slack"] + "/_sandbox/slack/log",
-                            params={"after": after}, timeout=10).json()["entries"]
+        entries: list[dict[str, Any]] = requests.get(
+            self.info["url"]["slack"] + "/_sandbox/slack/log", params={"after": after},
+            timeout=10).json()["entries"]
+        return entries
 
     def slack_log_len(self) -> int:
         entries = self.slack_log()
