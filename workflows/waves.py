@@ -41,6 +41,14 @@ class WaveWorkflow(WorkflowKind):
         """Every wave passed its gate; ``text`` says so."""
         raise NotImplementedError
 
+    def plan_note(self, run: Run) -> str:
+        """The bake and the gate every wave must pass."""
+        th, opts = run.thresholds, run.options
+        return (f"Bake {opts.bake_s:.0f}s per wave, sampled every {opts.interval_s:.0f}s; "
+                f"gate: success ≥ {th.min_success_rate:g}%, p99 ≤ {th.max_p99_ms:g} ms, "
+                f"≥ {th.min_requests} requests per window. An approver other than the "
+                "requester approves.")
+
     def on_permanent_error(self, run: Run, reason: str, now: float) -> Run:
         if run.phase in (Phase.MIGRATING, Phase.CONTROL_PLANE):
             return self.fail_wave(run, reason, now)

@@ -79,12 +79,6 @@ class Rollover(WaveWorkflow):
         return (f"Planning the patch rollover of `{run.cluster}` as run `{run.id}`; the plan "
                 f"will be posted in <#{run.channel}>.")
 
-    def plan_note(self, run: Run) -> str:
-        th, opts = run.thresholds, run.options
-        return (f"Bake {opts.bake_s:.0f}s per wave, sampled every {opts.interval_s:.0f}s; "
-                f"gate: success ≥ {th.min_success_rate:g}%, p99 ≤ {th.max_p99_ms:g} ms. "
-                "An approver other than the requester approves.")
-
     def approve(self, run: Run, by: str, now: float) -> Run:
         return run.to(Phase.MIGRATING, now, f"approved {by}", wave_index=0)
 

@@ -174,13 +174,6 @@ class Upgrade(WaveWorkflow):
         return (f"Planning the upgrade of `{run.cluster}` to `{run.canary_revision}` as run "
                 f"`{run.id}`; the plan will be posted in <#{run.channel}>.")
 
-    def plan_note(self, run: Run) -> str:
-        th, opts = run.thresholds, run.options
-        return (f"Bake {opts.bake_s:.0f}s per wave, sampled every {opts.interval_s:.0f}s; "
-                f"gate: success ≥ {th.min_success_rate:g}%, p99 ≤ {th.max_p99_ms:g} ms, "
-                f"≥ {th.min_requests} requests per window. An approver other than the "
-                "requester approves.")
-
     def approve(self, run: Run, by: str, now: float) -> Run:
         return run.to(Phase.STARTING_CANARY, now, f"approved {by}")
 
