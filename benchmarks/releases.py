@@ -1,8 +1,11 @@
-"""Release watcher benchmark: parsing the whole shared changelog, and a poll that finds
+"""Release watcher benchmark: parsing a whole changelog, and a poll that finds
 nothing new (one conditional request answered 304, no parsing), each timed over repeated
 runs and printed per run.
 
     .venv/bin/python benchmarks/releases.py [--changelog PATH] [--runs 20]
+
+``--changelog`` defaults to the sandbox's own release history (``sandbox/data/CHANGELOG.md``);
+point it at the real AKS CHANGELOG.md for a larger file.
 """
 
 from __future__ import annotations
@@ -29,7 +32,7 @@ from workflows.releases import parse  # noqa: E402
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--changelog", type=Path,
-                        default=ROOT.parent / "shared/data/aks/CHANGELOG-through-2024.md")
+                        default=ROOT / "sandbox/data/CHANGELOG.md")
     parser.add_argument("--runs", type=int, default=20)
     args = parser.parse_args()
     text = args.changelog.read_text()
