@@ -16,6 +16,7 @@ from workflows.errors import InvalidRevision, MeshopsError, PermanentError
 from workflows.kind import StartRun, kind_of
 from workflows.model import Run, system_namespace
 from workflows.planning import check_upgrade, plan_waves
+from workflows.waves import plan_notes
 
 MAX_TEXT = 3900
 
@@ -133,6 +134,7 @@ def plan_text(engine: Engine, cluster: str, revision: str, options: dict[str, ob
         namespaces = capi.list_namespaces()
         workloads = capi.list_workloads([n.name for n in namespaces if n.revision == stable])
         plan = plan_waves(namespaces, workloads, stable, revision, opts)
+        notes = plan_notes(capi, namespaces, [n for w in plan.waves for n in w.namespaces])
     except (PermanentError, InvalidRevision) as exc:
         return f":no_entry: No plan: {exc}"
     rollout_s = 60.0  # a typical restart of a wave; the deadline is rollout_deadline
@@ -145,6 +147,9 @@ def plan_text(engine: Engine, cluster: str, revision: str, options: dict[str, ob
     if plan.skipped:
         lines.append(f"not migrated (istio-injection=enabled is ignored by the add-on): "
                      f"{', '.join(plan.skipped)}")
+    if notes:
+        lines.append("handled other than by a rollout restart:")
+        lines += [f"• {n}" for n in notes]
     lines.append(f"gate per wave: success ≥ {th.min_success_rate:g}% and ≥ baseline − "
                  f"{th.max_success_rate_drop:g} points, p99 ≤ {th.max_p99_ms:g} ms and ≤ "
                  f"{th.max_p99_ratio:g} × baseline, ≥ {th.min_requests} requests per "

@@ -201,6 +201,8 @@ class Wave(Frozen):
     labelled: bool = False
     restart_token: str | None = None  # the restartedAt value this run writes
     restarted_at: float | None = None
+    deleted_at: float | None = None  # the last pod meshops deleted (OnDelete workloads)
+    preexisting: list[str] = Field(default_factory=list)  # workloads failing before the move
     bake_started_at: float | None = None
     samples: list[GateSample] = Field(default_factory=list)
     verdict: Verdict | None = None
@@ -251,6 +253,8 @@ class Rollback(Frozen):
     namespaces: list[str] = Field(default_factory=list)
     restart_token: str | None = None
     restarted_at: float | None = None
+    deleted_at: float | None = None  # the last pod meshops deleted (OnDelete workloads)
+    preexisting: list[str] = Field(default_factory=list)  # workloads failing before
 
 
 class Run(Frozen):

@@ -70,6 +70,9 @@ def plan_waves(
     on_stable = sorted(
         ns.name for ns in namespaces if ns.revision == stable and not system_namespace(ns.name)
         and (not options.only or ns.name in options.only)
+        # istio-injection=disabled wins over istio.io/rev (Istio docs, "Sidecar injection"):
+        # its pods have no sidecar, nothing to move
+        and ns.labels.get(INJECTION_LABEL) != "disabled"
     )
     skipped = sorted(
         ns.name

@@ -66,9 +66,12 @@ class Namespace:
         return self.labels.get(REV_LABEL)
 
 
+DEFAULT_PROGRESS_DEADLINE_S = 600.0  # Deployment spec.progressDeadlineSeconds default
+
+
 @dataclass(frozen=True)
 class Workload:
-    """A Deployment, StatefulSet or DaemonSet and its rollout status."""
+    """A Deployment, StatefulSet or DaemonSet and its rollout status (``apps/v1``)."""
 
     kind: str  # Deployment | StatefulSet | DaemonSet
     namespace: str
@@ -76,28 +79,110 @@ class Workload:
     restarted_at: str | None  # pod template annotation kubectl.kubernetes.io/restartedAt
     generation: int
     observed_generation: int
-    replicas: int
-    updated: int
-    available: int
+    replicas: int  # spec.replicas (Deployment, StatefulSet); desiredNumberScheduled (DaemonSet)
+    updated: int  # updatedReplicas; updatedNumberScheduled
+    available: int  # availableReplicas; numberAvailable (DaemonSet)
+    ready: int | None = None  # readyReplicas (StatefulSet); None: not reported
+    strategy: str = "RollingUpdate"  # RollingUpdate | Recreate (Deployment) | OnDelete
+    partition: int = 0  # StatefulSet rollingUpdate.partition: ordinals below it stay
+    current_revision: str | None = None  # StatefulSet status.currentRevision
+    update_revision: str | None = None  # StatefulSet status.updateRevision
+    total: int | None = None  # status.replicas (Deployment): old and new pods together
+    progress_deadline_s: float | None = None  # Deployment spec.progressDeadlineSeconds
+    deadline_exceeded: bool = False  # condition Progressing=False ProgressDeadlineExceeded
+    injection_disabled: bool = False  # pod template sidecar.istio.io/inject: "false"
+
+    @property
+    def key(self) -> str:
+        return f"{self.namespace}/{self.kind}/{self.name}"
+
+    @property
+    def restarts_by_deletion(self) -> bool:
+        """OnDelete: a changed template replaces no pod; meshops deletes them itself."""
+        return self.strategy == "OnDelete"
 
     @property
     def rolled_out(self) -> bool:
-        return (
-            self.observed_generation >= self.generation
-            and self.updated >= self.replicas
-            and self.available >= self.replicas
-        )
+        """What ``kubectl rollout status`` calls done, per kind (kubectl
+        ``pkg/polymorphichelpers/rollout_status.go``).
+
+        Deployment: observed the generation, every replica updated, no old replica left,
+        every updated replica available. StatefulSet (RollingUpdate): observed, every
+        replica ready; with a partition, the replicas from the partition up updated; else
+        ``updateRevision == currentRevision``. DaemonSet: observed, every scheduled pod
+        updated and available. OnDelete ones have no rollout: meshops follows their pods.
+        """
+        if self.observed_generation < self.generation:
+            return False
+        if self.kind == "Deployment":
+            total = self.total if self.total is not None else self.updated
+            return (self.updated >= self.replicas and total <= self.updated
+                    and self.available >= self.updated)
+        if self.kind == "StatefulSet":
+            ready = self.ready if self.ready is not None else self.available
+            if ready < self.replicas:
+                return False
+            if self.partition > 0:
+                return self.updated >= self.replicas - self.partition
+            if self.current_revision is not None and self.update_revision is not None:
+                return self.current_revision == self.update_revision
+            return self.updated >= self.replicas
+        return self.updated >= self.replicas and self.available >= self.replicas
+
+    @property
+    def healthy(self) -> bool:
+        """Every desired replica available (before anyone touches it)."""
+        ready = self.ready if self.kind == "StatefulSet" and self.ready is not None \
+            else self.available
+        return ready >= self.replicas
+
+    def deadline_s(self, default_s: float) -> float:
+        """How long its rollout may take: its progress deadline (Deployments), else
+        ``default_s``."""
+        return self.progress_deadline_s if self.progress_deadline_s is not None else default_s
 
 
 @dataclass(frozen=True)
 class Pod:
     namespace: str
     name: str
-    revision: str | None  # istio.io/rev label; None without a sidecar
+    revision: str | None  # the sidecar's revision; None without a sidecar
     proxy_version: str | None  # istio-proxy image tag, e.g. 1.26.4
-    phase: str
-    waiting_reason: str | None = None  # e.g. CrashLoopBackOff
+    phase: str  # Pending | Running | Succeeded | Failed | Unknown
+    waiting_reason: str | None = None  # e.g. CrashLoopBackOff (istio-proxy included, native
+    # sidecars too: init containers with restartPolicy Always)
     restarts: int = 0
+    owner_kind: str | None = None  # Deployment | StatefulSet | DaemonSet | Job | None (bare)
+    owner: str | None = None  # the owning workload's name (a ReplicaSet's Deployment)
+    ordinal: int | None = None  # a StatefulSet pod's ordinal
+    ready: bool = True
+    reason: str | None = None  # status.reason, e.g. Evicted
+    terminating: bool = False  # metadata.deletionTimestamp set
+
+    @property
+    def finished(self) -> bool:
+        """Succeeded or Failed (a Job's finished pod, an evicted pod): never restarted."""
+        return self.phase in ("Succeeded", "Failed")
+
+    @property
+    def workload_key(self) -> str | None:
+        if self.owner_kind in (None, "Job") or self.owner is None:
+            return None
+        return f"{self.namespace}/{self.owner_kind}/{self.owner}"
+
+    @property
+    def crash_looping(self) -> bool:
+        return self.waiting_reason == "CrashLoopBackOff"
+
+
+@dataclass(frozen=True)
+class BatchWorkload:
+    """A CronJob, or a Job no CronJob owns: never restarted; their next pods get the sidecar
+    of the namespace's revision."""
+
+    kind: str  # CronJob | Job
+    namespace: str
+    name: str
 
 
 class MeshApi(Protocol):
@@ -153,6 +238,14 @@ class ClusterApi(Protocol):
         ...
 
     def list_pods(self, namespaces: list[str]) -> list[Pod]: ...
+
+    def delete_pod(self, namespace: str, name: str) -> None:
+        """Delete a pod (its controller makes a new one); a pod already gone is fine."""
+        ...
+
+    def list_batch(self, namespaces: list[str]) -> list[BatchWorkload]:
+        """CronJobs and the Jobs no CronJob owns (``batch/v1``)."""
+        ...
 
     def control_plane_revisions(self) -> dict[str, bool]:
         """``istiod-<revision>`` Deployments in ``aks-istio-system`` → available or not."""

@@ -11,7 +11,7 @@ second time.
 from __future__ import annotations
 
 from datetime import UTC, datetime
-from typing import cast
+from typing import Any, cast
 
 from workflows.errors import MetricsUnavailable, PermanentError
 from workflows.gates import decide_bake, error_sample, judge
@@ -26,7 +26,8 @@ from workflows.model import (
     WaveStep,
 )
 from workflows.operations import POLL_S, converge_revisions
-from workflows.ports import ClusterApi, ClusterPorts, Pod, Workload
+from workflows.ports import ClusterApi, ClusterPorts, Namespace
+from workflows.rollout import Rollout, assess, failing, special_handling
 
 
 class WaveWorkflow(WorkflowKind):
@@ -105,29 +106,54 @@ def wave_label(w: Wave) -> str:
     return f"wave {w.index} ({', '.join(w.namespaces)})"
 
 
-def _pods_not_on(pods: list[Pod], revision: str) -> list[Pod]:
-    return [p for p in pods if p.revision is not None and p.revision != revision]
-
-
-def _restart(capi: ClusterApi, namespaces: list[str], token: str) -> int:
-    """Restart every workload whose restartedAt is not ``token``; returns how many."""
-    n = 0
+def _restart(capi: ClusterApi, namespaces: list[str], token: str) -> tuple[int, int]:
+    """Restart (``kubectl rollout restart``) every workload whose restartedAt is not
+    ``token``, except OnDelete ones (their pods are deleted one by one while verifying) and
+    ones that will not be injected; ones already failing are restarted too (their namespace
+    moved) but not waited for. Returns (restarted, OnDelete)."""
+    n = on_delete = 0
     for w in capi.list_workloads(namespaces):
-        if w.restarted_at != token:
+        if w.injection_disabled:
+            continue
+        if w.restarts_by_deletion:
+            on_delete += 1
+        elif w.restarted_at != token:
             capi.restart_workload(w, token)
             n += 1
-    return n
+    return n, on_delete
 
 
-def _rollout_state(
-    capi: ClusterApi, namespaces: list[str], revision: str
-) -> tuple[list[Workload], list[Pod], list[Pod], list[Pod]]:
-    """(pending workloads, pods on another revision, crash-looping pods, all pods)."""
-    workloads = capi.list_workloads(namespaces)
-    pods = capi.list_pods(namespaces)
-    pending = [w for w in workloads if not w.rolled_out]
-    crashing = [p for p in pods if p.waiting_reason == "CrashLoopBackOff"]
-    return pending, _pods_not_on(pods, revision), crashing, pods
+def plan_notes(capi: ClusterApi, namespaces: list[Namespace], moving: list[str]) -> list[str]:
+    """The plan's lines on workloads of the ``moving`` namespaces handled other than by a
+    rollout restart (:func:`workflows.rollout.special_handling`)."""
+    workloads, pods = capi.list_workloads(moving), capi.list_pods(moving)
+    return special_handling([n for n in namespaces if n.name in moving or n.revision],
+                            workloads, pods, capi.list_batch(moving), failing(workloads, pods))
+
+
+def left_behind(capi: ClusterApi, run: Run, revision: str) -> list[str]:
+    """Running pods of the run's migrated namespaces still on ``revision`` that no
+    controller will move (held by a StatefulSet partition, or bare): completing would cut
+    them off. Pods of Jobs and of workloads already failing before the move are not
+    counted."""
+    failing_before = {k for w in run.waves for k in w.preexisting}
+    return sorted(f"{p.namespace}/{p.name}" for p in capi.list_pods(run.migrated_namespaces)
+                  if p.revision == revision and not p.finished and p.owner_kind != "Job"
+                  and not p.terminating and p.workload_key not in failing_before)
+
+
+def _observe(capi: ClusterApi, namespaces: list[str], revision: str, preexisting: list[str],
+             started_at: float, deleted_at: float | None, now: float, deadline_s: float,
+             version: str | None = None) -> Rollout:
+    return assess(capi.list_workloads(namespaces), capi.list_pods(namespaces), revision,
+                  preexisting=preexisting, started_at=started_at, deleted_at=deleted_at,
+                  now=now, default_deadline_s=deadline_s, version=version)
+
+
+def _names(items: list[Any], limit: int = 5) -> str:
+    keys = [getattr(i, "key", None) or f"{i.namespace}/{i.name}" for i in items]
+    return ", ".join(keys[:limit]) + (f" and {len(keys) - limit} more" if len(keys) > limit
+                                      else "")
 
 
 def migrate_wave(run: Run, ports: ClusterPorts, now: float) -> StepResult:
@@ -145,7 +171,11 @@ def migrate_wave(run: Run, ports: ClusterPorts, now: float) -> StepResult:
         except MetricsUnavailable as exc:
             baseline = {}
             text = f"{wave_label(wave)}: no baseline ({exc}); absolute thresholds only"
-        wave = wave.evolve(baseline=baseline, step=WaveStep.LABEL)
+        before = failing(capi.list_workloads(wave.namespaces), capi.list_pods(wave.namespaces))
+        if before:
+            text += (f"; already failing before the move (not waited for, only new failures "
+                     f"count): {', '.join(before)}")
+        wave = wave.evolve(baseline=baseline, preexisting=before, step=WaveStep.LABEL)
         return StepResult(run.with_wave(wave).log(now, "step", text), 0.0)
 
     if wave.step == WaveStep.LABEL:
@@ -163,33 +193,39 @@ def migrate_wave(run: Run, ports: ClusterPorts, now: float) -> StepResult:
 
     if wave.step == WaveStep.RESTART:
         assert wave.restart_token
-        n = _restart(capi, wave.namespaces, wave.restart_token)
+        n, on_delete = _restart(capi, wave.namespaces, wave.restart_token)
         wave = wave.evolve(step=WaveStep.VERIFY, restarted_at=now)
-        text = f"{wave_label(wave)}: restarted {n} workloads"
+        text = f"{wave_label(wave)}: restarted {n} workloads" + (
+            f"; {on_delete} OnDelete workloads follow pod by pod" if on_delete else "")
         return StepResult(run.with_wave(wave).log(now, "step", text), POLL_S)
 
     if wave.step == WaveStep.VERIFY:
-        pending, stale, crashing, pods = _rollout_state(capi, wave.namespaces, canary)
-        if run.target_version:  # the run pins a patch: every sidecar must be on it too
-            stale += [p for p in pods if p.revision is not None
-                      and p.proxy_version != run.target_version]
-        if crashing:
-            names = ", ".join(f"{p.namespace}/{p.name}" for p in crashing[:5])
+        state = _observe(capi, wave.namespaces, canary, wave.preexisting,
+                         wave.restarted_at or now, wave.deleted_at, now, th.rollout_deadline_s,
+                         run.target_version)
+        if state.crashing:
             return StepResult(_kind(run).fail_wave(
-                run, f"pods crash-looping on {canary}: {names}", now), 0.0)
-        if pending or stale:
-            started = wave.restarted_at or now
-            if now - started > th.rollout_deadline_s:
-                what = ", ".join(f"{w.namespace}/{w.name}" for w in pending[:5]) or ", ".join(
-                    f"{p.namespace}/{p.name}" for p in stale[:5])
-                return StepResult(_kind(run).fail_wave(
-                    run, f"rollout not complete after {th.rollout_deadline_s:.0f}s: {what}",
-                    now), 0.0)
+                run, f"pods crash-looping on {canary}: {_names(state.crashing)}", now), 0.0)
+        if state.late:
+            return StepResult(_kind(run).fail_wave(
+                run, f"rollout not complete within its deadline: {_names(state.late)}", now),
+                0.0)
+        if state.delete:
+            for pod in state.delete:
+                capi.delete_pod(pod.namespace, pod.name)
+            wave = wave.evolve(deleted_at=now)
+            text = (f"{wave_label(wave)}: deleted {_names(state.delete)} (OnDelete: one pod at "
+                    "a time, each replacement ready before the next)")
+            return StepResult(run.with_wave(wave).log(now, "step", text), POLL_S)
+        if not state.done:
             return StepResult(run, POLL_S, changed=False)
-        versions = sorted({p.proxy_version for p in pods if p.proxy_version})
+        versions = sorted({p.proxy_version for p in state.moved if p.proxy_version})
         wave = wave.evolve(step=WaveStep.BAKE, bake_started_at=now)
-        text = (f"{wave_label(wave)}: {len(pods)} pods on {canary}"
+        text = (f"{wave_label(wave)}: {len(state.moved)} pods on {canary}"
                 f" ({', '.join(versions) or 'no sidecar'}); baking {opts.bake_s:.0f}s")
+        if state.held:
+            text += (f"; held on {run.stable_revision} by a StatefulSet partition: "
+                     f"{_names(state.held, 10)}")
         return StepResult(run.with_wave(wave).log(now, "step", text), opts.interval_s)
 
     if wave.step == WaveStep.BAKE:
@@ -274,22 +310,30 @@ def roll_back(run: Run, ports: ClusterPorts, now: float) -> StepResult:
         return StepResult(run.evolve(rollback=rb).log(now, "step", text), 0.0)
     if rb.step == RollbackStep.RESTART:
         assert rb.restart_token
-        n = _restart(capi, rb.namespaces, rb.restart_token) if rb.namespaces else 0
-        rb = rb.evolve(step=RollbackStep.VERIFY, restarted_at=now)
+        preexisting = sorted({k for w in run.waves for k in w.preexisting})
+        n, _ = _restart(capi, rb.namespaces, rb.restart_token) if rb.namespaces else (0, 0)
+        rb = rb.evolve(step=RollbackStep.VERIFY, restarted_at=now, preexisting=preexisting)
         return StepResult(run.evolve(rollback=rb).log(
             now, "step", f"rollback: restarted {n} workloads"), POLL_S if n else 0.0)
     if rb.step == RollbackStep.VERIFY:
         if rb.namespaces:
-            pending, stale, _, pods = _rollout_state(capi, rb.namespaces, stable)
-            if pending or stale:
-                if now - (rb.restarted_at or now) > run.thresholds.rollout_deadline_s:
-                    why = "rollback rollout not complete: " + ", ".join(
-                        f"{w.namespace}/{w.name}" for w in pending[:5])
-                    return StepResult(run.to(Phase.PAUSED, now, f"paused: {why}",
-                                             paused_from=Phase.ROLLING_BACK,
-                                             pause_reason=why), None)
+            state = _observe(capi, rb.namespaces, stable, rb.preexisting,
+                             rb.restarted_at or now, rb.deleted_at, now,
+                             run.thresholds.rollout_deadline_s)
+            if state.late:
+                why = f"rollback rollout not complete: {_names(state.late)}"
+                return StepResult(run.to(Phase.PAUSED, now, f"paused: {why}",
+                                         paused_from=Phase.ROLLING_BACK,
+                                         pause_reason=why), None)
+            if state.delete:
+                for pod in state.delete:
+                    capi.delete_pod(pod.namespace, pod.name)
+                rb = rb.evolve(deleted_at=now)
+                return StepResult(run.evolve(rollback=rb).log(
+                    now, "step", f"rollback: deleted {_names(state.delete)} (OnDelete)"), POLL_S)
+            if not state.done:
                 return StepResult(run, POLL_S, changed=False)
-            text = f"rollback: {len(pods)} pods back on {stable}"
+            text = f"rollback: {len(state.moved)} pods back on {stable}"
         else:
             text = "rollback: nothing to verify in the data plane"
         rb = rb.evolve(step=RollbackStep.REVERT)

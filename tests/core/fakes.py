@@ -12,6 +12,7 @@ from dataclasses import dataclass, field
 from workflows.errors import MetricsUnavailable, TemporaryError
 from workflows.model import NamespaceMetrics
 from workflows.ports import (
+    BatchWorkload,
     MeshState,
     Namespace,
     OperationStatus,
@@ -44,6 +45,18 @@ class FakeWorld:
     op_fails: bool = False
     ingress: set[str] = field(default_factory=set)
     pod_versions: dict[tuple[str, str], str] = field(default_factory=dict)
+    # StatefulSets: (ns, name) → {replicas, strategy, partition}; their pods keep the revision
+    # they were made with until deleted (OnDelete) or replaced from the partition up
+    statefulsets: dict[tuple[str, str], dict[str, object]] = field(default_factory=dict)
+    sts_pods: dict[tuple[str, str, int], str | None] = field(default_factory=dict)
+    crashloop: set[tuple[str, str]] = field(default_factory=set)  # (ns, workload), any rev
+    canary_crash: set[tuple[str, str]] = field(default_factory=set)  # only on asm-1-26
+    stuck: set[tuple[str, str]] = field(default_factory=set)  # restarted onto asm-1-26: stuck
+    no_inject: set[tuple[str, str]] = field(default_factory=set)
+    bare_pods: dict[tuple[str, str], str | None] = field(default_factory=dict)
+    finished_job_pods: dict[tuple[str, str], str | None] = field(default_factory=dict)
+    batch: list[BatchWorkload] = field(default_factory=list)
+    deleted: list[str] = field(default_factory=list)
 
     @classmethod
     def seeded(cls, names: list[str], per_ns: int = 2) -> FakeWorld:
@@ -121,20 +134,82 @@ class FakeWorld:
         self.writes[f"label:{namespace}:{revision}"] += 1
         self.namespaces[namespace]["istio.io/rev"] = revision
 
+    def _crashing(self, ns: str, name: str) -> bool:
+        return (ns, name) in self.crashloop or (
+            (ns, name) in self.canary_crash and self.namespaces[ns].get("istio.io/rev")
+            == "asm-1-26")
+
+    def _stuck(self, ns: str, name: str, token: str | None) -> bool:
+        return ((ns, name) in self.stuck and token is not None
+                and self.namespaces[ns].get("istio.io/rev") == "asm-1-26")
+
+    def add_statefulset(self, ns: str, name: str, replicas: int = 3,
+                        strategy: str = "RollingUpdate", partition: int = 0) -> None:
+        self.statefulsets[(ns, name)] = {"replicas": replicas, "strategy": strategy,
+                                         "partition": partition, "token": None}
+        for i in range(replicas):
+            self.sts_pods[(ns, name, i)] = self.namespaces[ns].get("istio.io/rev")
+
     def list_workloads(self, namespaces: list[str]) -> list[Workload]:
-        return [Workload("Deployment", ns, n, tok, 1, 1, 1, 1, 1)
-                for (ns, n), tok in self.workloads.items() if ns in namespaces]
+        out = [Workload("Deployment", ns, n, tok, 1, 1, 1, 1,
+                        0 if self._crashing(ns, n) or self._stuck(ns, n, tok) else 1,
+                        progress_deadline_s=600.0, deadline_exceeded=self._stuck(ns, n, tok),
+                        injection_disabled=(ns, n) in self.no_inject)
+               for (ns, n), tok in self.workloads.items() if ns in namespaces]
+        for (ns, n), spec in self.statefulsets.items():
+            if ns not in namespaces:
+                continue
+            replicas, partition = int(str(spec["replicas"])), int(str(spec["partition"]))
+            updated = sum(1 for (pns, pn, i), rev in self.sts_pods.items()
+                          if (pns, pn) == (ns, n) and rev == self.namespaces[ns].get(
+                              "istio.io/rev"))
+            out.append(Workload("StatefulSet", ns, n, spec["token"], 1, 1,  # type: ignore[arg-type]
+                                replicas, updated, replicas, ready=replicas,
+                                strategy=str(spec["strategy"]), partition=partition))
+        return out
 
     def restart_workload(self, workload: Workload, token: str) -> None:
         rev = self.namespaces[workload.namespace]["istio.io/rev"]
         self.writes[f"restart:{workload.namespace}/{workload.name}:{rev}"] += 1
-        self.workloads[(workload.namespace, workload.name)] = token
-        self.pod_versions[(workload.namespace, workload.name)] = self.versions.get(rev, "1.x")
+        key = (workload.namespace, workload.name)
+        if workload.kind == "StatefulSet":
+            spec = self.statefulsets[key]
+            spec["token"] = token
+            if spec["strategy"] == "RollingUpdate":  # from the partition up, at once
+                for (ns, n, i) in list(self.sts_pods):
+                    if (ns, n) == key and i >= int(str(spec["partition"])):
+                        self.sts_pods[(ns, n, i)] = rev
+            return
+        self.workloads[key] = token
+        self.pod_versions[key] = self.versions.get(rev, "1.x")
+
+    def delete_pod(self, namespace: str, name: str) -> None:
+        self.writes[f"delete:{namespace}/{name}"] += 1
+        self.deleted.append(f"{namespace}/{name}")
+        sts, _, ordinal = name.rpartition("-")
+        if (namespace, sts, int(ordinal)) in self.sts_pods:  # the controller makes it anew
+            self.sts_pods[(namespace, sts, int(ordinal))] = self.namespaces[namespace].get(
+                "istio.io/rev")
+        self.bare_pods.pop((namespace, name), None)
+
+    def list_batch(self, namespaces: list[str]) -> list[BatchWorkload]:
+        return [b for b in self.batch if b.namespace in namespaces]
 
     def list_pods(self, namespaces: list[str]) -> list[Pod]:
-        return [Pod(ns, n + "-x", self.namespaces[ns].get("istio.io/rev"),
-                    self.pod_versions.get((ns, n), "1.x"), "Running")
+        pods = [Pod(ns, n + "-x", None if (ns, n) in self.no_inject
+                    else self.namespaces[ns].get("istio.io/rev"),
+                    self.pod_versions.get((ns, n), "1.x"), "Running",
+                    waiting_reason="CrashLoopBackOff" if self._crashing(ns, n) else None,
+                    owner_kind="Deployment", owner=n, ready=not self._crashing(ns, n))
                 for (ns, n) in self.workloads if ns in namespaces]
+        pods += [Pod(ns, f"{n}-{i}", rev, "1.x", "Running", owner_kind="StatefulSet",
+                     owner=n, ordinal=i)
+                 for (ns, n, i), rev in self.sts_pods.items() if ns in namespaces]
+        pods += [Pod(ns, n, rev, "1.x", "Running") for (ns, n), rev in self.bare_pods.items()
+                 if ns in namespaces]
+        pods += [Pod(ns, n, rev, "1.x", "Succeeded", owner_kind="Job", owner=n.rsplit("-", 1)[0])
+                 for (ns, n), rev in self.finished_job_pods.items() if ns in namespaces]
+        return pods
 
     def control_plane_revisions(self) -> dict[str, bool]:
         return {r: True for r in self.revisions}

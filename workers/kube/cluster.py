@@ -22,9 +22,18 @@ from kubernetes.config.config_exception import ConfigException
 
 from workers.kube.errors import KUBERNETES_ERRORS, translate_kubernetes_error
 from workflows.errors import ClusterApiError
-from workflows.ports import INJECTION_LABEL, REV_LABEL, Namespace, Pod, Workload
+from workflows.ports import (
+    DEFAULT_PROGRESS_DEADLINE_S,
+    INJECTION_LABEL,
+    REV_LABEL,
+    BatchWorkload,
+    Namespace,
+    Pod,
+    Workload,
+)
 
 RESTARTED_AT = "kubectl.kubernetes.io/restartedAt"
+INJECT = "sidecar.istio.io/inject"
 ISTIO_NS = "aks-istio-system"
 PER_NAMESPACE_LIMIT = 25  # up to this many namespaces: one list each; else one list of all
 
@@ -60,6 +69,7 @@ class KubernetesClusterApi:
         self.name = name
         self.core = k8s.CoreV1Api(api_client)
         self.apps = k8s.AppsV1Api(api_client)
+        self.batch = k8s.BatchV1Api(api_client)
         self.calls = 0
 
     def _call(self, verb: str, resource: str, namespace: str | None, fn: Any, *args: Any,
@@ -99,27 +109,59 @@ class KubernetesClusterApi:
                 if i.metadata.namespace in wanted]
 
     def list_workloads(self, namespaces: list[str]) -> list[Workload]:
+        """Deployments, StatefulSets and DaemonSets of ``namespaces`` with what
+        ``kubectl rollout status`` reads (``apps/v1`` status), their update strategy,
+        StatefulSet partition, progress deadline, and whether their pods are injected."""
         out = []
         for kind in self.KINDS:
             for obj in self._list(kind, namespaces):
-                tmpl = obj.spec.template.metadata
-                st = obj.status
-                if kind == "DaemonSet":
-                    replicas = st.desired_number_scheduled or 0
-                    updated, available = st.updated_number_scheduled or 0, \
-                        st.number_available or 0
-                else:
-                    replicas = obj.spec.replicas if obj.spec.replicas is not None else 1
-                    updated = st.updated_replicas or 0
-                    available = (st.available_replicas if kind == "Deployment"
-                                 else st.ready_replicas) or 0
-                out.append(Workload(
-                    kind=kind, namespace=obj.metadata.namespace, name=obj.metadata.name,
-                    restarted_at=((tmpl.annotations or {}) if tmpl else {}).get(RESTARTED_AT),
-                    generation=obj.metadata.generation or 0,
-                    observed_generation=st.observed_generation or 0,
-                    replicas=replicas, updated=updated, available=available))
+                out.append(self._workload(kind, obj))
         return out
+
+    @staticmethod
+    def _workload(kind: str, obj: Any) -> Workload:
+        tmpl = obj.spec.template.metadata
+        template_meta = {**((tmpl.labels or {}) if tmpl else {}),
+                         **((tmpl.annotations or {}) if tmpl else {})}
+        st = obj.status
+        strategy, partition, ready, total = "RollingUpdate", 0, None, None
+        current = update = None
+        deadline, exceeded = None, False
+        if kind == "DaemonSet":
+            replicas = st.desired_number_scheduled or 0
+            updated, available = st.updated_number_scheduled or 0, st.number_available or 0
+            if obj.spec.update_strategy and obj.spec.update_strategy.type:
+                strategy = obj.spec.update_strategy.type
+        else:
+            replicas = obj.spec.replicas if obj.spec.replicas is not None else 1
+            updated = st.updated_replicas or 0
+            if kind == "Deployment":
+                available, total = st.available_replicas or 0, st.replicas or 0
+                if obj.spec.strategy and obj.spec.strategy.type:
+                    strategy = obj.spec.strategy.type
+                pds = obj.spec.progress_deadline_seconds
+                deadline = float(pds) if pds is not None else DEFAULT_PROGRESS_DEADLINE_S
+                exceeded = any(c.type == "Progressing" and c.reason == "ProgressDeadlineExceeded"
+                               for c in st.conditions or [])
+            else:
+                available = ready = st.ready_replicas or 0
+                current, update = st.current_revision, st.update_revision
+                us = obj.spec.update_strategy
+                if us and us.type:
+                    strategy = us.type
+                if us and us.rolling_update and us.rolling_update.partition:
+                    partition = int(us.rolling_update.partition)
+        return Workload(
+            kind=kind, namespace=obj.metadata.namespace, name=obj.metadata.name,
+            restarted_at=((tmpl.annotations or {}) if tmpl else {}).get(RESTARTED_AT),
+            generation=obj.metadata.generation or 0,
+            observed_generation=st.observed_generation or 0,
+            replicas=replicas, updated=updated, available=available, ready=ready,
+            strategy=strategy, partition=partition, current_revision=current,
+            update_revision=update, total=total, progress_deadline_s=deadline,
+            deadline_exceeded=exceeded,
+            # Istio: the pod label sidecar.istio.io/inject (or the older annotation)
+            injection_disabled=str(template_meta.get(INJECT, "")).lower() == "false")
 
     def restart_workload(self, workload: Workload, token: str) -> None:
         body = {"spec": {"template": {"metadata": {"annotations": {RESTARTED_AT: token}}}}}
@@ -128,6 +170,36 @@ class KubernetesClusterApi:
         fn = getattr(self.apps, f"patch_namespaced_{snake}")
         self._call("patch", f"{workload.kind} {workload.name}", workload.namespace, fn,
                    workload.name, workload.namespace, body)
+
+    def delete_pod(self, namespace: str, name: str) -> None:
+        """Delete a pod (``kubectl delete pod``); one already gone is fine."""
+        try:
+            self._call("delete", f"pod {name}", namespace, self.core.delete_namespaced_pod,
+                       name, namespace)
+        except ClusterApiError as exc:
+            if not _not_found(exc):
+                raise
+
+    def list_batch(self, namespaces: list[str]) -> list[BatchWorkload]:
+        """CronJobs, and the Jobs no CronJob owns, of ``namespaces`` (``batch/v1``)."""
+        out = []
+
+        def items(resource: str, ns: str, fn: Any) -> list[Any]:
+            try:
+                return list(self._call("list", resource, ns, fn, ns).items)
+            except ClusterApiError as exc:
+                if _not_found(exc):  # batch/v1 not served (an API server without it)
+                    return []
+                raise
+
+        for ns in namespaces:
+            for cj in items("CronJobs", ns, self.batch.list_namespaced_cron_job):
+                out.append(BatchWorkload("CronJob", ns, cj.metadata.name))
+            for job in items("Jobs", ns, self.batch.list_namespaced_job):
+                owners = job.metadata.owner_references or []
+                if not any(o.kind == "CronJob" for o in owners):
+                    out.append(BatchWorkload("Job", ns, job.metadata.name))
+        return out
 
     def list_pods(self, namespaces: list[str]) -> list[Pod]:
         if len(namespaces) <= PER_NAMESPACE_LIMIT:
@@ -141,7 +213,30 @@ class KubernetesClusterApi:
         return [self._pod(p) for p in items]
 
     @staticmethod
-    def _pod(p: Any) -> Pod:
+    def _owner(p: Any) -> tuple[str | None, str | None, int | None]:
+        """(workload kind, workload name, StatefulSet ordinal) from the pod's controller
+        ownerReference; a ReplicaSet's Deployment is its name less ``-<pod-template-hash>``
+        (the Deployment controller names it so)."""
+        labels = p.metadata.labels or {}
+        for ref in p.metadata.owner_references or []:
+            if not ref.controller:
+                continue
+            if ref.kind == "ReplicaSet":
+                h = labels.get("pod-template-hash")
+                if h and ref.name.endswith("-" + h):
+                    return "Deployment", ref.name[: -len(h) - 1], None
+                return "ReplicaSet", ref.name, None
+            if ref.kind == "StatefulSet":
+                index = labels.get("apps.kubernetes.io/pod-index")
+                if index is None:
+                    index = p.metadata.name.rsplit("-", 1)[-1]
+                return "StatefulSet", ref.name, int(index) if str(index).isdigit() else None
+            if ref.kind in ("DaemonSet", "Job"):
+                return ref.kind, ref.name, None
+        return None, None, None  # bare (or static: owned by the Node)
+
+    @classmethod
+    def _pod(cls, p: Any) -> Pod:
         ann = p.metadata.annotations or {}
         revision = None
         if "sidecar.istio.io/status" in ann:
@@ -151,17 +246,29 @@ class KubernetesClusterApi:
                 revision = None
             revision = revision or (p.metadata.labels or {}).get(REV_LABEL)
         version = None
+        # native sidecars (Kubernetes 1.28+): istio-proxy is an init container with
+        # restartPolicy Always; its status is among the init container statuses
         for c in (p.spec.containers or []) + (p.spec.init_containers or []):
             if c.name == "istio-proxy" and c.image and ":" in c.image:
                 version = c.image.rsplit(":", 1)[1].removesuffix("-distroless")
         waiting, restarts = None, 0
-        for cs in (p.status.container_statuses or []) if p.status else []:
+        status = p.status
+        statuses = ((status.container_statuses or []) + (status.init_container_statuses or [])
+                    if status else [])
+        for cs in statuses:
             restarts = max(restarts, cs.restart_count or 0)
-            if cs.state and cs.state.waiting and cs.state.waiting.reason:
+            if cs.state and cs.state.waiting and cs.state.waiting.reason and \
+                    waiting != "CrashLoopBackOff":
                 waiting = cs.state.waiting.reason
+        ready = any(c.type == "Ready" and c.status == "True"
+                    for c in (status.conditions or []) if status) if status else False
+        owner_kind, owner, ordinal = cls._owner(p)
         return Pod(namespace=p.metadata.namespace, name=p.metadata.name, revision=revision,
-                   proxy_version=version, phase=(p.status.phase if p.status else None)
-                   or "Unknown", waiting_reason=waiting, restarts=restarts)
+                   proxy_version=version, phase=(status.phase if status else None)
+                   or "Unknown", waiting_reason=waiting, restarts=restarts,
+                   owner_kind=owner_kind, owner=owner, ordinal=ordinal, ready=ready,
+                   reason=status.reason if status else None,
+                   terminating=p.metadata.deletion_timestamp is not None)
 
     def ingress_gateways(self) -> dict[str, bool]:
         """``aks-istio-ingressgateway-<external|internal>-<revision>`` in aks-istio-ingress."""

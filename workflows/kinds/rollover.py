@@ -16,7 +16,7 @@ from workflows.model import Phase, Run
 from workflows.planning import plan_waves
 from workflows.policy import Role
 from workflows.ports import ClusterPorts
-from workflows.waves import WaveWorkflow, migrate_wave
+from workflows.waves import WaveWorkflow, migrate_wave, plan_notes
 
 
 def plan_rollover(run: Run, ports: ClusterPorts, now: float) -> StepResult:
@@ -34,12 +34,16 @@ def plan_rollover(run: Run, ports: ClusterPorts, now: float) -> StepResult:
         names = [ns.name for ns in namespaces if ns.revision == revision]
         plan = plan_waves(namespaces, capi.list_workloads(names), revision, revision,
                           run.options)
+        notes = plan_notes(capi, namespaces, [n for w in plan.waves for n in w.namespaces])
     except (PermanentError, InvalidRevision) as exc:
         return StepResult(run.to(Phase.REFUSED, now, f"refused: {exc}", outcome=str(exc)), None)
     run = run.evolve(stable_revision=revision, waves=plan.waves)
     text = (f"plan: restart workloads onto {revision} {run.target_version or 'its latest patch'}"
             f", {len(plan.waves)} waves, {sum(len(w.namespaces) for w in plan.waves)} "
             f"namespaces, {sum(w.workloads for w in plan.waves)} workloads")
+    if notes:
+        text += "\nhandled other than by a rollout restart:\n" + "\n".join(
+            f"• {n}" for n in notes)
     return StepResult(run.to(Phase.AWAITING_APPROVAL, now, text), None)
 
 

@@ -17,9 +17,9 @@ from workflows.model import Phase, Run, parse_revision
 from workflows.operations import POLL_S, converge_revisions
 from workflows.planning import check_upgrade, plan_waves
 from workflows.policy import Role
-from workflows.ports import ClusterPorts
+from workflows.ports import INJECTION_LABEL, ClusterPorts
 from workflows.syntax import UPGRADE_FLAGS, cluster_revision_options
-from workflows.waves import WaveWorkflow, migrate_wave, roll_back
+from workflows.waves import WaveWorkflow, left_behind, migrate_wave, plan_notes, roll_back
 
 CONTROL_PLANE_DEADLINE_S = 900.0
 
@@ -35,6 +35,7 @@ def plan_upgrade(run: Run, ports: ClusterPorts, now: float) -> StepResult:
         names = [ns.name for ns in namespaces if ns.revision == stable]
         workloads = capi.list_workloads(names)
         plan = plan_waves(namespaces, workloads, stable, run.canary_revision, run.options)
+        notes = plan_notes(capi, namespaces, [n for w in plan.waves for n in w.namespaces])
     except (PermanentError, InvalidRevision) as exc:
         return StepResult(run.to(Phase.REFUSED, now, f"refused: {exc}", outcome=str(exc)), None)
     run = run.evolve(stable_revision=stable, waves=plan.waves)
@@ -46,6 +47,9 @@ def plan_upgrade(run: Run, ports: ClusterPorts, now: float) -> StepResult:
     if plan.skipped:
         text += f"; not migrated (istio-injection=enabled, ignored by the add-on): " \
                 f"{', '.join(plan.skipped)}"
+    if notes:
+        text += "\nhandled other than by a rollout restart:\n" + "\n".join(
+            f"• {n}" for n in notes)
     return StepResult(run.to(Phase.AWAITING_APPROVAL, now, text), None)
 
 
@@ -84,11 +88,20 @@ def complete_upgrade(run: Run, ports: ClusterPorts, now: float) -> StepResult:
     """PUT ``[canary]``, follow the operation, verify ``istiod-<stable>`` is gone."""
     assert run.stable_revision
     if run.operation is None or run.operation.revisions != [run.canary_revision]:
-        left = [ns.name for ns in ports.cluster_api(run.cluster).list_namespaces()
-                if ns.revision == run.stable_revision]
+        capi = ports.cluster_api(run.cluster)
+        left = [ns.name for ns in capi.list_namespaces() if ns.revision == run.stable_revision
+                and ns.labels.get(INJECTION_LABEL) != "disabled"]
+        pods = left_behind(capi, run, run.stable_revision)
+        why = ""
         if left:
             why = (f"namespaces still labelled {run.stable_revision}: {', '.join(left)}; "
                    "completing would leave them without a control plane")
+        elif pods:
+            why = (f"pods still on {run.stable_revision} (a StatefulSet partition holds them, "
+                   f"or no controller restarts them): {', '.join(pods[:10])}; completing "
+                   "would cut them off from their control plane. Move them (lower the "
+                   "partition, or delete the pods), then resume")
+        if why:
             return StepResult(run.to(Phase.PAUSED, now, f"paused: {why}",
                                      paused_from=Phase.AWAITING_COMPLETION, pause_reason=why),
                               None)

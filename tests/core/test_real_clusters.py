@@ -1,0 +1,158 @@
+"""What real clusters hold, in the core: OnDelete and partitioned StatefulSets, Jobs and
+CronJobs, bare pods, workloads not injected, failures that were there before, rollouts past
+their progress deadline. No I/O: the in-memory world of tests/core/fakes.py."""
+
+from __future__ import annotations
+
+from tests.core.fakes import FakeWorld
+from tests.core.test_workflow import POLICY, drive, new_run
+from workflows.lifecycle import decide, tick
+from workflows.model import Phase, Run
+from workflows.ports import BatchWorkload, Pod, Workload
+from workflows.rollout import assess
+
+
+def approved(world: FakeWorld) -> tuple[Run, float]:
+    run, now = drive(new_run(), world, 0)
+    assert run.phase == Phase.AWAITING_APPROVAL, run.history[-1].text
+    return decide(run, "approve", "UAPPROVER", POLICY, now), now
+
+
+def plan_text(run: Run) -> str:
+    return next(e.text for e in run.history if e.text.startswith("plan:"))
+
+
+def test_the_plan_names_every_workload_handled_otherwise() -> None:
+    world = FakeWorld.seeded(["a", "b"])
+    world.add_statefulset("a", "db", strategy="OnDelete")
+    world.add_statefulset("b", "kafka", partition=1)
+    world.batch = [BatchWorkload("CronJob", "a", "nightly"), BatchWorkload("Job", "b", "seed")]
+    world.bare_pods[("a", "debug")] = "asm-1-25"
+    world.no_inject.add(("b", "app1"))
+    world.crashloop.add(("a", "app1"))
+    world.namespaces["legacy"] = {"istio.io/rev": "asm-1-25", "istio-injection": "disabled"}
+    run, _ = drive(new_run(), world, 0)
+    text = plan_text(run)
+    assert "OnDelete update strategy (meshops deletes their pods one at a time" in text
+    assert "a/StatefulSet/db" in text
+    assert "b/StatefulSet/kafka (ordinals < 1)" in text
+    assert "Jobs and CronJobs (not restarted; their next pods get the new sidecar): " \
+           "a/CronJob/nightly, b/Job/seed" in text
+    assert "bare pods (no controller: restart them yourself): a/debug" in text
+    assert 'not injected (sidecar.istio.io/inject: "false"; not waited for): ' \
+           "b/Deployment/app1" in text
+    assert "istio-injection=disabled wins over istio.io/rev; not moved): legacy" in text
+    assert "already failing before the upgrade" in text and "a/Deployment/app1" in text
+    assert "legacy" not in [ns for w in run.waves for ns in w.namespaces]
+
+
+def test_ondelete_statefulset_pods_are_deleted_one_at_a_time() -> None:
+    world = FakeWorld.seeded(["a"])
+    world.add_statefulset("a", "db", replicas=3, strategy="OnDelete")
+    run, now = approved(world)
+    run, now = drive(run, world, now)
+    assert run.phase == Phase.AWAITING_COMPLETION, run.history[-1].text
+    assert world.deleted == ["a/db-0", "a/db-1", "a/db-2"]  # one each, in ordinal order
+    assert all(v == 1 for k, v in world.writes.items() if k.startswith("delete:"))
+    assert not [k for k in world.writes if k.startswith("restart:a/db")]  # no template patch
+    assert {rev for (_, n, _), rev in world.sts_pods.items()} == {"asm-1-26"}
+    lines = [e.text for e in run.history if "deleted a/db-" in e.text]
+    assert len(lines) == 3 and "one pod at a time" in lines[0]
+
+
+def test_ondelete_waits_until_the_replacement_is_ready() -> None:
+    db = Workload("StatefulSet", "a", "db", None, 1, 1, 2, 0, 1, ready=1, strategy="OnDelete")
+    pods = [Pod("a", "db-0", "asm-1-26", "1.x", "Running", owner_kind="StatefulSet",
+                owner="db", ordinal=0, ready=False),
+            Pod("a", "db-1", "asm-1-25", "1.x", "Running", owner_kind="StatefulSet",
+                owner="db", ordinal=1)]
+    state = assess([db], pods, "asm-1-26", preexisting=[], started_at=0, deleted_at=5,
+                   now=10, default_deadline_s=600)
+    assert state.delete == [] and state.pending == [db] and not state.done
+    ready = [pods[0].__class__(**{**pods[0].__dict__, "ready": True}), pods[1]]
+    state = assess([db], ready, "asm-1-26", preexisting=[], started_at=0, deleted_at=5,
+                   now=10, default_deadline_s=600)
+    assert [p.name for p in state.delete] == ["db-1"]
+    late = assess([db], pods, "asm-1-26", preexisting=[], started_at=0, deleted_at=5,
+                  now=700, default_deadline_s=600)
+    assert late.late == [db]
+
+
+def test_partitioned_pods_stay_and_completion_waits_for_them() -> None:
+    world = FakeWorld.seeded(["a"])
+    world.add_statefulset("a", "kafka", replicas=3, partition=1)
+    run, now = approved(world)
+    run, now = drive(run, world, now)
+    assert run.phase == Phase.AWAITING_COMPLETION, run.history[-1].text
+    assert "held on asm-1-25 by a StatefulSet partition: a/kafka-0" in " ".join(
+        e.text for e in run.history)
+    run = decide(run, "complete", "UAPPROVER", POLICY, now)
+    run, now = drive(run, world, now)
+    assert run.phase == Phase.PAUSED and "a/kafka-0" in run.pause_reason
+    assert "lower the partition" in run.pause_reason
+    assert world.revisions == ["asm-1-25", "asm-1-26"]  # the stable control plane stays
+    world.sts_pods[("a", "kafka", 0)] = "asm-1-26"  # the team lowered the partition
+    run = decide(run, "resume", "UREQ", POLICY, now)
+    run, now = drive(run, world, now)
+    assert run.phase == Phase.AWAITING_COMPLETION
+    run, now = drive(decide(run, "complete", "UAPPROVER", POLICY, now), world, now)
+    assert run.phase == Phase.COMPLETED and world.revisions == ["asm-1-26"]
+
+
+def test_jobs_finished_and_bare_pods_are_not_waited_for() -> None:
+    world = FakeWorld.seeded(["a"])
+    world.batch = [BatchWorkload("CronJob", "a", "nightly")]
+    world.finished_job_pods[("a", "nightly-28911-x")] = "asm-1-25"  # done, on stable
+    run, now = approved(world)
+    run, now = drive(run, world, now)
+    assert run.phase == Phase.AWAITING_COMPLETION, run.history[-1].text
+    assert not any("a/nightly" in k for k in world.writes)
+    # a bare pod on the stable revision would lose its control plane: completion says so
+    world.bare_pods[("a", "debug")] = "asm-1-25"
+    run, now = drive(decide(run, "complete", "UAPPROVER", POLICY, now), world, now)
+    assert run.phase == Phase.PAUSED and "a/debug" in run.pause_reason
+
+
+def test_a_crash_loop_from_before_the_upgrade_does_not_roll_it_back() -> None:
+    world = FakeWorld.seeded(["a", "b"])
+    world.crashloop.add(("a", "app1"))
+    run, now = approved(world)
+    run, now = drive(run, world, now)
+    assert run.phase == Phase.AWAITING_COMPLETION, run.history[-1].text
+    baseline = next(e.text for e in run.history if "baseline measured" in e.text
+                    and "wave 0" in e.text)
+    assert "already failing before the move" in baseline and "a/Deployment/app1" in baseline
+    assert run.waves[0].preexisting == ["a/Deployment/app1"]
+
+
+def test_a_new_crash_loop_on_the_canary_rolls_back() -> None:
+    world = FakeWorld.seeded(["a", "b"])
+    run, now = approved(world)
+    for _ in range(12):  # into wave 0, past its baseline
+        r = tick(run, world, now)
+        run, now = r.run, now + (r.recheck_after or 0)
+        if run.waves[0].step.value == "verify":
+            break
+    world.canary_crash.add(("a", "app0"))
+    run, now = drive(run, world, now)
+    assert run.phase == Phase.ROLLED_BACK
+    assert "pods crash-looping on asm-1-26: a/app0-x" in run.outcome
+
+
+def test_a_rollout_past_its_progress_deadline_rolls_back_naming_it() -> None:
+    world = FakeWorld.seeded(["a"])
+    world.stuck.add(("a", "app1"))
+    run, now = approved(world)
+    run, now = drive(run, world, now)
+    assert run.phase == Phase.ROLLED_BACK
+    assert "rollout not complete within its deadline: a/Deployment/app1" in run.outcome
+
+
+def test_not_injected_workloads_are_not_restarted_nor_waited_for() -> None:
+    world = FakeWorld.seeded(["a"])
+    world.no_inject.add(("a", "app1"))
+    world.stuck.add(("a", "app1"))  # it would never roll out, and must not matter
+    run, now = approved(world)
+    run, now = drive(run, world, now)
+    assert run.phase == Phase.AWAITING_COMPLETION, run.history[-1].text
+    assert "restart:a/app1:asm-1-26" not in world.writes
