@@ -14,6 +14,7 @@ from workflows.model import NamespaceMetrics, Run
 
 REV_LABEL = "istio.io/rev"
 INJECTION_LABEL = "istio-injection"
+ISTIO_NAMESPACE = "aks-istio-system"  # the add-on's control plane and its ConfigMaps
 
 
 @dataclass(frozen=True)
@@ -245,6 +246,14 @@ class ClusterApi(Protocol):
 
     def list_batch(self, namespaces: list[str]) -> list[BatchWorkload]:
         """CronJobs and the Jobs no CronJob owns (``batch/v1``)."""
+        ...
+
+    def get_config_map(self, namespace: str, name: str) -> dict[str, str] | None:
+        """A ConfigMap's ``data``; None when there is no such ConfigMap."""
+        ...
+
+    def create_config_map(self, namespace: str, name: str, data: dict[str, str]) -> None:
+        """Create a ConfigMap; one that exists already is left as it is."""
         ...
 
     def control_plane_revisions(self) -> dict[str, bool]:

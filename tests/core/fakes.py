@@ -57,6 +57,7 @@ class FakeWorld:
     finished_job_pods: dict[tuple[str, str], str | None] = field(default_factory=dict)
     batch: list[BatchWorkload] = field(default_factory=list)
     deleted: list[str] = field(default_factory=list)
+    config_maps: dict[tuple[str, str], dict[str, str]] = field(default_factory=dict)
 
     @classmethod
     def seeded(cls, names: list[str], per_ns: int = 2) -> FakeWorld:
@@ -191,6 +192,14 @@ class FakeWorld:
             self.sts_pods[(namespace, sts, int(ordinal))] = self.namespaces[namespace].get(
                 "istio.io/rev")
         self.bare_pods.pop((namespace, name), None)
+
+    def get_config_map(self, namespace: str, name: str) -> dict[str, str] | None:
+        data = self.config_maps.get((namespace, name))
+        return None if data is None else dict(data)
+
+    def create_config_map(self, namespace: str, name: str, data: dict[str, str]) -> None:
+        self.writes[f"configmap:{namespace}/{name}"] += 1
+        self.config_maps.setdefault((namespace, name), dict(data))
 
     def list_batch(self, namespaces: list[str]) -> list[BatchWorkload]:
         return [b for b in self.batch if b.namespace in namespaces]

@@ -156,3 +156,31 @@ def test_not_injected_workloads_are_not_restarted_nor_waited_for() -> None:
     run, now = drive(run, world, now)
     assert run.phase == Phase.AWAITING_COMPLETION, run.history[-1].text
     assert "restart:a/app1:asm-1-26" not in world.writes
+
+
+def test_the_shared_mesh_config_is_copied_before_the_canary_starts() -> None:
+    world = FakeWorld.seeded(["a"])
+    mesh = {"mesh": "accessLogFile: /dev/stdout\n"}
+    world.config_maps[("aks-istio-system", "istio-shared-configmap-asm-1-25")] = mesh
+    run, now = drive(new_run(), world, 0)
+    assert ("MeshConfig: istio-shared-configmap-asm-1-25 will be copied to "
+            "istio-shared-configmap-asm-1-26 before the canary starts") in plan_text(run)
+    assert not world.writes  # nothing before the approval
+    run, now = drive(decide(run, "approve", "UAPPROVER", POLICY, now), world, now)
+    assert world.config_maps[("aks-istio-system", "istio-shared-configmap-asm-1-26")] == mesh
+    assert world.writes["configmap:aks-istio-system/istio-shared-configmap-asm-1-26"] == 1
+    copied = [e for e in run.history if e.text.startswith("MeshConfig: copied")]
+    put = [e for e in run.history if e.text.startswith("PUT serviceMeshProfile")]
+    assert copied and put and copied[0].at <= put[0].at
+
+
+def test_a_mesh_config_the_team_prepared_is_kept() -> None:
+    world = FakeWorld.seeded(["a"])
+    world.config_maps[("aks-istio-system", "istio-shared-configmap-asm-1-25")] = {"mesh": "a"}
+    world.config_maps[("aks-istio-system", "istio-shared-configmap-asm-1-26")] = {"mesh": "b"}
+    run, now = drive(new_run(), world, 0)
+    assert "istio-shared-configmap-asm-1-26 exists already and is kept" in plan_text(run)
+    drive(decide(run, "approve", "UAPPROVER", POLICY, now), world, now)
+    assert world.config_maps[("aks-istio-system", "istio-shared-configmap-asm-1-26")] == {
+        "mesh": "b"}
+    assert not [k for k in world.writes if k.startswith("configmap:")]

@@ -201,6 +201,28 @@ class KubernetesClusterApi:
                     out.append(BatchWorkload("Job", ns, job.metadata.name))
         return out
 
+    def get_config_map(self, namespace: str, name: str) -> dict[str, str] | None:
+        try:
+            cm = self._call("get", f"ConfigMap {name}", namespace,
+                            self.core.read_namespaced_config_map, name, namespace)
+        except ClusterApiError as exc:
+            if _not_found(exc):
+                return None
+            raise
+        return dict(cm.data or {})
+
+    def create_config_map(self, namespace: str, name: str, data: dict[str, str]) -> None:
+        body = {"apiVersion": "v1", "kind": "ConfigMap",
+                "metadata": {"name": name, "namespace": namespace,
+                             "labels": {"app.kubernetes.io/managed-by": "meshops"}},
+                "data": data}
+        try:
+            self._call("create", f"ConfigMap {name}", namespace,
+                       self.core.create_namespaced_config_map, namespace, body)
+        except ClusterApiError as exc:
+            if not (isinstance(exc.__cause__, ApiException) and exc.__cause__.status == 409):
+                raise  # 409 AlreadyExists: someone made it meanwhile; theirs stays
+
     def list_pods(self, namespaces: list[str]) -> list[Pod]:
         if len(namespaces) <= PER_NAMESPACE_LIMIT:
             items = [p for ns in namespaces for p in self._call(

@@ -17,7 +17,7 @@ from workflows.model import Phase, Run, parse_revision
 from workflows.operations import POLL_S, converge_revisions
 from workflows.planning import check_upgrade, plan_waves
 from workflows.policy import Role
-from workflows.ports import INJECTION_LABEL, ClusterPorts
+from workflows.ports import INJECTION_LABEL, ISTIO_NAMESPACE, ClusterApi, ClusterPorts
 from workflows.syntax import UPGRADE_FLAGS, cluster_revision_options
 from workflows.waves import WaveWorkflow, left_behind, migrate_wave, plan_notes, roll_back
 
@@ -36,6 +36,9 @@ def plan_upgrade(run: Run, ports: ClusterPorts, now: float) -> StepResult:
         workloads = capi.list_workloads(names)
         plan = plan_waves(namespaces, workloads, stable, run.canary_revision, run.options)
         notes = plan_notes(capi, namespaces, [n for w in plan.waves for n in w.namespaces])
+        stable_cm = capi.get_config_map(ISTIO_NAMESPACE, shared_mesh_config(stable))
+        canary_cm = capi.get_config_map(ISTIO_NAMESPACE,
+                                        shared_mesh_config(run.canary_revision))
     except (PermanentError, InvalidRevision) as exc:
         return StepResult(run.to(Phase.REFUSED, now, f"refused: {exc}", outcome=str(exc)), None)
     run = run.evolve(stable_revision=stable, waves=plan.waves)
@@ -47,16 +50,46 @@ def plan_upgrade(run: Run, ports: ClusterPorts, now: float) -> StepResult:
     if plan.skipped:
         text += f"; not migrated (istio-injection=enabled, ignored by the add-on): " \
                 f"{', '.join(plan.skipped)}"
+    if canary_cm is not None:
+        text += (f"\nMeshConfig: {shared_mesh_config(run.canary_revision)} exists already "
+                 "and is kept as it is")
+    elif stable_cm is not None:
+        text += (f"\nMeshConfig: {shared_mesh_config(stable)} will be copied to "
+                 f"{shared_mesh_config(run.canary_revision)} before the canary starts")
     if notes:
         text += "\nhandled other than by a rollout restart:\n" + "\n".join(
             f"• {n}" for n in notes)
     return StepResult(run.to(Phase.AWAITING_APPROVAL, now, text), None)
 
 
+def shared_mesh_config(revision: str) -> str:
+    """The revision's MeshConfig overrides (AKS doc ``istio-meshconfig.md``)."""
+    return f"istio-shared-configmap-{revision}"
+
+
+def copy_mesh_config(run: Run, capi: ClusterApi, now: float) -> Run:
+    """Copy ``istio-shared-configmap-<stable>`` to ``…-<canary>`` before the canary starts,
+    as AKS asks ("create a separate ConfigMap for the new revision … before initiating the
+    canary upgrade"), so the canary control plane starts with the same MeshConfig. One the
+    team prepared already is kept; nothing to copy is fine."""
+    assert run.stable_revision
+    canary_name = shared_mesh_config(run.canary_revision)
+    if capi.get_config_map(ISTIO_NAMESPACE, canary_name) is not None:
+        return run
+    data = capi.get_config_map(ISTIO_NAMESPACE, shared_mesh_config(run.stable_revision))
+    if data is None:
+        return run
+    capi.create_config_map(ISTIO_NAMESPACE, canary_name, data)
+    return run.log(now, "step", f"MeshConfig: copied {shared_mesh_config(run.stable_revision)} "
+                                f"to {canary_name} in {ISTIO_NAMESPACE}")
+
+
 def start_canary(run: Run, ports: ClusterPorts, now: float) -> StepResult:
-    """PUT ``[stable, canary]`` and follow the operation."""
+    """Copy the shared MeshConfig, then PUT ``[stable, canary]`` and follow the operation."""
     assert run.stable_revision
     desired = [run.stable_revision, run.canary_revision]
+    if run.operation is None or run.operation.revisions != desired:
+        run = copy_mesh_config(run, ports.cluster_api(run.cluster), now)
     run, done = converge_revisions(run, ports, desired, now)
     if not done:
         return StepResult(run, POLL_S)
