@@ -88,6 +88,13 @@ def status_text(engine: Engine, cluster: str | None) -> str:
             run = engine.store.get(active)
             lines.append(f"active run `{run.id}`: {run.phase.value.replace('_', ' ')}"
                          + (f", wave {run.wave_index} of {len(run.waves)}" if run.waves else ""))
+            slack = engine.store.slack_state(run.id)
+            if slack.get("error"):
+                lines.append(
+                    f":warning: Slack refused this run's messages in <#{run.channel}> "
+                    f"({slack['error']}, since {_when(float(slack.get('error_at', 0)))}); the "
+                    "run goes on without them. Invite the app to the channel (or fix the "
+                    "channel in the fleet file); meshops tries again every 10 minutes.")
         recent = [r for r in engine.store.list_runs(name, limit=20) if r.phase.terminal][:3]
         if recent:
             lines.append("recent: " + ", ".join(

@@ -321,6 +321,11 @@ class RunStore(Protocol):
         """Slack has not caught up with the run since ``at`` (the sweep re-syncs it)."""
         ...
 
+    def slack_state(self, run_id: str) -> dict[str, str]:
+        """Where the run's Slack messages are (``root_channel``, ``root_ts``, …) and the
+        refusal Slack last answered (``error``, ``error_at``), if any."""
+        ...
+
 
 class ClusterPorts(Protocol):
     """Reaches the per-cluster adapters by the cluster's short name."""

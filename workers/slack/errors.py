@@ -28,6 +28,15 @@ TEMPORARY_CODES = frozenset({"ratelimited", "service_unavailable", "fatal_error"
                              "internal_error", "request_timeout"})
 
 
+class SlackRefused(PermanentError):
+    """Slack refused a call for good; ``code`` is Slack's error code (``not_in_channel``)."""
+
+    def __init__(self, message: str, method: str, code: str) -> None:
+        super().__init__(message)
+        self.method = method
+        self.code = code
+
+
 def translate_slack_error(exc: SlackApiError | OSError, method: str
                           ) -> TemporaryError | PermanentError:
     """A slack_sdk exception as a meshops error naming the Web API method.
@@ -56,4 +65,4 @@ def translate_slack_error(exc: SlackApiError | OSError, method: str
     messages = (data.get("response_metadata") or {}).get("messages") or []
     if messages:
         detail += f": {'; '.join(str(m) for m in messages)[:300]}"
-    return PermanentError(f"Slack {method} refused: {code}{detail}")
+    return SlackRefused(f"Slack {method} refused: {code}{detail}", method, code)

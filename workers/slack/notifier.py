@@ -12,24 +12,34 @@ from __future__ import annotations
 
 import hashlib
 import json
+import time
 from typing import Any
 
+import structlog
 from slack_sdk import WebClient
 
 from workers.slack.charts import gate_chart
-from workers.slack.errors import SLACK_ERRORS, translate_slack_error
+from workers.slack.errors import SLACK_ERRORS, SlackRefused, translate_slack_error
 from workers.slack.render import render_event, render_root
 from workflows.kind import kind_of
 from workflows.model import Phase, Run
+
+log = structlog.get_logger("meshops.slack")
+
+#: after Slack refused a run's messages for good, try again this often (s): a fixed channel
+#: (the app invited, the channel unarchived) heals by itself, without a retry storm
+REFUSED_RETRY_S = 600.0
 
 
 class SlackNotifier:
     """Posts and updates a run's messages so Slack shows the run as it is stored."""
 
-    def __init__(self, client: WebClient, store: Any, approvers_of: Any):
+    def __init__(self, client: WebClient, store: Any, approvers_of: Any,
+                 audit: Any = None):
         self.client = client
         self.store = store
         self.approvers_of = approvers_of  # cluster short name -> list of approver ids
+        self.audit = audit  # the audit stream (``AuditLog``), to record refusals once
 
     def _call(self, method: str, **kwargs: Any) -> Any:
         """``client.<method>(**kwargs)``; Slack's errors raised as ``TemporaryError`` /
@@ -39,9 +49,37 @@ class SlackNotifier:
         except SLACK_ERRORS as exc:
             raise translate_slack_error(exc, method.replace("_", ".")) from exc
 
-    def sync(self, run: Run) -> None:
-        """Bring Slack up to date with ``run``. Idempotent; raises TemporaryError to retry."""
+    def sync(self, run: Run, now: float | None = None) -> None:
+        """Bring Slack up to date with ``run``. Idempotent; raises TemporaryError to retry.
+
+        A refusal that will not heal by retrying (``not_in_channel``, ``channel_not_found``,
+        ``is_archived``, ``invalid_auth``, ``account_inactive``, …) is recorded once in the
+        run's Slack state (``error``, ``error_at``) and in the audit, and the run goes on
+        without Slack; the sync is tried again only after :data:`REFUSED_RETRY_S`, so a
+        channel that is fixed (the app invited) heals without anyone asking.
+        """
+        now = time.time() if now is None else now
         state = self.store.slack_state(run.id)
+        if state.get("error") and now - float(state.get("error_at", 0)) < REFUSED_RETRY_S:
+            self.store.mark_synced(run.id)  # not retried before its time
+            return
+        try:
+            self._sync(run, state)
+        except SlackRefused as exc:
+            error = f"{exc.method}: {exc.code}"
+            if state.get("error") != error:
+                log.warning("slack.refused", run_id=run.id, channel=run.channel, error=error)
+                if self.audit is not None:
+                    self.audit.record("slack", "meshops", f"Slack refused {error}", run=run.id,
+                                      cluster=run.cluster, outcome="not retried until "
+                                      f"{REFUSED_RETRY_S / 60:g} min have passed")
+            self.store.set_slack_state(run.id, error=error, error_at=f"{now:.3f}")
+            self.store.mark_synced(run.id)
+            return
+        if state.get("error"):
+            self.store.clear_slack_error(run.id)
+
+    def _sync(self, run: Run, state: dict[str, str]) -> None:
         if run.phase == Phase.REFUSED and not state.get("root_ts"):
             if not state.get("refusal_sent"):
                 what = kind_of(run).subject(run)

@@ -148,3 +148,7 @@ class RedisRunStore:
     def set_slack_state(self, run_id: str, **fields: str | int) -> None:
         mapping: dict[EncodableT, EncodableT] = {k: v for k, v in fields.items()}
         self.r.hset(self.key("slack", run_id), mapping=mapping)
+
+    def clear_slack_error(self, run_id: str) -> None:
+        """Slack took the run's messages again: forget the recorded refusal."""
+        self.r.hdel(self.key("slack", run_id), "error", "error_at")

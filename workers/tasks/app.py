@@ -69,7 +69,8 @@ class Context:
         self.engine: Engine = build_engine(env, self.fleet, client, store=self.store,
                                            ports=self.ports)
         self.notifier = SlackNotifier(client, self.store,
-                                      lambda c: self.fleet.clusters[c].approvers)
+                                      lambda c: self.fleet.clusters[c].approvers,
+                                      audit=self.engine.audit)
 
 
 @cache
