@@ -38,6 +38,10 @@ def test_examples_validate() -> None:
      "clusters.dev-weu.chanel: unknown field"),
     (("approvers: [U0AAAAAAA, U0BBBBBBB]", "approvers: [ben]"),
      "not Slack user or user group ids (U…, W…, S…): ben"),
+    (("cloud: AzureCloud", "cloud: AzureMoon"), "azure.cloud: Input should be 'AzureCloud'"),
+    (("url: https://prom-prod-weu.westeurope.prometheus.monitor.azure.com",
+      "url: http://prom-prod-weu.westeurope.prometheus.monitor.azure.com"),
+     "auth: azure sends an Entra token: the url must be https://"),
 ])
 def test_invalid_file_names_the_field(tmp_path: Path, edit: tuple[str, str], needle: str
                                       ) -> None:
@@ -47,6 +51,30 @@ def test_invalid_file_names_the_field(tmp_path: Path, edit: tuple[str, str], nee
     with pytest.raises(ConfigError) as err:
         load_fleet(path)
     assert needle in str(err.value)
+
+
+@pytest.mark.parametrize(("cloud", "arm", "authority", "prometheus"), [
+    ("AzureCloud", "https://management.azure.com", "login.microsoftonline.com",
+     "https://prometheus.monitor.azure.com/.default"),
+    ("AzureUSGovernment", "https://management.usgovcloudapi.net", "login.microsoftonline.us",
+     "https://prometheus.monitor.azure.us/.default"),
+    ("AzureChinaCloud", "https://management.chinacloudapi.cn", "login.chinacloudapi.cn",
+     "https://prometheus.monitor.azure.cn/.default"),
+])
+def test_the_cloud_sets_every_endpoint_and_token_scope(
+        tmp_path: Path, cloud: str, arm: str, authority: str, prometheus: str) -> None:
+    path = tmp_path / "fleet.yaml"
+    path.write_text(GOOD.replace("cloud: AzureCloud", f"cloud: {cloud}", 1))
+    fleet = load_fleet(path)
+    assert fleet.azure.arm_endpoint == arm and fleet.azure.arm_scope == arm + "/.default"
+    assert fleet.azure.authority == authority
+    assert fleet.azure.prometheus_scope == prometheus
+    from workers.wiring import FleetPorts
+
+    ports = FleetPorts(fleet)
+    assert ports.metrics("prod-weu").scope == prometheus
+    client = ports.aks.client(fleet.clusters["prod-weu"].subscription)
+    assert client._config.credential_scopes == [arm + "/.default"]  # noqa: SLF001
 
 
 def test_not_yaml_and_missing_file(tmp_path: Path) -> None:

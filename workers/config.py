@@ -19,6 +19,7 @@ from pydantic import (
     Field,
     ValidationError,
     field_validator,
+    model_validator,
 )
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
@@ -52,8 +53,26 @@ class SlackConfig(Strict):
     app_id: str | None = Field(None, pattern=r"^A[A-Z0-9]{2,}$")
 
 
+#: Azure clouds: ARM endpoint, Entra authority, Azure Monitor managed Prometheus token
+#: audience (Azure docs "National clouds", "Query Prometheus metrics using the API and PromQL")
+CLOUDS: dict[str, dict[str, str]] = {
+    "AzureCloud": {"arm": "https://management.azure.com",
+                   "authority": "login.microsoftonline.com",
+                   "prometheus": "https://prometheus.monitor.azure.com"},
+    "AzureUSGovernment": {"arm": "https://management.usgovcloudapi.net",
+                          "authority": "login.microsoftonline.us",
+                          "prometheus": "https://prometheus.monitor.azure.us"},
+    "AzureChinaCloud": {"arm": "https://management.chinacloudapi.cn",
+                        "authority": "login.chinacloudapi.cn",
+                        "prometheus": "https://prometheus.monitor.azure.cn"},
+}
+
+
 class AzureConfig(Strict):
-    arm_endpoint: str = Field("https://management.azure.com", pattern=r"^https://")
+    #: the Azure cloud: its ARM endpoint, sign-in authority and token audiences
+    cloud: Literal["AzureCloud", "AzureUSGovernment", "AzureChinaCloud"] = "AzureCloud"
+    #: ARM's endpoint; by default the cloud's (a proxy, or the sandbox, may differ)
+    arm_endpoint: str = Field("", pattern=r"^(https://.*)?$")
     #: PEM bundle to trust for ARM (a TLS-inspecting proxy, or the sandbox's certificate)
     ca_bundle: Path | None = None
 
@@ -63,6 +82,27 @@ class AzureConfig(Strict):
         if v is not None and not v.is_file():
             raise ValueError(f"no file at {v}")
         return v
+
+    @model_validator(mode="after")
+    def _endpoint(self) -> AzureConfig:
+        if not self.arm_endpoint:
+            object.__setattr__(self, "arm_endpoint", CLOUDS[self.cloud]["arm"])
+        return self
+
+    @property
+    def arm_scope(self) -> str:
+        """The token scope of ARM calls: the ARM endpoint's ``/.default``."""
+        return self.arm_endpoint.rstrip("/") + "/.default"
+
+    @property
+    def authority(self) -> str:
+        """The Microsoft Entra authority host of the cloud (``login.microsoftonline.us``)."""
+        return CLOUDS[self.cloud]["authority"]
+
+    @property
+    def prometheus_scope(self) -> str:
+        """The token scope of Azure Monitor managed Prometheus queries in this cloud."""
+        return CLOUDS[self.cloud]["prometheus"] + "/.default"
 
 
 class UpgradeConfig(Strict):
@@ -120,6 +160,12 @@ class PrometheusConfig(Strict):
     selector: dict[str, str] = Field(default_factory=dict)
     #: "azure": an Entra token for Azure Monitor managed Prometheus (DefaultAzureCredential)
     auth: Literal["none", "azure"] = "none"
+
+    @model_validator(mode="after")
+    def _token_over_tls(self) -> PrometheusConfig:
+        if self.auth == "azure" and not self.url.startswith("https://"):
+            raise ValueError("auth: azure sends an Entra token: the url must be https://")
+        return self
 
 
 class KubernetesConfig(Strict):

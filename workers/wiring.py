@@ -34,14 +34,16 @@ class FleetPorts:
             else:
                 raw = self.aks.kubeconfig(cluster, admin=cfg.kubernetes.credential == "admin")
             self._clusters[cluster] = KubernetesClusterApi(
-                api_client_from_kubeconfig(raw, cfg.kubernetes.context), cluster)
+                api_client_from_kubeconfig(raw, cfg.kubernetes.context, self.aks.credential),
+                cluster)
         return self._clusters[cluster]
 
     def metrics(self, cluster: str) -> PrometheusMetricsApi:
         if cluster not in self._metrics:
             p = self.fleet.cluster(cluster).prometheus
             cred = self.aks.credential if p.auth == "azure" else None
-            self._metrics[cluster] = PrometheusMetricsApi(p.url, p.selector, cred)
+            self._metrics[cluster] = PrometheusMetricsApi(
+                p.url, p.selector, cred, scope=self.fleet.azure.prometheus_scope)
         return self._metrics[cluster]
 
 

@@ -32,7 +32,9 @@ class AksMeshApi:
 
     def __init__(self, fleet: Fleet, credential: TokenCredential | None = None):
         self.fleet = fleet
-        self.credential = credential or DefaultAzureCredential()
+        # sign in where the configured cloud signs in (public, US Government, China)
+        self.credential = credential or DefaultAzureCredential(
+            authority=fleet.azure.authority)
         self.calls = 0
 
     @lru_cache(maxsize=32)  # noqa: B019 - one client per subscription for the process
@@ -42,6 +44,7 @@ class AksMeshApi:
             kwargs["connection_verify"] = str(self.fleet.azure.ca_bundle)
         return ContainerServiceClient(self.credential, subscription,
                                       base_url=self.fleet.azure.arm_endpoint,
+                                      credential_scopes=[self.fleet.azure.arm_scope],
                                       retry_total=2, **kwargs)
 
     def _c(self, cluster: str) -> tuple[ClusterConfig, Any]:

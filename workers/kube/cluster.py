@@ -12,16 +12,18 @@ the ``istio-proxy`` image tag. The client's exceptions, and only those, are tran
 from __future__ import annotations
 
 import json
+import time
 from typing import Any
 
 import yaml
+from azure.core.exceptions import AzureError
 from kubernetes import client as k8s
 from kubernetes import config as k8s_config
 from kubernetes.client.exceptions import ApiException
 from kubernetes.config.config_exception import ConfigException
 
 from workers.kube.errors import KUBERNETES_ERRORS, translate_kubernetes_error
-from workflows.errors import ClusterApiError
+from workflows.errors import ClusterApiError, TemporaryError
 from workflows.ports import (
     DEFAULT_PROGRESS_DEADLINE_S,
     INJECTION_LABEL,
@@ -43,21 +45,92 @@ def _not_found(exc: ClusterApiError) -> bool:
     return isinstance(exc.__cause__, ApiException) and exc.__cause__.status == 404
 
 
-def api_client_from_kubeconfig(kubeconfig: bytes | str, context: str | None = None
-                               ) -> k8s.ApiClient:
-    """An API client for a kubeconfig (YAML); ``ClusterApiError`` if it cannot be used."""
+REFRESH_BEFORE_S = 300.0  # renew an Entra token this long before it expires
+
+
+def entra_server_id(data: dict[str, Any], context: str | None = None) -> str | None:
+    """The Microsoft Entra server application of an AKS kubeconfig whose user is the
+    kubelogin exec plugin (``--server-id <id>``, as ``listClusterUserCredential`` returns it
+    for clusters with Entra ID integration, AKS doc ``kubelogin-authentication.md``)."""
+    contexts = {c.get("name"): c.get("context") or {} for c in data.get("contexts") or []}
+    name = context or data.get("current-context")
+    user_name = (contexts.get(name) or {}).get("user")
+    for user in data.get("users") or []:
+        if user.get("name") != user_name:
+            continue
+        args = ((user.get("user") or {}).get("exec") or {}).get("args") or []
+        for i, arg in enumerate(args):
+            if arg == "--server-id" and i + 1 < len(args):
+                return str(args[i + 1])
+            if str(arg).startswith("--server-id="):
+                return str(arg).split("=", 1)[1]
+    return None
+
+
+class EntraToken:
+    """Bearer tokens for the cluster's Entra server application from an azure-identity
+    credential (the one meshops uses for ARM), cached and renewed before they expire —
+    what kubelogin's ``azurecli``/``msi``/``spn`` modes do, without an exec plugin."""
+
+    def __init__(self, credential: Any, server_id: str):
+        self.credential = credential
+        self.scope = f"{server_id}/.default"
+        self.token: str | None = None
+        self.expires_on = 0.0
+
+    def __call__(self, configuration: Any) -> None:
+        """``refresh_api_key_hook`` of the kubernetes client: called before each request."""
+        if self.token is None or time.time() > self.expires_on - REFRESH_BEFORE_S:
+            try:
+                got = self.credential.get_token(self.scope)
+            except AzureError as exc:
+                raise TemporaryError(f"could not get a Microsoft Entra token for "
+                                     f"{self.scope}: {exc}") from exc
+            self.token, self.expires_on = got.token, float(got.expires_on)
+        # the client reads "BearerToken" (alias "authorization"); the kubeconfig loader may
+        # have put a full "Bearer …" value under either
+        configuration.api_key.pop("authorization", None)
+        configuration.api_key_prefix.pop("authorization", None)
+        configuration.api_key["BearerToken"] = self.token
+        configuration.api_key_prefix["BearerToken"] = "Bearer"
+
+
+def api_client_from_kubeconfig(kubeconfig: bytes | str, context: str | None = None,
+                               credential: Any | None = None) -> k8s.ApiClient:
+    """An API client for a kubeconfig (YAML); ``ClusterApiError`` if it cannot be used.
+
+    When the kubeconfig's user is AKS's kubelogin exec plugin (a cluster with Microsoft
+    Entra ID), the client instead sends a token for the plugin's ``--server-id`` from
+    ``credential``, renewed before it expires; without a credential that is refused with
+    what to configure.
+    """
     try:
         data = yaml.safe_load(kubeconfig)
     except yaml.YAMLError as exc:
         raise ClusterApiError(f"the kubeconfig is not YAML ({exc})") from exc
     if not isinstance(data, dict):
         raise ClusterApiError("the kubeconfig is not a kubeconfig (no mapping)")
+    server_id = entra_server_id(data, context)
+    token: EntraToken | None = None
+    if server_id is not None:
+        if credential is None:
+            raise ClusterApiError("the cluster uses Microsoft Entra ID (a kubelogin "
+                                  "kubeconfig) and meshops has no Azure credential for it")
+        token = EntraToken(credential, server_id)
+        name = context or data.get("current-context")
+        user_name = next((c.get("context", {}).get("user") for c in data.get("contexts") or []
+                          if c.get("name") == name), None)
+        data = {**data, "users": [
+            {"name": u.get("name"), "user": {"token": "pending"}} if u.get("name") == user_name
+            else u for u in data.get("users") or []]}
     try:
         client: k8s.ApiClient = k8s_config.new_client_from_config_dict(  # type: ignore[no-untyped-call]
             data, context=context)
-        return client
     except ConfigException as exc:
         raise translate_kubernetes_error(exc, "load", "kubeconfig") from exc
+    if token is not None:
+        client.configuration.refresh_api_key_hook = token
+    return client
 
 
 class KubernetesClusterApi:

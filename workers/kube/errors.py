@@ -66,7 +66,14 @@ def translate_kubernetes_error(
     if status in (0, 409, 429) or status >= 500:
         return TemporaryError(f"{what}: Kubernetes API answered {said}",
                               retry_after_s(exc.headers))
-    if status in (401, 403):
-        return ClusterApiError(f"{what}: Kubernetes API refused meshops ({said}); grant its "
-                               "identity access to namespaces and workloads.")
+    if status == 401:
+        return ClusterApiError(f"{what}: Kubernetes API did not accept meshops' credentials "
+                               f"({said}); for a cluster with Microsoft Entra ID, meshops' "
+                               "identity needs a token for the cluster's server application.")
+    if status == 403:
+        where = f"in namespace {namespace}" if namespace else "cluster-wide"
+        return ClusterApiError(f"{what}: Kubernetes RBAC refused meshops ({said}); grant "
+                               f"meshops' identity `{verb}` on {resource.split()[0]} {where} "
+                               "(a Role/ClusterRole binding, or an Azure RBAC role such as "
+                               "Azure Kubernetes Service RBAC Writer).")
     return ClusterApiError(f"{what}: Kubernetes API answered {said}")

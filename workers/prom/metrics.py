@@ -48,8 +48,9 @@ class PrometheusMetricsApi:
     """Implements :class:`workflows.ports.MetricsApi`."""
 
     def __init__(self, url: str, selector: dict[str, str] | None = None,
-                 credential: Any | None = None):
+                 credential: Any | None = None, scope: str = AZURE_PROMETHEUS_SCOPE):
         self.url = url
+        self.scope = scope  # the token audience of the configured cloud
         self.selector = dict(selector or {})
         self.credential = credential
         # A gate sample is retried by the engine (verdict ERROR), so one quick retry here.
@@ -62,7 +63,7 @@ class PrometheusMetricsApi:
         self.queries += 1
         try:
             if self.credential is not None:
-                token = self.credential.get_token(AZURE_PROMETHEUS_SCOPE).token
+                token = self.credential.get_token(self.scope).token
                 self.prom.headers = {"Authorization": f"Bearer {token}"}
             result = self.prom.custom_query(q)
         except PROMETHEUS_ERRORS as exc:
