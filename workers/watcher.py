@@ -10,7 +10,10 @@
 
 Routing: ``available`` → clusters that can upgrade to it (``meshUpgradeProfiles``), with a
 *Plan upgrade* button; ``announced`` → clusters on an older revision; ``deprecated`` →
-clusters still on it, with the support-policy consequence; ``patched`` → clusters on it.
+clusters still on it, with the support-policy consequence; ``patched`` → clusters on it;
+``mentioned`` (a line of a note that names a revision but yields no event) → a quiet
+plain-text notice with the line and the note's link to every mesh cluster's channel, at
+most once per channel, release and line.
 """
 
 from __future__ import annotations
@@ -30,7 +33,7 @@ from workers.github.feed import ReleaseFeed
 from workers.slack.errors import SLACK_ERRORS, translate_slack_error
 from workflows.errors import MeshopsError, TemporaryError
 from workflows.model import REVISION_RE, revision_minor
-from workflows.releases import ReleaseEvent, parse_releases_json
+from workflows.releases import MENTIONED, ReleaseEvent, parse_releases_json
 
 log = structlog.get_logger("meshops.watcher")
 
@@ -39,7 +42,13 @@ ROLLOVER_ACTION = "meshops_rollover"
 
 
 def event_key(e: ReleaseEvent) -> str:
+    if e.kind == MENTIONED:
+        return f"{e.release}|{e.kind}|{e.revision}|{line_digest(e.line)}"
     return f"{e.release}|{e.kind}|{e.revision}|{e.version or ''}"
+
+
+def line_digest(line: str | None) -> str:
+    return hashlib.sha256((line or "").encode()).hexdigest()[:16]
 
 
 @dataclass(frozen=True)
@@ -50,6 +59,7 @@ class Notice:
     plan_target: str | None = None  # a *Plan upgrade to <revision>* button
     rollover_button: bool = False
     variant: str = ""  # "pending": released but not yet in the region; told again when it is
+    quiet: bool = False  # plain text, no buttons, no link previews
 
 
 class Watcher:
@@ -113,7 +123,8 @@ class Watcher:
             f" It is not yet offered in {c.location}; meshops will tell you when "
             "meshRevisionProfiles lists it.")
         handler = {"available": self._available, "announced": self._announced,
-                   "deprecated": self._deprecated, "patched": self._patched}.get(e.kind)
+                   "deprecated": self._deprecated, "patched": self._patched,
+                   MENTIONED: self._mentioned}.get(e.kind)
         return handler(e, name, c, current, region, where, missing) if handler else None
 
     def _available(self, e: ReleaseEvent, name: str, c: Any, current: list[str],
@@ -170,7 +181,23 @@ class Watcher:
             "*Restart workloads* does it in waves behind the metric gate."),
             rollover_button=True)
 
+    def _mentioned(self, e: ReleaseEvent, name: str, c: Any, current: list[str],
+                   region: set[str], where: str, missing: str) -> Notice | None:
+        """The safety net: a note's line naming a revision that meshops could not read as
+        an event, quoted for a person to read."""
+        line = e.line or ""
+        if len(line) > 1500:
+            line = line[:1500] + "…"
+        source = e.link or "the AKS release notes (Azure/AKS CHANGELOG.md)"
+        return Notice(name, c.channel, (
+            f"AKS release {e.release} mentions Istio add-on revision {e.revision} in a line "
+            f"meshops could not read as an event; please read it yourself: \"{line}\" "
+            f"({source})"), quiet=True)
+
     def blocks(self, n: Notice, e: ReleaseEvent) -> list[dict[str, Any]]:
+        if n.quiet:
+            return [{"type": "section", "text": {"type": "plain_text", "text": n.text[:2900],
+                                                 "emoji": False}}]
         blocks: list[dict[str, Any]] = [{"type": "section", "text": {"type": "mrkdwn",
                                                                      "text": n.text[:2900]}}]
         if n.rollover_button:
@@ -213,13 +240,17 @@ class Watcher:
         channels: set[str] = set()
         for key, e in new:
             for n in self.route(e):
-                # one notice per channel and fact, whichever source told it first
-                posted_key = f"{e.kind}|{e.revision}|{e.version or ''}|{n.variant}|{n.channel}"
+                # one notice per channel and fact, whichever source told it first; a quiet
+                # notice once per channel, release and line
+                posted_key = (f"{e.kind}|{e.release}|{line_digest(e.line)}|{n.channel}"
+                              if e.kind == MENTIONED else
+                              f"{e.kind}|{e.revision}|{e.version or ''}|{n.variant}|{n.channel}")
                 if self.r.sismember(f"{self.key}:posted", posted_key):
                     continue
+                quiet = {"unfurl_links": False, "unfurl_media": False} if n.quiet else {}
                 try:
                     self.slack.chat_postMessage(channel=n.channel, text=n.text,
-                                                blocks=self.blocks(n, e))
+                                                blocks=self.blocks(n, e), **quiet)
                 except SLACK_ERRORS as exc:
                     error = translate_slack_error(exc, "chat.postMessage")
                     if isinstance(error, TemporaryError):
