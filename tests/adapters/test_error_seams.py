@@ -42,7 +42,7 @@ from workers.kube.errors import translate_kubernetes_error
 from workers.prom.errors import translate_prometheus_error
 from workers.prom.metrics import PrometheusMetricsApi
 from workers.retry_after import retry_after_s
-from workers.slack.errors import translate_slack_error
+from workers.slack.errors import SlackRefused, translate_slack_error
 from workflows.errors import (
     ArmError,
     ClusterApiError,
@@ -221,7 +221,7 @@ def test_kubernetes_refusals_are_permanent_naming_verb_resource_namespace(servic
         kube(service).set_namespace_revision("shop", "asm-1-26")
     assert "patch namespace shop on dev" in str(raised.value)
     assert "403 Forbidden" in str(raised.value) and "cannot patch" in str(raised.value)
-    assert "grant its identity access" in str(raised.value)
+    assert "grant meshops' identity `patch` on namespace" in str(raised.value)
     service.answer(404, status(404, "NotFound", 'namespaces "nope" not found'))
     with pytest.raises(ClusterApiError, match='404 NotFound: namespaces "nope" not found'):
         kube(service).set_namespace_revision("nope", "asm-1-26")
@@ -294,7 +294,7 @@ def test_slack_refusals_are_permanent_with_slacks_code(service: Service) -> None
     err = translate_slack_error(slack_error(service, 200, {"ok": False,
                                                            "error": "channel_not_found"}),
                                 "chat.postMessage")
-    assert type(err) is PermanentError
+    assert isinstance(err, SlackRefused) and err.code == "channel_not_found"
     assert str(err) == "Slack chat.postMessage refused: channel_not_found"
     err = translate_slack_error(slack_error(service, 200, {
         "ok": False, "error": "missing_scope", "needed": "usergroups:read"}),
