@@ -36,11 +36,12 @@ def converge_revisions(run: Run, ports: ClusterPorts, desired: list[str],
     """Bring the cluster's add-on revisions to ``desired``; returns (run, done).
 
     Observes the cluster first, so a PUT that was sent before a crash is not sent again;
-    while another operation runs on the cluster (ARM would answer 409) it waits.
+    while another operation runs on the cluster (ARM would answer 409) it waits. A cluster
+    left Failed by an earlier operation is PUT again (AKS's reconcile).
 
     Raises:
-        ArmError: the operation this run started failed, or the cluster's last operation
-            failed with the desired revisions.
+        ArmError: the operation this run started failed (ARM's code and message); the
+            cluster stays as AKS left it, for the kind to read and decide.
     """
     mesh = ports.mesh.get_mesh(run.cluster)
     mine = run.operation is not None and run.operation.revisions == desired
@@ -51,10 +52,11 @@ def converge_revisions(run: Run, ports: ClusterPorts, desired: list[str],
     if mesh.revisions == desired:
         if mesh.provisioning_state == "Succeeded":
             return run, True
-        if mesh.provisioning_state == "Failed" and not mine:
-            raise ArmError(f"The cluster's last operation failed with revisions {desired}.")
-        return run, False
-    if mesh.provisioning_state not in ("Succeeded", "Failed", "Canceled"):
+        if mesh.provisioning_state != "Failed" or mine:
+            return run, False
+        # A failed operation left the cluster Failed with these revisions: PUT them again,
+        # which is how AKS reconciles a failed cluster (the same body, a new operation).
+    elif mesh.provisioning_state not in ("Succeeded", "Failed", "Canceled"):
         # Another operation runs on the cluster: ARM would answer 409. Wait for it.
         return run, False
     url = ports.mesh.set_revisions(run.cluster, desired)

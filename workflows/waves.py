@@ -51,8 +51,20 @@ class WaveWorkflow(WorkflowKind):
                 "requester approves.")
 
     def on_permanent_error(self, run: Run, reason: str, now: float) -> Run:
+        """A failing wave, or a failed start of the canary, rolls back; a failed
+        completion or rollback pauses with ARM's error (*Resume* tries again, *Roll back*
+        goes back), never a dead end."""
         if run.phase in (Phase.MIGRATING, Phase.CONTROL_PLANE):
             return self.fail_wave(run, reason, now)
+        if run.phase == Phase.STARTING_CANARY:
+            return begin_rollback(run, f"starting the canary failed: {reason}", now)
+        if run.phase in (Phase.COMPLETING, Phase.ROLLING_BACK):
+            what = "completing" if run.phase == Phase.COMPLETING else "rolling back"
+            why = (f"{what} failed: {reason}. The cluster is as AKS left it; Resume tries "
+                   "again" + (", Roll back goes back to the stable revision"
+                              if run.phase == Phase.COMPLETING else ""))
+            return run.to(Phase.PAUSED, now, f"paused: {why}", paused_from=run.phase,
+                          pause_reason=why)
         return super().on_permanent_error(run, reason, now)
 
     def on_expired(self, run: Run, what: str, waited: str, now: float) -> Run:
@@ -62,8 +74,11 @@ class WaveWorkflow(WorkflowKind):
         return super().on_expired(run, what, waited, now)
 
     def resume(self, run: Run, by: str, now: float) -> Run:
-        """Resume a paused run; an INCONCLUSIVE wave the person resumes is accepted."""
+        """Resume a paused run; an INCONCLUSIVE wave the person resumes is accepted; a
+        failed ARM operation is tried again (observed afresh, then PUT again)."""
         target = run.paused_from or Phase.MIGRATING
+        if target in (Phase.STARTING_CANARY, Phase.COMPLETING, Phase.ROLLING_BACK):
+            run = run.evolve(operation=None)
         wave = run.current_wave
         if target == Phase.MIGRATING and wave is not None and wave.step == WaveStep.BAKE:
             if wave.verdict == Verdict.INCONCLUSIVE:

@@ -43,6 +43,8 @@ class FakeWorld:
         RevisionProfile("asm-1-25", ("asm-1-26",), ("1.30", "1.31")),
         RevisionProfile("asm-1-26", (), ("1.30", "1.31"))])
     op_fails: bool = False
+    revision_puts_fail: int = 0  # this many revision PUTs end Failed
+    failed_state: bool = False  # provisioningState Failed (after a failed operation)
     ingress: set[str] = field(default_factory=set)
     pod_versions: dict[tuple[str, str], str] = field(default_factory=dict)
     # StatefulSets: (ns, name) → {replicas, strategy, partition}; their pods keep the revision
@@ -73,7 +75,8 @@ class FakeWorld:
     mesh = property(lambda self: self)
 
     def get_mesh(self, cluster: str) -> MeshState:
-        state = "Updating" if self.op_polls_left > 0 else "Succeeded"
+        state = "Updating" if self.op_polls_left > 0 else (
+            "Failed" if self.failed_state else "Succeeded")
         return MeshState(self.mode, list(self.revisions), state, "1.30.4", "westus2",
                          osm_enabled=self.osm, ingress=tuple(sorted(self.ingress)))
 
@@ -114,6 +117,11 @@ class FakeWorld:
         self.writes["put:" + ",".join(revisions)] += 1
         self.revisions = list(revisions)
         self.op_polls_left = 1
+        if self.revision_puts_fail > 0:  # AKS leaves the cluster as the PUT left it, Failed
+            self.revision_puts_fail -= 1
+            self.failed_state = True
+            return "https://arm/operations/failing"
+        self.failed_state = False
         return "https://arm/operations/1"
 
     def operation_status(self, cluster: str, url: str) -> OperationStatus:

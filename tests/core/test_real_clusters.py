@@ -184,3 +184,28 @@ def test_a_mesh_config_the_team_prepared_is_kept() -> None:
     assert world.config_maps[("aks-istio-system", "istio-shared-configmap-asm-1-26")] == {
         "mesh": "b"}
     assert not [k for k in world.writes if k.startswith("configmap:")]
+
+
+def test_a_failed_canary_start_is_read_and_rolled_back() -> None:
+    world = FakeWorld.seeded(["a"])
+    world.revision_puts_fail = 1  # AKS leaves [stable, canary] with provisioningState Failed
+    run, now = approved(world)
+    run, now = drive(run, world, now)
+    assert run.phase == Phase.ROLLED_BACK, run.history[-1].text
+    assert "starting the canary failed" in run.outcome and "MeshInstallFailed" in run.outcome
+    assert world.revisions == ["asm-1-25"] and not world.failed_state
+    assert world.writes["put:asm-1-25"] == 1
+
+
+def test_a_failed_completion_pauses_and_resume_tries_again() -> None:
+    world = FakeWorld.seeded(["a"])
+    run, now = approved(world)
+    run, now = drive(run, world, now)
+    world.revision_puts_fail = 1
+    run, now = drive(decide(run, "complete", "UAPPROVER", POLICY, now), world, now)
+    assert run.phase == Phase.PAUSED and run.paused_from == Phase.COMPLETING
+    assert "completing failed" in run.pause_reason and "Resume tries again" in run.pause_reason
+    assert world.failed_state
+    run, now = drive(decide(run, "resume", "UREQ", POLICY, now), world, now)
+    assert run.phase == Phase.COMPLETED and world.revisions == ["asm-1-26"]
+    assert world.writes["put:asm-1-26"] == 2 and not world.failed_state
