@@ -8,6 +8,7 @@ in the manner of ``httpx._exceptions`` and kopf's temporary / permanent split::
     MeshopsError
     ├── TemporaryError(delay_s)        try again later: ARM 409 / 429, a 5xx, a timeout;
     │   │                              ``delay_s`` is the service's Retry-After (0: none)
+    │   ├── ArmBusy                    ARM 409: another operation runs on the cluster
     │   └── MetricsUnavailable         Prometheus could not be queried (gate verdict ERROR)
     ├── PermanentError                 retrying will not help; a person must act
     │   ├── ArmError                   ARM refused the request (400, 404, a failed operation)
@@ -49,6 +50,11 @@ class TemporaryError(MeshopsError):
     def retry_after(self) -> float:
         """The service's Retry-After in seconds (0: none given)."""
         return self.delay_s
+
+
+class ArmBusy(TemporaryError):
+    """ARM refused a write because another operation runs on the cluster (409: a node pool
+    upgrade, say). Waiting for it is the answer, however long it takes."""
 
 
 class MetricsUnavailable(TemporaryError):

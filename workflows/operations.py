@@ -8,11 +8,12 @@ crash is never sent twice, and report a failed operation with ARM's own code and
 
 from __future__ import annotations
 
-from workflows.errors import ArmError
+from workflows.errors import ArmBusy, ArmError
 from workflows.model import Operation, Run
-from workflows.ports import ClusterPorts
+from workflows.ports import ClusterPorts, OperationStatus
 
 POLL_S = 3.0  # seconds between polls of an ARM operation or a rollout
+BUSY_POLL_S = 30.0  # seconds between looks at a cluster busy with another operation
 
 
 def follow_operation(run: Run, ports: ClusterPorts, what: str) -> bool | None:
@@ -21,6 +22,11 @@ def follow_operation(run: Run, ports: ClusterPorts, what: str) -> bool | None:
     Raises:
         ArmError: the operation ended Failed or Canceled, with ARM's error code and message.
     """
+    status = _poll(run, ports, what)
+    return None if status is None else status.done
+
+
+def _poll(run: Run, ports: ClusterPorts, what: str) -> OperationStatus | None:
     op = run.operation
     if op is None or not op.url:
         return None
@@ -28,17 +34,21 @@ def follow_operation(run: Run, ports: ClusterPorts, what: str) -> bool | None:
     if status.status in ("Failed", "Canceled"):
         raise ArmError(f"{what} ended {status.status}: {status.error_code}: "
                        f"{status.error_message}", status.error_code)
-    return status.done
+    return status
 
 
 def converge_revisions(run: Run, ports: ClusterPorts, desired: list[str],
-                       now: float) -> tuple[Run, bool]:
-    """Bring the cluster's add-on revisions to ``desired``; returns (run, done).
+                       now: float) -> tuple[Run, float | None]:
+    """Bring the cluster's add-on revisions to ``desired``.
 
-    Observes the cluster first, so a PUT that was sent before a crash is not sent again;
-    while another operation runs on the cluster (ARM would answer 409) it waits. A cluster
-    left Failed by an earlier operation is PUT again (AKS's reconcile).
+    Observes the cluster first, so a PUT that was sent before a crash is not sent again.
+    While another operation runs on the cluster (provisioningState not final, or ARM's 409)
+    it waits, saying so once; an operation is polled no sooner than its Retry-After. A
+    cluster left Failed by an earlier operation is PUT again (AKS's reconcile).
 
+    Returns:
+        (run, seconds to wait before looking again), or (run, None) once the cluster runs
+        ``desired`` and its provisioningState is Succeeded.
     Raises:
         ArmError: the operation this run started failed (ARM's code and message); the
             cluster stays as AKS left it, for the kind to read and decide.
@@ -46,20 +56,31 @@ def converge_revisions(run: Run, ports: ClusterPorts, desired: list[str],
     mesh = ports.mesh.get_mesh(run.cluster)
     mine = run.operation is not None and run.operation.revisions == desired
     if mine:
-        followed = follow_operation(run, ports, f"ARM operation to set revisions {desired}")
-        if followed is False:
-            return run, False
+        status = _poll(run, ports, f"ARM operation to set revisions {desired}")
+        if status is not None and not status.done:
+            return run, max(POLL_S, status.retry_after_s)
     if mesh.revisions == desired:
         if mesh.provisioning_state == "Succeeded":
-            return run, True
+            return run, None
         if mesh.provisioning_state != "Failed" or mine:
-            return run, False
+            return run, POLL_S
         # A failed operation left the cluster Failed with these revisions: PUT them again,
         # which is how AKS reconciles a failed cluster (the same body, a new operation).
     elif mesh.provisioning_state not in ("Succeeded", "Failed", "Canceled"):
-        # Another operation runs on the cluster: ARM would answer 409. Wait for it.
-        return run, False
-    url = ports.mesh.set_revisions(run.cluster, desired)
+        return _busy(run, now, f"the cluster is {mesh.provisioning_state} (another "
+                               "operation runs on it)"), BUSY_POLL_S
+    try:
+        url = ports.mesh.set_revisions(run.cluster, desired)
+    except ArmBusy as exc:
+        return _busy(run, now, str(exc)), max(BUSY_POLL_S, exc.retry_after)
     run = run.evolve(operation=Operation(revisions=desired, url=url, started_at=now))
-    return run.log(now, "arm", f"PUT serviceMeshProfile revisions {desired}"), False
+    return run.log(now, "arm", f"PUT serviceMeshProfile revisions {desired}"), POLL_S
 
+
+def _busy(run: Run, now: float, why: str) -> Run:
+    """The run waiting for another operation on the cluster: one history line a wait."""
+    last = run.history[-1] if run.history else None
+    if last is not None and last.kind == "wait":
+        return run
+    return run.log(now, "wait", f"waiting: {why}; meshops looks again every "
+                                f"{BUSY_POLL_S:.0f}s and goes on when it has finished")

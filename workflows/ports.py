@@ -51,6 +51,7 @@ class OperationStatus:
     status: str
     error_code: str | None = None
     error_message: str | None = None
+    retry_after_s: float = 0.0  # the poll's Retry-After: when to ask again
 
     @property
     def done(self) -> bool:

@@ -354,9 +354,9 @@ def roll_back(run: Run, ports: ClusterPorts, now: float) -> StepResult:
         rb = rb.evolve(step=RollbackStep.REVERT)
         return StepResult(run.evolve(rollback=rb).log(now, "step", text), 0.0)
     if rb.step == RollbackStep.REVERT:
-        run, done = converge_revisions(run, ports, [stable], now)
-        if not done:
-            return StepResult(run, POLL_S)
+        run, wait = converge_revisions(run, ports, [stable], now)
+        if wait is not None:
+            return StepResult(run, wait)
         if run.canary_revision in capi.control_plane_revisions():
             return StepResult(run, POLL_S, changed=False)
         return StepResult(

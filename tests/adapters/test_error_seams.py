@@ -44,6 +44,7 @@ from workers.prom.metrics import PrometheusMetricsApi
 from workers.retry_after import retry_after_s
 from workers.slack.errors import SlackRefused, translate_slack_error
 from workflows.errors import (
+    ArmBusy,
     ArmError,
     ClusterApiError,
     MetricsUnavailable,
@@ -140,7 +141,7 @@ def test_arm_409_is_temporary_with_arms_code_message_and_retry_after(service: Se
                     {409: ResourceExistsError}, Retry_After="30")
     assert isinstance(exc, ResourceExistsError)
     err = translate_azure_error(exc, "setting revisions on aks-dev")
-    assert type(err) is TemporaryError and err.delay_s == 30
+    assert type(err) is ArmBusy and err.delay_s == 30  # a TemporaryError: wait for it
     assert str(err) == ("setting revisions on aks-dev: ARM answered 409 OperationNotAllowed: "
                         "Another operation is in progress.")
 

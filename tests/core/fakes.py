@@ -9,7 +9,7 @@ from __future__ import annotations
 from collections import Counter
 from dataclasses import dataclass, field
 
-from workflows.errors import MetricsUnavailable, TemporaryError
+from workflows.errors import ArmBusy, MetricsUnavailable, TemporaryError
 from workflows.model import NamespaceMetrics
 from workflows.ports import (
     BatchWorkload,
@@ -43,6 +43,7 @@ class FakeWorld:
         RevisionProfile("asm-1-25", ("asm-1-26",), ("1.30", "1.31")),
         RevisionProfile("asm-1-26", (), ("1.30", "1.31"))])
     op_fails: bool = False
+    busy_puts: int = 0  # this many revision PUTs answered 409 OperationNotAllowed (ArmBusy)
     revision_puts_fail: int = 0  # this many revision PUTs end Failed
     failed_state: bool = False  # provisioningState Failed (after a failed operation)
     ingress: set[str] = field(default_factory=set)
@@ -109,6 +110,10 @@ class FakeWorld:
         return list(self.targets)
 
     def set_revisions(self, cluster: str, revisions: list[str]) -> str | None:
+        if self.busy_puts > 0:
+            self.busy_puts -= 1
+            raise ArmBusy("ARM answered 409 OperationNotAllowed: Operation is not allowed "
+                          "because there's an in progress upgrade node pool operation", 0)
         if self.conflict_once or self.conflicts_left > 0:
             self.conflict_once = False
             self.conflicts_left = max(0, self.conflicts_left - 1)

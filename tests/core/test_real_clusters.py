@@ -209,3 +209,16 @@ def test_a_failed_completion_pauses_and_resume_tries_again() -> None:
     run, now = drive(decide(run, "resume", "UREQ", POLICY, now), world, now)
     assert run.phase == Phase.COMPLETED and world.revisions == ["asm-1-26"]
     assert world.writes["put:asm-1-26"] == 2 and not world.failed_state
+
+
+def test_another_operation_in_progress_is_waited_for_without_a_bound() -> None:
+    world = FakeWorld.seeded(["a"])
+    world.busy_puts = 40  # a node pool upgrade: 40 looks, 20 minutes
+    run, now = approved(world)
+    start = now
+    run, now = drive(run, world, now)
+    assert run.phase == Phase.AWAITING_COMPLETION, run.history[-1].text
+    assert now - start >= 40 * 30  # looked every 30 s, never gave up, never paused
+    waits = [e for e in run.history if e.kind == "wait"]
+    assert len(waits) == 1 and "in progress upgrade node pool operation" in waits[0].text
+    assert world.writes["put:asm-1-25,asm-1-26"] == 1

@@ -22,6 +22,7 @@ from azure.identity import DefaultAzureCredential
 from azure.mgmt.containerservice import ContainerServiceClient
 
 from workers.arm.errors import translate_azure_error
+from workers.retry_after import retry_after_s
 from workers.config import ClusterConfig, Fleet
 from workflows.errors import ArmError
 from workflows.ports import MeshState, OperationStatus, RevisionProfile
@@ -151,7 +152,7 @@ class AksMeshApi:
             raise ArmError(f"{what}: ARM's answer is not JSON ({resp.text()[:200]})") from exc
         error = body.get("error") or {}
         return OperationStatus(body.get("status", "InProgress"), error.get("code"),
-                               error.get("message"))
+                               error.get("message"), retry_after_s(resp.headers))
 
     def revision_profiles(self, cluster: str) -> list[RevisionProfile]:
         """``meshRevisionProfiles`` of the cluster's region, from

@@ -31,7 +31,7 @@ from azure.core.exceptions import (
 )
 
 from workers.retry_after import retry_after_s
-from workflows.errors import ArmError, TemporaryError
+from workflows.errors import ArmBusy, ArmError, TemporaryError
 
 
 def translate_azure_error(exc: AzureError, what: str) -> TemporaryError | ArmError:
@@ -60,7 +60,7 @@ def translate_azure_error(exc: AzureError, what: str) -> TemporaryError | ArmErr
     message = exc.error.message if exc.error else (exc.reason or exc.message)
     delay = retry_after_s(getattr(exc.response, "headers", None))
     if status == 409:
-        return TemporaryError(f"{what}: ARM answered 409 {code or 'Conflict'}: {message}", delay)
+        return ArmBusy(f"{what}: ARM answered 409 {code or 'Conflict'}: {message}", delay)
     if status == 429:
         return TemporaryError(f"{what}: ARM answered 429 (throttled): {message}", delay)
     if status >= 500:

@@ -90,9 +90,9 @@ def start_canary(run: Run, ports: ClusterPorts, now: float) -> StepResult:
     desired = [run.stable_revision, run.canary_revision]
     if run.operation is None or run.operation.revisions != desired:
         run = copy_mesh_config(run, ports.cluster_api(run.cluster), now)
-    run, done = converge_revisions(run, ports, desired, now)
-    if not done:
-        return StepResult(run, POLL_S)
+    run, wait = converge_revisions(run, ports, desired, now)
+    if wait is not None:
+        return StepResult(run, wait)
     return StepResult(
         run.to(Phase.CONTROL_PLANE, now,
                f"canary control plane {run.canary_revision} deployed beside "
@@ -138,9 +138,9 @@ def complete_upgrade(run: Run, ports: ClusterPorts, now: float) -> StepResult:
             return StepResult(run.to(Phase.PAUSED, now, f"paused: {why}",
                                      paused_from=Phase.AWAITING_COMPLETION, pause_reason=why),
                               None)
-    run, done = converge_revisions(run, ports, [run.canary_revision], now)
-    if not done:
-        return StepResult(run, POLL_S)
+    run, wait = converge_revisions(run, ports, [run.canary_revision], now)
+    if wait is not None:
+        return StepResult(run, wait)
     cp = ports.cluster_api(run.cluster).control_plane_revisions()
     if run.stable_revision in cp:
         return StepResult(run, POLL_S, changed=False)
