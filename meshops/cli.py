@@ -128,12 +128,16 @@ def releases() -> None:
 
 @releases.command("parse")
 @click.argument("file", type=click.Path(exists=True, dir_okay=False, path_type=Path))
-def releases_parse(file: Path) -> None:
+@click.option("--mentions", is_flag=True,
+              help="Also print `mentioned` events: lines naming a revision that yield no "
+                   "event (the watcher's quiet notices).")
+def releases_parse(file: Path, mentions: bool) -> None:
     """Print the events of FILE (CHANGELOG.md markdown, or GitHub releases JSON) as JSON
-    lines: {"release", "kind", "revision", "version"}."""
+    lines: {"release", "kind", "revision", "version", …}; kinds available, deprecated,
+    patched, announced (and mentioned with --mentions)."""
     import json
 
-    from workflows.releases import parse, parse_releases_json
+    from workflows.releases import KINDS, parse, parse_releases_json
 
     text = file.read_text(encoding="utf-8", errors="replace")
     if text.lstrip().startswith("["):
@@ -145,7 +149,8 @@ def releases_parse(file: Path) -> None:
     else:
         events = parse(text)
     for event in events:
-        click.echo(event.to_json())
+        if mentions or event.kind in KINDS:
+            click.echo(event.to_json())
 
 
 @main.command()
