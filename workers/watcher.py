@@ -150,8 +150,9 @@ class Watcher:
                    region: set[str], where: str, missing: str) -> Notice | None:
         """A pre-announced revision: told to clusters it would be an upgrade for."""
         if any(revision_minor(r) < revision_minor(e.revision) for r in current):
+            when = f", expected {e.expected}" if e.expected else ""
             return Notice(name, c.channel, f":mega: Istio add-on revision *{e.revision}* "
-                          f"is announced ({e.release}) but not released yet.{missing}")
+                          f"is announced ({e.release}{when}) but not released yet.{missing}")
         return None
 
     def _deprecated(self, e: ReleaseEvent, name: str, c: Any, current: list[str],
@@ -161,8 +162,11 @@ class Watcher:
         if e.revision not in current:
             return None
         targets = self.mesh.upgrade_targets(name)
+        status = (f"will no longer be supported after {e.expected}" if e.ahead and e.expected
+                  else "will soon no longer be supported" if e.ahead
+                  else "is no longer supported")
         return Notice(name, c.channel, (
-            f":warning: Istio add-on revision *{e.revision}* is no longer supported "
+            f":warning: Istio add-on revision *{e.revision}* {status} "
             f"({e.release}) and {where} still runs it. AKS supports only the most recent "
             "revisions: an unsupported one gets no patches, and upgrading from it is "
             "not supported by Microsoft. Upgrade to "
