@@ -171,7 +171,8 @@ class Watcher:
             "revisions: an unsupported one gets no patches, and upgrading from it is "
             "not supported by Microsoft. Upgrade to "
             + (", ".join(f"`{t}`" for t in targets) or "a supported revision") + "."),
-            plan_target=targets[-1] if targets else None)
+            plan_target=targets[-1] if targets else None,
+            variant="ahead" if e.ahead else "")  # the deprecation itself is told again
 
     def _patched(self, e: ReleaseEvent, name: str, c: Any, current: list[str],
                  region: set[str], where: str, missing: str) -> Notice | None:
