@@ -1,11 +1,16 @@
-"""``meshops sandbox``: every emulator, a real Prometheus, the seed fleet, on loopback.
+"""``meshops sandbox``: every emulator, a real Prometheus, a world, on loopback.
+
+The world (clusters, namespaces, manifests, traffic, faults) comes from a world file
+(:mod:`sandbox.worldfile`; the default fleet is ``data/worlds/default.yaml``).
 
 Ports (from ``port_base``): +0 ARM (HTTPS), +1 control API and managed-identity tokens,
-+2 Kubernetes API, +3 Istio traffic ``/metrics``, +4 Slack Web API, +5 Prometheus,
-+6 Slack Socket Mode (WebSocket).
++2 Kubernetes API (HTTPS, its own cluster CA), +3 Istio traffic ``/metrics``, +4 Slack Web
+API, +5 Prometheus, +6 Slack Socket Mode (WebSocket).
 
 On start it writes to its state directory:
-- ``fleet.yaml``: a meshops fleet file for the seed clusters at these ports;
+- ``fleet.yaml``: a meshops fleet file for the world's clusters at these ports (each with its
+  channel; ana and ben approve);
+- ``kubeconfig``: every cluster's Kubernetes API for a person with kubectl (a context each);
 - ``sandbox.env``: the environment meshops needs for it (Slack token and signing secret,
   ``IDENTITY_ENDPOINT`` / ``IDENTITY_HEADER`` for ``DefaultAzureCredential``);
 - ``sandbox.json``: endpoints and the seed people, for the demo and the tests.
@@ -23,58 +28,26 @@ import signal
 import subprocess
 import threading
 import time
-from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
 import yaml
 
 from sandbox.arm import ArmEmulator
-from sandbox.certs import make_certificate
+from sandbox.certs import make_certificate, make_cluster_ca
 from sandbox.http import Request, Response, Router, serve
 from sandbox.kube import KubeEmulator
 from sandbox.prom import start_prometheus
 from sandbox.slack import SlackEmulator, SocketModeServer
 from sandbox.traffic import TrafficSimulator
-from sandbox.world import ISTIO_NS, REV_LABEL, Fault, World
+from sandbox.world import INGRESS_NS, ISTIO_NS, REV_LABEL, SYSTEM_NAMESPACES, Fault, World
+from sandbox.worldfile import DEFAULT_WORLD, LoadedWorld, apply_faults, build
+from sandbox.worldfile import load as load_world
 
-SUBSCRIPTION = "00000000-0000-0000-0000-000000000000"
-APP_NAMESPACES = ["accounts", "catalog", "checkout", "storefront"]
-
-#: people of the seed workspace: (id, name)
+#: people of the sandbox's Slack workspace: (id, name)
 REQUESTER = ("U0ANA", "ana")
 APPROVER = ("U0BEN", "ben")
 BYSTANDER = ("U0CARL", "carl")
-
-
-@dataclass(frozen=True)
-class SeedCluster:
-    short: str
-    name: str
-    resource_group: str
-    location: str
-    channel: str
-    channel_name: str
-    kubernetes_version: str = "1.31.2"
-    revisions: list[str] = field(default_factory=lambda: ["asm-1-25"])
-    namespaces: tuple[str, ...] = tuple(APP_NAMESPACES)
-    osm: bool = False  # the Open Service Mesh add-on is enabled
-    self_installed_istio: bool = False  # istio-system/istiod outside the add-on
-
-
-SEED = [
-    SeedCluster("dev", "aks-dev-westus2", "rg-mesh-dev", "westus2", "C0DEVMESH", "mesh-dev"),
-    SeedCluster("staging", "aks-staging-eastus", "rg-mesh-staging", "eastus", "C0STGMESH",
-                "mesh-staging"),
-    SeedCluster("prod", "aks-prod-eastus", "rg-mesh-prod", "eastus", "C0PRDMESH", "mesh-prod"),
-    # mesh off: a cluster to bring into the mesh, one with OSM, one with its own Istio
-    SeedCluster("edge", "aks-edge-westus2", "rg-mesh-edge", "westus2", "C0EDGMESH", "mesh-edge",
-                revisions=[], namespaces=("shop", "blog")),
-    SeedCluster("osm", "aks-osm-eastus", "rg-mesh-osm", "eastus", "C0OSMMESH", "mesh-osm",
-                revisions=[], namespaces=("shop",), osm=True),
-    SeedCluster("diy", "aks-diy-eastus", "rg-mesh-diy", "eastus", "C0DIYMESH", "mesh-diy",
-                revisions=[], namespaces=("shop",), self_installed_istio=True),
-]
 
 
 #: The sandbox's AKS release history (in the style of Azure/AKS's CHANGELOG.md), consistent
@@ -98,72 +71,51 @@ def releases_from_changelog(path: Path) -> list[dict[str, Any]]:
             for i, (date, body) in enumerate(pairs)]
 
 
-def seed(world: World, extra_namespaces: int = 0) -> None:
-    """The seed fleet: Bookinfo in four namespaces on asm-1-25 per cluster.
-
-    ``extra_namespaces`` adds that many namespaces of five Deployments each to ``dev``
-    (the engine benchmark's fleet).
-    """
-    for s in SEED:
-        namespaces = {ns: {REV_LABEL: s.revisions[0]} if s.revisions else {}
-                      for ns in s.namespaces}
-        if s.revisions:
-            namespaces["legacy"] = {"istio-injection": "enabled"}
-        c = world.add_cluster(s.name, subscription=SUBSCRIPTION, resource_group=s.resource_group,
-                              location=s.location, kubernetes_version=s.kubernetes_version,
-                              revisions=s.revisions, namespaces=namespaces,
-                              bookinfo_in=list(s.namespaces))
-        if s.osm:
-            c.arm["properties"]["addonProfiles"]["openServiceMesh"] = {"enabled": True,
-                                                                       "config": {}}
-        if s.self_installed_istio:
-            with world.lock:
-                world._put(c, "Namespace", "", "istio-system", {
-                    "apiVersion": "v1", "kind": "Namespace",
-                    "metadata": {"name": "istio-system", "labels": {}}, "spec": {},
-                    "status": {"phase": "Active"}})
-                world._deployment(c, "istio-system", "istiod", {"app": "istiod"}, 1,
-                                  "docker.io/istio/pilot:1.24.2")
-                for plural, kind, group in (
-                        ("virtualservices", "VirtualService", "networking.istio.io"),
-                        ("destinationrules", "DestinationRule", "networking.istio.io"),
-                        ("peerauthentications", "PeerAuthentication", "security.istio.io")):
-                    world._put(c, "CustomResourceDefinition", "", f"{plural}.{group}", {
-                        "apiVersion": "apiextensions.k8s.io/v1",
-                        "kind": "CustomResourceDefinition",
-                        "metadata": {"name": f"{plural}.{group}", "labels": {
-                            "app.kubernetes.io/managed-by": "istioctl"}},
-                        "spec": {"group": group, "scope": "Namespaced",
-                                 "names": {"plural": plural, "kind": kind,
-                                           "singular": kind.lower(),
-                                           "listKind": f"{kind}List"},
-                                 "versions": [{"name": "v1", "served": True,
-                                               "storage": True}]}})
-        if s.short == "dev" and extra_namespaces:
-            with world.lock:
-                for i in range(extra_namespaces):
-                    ns = f"team-{i:03d}"
-                    world._put(c, "Namespace", "", ns, {
-                        "apiVersion": "v1", "kind": "Namespace",
-                        "metadata": {"name": ns, "labels": {REV_LABEL: s.revisions[0]}},
-                        "spec": {}, "status": {"phase": "Active"}})
-                    for j in range(5):
-                        world._deployment(c, ns, f"svc-{j}", {"app": f"svc-{j}"}, 1,
-                                          "registry.example/svc:1.0")
+def seed(world: World, loaded: LoadedWorld, extra_namespaces: int = 0) -> None:
+    """Build the world of a world file; ``extra_namespaces`` adds that many namespaces of
+    five Deployments (each behind a Service) to ``dev``, else the first cluster with the
+    mesh on (the engine benchmark's fleet)."""
+    build(world, loaded)
+    if not extra_namespaces:
+        return
+    meshed = [c for c in loaded.spec.clusters if c.revisions]
+    target = next((c for c in meshed if c.key == "dev"), meshed[0] if meshed else None)
+    if target is None:
+        return
+    c = world.clusters[target.name]
+    world.seeding = True
+    try:
+        with world.lock:
+            for i in range(extra_namespaces):
+                ns = f"team-{i:03d}"
+                world.ensure_namespace(c, ns, {REV_LABEL: target.revisions[0]})
+                for j in range(5):
+                    world._workload(c, ns, f"svc-{j}", {"app": f"svc-{j}"}, 1,
+                                    "registry.example/svc:1.0")
+                    world._create(c, {"apiVersion": "v1", "kind": "Service",
+                                      "metadata": {"name": f"svc-{j}", "namespace": ns},
+                                      "spec": {"selector": {"app": f"svc-{j}"},
+                                               "ports": [{"port": 80}]}})
+            world._settle()
+    finally:
+        world.seeding = False
 
 
 class Sandbox:
     def __init__(self, state_dir: Path, port_base: int = 18400, operation_s: float = 2.0,
                  rollout_s: float = 1.0, prometheus_bin: str = "prometheus",
                  extra_namespaces: int = 0, with_prometheus: bool = True,
-                 changelog: Path | None = None, unreleased: list[str] | None = None) -> None:
+                 changelog: Path | None = None, unreleased: list[str] | None = None,
+                 world_file: Path | None = None) -> None:
         self.state_dir = state_dir.resolve()
+        #: the world: raises WorldError (file, field or document, what was expected)
+        self.loaded = load_world(world_file or DEFAULT_WORLD)
         self.ports = {name: port_base + i for i, name in enumerate(
             ["arm", "control", "kube", "traffic", "slack", "prometheus", "socket"])}
         self.url = {
             "arm": f"https://127.0.0.1:{self.ports['arm']}",
             "control": f"http://127.0.0.1:{self.ports['control']}",
-            "kube": f"http://127.0.0.1:{self.ports['kube']}",
+            "kube": f"https://127.0.0.1:{self.ports['kube']}",
             "traffic": f"http://127.0.0.1:{self.ports['traffic']}",
             "slack": f"http://127.0.0.1:{self.ports['slack']}",
             "prometheus": f"http://127.0.0.1:{self.ports['prometheus']}",
@@ -187,7 +139,7 @@ class Sandbox:
     def _new_world(self) -> World:
         world = World(operation_s=self.operation_s, rollout_s=self.rollout_s)
         world.hold_back(self.unreleased)
-        seed(world, self.extra_namespaces)
+        seed(world, self.loaded, self.extra_namespaces)
         return world
 
     # ---------------------------------------------------------------- start / stop
@@ -195,13 +147,14 @@ class Sandbox:
     def start(self) -> None:
         self.state_dir.mkdir(parents=True, exist_ok=True)
         cert, key = make_certificate(self.state_dir / "tls")
+        kube_ca, kube_cert, kube_key = make_cluster_ca(self.state_dir / "tls")
         self.arm = ArmEmulator(self.world, self.url["arm"], self.url["kube"],
-                               self.identity_secret)
+                               self.identity_secret, kube_ca.read_bytes())
         self.kube = KubeEmulator(self.world)
         self.traffic = TrafficSimulator(self.world)
         self.slack = SlackEmulator(
             self.bot_token,
-            channels={s.channel: s.channel_name for s in SEED},
+            channels={c.slack.id: c.slack.name for c in self.loaded.spec.clusters},
             users=dict([REQUESTER, APPROVER, BYSTANDER]),
             usergroups={"S0MESHAPPROVERS": [APPROVER[0]]},
             base_url=self.url["slack"])
@@ -211,7 +164,8 @@ class Sandbox:
             serve(self.arm.router(), "arm", "127.0.0.1", self.ports["arm"], tls=(str(cert),
                                                                                  str(key))),
             serve(self.control_router(), "control", "127.0.0.1", self.ports["control"]),
-            serve(self.kube.router(), "kube", "127.0.0.1", self.ports["kube"]),
+            serve(self.kube.router(), "kube", "127.0.0.1", self.ports["kube"],
+                  tls=(str(kube_cert), str(kube_key))),
             serve(self.traffic.router(), "traffic", "127.0.0.1", self.ports["traffic"]),
             serve(self.slack.router(), "slack", "127.0.0.1", self.ports["slack"]),
         ]
@@ -246,13 +200,13 @@ class Sandbox:
                          "changelog_url": self.url["control"] + "/_sandbox/github/CHANGELOG.md",
                          "interval": "3s"},
             "clusters": {
-                s.short: {
-                    "subscription": SUBSCRIPTION, "resource_group": s.resource_group,
-                    "name": s.name, "location": s.location, "channel": s.channel,
+                c.key: {
+                    "subscription": c.subscription, "resource_group": c.rg,
+                    "name": c.name, "location": c.location, "channel": c.slack.id,
                     "approvers": [APPROVER[0], REQUESTER[0]],
                     "prometheus": {"url": self.url["prometheus"],
-                                   "selector": {"cluster": s.name}},
-                } for s in SEED
+                                   "selector": {"cluster": c.name}},
+                } for c in self.loaded.spec.clusters
             },
         }
 
@@ -265,7 +219,26 @@ class Sandbox:
             "MESHOPS_FLEET": str(self.state_dir / "fleet.yaml"),
         }
 
+    @property
+    def kubeconfig_path(self) -> Path:
+        return self.state_dir / "kubeconfig"
+
+    def kubeconfig(self) -> dict[str, Any]:
+        """One kubeconfig with every cluster, as ``az aks get-credentials`` merges them:
+        a context per cluster named as in /mesh commands, the first one current."""
+        merged: dict[str, Any] = {"apiVersion": "v1", "kind": "Config", "clusters": [],
+                                  "contexts": [], "users": [], "preferences": {}}
+        for spec in self.loaded.spec.clusters:
+            one = self.arm.kubeconfig(self.world.clusters[spec.name])
+            merged["clusters"] += one["clusters"]
+            merged["users"] += one["users"]
+            merged["contexts"] += [{"name": spec.key, "context": one["contexts"][0]["context"]}]
+        merged["current-context"] = self.loaded.spec.clusters[0].key
+        return merged
+
     def write_files(self, ca_bundle: Path) -> None:
+        self.kubeconfig_path.write_text(yaml.safe_dump(self.kubeconfig(), sort_keys=False))
+        self.kubeconfig_path.chmod(0o600)
         (self.state_dir / "fleet.yaml").write_text(
             "# Written by `meshops sandbox` for its own ports; regenerated at every start.\n"
             + yaml.safe_dump(self.fleet(ca_bundle), sort_keys=False))
@@ -276,8 +249,10 @@ class Sandbox:
                 "slack_app_token": self.app_token,
                 "people": {"requester": REQUESTER[0], "approver": APPROVER[0],
                            "bystander": BYSTANDER[0]},
-                "clusters": {s.short: {"name": s.name, "channel": s.channel,
-                                       "mesh": bool(s.revisions)} for s in SEED}}
+                "world": str(self.loaded.path), "kubeconfig": str(self.kubeconfig_path),
+                "clusters": {c.key: {"name": c.name, "channel": c.slack.id,
+                                     "mesh": bool(c.revisions)}
+                             for c in self.loaded.spec.clusters}}
         ready = self.state_dir / "sandbox.json"
         tmp = ready.with_suffix(".tmp")
         tmp.write_text(json.dumps(info, indent=2))
@@ -325,35 +300,51 @@ class Sandbox:
         return self.arm.token(req)
 
     def _cluster_name(self, short_or_name: str) -> str:
-        for s in SEED:
-            if short_or_name in (s.short, s.name):
-                return s.name
+        for c in self.loaded.spec.clusters:
+            if short_or_name in (c.key, c.name):
+                return c.name
         return short_or_name
 
     def state(self, req: Request) -> Response:
+        """Each cluster (by its name in /mesh commands): revisions, the upgrades ARM offers,
+        namespaces and the labels set on them (without the API server's
+        ``kubernetes.io/metadata.name``), app pods with their sidecar, istiod, gateways."""
         out = {}
-        for s in SEED:
-            c = self.world.clusters[s.name]
-            namespaces = {o["metadata"]["name"]: o["metadata"].get("labels") or {}
-                          for o in self.world.list_objects(s.name, "Namespace")}
+        for spec in self.loaded.spec.clusters:
+            c = self.world.clusters[spec.name]
+            namespaces = {o["metadata"]["name"]: {
+                k: v for k, v in (o["metadata"].get("labels") or {}).items()
+                if k != "kubernetes.io/metadata.name"}
+                for o in self.world.list_objects(spec.name, "Namespace")}
             pods = []
-            for p in self.world.list_objects(s.name, "Pod"):
-                if p["metadata"]["namespace"] in (ISTIO_NS, "kube-system", "aks-istio-ingress"):
-                    continue
-                proxy = next((ct["image"] for ct in p["spec"]["containers"]
-                              if ct["name"] == "istio-proxy"), None)
-                pods.append({"namespace": p["metadata"]["namespace"],
-                             "name": p["metadata"]["name"],
-                             "revision": p["metadata"]["labels"].get(REV_LABEL),
-                             "proxy_image": proxy})
+            with self.world.lock:
+                for p in self.world.list_objects(spec.name, "Pod"):
+                    if p["metadata"]["namespace"] in SYSTEM_NAMESPACES:
+                        continue
+                    proxy = next((ct["image"] for ct in p["spec"]["containers"]
+                                  + (p["spec"].get("initContainers") or [])
+                                  if ct["name"] == "istio-proxy"), None)
+                    kind, name = self.world._workload_of(c, p)
+                    injected = "sidecar.istio.io/status" in (p["metadata"].get("annotations")
+                                                             or {})
+                    pods.append({"namespace": p["metadata"]["namespace"],
+                                 "name": p["metadata"]["name"],
+                                 "revision": p["metadata"]["labels"].get(REV_LABEL)
+                                 if injected else None,
+                                 "proxy_image": proxy, "owner": f"{kind}/{name}",
+                                 "phase": p["status"].get("phase"),
+                                 "terminating": "deletionTimestamp" in p["metadata"]})
+                profile = self.arm.upgrade_profile(c)
             istiod = sorted(o["metadata"]["name"] for o in
-                            self.world.list_objects(s.name, "Deployment", ISTIO_NS))
+                            self.world.list_objects(spec.name, "Deployment", ISTIO_NS))
             gateways = sorted(o["metadata"]["name"] for o in
-                              self.world.list_objects(s.name, "Deployment", "aks-istio-ingress"))
-            out[s.short] = {"name": s.name, "revisions": c.revisions,
-                            "provisioningState": c.arm["properties"]["provisioningState"],
-                            "namespaces": namespaces, "pods": pods, "istiod": istiod,
-                            "gateways": gateways}
+                              self.world.list_objects(spec.name, "Deployment", INGRESS_NS))
+            out[spec.key] = {"name": spec.name, "revisions": c.revisions,
+                             "upgrades": (profile or {}).get("properties", {}).get(
+                                 "upgrades", []),
+                             "provisioningState": c.arm["properties"]["provisioningState"],
+                             "namespaces": namespaces, "pods": pods, "istiod": istiod,
+                             "gateways": gateways}
         return Response(200, out)
 
     def counters(self, req: Request) -> Response:
@@ -366,13 +357,24 @@ class Sandbox:
             key = (self._cluster_name(body["cluster"]), body["namespace"], body["revision"])
         except KeyError as exc:
             return Response(400, {"error": f"missing {exc}; need cluster, namespace, revision"})
-        self.world.faults[key] = Fault(error_rate=float(body.get("error_rate", 0)),
-                                       latency_ms=body.get("latency_ms"),
-                                       crashloop=bool(body.get("crashloop", False)))
-        return Response(200, {"faults": [list(k) for k in self.world.faults]})
+        fault = Fault(error_rate=float(body.get("error_rate", 0)),
+                      latency_ms=body.get("latency_ms"),
+                      crashloop=bool(body.get("crashloop", False)))
+        if body.get("workload"):
+            self.world.workload_faults[(key[0], key[1], str(body["workload"]), key[2])] = fault
+        else:
+            self.world.faults[key] = fault
+        return Response(200, {"faults": [list(k) for k in self.world.faults]
+                              + [list(k) for k in self.world.workload_faults]})
+
+    def _world_faults(self) -> None:
+        apply_faults(self.world, self.loaded)
 
     def clear_faults(self, req: Request) -> Response:
+        """Clear the faults staged through this API (the world file's own stay)."""
         self.world.faults.clear()
+        self.world.workload_faults.clear()
+        self._world_faults()
         return Response(200, {"faults": []})
 
     def set_arm_faults(self, req: Request) -> Response:
@@ -462,10 +464,13 @@ class Sandbox:
             w.clusters.clear()
             w.operations.clear()
             w.faults.clear()
+            w.workload_faults.clear()
+            w.traffic.clear()
+            w._timers.clear()
             w.relabels.clear()
             w.restarts.clear()
             w.arm_faults.clear()
-            seed(w, self.extra_namespaces)
+            seed(w, self.loaded, self.extra_namespaces)
             for name, token in tokens.items():
                 if name in w.clusters:
                     w.clusters[name].token = token

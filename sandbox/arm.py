@@ -15,7 +15,12 @@ Contracts followed (examples in ``../shared/data/aks/arm/``, api-version 2026-08
   ``GET .../locations/{location}/meshRevisionProfiles[/istio]`` in the shapes of
   ``ManagedClustersGet_MeshUpgradeProfile`` / ``real_meshRevisionProfiles_westus2_*``.
 - ``POST .../listClusterUserCredential`` returns ``{"kubeconfigs": [{"name", "value"}]}`` with
-  a base64 kubeconfig for the cluster's Kubernetes emulator.
+  a base64 kubeconfig for the cluster's Kubernetes emulator (HTTPS, the cluster CA as
+  ``certificate-authority-data``, names as AKS gives them: cluster and context ``<name>``,
+  user ``clusterUser_<resource group>_<name>``); ``listClusterAdminCredential`` the same for
+  ``clusterAdmin_…`` (context ``<name>-admin``), refused with 400 when the cluster has
+  ``disableLocalAccounts`` (AKS doc "Manage local accounts with AKS-managed Microsoft Entra
+  integration").
 - Tokens: ``/msi/token`` behaves as the App Service managed identity endpoint
   (``IDENTITY_ENDPOINT`` + ``X-IDENTITY-HEADER``, api-version 2019-08-01), so the product's
   ``DefaultAzureCredential`` works unchanged. ARM accepts only tokens it issued.
@@ -52,8 +57,10 @@ def _minor(k8s: str) -> str:
 
 
 class ArmEmulator:
-    def __init__(self, world: World, base_url: str, kube_url: str, identity_secret: str):
+    def __init__(self, world: World, base_url: str, kube_url: str, identity_secret: str,
+                 kube_ca: bytes = b""):
         self.world = world
+        self.kube_ca = kube_ca
         self.base_url = base_url.rstrip("/")
         self.kube_url = kube_url.rstrip("/")
         self.identity_secret = identity_secret
@@ -101,7 +108,7 @@ class ArmEmulator:
         r.add("GET", MC + "/meshUpgradeProfiles/(?P<mode>[^/]+)",
               self.guarded(self.get_upgrade_profile))
         r.add("POST", MC + "/listClusterUserCredential", self.guarded(self.user_credential))
-        r.add("POST", MC + "/listClusterAdminCredential", self.guarded(self.user_credential))
+        r.add("POST", MC + "/listClusterAdminCredential", self.guarded(self.admin_credential))
         r.add("GET", LOC + "/meshRevisionProfiles", self.guarded(self.list_revision_profiles))
         r.add("GET", LOC + "/meshRevisionProfiles/(?P<mode>[^/]+)",
               self.guarded(self.get_revision_profile))
@@ -294,17 +301,37 @@ class ArmEmulator:
         return Response(200, {"value": [self.revision_profile(req.params["sub"],
                                                               req.params["loc"])]})
 
+    def kubeconfig(self, c: Any, admin: bool = False) -> dict[str, Any]:
+        """The kubeconfig AKS returns for a cluster (see the module docstring)."""
+        user = f"cluster{'Admin' if admin else 'User'}_{c.resource_group}_{c.name}"
+        context = f"{c.name}-admin" if admin else c.name
+        cluster: dict[str, Any] = {"server": f"{self.kube_url}/clusters/{c.name}"}
+        if self.kube_ca:
+            cluster["certificate-authority-data"] = base64.b64encode(self.kube_ca).decode()
+        return {
+            "apiVersion": "v1", "kind": "Config", "current-context": context,
+            "clusters": [{"name": c.name, "cluster": cluster}],
+            "contexts": [{"name": context, "context": {"cluster": c.name, "user": user}}],
+            "users": [{"name": user, "user": {"token": c.token}}],
+            "preferences": {},
+        }
+
+    def _credential(self, c: Any, admin: bool) -> Response:
+        value = base64.b64encode(yaml.safe_dump(self.kubeconfig(c, admin)).encode()).decode()
+        name = "clusterAdmin" if admin else "clusterUser"
+        return Response(200, {"kubeconfigs": [{"name": name, "value": value}]})
+
     def user_credential(self, req: Request) -> Response:
         c = self._cluster(req)
         if c is None:
             return self._not_found(req)
-        kubeconfig = {
-            "apiVersion": "v1", "kind": "Config", "current-context": c.name,
-            "clusters": [{"name": c.name, "cluster": {
-                "server": f"{self.kube_url}/clusters/{c.name}"}}],
-            "contexts": [{"name": c.name, "context": {"cluster": c.name,
-                                                       "user": f"clusterUser_{c.name}"}}],
-            "users": [{"name": f"clusterUser_{c.name}", "user": {"token": c.token}}],
-        }
-        value = base64.b64encode(yaml.safe_dump(kubeconfig).encode()).decode()
-        return Response(200, {"kubeconfigs": [{"name": "clusterUser", "value": value}]})
+        return self._credential(c, admin=False)
+
+    def admin_credential(self, req: Request) -> Response:
+        c = self._cluster(req)
+        if c is None:
+            return self._not_found(req)
+        if c.arm["properties"].get("disableLocalAccounts"):
+            return _err(400, "BadRequest", "Getting static credential is not allowed because "
+                        "this cluster is set to disable local accounts.")
+        return self._credential(c, admin=True)

@@ -1,15 +1,32 @@
-"""The Kubernetes API emulator: one per cluster, under ``/clusters/<name>`` on one port.
+"""The Kubernetes API emulator: one per cluster, under ``/clusters/<name>`` on one HTTPS port.
 
-The official ``kubernetes`` Python client works against it unchanged: namespaces, pods,
-Deployments, StatefulSets, DaemonSets and (listed only) CustomResourceDefinitions; get,
-list (all namespaces or one, with label selectors), patch (merge, strategic-merge on maps,
-JSON patch) and watch (``?watch=true``, newline-delimited ``{"type", "object"}`` events
-after ``resourceVersion``). Errors are ``Status`` objects as the API server sends them.
-Workload ``status`` is computed from the pods the world holds.
+It serves what the API server serves, as the Kubernetes API reference describes it
+(https://kubernetes.io/docs/reference/using-api/api-concepts/), for every resource the
+cluster has (:mod:`sandbox.kinds`: the built-in ones and those of its CRDs):
+
+- ``/version``, ``/healthz``/``/livez``/``/readyz``, and discovery: ``/api``, ``/api/v1``,
+  ``/apis``, ``/apis/<group>``, ``/apis/<group>/<version>`` (legacy documents; kubectl and
+  client-go fall back to them from aggregated discovery);
+- ``/api/v1/...`` for the core group, ``/apis/<group>/<version>/...`` otherwise:
+  list (one namespace or all, ``labelSelector``, ``fieldSelector``), get, create (POST),
+  update (PUT), patch (JSON patch, merge patch, strategic merge patch; not server-side
+  apply), delete and deletecollection, the ``status``, ``scale`` and pod ``log``
+  subresources;
+- watch (``?watch=true``): newline-delimited ``{"type", "object"}`` events after
+  ``resourceVersion`` (none or 0: the current objects first, as ADDED); ``410 Gone`` for a
+  version older than the events kept; ``sendInitialEvents=true`` (watch-list) ends the
+  initial events with a BOOKMARK annotated ``k8s.io/initial-events-end``;
+- ``meta.k8s.io/v1`` Tables when the ``Accept`` header asks for them (``kubectl get``,
+  ``get -w``; :mod:`sandbox.tables`).
+
+Errors are ``Status`` objects as the API server sends them. Requests need the cluster's
+bearer token (the kubeconfig of ``listClusterUserCredential``). The official ``kubernetes``
+Python client and kubectl work against it unchanged.
 """
 
 from __future__ import annotations
 
+import bisect
 import copy
 import json
 import re
@@ -17,12 +34,28 @@ import time
 from typing import Any
 
 from sandbox.http import Request, Response, Router, write_chunk
-from sandbox.world import World, merge_patch
+from sandbox.kinds import ApiResource
+from sandbox.tables import table, wants_table
+from sandbox.world import ApiError, Cluster, World, merge_patch
 
-APPS = {"deployments": "Deployment", "statefulsets": "StatefulSet", "daemonsets": "DaemonSet"}
-CORE = {"namespaces": "Namespace", "pods": "Pod"}
-EXT = {"customresourcedefinitions": "CustomResourceDefinition"}
-PREFIX = r"/clusters/(?P<cluster>[a-z0-9-]+)"
+PREFIX = r"/clusters/(?P<cluster>[a-z0-9][a-z0-9_-]*)"
+
+#: the fields each kind may be selected on (``fieldSelector``), besides metadata.name and
+#: metadata.namespace (API reference, "Field Selectors")
+FIELDS = {
+    "Pod": ("spec.nodeName", "spec.restartPolicy", "spec.schedulerName",
+            "spec.serviceAccountName", "spec.hostNetwork", "status.phase", "status.podIP",
+            "status.nominatedNodeName"),
+    "Event": ("involvedObject.kind", "involvedObject.namespace", "involvedObject.name",
+              "involvedObject.uid", "involvedObject.apiVersion",
+              "involvedObject.resourceVersion", "involvedObject.fieldPath", "reason",
+              "reportingComponent", "source", "type"),
+    "Secret": ("type",),
+    "Namespace": ("status.phase",),
+    "Node": ("spec.unschedulable",),
+    "ReplicaSet": ("status.replicas",),
+    "Job": ("status.successful",),
+}
 
 
 def status(code: int, reason: str, message: str, **details: Any) -> Response:
@@ -64,25 +97,105 @@ def matches(labels: dict[str, str], selector: list[tuple[str, str, set[str]]]) -
     return True
 
 
+def parse_fields(kind: str, text: str) -> list[tuple[str, bool, str]]:
+    """Field selector → [(field, equal, value)]; ApiError 400 for an unsupported field."""
+    out = []
+    for part in (text or "").split(","):
+        if not part.strip():
+            continue
+        m = re.match(r"^\s*([\w.]+)\s*(==|!=|=)\s*(.*?)\s*$", part)
+        if not m:
+            raise ApiError(400, "BadRequest", f"invalid selector: '{text}'; can't understand "
+                           f"'{part}'")
+        field = m.group(1)
+        if field not in ("metadata.name", "metadata.namespace") + FIELDS.get(kind, ()):
+            raise ApiError(400, "BadRequest", f'field label not supported: {field}')
+        out.append((field, m.group(2) != "!=", m.group(3)))
+    return out
+
+
+def field_value(obj: dict[str, Any], path: str) -> str:
+    cur: Any = obj
+    for part in path.split("."):
+        cur = cur.get(part) if isinstance(cur, dict) else None
+    if path == "source" and isinstance(cur, dict):
+        cur = cur.get("component")
+    if path == "status.successful":
+        cur = (obj.get("status") or {}).get("succeeded")
+    if isinstance(cur, bool):
+        return "true" if cur else "false"
+    return "" if cur is None else str(cur)
+
+
+def fields_match(obj: dict[str, Any], fields: list[tuple[str, bool, str]]) -> bool:
+    return all((field_value(obj, f) == v) == eq for f, eq, v in fields)
+
+
 def json_patch(doc: Any, ops: list[dict[str, Any]]) -> Any:
-    """RFC 6902 add / replace / remove, enough for labels and annotations."""
+    """RFC 6902 add / replace / remove / test, enough for labels and annotations."""
     for op in ops:
         parts = [p.replace("~1", "/").replace("~0", "~") for p in op["path"].split("/")[1:]]
         parent = doc
         for p in parts[:-1]:
-            parent = parent[int(p)] if isinstance(parent, list) else parent.setdefault(p, {})
+            parent = parent[int(p)] if isinstance(parent, list) else parent[p]
         last = parts[-1]
         if op["op"] in ("add", "replace"):
             if isinstance(parent, list):
-                parent.insert(len(parent) if last == "-" else int(last), op["value"])
+                if op["op"] == "replace":
+                    parent[int(last)] = op["value"]
+                else:
+                    parent.insert(len(parent) if last == "-" else int(last), op["value"])
             else:
+                if op["op"] == "replace" and last not in parent:
+                    raise KeyError(op["path"])
                 parent[last] = op["value"]
         elif op["op"] == "remove":
             if isinstance(parent, list):
                 parent.pop(int(last))
             else:
-                parent.pop(last, None)
+                del parent[last]
+        elif op["op"] == "test":
+            value = parent[int(last)] if isinstance(parent, list) else parent.get(last)
+            if value != op.get("value"):
+                raise ValueError(f"test failed at {op['path']}")
     return doc
+
+
+def strategic_merge(target: Any, patch: Any) -> Any:
+    """A strategic merge patch (``k8s.io/apimachinery/pkg/util/strategicpatch``) reduced to
+    what the patch directives and merge keys of pod templates need: maps merge, ``null``
+    deletes, lists of objects that all have a ``name`` merge by name (containers, env,
+    ports, volumes), ``$patch: delete``/``replace`` and ``$setElementOrder``/``$retainKeys``
+    directives are honoured or dropped."""
+    if not isinstance(patch, dict):
+        return patch
+    if patch.get("$patch") == "replace":
+        return {k: v for k, v in patch.items() if k != "$patch"}
+    if not isinstance(target, dict):
+        target = {}
+    for k, v in patch.items():
+        if k.startswith("$setElementOrder/") or k in ("$retainKeys", "$patch") or \
+                k.startswith("$deleteFromPrimitiveList/"):
+            continue
+        if v is None:
+            target.pop(k, None)
+        elif isinstance(v, list) and isinstance(target.get(k), list) and v and all(
+                isinstance(i, dict) and "name" in i for i in v) and all(
+                isinstance(i, dict) and "name" in i for i in target[k]):
+            merged = [copy.deepcopy(i) for i in target[k]]
+            for item in v:
+                idx = next((n for n, i in enumerate(merged) if i["name"] == item["name"]), None)
+                if item.get("$patch") == "delete":
+                    if idx is not None:
+                        merged.pop(idx)
+                elif idx is None:
+                    merged.append({a: b for a, b in item.items() if a != "$patch"})
+                else:
+                    merged[idx] = strategic_merge(merged[idx], item)
+            target[k] = merged
+        else:
+            target[k] = strategic_merge(target.get(k), v)
+    return target
 
 
 class KubeEmulator:
@@ -91,22 +204,8 @@ class KubeEmulator:
 
     def router(self) -> Router:
         r = Router()
-        r.add("GET", PREFIX + "/version", self.version)
-        r.add("GET", PREFIX + "/api/v1/(?P<res>namespaces|pods)", self.list_objects)
-        r.add("GET", PREFIX + "/api/v1/namespaces/(?P<ns>[^/]+)/(?P<res>pods)", self.list_objects)
-        r.add("GET", PREFIX + "/api/v1/namespaces/(?P<ns>[^/]+)/(?P<res>pods)/(?P<name>[^/]+)",
-              self.get)
-        r.add("GET", PREFIX + "/api/v1/(?P<res>namespaces)/(?P<name>[^/]+)", self.get)
-        r.add("PATCH", PREFIX + "/api/v1/(?P<res>namespaces)/(?P<name>[^/]+)", self.patch)
-        r.add("GET", PREFIX + "/apis/apiextensions.k8s.io/v1/(?P<res>customresourcedefinitions)",
-              self.list_objects)
-        apps = "(?P<res>deployments|statefulsets|daemonsets)"
-        r.add("GET", PREFIX + "/apis/apps/v1/" + apps, self.list_objects)
-        r.add("GET", PREFIX + "/apis/apps/v1/namespaces/(?P<ns>[^/]+)/" + apps, self.list_objects)
-        r.add("GET", PREFIX + "/apis/apps/v1/namespaces/(?P<ns>[^/]+)/" + apps
-              + "/(?P<name>[^/]+)", self.get)
-        r.add("PATCH", PREFIX + "/apis/apps/v1/namespaces/(?P<ns>[^/]+)/" + apps
-              + "/(?P<name>[^/]+)", self.patch)
+        for method in ("GET", "POST", "PUT", "PATCH", "DELETE"):
+            r.add(method, PREFIX + r"(?P<path>/.*)?", self.dispatch)
         return r
 
     # ---------------------------------------------------------------- helpers
@@ -119,137 +218,336 @@ class KubeEmulator:
             return status(401, "Unauthorized", "Unauthorized")
         return None
 
-    def _render(self, cluster: str, obj: dict[str, Any]) -> dict[str, Any]:
-        """The object as the API server shows it: workloads get their computed status.
+    def dispatch(self, req: Request) -> Response:
+        denied = self._auth(req)
+        if denied:
+            return denied
+        c = self.world.clusters[req.params["cluster"]]
+        path = (req.params.get("path") or "/").rstrip("/") or "/"
+        try:
+            return self._route(req, c, path)
+        except ApiError as exc:
+            return status(exc.code, exc.reason, exc.message, **exc.details)
 
-        Shallow: callers serialise it while holding the world's lock, so no deep copy.
-        """
-        if obj["kind"] in APPS.values():
-            return {**obj, "status": self.world.workload_status(self.world.clusters[cluster],
-                                                                obj)}
-        return obj
+    def _route(self, req: Request, c: Cluster, path: str) -> Response:
+        if path == "/version" and req.method == "GET":
+            major, minor = c.kubernetes_version.split(".")[:2]
+            return Response(200, {"major": major, "minor": minor,
+                                  "gitVersion": f"v{c.kubernetes_version}",
+                                  "gitCommit": "0000000000000000000000000000000000000000",
+                                  "gitTreeState": "clean", "buildDate": "2026-01-01T00:00:00Z",
+                                  "goVersion": "go1.24.4", "compiler": "gc",
+                                  "platform": "linux/amd64"})
+        if path in ("/healthz", "/livez", "/readyz"):
+            return Response(200, "ok", content_type="text/plain; charset=utf-8")
+        parts = path.strip("/").split("/")
+        if req.method == "GET":
+            if parts == ["api"]:
+                host = req.headers.get("Host", "127.0.0.1")
+                return Response(200, c.registry.api_versions(host))
+            if parts == ["apis"]:
+                return Response(200, c.registry.api_group_list())
+            if parts == ["api", "v1"]:
+                return Response(200, c.registry.resource_list("", "v1"))
+            if len(parts) == 2 and parts[0] == "apis":
+                if parts[1] not in c.registry.groups():
+                    raise ApiError(404, "NotFound", "the server could not find the requested "
+                                   "resource")
+                return Response(200, c.registry.api_group(parts[1]))
+            if len(parts) == 3 and parts[0] == "apis":
+                doc = c.registry.resource_list(parts[1], parts[2])
+                if doc is None:
+                    raise ApiError(404, "NotFound", "the server could not find the requested "
+                                   "resource")
+                return Response(200, doc)
+        if parts[:2] == ["api", "v1"]:
+            group, version, rest = "", "v1", parts[2:]
+        elif parts[0] == "apis" and len(parts) > 3:
+            group, version, rest = parts[1], parts[2], parts[3:]
+        else:
+            raise ApiError(404, "NotFound", "the server could not find the requested resource")
+        ns: str | None = None
+        if len(rest) >= 3 and rest[0] == "namespaces" and not (
+                group == "" and rest[2] in ("status", "finalize")):
+            ns, rest = rest[1], rest[2:]
+        r = c.registry.by_plural(group, version, rest[0])
+        if r is None or len(rest) > 3:
+            raise ApiError(404, "NotFound", "the server could not find the requested resource")
+        if ns is not None and not r.namespaced:
+            raise ApiError(404, "NotFound", "the server could not find the requested resource")
+        name = rest[1] if len(rest) > 1 else None
+        sub = rest[2] if len(rest) > 2 else None
+        if sub is not None and sub not in r.subresources:
+            raise ApiError(404, "NotFound", "the server could not find the requested resource")
+        if name is None:
+            if req.method == "GET":
+                return self.list_or_watch(req, c, r, version, ns)
+            if req.method == "POST":
+                return self.create(req, c, r, ns)
+            if req.method == "DELETE":
+                return self.delete_collection(req, c, r, ns)
+            raise ApiError(405, "MethodNotAllowed", f"{req.method} is not allowed on "
+                           f"{r.plural}")
+        if r.namespaced and ns is None:
+            raise ApiError(404, "NotFound", "the server could not find the requested resource")
+        ns = ns or ""
+        if req.method == "GET":
+            return self.get(req, c, r, version, ns, name, sub)
+        if req.method == "PATCH":
+            return self.patch(req, c, r, version, ns, name, sub)
+        if req.method == "PUT":
+            return self.update(req, c, r, version, ns, name, sub)
+        if req.method == "DELETE" and sub is None:
+            return self.delete(req, c, r, ns, name)
+        raise ApiError(405, "MethodNotAllowed", f"{req.method} is not allowed here")
 
     @staticmethod
-    def _kind(res: str) -> str:
-        return APPS.get(res) or EXT.get(res) or CORE[res]
+    def _as(obj: dict[str, Any], r: ApiResource, version: str) -> dict[str, Any]:
+        """The object served at ``version`` (the sandbox converts nothing but the
+        ``apiVersion`` of a resource served in several versions)."""
+        api_version = f"{r.group}/{version}" if r.group else version
+        if obj.get("apiVersion") == api_version:
+            return obj
+        return {**obj, "apiVersion": api_version}
 
-    # ---------------------------------------------------------------- routes
+    def _not_found(self, r: ApiResource, name: str) -> ApiError:
+        group = f".{r.group}" if r.group else ""
+        return ApiError(404, "NotFound", f'{r.plural}{group} "{name}" not found', name=name,
+                        group=r.group, kind=r.plural)
 
-    def version(self, req: Request) -> Response:
-        denied = self._auth(req)
-        if denied:
-            return denied
-        k8s = self.world.clusters[req.params["cluster"]].kubernetes_version
-        major, minor = k8s.split(".")[:2]
-        return Response(200, {"major": major, "minor": minor, "gitVersion": f"v{k8s}",
-                              "platform": "linux/amd64"})
+    # ---------------------------------------------------------------- reads
 
-    def list_objects(self, req: Request) -> Response:
-        denied = self._auth(req)
-        if denied:
-            return denied
-        cluster, res, ns = req.params["cluster"], req.params["res"], req.params.get("ns")
-        kind = self._kind(res)
+    def list_or_watch(self, req: Request, c: Cluster, r: ApiResource, version: str,
+                      ns: str | None) -> Response:
         selector = parse_selector(req.query.get("labelSelector", ""))
+        fields = parse_fields(r.kind, req.query.get("fieldSelector", ""))
         if req.query.get("watch") in ("true", "1"):
-            return self._watch(req, cluster, kind, ns, selector)
-        api = ("apps/v1" if kind in APPS.values() else
-               "apiextensions.k8s.io/v1" if kind in EXT.values() else "v1")
+            return self._watch(req, c, r, version, ns, selector, fields)
         with self.world.lock:
             self.world.reconcile()
-            c = self.world.clusters[cluster]
-            items = [self._render(cluster, o) for (k, n, _), o in sorted(c.objects.items())
-                     if k == kind and (ns is None or n == ns)
-                     and matches(o["metadata"].get("labels") or {}, selector)]
+            items = [self._as(o, r, version) for (k, n, _), o in sorted(c.objects.items())
+                     if k == r.key and (ns is None or n == ns)
+                     and matches(o["metadata"].get("labels") or {}, selector)
+                     and fields_match(o, fields)]
             rv = str(c.events[-1][0] if c.events else 1)
-            body = json.dumps({"kind": f"{kind}List", "apiVersion": api,
-                               "metadata": {"resourceVersion": rv}, "items": items})
+            if wants_table(req.headers.get("Accept", "")):
+                body = json.dumps(table(r, items, rv, req.query.get("includeObject",
+                                                                     "Metadata")))
+            else:
+                body = json.dumps({"kind": f"{r.kind}List",
+                                   "apiVersion": f"{r.group}/{version}" if r.group else version,
+                                   "metadata": {"resourceVersion": rv}, "items": items})
         return Response(200, body)
 
-    def _watch(self, req: Request, cluster: str, kind: str, ns: str | None,
-               selector: list[tuple[str, str, set[str]]]) -> Response:
-        since = int(req.query.get("resourceVersion") or 0)
-        deadline = time.time() + float(req.query.get("timeoutSeconds") or 30)
+    def _watch(self, req: Request, c: Cluster, r: ApiResource, version: str, ns: str | None,
+               selector: list[tuple[str, str, set[str]]],
+               fields: list[tuple[str, bool, str]]) -> Response:
+        as_table = wants_table(req.headers.get("Accept", ""))
+        include = req.query.get("includeObject", "Metadata")
+        rv_text = req.query.get("resourceVersion") or ""
+        initial = req.query.get("sendInitialEvents") == "true" or rv_text in ("", "0")
+        deadline = time.time() + float(req.query.get("timeoutSeconds") or 1800)
+
+        def wanted(obj: dict[str, Any]) -> bool:
+            meta = obj["metadata"]
+            return (ns is None or meta.get("namespace", "") == ns) and matches(
+                meta.get("labels") or {}, selector) and fields_match(obj, fields)
+
+        def encode(typ: str, obj: dict[str, Any]) -> bytes:
+            obj = self._as(obj, r, version)
+            if as_table and typ != "BOOKMARK":
+                obj = table(r, [obj], obj["metadata"].get("resourceVersion", ""), include)
+            return json.dumps({"type": typ, "object": obj}).encode() + b"\n"
+
+        with self.world.lock:
+            self.world.reconcile()
+            first: list[bytes] = []
+            oldest = c.events[0][0] if c.events else 0
+            last = c.events[-1][0] if c.events else 0
+            if initial:
+                first = [encode("ADDED", o) for (k, _, _), o in sorted(c.objects.items())
+                         if k == r.key and wanted(o)]
+                if req.query.get("sendInitialEvents") == "true":
+                    first.append(encode("BOOKMARK", {
+                        "kind": r.kind, "apiVersion": r.api_version,
+                        "metadata": {"resourceVersion": str(last), "annotations": {
+                            "k8s.io/initial-events-end": "true"}}}))
+            else:
+                last = int(rv_text) if rv_text.isdigit() else 0
+                if last < oldest - 1:
+                    gone = {"type": "ERROR", "object": {
+                        "kind": "Status", "apiVersion": "v1", "metadata": {},
+                        "status": "Failure", "reason": "Expired", "code": 410,
+                        "message": f"too old resource version: {last} ({oldest - 1})"}}
+                    first = [json.dumps(gone).encode() + b"\n"]
+                    deadline = 0.0
 
         def stream(handler: Any) -> None:
-            last = since
+            since = last
             try:
+                for chunk in first:
+                    write_chunk(handler, chunk)
                 while time.time() < deadline:
                     with self.world.lock:
                         self.world.reconcile()
-                        events = [e for e in self.world.clusters[cluster].events if e[0] > last]
                         out = []
-                        for rv, typ, obj in events:
-                            last = rv
-                            if obj["kind"] != kind or (ns and obj["metadata"].get("namespace")
-                                                       != ns):
-                                continue
-                            if not matches(obj["metadata"].get("labels") or {}, selector):
-                                continue
-                            out.append({"type": typ, "object": self._render(cluster, obj)})
-                    for ev in out:
-                        write_chunk(handler, json.dumps(ev).encode() + b"\n")
+                        start = bisect.bisect_right(c.events, since, key=lambda e: e[0])
+                        for rv, typ, obj, key in c.events[start:]:
+                            since = rv
+                            if key[0] == r.key and wanted(obj):
+                                out.append(encode(typ, obj))
+                    for chunk in out:
+                        write_chunk(handler, chunk)
                     time.sleep(0.1)
                 write_chunk(handler, b"")
-            except (BrokenPipeError, ConnectionResetError):
+            except (BrokenPipeError, ConnectionResetError, OSError):
                 pass
         return Response(200, stream=stream)
 
-    def _target(self, req: Request) -> tuple[str, str, str, str, str]:
-        """(cluster, resource, kind, namespace, name) of a request for one object."""
-        res = req.params["res"]
-        return (req.params["cluster"], res, self._kind(res), req.params.get("ns", ""),
-                req.params["name"])
-
-    def get(self, req: Request) -> Response:
-        denied = self._auth(req)
-        if denied:
-            return denied
-        cluster, res, kind, ns, name = self._target(req)
-        obj = self.world.get(cluster, kind, ns, name)
+    def get(self, req: Request, c: Cluster, r: ApiResource, version: str, ns: str, name: str,
+            sub: str | None) -> Response:
+        obj = self.world.get(c.name, r.key, ns, name)
         if obj is None:
-            return status(404, "NotFound", f'{res} "{name}" not found', name=name, kind=res)
-        return Response(200, self._render(cluster, obj))
+            raise self._not_found(r, name)
+        if sub == "log":
+            container = req.query.get("container") or obj["spec"]["containers"][0]["name"]
+            return Response(200, f"(sandbox) {name}/{container}: started\n",
+                            content_type="text/plain")
+        if sub == "scale":
+            return Response(200, _scale(obj))
+        if wants_table(req.headers.get("Accept", "")):
+            return Response(200, table(r, [self._as(obj, r, version)],
+                                       obj["metadata"]["resourceVersion"],
+                                       req.query.get("includeObject", "Metadata")))
+        return Response(200, self._as(obj, r, version))
 
-    def patch(self, req: Request) -> Response:
-        denied = self._auth(req)
-        if denied:
-            return denied
-        cluster, res, kind, ns, name = self._target(req)
+    # ---------------------------------------------------------------- writes
+
+    def create(self, req: Request, c: Cluster, r: ApiResource, ns: str | None) -> Response:
         try:
             body = req.json()
         except ValueError:
-            return status(400, "BadRequest", "the body of the request was in an unknown format")
+            raise ApiError(400, "BadRequest", "the body of the request was in an unknown "
+                           "format") from None
+        if not isinstance(body, dict):
+            raise ApiError(400, "BadRequest", "the body of the request is not an object")
+        body.setdefault("apiVersion", r.api_version)
+        body.setdefault("kind", r.kind)
+        if body["kind"] != r.kind:
+            raise ApiError(400, "BadRequest", f"the kind {body['kind']} of the body is not "
+                           f"{r.kind}")
+        if req.query.get("dryRun"):
+            return Response(201, body)
+        return Response(201, self.world.create(c.name, body, ns))
+
+    def patch(self, req: Request, c: Cluster, r: ApiResource, version: str, ns: str,
+              name: str, sub: str | None) -> Response:
         ctype = req.headers.get("Content-Type", "")
+        if "apply-patch" in ctype:
+            raise ApiError(415, "UnsupportedMediaType", "the sandbox does not do server-side "
+                           "apply; use client-side apply or a patch")
+        try:
+            body = req.json()
+        except ValueError:
+            raise ApiError(400, "BadRequest", "the body of the request was in an unknown "
+                           "format") from None
         with self.world.lock:
-            current = self.world.get(cluster, kind, ns, name)
+            current = self.world.get(c.name, r.key, ns, name)
             if current is None:
-                return status(404, "NotFound", f'{res} "{name}" not found', name=name, kind=res)
-            if "json-patch" in ctype or isinstance(body, list):
-                try:
+                raise self._not_found(r, name)
+            if sub == "scale":
+                target = merge_patch(_scale(current), body)
+                replicas = (target.get("spec") or {}).get("replicas")
+                out = self.world.patch(c.name, r.key, ns, name, {"spec": {"replicas":
+                                                                          replicas}})
+                assert out is not None
+                return Response(200, _scale(out))
+            try:
+                if "json-patch" in ctype or isinstance(body, list):
                     target = json_patch(copy.deepcopy(current), body)
-                except (KeyError, IndexError, ValueError) as exc:
-                    return status(422, "Invalid", f"invalid JSON patch: {exc}")
-                patch = _diff_as_merge_patch(current, target)
-            else:
-                patch = body
-            obj = self.world.patch(cluster, kind, ns, name, patch)
+                elif "strategic" in ctype:
+                    target = strategic_merge(copy.deepcopy(current), body)
+                else:
+                    target = merge_patch(copy.deepcopy(current), body)
+            except (KeyError, IndexError, ValueError, TypeError) as exc:
+                raise ApiError(422, "Invalid", f"the patch could not be applied: {exc}") \
+                    from None
+            if sub != "status":
+                target["status"] = current.get("status")
+                if target["status"] is None:
+                    target.pop("status")
+            if req.query.get("dryRun"):
+                return Response(200, self._as(target, r, version))
+            obj = self.world.update(c.name, r.key, ns, name, {
+                **target, "metadata": {k: v for k, v in target["metadata"].items()
+                                       if k != "resourceVersion"}}, keep_status=sub != "status")
         assert obj is not None
-        return Response(200, self._render(cluster, obj))
+        return Response(200, self._as(obj, r, version))
+
+    def update(self, req: Request, c: Cluster, r: ApiResource, version: str, ns: str,
+               name: str, sub: str | None) -> Response:
+        try:
+            body = req.json()
+        except ValueError:
+            raise ApiError(400, "BadRequest", "the body of the request was in an unknown "
+                           "format") from None
+        if sub == "scale":
+            replicas = ((body or {}).get("spec") or {}).get("replicas")
+            out = self.world.patch(c.name, r.key, ns, name, {"spec": {"replicas": replicas}})
+            if out is None:
+                raise self._not_found(r, name)
+            return Response(200, _scale(out))
+        obj = self.world.update(c.name, r.key, ns, name, body, keep_status=sub != "status")
+        if obj is None:
+            raise self._not_found(r, name)
+        return Response(200, self._as(obj, r, version))
+
+    def delete(self, req: Request, c: Cluster, r: ApiResource, ns: str, name: str) -> Response:
+        try:
+            opts = req.json() or {}
+        except ValueError:
+            opts = {}
+        propagation = req.query.get("propagationPolicy") or opts.get("propagationPolicy") \
+            or "Background"
+        if req.query.get("dryRun"):
+            obj = self.world.get(c.name, r.key, ns, name)
+        else:
+            obj = self.world.delete(c.name, r.key, ns, name, propagation)
+        if obj is None:
+            raise self._not_found(r, name)
+        if obj["metadata"].get("deletionTimestamp"):
+            return Response(200, obj)
+        return Response(200, {"kind": "Status", "apiVersion": "v1", "metadata": {},
+                              "status": "Success", "details": {
+                                  "name": name, "group": r.group, "kind": r.plural,
+                                  "uid": obj["metadata"].get("uid")}})
+
+    def delete_collection(self, req: Request, c: Cluster, r: ApiResource, ns: str | None
+                          ) -> Response:
+        selector = parse_selector(req.query.get("labelSelector", ""))
+        fields = parse_fields(r.kind, req.query.get("fieldSelector", ""))
+        with self.world.lock:
+            names = [(n, nm) for (k, n, nm), o in sorted(c.objects.items())
+                     if k == r.key and (ns is None or n == ns)
+                     and matches(o["metadata"].get("labels") or {}, selector)
+                     and fields_match(o, fields)]
+            for n, nm in names:
+                self.world.delete(c.name, r.key, n, nm)
+        return Response(200, {"kind": "Status", "apiVersion": "v1", "metadata": {},
+                              "status": "Success"})
 
 
-def _diff_as_merge_patch(before: Any, after: Any) -> Any:
-    if not isinstance(before, dict) or not isinstance(after, dict):
-        return after
-    patch: dict[str, Any] = {}
-    for k in before.keys() - after.keys():
-        patch[k] = None
-    for k, v in after.items():
-        if k not in before:
-            patch[k] = v
-        elif before[k] != v:
-            patch[k] = _diff_as_merge_patch(before[k], v)
-    return patch
+def _scale(obj: dict[str, Any]) -> dict[str, Any]:
+    """The ``autoscaling/v1`` Scale of a workload (its ``scale`` subresource)."""
+    sel = (obj.get("spec") or {}).get("selector") or {}
+    return {"kind": "Scale", "apiVersion": "autoscaling/v1",
+            "metadata": {k: obj["metadata"][k] for k in (
+                "name", "namespace", "uid", "resourceVersion", "creationTimestamp")
+                if k in obj["metadata"]},
+            "spec": {"replicas": (obj.get("spec") or {}).get("replicas", 0)},
+            "status": {"replicas": (obj.get("status") or {}).get("replicas", 0),
+                       "selector": ",".join(f"{k}={v}" for k, v in sorted(
+                           (sel.get("matchLabels") or {}).items()))}}
 
 
-__all__ = ["KubeEmulator", "merge_patch", "parse_selector", "matches"]
+__all__ = ["KubeEmulator", "merge_patch", "parse_selector", "matches", "strategic_merge"]

@@ -6,11 +6,13 @@ Serves ``/metrics`` in the Prometheus text format with the series an Istio sidec
 with ``destination_workload``, ``destination_workload_namespace`` and the rest of Istio's
 standard labels, plus ``cluster`` as Azure Monitor's managed Prometheus adds it.
 
-Every ready pod serves ``rps_per_pod`` requests a second. Error rate and latency depend on
-(cluster, namespace, sidecar revision) through the world's faults, which is how a bad canary
-is staged: a fault on ``asm-1-26`` in one namespace shows only once that namespace's pods run
-the asm-1-26 sidecar. Counters advance by elapsed time at each scrape, so they are exact
-rates, free of random noise.
+Which workloads serve and how many requests a second each revision of their pods gets is the
+world's (:meth:`sandbox.world.World.workloads_traffic`: workloads behind a Service, ready
+pods only, ``rps_per_pod`` each or the namespace's ``traffic.rps``). Error rate and latency
+depend on (cluster, namespace, workload, sidecar revision) through the namespace's traffic
+and the world's faults, which is how a bad canary is staged: a fault on ``asm-1-26`` in one
+namespace shows only once that namespace's pods run the asm-1-26 sidecar.
+Counters advance by elapsed time at each scrape, so they are exact rates, free of random noise.
 """
 
 from __future__ import annotations
@@ -22,7 +24,7 @@ import time
 from collections import defaultdict
 
 from sandbox.http import Response, Router
-from sandbox.world import Fault, World
+from sandbox.world import World
 
 BUCKETS = [0.5, 1, 5, 10, 25, 50, 100, 250, 500, 1000, 2500, 5000, 10000, 30000, 60000,
            300000, 600000, 1800000, 3600000]
@@ -56,16 +58,16 @@ class TrafficSimulator:
         with self.lock:
             dt, self.last = max(0.0, now - self.last), now
             for cluster, ns, workload, revs in self.world.workloads_traffic():
-                for rev, pods in revs.items():
-                    fault = self.world.faults.get((cluster, ns, rev or ""), Fault())
-                    n = pods * self.world.rps_per_pod * dt
+                for rev, rps in revs.items():
+                    error_rate, latency = self.world.profile(cluster, ns, workload, rev)
+                    n = rps * dt
                     if n <= 0:
                         continue
-                    errors = n * fault.error_rate
+                    errors = n * error_rate
                     self.requests[(cluster, ns, workload, "200")] += n - errors
                     if errors:
                         self.requests[(cluster, ns, workload, "503")] += errors
-                    median = fault.latency_ms or default_latency_ms(workload)
+                    median = latency or default_latency_ms(workload)
                     key = (cluster, ns, workload)
                     for i, le in enumerate(BUCKETS):
                         self.buckets[key][i] += n * lognormal_cdf(le, median)

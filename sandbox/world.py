@@ -1,29 +1,39 @@
-"""The sandbox's world: managed clusters, their Kubernetes objects, operations and faults.
+"""The sandbox's world: managed clusters, their Kubernetes objects, controllers and faults.
 
 One lock guards everything; every emulator calls :meth:`World.reconcile` before it reads, so
-time-driven behaviour (an ARM operation finishing, pods being replaced after a pod-template
-change) happens at the moment it is due, whoever looks first. A background thread also
-reconciles so watches see changes without a request.
+time-driven behaviour (an ARM operation finishing, a pod starting, a CronJob firing) happens
+at the moment it is due, whoever looks first. A background thread also reconciles so that
+watches see changes without a request.
 
-What it models (DESIGN.md §1, §8):
-- ``serviceMeshProfile.istio.revisions`` per cluster, changed only through a long-running
-  PUT that takes ``operation_s`` seconds; ``istiod-<revision>`` Deployments in
-  ``aks-istio-system`` follow the revision list when the operation ends.
-- Namespaces, Deployments, StatefulSets, DaemonSets and their pods. A changed pod template
-  bumps ``metadata.generation``; ``rollout_s`` seconds later the pods are replaced, and a new
-  pod gets the sidecar of its namespace's ``istio.io/rev`` label (revision label,
-  ``sidecar.istio.io/status`` annotation, ``istio-proxy`` container with the revision's
-  patch version as image tag).
-- Counters of what changed, for tests: namespace relabels per (namespace, revision) and
-  workload restarts per (workload, revision), and faults per (cluster, namespace, revision).
+Objects are stored as the API server stores them: any kind the cluster serves
+(:mod:`sandbox.kinds`), with ``uid``, ``resourceVersion``, ``creationTimestamp``,
+``generation`` and ``ownerReferences``; every change is an event for watches. Controllers
+behave as Kubernetes' own (each docstring names its source); what they simplify is said
+there. Time: a pod starts ``rollout_s`` after it is created (instantly while a world is
+being seeded, which starts settled); a terminating pod is gone ``termination_s`` later;
+CronJob schedules and Job TTLs run on the **sandbox clock**, ``clock_speed`` times faster
+than the wall clock (60: a sandbox minute per second, so ``*/5 * * * *`` fires every five
+seconds).
+
+Istio: ``serviceMeshProfile.istio.revisions`` per cluster, changed only through a
+long-running PUT that takes ``operation_s`` seconds; the add-on's ``aks-istio-system``,
+``istiod-<revision>``, ingress gateways and Istio CRDs follow the revision list when the
+operation ends, and are removed with the mesh (AKS doc ``istio-uninstall-addon.md``). New
+pods get the sidecar the injector would give them (:meth:`World._inject`).
+
+Counters of what changed, for tests: namespace relabels per (namespace, revision) and
+workload restarts per (workload, revision).
 """
 
 from __future__ import annotations
 
+import base64
 import copy
 import hashlib
+import heapq
 import itertools
 import json
+import random
 import threading
 import time
 import uuid
@@ -34,13 +44,30 @@ from typing import Any
 
 import yaml
 
+from sandbox.cron import CronError
+from sandbox.cron import parse as parse_cron
+from sandbox.kinds import (
+    ISTIO_CRDS,
+    ApiResource,
+    Registry,
+    istio_crd,
+    kind_key,
+    split_api_version,
+)
 from sandbox.resources import cluster_body
 
 REV_LABEL = "istio.io/rev"
+INJECTION_LABEL = "istio-injection"
+INJECT = "sidecar.istio.io/inject"
 RESTARTED_AT = "kubectl.kubernetes.io/restartedAt"
 ISTIO_NS = "aks-istio-system"
+INGRESS_NS = "aks-istio-ingress"
 PROXY_IMAGE = "mcr.microsoft.com/oss/istio/proxyv2:{version}-distroless"
 WORKLOAD_KINDS = ("Deployment", "StatefulSet", "DaemonSet")
+SYSTEM_NAMESPACES = ("kube-system", "kube-public", "kube-node-lease", ISTIO_NS, INGRESS_NS)
+TENANT = "00000000-0000-0000-0000-000000000002"
+
+Key = tuple[str, str, str]  # (kind key, namespace, name)
 
 
 def load_revisions() -> list[dict[str, Any]]:
@@ -48,18 +75,31 @@ def load_revisions() -> list[dict[str, Any]]:
     return list(yaml.safe_load(text)["revisions"])
 
 
-def load_bookinfo() -> list[dict[str, Any]]:
-    text = resources.files("sandbox").joinpath("data/bookinfo.yaml").read_text()
-    return [d for d in yaml.safe_load_all(text) if d]
+class ApiError(Exception):
+    """An error as the API server answers it: HTTP code, reason, message."""
+
+    def __init__(self, code: int, reason: str, message: str, **details: Any) -> None:
+        super().__init__(message)
+        self.code, self.reason, self.message, self.details = code, reason, message, details
 
 
 @dataclass
 class Fault:
-    """Behaviour of the canary (or any) revision in one namespace, for staging a bad canary."""
+    """Behaviour of a revision's pods in one namespace (or of one workload there)."""
 
     error_rate: float = 0.0  # fraction of requests answered 5xx
     latency_ms: float | None = None  # median latency; None: the workload's default
     crashloop: bool = False
+
+
+@dataclass
+class Traffic:
+    """A namespace's requests: ``rps`` a second in all, split evenly over the workloads a
+    Service selects; a base error rate; p99 latency (the median is p99 / 3.2)."""
+
+    rps: float
+    error_rate: float = 0.0
+    p99_ms: float | None = None
 
 
 @dataclass
@@ -82,37 +122,132 @@ class Cluster:
     location: str
     kubernetes_version: str
     arm: dict[str, Any]  # the managedCluster body, as ARM returns it
-    objects: dict[tuple[str, str, str], dict[str, Any]] = field(default_factory=dict)
-    pending_rollouts: dict[tuple[str, str, str], float] = field(default_factory=dict)
-    events: list[tuple[int, str, dict[str, Any]]] = field(default_factory=list)
-    #: (kind, namespace, name) of a workload → names of its pods, so status is cheap
-    pods_by_owner: dict[tuple[str, str, str], set[str]] = field(default_factory=dict)
+    objects: dict[Key, dict[str, Any]] = field(default_factory=dict)
+    #: (resourceVersion, ADDED|MODIFIED|DELETED, the object then, its key), oldest first
+    events: list[tuple[int, str, dict[str, Any], Key]] = field(default_factory=list)
+    #: owner uid → keys of the objects it owns (ownerReferences), and uid → key
+    children: dict[str, set[Key]] = field(default_factory=dict)
+    uids: dict[str, Key] = field(default_factory=dict)
     token: str = field(default_factory=lambda: "k8s-" + uuid.uuid4().hex)
     operation: Operation | None = None
+    registry: Registry = field(default_factory=lambda: Registry([]))
+    #: CronJob → the last sandbox-clock minute it was checked at
+    cron_checked: dict[Key, float] = field(default_factory=dict)
+    #: Deployment → when its current rollout last made progress (for the progress deadline)
+    progress: dict[Key, float] = field(default_factory=dict)
+    ips: itertools.count[int] = field(default_factory=lambda: itertools.count(10))
+    node_names: list[str] = field(default_factory=list)
+    #: Deployment → ready new pods last seen, and when its progress deadline is checked
+    ready_seen: dict[Key, int] = field(default_factory=dict)
+    deadline_at: dict[Key, float] = field(default_factory=dict)
 
     @property
     def revisions(self) -> list[str]:
         mesh = self.arm["properties"].get("serviceMeshProfile") or {}
         return list((mesh.get("istio") or {}).get("revisions") or [])
 
+    @property
+    def nodes(self) -> list[str]:
+        return self.node_names
+
+
+def now_iso(t: float | None = None) -> str:
+    return time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime(time.time() if t is None else t))
+
+
+def parse_iso(text: str) -> float:
+    import calendar
+    return float(calendar.timegm(time.strptime(text[:19], "%Y-%m-%dT%H:%M:%S")))
+
+
+def _suffix(n: int = 5) -> str:
+    """The random suffix of generated names (``apiserver``'s ``SimpleNameGenerator``)."""
+    return "".join(random.choices("bcdfghjklmnpqrstvwxz2456789", k=n))
+
+
+def template_hash(template: Any) -> str:
+    """A stable hash of a pod template, as the controllers' ``pod-template-hash``: ten
+    characters of apimachinery's ``rand.SafeEncodeString`` alphabet."""
+    n = int(hashlib.sha1(json.dumps(template, sort_keys=True).encode()).hexdigest(), 16)
+    alphabet = "bcdfghjklmnpqrstvwxz2456789"
+    out = ""
+    for _ in range(10):
+        n, r = divmod(n, len(alphabet))
+        out += alphabet[r]
+    return out
+
+
+def int_or_percent(value: Any, total: int, round_up: bool, default: str) -> int:
+    """``intstr.GetScaledValueFromIntOrPercent``: 1, or "25%" of ``total`` rounded."""
+    if value is None:
+        value = default
+    if isinstance(value, int):
+        return value
+    text = str(value)
+    if text.endswith("%"):
+        scaled = float(text[:-1]) * total / 100
+        return int(-(-scaled // 1)) if round_up else int(scaled)
+    return int(text)
+
+
+def _ready(pod: dict[str, Any]) -> bool:
+    return any(c.get("type") == "Ready" and c.get("status") == "True"
+               for c in pod.get("status", {}).get("conditions") or [])
+
+
+def _terminating(obj: dict[str, Any]) -> bool:
+    return "deletionTimestamp" in obj["metadata"]
+
+
+def _active(pod: dict[str, Any]) -> bool:
+    """``controller.FilterActivePods``: not terminating, not Succeeded or Failed."""
+    return not _terminating(pod) and pod.get("status", {}).get("phase") not in (
+        "Succeeded", "Failed")
+
 
 class World:
     def __init__(self, operation_s: float = 2.0, rollout_s: float = 1.0,
-                 rps_per_pod: float = 10.0) -> None:
+                 rps_per_pod: float = 10.0, termination_s: float = 0.3,
+                 job_run_s: float = 2.0, clock_speed: float = 60.0) -> None:
         self.lock = threading.RLock()
         self.operation_s = operation_s
         self.rollout_s = rollout_s
         self.rps_per_pod = rps_per_pod
+        self.termination_s = termination_s
+        self.job_run_s = job_run_s
+        self.clock_speed = clock_speed
+        self.clock_origin = time.time()
         self.catalog: dict[str, dict[str, Any]] = {r["revision"]: r for r in load_revisions()}
         self.clusters: dict[str, Cluster] = {}
         self.operations: dict[str, Operation] = {}
+        #: (cluster, namespace, revision or "" or "*") → fault of the whole namespace
         self.faults: dict[tuple[str, str, str], Fault] = {}
+        #: (cluster, namespace, workload, revision or "" or "*") → fault of one workload
+        self.workload_faults: dict[tuple[str, str, str, str], Fault] = {}
+        self.traffic: dict[tuple[str, str], Traffic] = {}
         self.relabels: Counter[str] = Counter()
         self.restarts: Counter[str] = Counter()
         self.arm_faults: list[int] = []  # statuses to answer the next ARM writes with
         self.failing_operations = 0  # the next operations end Failed, the cluster unchanged
         self.held: dict[str, dict[str, Any]] = {}  # revisions not yet released to ARM
+        self.seeding = False  # pods start at once while a world is being built
         self._rv = itertools.count(1000)
+        self._timers: list[tuple[float, int, str, str, Key]] = []
+        self._seq = itertools.count()
+        self._dirty: list[tuple[Cluster, Key]] = []
+
+    # ------------------------------------------------------------------ clocks
+
+    def sandbox_time(self, t: float | None = None) -> float:
+        """The sandbox clock: ``clock_speed`` times faster than the wall clock."""
+        t = time.time() if t is None else t
+        return self.clock_origin + (t - self.clock_origin) * self.clock_speed
+
+    def wall_time(self, sandbox_t: float) -> float:
+        return self.clock_origin + (sandbox_t - self.clock_origin) / self.clock_speed
+
+    def _at(self, due: float, action: str, c: Cluster, key: Key) -> None:
+        heapq.heappush(self._timers, (due, next(self._seq), action, c.name, key))
 
     # ------------------------------------------------------------------ seeding
 
@@ -130,75 +265,133 @@ class World:
 
     def add_cluster(self, name: str, *, subscription: str, resource_group: str, location: str,
                     kubernetes_version: str, revisions: list[str] | None,
-                    namespaces: dict[str, dict[str, str]], bookinfo_in: list[str]) -> Cluster:
-        """Create a managed cluster from the shape of the REST spec's create example."""
+                    entra_id: dict[str, Any] | None = None, open_service_mesh: bool = False,
+                    node_count: int = 3) -> Cluster:
+        """A managed cluster after the REST spec's create example, with AKS's namespaces,
+        nodes, CoreDNS and (with revisions) the mesh add-on's control plane."""
         body = cluster_body(subscription, resource_group, name, location, kubernetes_version,
                             revisions)
+        body["properties"]["agentPoolProfiles"][0]["count"] = node_count
+        if entra_id is not None:
+            # AKS REST API ManagedClusterAADProfile; disableLocalAccounts on the cluster
+            body["properties"]["aadProfile"] = {
+                "managed": True, "enableAzureRBAC": bool(entra_id.get("azure_rbac")),
+                "adminGroupObjectIDs": list(entra_id.get("admin_group_object_ids") or []),
+                "tenantID": TENANT}
+            body["properties"]["disableLocalAccounts"] = bool(
+                entra_id.get("disable_local_accounts"))
+        if open_service_mesh:
+            body["properties"]["addonProfiles"]["openServiceMesh"] = {"enabled": True,
+                                                                      "config": {}}
         c = Cluster(name, subscription, resource_group, location, kubernetes_version, body)
         with self.lock:
             self.clusters[name] = c
-            for ns in ("default", "kube-system", ISTIO_NS, *namespaces):
-                self._put(c, "Namespace", "", ns, {
-                    "apiVersion": "v1", "kind": "Namespace",
-                    "metadata": {"name": ns, "labels": dict(namespaces.get(ns, {}))},
-                    "spec": {"finalizers": ["kubernetes"]}, "status": {"phase": "Active"}})
-            self._deployment(c, "kube-system", "coredns", {"k8s-app": "kube-dns"}, 2,
-                             "mcr.microsoft.com/oss/kubernetes/coredns:v1.11.3")
-            for ns in bookinfo_in:
-                for doc in load_bookinfo():
-                    if doc["kind"] == "Deployment":
-                        d = copy.deepcopy(doc)
-                        d["metadata"]["namespace"] = ns
-                        self._new_workload(c, d)
-            self._sync_istiod(c)
+            for ns in ("default", "kube-system", "kube-public", "kube-node-lease"):
+                self.ensure_namespace(c, ns, {})
+            vmss = hashlib.sha1(name.encode()).hexdigest()[:8]
+            for i in range(node_count):
+                node = f"aks-nodepool1-{int(vmss, 16) % 10**8:08d}-vmss{i:06d}"
+                self._create(c, {
+                    "apiVersion": "v1", "kind": "Node",
+                    "metadata": {"name": node, "labels": {
+                        "kubernetes.io/hostname": node, "kubernetes.io/os": "linux",
+                        "kubernetes.azure.com/agentpool": "nodepool1",
+                        "node.kubernetes.io/instance-type": "Standard_DS2_v2",
+                        "topology.kubernetes.io/region": location,
+                        "kubernetes.io/role": "agent"}},
+                    "spec": {"podCIDR": f"10.244.{i}.0/24"},
+                    "status": {"conditions": [{"type": "Ready", "status": "True",
+                                               "reason": "KubeletReady",
+                                               "message": "kubelet is posting ready status"}],
+                               "addresses": [{"type": "InternalIP", "address": f"10.224.0.{4 + i}"},
+                                             {"type": "Hostname", "address": node}],
+                               "nodeInfo": {"kubeletVersion": f"v{kubernetes_version}",
+                                            "osImage": "Ubuntu 22.04.5 LTS",
+                                            "containerRuntimeVersion": "containerd://1.7.27",
+                                            "kernelVersion": "5.15.0-1089-azure",
+                                            "operatingSystem": "linux",
+                                            "architecture": "amd64"}}})
+            self._workload(c, "kube-system", "coredns", {"k8s-app": "kube-dns"}, 2,
+                           "mcr.microsoft.com/oss/kubernetes/coredns:v1.11.3")
+            self._sync_mesh(c)
+            self._settle()
         return c
 
-    def _deployment(self, c: Cluster, ns: str, name: str, labels: dict[str, str],
-                    replicas: int, image: str) -> None:
-        self._new_workload(c, {
+    def ensure_namespace(self, c: Cluster, name: str, labels: dict[str, str]) -> None:
+        """Create namespace ``name`` with ``labels``, or add ``labels`` to it."""
+        existing = c.objects.get(("Namespace", "", name))
+        if existing is None:
+            self._create(c, {"apiVersion": "v1", "kind": "Namespace",
+                             "metadata": {"name": name, "labels": dict(labels)}})
+        elif labels:
+            merged = copy.deepcopy(existing)
+            merged["metadata"].setdefault("labels", {}).update(labels)
+            self._put(c, ("Namespace", "", name), merged)
+
+    def _workload(self, c: Cluster, ns: str, name: str, labels: dict[str, str],
+                  replicas: int, image: str) -> None:
+        self._create(c, {
             "apiVersion": "apps/v1", "kind": "Deployment",
             "metadata": {"name": name, "namespace": ns, "labels": dict(labels)},
             "spec": {"replicas": replicas, "selector": {"matchLabels": dict(labels)},
                      "template": {"metadata": {"labels": dict(labels)},
                                   "spec": {"containers": [{"name": name, "image": image}]}}}})
 
-    def _new_workload(self, c: Cluster, obj: dict[str, Any]) -> None:
-        meta = obj["metadata"]
-        meta.setdefault("labels", {})
-        meta.update(uid=str(uuid.uuid4()), generation=1,
-                    creationTimestamp=time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()))
-        obj["spec"].setdefault("replicas", 1)
-        if obj["kind"] == "StatefulSet":
-            obj["spec"].setdefault("serviceName", meta["name"])
-        key = (obj["kind"], meta["namespace"], meta["name"])
-        self._put(c, obj["kind"], meta["namespace"], meta["name"], obj)
-        self._replace_pods(c, key)
+    # ------------------------------------------------------------------ the store
 
-    # ------------------------------------------------------------------ objects
+    def resource(self, c: Cluster, api_version: str, kind: str) -> ApiResource:
+        r = c.registry.by_kind(api_version, kind)
+        if r is None:
+            raise ApiError(404, "NotFound", f'no matches for kind "{kind}" in version '
+                           f'"{api_version}"; ensure CRDs are installed first')
+        return r
 
-    def _put(self, c: Cluster, kind: str, ns: str, name: str, obj: dict[str, Any],
-             event: str | None = None) -> None:
-        key = (kind, ns, name)
+    def _put(self, c: Cluster, key: Key, obj: dict[str, Any], event: str | None = None) -> None:
         existed = key in c.objects
         obj["metadata"]["resourceVersion"] = str(next(self._rv))
         c.objects[key] = obj
-        if kind == "Pod":
-            owner = _owner(obj)
-            if owner:
-                c.pods_by_owner.setdefault(owner, set()).add(name)
+        uid = obj["metadata"].get("uid")
+        if uid:
+            c.uids[uid] = key
+        for ref in obj["metadata"].get("ownerReferences") or []:
+            c.children.setdefault(ref["uid"], set()).add(key)
         c.events.append((int(obj["metadata"]["resourceVersion"]),
-                         event or ("MODIFIED" if existed else "ADDED"), copy.deepcopy(obj)))
-        del c.events[:-5000]
+                         event or ("MODIFIED" if existed else "ADDED"), copy.deepcopy(obj), key))
+        del c.events[:-20000]
 
-    def _delete(self, c: Cluster, key: tuple[str, str, str]) -> None:
+    def _remove(self, c: Cluster, key: Key) -> None:
+        """Remove an object now, and (background cascading deletion) what it owns."""
         obj = c.objects.pop(key, None)
-        if obj is not None and key[0] == "Pod":
-            owner = _owner(obj)
-            if owner:
-                c.pods_by_owner.get(owner, set()).discard(key[2])
-        if obj is not None:
-            obj["metadata"]["resourceVersion"] = str(next(self._rv))
-            c.events.append((int(obj["metadata"]["resourceVersion"]), "DELETED", obj))
+        if obj is None:
+            return
+        uid = obj["metadata"].get("uid", "")
+        c.uids.pop(uid, None)
+        for ref in obj["metadata"].get("ownerReferences") or []:
+            c.children.get(ref["uid"], set()).discard(key)
+        obj = copy.deepcopy(obj)
+        obj["metadata"]["resourceVersion"] = str(next(self._rv))
+        c.events.append((int(obj["metadata"]["resourceVersion"]), "DELETED", obj, key))
+        for child in sorted(c.children.pop(uid, set())):
+            if child[0] == "Pod":
+                self._delete_pod(c, child)
+            else:
+                self._remove(c, child)
+        c.cron_checked.pop(key, None)
+        c.progress.pop(key, None)
+        if key[0] == "CustomResourceDefinition":
+            self._refresh_registry(c)
+        if key[0] == "Node" and key[2] in c.node_names:
+            c.node_names.remove(key[2])
+        self._owner_dirty(c, obj)
+
+    def _owner_dirty(self, c: Cluster, obj: dict[str, Any]) -> None:
+        for ref in obj["metadata"].get("ownerReferences") or []:
+            if ref.get("controller") and ref["uid"] in c.uids:
+                self._dirty.append((c, c.uids[ref["uid"]]))
+
+    def _refresh_registry(self, c: Cluster) -> None:
+        c.registry = Registry([o for (k, _, _), o in c.objects.items()
+                               if k == "CustomResourceDefinition"])
 
     def list_objects(self, cluster: str, kind: str, ns: str | None = None) -> list[dict[str, Any]]:
         with self.lock:
@@ -213,9 +406,242 @@ class World:
             obj = self.clusters[cluster].objects.get((kind, ns, name))
             return copy.deepcopy(obj) if obj else None
 
+    # ------------------------------------------------------------------ writes
+
+    def create(self, cluster: str, obj: dict[str, Any], namespace: str | None = None
+               ) -> dict[str, Any]:
+        """``POST``: create ``obj`` (in ``namespace`` for a namespaced kind)."""
+        with self.lock:
+            self.reconcile()
+            c = self.clusters[cluster]
+            created = self._create(c, obj, namespace)
+            self._settle()
+            return copy.deepcopy(c.objects.get(self._key_of(created), created))
+
+    def _key_of(self, obj: dict[str, Any]) -> Key:
+        group, _ = split_api_version(obj["apiVersion"])
+        return (kind_key(group, obj["kind"]), obj["metadata"].get("namespace", ""),
+                obj["metadata"]["name"])
+
+    def _create(self, c: Cluster, obj: dict[str, Any], namespace: str | None = None
+                ) -> dict[str, Any]:
+        obj = copy.deepcopy(obj)
+        if not isinstance(obj.get("metadata"), dict):
+            raise ApiError(422, "Invalid", "metadata: Required value")
+        r = self.resource(c, str(obj.get("apiVersion", "")), str(obj.get("kind", "")))
+        meta = obj["metadata"]
+        if not meta.get("name") and meta.get("generateName"):
+            meta["name"] = meta["generateName"] + _suffix()
+        if not isinstance(meta.get("name"), str) or not meta["name"]:
+            raise ApiError(422, "Invalid", f"{r.kind}: metadata.name: Required value: name "
+                           "or generateName is required")
+        if r.namespaced:
+            ns = meta.get("namespace") or namespace or "default"
+            if namespace and meta.get("namespace") and meta["namespace"] != namespace:
+                raise ApiError(400, "BadRequest", "the namespace of the provided object does "
+                               "not match the namespace sent on the request")
+            meta["namespace"] = ns
+            nso = c.objects.get(("Namespace", "", ns))
+            if nso is None:
+                raise ApiError(404, "NotFound", f'namespaces "{ns}" not found',
+                               name=ns, kind="namespaces")
+            if _terminating(nso):
+                raise ApiError(403, "Forbidden", f'{r.plural} "{meta["name"]}" is forbidden: '
+                               f"unable to create new content in namespace {ns} because it "
+                               "is being terminated")
+        else:
+            meta.pop("namespace", None)
+        key = (r.key, meta.get("namespace", ""), meta["name"])
+        if key in c.objects:
+            raise ApiError(409, "AlreadyExists", f'{r.plural} "{meta["name"]}" already exists',
+                           name=meta["name"], kind=r.plural)
+        t = time.time()
+        meta.update(uid=str(uuid.uuid4()), creationTimestamp=now_iso(t))
+        meta.pop("resourceVersion", None)
+        meta.pop("deletionTimestamp", None)
+        if meta.get("labels") is None:
+            meta.pop("labels", None)
+        if "spec" in obj or r.kind in WORKLOAD_KINDS:
+            meta["generation"] = 1
+        self._defaults(c, r, obj)
+        if r.kind == "Pod":
+            self._admit(c, obj)
+        self._put(c, key, obj)
+        if r.kind == "CustomResourceDefinition":
+            self._refresh_registry(c)
+        if r.kind == "Node":
+            c.node_names.append(meta["name"])
+        if r.kind == "Pod":
+            if self.seeding:
+                self._run_pod(c, key)
+            else:
+                self._at(time.time() + self.rollout_s, "start", c, key)
+        if r.kind in ("Deployment", "ReplicaSet", "StatefulSet", "DaemonSet", "Job"):
+            self._dirty.append((c, key))
+        if r.kind == "CronJob":
+            c.cron_checked[key] = self.sandbox_time() // 60 * 60
+        return obj
+
+    def _defaults(self, c: Cluster, r: ApiResource, obj: dict[str, Any]) -> None:
+        """What the API server adds on create (defaulting, allocation)."""
+        spec = obj.setdefault("spec", {}) if r.kind not in (
+            "ConfigMap", "Secret", "ServiceAccount", "Event", "Endpoints") else None
+        if r.kind == "Namespace":
+            obj["metadata"].setdefault("labels", {})[
+                "kubernetes.io/metadata.name"] = obj["metadata"]["name"]
+            assert spec is not None
+            spec.setdefault("finalizers", ["kubernetes"])
+            obj["status"] = {"phase": "Active"}
+        elif r.kind == "Secret":
+            obj.setdefault("type", "Opaque")
+            for k, v in (obj.pop("stringData", None) or {}).items():
+                obj.setdefault("data", {})[k] = base64.b64encode(str(v).encode()).decode()
+        elif r.kind == "Service" and spec is not None:
+            spec.setdefault("type", "ClusterIP")
+            if spec.get("clusterIP") != "None" and spec["type"] != "ExternalName":
+                n = next(c.ips)
+                spec["clusterIP"] = f"10.0.{n // 250 % 250}.{n % 250 + 2}"
+                spec["clusterIPs"] = [spec["clusterIP"]]
+            spec.setdefault("sessionAffinity", "None")
+            spec.setdefault("ipFamilies", ["IPv4"])
+            for p in spec.get("ports") or []:
+                p.setdefault("protocol", "TCP")
+                p.setdefault("targetPort", p.get("port"))
+            status: dict[str, Any] = {"loadBalancer": {}}
+            if spec["type"] == "LoadBalancer":
+                n = next(c.ips)
+                status["loadBalancer"] = {"ingress": [{"ip": f"20.{n % 200 + 10}.{n // 200 % 250}"
+                                                             f".{n % 250 + 1}",
+                                                       "ipMode": "VIP"}]}
+            obj["status"] = status
+        elif r.kind in WORKLOAD_KINDS + ("ReplicaSet",) and spec is not None:
+            if r.kind != "DaemonSet":
+                spec.setdefault("replicas", 1)
+            spec.setdefault("revisionHistoryLimit", 10)
+            if r.kind == "Deployment":
+                spec.setdefault("progressDeadlineSeconds", 600)
+                strategy = spec.setdefault("strategy", {"type": "RollingUpdate"})
+                if strategy.get("type", "RollingUpdate") == "RollingUpdate":
+                    strategy.setdefault("rollingUpdate", {"maxUnavailable": "25%",
+                                                          "maxSurge": "25%"})
+            elif r.kind == "StatefulSet":
+                spec.setdefault("podManagementPolicy", "OrderedReady")
+                strategy = spec.setdefault("updateStrategy", {"type": "RollingUpdate"})
+                if strategy.get("type", "RollingUpdate") == "RollingUpdate":
+                    strategy.setdefault("rollingUpdate", {"partition": 0})
+                spec.setdefault("serviceName", obj["metadata"]["name"])
+            elif r.kind == "DaemonSet":
+                strategy = spec.setdefault("updateStrategy", {"type": "RollingUpdate"})
+                if strategy.get("type", "RollingUpdate") == "RollingUpdate":
+                    strategy.setdefault("rollingUpdate", {"maxUnavailable": 1, "maxSurge": 0})
+            obj["status"] = {"observedGeneration": 0, "replicas": 0} \
+                if r.kind != "DaemonSet" else {"observedGeneration": 0}
+        elif r.kind == "Job" and spec is not None:
+            uid = obj["metadata"]["uid"]
+            name = obj["metadata"]["name"]
+            if not spec.get("manualSelector"):
+                # the API server's Job defaulting: a selector on the controller uid
+                spec["selector"] = {"matchLabels": {"batch.kubernetes.io/controller-uid": uid}}
+                tmeta = spec.setdefault("template", {}).setdefault("metadata", {})
+                tmeta.setdefault("labels", {}).update({
+                    "batch.kubernetes.io/controller-uid": uid,
+                    "batch.kubernetes.io/job-name": name, "controller-uid": uid,
+                    "job-name": name})
+            spec.setdefault("backoffLimit", 6)
+            spec.setdefault("completions", spec.get("parallelism") or 1)
+            spec.setdefault("parallelism", 1)
+            spec.setdefault("completionMode", "NonIndexed")
+            spec.setdefault("suspend", False)
+            obj["status"] = {}
+        elif r.kind == "CronJob" and spec is not None:
+            try:
+                parse_cron(str(spec.get("schedule", "")))
+            except CronError as exc:
+                raise ApiError(422, "Invalid", f'CronJob.batch "{obj["metadata"]["name"]}" '
+                               f'is invalid: spec.schedule: Invalid value: '
+                               f'"{spec.get("schedule", "")}": {exc}') from None
+            spec.setdefault("concurrencyPolicy", "Allow")
+            spec.setdefault("suspend", False)
+            spec.setdefault("successfulJobsHistoryLimit", 3)
+            spec.setdefault("failedJobsHistoryLimit", 1)
+            obj["status"] = {}
+        elif r.kind == "Pod" and spec is not None:
+            spec.setdefault("restartPolicy", "Always")
+            spec.setdefault("terminationGracePeriodSeconds", 30)
+            spec.setdefault("serviceAccountName", "default")
+            spec.setdefault("dnsPolicy", "ClusterFirst")
+
     def patch(self, cluster: str, kind: str, ns: str, name: str,
               patch: dict[str, Any]) -> dict[str, Any] | None:
         """Apply a JSON merge patch (RFC 7386) and the controllers' reaction to it."""
+        with self.lock:
+            self.reconcile()
+            c = self.clusters[cluster]
+            obj = c.objects.get((kind, ns, name))
+            if obj is None:
+                return None
+            merged: dict[str, Any] = merge_patch(copy.deepcopy(obj), patch)
+            return self._update(c, (kind, ns, name), merged)
+
+    def update(self, cluster: str, kind: str, ns: str, name: str, new: dict[str, Any],
+               keep_status: bool = True) -> dict[str, Any] | None:
+        """``PUT``: replace the object (server-set metadata kept; the status too unless
+        ``keep_status`` is false, as a write to the ``status`` subresource)."""
+        with self.lock:
+            self.reconcile()
+            c = self.clusters[cluster]
+            obj = c.objects.get((kind, ns, name))
+            if obj is None:
+                return None
+            rv = (new.get("metadata") or {}).get("resourceVersion")
+            if rv and rv != obj["metadata"]["resourceVersion"]:
+                raise ApiError(409, "Conflict", f'Operation cannot be fulfilled on {kind} '
+                               f'"{name}": the object has been modified; please apply your '
+                               "changes to the latest version and try again")
+            merged = copy.deepcopy(new)
+            meta = merged.setdefault("metadata", {})
+            for k in ("uid", "creationTimestamp", "namespace", "name"):  # immutable
+                if k in obj["metadata"]:
+                    meta[k] = obj["metadata"][k]
+            for k in ("generation", "ownerReferences", "deletionTimestamp"):  # server-set
+                if k in obj["metadata"] and k not in meta:
+                    meta[k] = obj["metadata"][k]
+            if keep_status and "status" in obj:
+                merged["status"] = obj["status"]
+            elif not keep_status:
+                merged = {**copy.deepcopy(obj), "status": merged.get("status")}
+            return self._update(c, (kind, ns, name), merged)
+
+    def _update(self, c: Cluster, key: Key, merged: dict[str, Any]) -> dict[str, Any]:
+        kind, ns, name = key
+        before = c.objects[key]
+        merged["metadata"]["uid"] = before["metadata"]["uid"]
+        if kind == "Namespace":
+            old = (before["metadata"].get("labels") or {}).get(REV_LABEL)
+            new = (merged["metadata"].get("labels") or {}).get(REV_LABEL)
+            if old != new:
+                self.relabels[f"{c.name}/{name}:{new}"] += 1
+        if merged.get("spec") != before.get("spec") and "generation" in before["metadata"]:
+            merged["metadata"]["generation"] = before["metadata"]["generation"] + 1
+        if kind in WORKLOAD_KINDS and (merged.get("spec") or {}).get("template") != \
+                (before.get("spec") or {}).get("template"):
+            rev = self._ns_revision(c, ns)
+            self.restarts[f"{c.name}/{ns}/{kind}/{name}:{rev}"] += 1
+            c.progress[key] = time.time()
+        self._put(c, key, merged)
+        if kind == "CustomResourceDefinition":
+            self._refresh_registry(c)
+        if kind in ("Deployment", "ReplicaSet", "StatefulSet", "DaemonSet", "Job"):
+            self._dirty.append((c, key))
+        self._settle()
+        return copy.deepcopy(c.objects[key])
+
+    def delete(self, cluster: str, kind: str, ns: str, name: str,
+               propagation: str = "Background") -> dict[str, Any] | None:
+        """``DELETE``: a pod terminates gracefully (``deletionTimestamp``, gone
+        ``termination_s`` later); a namespace terminates with its content; anything else is
+        removed at once with its dependents (background cascading deletion), or orphans them
+        with ``propagationPolicy=Orphan`` (Kubernetes docs "Garbage Collection")."""
         with self.lock:
             self.reconcile()
             c = self.clusters[cluster]
@@ -223,131 +649,866 @@ class World:
             obj = c.objects.get(key)
             if obj is None:
                 return None
-            before = copy.deepcopy(obj)
-            merged: dict[str, Any] = merge_patch(copy.deepcopy(obj), patch)  # an object
-            if kind == "Namespace":
-                old = (before["metadata"].get("labels") or {}).get(REV_LABEL)
-                new = (merged["metadata"].get("labels") or {}).get(REV_LABEL)
-                if old != new:
-                    self.relabels[f"{cluster}/{name}:{new}"] += 1
-            if kind in WORKLOAD_KINDS and merged["spec"].get("template") != \
-                    before["spec"].get("template"):
-                merged["metadata"]["generation"] = before["metadata"].get("generation", 1) + 1
-                rev = self._ns_revision(c, ns)
-                self.restarts[f"{cluster}/{ns}/{kind}/{name}:{rev}"] += 1
-                c.pending_rollouts[key] = time.time() + self.rollout_s
-            self._put(c, kind, ns, name, merged)
-            return copy.deepcopy(merged)
+            if kind == "Pod":
+                self._delete_pod(c, key)
+            elif kind == "Namespace":
+                if name in ("default", "kube-system", "kube-public", "kube-node-lease"):
+                    raise ApiError(403, "Forbidden", f'namespaces "{name}" is forbidden: this '
+                                   "namespace may not be deleted")
+                term = copy.deepcopy(obj)
+                term["metadata"]["deletionTimestamp"] = now_iso()
+                term["status"] = {"phase": "Terminating"}
+                self._put(c, key, term)
+                for k in [k for k in c.objects if k[1] == name]:
+                    if k[0] == "Pod":
+                        self._delete_pod(c, k)
+                    else:
+                        self._remove(c, k)
+                self._at(time.time() + self.termination_s * 2, "gone", c, key)
+            else:
+                if propagation == "Orphan":
+                    uid = obj["metadata"]["uid"]
+                    for child in sorted(c.children.pop(uid, set())):
+                        o = copy.deepcopy(c.objects[child])
+                        o["metadata"]["ownerReferences"] = [
+                            r for r in o["metadata"].get("ownerReferences") or []
+                            if r["uid"] != uid]
+                        self._put(c, child, o)
+                self._remove(c, key)
+            self._settle()
+            out = c.objects.get(key)
+            return copy.deepcopy(out if out is not None else obj)
+
+    def _delete_pod(self, c: Cluster, key: Key) -> None:
+        pod = c.objects.get(key)
+        if pod is None or _terminating(pod):
+            return
+        if pod.get("status", {}).get("phase") in ("Succeeded", "Failed") or \
+                pod["spec"].get("nodeName") is None:
+            self._remove(c, key)
+            return
+        term = copy.deepcopy(pod)
+        term["metadata"]["deletionTimestamp"] = now_iso(time.time() + self.termination_s)
+        term["metadata"]["deletionGracePeriodSeconds"] = \
+            pod["spec"].get("terminationGracePeriodSeconds", 30)
+        self._put(c, key, term)
+        self._at(time.time() + self.termination_s, "gone", c, key)
+        self._owner_dirty(c, term)
 
     def _ns_revision(self, c: Cluster, ns: str) -> str | None:
         obj = c.objects.get(("Namespace", "", ns))
         return ((obj or {}).get("metadata", {}).get("labels") or {}).get(REV_LABEL)
 
-    def workload_status(self, c: Cluster, obj: dict[str, Any]) -> dict[str, Any]:
-        key = (obj["kind"], obj["metadata"]["namespace"], obj["metadata"]["name"])
-        replicas = obj["spec"].get("replicas", 1)
-        pods = self.pods_of(c, key)
-        ready = sum(1 for p in pods if p["status"]["containerStatuses"][0]["ready"])
-        updating = key in c.pending_rollouts
-        gen = obj["metadata"]["generation"]
-        if obj["kind"] == "DaemonSet":
-            return {"currentNumberScheduled": replicas, "desiredNumberScheduled": replicas,
-                    "numberReady": ready, "numberAvailable": ready,
-                    "updatedNumberScheduled": 0 if updating else len(pods),
-                    "observedGeneration": gen, "numberMisscheduled": 0}
-        return {"observedGeneration": gen, "replicas": replicas,
-                "updatedReplicas": 0 if updating else len(pods),
-                "readyReplicas": ready, "availableReplicas": ready,
-                **({"currentReplicas": replicas} if obj["kind"] == "StatefulSet" else {})}
+    # ------------------------------------------------------------------ pods
 
-    def pods_of(self, c: Cluster, key: tuple[str, str, str]) -> list[dict[str, Any]]:
-        ns = key[1]
-        return [c.objects[("Pod", ns, p)] for p in sorted(c.pods_by_owner.get(key, ()))
-                if ("Pod", ns, p) in c.objects]
+    def _inject(self, c: Cluster, ns: str, meta: dict[str, Any]) -> str | None:
+        """The revision whose sidecar injector mutates a new pod, or None.
 
-    def _replace_pods(self, c: Cluster, key: tuple[str, str, str]) -> None:
-        kind, ns, name = key
+        Istio's revision webhooks (``istio-sidecar-injector-<rev>``; Istio docs "Installing
+        the Sidecar", "Controlling the injection policy", and AKS doc ``istio-deploy-addon.md``:
+        the add-on injects by ``istio.io/rev`` only, never by ``istio-injection=enabled``):
+        the namespace's ``istio.io/rev=R`` when the namespace has no ``istio-injection``
+        label, else the pod's own ``istio.io/rev=R`` label in a namespace with neither label;
+        a pod labelled (or annotated) ``sidecar.istio.io/inject: "false"`` is never injected.
+        R must be a revision the cluster runs (its webhook exists).
+        """
+        if ns in SYSTEM_NAMESPACES:
+            return None
+        labels = meta.get("labels") or {}
+        if str(labels.get(INJECT, "")).lower() == "false" or \
+                str((meta.get("annotations") or {}).get(INJECT, "")).lower() == "false":
+            return None
+        nso = c.objects.get(("Namespace", "", ns))
+        nsl = ((nso or {}).get("metadata") or {}).get("labels") or {}
+        if INJECTION_LABEL in nsl:
+            return None
+        rev = nsl.get(REV_LABEL) or labels.get(REV_LABEL)
+        return rev if rev in c.revisions and rev in self.catalog else None
+
+    def _native_sidecar(self, c: Cluster, rev: str) -> bool:
+        """istio-proxy as a native sidecar (an init container with ``restartPolicy:
+        Always``): Istio 1.27 turns it on by default on Kubernetes 1.33+ (Istio 1.27 change
+        notes, ``ENABLE_NATIVE_SIDECARS``)."""
+        minor = int(rev.rsplit("-", 1)[1]) if rev.startswith("asm-1-") else 0
+        k8s_minor = int(c.kubernetes_version.split(".")[1])
+        return minor >= 27 and k8s_minor >= 33
+
+    def new_pod(self, c: Cluster, ns: str, name: str, template: dict[str, Any],
+                owner: dict[str, Any] | None, extra_labels: dict[str, str] | None = None,
+                node: str | None = None) -> Key:
+        """Create a pod from ``template`` owned by ``owner`` (the controller's
+        ``ownerReferences``, ``controller: true``), admitted by the sidecar injector."""
+        tmeta = template.get("metadata") or {}
+        meta: dict[str, Any] = {"name": name, "namespace": ns,
+                                "labels": {**(tmeta.get("labels") or {}),
+                                           **(extra_labels or {})},
+                                "annotations": dict(tmeta.get("annotations") or {})}
+        if owner is not None:
+            meta["ownerReferences"] = [_owner_ref(owner)]
+        pod: dict[str, Any] = {"apiVersion": "v1", "kind": "Pod", "metadata": meta,
+                               "spec": copy.deepcopy(template.get("spec") or {})}
+        if node:
+            pod["spec"]["nodeName"] = node
+        obj = self._create(c, pod)
+        return ("Pod", ns, obj["metadata"]["name"])
+
+    def _admit(self, c: Cluster, pod: dict[str, Any]) -> None:
+        """Scheduling and the mutating webhooks: node, sidecar, IPs, Pending status."""
+        meta, spec = pod["metadata"], pod["spec"]
+        ns = meta["namespace"]
+        rev = self._inject(c, ns, meta)
+        if rev:
+            version = self.catalog[rev]["version"]
+            labels = meta.setdefault("labels", {})
+            labels[REV_LABEL] = rev
+            labels.setdefault("security.istio.io/tlsMode", "istio")
+            labels.setdefault("service.istio.io/canonical-name", labels.get(
+                "app.kubernetes.io/name", labels.get("app", meta["name"])))
+            labels.setdefault("service.istio.io/canonical-revision", labels.get(
+                "app.kubernetes.io/version", labels.get("version", "latest")))
+            native = self._native_sidecar(c, rev)
+            proxy: dict[str, Any] = {
+                "name": "istio-proxy", "image": PROXY_IMAGE.format(version=version),
+                "args": ["proxy", "sidecar", "--domain", "$(POD_NAMESPACE).svc.cluster.local"],
+                "ports": [{"containerPort": 15090, "name": "http-envoy-prom",
+                           "protocol": "TCP"}],
+                "readinessProbe": {"httpGet": {"path": "/healthz/ready", "port": 15021}}}
+            init = {"name": "istio-init", "image": PROXY_IMAGE.format(version=version),
+                    "args": ["istio-iptables", "-p", "15001", "-z", "15006", "-u", "1337"]}
+            inits = spec.setdefault("initContainers", [])
+            inits.insert(0, init)
+            if native:
+                proxy["restartPolicy"] = "Always"
+                inits.insert(1, proxy)
+            else:
+                spec.setdefault("containers", []).insert(1, proxy)
+            meta.setdefault("annotations", {}).update({
+                "sidecar.istio.io/status": json.dumps({
+                    "initContainers": ["istio-init"] + (["istio-proxy"] if native else []),
+                    "containers": [] if native else ["istio-proxy"],
+                    "volumes": ["workload-socket", "credential-socket", "workload-certs",
+                                "istio-envoy", "istio-data", "istio-podinfo", "istio-token",
+                                "istiod-ca-cert"],
+                    "imagePullSecrets": None, "revision": rev}),
+                "kubectl.kubernetes.io/default-container": spec["containers"][0]["name"]})
+        if not spec.get("nodeName"):
+            nodes = c.nodes or ["aks-nodepool1-00000000-vmss000000"]
+            spec["nodeName"] = nodes[int(hashlib.sha1(meta["name"].encode()).hexdigest(), 16)
+                                     % len(nodes)]
+        n = next(c.ips)
+        node_index = c.nodes.index(spec["nodeName"]) if spec["nodeName"] in c.nodes else 0
+        pod["status"] = {
+            "phase": "Pending", "qosClass": _qos(spec),
+            "hostIP": f"10.224.0.{4 + node_index}",
+            "hostIPs": [{"ip": f"10.224.0.{4 + node_index}"}],
+            "podIP": f"10.244.{node_index}.{n % 250 + 2}",
+            "podIPs": [{"ip": f"10.244.{node_index}.{n % 250 + 2}"}],
+            "startTime": now_iso(),
+            "conditions": [_cond("PodScheduled", True), _cond("Initialized", False),
+                           _cond("Ready", False), _cond("ContainersReady", False)],
+            "initContainerStatuses": [_status(ctr, {"waiting": {"reason": "PodInitializing"}})
+                                      for ctr in spec.get("initContainers") or []],
+            "containerStatuses": [_status(ctr, {"waiting": {"reason": "PodInitializing"
+                                                            if spec.get("initContainers")
+                                                            else "ContainerCreating"}})
+                                  for ctr in spec.get("containers") or []]}
+        if not pod["status"]["initContainerStatuses"]:
+            del pod["status"]["initContainerStatuses"]
+
+    def _workload_of(self, c: Cluster, pod: dict[str, Any]) -> tuple[str, str]:
+        """(kind, name) of the workload a pod belongs to: the top of its owner chain."""
+        kind, name = "Pod", pod["metadata"]["name"]
+        obj = pod
+        for _ in range(3):
+            refs = [r for r in obj["metadata"].get("ownerReferences") or []
+                    if r.get("controller")]
+            if not refs or refs[0]["uid"] not in c.uids:
+                break
+            obj = c.objects[c.uids[refs[0]["uid"]]]
+            kind, name = obj["kind"], obj["metadata"]["name"]
+        return kind, name
+
+    def fault(self, cluster: str, ns: str, workload: str, rev: str | None) -> Fault:
+        """The fault of a workload's pods on a sidecar revision ("" for none); ``"*"``
+        matches any revision, including none."""
+        r = rev or ""
+        for k in ((cluster, ns, workload, r), (cluster, ns, workload, "*")):
+            if k in self.workload_faults:
+                return self.workload_faults[k]
+        for k3 in ((cluster, ns, r), (cluster, ns, "*")):
+            if k3 in self.faults:
+                return self.faults[k3]
+        return Fault()
+
+    def _pod_fault(self, c: Cluster, pod: dict[str, Any]) -> Fault:
+        ns = pod["metadata"]["namespace"]
+        rev = (pod["metadata"].get("labels") or {}).get(REV_LABEL) if \
+            "sidecar.istio.io/status" in (pod["metadata"].get("annotations") or {}) else None
+        kind, name = self._workload_of(c, pod)
+        f = self.fault(c.name, ns, name, rev)
+        if f == Fault() and kind == "CronJob":  # a fault may name the Job too
+            job = next((r["name"] for r in pod["metadata"].get("ownerReferences") or []), "")
+            f = self.fault(c.name, ns, job, rev)
+        return f
+
+    def _run_pod(self, c: Cluster, key: Key) -> None:
+        """Pending → Running: init containers done, containers started (kubelet), or
+        crash-looping under a ``crashloop`` fault (``CrashLoopBackOff``, not ready)."""
+        pod = c.objects.get(key)
+        if pod is None or _terminating(pod) or pod["status"]["phase"] != "Pending":
+            return
+        pod = copy.deepcopy(pod)
+        st, spec = pod["status"], pod["spec"]
+        crash = self._pod_fault(c, pod).crashloop
+        started = now_iso()
+        job_pod = any(r.get("kind") == "Job" for r in pod["metadata"].get("ownerReferences")
+                      or [])
+        statuses = []
+        for ctr in spec.get("initContainers") or []:
+            if ctr.get("restartPolicy") == "Always":  # a native sidecar keeps running
+                statuses.append(_status(ctr, {"running": {"startedAt": started}}, ready=True))
+            else:
+                statuses.append(_status(ctr, {"terminated": {
+                    "exitCode": 0, "reason": "Completed", "startedAt": started,
+                    "finishedAt": started}}))
+        if statuses:
+            st["initContainerStatuses"] = statuses
+        st["containerStatuses"] = []
+        for ctr in spec.get("containers") or []:
+            if crash and ctr["name"] != "istio-proxy" and not job_pod:
+                cs = _status(ctr, {"waiting": {
+                    "reason": "CrashLoopBackOff",
+                    "message": f"back-off 40s restarting failed container={ctr['name']} "
+                               f"pod={pod['metadata']['name']}"}})
+                cs.update(restartCount=4, lastState={"terminated": {
+                    "exitCode": 1, "reason": "Error", "startedAt": started,
+                    "finishedAt": started}})
+            else:
+                cs = _status(ctr, {"running": {"startedAt": started}}, ready=True)
+            st["containerStatuses"].append(cs)
+        ready = all(cs["ready"] for cs in st["containerStatuses"])
+        st["phase"] = "Running"
+        st["conditions"] = [_cond("PodReadyToStartContainers", True),
+                            _cond("Initialized", True), _cond("Ready", ready),
+                            _cond("ContainersReady", ready), _cond("PodScheduled", True)]
+        self._put(c, key, pod)
+        self._owner_dirty(c, pod)
+        if job_pod:
+            self._at(time.time() + (0 if self.seeding else self.job_run_s), "finish", c, key)
+
+    def _finish_pod(self, c: Cluster, key: Key) -> None:
+        """A Job's pod's containers exit (0, or 1 under a ``crashloop`` fault). The pod ends
+        ``Succeeded``/``Failed`` only once every container has exited: a classic istio-proxy
+        sidecar keeps running, so the pod stays ``Running``, not ready, and its Job never
+        finishes (Istio docs "Sidecar injection problems" / istio/istio#11659); a native
+        sidecar is stopped by the kubelet after the containers exit (KEP-753)."""
+        pod = c.objects.get(key)
+        if pod is None or _terminating(pod) or pod["status"]["phase"] != "Running":
+            return
+        pod = copy.deepcopy(pod)
+        st = pod["status"]
+        failed = self._pod_fault(c, pod).crashloop
+        done = now_iso()
+        code, reason = (1, "Error") if failed else (0, "Completed")
+        running_sidecar = False
+        for cs in st["containerStatuses"]:
+            if cs["name"] == "istio-proxy":
+                running_sidecar = True
+                continue
+            started = (cs["state"].get("running") or {}).get("startedAt", done)
+            cs.update(ready=False, started=False, state={"terminated": {
+                "exitCode": code, "reason": reason, "startedAt": started,
+                "finishedAt": done}})
+        if not running_sidecar:
+            for cs in st.get("initContainerStatuses") or []:
+                if "running" in cs["state"]:
+                    cs.update(ready=False, started=False, state={"terminated": {
+                        "exitCode": 0, "reason": "Completed",
+                        "startedAt": cs["state"]["running"]["startedAt"],
+                        "finishedAt": done}})
+            st["phase"] = "Failed" if failed else "Succeeded"
+        st["conditions"] = [_cond("PodReadyToStartContainers", not running_sidecar),
+                            _cond("Initialized", True),
+                            _cond("Ready", False, "PodCompleted" if not running_sidecar
+                                  else "ContainersNotReady"),
+                            _cond("ContainersReady", False, "PodCompleted"
+                                  if not running_sidecar else "ContainersNotReady"),
+                            _cond("PodScheduled", True)]
+        self._put(c, key, pod)
+        self._owner_dirty(c, pod)
+
+    def owned(self, c: Cluster, obj: dict[str, Any], kind: str | None = None
+              ) -> list[dict[str, Any]]:
+        keys = sorted(c.children.get(obj["metadata"]["uid"], ()))
+        return [c.objects[k] for k in keys if k in c.objects and (kind is None or k[0] == kind)]
+
+    def pods_of(self, c: Cluster, key: Key) -> list[dict[str, Any]]:
+        """The pods of a workload (a Deployment's through its ReplicaSets)."""
+        obj = c.objects.get(key)
+        if obj is None:
+            return []
+        if key[0] == "Deployment":
+            return [p for rs in self.owned(c, obj, "ReplicaSet")
+                    for p in self.owned(c, rs, "Pod")]
+        if key[0] == "CronJob":
+            return [p for j in self.owned(c, obj, "Job") for p in self.owned(c, j, "Pod")]
+        return self.owned(c, obj, "Pod")
+
+    # ------------------------------------------------------------------ controllers
+
+    def _settle(self) -> None:
+        """Run the controllers of every object marked dirty until nothing changes."""
+        for _ in range(10000):
+            if not self._dirty:
+                return
+            c, key = self._dirty.pop(0)
+            if key not in c.objects or self.clusters.get(c.name) is not c:
+                continue
+            sync = getattr(self, f"_sync_{key[0].lower()}", None)
+            if sync is not None:
+                sync(c, key)
+
+    def _set_status(self, c: Cluster, key: Key, status: dict[str, Any]) -> None:
         obj = c.objects[key]
-        for pod in self.pods_of(c, key):
-            self._delete(c, ("Pod", ns, pod["metadata"]["name"]))
-        rev = self._ns_revision(c, ns) if ns != ISTIO_NS else None
-        fault = self.faults.get((c.name, ns, rev or ""), Fault())
-        template = obj["spec"]["template"]
-        h = hashlib.sha1(json.dumps(template, sort_keys=True).encode()).hexdigest()[:9]
-        for _ in range(obj["spec"].get("replicas", 1)):
-            pname = f"{name}-{h}-{uuid.uuid4().hex[:5]}"
-            labels = dict(template["metadata"].get("labels") or {})
-            annotations = dict(template["metadata"].get("annotations") or {})
-            annotations["sandbox.meshops/owner"] = f"{kind}/{name}"
-            containers = copy.deepcopy(template["spec"]["containers"])
-            if rev and rev in self.catalog:
-                version = self.catalog[rev]["version"]
-                labels[REV_LABEL] = rev
-                labels["service.istio.io/canonical-name"] = labels.get("app", name)
-                annotations["sidecar.istio.io/status"] = json.dumps({
-                    "initContainers": ["istio-init"], "containers": ["istio-proxy"],
-                    "volumes": ["istio-envoy", "istio-data", "istio-podinfo", "istio-token",
-                                "istiod-ca-cert"], "revision": rev})
-                containers.append({"name": "istio-proxy",
-                                   "image": PROXY_IMAGE.format(version=version)})
-            statuses = []
-            for ctr in containers:
-                st: dict[str, Any] = {"name": ctr["name"], "image": ctr["image"], "ready": True,
-                                      "restartCount": 0, "imageID": "",
-                                      "state": {"running": {"startedAt": _now_iso()}}}
-                if fault.crashloop and ctr["name"] != "istio-proxy":
-                    st.update(ready=False, restartCount=4, state={"waiting": {
-                        "reason": "CrashLoopBackOff", "message": "back-off 40s restarting"}})
-                statuses.append(st)
-            self._put(c, "Pod", ns, pname, {
-                "apiVersion": "v1", "kind": "Pod",
-                "metadata": {"name": pname, "namespace": ns, "labels": labels,
-                             "annotations": annotations, "uid": str(uuid.uuid4()),
-                             "creationTimestamp": _now_iso()},
-                "spec": {"containers": containers, "nodeName": "aks-nodepool1-0"},
-                "status": {"phase": "Running", "containerStatuses": statuses,
-                           "podIP": "10.244.0.10"}})
+        if obj.get("status") != status:
+            new = copy.deepcopy(obj)
+            new["status"] = status
+            self._put(c, key, new)
+            self._owner_dirty(c, new)
 
-    def _sync_istiod(self, c: Cluster) -> None:
-        """``istiod-<revision>`` exists for exactly the revisions of the ARM profile, and
-        ``aks-istio-ingressgateway-<mode>-<revision>`` for each enabled ingress gateway."""
-        self._sync_gateways(c)
-        wanted = set(c.revisions)
+    def _set_spec(self, c: Cluster, key: Key, field_: str, value: Any) -> None:
+        obj = c.objects[key]
+        if obj["spec"].get(field_) != value:
+            new = copy.deepcopy(obj)
+            new["spec"][field_] = value
+            new["metadata"]["generation"] = new["metadata"].get("generation", 1) + 1
+            self._put(c, key, new)
+            self._dirty.append((c, key))
+
+    def _sync_deployment(self, c: Cluster, key: Key) -> None:
+        """The Deployment controller (``pkg/controller/deployment``): a ReplicaSet per pod
+        template (``pod-template-hash``), the newest scaled to ``replicas``; with
+        ``RollingUpdate`` the old ones keep ``replicas - maxUnavailable - ready new pods``
+        (so old pods stay until the new ones are ready); with ``Recreate`` the new
+        ReplicaSet scales up once the old pods are gone. Simplification: the new
+        ReplicaSet is scaled up at once rather than by ``maxSurge`` steps.
+        Status and conditions as ``kubectl rollout status`` reads them
+        (``Progressing``/``ProgressDeadlineExceeded`` after ``progressDeadlineSeconds``)."""
+        d = c.objects[key]
+        spec = d["spec"]
+        replicas = int(spec.get("replicas", 1))
+        template = copy.deepcopy(spec.get("template") or {})
+        h = template_hash(template)
+        rss = self.owned(c, d, "ReplicaSet")
+
+        def stripped(rs: dict[str, Any]) -> Any:
+            t = copy.deepcopy(rs["spec"]["template"])
+            (t.get("metadata") or {}).get("labels", {}).pop("pod-template-hash", None)
+            return t
+
+        def revision(rs: dict[str, Any]) -> int:
+            return int((rs["metadata"].get("annotations") or {}).get(
+                "deployment.kubernetes.io/revision", 0))
+
+        new_rs = next((rs for rs in rss if stripped(rs) == template), None)
+        top = max((revision(rs) for rs in rss), default=0)
+        if new_rs is None:
+            t = copy.deepcopy(template)
+            t.setdefault("metadata", {}).setdefault("labels", {})["pod-template-hash"] = h
+            selector = copy.deepcopy(spec.get("selector") or {"matchLabels": {}})
+            selector.setdefault("matchLabels", {})["pod-template-hash"] = h
+            name = f"{key[2]}-{h}"
+            rs_obj = {"apiVersion": "apps/v1", "kind": "ReplicaSet",
+                      "metadata": {"name": name, "namespace": key[1],
+                                   "labels": dict(t["metadata"]["labels"]),
+                                   "annotations": {
+                                       "deployment.kubernetes.io/revision": str(top + 1),
+                                       "deployment.kubernetes.io/desired-replicas":
+                                           str(replicas)},
+                                   "ownerReferences": [_owner_ref(d)]},
+                      "spec": {"replicas": 0, "selector": selector, "template": t}}
+            if ("ReplicaSet", key[1], name) in c.objects:  # a hash collision: start anew
+                self._remove(c, ("ReplicaSet", key[1], name))
+            self._create(c, rs_obj)
+            new_rs = c.objects[("ReplicaSet", key[1], name)]
+            rss = self.owned(c, d, "ReplicaSet")
+            if key not in c.progress:
+                c.progress[key] = time.time()
+        elif revision(new_rs) != top and len(rss) > 1:  # rolled back to an older template
+            rs2 = copy.deepcopy(new_rs)
+            rs2["metadata"]["annotations"]["deployment.kubernetes.io/revision"] = str(top + 1)
+            self._put(c, ("ReplicaSet", key[1], new_rs["metadata"]["name"]), rs2)
+            new_rs = rs2
+        new_key = ("ReplicaSet", key[1], new_rs["metadata"]["name"])
+        old = [rs for rs in rss if rs["metadata"]["name"] != new_rs["metadata"]["name"]]
+        old.sort(key=revision, reverse=True)
+        new_pods = [p for p in self.owned(c, new_rs, "Pod") if _active(p)]
+        new_ready = sum(1 for p in new_pods if _ready(p))
+        strategy = (spec.get("strategy") or {}).get("type", "RollingUpdate")
+        if strategy == "Recreate":
+            for rs in old:
+                self._set_spec(c, ("ReplicaSet", key[1], rs["metadata"]["name"]), "replicas", 0)
+            old_left = any(p for rs in old for p in self.owned(c, rs, "Pod"))
+            self._set_spec(c, new_key, "replicas", 0 if old_left else replicas)
+        else:
+            ru = (spec.get("strategy") or {}).get("rollingUpdate") or {}
+            surge = int_or_percent(ru.get("maxSurge"), replicas, True, "25%")
+            unavailable = int_or_percent(ru.get("maxUnavailable"), replicas, False, "25%")
+            if surge == 0 and unavailable == 0:
+                unavailable = 1
+            self._set_spec(c, new_key, "replicas", replicas)
+            keep = max(0, replicas - unavailable - new_ready)
+            for rs in old:
+                n = min(keep, int(rs["spec"].get("replicas", 0)))
+                self._set_spec(c, ("ReplicaSet", key[1], rs["metadata"]["name"]), "replicas", n)
+                keep -= n
+        # history: old ReplicaSets beyond revisionHistoryLimit that have no pods
+        limit = int(spec.get("revisionHistoryLimit", 10))
+        empty_old = [rs for rs in old if not rs["spec"].get("replicas")
+                     and not self.owned(c, rs, "Pod")]
+        for rs in empty_old[limit:]:
+            self._remove(c, ("ReplicaSet", key[1], rs["metadata"]["name"]))
+        self._settle_children(c, [("ReplicaSet", key[1], rs["metadata"]["name"])
+                                  for rs in self.owned(c, d, "ReplicaSet")])
+        self._deployment_status(c, key)
+
+    def _settle_children(self, c: Cluster, keys: list[Key]) -> None:
+        for k in keys:
+            if k in c.objects:
+                self._sync_replicaset(c, k, notify=False)
+
+    def _deployment_status(self, c: Cluster, key: Key) -> None:
+        d = c.objects[key]
+        spec = d["spec"]
+        replicas = int(spec.get("replicas", 1))
+        rss = self.owned(c, d, "ReplicaSet")
+        template = spec.get("template") or {}
+        pods_all = [p for rs in rss for p in self.owned(c, rs, "Pod") if _active(p)]
+        new_pods = [p for rs in rss for p in self.owned(c, rs, "Pod") if _active(p)
+                    and rs["metadata"]["name"] == f"{key[2]}-{template_hash(template)}"]
+        ready = sum(1 for p in pods_all if _ready(p))
+        updated = len(new_pods)
+        ru = (spec.get("strategy") or {}).get("rollingUpdate") or {}
+        unavailable = int_or_percent(ru.get("maxUnavailable"), replicas, False, "25%")
+        prev = {cd["type"]: cd for cd in (d.get("status") or {}).get("conditions") or []}
+        t = time.time()
+        complete = updated == replicas and len(pods_all) == replicas and ready == replicas
+        new_ready = sum(1 for p in new_pods if _ready(p))
+        last = c.progress.get(key)
+        if last is None:
+            last = c.progress[key] = t
+        deadline = float(spec.get("progressDeadlineSeconds", 600))
+        if complete:
+            progressing = ("True", "NewReplicaSetAvailable",
+                           f'ReplicaSet "{key[2]}-{template_hash(template)}" has successfully '
+                           "progressed.")
+        elif t - last > deadline:
+            progressing = ("False", "ProgressDeadlineExceeded",
+                           f'ReplicaSet "{key[2]}-{template_hash(template)}" has timed out '
+                           "progressing.")
+        else:
+            progressing = ("True", "ReplicaSetUpdated",
+                           f'ReplicaSet "{key[2]}-{template_hash(template)}" is progressing.')
+            if c.deadline_at.get(key) != last + deadline:
+                c.deadline_at[key] = last + deadline
+                self._at(last + deadline + 0.01, "sync", c, key)
+        available_ok = ready >= replicas - unavailable
+        conditions = [
+            _dcond(prev.get("Available"), "Available", "True" if available_ok else "False",
+                   "MinimumReplicasAvailable" if available_ok else "MinimumReplicasUnavailable",
+                   "Deployment has minimum availability." if available_ok else
+                   "Deployment does not have minimum availability.", t),
+            _dcond(prev.get("Progressing"), "Progressing", *progressing, t)]
+        status: dict[str, Any] = {
+            "observedGeneration": d["metadata"].get("generation", 1),
+            "replicas": len(pods_all), "updatedReplicas": updated, "readyReplicas": ready,
+            "availableReplicas": ready, "conditions": conditions}
+        if replicas - ready > 0:
+            status["unavailableReplicas"] = replicas - ready
+        for k in ("readyReplicas", "availableReplicas", "updatedReplicas", "replicas"):
+            if not status[k]:
+                del status[k]
+        if new_ready > c.ready_seen.get(key, 0):
+            c.progress[key] = t  # progress made: the deadline starts again
+        c.ready_seen[key] = new_ready
+        self._set_status(c, key, status)
+
+    def _sync_replicaset(self, c: Cluster, key: Key, notify: bool = True) -> None:
+        """The ReplicaSet controller: ``replicas`` active pods named ``<rs>-<suffix>``;
+        surplus pods are deleted not-ready and newest first (``getPodsToDelete``)."""
+        rs = c.objects[key]
+        want = int(rs["spec"].get("replicas", 1))
+        pods = [p for p in self.owned(c, rs, "Pod") if _active(p)]
+        if len(pods) < want:
+            for _ in range(want - len(pods)):
+                self.new_pod(c, key[1], f"{key[2]}-{_suffix()}", rs["spec"]["template"], rs)
+        elif len(pods) > want:
+            pods.sort(key=lambda p: (_ready(p), p["metadata"]["creationTimestamp"]))
+            for p in pods[:len(pods) - want]:
+                self._delete_pod(c, ("Pod", key[1], p["metadata"]["name"]))
+        pods = [p for p in self.owned(c, rs, "Pod") if _active(p)]
+        ready = sum(1 for p in pods if _ready(p))
+        status: dict[str, Any] = {"replicas": len(pods), "fullyLabeledReplicas": len(pods),
+                                  "readyReplicas": ready, "availableReplicas": ready,
+                                  "observedGeneration": rs["metadata"].get("generation", 1)}
+        for k in ("fullyLabeledReplicas", "readyReplicas", "availableReplicas"):
+            if not status[k]:
+                del status[k]
+        obj = c.objects[key]
+        if obj.get("status") != status:
+            new = copy.deepcopy(obj)
+            new["status"] = status
+            self._put(c, key, new)
+            if notify:
+                self._owner_dirty(c, new)
+
+    def _revision_of(self, c: Cluster, owner: dict[str, Any]) -> str:
+        """The ``ControllerRevision`` of an owner's current template, made if new (the
+        StatefulSet and DaemonSet controllers' history, ``controller-revision-hash``)."""
+        template = owner["spec"].get("template") or {}
+        name = f"{owner['metadata']['name']}-{template_hash(template)}"
+        ns = owner["metadata"]["namespace"]
+        if ("ControllerRevision", ns, name) not in c.objects:
+            revs = [o for o in self.owned(c, owner, "ControllerRevision")]
+            top = max((int(o.get("revision", 0)) for o in revs), default=0)
+            self._create(c, {"apiVersion": "apps/v1", "kind": "ControllerRevision",
+                             "metadata": {"name": name, "namespace": ns,
+                                          "labels": dict((template.get("metadata") or {})
+                                                         .get("labels") or {}),
+                                          "ownerReferences": [_owner_ref(owner)]},
+                             "data": {"spec": {"template": copy.deepcopy(template)}},
+                             "revision": top + 1})
+        return name
+
+    def _template_at(self, c: Cluster, ns: str, revision: str, fallback: dict[str, Any]
+                     ) -> dict[str, Any]:
+        cr = c.objects.get(("ControllerRevision", ns, revision))
+        if cr is None:
+            return fallback
+        t: dict[str, Any] = cr["data"]["spec"]["template"]
+        return t
+
+    def _sync_statefulset(self, c: Cluster, key: Key) -> None:
+        """The StatefulSet controller (Kubernetes docs "StatefulSets"): pods
+        ``<name>-<ordinal>``; ``OrderedReady`` creates them one at a time, each Running and
+        Ready before the next (``Parallel``: all at once). ``RollingUpdate`` replaces pods
+        from the highest ordinal down to ``partition``, one at a time, each updated pod
+        Ready before the next; pods below ``partition`` stay on (or are recreated at) the
+        current revision. ``OnDelete``: a changed template replaces nothing; a deleted pod
+        comes back from the update revision."""
+        sts = c.objects[key]
+        ns, name = key[1], key[2]
+        spec = sts["spec"]
+        replicas = int(spec.get("replicas", 1))
+        update_rev = self._revision_of(c, sts)
+        status = sts.get("status") or {}
+        current_rev = status.get("currentRevision") or update_rev
+        strategy = (spec.get("updateStrategy") or {}).get("type", "RollingUpdate")
+        partition = int(((spec.get("updateStrategy") or {}).get("rollingUpdate") or {})
+                        .get("partition", 0)) if strategy == "RollingUpdate" else 0
+        ordered = spec.get("podManagementPolicy", "OrderedReady") == "OrderedReady"
+        pods = {p["metadata"]["name"]: p for p in self.owned(c, sts, "Pod")}
+
+        def rev_of(p: dict[str, Any]) -> str:
+            return str((p["metadata"].get("labels") or {}).get("controller-revision-hash", ""))
+
+        for i in range(replicas):
+            pname = f"{name}-{i}"
+            p = pods.get(pname)
+            if p is None:
+                if ("Pod", ns, pname) in c.objects:
+                    break  # a pod of that name is still terminating
+                rev = current_rev if strategy == "RollingUpdate" and i < partition \
+                    else update_rev
+                t = self._template_at(c, ns, rev, spec.get("template") or {})
+                self.new_pod(c, ns, pname, t, sts, {
+                    "controller-revision-hash": rev, "statefulset.kubernetes.io/pod-name": pname,
+                    "apps.kubernetes.io/pod-index": str(i)})
+                if ordered:
+                    break
+            elif ordered and not (_ready(p) and not _terminating(p)):
+                break
+        for pname in list(pods):  # scale down: the highest ordinals beyond replicas
+            if int(pname.rsplit("-", 1)[1]) >= replicas:
+                self._delete_pod(c, ("Pod", ns, pname))
+        pods = {p["metadata"]["name"]: p for p in self.owned(c, sts, "Pod")}
+        if strategy == "RollingUpdate" and len(pods) == replicas and all(
+                _ready(p) and not _terminating(p) for p in pods.values()):
+            for i in reversed(range(partition, replicas)):
+                p = pods.get(f"{name}-{i}")
+                if p is not None and rev_of(p) != update_rev:
+                    self._delete_pod(c, ("Pod", ns, p["metadata"]["name"]))
+                    break
+        pods = {p["metadata"]["name"]: p for p in self.owned(c, sts, "Pod")}
+        live = [p for p in pods.values() if not _terminating(p)]
+        ready = sum(1 for p in live if _ready(p))
+        updated = sum(1 for p in live if rev_of(p) == update_rev)
+        if updated == replicas and len(live) == replicas:
+            current_rev = update_rev
+        new_status: dict[str, Any] = {
+            "observedGeneration": sts["metadata"].get("generation", 1),
+            "replicas": len(live), "readyReplicas": ready, "availableReplicas": ready,
+            "currentReplicas": sum(1 for p in live if rev_of(p) == current_rev),
+            "updatedReplicas": updated, "currentRevision": current_rev,
+            "updateRevision": update_rev, "collisionCount": 0}
+        for k in ("readyReplicas", "currentReplicas", "updatedReplicas"):
+            if not new_status[k]:
+                del new_status[k]
+        self._set_status(c, key, new_status)
+
+    def _sync_daemonset(self, c: Cluster, key: Key) -> None:
+        """The DaemonSet controller: one pod per node; ``RollingUpdate`` deletes old pods
+        up to ``maxUnavailable`` (default 1) at a time and makes each node's new pod once its
+        old one is gone; ``OnDelete`` replaces only deleted pods."""
+        ds = c.objects[key]
+        ns, spec = key[1], ds["spec"]
+        update_rev = self._revision_of(c, ds)
+        nodes = c.nodes
+        pods = self.owned(c, ds, "Pod")
+        by_node: dict[str, list[dict[str, Any]]] = {}
+        for p in pods:
+            by_node.setdefault(p["spec"].get("nodeName", ""), []).append(p)
+        for node in nodes:
+            if not by_node.get(node):
+                self.new_pod(c, ns, f"{key[2]}-{_suffix()}", spec.get("template") or {}, ds, {
+                    "controller-revision-hash": update_rev.rsplit("-", 1)[1],
+                    "pod-template-generation": str(ds["metadata"].get("generation", 1))},
+                    node=node)
+        pods = self.owned(c, ds, "Pod")
+
+        def hash_of(p: dict[str, Any]) -> str:
+            return str((p["metadata"].get("labels") or {}).get("controller-revision-hash"))
+
+        new_hash = update_rev.rsplit("-", 1)[1]
+        strategy = (spec.get("updateStrategy") or {}).get("type", "RollingUpdate")
+        if strategy == "RollingUpdate":
+            ru = (spec.get("updateStrategy") or {}).get("rollingUpdate") or {}
+            max_unavailable = max(1, int_or_percent(ru.get("maxUnavailable"), len(nodes),
+                                                    True, "1"))
+            unavailable = sum(1 for p in pods if not _ready(p) or _terminating(p)) + sum(
+                1 for n in nodes if not any(p["spec"].get("nodeName") == n for p in pods))
+            for p in pods:
+                if unavailable >= max_unavailable:
+                    break
+                if hash_of(p) != new_hash and not _terminating(p):
+                    self._delete_pod(c, ("Pod", ns, p["metadata"]["name"]))
+                    unavailable += 1
+        live = [p for p in self.owned(c, ds, "Pod") if not _terminating(p)]
+        ready = sum(1 for p in live if _ready(p))
+        status: dict[str, Any] = {
+            "currentNumberScheduled": len({p["spec"].get("nodeName") for p in live}),
+            "desiredNumberScheduled": len(nodes), "numberMisscheduled": 0,
+            "numberReady": ready, "numberAvailable": ready,
+            "updatedNumberScheduled": sum(1 for p in live if hash_of(p) == new_hash),
+            "observedGeneration": ds["metadata"].get("generation", 1)}
+        if len(nodes) - ready > 0:
+            status["numberUnavailable"] = len(nodes) - ready
+        if not status["numberAvailable"]:
+            del status["numberAvailable"]
+        self._set_status(c, key, status)
+
+    def _sync_job(self, c: Cluster, key: Key) -> None:
+        """The Job controller (Kubernetes docs "Jobs"): up to ``parallelism`` active pods
+        until ``completions`` succeeded (``SuccessCriteriaMet`` then ``Complete``), or
+        ``Failed``/``BackoffLimitExceeded`` after more than ``backoffLimit`` failed pods;
+        ``ttlSecondsAfterFinished`` (on the sandbox clock) deletes a finished Job.
+        ``activeDeadlineSeconds`` and indexed completion are not modelled."""
+        job = c.objects[key]
+        spec = job["spec"]
+        status = copy.deepcopy(job.get("status") or {})
+        conds = status.get("conditions") or []
+        if any(cd["type"] in ("Complete", "Failed") and cd["status"] == "True" for cd in conds):
+            return
+        pods = self.owned(c, job, "Pod")
+        active = [p for p in pods if _active(p)]
+        succeeded = sum(1 for p in pods if p["status"].get("phase") == "Succeeded")
+        failed = sum(1 for p in pods if p["status"].get("phase") == "Failed")
+        completions = int(spec.get("completions", 1))
+        t = now_iso()
+        status.setdefault("startTime", t)
+        finished = None
+        if failed > int(spec.get("backoffLimit", 6)):
+            for p in active:
+                self._delete_pod(c, ("Pod", key[1], p["metadata"]["name"]))
+            active = []
+            finished = "Failed"
+            status["conditions"] = [
+                {"type": "FailureTarget", "status": "True", "reason": "BackoffLimitExceeded",
+                 "message": "Job has reached the specified backoff limit",
+                 "lastProbeTime": t, "lastTransitionTime": t},
+                {"type": "Failed", "status": "True", "reason": "BackoffLimitExceeded",
+                 "message": "Job has reached the specified backoff limit",
+                 "lastProbeTime": t, "lastTransitionTime": t}]
+        elif succeeded >= completions:
+            finished = "Complete"
+            status["completionTime"] = t
+            status["conditions"] = [
+                {"type": "SuccessCriteriaMet", "status": "True",
+                 "reason": "CompletionsReached", "message": "Reached expected number of "
+                 "succeeded pods", "lastProbeTime": t, "lastTransitionTime": t},
+                {"type": "Complete", "status": "True", "reason": "CompletionsReached",
+                 "message": "Reached expected number of succeeded pods",
+                 "lastProbeTime": t, "lastTransitionTime": t}]
+        elif not spec.get("suspend"):
+            want = min(int(spec.get("parallelism", 1)), completions - succeeded)
+            for _ in range(want - len(active)):
+                self.new_pod(c, key[1], f"{key[2]}-{_suffix()}", spec.get("template") or {},
+                             job)
+            active = [p for p in self.owned(c, job, "Pod") if _active(p)]
+        status.update(active=len(active), ready=sum(1 for p in active if _ready(p)),
+                      terminating=0, uncountedTerminatedPods={})
+        for k, v in (("succeeded", succeeded), ("failed", failed)):
+            if v:
+                status[k] = v
+        if not status["active"]:
+            del status["active"]
+        self._set_status(c, key, status)
+        if finished and spec.get("ttlSecondsAfterFinished") is not None:
+            ttl = float(spec["ttlSecondsAfterFinished"]) / self.clock_speed
+            self._at(time.time() + ttl, "delete", c, key)
+
+    def _sync_cronjob(self, c: Cluster, key: Key) -> None:
+        """The CronJob controller (Kubernetes docs "CronJob"), on the sandbox clock: at
+        each scheduled minute (only the most recent one missed) a Job
+        ``<name>-<minutes since the epoch>`` from ``jobTemplate``; ``concurrencyPolicy``
+        Allow / Forbid (skip while one is active) / Replace (delete the active ones);
+        ``suspend``; ``status.active``, ``lastScheduleTime``, ``lastSuccessfulTime``; and
+        the history limits: only the newest ``successfulJobsHistoryLimit`` (3) complete
+        and ``failedJobsHistoryLimit`` (1) failed Jobs are kept."""
+        cj = c.objects[key]
+        spec = cj["spec"]
+        now_v = self.sandbox_time()
+        checked = c.cron_checked.get(key, now_v // 60 * 60)
+        due = None
+        try:
+            schedule = parse_cron(str(spec.get("schedule", "")))
+        except CronError:
+            schedule = None
+        minute = checked + 60
+        while schedule is not None and minute <= now_v:
+            if schedule.matches(minute):
+                due = minute
+            minute += 60
+        c.cron_checked[key] = max(checked, now_v // 60 * 60)
+        jobs = self.owned(c, cj, "Job")
+
+        def finished(j: dict[str, Any]) -> str | None:
+            for cd in (j.get("status") or {}).get("conditions") or []:
+                if cd["type"] in ("Complete", "Failed") and cd["status"] == "True":
+                    return str(cd["type"])
+            return None
+
+        status = copy.deepcopy(cj.get("status") or {})
+        if due is not None and not spec.get("suspend"):
+            active = [j for j in jobs if finished(j) is None]
+            policy = spec.get("concurrencyPolicy", "Allow")
+            if policy == "Replace":
+                for j in active:
+                    self._remove(c, ("Job", key[1], j["metadata"]["name"]))
+            if not (policy == "Forbid" and active):
+                tmpl = spec.get("jobTemplate") or {}
+                name = f"{key[2]}-{int(due // 60)}"
+                if ("Job", key[1], name) not in c.objects:
+                    tmeta = tmpl.get("metadata") or {}
+                    self._create(c, {
+                        "apiVersion": "batch/v1", "kind": "Job",
+                        "metadata": {"name": name, "namespace": key[1],
+                                     "labels": dict(tmeta.get("labels") or {}),
+                                     "annotations": {
+                                         **(tmeta.get("annotations") or {}),
+                                         "batch.kubernetes.io/cronjob-scheduled-timestamp":
+                                             now_iso(due)},
+                                     "ownerReferences": [_owner_ref(cj)]},
+                        "spec": copy.deepcopy(tmpl.get("spec") or {})})
+                    status["lastScheduleTime"] = now_iso(due)
+            jobs = self.owned(c, cj, "Job")
+        # history limits
+        for kind, limit in (("Complete", spec.get("successfulJobsHistoryLimit", 3)),
+                            ("Failed", spec.get("failedJobsHistoryLimit", 1))):
+            done = [j for j in jobs if finished(j) == kind]
+            done.sort(key=lambda j: j["metadata"]["name"])
+            for j in done[:max(0, len(done) - int(limit))]:
+                self._remove(c, ("Job", key[1], j["metadata"]["name"]))
+        jobs = self.owned(c, cj, "Job")
+        active = [j for j in jobs if finished(j) is None]
+        status["active"] = [{"kind": "Job", "namespace": key[1], "name": j["metadata"]["name"],
+                             "uid": j["metadata"]["uid"], "apiVersion": "batch/v1",
+                             "resourceVersion": j["metadata"]["resourceVersion"]}
+                            for j in active]
+        if not status["active"]:
+            del status["active"]
+        completed = [j for j in jobs if finished(j) == "Complete"]
+        if completed:
+            status["lastSuccessfulTime"] = max(
+                j["status"].get("completionTime", "") for j in completed)
+        self._set_status(c, key, status)
+
+    # ------------------------------------------------------------------ the add-on
+
+    def _sync_mesh(self, c: Cluster) -> None:
+        """The add-on's objects follow the ARM profile (AKS docs ``istio-about.md``,
+        ``istio-uninstall-addon.md``): ``aks-istio-system`` with ``istiod-<revision>`` for
+        exactly the profile's revisions, ``aks-istio-ingressgateway-<mode>-<revision>`` in
+        ``aks-istio-ingress`` for each enabled ingress gateway, and Istio's CRDs; with the
+        mesh off none of them (the CRDs and their custom resources are removed)."""
+        seeding, self.seeding = self.seeding, True  # ARM succeeds once they are ready
+        try:
+            self._sync_addon(c)
+            self._settle()
+        finally:
+            self.seeding = seeding
+
+    def _sync_addon(self, c: Cluster) -> None:
+        revisions = [r for r in c.revisions if r in self.catalog]
+        if revisions:
+            self.ensure_namespace(c, ISTIO_NS, {})
+            for g, versions, kind, plural, short in ISTIO_CRDS:
+                if ("CustomResourceDefinition", "", f"{plural}.{g}") not in c.objects:
+                    self._create(c, istio_crd(g, versions, kind, plural, short))
         for (kind, ns, name) in list(c.objects):
             if kind == "Deployment" and ns == ISTIO_NS and name.startswith("istiod-") \
-                    and name[len("istiod-"):] not in wanted:
-                for pod in self.pods_of(c, (kind, ns, name)):
-                    self._delete(c, ("Pod", ns, pod["metadata"]["name"]))
-                self._delete(c, (kind, ns, name))
-        for rev in sorted(wanted):
-            if ("Deployment", ISTIO_NS, f"istiod-{rev}") not in c.objects and rev in self.catalog:
+                    and name[len("istiod-"):] not in revisions:
+                self._remove(c, (kind, ns, name))
+        for rev in sorted(revisions):
+            if ("Deployment", ISTIO_NS, f"istiod-{rev}") not in c.objects:
                 labels = {"app": "istiod", REV_LABEL: rev}
-                self._deployment(c, ISTIO_NS, f"istiod-{rev}", labels, 2,
-                                 f"mcr.microsoft.com/oss/istio/pilot:"
-                                 f"{self.catalog[rev]['version']}-distroless")
+                self._workload(c, ISTIO_NS, f"istiod-{rev}", labels, 2,
+                               f"mcr.microsoft.com/oss/istio/pilot:"
+                               f"{self.catalog[rev]['version']}-distroless")
+        self._sync_gateways(c)
+        if not revisions:
+            for ns in (INGRESS_NS, ISTIO_NS):
+                if ("Namespace", "", ns) in c.objects:
+                    for k in [k for k in c.objects if k[1] == ns]:
+                        self._remove(c, k)
+                    self._remove(c, ("Namespace", "", ns))
+            for (kind, _, name), obj in list(c.objects.items()):
+                if kind == "CustomResourceDefinition" and (obj["metadata"].get("labels") or {}
+                                                           ).get("kubernetes.azure.com/managedby"
+                                                                 ) == "aks":
+                    group = obj["spec"]["group"]
+                    for k in [k for k in c.objects if k[0].endswith("." + group)
+                              and k[0].split(".", 1)[0] == obj["spec"]["names"]["kind"]]:
+                        self._remove(c, k)
+                    self._remove(c, (kind, "", name))
 
     def _sync_gateways(self, c: Cluster) -> None:
-        ns = "aks-istio-ingress"
         mesh = c.arm["properties"].get("serviceMeshProfile") or {}
         gateways = ((mesh.get("istio") or {}).get("components") or {}).get(
             "ingressGateways") or []
         modes = {str(g.get("mode", "")).lower() for g in gateways if g.get("enabled")}
         wanted = {f"aks-istio-ingressgateway-{m}-{r}" for m in modes for r in c.revisions}
-        if wanted and ("Namespace", "", ns) not in c.objects:
-            self._put(c, "Namespace", "", ns, {
-                "apiVersion": "v1", "kind": "Namespace", "metadata": {"name": ns, "labels": {}},
-                "spec": {}, "status": {"phase": "Active"}})
+        if wanted:
+            self.ensure_namespace(c, INGRESS_NS, {})
         for (kind, n, name) in list(c.objects):
-            if kind == "Deployment" and n == ns and name not in wanted:
-                for pod in self.pods_of(c, (kind, n, name)):
-                    self._delete(c, ("Pod", n, pod["metadata"]["name"]))
-                self._delete(c, (kind, n, name))
+            if kind == "Deployment" and n == INGRESS_NS and name not in wanted:
+                self._remove(c, (kind, n, name))
         for name in sorted(wanted):
-            if ("Deployment", ns, name) not in c.objects:
+            if ("Deployment", INGRESS_NS, name) not in c.objects:
                 rev = name.rsplit("-", 3)[-3:]
                 version = self.catalog.get("-".join(rev), {}).get("version", "1.0.0")
-                self._deployment(c, ns, name, {"app": name, "istio": "ingressgateway"}, 2,
-                                 PROXY_IMAGE.format(version=version))
+                self._workload(c, INGRESS_NS, name, {"app": name, "istio": "ingressgateway"},
+                               2, PROXY_IMAGE.format(version=version))
 
     # ------------------------------------------------------------------ time
 
@@ -370,13 +1531,28 @@ class World:
                     op.status = "Succeeded"
                     c.arm["properties"]["provisioningState"] = "Succeeded"
                     c.operation = None
-                    self._sync_istiod(c)
+                    self._sync_mesh(c)
+            while self._timers and self._timers[0][0] <= now:
+                _, _, action, cname, key = heapq.heappop(self._timers)
+                c_ = self.clusters.get(cname)
+                if c_ is None or key not in c_.objects:
+                    continue
+                if action == "start":
+                    self._run_pod(c_, key)
+                elif action == "finish":
+                    self._finish_pod(c_, key)
+                elif action == "gone":
+                    if _terminating(c_.objects[key]):
+                        self._remove(c_, key)
+                elif action == "delete":
+                    self._remove(c_, key)
+                elif action == "sync":
+                    self._dirty.append((c_, key))
             for c in self.clusters.values():
-                for key, due in list(c.pending_rollouts.items()):
-                    if now >= due:
-                        del c.pending_rollouts[key]
-                        if key in c.objects:
-                            self._replace_pods(c, key)
+                for key in list(c.cron_checked):
+                    if key in c.objects:
+                        self._sync_cronjob(c, key)
+            self._settle()
 
     def start_operation(self, c: Cluster, revisions: list[str],
                         before: dict[str, Any] | None = None) -> Operation:
@@ -391,21 +1567,59 @@ class World:
 
     # ------------------------------------------------------------------ traffic
 
-    def workloads_traffic(self) -> list[tuple[str, str, str, dict[str | None, int]]]:
-        """(cluster, namespace, workload, {sidecar revision: ready pods}) for every workload."""
-        out = []
+    def workloads_traffic(self) -> list[tuple[str, str, str, dict[str | None, float]]]:
+        """(cluster, namespace, workload, {sidecar revision: requests a second}) for every
+        workload that serves: a Deployment, StatefulSet or DaemonSet outside the system
+        namespaces whose pods a Service of its namespace selects. Only ready pods serve.
+        Each ready pod serves ``rps_per_pod``, unless the namespace has a :class:`Traffic`,
+        whose ``rps`` is split evenly over its serving workloads."""
+        out: list[tuple[str, str, str, dict[str | None, float]]] = []
         with self.lock:
             self.reconcile()
             for c in self.clusters.values():
-                for (kind, ns, name), _obj in c.objects.items():
-                    if kind not in WORKLOAD_KINDS or ns in (ISTIO_NS, "kube-system"):
+                selectors: dict[str, list[dict[str, str]]] = {}
+                for (kind, ns, _), obj in c.objects.items():
+                    if kind == "Service" and (obj.get("spec") or {}).get("selector"):
+                        selectors.setdefault(ns, []).append(obj["spec"]["selector"])
+                serving: dict[str, list[tuple[str, dict[str | None, int]]]] = {}
+                for (kind, ns, name), obj in c.objects.items():
+                    if kind not in WORKLOAD_KINDS or ns in SYSTEM_NAMESPACES:
                         continue
-                    revs: Counter[str | None] = Counter()
+                    labels = ((obj["spec"].get("template") or {}).get("metadata") or {}).get(
+                        "labels") or {}
+                    if not any(all(labels.get(k) == v for k, v in sel.items())
+                               for sel in selectors.get(ns, [])):
+                        continue
+                    ready: Counter[str | None] = Counter()
                     for pod in self.pods_of(c, (kind, ns, name)):
-                        if all(s["ready"] for s in pod["status"]["containerStatuses"]):
-                            revs[pod["metadata"]["labels"].get(REV_LABEL)] += 1
-                    out.append((c.name, ns, name, dict(revs)))
+                        if _ready(pod) and not _terminating(pod):
+                            ready[pod["metadata"].get("labels", {}).get(REV_LABEL)
+                                  if "sidecar.istio.io/status" in pod["metadata"].get(
+                                      "annotations", {}) else None] += 1
+                    serving.setdefault(ns, []).append((name, dict(ready)))
+                for ns, workloads in serving.items():
+                    tr = self.traffic.get((c.name, ns))
+                    for name, revs in workloads:
+                        if tr is None:
+                            rates = {r: n * self.rps_per_pod for r, n in revs.items()}
+                        else:
+                            total = sum(revs.values())
+                            share = tr.rps / len(workloads)
+                            rates = {r: share * n / total for r, n in revs.items()} \
+                                if total else {}
+                        out.append((c.name, ns, name, rates))
         return out
+
+    def profile(self, cluster: str, ns: str, workload: str, rev: str | None
+                ) -> tuple[float, float | None]:
+        """(error rate, median latency in ms or None for the default) of a workload's
+        requests on a revision: the namespace's traffic, worsened by faults."""
+        fault = self.fault(cluster, ns, workload, rev)
+        tr = self.traffic.get((cluster, ns))
+        base = tr.error_rate if tr else 0.0
+        error = 1 - (1 - base) * (1 - fault.error_rate)
+        median = fault.latency_ms or (tr.p99_ms / 3.2 if tr and tr.p99_ms else None)
+        return error, median
 
     def start_background(self) -> None:
         def loop() -> None:
@@ -415,16 +1629,50 @@ class World:
         threading.Thread(target=loop, name="sandbox-reconcile", daemon=True).start()
 
 
-def _owner(pod: dict[str, Any]) -> tuple[str, str, str] | None:
-    owner = (pod["metadata"].get("annotations") or {}).get("sandbox.meshops/owner")
-    if not owner:
-        return None
-    kind, name = owner.split("/", 1)
-    return (kind, pod["metadata"]["namespace"], name)
+def _owner_ref(owner: dict[str, Any]) -> dict[str, Any]:
+    return {"apiVersion": owner["apiVersion"], "kind": owner["kind"],
+            "name": owner["metadata"]["name"], "uid": owner["metadata"]["uid"],
+            "controller": True, "blockOwnerDeletion": True}
 
 
-def _now_iso() -> str:
-    return time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime())
+def _cond(kind: str, ok: bool, reason: str | None = None) -> dict[str, Any]:
+    c: dict[str, Any] = {"type": kind, "status": "True" if ok else "False",
+                         "lastProbeTime": None, "lastTransitionTime": now_iso()}
+    if not ok and kind in ("Ready", "ContainersReady"):
+        c["reason"] = reason or "ContainersNotReady"
+    return c
+
+
+def _dcond(prev: dict[str, Any] | None, kind: str, status: str, reason: str, message: str,
+           t: float) -> dict[str, Any]:
+    same = prev is not None and prev.get("status") == status
+    changed_reason = prev is None or prev.get("reason") != reason
+    return {"type": kind, "status": status,
+            "lastUpdateTime": now_iso(t) if changed_reason or prev is None
+            else prev["lastUpdateTime"],
+            "lastTransitionTime": prev["lastTransitionTime"] if same and prev else now_iso(t),
+            "reason": reason, "message": message}
+
+
+def _status(ctr: dict[str, Any], state: dict[str, Any], ready: bool = False) -> dict[str, Any]:
+    return {"name": ctr.get("name", ""), "image": ctr.get("image", ""),
+            "imageID": "", "ready": ready, "started": "running" in state,
+            "restartCount": 0, "state": state,
+            **({"containerID": "containerd://" + uuid.uuid4().hex * 2} if "waiting" not in
+               state else {})}
+
+
+def _qos(spec: dict[str, Any]) -> str:
+    """The pod's QoS class (Kubernetes docs "Pod Quality of Service Classes")."""
+    ctrs = spec.get("containers") or []
+    res = [c.get("resources") or {} for c in ctrs]
+    if not any(r.get("requests") or r.get("limits") for r in res):
+        return "BestEffort"
+    if all((r.get("limits") or {}).get("cpu") and (r.get("limits") or {}).get("memory")
+           and all((r.get("requests") or {}).get(k, (r.get("limits") or {})[k])
+                   == (r.get("limits") or {})[k] for k in ("cpu", "memory")) for r in res):
+        return "Guaranteed"
+    return "Burstable"
 
 
 def merge_patch(target: Any, patch: Any) -> Any:

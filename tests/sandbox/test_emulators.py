@@ -10,6 +10,7 @@ from sandbox.app import Sandbox
 from sandbox.kube import matches, parse_selector
 from sandbox.traffic import BUCKETS, TrafficSimulator
 from sandbox.world import Fault, World, merge_patch
+from sandbox.worldfile import DEFAULT_WORLD, load_documents
 
 
 def test_slack_emulator_checks_tokens_channels_and_block_kit(sandbox: Sandbox) -> None:
@@ -38,9 +39,13 @@ def test_slack_emulator_checks_tokens_channels_and_block_kit(sandbox: Sandbox) -
 
 def test_traffic_follows_pods_revisions_and_faults() -> None:
     world = World(rollout_s=0)
-    world.add_cluster("c1", subscription="s", resource_group="rg", location="westus2",
-                      kubernetes_version="1.31.2", revisions=["asm-1-25"],
-                      namespaces={"shop": {"istio.io/rev": "asm-1-25"}}, bookinfo_in=["shop"])
+    c = world.add_cluster("c1", subscription="s", resource_group="rg", location="westus2",
+                          kubernetes_version="1.31.2", revisions=["asm-1-25"])
+    world.ensure_namespace(c, "shop", {"istio.io/rev": "asm-1-25"})
+    world.seeding = True
+    for doc in load_documents(DEFAULT_WORLD.parent / "bookinfo.yaml", "bookinfo"):
+        if doc.body:
+            world.create("c1", doc.body, "shop")
     world.faults[("c1", "shop", "asm-1-25")] = Fault(error_rate=0.25, latency_ms=200)
     sim = TrafficSimulator(world)
     sim.advance(sim.last + 10)  # ten seconds of traffic

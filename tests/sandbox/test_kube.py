@@ -24,12 +24,26 @@ def wait(cond, timeout: float = 5.0):  # type: ignore[no-untyped-def]
     raise AssertionError("condition not met")
 
 
+def start_canary(sandbox: Sandbox, cluster: str, revision: str) -> None:
+    """The add-on runs ``revision`` next to the stable one (as after ARM's PUT): only then
+    does its injector give new pods that sidecar."""
+    w = sandbox.world
+    with w.lock:
+        c = w.clusters[cluster]
+        istio = c.arm["properties"]["serviceMeshProfile"]["istio"]
+        istio["revisions"] = [istio["revisions"][0], revision]
+        w._sync_mesh(c)
+        w._settle()
+
+
 def test_seed_fleet(ports: FleetPorts) -> None:
     capi = ports.cluster_api("dev")
     labels = {ns.name: ns.labels for ns in capi.list_namespaces()}
     assert {ns for ns, lbl in labels.items() if lbl.get("istio.io/rev") == "asm-1-25"} == {
         "accounts", "catalog", "checkout", "storefront"}
-    assert labels["legacy"] == {"istio-injection": "enabled"}
+    # the API server's own label, and the world's
+    assert labels["legacy"] == {"istio-injection": "enabled",
+                                "kubernetes.io/metadata.name": "legacy"}
     workloads = capi.list_workloads(["accounts"])
     assert sorted(w.name for w in workloads) == ["details-v1", "productpage-v1", "ratings-v1",
                                                  "reviews-v1", "reviews-v2", "reviews-v3"]
@@ -43,14 +57,18 @@ def test_relabel_and_restart_move_pods_to_the_new_sidecar(ports: FleetPorts,
     capi = ports.cluster_api("dev")
     capi.set_namespace_revision("legacy", "asm-1-25")
     assert {n.name: n.labels for n in capi.list_namespaces()}["legacy"] == {
-        "istio.io/rev": "asm-1-25"}  # istio-injection removed, the add-on ignores it
+        "istio.io/rev": "asm-1-25", "kubernetes.io/metadata.name": "legacy"}
+    # istio-injection removed, the add-on ignores it
+    start_canary(sandbox, "aks-dev-westus2", "asm-1-26")
     capi.set_namespace_revision("catalog", "asm-1-26")
     before = {p.name for p in capi.list_pods(["catalog"])}
     for w in capi.list_workloads(["catalog"]):
         capi.restart_workload(w, "2026-11-22T00:00:00Z")
     pending = capi.list_workloads(["catalog"])
     assert all(w.generation == 2 and not w.rolled_out for w in pending)
-    wait(lambda: all(w.rolled_out for w in capi.list_workloads(["catalog"])))
+    # new pods start (rollout_s), then the old ones terminate
+    wait(lambda: all(w.rolled_out for w in capi.list_workloads(["catalog"])) and {
+        p.revision for p in capi.list_pods(["catalog"])} == {"asm-1-26"})
     pods = capi.list_pods(["catalog"])
     assert {(p.revision, p.proxy_version) for p in pods} == {("asm-1-26", "1.26.4")}
     assert not before & {p.name for p in pods}
@@ -65,18 +83,23 @@ def test_crash_looping_canary_is_visible(ports: FleetPorts, sandbox: Sandbox) ->
     requests.post(sandbox.url["control"] + "/_sandbox/faults",
                   json={"cluster": "dev", "namespace": "checkout", "revision": "asm-1-26",
                         "crashloop": True}, timeout=5).raise_for_status()
+    start_canary(sandbox, "aks-dev-westus2", "asm-1-26")
     capi = ports.cluster_api("dev")
     capi.set_namespace_revision("checkout", "asm-1-26")
     w = next(w for w in capi.list_workloads(["checkout"]) if w.name == "ratings-v1")
     capi.restart_workload(w, "t1")
     pods = wait(lambda: [p for p in capi.list_pods(["checkout"])
-                         if p.name.startswith("ratings-v1") and p.revision == "asm-1-26"])
+                         if p.name.startswith("ratings-v1") and p.revision == "asm-1-26"
+                         and p.phase == "Running"])
     assert pods[0].waiting_reason == "CrashLoopBackOff"
+    # the old pod stays while the new one is not ready (maxUnavailable 0 of 1 replica)
+    assert [p.revision for p in capi.list_pods(["checkout"])
+            if p.name.startswith("ratings-v1")].count("asm-1-25") == 1
     assert not next(x for x in capi.list_workloads(["checkout"])
                     if x.name == "ratings-v1").rolled_out
 
 
-def test_label_selectors_watch_and_errors(ports: FleetPorts) -> None:
+def test_label_selectors_watch_and_errors(ports: FleetPorts, sandbox: Sandbox) -> None:
     capi = ports.cluster_api("dev")
     core = capi.core
     names = [n.metadata.name for n in
@@ -85,6 +108,7 @@ def test_label_selectors_watch_and_errors(ports: FleetPorts) -> None:
     assert core.list_namespace(label_selector="istio-injection=enabled").items[0] \
         .metadata.name == "legacy"
     rv = core.list_namespaced_pod("storefront").metadata.resource_version
+    start_canary(sandbox, "aks-dev-westus2", "asm-1-26")
     capi.set_namespace_revision("storefront", "asm-1-26")
     for w in capi.list_workloads(["storefront"])[:1]:
         capi.restart_workload(w, "w1")
@@ -92,7 +116,7 @@ def test_label_selectors_watch_and_errors(ports: FleetPorts) -> None:
     for event in watch.Watch().stream(core.list_namespaced_pod, "storefront",
                                       resource_version=rv, timeout_seconds=3):
         seen.append((event["type"], event["object"].metadata.labels.get("istio.io/rev")))
-        if ("ADDED", "asm-1-26") in seen:
+        if ("ADDED", "asm-1-26") in seen and ("DELETED", "asm-1-25") in seen:
             break
     assert ("DELETED", "asm-1-25") in seen and ("ADDED", "asm-1-26") in seen
     with pytest.raises(k8s.ApiException) as err:

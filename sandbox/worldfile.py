@@ -1,0 +1,407 @@
+"""Worlds from files: the clusters, namespaces, real Kubernetes manifests, traffic and faults
+the sandbox starts with (DESIGN.md §8). The default fleet is ``data/worlds/default.yaml``.
+
+A world file is YAML::
+
+    clock_speed: 60                   # optional: the sandbox clock (CronJobs) vs the wall clock
+    clusters:
+      - name: aks-shop-weu            # the managedCluster name
+        alias: shop                   # optional: the name in /mesh commands (default: name)
+        subscription: 0000…           # optional
+        resource_group: rg-shop       # optional (default: rg-<name>)
+        location: westeurope
+        kubernetes_version: "1.33.2"
+        revisions: [asm-1-25]         # the add-on's revisions; [] = mesh off
+        entra_id:                     # optional: AKS-managed Entra ID integration
+          disable_local_accounts: true
+        open_service_mesh: false      # optional: the OSM add-on is on
+        node_count: 3                 # optional
+        channel: {id: C0SHOP, name: mesh-shop}   # optional: its Slack channel
+        namespaces:
+          - name: store
+            labels: {istio.io/rev: asm-1-25}     # the namespace's labels, exactly
+            manifests: apps/store.yaml           # optional: one file or a list, relative to
+                                                 # the world file, applied as
+                                                 # `kubectl apply -n store -f` would
+            traffic: {rps: 20, error_rate: 0.001, p99_ms: 150}   # optional
+            faults:                              # optional
+              - {workload: reports, crashloop: true, revision: "*"}
+              - {workload: checkout, error_rate: 0.3, latency_ms: 800, revision: asm-1-26}
+
+Manifests are applied into their namespace as ``kubectl apply -n <namespace>`` would: the
+namespace is set on namespaced kinds, and one that names another namespace is refused
+(kubectl: "the namespace from the provided object ... does not match"); cluster-scoped kinds
+keep none. Every kind must be one the cluster serves: built-in, a CRD of the world's
+manifests (applied first), or an Istio CRD where the mesh is on. A fault's ``revision`` is
+``"*"`` (any revision, and none: already failing before the upgrade) or one revision (a bad
+canary); ``latency_ms`` is the median latency on it; ``crashloop`` makes new pods of the
+workload crash-loop (its Jobs' pods fail).
+
+A wrong file fails at start with the file, the field path (or the manifest's document number
+and line) and what was expected: :class:`WorldError`.
+"""
+
+from __future__ import annotations
+
+import re
+import time
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import yaml
+from pydantic import (
+    BaseModel,
+    ConfigDict,
+    Field,
+    ValidationError,
+    field_validator,
+    model_validator,
+)
+
+from sandbox.world import ApiError, Fault, Traffic, World, load_revisions
+
+DEFAULT_WORLD = Path(__file__).resolve().parent / "data" / "worlds" / "default.yaml"
+SUBSCRIPTION = "00000000-0000-0000-0000-000000000000"
+DNS_LABEL = r"^[a-z0-9]([-a-z0-9]{0,61}[a-z0-9])?$"
+LABEL_VALUE = re.compile(r"^(([A-Za-z0-9][-A-Za-z0-9_.]{0,61})?[A-Za-z0-9])?$")
+LABEL_KEY = re.compile(r"^([a-z0-9]([-a-z0-9]*[a-z0-9])?(\.[a-z0-9]([-a-z0-9]*[a-z0-9])?)*/)?"
+                       r"[A-Za-z0-9]([-A-Za-z0-9_.]{0,61}[A-Za-z0-9])?$")
+
+
+class WorldError(Exception):
+    """A world file that cannot be loaded: the message names the file, where and why."""
+
+
+class Strict(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+
+
+class TrafficSpec(Strict):
+    rps: float = Field(gt=0, description="requests a second to the namespace")
+    error_rate: float = Field(0.0, ge=0, le=1)
+    p99_ms: float | None = Field(None, gt=0)
+
+
+class FaultSpec(Strict):
+    workload: str = Field(min_length=1)
+    revision: str = Field(pattern=r"^(\*|asm-1-\d+)$")
+    crashloop: bool = False
+    error_rate: float | None = Field(None, ge=0, le=1)
+    latency_ms: float | None = Field(None, gt=0)
+
+    @model_validator(mode="after")
+    def _does_something(self) -> FaultSpec:
+        if not self.crashloop and self.error_rate is None and self.latency_ms is None:
+            raise ValueError("a fault needs crashloop: true, an error_rate or a latency_ms")
+        return self
+
+
+class NamespaceSpec(Strict):
+    name: str = Field(pattern=DNS_LABEL)
+    labels: dict[str, str] = Field(default_factory=dict)
+    manifests: str | list[str] | None = None
+    traffic: TrafficSpec | None = None
+    faults: list[FaultSpec] = Field(default_factory=list)
+
+    @field_validator("labels")
+    @classmethod
+    def _labels(cls, v: dict[str, str]) -> dict[str, str]:
+        for k, val in v.items():
+            if not LABEL_KEY.match(k) or len(k.rsplit("/", 1)[-1]) > 63:
+                raise ValueError(f"{k!r} is not a valid label key")
+            if len(val) > 63 or not LABEL_VALUE.match(val):
+                raise ValueError(f"{val!r} (label {k}) is not a valid label value: at most 63 "
+                                 "characters, alphanumerics, '-', '_' or '.' inside")
+        return v
+
+
+class EntraIdSpec(Strict):
+    disable_local_accounts: bool = False
+    azure_rbac: bool = False
+    admin_group_object_ids: list[str] = Field(default_factory=list)
+
+
+class ChannelSpec(Strict):
+    id: str = Field(pattern=r"^[CG][A-Z0-9]{2,}$")
+    name: str = Field(pattern=r"^[a-z0-9_-]{1,80}$")
+
+
+class ClusterSpec(Strict):
+    name: str = Field(pattern=r"^[a-zA-Z0-9]([-_a-zA-Z0-9]{0,61}[a-zA-Z0-9])?$")
+    alias: str | None = Field(None, pattern=r"^[a-z0-9][a-z0-9-]{0,62}$")
+    subscription: str = Field(SUBSCRIPTION, pattern=r"^[0-9a-fA-F-]{36}$")
+    resource_group: str | None = Field(None, pattern=r"^[-\w._()]{1,90}$")
+    location: str = Field(pattern=r"^[a-z0-9]+$")
+    kubernetes_version: str = Field(pattern=r"^\d+\.\d+\.\d+$")
+    revisions: list[str] = Field(max_length=2)
+    entra_id: EntraIdSpec | None = None
+    open_service_mesh: bool = False
+    node_count: int = Field(3, ge=1, le=100)
+    channel: ChannelSpec | None = None
+    namespaces: list[NamespaceSpec] = Field(default_factory=list)
+
+    @field_validator("revisions")
+    @classmethod
+    def _revisions(cls, v: list[str]) -> list[str]:
+        for r in v:
+            if not re.match(r"^asm-1-\d+$", r):
+                raise ValueError(f"{r!r} is not a revision (asm-1-NN)")
+        return v
+
+    @property
+    def key(self) -> str:
+        """The cluster's name in /mesh commands and the fleet file."""
+        return self.alias or self.name
+
+    @property
+    def rg(self) -> str:
+        return self.resource_group or f"rg-{self.name}"
+
+    @property
+    def slack(self) -> ChannelSpec:
+        if self.channel:
+            return self.channel
+        digest = re.sub(r"[^A-Z0-9]", "", self.key.upper())[:8] or "X"
+        return ChannelSpec(id=f"C0{digest}", name=f"mesh-{self.key}"[:80])
+
+
+class WorldSpec(Strict):
+    clock_speed: float = Field(60.0, gt=0, le=3600)
+    clusters: list[ClusterSpec] = Field(min_length=1)
+
+
+@dataclass
+class Document:
+    """One document of a manifest file: where it is, and what it holds."""
+
+    path: Path
+    number: int  # 1-based, counting empty documents as ``---`` separates them
+    line: int  # 1-based
+    body: Any
+
+    @property
+    def where(self) -> str:
+        return f"{self.path} document {self.number} (line {self.line})"
+
+
+@dataclass
+class LoadedWorld:
+    """A loaded world: its spec, the file it came from and the manifests it references."""
+
+    path: Path
+    spec: WorldSpec
+    manifests: dict[tuple[int, int], list[Document]]  # (cluster, namespace index) → docs
+
+
+def _loc(loc: tuple[Any, ...]) -> str:
+    out = ""
+    for part in loc:
+        out += f"[{part}]" if isinstance(part, int) else (f".{part}" if out else str(part))
+    return out or "(top)"
+
+
+def _read_yaml(path: Path, what: str) -> str:
+    try:
+        return path.read_text(encoding="utf-8")
+    except FileNotFoundError:
+        raise WorldError(f"{what}: no file at {path}") from None
+    except (OSError, UnicodeDecodeError) as exc:
+        raise WorldError(f"{what}: cannot read {path}: {exc}") from None
+
+
+def _yaml_error(path: Path, exc: yaml.YAMLError) -> WorldError:
+    mark = getattr(exc, "problem_mark", None)
+    where = f" line {mark.line + 1} column {mark.column + 1}" if mark else ""
+    problem = getattr(exc, "problem", None) or str(exc)
+    return WorldError(f"{path}:{where}: not valid YAML: {problem}")
+
+
+def load_documents(path: Path, what: str) -> list[Document]:
+    """The documents of a multi-document YAML file, numbered, with their lines."""
+    text = _read_yaml(path, what)
+    docs = []
+    try:
+        for i, node in enumerate(yaml.compose_all(text, Loader=yaml.SafeLoader), start=1):
+            body = yaml.SafeLoader("").construct_document(node) if node is not None else None
+            docs.append(Document(path, i, (node.start_mark.line + 1) if node else 1, body))
+    except yaml.YAMLError as exc:
+        raise _yaml_error(path, exc) from None
+    return docs
+
+
+def load(path: Path) -> LoadedWorld:
+    """Load and check a world file and the manifests it references; :class:`WorldError`."""
+    path = Path(path)
+    text = _read_yaml(path, "world file")
+    try:
+        raw = yaml.safe_load(text)
+    except yaml.YAMLError as exc:
+        raise _yaml_error(path, exc) from None
+    if not isinstance(raw, dict):
+        raise WorldError(f"{path}: a world file is a mapping with `clusters:` (a list of "
+                         f"clusters); got {type(raw).__name__}")
+    try:
+        spec = WorldSpec.model_validate(raw)
+    except ValidationError as exc:
+        lines = []
+        for e in exc.errors():
+            got = f" (got {e['input']!r})" if not isinstance(e.get("input"), dict | list) \
+                and e["type"] not in ("missing",) else ""
+            msg = e["msg"].removeprefix("Value error, ")
+            if e["loc"] and e["loc"][-1] == "kubernetes_version":
+                msg += ': a version "MAJOR.MINOR.PATCH", quoted'
+            lines.append(f"  {_loc(e['loc'])}: {msg}{got}")
+        raise WorldError(f"{path}: not a valid world file:\n" + "\n".join(lines)) from None
+    catalog = {r["revision"]: r for r in load_revisions()}
+    problems = _check(spec, catalog)
+    if problems:
+        raise WorldError(f"{path}: not a valid world file:\n" + "\n".join(
+            f"  {p}" for p in problems))
+    manifests: dict[tuple[int, int], list[Document]] = {}
+    for ci, c in enumerate(spec.clusters):
+        for ni, ns in enumerate(c.namespaces):
+            files = [ns.manifests] if isinstance(ns.manifests, str) else ns.manifests or []
+            docs: list[Document] = []
+            for f in files:
+                where = f"{path}: clusters[{ci}].namespaces[{ni}].manifests"
+                docs += load_documents((path.parent / f).resolve(), where)
+            manifests[(ci, ni)] = docs
+    world = LoadedWorld(path, spec, manifests)
+    _check_manifests(world)
+    return world
+
+
+def _check(spec: WorldSpec, catalog: dict[str, dict[str, Any]]) -> list[str]:
+    problems: list[str] = []
+    seen: dict[str, str] = {}
+    for ci, c in enumerate(spec.clusters):
+        at = f"clusters[{ci}]"
+        for what, value in (("name", c.name), ("alias", c.key), ("channel", c.slack.id)):
+            if value in seen and not (what == "alias" and value == c.name):
+                problems.append(f"{at}.{what}: {value!r} is already used by {seen[value]}")
+            seen.setdefault(value, f"{at} ({c.name})")
+        minor = ".".join(c.kubernetes_version.split(".")[:2])
+        for ri, rev in enumerate(c.revisions):
+            entry = catalog.get(rev)
+            if entry is None:
+                problems.append(f"{at}.revisions[{ri}]: {rev} is not a revision the sandbox "
+                                f"knows ({', '.join(sorted(catalog))})")
+            elif minor not in entry["kubernetes"]:
+                problems.append(f"{at}.revisions[{ri}]: {rev} is not compatible with "
+                                f"Kubernetes {minor} (it supports "
+                                f"{', '.join(entry['kubernetes'])})")
+        if len(c.revisions) == 2 and c.revisions[0] in catalog and c.revisions[1] not in (
+                catalog[c.revisions[0]].get("upgrades") or []):
+            problems.append(f"{at}.revisions: {c.revisions[1]} is not an upgrade of "
+                            f"{c.revisions[0]} (two revisions: a canary upgrade in progress)")
+        if len(set(c.revisions)) != len(c.revisions):
+            problems.append(f"{at}.revisions: the same revision twice")
+        names: set[str] = set()
+        for ni, ns in enumerate(c.namespaces):
+            if ns.name in names:
+                problems.append(f"{at}.namespaces[{ni}].name: {ns.name!r} is already there")
+            names.add(ns.name)
+            if ns.name in ("aks-istio-system", "aks-istio-ingress"):
+                problems.append(f"{at}.namespaces[{ni}].name: {ns.name} belongs to the mesh "
+                                "add-on, which makes it")
+            for fi, f in enumerate(ns.faults):
+                if f.revision != "*" and f.revision not in catalog:
+                    problems.append(f"{at}.namespaces[{ni}].faults[{fi}].revision: "
+                                    f"{f.revision} is not a revision the sandbox knows")
+    return problems
+
+
+def _check_manifests(world: LoadedWorld) -> None:
+    """Each document: a mapping with apiVersion, kind, metadata.name, in this namespace."""
+    for (ci, ni), docs in world.manifests.items():
+        ns = world.spec.clusters[ci].namespaces[ni]
+        names: set[str] = set()
+        for d in docs:
+            if d.body is None:
+                continue
+            b = d.body
+            if not isinstance(b, dict):
+                raise WorldError(f"{d.where}: a Kubernetes object is a mapping; got "
+                                 f"{type(b).__name__}")
+            for fld in ("apiVersion", "kind"):
+                if not isinstance(b.get(fld), str) or not b[fld]:
+                    raise WorldError(f"{d.where}: {fld} is missing (every object needs "
+                                     "apiVersion, kind and metadata.name)")
+            meta = b.get("metadata")
+            if not isinstance(meta, dict) or not isinstance(meta.get("name"), str) \
+                    or not meta["name"]:
+                raise WorldError(f"{d.where}: {b['kind']} has no metadata.name")
+            other = meta.get("namespace")
+            if other is not None and other != ns.name:
+                raise WorldError(
+                    f"{d.where}: the namespace from the provided object {other!r} does not "
+                    f"match the namespace {ns.name!r} the world applies it to (kubectl apply "
+                    f"-n {ns.name} refuses it too); remove metadata.namespace or move it")
+            names.add(b["metadata"]["name"])
+        for fi, f in enumerate(ns.faults):
+            if f.workload not in names:
+                kinds = sorted(n for n in names)
+                raise WorldError(
+                    f"{world.path}: clusters[{ci}].namespaces[{ni}].faults[{fi}].workload: "
+                    f"no object named {f.workload!r} in the manifests of namespace {ns.name}"
+                    + (f" ({', '.join(kinds[:12])})" if kinds else " (it has none)"))
+
+
+def build(world: World, loaded: LoadedWorld) -> None:
+    """Make the world's clusters in ``world``; :class:`WorldError` if a manifest cannot be
+    applied (unknown kind, invalid object), naming its document."""
+    spec = loaded.spec
+    world.clock_speed = spec.clock_speed
+    world.seeding = True
+    try:
+        for ci, c in enumerate(spec.clusters):
+            cl = world.add_cluster(
+                c.name, subscription=c.subscription, resource_group=c.rg,
+                location=c.location, kubernetes_version=c.kubernetes_version,
+                revisions=list(c.revisions),
+                entra_id=c.entra_id.model_dump() if c.entra_id else None,
+                open_service_mesh=c.open_service_mesh, node_count=c.node_count)
+            with world.lock:
+                for ns in c.namespaces:
+                    world.ensure_namespace(cl, ns.name, ns.labels)
+                    if ns.traffic:
+                        world.traffic[(c.name, ns.name)] = Traffic(
+                            ns.traffic.rps, ns.traffic.error_rate, ns.traffic.p99_ms)
+            apply_faults(world, loaded)
+            docs = [(ni, d) for ni in range(len(c.namespaces))
+                    for d in loaded.manifests.get((ci, ni), []) if d.body is not None]
+            docs.sort(key=lambda x: x[1].body.get("kind") != "CustomResourceDefinition")
+            for ni, d in docs:
+                try:
+                    world.create(c.name, d.body, c.namespaces[ni].name)
+                except ApiError as exc:
+                    raise WorldError(f"{d.where}: {exc.message}") from None
+                except (KeyError, TypeError, ValueError, AttributeError) as exc:
+                    raise WorldError(f"{d.where}: {d.body.get('kind')} "
+                                     f"{d.body['metadata']['name']} is not a valid object "
+                                     f"({type(exc).__name__}: {exc})") from None
+            with world.lock:
+                # the world has been running for long: a rollout that is not complete has
+                # passed its progress deadline
+                for key in [k for k in cl.objects if k[0] == "Deployment"]:
+                    cl.progress[key] = time.time() - 10 ** 6
+                    world._dirty.append((cl, key))
+                world._settle()
+    finally:
+        world.seeding = False
+
+
+def apply_faults(world: World, loaded: LoadedWorld) -> None:
+    """Stage the world file's faults (again, after the control API cleared them)."""
+    with world.lock:
+        for c in loaded.spec.clusters:
+            for ns in c.namespaces:
+                for f in ns.faults:
+                    world.workload_faults[(c.name, ns.name, f.workload, f.revision)] = Fault(
+                        error_rate=f.error_rate or 0.0, latency_ms=f.latency_ms,
+                        crashloop=f.crashloop)
+
+
+def load_default() -> LoadedWorld:
+    return load(DEFAULT_WORLD)
