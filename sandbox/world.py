@@ -139,6 +139,7 @@ class Cluster:
     node_names: list[str] = field(default_factory=list)
     #: Deployment → ready new pods last seen, and when its progress deadline is checked
     ready_seen: dict[Key, int] = field(default_factory=dict)
+    event_keys: list[Key] = field(default_factory=list)
     deadline_at: dict[Key, float] = field(default_factory=dict)
 
     @property
@@ -384,6 +385,34 @@ class World:
             c.node_names.remove(key[2])
         self._owner_dirty(c, obj)
 
+    def _event(self, c: Cluster, obj: dict[str, Any], reason: str, message: str,
+               component: str, kind: str = "Normal") -> None:
+        """A ``v1`` Event about ``obj``, as the controllers and the kubelet record them
+        (``kubectl describe`` and ``kubectl get events`` show them). Events live an hour on
+        a real cluster; the sandbox keeps each cluster's last 1000, and records none while
+        a world is being seeded."""
+        if self.seeding:
+            return
+        meta = obj["metadata"]
+        ns = meta.get("namespace") or "default"
+        t = now_iso()
+        name = f"{meta['name']}.{uuid.uuid4().hex[:16]}"
+        ev = {"apiVersion": "v1", "kind": "Event",
+              "metadata": {"name": name, "namespace": ns, "uid": str(uuid.uuid4()),
+                           "creationTimestamp": t},
+              "involvedObject": {"kind": obj["kind"], "namespace": meta.get("namespace", ""),
+                                 "name": meta["name"], "uid": meta.get("uid", ""),
+                                 "apiVersion": obj["apiVersion"],
+                                 "resourceVersion": meta.get("resourceVersion", "")},
+              "reason": reason, "message": message, "source": {"component": component},
+              "firstTimestamp": t, "lastTimestamp": t, "count": 1, "type": kind,
+              "reportingComponent": component, "reportingInstance": ""}
+        key = ("Event", ns, name)
+        self._put(c, key, ev)
+        c.event_keys.append(key)
+        while len(c.event_keys) > 1000:
+            self._remove(c, c.event_keys.pop(0))
+
     def _owner_dirty(self, c: Cluster, obj: dict[str, Any]) -> None:
         for ref in obj["metadata"].get("ownerReferences") or []:
             if ref.get("controller") and ref["uid"] in c.uids:
@@ -484,8 +513,11 @@ class World:
 
     def _defaults(self, c: Cluster, r: ApiResource, obj: dict[str, Any]) -> None:
         """What the API server adds on create (defaulting, allocation)."""
-        spec = obj.setdefault("spec", {}) if r.kind not in (
-            "ConfigMap", "Secret", "ServiceAccount", "Event", "Endpoints") else None
+        needs_spec = r.kind in ("Namespace", "Service", "Pod", "Job", "CronJob", "ReplicaSet",
+                                *WORKLOAD_KINDS)
+        if needs_spec and not isinstance(obj.get("spec"), dict):
+            obj["spec"] = {}
+        spec: dict[str, Any] | None = obj["spec"] if needs_spec else None
         if r.kind == "Namespace":
             obj["metadata"].setdefault("labels", {})[
                 "kubernetes.io/metadata.name"] = obj["metadata"]["name"]
@@ -514,7 +546,17 @@ class World:
                                                              f".{n % 250 + 1}",
                                                        "ipMode": "VIP"}]}
             obj["status"] = status
-        elif r.kind in WORKLOAD_KINDS + ("ReplicaSet",) and spec is not None:
+        if spec is not None and r.kind in WORKLOAD_KINDS + ("ReplicaSet", "Job"):
+            tspec = (spec.get("template") or {}).get("spec")
+            if isinstance(tspec, dict):
+                default_pod_spec(tspec)
+        if spec is not None and r.kind == "CronJob":
+            tspec = (((spec.get("jobTemplate") or {}).get("spec") or {}).get("template")
+                     or {}).get("spec")
+            if isinstance(tspec, dict):
+                default_pod_spec(tspec)
+                tspec["restartPolicy"] = tspec.get("restartPolicy") or "OnFailure"
+        if r.kind in WORKLOAD_KINDS + ("ReplicaSet",) and spec is not None:
             if r.kind != "DaemonSet":
                 spec.setdefault("replicas", 1)
             spec.setdefault("revisionHistoryLimit", 10)
@@ -566,10 +608,8 @@ class World:
             spec.setdefault("failedJobsHistoryLimit", 1)
             obj["status"] = {}
         elif r.kind == "Pod" and spec is not None:
-            spec.setdefault("restartPolicy", "Always")
-            spec.setdefault("terminationGracePeriodSeconds", 30)
+            default_pod_spec(spec)
             spec.setdefault("serviceAccountName", "default")
-            spec.setdefault("dnsPolicy", "ClusterFirst")
 
     def patch(self, cluster: str, kind: str, ns: str, name: str,
               patch: dict[str, Any]) -> dict[str, Any] | None:
@@ -692,6 +732,8 @@ class World:
         term["metadata"]["deletionGracePeriodSeconds"] = \
             pod["spec"].get("terminationGracePeriodSeconds", 30)
         self._put(c, key, term)
+        for ctr in pod["spec"].get("containers") or []:
+            self._event(c, term, "Killing", f"Stopping container {ctr.get('name')}", "kubelet")
         self._at(time.time() + self.termination_s, "gone", c, key)
         self._owner_dirty(c, term)
 
@@ -750,6 +792,13 @@ class World:
         if node:
             pod["spec"]["nodeName"] = node
         obj = self._create(c, pod)
+        if owner is not None:
+            component = {"ReplicaSet": "replicaset-controller", "Job": "job-controller",
+                         "StatefulSet": "statefulset-controller",
+                         "DaemonSet": "daemonset-controller"}.get(owner["kind"], "controller")
+            msg = f"create Pod {name} in StatefulSet {owner['metadata']['name']} successful" \
+                if owner["kind"] == "StatefulSet" else f"Created pod: {obj['metadata']['name']}"
+            self._event(c, owner, "SuccessfulCreate", msg, component)
         return ("Pod", ns, obj["metadata"]["name"])
 
     def _admit(self, c: Cluster, pod: dict[str, Any]) -> None:
@@ -791,6 +840,7 @@ class World:
                                 "istiod-ca-cert"],
                     "imagePullSecrets": None, "revision": rev}),
                 "kubectl.kubernetes.io/default-container": spec["containers"][0]["name"]})
+        default_pod_spec(spec)
         if not spec.get("nodeName"):
             nodes = c.nodes or ["aks-nodepool1-00000000-vmss000000"]
             spec["nodeName"] = nodes[int(hashlib.sha1(meta["name"].encode()).hexdigest(), 16)
@@ -892,6 +942,14 @@ class World:
                             _cond("Initialized", True), _cond("Ready", ready),
                             _cond("ContainersReady", ready), _cond("PodScheduled", True)]
         self._put(c, key, pod)
+        self._event(c, pod, "Scheduled", f"Successfully assigned {key[1]}/{key[2]} to "
+                    f"{spec.get('nodeName')}", "default-scheduler")
+        for cs in st["containerStatuses"]:
+            if "running" in cs["state"]:
+                self._event(c, pod, "Started", f"Started container {cs['name']}", "kubelet")
+            else:
+                self._event(c, pod, "BackOff", "Back-off restarting failed container "
+                            f"{cs['name']} in pod {key[2]}", "kubelet", "Warning")
         self._owner_dirty(c, pod)
         if job_pod:
             self._at(time.time() + (0 if self.seeding else self.job_run_s), "finish", c, key)
@@ -979,6 +1037,14 @@ class World:
     def _set_spec(self, c: Cluster, key: Key, field_: str, value: Any) -> None:
         obj = c.objects[key]
         if obj["spec"].get(field_) != value:
+            owner = next((c.objects[c.uids[r["uid"]]] for r in
+                          obj["metadata"].get("ownerReferences") or []
+                          if r.get("kind") == "Deployment" and r["uid"] in c.uids), None)
+            if owner is not None and field_ == "replicas":
+                before = obj["spec"].get(field_, 0)
+                self._event(c, owner, "ScalingReplicaSet",
+                            f"Scaled {'up' if value > before else 'down'} replica set "
+                            f"{key[2]} from {before} to {value}", "deployment-controller")
             new = copy.deepcopy(obj)
             new["spec"][field_] = value
             new["metadata"]["generation"] = new["metadata"].get("generation", 1) + 1
@@ -1660,6 +1726,34 @@ def _status(ctr: dict[str, Any], state: dict[str, Any], ready: bool = False) -> 
             "restartCount": 0, "state": state,
             **({"containerID": "containerd://" + uuid.uuid4().hex * 2} if "waiting" not in
                state else {})}
+
+
+def default_pod_spec(spec: dict[str, Any]) -> None:
+    """The API server's defaulting of a pod spec (``pkg/apis/core/v1/defaults.go``):
+    container port protocol, image pull policy, probe timings, termination message."""
+    for ctr in (spec.get("containers") or []) + (spec.get("initContainers") or []):
+        if not isinstance(ctr, dict):
+            continue
+        for port in ctr.get("ports") or []:
+            if isinstance(port, dict):
+                port.setdefault("protocol", "TCP")
+        image = str(ctr.get("image", ""))
+        tag = image.rsplit("/", 1)[-1]
+        ctr.setdefault("imagePullPolicy", "Always" if ":" not in tag or tag.endswith(":latest")
+                       else "IfNotPresent")
+        ctr.setdefault("terminationMessagePath", "/dev/termination-log")
+        ctr.setdefault("terminationMessagePolicy", "File")
+        for probe in ("livenessProbe", "readinessProbe", "startupProbe"):
+            p = ctr.get(probe)
+            if isinstance(p, dict):
+                for k, v in (("timeoutSeconds", 1), ("periodSeconds", 10),
+                             ("successThreshold", 1), ("failureThreshold", 3)):
+                    p.setdefault(k, v)
+    spec.setdefault("restartPolicy", "Always")
+    spec.setdefault("terminationGracePeriodSeconds", 30)
+    spec.setdefault("dnsPolicy", "ClusterFirst")
+    spec.setdefault("schedulerName", "default-scheduler")
+    spec.setdefault("securityContext", {})
 
 
 def _qos(spec: dict[str, Any]) -> str:
