@@ -38,18 +38,32 @@ def main() -> None:
               default=None, help="Serve this CHANGELOG.md as the GitHub releases feed.")
 @click.option("--unreleased", multiple=True,
               help="Hold this revision back from ARM until released through the control API.")
+@click.option("--world", "world_file", type=click.Path(dir_okay=False, path_type=Path),
+              default=None, help="Build the sandbox from this world file (clusters, "
+              "namespaces, manifests, traffic, faults); default: the six-cluster fleet.")
 def sandbox(state_dir: Path, port_base: int, operation_s: float, rollout_s: float,
             extra_namespaces: int, prometheus_bin: str, changelog: Path | None,
-            unreleased: tuple[str, ...]) -> None:
+            unreleased: tuple[str, ...], world_file: Path | None) -> None:
     """Run the embedded sandbox: ARM, Kubernetes, Istio traffic, Slack and Prometheus."""
     from sandbox.app import Sandbox
+    from sandbox.worldfile import WorldError
 
-    sb = Sandbox(state_dir, port_base, operation_s, rollout_s, prometheus_bin,
-                 extra_namespaces, changelog=changelog, unreleased=list(unreleased))
+    try:
+        sb = Sandbox(state_dir, port_base, operation_s, rollout_s, prometheus_bin,
+                     extra_namespaces, changelog=changelog, unreleased=list(unreleased),
+                     world_file=world_file)
+    except WorldError as exc:
+        click.echo(f"meshops sandbox: {exc}", err=True)
+        sys.exit(2)
     sb.start()
-    click.echo(f"sandbox ready: fleet {state_dir / 'fleet.yaml'}, env {state_dir / 'sandbox.env'}")
+    click.echo(f"sandbox ready ({sb.loaded.path}): fleet {state_dir / 'fleet.yaml'}, "
+               f"env {state_dir / 'sandbox.env'}")
     for name, url in sb.url.items():
         click.echo(f"  {name:<10} {url}")
+    contexts = ", ".join(c.key for c in sb.loaded.spec.clusters)
+    click.echo(f"kubectl: export KUBECONFIG={sb.kubeconfig_path.resolve()}  "
+               f"(contexts: {contexts}), e.g. kubectl --context "
+               f"{sb.loaded.spec.clusters[0].key} get pods -A -w")
     stop = {"now": False}
 
     def handle(signum: int, frame: object) -> None:
@@ -202,10 +216,25 @@ def audit(run_id: str | None, cluster: str | None, since: str | None) -> None:
 @click.option("--timeout", type=float, default=600, show_default=True)
 @click.option("--socket-mode", is_flag=True,
               help="Run the bot in Socket Mode instead of HTTP mode.")
+@click.option("--world", "world_file", type=click.Path(dir_okay=False, path_type=Path),
+              default=None, help="Build the sandbox from this world file; --cluster then "
+              "defaults to its first cluster with the mesh on.")
+@click.option("--to", "to_revision", default=None,
+              help="Upgrade to this revision (default: the cluster's newest valid upgrade in "
+              "meshUpgradeProfiles; asm-1-26 on the default fleet).")
 def demo(scenario: str, state_dir: Path, port_base: int, bot_port: int, bake: str,
-         interval: str, cluster: str | None, timeout: float, socket_mode: bool) -> None:
+         interval: str, cluster: str | None, timeout: float, socket_mode: bool,
+         world_file: Path | None, to_revision: str | None) -> None:
     """Play a canary upgrade from the Slack side on the sandbox, end to end."""
     from meshops.demo import run_demo
+    from sandbox.worldfile import WorldError
+    from sandbox.worldfile import load as load_world
 
+    if world_file is not None:
+        try:
+            load_world(world_file)  # a wrong world fails here, before anything starts
+        except WorldError as exc:
+            click.echo(f"meshops demo: {exc}", err=True)
+            sys.exit(2)
     sys.exit(run_demo(scenario, state_dir, port_base, bot_port, bake, interval, cluster,
-                      timeout, socket_mode))
+                      timeout, socket_mode, world_file=world_file, to_revision=to_revision))

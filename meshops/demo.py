@@ -57,8 +57,10 @@ class Harness:
     def __init__(self, state_dir: Path, port_base: int = 18400, bot_port: int = 18480,
                  redis_url: str | None = None, prefix: str | None = None,
                  echo: Callable[[str], None] | None = None, socket_mode: bool = False,
-                 unreleased: list[str] | None = None, changelog: Path | None = None):
+                 unreleased: list[str] | None = None, changelog: Path | None = None,
+                 world_file: Path | None = None):
         self.socket_mode = socket_mode
+        self.world_file = world_file.resolve() if world_file else None
         self.unreleased = list(unreleased or [])
         self.changelog = changelog
         self.state_dir = state_dir.resolve()
@@ -106,6 +108,8 @@ class Harness:
             extra: list[str] = [a for r in self.unreleased for a in ("--unreleased", r)]
             if self.changelog is not None:
                 extra += ["--changelog", str(self.changelog)]
+            if self.world_file is not None:
+                extra += ["--world", str(self.world_file)]
             self._spawn("sandbox", "sandbox", "--state-dir", str(sandbox_dir), "--port-base",
                         str(self.port_base), *extra)
             self._wait(lambda: info_file.exists(), 60, "the sandbox to start",
@@ -196,6 +200,14 @@ class Harness:
 
     # ------------------------------------------------------------------ people
 
+    def default_channel(self) -> str:
+        """Where people type by default: dev's channel, else the world's first cluster's."""
+        clusters = self.info["clusters"]
+        return str((clusters.get("dev") or next(iter(clusters.values())))["channel"])
+
+    def channel_of(self, cluster: str) -> str:
+        return str(self.info["clusters"][cluster]["channel"])
+
     def person(self, role: str) -> str:
         return str(self.info["people"][role])
 
@@ -212,7 +224,7 @@ class Harness:
               ) -> requests.Response:
         """Type ``/mesh <text>`` as a person, shaped like Slack's slash command form body."""
         user = self.person(user_role)
-        channel = channel or self.info["clusters"]["dev"]["channel"]
+        channel = channel or self.default_channel()
         fields = {
             "token": "sandbox-verification-token", "team_id": "T0SANDBOX",
             "team_domain": "meshops-sandbox", "channel_id": channel,
@@ -366,7 +378,8 @@ class Harness:
             return found if len(found) >= len(clusters) else {}
 
         found = self._wait(notices, timeout, f"notices of {revision} in every channel")
-        dev = found[clusters["dev"]["channel"]]
+        first = clusters.get("dev") or next(iter(clusters.values()))
+        dev = found[first["channel"]]
         button = next(el for b in dev["blocks"] if b["type"] == "actions" for el in b["elements"])
         payload_msg = {**dev, "channel": dev["channel"]}
         n = self.slack_log_len()
@@ -438,17 +451,25 @@ def format_entry(e: dict[str, Any], info: dict[str, Any]) -> str:
 
 def run_demo(scenario: str, state_dir: Path, port_base: int, bot_port: int, bake: str,
              interval: str, cluster: str | None, timeout: float,
-             socket_mode: bool = False) -> int:
-    cluster = cluster or {"upgrade": "dev", "rollback": "staging", "enable": "edge"}.get(
-        scenario, "dev")
+             socket_mode: bool = False, world_file: Path | None = None,
+             to_revision: str | None = None) -> int:
+    """Play ``scenario``; the last line is the run's final state (``run <id>: <phase>``)."""
     h = Harness(state_dir, port_base, bot_port, socket_mode=socket_mode,
                 unreleased=["asm-1-27"] if scenario == "release" else None,
-                changelog=CHANGELOG)  # the sandbox's own release history
+                changelog=CHANGELOG,  # the sandbox's own release history
+                world_file=world_file)
     try:
-        h.echo(f"meshops demo --scenario {scenario}: starting sandbox, Prometheus, worker, "
-               "beat and bot …")
+        h.echo(f"meshops demo --scenario {scenario}"
+               + (f" --world {world_file}" if world_file else "")
+               + ": starting sandbox, Prometheus, worker, beat and bot …")
         h.start()
         h.follow()
+        state = h.control("GET", "/_sandbox/state")
+        if cluster is None:
+            cluster = default_cluster(scenario, state, world_file is not None)
+        if cluster not in state:
+            h.echo(f"demo failed: no cluster {cluster!r} in the world ({', '.join(state)})")
+            return 1
         if scenario == "enable":
             return enable_demo(h, cluster, timeout)
         if scenario == "release":
@@ -459,12 +480,24 @@ def run_demo(scenario: str, state_dir: Path, port_base: int, bot_port: int, bake
                 h.echo(f"demo check failed: the plan button led to: {plan}")
             h.echo(f"release: notified {len(channels)} channels")
             return 0 if ok else 1
+        stable = (state[cluster]["revisions"] or [None])[0]
+        target = to_revision or ("asm-1-26" if world_file is None else
+                                 newest(state[cluster]["upgrades"]))
+        if stable is None or target is None:
+            h.echo(f"demo failed: {cluster} has " + ("the mesh off" if stable is None else
+                   f"no upgrade offered from {stable} (meshUpgradeProfiles)"))
+            return 1
+        channel = h.channel_of(cluster) if world_file is not None else None
+        watched = "checkout"
         if scenario == "rollback":
-            h.control("POST", "/_sandbox/faults", {"cluster": cluster, "namespace": "checkout",
-                                                   "revision": "asm-1-26", "error_rate": 0.3})
-            h.echo(f"(sandbox: asm-1-26 sidecars in {cluster}/checkout will answer 30% 5xx)")
-        resp = h.slash("requester", f"upgrade {cluster} asm-1-26 --bake={bake} "
-                                    f"--interval={interval}")
+            labelled = sorted(ns for ns, lbl in state[cluster]["namespaces"].items()
+                              if lbl.get("istio.io/rev") == stable)
+            watched = "checkout" if "checkout" in labelled else (labelled or ["default"])[0]
+            h.control("POST", "/_sandbox/faults", {"cluster": cluster, "namespace": watched,
+                                                   "revision": target, "error_rate": 0.3})
+            h.echo(f"(sandbox: {target} sidecars in {cluster}/{watched} will answer 30% 5xx)")
+        resp = h.slash("requester", f"upgrade {cluster} {target} --bake={bake} "
+                                    f"--interval={interval}", channel=channel)
         m = RUN_ID_RE.search(resp.text)
         if resp.status_code != 200 or not m:
             h.echo(f"the upgrade was not accepted: HTTP {resp.status_code} {resp.text}")
@@ -473,12 +506,26 @@ def run_demo(scenario: str, state_dir: Path, port_base: int, bot_port: int, bake
         root = h.wait_for_button(run_id, "approve", 120)
         h.click("approver", run_id, "approve", root)
         if scenario == "upgrade":
-            root = h.wait_for_button(run_id, "complete", timeout)
-            h.click("approver", run_id, "complete", root)
+            def completable() -> Any:
+                if h.run_phase(run_id) in TERMINAL:
+                    return True  # ended without asking for completion (rolled back, …)
+                root = h.root_message(run_id)
+                if root and any(el.get("action_id") == "meshops_complete"
+                                for b in root.get("blocks") or [] if b.get("type") == "actions"
+                                for el in b["elements"]):
+                    return root
+                return None
+            found = h._wait(completable, timeout, f"the [complete] button of run {run_id}")
+            if isinstance(found, dict):
+                h.click("approver", run_id, "complete", found)
         phase = h.wait_for_phase(run_id, TERMINAL, timeout)
         time.sleep(2)  # let the last Slack messages land before the summary
         h.print_new()
-        problems = check_outcome(h, scenario, cluster, run_id, phase)
+        notes: list[str] = []
+        problems = check_outcome(h, scenario, cluster, run_id, phase, stable, target, watched,
+                                 strict_pods=world_file is None, notes=notes)
+        for n in notes:
+            h.echo(f"({n})")
         for p in problems:
             h.echo(f"demo check failed: {p}")
         h.echo(f"run {run_id}: {phase}")
@@ -488,6 +535,20 @@ def run_demo(scenario: str, state_dir: Path, port_base: int, bot_port: int, bake
         return 1
     finally:
         h.stop()
+
+
+def newest(revisions: list[str]) -> str | None:
+    """The newest of ``asm-1-NN`` revisions."""
+    return max(revisions, key=lambda r: int(r.rsplit("-", 1)[1]), default=None)
+
+
+def default_cluster(scenario: str, state: dict[str, Any], world: bool) -> str:
+    """The cluster a scenario plays on: the default fleet's dev / staging / edge; in a
+    world, its first cluster with the mesh on (with it off, for ``enable``)."""
+    if not world:
+        return {"rollback": "staging", "enable": "edge"}.get(scenario, "dev")
+    meshed = [k for k, c in state.items() if bool(c["revisions"]) != (scenario == "enable")]
+    return (meshed or list(state))[0]
 
 
 def enable_demo(h: Harness, cluster: str, timeout: float) -> int:
@@ -507,8 +568,10 @@ def enable_demo(h: Harness, cluster: str, timeout: float) -> int:
         h.click("approver", ingress_run.group(0), "approve",
                 h.wait_for_button(ingress_run.group(0), "approve", 120))
         ingress_phase = h.wait_for_phase(ingress_run.group(0), TERMINAL, timeout)
-    namespaces = [ns for ns in h.control("GET", "/_sandbox/state")[cluster]["namespaces"]
-                  if ns in ("shop", "blog")]
+    names = list(h.control("GET", "/_sandbox/state")[cluster]["namespaces"])
+    namespaces = [ns for ns in names if ns in ("shop", "blog")] or [
+        ns for ns in names if not ns.startswith(("kube-", "aks-istio-"))
+        and ns not in ("default", "istio-system")][:2]
     answer = h.ask("requester", f"inject {cluster} {' '.join(namespaces)}")
     time.sleep(2)
     h.print_new()
@@ -531,12 +594,16 @@ def enable_demo(h: Harness, cluster: str, timeout: float) -> int:
     return 1 if problems else 0
 
 
-def check_outcome(h: Harness, scenario: str, cluster: str, run_id: str, phase: str
-                  ) -> list[str]:
-    """What is wrong with the end state of a scenario; empty when it ended as it should."""
+def check_outcome(h: Harness, scenario: str, cluster: str, run_id: str, phase: str,
+                  stable: str = "asm-1-25", target: str = "asm-1-26", watched: str = "checkout",
+                  strict_pods: bool = True, notes: list[str] | None = None) -> list[str]:
+    """What is wrong with the end state of a scenario; empty when it ended as it should.
+    Pods left off the expected sidecar are a problem on the default fleet; in a world (Jobs,
+    OnDelete StatefulSets, bare pods, pods not injected) they are added to ``notes``."""
     state = h.control("GET", "/_sandbox/state")[cluster]
-    want = "asm-1-26" if scenario == "upgrade" else "asm-1-25"
-    problems = []
+    want = target if scenario == "upgrade" else stable
+    problems: list[str] = []
+    notes = notes if notes is not None else []
     if phase != ("completed" if scenario == "upgrade" else "rolled_back"):
         problems.append(f"run ended {phase}")
     if state["revisions"] != [want]:
@@ -545,13 +612,20 @@ def check_outcome(h: Harness, scenario: str, cluster: str, run_id: str, phase: s
     wrong = [ns for ns in apps if state["namespaces"][ns]["istio.io/rev"] != want]
     if wrong or not apps:
         problems.append(f"namespaces not labelled {want}: {wrong or 'none labelled'}")
-    pods = [p for p in state["pods"] if p["namespace"] in apps]
-    off = [p["name"] for p in pods if p["revision"] != want
-           or not (p["proxy_image"] or "").split(":")[-1].startswith(want[4:].replace("-", "."))]
-    if off or not pods:
-        problems.append(f"pods not on the {want} sidecar: {off[:5] or 'no pods'}")
+    version = want[4:].replace("-", ".")
+    pods = [p for p in state["pods"] if p["namespace"] in apps and not p.get("terminating")]
+    off = [p for p in pods if p["revision"] != want
+           or not (p["proxy_image"] or "").split(":")[-1].startswith(version)]
+    if strict_pods and (off or not pods):
+        problems.append(f"pods not on the {want} sidecar: "
+                        f"{[p['name'] for p in off][:5] or 'no pods'}")
+    elif off:
+        by_owner = sorted({f"{p['namespace']}/{p['owner']} ({p['phase']}, "
+                           f"{p['revision'] or 'no sidecar'})" for p in off})
+        notes.append(f"{len(off)} pods not on the {want} sidecar: " + ", ".join(by_owner[:8])
+                     + (f" and {len(by_owner) - 8} more" if len(by_owner) > 8 else ""))
     if scenario == "rollback":
         thread = " ".join(e["text"] for e in h.slack_log() if e.get("thread_ts"))
-        if not re.search(r"✗ checkout success \d+\.\d+% ≥ \d+\.\d+%", thread):
-            problems.append("the thread does not name checkout with its value and threshold")
+        if not re.search(rf"✗ {re.escape(watched)} success \d+\.\d+% ≥ \d+\.\d+%", thread):
+            problems.append(f"the thread does not name {watched} with its value and threshold")
     return problems
