@@ -1228,6 +1228,25 @@ class World:
             if notify:
                 self._owner_dirty(c, new)
 
+    def _claim(self, c: Cluster, ns: str, name: str, template: dict[str, Any],
+               sts: dict[str, Any]) -> None:
+        """A StatefulSet pod's PersistentVolumeClaim from ``volumeClaimTemplates``, made
+        once and kept (``persistentVolumeClaimRetentionPolicy`` Retain, the default), bound
+        at once as AKS's CSI driver binds it."""
+        if ("PersistentVolumeClaim", ns, name) in c.objects:
+            return
+        spec = copy.deepcopy(template.get("spec") or {})
+        spec.setdefault("volumeMode", "Filesystem")
+        spec["volumeName"] = f"pvc-{uuid.uuid4()}"
+        labels = dict((sts["spec"].get("selector") or {}).get("matchLabels") or {})
+        self._create(c, {"apiVersion": "v1", "kind": "PersistentVolumeClaim",
+                         "metadata": {"name": name, "namespace": ns, "labels": labels},
+                         "spec": spec,
+                         "status": {"phase": "Bound",
+                                    "accessModes": spec.get("accessModes", []),
+                                    "capacity": (spec.get("resources") or {}).get(
+                                        "requests", {})}})
+
     def _revision_of(self, c: Cluster, owner: dict[str, Any]) -> str:
         """The ``ControllerRevision`` of an owner's current template, made if new (the
         StatefulSet and DaemonSet controllers' history, ``controller-revision-hash``)."""
@@ -1284,6 +1303,9 @@ class World:
             if p is None:
                 if ("Pod", ns, pname) in c.objects:
                     break  # a pod of that name is still terminating
+                for vct in spec.get("volumeClaimTemplates") or []:
+                    self._claim(c, ns, f"{(vct.get('metadata') or {}).get('name')}-{pname}",
+                                vct, sts)
                 rev = current_rev if strategy == "RollingUpdate" and i < partition \
                     else update_rev
                 t = self._template_at(c, ns, rev, spec.get("template") or {})
