@@ -33,7 +33,7 @@ from typing import Any
 
 import yaml
 
-from sandbox.arm import ArmEmulator
+from sandbox.arm import ENTRA_SERVER_ID, ArmEmulator, entra_managed
 from sandbox.certs import make_certificate, make_cluster_ca
 from sandbox.http import Request, Response, Router, serve
 from sandbox.kube import KubeEmulator
@@ -150,7 +150,7 @@ class Sandbox:
         kube_ca, kube_cert, kube_key = make_cluster_ca(self.state_dir / "tls")
         self.arm = ArmEmulator(self.world, self.url["arm"], self.url["kube"],
                                self.identity_secret, kube_ca.read_bytes())
-        self.kube = KubeEmulator(self.world)
+        self.kube = KubeEmulator(self.world, self.arm.audience_of, ENTRA_SERVER_ID)
         self.traffic = TrafficSimulator(self.world)
         self.slack = SlackEmulator(
             self.bot_token,
@@ -229,7 +229,12 @@ class Sandbox:
         merged: dict[str, Any] = {"apiVersion": "v1", "kind": "Config", "clusters": [],
                                   "contexts": [], "users": [], "preferences": {}}
         for spec in self.loaded.spec.clusters:
-            one = self.arm.kubeconfig(self.world.clusters[spec.name])
+            c = self.world.clusters[spec.name]
+            # an Entra cluster: a week's Entra token instead of kubelogin (which the sandbox
+            # cannot reach), as `kubelogin convert-kubeconfig` would leave one in the cache
+            token = self.arm.mint(ENTRA_SERVER_ID, 7 * 86400)[0] if entra_managed(c) \
+                else None
+            one = self.arm.kubeconfig(c, token=token)
             merged["clusters"] += one["clusters"]
             merged["users"] += one["users"]
             merged["contexts"] += [{"name": spec.key, "context": one["contexts"][0]["context"]}]

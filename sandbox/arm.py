@@ -47,6 +47,16 @@ LOC = (r"/subscriptions/(?P<sub>[^/]+)/providers/Microsoft\.ContainerService/loc
        r"(?P<loc>[^/]+)")
 
 
+#: the Microsoft Entra server application of AKS-managed Entra ID (every cluster, public
+#: cloud), and kubelogin's default client (AKS doc "Use kubelogin to authenticate users")
+ENTRA_SERVER_ID = "6dae42f8-4368-4678-94ff-3960e28e3630"
+KUBELOGIN_CLIENT_ID = "80faf920-1908-4b52-b5ef-a8e7bedfc67a"
+
+
+def entra_managed(c: Any) -> bool:
+    return bool((c.arm["properties"].get("aadProfile") or {}).get("managed"))
+
+
 def _err(status: int, code: str, message: str, headers: dict[str, str] | None = None
          ) -> Response:
     return Response(status, {"error": {"code": code, "message": message}}, headers=headers)
@@ -64,7 +74,8 @@ class ArmEmulator:
         self.base_url = base_url.rstrip("/")
         self.kube_url = kube_url.rstrip("/")
         self.identity_secret = identity_secret
-        self.tokens: set[str] = set()
+        #: token → (resource it was issued for, when it expires)
+        self.tokens: dict[str, tuple[str, float]] = {}
         self.requests: list[tuple[str, str, int]] = []  # (method, path, status)
 
     # ---------------------------------------------------------------- helpers
@@ -83,7 +94,7 @@ class ArmEmulator:
                     "please go to https://aka.ms/ARMResourceNotFoundFix")
 
     def guard(self, req: Request) -> Response | None:
-        if req.bearer not in self.tokens:
+        if self.audience_of(req.bearer) is None:
             return _err(401, "AuthenticationFailed",
                         "Authentication failed. The 'Authorization' header is missing or "
                         "carries a token this endpoint did not issue.")
@@ -130,11 +141,24 @@ class ArmEmulator:
         if req.headers.get("X-IDENTITY-HEADER") != self.identity_secret:
             return Response(401, {"error": "invalid_request",
                                   "error_description": "X-IDENTITY-HEADER is missing or wrong"})
+        resource = req.query.get("resource", "")
+        tok, expires = self.mint(resource)
+        return Response(200, {"access_token": tok, "expires_on": str(int(expires)),
+                              "resource": resource, "token_type": "Bearer"})
+
+    def mint(self, resource: str, ttl_s: float = 3600) -> tuple[str, float]:
+        """A token for ``resource`` (an audience), valid ``ttl_s`` seconds."""
         tok = "sandbox-" + secrets.token_urlsafe(24)
-        self.tokens.add(tok)
-        return Response(200, {"access_token": tok, "expires_on": str(int(time.time()) + 3600),
-                              "resource": req.query.get("resource", ""),
-                              "token_type": "Bearer"})
+        expires = time.time() + ttl_s
+        self.tokens[tok] = (resource.removesuffix("/.default"), expires)
+        return tok, expires
+
+    def audience_of(self, token: str | None) -> str | None:
+        """The audience of a token this endpoint issued and that has not expired."""
+        entry = self.tokens.get(token or "")
+        if entry is None or entry[1] < time.time():
+            return None
+        return entry[0]
 
     def get_cluster(self, req: Request) -> Response:
         c = self._cluster(req)
@@ -301,18 +325,34 @@ class ArmEmulator:
         return Response(200, {"value": [self.revision_profile(req.params["sub"],
                                                               req.params["loc"])]})
 
-    def kubeconfig(self, c: Any, admin: bool = False) -> dict[str, Any]:
-        """The kubeconfig AKS returns for a cluster (see the module docstring)."""
+    def kubeconfig(self, c: Any, admin: bool = False, token: str | None = None
+                   ) -> dict[str, Any]:
+        """The kubeconfig AKS returns for a cluster (see the module docstring). The user
+        credential of a cluster with AKS-managed Entra ID runs the kubelogin exec plugin for
+        the AKS Entra server application (AKS doc "Use kubelogin to authenticate users in
+        AKS": clusters on Kubernetes 1.24+ get the exec format), unless ``token`` is given."""
         user = f"cluster{'Admin' if admin else 'User'}_{c.resource_group}_{c.name}"
         context = f"{c.name}-admin" if admin else c.name
         cluster: dict[str, Any] = {"server": f"{self.kube_url}/clusters/{c.name}"}
         if self.kube_ca:
             cluster["certificate-authority-data"] = base64.b64encode(self.kube_ca).decode()
+        credential: dict[str, Any] = {"token": token or c.token}
+        if entra_managed(c) and not admin and token is None:
+            credential = {"exec": {
+                "apiVersion": "client.authentication.k8s.io/v1beta1", "command": "kubelogin",
+                "args": ["get-token", "--environment", "AzurePublicCloud", "--server-id",
+                         ENTRA_SERVER_ID, "--client-id", KUBELOGIN_CLIENT_ID, "--tenant-id",
+                         c.arm["properties"]["aadProfile"].get("tenantID", ""),
+                         "--login", "devicecode"],
+                "env": None, "provideClusterInfo": False, "interactiveMode": "IfAvailable",
+                "installHint": "kubelogin is not installed which is required to connect to "
+                               "AAD enabled cluster.\n\nTo learn more, please go to "
+                               "https://aka.ms/aks/kubelogin\n"}}
         return {
             "apiVersion": "v1", "kind": "Config", "current-context": context,
             "clusters": [{"name": c.name, "cluster": cluster}],
             "contexts": [{"name": context, "context": {"cluster": c.name, "user": user}}],
-            "users": [{"name": user, "user": {"token": c.token}}],
+            "users": [{"name": user, "user": credential}],
             "preferences": {},
         }
 

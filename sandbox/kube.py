@@ -31,6 +31,7 @@ import copy
 import json
 import re
 import time
+from collections.abc import Callable
 from typing import Any
 
 from sandbox.http import Request, Response, Router, write_chunk
@@ -199,8 +200,16 @@ def strategic_merge(target: Any, patch: Any) -> Any:
 
 
 class KubeEmulator:
-    def __init__(self, world: World):
+    """``audience_of(token)``: the audience of a valid Entra token, for clusters with
+    AKS-managed Entra ID, which take a token for the AKS Entra server application, and the
+    local account's static token only while local accounts are enabled (AKS docs
+    "AKS-managed Microsoft Entra integration", "Manage local accounts")."""
+
+    def __init__(self, world: World, audience_of: Callable[[str | None], str | None]
+                 | None = None, entra_server_id: str = ""):
         self.world = world
+        self.audience_of = audience_of or (lambda token: None)
+        self.entra_server_id = entra_server_id
 
     def router(self) -> Router:
         r = Router()
@@ -214,6 +223,14 @@ class KubeEmulator:
         c = self.world.clusters.get(req.params["cluster"])
         if c is None:
             return status(404, "NotFound", f"no cluster {req.params['cluster']}")
+        props = c.arm["properties"]
+        if (props.get("aadProfile") or {}).get("managed"):
+            if self.audience_of(req.bearer) in (self.entra_server_id,
+                                                f"api://{self.entra_server_id}"):
+                return None
+            if req.bearer == c.token and not props.get("disableLocalAccounts"):
+                return None
+            return status(401, "Unauthorized", "Unauthorized")
         if req.bearer != c.token:
             return status(401, "Unauthorized", "Unauthorized")
         return None
