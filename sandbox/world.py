@@ -1055,7 +1055,8 @@ class World:
         """The Deployment controller (``pkg/controller/deployment``): a ReplicaSet per pod
         template (``pod-template-hash``), the newest scaled to ``replicas``; with
         ``RollingUpdate`` the old ones keep ``replicas - maxUnavailable - ready new pods``
-        (so old pods stay until the new ones are ready); with ``Recreate`` the new
+        (so old pods stay until the new ones are ready; old pods that are not ready go
+        first, ``cleanupUnhealthyReplicas``); with ``Recreate`` the new
         ReplicaSet scales up once the old pods are gone. Simplification: the new
         ReplicaSet is scaled up at once rather than by ``maxSurge`` steps.
         Status and conditions as ``kubectl rollout status`` reads them
@@ -1125,7 +1126,11 @@ class World:
             self._set_spec(c, new_key, "replicas", replicas)
             keep = max(0, replicas - unavailable - new_ready)
             for rs in old:
-                n = min(keep, int(rs["spec"].get("replicas", 0)))
+                # unhealthy old pods go first, whatever maxUnavailable says
+                # (``cleanupUnhealthyReplicas``: they would block the rollout)
+                ready_old = sum(1 for p in self.owned(c, rs, "Pod") if _active(p)
+                                and _ready(p))
+                n = min(keep, int(rs["spec"].get("replicas", 0)), ready_old)
                 self._set_spec(c, ("ReplicaSet", key[1], rs["metadata"]["name"]), "replicas", n)
                 keep -= n
         # history: old ReplicaSets beyond revisionHistoryLimit that have no pods
