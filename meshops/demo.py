@@ -619,7 +619,7 @@ def check_outcome(h: Harness, scenario: str, cluster: str, run_id: str, phase: s
     if strict_pods and (off or not pods):
         problems.append(f"pods not on the {want} sidecar: "
                         f"{[p['name'] for p in off][:5] or 'no pods'}")
-    elif off:
+    elif off := [p for p in off if p.get("phase") not in ("Succeeded", "Failed")]:
         by_owner = sorted({f"{p['namespace']}/{p['owner']} ({p['phase']}, "
                            f"{p['revision'] or 'no sidecar'})" for p in off})
         notes.append(f"{len(off)} pods not on the {want} sidecar: " + ", ".join(by_owner[:8])

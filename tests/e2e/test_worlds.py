@@ -22,6 +22,7 @@ pytestmark = pytest.mark.e2e
 WORLDS = FIXTURES / "worlds"
 
 
+@pytest.mark.timeout(600)
 @pytest.mark.parametrize("world", ["online-boutique", "aks-store"])
 def test_demo_upgrades_a_real_app_world(world: str, tmp_path: Path,
                                         monkeypatch: pytest.MonkeyPatch) -> None:
@@ -29,7 +30,7 @@ def test_demo_upgrades_a_real_app_world(world: str, tmp_path: Path,
     base = random.randrange(26000, 29000, 100)
     lines: list[str] = []
     monkeypatch.setattr("builtins.print", lambda *a, **k: lines.append(" ".join(map(str, a))))
-    code = run_demo("upgrade", tmp_path, base, base + 80, "3s", "1s", None, 300,
+    code = run_demo("upgrade", tmp_path, base, base + 80, "5s", "2s", None, 420,
                     world_file=WORLDS / f"{world}.yaml")
     transcript = "\n".join(lines)
     assert re.fullmatch(r"run r-[0-9a-f]{10}: completed", lines[-1]), transcript[-3000:]
