@@ -441,13 +441,16 @@ class Sandbox:
         return Response(201, release)
 
     def patch_revision(self, req: Request) -> Response:
-        """AKS rolls a new patch of a revision out: ``{"version": "1.25.7"}``; pods created
-        from now on get that istio-proxy (restarted workloads pick it up)."""
+        """AKS rolls a new patch of a revision out: ``{"version": "1.25.7"}``. AKS updates
+        ``istiod-<revision>`` itself (its pilot image; AKS doc ``istio-upgrade.md``, "Patch
+        version upgrade"), and pods injected from now on get that istio-proxy; running
+        workloads keep theirs until they restart."""
         entry = self.world.catalog.get(req.params["rev"])
         version = str((req.json() or {}).get("version", ""))
         if entry is None or not re.match(r"^1\.\d+\.\d+", version):
             return Response(400, {"error": "unknown revision or version not 1.NN.P"})
         entry["version"] = version
+        self.world.roll_control_plane(req.params["rev"], version)
         return Response(200, entry)
 
     def release_revision(self, req: Request) -> Response:

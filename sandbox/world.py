@@ -611,6 +611,22 @@ class World:
             default_pod_spec(spec)
             spec.setdefault("serviceAccountName", "default")
 
+    def roll_control_plane(self, revision: str, version: str) -> None:
+        """AKS rolling ``istiod-<revision>`` of every cluster to a new patch: the
+        Deployment's pilot image changes and its controller replaces the pods."""
+        with self.lock:
+            self.reconcile()
+            for c in self.clusters.values():
+                key = ("Deployment", ISTIO_NS, f"istiod-{revision}")
+                obj = c.objects.get(key)
+                if obj is None:
+                    continue
+                merged = copy.deepcopy(obj)
+                for ctr in merged["spec"]["template"]["spec"]["containers"]:
+                    if "/pilot:" in ctr.get("image", ""):
+                        ctr["image"] = f"mcr.microsoft.com/oss/istio/pilot:{version}-distroless"
+                self._update(c, key, merged)
+
     def patch(self, cluster: str, kind: str, ns: str, name: str,
               patch: dict[str, Any]) -> dict[str, Any] | None:
         """Apply a JSON merge patch (RFC 7386) and the controllers' reaction to it."""

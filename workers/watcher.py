@@ -22,6 +22,7 @@ import hashlib
 import hmac
 import json
 import time
+from collections.abc import Callable
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from typing import Any
@@ -33,7 +34,7 @@ from workers.github.feed import ReleaseFeed
 from workers.slack.errors import SLACK_ERRORS, translate_slack_error
 from workflows.errors import MeshopsError, TemporaryError
 from workflows.model import REVISION_RE, revision_minor
-from workflows.releases import MENTIONED, ReleaseEvent, parse_releases_json
+from workflows.releases import MENTIONED, ReleaseEvent, parse_releases_json, version_key
 
 log = structlog.get_logger("meshops.watcher")
 
@@ -64,13 +65,17 @@ class Notice:
 
 class Watcher:
     def __init__(self, fleet: Any, r: redis.Redis, prefix: str, mesh: Any, slack: Any,
-                 feed: ReleaseFeed):
+                 feed: ReleaseFeed, clusters: Callable[[str], Any] | None = None):
+        """``clusters``: a cluster's Kubernetes API (``ClusterApi``) by short name, to offer
+        a patch rollover only once the cluster's control plane runs the patch; without it
+        the offer comes with the notice."""
         self.fleet = fleet
         self.r = r
         self.key = f"{prefix}:releases"
         self.mesh = mesh
         self.slack = slack
         self.feed = feed
+        self.clusters = clusters
 
     # ------------------------------------------------------------------ sources
 
@@ -179,12 +184,85 @@ class Watcher:
         """A new patch of a revision the cluster runs: offers a staged restart."""
         if e.revision not in current:
             return None
+        if not self._runs_patch(name, e):
+            self.r.hset(f"{self.key}:patch_pending", f"{name}|{e.revision}|{e.version}",
+                        e.to_json())
+            return Notice(name, c.channel, (
+                f":adhesive_bandage: Istio add-on revision *{e.revision}* is patched to "
+                f"*{e.version}* ({e.release}). AKS rolls it out to the control plane of "
+                f"{where} itself; meshops offers to restart the workloads once "
+                f"istiod-{e.revision} runs {e.version}."), variant="pending")
+        return self._patch_offer(e, name, c, where)
+
+    def _patch_offer(self, e: ReleaseEvent, name: str, c: Any, where: str) -> Notice:
         return Notice(name, c.channel, (
             f":adhesive_bandage: Istio add-on revision *{e.revision}* is patched to "
-            f"*{e.version}* ({e.release}). AKS rolls the control plane out itself; "
-            f"sidecars in {where} pick the patch up when their workloads restart: "
-            "*Restart workloads* does it in waves behind the metric gate."),
-            rollover_button=True)
+            f"*{e.version}* ({e.release}), and the control plane of {where} runs it. "
+            "Sidecars pick the patch up when their workloads restart: *Restart workloads* "
+            "does it in waves behind the metric gate."), rollover_button=True)
+
+    def _runs_patch(self, name: str, e: ReleaseEvent) -> bool:
+        """Whether ``istiod-<revision>`` of cluster ``name`` runs the patch (or a later one);
+        True when meshops cannot look (no Kubernetes access given to the watcher)."""
+        if self.clusters is None or not e.version:
+            return True
+        running = self.clusters(name).control_plane_versions().get(e.revision)
+        return running is not None and version_key(running) >= version_key(e.version)
+
+    def _post(self, n: Notice, e: ReleaseEvent, variant: str | None = None) -> bool:
+        """Post notice ``n`` of event ``e`` unless it was posted already; True when posted
+        now. One notice per channel and fact, whichever source told it first; a quiet
+        notice once per channel, release and line.
+
+        Raises ``TemporaryError`` when Slack cannot take it now (nothing is marked, so the
+        next poll posts it); a refusal for good is logged and skipped (False).
+        """
+        variant = n.variant if variant is None else variant
+        posted_key = (f"{e.kind}|{e.release}|{line_digest(e.line)}|{n.channel}"
+                      if e.kind == MENTIONED else
+                      f"{e.kind}|{e.revision}|{e.version or ''}|{variant}|{n.channel}")
+        if self.r.sismember(f"{self.key}:posted", posted_key):
+            return False
+        quiet = {"unfurl_links": False, "unfurl_media": False} if n.quiet else {}
+        try:
+            self.slack.chat_postMessage(channel=n.channel, text=n.text,
+                                        blocks=self.blocks(n, e), **quiet)
+        except SLACK_ERRORS as exc:
+            error = translate_slack_error(exc, "chat.postMessage")
+            if isinstance(error, TemporaryError):
+                raise error from exc
+            log.warning("releases.notice_refused", cluster=n.cluster, channel=n.channel,
+                        error=str(error))
+            return False
+        self.r.sadd(f"{self.key}:posted", posted_key)
+        return True
+
+    def offer_ready_patches(self) -> list[Notice]:
+        """Patch offers held until the control plane runs the patch, for the clusters whose
+        control plane now does; each is offered once and forgotten."""
+        ready = []
+        for field, raw in self.r.hgetall(f"{self.key}:patch_pending").items():
+            name = field.decode() if isinstance(field, bytes) else str(field)
+            cluster = name.split("|", 1)[0]
+            e = ReleaseEvent(**json.loads(raw))
+            c = self.fleet.clusters.get(cluster)
+            try:
+                if c is None or e.revision not in self.mesh.get_mesh(cluster).revisions:
+                    self.r.hdel(f"{self.key}:patch_pending", name)  # moved on: no offer
+                    continue
+                if not self._runs_patch(cluster, e):
+                    continue
+            except MeshopsError as exc:
+                log.warning("releases.patch_check_failed", cluster=cluster, error=str(exc))
+                continue
+            ready.append((name, e, self._patch_offer(
+                e, cluster, c, f"`{cluster}` ({c.name}, {c.location})")))
+        out = []
+        for name, e, notice in ready:
+            if self._post(notice, e, "ready"):
+                self.r.hdel(f"{self.key}:patch_pending", name)
+                out.append(notice)
+        return out
 
     def _mentioned(self, e: ReleaseEvent, name: str, c: Any, current: list[str],
                    region: set[str], where: str, missing: str) -> Notice | None:
@@ -245,30 +323,12 @@ class Watcher:
         channels: set[str] = set()
         for key, e in new:
             for n in self.route(e):
-                # one notice per channel and fact, whichever source told it first; a quiet
-                # notice once per channel, release and line
-                posted_key = (f"{e.kind}|{e.release}|{line_digest(e.line)}|{n.channel}"
-                              if e.kind == MENTIONED else
-                              f"{e.kind}|{e.revision}|{e.version or ''}|{n.variant}|{n.channel}")
-                if self.r.sismember(f"{self.key}:posted", posted_key):
-                    continue
-                quiet = {"unfurl_links": False, "unfurl_media": False} if n.quiet else {}
-                try:
-                    self.slack.chat_postMessage(channel=n.channel, text=n.text,
-                                                blocks=self.blocks(n, e), **quiet)
-                except SLACK_ERRORS as exc:
-                    error = translate_slack_error(exc, "chat.postMessage")
-                    if isinstance(error, TemporaryError):
-                        # the event is not marked seen: the next poll posts what is missing
-                        raise error from exc
-                    log.warning("releases.notice_refused", cluster=n.cluster,
-                                channel=n.channel, error=str(error))
-                    continue
-                self.r.sadd(f"{self.key}:posted", posted_key)
-                channels.add(n.channel)
+                if self._post(n, e):
+                    channels.add(n.channel)
             self.r.sadd(seen_key, key)
             log.info("releases.event", kind=e.kind, revision=e.revision, version=e.version,
                      release=e.release)
+        channels |= {n.channel for n in self.offer_ready_patches()}
         if channels:
             self.r.incrby(f"{self.key}:notified", len(channels))
         return [e for _, e in new], channels

@@ -261,6 +261,11 @@ class ClusterApi(Protocol):
         """``istiod-<revision>`` Deployments in ``aks-istio-system`` → available or not."""
         ...
 
+    def control_plane_versions(self) -> dict[str, str]:
+        """Revision → the Istio patch version its ``istiod-<revision>`` runs once rolled out
+        (the ``pilot`` image tag); a revision still rolling to a new patch is absent."""
+        ...
+
     def ingress_gateways(self) -> dict[str, bool]:
         """Ingress gateway modes (External | Internal) with a Deployment in
         ``aks-istio-ingress`` → available or not."""

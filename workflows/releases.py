@@ -792,3 +792,9 @@ def parse_releases_json(data: object) -> list[ReleaseEvent]:
         out += parse(f"## Release {when}\n{rel.get('body') or ''}",
                      url if isinstance(url, str) else None, inherit=True)
     return out
+
+
+def version_key(version: str) -> tuple[int, int, int, int, str]:
+    """An Istio version as a sortable key: ``1.25.3`` < ``1.25.10`` < ``1.26.0``;
+    a hotfix suffix (``1.27.9-6``) sorts after its base."""
+    return _version_key(version.removeprefix("v"))

@@ -74,11 +74,15 @@ def test_restart_workloads_button_rolls_the_patch_over(rh: Harness) -> None:
     """After a patch notice, *Restart workloads* runs a patch rollover: approved, in waves
     behind the metric gate, until every sidecar runs the new patch."""
     h = rh
+    def offers() -> list[dict]:
+        return [e for e in h.slack_log() if "patched to *1.25.7*" in e.get("text", "")
+                and e["channel"] == "C0DEVMESH" and "meshops_rollover" in str(e["blocks"])]
+
+    # the notice came before AKS rolled the control plane: no offer yet (pushed above)
+    assert not offers()
     h.control("POST", "/_sandbox/revisions/asm-1-25/patch", {"version": "1.25.7"})
-    h._wait(lambda: [e for e in h.slack_log() if "patched to *1.25.7*" in e.get("text", "")
-                     and e["channel"] == "C0DEVMESH"], 60, "the patch notice in dev")
-    notice = next(e for e in h.slack_log() if "patched to *1.25.7*" in e.get("text", "")
-                  and e["channel"] == "C0DEVMESH")
+    # once istiod-asm-1-25 runs 1.25.7, the restart is offered
+    notice = h._wait(offers, 60, "the patch rollover offer in dev")[0]
     button = next(el for b in notice["blocks"] if b["type"] == "actions"
                   for el in b["elements"] if el["action_id"] == "meshops_rollover")
     assert button["value"] == "dev|asm-1-25|1.25.7"

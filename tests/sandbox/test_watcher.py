@@ -27,10 +27,11 @@ def world(sandbox: Sandbox, ports: FleetPorts, prefix: str):  # type: ignore[no-
     sandbox.slack.log.clear()
     rel = ports.fleet.releases
 
-    def make() -> Watcher:
+    def make(**kwargs: object) -> Watcher:
         feed = ReleaseFeed(r, prefix, rel.feed_url, rel.changelog_url)
         return Watcher(ports.fleet, r, prefix, ports.mesh,
-                       make_client(sandbox.bot_token, ports.fleet.slack.api_url), feed)
+                       make_client(sandbox.bot_token, ports.fleet.slack.api_url), feed,
+                       **kwargs)  # type: ignore[arg-type]
 
     yield sandbox, make, r
     keys = list(r.scan_iter(prefix + "*"))
@@ -124,3 +125,35 @@ def test_push_signature() -> None:
     assert not verify_push("s3cret", body, str(int(ts) - 301), sig)
     assert not verify_push("s3cret", body, "soon", sig)
     assert [e.revision for e in pushed_events(body)] == ["asm-1-27"]
+
+
+def test_a_patch_is_offered_once_the_control_plane_runs_it(  # type: ignore[no-untyped-def]
+        world, ports: FleetPorts) -> None:
+    sb, make, r = world
+    w = make(clusters=ports.cluster_api)
+    w.run_once()  # the first poll learns the history
+    publish(sb, "* Istio add-on revision asm-1-25 is patched to 1.25.9.", "2026-11-22")
+    w.run_once()
+    told = [p for p in posts(sb) if "1.25.9" in p["text"]]
+    assert told, "no patch notice"
+    assert all("offers to restart the workloads once istiod-asm-1-25 runs 1.25.9" in p["text"]
+               and "meshops_rollover" not in str(p["blocks"]) for p in told)
+    w.run_once()  # nothing new, the control plane not there yet: nothing offered
+    assert [p for p in posts(sb) if "1.25.9" in p["text"]] == told
+    # AKS rolls istiod-asm-1-25 to the patch
+    requests.post(sb.url["control"] + "/_sandbox/revisions/asm-1-25/patch",
+                  json={"version": "1.25.9"}, timeout=5).raise_for_status()
+    clusters = {c for c, cfg in ports.fleet.clusters.items()
+                if cfg.channel in {p["channel"] for p in told}}
+    deadline = time.time() + 20
+    while time.time() < deadline and not all(
+            ports.cluster_api(c).control_plane_versions().get("asm-1-25") == "1.25.9"
+            for c in clusters):
+        time.sleep(0.2)
+    w.run_once()
+    offers = [p for p in posts(sb) if "1.25.9" in p["text"] and "meshops_rollover" in
+              str(p["blocks"])]
+    assert {p["channel"] for p in offers} == {p["channel"] for p in told}
+    assert all("the control plane of" in p["text"] and "runs it" in p["text"] for p in offers)
+    w.run_once()  # offered once
+    assert len([p for p in posts(sb) if "meshops_rollover" in str(p["blocks"])]) == len(offers)

@@ -415,3 +415,22 @@ class KubernetesClusterApi:
                 rev = d.metadata.name[len("istiod-"):]
                 out[rev] = (d.status.available_replicas or 0) >= 1
         return out
+
+    def control_plane_versions(self) -> dict[str, str]:
+        """Revision → the patch its ``istiod-<revision>`` runs: the ``pilot`` image tag
+        (``mcr.microsoft.com/oss/istio/pilot:1.25.3-distroless``), once that Deployment has
+        rolled out (``kubectl rollout status`` semantics); one still rolling is left out."""
+        items = self._call("list", "Deployments app=istiod", ISTIO_NS,
+                           self.apps.list_namespaced_deployment, ISTIO_NS,
+                           label_selector="app=istiod").items
+        out = {}
+        for d in items:
+            if not d.metadata.name.startswith("istiod-"):
+                continue
+            if not self._workload("Deployment", d).rolled_out:
+                continue
+            for c in d.spec.template.spec.containers or []:
+                if c.image and "/pilot:" in c.image:
+                    tag = c.image.rsplit(":", 1)[1].removesuffix("-distroless")
+                    out[d.metadata.name[len("istiod-"):]] = tag
+        return out

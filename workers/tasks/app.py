@@ -173,7 +173,7 @@ def watcher(ctx: Context) -> Watcher:
     feed = ReleaseFeed(ctx.store.r, ctx.store.p, rel.feed_url, rel.changelog_url,
                        env.github_token or None)
     return Watcher(ctx.fleet, ctx.store.r, ctx.store.p, ctx.ports.mesh, ctx.notifier.client,
-                   feed)
+                   feed, clusters=ctx.ports.cluster_api)
 
 
 @app.task(name="meshops.watch_releases")
