@@ -22,8 +22,8 @@ from azure.identity import DefaultAzureCredential
 from azure.mgmt.containerservice import ContainerServiceClient
 
 from workers.arm.errors import translate_azure_error
-from workers.retry_after import retry_after_s
 from workers.config import ClusterConfig, Fleet
+from workers.retry_after import retry_after_s
 from workflows.errors import ArmError
 from workflows.ports import MeshState, OperationStatus, RevisionProfile
 
