@@ -185,6 +185,7 @@ class BatchWorkload:
     kind: str  # CronJob | Job
     namespace: str
     name: str
+    injection_disabled: bool = False  # pod template sidecar.istio.io/inject: "false"
 
 
 class MeshApi(Protocol):

@@ -147,12 +147,13 @@ def special_handling(namespaces: list[Namespace], workloads: list[Workload], pod
          "completion waits until they have moved)",
          [f"{w.key} (ordinals < {w.partition})" for w in partitioned])
     line("Jobs and CronJobs (not restarted; their next pods get the new sidecar)",
-         [f"{b.namespace}/{b.kind}/{b.name}" for b in batch])
+         [f"{b.namespace}/{b.kind}/{b.name}" for b in batch if not b.injection_disabled])
     line("bare pods (no controller: restart them yourself)",
          sorted(f"{p.namespace}/{p.name}" for p in pods
                 if p.owner_kind is None and not p.finished))
     line("not injected (sidecar.istio.io/inject: \"false\"; not waited for)",
-         [w.key for w in workloads if w.injection_disabled])
+         [w.key for w in workloads if w.injection_disabled]
+         + [f"{b.namespace}/{b.kind}/{b.name}" for b in batch if b.injection_disabled])
     line("not injected (istio-injection=disabled wins over istio.io/rev; not moved)",
          sorted(n.name for n in namespaces if n.labels.get(INJECTION_LABEL) == "disabled"
                 and n.revision))

@@ -26,7 +26,8 @@ def test_the_plan_names_every_workload_handled_otherwise() -> None:
     world = FakeWorld.seeded(["a", "b"])
     world.add_statefulset("a", "db", strategy="OnDelete")
     world.add_statefulset("b", "kafka", partition=1)
-    world.batch = [BatchWorkload("CronJob", "a", "nightly"), BatchWorkload("Job", "b", "seed")]
+    world.batch = [BatchWorkload("CronJob", "a", "nightly"), BatchWorkload("Job", "b", "seed"),
+                   BatchWorkload("CronJob", "b", "cleanup", injection_disabled=True)]
     world.bare_pods[("a", "debug")] = "asm-1-25"
     world.no_inject.add(("b", "app1"))
     world.crashloop.add(("a", "app1"))
@@ -40,7 +41,7 @@ def test_the_plan_names_every_workload_handled_otherwise() -> None:
            "a/CronJob/nightly, b/Job/seed" in text
     assert "bare pods (no controller: restart them yourself): a/debug" in text
     assert 'not injected (sidecar.istio.io/inject: "false"; not waited for): ' \
-           "b/Deployment/app1" in text
+           "b/Deployment/app1, b/CronJob/cleanup" in text
     assert "istio-injection=disabled wins over istio.io/rev; not moved): legacy" in text
     assert "already failing before the upgrade" in text and "a/Deployment/app1" in text
     assert "legacy" not in [ns for w in run.waves for ns in w.namespaces]

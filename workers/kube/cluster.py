@@ -265,13 +265,21 @@ class KubernetesClusterApi:
                     return []
                 raise
 
+        def opted_out(template: Any) -> bool:
+            meta = template.metadata if template is not None else None
+            labels = {**((meta.labels or {}) if meta else {}),
+                      **((meta.annotations or {}) if meta else {})}
+            return str(labels.get(INJECT, "")).lower() == "false"
+
         for ns in namespaces:
             for cj in items("CronJobs", ns, self.batch.list_namespaced_cron_job):
-                out.append(BatchWorkload("CronJob", ns, cj.metadata.name))
+                out.append(BatchWorkload("CronJob", ns, cj.metadata.name, opted_out(
+                    cj.spec.job_template.spec.template)))
             for job in items("Jobs", ns, self.batch.list_namespaced_job):
                 owners = job.metadata.owner_references or []
                 if not any(o.kind == "CronJob" for o in owners):
-                    out.append(BatchWorkload("Job", ns, job.metadata.name))
+                    out.append(BatchWorkload("Job", ns, job.metadata.name,
+                                             opted_out(job.spec.template)))
         return out
 
     def get_config_map(self, namespace: str, name: str) -> dict[str, str] | None:
