@@ -38,6 +38,45 @@ def test_demo_upgrades_a_real_app_world(world: str, tmp_path: Path,
     assert "asm-1-27" in lines[1]  # the newest valid upgrade of meshUpgradeProfiles
 
 
+def demo(scenario: str, world: str, tmp_path: Path) -> list[str]:
+    base = random.randrange(26000, 29000, 100)
+    lines: list[str] = []
+    with pytest.MonkeyPatch.context() as mp:
+        mp.setenv("REDIS_URL", REDIS_URL)
+        mp.setattr("builtins.print", lambda *a, **k: lines.append(" ".join(map(str, a))))
+        run_demo(scenario, tmp_path, base, base + 80, "5s", "2s", None, 420,
+                 world_file=WORLDS / f"{world}.yaml")
+    return lines
+
+
+@pytest.mark.timeout(600)
+@pytest.mark.parametrize(("world", "needles"), [
+    # B2: an OnDelete StatefulSet (pods deleted one at a time) and CronJobs/Jobs (never
+    # restarted) named in the plan
+    ("batch-and-stateful", ["OnDelete update strategy (meshops deletes their pods one at a "
+                            "time", "Jobs and CronJobs (not restarted", "(OnDelete: one pod "
+                            "at a time, each replacement ready before the next)"]),
+    # B3: a crash loop that was there before the upgrade is not the canary's fault
+    ("crashloop", ["already failing before"]),
+    # B1: a cluster with Microsoft Entra ID and no local accounts, reached with an Entra token
+    ("entra", []),
+])
+def test_demo_handles_what_real_clusters_hold(world: str, needles: list[str],
+                                             tmp_path: Path) -> None:
+    lines = demo("upgrade", world, tmp_path)
+    transcript = "\n".join(lines)
+    assert re.fullmatch(r"run r-[0-9a-f]{10}: completed", lines[-1]), transcript[-3000:]
+    for needle in needles:
+        assert needle in transcript, (needle, transcript[-3000:])
+
+
+@pytest.mark.timeout(600)
+def test_a_broken_canary_on_a_real_app_world_rolls_back(tmp_path: Path) -> None:
+    lines = demo("rollback", "online-boutique", tmp_path)
+    transcript = "\n".join(lines)
+    assert re.fullmatch(r"run r-[0-9a-f]{10}: rolled_back", lines[-1]), transcript[-3000:]
+
+
 @pytest.mark.skipif(KUBECTL is None, reason="no kubectl binary: install the dev extras")
 def test_sandbox_world_prints_a_kubeconfig_for_kubectl(tmp_path: Path) -> None:
     base = random.randrange(26000, 29000, 100)
