@@ -5,6 +5,7 @@ from __future__ import annotations
 import os
 import random
 from collections.abc import Iterator
+from contextlib import contextmanager
 from pathlib import Path
 
 import pytest
@@ -15,14 +16,13 @@ from workers.config import load_fleet
 from workers.wiring import FleetPorts
 
 
-@pytest.fixture(scope="module")
-def sandbox(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Sandbox]:
-    port_base = random.randrange(10000, 15000, 10)  # below the ephemeral port range
-    sb = Sandbox(Path(tmp_path_factory.mktemp("sandbox")), port_base,
-                 operation_s=0.5, rollout_s=0.3, with_prometheus=False)
+@contextmanager
+def running(sb: Sandbox) -> Iterator[Sandbox]:
+    """``sb`` started, with its environment set for the adapters (DefaultAzureCredential
+    reads IDENTITY_ENDPOINT/HEADER), stopped and the environment restored afterwards."""
     sb.start()
     old = {k: os.environ.get(k) for k in sb.env()}
-    os.environ.update(sb.env())  # DefaultAzureCredential reads IDENTITY_ENDPOINT/HEADER
+    os.environ.update(sb.env())
     try:
         yield sb
     finally:
@@ -32,6 +32,14 @@ def sandbox(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Sandbox]:
                 os.environ.pop(k, None)
             else:
                 os.environ[k] = v
+
+
+@pytest.fixture(scope="module")
+def sandbox(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Sandbox]:
+    port_base = random.randrange(10000, 15000, 10)  # below the ephemeral port range
+    with running(Sandbox(Path(tmp_path_factory.mktemp("sandbox")), port_base,
+                         operation_s=0.5, rollout_s=0.3, with_prometheus=False)) as sb:
+        yield sb
 
 
 @pytest.fixture
