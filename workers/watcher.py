@@ -240,6 +240,8 @@ class Watcher:
     def offer_ready_patches(self) -> list[Notice]:
         """Patch offers held until the control plane runs the patch, for the clusters whose
         control plane now does; each is offered once and forgotten."""
+        if self.clusters is None:
+            return []  # without Kubernetes access every patch is offered with its notice
         ready = []
         for field, raw in self.r.hgetall(f"{self.key}:patch_pending").items():
             name = field.decode() if isinstance(field, bytes) else str(field)
