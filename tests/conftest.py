@@ -16,7 +16,9 @@ contract tests were selected but every one of them was skipped fails.
 from __future__ import annotations
 
 import os
+import random
 import secrets
+import socket
 from pathlib import Path
 
 import pytest
@@ -115,3 +117,26 @@ def shared_data(request: pytest.FixtureRequest) -> Path:
 @pytest.fixture
 def prefix() -> str:
     return f"meshops-test-{secrets.token_hex(4)}"
+
+
+def free_port_base(lo: int, hi: int, span: int = 1, step: int | None = None) -> int:
+    """A random ``base`` in [lo, hi) such that ports base … base+span-1 can all be bound now
+    on 127.0.0.1 (below the ephemeral range, so nothing the OS hands out collides later)."""
+    step = step or span
+    bases = list(range(lo, hi - span + 1, step))
+    random.shuffle(bases)
+    for base in bases:
+        probes = []
+        try:
+            for port in range(base, base + span):
+                s = socket.socket()
+                s.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+                probes.append(s)
+                s.bind(("127.0.0.1", port))
+            return base
+        except OSError:
+            continue
+        finally:
+            for s in probes:
+                s.close()
+    raise RuntimeError(f"no {span} free ports between {lo} and {hi}")

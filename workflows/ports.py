@@ -272,6 +272,13 @@ class ClusterApi(Protocol):
         ``aks-istio-ingress`` → available or not."""
         ...
 
+    def revision_gateways(self) -> dict[tuple[str, str], bool]:
+        """The add-on's ingress gateways per (mode, revision) — one Deployment each,
+        ``aks-istio-ingressgateway-<external|internal>-<revision>`` (AKS doc
+        ``istio-deploy-ingress.md``: during a canary upgrade both revisions' gateways run) —
+        → available or not."""
+        ...
+
     def istio_outside_addon(self) -> list[str]:
         """Signs of an Istio installed outside the add-on (e.g. ``istio-system/istiod``)."""
         ...

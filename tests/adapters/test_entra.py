@@ -5,7 +5,6 @@ azure-identity credential, renewed before it expires, and says what to grant on 
 from __future__ import annotations
 
 import json
-import random
 import threading
 import time
 from collections.abc import Iterator
@@ -71,7 +70,7 @@ def apiserver() -> Iterator[tuple[str, list[str], list[int]]]:
         def log_message(self, *args: object) -> None:
             pass
 
-    server = ThreadingHTTPServer(("127.0.0.1", random.randrange(20000, 29000)), Handler)
+    server = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
     threading.Thread(target=server.serve_forever, daemon=True).start()
     yield f"http://127.0.0.1:{server.server_address[1]}", seen, status
     server.shutdown()

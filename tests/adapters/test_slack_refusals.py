@@ -5,14 +5,13 @@ ten minutes, so a fixed channel heals by itself. Against the sandbox's Slack emu
 
 from __future__ import annotations
 
-import random
 from collections.abc import Iterator
 
 import pytest
 
 from sandbox.http import serve
 from sandbox.slack import SlackEmulator
-from tests.conftest import REDIS_URL
+from tests.conftest import REDIS_URL, free_port_base
 from tests.core.test_workflow import new_run
 from workers.slack.client import make_client
 from workers.slack.notifier import REFUSED_RETRY_S, SlackNotifier
@@ -22,7 +21,7 @@ from workers.store.runs import RedisRunStore
 
 @pytest.fixture
 def slack() -> Iterator[SlackEmulator]:
-    port = random.randrange(15000, 16000)
+    port = free_port_base(15000, 16000)
     emu = SlackEmulator("xoxb-test", {"C1": "mesh"}, {"UREQ": "ana"},
                         base_url=f"http://127.0.0.1:{port}")
     server = serve(emu.router(), "slack", "127.0.0.1", port)

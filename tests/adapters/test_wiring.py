@@ -7,7 +7,6 @@ against the sandbox's Slack Web API emulator and a real Redis.
 
 from __future__ import annotations
 
-import random
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -16,7 +15,7 @@ import yaml
 
 from sandbox.http import serve
 from sandbox.slack import SlackEmulator
-from tests.conftest import REDIS_URL
+from tests.conftest import REDIS_URL, free_port_base
 from workers.config import load_fleet, settings
 from workers.engine import Engine
 from workers.slack.client import make_client
@@ -28,7 +27,7 @@ LEAD, PLATFORM, STRANGER = "U0LEAD001", "U0PLAT001", "U0NOBODY1"
 
 @pytest.fixture
 def slack() -> Iterator[SlackEmulator]:
-    port = random.randrange(16000, 17000)  # below the ephemeral port range
+    port = free_port_base(16000, 17000)  # below the ephemeral port range
     emu = SlackEmulator("xoxb-test", {"C0MESH001": "mesh"},
                         {LEAD: "lead", PLATFORM: "platform", STRANGER: "stranger"},
                         usergroups={"S0MESHLEADS": [LEAD], "S0PLATFORM": [PLATFORM]},

@@ -10,7 +10,6 @@ notifier, approved with a signed button click, and completed.
 from __future__ import annotations
 
 import json
-import random
 import time
 import urllib.parse
 from collections.abc import Callable, Iterator
@@ -21,7 +20,7 @@ from bot.app import create_app
 from sandbox.http import serve
 from sandbox.slack import SlackEmulator
 from tests.bot.test_payloads import SECRET, dispatch, slash_body
-from tests.conftest import FIXTURES, REDIS_URL, ROOT
+from tests.conftest import FIXTURES, REDIS_URL, ROOT, free_port_base
 from workers.config import load_fleet
 from workers.engine import Engine
 from workers.slack.client import make_client
@@ -88,7 +87,7 @@ def ping_kind() -> Iterator[None]:
 
 @pytest.fixture
 def slack() -> Iterator[SlackEmulator]:
-    port = random.randrange(15000, 16000)
+    port = free_port_base(15000, 16000)
     emu = SlackEmulator("xoxb-test", {"C0987654321": "mesh-dev", "C111": "x"},
                         {"U0AAAAAAA": "ana", "U2CERLKJA": "roadrunner"},
                         base_url=f"http://127.0.0.1:{port}")

@@ -6,7 +6,6 @@ payloads (tests/fixtures/slack/) and, as a contract test, on the real examples o
 from __future__ import annotations
 
 import json
-import random
 import time
 import urllib.parse
 from collections.abc import Callable, Iterator
@@ -20,7 +19,7 @@ from bot.app import create_app
 from meshops.demo import sign
 from sandbox.http import serve
 from sandbox.slack import SlackEmulator
-from tests.conftest import FIXTURES, REDIS_URL, ROOT
+from tests.conftest import FIXTURES, REDIS_URL, ROOT, free_port_base
 from workers.config import load_fleet
 from workers.engine import Engine
 from workers.slack.client import make_client
@@ -48,7 +47,7 @@ def payload_of(request: pytest.FixtureRequest) -> Callable[[str], str]:
 
 @pytest.fixture
 def slack() -> Iterator[SlackEmulator]:
-    port = random.randrange(15000, 16000)  # below the ephemeral port range
+    port = free_port_base(15000, 16000)  # below the ephemeral port range
     emu = SlackEmulator("xoxb-test", {"C0123456789": "mesh", "C111": "x"},
                         {"U0AAAAAAA": "ana", "U111": "x", "U2CERLKJA": "roadrunner",
                          "U0ZOE00001": "zoe"},

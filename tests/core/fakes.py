@@ -60,6 +60,7 @@ class FakeWorld:
     finished_job_pods: dict[tuple[str, str], str | None] = field(default_factory=dict)
     batch: list[BatchWorkload] = field(default_factory=list)
     deleted: list[str] = field(default_factory=list)
+    gateways_late: set[str] = field(default_factory=set)  # revisions whose gateways lag once
     config_maps: dict[tuple[str, str], dict[str, str]] = field(default_factory=dict)
 
     @classmethod
@@ -89,6 +90,16 @@ class FakeWorld:
 
     def ingress_gateways(self) -> dict[str, bool]:
         return {m: True for m in self.ingress} if self.op_polls_left == 0 else {}
+
+    def revision_gateways(self) -> dict[tuple[str, str], bool]:
+        # each revision's gateway for every enabled mode; a canary's becomes available one
+        # observation after its control plane (gateways_late)
+        out = {(m, r): True for m in self.ingress for r in self.revisions}
+        for key in list(out):
+            if key[1] in self.gateways_late:
+                out[key] = False
+                self.gateways_late.discard(key[1])
+        return out
 
     def revision_profiles(self, cluster: str) -> list[RevisionProfile]:
         return self.region

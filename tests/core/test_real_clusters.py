@@ -223,3 +223,21 @@ def test_another_operation_in_progress_is_waited_for_without_a_bound() -> None:
     waits = [e for e in run.history if e.kind == "wait"]
     assert len(waits) == 1 and "in progress upgrade node pool operation" in waits[0].text
     assert world.writes["put:asm-1-25,asm-1-26"] == 1
+
+
+def test_the_canarys_ingress_gateways_are_in_the_plan_and_waited_for() -> None:
+    world = FakeWorld.seeded(["a"])
+    world.ingress = {"External"}
+    run, now = drive(new_run(), world, 0)
+    assert ("ingress gateways (external): asm-1-26's run beside asm-1-25's from the canary's "
+            "start") in plan_text(run)
+    world.gateways_late.add("asm-1-26")  # the canary's gateway is not available at first
+    run, now = drive(decide(run, "approve", "UAPPROVER", POLICY, now), world, now)
+    assert run.phase == Phase.AWAITING_COMPLETION, run.history[-1].text
+    started = next(e.text for e in run.history if "migrating wave 0" in e.text)
+    assert started == ("istiod-asm-1-26 and its external ingress gateway available; "
+                       "migrating wave 0")
+    assert not world.gateways_late  # it was looked at again before wave 0
+    run, now = drive(decide(run, "complete", "UAPPROVER", POLICY, now), world, now)
+    assert run.phase == Phase.COMPLETED and world.revision_gateways() == {
+        ("External", "asm-1-26"): True}

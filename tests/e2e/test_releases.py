@@ -5,7 +5,6 @@ a relay's signed push is accepted, badly signed or malformed ones are refused.""
 from __future__ import annotations
 
 import json
-import random
 import time
 from collections.abc import Iterator
 from pathlib import Path
@@ -14,14 +13,14 @@ import pytest
 import requests
 
 from meshops.demo import Harness, sign
-from tests.conftest import FIXTURES, REDIS_URL
+from tests.conftest import FIXTURES, REDIS_URL, free_port_base
 
 pytestmark = pytest.mark.e2e
 
 
 @pytest.fixture(scope="module")
 def rh(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Harness]:
-    base = random.randrange(26000, 32000, 100)  # below the ephemeral port range
+    base = free_port_base(26000, 32000, 100)  # below the ephemeral port range
     h = Harness(Path(tmp_path_factory.mktemp("release")), port_base=base, bot_port=base + 80,
                 redis_url=REDIS_URL, echo=lambda line: None, unreleased=["asm-1-27"],
                 changelog=FIXTURES / "aks/CHANGELOG.md")

@@ -4,7 +4,6 @@ apps upgraded from Slack, and a person's kubectl on the sandbox's kubeconfig."""
 from __future__ import annotations
 
 import os
-import random
 import re
 import signal
 import subprocess
@@ -15,7 +14,7 @@ from pathlib import Path
 import pytest
 
 from meshops.demo import run_demo
-from tests.conftest import FIXTURES, REDIS_URL
+from tests.conftest import FIXTURES, REDIS_URL, free_port_base
 from tests.sandbox.test_kubectl import KUBECTL
 
 pytestmark = pytest.mark.e2e
@@ -27,7 +26,7 @@ WORLDS = FIXTURES / "worlds"
 def test_demo_upgrades_a_real_app_world(world: str, tmp_path: Path,
                                         monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.setenv("REDIS_URL", REDIS_URL)
-    base = random.randrange(26000, 29000, 100)
+    base = free_port_base(26000, 29000, 100)
     lines: list[str] = []
     monkeypatch.setattr("builtins.print", lambda *a, **k: lines.append(" ".join(map(str, a))))
     code = run_demo("upgrade", tmp_path, base, base + 80, "5s", "2s", None, 420,
@@ -39,7 +38,7 @@ def test_demo_upgrades_a_real_app_world(world: str, tmp_path: Path,
 
 
 def demo(scenario: str, world: str, tmp_path: Path) -> list[str]:
-    base = random.randrange(26000, 29000, 100)
+    base = free_port_base(26000, 29000, 100)
     lines: list[str] = []
     with pytest.MonkeyPatch.context() as mp:
         mp.setenv("REDIS_URL", REDIS_URL)
@@ -79,7 +78,7 @@ def test_a_broken_canary_on_a_real_app_world_rolls_back(tmp_path: Path) -> None:
 
 @pytest.mark.skipif(KUBECTL is None, reason="no kubectl binary: install the dev extras")
 def test_sandbox_world_prints_a_kubeconfig_for_kubectl(tmp_path: Path) -> None:
-    base = random.randrange(26000, 29000, 100)
+    base = free_port_base(26000, 29000, 100)
     proc = subprocess.Popen([sys.executable, "-m", "meshops", "sandbox", "--world",
                              str(WORLDS / "crashloop.yaml"), "--state-dir", str(tmp_path),
                              "--port-base", str(base)], stdout=subprocess.PIPE,

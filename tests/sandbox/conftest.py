@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import os
-import random
 from collections.abc import Iterator
 from contextlib import contextmanager
 from pathlib import Path
@@ -12,6 +11,7 @@ import pytest
 import requests
 
 from sandbox.app import Sandbox
+from tests.conftest import free_port_base
 from workers.config import load_fleet
 from workers.wiring import FleetPorts
 
@@ -36,7 +36,7 @@ def running(sb: Sandbox) -> Iterator[Sandbox]:
 
 @pytest.fixture(scope="module")
 def sandbox(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Sandbox]:
-    port_base = random.randrange(10000, 15000, 10)  # below the ephemeral port range
+    port_base = free_port_base(10000, 15000, 10)  # below the ephemeral port range
     with running(Sandbox(Path(tmp_path_factory.mktemp("sandbox")), port_base,
                          operation_s=0.5, rollout_s=0.3, with_prometheus=False)) as sb:
         yield sb

@@ -6,7 +6,6 @@ token from its azure-identity credential."""
 from __future__ import annotations
 
 import base64
-import random
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -16,7 +15,7 @@ import yaml
 
 from sandbox.app import Sandbox
 from sandbox.arm import ENTRA_SERVER_ID
-from tests.conftest import FIXTURES
+from tests.conftest import FIXTURES, free_port_base
 from tests.sandbox.conftest import running
 from workers.config import load_fleet
 from workers.wiring import FleetPorts
@@ -28,7 +27,7 @@ MC = ("/subscriptions/00000000-0000-0000-0000-000000000000/resourceGroups/rg-ent
 @pytest.fixture(scope="module")
 def entra(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Sandbox]:
     with running(Sandbox(Path(tmp_path_factory.mktemp("entra")),
-                         random.randrange(16000, 18900, 10), operation_s=0.5, rollout_s=0.3,
+                         free_port_base(16000, 18900, 10), operation_s=0.5, rollout_s=0.3,
                          with_prometheus=False,
                          world_file=FIXTURES / "worlds" / "entra.yaml")) as sb:
         yield sb

@@ -390,6 +390,23 @@ class KubernetesClusterApi:
                     out[mode] = out.get(mode, False) or (d.status.available_replicas or 0) >= 1
         return out
 
+    def revision_gateways(self) -> dict[tuple[str, str], bool]:
+        try:
+            items = self._call("list", "Deployments", "aks-istio-ingress",
+                               self.apps.list_namespaced_deployment, "aks-istio-ingress").items
+        except ClusterApiError as exc:
+            if _not_found(exc):
+                return {}
+            raise
+        out: dict[tuple[str, str], bool] = {}
+        for d in items:
+            for mode in ("External", "Internal"):
+                prefix = f"aks-istio-ingressgateway-{mode.lower()}-"
+                if d.metadata.name.startswith(prefix):
+                    out[(mode, d.metadata.name[len(prefix):])] = (
+                        d.status.available_replicas or 0) >= 1
+        return out
+
     def istio_outside_addon(self) -> list[str]:
         """Signs of an Istio installed outside the add-on, asked before enabling it (so none
         of this can be the add-on's own): an ``istiod`` Deployment in ``istio-system``, and

@@ -50,6 +50,11 @@ def plan_upgrade(run: Run, ports: ClusterPorts, now: float) -> StepResult:
     if plan.skipped:
         text += f"; not migrated (istio-injection=enabled, ignored by the add-on): " \
                 f"{', '.join(plan.skipped)}"
+    if mesh.ingress:
+        modes = ", ".join(m.lower() for m in mesh.ingress)
+        text += (f"\ningress gateways ({modes}): {run.canary_revision}'s run beside "
+                 f"{stable}'s from the canary's start; meshops waits for them before wave 0, "
+                 f"and {stable}'s go with its control plane at completion")
     if canary_cm is not None:
         text += (f"\nMeshConfig: {shared_mesh_config(run.canary_revision)} exists already "
                  "and is kept as it is")
@@ -102,10 +107,17 @@ def start_canary(run: Run, ports: ClusterPorts, now: float) -> StepResult:
 
 
 def wait_control_plane(run: Run, ports: ClusterPorts, now: float) -> StepResult:
-    """Wait for ``istiod-<canary>`` to be available, then migrate wave 0."""
-    if ports.cluster_api(run.cluster).control_plane_revisions().get(run.canary_revision):
+    """Wait for ``istiod-<canary>`` and the canary's ingress gateways (one per enabled mode)
+    to be available, then migrate wave 0."""
+    capi = ports.cluster_api(run.cluster)
+    gateways = capi.revision_gateways()
+    modes = sorted({mode for mode, _ in gateways})
+    waiting = [m for m in modes if not gateways.get((m, run.canary_revision))]
+    if capi.control_plane_revisions().get(run.canary_revision) and not waiting:
+        ready = (f" and its {', '.join(m.lower() for m in modes)} ingress gateway"
+                 f"{'s' if len(modes) > 1 else ''}" if modes else "")
         run = run.to(Phase.MIGRATING, now,
-                     f"istiod-{run.canary_revision} is available; migrating wave 0",
+                     f"istiod-{run.canary_revision}{ready} available; migrating wave 0",
                      wave_index=0)
         return StepResult(run, 0.0)
     started = run.operation.started_at if run.operation else run.updated_at
@@ -141,9 +153,10 @@ def complete_upgrade(run: Run, ports: ClusterPorts, now: float) -> StepResult:
     run, wait = converge_revisions(run, ports, [run.canary_revision], now)
     if wait is not None:
         return StepResult(run, wait)
-    cp = ports.cluster_api(run.cluster).control_plane_revisions()
-    if run.stable_revision in cp:
-        return StepResult(run, POLL_S, changed=False)
+    capi = ports.cluster_api(run.cluster)
+    if run.stable_revision in capi.control_plane_revisions() or any(
+            rev == run.stable_revision for _, rev in capi.revision_gateways()):
+        return StepResult(run, POLL_S, changed=False)  # AKS is removing istiod and gateways
     return StepResult(
         run.to(Phase.COMPLETED, now,
                f"completed: {run.cluster} runs {run.canary_revision} only; "
