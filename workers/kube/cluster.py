@@ -374,20 +374,11 @@ class KubernetesClusterApi:
                    terminating=p.metadata.deletion_timestamp is not None)
 
     def ingress_gateways(self) -> dict[str, bool]:
-        """``aks-istio-ingressgateway-<external|internal>-<revision>`` in aks-istio-ingress."""
-        try:
-            items = self._call("list", "Deployments", "aks-istio-ingress",
-                               self.apps.list_namespaced_deployment, "aks-istio-ingress").items
-        except ClusterApiError as exc:
-            if _not_found(exc):
-                return {}
-            raise
+        """Modes with an ``aks-istio-ingressgateway-<mode>-<revision>`` Deployment in
+        aks-istio-ingress → whether one of them is available."""
         out: dict[str, bool] = {}
-        for d in items:
-            name = d.metadata.name
-            for mode in ("External", "Internal"):
-                if name.startswith(f"aks-istio-ingressgateway-{mode.lower()}"):
-                    out[mode] = out.get(mode, False) or (d.status.available_replicas or 0) >= 1
+        for (mode, _), available in self.revision_gateways().items():
+            out[mode] = out.get(mode, False) or available
         return out
 
     def revision_gateways(self) -> dict[tuple[str, str], bool]:
