@@ -719,7 +719,7 @@ def _release_events(release: str, body: str, link: str | None) -> list[ReleaseEv
         for a in line.ancestors():  # the revisions of a line's events cover its ancestors
             below[id(a)] |= {e.revision for e in line.events}
     out: list[ReleaseEvent] = []
-    index: dict[tuple[str, str, str], int] = {}
+    index: dict[tuple[str, ...], int] = {}
     for line in all_lines:
         events = list(line.events)
         covered = {e.revision for e in events} | below[id(line)]
@@ -730,14 +730,20 @@ def _release_events(release: str, body: str, link: str | None) -> list[ReleaseEv
         events += [ReleaseEvent(release, MENTIONED, rev, line=text, link=link)
                    for rev in named if rev not in covered]
         for e in events:
-            key = (e.kind, e.revision, e.line or "")
-            if key not in index:
-                index[key] = len(out)
-                out.append(e)
-            elif e.kind == "patched" and _version_key(e.version or "") > _version_key(
-                    out[index[key]].version or ""):
-                out[index[key]] = e
+            _keep(out, index, (e.kind, e.revision, e.line or ""), e)
     return out
+
+
+def _keep(out: list[ReleaseEvent], index: dict[tuple[str, ...], int], key: tuple[str, ...],
+          e: ReleaseEvent) -> None:
+    """Append ``e`` unless an event with ``key`` is there; of two patches of one revision
+    the higher version stays (a note may list a revision twice)."""
+    if key not in index:
+        index[key] = len(out)
+        out.append(e)
+    elif e.kind == "patched" and _version_key(e.version or "") > _version_key(
+            out[index[key]].version or ""):
+        out[index[key]] = e
 
 
 def parse(markdown: str, link: str | None = None, *, inherit: bool = False
@@ -750,16 +756,10 @@ def parse(markdown: str, link: str | None = None, *, inherit: bool = False
     :func:`sections`.
     """
     out: list[ReleaseEvent] = []
-    seen: dict[tuple[str, str, str, str], int] = {}
+    seen: dict[tuple[str, ...], int] = {}
     for release, body in sections(markdown, inherit=inherit):
         for e in _release_events(release, body, link):
-            key = (e.release, e.kind, e.revision, e.line or "")
-            if key not in seen:
-                seen[key] = len(out)
-                out.append(e)
-            elif e.kind == "patched" and _version_key(e.version or "") > _version_key(
-                    out[seen[key]].version or ""):
-                out[seen[key]] = e
+            _keep(out, seen, (e.release, e.kind, e.revision, e.line or ""), e)
     return out
 
 
