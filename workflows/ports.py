@@ -60,12 +60,40 @@ class OperationStatus:
 
 @dataclass(frozen=True)
 class Namespace:
+    """A namespace, its labels, and — when its ``istio.io/rev`` label names a revision tag
+    (Istio doc "Canary upgrades: stable revision labels"; AKS upgrade guide) — the revision
+    that tag points at (``tag_revision``)."""
+
     name: str
     labels: dict[str, str] = field(default_factory=dict)
+    tag_revision: str | None = None
+
+    @property
+    def tag(self) -> str | None:
+        """The revision tag the namespace is labelled with; None when labelled with a
+        revision (or not at all)."""
+        return self.labels.get(REV_LABEL) if self.tag_revision else None
 
     @property
     def revision(self) -> str | None:
-        return self.labels.get(REV_LABEL)
+        """The revision whose sidecar new pods get: the label, resolved through its tag."""
+        return self.tag_revision or self.labels.get(REV_LABEL)
+
+
+@dataclass(frozen=True)
+class GatewayApiGateway:
+    """A Kubernetes Gateway API ``Gateway`` (``gateway.networking.k8s.io/v1``) of class
+    ``istio``: istiod deploys it as the Deployment ``<name>-istio`` in its namespace, run by
+    the revision of the Gateway's own ``istio.io/rev`` label, else its namespace's (Istio
+    doc "Gateway API: automated deployment")."""
+
+    namespace: str
+    name: str
+    revision_label: str | None = None  # the Gateway's own istio.io/rev label, if any
+
+    @property
+    def deployment(self) -> str:
+        return f"{self.name}-istio"
 
 
 DEFAULT_PROGRESS_DEADLINE_S = 600.0  # Deployment spec.progressDeadlineSeconds default
@@ -232,6 +260,25 @@ class ClusterApi(Protocol):
 
     def remove_namespace_revision(self, namespace: str) -> None:
         """Remove the ``istio.io/rev`` label (``/mesh uninject``): new pods get no sidecar."""
+        ...
+
+    def set_revision_tag(self, tag: str, revision: str) -> None:
+        """Point the revision tag at ``revision``, as ``istioctl tag set <tag> --revision
+        <revision> --overwrite`` does: the tag's MutatingWebhookConfiguration
+        ``istio-revision-tag-<tag>`` gets label ``istio.io/rev=<revision>`` and calls that
+        revision's istiod. Raises ``PermanentError`` when the tag does not exist."""
+        ...
+
+    def revision_tags(self) -> dict[str, str]:
+        """Revision tags → the revision each points at."""
+        ...
+
+    def list_gateways(self, namespaces: list[str]) -> list[GatewayApiGateway]:
+        """Gateway API Gateways of class ``istio`` in ``namespaces``; none without the CRD."""
+        ...
+
+    def set_gateway_revision(self, namespace: str, name: str, revision: str) -> None:
+        """Label the Gateway ``istio.io/rev=revision`` (the istiod that deploys it)."""
         ...
 
     def list_workloads(self, namespaces: list[str]) -> list[Workload]: ...

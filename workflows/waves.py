@@ -26,7 +26,7 @@ from workflows.model import (
     WaveStep,
 )
 from workflows.operations import POLL_S, converge_revisions
-from workflows.ports import ClusterApi, ClusterPorts, Namespace
+from workflows.ports import REV_LABEL, ClusterApi, ClusterPorts, Namespace
 from workflows.rollout import Rollout, assess, failing, special_handling
 
 
@@ -121,6 +121,49 @@ def wave_label(w: Wave) -> str:
     return f"wave {w.index} ({', '.join(w.namespaces)})"
 
 
+def point_namespaces(capi: ClusterApi, namespaces: list[Namespace], revision: str) -> str:
+    """Make new pods of ``namespaces`` get ``revision``'s sidecar: relabel
+    ``istio.io/rev=<revision>``, or, for a namespace labelled with a revision tag, point the
+    tag at ``revision`` (AKS upgrade guide: "overwrite the prod-stable tag itself to change
+    its mapping"; once per tag). Gateway API gateways pinned by their own ``istio.io/rev``
+    label to another revision are relabelled too (their namespace's label alone would not
+    move them). Converges: what is already right is not written. Returns what was done."""
+    relabelled: list[str] = []
+    tags: dict[str, list[str]] = {}
+    gateways: list[str] = []
+    for ns in namespaces:
+        if ns.tag:
+            if ns.revision != revision and ns.tag not in tags:
+                capi.set_revision_tag(ns.tag, revision)
+            tags.setdefault(ns.tag, []).append(ns.name)
+        elif ns.labels.get(REV_LABEL) != revision:
+            capi.set_namespace_revision(ns.name, revision)
+            relabelled.append(ns.name)
+        else:
+            relabelled.append(ns.name)
+    pinned = [g for g in capi.list_gateways([ns.name for ns in namespaces])
+              if g.revision_label and g.revision_label != revision]
+    known = capi.revision_tags() if pinned else {}
+    for gw in pinned:
+        label = gw.revision_label or ""
+        if label in known:  # pinned to a tag: the tag moves, not the label
+            if known[label] != revision and label not in tags:
+                capi.set_revision_tag(label, revision)
+            tags.setdefault(label, []).append(f"gateway {gw.namespace}/{gw.name}")
+        else:
+            capi.set_gateway_revision(gw.namespace, gw.name, revision)
+            gateways.append(f"{gw.namespace}/{gw.name}")
+    parts = []
+    if relabelled:
+        parts.append(f"labelled istio.io/rev={revision} on {', '.join(relabelled)}")
+    parts += [f"revision tag {tag} points at {revision} ({', '.join(names)})"
+              for tag, names in tags.items()]
+    if gateways:
+        parts.append(f"Gateway API gateways relabelled istio.io/rev={revision}: "
+                     f"{', '.join(gateways)}")
+    return "; ".join(parts) or "nothing to relabel"
+
+
 def _restart(capi: ClusterApi, namespaces: list[str], token: str) -> tuple[int, int]:
     """Restart (``kubectl rollout restart``) every workload whose restartedAt is not
     ``token``, except OnDelete ones (their pods are deleted one by one while verifying) and
@@ -198,12 +241,10 @@ def migrate_wave(run: Run, ports: ClusterPorts, now: float) -> StepResult:
         missing = [ns for ns in wave.namespaces if ns not in current]
         if missing:
             raise PermanentError(f"namespaces vanished during the upgrade: {', '.join(missing)}")
-        for ns in wave.namespaces:
-            if current[ns].revision != canary:
-                capi.set_namespace_revision(ns, canary)
+        done = point_namespaces(capi, [current[ns] for ns in wave.namespaces], canary)
         wave = wave.evolve(labelled=True, step=WaveStep.RESTART,
                            restart_token=restart_token(now))
-        text = f"{wave_label(wave)}: labelled istio.io/rev={canary}"
+        text = f"{wave_label(wave)}: {done}"
         return StepResult(run.with_wave(wave).log(now, "step", text), 0.0)
 
     if wave.step == WaveStep.RESTART:
@@ -315,13 +356,23 @@ def roll_back(run: Run, ports: ClusterPorts, now: float) -> StepResult:
     stable = run.stable_revision
     capi = ports.cluster_api(run.cluster)
     if rb.step == RollbackStep.RELABEL:
-        current = {ns.name: ns for ns in capi.list_namespaces()}
-        for ns in rb.namespaces:
-            if ns in current and current[ns].revision != stable:
-                capi.set_namespace_revision(ns, stable)
+        listed = capi.list_namespaces()
+        current = {ns.name: ns for ns in listed}
+        # A tag pointed at the canary moved every namespace it labels: those whose pods
+        # started since (a later wave's, not restarted yet) go back too.
+        moved_tags = {current[ns].tag for ns in rb.namespaces
+                      if ns in current and current[ns].tag}
+        spill = [ns.name for ns in listed if ns.tag in moved_tags
+                 and ns.name not in rb.namespaces]
+        if spill:
+            on_canary = {p.namespace for p in capi.list_pods(spill)
+                         if p.revision == run.canary_revision and not p.finished}
+            rb = rb.evolve(namespaces=[*rb.namespaces,
+                                       *(ns for ns in spill if ns in on_canary)])
+        done = point_namespaces(capi, [current[ns] for ns in rb.namespaces if ns in current],
+                                stable)
         rb = rb.evolve(step=RollbackStep.RESTART, restart_token=restart_token(now))
-        text = (f"rollback: labelled istio.io/rev={stable} on {', '.join(rb.namespaces)}"
-                if rb.namespaces else "rollback: no namespace was migrated")
+        text = f"rollback: {done}" if rb.namespaces else "rollback: no namespace was migrated"
         return StepResult(run.evolve(rollback=rb).log(now, "step", text), 0.0)
     if rb.step == RollbackStep.RESTART:
         assert rb.restart_token

@@ -13,6 +13,7 @@ from workflows.errors import ArmBusy, MetricsUnavailable, TemporaryError
 from workflows.model import NamespaceMetrics
 from workflows.ports import (
     BatchWorkload,
+    GatewayApiGateway,
     MeshState,
     Namespace,
     OperationStatus,
@@ -62,6 +63,8 @@ class FakeWorld:
     deleted: list[str] = field(default_factory=list)
     gateways_late: set[str] = field(default_factory=set)  # revisions whose gateways lag once
     config_maps: dict[tuple[str, str], dict[str, str]] = field(default_factory=dict)
+    tags: dict[str, str] = field(default_factory=dict)  # revision tag → revision
+    gateways: dict[tuple[str, str], str | None] = field(default_factory=dict)  # → own label
 
     @classmethod
     def seeded(cls, names: list[str], per_ns: int = 2) -> FakeWorld:
@@ -152,8 +155,29 @@ class FakeWorld:
     def cluster_api(self, cluster: str) -> FakeWorld:
         return self
 
+    def _rev(self, ns: str) -> str | None:
+        """The revision new pods of ``ns`` get: its label, resolved through a tag."""
+        label = self.namespaces[ns].get("istio.io/rev")
+        return self.tags.get(label, label) if label else None
+
     def list_namespaces(self) -> list[Namespace]:
-        return [Namespace(n, dict(lbl)) for n, lbl in self.namespaces.items()]
+        return [Namespace(n, dict(lbl), self.tags.get(lbl.get("istio.io/rev", "")))
+                for n, lbl in self.namespaces.items()]
+
+    def revision_tags(self) -> dict[str, str]:
+        return dict(self.tags)
+
+    def set_revision_tag(self, tag: str, revision: str) -> None:
+        self.writes[f"tag:{tag}:{revision}"] += 1
+        self.tags[tag] = revision
+
+    def list_gateways(self, namespaces: list[str]) -> list[GatewayApiGateway]:
+        return [GatewayApiGateway(ns, n, lbl) for (ns, n), lbl in self.gateways.items()
+                if ns in namespaces]
+
+    def set_gateway_revision(self, namespace: str, name: str, revision: str) -> None:
+        self.writes[f"gateway:{namespace}/{name}:{revision}"] += 1
+        self.gateways[(namespace, name)] = revision
 
     def set_namespace_revision(self, namespace: str, revision: str) -> None:
         self.writes[f"label:{namespace}:{revision}"] += 1
@@ -161,19 +185,19 @@ class FakeWorld:
 
     def _crashing(self, ns: str, name: str) -> bool:
         return (ns, name) in self.crashloop or (
-            (ns, name) in self.canary_crash and self.namespaces[ns].get("istio.io/rev")
+            (ns, name) in self.canary_crash and self._rev(ns)
             == "asm-1-26")
 
     def _stuck(self, ns: str, name: str, token: str | None) -> bool:
         return ((ns, name) in self.stuck and token is not None
-                and self.namespaces[ns].get("istio.io/rev") == "asm-1-26")
+                and self._rev(ns) == "asm-1-26")
 
     def add_statefulset(self, ns: str, name: str, replicas: int = 3,
                         strategy: str = "RollingUpdate", partition: int = 0) -> None:
         self.statefulsets[(ns, name)] = {"replicas": replicas, "strategy": strategy,
                                          "partition": partition, "token": None}
         for i in range(replicas):
-            self.sts_pods[(ns, name, i)] = self.namespaces[ns].get("istio.io/rev")
+            self.sts_pods[(ns, name, i)] = self._rev(ns)
 
     def list_workloads(self, namespaces: list[str]) -> list[Workload]:
         out = [Workload("Deployment", ns, n, tok, 1, 1, 1, 1,
@@ -186,15 +210,14 @@ class FakeWorld:
                 continue
             replicas, partition = int(str(spec["replicas"])), int(str(spec["partition"]))
             updated = sum(1 for (pns, pn, i), rev in self.sts_pods.items()
-                          if (pns, pn) == (ns, n) and rev == self.namespaces[ns].get(
-                              "istio.io/rev"))
+                          if (pns, pn) == (ns, n) and rev == self._rev(ns))
             out.append(Workload("StatefulSet", ns, n, spec["token"], 1, 1,  # type: ignore[arg-type]
                                 replicas, updated, replicas, ready=replicas,
                                 strategy=str(spec["strategy"]), partition=partition))
         return out
 
     def restart_workload(self, workload: Workload, token: str) -> None:
-        rev = self.namespaces[workload.namespace]["istio.io/rev"]
+        rev = self._rev(workload.namespace)
         self.writes[f"restart:{workload.namespace}/{workload.name}:{rev}"] += 1
         key = (workload.namespace, workload.name)
         if workload.kind == "StatefulSet":
@@ -213,8 +236,7 @@ class FakeWorld:
         self.deleted.append(f"{namespace}/{name}")
         sts, _, ordinal = name.rpartition("-")
         if (namespace, sts, int(ordinal)) in self.sts_pods:  # the controller makes it anew
-            self.sts_pods[(namespace, sts, int(ordinal))] = self.namespaces[namespace].get(
-                "istio.io/rev")
+            self.sts_pods[(namespace, sts, int(ordinal))] = self._rev(namespace)
         self.bare_pods.pop((namespace, name), None)
 
     def get_config_map(self, namespace: str, name: str) -> dict[str, str] | None:
@@ -230,7 +252,7 @@ class FakeWorld:
 
     def list_pods(self, namespaces: list[str]) -> list[Pod]:
         pods = [Pod(ns, n + "-x", None if (ns, n) in self.no_inject
-                    else self.namespaces[ns].get("istio.io/rev"),
+                    else self._rev(ns),
                     self.pod_versions.get((ns, n), "1.x"), "Running",
                     waiting_reason="CrashLoopBackOff" if self._crashing(ns, n) else None,
                     owner_kind="Deployment", owner=n, ready=not self._crashing(ns, n))
@@ -256,7 +278,7 @@ class FakeWorld:
             raise MetricsUnavailable("Prometheus at http://prom is unreachable")
         out = {}
         for ns in namespaces:
-            rev = self.namespaces[ns].get("istio.io/rev", "")
+            rev = self._rev(ns) or ""
             out[ns] = self.metrics_by_rev.get(
                 (ns, rev), NamespaceMetrics(requests=1000, success_rate=100.0, p99_ms=50.0))
         return out

@@ -12,6 +12,7 @@ the ``istio-proxy`` image tag. The client's exceptions, and only those, are tran
 from __future__ import annotations
 
 import json
+import re
 import time
 from typing import Any
 
@@ -23,12 +24,13 @@ from kubernetes.client.exceptions import ApiException
 from kubernetes.config.config_exception import ConfigException
 
 from workers.kube.errors import KUBERNETES_ERRORS, translate_kubernetes_error
-from workflows.errors import ClusterApiError, TemporaryError
+from workflows.errors import ClusterApiError, PermanentError, TemporaryError
 from workflows.ports import (
     DEFAULT_PROGRESS_DEADLINE_S,
     INJECTION_LABEL,
     REV_LABEL,
     BatchWorkload,
+    GatewayApiGateway,
     Namespace,
     Pod,
     Workload,
@@ -37,6 +39,9 @@ from workflows.ports import (
 RESTARTED_AT = "kubectl.kubernetes.io/restartedAt"
 INJECT = "sidecar.istio.io/inject"
 ISTIO_NS = "aks-istio-system"
+TAG_LABEL = "istio.io/tag"
+GATEWAY_GROUP = "gateway.networking.k8s.io"
+ADDON_REVISION = re.compile(r"asm-\d+-\d+")  # the add-on's revision names; others are tags
 PER_NAMESPACE_LIMIT = 25  # up to this many namespaces: one list each; else one list of all
 
 
@@ -143,6 +148,8 @@ class KubernetesClusterApi:
         self.core = k8s.CoreV1Api(api_client)
         self.apps = k8s.AppsV1Api(api_client)
         self.batch = k8s.BatchV1Api(api_client)
+        self.admission = k8s.AdmissionregistrationV1Api(api_client)
+        self.custom = k8s.CustomObjectsApi(api_client)
         self.calls = 0
 
     def _call(self, verb: str, resource: str, namespace: str | None, fn: Any, *args: Any,
@@ -156,8 +163,94 @@ class KubernetesClusterApi:
             raise translate_kubernetes_error(exc, verb, resource, namespace, self.name) from exc
 
     def list_namespaces(self) -> list[Namespace]:
+        """Namespaces and their labels; an ``istio.io/rev`` label that is not an add-on
+        revision (``asm-1-NN``) is looked up among the revision tags."""
         items = self._call("list", "namespaces", None, self.core.list_namespace).items
-        return [Namespace(n.metadata.name, dict(n.metadata.labels or {})) for n in items]
+        labels = {n.metadata.name: dict(n.metadata.labels or {}) for n in items}
+        tags = self.revision_tags() if any(
+            lbl.get(REV_LABEL) and not ADDON_REVISION.fullmatch(lbl[REV_LABEL])
+            for lbl in labels.values()) else {}
+        return [Namespace(name, lbl, tags.get(lbl.get(REV_LABEL, "")))
+                for name, lbl in labels.items()]
+
+    def _tag_webhooks(self, tag: str | None = None) -> list[Any]:
+        selector = f"{TAG_LABEL}={tag}" if tag else TAG_LABEL
+        return list(self._call(
+            "list", "mutatingwebhookconfigurations", None,
+            self.admission.list_mutating_webhook_configuration,
+            label_selector=selector).items)
+
+    def revision_tags(self) -> dict[str, str]:
+        """Revision tags: the MutatingWebhookConfigurations ``istioctl tag set`` makes
+        (``istio-revision-tag-<tag>``, labels ``istio.io/tag`` and ``istio.io/rev``)."""
+        out = {}
+        for mwc in self._tag_webhooks():
+            lbl = mwc.metadata.labels or {}
+            if lbl.get(TAG_LABEL) and lbl.get(REV_LABEL):
+                out[lbl[TAG_LABEL]] = lbl[REV_LABEL]
+        return out
+
+    def set_revision_tag(self, tag: str, revision: str) -> None:
+        """``istioctl tag set <tag> --revision <revision> --overwrite``
+        (istio ``istioctl/pkg/tag``): the tag's webhooks take the client config of the
+        revision's own injector webhook (labelled ``istio.io/rev=<revision>``, no
+        ``istio.io/tag``), else call ``istiod-<revision>`` in aks-istio-system; written
+        with its resourceVersion, so a concurrent change is a 409 (temporary: read again)."""
+        found = self._tag_webhooks(tag)
+        if not found:
+            raise PermanentError(f"revision tag {tag} has no MutatingWebhookConfiguration "
+                                 f"(istio-revision-tag-{tag}) on {self.name}; create it with "
+                                 f"`istioctl tag set {tag} --revision {revision} "
+                                 "--istioNamespace aks-istio-system`")
+        canonical = [m for m in self._call(
+            "list", "mutatingwebhookconfigurations", None,
+            self.admission.list_mutating_webhook_configuration,
+            label_selector=f"{REV_LABEL}={revision},!{TAG_LABEL}").items if m.webhooks]
+        source = canonical[0].webhooks[0].client_config if canonical else None
+        for mwc in found:
+            mwc.metadata.labels = {**(mwc.metadata.labels or {}), REV_LABEL: revision}
+            for wh in mwc.webhooks or []:
+                if source is not None:
+                    wh.client_config = source
+                elif wh.client_config.service is not None:
+                    wh.client_config.service.name = f"istiod-{revision}"
+                    wh.client_config.service.namespace = ISTIO_NS
+            self._call("update", f"mutatingwebhookconfiguration {mwc.metadata.name}", None,
+                       self.admission.replace_mutating_webhook_configuration,
+                       mwc.metadata.name, mwc)
+
+    def list_gateways(self, namespaces: list[str]) -> list[GatewayApiGateway]:
+        """Gateways of class ``istio`` (``gateway.networking.k8s.io/v1``); none where the
+        Gateway API CRDs are not installed (404)."""
+        resource, wanted = "gateways.gateway.networking.k8s.io", set(namespaces)
+        try:
+            if len(namespaces) <= PER_NAMESPACE_LIMIT:
+                items = [g for ns in namespaces for g in self._call(
+                    "list", resource, ns, self.custom.list_namespaced_custom_object,
+                    GATEWAY_GROUP, "v1", ns, "gateways")["items"]]
+            else:
+                items = self._call("list", resource, None,
+                                   self.custom.list_cluster_custom_object, GATEWAY_GROUP,
+                                   "v1", "gateways")["items"]
+        except ClusterApiError as exc:
+            if _not_found(exc):
+                return []
+            raise
+        out = []
+        for g in items:
+            meta = g.get("metadata") or {}
+            if (g.get("spec") or {}).get("gatewayClassName") != "istio" \
+                    or meta.get("namespace") not in wanted:
+                continue
+            out.append(GatewayApiGateway(meta["namespace"], meta.get("name", ""),
+                                         (meta.get("labels") or {}).get(REV_LABEL)))
+        return out
+
+    def set_gateway_revision(self, namespace: str, name: str, revision: str) -> None:
+        body = {"metadata": {"labels": {REV_LABEL: revision}}}
+        self._call("patch", f"gateway {name}", namespace,
+                   self.custom.patch_namespaced_custom_object, GATEWAY_GROUP, "v1",
+                   namespace, "gateways", name, body)
 
     def set_namespace_revision(self, namespace: str, revision: str) -> None:
         body = {"metadata": {"labels": {REV_LABEL: revision, INJECTION_LABEL: None}}}

@@ -17,7 +17,13 @@ from workflows.model import Phase, Run, parse_revision
 from workflows.operations import POLL_S, converge_revisions
 from workflows.planning import check_upgrade, plan_waves
 from workflows.policy import Role
-from workflows.ports import INJECTION_LABEL, ISTIO_NAMESPACE, ClusterApi, ClusterPorts
+from workflows.ports import (
+    INJECTION_LABEL,
+    ISTIO_NAMESPACE,
+    ClusterApi,
+    ClusterPorts,
+    Namespace,
+)
 from workflows.syntax import UPGRADE_FLAGS, cluster_revision_options
 from workflows.waves import WaveWorkflow, left_behind, migrate_wave, plan_notes, roll_back
 
@@ -61,10 +67,46 @@ def plan_upgrade(run: Run, ports: ClusterPorts, now: float) -> StepResult:
     elif stable_cm is not None:
         text += (f"\nMeshConfig: {shared_mesh_config(stable)} will be copied to "
                  f"{shared_mesh_config(run.canary_revision)} before the canary starts")
+    text += "".join(f"\n{line}" for line in tag_and_gateway_lines(
+        capi, namespaces, [w.namespaces for w in plan.waves], stable, run.canary_revision))
     if notes:
         text += "\nhandled other than by a rollout restart:\n" + "\n".join(
             f"• {n}" for n in notes)
     return StepResult(run.to(Phase.AWAITING_APPROVAL, now, text), None)
+
+
+def tag_and_gateway_lines(capi: ClusterApi, namespaces: list[Namespace],
+                          waves: list[list[str]], stable: str, canary: str) -> list[str]:
+    """The plan's lines on revision tags (AKS upgrade guide: "overwrite the prod-stable tag
+    itself") and Gateway API gateways (istiod deploys them; Istio doc "Gateway API")."""
+    lines = []
+    wave_of = {ns: i for i, names in enumerate(waves) for ns in names}
+    tagged: dict[str, list[str]] = {}
+    for ns in namespaces:
+        if ns.tag and ns.name in wave_of:
+            tagged.setdefault(ns.tag, []).append(ns.name)
+    for tag, names in sorted(tagged.items()):
+        first = min(wave_of[n] for n in names)
+        lines.append(
+            f"revision tag {tag} ({stable}; namespaces {', '.join(names)}): wave {first} "
+            f"points it at {canary}, as `istioctl tag set {tag} --revision {canary} "
+            f"--overwrite` would; from then every new pod of these namespaces gets {canary}'s "
+            "sidecar, and their workloads restart in their waves. A rollback points it back")
+    idle = sorted(t for t, rev in capi.revision_tags().items()
+                  if rev == stable and t not in tagged)
+    if idle:
+        lines.append(
+            f"revision tags pointing at {stable} that label no namespace meshops moves: "
+            f"{', '.join(idle)}; completion removes {stable}, so point them at {canary} "
+            f"(`istioctl tag set <tag> --revision {canary} --overwrite`) or remove them")
+    moving = [n for names in waves for n in names]
+    gateways = capi.list_gateways(moving) if moving else []
+    if gateways:
+        lines.append(
+            "Gateway API gateways (deployed by istiod as <name>-istio; they move with their "
+            "namespace and are verified like its workloads): "
+            + ", ".join(f"{g.namespace}/{g.name}" for g in gateways))
+    return lines
 
 
 def shared_mesh_config(revision: str) -> str:
@@ -139,7 +181,8 @@ def complete_upgrade(run: Run, ports: ClusterPorts, now: float) -> StepResult:
         pods = left_behind(capi, run, run.stable_revision)
         why = ""
         if left:
-            why = (f"namespaces still labelled {run.stable_revision}: {', '.join(left)}; "
+            why = (f"namespaces still labelled {run.stable_revision} (or with a revision "
+                   f"tag pointing at it): {', '.join(left)}; "
                    "completing would leave them without a control plane")
         elif pods:
             why = (f"pods still on {run.stable_revision} (a StatefulSet partition holds them, "
