@@ -3,7 +3,8 @@
 Listeners follow bolt-python's style: plain functions whose dependencies come in by name
 (``ack``, ``command``, ``body``, ``action``, ``respond``), split by concern:
 :mod:`bot.commands` (the slash command), :mod:`bot.clicks` (run buttons and release-notice
-buttons), and here the one middleware that refuses requests of another Slack app.
+buttons), :mod:`bot.signing` (Slack's request signature, checked without logging bodies),
+and here the one middleware that refuses requests of another Slack app.
 """
 
 from __future__ import annotations
@@ -19,6 +20,7 @@ from slack_sdk import WebClient
 from bot import clicks, commands
 from bot.commands import help_text
 from bot.deps import BotDeps
+from bot.signing import SignedRequests
 from workers.config import Fleet
 from workers.engine import Engine
 
@@ -35,14 +37,17 @@ def create_app(fleet: Fleet, engine: Engine, client: WebClient, signing_secret: 
 
     Args:
         signing_secret: HTTP mode verifies every request's ``X-Slack-Signature`` (v0 HMAC,
-            5 minutes of clock skew at most) and answers 401 otherwise; None in Socket Mode.
+            5 minutes of clock skew at most) and answers 401 otherwise
+            (:class:`bot.signing.SignedRequests`, in place of Bolt's own check, which logs
+            whole bodies); None in Socket Mode.
         enqueue_tick / enqueue_notify / enqueue_answer: how work reaches the workers (Celery
             in production); slow read-only commands are answered by a worker.
     """
     # Listeners run in the request's own thread: they only touch Redis, so the ack is as
     # fast as Bolt's own, and no executor queue stands between a request and its ack.
     app = App(client=client, signing_secret=signing_secret,
-              request_verification_enabled=signing_secret is not None,
+              request_verification_enabled=False,
+              before_authorize=SignedRequests(signing_secret) if signing_secret else None,
               process_before_response=True)
     deps = BotDeps(engine, enqueue_tick, enqueue_notify, enqueue_answer)
     audit = engine.audit
