@@ -49,6 +49,8 @@ app.conf.update(
     # every broker key under our prefix, so several deployments (or test runs) share a Redis
     broker_transport_options={"visibility_timeout": 600, "global_keyprefix": f"{PREFIX}:kombu:"},
     broker_connection_retry_on_startup=True,
+    # kombu's Redis transport, made to outlive a Redis restart (workers/tasks/broker.py)
+    broker_transport="workers.tasks.broker:Transport",
     worker_hijack_root_logger=False,
     beat_schedule={"meshops-sweep": {"task": "meshops.sweep", "schedule": 5.0},
                    "meshops-releases": {"task": "meshops.watch_releases", "schedule": 5.0}},
