@@ -8,17 +8,25 @@ and is what :func:`serve` tells waitress (whose own default is 1 GiB), so a larg
 answered 413 from its ``Content-Length`` before it is read. The WSGI layer refuses it again
 without reading it, for servers configured otherwise.
 
+:func:`slack_guard` also refuses, with 400, a body Bolt could not even turn into a request:
+not UTF-8, a ``payload=`` that is not JSON, JSON nested deeper than Python's parser goes, a
+JSON document or ``payload`` that is not an object. Bolt parses the body before any
+middleware runs, signature check included, so such a body used to be an HTTP 500 for anyone.
+
 Every refusal here is logged as one line with the method, path, size and reason, never with
 any of the body: nothing has been authenticated yet.
 """
 
 from __future__ import annotations
 
+import io
 import json
 from collections.abc import Callable, Iterable
 from typing import Any
 
 import structlog
+from slack_bolt.adapter.wsgi.http_request import WsgiHttpRequest
+from slack_bolt.request import BoltRequest
 
 log = structlog.get_logger("meshops.http")
 
@@ -90,14 +98,53 @@ def read_body(environ: dict[str, Any], limit: int = MAX_BODY_BYTES) -> bytes:
     return body if isinstance(body, bytes) else bytes(body)
 
 
-def capped(inner: Wsgi, limit: int = MAX_BODY_BYTES) -> Wsgi:
-    """``inner`` behind a body size cap: a body over ``limit`` bytes is answered 413 unread."""
+#: what Bolt can take: the shapes Slack sends
+SLACK_SHAPES = ("a form (slash commands), a form whose `payload` is a JSON object "
+                "(interactions) or a JSON object (Events API)")
+
+
+def json_problem(exc: Exception) -> str:
+    """What was wrong with a JSON document, for the person who sent it."""
+    if isinstance(exc, RecursionError):
+        return "JSON nested too deeply"
+    if isinstance(exc, json.JSONDecodeError):
+        return f"malformed JSON ({exc.msg} at line {exc.lineno} column {exc.colno})"
+    return str(exc)
+
+
+def bolt_problem(environ: dict[str, Any], body: bytes) -> str | None:
+    """Why Bolt could not build a request of this body, or None when it can."""
+    try:
+        text = body.decode("utf-8")
+    except UnicodeDecodeError:
+        return "the body is not UTF-8"
+    request = WsgiHttpRequest(environ)
+    try:
+        BoltRequest(body=text, query=request.query_string, headers=request.get_headers())
+    except (RecursionError, json.JSONDecodeError) as exc:
+        return json_problem(exc)
+    except Exception:  # noqa: BLE001 - whatever else Bolt trips on is a malformed body
+        return f"not a Slack request: Slack sends {SLACK_SHAPES}"
+    return None
+
+
+def slack_guard(inner: Wsgi, limit: int = MAX_BODY_BYTES) -> Wsgi:
+    """``inner`` (Bolt's WSGI handler) behind the body cap (413, unread) and a check that
+    Bolt can read the body at all (400 with what is wrong; see the module docstring)."""
 
     def app(environ: dict[str, Any], start_response: StartResponse) -> Iterable[bytes]:
         try:
-            declared_length(environ, limit)
+            if environ.get("REQUEST_METHOD") != "POST":
+                declared_length(environ, limit)
+                return inner(environ, start_response)
+            body = read_body(environ, limit)
+            problem = bolt_problem(environ, body)
+            if problem:
+                raise Refused("400 Bad Request", problem)
         except Refused as exc:
             return refuse(environ, start_response, exc)
+        environ["wsgi.input"] = io.BytesIO(body)
+        environ["CONTENT_LENGTH"] = str(len(body))
         return inner(environ, start_response)
 
     return app

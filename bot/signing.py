@@ -9,6 +9,10 @@ check, at INFO: anyone on the internet could write megabytes into our logs per r
 the ``response_url`` of a stale request landed there. :class:`SignedRequests` takes its place
 in the middleware chain (Bolt's ``before_authorize`` slot, right where Bolt puts its own) and
 logs one line per refusal: the reason, the body's size and nothing of its content.
+
+A signed request must also come in a shape Slack sends: Bolt takes a JSON body that has a
+``command`` for a slash command, but Slack posts slash commands and interactions as forms
+and JSON only for the Events API; anything else is answered 400 (:func:`shape_problem`).
 """
 
 from __future__ import annotations
@@ -27,6 +31,9 @@ log = structlog.get_logger("meshops.bot")
 
 #: Slack's window: a request whose timestamp is further than this from now is refused (s)
 MAX_SKEW_S = 300
+
+#: the ``type`` of every JSON body Slack posts (Events API)
+EVENTS_API_TYPES = frozenset({"url_verification", "event_callback", "app_rate_limited"})
 
 
 def _header(req: BoltRequest, name: str) -> str:
@@ -58,8 +65,24 @@ def signature_problem(secret: str, body: str, timestamp: str, signature: str,
     return None
 
 
+def shape_problem(req: BoltRequest) -> str | None:
+    """Why a (signed) request is not shaped as Slack sends it, or None.
+
+    Slack posts slash commands and interactions form-encoded, and JSON only for the Events
+    API (https://api.slack.com/interactivity/slash-commands,
+    https://api.slack.com/apis/events-api); Bolt reads a JSON body the way it guesses it, so
+    a JSON ``{"command": …}`` would be taken as a slash command.
+    """
+    is_json = req.content_type == "application/json" or req.raw_body.startswith("{")
+    if is_json and req.body.get("type") not in EVENTS_API_TYPES:
+        return ("a JSON body that is not an Events API request; Slack sends slash commands "
+                "and interactions form-encoded (application/x-www-form-urlencoded)")
+    return None
+
+
 class SignedRequests(Middleware):
-    """Refuses, with 401, every request not signed by Slack with ``signing_secret``."""
+    """Refuses, with 401, every request not signed by Slack with ``signing_secret``, and
+    with 400 a signed one that is not shaped as Slack sends it."""
 
     def __init__(self, signing_secret: str, clock: Callable[[], float] = time.time):
         self.secret = signing_secret
@@ -78,4 +101,8 @@ class SignedRequests(Middleware):
                         timestamp=timestamp[:20])
             return BoltResponse(status=401, body={
                 "error": "signature missing, wrong or older than 5 minutes"})
+        problem = shape_problem(req)
+        if problem:
+            log.warning("slack.request_refused", reason=problem, size=len(req.raw_body))
+            return BoltResponse(status=400, body={"error": problem})
         return next()
