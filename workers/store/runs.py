@@ -19,6 +19,7 @@ from redis.exceptions import RedisError
 from redis.typing import EncodableT
 
 from workers.store.errors import translate_redis_error
+from workers.store.lock import LOCK_TTL_S, RenewedLock
 from workflows.errors import ClusterBusy, RunNotFound, StaleRun
 from workflows.model import Run
 
@@ -120,12 +121,11 @@ class RedisRunStore:
         holder = self.r.get(self.key("lease", cluster))
         return None if holder is None else _text(holder)
 
-    def lock(self, run_id: str, timeout: float = 60, blocking_timeout: float | None = None
-             ) -> Any:
-        """The run's step lock: one tick or decision at a time; expires if its holder dies."""
-        return self.r.lock(self.key("lock", run_id), timeout=timeout,
-                           blocking=blocking_timeout is not None,
-                           blocking_timeout=blocking_timeout)
+    def lock(self, run_id: str, timeout: float = LOCK_TTL_S,
+             blocking_timeout: float | None = None) -> RenewedLock:
+        """The run's step lock: one tick or decision at a time; renewed while held, so it
+        is free again ``timeout`` seconds after its holder died (:mod:`workers.store.lock`)."""
+        return RenewedLock(self.r, self.key("lock", run_id), blocking_timeout, timeout)
 
     def mark_unsynced(self, run_id: str, at: float) -> None:
         """Slack has not yet shown everything of this run (kept until a sync completes)."""
