@@ -20,7 +20,7 @@ from slack_sdk import WebClient
 from bot import clicks, commands
 from bot.commands import help_text
 from bot.deps import BotDeps
-from bot.signing import SignedRequests
+from bot.signing import SeenRequests, SignedRequests
 from workers.config import Fleet
 from workers.engine import Engine
 
@@ -39,15 +39,18 @@ def create_app(fleet: Fleet, engine: Engine, client: WebClient, signing_secret: 
         signing_secret: HTTP mode verifies every request's ``X-Slack-Signature`` (v0 HMAC,
             5 minutes of clock skew at most) and answers 401 otherwise
             (:class:`bot.signing.SignedRequests`, in place of Bolt's own check, which logs
-            whole bodies); None in Socket Mode.
+            whole bodies), 409 to a replay of a slash command or click already taken;
+            None in Socket Mode.
         enqueue_tick / enqueue_notify / enqueue_answer: how work reaches the workers (Celery
             in production); slow read-only commands are answered by a worker.
     """
     # Listeners run in the request's own thread: they only touch Redis, so the ack is as
     # fast as Bolt's own, and no executor queue stands between a request and its ack.
+    # requests already taken are remembered where the runs are (a Redis run store)
+    seen = SeenRequests(getattr(engine.store, "r"), getattr(engine.store, "p"))  # noqa: B009
     app = App(client=client, signing_secret=signing_secret,
               request_verification_enabled=False,
-              before_authorize=SignedRequests(signing_secret) if signing_secret else None,
+              before_authorize=SignedRequests(signing_secret, seen) if signing_secret else None,
               process_before_response=True)
     deps = BotDeps(engine, enqueue_tick, enqueue_notify, enqueue_answer)
     audit = engine.audit

@@ -13,6 +13,14 @@ logs one line per refusal: the reason, the body's size and nothing of its conten
 A signed request must also come in a shape Slack sends: Bolt takes a JSON body that has a
 ``command`` for a slash command, but Slack posts slash commands and interactions as forms
 and JSON only for the Events API; anything else is answered 400 (:func:`shape_problem`).
+
+A signature proves who made a request, not that it is new: anyone who saw one signed
+``/mesh upgrade`` could post it again, unchanged, for as long as its timestamp is within the
+five minutes, and start a second run. Slack never sends a slash command or an interaction
+twice, so each one's (timestamp, signature) is remembered in Redis until its timestamp
+leaves the window (:class:`SeenRequests`, ``SET NX`` with a TTL, so it holds across bot
+processes) and a second arrival is answered 409. Events API requests are not checked: Slack
+retries those itself (``X-Slack-Retry-Num``), and meshops listens to none.
 """
 
 from __future__ import annotations
@@ -22,10 +30,14 @@ import hmac
 import time
 from collections.abc import Callable
 
+import redis
 import structlog
-from slack_bolt import BoltResponse
+from slack_bolt import BoltResponse, Respond
 from slack_bolt.middleware import Middleware
 from slack_bolt.request import BoltRequest
+
+from workers.store.errors import translate_redis_error
+from workflows.errors import TemporaryError
 
 log = structlog.get_logger("meshops.bot")
 
@@ -65,6 +77,32 @@ def signature_problem(secret: str, body: str, timestamp: str, signature: str,
     return None
 
 
+class SeenRequests:
+    """The signed requests taken in the last five minutes, in Redis:
+    ``{prefix}:replay:{timestamp}:{signature}``, each kept until its timestamp is more than
+    :data:`MAX_SKEW_S` old, when Slack's signature check refuses it anyway."""
+
+    def __init__(self, client: redis.Redis, prefix: str = "meshops"):
+        self.r = client
+        self.p = prefix
+
+    def first_time(self, timestamp: str, signature: str, now: float) -> bool:
+        """True the first time this (timestamp, signature) is seen, False after.
+
+        Args:
+            timestamp: a verified ``X-Slack-Request-Timestamp`` (Unix s, at most
+                :data:`MAX_SKEW_S` from ``now``); signature: its ``X-Slack-Signature``.
+        Raises:
+            TemporaryError: Redis did not answer.
+        """
+        ttl = max(1, int(timestamp) + MAX_SKEW_S + 1 - int(now))
+        try:
+            return bool(self.r.set(f"{self.p}:replay:{timestamp}:{signature}", "1", nx=True,
+                                   ex=ttl))
+        except redis.RedisError as exc:
+            raise translate_redis_error(exc, "checking that a request is new") from exc
+
+
 def shape_problem(req: BoltRequest) -> str | None:
     """Why a (signed) request is not shaped as Slack sends it, or None.
 
@@ -82,10 +120,15 @@ def shape_problem(req: BoltRequest) -> str | None:
 
 class SignedRequests(Middleware):
     """Refuses, with 401, every request not signed by Slack with ``signing_secret``, and
-    with 400 a signed one that is not shaped as Slack sends it."""
+    with 400 a signed one that is not shaped as Slack sends it, with 409 a replay of a slash
+    command or an interaction already taken."""
 
-    def __init__(self, signing_secret: str, clock: Callable[[], float] = time.time):
+    def __init__(self, signing_secret: str, seen: SeenRequests | None = None,
+                 clock: Callable[[], float] = time.time):
+        """``seen``: where requests already taken are remembered; None: replays are not
+        refused (tests of other things only)."""
         self.secret = signing_secret
+        self.seen = seen
         self.clock = clock
 
     def process(self, *, req: BoltRequest, resp: BoltResponse,
@@ -94,8 +137,9 @@ class SignedRequests(Middleware):
         if req.mode == "socket_mode":  # the WebSocket itself is authenticated
             return next()
         timestamp = _header(req, "x-slack-request-timestamp")
-        problem = signature_problem(self.secret, req.raw_body, timestamp,
-                                    _header(req, "x-slack-signature"), self.clock())
+        signature = _header(req, "x-slack-signature")
+        now = self.clock()
+        problem = signature_problem(self.secret, req.raw_body, timestamp, signature, now)
         if problem:
             log.warning("slack.request_refused", reason=problem, size=len(req.raw_body),
                         timestamp=timestamp[:20])
@@ -105,4 +149,31 @@ class SignedRequests(Middleware):
         if problem:
             log.warning("slack.request_refused", reason=problem, size=len(req.raw_body))
             return BoltResponse(status=400, body={"error": problem})
+        if self.seen is None or req.body.get("type") in EVENTS_API_TYPES:
+            return next()
+        try:
+            first = self.seen.first_time(timestamp, signature, now)
+        except TemporaryError as exc:
+            log.warning("slack.replay_check_failed", error=str(exc))
+            return could_not_take(req, exc)
+        if not first:
+            log.warning("slack.request_refused", reason="replay", size=len(req.raw_body),
+                        timestamp=timestamp)
+            return BoltResponse(status=409, body={
+                "error": "this signed request was already taken; a replay changes nothing"})
         return next()
+
+
+def could_not_take(req: BoltRequest, exc: Exception) -> BoltResponse:
+    """Answer a request that cannot be taken now as the listeners would: a slash command in
+    its ack, an interaction ephemerally through its ``response_url`` after the ack."""
+    text = f":warning: meshops could not take that now ({exc}). Nothing changed."
+    if "command" in req.body:
+        return BoltResponse(status=200, body={"response_type": "ephemeral", "text": text})
+    if req.context.response_url:
+        def tell(respond: Respond) -> None:
+            respond(text=text, response_type="ephemeral", replace_original=False)
+
+        req.context.listener_runner.lazy_listener_runner.start(function=tell,
+                                                               request=req.to_copyable())
+    return BoltResponse(status=200, body="")
