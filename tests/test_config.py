@@ -22,8 +22,11 @@ def test_examples_validate() -> None:
     assert fleet.upgrade_options("prod-weu", {}).pilot == ["canary-apps"]
     assert fleet.thresholds("dev-weu").min_requests == 20
     assert fleet.thresholds("prod-weu").rollout_deadline_s == 600
-    policy = fleet.policy("prod-weu", {"S0MESHLEADS": frozenset({"U0LEAD"})})
+    policy = fleet.policy("prod-weu", {"S0MESHLEADS": frozenset({"U0LEAD"}),
+                                       "S0ONCALL": frozenset({"U0PAGER"})})
     assert policy.approvers == {"U0AAAAAAA", "U0LEAD"}
+    assert policy.operators == {"U0PAGER"}
+    assert fleet.policy("dev-weu").operators == frozenset()  # default: nobody else
 
 
 @pytest.mark.parametrize(("edit", "needle"), [

@@ -184,13 +184,16 @@ class ClusterConfig(Strict):
     requesters: list[str] = Field(default_factory=list)
     approvers: list[str] = Field(min_length=1)
     allow_self_approval: bool = False
+    # who else may pause, resume, cancel and roll back runs (default: only the requester
+    # and the approvers)
+    operators: list[str] = Field(default_factory=list)
     kubernetes: KubernetesConfig = KubernetesConfig()
     prometheus: PrometheusConfig
     upgrade: UpgradeConfig = UpgradeConfig()
     gates: GatesConfig = GatesConfig()
     approvals: ApprovalsConfig = ApprovalsConfig()
 
-    @field_validator("requesters", "approvers")
+    @field_validator("requesters", "approvers", "operators")
     @classmethod
     def _slack_ids(cls, v: list[str]) -> list[str]:
         bad = [x for x in v if not SLACK_ID.match(x)]
@@ -254,7 +257,8 @@ class Fleet(Strict):
             return frozenset(out)
 
         return ClusterPolicy(requesters=expand(c.requesters), approvers=expand(c.approvers),
-                             allow_self_approval=c.allow_self_approval)
+                             allow_self_approval=c.allow_self_approval,
+                             operators=expand(c.operators))
 
 
 def _format(exc: ValidationError, path: Path) -> str:

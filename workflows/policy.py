@@ -19,6 +19,9 @@ class ClusterPolicy:
     requesters: frozenset[str] = field(default_factory=frozenset)  # empty: anyone
     approvers: frozenset[str] = field(default_factory=frozenset)
     allow_self_approval: bool = False
+    # who else may pause, resume, cancel or roll back any run (e.g. on-call); by default
+    # only the run's requester and the cluster's approvers may
+    operators: frozenset[str] = field(default_factory=frozenset)
 
     def may_request(self, user: str) -> bool:
         return not self.requesters or user in self.requesters or user in self.approvers
@@ -34,7 +37,7 @@ class Role(StrEnum):
     """Who may take a decision on a run."""
 
     APPROVER = "approver"  # an approver of the cluster (four eyes on ``approve``)
-    PARTICIPANT = "participant"  # the requester, an approver, or anyone who may request
+    PARTICIPANT = "participant"  # the run's requester, an approver or an operator
 
 
 def authorise(role: Role, action: str, user: str, requester: str, cluster: str, run_id: str,
@@ -54,6 +57,10 @@ def authorise(role: Role, action: str, user: str, requester: str, cluster: str, 
             raise DecisionRefused(
                 f"You requested run `{run_id}`; another approver must approve it (four eyes).")
         return
-    if user not in policy.approvers and user != requester and not policy.may_request(user):
+    if user != requester and user not in policy.approvers | policy.operators:
+        approvers = ", ".join(mention(u) for u in sorted(policy.approvers)) or "none"
+        operators = ", ".join(mention(u) for u in sorted(policy.operators))
         raise DecisionRefused(
-            f"Only the requester or an approver of `{cluster}` may {action} run `{run_id}`.")
+            f"Only the requester ({mention(requester)}), an approver of `{cluster}` "
+            f"({approvers})" + (f" or an operator ({operators})" if operators else "")
+            + f" may {action} run `{run_id}`.")

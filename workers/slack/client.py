@@ -66,4 +66,5 @@ class UserGroups:
         """{group id: members} of every user group among the cluster's approvers and
         requesters."""
         c = self.fleet.clusters[cluster]
-        return {g: self.members(g) for g in {*c.approvers, *c.requesters} if g.startswith("S")}
+        return {g: self.members(g) for g in {*c.approvers, *c.requesters, *c.operators}
+                if g.startswith("S")}
