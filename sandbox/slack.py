@@ -2,7 +2,8 @@
 
 Implements the Web API methods meshops calls (``auth.test``, ``chat.postMessage``,
 ``chat.update``, ``chat.postEphemeral``, ``conversations.history``,
-``conversations.replies``, ``usergroups.users.list``, ``users.info``, the three steps of
+``conversations.replies`` (message metadata with ``include_all_metadata``, ``oldest``),
+``usergroups.users.list``, ``users.info``, the three steps of
 ``files_upload_v2`` (``files.getUploadURLExternal``, the upload URL,
 ``files.completeUploadExternal``), and ``apps.connections.open`` for Socket Mode with an
 app-level token) with Slack's envelope
@@ -19,6 +20,7 @@ does. ``rate_limit_next`` answers the next calls with 429 and ``Retry-After``;
 from __future__ import annotations
 
 import json
+import re
 import threading
 import time
 import uuid
@@ -54,6 +56,37 @@ def check_blocks(blocks: Any) -> str | None:
         if len(text) > MAX_SECTION_TEXT:
             return f"block {i}: text of {len(text)} characters; Slack allows {MAX_SECTION_TEXT}"
     return None
+
+
+EVENT_TYPE = re.compile(r"^[a-zA-Z0-9_]{1,255}$")
+
+
+def _metadata(raw: str | None) -> tuple[dict[str, Any] | None, str | None]:
+    """``chat.postMessage``'s ``metadata`` argument (Slack "Message metadata": a JSON object
+    with ``event_type`` — letters, digits, underscores — and an ``event_payload`` object)."""
+    if not raw:
+        return None, None
+    try:
+        data = json.loads(raw) if isinstance(raw, str) else raw
+    except ValueError:
+        return None, "metadata is not JSON"
+    if not isinstance(data, dict) or not EVENT_TYPE.match(str(data.get("event_type", ""))) \
+            or not isinstance(data.get("event_payload"), dict):
+        return None, "metadata needs an event_type and an event_payload object"
+    return {"event_type": data["event_type"], "event_payload": data["event_payload"]}, None
+
+
+def _shown(msgs: list[dict[str, Any]], args: dict[str, str]) -> list[dict[str, Any]]:
+    """Messages as ``conversations.history``/``replies`` return them: the ``metadata`` only
+    with ``include_all_metadata=true`` (Slack's documented argument)."""
+    with_metadata = str(args.get("include_all_metadata", "")).lower() in ("true", "1")
+    out = []
+    for m in msgs:
+        shown = {k: v for k, v in m.items() if k != "metadata" and v is not None}
+        if with_metadata and m.get("metadata"):
+            shown["metadata"] = m["metadata"]
+        out.append(shown)
+    return out
 
 
 class SlackEmulator:
@@ -213,10 +246,13 @@ class SlackEmulator:
         error, blocks = self._message_args(args)
         if error:
             return error
+        metadata, problem = _metadata(args.get("metadata"))
+        if problem:
+            return {"ok": False, "error": "invalid_metadata_format", "errors": [problem]}
         ts = self._ts()
         msg = {"type": "message", "user": "U0MESHOPS", "bot_id": "B0MESHOPS", "ts": ts,
                "text": args.get("text", ""), "blocks": blocks,
-               "thread_ts": args.get("thread_ts")}
+               "thread_ts": args.get("thread_ts"), "metadata": metadata}
         self.messages[(args["channel"], ts)] = msg
         self._record("post", channel=args["channel"], ts=ts, thread_ts=args.get("thread_ts"),
                      text=msg["text"], blocks=blocks)
@@ -249,9 +285,11 @@ class SlackEmulator:
         channel = args.get("channel", "")
         if channel not in self.channels:
             return {"ok": False, "error": "channel_not_found"}
-        msgs = [m for (c, _), m in self.messages.items() if c == channel and not m["thread_ts"]]
-        return {"ok": True, "messages": sorted(msgs, key=lambda m: m["ts"], reverse=True),
-                "has_more": False}
+        oldest = float(args.get("oldest") or 0)
+        msgs = [m for (c, _), m in self.messages.items() if c == channel and not m["thread_ts"]
+                and float(m["ts"]) > oldest]
+        msgs = sorted(msgs, key=lambda m: m["ts"], reverse=True)
+        return {"ok": True, "messages": _shown(msgs, args), "has_more": False}
 
     def m_conversations_replies(self, args: dict[str, str]) -> dict[str, Any]:
         channel, ts = args.get("channel", ""), args.get("ts", "")
@@ -260,7 +298,7 @@ class SlackEmulator:
         msgs = [self.messages[(channel, ts)]] + sorted(
             (m for (c, _), m in self.messages.items() if c == channel and m["thread_ts"] == ts),
             key=lambda m: m["ts"])
-        return {"ok": True, "messages": msgs, "has_more": False}
+        return {"ok": True, "messages": _shown(msgs, args), "has_more": False}
 
     def m_usergroups_users_list(self, args: dict[str, str]) -> dict[str, Any]:
         group = args.get("usergroup", "")

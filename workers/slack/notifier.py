@@ -2,6 +2,10 @@
 
 One root message per run in the cluster's channel, updated in place with ``chat.update``;
 the step log goes to its thread, one message per history line, in order (DESIGN.md §6).
+Exactly once: before each post a marker (``root_pending``, ``line_pending``) is stored, and
+the message carries Slack message metadata naming the run and line; a worker killed between
+the post and its record leaves the marker, and the next sync looks for the message
+(``conversations.history``/``replies`` with ``include_all_metadata``) before posting.
 The channel and ``ts`` of the root message and how many history lines were posted are
 persisted in Redis, so a new worker carries on where the last one stopped (unlike Argo's
 notifications engine, which keeps them in memory). Slack 429s are retried after
@@ -91,8 +95,18 @@ class SlackNotifier:
             return
         text, blocks = render_root(run, self.approvers_of(run.cluster))
         digest = hashlib.sha1(json.dumps([text, blocks]).encode()).hexdigest()
+        if not state.get("root_ts") and state.get("root_pending", "0") != "0":
+            state = {**state, **self._posted_root(run)}  # a crash may have hidden one
         if not state.get("root_ts"):
-            resp = self._call("chat_postMessage", channel=run.channel, text=text, blocks=blocks)
+            # the marker first: a crash between the post and its record is reconciled
+            # from the message's metadata, never answered with a second root
+            self.store.set_slack_state(run.id, root_pending=1)
+            try:
+                resp = self._call("chat_postMessage", channel=run.channel, text=text,
+                                  blocks=blocks, metadata=_metadata(ROOT_EVENT, run.id))
+            except SlackRefused:
+                self.store.set_slack_state(run.id, root_pending=0)  # refused: nothing posted
+                raise
             state = {"root_channel": resp["channel"], "root_ts": resp["ts"], "posted": "0",
                      "digest": digest}
             self.store.set_slack_state(run.id, **state)
@@ -101,9 +115,20 @@ class SlackNotifier:
                        text=text, blocks=blocks)
             self.store.set_slack_state(run.id, digest=digest)
         posted = int(state.get("posted", 0))
+        pending = state.get("line_pending")
+        if pending is not None and int(pending) == posted < len(run.history) \
+                and posted in self._posted_lines(run, state):
+            posted += 1  # posted before a crash, not recorded: not posted again
+            self.store.set_slack_state(run.id, posted=posted)
         for i in range(posted, len(run.history)):
-            self._call("chat_postMessage", channel=state["root_channel"],
-                       thread_ts=state["root_ts"], text=render_event(run, i))
+            self.store.set_slack_state(run.id, line_pending=i)
+            try:
+                self._call("chat_postMessage", channel=state["root_channel"],
+                           thread_ts=state["root_ts"], text=render_event(run, i),
+                           metadata=_metadata(LINE_EVENT, run.id, line=i))
+            except SlackRefused:
+                self.store.set_slack_state(run.id, line_pending=-1)  # refused: not posted
+                raise
             self.store.set_slack_state(run.id, posted=i + 1)
         charted = int(state.get("charts", 0))
         ended = [w for w in run.waves if w.verdict is not None]
@@ -118,3 +143,49 @@ class SlackNotifier:
                                        f"{wave.index} ({verdict})")
             self.store.set_slack_state(run.id, charts=len(ended))
         self.store.mark_synced(run.id)
+
+    def _posted_root(self, run: Run) -> dict[str, str]:
+        """The run's root message if one was posted (found by its metadata) but its record
+        was lost with a killed worker; else nothing."""
+        cursor = None
+        while True:
+            page = self._call("conversations_history", channel=run.channel,
+                              oldest=f"{run.created_at - 60:.6f}", limit=200,
+                              include_all_metadata=True, cursor=cursor)
+            for m in page.get("messages", []):
+                meta = m.get("metadata") or {}
+                if meta.get("event_type") == ROOT_EVENT and \
+                        (meta.get("event_payload") or {}).get("run") == run.id:
+                    found = {"root_channel": run.channel, "root_ts": m["ts"], "posted": "0"}
+                    self.store.set_slack_state(run.id, **found)
+                    log.info("slack.root_reconciled", run_id=run.id, ts=m["ts"])
+                    return found
+            cursor = (page.get("response_metadata") or {}).get("next_cursor")
+            if not cursor:
+                return {}
+
+    def _posted_lines(self, run: Run, state: dict[str, str]) -> set[int]:
+        """History lines of the run found in its thread (by their metadata)."""
+        lines, cursor = set(), None
+        while True:
+            page = self._call("conversations_replies", channel=state["root_channel"],
+                              ts=state["root_ts"], limit=1000, include_all_metadata=True,
+                              cursor=cursor)
+            for m in page.get("messages", []):
+                meta = m.get("metadata") or {}
+                payload = meta.get("event_payload") or {}
+                if meta.get("event_type") == LINE_EVENT and payload.get("run") == run.id:
+                    lines.add(int(payload.get("line", -1)))
+            cursor = (page.get("response_metadata") or {}).get("next_cursor")
+            if not cursor:
+                return lines
+
+
+ROOT_EVENT = "meshops_run"  # message metadata event types (Slack "Message metadata")
+LINE_EVENT = "meshops_run_line"
+
+
+def _metadata(event_type: str, run_id: str, **payload: int) -> dict[str, Any]:
+    """Slack message metadata naming the run (and the history line) a message shows: how a
+    post made just before a crash is recognised afterwards (exactly-once per line)."""
+    return {"event_type": event_type, "event_payload": {"run": run_id, **payload}}

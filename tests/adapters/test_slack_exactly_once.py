@@ -1,0 +1,81 @@
+"""Slack posts are exactly-once per history line and per run (issue 11, item 7): a worker
+killed between ``chat.postMessage`` and recording it leaves a marker, and the next sync
+finds the message by its metadata instead of posting it again. Against the sandbox's Slack
+emulator and the real Redis; the kill is a store that dies right after the post."""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+from typing import Any
+
+import pytest
+
+from sandbox.http import serve
+from sandbox.slack import SlackEmulator
+from tests.conftest import REDIS_URL, free_port_base
+from tests.core.test_workflow import new_run
+from workers.slack.client import make_client
+from workers.slack.notifier import SlackNotifier
+from workers.store.runs import RedisRunStore
+
+
+class Killed(BaseException):
+    """The worker process dying (not an Exception: nothing may catch it)."""
+
+
+class DyingStore(RedisRunStore):
+    """The real store, whose process dies when it is about to record ``field``."""
+
+    def __init__(self, r: Any, prefix: str, field: str):
+        super().__init__(r, prefix)
+        self.field = field
+
+    def set_slack_state(self, run_id: str, **fields: str | int) -> None:
+        if self.field in fields:
+            raise Killed(self.field)
+        super().set_slack_state(run_id, **fields)
+
+
+@pytest.fixture
+def slack() -> Iterator[SlackEmulator]:
+    port = free_port_base(15000, 16000)
+    emu = SlackEmulator("xoxb-test", {"C1": "mesh"}, {"UREQ": "ana"},
+                        base_url=f"http://127.0.0.1:{port}")
+    server = serve(emu.router(), "slack", "127.0.0.1", port)
+    yield emu
+    server.shutdown()
+
+
+@pytest.fixture
+def store(prefix: str) -> Iterator[RedisRunStore]:
+    s = RedisRunStore.from_url(REDIS_URL, prefix)
+    yield s
+    keys = list(s.r.scan_iter(prefix + "*"))
+    if keys:
+        s.r.delete(*keys)
+
+
+def posts(slack: SlackEmulator) -> list[dict[str, Any]]:
+    return [e for e in slack.log if e["kind"] == "post"]
+
+
+@pytest.mark.parametrize("dies_recording", ["root_ts", "posted"])
+def test_a_post_made_just_before_a_kill_is_not_made_again(
+        slack: SlackEmulator, store: RedisRunStore, prefix: str, dies_recording: str) -> None:
+    client = make_client("xoxb-test", slack.base_url + "/api/")
+    run = new_run().evolve(id="r-0b0b0b0b0b", channel="C1", created_at=1e9)
+    run = run.log(1e9, "step", "first line").log(1e9 + 1, "step", "second line")
+    store.r.hset(store.key("run", run.id), mapping={"seq": 0, "data": run.model_dump_json()})
+    dying = SlackNotifier(client, DyingStore(store.r, prefix, dies_recording),
+                          lambda c: ["UAPPROVER"])
+    with pytest.raises(Killed):
+        dying.sync(run)
+    made = len(posts(slack))
+    assert made >= 1  # the post went out; its record did not
+    SlackNotifier(client, store, lambda c: ["UAPPROVER"]).sync(run)  # the next worker
+    roots = [p for p in posts(slack) if not p["thread_ts"]]
+    lines = [p["text"] for p in posts(slack) if p["thread_ts"]]
+    assert len(roots) == 1, roots
+    assert len(lines) == len(run.history), lines  # every line once, none twice
+    assert len(set(lines)) == len(lines)
+    assert int(store.slack_state(run.id)["posted"]) == len(run.history)
