@@ -29,8 +29,9 @@ from workflows.commands import (
     parse,
     usage,
 )
-from workflows.errors import DecisionRefused, MeshopsError, Refusal
+from workflows.errors import DecisionRefused, InvalidCommand, MeshopsError, Refusal
 from workflows.kind import KINDS
+from workflows.syntax import duration_text, timing_problem
 
 log = structlog.get_logger("meshops.bot")
 
@@ -44,11 +45,26 @@ def help_text(command: str) -> str:
 def register(app: App, deps: BotDeps) -> None:
     engine, command_name = deps.engine, deps.command_name
 
+    def check_timing(cluster: str, options: dict[str, object]) -> None:
+        """A ``--bake`` or ``--interval`` given alone must still fit the cluster's default
+        of the other (the parser checks the two when both are given)."""
+        if "bake_s" not in options and "interval_s" not in options:
+            return
+        engine.fleet.cluster(cluster)
+        opts = engine.fleet.upgrade_options(cluster, options)
+        problem = timing_problem(opts.bake_s, opts.interval_s)
+        if problem:
+            raise InvalidCommand(f"{problem} (`{cluster}` bakes {duration_text(opts.bake_s)} "
+                                 f"with an interval of {duration_text(opts.interval_s)} "
+                                 "unless told otherwise.)")
+
     def answer(cmd: object, command: dict[str, Any], user: str, channel: str) -> str:
         """The ephemeral ack text of a parsed command (its side effects done)."""
         text = command.get("text", "")
         if isinstance(cmd, Help):
             return help_text(command_name)
+        if isinstance(cmd, Plan | StartRun):
+            check_timing(cmd.cluster, cmd.options)
         if isinstance(cmd, Status | Revisions | Plan):
             if cmd.cluster:
                 engine.fleet.cluster(cmd.cluster)
