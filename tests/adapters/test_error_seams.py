@@ -228,6 +228,22 @@ def test_kubernetes_refusals_are_permanent_naming_verb_resource_namespace(servic
         kube(service).set_namespace_revision("nope", "asm-1-26")
 
 
+def test_a_hung_kubernetes_api_costs_one_timeout_not_a_worker() -> None:
+    """An API server that accepts and never answers (issue 11, item 8): every call has a
+    read timeout, and running past it is temporary."""
+    with socket.socket() as listener:
+        listener.bind(("127.0.0.1", 0))
+        listener.listen(8)
+        cfg = k8s.Configuration(host=f"http://127.0.0.1:{listener.getsockname()[1]}")
+        cfg.retries = False
+        api = KubernetesClusterApi(k8s.ApiClient(cfg), "dev", timeout=(1.0, 1.0))
+        started = time.monotonic()
+        with pytest.raises(TemporaryError, match="list namespaces on dev: Kubernetes API "
+                                                 "unreachable"):
+            api.list_namespaces()
+        assert time.monotonic() - started < 5
+
+
 def test_kubernetes_unreachable_and_bad_kubeconfig(closed_port: int) -> None:
     cfg = k8s.Configuration(host=f"http://127.0.0.1:{closed_port}")
     cfg.retries = False

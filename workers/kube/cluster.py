@@ -42,6 +42,9 @@ ISTIO_NS = "aks-istio-system"
 TAG_LABEL = "istio.io/tag"
 GATEWAY_GROUP = "gateway.networking.k8s.io"
 ADDON_REVISION = re.compile(r"asm-\d+-\d+")  # the add-on's revision names; others are tags
+#: (connect, read) seconds for every Kubernetes API call (the client's ``_request_timeout``);
+#: a list of every pod of a large cluster must fit in the read timeout
+REQUEST_TIMEOUT = (5.0, 30.0)
 PER_NAMESPACE_LIMIT = 25  # up to this many namespaces: one list each; else one list of all
 
 
@@ -143,8 +146,10 @@ class KubernetesClusterApi:
 
     KINDS = ("Deployment", "StatefulSet", "DaemonSet")
 
-    def __init__(self, api_client: k8s.ApiClient, name: str = ""):
+    def __init__(self, api_client: k8s.ApiClient, name: str = "",
+                 timeout: tuple[float, float] = REQUEST_TIMEOUT):
         self.name = name
+        self.timeout = timeout
         self.core = k8s.CoreV1Api(api_client)
         self.apps = k8s.AppsV1Api(api_client)
         self.batch = k8s.BatchV1Api(api_client)
@@ -157,6 +162,8 @@ class KubernetesClusterApi:
         """``fn(*args, **kwargs)``, its client errors translated naming verb, resource and
         namespace."""
         self.calls += 1
+        # a hung API server costs one step its timeout, never a worker (issue 11, item 8)
+        kwargs.setdefault("_request_timeout", self.timeout)
         try:
             return fn(*args, **kwargs)
         except KUBERNETES_ERRORS as exc:

@@ -52,6 +52,10 @@ app.conf.update(
     # kombu's Redis transport, made to outlive a Redis restart (workers/tasks/broker.py)
     broker_transport="workers.tasks.broker:Transport",
     worker_hijack_root_logger=False,
+    # a step that hangs despite every client timeout is stopped (soft: an exception the
+    # task logs; hard: the pool process is replaced); the sweep re-enqueues the run
+    task_soft_time_limit=120,
+    task_time_limit=150,
     beat_schedule={"meshops-sweep": {"task": "meshops.sweep", "schedule": 5.0},
                    "meshops-releases": {"task": "meshops.watch_releases", "schedule": 5.0}},
     timezone="UTC",
