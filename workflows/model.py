@@ -227,11 +227,25 @@ class Event(Frozen):
 
 
 class Operation(Frozen):
-    """A long-running ARM operation this run started (``Azure-AsyncOperation``)."""
+    """A long-running ARM operation this run started (a managedCluster PUT), to follow.
+
+    ``token`` is what :meth:`workflows.ports.MeshApi.operation_status` resumes the operation
+    from in any worker, as a ``set_*`` call returned it: for AKS, azure-core's continuation
+    token (the PUT's request and first answer, base64 JSON of a few kilobytes). The core
+    never reads it. ``url`` is the field's older name, still read: callers that pass
+    ``url=`` hold the same token there, and runs stored before tokens hold the operation's
+    ``Azure-AsyncOperation`` URL.
+    """
 
     revisions: list[str]
+    token: str | None = None
     url: str | None = None
     started_at: float
+
+    @property
+    def handle(self) -> str | None:
+        """What to follow the operation by: ``token``, else ``url``; None when ARM gave none."""
+        return self.token or self.url
 
 
 class RetryState(Frozen):

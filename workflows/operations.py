@@ -1,9 +1,14 @@
 """Converging the managed cluster through ARM's long-running operations.
 
-Every change meshops makes to a managedCluster is a PUT that ARM answers with an
-``Azure-AsyncOperation`` to follow (provisioningState Updating → Succeeded; a second PUT
-while one runs is refused with 409). These helpers observe first, so a PUT sent before a
-crash is never sent twice, and report a failed operation with ARM's own code and message.
+Every change meshops makes to a managedCluster is a PUT that ARM answers with an operation to
+follow (ARM's asynchronous operations: ``Azure-AsyncOperation``; provisioningState Updating →
+Succeeded; a second PUT while one runs is refused with 409). The PUT returns a handle to the
+operation (for AKS, azure-core's continuation token), the run keeps it in
+:class:`~workflows.model.Operation`, and each tick polls the operation once through
+:meth:`~workflows.ports.MeshApi.operation_status`, in whichever worker runs it, then returns
+how long to wait: never less than ARM's ``Retry-After``. Nothing here waits. These helpers
+observe first, so a PUT sent before a crash is never sent twice, and report a failed operation
+with ARM's own code and message.
 """
 
 from __future__ import annotations
@@ -27,10 +32,11 @@ def follow_operation(run: Run, ports: ClusterPorts, what: str) -> bool | None:
 
 
 def _poll(run: Run, ports: ClusterPorts, what: str) -> OperationStatus | None:
+    """One poll of this run's operation; None when the run follows none."""
     op = run.operation
-    if op is None or not op.url:
+    if op is None or not op.handle:
         return None
-    status = ports.mesh.operation_status(run.cluster, op.url)
+    status = ports.mesh.operation_status(run.cluster, op.handle)
     if status.status in ("Failed", "Canceled"):
         raise ArmError(f"{what} ended {status.status}: {status.error_code}: "
                        f"{status.error_message}", status.error_code)
@@ -43,8 +49,9 @@ def converge_revisions(run: Run, ports: ClusterPorts, desired: list[str],
 
     Observes the cluster first, so a PUT that was sent before a crash is not sent again.
     While another operation runs on the cluster (provisioningState not final, or ARM's 409)
-    it waits, saying so once; an operation is polled no sooner than its Retry-After. A
-    cluster left Failed by an earlier operation is PUT again (AKS's reconcile).
+    it waits, saying so once. This run's own operation is polled once a tick, and the next
+    tick comes no sooner than the poll's ``Retry-After``. A cluster left Failed by an earlier
+    operation is PUT again (AKS's reconcile).
 
     Returns:
         (run, seconds to wait before looking again), or (run, None) once the cluster runs
@@ -70,10 +77,10 @@ def converge_revisions(run: Run, ports: ClusterPorts, desired: list[str],
         return _busy(run, now, f"the cluster is {mesh.provisioning_state} (another "
                                "operation runs on it)"), BUSY_POLL_S
     try:
-        url = ports.mesh.set_revisions(run.cluster, desired)
+        token = ports.mesh.set_revisions(run.cluster, desired)
     except ArmBusy as exc:
         return _busy(run, now, str(exc)), max(BUSY_POLL_S, exc.retry_after)
-    run = run.evolve(operation=Operation(revisions=desired, url=url, started_at=now))
+    run = run.evolve(operation=Operation(revisions=desired, token=token, started_at=now))
     return run.log(now, "arm", f"PUT serviceMeshProfile revisions {desired}"), POLL_S
 
 

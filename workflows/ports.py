@@ -46,12 +46,19 @@ class RevisionProfile:
 
 @dataclass(frozen=True)
 class OperationStatus:
-    """An ``Azure-AsyncOperation`` poll: InProgress | Succeeded | Failed | Canceled."""
+    """One poll of an ARM long-running operation (ARM's asynchronous operations contract).
+
+    ``status`` is InProgress | Succeeded | Failed | Canceled (a ``provisioningState`` such as
+    Updating while running, when ARM follows the resource itself); ``error_code`` and
+    ``error_message`` are the status body's ``error`` (a failed or canceled operation, or an
+    InProgress one preempted by another); ``retry_after_s`` is the poll's ``Retry-After`` in
+    seconds: ask again no sooner (0 when ARM said nothing).
+    """
 
     status: str
     error_code: str | None = None
     error_message: str | None = None
-    retry_after_s: float = 0.0  # the poll's Retry-After: when to ask again
+    retry_after_s: float = 0.0
 
     @property
     def done(self) -> bool:
@@ -226,22 +233,33 @@ class MeshApi(Protocol):
         ...
 
     def set_revisions(self, cluster: str, revisions: list[str]) -> str | None:
-        """PUT the cluster with ``istio.revisions = revisions``; returns the operation URL.
+        """PUT the cluster with ``istio.revisions = revisions`` without waiting; returns the
+        operation's token for :meth:`operation_status` (opaque text a run keeps as JSON).
 
         Raises ``TemporaryError`` on 409 (another operation runs) and 429.
         """
         ...
 
-    def operation_status(self, cluster: str, url: str) -> OperationStatus: ...
+    def operation_status(self, cluster: str, token: str) -> OperationStatus:
+        """Poll the operation of ``token`` (what a ``set_*`` call returned) once, never
+        waiting; any worker can, across restarts. For AKS: azure-core's ARM poller restored
+        from its continuation token, one ``update_status``.
+
+        Raises ``TemporaryError`` when ARM does not answer or answers 429 / 5xx (with its
+        ``Retry-After``), ``ArmError`` for other refusals or an unreadable token.
+        """
+        ...
 
     def set_mesh(self, cluster: str, mode: str, revision: str | None) -> str | None:
         """PUT ``serviceMeshProfile`` with ``mode`` (Istio | Disabled) and, for Istio, the
-        revision (None: the default AKS chooses); returns the operation URL."""
+        revision (None: the default AKS chooses); returns the operation's token, as
+        :meth:`set_revisions` does."""
         ...
 
     def set_ingress(self, cluster: str, mode: str, enabled: bool) -> str | None:
         """PUT ``istio.components.ingressGateways`` with gateway ``mode`` (External |
-        Internal) enabled or not, keeping the other; returns the operation URL."""
+        Internal) enabled or not, keeping the other; returns the operation's token, as
+        :meth:`set_revisions` does."""
         ...
 
     def revision_profiles(self, cluster: str) -> list[RevisionProfile]:

@@ -4,6 +4,7 @@ DefaultAzureCredential; contract tests compare its bodies with the real examples
 
 from __future__ import annotations
 
+import base64
 import json
 import time
 from pathlib import Path
@@ -13,8 +14,11 @@ import requests
 from azure.mgmt.containerservice.models import ManagedCluster, MeshUpgradeProfile
 
 from sandbox.app import Sandbox
+from workers.arm.aks import TickPolling
 from workers.wiring import FleetPorts
 from workflows.errors import ArmError, TemporaryError
+from workflows.model import Operation, Run
+from workflows.operations import POLL_S, converge_revisions
 
 ARM = "aks/arm"
 
@@ -112,10 +116,21 @@ def test_managed_cluster_body_reads_like_the_spec_example(sandbox: Sandbox, port
         set(example["properties"]["serviceMeshProfile"])
 
 
-def operation_body(sandbox: Sandbox, ports: FleetPorts, url: str) -> dict:
-    token = ports.mesh.credential.get_token("https://management.azure.com/.default").token
-    return requests.get(url, headers={"Authorization": f"Bearer {token}"},
-                        verify=str(sandbox.state_dir / "tls" / "arm.pem"), timeout=5).json()
+def poll(ports: FleetPorts, token: str) -> tuple[str, dict]:
+    """One poll of ``token``'s operation by azure-core's ARM poller: the URL it chose to
+    poll and the status body ARM answered."""
+    cfg = ports.fleet.cluster("dev")
+    polling = TickPolling()
+    ports.aks.client(cfg.subscription).managed_clusters.begin_create_or_update(
+        cfg.resource_group, cfg.name, None, continuation_token=token, polling=polling)
+    assert polling.step()
+    response = polling.last_response().http_response
+    return response.request.url, response.json()
+
+
+def fault(sandbox: Sandbox, **body: object) -> None:
+    requests.post(sandbox.url["control"] + "/_sandbox/arm-faults", json=body,
+                  timeout=5).raise_for_status()
 
 
 @pytest.mark.contract
@@ -123,25 +138,26 @@ def test_operation_status_bodies_have_the_keys_of_the_real_recording(
         sandbox: Sandbox, ports: FleetPorts, shared_data: Path) -> None:
     real = json.loads((shared_data / ARM / "real_async_operation_bodies_from_cli_recording.json")
                       .read_text())
-    url = ports.mesh.set_revisions("dev", ["asm-1-25", "asm-1-26"])
-    assert url
-    assert set(operation_body(sandbox, ports, url)) == set(real["poll_in_progress"])
+    token = ports.mesh.set_revisions("dev", ["asm-1-25", "asm-1-26"])
+    assert token
+    url, body = poll(ports, token)
+    assert "/operations/" in url and "api-version=2016-03-30" in url  # Azure-AsyncOperation's
+    assert set(body) == set(real["poll_in_progress"])
     time.sleep(0.7)
-    assert set(operation_body(sandbox, ports, url)) == set(real["poll_succeeded"])
+    assert set(poll(ports, token)[1]) == set(real["poll_succeeded"])
 
 
 def test_canary_lifecycle_with_long_running_operations(sandbox: Sandbox, ports: FleetPorts
                                                        ) -> None:
     mesh = ports.mesh
-    url = mesh.set_revisions("dev", ["asm-1-25", "asm-1-26"])
-    assert url and "/operations/" in url
+    token = mesh.set_revisions("dev", ["asm-1-25", "asm-1-26"])
+    assert token
     assert mesh.get_mesh("dev").provisioning_state == "Updating"
     with pytest.raises(TemporaryError, match="409 OperationNotAllowed"):
         mesh.set_revisions("dev", ["asm-1-25", "asm-1-27"])
-    body = operation_body(sandbox, ports, url)  # Azure-AsyncOperation's status body
-    assert (set(body), body["status"]) == ({"name", "status", "startTime"}, "InProgress")
+    assert mesh.operation_status("dev", token).status == "InProgress"
     time.sleep(0.7)
-    status = mesh.operation_status("dev", url)
+    status = mesh.operation_status("dev", token)
     assert status.status == "Succeeded"
     state = mesh.get_mesh("dev")
     assert (state.revisions, state.provisioning_state) == (["asm-1-25", "asm-1-26"], "Succeeded")
@@ -151,6 +167,84 @@ def test_canary_lifecycle_with_long_running_operations(sandbox: Sandbox, ports: 
     time.sleep(0.7)
     assert mesh.get_mesh("dev").revisions == ["asm-1-26"]
     assert ports.cluster_api("dev").control_plane_revisions() == {"asm-1-26": True}
+
+
+def test_an_operation_is_followed_by_its_token_from_any_worker(sandbox: Sandbox,
+                                                               ports: FleetPorts) -> None:
+    """The token is all a worker needs: each poll here is a new AksMeshApi (a worker after a
+    restart), asks ARM once and returns at once, InProgress until ARM says Succeeded."""
+    token = ports.mesh.set_revisions("dev", ["asm-1-25", "asm-1-26"])
+    assert token and not token.startswith("https://")  # the token, not the status URL
+    json.loads(base64.b64decode(token))  # azure-core 1.41's tokens are JSON, never pickle
+    seen = []
+    deadline = time.monotonic() + 10
+    while not seen or seen[-1] != "Succeeded":
+        assert time.monotonic() < deadline, f"still {seen[-1]} after 10 s"
+        worker = FleetPorts(ports.fleet).aks
+        status = worker.operation_status("dev", token)
+        assert worker.calls == 1  # one GET of the status URL
+        assert (status.error_code, status.retry_after_s) == (None, 0.0)
+        seen.append(status.status)
+        time.sleep(0.1)
+    # the first poll came back while the operation ran (0.5 s): nothing waited for it
+    assert seen[0] == "InProgress" and set(seen) == {"InProgress", "Succeeded"}
+    assert ports.mesh.get_mesh("dev").provisioning_state == "Succeeded"
+    worker = FleetPorts(ports.fleet).aks
+    assert worker.operation_status("dev", token).status == "Succeeded"  # asking again is fine
+
+
+def test_converge_revisions_follows_its_operation_across_json_round_trips_of_the_run(
+        sandbox: Sandbox, ports: FleetPorts) -> None:
+    """The run as the store keeps it (JSON in Redis) carries the token from the PUT to the
+    tick that sees the operation succeed, each tick in a fresh worker."""
+    now = time.time()
+    run = Run(id="r-1", cluster="dev", requester="U1", channel="C1",
+              canary_revision="asm-1-26", stable_revision="asm-1-25",
+              created_at=now, updated_at=now)
+    desired = ["asm-1-25", "asm-1-26"]
+    run, wait = converge_revisions(run, FleetPorts(ports.fleet), desired, now)
+    assert wait == POLL_S and run.operation is not None and run.operation.token
+    assert [e.kind for e in run.history] == ["arm"]
+    stored = run.model_dump_json()
+    assert json.loads(stored)["operation"]["token"] == run.operation.token
+    ticks = 0
+    while wait is not None:
+        ticks += 1
+        assert ticks < 50, "the operation was never seen to end"
+        time.sleep(0.1)
+        run = Run.model_validate_json(stored)
+        run, wait = converge_revisions(run, FleetPorts(ports.fleet), desired, time.time())
+        stored = run.model_dump_json()
+    assert ticks > 1  # polled while InProgress, not only after the end
+    assert [e.kind for e in run.history] == ["arm"]  # one PUT, never re-sent
+    assert ports.mesh.get_mesh("dev").revisions == desired
+
+
+def test_a_failed_operation_reports_arms_code_and_message(sandbox: Sandbox,
+                                                          ports: FleetPorts) -> None:
+    fault(sandbox, fail_operations=1)
+    token = ports.mesh.set_revisions("dev", ["asm-1-25", "asm-1-26"])
+    assert token
+    time.sleep(0.7)
+    status = FleetPorts(ports.fleet).mesh.operation_status("dev", token)
+    assert (status.status, status.done) == ("Failed", True)
+    assert status.error_code == "IstioAddonInstallationFailed"
+    assert status.error_message and "istiod did not become ready" in status.error_message
+    now = time.time()
+    run = Run(id="r-2", cluster="dev", requester="U1", channel="C1", canary_revision="asm-1-26",
+              stable_revision="asm-1-25", created_at=now, updated_at=now,
+              operation=Operation(revisions=["asm-1-25", "asm-1-26"], token=token,
+                                  started_at=now))
+    with pytest.raises(ArmError, match="ended Failed: IstioAddonInstallationFailed: istiod "
+                                       "did not become ready") as raised:
+        converge_revisions(Run.model_validate_json(run.model_dump_json()), ports,
+                           ["asm-1-25", "asm-1-26"], now)
+    assert raised.value.code == "IstioAddonInstallationFailed"
+
+
+def test_an_unreadable_token_is_a_permanent_error(sandbox: Sandbox, ports: FleetPorts) -> None:
+    with pytest.raises(ArmError, match="operation token cannot be read"):
+        ports.mesh.operation_status("dev", "not-a-token")
 
 
 @pytest.mark.parametrize(("revisions", "needle"), [
@@ -166,14 +260,13 @@ def test_invalid_revision_changes_are_refused_by_arm(sandbox: Sandbox, ports: Fl
 
 
 def test_throttling_and_unknown_clusters(sandbox: Sandbox, ports: FleetPorts) -> None:
-    requests.post(sandbox.url["control"] + "/_sandbox/arm-faults", json={"statuses": [429] * 5},
-                  timeout=5)
+    fault(sandbox, statuses=[429] * 5)
     try:
-        with pytest.raises(TemporaryError, match="429"):
+        with pytest.raises(TemporaryError, match="429") as raised:
             ports.mesh.set_revisions("dev", ["asm-1-25", "asm-1-26"])
+        assert raised.value.delay_s == 1  # ARM's Retry-After, for the engine's next tick
     finally:
-        requests.post(sandbox.url["control"] + "/_sandbox/arm-faults", json={"statuses": []},
-                      timeout=5)
+        fault(sandbox, statuses=[])
     fleet = ports.fleet.model_copy(deep=True)
     cfg = fleet.clusters["dev"].model_copy(update={"name": "aks-missing"})
     fleet = fleet.model_copy(update={"clusters": {**fleet.clusters, "dev": cfg}})

@@ -1,31 +1,115 @@
 """``AksMeshApi``: the managed cluster's service mesh through ARM, on azure-mgmt-containerservice.
 
 Contracts: Microsoft.ContainerService managedClusters (``serviceMeshProfile``,
-``meshUpgradeProfiles``, ``listClusterUserCredential``) and the ARM long-running-operation
-protocol (``Azure-AsyncOperation``), examples in ``../shared/data/aks/arm/``.
+``meshUpgradeProfiles``, ``listClusterUserCredential``) and ARM's asynchronous operations
+("Track asynchronous Azure operations": ``Azure-AsyncOperation``, else ``Location``, else the
+resource's ``provisioningState``; ``Retry-After``), examples in ``../shared/data/aks/arm/``.
 
-The PUT is sent with ``polling=False``: the run stores the ``Azure-AsyncOperation`` URL and
-later ticks poll it, so no worker waits on an operation. azure-core's exceptions, and only
-those, are translated by :func:`workers.arm.errors.translate_azure_error` (409, 429 and 5xx
-are temporary; the rest permanent, with ARM's code and message).
+A PUT is a long-running operation that no worker waits on. It is followed with azure-core's
+own LRO machinery (azure-mgmt-core's ``ARMPolling``), one step a workflow tick: the PUT hands
+back ARMPolling's continuation token (the PUT's request and first answer; JSON, not pickle,
+since azure-core 1.41), the run keeps it, and each later tick, in whichever worker, restores
+the poller from it and asks ARM once (``update_status``). ``LROPoller``'s own loop (a thread
+that sleeps ``Retry-After`` between polls; ``result()``) is never used: ARM's ``Retry-After``
+goes back to the workflow as the delay of its next tick.
+
+azure-core's exceptions, and only those, are translated by
+:func:`workers.arm.errors.translate_azure_error` (409, 429 and 5xx are temporary; the rest
+permanent, with ARM's code and message); the poller's own (``BadStatus``, ``BadResponse``)
+become azure-core's first, as ``LROBasePolling.run`` turns them.
 """
 
 from __future__ import annotations
 
+import json
 from functools import lru_cache
 from typing import Any
 
 from azure.core.credentials import TokenCredential
-from azure.core.exceptions import AzureError, ResourceNotFoundError
-from azure.core.rest import HttpRequest
+from azure.core.exceptions import AzureError, DecodeError, HttpResponseError, ResourceNotFoundError
+from azure.core.pipeline.policies import RetryPolicy
+from azure.core.polling.base_polling import BadResponse, BadStatus
 from azure.identity import DefaultAzureCredential
 from azure.mgmt.containerservice import ContainerServiceClient
+from azure.mgmt.core.exceptions import ARMErrorFormat
+from azure.mgmt.core.polling.arm_polling import ARMPolling
 
 from workers.arm.errors import translate_azure_error
 from workers.config import ClusterConfig, Fleet
-from workers.retry_after import retry_after_s
 from workflows.errors import ArmError
 from workflows.ports import MeshState, OperationStatus, RevisionProfile
+
+#: ARM's final operation statuses as the core spells them (azure-core reads them case-blind)
+_FINAL = {s.lower(): s for s in ("Succeeded", "Failed", "Canceled")}
+#: only for reading ``Retry-After`` as azure-core reads it (``Retry-After`` in seconds or as
+#: an HTTP-date, else ``retry-after-ms`` / ``x-ms-retry-after-ms``), the reading
+#: LROBasePolling spaces its own polls by
+_RETRY_AFTER = RetryPolicy()
+
+
+class TickPolling(ARMPolling):
+    """azure-mgmt-core's ARM poller, stepped by the caller: at most one status GET a step.
+
+    ARMPolling chooses how to follow the operation from the PUT's first answer
+    (``Azure-AsyncOperation``, else ``Location``, else the resource's ``provisioningState``)
+    and gives and takes continuation tokens. Its ``run`` would poll until the operation ends,
+    sleeping in between, in the thread the SDK's ``LROPoller`` starts; here ``run`` does
+    nothing, so that thread ends at once, and :meth:`step` polls once.
+    """
+
+    def run(self) -> None:
+        """Nothing: the workflow steps the operation, one :meth:`step` a tick."""
+
+    def step(self) -> bool:
+        """One GET of the polling URL, unless the operation has already ended.
+
+        Returns:
+            whether ARM was asked.
+        Raises:
+            HttpResponseError: ARM answered the poll outside 2xx (status, headers and ARM's
+                error body kept), as ``LROBasePolling.run`` raises it.
+            DecodeError: the answer is not JSON, or has no ``status``.
+            AzureError: no answer (``ServiceRequestError``, ``ServiceResponseError``).
+        """
+        if self.finished():
+            return False
+        try:
+            self.update_status()
+        except BadStatus as err:
+            raise HttpResponseError(response=self.last_response().http_response,
+                                    error_format=ARMErrorFormat) from err
+        except BadResponse as err:
+            raise DecodeError(str(err), response=self.last_response().http_response) from err
+        return True
+
+    def last_response(self) -> Any:
+        """The PipelineResponse of the last poll; the PUT's (restored) before the first."""
+        return self._pipeline_response
+
+    def operation_status(self) -> OperationStatus:
+        """The status of the last answer, its ``error`` (code, message) and ``Retry-After``.
+
+        The status is ARM's: ``InProgress``, or a ``provisioningState`` (``Updating``) when
+        ARM gave no status URL; the final ones spelt ``Succeeded``, ``Failed``,
+        ``Canceled``. ``Retry-After`` is read from a poll's answer only (0 before the first):
+        the PUT's own is as old as the run's last tick.
+        """
+        response = self.last_response()
+        status = str(self.status())
+        status = _FINAL.get(status.lower(), status)
+        try:
+            body = json.loads(response.http_response.text() or "{}")
+        except ValueError:
+            body = {}
+        error = body.get("error") if isinstance(body, dict) else None
+        error = error if isinstance(error, dict) else {}
+        delay = 0.0
+        if response is not self._initial_response:
+            try:
+                delay = _RETRY_AFTER.get_retry_after(response) or 0.0
+            except ValueError:  # a Retry-After that is neither seconds nor an HTTP-date
+                delay = 0.0
+        return OperationStatus(status, error.get("code"), error.get("message"), delay)
 
 
 class AksMeshApi:
@@ -85,11 +169,13 @@ class AksMeshApi:
             raise translate_azure_error(exc, f"reading meshUpgradeProfiles of {cfg.name}") from exc
         return list(profile.properties.upgrades or []) if profile.properties else []
 
-    def _put(self, cluster: str, mutate: Any, what: str) -> str | None:
-        """GET the managed cluster, ``mutate`` it, PUT it back without waiting
-        (``polling=False``); returns the ``Azure-AsyncOperation`` URL to follow."""
+    def _put(self, cluster: str, mutate: Any, what: str) -> str:
+        """GET the managed cluster, ``mutate`` it and PUT it back without waiting.
+
+        Returns:
+            ARMPolling's continuation token for the operation, for :meth:`operation_status`.
+        """
         cfg, mc_ops = self._c(cluster)
-        headers: dict[str, str] = {}
         self.calls += 2
         try:
             mc = mc_ops.get(cfg.resource_group, cfg.name)
@@ -97,12 +183,11 @@ class AksMeshApi:
             raise translate_azure_error(exc, f"reading cluster {cfg.name}") from exc
         mutate(mc)
         try:
-            mc_ops.begin_create_or_update(
-                cfg.resource_group, cfg.name, mc, polling=False,
-                raw_response_hook=lambda r: headers.update(r.http_response.headers))
+            poller = mc_ops.begin_create_or_update(cfg.resource_group, cfg.name, mc,
+                                                   polling=TickPolling())
         except AzureError as exc:
             raise translate_azure_error(exc, f"{what} on {cfg.name}") from exc
-        return headers.get("Azure-AsyncOperation") or headers.get("azure-asyncoperation")
+        return str(poller.continuation_token())
 
     def set_revisions(self, cluster: str, revisions: list[str]) -> str | None:
         def mutate(mc: Any) -> None:
@@ -137,22 +222,50 @@ class AksMeshApi:
 
         return self._put(cluster, mutate, f"setting the {mode} ingress gateway")
 
-    def operation_status(self, cluster: str, url: str) -> OperationStatus:
-        cfg, _ = self._c(cluster)
-        self.calls += 1
-        what = f"polling the operation on {cfg.name}"
+    def operation_status(self, cluster: str, token: str) -> OperationStatus:
+        """One poll of the operation a ``set_*`` call started, by its continuation token.
+
+        Any worker may call it, a fresh ``AksMeshApi`` too: the poller is restored from
+        ``token`` (the SDK's ``continuation_token=``) and asks ARM once, unless the PUT's
+        answer had already ended the operation. A ``token`` that is an ``https://`` URL was
+        stored before meshops kept tokens (the ``Azure-AsyncOperation`` URL): that operation
+        is followed by the cluster's ``provisioningState`` instead, without ARM's error.
+
+        Returns:
+            the status, ARM's error code and message when the status body has an ``error``
+            (a Failed or Canceled operation), and the answer's ``Retry-After`` in seconds
+            (0 when absent).
+        Raises:
+            TemporaryError: no answer, 409, 429 or 5xx (``delay_s``: ARM's ``Retry-After``).
+            ArmError: any other refusal, an unreadable answer, or a ``token`` that is not a
+                continuation token.
+        """
+        cfg, mc_ops = self._c(cluster)
+        what = f"following the ARM operation on {cfg.name}"
+        if token.startswith(("https://", "http://")):
+            state = _FINAL.get(self.get_mesh(cluster).provisioning_state.lower(), "InProgress")
+            unknown = ("ARM's error is not known here (the run was stored before meshops kept "
+                       "operation tokens); see the cluster's activity log in the Azure portal")
+            return OperationStatus(state, None,
+                                   unknown if state in ("Failed", "Canceled") else None)
+        polling = TickPolling()
         try:
-            resp = self.client(cfg.subscription).send_request(HttpRequest("GET", url))
-            resp.raise_for_status()
+            # the SDK's resume path restores the poller on its own pipeline client;
+            # ``parameters`` is not sent when resuming
+            mc_ops.begin_create_or_update(cfg.resource_group, cfg.name, None,
+                                          continuation_token=token, polling=polling)
+        except ValueError as exc:
+            raise ArmError(f"{what}: the run's operation token cannot be read ({exc}). Look "
+                           "at the cluster in the Azure portal, then retry or cancel the run."
+                           ) from exc
         except AzureError as exc:
             raise translate_azure_error(exc, what) from exc
         try:
-            body = resp.json()
-        except ValueError as exc:
-            raise ArmError(f"{what}: ARM's answer is not JSON ({resp.text()[:200]})") from exc
-        error = body.get("error") or {}
-        return OperationStatus(body.get("status", "InProgress"), error.get("code"),
-                               error.get("message"), retry_after_s(resp.headers))
+            if polling.step():
+                self.calls += 1
+        except AzureError as exc:
+            raise translate_azure_error(exc, what) from exc
+        return polling.operation_status()
 
     def revision_profiles(self, cluster: str) -> list[RevisionProfile]:
         """``meshRevisionProfiles`` of the cluster's region, from

@@ -9,8 +9,14 @@ azure-core raises (``azure.core.exceptions``)::
     │   ├── ClientAuthenticationError   401, or no credential could get a token
     │   ├── ResourceNotFoundError       404
     │   ├── ResourceExistsError         409 (mapped so by the management SDKs)
+    │   ├── DecodeError                 an answer that cannot be read (any status)
     │   └── ...                         ResourceModifiedError (412), ...
-    └── DecodeError, ...             an answer that cannot be read
+    └── ...
+
+Polling a long-running operation (``workers/arm/aks.py``, azure-core's ``LROBasePolling``)
+raises its own ``BadStatus`` (a poll answered outside 2xx) and ``BadResponse`` (a status body
+without a status); the adapter turns them into ``HttpResponseError`` / ``DecodeError`` as
+``LROBasePolling.run`` does, so they are read here like any answer of ARM.
 
 Temporary (:class:`TemporaryError`, ``delay_s`` = ARM's ``Retry-After``): no answer, 409
 (another operation is running on the cluster), 429 (throttled), 5xx. Permanent
@@ -24,6 +30,7 @@ from __future__ import annotations
 from azure.core.exceptions import (
     AzureError,
     ClientAuthenticationError,
+    DecodeError,
     HttpResponseError,
     ResourceNotFoundError,
     ServiceRequestError,
@@ -53,7 +60,7 @@ def translate_azure_error(exc: AzureError, what: str) -> TemporaryError | ArmErr
                         exc.error.code if exc.error else None)
     if isinstance(exc, ServiceRequestError | ServiceResponseError):
         return TemporaryError(f"{what}: ARM unreachable ({exc.message})")
-    if not isinstance(exc, HttpResponseError):
+    if isinstance(exc, DecodeError) or not isinstance(exc, HttpResponseError):
         return ArmError(f"{what}: ARM's answer could not be read ({exc.message})")
     status = exc.status_code or 0
     code = exc.error.code if exc.error else None
