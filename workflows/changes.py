@@ -54,8 +54,8 @@ def converge_change(run: Run, ports: ClusterPorts, now: float, what: str,
         return run, False
     if followed is True:
         raise PermanentError(f"the operation succeeded but {what} did not take effect")
-    url, text = put()
-    run = run.evolve(operation=Operation(revisions=[], url=url, started_at=now))
+    token, text = put()
+    run = run.evolve(operation=Operation(revisions=[], token=token, started_at=now))
     return run.log(now, "arm", text), False
 
 

@@ -130,7 +130,9 @@ class AksMeshApi:
         return ContainerServiceClient(self.credential, subscription,
                                       base_url=self.fleet.azure.arm_endpoint,
                                       credential_scopes=[self.fleet.azure.arm_scope],
-                                      retry_total=2, **kwargs)
+                                      # no retry inside a worker (it would sleep): a 429
+                                      # or 5xx is a TemporaryError the run waits out
+                                      retry_total=0, **kwargs)
 
     def _c(self, cluster: str) -> tuple[ClusterConfig, Any]:
         cfg = self.fleet.cluster(cluster)

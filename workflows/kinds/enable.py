@@ -104,9 +104,9 @@ def enable_mesh(run: Run, ports: ClusterPorts, now: float) -> StepResult:
         return StepResult(run, POLL_S)  # another operation runs
     if run.operation is not None:
         raise PermanentError("the operation succeeded but the mesh is still off")
-    url = ports.mesh.set_mesh(run.cluster, "Istio", run.canary_revision or None)
+    token = ports.mesh.set_mesh(run.cluster, "Istio", run.canary_revision or None)
     run = run.evolve(operation=Operation(revisions=[run.canary_revision] if
-                                         run.canary_revision else [], url=url, started_at=now))
+                                         run.canary_revision else [], token=token, started_at=now))
     return StepResult(run.log(now, "arm", "PUT serviceMeshProfile mode Istio"
                               + (f" revisions ['{run.canary_revision}']" if run.canary_revision
                                  else " (default revision)")), POLL_S)
