@@ -32,9 +32,9 @@ def check_config(*required: str) -> tuple[Settings, Fleet]:
 def run_bot(host: str, port: int) -> None:
     from slack_bolt.adapter.socket_mode import SocketModeHandler
     from slack_bolt.adapter.wsgi import SlackRequestHandler
-    from waitress import serve
 
     from bot.app import create_app
+    from bot.http import serve
     from bot.push import push_app
     from workers.slack.client import make_client
     from workers.tasks.app import (
@@ -61,4 +61,4 @@ def run_bot(host: str, port: int) -> None:
     else:
         log.info("bot.start", mode="http", host=host, port=port, path="/slack/events")
         wsgi = push_app(env.meshops_releases_push_secret, enqueue_push, SlackRequestHandler(app))
-        serve(wsgi, host=host, port=port, threads=8, _quiet=True)
+        serve(wsgi, host, port)  # waitress capped at bot.http.MAX_BODY_BYTES

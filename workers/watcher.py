@@ -348,7 +348,8 @@ def verify_push(secret: str, body: bytes, timestamp: str, signature: str,
         return False
     expected = "v0=" + hmac.new(secret.encode(), f"v0:{timestamp}:".encode() + body,
                                 hashlib.sha256).hexdigest()
-    return hmac.compare_digest(expected, signature)
+    # bytes: compare_digest refuses non-ASCII str (a forged header must be False, not 500)
+    return hmac.compare_digest(expected.encode(), signature.encode("utf-8", "replace"))
 
 
 def pushed_events(body: bytes) -> list[ReleaseEvent]:

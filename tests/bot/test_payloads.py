@@ -192,6 +192,7 @@ def test_user_groups_are_expanded_and_refused_when_slack_cannot_say(slack, prefi
     slack.usergroups["S0PLATFORM"] = ["U0DEV"]
     policy = fleet.policy("prod-weu", groups("prod-weu"))
     assert policy.approvers == {"U0AAAAAAA", "U0LEAD", "U0LEAD2"}
+    assert policy.operators == frozenset()  # S0ONCALL unreadable: grants nothing, blocks nobody
     assert policy.may_request("U0DEV") and not policy.may_request("U0STRANGER")
     calls = slack.calls.count("usergroups.users.list")
     groups("prod-weu")
