@@ -35,6 +35,8 @@ def test_examples_validate() -> None:
     (("url: http://prometheus.monitoring.svc:9090", "url: prometheus:9090"),
      "clusters.dev-weu.prometheus.url: String should match pattern"),
     (("    bake: 3m", "    bake: soon"), "clusters.dev-weu.upgrade.bake: `soon` is not a duration"),
+    (("    bake: 3m", "    bake: 2s"), "clusters.dev-weu.upgrade: bake must be between 5s and 24h"),
+    (("    bake: 3m", "    bake: 10s"), "clusters.dev-weu.upgrade: The gate interval (1m)"),
     (("    channel: C0987654321", "    channel: '#mesh-dev'"), "clusters.dev-weu.channel"),
     (("    location: westeurope\n    channel: C0987654321",
       "    location: westeurope\n    chanel: C0987654321"),

@@ -26,7 +26,15 @@ from pydantic_settings import BaseSettings, SettingsConfigDict
 from workflows.errors import ConfigError, InvalidCommand, UnknownCluster
 from workflows.model import GateThresholds, UpgradeOptions
 from workflows.policy import ClusterPolicy
-from workflows.syntax import CLUSTER_RE, parse_duration
+from workflows.syntax import (
+    BAKE_BOUNDS_S,
+    CLUSTER_RE,
+    INTERVAL_BOUNDS_S,
+    WAVE_SIZE_BOUNDS,
+    duration_text,
+    parse_duration,
+    timing_problem,
+)
 
 
 def _duration(value: Any) -> Any:
@@ -106,12 +114,27 @@ class AzureConfig(Strict):
 
 
 class UpgradeConfig(Strict):
+    """An upgrade's defaults; the same bounds as the command's flags (workflows.syntax)."""
+
     bake: Seconds | None = None
     interval: Seconds | None = None
-    wave_size: int | None = Field(None, ge=1)
+    wave_size: int | None = Field(None, ge=WAVE_SIZE_BOUNDS[0], le=WAVE_SIZE_BOUNDS[1])
     pilot: list[str] | None = None
     waves: list[list[str]] | None = None
     approve_waves: bool | None = None
+
+    @model_validator(mode="after")
+    def _bounds(self) -> UpgradeConfig:
+        for name, (low, high) in (("bake", BAKE_BOUNDS_S), ("interval", INTERVAL_BOUNDS_S)):
+            value = getattr(self, name)
+            if value is not None and not low <= value <= high:
+                raise ValueError(f"{name} must be between {duration_text(low)} and "
+                                 f"{duration_text(high)}; {duration_text(value)} is not")
+        if self.bake is not None and self.interval is not None:
+            problem = timing_problem(self.bake, self.interval)
+            if problem:
+                raise ValueError(problem)
+        return self
 
     def as_options(self) -> dict[str, Any]:
         names = {"bake": "bake_s", "interval": "interval_s"}
@@ -228,6 +251,16 @@ class Fleet(Strict):
             raise ValueError(f"cluster names must be lowercase letters, digits and dashes: "
                              f"{', '.join(bad)}")
         return v
+
+    @model_validator(mode="after")
+    def _timing(self) -> Fleet:
+        """Each cluster's bake and interval, defaults merged, go together."""
+        for short in self.clusters:
+            opts = self.upgrade_options(short, {})
+            problem = timing_problem(opts.bake_s, opts.interval_s)
+            if problem:
+                raise ValueError(f"clusters.{short}.upgrade: {problem}")
+        return self
 
     def cluster(self, short: str) -> ClusterConfig:
         """The cluster's configuration; ``UnknownCluster`` lists the known names."""
