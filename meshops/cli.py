@@ -177,10 +177,9 @@ def audit(run_id: str | None, cluster: str | None, since: str | None) -> None:
     import json
     from datetime import datetime
 
-    import redis
-
     from workers.config import settings
     from workers.store.audit import AuditLog
+    from workers.store.connect import redis_client
     from workflows.commands import parse_duration
     from workflows.errors import InvalidCommand
 
@@ -195,7 +194,7 @@ def audit(run_id: str | None, cluster: str | None, since: str | None) -> None:
                 raise click.BadParameter("a duration (30m, 2h) or an ISO 8601 time",
                                          param_hint="--since") from None
     env = settings()
-    log = AuditLog(redis.Redis.from_url(env.redis_url, decode_responses=True),
+    log = AuditLog(redis_client(env.redis_url),
                    env.meshops_redis_prefix)
     for entry in log.read(run=run_id, cluster=cluster, since=start):
         click.echo(json.dumps(entry, ensure_ascii=False))

@@ -18,6 +18,7 @@ import redis
 from redis.exceptions import RedisError
 from redis.typing import EncodableT
 
+from workers.store.connect import redis_client
 from workers.store.errors import translate_redis_error
 from workers.store.lock import LOCK_TTL_S, RenewedLock
 from workflows.errors import ClusterBusy, RunNotFound, StaleRun
@@ -56,7 +57,9 @@ class RedisRunStore:
 
     @classmethod
     def from_url(cls, url: str, prefix: str = "meshops") -> RedisRunStore:
-        return cls(redis.Redis.from_url(url, decode_responses=True), prefix)
+        """The store on the Redis at ``url`` (redis://, rediss:// or sentinel://:
+        :mod:`workers.store.connect`)."""
+        return cls(redis_client(url), prefix)
 
     def key(self, *parts: str) -> str:
         return ":".join((self.p, *parts))

@@ -28,6 +28,7 @@ from workers.retry_after import retry_after_s
 from workers.slack.client import make_client
 from workers.slack.errors import translate_slack_error
 from workers.slack.notifier import SlackNotifier
+from workers.store.connect import celery_broker
 from workers.store.runs import RedisRunStore
 from workers.views import answer
 from workers.watcher import Watcher, pushed_events
@@ -40,17 +41,17 @@ PREFIX = os.environ.get("MESHOPS_REDIS_PREFIX", "meshops")
 
 app = Celery("meshops")
 app.conf.update(
-    broker_url=os.environ.get("REDIS_URL", "redis://127.0.0.1:6379/0"),
+    # the broker: plain, TLS (rediss://) or Sentinel, on kombu's Redis transport made to
+    # outlive a Redis restart; every key under our prefix, so several deployments (or test
+    # runs) share a Redis (workers/store/connect.py, workers/tasks/broker.py)
+    **celery_broker(os.environ.get("REDIS_URL", "redis://127.0.0.1:6379/0"),
+                    f"{PREFIX}:kombu:"),
     task_ignore_result=True,
     task_acks_late=True,
     task_reject_on_worker_lost=True,
     worker_prefetch_multiplier=1,
     task_default_queue=PREFIX,
-    # every broker key under our prefix, so several deployments (or test runs) share a Redis
-    broker_transport_options={"visibility_timeout": 600, "global_keyprefix": f"{PREFIX}:kombu:"},
     broker_connection_retry_on_startup=True,
-    # kombu's Redis transport, made to outlive a Redis restart (workers/tasks/broker.py)
-    broker_transport="workers.tasks.broker:Transport",
     worker_hijack_root_logger=False,
     # a step that hangs despite every client timeout is stopped (soft: an exception the
     # task logs; hard: the pool process is replaced); the sweep re-enqueues the run
