@@ -40,7 +40,15 @@ from sandbox.kube import KubeEmulator
 from sandbox.prom import start_prometheus
 from sandbox.slack import SlackEmulator, SocketModeServer
 from sandbox.traffic import TrafficSimulator
-from sandbox.world import INGRESS_NS, ISTIO_NS, REV_LABEL, SYSTEM_NAMESPACES, Fault, World
+from sandbox.world import (
+    INGRESS_NS,
+    ISTIO_NS,
+    REV_LABEL,
+    SYSTEM_NAMESPACES,
+    Fault,
+    World,
+    proxy_revision,
+)
 from sandbox.worldfile import DEFAULT_WORLD, LoadedWorld, apply_faults, build
 from sandbox.worldfile import load as load_world
 
@@ -330,12 +338,9 @@ class Sandbox:
                                   + (p["spec"].get("initContainers") or [])
                                   if ct["name"] == "istio-proxy"), None)
                     kind, name = self.world._workload_of(c, p)
-                    injected = "sidecar.istio.io/status" in (p["metadata"].get("annotations")
-                                                             or {})
                     pods.append({"namespace": p["metadata"]["namespace"],
                                  "name": p["metadata"]["name"],
-                                 "revision": p["metadata"]["labels"].get(REV_LABEL)
-                                 if injected else None,
+                                 "revision": proxy_revision(p),
                                  "proxy_image": proxy, "owner": f"{kind}/{name}",
                                  "phase": p["status"].get("phase"),
                                  "terminating": "deletionTimestamp" in p["metadata"]})

@@ -495,9 +495,13 @@ class KubeEmulator:
                     target.pop("status")
             if req.query.get("dryRun"):
                 return Response(200, self._as(target, r, version))
+            # a patch that names a resourceVersion is a precondition (409 when stale)
+            precondition = isinstance(body, dict) and isinstance(body.get("metadata"), dict) \
+                and bool(body["metadata"].get("resourceVersion"))
             obj = self.world.update(c.name, r.key, ns, name, {
                 **target, "metadata": {k: v for k, v in target["metadata"].items()
-                                       if k != "resourceVersion"}}, keep_status=sub != "status")
+                                       if k != "resourceVersion" or precondition}},
+                keep_status=sub != "status")
         assert obj is not None
         return Response(200, self._as(obj, r, version))
 

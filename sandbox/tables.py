@@ -11,6 +11,8 @@ resources their CRD's ``additionalPrinterColumns``.
 
 from __future__ import annotations
 
+import json
+import re
 import time
 from collections.abc import Callable
 from typing import Any
@@ -287,6 +289,14 @@ PRINTERS: dict[str, Printer] = {
                          f"{(o.get('involvedObject') or {}).get('kind', '').lower()}/"
                          f"{(o.get('involvedObject') or {}).get('name', '')}",
                          o.get("message", "")]),
+    "MutatingWebhookConfiguration": ([("Name", "string", 0), ("Webhooks", "integer", 0),
+                                      ("Age", "string", 0)],
+                                     lambda o: [o["metadata"]["name"],
+                                                len(o.get("webhooks") or []), age(o)]),
+    "ValidatingWebhookConfiguration": ([("Name", "string", 0), ("Webhooks", "integer", 0),
+                                        ("Age", "string", 0)],
+                                       lambda o: [o["metadata"]["name"],
+                                                  len(o.get("webhooks") or []), age(o)]),
     "CustomResourceDefinition": ([("Name", "string", 0), ("Created At", "date", 0)],
                                  lambda o: [o["metadata"]["name"],
                                             o["metadata"].get("creationTimestamp", "")]),
@@ -294,19 +304,40 @@ PRINTERS: dict[str, Printer] = {
 
 
 def _jsonpath(obj: Any, path: str) -> Any:
-    """The simple ``.a.b`` JSONPath of additionalPrinterColumns."""
-    for part in path.strip().lstrip(".").split("."):
-        if not part:
+    """The JSONPath of additionalPrinterColumns (``k8s.io/client-go/util/jsonpath``) as CRDs
+    use it: ``.a.b``, ``[n]``, ``[*]`` and ``[?(@.key=="value")]``; several results are
+    joined with commas, as the API server's CRD table convertor prints them."""
+    values: list[Any] = [obj]
+    for m in re.finditer(r"\.?([^.\[]+)?((?:\[[^\]]*\])*)", path.strip()):
+        if not m.group(0):
             continue
-        if isinstance(obj, dict):
-            obj = obj.get(part)
-        else:
-            return None
-    return obj
+        if m.group(1):
+            values = [v.get(m.group(1)) for v in values if isinstance(v, dict)]
+        for sub in re.findall(r"\[([^\]]*)\]", m.group(2) or ""):
+            found: list[Any] = []
+            flt = re.match(r"^\?\(@\.([\w.-]+)\s*==\s*[\"']([^\"']*)[\"']\)$", sub)
+            for v in values:
+                if not isinstance(v, list):
+                    continue
+                if sub == "*":
+                    found += v
+                elif flt:
+                    found += [i for i in v if isinstance(i, dict)
+                              and str(i.get(flt.group(1))) == flt.group(2)]
+                elif sub.lstrip("-").isdigit() and -len(v) <= int(sub) < len(v):
+                    found.append(v[int(sub)])
+            values = found
+    values = [v for v in values if v is not None]
+    if not values:
+        return None
+    if len(values) == 1:
+        return values[0]
+    return ",".join(json.dumps(v) if isinstance(v, dict | list) else str(v) for v in values)
 
 
 def printer(r: ApiResource) -> Printer:
-    if r.kind in PRINTERS and r.group in ("", "apps", "batch", "apiextensions.k8s.io"):
+    if r.kind in PRINTERS and r.group in ("", "apps", "batch", "apiextensions.k8s.io",
+                                          "admissionregistration.k8s.io"):
         return PRINTERS[r.kind]
     if r.printer_columns:
         cols: list[Column] = [("Name", "string", 0)] + [
@@ -319,6 +350,8 @@ def printer(r: ApiResource) -> Printer:
             cells: Row = [o["metadata"]["name"]]
             for _, typ, path in r.printer_columns:
                 v = _jsonpath(o, path)
+                if isinstance(v, dict | list):  # printed as JSON, e.g. ["a.example.com"]
+                    v = json.dumps(v, separators=(",", ":"))
                 cells.append(human_duration(time.time() - (_ts(v) or time.time()))
                              if typ == "date" and isinstance(v, str) else v)
             if not has_age:

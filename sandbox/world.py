@@ -19,7 +19,12 @@ Istio: ``serviceMeshProfile.istio.revisions`` per cluster, changed only through 
 long-running PUT that takes ``operation_s`` seconds; the add-on's ``aks-istio-system``,
 ``istiod-<revision>``, ingress gateways and Istio CRDs follow the revision list when the
 operation ends, and are removed with the mesh (AKS doc ``istio-uninstall-addon.md``). New
-pods get the sidecar the injector would give them (:meth:`World._inject`).
+pods get the sidecar the injector would give them: the API server calls the mutating
+webhooks that select them, the add-on's per revision and any revision tag's
+(:meth:`World.set_revision_tag`, ``istioctl tag set``), and a webhook whose istiod is gone
+fails the pod's creation (:meth:`World._inject`). With the Gateway API's CRDs, istiod's
+gateway controller deploys each Gateway of class ``istio`` and moves it to the revision
+that controls it (:meth:`World._sync_gateway_gateway_networking_k8s_io`).
 
 Counters of what changed, for tests: namespace relabels per (namespace, revision) and
 workload restarts per (workload, revision).
@@ -44,6 +49,14 @@ from typing import Any
 
 import yaml
 
+from sandbox import istio
+from sandbox.admission import (
+    WEBHOOK_KINDS,
+    call_error,
+    default_configuration,
+    intercepting,
+    validate_configuration,
+)
 from sandbox.cron import CronError
 from sandbox.cron import parse as parse_cron
 from sandbox.kinds import (
@@ -66,6 +79,10 @@ PROXY_IMAGE = "mcr.microsoft.com/oss/istio/proxyv2:{version}-distroless"
 WORKLOAD_KINDS = ("Deployment", "StatefulSet", "DaemonSet")
 SYSTEM_NAMESPACES = ("kube-system", "kube-public", "kube-node-lease", ISTIO_NS, INGRESS_NS)
 TENANT = "00000000-0000-0000-0000-000000000002"
+GATEWAY_KEY = kind_key(istio.GATEWAY_GROUP, "Gateway")
+GATEWAY_CLASS_KEY = kind_key(istio.GATEWAY_GROUP, "GatewayClass")
+HTTPROUTE_KEY = kind_key(istio.GATEWAY_GROUP, "HTTPRoute")
+WEBHOOK_KEY = "MutatingWebhookConfiguration"
 
 Key = tuple[str, str, str]  # (kind key, namespace, name)
 
@@ -141,6 +158,13 @@ class Cluster:
     ready_seen: dict[Key, int] = field(default_factory=dict)
     event_keys: list[Key] = field(default_factory=list)
     deadline_at: dict[Key, float] = field(default_factory=dict)
+    #: kind key → the keys of the objects of that kind (an index of ``objects``)
+    index: dict[str, set[Key]] = field(default_factory=dict)
+    #: what istiod's gateway controller last applied per object (its server-side apply
+    #: field ownership: what it stops rendering, it removes)
+    applied: dict[Key, dict[str, Any]] = field(default_factory=dict)
+    #: owner → (failed pod creations in a row, the last error): FailedCreate and backoff
+    create_failures: dict[Key, tuple[int, str]] = field(default_factory=dict)
 
     @property
     def revisions(self) -> list[str]:
@@ -267,9 +291,12 @@ class World:
     def add_cluster(self, name: str, *, subscription: str, resource_group: str, location: str,
                     kubernetes_version: str, revisions: list[str] | None,
                     entra_id: dict[str, Any] | None = None, open_service_mesh: bool = False,
-                    node_count: int = 3) -> Cluster:
+                    node_count: int = 3, gateway_api: bool = False) -> Cluster:
         """A managed cluster after the REST spec's create example, with AKS's namespaces,
-        nodes, CoreDNS and (with revisions) the mesh add-on's control plane."""
+        nodes, CoreDNS and (with revisions) the mesh add-on's control plane.
+        ``gateway_api``: AKS's Managed Gateway API installation is on
+        (``ingressProfile.gatewayAPI.installation: Standard``; AKS doc
+        ``istio-gateway-api.md``): the Gateway API's standard CRDs are installed."""
         body = cluster_body(subscription, resource_group, name, location, kubernetes_version,
                             revisions)
         body["properties"]["agentPoolProfiles"][0]["count"] = node_count
@@ -284,6 +311,8 @@ class World:
         if open_service_mesh:
             body["properties"]["addonProfiles"]["openServiceMesh"] = {"enabled": True,
                                                                       "config": {}}
+        if gateway_api:
+            body["properties"]["ingressProfile"] = {"gatewayAPI": {"installation": "Standard"}}
         c = Cluster(name, subscription, resource_group, location, kubernetes_version, body)
         with self.lock:
             self.clusters[name] = c
@@ -314,6 +343,9 @@ class World:
                                             "architecture": "amd64"}}})
             self._workload(c, "kube-system", "coredns", {"k8s-app": "kube-dns"}, 2,
                            "mcr.microsoft.com/oss/kubernetes/coredns:v1.11.3")
+            if gateway_api:
+                for spec in istio.GATEWAY_API_CRDS:
+                    self._create(c, istio.gateway_api_crd(*spec))
             self._sync_mesh(c)
             self._settle()
         return c
@@ -351,6 +383,7 @@ class World:
         existed = key in c.objects
         obj["metadata"]["resourceVersion"] = str(next(self._rv))
         c.objects[key] = obj
+        c.index.setdefault(key[0], set()).add(key)
         uid = obj["metadata"].get("uid")
         if uid:
             c.uids[uid] = key
@@ -365,6 +398,8 @@ class World:
         obj = c.objects.pop(key, None)
         if obj is None:
             return
+        c.index.get(key[0], set()).discard(key)
+        c.applied.pop(key, None)
         uid = obj["metadata"].get("uid", "")
         c.uids.pop(uid, None)
         for ref in obj["metadata"].get("ownerReferences") or []:
@@ -384,18 +419,30 @@ class World:
         if key[0] == "Node" and key[2] in c.node_names:
             c.node_names.remove(key[2])
         self._owner_dirty(c, obj)
+        self._watch_mesh(c, key, obj, None)
 
     def _event(self, c: Cluster, obj: dict[str, Any], reason: str, message: str,
-               component: str, kind: str = "Normal") -> None:
+               component: str, kind: str = "Normal", aggregate: bool = False) -> None:
         """A ``v1`` Event about ``obj``, as the controllers and the kubelet record them
         (``kubectl describe`` and ``kubectl get events`` show them). Events live an hour on
         a real cluster; the sandbox keeps each cluster's last 1000, and records none while
-        a world is being seeded."""
+        a world is being seeded. ``aggregate``: the same event again only counts up
+        (``count``, ``lastTimestamp``), as client-go's ``EventCorrelator`` does for repeats."""
         if self.seeding:
             return
         meta = obj["metadata"]
         ns = meta.get("namespace") or "default"
         t = now_iso()
+        if aggregate:
+            for k in reversed(c.event_keys[-200:]):
+                old = c.objects.get(k)
+                if old is not None and old["reason"] == reason and \
+                        old["message"] == message and \
+                        old["involvedObject"].get("uid") == meta.get("uid", ""):
+                    again = copy.deepcopy(old)
+                    again.update(count=old.get("count", 1) + 1, lastTimestamp=t)
+                    self._put(c, k, again)
+                    return
         name = f"{meta['name']}.{uuid.uuid4().hex[:16]}"
         ev = {"apiVersion": "v1", "kind": "Event",
               "metadata": {"name": name, "namespace": ns, "uid": str(uuid.uuid4()),
@@ -496,6 +543,7 @@ class World:
         if r.kind == "Pod":
             self._admit(c, obj)
         self._put(c, key, obj)
+        self._watch_mesh(c, key, None, obj)
         if r.kind == "CustomResourceDefinition":
             self._refresh_registry(c)
         if r.kind == "Node":
@@ -505,7 +553,8 @@ class World:
                 self._run_pod(c, key)
             else:
                 self._at(time.time() + self.rollout_s, "start", c, key)
-        if r.kind in ("Deployment", "ReplicaSet", "StatefulSet", "DaemonSet", "Job"):
+        if r.kind in ("Deployment", "ReplicaSet", "StatefulSet", "DaemonSet", "Job",
+                      "HorizontalPodAutoscaler"):
             self._dirty.append((c, key))
         if r.kind == "CronJob":
             c.cron_checked[key] = self.sandbox_time() // 60 * 60
@@ -610,6 +659,22 @@ class World:
         elif r.kind == "Pod" and spec is not None:
             default_pod_spec(spec)
             spec.setdefault("serviceAccountName", "default")
+        elif r.kind in WEBHOOK_KINDS:
+            self._admit_webhooks(r, obj)
+        elif r.group == istio.GATEWAY_GROUP:
+            istio.default_gateway_api(r.kind, obj)
+
+    @staticmethod
+    def _admit_webhooks(r: ApiResource, obj: dict[str, Any]) -> None:
+        """Validation and defaulting of a webhook configuration (:mod:`sandbox.admission`);
+        ApiError 422 as the API server answers an invalid one."""
+        errors = validate_configuration(obj)
+        if errors:
+            name = obj["metadata"].get("name", "")
+            raise ApiError(422, "Invalid", f'{r.kind}.{r.group} "{name}" is invalid: '
+                           + (errors[0] if len(errors) == 1 else f"[{', '.join(errors)}]"),
+                           name=name, group=r.group, kind=r.kind)
+        default_configuration(obj)
 
     def roll_control_plane(self, revision: str, version: str) -> None:
         """AKS rolling ``istiod-<revision>`` of every cluster to a new patch: the
@@ -651,9 +716,12 @@ class World:
                 return None
             rv = (new.get("metadata") or {}).get("resourceVersion")
             if rv and rv != obj["metadata"]["resourceVersion"]:
-                raise ApiError(409, "Conflict", f'Operation cannot be fulfilled on {kind} '
+                r = c.registry.by_key(kind)
+                what = (f"{r.plural}.{r.group}" if r.group else r.plural) if r else kind
+                raise ApiError(409, "Conflict", f'Operation cannot be fulfilled on {what} '
                                f'"{name}": the object has been modified; please apply your '
-                               "changes to the latest version and try again")
+                               "changes to the latest version and try again", name=name,
+                               group=r.group if r else "", kind=r.plural if r else kind)
             merged = copy.deepcopy(new)
             meta = merged.setdefault("metadata", {})
             for k in ("uid", "creationTimestamp", "namespace", "name"):  # immutable
@@ -672,6 +740,14 @@ class World:
         kind, ns, name = key
         before = c.objects[key]
         merged["metadata"]["uid"] = before["metadata"]["uid"]
+        if kind in WEBHOOK_KINDS:
+            r = c.registry.by_key(kind)
+            assert r is not None
+            merged.setdefault("apiVersion", before["apiVersion"])
+            merged.setdefault("kind", kind)
+            self._admit_webhooks(r, merged)
+        elif kind.endswith("." + istio.GATEWAY_GROUP):
+            istio.default_gateway_api(kind.split(".", 1)[0], merged)
         if kind == "Namespace":
             old = (before["metadata"].get("labels") or {}).get(REV_LABEL)
             new = (merged["metadata"].get("labels") or {}).get(REV_LABEL)
@@ -685,9 +761,11 @@ class World:
             self.restarts[f"{c.name}/{ns}/{kind}/{name}:{rev}"] += 1
             c.progress[key] = time.time()
         self._put(c, key, merged)
+        self._watch_mesh(c, key, before, merged)
         if kind == "CustomResourceDefinition":
             self._refresh_registry(c)
-        if kind in ("Deployment", "ReplicaSet", "StatefulSet", "DaemonSet", "Job"):
+        if kind in ("Deployment", "ReplicaSet", "StatefulSet", "DaemonSet", "Job",
+                    "HorizontalPodAutoscaler"):
             self._dirty.append((c, key))
         self._settle()
         return copy.deepcopy(c.objects[key])
@@ -759,29 +837,124 @@ class World:
 
     # ------------------------------------------------------------------ pods
 
-    def _inject(self, c: Cluster, ns: str, meta: dict[str, Any]) -> str | None:
-        """The revision whose sidecar injector mutates a new pod, or None.
+    def _inject(self, c: Cluster, pod: dict[str, Any]) -> str | None:
+        """Call the mutating admission webhooks that intercept a new pod (:mod:`sandbox.
+        admission`) and return the revision whose sidecar injector mutated it, or None.
 
-        Istio's revision webhooks (``istio-sidecar-injector-<rev>``; Istio docs "Installing
-        the Sidecar", "Controlling the injection policy", and AKS doc ``istio-deploy-addon.md``:
-        the add-on injects by ``istio.io/rev`` only, never by ``istio-injection=enabled``):
-        the namespace's ``istio.io/rev=R`` when the namespace has no ``istio-injection``
-        label, else the pod's own ``istio.io/rev=R`` label in a namespace with neither label;
-        a pod labelled (or annotated) ``sidecar.istio.io/inject: "false"`` is never injected.
-        R must be a revision the cluster runs (its webhook exists).
+        The add-on's webhooks are Istio's revision webhooks (``istio-sidecar-injector-<rev>-
+        aks-istio-system``; Istio docs "Installing the Sidecar", "Controlling the injection
+        policy"; AKS doc ``istio-deploy-addon.md``: injection by ``istio.io/rev`` only, never
+        by ``istio-injection=enabled``) and any revision tag's (``istioctl tag set``): a
+        namespace labelled ``istio.io/rev=R`` without ``istio-injection``, or a pod labelled
+        so in a namespace with neither label, where R is a revision or a tag. The injecting
+        revision is that of the istiod whose Service the webhook calls
+        (``clientConfig.service``): the called istiod injects its own proxy. A webhook whose
+        Service is missing or has no ready endpoints fails the request under
+        ``failurePolicy: Fail`` (:class:`ApiError` 500 ``InternalError``, the API server's
+        "failed calling webhook" message) and is skipped under ``Ignore``; a URL webhook is
+        unreachable from the sandbox. The injector leaves a pod alone that is annotated
+        ``sidecar.istio.io/inject: "false"``, runs on the host network, or is already
+        injected. The add-on's own namespaces and kube-system are never intercepted.
         """
+        meta = pod["metadata"]
+        ns = meta["namespace"]
         if ns in SYSTEM_NAMESPACES:
-            return None
-        labels = meta.get("labels") or {}
-        if str(labels.get(INJECT, "")).lower() == "false" or \
-                str((meta.get("annotations") or {}).get(INJECT, "")).lower() == "false":
             return None
         nso = c.objects.get(("Namespace", "", ns))
         nsl = ((nso or {}).get("metadata") or {}).get("labels") or {}
-        if INJECTION_LABEL in nsl:
-            return None
-        rev = nsl.get(REV_LABEL) or labels.get(REV_LABEL)
-        return rev if rev in c.revisions and rev in self.catalog else None
+        webhooks = intercepting(self._of_kind(c, "MutatingWebhookConfiguration"), "CREATE",
+                                "", "v1", "pods", nsl, meta.get("labels") or {})
+        injected: str | None = None
+        for wh in webhooks:
+            svc_ref = (wh.get("clientConfig") or {}).get("service")
+            failure, rev = None, None
+            if not isinstance(svc_ref, dict):
+                failure = "dial tcp: i/o timeout"
+            else:
+                svc = c.objects.get(("Service", str(svc_ref.get("namespace", "")),
+                                     str(svc_ref.get("name", ""))))
+                if svc is None:
+                    failure = f'service "{svc_ref.get("name")}" not found'
+                elif not self._endpoints(c, svc):
+                    failure = f'no endpoints available for service "{svc_ref.get("name")}"'
+                else:
+                    rev = self._istiod_of(svc)
+            if failure is not None:
+                if wh.get("failurePolicy", "Fail") == "Ignore":
+                    continue
+                raise ApiError(500, "InternalError", call_error(wh, failure))
+            annotations = meta.get("annotations") or {}
+            if rev is None or "sidecar.istio.io/status" in annotations or \
+                    str(annotations.get(INJECT, "")).lower() == "false" or \
+                    pod["spec"].get("hostNetwork"):
+                continue
+            self._add_sidecar(c, pod, rev)
+            injected = rev
+        return injected
+
+    def _endpoints(self, c: Cluster, svc: dict[str, Any]) -> list[dict[str, Any]]:
+        """The ready pods a Service selects (its endpoints)."""
+        sel = (svc.get("spec") or {}).get("selector") or {}
+        if not sel:
+            return []
+        ns = svc["metadata"]["namespace"]
+        return [p for p in self._of_kind(c, "Pod", ns) if _ready(p) and not _terminating(p)
+                and all((p["metadata"].get("labels") or {}).get(k) == v
+                        for k, v in sel.items())]
+
+    def _istiod_of(self, svc: dict[str, Any]) -> str | None:
+        """The revision of the istiod behind a Service (``app: istiod``, ``istio.io/rev``),
+        or None for any other backend."""
+        sel = (svc.get("spec") or {}).get("selector") or {}
+        rev = sel.get(REV_LABEL)
+        if svc["metadata"]["namespace"] == ISTIO_NS and sel.get("app") == "istiod" and \
+                rev in self.catalog:
+            return str(rev)
+        return None
+
+    def _of_kind(self, c: Cluster, kind: str, ns: str | None = None) -> list[dict[str, Any]]:
+        """The stored objects of one kind (key), in one namespace or all, by name."""
+        return [c.objects[k] for k in sorted(c.index.get(kind, ()))
+                if ns is None or k[1] == ns]
+
+    def _add_sidecar(self, c: Cluster, pod: dict[str, Any], rev: str) -> None:
+        """The mutation of the ``rev`` istiod's sidecar injector: revision labels, istio-init
+        and istio-proxy (a native sidecar where :meth:`_native_sidecar`), the
+        ``sidecar.istio.io/status`` annotation."""
+        meta, spec = pod["metadata"], pod["spec"]
+        version = self.catalog[rev]["version"]
+        labels = meta.setdefault("labels", {})
+        labels[REV_LABEL] = rev
+        labels.setdefault("security.istio.io/tlsMode", "istio")
+        labels.setdefault("service.istio.io/canonical-name", labels.get(
+            "app.kubernetes.io/name", labels.get("app", meta["name"])))
+        labels.setdefault("service.istio.io/canonical-revision", labels.get(
+            "app.kubernetes.io/version", labels.get("version", "latest")))
+        native = self._native_sidecar(c, rev)
+        proxy: dict[str, Any] = {
+            "name": "istio-proxy", "image": PROXY_IMAGE.format(version=version),
+            "args": ["proxy", "sidecar", "--domain", "$(POD_NAMESPACE).svc.cluster.local"],
+            "ports": [{"containerPort": 15090, "name": "http-envoy-prom",
+                       "protocol": "TCP"}],
+            "readinessProbe": {"httpGet": {"path": "/healthz/ready", "port": 15021}}}
+        init = {"name": "istio-init", "image": PROXY_IMAGE.format(version=version),
+                "args": ["istio-iptables", "-p", "15001", "-z", "15006", "-u", "1337"]}
+        inits = spec.setdefault("initContainers", [])
+        inits.insert(0, init)
+        if native:
+            proxy["restartPolicy"] = "Always"
+            inits.insert(1, proxy)
+        else:
+            spec.setdefault("containers", []).insert(1, proxy)
+        meta.setdefault("annotations", {}).update({
+            "sidecar.istio.io/status": json.dumps({
+                "initContainers": ["istio-init"] + (["istio-proxy"] if native else []),
+                "containers": [] if native else ["istio-proxy"],
+                "volumes": ["workload-socket", "credential-socket", "workload-certs",
+                            "istio-envoy", "istio-data", "istio-podinfo", "istio-token",
+                            "istiod-ca-cert"],
+                "imagePullSecrets": None, "revision": rev}),
+            "kubectl.kubernetes.io/default-container": spec["containers"][0]["name"]})
 
     def _native_sidecar(self, c: Cluster, rev: str) -> bool:
         """istio-proxy as a native sidecar (an init container with ``restartPolicy:
@@ -793,9 +966,14 @@ class World:
 
     def new_pod(self, c: Cluster, ns: str, name: str, template: dict[str, Any],
                 owner: dict[str, Any] | None, extra_labels: dict[str, str] | None = None,
-                node: str | None = None) -> Key:
+                node: str | None = None) -> Key | None:
         """Create a pod from ``template`` owned by ``owner`` (the controller's
-        ``ownerReferences``, ``controller: true``), admitted by the sidecar injector."""
+        ``ownerReferences``, ``controller: true``), admitted by the sidecar injector.
+
+        A create the API server refuses (a webhook that fails, :meth:`_inject`) is the
+        controllers' ``FailedCreate``: a Warning event on the owner, the owner synced again
+        after the workqueue's backoff (5 ms doubling per failure in a row, at most 1000 s:
+        client-go's ``DefaultControllerRateLimiter``), and None."""
         tmeta = template.get("metadata") or {}
         meta: dict[str, Any] = {"name": name, "namespace": ns,
                                 "labels": {**(tmeta.get("labels") or {}),
@@ -807,11 +985,27 @@ class World:
                                "spec": copy.deepcopy(template.get("spec") or {})}
         if node:
             pod["spec"]["nodeName"] = node
-        obj = self._create(c, pod)
+        component = {"ReplicaSet": "replicaset-controller", "Job": "job-controller",
+                     "StatefulSet": "statefulset-controller",
+                     "DaemonSet": "daemonset-controller"}.get(
+                         (owner or {}).get("kind", ""), "controller")
+        try:
+            obj = self._create(c, pod)
+        except ApiError as exc:
+            if owner is None:
+                raise
+            okey = self._key_of(owner)
+            n = c.create_failures.get(okey, (0, ""))[0] + 1
+            c.create_failures[okey] = (n, exc.message)
+            msg = f"create Pod {name} in StatefulSet {owner['metadata']['name']} failed " \
+                  f"error: {exc.message}" if owner["kind"] == "StatefulSet" \
+                else f"Error creating: {exc.message}"
+            self._event(c, owner, "FailedCreate", msg, component, "Warning", aggregate=True)
+            if not self.seeding:
+                self._at(time.time() + min(0.005 * 2 ** (n - 1), 1000.0), "sync", c, okey)
+            return None
         if owner is not None:
-            component = {"ReplicaSet": "replicaset-controller", "Job": "job-controller",
-                         "StatefulSet": "statefulset-controller",
-                         "DaemonSet": "daemonset-controller"}.get(owner["kind"], "controller")
+            c.create_failures.pop(self._key_of(owner), None)
             msg = f"create Pod {name} in StatefulSet {owner['metadata']['name']} successful" \
                 if owner["kind"] == "StatefulSet" else f"Created pod: {obj['metadata']['name']}"
             self._event(c, owner, "SuccessfulCreate", msg, component)
@@ -820,42 +1014,7 @@ class World:
     def _admit(self, c: Cluster, pod: dict[str, Any]) -> None:
         """Scheduling and the mutating webhooks: node, sidecar, IPs, Pending status."""
         meta, spec = pod["metadata"], pod["spec"]
-        ns = meta["namespace"]
-        rev = self._inject(c, ns, meta)
-        if rev:
-            version = self.catalog[rev]["version"]
-            labels = meta.setdefault("labels", {})
-            labels[REV_LABEL] = rev
-            labels.setdefault("security.istio.io/tlsMode", "istio")
-            labels.setdefault("service.istio.io/canonical-name", labels.get(
-                "app.kubernetes.io/name", labels.get("app", meta["name"])))
-            labels.setdefault("service.istio.io/canonical-revision", labels.get(
-                "app.kubernetes.io/version", labels.get("version", "latest")))
-            native = self._native_sidecar(c, rev)
-            proxy: dict[str, Any] = {
-                "name": "istio-proxy", "image": PROXY_IMAGE.format(version=version),
-                "args": ["proxy", "sidecar", "--domain", "$(POD_NAMESPACE).svc.cluster.local"],
-                "ports": [{"containerPort": 15090, "name": "http-envoy-prom",
-                           "protocol": "TCP"}],
-                "readinessProbe": {"httpGet": {"path": "/healthz/ready", "port": 15021}}}
-            init = {"name": "istio-init", "image": PROXY_IMAGE.format(version=version),
-                    "args": ["istio-iptables", "-p", "15001", "-z", "15006", "-u", "1337"]}
-            inits = spec.setdefault("initContainers", [])
-            inits.insert(0, init)
-            if native:
-                proxy["restartPolicy"] = "Always"
-                inits.insert(1, proxy)
-            else:
-                spec.setdefault("containers", []).insert(1, proxy)
-            meta.setdefault("annotations", {}).update({
-                "sidecar.istio.io/status": json.dumps({
-                    "initContainers": ["istio-init"] + (["istio-proxy"] if native else []),
-                    "containers": [] if native else ["istio-proxy"],
-                    "volumes": ["workload-socket", "credential-socket", "workload-certs",
-                                "istio-envoy", "istio-data", "istio-podinfo", "istio-token",
-                                "istiod-ca-cert"],
-                    "imagePullSecrets": None, "revision": rev}),
-                "kubectl.kubernetes.io/default-container": spec["containers"][0]["name"]})
+        self._inject(c, pod)
         default_pod_spec(spec)
         if not spec.get("nodeName"):
             nodes = c.nodes or ["aks-nodepool1-00000000-vmss000000"]
@@ -1038,7 +1197,7 @@ class World:
             c, key = self._dirty.pop(0)
             if key not in c.objects or self.clusters.get(c.name) is not c:
                 continue
-            sync = getattr(self, f"_sync_{key[0].lower()}", None)
+            sync = getattr(self, f"_sync_{key[0].lower().replace('.', '_')}", None)
             if sync is not None:
                 sync(c, key)
 
@@ -1206,6 +1365,14 @@ class World:
                    "Deployment has minimum availability." if available_ok else
                    "Deployment does not have minimum availability.", t),
             _dcond(prev.get("Progressing"), "Progressing", *progressing, t)]
+        # the ReplicaSets' ``ReplicaFailure`` (the new one's first), as ``getReplicaFailures``
+        failures = [cd for rs in sorted(rss, key=lambda r: r["metadata"]["name"] != (
+            f"{key[2]}-{template_hash(template)}"))
+            for cd in (rs.get("status") or {}).get("conditions") or []
+            if cd.get("type") == "ReplicaFailure" and cd.get("status") == "True"]
+        if failures:
+            conditions.append(_dcond(prev.get("ReplicaFailure"), "ReplicaFailure", "True",
+                                     failures[0]["reason"], failures[0]["message"], t))
         status: dict[str, Any] = {
             "observedGeneration": d["metadata"].get("generation", 1),
             "replicas": len(pods_all), "updatedReplicas": updated, "readyReplicas": ready,
@@ -1228,7 +1395,9 @@ class World:
         pods = [p for p in self.owned(c, rs, "Pod") if _active(p)]
         if len(pods) < want:
             for _ in range(want - len(pods)):
-                self.new_pod(c, key[1], f"{key[2]}-{_suffix()}", rs["spec"]["template"], rs)
+                if self.new_pod(c, key[1], f"{key[2]}-{_suffix()}", rs["spec"]["template"],
+                                rs) is None:
+                    break  # slowStartBatch stops at the first error
         elif len(pods) > want:
             pods.sort(key=lambda p: (_ready(p), p["metadata"]["creationTimestamp"]))
             for p in pods[:len(pods) - want]:
@@ -1241,6 +1410,15 @@ class World:
         for k in ("fullyLabeledReplicas", "readyReplicas", "availableReplicas"):
             if not status[k]:
                 del status[k]
+        failure = c.create_failures.get(key)
+        if failure is not None and len(pods) < want:
+            # ``ReplicaFailure`` while pods cannot be created (replica_set_utils.go)
+            prev = next((cd for cd in (rs.get("status") or {}).get("conditions") or []
+                         if cd.get("type") == "ReplicaFailure"), None)
+            status["conditions"] = [{
+                "type": "ReplicaFailure", "status": "True", "reason": "FailedCreate",
+                "message": failure[1], "lastTransitionTime": (prev or {}).get(
+                    "lastTransitionTime") or now_iso()}]
         obj = c.objects[key]
         if obj.get("status") != status:
             new = copy.deepcopy(obj)
@@ -1330,10 +1508,10 @@ class World:
                 rev = current_rev if strategy == "RollingUpdate" and i < partition \
                     else update_rev
                 t = self._template_at(c, ns, rev, spec.get("template") or {})
-                self.new_pod(c, ns, pname, t, sts, {
+                made = self.new_pod(c, ns, pname, t, sts, {
                     "controller-revision-hash": rev, "statefulset.kubernetes.io/pod-name": pname,
                     "apps.kubernetes.io/pod-index": str(i)})
-                if ordered:
+                if ordered or made is None:
                     break
             elif ordered and not (_ready(p) and not _terminating(p)):
                 break
@@ -1379,10 +1557,12 @@ class World:
             by_node.setdefault(p["spec"].get("nodeName", ""), []).append(p)
         for node in nodes:
             if not by_node.get(node):
-                self.new_pod(c, ns, f"{key[2]}-{_suffix()}", spec.get("template") or {}, ds, {
-                    "controller-revision-hash": update_rev.rsplit("-", 1)[1],
-                    "pod-template-generation": str(ds["metadata"].get("generation", 1))},
-                    node=node)
+                if self.new_pod(c, ns, f"{key[2]}-{_suffix()}", spec.get("template") or {},
+                                ds, {"controller-revision-hash": update_rev.rsplit("-", 1)[1],
+                                     "pod-template-generation": str(
+                                         ds["metadata"].get("generation", 1))},
+                                node=node) is None:
+                    break
         pods = self.owned(c, ds, "Pod")
 
         def hash_of(p: dict[str, Any]) -> str:
@@ -1461,8 +1641,9 @@ class World:
         elif not spec.get("suspend"):
             want = min(int(spec.get("parallelism", 1)), completions - succeeded)
             for _ in range(want - len(active)):
-                self.new_pod(c, key[1], f"{key[2]}-{_suffix()}", spec.get("template") or {},
-                             job)
+                if self.new_pod(c, key[1], f"{key[2]}-{_suffix()}",
+                                spec.get("template") or {}, job) is None:
+                    break
             active = [p for p in self.owned(c, job, "Pod") if _active(p)]
         status.update(active=len(active), ready=sum(1 for p in active if _ready(p)),
                       terminating=0, uncountedTerminatedPods={})
@@ -1575,16 +1756,38 @@ class World:
                 if ("CustomResourceDefinition", "", f"{plural}.{g}") not in c.objects:
                     self._create(c, istio_crd(g, versions, kind, plural, short))
         for (kind, ns, name) in list(c.objects):
-            if kind == "Deployment" and ns == ISTIO_NS and name.startswith("istiod-") \
-                    and name[len("istiod-"):] not in revisions:
+            if kind in ("Deployment", "Service") and ns == ISTIO_NS and \
+                    name.startswith("istiod-") and name[len("istiod-"):] not in revisions:
                 self._remove(c, (kind, ns, name))
+        for obj in self._of_kind(c, WEBHOOK_KEY):
+            labels = obj["metadata"].get("labels") or {}
+            # the add-on's own webhooks go with their revision; tags are the user's
+            if labels.get("release") == "azure-service-mesh-istio-discovery" and \
+                    istio.TAG_LABEL not in labels and labels.get(REV_LABEL) not in revisions:
+                self._remove(c, self._key_of(obj))
         for rev in sorted(revisions):
             if ("Deployment", ISTIO_NS, f"istiod-{rev}") not in c.objects:
                 labels = {"app": "istiod", REV_LABEL: rev}
                 self._workload(c, ISTIO_NS, f"istiod-{rev}", labels, 2,
                                f"mcr.microsoft.com/oss/istio/pilot:"
                                f"{self.catalog[rev]['version']}-distroless")
+            if ("Service", ISTIO_NS, f"istiod-{rev}") not in c.objects:
+                self._create(c, istiod_service(rev))
+            hook = istio.revision_webhook_name(rev, ISTIO_NS)
+            if (WEBHOOK_KEY, "", hook) not in c.objects:
+                self._create(c, istio.revision_webhook(rev, ISTIO_NS))
         self._sync_gateways(c)
+        if any(istio.revision_minor(r) >= istio.GATEWAY_API_MIN_MINOR for r in revisions) \
+                and c.registry.by_key(GATEWAY_KEY) is not None:
+            # istiod's GatewayClass; AKS's class defaults (Managed Gateway API + add-on)
+            if (GATEWAY_CLASS_KEY, "", "istio") not in c.objects:
+                self._create(c, istio.gateway_class())
+                self._set_status(c, (GATEWAY_CLASS_KEY, "", "istio"), {"conditions": [
+                    istio.condition("Accepted", True, "Accepted", "Handled by Istio "
+                                    "controller", 1, None, now_iso())]})
+            if ("ConfigMap", ISTIO_NS, istio.CLASS_DEFAULTS) not in c.objects:
+                self._create(c, istio.class_defaults(ISTIO_NS))
+        self._gateways_dirty(c)
         if not revisions:
             for ns in (INGRESS_NS, ISTIO_NS):
                 if ("Namespace", "", ns) in c.objects:
@@ -1592,9 +1795,10 @@ class World:
                         self._remove(c, k)
                     self._remove(c, ("Namespace", "", ns))
             for (kind, _, name), obj in list(c.objects.items()):
-                if kind == "CustomResourceDefinition" and (obj["metadata"].get("labels") or {}
-                                                           ).get("kubernetes.azure.com/managedby"
-                                                                 ) == "aks":
+                crd_labels = obj["metadata"].get("labels") or {}
+                if kind == "CustomResourceDefinition" and crd_labels.get(
+                        "kubernetes.azure.com/managedby") == "aks" and crd_labels.get(
+                        "app.kubernetes.io/part-of") == "istio":
                     group = obj["spec"]["group"]
                     for k in [k for k in c.objects if k[0].endswith("." + group)
                               and k[0].split(".", 1)[0] == obj["spec"]["names"]["kind"]]:
@@ -1618,6 +1822,329 @@ class World:
                 version = self.catalog.get("-".join(rev), {}).get("version", "1.0.0")
                 self._workload(c, INGRESS_NS, name, {"app": name, "istio": "ingressgateway"},
                                2, PROXY_IMAGE.format(version=version))
+
+    # ------------------------------------------------------------------ istiod
+
+    def set_revision_tag(self, cluster: str, tag: str, revision: str,
+                         overwrite: bool = False) -> dict[str, Any]:
+        """``istioctl tag set <tag> --revision <revision> --istioNamespace aks-istio-system
+        [--overwrite]`` (istio/istio ``istioctl/pkg/tag/generate.go``): create or replace
+        the tag's MutatingWebhookConfiguration (:func:`sandbox.istio.tag_webhook`) from the
+        revision's own injector webhook. Returns it as stored; ValueError with istioctl's
+        message when the tag names a revision, the revision has no webhook, or the tag
+        exists and ``overwrite`` is false."""
+        with self.lock:
+            self.reconcile()
+            c = self.clusters[cluster]
+            hooks = self._of_kind(c, WEBHOOK_KEY)
+
+            def canonical(rev: str) -> list[dict[str, Any]]:
+                return [h for h in hooks if (h["metadata"].get("labels") or {}).get(
+                    REV_LABEL) == rev and istio.TAG_LABEL not in (h["metadata"].get("labels")
+                                                                  or {})]
+            if canonical(tag) and not overwrite and tag != "default":
+                raise ValueError(f'cannot create revision tag "{tag}": found existing control '
+                                 "plane revision with same name")
+            found = canonical(revision)
+            if not found:
+                raise ValueError("cannot modify tag: cannot find MutatingWebhookConfiguration "
+                                 f'with revision "{revision}"')
+            if any((h["metadata"].get("labels") or {}).get(istio.TAG_LABEL) == tag
+                   for h in hooks) and not overwrite:
+                raise ValueError(f'revision tag "{tag}" already exists, and --overwrite is '
+                                 "false")
+            body = istio.tag_webhook(tag, found[0], ISTIO_NS)
+            name = body["metadata"]["name"]
+            if (WEBHOOK_KEY, "", name) in c.objects:
+                out = self.update(cluster, WEBHOOK_KEY, "", name, body)
+                assert out is not None
+                return out
+            return self.create(cluster, body)
+
+    def _gateways_dirty(self, c: Cluster, ns: str | None = None) -> None:
+        for k in sorted(c.index.get(GATEWAY_KEY, ())):
+            if ns is None or k[1] == ns:
+                self._dirty.append((c, k))
+
+    def _watch_mesh(self, c: Cluster, key: Key, before: dict[str, Any] | None,
+                    after: dict[str, Any] | None) -> None:
+        """What the controllers that are not the store's own watch, on a write: istiod's
+        gateway controller (a Gateway's generation, labels or annotations; the labels of
+        its namespace; revision tag webhooks; routes and classes; the class defaults
+        ConfigMap; a change to an object a Gateway owns, which it applies again) and the
+        HorizontalPodAutoscaler's 15-second resync after its target is scaled."""
+        kind, ns, _ = key
+        meta_b = (before or {}).get("metadata") or {}
+        meta_a = (after or {}).get("metadata") or {}
+        labels_b, labels_a = meta_b.get("labels") or {}, meta_a.get("labels") or {}
+        if kind == GATEWAY_KEY:
+            if after is not None and (before is None or any(
+                    meta_b.get(f) != meta_a.get(f)
+                    for f in ("generation", "labels", "annotations"))):
+                self._dirty.append((c, key))
+        elif kind == "Namespace":
+            if before is not None and after is not None and labels_b != labels_a:
+                self._gateways_dirty(c, key[2])
+        elif kind == WEBHOOK_KEY:
+            if istio.TAG_LABEL in labels_b or istio.TAG_LABEL in labels_a:
+                self._gateways_dirty(c)
+        elif kind in (HTTPROUTE_KEY, GATEWAY_CLASS_KEY):
+            self._gateways_dirty(c)
+        elif kind == "ConfigMap" and ns == ISTIO_NS and (
+                istio.CLASS_DEFAULTS_LABEL in labels_b or istio.CLASS_DEFAULTS_LABEL in labels_a):
+            self._gateways_dirty(c)
+        if before is not None and after is not None:
+            for ref in meta_a.get("ownerReferences") or []:
+                if ref.get("kind") == "Gateway" and ref.get("uid") in c.uids:
+                    self._dirty.append((c, c.uids[ref["uid"]]))
+            if kind in ("Deployment", "StatefulSet") and (before.get("spec") or {}).get(
+                    "replicas") != (after.get("spec") or {}).get("replicas"):
+                for hpa in self._of_kind(c, "HorizontalPodAutoscaler", ns):
+                    ref = (hpa.get("spec") or {}).get("scaleTargetRef") or {}
+                    if ref.get("kind") == kind and ref.get("name") == key[2]:
+                        self._at(time.time() + 15, "sync", c, self._key_of(hpa))
+
+    def _tags(self, c: Cluster, revision: str) -> set[str]:
+        """What names an istiod answers to: its revision and the tags whose webhook
+        configuration is labelled with it (``revisions.TagWatcher.GetMyTags``)."""
+        out = {revision}
+        for h in self._of_kind(c, WEBHOOK_KEY):
+            labels = h["metadata"].get("labels") or {}
+            if istio.TAG_LABEL in labels and labels.get(REV_LABEL) == revision:
+                out.add(labels[istio.TAG_LABEL])
+        return out
+
+    def _controlling_revision(self, c: Cluster, gw: dict[str, Any]) -> str | None:
+        """The revision of the running istiod that controls a Gateway (``TagWatcher.IsMine``):
+        the one whose revision or tags contain the Gateway's ``istio.io/rev`` label, else
+        its namespace's; with neither, the default revision, which on AKS is the higher one
+        during a canary upgrade (AKS doc ``istio-gateway-api.md``). None when no running
+        istiod answers to it (a tag or revision that is gone)."""
+        meta = gw["metadata"]
+        labels = meta.get("labels") or {}
+        if REV_LABEL in labels:
+            selected = labels[REV_LABEL]
+        else:
+            nso = c.objects.get(("Namespace", "", meta["namespace"]))
+            selected = ((nso or {}).get("metadata", {}).get("labels") or {}).get(REV_LABEL, "")
+        running = sorted((r for r in c.revisions if r in self.catalog and (
+            (c.objects.get(("Deployment", ISTIO_NS, f"istiod-{r}")) or {}).get("status")
+            or {}).get("readyReplicas")), key=istio.revision_minor, reverse=True)
+        for rev in running:
+            if selected in self._tags(c, rev):
+                return rev
+        return running[0] if running and selected == "" else None
+
+    def _sync_gateway_gateway_networking_k8s_io(self, c: Cluster, key: Key) -> None:
+        """istiod's gateway deployment controller (``deploymentcontroller.go``) for a
+        ``gateway.networking.k8s.io`` Gateway of a class it controls (``istio``): the
+        controlling istiod (:meth:`_controlling_revision`; the add-on runs the controller
+        from asm-1-26, AKS doc ``istio-gateway-api.md``) takes it over
+        (``gateway.istio.io/controller-version: "5"``), applies what it renders
+        (:func:`sandbox.istio.render_gateway`, with the class defaults ConfigMap) by
+        server-side apply, and writes its status. A Gateway with ``spec.addresses`` of type
+        Hostname is not deployed (``IsManaged``). Another istiod taking over re-renders
+        the Deployment with its revision and proxy, which rolls the gateway pods."""
+        gw = c.objects[key]
+        spec = gw.get("spec") or {}
+        cls_name = str(spec.get("gatewayClassName", ""))
+        cls = c.objects.get((GATEWAY_CLASS_KEY, "", cls_name))
+        controller = ((cls or {}).get("spec") or {}).get("controllerName") if cls else (
+            istio.GATEWAY_CONTROLLER if cls_name == "istio" else None)
+        if controller != istio.GATEWAY_CONTROLLER:
+            return
+        rev = self._controlling_revision(c, gw)
+        if rev is None or istio.revision_minor(rev) < istio.GATEWAY_API_MIN_MINOR:
+            return
+        if any(a.get("type") == "Hostname" for a in spec.get("addresses") or []):
+            return
+        annotations = gw["metadata"].get("annotations") or {}
+        current = annotations.get(istio.CONTROLLER_VERSION)
+        if current is not None and (not str(current).isdigit() or int(current) > 5):
+            return  # another (newer) controller owns it
+        if current != "5":
+            new = copy.deepcopy(gw)
+            new["metadata"].setdefault("annotations", {})[istio.CONTROLLER_VERSION] = "5"
+            self._update(c, key, new)
+            gw = c.objects[key]
+        overlays: dict[str, dict[str, Any]] = {}
+        for cm in self._of_kind(c, "ConfigMap", ISTIO_NS):
+            if (cm["metadata"].get("labels") or {}).get(istio.CLASS_DEFAULTS_LABEL) == cls_name:
+                for k, text in (cm.get("data") or {}).items():
+                    try:
+                        parsed = yaml.safe_load(text)
+                    except yaml.YAMLError:
+                        return  # istiod logs the rendering error and leaves things as they are
+                    if isinstance(parsed, dict):
+                        overlays[k] = parsed
+        version = self.catalog[rev]["version"]
+        rendered = istio.render_gateway(gw, rev, PROXY_IMAGE.format(version=version), ISTIO_NS,
+                                        overlays)
+        for obj in rendered:
+            self._apply(c, obj)
+        deploy = next(o for o in rendered if o["kind"] == "Deployment")
+        self._gateway_status(c, key, deploy["metadata"]["name"])
+
+    def _apply(self, c: Cluster, obj: dict[str, Any]) -> None:
+        """Server-side apply by one field manager (:func:`ssa_merge`): create, or change what
+        it owns and leave what others set (replicas an autoscaler set, a ``rollout restart``
+        annotation, the API server's defaults)."""
+        group, _ = split_api_version(obj["apiVersion"])
+        key = (kind_key(group, obj["kind"]), obj["metadata"].get("namespace", ""),
+               obj["metadata"]["name"])
+        live = c.objects.get(key)
+        if live is None:
+            self._create(c, obj)
+            c.applied[key] = copy.deepcopy(obj)
+            return
+        merged = ssa_merge(live, c.applied.get(key), obj)
+        c.applied[key] = copy.deepcopy(obj)
+        if merged != live:
+            self._update(c, key, merged)
+
+    def _gateway_status(self, c: Cluster, key: Key, service: str) -> None:
+        """The Gateway's status as istiod writes it (``conversion.go``, ``conditions.go``):
+        ``Accepted``; ``Programmed`` once its Service has an address (a LoadBalancer's
+        ingress IP; else its cluster DNS name), "Resource programmed, assigned to
+        service(s) …"; ``addresses``; per listener the route kinds, the routes attached and
+        their conditions. The HTTPRoutes that name it get their ``status.parents`` entry
+        (``Accepted``; ``ResolvedRefs`` False ``BackendNotFound`` for a missing Service)."""
+        gw = c.objects[key]
+        meta, spec = gw["metadata"], gw.get("spec") or {}
+        ns, gen, t = meta["namespace"], meta.get("generation", 1), now_iso()
+        prev = gw.get("status") or {}
+        svc = c.objects.get(("Service", ns, service))
+        host = f"{service}.{ns}.svc.cluster.local"
+        addresses: list[dict[str, str]] = []
+        if svc is not None:
+            if (svc.get("spec") or {}).get("type") == "LoadBalancer":
+                for ing in ((svc.get("status") or {}).get("loadBalancer") or {}).get(
+                        "ingress") or []:
+                    if ing.get("ip"):
+                        addresses.append({"type": "IPAddress", "value": ing["ip"]})
+                    elif ing.get("hostname"):
+                        addresses.append({"type": "Hostname", "value": ing["hostname"]})
+            else:
+                addresses.append({"type": "Hostname", "value": host})
+        ports = sorted({int(lst["port"]) for lst in spec.get("listeners") or []
+                        if isinstance(lst.get("port"), int)})
+        assigned = [f"{host}:{p}" for p in ports]
+        if svc is None:
+            programmed = istio.condition("Programmed", False, "Invalid", "Failed to assign "
+                                         "to any requested addresses", gen,
+                                         prev.get("conditions"), t)
+        elif not addresses:
+            programmed = istio.condition(
+                "Programmed", False, "AddressNotAssigned",
+                f"Assigned to service(s) {istio.human_join(assigned)}, but failed to assign "
+                f"to all requested addresses: address pending for hostname \"{host}\"", gen,
+                prev.get("conditions"), t)
+        else:
+            programmed = istio.condition(
+                "Programmed", True, "Programmed", "Resource programmed, assigned to "
+                f"service(s) {istio.human_join(assigned)}", gen, prev.get("conditions"), t)
+        routes = self._of_kind(c, HTTPROUTE_KEY)
+        listeners = []
+        for lst in spec.get("listeners") or []:
+            prev_l: dict[str, Any] = next((x for x in prev.get("listeners") or []
+                           if x.get("name") == lst.get("name")), {})
+            attached = 0
+            for route in routes:
+                rns = route["metadata"]["namespace"]
+                nso = c.objects.get(("Namespace", "", rns)) or {"metadata": {}}
+                if any(ref.get("sectionName") in (None, lst.get("name"))
+                       for ref in istio.route_parents(route, gw)) and istio.listener_allows(
+                        lst, ns, rns, nso["metadata"].get("labels") or {}):
+                    attached += 1
+            listeners.append({
+                "name": lst.get("name"), "attachedRoutes": attached,
+                "supportedKinds": istio.route_kinds(str(lst.get("protocol", ""))),
+                "conditions": [istio.condition(k, ok, reason, "No errors found", gen,
+                                               prev_l.get("conditions"), t)
+                               for k, ok, reason in (("Accepted", True, "Accepted"),
+                                                     ("Conflicted", False, "NoConflicts"),
+                                                     ("Programmed", True, "Programmed"),
+                                                     ("ResolvedRefs", True, "ResolvedRefs"))]})
+        status = {"addresses": addresses,
+                  "conditions": [istio.condition("Accepted", True, "Accepted",
+                                                 "Resource accepted", gen,
+                                                 prev.get("conditions"), t), programmed],
+                  "listeners": listeners}
+        self._set_status(c, key, status)
+        for route in routes:
+            refs = istio.route_parents(route, gw)
+            if not refs:
+                continue
+            rkey = self._key_of(route)
+            rprev = route.get("status") or {}
+            rgen = route["metadata"].get("generation", 1)
+            missing = [b.get("name") for rule in (route.get("spec") or {}).get("rules") or []
+                       for b in rule.get("backendRefs") or []
+                       if b.get("kind", "Service") == "Service" and b.get("group", "") == ""
+                       and ("Service", b.get("namespace", route["metadata"]["namespace"]),
+                            b.get("name", "")) not in c.objects]
+            parents = [p for p in rprev.get("parents") or []
+                       if p.get("parentRef") not in refs]
+            for ref in refs:
+                old: dict[str, Any] = next((p for p in rprev.get("parents") or []
+                            if p.get("parentRef") == ref), {})
+                resolved = istio.condition(
+                    "ResolvedRefs", not missing,
+                    "BackendNotFound" if missing else "ResolvedRefs",
+                    f"backend({missing[0]}) not found" if missing else
+                    "All references resolved", rgen, old.get("conditions"), t)
+                parents.append({"parentRef": ref, "controllerName": istio.GATEWAY_CONTROLLER,
+                                "conditions": [istio.condition(
+                                    "Accepted", True, "Accepted", "Route was valid", rgen,
+                                    old.get("conditions"), t), resolved]})
+            self._set_status(c, rkey, {**rprev, "parents": parents})
+
+    def _sync_horizontalpodautoscaler(self, c: Cluster, key: Key) -> None:
+        """The HorizontalPodAutoscaler controller's bounds (``podautoscaler/horizontal.go``,
+        ``reconcileAutoscaler``): a target below ``minReplicas`` (default 1) is scaled up to
+        it, above ``maxReplicas`` down to it, with a ``SuccessfulRescale`` event; a target at
+        0 replicas is left alone (autoscaling off). Between the bounds the replicas follow
+        the metrics, which the sandbox has none of: the HPA reports ``ScalingActive``
+        False (``FailedGetResourceMetric``) and keeps the current count."""
+        hpa = c.objects[key]
+        spec = hpa.get("spec") or {}
+        ref = spec.get("scaleTargetRef") or {}
+        tkey = (str(ref.get("kind", "")), key[1], str(ref.get("name", "")))
+        target = c.objects.get(tkey) if tkey[0] in ("Deployment", "StatefulSet") else None
+        t = now_iso()
+        prev = (hpa.get("status") or {}).get("conditions")
+        if target is None:
+            self._set_status(c, key, {"currentReplicas": 0, "desiredReplicas": 0,
+                                      "conditions": [istio.condition(
+                                          "AbleToScale", False, "FailedGetScale",
+                                          f"the HPA controller was unable to get the target's "
+                                          f'current scale: {tkey[0].lower()}s.apps '
+                                          f'"{tkey[2]}" not found', 0, prev, t)]})
+            return
+        current = int((target.get("spec") or {}).get("replicas", 1))
+        low, high = int(spec.get("minReplicas", 1)), int(spec.get("maxReplicas", 1))
+        desired = current if current == 0 else min(max(current, low), high)
+        status: dict[str, Any] = copy.deepcopy(hpa.get("status") or {})
+        if desired != current:
+            new = copy.deepcopy(target)
+            new["spec"]["replicas"] = desired
+            self._update(c, tkey, new)
+            why = "below Spec.MinReplicas" if desired > current else "above Spec.MaxReplicas"
+            self._event(c, hpa, "SuccessfulRescale", f"New size: {desired}; reason: Current "
+                        f"number of replicas {why}", "horizontal-pod-autoscaler")
+            status["lastScaleTime"] = t
+        status.update(currentReplicas=current, desiredReplicas=desired, conditions=[
+            {k: v for k, v in istio.condition(
+                "AbleToScale", True, "SucceededRescale" if desired != current else
+                "ReadyForNewScale", "the HPA controller was able to update the target scale"
+                if desired != current else "recommended size matches current size", 0, prev,
+                t).items() if k != "observedGeneration"},
+            {k: v for k, v in istio.condition(
+                "ScalingActive", False, "FailedGetResourceMetric", "the HPA was unable to "
+                "compute the replica count: unable to get metrics for resource cpu: no "
+                "metrics returned from resource metrics API", 0, prev, t).items()
+             if k != "observedGeneration"}])
+        self._set_status(c, key, status)
 
     # ------------------------------------------------------------------ time
 
@@ -1679,7 +2206,9 @@ class World:
     def workloads_traffic(self) -> list[tuple[str, str, str, dict[str | None, float]]]:
         """(cluster, namespace, workload, {sidecar revision: requests a second}) for every
         workload that serves: a Deployment, StatefulSet or DaemonSet outside the system
-        namespaces whose pods a Service of its namespace selects. Only ready pods serve.
+        namespaces whose pods a Service of its namespace selects (not a Gateway API
+        gateway's proxies: they forward the namespace's requests, they serve none).
+        Only ready pods serve.
         Each ready pod serves ``rps_per_pod``, unless the namespace has a :class:`Traffic`,
         whose ``rps`` is split evenly over its serving workloads."""
         out: list[tuple[str, str, str, dict[str | None, float]]] = []
@@ -1692,7 +2221,9 @@ class World:
                         selectors.setdefault(ns, []).append(obj["spec"]["selector"])
                 serving: dict[str, list[tuple[str, dict[str | None, int]]]] = {}
                 for (kind, ns, name), obj in c.objects.items():
-                    if kind not in WORKLOAD_KINDS or ns in SYSTEM_NAMESPACES:
+                    if kind not in WORKLOAD_KINDS or ns in SYSTEM_NAMESPACES or \
+                            (obj["metadata"].get("labels") or {}).get(
+                                istio.GATEWAY_MANAGED_LABEL):
                         continue
                     labels = ((obj["spec"].get("template") or {}).get("metadata") or {}).get(
                         "labels") or {}
@@ -1736,6 +2267,69 @@ class World:
                 time.sleep(0.1)
                 self.reconcile()
         threading.Thread(target=loop, name="sandbox-reconcile", daemon=True).start()
+
+
+def istiod_service(revision: str) -> dict[str, Any]:
+    """The Service ``istiod-<revision>`` in ``aks-istio-system`` (Istio's ``istio-discovery``
+    chart, ``templates/service.yaml``): xDS, the CA, the injection webhook (443 → 15017) and
+    monitoring ports, selecting that revision's istiod pods."""
+    labels = {"app": "istiod", "istio": "pilot", REV_LABEL: revision}
+    return {"apiVersion": "v1", "kind": "Service",
+            "metadata": {"name": f"istiod-{revision}", "namespace": ISTIO_NS,
+                         "labels": labels},
+            "spec": {"selector": {"app": "istiod", REV_LABEL: revision},
+                     "ports": [{"name": "grpc-xds", "port": 15010, "protocol": "TCP"},
+                               {"name": "https-dns", "port": 15012, "protocol": "TCP"},
+                               {"name": "https-webhook", "port": 443, "targetPort": 15017,
+                                "protocol": "TCP"},
+                               {"name": "http-monitoring", "port": 15014,
+                                "protocol": "TCP"}]}}
+
+
+def _named(items: Any) -> bool:
+    return isinstance(items, list) and all(isinstance(i, dict) and "name" in i for i in items)
+
+
+def ssa_merge(live: Any, applied_before: Any, applied: Any) -> Any:
+    """Server-side apply of ``applied`` by a field manager that last applied
+    ``applied_before`` (Kubernetes docs "Server-Side Apply"), reduced to what the sandbox's
+    controllers need: in maps, the fields it applies are set, those it applied before and
+    no longer applies are removed, all others are left to their owners; lists of objects
+    with a ``name`` (containers, env, ports, volumes, owner references) are associative by
+    name, other lists atomic."""
+    if isinstance(applied, dict) and isinstance(live, dict):
+        before = applied_before if isinstance(applied_before, dict) else {}
+        out = dict(live)
+        for k in before:
+            if k not in applied:
+                out.pop(k, None)
+        for k, v in applied.items():
+            out[k] = ssa_merge(live.get(k), before.get(k), v)
+        return out
+    if _named(applied) and _named(live) and applied:
+        before_items = {i["name"]: i for i in applied_before} if _named(applied_before) \
+            else {}
+        live_items = {i["name"]: i for i in live}
+        names = {i["name"] for i in applied}
+        return [ssa_merge(live_items.get(i["name"]), before_items.get(i["name"]), i)
+                for i in applied] + [copy.deepcopy(i) for i in live
+                                     if i["name"] not in names and i["name"] not in before_items]
+    return copy.deepcopy(applied)
+
+
+def proxy_revision(pod: dict[str, Any]) -> str | None:
+    """The revision of a pod's Istio proxy: an injected sidecar's (``istio.io/rev`` label
+    beside ``sidecar.istio.io/status``), or a gateway's rendered proxy (its
+    ``istio.io/rev`` annotation, ``kube-gateway`` template); None without a proxy."""
+    meta = pod.get("metadata") or {}
+    annotations = meta.get("annotations") or {}
+    if "sidecar.istio.io/status" in annotations:
+        return (meta.get("labels") or {}).get(REV_LABEL)
+    if (meta.get("labels") or {}).get(istio.GATEWAY_MANAGED_LABEL) and any(
+            ct.get("name") == "istio-proxy" for ct in (pod.get("spec") or {}).get(
+                "containers") or []):
+        return annotations.get(REV_LABEL)
+    return None
 
 
 def _owner_ref(owner: dict[str, Any]) -> dict[str, Any]:

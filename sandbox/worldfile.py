@@ -12,6 +12,12 @@ A world file is YAML::
         location: westeurope
         kubernetes_version: "1.33.2"
         revisions: [asm-1-25]         # the add-on's revisions; [] = mesh off
+        revision_tags:                # optional: Istio revision tags, as made by
+          prod-stable: asm-1-25       #   istioctl tag set prod-stable --revision asm-1-25
+                                      #   --istioNamespace aks-istio-system
+        gateway_api: true             # optional: AKS's Managed Gateway API is on (the
+                                      # Gateway API CRDs; Gateways of class istio get a
+                                      # gateway deployed from asm-1-26)
         entra_id:                     # optional: AKS-managed Entra ID integration
           disable_local_accounts: true
         open_service_mesh: false      # optional: the OSM add-on is on
@@ -19,7 +25,8 @@ A world file is YAML::
         channel: {id: C0SHOP, name: mesh-shop}   # optional: its Slack channel
         namespaces:
           - name: store
-            labels: {istio.io/rev: asm-1-25}     # the namespace's labels, exactly
+            labels: {istio.io/rev: asm-1-25}     # the namespace's labels, exactly (a tag
+                                                 # works too: istio.io/rev: prod-stable)
             manifests: apps/store.yaml           # optional: one file or a list, relative to
                                                  # the world file, applied as
                                                  # `kubectl apply -n store -f` would
@@ -32,7 +39,9 @@ Manifests are applied into their namespace as ``kubectl apply -n <namespace>`` w
 namespace is set on namespaced kinds, and one that names another namespace is refused
 (kubectl: "the namespace from the provided object ... does not match"); cluster-scoped kinds
 keep none. Every kind must be one the cluster serves: built-in, a CRD of the world's
-manifests (applied first), or an Istio CRD where the mesh is on. A fault's ``revision`` is
+manifests (applied first), an Istio CRD where the mesh is on, or a Gateway API kind where
+``gateway_api`` is on. Revision tags are made before the manifests are applied, so pods of
+a namespace labelled with a tag start with the tagged revision's sidecar. A fault's ``revision`` is
 ``"*"`` (any revision, and none: already failing before the upgrade) or one revision (a bad
 canary); ``latency_ms`` is the median latency on it; ``crashloop`` makes new pods of the
 workload crash-loop (its Jobs' pods fail).
@@ -138,6 +147,8 @@ class ClusterSpec(Strict):
     entra_id: EntraIdSpec | None = None
     open_service_mesh: bool = False
     node_count: int = Field(3, ge=1, le=100)
+    revision_tags: dict[str, str] = Field(default_factory=dict)
+    gateway_api: bool = False
     channel: ChannelSpec | None = None
     namespaces: list[NamespaceSpec] = Field(default_factory=list)
 
@@ -297,6 +308,22 @@ def _check(spec: WorldSpec, catalog: dict[str, dict[str, Any]]) -> list[str]:
                             f"{c.revisions[0]} (two revisions: a canary upgrade in progress)")
         if len(set(c.revisions)) != len(c.revisions):
             problems.append(f"{at}.revisions: the same revision twice")
+        for tag, rev in c.revision_tags.items():
+            where = f"{at}.revision_tags.{tag}"
+            if not re.match(DNS_LABEL, tag):
+                problems.append(f"{where}: {tag!r} is not a valid tag name: a lowercase DNS "
+                                "label (a-z, 0-9, '-'; at most 63 characters), as it becomes "
+                                "the istio.io/rev label value and the webhook's name")
+            elif tag == "default":
+                problems.append(f"{where}: the `default` tag (istioctl's default revision, "
+                                "which takes over istio-injection=enabled) is not modelled")
+            elif tag in c.revisions:
+                problems.append(f"{where}: cannot create revision tag {tag!r}: found "
+                                "existing control plane revision with same name")
+            if rev not in c.revisions:
+                runs = ", ".join(c.revisions) or "none, the mesh is off"
+                problems.append(f"{where}: {rev} is not a revision this cluster runs (its "
+                                f"revisions: {runs}), so istioctl finds no webhook to tag")
         names: set[str] = set()
         for ni, ns in enumerate(c.namespaces):
             if ns.name in names:
@@ -361,7 +388,10 @@ def build(world: World, loaded: LoadedWorld) -> None:
                 location=c.location, kubernetes_version=c.kubernetes_version,
                 revisions=list(c.revisions),
                 entra_id=c.entra_id.model_dump() if c.entra_id else None,
-                open_service_mesh=c.open_service_mesh, node_count=c.node_count)
+                open_service_mesh=c.open_service_mesh, node_count=c.node_count,
+                gateway_api=c.gateway_api)
+            for tag, rev in c.revision_tags.items():
+                world.set_revision_tag(c.name, tag, rev)
             with world.lock:
                 for ns in c.namespaces:
                     world.ensure_namespace(cl, ns.name, ns.labels)
