@@ -82,8 +82,17 @@ def test_real_apps_keep_their_kinds_and_statuses() -> None:
             if p["metadata"]["name"].startswith("rabbitmq")] == ["rabbitmq-0"]
     lbs = {o["metadata"]["name"]: o for o in objects(world, c, "Service", "store")
            if o["spec"]["type"] == "LoadBalancer"}
-    assert set(lbs) == {"store-front", "store-admin"}
+    # the demo's two, and the one istiod provisions for the Gateway API Gateway
+    assert set(lbs) == {"store-front", "store-admin", "store-gateway-istio"}
     assert all(o["status"]["loadBalancer"]["ingress"][0]["ip"] for o in lbs.values())
+    gw = world.get(c, "Gateway.gateway.networking.k8s.io", "store", "store-gateway")
+    assert gw is not None and {k["type"]: k["status"] for k in gw["status"]["conditions"]} \
+        == {"Accepted": "True", "Programmed": "True"}
+    # store-staging is labelled with the revision tag prod-stable, which tags asm-1-26
+    assert {(p["metadata"]["labels"].get("istio.io/rev"), p["spec"]["containers"][1]["image"])
+            for p in objects(world, c, "Pod", "store-staging")
+            if p["metadata"]["name"].startswith("store-front")} == {
+        ("asm-1-26", "mcr.microsoft.com/oss/istio/proxyv2:1.26.4-distroless")}
     secrets = objects(world, c, "Secret", "store")
     assert {s["metadata"]["name"] for s in secrets} == {"rabbitmq-secrets",
                                                         "order-service-secrets"}
