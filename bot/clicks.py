@@ -1,10 +1,11 @@
 """Clicks: the run buttons (approve, reject, cancel, complete, roll back, pause, resume) and
 the buttons of release notices (*Plan upgrade*, *Restart workloads*).
 
-A run button carries only the run id; its action is the ``action_id``. The click is acked
-first and then applied as one atomic decision in a lazy listener (it may wait for the run's
-lock); a click the run can no longer take — or this person may not — is answered
-ephemerally with what happened instead (DESIGN.md §6).
+A run button carries only the run id; its action is the ``action_id``. The click is applied
+as one atomic decision before it is acked (or, while a step holds the run, persisted before
+the ack and applied by the sweep), so an acknowledged click is never lost; a click the run
+can no longer take — or this person may not — is answered ephemerally with what happened
+instead (DESIGN.md §6).
 """
 
 from __future__ import annotations
@@ -17,7 +18,7 @@ from slack_bolt import Ack, App, Respond
 
 from bot.deps import BotDeps
 from workers.watcher import PLAN_ACTION, ROLLOVER_ACTION
-from workflows.errors import MeshopsError, Refusal
+from workflows.errors import MeshopsError, Refusal, RunBusy
 from workflows.kind import ACTIONS, KINDS, StartRun
 
 log = structlog.get_logger("meshops.bot")
@@ -32,29 +33,45 @@ def _ephemeral(respond: Respond, text: str) -> None:
 def register(app: App, deps: BotDeps) -> None:
     engine, audit = deps.engine, deps.audit
 
-    def ack_click(ack: Ack) -> None:
-        ack()
-
-    def on_click(body: dict[str, Any], action: dict[str, Any], respond: Respond) -> None:
-        """After the ack (a lazy listener): the decision may wait for the run's lock."""
+    def on_click(ack: Ack, body: dict[str, Any], action: dict[str, Any],
+                 respond: Respond) -> None:
+        """Apply the decision, then ack: a bot killed in between leaves the click
+        unacknowledged (Slack shows it failed), never acknowledged and lost. A run busy
+        with a step gets the decision persisted before the ack (the sweep applies it)."""
         verb = action["action_id"].removeprefix("meshops_")
         run_id = str(action.get("value", ""))
         user = body["user"]["id"]
         try:
             run = engine.decide(run_id, verb, user)
-            audit.record("click", user, verb, run=run_id, cluster=run.cluster)
+        except RunBusy:
+            try:
+                engine.queue_decision(run_id, verb, user, body.get("response_url", ""))
+            except MeshopsError as exc:
+                ack()
+                _ephemeral(respond, f":warning: meshops could not take that now ({exc}). "
+                                    "Nothing changed; try again.")
+                return
+            ack()
+            audit.record("click", user, verb, run=run_id, outcome="queued: run busy")
+            _ephemeral(respond, f"Run `{run_id}` is in the middle of a step; your {verb} is "
+                                "recorded and applied in a few seconds.")
+            return
         except Refusal as exc:
+            ack()
             log.info("click.refused", user=user, run_id=run_id, action=verb, reason=str(exc))
             audit.record("click", user, verb, run=run_id, outcome=f"refused: {exc}")
             _ephemeral(respond, f":warning: {exc}")
             return
         except MeshopsError as exc:
-            _ephemeral(respond, f":warning: meshops could not record that now ({exc}); "
-                                "try again.")
+            ack()
+            _ephemeral(respond, f":warning: meshops could not take that now ({exc}). "
+                                "Nothing changed; try again.")
             return
+        ack()
+        audit.record("click", user, verb, run=run_id, cluster=run.cluster)
         deps.after_decision(run)
 
-    app.action(ACTION_RE)(ack=ack_click, lazy=[on_click])
+    app.action(ACTION_RE)(on_click)
 
     def on_plan_click(ack: Ack, body: dict[str, Any], action: dict[str, Any]) -> None:
         """*Plan upgrade* on a release notice: a worker posts the dry-run plan."""

@@ -29,7 +29,7 @@ from workflows.commands import (
     parse,
     usage,
 )
-from workflows.errors import DecisionRefused, InvalidCommand, MeshopsError, Refusal
+from workflows.errors import DecisionRefused, InvalidCommand, MeshopsError, Refusal, RunBusy
 from workflows.kind import KINDS
 from workflows.syntax import duration_text, timing_problem
 
@@ -86,7 +86,13 @@ def register(app: App, deps: BotDeps) -> None:
             return (f"{'Removing' if cmd.remove else 'Labelling'} "
                     f"{', '.join(cmd.namespaces)} on `{cmd.cluster}` …")
         if isinstance(cmd, Decide):
-            run = engine.decide(cmd.run_id, cmd.action, user)
+            try:
+                run = engine.decide(cmd.run_id, cmd.action, user)
+            except RunBusy:  # persisted before the ack; the sweep applies it
+                engine.queue_decision(cmd.run_id, cmd.action, user,
+                                      command.get("response_url", ""))
+                return (f"Run `{cmd.run_id}` is in the middle of a step; your {cmd.action} is "
+                        "recorded and applied in a few seconds.")
             deps.after_decision(run)
             return (f"Run `{run.id}`: {cmd.action} recorded; it is now "
                     f"{run.phase.value.replace('_', ' ')}.")

@@ -8,17 +8,19 @@ carries the ``seq`` it was scheduled for and is dropped if the run has moved on.
 
 from __future__ import annotations
 
+import json
 import time
 import uuid
 from collections.abc import Callable
 from dataclasses import dataclass
+from typing import Any
 
 import structlog
 from redis.exceptions import LockError
 
 from workers.config import Fleet
 from workers.store.audit import AuditLog
-from workflows.errors import DecisionRefused, StaleRun
+from workflows.errors import DecisionRefused, Refusal, RunBusy, StaleRun
 from workflows.kind import KINDS, StartRun
 from workflows.lifecycle import decide, expire, tick
 from workflows.model import Phase, Run
@@ -137,9 +139,9 @@ class Engine:
 
     def decide(self, run_id: str, action: str, user: str) -> Run:
         """Apply a person's decision atomically; raises ``DecisionRefused``/``RunNotFound``."""
-        lock = self.store.lock(run_id, blocking_timeout=2)  # a typed decision acks in 3 s
+        lock = self.store.lock(run_id, blocking_timeout=1.5)  # applied before Slack's 3 s ack
         if not lock.acquire():
-            raise DecisionRefused(f"Run `{run_id}` is busy; try again in a few seconds.")
+            raise RunBusy(f"Run `{run_id}` is busy (a step is running).")
         try:
             for _ in range(5):
                 run = self.store.get(run_id)
@@ -160,6 +162,38 @@ class Engine:
             raise DecisionRefused(f"Run `{run_id}` keeps changing; try again.")
         finally:
             lock.release()
+
+    def queue_decision(self, run_id: str, action: str, user: str, respond_to: str = ""
+                       ) -> None:
+        """Persist a decision the run could not take at once (its lock was held), before
+        the person is answered: the sweep applies it (:meth:`apply_queued`), so a click
+        that was acknowledged is never lost, even if this process dies now. Raises
+        ``TemporaryError`` when Redis does not answer (the person is told; nothing is
+        acknowledged)."""
+        self.store.queue_decision(json.dumps({"run": run_id, "action": action, "user": user,
+                                               "respond_to": respond_to, "at": self.clock()}))
+        log.info("decision.queued", run_id=run_id, action=action, user=user)
+
+    def apply_queued(self) -> list[tuple[dict[str, Any], Run | None, str | None]]:
+        """Apply the queued decisions in the order they were taken; each is removed once
+        applied or refused. Returns (entry, run, refusal) for each one handled; one whose
+        run is still busy stays for the next sweep."""
+        out: list[tuple[dict[str, Any], Run | None, str | None]] = []
+        for raw in self.store.queued_decisions():
+            entry = json.loads(raw)
+            try:
+                run, why = self.decide(entry["run"], entry["action"], entry["user"]), None
+            except RunBusy:
+                continue
+            except Refusal as exc:
+                run, why = None, str(exc)
+            self.store.drop_decision(raw)
+            if run is not None:
+                self.audit.record("decision", entry["user"], entry["action"],
+                                  run=entry["run"], cluster=run.cluster,
+                                  outcome="applied from the queue")
+            out.append((entry, run, why))
+        return out
 
     def expire_due(self) -> list[Run]:
         """Expire the approval requests that waited too long; returns the changed runs."""

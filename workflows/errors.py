@@ -57,6 +57,10 @@ class ArmBusy(TemporaryError):
     upgrade, say). Waiting for it is the answer, however long it takes."""
 
 
+class RunBusy(TemporaryError):
+    """Another worker holds the run's lock (a step is running); a decision waits its turn."""
+
+
 class MetricsUnavailable(TemporaryError):
     """Prometheus did not answer or answered with an error; the gate verdict is ERROR."""
 

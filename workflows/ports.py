@@ -391,9 +391,23 @@ class RunStore(Protocol):
 
     def active_run(self, cluster: str) -> str | None: ...
 
-    def lock(self, run_id: str, timeout: float = 60,
+    def lock(self, run_id: str, timeout: float = 6,
              blocking_timeout: float | None = None) -> RunLock:
-        """The run's step lock; expires after ``timeout`` s if its holder dies."""
+        """The run's step lock, renewed while held; free ``timeout`` s after its holder
+        died. ``acquire`` raises ``TemporaryError`` when the store does not answer."""
+        ...
+
+    def queue_decision(self, entry: str) -> None:
+        """Persist a decision (JSON: run, action, user, respond_to, at) taken while its run
+        was busy; ``TemporaryError`` when the store does not answer."""
+        ...
+
+    def queued_decisions(self) -> list[str]:
+        """The queued decisions, oldest first."""
+        ...
+
+    def drop_decision(self, entry: str) -> None:
+        """Remove one queued decision (applied or refused)."""
         ...
 
     def mark_unsynced(self, run_id: str, at: float) -> None:

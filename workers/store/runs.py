@@ -4,7 +4,8 @@ Keys under a prefix (``meshops`` by default; tests use their own):
 ``{p}:run:{id}`` hash ``{seq, data}`` · ``{p}:runs`` zset by creation time ·
 ``{p}:active`` set of run ids · ``{p}:lease:{cluster}`` the id of the run acting on it ·
 ``{p}:lock:{id}`` the run's step lock · ``{p}:slack:{id}`` hash of the run's Slack messages ·
-``{p}:unsynced`` zset of runs Slack has not caught up with.
+``{p}:unsynced`` zset of runs Slack has not caught up with · ``{p}:decisions`` list of
+decisions taken while their run was busy (JSON), applied by the sweep.
 A save is a Lua script: it writes only if the stored ``seq`` is the one the caller read,
 and releases the lease when the run has ended, atomically.
 """
@@ -129,6 +130,20 @@ class RedisRunStore:
         """The run's step lock: one tick or decision at a time; renewed while held, so it
         is free again ``timeout`` seconds after its holder died (:mod:`workers.store.lock`)."""
         return RenewedLock(self.r, self.key("lock", run_id), blocking_timeout, timeout)
+
+    def queue_decision(self, entry: str) -> None:
+        """Append a decision (JSON) to ``{p}:decisions``; TemporaryError if Redis is away."""
+        try:
+            self.r.rpush(self.key("decisions"), entry)
+        except RedisError as exc:
+            raise translate_redis_error(exc, "recording a decision") from exc
+
+    def queued_decisions(self) -> list[str]:
+        """The queued decisions, oldest first."""
+        return [_text(v) for v in self.r.lrange(self.key("decisions"), 0, -1)]
+
+    def drop_decision(self, entry: str) -> None:
+        self.r.lrem(self.key("decisions"), 1, entry)
 
     def mark_unsynced(self, run_id: str, at: float) -> None:
         """Slack has not yet shown everything of this run (kept until a sync completes)."""

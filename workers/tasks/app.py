@@ -150,6 +150,21 @@ def answer_task(self: Any, command_text: str, response_url: str, user: str = "",
         log.warning("answer.refused", status=resp.status_code, body=resp.body[:200])
 
 
+@app.task(name="meshops.respond", bind=True, max_retries=3)
+def respond_task(self: Any, response_url: str, text: str) -> None:
+    """Tell a person, through their click's or command's response_url, what became of a
+    decision applied later (it was queued while its run was busy)."""
+    from slack_sdk.webhook import WebhookClient
+
+    try:
+        resp = WebhookClient(response_url).send(text=text, response_type="ephemeral",
+                                                replace_original=False)
+    except OSError as exc:
+        raise self.retry(countdown=5) from exc
+    if resp.status_code >= 500 or resp.status_code == 429:
+        raise self.retry(countdown=max(5.0, retry_after_s(resp.headers or {})))
+
+
 def enqueue_answer(command_text: str, response_url: str, user: str = "",
                    channel: str = "") -> None:
     answer_task.delay(command_text, response_url, user, channel)
@@ -162,6 +177,13 @@ SYNC_RETRY_S = 20.0  # a run Slack has not caught up with is synced again this o
 def sweep_task() -> None:
     """Re-enqueue overdue runs, and Slack syncs that did not finish (Slack was down)."""
     ctx = context()
+    for entry, applied, refusal in ctx.engine.apply_queued():  # clicks taken while busy
+        if applied is not None:
+            if not applied.phase.waiting_for_person and not applied.phase.terminal:
+                tick_task.delay(applied.id, applied.seq)
+            notify_task.delay(applied.id)
+        elif entry.get("respond_to"):
+            respond_task.delay(entry["respond_to"], f":warning: {refusal}")
     for run in ctx.engine.expire_due():
         if not run.phase.waiting_for_person and not run.phase.terminal:
             tick_task.delay(run.id, run.seq)
