@@ -609,9 +609,12 @@ def check_outcome(h: Harness, scenario: str, cluster: str, run_id: str, phase: s
     if state["revisions"] != [want]:
         problems.append(f"cluster revisions are {state['revisions']}, not [{want}]")
     apps = [ns for ns, labels in state["namespaces"].items() if "istio.io/rev" in labels]
-    wrong = [ns for ns in apps if state["namespaces"][ns]["istio.io/rev"] != want]
+    tags = state.get("revision_tags") or {}
+    wrong = [ns for ns in apps if tags.get(state["namespaces"][ns]["istio.io/rev"],
+                                           state["namespaces"][ns]["istio.io/rev"]) != want]
     if wrong or not apps:
-        problems.append(f"namespaces not labelled {want}: {wrong or 'none labelled'}")
+        problems.append(f"namespaces not labelled {want} (nor with a tag pointing at it): "
+                        f"{wrong or 'none labelled'}")
     version = want[4:].replace("-", ".")
     pods = [p for p in state["pods"] if p["namespace"] in apps and not p.get("terminating")]
     off = [p for p in pods if p["revision"] != want

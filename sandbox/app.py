@@ -321,7 +321,8 @@ class Sandbox:
     def state(self, req: Request) -> Response:
         """Each cluster (by its name in /mesh commands): revisions, the upgrades ARM offers,
         namespaces and the labels set on them (without the API server's
-        ``kubernetes.io/metadata.name``), app pods with their sidecar, istiod, gateways."""
+        ``kubernetes.io/metadata.name``), app pods with their sidecar, istiod, gateways,
+        revision tags and the revision each points at."""
         out = {}
         for spec in self.loaded.spec.clusters:
             c = self.world.clusters[spec.name]
@@ -349,12 +350,17 @@ class Sandbox:
                             self.world.list_objects(spec.name, "Deployment", ISTIO_NS))
             gateways = sorted(o["metadata"]["name"] for o in
                               self.world.list_objects(spec.name, "Deployment", INGRESS_NS))
+            tags = {}  # revision tag → revision, from istioctl's webhooks
+            for hook in self.world.list_objects(spec.name, "MutatingWebhookConfiguration"):
+                labels = hook["metadata"].get("labels") or {}
+                if labels.get("istio.io/tag") and labels.get("istio.io/rev"):
+                    tags[labels["istio.io/tag"]] = labels["istio.io/rev"]
             out[spec.key] = {"name": spec.name, "revisions": c.revisions,
                              "upgrades": (profile or {}).get("properties", {}).get(
                                  "upgrades", []),
                              "provisioningState": c.arm["properties"]["provisioningState"],
                              "namespaces": namespaces, "pods": pods, "istiod": istiod,
-                             "gateways": gateways}
+                             "gateways": gateways, "revision_tags": tags}
         return Response(200, out)
 
     def counters(self, req: Request) -> Response:

@@ -35,6 +35,14 @@ def test_demo_upgrades_a_real_app_world(world: str, tmp_path: Path,
     assert re.fullmatch(r"run r-[0-9a-f]{10}: completed", lines[-1]), transcript[-3000:]
     assert code == 0, transcript[-3000:]
     assert "asm-1-27" in lines[1]  # the newest valid upgrade of meshUpgradeProfiles
+    # B4: store-staging is labelled with the revision tag prod-stable: the tag moves, once
+    assert "revision tag prod-stable (asm-1-26; namespaces store-staging)" in transcript
+    assert transcript.count("revision tag prod-stable points at asm-1-27") == 1, transcript
+    # B5: the Gateway API gateway of `store` is in the plan and moves with its namespace
+    assert "Gateway API gateways (deployed by istiod as <name>-istio" in transcript
+    assert "store/store-gateway" in transcript
+    left = [line for line in lines if "not on the asm-1-27 sidecar" in line]
+    assert not any("store-gateway" in line or "store-staging" in line for line in left), left
 
 
 def demo(scenario: str, world: str, tmp_path: Path) -> list[str]:

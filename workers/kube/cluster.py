@@ -40,6 +40,7 @@ RESTARTED_AT = "kubectl.kubernetes.io/restartedAt"
 INJECT = "sidecar.istio.io/inject"
 ISTIO_NS = "aks-istio-system"
 TAG_LABEL = "istio.io/tag"
+GATEWAY_NAME_LABEL = "gateway.networking.k8s.io/gateway-name"
 GATEWAY_GROUP = "gateway.networking.k8s.io"
 ADDON_REVISION = re.compile(r"asm-\d+-\d+")  # the add-on's revision names; others are tags
 #: (connect, read) seconds for every Kubernetes API call (the client's ``_request_timeout``);
@@ -334,7 +335,10 @@ class KubernetesClusterApi:
             update_revision=update, total=total, progress_deadline_s=deadline,
             deadline_exceeded=exceeded,
             # Istio: the pod label sidecar.istio.io/inject (or the older annotation)
-            injection_disabled=str(template_meta.get(INJECT, "")).lower() == "false")
+            # a Gateway API gateway's Deployment says inject "false" because istiod renders
+            # the proxy into it (its only container): it is on the mesh all the same
+            injection_disabled=str(template_meta.get(INJECT, "")).lower() == "false"
+            and GATEWAY_NAME_LABEL not in template_meta)
 
     def restart_workload(self, workload: Workload, token: str) -> None:
         body = {"spec": {"template": {"metadata": {"annotations": {RESTARTED_AT: token}}}}}
@@ -442,7 +446,11 @@ class KubernetesClusterApi:
     def _pod(cls, p: Any) -> Pod:
         ann = p.metadata.annotations or {}
         revision = None
-        if "sidecar.istio.io/status" in ann:
+        if GATEWAY_NAME_LABEL in (p.metadata.labels or {}):
+            # a Gateway API gateway's pod: istiod rendered the proxy into it and names the
+            # revision in the istio.io/rev annotation (Istio's kube-gateway template)
+            revision = ann.get(REV_LABEL) or (p.metadata.labels or {}).get(REV_LABEL)
+        elif "sidecar.istio.io/status" in ann:
             try:
                 revision = json.loads(ann["sidecar.istio.io/status"]).get("revision")
             except ValueError:
