@@ -18,9 +18,12 @@ from typing import Any
 import structlog
 from redis.exceptions import LockError
 
+from workers.apierrors import CountedPorts
 from workers.config import Fleet
+from workers.logcontext import RunContext, run_logging
+from workers.metrics import RunMetrics
 from workers.store.audit import AuditLog
-from workflows.errors import DecisionRefused, Refusal, RunBusy, StaleRun
+from workflows.errors import DecisionRefused, MeshopsError, Refusal, RunBusy, StaleRun
 from workflows.kind import KINDS, StartRun
 from workflows.lifecycle import decide, expire, tick
 from workflows.model import Phase, Run
@@ -55,21 +58,32 @@ class Engine:
             cluster's approvers and requesters; the bot and the worker pass the same one
             (see ``workers.wiring.build_engine``).
         audit: the audit stream; by default on the store's Redis.
+        metrics: the deployment's counters (:mod:`workers.metrics`); by default on the
+            store's Redis. Runs started and ended, gate verdicts, phase durations and
+            decisions are counted here, after each save; the ports are wrapped so that every
+            API error they raise is counted (:class:`workers.apierrors.CountedPorts`).
+
+    Every tick and decision logs with ``run_id`` and ``cluster`` bound
+    (:mod:`workers.logcontext`).
     """
 
     def __init__(self, fleet: Fleet, store: RunStore, ports: ClusterPorts,
                  clock: Callable[[], float] = time.time,
                  groups: Callable[[str], dict[str, frozenset[str]]] | None = None,
-                 audit: AuditLog | None = None):
+                 audit: AuditLog | None = None, metrics: RunMetrics | None = None):
         self.fleet = fleet
         self.store = store
-        self.ports = ports
         self.clock = clock
         self.groups = groups
         if audit is None:
             r, p = getattr(store, "r"), getattr(store, "p")  # noqa: B009 - Redis store only
             audit = AuditLog(r, p)
         self.audit = audit
+        if metrics is None:
+            r, p = getattr(store, "r"), getattr(store, "p")  # noqa: B009 - Redis store only
+            metrics = RunMetrics(r, p)
+        self.metrics = metrics
+        self.ports: ClusterPorts = CountedPorts(ports, metrics)
 
     def policy(self, cluster: str) -> ClusterPolicy:
         return self.fleet.policy(cluster, self.groups(cluster) if self.groups else None)
@@ -100,16 +114,23 @@ class Engine:
         self.store.mark_unsynced(run.id, now)
         log.info("run.created", run_id=run.id, kind=kind.name, cluster=cluster,
                  revision=request.revision, requester=requester)
+        self.metrics.run_started(kind.name)
         return run
 
     def advance(self, run_id: str, seq: int) -> Advanced | None:
         """Run one step of ``run_id`` if it is still at ``seq``; None if stale or locked."""
+        with run_logging(run_id) as context:
+            return self._advance(run_id, seq, context)
+
+    def _advance(self, run_id: str, seq: int, context: RunContext) -> Advanced | None:
         lock = self.store.lock(run_id)
         if not lock.acquire(blocking=False):
+            self._bind_cluster(context, run_id)
             log.info("tick.locked", run_id=run_id, seq=seq)
             return None
         try:
             run = self.store.get(run_id)
+            context.bind(cluster=run.cluster)
             if run.seq != seq:
                 log.info("tick.stale", run_id=run_id, seq=seq, current=run.seq)
                 return None
@@ -130,6 +151,7 @@ class Engine:
             if saved.phase != run.phase:
                 log.info("run.phase_changed", run_id=run_id, phase=saved.phase.value,
                          wave=saved.wave_index)
+            self.metrics.run_changed(run, saved, now)
             return Advanced(saved, result.recheck_after, len(saved.history) > len(run.history))
         finally:
             try:
@@ -137,14 +159,26 @@ class Engine:
             except LockError:  # expired while we worked: the seq check protects the run
                 log.warning("tick.lock_expired", run_id=run_id)
 
+    def _bind_cluster(self, context: RunContext, run_id: str) -> None:
+        """Bind the run's cluster to the log context when the run can be read."""
+        try:
+            context.bind(cluster=self.store.get(run_id).cluster)
+        except MeshopsError:
+            pass
+
     def decide(self, run_id: str, action: str, user: str) -> Run:
         """Apply a person's decision atomically; raises ``DecisionRefused``/``RunNotFound``."""
+        with run_logging(run_id) as context:
+            return self._decide(run_id, action, user, context)
+
+    def _decide(self, run_id: str, action: str, user: str, context: RunContext) -> Run:
         lock = self.store.lock(run_id, blocking_timeout=1.5)  # applied before Slack's 3 s ack
         if not lock.acquire():
             raise RunBusy(f"Run `{run_id}` is busy (a step is running).")
         try:
             for _ in range(5):
                 run = self.store.get(run_id)
+                context.bind(cluster=run.cluster)
                 decided = decide(run, action, user, self.policy(run.cluster), self.clock())
                 decided = decided.evolve(updated_at=self.clock(),
                                          next_tick_at=None if decided.phase.waiting_for_person
@@ -157,6 +191,7 @@ class Engine:
                          phase=saved.phase.value)
                 self.audit.record("decision", user, action, run=run_id, cluster=saved.cluster,
                                   phase=saved.phase.value)
+                self.metrics.decided(run, saved, action, self.clock())
                 self.store.mark_unsynced(run_id, self.clock())
                 return saved
             raise DecisionRefused(f"Run `{run_id}` keeps changing; try again.")
@@ -217,7 +252,9 @@ class Engine:
                 self.store.mark_unsynced(run.id, now)
                 self.audit.record("decision", "meshops", "expire", run=run.id,
                                   cluster=run.cluster, phase=saved.phase.value)
-                log.info("run.expired", run_id=run.id, phase=saved.phase.value)
+                self.metrics.decided(current, saved, "expire", now, by_person=False)
+                log.info("run.expired", run_id=run.id, cluster=run.cluster,
+                         phase=saved.phase.value)
                 changed.append(saved)
             except StaleRun:
                 continue

@@ -19,11 +19,14 @@ from typing import Any
 
 import structlog
 from celery import Celery
-from celery.signals import worker_process_init
+from celery.signals import task_postrun, task_prerun, worker_process_init
+from structlog.contextvars import bind_contextvars, unbind_contextvars
 
+from workers.apierrors import counted_slack_client
 from workers.config import Fleet, load_fleet, settings
 from workers.engine import Engine
 from workers.github.feed import ReleaseFeed
+from workers.metrics import RunMetrics
 from workers.retry_after import retry_after_s
 from workers.slack.client import make_client
 from workers.slack.errors import translate_slack_error
@@ -70,8 +73,11 @@ class Context:
     def __init__(self) -> None:
         env = settings()
         self.fleet: Fleet = load_fleet(env.meshops_fleet)
-        client = make_client(env.slack_bot_token, self.fleet.slack.api_url)
         self.store = RedisRunStore.from_url(env.redis_url, env.meshops_redis_prefix)
+        # Slack's errors counted by code for /metrics (workers/apierrors.py)
+        client = counted_slack_client(make_client(env.slack_bot_token,
+                                                  self.fleet.slack.api_url),
+                                      RunMetrics(self.store.r, self.store.p))
         self.ports = FleetPorts(self.fleet)
         self.engine: Engine = build_engine(env, self.fleet, client, store=self.store,
                                            ports=self.ports)
@@ -88,6 +94,22 @@ def context() -> Context:
 @worker_process_init.connect
 def _fresh_context(**_: Any) -> None:
     context.cache_clear()  # clients must not be shared across a fork
+
+
+RUN_TASKS = frozenset({"meshops.tick", "meshops.notify"})  # their first argument: a run id
+
+
+@task_prerun.connect
+def _bind_run(task: Any = None, args: Any = None, **_: Any) -> None:
+    """Every line logged while a run's task runs (Celery's own too) carries its run_id;
+    the engine and notify add the cluster once they have read the run."""
+    if task is not None and task.name in RUN_TASKS and args:
+        bind_contextvars(run_id=str(args[0]))
+
+
+@task_postrun.connect
+def _unbind_run(**_: Any) -> None:
+    unbind_contextvars("run_id", "cluster")
 
 
 @app.task(name="meshops.tick")
@@ -117,7 +139,9 @@ def notify_task(self: Any, run_id: str) -> None:
     if not lock.acquire():
         raise self.retry(countdown=2)
     try:
-        ctx.notifier.sync(ctx.store.get(run_id))
+        run = ctx.store.get(run_id)
+        bind_contextvars(cluster=run.cluster)
+        ctx.notifier.sync(run)
     except TemporaryError as exc:
         log.warning("notify.retry", run_id=run_id, error=str(exc))
         # Slack's Retry-After when it gave one, at least 5 s, growing with each attempt
@@ -189,7 +213,7 @@ def sweep_task() -> None:
             tick_task.delay(run.id, run.seq)
         notify_task.delay(run.id)
     for run in ctx.engine.overdue():
-        log.info("sweep.reenqueue", run_id=run.id, seq=run.seq)
+        log.info("sweep.reenqueue", run_id=run.id, cluster=run.cluster, seq=run.seq)
         tick_task.delay(run.id, run.seq)
     for run_id in ctx.store.unsynced(time.time() - SYNC_RETRY_S):
         log.info("sweep.resync", run_id=run_id)
@@ -201,8 +225,9 @@ def watcher(ctx: Context) -> Watcher:
     rel = ctx.fleet.releases
     feed = ReleaseFeed(ctx.store.r, ctx.store.p, rel.feed_url, rel.changelog_url,
                        env.github_token or None)
-    return Watcher(ctx.fleet, ctx.store.r, ctx.store.p, ctx.ports.mesh, ctx.notifier.client,
-                   feed, clusters=ctx.ports.cluster_api)
+    # the engine's ports: their API errors are counted (workers/apierrors.py)
+    return Watcher(ctx.fleet, ctx.store.r, ctx.store.p, ctx.engine.ports.mesh,
+                   ctx.notifier.client, feed, clusters=ctx.engine.ports.cluster_api)
 
 
 @app.task(name="meshops.watch_releases")

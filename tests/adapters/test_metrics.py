@@ -1,0 +1,173 @@
+"""The deployment's metrics (workers/metrics.py) on a real Redis: an upgrade driven through
+the engine against the in-memory world is counted (runs started and ended, gate verdicts,
+phase durations, decisions and their latency), active runs and their tick lag, the Celery
+queue and beat's heartbeat are read at scrape time, and a Redis that does not answer is
+``meshops_store_up 0``, not a failed scrape."""
+
+from __future__ import annotations
+
+import socket
+from collections.abc import Iterator
+
+import pytest
+from celery import Celery
+from prometheus_client import generate_latest
+from prometheus_client.parser import text_string_to_metric_families
+
+from tests.conftest import REDIS_URL, ROOT
+from tests.core.fakes import FakeWorld
+from workers.config import load_fleet
+from workers.engine import Engine
+from workers.metrics import MeshopsCollector, QueueKeys, beat_key, registry
+from workers.store.runs import RedisRunStore
+from workflows.kind import StartRun
+from workflows.model import Phase, Run
+
+T0 = 1_800_000_000.0
+
+
+def value(text: str, name: str, **labels: str) -> float:
+    """The sample ``name{labels}`` of an exposition; KeyError when it is not there."""
+    for family in text_string_to_metric_families(text):
+        for s in family.samples:
+            if s.name == name and s.labels == labels:
+                return float(s.value)
+    raise KeyError(f"{name}{labels} not in the exposition")
+
+
+def names(text: str) -> set[str]:
+    return {s.name for f in text_string_to_metric_families(text) for s in f.samples}
+
+
+@pytest.fixture
+def store(prefix: str) -> Iterator[RedisRunStore]:
+    s = RedisRunStore.from_url(REDIS_URL, prefix)
+    yield s
+    keys = list(s.r.scan_iter(prefix + ":*"))
+    if keys:
+        s.r.delete(*keys)
+
+
+class Clock:
+    def __init__(self) -> None:
+        self.now = T0
+
+    def __call__(self) -> float:
+        return self.now
+
+
+def settle(engine: Engine, clock: Clock, run: Run) -> Run:
+    """Advance the run until it waits for a person or ends; time jumps by each recheck."""
+    for _ in range(300):
+        advanced = engine.advance(run.id, run.seq)
+        if advanced is None:
+            return engine.store.get(run.id)
+        run = advanced.run
+        if advanced.recheck_after is None:
+            return run
+        clock.now += advanced.recheck_after
+    raise AssertionError(f"run did not settle: {run.phase}")
+
+
+def scrape(store: RedisRunStore, clock: Clock) -> str:
+    from prometheus_client import CollectorRegistry
+
+    reg = CollectorRegistry(auto_describe=False)
+    reg.register(MeshopsCollector(store, QueueKeys.of(f"{store.p}:kombu:", store.p), clock))
+    return generate_latest(reg).decode()
+
+
+def test_an_upgrade_is_counted_from_request_to_completion(store: RedisRunStore) -> None:
+    fleet = load_fleet(ROOT / "examples" / "fleet.azure.yaml")
+    clock = Clock()
+    engine = Engine(fleet, store, FakeWorld.seeded(["a", "b", "c"]), clock=clock)
+    run = engine.start(StartRun("upgrade", "dev-weu", "asm-1-26"), "U0AAAAAAA", "C0987654321")
+    text = scrape(store, clock)
+    assert value(text, "meshops_runs", kind="upgrade", phase="planning") == 1
+    assert value(text, "meshops_runs_started_total", kind="upgrade") == 1
+
+    run = settle(engine, clock, run)
+    assert run.phase == Phase.AWAITING_APPROVAL
+    clock.now += 100  # an approver takes 100 s
+    run = engine.decide(run.id, "approve", "U0BBBBBBB")
+    run = settle(engine, clock, run)
+    assert run.phase == Phase.AWAITING_COMPLETION
+    clock.now += 5400  # the completion decision 1.5 h later
+    run = engine.decide(run.id, "complete", "U0BBBBBBB")
+    run = settle(engine, clock, run)
+    assert run.phase == Phase.COMPLETED
+
+    text = scrape(store, clock)
+    assert value(text, "meshops_store_up") == 1
+    assert value(text, "meshops_runs_ended_total", kind="upgrade", phase="completed") == 1
+    assert value(text, "meshops_runs", kind="upgrade", phase="planning") == 0
+    assert value(text, "meshops_runs", kind="enable", phase="paused") == 0  # every kind, 0
+    samples = sum(1 for e in run.history if e.kind == "gate")
+    assert samples >= 3  # one bake per wave at least
+    assert all(e.data["verdict"] == "PASS" for e in run.history if e.kind == "gate")
+    assert value(text, "meshops_gate_verdicts_total", verdict="PASS") == samples
+    assert value(text, "meshops_decisions_total", action="approve") == 1
+    assert value(text, "meshops_decisions_total", action="complete") == 1
+    # decision latency: from entering the awaiting-* phase to the decision
+    lat = "meshops_decision_latency_seconds"
+    assert value(text, f"{lat}_count", phase="awaiting_approval") == 1
+    assert value(text, f"{lat}_sum", phase="awaiting_approval") == 100
+    assert value(text, f"{lat}_bucket", phase="awaiting_approval", le="60.0") == 0
+    assert value(text, f"{lat}_bucket", phase="awaiting_approval", le="300.0") == 1
+    assert value(text, f"{lat}_sum", phase="awaiting_completion") == 5400
+    assert value(text, f"{lat}_bucket", phase="awaiting_completion", le="3600.0") == 0
+    assert value(text, f"{lat}_bucket", phase="awaiting_completion", le="7200.0") == 1
+    assert value(text, f"{lat}_bucket", phase="awaiting_completion", le="+Inf") == 1
+    # phase durations: each phase left is observed once, with the time spent in it
+    dur = "meshops_phase_duration_seconds"
+    assert value(text, f"{dur}_count", kind="upgrade", phase="awaiting_approval") == 1
+    assert value(text, f"{dur}_sum", kind="upgrade", phase="awaiting_approval") == 100
+    assert value(text, f"{dur}_sum", kind="upgrade", phase="awaiting_completion") == 5400
+    assert value(text, f"{dur}_count", kind="upgrade", phase="migrating") >= 1
+    assert value(text, f"{dur}_count", kind="upgrade", phase="completing") == 1
+    with pytest.raises(KeyError):  # a terminal phase is never left
+        value(text, f"{dur}_count", kind="upgrade", phase="completed")
+
+
+def test_active_runs_tick_lag_queue_and_beat_are_read_at_scrape_time(
+        store: RedisRunStore) -> None:
+    fleet = load_fleet(ROOT / "examples" / "fleet.azure.yaml")
+    clock = Clock()
+    engine = Engine(fleet, store, FakeWorld.seeded(["a"]), clock=clock)
+    late = engine.start(StartRun("upgrade", "dev-weu", "asm-1-26"), "U0AAAAAAA", "C0")
+    waiting = engine.start(StartRun("upgrade", "prod-weu", "asm-1-26"), "U0AAAAAAA", "C0")
+    store.save(waiting.to(Phase.AWAITING_APPROVAL, T0 + 10, "plan"), waiting.seq)
+    store.save(late.evolve(next_tick_at=T0 + 30), late.seq)
+    clock.now = T0 + 120
+
+    celery = Celery("test", broker=REDIS_URL)
+    celery.conf.update(broker_transport_options={"global_keyprefix": f"{store.p}:kombu:"},
+                       task_default_queue=store.p)
+    celery.send_task("meshops.tick", ("r-a", 1))
+    celery.send_task("meshops.tick", ("r-b", 1), countdown=60)
+    celery.send_task("meshops.notify", ("r-a",), priority=5)  # a priority list of its own
+    store.r.set(beat_key(store.p), f"{T0 + 115:.3f}")
+
+    text = scrape(store, clock)
+    assert value(text, "meshops_runs", kind="upgrade", phase="planning") == 1
+    assert value(text, "meshops_runs", kind="upgrade", phase="awaiting_approval") == 1
+    assert value(text, "meshops_tick_lag_seconds") == 90  # due at T0+30, now T0+120
+    assert value(text, "meshops_waiting_for_person_seconds", phase="awaiting_approval") == 110
+    assert value(text, "meshops_waiting_for_person_seconds", phase="paused") == 0
+    assert value(text, "meshops_queue_depth") == 3
+    assert value(text, "meshops_queue_unacked") == 0
+    assert value(text, "meshops_beat_last_tick_timestamp_seconds") == T0 + 115
+
+    # the worker's registry: the same collector, with the process's own metrics
+    full = generate_latest(registry(store, QueueKeys.of(f"{store.p}:kombu:", store.p)))
+    assert {"meshops_queue_depth", "process_resident_memory_bytes"} <= names(full.decode())
+
+
+def test_a_redis_that_does_not_answer_is_store_up_0_not_a_failed_scrape(prefix: str) -> None:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        port = s.getsockname()[1]
+    store = RedisRunStore.from_url(f"redis://127.0.0.1:{port}/0", prefix)
+    text = scrape(store, Clock())
+    assert value(text, "meshops_store_up") == 0
+    assert names(text) == {"meshops_store_up"}
