@@ -26,6 +26,7 @@ from workers.apierrors import counted_slack_client
 from workers.config import Fleet, load_fleet, settings
 from workers.engine import Engine
 from workers.github.feed import ReleaseFeed
+from workers.health import HealthProbe, HealthServer
 from workers.metrics import RunMetrics
 from workers.retry_after import retry_after_s
 from workers.slack.client import make_client
@@ -64,6 +65,9 @@ app.conf.update(
                    "meshops-releases": {"task": "meshops.watch_releases", "schedule": 5.0}},
     timezone="UTC",
 )
+# /livez, /readyz and /metrics on MESHOPS_HEALTH_PORT (workers/health.py)
+app.steps["worker"].add(HealthServer)
+app.steps["consumer"].add(HealthProbe)
 
 
 class Context:
