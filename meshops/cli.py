@@ -103,6 +103,27 @@ def beat(loglevel: str, schedule: Path) -> None:
     app.start(["beat", f"--loglevel={loglevel}", f"--schedule={schedule}"])
 
 
+@main.group()
+def probe() -> None:
+    """Health checks for orchestrators (exit 0: healthy, 1: not, with the reason)."""
+
+
+@probe.command("beat")
+@click.option("--schedule", type=click.Path(path_type=Path),
+              default=Path(".meshops/celerybeat-schedule"), show_default=True,
+              help="The schedule file `meshops beat` was started with.")
+@click.option("--max-age", type=float, default=60.0, show_default=True,
+              help="Seconds since beat's last tick after which it is taken to be dead.")
+def probe_beat(schedule: Path, max_age: float) -> None:
+    """Beat is alive: its loop ticked within --max-age seconds (the file
+    <schedule>.alive it touches after every tick; workers/tasks/beat.py)."""
+    from workers.tasks.beat import check_beat
+
+    ok, why = check_beat(schedule, max_age)
+    click.echo(why, err=not ok)
+    sys.exit(0 if ok else 1)
+
+
 @main.command()
 @click.option("--port", type=int, default=3000, show_default=True,
               help="HTTP mode: where Slack sends /slack/events.")

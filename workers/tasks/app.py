@@ -64,6 +64,8 @@ app.conf.update(
     beat_schedule={"meshops-sweep": {"task": "meshops.sweep", "schedule": 5.0},
                    "meshops-releases": {"task": "meshops.watch_releases", "schedule": 5.0}},
     timezone="UTC",
+    # beat stamps each tick for its liveness probe and the metrics (workers/tasks/beat.py)
+    beat_scheduler="workers.tasks.beat:HeartbeatScheduler",
 )
 # /livez, /readyz and /metrics on MESHOPS_HEALTH_PORT (workers/health.py)
 app.steps["worker"].add(HealthServer)
