@@ -282,6 +282,8 @@ class Sandbox:
         r.add("POST", "/_sandbox/faults", self.set_fault)
         r.add("DELETE", "/_sandbox/faults", self.clear_faults)
         r.add("POST", "/_sandbox/arm-faults", self.set_arm_faults)
+        r.add("POST", "/_sandbox/kube-faults", self.set_kube_faults)
+        r.add("DELETE", "/_sandbox/kube-faults", self.set_kube_faults)
         r.add("POST", "/_sandbox/slack-rate-limit", self.set_slack_rate_limit)
         r.add("POST", "/_sandbox/slack-outage", self.set_slack_outage)
         r.add("POST", "/_sandbox/reset", self.reset)
@@ -393,6 +395,20 @@ class Sandbox:
         self._world_faults()
         return Response(200, {"faults": []})
 
+    def set_kube_faults(self, req: Request) -> Response:
+        """``{"faults": [{"status": 429, "retry_after": 2}, {"hang_s": 40, "path": "pods"}]}``:
+        answer the next matching Kubernetes API requests so (:meth:`KubeEmulator._fault`);
+        DELETE clears them."""
+        body = req.json() or {} if req.method == "POST" else {}
+        faults = body.get("faults", [])
+        if not isinstance(faults, list) or not all(isinstance(f, dict) for f in faults):
+            return Response(400, {"error": "faults: a list of objects"})
+        with self.kube.faults_lock:
+            if req.method == "DELETE":
+                self.kube.faults.clear()
+            self.kube.faults.extend(faults)
+            return Response(200, {"faults": list(self.kube.faults)})
+
     def set_arm_faults(self, req: Request) -> Response:
         """``{"statuses": [429, 500]}``: answer the next writes so; ``{"fail_operations": 1}``:
         the next long-running operations end Failed and leave the cluster as it was."""
@@ -484,6 +500,8 @@ class Sandbox:
             w.operations.clear()
             w.faults.clear()
             w.workload_faults.clear()
+            with self.kube.faults_lock:
+                self.kube.faults.clear()
             w.traffic.clear()
             w._timers.clear()
             w.relabels.clear()

@@ -30,6 +30,7 @@ import bisect
 import copy
 import json
 import re
+import threading
 import time
 from collections.abc import Callable
 from typing import Any
@@ -210,6 +211,52 @@ class KubeEmulator:
         self.world = world
         self.audience_of = audience_of or (lambda token: None)
         self.entra_server_id = entra_server_id
+        #: staged faults, each for the next matching request (``/_sandbox/kube-faults``)
+        self.faults: list[dict[str, Any]] = []
+        self.faults_lock = threading.Lock()
+
+    def _fault(self, req: Request, path: str) -> Response | None:
+        """The next staged fault for this request, as the API server would answer it:
+
+        - ``{"status": 429, "retry_after": 1}``: API Priority and Fairness rejecting the
+          request ("Too many requests, please try again later.", reason TooManyRequests,
+          ``Retry-After`` header; Kubernetes doc "API Priority and Fairness");
+        - ``{"status": 500|503|504}``: an InternalError / ServiceUnavailable / Timeout
+          ``Status``;
+        - ``{"status": 409}``: a Conflict on a write ("the object has been modified");
+        - ``{"hang_s": 40}``: an API server that accepts the request and answers nothing
+          for that long (then the request's own answer).
+
+        Optional ``"method"`` and ``"path"`` (a regular expression searched in the path)
+        choose which requests a fault takes; ``"cluster"`` one cluster."""
+        with self.faults_lock:
+            for i, f in enumerate(self.faults):
+                if f.get("cluster") not in (None, req.params["cluster"]):
+                    continue
+                if f.get("method") not in (None, req.method):
+                    continue
+                if f.get("path") and not re.search(str(f["path"]), path):
+                    continue
+                fault = self.faults.pop(i)
+                break
+            else:
+                return None
+        if fault.get("hang_s"):
+            time.sleep(float(fault["hang_s"]))
+            return None
+        code = int(fault.get("status", 500))
+        if code == 429:
+            resp = status(429, "TooManyRequests", "Too many requests, please try again later.",
+                          retryAfterSeconds=int(fault.get("retry_after", 1)))
+            resp.headers["Retry-After"] = str(int(fault.get("retry_after", 1)))
+            return resp
+        if code == 409:
+            return status(409, "Conflict", "Operation cannot be fulfilled: the object has been "
+                          "modified; please apply your changes to the latest version and try "
+                          "again")
+        reason = {503: "ServiceUnavailable", 504: "Timeout"}.get(code, "InternalError")
+        return status(code, reason, "an error on the server (\"\") has prevented the request "
+                      "from succeeding")
 
     def router(self) -> Router:
         r = Router()
@@ -241,6 +288,10 @@ class KubeEmulator:
             return denied
         c = self.world.clusters[req.params["cluster"]]
         path = (req.params.get("path") or "/").rstrip("/") or "/"
+        if self.faults:
+            faulted = self._fault(req, path)
+            if faulted is not None:
+                return faulted
         try:
             return self._route(req, c, path)
         except ApiError as exc:

@@ -132,11 +132,16 @@ def api_client_from_kubeconfig(kubeconfig: bytes | str, context: str | None = No
         data = {**data, "users": [
             {"name": u.get("name"), "user": {"token": "pending"}} if u.get("name") == user_name
             else u for u in data.get("users") or []]}
+    cfg = k8s.Configuration()
     try:
-        client: k8s.ApiClient = k8s_config.new_client_from_config_dict(  # type: ignore[no-untyped-call]
-            data, context=context)
+        k8s_config.load_kube_config_from_dict(  # type: ignore[no-untyped-call]
+            data, context=context, client_configuration=cfg)
     except ConfigException as exc:
         raise translate_kubernetes_error(exc, "load", "kubeconfig") from exc
+    # no retries inside the client: urllib3 would sleep out a 429's Retry-After and retry a
+    # timed-out read three times in the worker; the run's retry policy waits instead
+    cfg.retries = False
+    client = k8s.ApiClient(cfg)
     if token is not None:
         client.configuration.refresh_api_key_hook = token
     return client
