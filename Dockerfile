@@ -18,5 +18,7 @@ RUN pip install --no-cache-dir .
 
 USER meshops
 ENV PYTHONUNBUFFERED=1
+# the bot's HTTP mode (Slack's requests, /livez, /readyz); a worker's /livez, /readyz, /metrics
+EXPOSE 3000 9100
 ENTRYPOINT ["meshops"]
 CMD ["--help"]
