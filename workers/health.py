@@ -11,7 +11,9 @@ Two Celery bootsteps (registered in :mod:`workers.tasks.app`):
   (threads, gevent) has a timer thread instead, which proves less), and tells the server
   when the consumer stops (connection lost) and starts again.
 
-``GET /livez`` — 200 while the consumer's loop has run within :data:`STALE_S` seconds; while
+``GET /livez`` — 200 while the consumer's loop has run within :data:`STALE_S` seconds (with
+the prefork pool of ``meshops worker`` tasks run in child processes and never hold the loop;
+with ``-P solo`` a task runs in the loop, so one longer than that fails it); while
 the consumer is (re)connecting to the broker the loop is not meant to run, so 200 for up to
 :data:`CONNECT_GRACE_S` seconds of connecting, then 503 (a worker stuck connecting). A
 restart is what a 503 asks for: restarting will not bring Redis back, so an outage of Redis
