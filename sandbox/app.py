@@ -44,6 +44,7 @@ from sandbox.world import (
     INGRESS_NS,
     ISTIO_NS,
     REV_LABEL,
+    SHARED_MESH_CONFIG,
     SYSTEM_NAMESPACES,
     Fault,
     World,
@@ -165,7 +166,9 @@ class Sandbox:
             channels={c.slack.id: c.slack.name for c in self.loaded.spec.clusters},
             users=dict([REQUESTER, APPROVER, BYSTANDER]),
             usergroups={"S0MESHAPPROVERS": [APPROVER[0]]},
-            base_url=self.url["slack"])
+            base_url=self.url["slack"],
+            not_member={c.slack.id for c in self.loaded.spec.clusters if not c.slack.member},
+            archived={c.slack.id for c in self.loaded.spec.clusters if c.slack.archived})
         self.socket = SocketModeServer(self.app_token, "127.0.0.1", self.ports["socket"])
         self.slack.socket = self.socket
         self.servers = [self.socket,
@@ -264,7 +267,8 @@ class Sandbox:
                            "bystander": BYSTANDER[0]},
                 "world": str(self.loaded.path), "kubeconfig": str(self.kubeconfig_path),
                 "clusters": {c.key: {"name": c.name, "channel": c.slack.id,
-                                     "mesh": bool(c.revisions)}
+                                     "mesh": bool(c.revisions),
+                                     "app_can_post": c.slack.member and not c.slack.archived}
                              for c in self.loaded.spec.clusters}}
         ready = self.state_dir / "sandbox.json"
         tmp = ready.with_suffix(".tmp")
@@ -324,7 +328,8 @@ class Sandbox:
         """Each cluster (by its name in /mesh commands): revisions, the upgrades ARM offers,
         namespaces and the labels set on them (without the API server's
         ``kubernetes.io/metadata.name``), app pods with their sidecar, istiod, gateways,
-        revision tags and the revision each points at."""
+        revision tags and the revision each points at, the shared MeshConfig ConfigMaps
+        (``istio-shared-configmap-<revision>`` → its data)."""
         out = {}
         for spec in self.loaded.spec.clusters:
             c = self.world.clusters[spec.name]
@@ -357,12 +362,16 @@ class Sandbox:
                 labels = hook["metadata"].get("labels") or {}
                 if labels.get("istio.io/tag") and labels.get("istio.io/rev"):
                     tags[labels["istio.io/tag"]] = labels["istio.io/rev"]
+            mesh_configs = {o["metadata"]["name"]: o.get("data") or {} for o in
+                            self.world.list_objects(spec.name, "ConfigMap", ISTIO_NS)
+                            if o["metadata"]["name"].startswith(SHARED_MESH_CONFIG)}
             out[spec.key] = {"name": spec.name, "revisions": c.revisions,
                              "upgrades": (profile or {}).get("properties", {}).get(
                                  "upgrades", []),
                              "provisioningState": c.arm["properties"]["provisioningState"],
                              "namespaces": namespaces, "pods": pods, "istiod": istiod,
-                             "gateways": gateways, "revision_tags": tags}
+                             "gateways": gateways, "revision_tags": tags,
+                             "mesh_configs": mesh_configs}
         return Response(200, out)
 
     def counters(self, req: Request) -> Response:

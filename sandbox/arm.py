@@ -7,7 +7,10 @@ Contracts followed (examples in ``../shared/data/aks/arm/``, api-version 2026-08
   a PUT is a long-running operation: 200 with ``provisioningState: Updating`` and an
   ``Azure-AsyncOperation`` header whose URL answers ``{"name","status","startTime"[,"endTime",
   "error"]}`` (``real_async_operation_bodies_from_cli_recording.json``). A write while an
-  operation runs answers 409 ``OperationNotAllowed``.
+  operation runs answers 409 ``OperationNotAllowed`` (:func:`busy_message`), whether the
+  operation is one of ours or someone's node pool operation a world started with
+  (:meth:`sandbox.world.World.start_node_pool_operation`; the cluster shows
+  ``provisioningState: Updating`` meanwhile).
 - ``serviceMeshProfile`` rules of the add-on (DESIGN.md §1): one revision, or two during a
   canary upgrade where the second is an allowed upgrade of the first that is compatible with
   the cluster's Kubernetes version; from two revisions only one of the two may remain.
@@ -60,6 +63,27 @@ def entra_managed(c: Any) -> bool:
 def _err(status: int, code: str, message: str, headers: dict[str, str] | None = None
          ) -> Response:
     return Response(status, {"error": {"code": code, "message": message}}, headers=headers)
+
+
+def busy_message(op: Any) -> str:
+    """AKS's 409 ``OperationNotAllowed`` message for a write while ``op`` runs: for a node
+    pool operation the wording AKS answers with ("Operation is not allowed because there's
+    an in progress update node pool operation (operation ID: …) on the agent pool system
+    started on UTC 2026-02-12T03:41:29Z. Please wait for it to finish before starting a new
+    operation. You can also use 'az aks nodepool operation-abort ...' to abort the ongoing
+    operation.", as recorded from a real 409); for one on the managed cluster the same
+    sentence on the managed cluster."""
+    if op.agent_pool:
+        started = datetime.fromtimestamp(op.started, UTC).strftime("%Y-%m-%dT%H:%M:%SZ")
+        return (f"Operation is not allowed because there's an in progress {op.kind} operation "
+                f"(operation ID: {op.id}) on the agent pool {op.agent_pool} started on UTC "
+                f"{started}. Please wait for it to finish before starting a new operation. "
+                "You can also use 'az aks nodepool operation-abort ...' to abort the ongoing "
+                "operation.")
+    started = datetime.fromtimestamp(op.started, UTC).isoformat()
+    return ("Operation is not allowed because there's an in progress update managed "
+            f"cluster operation on the managed cluster started at {started}. "
+            "Please wait for it to finish before retrying.")
 
 
 def _minor(k8s: str) -> str:
@@ -175,11 +199,7 @@ class ArmEmulator:
                             {"Retry-After": "1"})
             return _err(status, "InternalServerError", "The sandbox was told to fail this write.")
         if c.operation is not None:
-            started = datetime.fromtimestamp(c.operation.started, UTC).isoformat()
-            return _err(409, "OperationNotAllowed",
-                        "Operation is not allowed because there's an in progress update managed "
-                        f"cluster operation on the managed cluster started at {started}. "
-                        "Please wait for it to finish before retrying.")
+            return _err(409, "OperationNotAllowed", busy_message(c.operation))
         try:
             body = req.json()
         except ValueError:

@@ -14,6 +14,15 @@ characters a section text); an invalid message is refused with ``invalid_blocks`
 does. ``rate_limit_next`` answers the next calls with 429 and ``Retry-After``;
 ``outage_until`` makes every call answer 503 ``service_unavailable`` until then.
 
+Channels the app cannot use, as Slack answers a bot token (method docs, "Errors"): in a
+channel the app is not a member of (``not_member``: never invited; the app's manifests in
+``examples/`` ask for ``chat:write``, not ``chat:write.public``) ``chat.postMessage``,
+``chat.postEphemeral`` and sharing a file answer ``not_in_channel``, and so do
+``conversations.history``/``replies`` (``channels:history`` reads only channels the app has
+been added to); in an ``archived`` channel posting answers ``is_archived`` and
+``chat.update`` ``is_inactive`` ("cannot be edited within a frozen, archived or deleted
+channel"), while its history stays readable.
+
 ``GET /_sandbox/slack/log?after=N`` returns the recorded conversation for viewers.
 """
 
@@ -91,9 +100,12 @@ def _shown(msgs: list[dict[str, Any]], args: dict[str, str]) -> list[dict[str, A
 
 class SlackEmulator:
     def __init__(self, bot_token: str, channels: dict[str, str], users: dict[str, str],
-                 usergroups: dict[str, list[str]] | None = None, base_url: str = ""):
+                 usergroups: dict[str, list[str]] | None = None, base_url: str = "",
+                 not_member: set[str] | None = None, archived: set[str] | None = None):
         self.bot_token = bot_token
         self.channels = channels  # id -> name
+        self.not_member = set(not_member or ())  # channel ids the app was never invited to
+        self.archived = set(archived or ())  # archived channel ids
         self.users = users  # id -> name
         self.usergroups = usergroups or {}
         self.base_url = base_url.rstrip("/")
@@ -206,6 +218,9 @@ class SlackEmulator:
         channel = args.get("channel_id")
         if channel and channel not in self.channels:
             return {"ok": False, "error": "channel_not_found"}
+        refusal = self._refusal(channel, "post") if channel else None
+        if refusal:
+            return refusal
         out = []
         for item in wanted:
             f = self.files.get(item.get("id", ""))
@@ -228,10 +243,24 @@ class SlackEmulator:
                 "user": "meshops", "team_id": "T0SANDBOX", "user_id": "U0MESHOPS",
                 "bot_id": "B0MESHOPS", "is_enterprise_install": False}
 
-    def _message_args(self, args: dict[str, str]) -> tuple[dict[str, Any] | None, Any]:
+    def _refusal(self, channel: str, action: str) -> dict[str, Any] | None:
+        """Slack's answer to ``action`` (post | update | read) in a channel the app cannot
+        use (module docstring), or None."""
+        if channel in self.archived and action != "read":
+            return {"ok": False, "error": "is_inactive" if action == "update"
+                    else "is_archived"}
+        if channel in self.not_member:
+            return {"ok": False, "error": "not_in_channel"}
+        return None
+
+    def _message_args(self, args: dict[str, str], action: str = "post"
+                      ) -> tuple[dict[str, Any] | None, Any]:
         channel = args.get("channel", "")
         if channel not in self.channels:
             return {"ok": False, "error": "channel_not_found"}, None
+        refusal = self._refusal(channel, action)
+        if refusal:
+            return refusal, None
         blocks = json.loads(args["blocks"]) if args.get("blocks") else None
         if not args.get("text") and not blocks:
             return {"ok": False, "error": "no_text"}, None
@@ -259,7 +288,7 @@ class SlackEmulator:
         return {"ok": True, "channel": args["channel"], "ts": ts, "message": msg}
 
     def m_chat_update(self, args: dict[str, str]) -> dict[str, Any]:
-        error, blocks = self._message_args(args)
+        error, blocks = self._message_args(args, "update")
         if error:
             return error
         key = (args["channel"], args.get("ts", ""))
@@ -285,6 +314,9 @@ class SlackEmulator:
         channel = args.get("channel", "")
         if channel not in self.channels:
             return {"ok": False, "error": "channel_not_found"}
+        refusal = self._refusal(channel, "read")
+        if refusal:
+            return refusal
         oldest = float(args.get("oldest") or 0)
         msgs = [m for (c, _), m in self.messages.items() if c == channel and not m["thread_ts"]
                 and float(m["ts"]) > oldest]
@@ -293,6 +325,9 @@ class SlackEmulator:
 
     def m_conversations_replies(self, args: dict[str, str]) -> dict[str, Any]:
         channel, ts = args.get("channel", ""), args.get("ts", "")
+        refusal = self._refusal(channel, "read")
+        if refusal:
+            return refusal
         if (channel, ts) not in self.messages:
             return {"ok": False, "error": "thread_not_found"}
         msgs = [self.messages[(channel, ts)]] + sorted(

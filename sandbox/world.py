@@ -24,7 +24,10 @@ webhooks that select them, the add-on's per revision and any revision tag's
 (:meth:`World.set_revision_tag`, ``istioctl tag set``), and a webhook whose istiod is gone
 fails the pod's creation (:meth:`World._inject`). With the Gateway API's CRDs, istiod's
 gateway controller deploys each Gateway of class ``istio`` and moves it to the revision
-that controls it (:meth:`World._sync_gateway_gateway_networking_k8s_io`).
+that controls it (:meth:`World._sync_gateway_gateway_networking_k8s_io`). A team's MeshConfig
+(``istio-shared-configmap-<revision>``) passes the add-on's admission control
+(:meth:`World._admit_mesh_config`). Someone else's node pool operation can keep a cluster
+busy (:meth:`World.start_node_pool_operation`).
 
 Counters of what changed, for tests: namespace relabels per (namespace, revision) and
 workload restarts per (workload, revision).
@@ -86,6 +89,55 @@ WEBHOOK_KEY = "MutatingWebhookConfiguration"
 
 Key = tuple[str, str, str]  # (kind key, namespace, name)
 
+#: node pool operations a world may find running, and the provisioningState AKS shows on
+#: the managed cluster and the agent pool meanwhile (:meth:`World.start_node_pool_operation`)
+NODE_POOL_OPERATIONS = {"update node pool": "Updating"}
+
+#: the team's MeshConfig overrides of a revision (AKS doc ``istio-meshconfig.md``)
+SHARED_MESH_CONFIG = "istio-shared-configmap-"
+#: the add-on's validating webhook, as AKS names it when it denies a request
+MESH_WEBHOOK = "azure-service-mesh-ccp-validating-webhook.azmk8s.io"
+#: MeshConfig and ProxyConfig (``defaultConfig``) fields the add-on allows or supports
+#: (AKS doc ``istio-meshconfig.md``, "Allowed, supported, and blocked MeshConfig values");
+#: every other field is blocked and admission control denies it
+MESH_CONFIG_FIELDS = frozenset({
+    "proxyListenPort", "proxyInboundListenPort", "proxyHttpPort", "connectTimeout",
+    "tcpKeepalive", "defaultConfig", "outboundTrafficPolicy", "extensionProviders",
+    "defaultProviders", "accessLogFile", "accessLogFormat", "accessLogEncoding",
+    "enableTracing", "enableEnvoyAccessLogService", "disableEnvoyListenerLog", "trustDomain",
+    "trustDomainAliases", "caCertificates", "defaultServiceExportTo",
+    "defaultVirtualServiceExportTo", "defaultDestinationRuleExportTo", "localityLbSetting",
+    "dnsRefreshRate", "h2UpgradePolicy", "enablePrometheusMerge", "discoverySelectors",
+    "pathNormalization", "defaultHttpRetryPolicy", "serviceSettings", "meshMTLS",
+    "tlsDefaults", "ingressService", "ingressSelector"})
+PROXY_CONFIG_FIELDS = frozenset({
+    "tracingServiceName", "drainDuration", "statsUdpAddress", "proxyAdminPort", "tracing",
+    "concurrency", "envoyAccessLogService", "envoyMetricsService", "proxyMetadata",
+    "statusPort", "extraStatTags", "gatewayTopology", "proxyStatsMatcher",
+    "terminationDrainDuration", "meshId", "holdApplicationUntilProxyStarts",
+    "caCertificatesPem", "privateKeyProvider", "proxyHeaders"})
+
+
+def mesh_config_problems(mesh: Any) -> list[str]:
+    """Why the add-on's admission control denies ``mesh`` (the parsed ``mesh`` key of an
+    ``istio-shared-configmap-<revision>``): not a mapping, a blocked MeshConfig field, a
+    ``defaultConfig`` that is not a mapping or holds a blocked ProxyConfig field (AKS doc
+    ``istio-meshconfig.md``). Empty when it is admitted."""
+    if mesh is None:
+        return []
+    if not isinstance(mesh, dict):
+        return [f"mesh must be a MeshConfig mapping, got {type(mesh).__name__}"]
+    problems = [f"MeshConfig field {k!r} is blocked (not in the add-on's allowed fields)"
+                for k in mesh if k not in MESH_CONFIG_FIELDS]
+    proxy = mesh.get("defaultConfig")
+    if proxy is not None and not isinstance(proxy, dict):
+        problems.append(f"defaultConfig must be a ProxyConfig mapping, got "
+                        f"{type(proxy).__name__}")
+    elif proxy:
+        problems += [f"ProxyConfig field defaultConfig.{k!r} is blocked (not in the add-on's "
+                     "allowed fields)" for k in proxy if k not in PROXY_CONFIG_FIELDS]
+    return problems
+
 
 def load_revisions() -> list[dict[str, Any]]:
     text = resources.files("sandbox").joinpath("data/revisions.yaml").read_text()
@@ -129,6 +181,10 @@ class Operation:
     status: str = "InProgress"
     error: dict[str, str] | None = None
     before: dict[str, Any] | None = None  # the mesh profile to restore if it fails
+    #: what AKS calls the operation in its 409 ("update managed cluster", "update node
+    #: pool"), and the agent pool a node pool operation runs on
+    kind: str = "update managed cluster"
+    agent_pool: str | None = None
 
 
 @dataclass
@@ -542,6 +598,8 @@ class World:
         self._defaults(c, r, obj)
         if r.kind == "Pod":
             self._admit(c, obj)
+        if r.kind == "ConfigMap":
+            self._admit_mesh_config(obj)
         self._put(c, key, obj)
         self._watch_mesh(c, key, None, obj)
         if r.kind == "CustomResourceDefinition":
@@ -676,6 +734,29 @@ class World:
                            name=name, group=r.group, kind=r.kind)
         default_configuration(obj)
 
+    @staticmethod
+    def _admit_mesh_config(obj: dict[str, Any]) -> None:
+        """The add-on's admission control of a team's MeshConfig: an
+        ``istio-shared-configmap-<revision>`` in ``aks-istio-system`` whose ``mesh`` is not
+        YAML (tabs, say) or holds a blocked field is denied (AKS doc ``istio-meshconfig.md``,
+        "Common errors": "admission control denies such configurations"); ApiError 400 as
+        the API server reports a validating webhook's denial. The webhook exists only with
+        the mesh on, as does ``aks-istio-system``."""
+        meta = obj["metadata"]
+        if meta.get("namespace") != ISTIO_NS or not str(meta.get("name", "")).startswith(
+                SHARED_MESH_CONFIG):
+            return
+        text = (obj.get("data") or {}).get("mesh")
+        try:
+            mesh = yaml.safe_load(text) if isinstance(text, str) else None
+        except yaml.YAMLError as exc:
+            problems = [f"mesh is not valid YAML: {getattr(exc, 'problem', None) or exc}"]
+        else:
+            problems = mesh_config_problems(mesh)
+        if problems:
+            raise ApiError(400, "BadRequest", f'admission webhook "{MESH_WEBHOOK}" denied the '
+                           f"request: ConfigMap {meta['name']}: " + "; ".join(problems))
+
     def roll_control_plane(self, revision: str, version: str) -> None:
         """AKS rolling ``istiod-<revision>`` of every cluster to a new patch: the
         Deployment's pilot image changes and its controller replaces the pods."""
@@ -748,6 +829,8 @@ class World:
             self._admit_webhooks(r, merged)
         elif kind.endswith("." + istio.GATEWAY_GROUP):
             istio.default_gateway_api(kind.split(".", 1)[0], merged)
+        elif kind == "ConfigMap":
+            self._admit_mesh_config(merged)
         if kind == "Namespace":
             old = (before["metadata"].get("labels") or {}).get(REV_LABEL)
             new = (merged["metadata"].get("labels") or {}).get(REV_LABEL)
@@ -2166,6 +2249,9 @@ class World:
                         continue
                     op.status = "Succeeded"
                     c.arm["properties"]["provisioningState"] = "Succeeded"
+                    for pool in c.arm["properties"].get("agentPoolProfiles") or []:
+                        if pool.get("name") == op.agent_pool:
+                            pool["provisioningState"] = "Succeeded"
                     c.operation = None
                     self._sync_mesh(c)
             while self._timers and self._timers[0][0] <= now:
@@ -2199,6 +2285,35 @@ class World:
             op.before = before
         self.operations[op.id] = op
         c.operation = op
+        return op
+
+    def start_node_pool_operation(self, c: Cluster, kind: str, seconds: float,
+                                  agent_pool: str = "nodepool1") -> Operation:
+        """Someone else's operation on one of the cluster's node pools, from now for
+        ``seconds`` (wall clock, as every ARM operation here). Meanwhile AKS shows the
+        managed cluster and the agent pool ``Updating`` and refuses a managedCluster PUT
+        with 409 ``OperationNotAllowed`` naming the operation (:mod:`sandbox.arm`).
+
+        ``kind``: ``update node pool`` only (``az aks nodepool update``: settings such as
+        the autoscaler's, no node replaced). An ``upgrade node pool`` is not offered: it
+        cordons, drains and replaces every node, which the sandbox does not emulate, and a
+        world must not be easier than AKS."""
+        if kind not in NODE_POOL_OPERATIONS:
+            raise ValueError(f"{kind!r} is not a node pool operation the sandbox emulates "
+                             f"({', '.join(NODE_POOL_OPERATIONS)})")
+        pools = [p for p in c.arm["properties"].get("agentPoolProfiles") or []
+                 if p.get("name") == agent_pool]
+        if not pools:
+            raise ValueError(f"{c.name} has no agent pool {agent_pool!r}")
+        state = NODE_POOL_OPERATIONS[kind]
+        now = time.time()
+        with self.lock:
+            op = Operation(str(uuid.uuid4()), c.name, now, now + seconds, c.revisions,
+                           kind=kind, agent_pool=agent_pool)
+            self.operations[op.id] = op
+            c.operation = op
+            c.arm["properties"]["provisioningState"] = state
+            pools[0]["provisioningState"] = state
         return op
 
     # ------------------------------------------------------------------ traffic

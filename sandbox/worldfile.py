@@ -22,7 +22,16 @@ A world file is YAML::
           disable_local_accounts: true
         open_service_mesh: false      # optional: the OSM add-on is on
         node_count: 3                 # optional
-        channel: {id: C0SHOP, name: mesh-shop}   # optional: its Slack channel
+        channel: {id: C0SHOP, name: mesh-shop}   # optional: its Slack channel; add
+                                      # member: false (the app was never invited) or
+                                      # archived: true for a channel Slack refuses posts to
+        mesh_config:                  # optional: the team's MeshConfig overrides per
+          asm-1-25:                   #   revision, as istio-shared-configmap-asm-1-25
+            accessLogFile: /dev/stdout   #   in aks-istio-system (data key `mesh`)
+            defaultConfig: {holdApplicationUntilProxyStarts: true}
+        operation_in_progress:        # optional: someone's node pool operation, running
+          kind: update node pool      #   from the world's start for `seconds` (wall clock)
+          seconds: 30
         namespaces:
           - name: store
             labels: {istio.io/rev: asm-1-25}     # the namespace's labels, exactly (a tag
@@ -46,6 +55,17 @@ a namespace labelled with a tag start with the tagged revision's sidecar. A faul
 canary); ``latency_ms`` is the median latency on it; ``crashloop`` makes new pods of the
 workload crash-loop (its Jobs' pods fail).
 
+``mesh_config`` is made as a team makes it (AKS doc ``istio-meshconfig.md``): a ConfigMap
+``istio-shared-configmap-<revision>`` in ``aks-istio-system`` whose ``mesh`` is the given
+MeshConfig as YAML, for a revision the cluster runs or one it can upgrade to (prepared
+before a canary upgrade, as the doc asks); the add-on's admission control denies blocked
+fields, and so does the world file. ``operation_in_progress`` makes the cluster busy from
+the world's start: ARM shows it ``Updating`` and answers a managedCluster PUT with 409
+``OperationNotAllowed`` until it ends (:meth:`sandbox.world.World.start_node_pool_operation`
+says why only ``update node pool``). A channel with ``member: false`` answers
+``chat.postMessage`` with ``not_in_channel``, an archived one with ``is_archived``
+(:mod:`sandbox.slack`).
+
 A wrong file fails at start with the file, the field path (or the manifest's document number
 and line) and what was expected: :class:`WorldError`.
 """
@@ -68,7 +88,17 @@ from pydantic import (
     model_validator,
 )
 
-from sandbox.world import ApiError, Fault, Traffic, World, load_revisions
+from sandbox.world import (
+    ISTIO_NS,
+    NODE_POOL_OPERATIONS,
+    SHARED_MESH_CONFIG,
+    ApiError,
+    Fault,
+    Traffic,
+    World,
+    load_revisions,
+    mesh_config_problems,
+)
 
 DEFAULT_WORLD = Path(__file__).resolve().parent / "data" / "worlds" / "default.yaml"
 SUBSCRIPTION = "00000000-0000-0000-0000-000000000000"
@@ -134,6 +164,22 @@ class EntraIdSpec(Strict):
 class ChannelSpec(Strict):
     id: str = Field(pattern=r"^[CG][A-Z0-9]{2,}$")
     name: str = Field(pattern=r"^[a-z0-9_-]{1,80}$")
+    member: bool = True  # the app is in the channel (invited)
+    archived: bool = False
+
+
+class OperationSpec(Strict):
+    kind: str
+    seconds: float = Field(gt=0, le=3600)
+
+    @field_validator("kind")
+    @classmethod
+    def _kind(cls, v: str) -> str:
+        if v not in NODE_POOL_OPERATIONS:
+            raise ValueError(f"{v!r} is not a node pool operation the sandbox emulates "
+                             f"({', '.join(NODE_POOL_OPERATIONS)}; an upgrade would drain "
+                             "and replace the nodes, which it does not)")
+        return v
 
 
 class ClusterSpec(Strict):
@@ -150,6 +196,8 @@ class ClusterSpec(Strict):
     revision_tags: dict[str, str] = Field(default_factory=dict)
     gateway_api: bool = False
     channel: ChannelSpec | None = None
+    mesh_config: dict[str, dict[str, Any]] = Field(default_factory=dict)
+    operation_in_progress: OperationSpec | None = None
     namespaces: list[NamespaceSpec] = Field(default_factory=list)
 
     @field_validator("revisions")
@@ -324,6 +372,17 @@ def _check(spec: WorldSpec, catalog: dict[str, dict[str, Any]]) -> list[str]:
                 runs = ", ".join(c.revisions) or "none, the mesh is off"
                 problems.append(f"{where}: {rev} is not a revision this cluster runs (its "
                                 f"revisions: {runs}), so istioctl finds no webhook to tag")
+        upgrades = (catalog.get(c.revisions[0], {}).get("upgrades") or []) \
+            if len(c.revisions) == 1 else []
+        for rev, mesh in c.mesh_config.items():
+            where = f"{at}.mesh_config.{rev}"
+            if rev not in c.revisions and rev not in upgrades:
+                runs = ", ".join(c.revisions) or "none, the mesh is off"
+                problems.append(f"{where}: {rev} is neither a revision this cluster runs (its "
+                                f"revisions: {runs}) nor one it can upgrade to"
+                                + (f" ({', '.join(upgrades)})" if upgrades else ""))
+            problems += [f"{where}: {p} (AKS doc istio-meshconfig.md: admission control "
+                         "denies it)" for p in mesh_config_problems(mesh)]
         names: set[str] = set()
         for ni, ns in enumerate(c.namespaces):
             if ns.name in names:
@@ -392,6 +451,18 @@ def build(world: World, loaded: LoadedWorld) -> None:
                 gateway_api=c.gateway_api)
             for tag, rev in c.revision_tags.items():
                 world.set_revision_tag(c.name, tag, rev)
+            for rev, mesh in c.mesh_config.items():
+                try:  # as `kubectl apply -f istio-shared-configmap-<rev>.yaml` (AKS doc)
+                    world.create(c.name, {
+                        "apiVersion": "v1", "kind": "ConfigMap",
+                        "metadata": {"name": SHARED_MESH_CONFIG + rev, "namespace": ISTIO_NS},
+                        "data": {"mesh": yaml.safe_dump(mesh, sort_keys=False)}})
+                except ApiError as exc:
+                    raise WorldError(f"{loaded.path}: clusters[{ci}].mesh_config.{rev}: "
+                                     f"{exc.message}") from None
+            if c.operation_in_progress is not None:
+                world.start_node_pool_operation(cl, c.operation_in_progress.kind,
+                                                c.operation_in_progress.seconds)
             with world.lock:
                 for ns in c.namespaces:
                     world.ensure_namespace(cl, ns.name, ns.labels)
