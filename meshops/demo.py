@@ -503,9 +503,13 @@ def run_demo(scenario: str, state_dir: Path, port_base: int, bot_port: int, bake
             h.echo(f"the upgrade was not accepted: HTTP {resp.status_code} {resp.text}")
             return 1
         run_id = m.group(0)
-        root = h.wait_for_button(run_id, "approve", 120)
-        h.click("approver", run_id, "approve", root)
-        if scenario == "upgrade":
+        typed = not h.info["clusters"].get(cluster, {}).get("app_can_post", True)
+        if typed:
+            decide_by_typing(h, run_id, cluster, channel, scenario, timeout)
+        else:
+            root = h.wait_for_button(run_id, "approve", 120)
+            h.click("approver", run_id, "approve", root)
+        if scenario == "upgrade" and not typed:
             def completable() -> Any:
                 if h.run_phase(run_id) in TERMINAL:
                     return True  # ended without asking for completion (rolled back, …)
@@ -522,8 +526,18 @@ def run_demo(scenario: str, state_dir: Path, port_base: int, bot_port: int, bake
         time.sleep(2)  # let the last Slack messages land before the summary
         h.print_new()
         notes: list[str] = []
+        configs = state[cluster].get("mesh_configs") or {}
         problems = check_outcome(h, scenario, cluster, run_id, phase, stable, target, watched,
-                                 strict_pods=world_file is None, notes=notes)
+                                 strict_pods=world_file is None, notes=notes,
+                                 copies_mesh_config=f"istio-shared-configmap-{stable}" in
+                                 configs and f"istio-shared-configmap-{target}" not in configs)
+        if typed:
+            refusals = slack_refusals(h, run_id)
+            notes.append(f"audit: {len(refusals)} Slack refusal(s) recorded for run {run_id}"
+                         + (f": {'; '.join(refusals)}" if refusals else ""))
+            if len(refusals) != 1:
+                problems.append(f"Slack's refusal of the run's messages is recorded "
+                                f"{len(refusals)} times, not once")
         for n in notes:
             h.echo(f"({n})")
         for p in problems:
@@ -535,6 +549,34 @@ def run_demo(scenario: str, state_dir: Path, port_base: int, bot_port: int, bake
         return 1
     finally:
         h.stop()
+
+
+def decide_by_typing(h: Harness, run_id: str, cluster: str, channel: str | None,
+                     scenario: str, timeout: float) -> None:
+    """Decide a run by typing, as people do when Slack refuses meshops' posts in the
+    cluster's channel (the app never invited, the channel archived): there is no message
+    with buttons, so the approver types ``/mesh approve <run>`` and, once the run waits for
+    it, ``/mesh complete <run>``; before completing, the requester asks ``/mesh status``,
+    which says that Slack refused the run's messages. Slash commands reach the app in any
+    channel, and their answers come back through ``response_url``."""
+    parked = {"awaiting_approval"} | TERMINAL
+    if h.wait_for_phase(run_id, parked, 120) in TERMINAL:
+        return
+    h.slash("approver", f"approve {run_id}", channel=channel)
+    if scenario != "upgrade":
+        return
+    if h.wait_for_phase(run_id, {"awaiting_completion"} | TERMINAL, timeout) in TERMINAL:
+        return
+    h.ask("requester", f"status {cluster}")
+    h.slash("approver", f"complete {run_id}", channel=channel)
+
+
+def slack_refusals(h: Harness, run_id: str) -> list[str]:
+    """What the audit recorded of Slack refusing the run's messages (one entry a refusal)."""
+    from workers.store.audit import AuditLog
+
+    audit = AuditLog(redis.Redis.from_url(h.redis_url), h.prefix)
+    return [e["what"] for e in audit.read(run=run_id) if e["kind"] == "slack"]
 
 
 def newest(revisions: list[str]) -> str | None:
@@ -596,10 +638,13 @@ def enable_demo(h: Harness, cluster: str, timeout: float) -> int:
 
 def check_outcome(h: Harness, scenario: str, cluster: str, run_id: str, phase: str,
                   stable: str = "asm-1-25", target: str = "asm-1-26", watched: str = "checkout",
-                  strict_pods: bool = True, notes: list[str] | None = None) -> list[str]:
+                  strict_pods: bool = True, notes: list[str] | None = None,
+                  copies_mesh_config: bool = False) -> list[str]:
     """What is wrong with the end state of a scenario; empty when it ended as it should.
     Pods left off the expected sidecar are a problem on the default fleet; in a world (Jobs,
-    OnDelete StatefulSets, bare pods, pods not injected) they are added to ``notes``."""
+    OnDelete StatefulSets, bare pods, pods not injected) they are added to ``notes``.
+    ``copies_mesh_config``: the stable revision had a shared MeshConfig and the canary none
+    when the run started, so the canary's must now hold the same data."""
     state = h.control("GET", "/_sandbox/state")[cluster]
     want = target if scenario == "upgrade" else stable
     problems: list[str] = []
@@ -627,6 +672,16 @@ def check_outcome(h: Harness, scenario: str, cluster: str, run_id: str, phase: s
                            f"{p['revision'] or 'no sidecar'})" for p in off})
         notes.append(f"{len(off)} pods not on the {want} sidecar: " + ", ".join(by_owner[:8])
                      + (f" and {len(by_owner) - 8} more" if len(by_owner) > 8 else ""))
+    configs = state.get("mesh_configs") or {}
+    stable_cm, canary_cm = (f"istio-shared-configmap-{r}" for r in (stable, target))
+    if scenario == "upgrade" and copies_mesh_config and stable_cm in configs:
+        # AKS doc istio-meshconfig.md: the canary's MeshConfig is made before its start
+        if configs.get(canary_cm) != configs[stable_cm]:
+            problems.append(f"MeshConfig: {canary_cm} is {configs.get(canary_cm)}, not the "
+                            f"data of {stable_cm} ({configs[stable_cm]})")
+        else:
+            notes.append(f"MeshConfig: {canary_cm} holds the same data as {stable_cm}: "
+                         f"{json.dumps(configs[stable_cm], sort_keys=True)}")
     if scenario == "rollback":
         thread = " ".join(e["text"] for e in h.slack_log() if e.get("thread_ts"))
         if not re.search(rf"✗ {re.escape(watched)} success \d+\.\d+% ≥ \d+\.\d+%", thread):

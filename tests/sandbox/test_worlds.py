@@ -58,7 +58,7 @@ def test_default_world_is_the_six_cluster_fleet() -> None:
 
 
 @pytest.mark.parametrize("name", ["online-boutique", "aks-store", "batch-and-stateful",
-                                  "entra", "crashloop"])
+                                  "entra", "unreachable-channels"])
 def test_fixture_worlds_load_with_every_kind_listed(name: str) -> None:
     world = built(name)
     for c in world.clusters.values():
@@ -207,8 +207,8 @@ def test_ondelete_statefulset_and_deleted_pods() -> None:
 
 
 def test_crashloop_that_was_already_there() -> None:
-    world = built("crashloop")
-    c = "aks-legacy-eus"
+    world = built("entra")  # the Entra ID cluster also holds a crash loop from before
+    c = "aks-entra-neu"
     pods = [p for p in objects(world, c, "Pod", "reviews")
             if p["metadata"]["name"].startswith("ratings-v1")]
     assert len(pods) == 1
