@@ -258,3 +258,27 @@ def demo(scenario: str, state_dir: Path, port_base: int, bot_port: int, bake: st
             sys.exit(2)
     sys.exit(run_demo(scenario, state_dir, port_base, bot_port, bake, interval, cluster,
                       timeout, socket_mode, world_file=world_file, to_revision=to_revision))
+
+
+@main.command()
+@click.option("--rounds", type=int, default=6, show_default=True,
+              help="Scenarios to play (upgrade and rollback in turn, over dev, staging, prod).")
+@click.option("--seed", type=int, default=None, help="Seed of the chaos monkey's choices.")
+@click.option("--every", type=(float, float), default=(3.0, 7.0), show_default=True,
+              help="Seconds between two kills or faults (uniform between the two).")
+@click.option("--state-dir", type=click.Path(path_type=Path), default=Path(".meshops/chaos"),
+              show_default=True)
+@click.option("--port-base", type=int, default=18600, show_default=True)
+@click.option("--parallel", type=click.IntRange(1, 3), default=1, show_default=True,
+              help="Scenarios played at once, on different clusters.")
+def chaos(rounds: int, seed: int | None, every: tuple[float, float], state_dir: Path,
+          port_base: int, parallel: int) -> None:
+    """Play upgrades and rollbacks while processes die and ARM, Kubernetes and Slack fail;
+    print the figures. Exits 1 if anything was lost or done twice."""
+    from meshops.chaos import run_chaos
+
+    if rounds < 1 or every[0] <= 0 or every[1] < every[0]:
+        raise click.BadParameter("--rounds ≥ 1 and --every LOW HIGH with 0 < LOW ≤ HIGH")
+    figures = run_chaos(state_dir.resolve(), port_base, rounds=rounds, seed=seed, every=every,
+                        parallel=parallel)
+    sys.exit(1 if figures.losses else 0)

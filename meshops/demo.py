@@ -23,8 +23,10 @@ import signal
 import socket
 import subprocess
 import sys
+import threading
 import time
 import urllib.parse
+from collections import Counter
 from collections.abc import Callable
 from pathlib import Path
 from typing import Any
@@ -74,6 +76,11 @@ class Harness:
         self.seen = 0
         self.printing = False
         self.push_secret = secrets.token_hex(16)
+        self.specs: dict[str, tuple[str, ...]] = {}  # how each process was started
+        self.supervised: set[str] = set()  # restarted by the supervisor when they die
+        self.restarts: Counter[str] = Counter()
+        self._supervisor: threading.Thread | None = None
+        self._stopping = threading.Event()
 
     # ------------------------------------------------------------------ processes
 
@@ -89,7 +96,35 @@ class Harness:
         proc = subprocess.Popen([sys.executable, "-m", "meshops", *args], env=self.env(),
                                 stdout=log, stderr=subprocess.STDOUT, start_new_session=True)
         self.procs[name] = proc
+        self.specs[name] = args
         return proc
+
+    def supervise(self, *names: str) -> None:
+        """Restart these processes (worker, beat, bot) whenever they die, as systemd,
+        docker compose (``restart: unless-stopped``) or a Kubernetes Deployment would."""
+        self.supervised.update(names)
+        if self._supervisor is None:
+            self._supervisor = threading.Thread(target=self._supervise, daemon=True,
+                                                name="supervisor")
+            self._supervisor.start()
+
+    def _supervise(self) -> None:
+        while not self._stopping.wait(0.5):
+            for name in sorted(self.supervised):
+                proc = self.procs.get(name)
+                if proc is not None and proc.poll() is not None and name in self.specs:
+                    self.restarts[name] += 1
+                    self._spawn(name, *self.specs[name])
+
+    def crash(self, name: str) -> None:
+        """SIGKILL a process and its children (a supervised one comes back by itself)."""
+        proc = self.procs.get(name)
+        if proc is not None and proc.poll() is None:
+            try:
+                os.killpg(proc.pid, signal.SIGKILL)
+            except ProcessLookupError:
+                pass
+            proc.wait(10)
 
     def start(self) -> None:
         self.state_dir.mkdir(parents=True, exist_ok=True)
@@ -145,6 +180,9 @@ class Harness:
         proc.wait(10)
 
     def stop(self) -> None:
+        self._stopping.set()
+        if self._supervisor is not None:
+            self._supervisor.join(5)
         for proc in list(self.procs.values()):
             if proc.poll() is None:
                 try:
@@ -463,6 +501,7 @@ def run_demo(scenario: str, state_dir: Path, port_base: int, bot_port: int, bake
                + (f" --world {world_file}" if world_file else "")
                + ": starting sandbox, Prometheus, worker, beat and bot …")
         h.start()
+        h.supervise("worker", "beat", "bot")  # a process that dies comes back by itself
         h.follow()
         state = h.control("GET", "/_sandbox/state")
         if cluster is None:
