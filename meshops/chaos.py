@@ -402,3 +402,36 @@ def _play_batch(h: Harness, rds: RedisServer, figures: Figures, rng: random.Rand
         lines.append(f"round {i + 1}/{rounds}: {scenario} of {cluster}, run {run_id}: "
                      f"{one.phase(run_id) if run_id != '?' else 'not started'}")
     return lines
+
+
+def demo_under_redis_restarts(state_dir: Path, port_base: int, period: float = 30.0,
+                              scenario: str = "upgrade") -> int:
+    """``meshops demo`` against a Redis with persistence that is SIGKILLed and started
+    again every ``period`` seconds throughout the run; the demo's exit code (0: the run
+    ended as the scenario says)."""
+    from meshops.demo import run_demo
+
+    rds = RedisServer(port_base + 95, state_dir / "redis")
+    rds.start()
+    os.environ["REDIS_URL"] = rds.url
+    done = threading.Event()
+
+    def restarts() -> None:
+        n = 0
+        while not done.wait(period):
+            rds.kill()
+            n += 1
+            print(f"(chaos: Redis killed, {n}; starting it again on its append-only file)",
+                  flush=True)
+            time.sleep(1.0)
+            rds.start()
+
+    killer = threading.Thread(target=restarts, daemon=True)
+    killer.start()
+    try:
+        return run_demo(scenario, state_dir, port_base, port_base + 80, "10s", "5s", None,
+                        900)
+    finally:
+        done.set()
+        killer.join(10)
+        rds.kill()

@@ -271,11 +271,17 @@ def demo(scenario: str, state_dir: Path, port_base: int, bot_port: int, bake: st
 @click.option("--port-base", type=int, default=18600, show_default=True)
 @click.option("--parallel", type=click.IntRange(1, 3), default=1, show_default=True,
               help="Scenarios played at once, on different clusters.")
+@click.option("--redis-every", type=float, default=None,
+              help="Instead: run `meshops demo --scenario upgrade` while its Redis (append-only "
+              "file on) is killed and started again every this many seconds.")
 def chaos(rounds: int, seed: int | None, every: tuple[float, float], state_dir: Path,
-          port_base: int, parallel: int) -> None:
+          port_base: int, parallel: int, redis_every: float | None) -> None:
     """Play upgrades and rollbacks while processes die and ARM, Kubernetes and Slack fail;
     print the figures. Exits 1 if anything was lost or done twice."""
-    from meshops.chaos import run_chaos
+    from meshops.chaos import demo_under_redis_restarts, run_chaos
+
+    if redis_every is not None:
+        sys.exit(demo_under_redis_restarts(state_dir.resolve(), port_base, redis_every))
 
     if rounds < 1 or every[0] <= 0 or every[1] < every[0]:
         raise click.BadParameter("--rounds ≥ 1 and --every LOW HIGH with 0 < LOW ≤ HIGH")

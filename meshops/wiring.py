@@ -34,9 +34,11 @@ def run_bot(host: str, port: int) -> None:
     from slack_bolt.adapter.wsgi import SlackRequestHandler
 
     from bot.app import create_app
+    from bot.health import health_app, redis_ready
     from bot.http import serve
     from bot.push import push_app
     from workers.slack.client import make_client
+    from workers.store.connect import redis_client
     from workers.tasks.app import (
         enqueue_answer,
         enqueue_notify,
@@ -61,4 +63,6 @@ def run_bot(host: str, port: int) -> None:
     else:
         log.info("bot.start", mode="http", host=host, port=port, path="/slack/events")
         wsgi = push_app(env.meshops_releases_push_secret, enqueue_push, SlackRequestHandler(app))
+        # /livez and /readyz for the probes (deploy/kubernetes), then Slack and the pushes
+        wsgi = health_app(wsgi, redis_ready(redis_client(env.redis_url).ping))
         serve(wsgi, host, port)  # waitress capped at bot.http.MAX_BODY_BYTES
