@@ -376,10 +376,16 @@ class Harness:
         return self._wait(ready, timeout, f"the [{action}] button of run {run_id}")  # type: ignore[no-any-return]
 
     def run_phase(self, run_id: str) -> str:
+        """The run's phase as stored; ``unknown`` while Redis does not answer (it may be
+        restarting: the demo waits, as a person would)."""
         from workers.store.runs import RedisRunStore
+        from workflows.errors import TemporaryError
 
         store = RedisRunStore.from_url(self.redis_url, self.prefix)
-        return store.get(run_id).phase.value
+        try:
+            return store.get(run_id).phase.value
+        except TemporaryError:
+            return "unknown"
 
     def wait_for_phase(self, run_id: str, phases: set[str], timeout: float) -> str:
         return self._wait(lambda: (p := self.run_phase(run_id)) in phases and p,  # type: ignore[no-any-return]
