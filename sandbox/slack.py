@@ -236,6 +236,16 @@ class SlackEmulator:
                              file_id=f["id"], title=f["title"], name=f["name"],
                              size=f["length"], is_png=f["data"][:8] == b"\x89PNG\r\n\x1a\n",
                              text=args.get("initial_comment", ""))
+        if channel and out:
+            # sharing files into a channel (or a thread) posts a message that carries them,
+            # as Slack's file shares do: conversations.history/replies list it with `files`
+            ts = self._ts()
+            self.messages[(channel, ts)] = {
+                "type": "message", "subtype": "file_share", "user": "U0MESHOPS", "ts": ts,
+                "text": args.get("initial_comment", ""), "blocks": None,
+                "thread_ts": args.get("thread_ts"), "metadata": None,
+                "files": [{"id": o["id"], "name": o["name"], "title": o["title"]}
+                          for o in out]}
         return {"ok": True, "files": out}
 
     def m_auth_test(self, args: dict[str, str]) -> dict[str, Any]:

@@ -13,7 +13,9 @@ import pytest
 from sandbox.http import serve
 from sandbox.slack import SlackEmulator
 from tests.conftest import REDIS_URL, free_port_base
-from tests.core.test_workflow import new_run
+from tests.core.fakes import FakeWorld
+from tests.core.test_real_clusters import approved
+from tests.core.test_workflow import drive, new_run
 from workers.slack.client import make_client
 from workers.slack.notifier import SlackNotifier
 from workers.store.runs import RedisRunStore
@@ -79,3 +81,21 @@ def test_a_post_made_just_before_a_kill_is_not_made_again(
     assert len(lines) == len(run.history), lines  # every line once, none twice
     assert len(set(lines)) == len(lines)
     assert int(store.slack_state(run.id)["posted"]) == len(run.history)
+
+
+def test_a_chart_shared_just_before_a_kill_is_not_shared_again(
+        slack: SlackEmulator, store: RedisRunStore, prefix: str) -> None:
+    world = FakeWorld.seeded(["a"])
+    run, now = approved(world)
+    run, _ = drive(run, world, now)  # wave 0 baked and passed: its chart is due
+    run = run.evolve(id="r-0e0e0e0e0e", channel="C1")
+    assert [w.verdict for w in run.waves if w.verdict is not None]
+    client = make_client("xoxb-test", slack.base_url + "/api/")
+    store.r.hset(store.key("run", run.id), mapping={"seq": 0, "data": run.model_dump_json()})
+    dying = SlackNotifier(client, DyingStore(store.r, prefix, "charts"), lambda c: ["UA"])
+    with pytest.raises(Killed):
+        dying.sync(run)
+    SlackNotifier(client, store, lambda c: ["UA"]).sync(run)
+    files = [e for e in slack.log if e["kind"] == "file"]
+    assert len(files) == 1, files
+    assert store.slack_state(run.id)["charts"] == "1"

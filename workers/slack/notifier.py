@@ -5,7 +5,8 @@ the step log goes to its thread, one message per history line, in order (DESIGN.
 Exactly once: before each post a marker (``root_pending``, ``line_pending``) is stored, and
 the message carries Slack message metadata naming the run and line; a worker killed between
 the post and its record leaves the marker, and the next sync looks for the message
-(``conversations.history``/``replies`` with ``include_all_metadata``) before posting.
+(``conversations.history``/``replies`` with ``include_all_metadata``) before posting; a
+gate chart is found by its file name among the thread's file shares.
 The channel and ``ts`` of the root message and how many history lines were posted are
 persisted in Redis, so a new worker carries on where the last one stopped (unlike Argo's
 notifications engine, which keeps them in memory). Slack 429s are retried after
@@ -135,9 +136,16 @@ class SlackNotifier:
         if len(ended) > charted:
             wave = ended[-1]
             verdict = wave.verdict.value if wave.verdict else "?"
+            filename = f"{run.id}-wave-{wave.index}.png"
+            if state.get("chart_pending") == filename and filename in self._shared_files(
+                    state):
+                self.store.set_slack_state(run.id, charts=len(ended))  # shared before a crash
+                self.store.mark_synced(run.id)
+                return
+            self.store.set_slack_state(run.id, chart_pending=filename)
             self._call("files_upload_v2", channel=state["root_channel"],
                        thread_ts=state["root_ts"], file=gate_chart(run),
-                       filename=f"{run.id}-wave-{wave.index}.png",
+                       filename=filename,
                        title=f"{run.cluster} wave {wave.index}: gate {verdict}",
                        initial_comment=f"Success rate and p99 per namespace up to wave "
                                        f"{wave.index} ({verdict})")
@@ -163,6 +171,18 @@ class SlackNotifier:
             cursor = (page.get("response_metadata") or {}).get("next_cursor")
             if not cursor:
                 return {}
+
+    def _shared_files(self, state: dict[str, str]) -> set[str]:
+        """Names of the files shared in the run's thread (a chart shared before a crash)."""
+        names, cursor = set(), None
+        while True:
+            page = self._call("conversations_replies", channel=state["root_channel"],
+                              ts=state["root_ts"], limit=1000, cursor=cursor)
+            for m in page.get("messages", []):
+                names |= {str(f.get("name")) for f in m.get("files") or []}
+            cursor = (page.get("response_metadata") or {}).get("next_cursor")
+            if not cursor:
+                return names
 
     def _posted_lines(self, run: Run, state: dict[str, str]) -> set[int]:
         """History lines of the run found in its thread (by their metadata)."""
