@@ -11,6 +11,7 @@ from dataclasses import dataclass, field
 from typing import Protocol
 
 from workflows.model import NamespaceMetrics, Run
+from workflows.traffic import TrafficWindow
 
 REV_LABEL = "istio.io/rev"
 INJECTION_LABEL = "istio-injection"
@@ -354,6 +355,28 @@ class MetricsApi(Protocol):
 
     def sample(self, namespaces: list[str], window_s: float) -> dict[str, NamespaceMetrics]:
         """Per namespace over the last ``window_s`` seconds; one query per metric.
+
+        Raises ``MetricsUnavailable`` when Prometheus cannot be queried.
+        """
+        ...
+
+    def windows(self, namespaces: list[str], gateways: list[str], start: float, end: float,
+                step_s: float) -> list[TrafficWindow]:
+        """The wave's traffic windows between ``start`` and ``end`` (Unix s); one query per
+        signal for the whole wave.
+
+        Args:
+            namespaces: the wave's namespaces (subjects as reported by destination and
+                source proxies).
+            gateways: the add-on's ingress gateway Deployments in ``aks-istio-ingress``
+                (``aks-istio-ingressgateway-<external|internal>-<revision>``), subjects
+                ``gateway/<deployment>``.
+            step_s: the window length in seconds; at least two scrape intervals are used.
+
+        Returns:
+            One :class:`TrafficWindow` per window (``(end - step, end]``, ends multiples of
+            the step), subject, revision (None when it cannot be told) and reporter with
+            traffic; ``restarts`` 0 (Prometheus does not count them). Sorted by end.
 
         Raises ``MetricsUnavailable`` when Prometheus cannot be queried.
         """

@@ -4,7 +4,9 @@ One query per metric for a whole wave (``sum by (destination_workload_namespace)
 namespace regex), never one per namespace: request count (``increase`` of
 ``istio_requests_total``), 5xx count, and p99 latency (``histogram_quantile(0.99, …)`` of
 ``istio_request_duration_milliseconds_bucket``), all with ``reporter="destination"`` as
-Flagger's built-in Istio checks. Azure Monitor managed Prometheus is reached with an Entra
+Flagger's built-in Istio checks; :meth:`PrometheusMetricsApi.windows` reads the same wave as
+traffic windows (every signal by reporter and revision, :mod:`workers.prom.windows`). Azure
+Monitor managed Prometheus is reached with an Entra
 token (``auth: azure``). The client's exceptions, and only those, become
 ``MetricsUnavailable`` in :func:`workers.prom.errors.translate_prometheus_error`.
 """
@@ -12,13 +14,16 @@ token (``auth: azure``). The client's exceptions, and only those, become
 from __future__ import annotations
 
 import math
+from datetime import UTC, datetime
 from typing import Any
 
 from prometheus_api_client import PrometheusConnect
 from urllib3.util.retry import Retry
 
 from workers.prom.errors import PROMETHEUS_ERRORS, translate_prometheus_error
+from workers.prom.windows import DEFAULT_SCRAPE_INTERVAL_S, read_windows
 from workflows.model import NamespaceMetrics
+from workflows.traffic import TrafficWindow
 
 AZURE_PROMETHEUS_SCOPE = "https://prometheus.monitor.azure.com/.default"
 
@@ -48,8 +53,13 @@ class PrometheusMetricsApi:
     """Implements :class:`workflows.ports.MetricsApi`."""
 
     def __init__(self, url: str, selector: dict[str, str] | None = None,
-                 credential: Any | None = None, scope: str = AZURE_PROMETHEUS_SCOPE):
+                 credential: Any | None = None, scope: str = AZURE_PROMETHEUS_SCOPE, *,
+                 revision_label: str | None = None,
+                 scrape_interval_s: float = DEFAULT_SCRAPE_INTERVAL_S):
         self.url = url
+        # how windows tell the reporting proxy's revision (workers.prom.windows)
+        self.revision_label = revision_label
+        self.scrape_interval_s = scrape_interval_s
         self.scope = scope  # the token audience of the configured cloud
         self.selector = dict(selector or {})
         self.credential = credential
@@ -75,6 +85,27 @@ class PrometheusMetricsApi:
             if ns and not math.isnan(value):
                 out[ns] = value
         return out
+
+    def _query_range(self, q: str, start: float, end: float, step_s: int
+                     ) -> list[dict[str, Any]]:
+        self.queries += 1
+        try:
+            if self.credential is not None:
+                token = self.credential.get_token(self.scope).token
+                self.prom.headers = {"Authorization": f"Bearer {token}"}
+            result: list[dict[str, Any]] = self.prom.custom_query_range(
+                q, datetime.fromtimestamp(start, UTC), datetime.fromtimestamp(end, UTC),
+                f"{step_s}s")
+        except PROMETHEUS_ERRORS as exc:
+            raise translate_prometheus_error(exc, self.url) from exc
+        return result
+
+    def windows(self, namespaces: list[str], gateways: list[str], start: float, end: float,
+                step_s: float) -> list[TrafficWindow]:
+        """Traffic windows of a wave: four range queries (requests by code, latency
+        buckets, TCP opened, TCP failed), see :mod:`workers.prom.windows`."""
+        return read_windows(self._query_range, self.selector, namespaces, gateways, start,
+                            end, step_s, self.scrape_interval_s, self.revision_label)
 
     def sample(self, namespaces: list[str], window_s: float) -> dict[str, NamespaceMetrics]:
         q = wave_queries(self.selector, namespaces, window_s)

@@ -1,0 +1,327 @@
+"""PrometheusMetricsApi.windows: Istio's series, read back as traffic windows.
+
+The PromQL's shape without I/O, then the windows a real Prometheus (Debian's ``prometheus``)
+answers for series shaped like Istio's: backfilled with ``promtool tsdb create-blocks-from
+openmetrics`` (the TSDB docs' backfilling), so that every count is known exactly. Scrapes
+every 30 s as Azure Monitor's, on pods that carry ``istio_io_rev`` (the pod-annotation job's
+labelmap) and export ``istio_build{component="proxy"}``.
+"""
+
+from __future__ import annotations
+
+import math
+import shutil
+import subprocess
+import time
+from collections.abc import Iterator
+from dataclasses import dataclass
+from pathlib import Path
+from typing import NamedTuple
+
+import pytest
+
+from sandbox.prom import start_prometheus
+from tests.conftest import free_port_base
+from workers.prom.metrics import PrometheusMetricsApi
+from workers.prom.windows import (
+    evaluation_times,
+    gateway_revision,
+    proxy_revision,
+    read_windows,
+    window_queries,
+    window_step_s,
+)
+from workflows.errors import MetricsUnavailable
+from workflows.traffic import TrafficWindow
+
+GW = "aks-istio-ingressgateway-external-asm-1-26"
+needs_prometheus = pytest.mark.skipif(
+    shutil.which("prometheus") is None or shutil.which("promtool") is None,
+    reason="no prometheus/promtool: apt-get install -y prometheus")
+
+
+# --- the queries' shape ------------------------------------------------------------------
+
+def test_one_query_per_signal_for_the_whole_wave() -> None:
+    q = window_queries({"cluster": "aks-1"}, ["web", "shop"], [f"gateway/{GW}"], 60,
+                       revision_label="istio_io_rev")
+    assert set(q) == {"requests", "buckets", "tcp_opened", "tcp_failed"}
+    for query in q.values():
+        arms = query.split(" or ")  # destination, source, gateways
+        assert len(arms) == 3
+        assert query.count('destination_workload_namespace=~"shop|web"') == 1
+        assert query.count('source_workload_namespace=~"shop|web"') == 1
+        assert query.count("increase(") == 3 and query.count("[60s])") == 3
+        assert query.count('cluster="aks-1"') == 3
+        assert arms[0].startswith("sum by (reporter, destination_workload_namespace, "
+                                  "istio_io_rev")
+        assert 'reporter="destination"' in arms[0]
+        assert arms[1].startswith("sum by (reporter, source_workload_namespace, istio_io_rev")
+        assert 'reporter="source"' in arms[1]
+        assert arms[2].startswith("sum by (reporter, source_workload")
+        assert (f'source_workload_namespace="aks-istio-ingress",source_workload=~"{GW}"'
+                in arms[2])
+    assert q["requests"].startswith(
+        "sum by (reporter, destination_workload_namespace, istio_io_rev, response_code, "
+        "grpc_response_status) (increase(istio_requests_total{")
+    assert "sum by (reporter, source_workload, le) (increase(istio_request_duration_" \
+           "milliseconds_bucket{" in q["buckets"]
+    assert "istio_tcp_connections_opened_total{" in q["tcp_opened"]
+    assert q["tcp_failed"].count('response_flags!="-",response_flags!=""') == 3
+    assert "response_flags" not in q["tcp_opened"] + q["requests"]
+
+
+def test_without_a_revision_label_the_proxy_version_tells_it() -> None:
+    q = window_queries({"cluster": "aks-1"}, ["shop"], [], 60)["requests"]
+    assert q.count(" or ") == 3  # two arms, each joined or kept unjoined
+    assert "sum by (reporter, destination_workload_namespace, tag, response_code" in q
+    assert ("* on (job, instance) group_left (tag) (topk by (job, instance) (1, timestamp("
+            'istio_build{cluster="aks-1",component="proxy"})) > bool 0)') in q
+    assert 'unless on (job, instance) istio_build{cluster="aks-1",component="proxy"}' in q
+    assert "source_workload=~" not in q  # no gateways asked for
+
+
+def test_revisions_from_names_and_versions() -> None:
+    assert gateway_revision(GW) == "asm-1-26"
+    assert gateway_revision("aks-istio-ingressgateway-internal-asm-1-25") == "asm-1-25"
+    assert gateway_revision("my-gateway") is None
+    assert proxy_revision("1.26.4") == "asm-1-26"
+    assert proxy_revision("1.25.0-distroless") == "asm-1-25"
+    assert proxy_revision("1.3") == "asm-1-3"
+    assert proxy_revision("unknown") is None
+    assert proxy_revision(None) is None
+
+
+def test_a_window_holds_two_scrapes_and_ends_on_a_multiple_of_the_step() -> None:
+    assert window_step_s(30, 30) == 60  # Azure Monitor's 30 s scrapes: 60 s windows
+    assert window_step_s(90, 30) == 90
+    assert window_step_s(10.2, 5) == 11
+    assert evaluation_times(1000, 1300, 60) == (1080, 1260)  # windows (1020, 1080] …
+    assert evaluation_times(960, 1020, 60) == (1020, 1020)
+    assert evaluation_times(1000, 1070, 60) is None
+
+
+def test_nothing_to_read_sends_no_query() -> None:
+    def refuse(q: str, start: float, end: float, step: int) -> list[dict[str, object]]:
+        raise AssertionError(q)
+
+    assert read_windows(refuse, {}, [], [], 0, 3600, 60) == []
+    assert read_windows(refuse, {}, ["shop"], [], 1000, 1070, 60) == []
+
+
+def test_prometheus_down_is_metrics_unavailable() -> None:
+    api = PrometheusMetricsApi("http://127.0.0.1:9")  # nothing listens on the discard port
+    with pytest.raises(MetricsUnavailable, match="could not be queried"):
+        api.windows(["shop"], [], 0, 600, 60)
+
+
+# --- a real Prometheus -------------------------------------------------------------------
+
+SCRAPE_S = 30
+SCRAPES = 10  # 300 s: five 60 s windows
+
+
+@dataclass(frozen=True)
+class Pod:
+    """A scrape target: a proxy's merged endpoint, labelled as the pod-annotation job does."""
+
+    instance: str
+    namespace: str
+    revision: str
+    version: str | None  # istio_build's tag; None: the target exports none
+    cluster: str = "aks-1"
+
+    def labels(self) -> dict[str, str]:
+        return {"cluster": self.cluster, "job": "kubernetes-pods", "instance": self.instance,
+                "istio_io_rev": self.revision, "kubernetes_namespace": self.namespace}
+
+
+SHOP_25 = Pod("10.0.0.1:15020", "shop", "asm-1-25", "1.25.3")
+SHOP_26 = Pod("10.0.0.2:15020", "shop", "asm-1-26", "1.26.1")
+WEB_25 = Pod("10.0.0.3:15020", "web", "asm-1-25", None)
+GATEWAY = Pod("10.0.0.9:15020", "aks-istio-ingress", "asm-1-26", "1.26.1")
+GATEWAY_25 = Pod("10.0.0.10:15020", "aks-istio-ingress", "asm-1-25", "1.25.3")
+OTHER_NS = Pod("10.0.0.4:15020", "other", "asm-1-25", "1.25.3")
+OTHER_CLUSTER = Pod("10.0.0.1:15020", "shop", "asm-1-25", "1.25.3", cluster="aks-2")
+#: a pod of cart on asm-1-25 replaced by one on asm-1-26 with the same IP, the old one's
+#: istio_build still inside the lookback (no staleness marker) when the new one's starts
+CART_OLD = Pod("10.0.0.5:15020", "cart", "asm-1-25", "1.25.3")
+CART_NEW = Pod("10.0.0.5:15020", "cart", "asm-1-26", "1.26.1")
+
+
+class Series(NamedTuple):
+    metric: str
+    labels: dict[str, str]
+    incs: list[int]  # increments per scrape in each of the five windows
+    first: int = 0  # the scrapes it is in
+    last: int = SCRAPES
+
+
+def _request_labels(pod: Pod, reporter: str, src: tuple[str, str], dst: tuple[str, str],
+                    code: str, grpc: str = "") -> dict[str, str]:
+    """Istio's standard labels of istio_requests_total (the app's canonical revision v1)."""
+    return {**pod.labels(), "reporter": reporter,
+            "source_workload": src[1], "source_workload_namespace": src[0],
+            "source_canonical_revision": "v1", "destination_workload": dst[1],
+            "destination_workload_namespace": dst[0], "destination_canonical_revision": "v1",
+            "request_protocol": "grpc" if grpc else "http", "response_code": code,
+            "grpc_response_status": grpc, "response_flags": "-"}
+
+
+def _series() -> list[Series]:
+    web, shop, gw = ("web", "web"), ("shop", "cart"), ("aks-istio-ingress", GW)
+    req = "istio_requests_total"
+    out = [Series(*s) for s in (
+        (req, _request_labels(SHOP_25, "destination", web, shop, "200"), [5, 10, 15, 20, 25]),
+        (req, _request_labels(SHOP_25, "source", shop, ("web", "web"), "200"), [2] * 5),
+        (req, _request_labels(SHOP_26, "destination", web, shop, "200"), [4] * 5),
+        (req, _request_labels(SHOP_26, "destination", web, shop, "503"), [1] * 5),
+        (req, _request_labels(SHOP_26, "destination", web, shop, "200", "14"), [3] * 5),
+        (req, _request_labels(SHOP_26, "destination", web, shop, "200", "0"), [5] * 5),
+        (req, _request_labels(WEB_25, "source", web, shop, "200"), [7] * 5),
+        (req, _request_labels(GATEWAY, "source", gw, shop, "200"), [6] * 5),
+        (req, _request_labels(GATEWAY, "source", gw, shop, "503"), [1] * 5),
+        (req, _request_labels(GATEWAY_25, "source", ("aks-istio-ingress",
+         "aks-istio-ingressgateway-internal-asm-1-25"), shop, "200"), [9] * 5),
+        (req, _request_labels(OTHER_NS, "destination", web, ("other", "x"), "200"), [50] * 5),
+        (req, _request_labels(OTHER_CLUSTER, "destination", web, shop, "200"), [100] * 5),
+        (req, _request_labels(CART_OLD, "destination", web, ("cart", "cart"), "200"),
+         [1] * 5),
+    )]
+    base = {k: v for k, v in _request_labels(SHOP_25, "destination", web, shop, "").items()
+            if k not in ("response_code", "grpc_response_status", "request_protocol")}
+    for le, inc in (("1", 1), ("5", 3), ("10", 4), ("+Inf", 5)):
+        out.append(Series("istio_request_duration_milliseconds_bucket",
+                          {**base, "le": le}, [inc] * 5))
+    tcp = {**base, "request_protocol": "tcp"}
+    out.append(Series("istio_tcp_connections_opened_total", tcp, [4] * 5))
+    out.append(Series("istio_tcp_connections_closed_total", {**tcp, "response_flags": "-"},
+                      [3] * 5))
+    out.append(Series("istio_tcp_connections_closed_total", {**tcp, "response_flags": "UF"},
+                      [1] * 5))
+    for pod, first, last in ((SHOP_25, 0, SCRAPES), (SHOP_26, 0, SCRAPES),
+                             (GATEWAY, 0, SCRAPES), (GATEWAY_25, 0, SCRAPES),
+                             (OTHER_NS, 0, SCRAPES), (OTHER_CLUSTER, 0, SCRAPES),
+                             (CART_OLD, 0, 4), (CART_NEW, 5, SCRAPES)):
+        assert pod.version
+        labels = {**pod.labels(), "component": "proxy", "tag": pod.version}
+        labels.pop("istio_io_rev")  # the same target labels for both cart pods
+        out.append(Series("istio_build", labels, [0] * 5, first, last))
+    return out
+
+
+def _openmetrics(t0: int) -> str:
+    """The series as OpenMetrics text, one sample per 30 s scrape from ``t0`` (counters from
+    0; istio_build a gauge of 1). Each family's samples together, each series' in time order."""
+    lines = []
+    for metric, labels, incs, first, last in sorted(_series(), key=lambda s: s.metric):
+        text = ",".join(f'{k}="{v}"' for k, v in sorted(labels.items()))
+        value = 0
+        for i in range(SCRAPES + 1):
+            if i:
+                value += incs[(i - 1) // 2]
+            shown = 1 if metric == "istio_build" else value
+            if first <= i <= last:
+                lines.append(f"{metric}{{{text}}} {shown} {t0 + i * SCRAPE_S}")
+    return "\n".join(lines) + "\n# EOF\n"
+
+
+@pytest.fixture(scope="module")
+def prometheus(tmp_path_factory: pytest.TempPathFactory) -> Iterator[tuple[str, int]]:
+    """A Prometheus holding the series; (its URL, the first scrape's time)."""
+    state: Path = tmp_path_factory.mktemp("prometheus")
+    t0 = int(time.time() - 3600) // 300 * 300  # an hour ago, within retention
+    source = state / "istio.om"
+    source.write_text(_openmetrics(t0))
+    subprocess.run(["promtool", "tsdb", "create-blocks-from", "openmetrics", "--quiet",
+                    str(source), str(state / "prometheus-data")], check=True)
+    port = free_port_base(15000, 16000)
+    proc = start_prometheus(state, port, [])
+    try:
+        yield f"http://127.0.0.1:{port}", t0
+    finally:
+        proc.terminate()
+        proc.wait(10)
+
+
+def _by_key(windows: list[TrafficWindow]) -> dict[tuple[float, str, str | None, str],
+                                                  TrafficWindow]:
+    out = {(w.end, w.subject, w.revision, w.reporter): w for w in windows}
+    assert len(out) == len(windows)  # one window per interval, subject, revision, reporter
+    return out
+
+
+def _expected(t0: int, web_revision: str | None) -> dict[tuple[float, str, str | None, str],
+                                                         dict[str, object]]:
+    out: dict[tuple[float, str, str | None, str], dict[str, object]] = {}
+    for k in range(1, 6):
+        end = float(t0 + 60 * k)
+        out[(end, "shop", "asm-1-25", "destination")] = {
+            "requests": 10 * k, "codes": {"200": 10 * k},
+            "buckets": {1.0: 2, 5.0: 6, 10.0: 8, math.inf: 10},
+            "tcp_opened": 8, "tcp_failed": 2}
+        out[(end, "shop", "asm-1-25", "source")] = {"requests": 4, "codes": {"200": 4}}
+        out[(end, "shop", "asm-1-26", "destination")] = {
+            "requests": 26, "codes": {"200": 8, "503": 2, "grpc:0": 10, "grpc:14": 6}}
+        out[(end, "web", web_revision, "source")] = {"requests": 14, "codes": {"200": 14}}
+        out[(end, f"gateway/{GW}", "asm-1-26", "source")] = {
+            "requests": 14, "codes": {"200": 12, "503": 2}}
+    return out
+
+
+def _check(windows: list[TrafficWindow], t0: int, web_revision: str | None) -> None:
+    got = _by_key(windows)
+    expected = _expected(t0, web_revision)
+    assert sorted(got, key=str) == sorted(expected, key=str)
+    for key, fields in expected.items():
+        w = got[key]
+        assert w.start == w.end - 60
+        assert w.restarts == 0
+        assert {f: getattr(w, f) for f in fields} == fields, key
+        if "buckets" not in fields:
+            assert (w.buckets, w.tcp_opened, w.tcp_failed) == ({}, 0, 0), key
+    assert [w.end for w in windows] == sorted(w.end for w in windows)
+
+
+@needs_prometheus
+def test_windows_by_reporter_subject_and_the_pods_revision_label(
+        prometheus: tuple[str, int]) -> None:
+    url, t0 = prometheus
+    api = PrometheusMetricsApi(url, {"cluster": "aks-1"}, revision_label="istio_io_rev")
+    windows = api.windows(["shop", "web"], [GW], t0, t0 + SCRAPES * SCRAPE_S, 30)
+    assert api.queries == 4  # one per signal for the whole wave
+    _check(windows, t0, "asm-1-25")
+    canary = next(w for w in windows if w.revision == "asm-1-26" and w.subject == "shop")
+    assert canary.errors == 8  # the 503s and the gRPC Unavailable (14) inside HTTP 200s
+
+
+@needs_prometheus
+def test_windows_tell_the_revision_from_the_proxys_version(
+        prometheus: tuple[str, int]) -> None:
+    url, t0 = prometheus
+    api = PrometheusMetricsApi(url, {"cluster": "aks-1"})
+    windows = api.windows(["shop", "web"], [f"gateway/{GW}"], t0, t0 + SCRAPES * SCRAPE_S, 60)
+    assert api.queries == 4
+    _check(windows, t0, None)  # web's proxy exports no istio_build: counted, revision unknown
+
+
+@needs_prometheus
+def test_only_whole_windows_inside_the_range(prometheus: tuple[str, int]) -> None:
+    url, t0 = prometheus
+    api = PrometheusMetricsApi(url, {"cluster": "aks-1"}, revision_label="istio_io_rev")
+    windows = api.windows(["shop"], [], t0 + 10, t0 + 200, 60)
+    assert sorted({(w.start, w.end) for w in windows}) == [
+        (t0 + 60.0, t0 + 120.0), (t0 + 120.0, t0 + 180.0)]
+    assert {w.subject for w in windows} == {"shop"}
+    assert api.windows(["shop"], [], t0 + 10, t0 + 100, 60) == []
+
+
+@needs_prometheus
+def test_a_reused_pod_ip_joins_the_newest_proxy_version(prometheus: tuple[str, int]) -> None:
+    url, t0 = prometheus
+    api = PrometheusMetricsApi(url, {"cluster": "aks-1"})
+    windows = api.windows(["cart"], [], t0, t0 + SCRAPES * SCRAPE_S, 60)
+    # both istio_build series of 10.0.0.5 are within the lookback from t0+150 on
+    assert [(w.end - t0, w.revision, w.requests) for w in windows] == [
+        (60, "asm-1-25", 2), (120, "asm-1-25", 2), (180, "asm-1-26", 2), (240, "asm-1-26", 2),
+        (300, "asm-1-26", 2)]

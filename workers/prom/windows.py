@@ -1,0 +1,291 @@
+"""Istio's standard metrics as :class:`workflows.traffic.TrafficWindow` objects.
+
+Why: the metric gate judges a wave on windows — one scrape-aligned interval of one subject
+on one mesh revision as one Istio reporter saw it — and this module is where Prometheus'
+answers become those windows, with one range query per signal for the whole wave (never
+one per namespace).
+
+The queries (each ``sum by (…)`` of ``increase(…[step])``, evaluated every ``step`` seconds;
+Istio doc "Istio Standard Metrics", istio.io/latest/docs/reference/config/metrics/):
+
+- ``requests``: ``istio_requests_total`` by reporter, subject, revision, ``response_code``
+  and ``grpc_response_status``;
+- ``buckets``: ``istio_request_duration_milliseconds_bucket`` by reporter, subject, revision
+  and ``le`` (cumulative, Istio's buckets);
+- ``tcp_opened``: ``istio_tcp_connections_opened_total``;
+- ``tcp_failed``: ``istio_tcp_connections_closed_total`` closed with a ``response_flags``
+  other than ``-`` (Envoy's ``%RESPONSE_FLAGS%``, "-" when none is set: UF upstream
+  connection failure, UH no healthy upstream, URX maximum connect attempts, UO overflow, NR
+  no route…; Envoy doc "Access logging", envoyproxy.io/docs/envoy/latest/configuration/
+  observability/access_log/usage).
+
+Each query is one expression of up to three arms joined by ``or``, because each reporter
+names its own pod's namespace in a different label: ``reporter="destination"`` series by
+``destination_workload_namespace`` (the server's proxy reports), ``reporter="source"`` by
+``source_workload_namespace`` (the client's proxy), and the add-on's ingress gateways, which
+report only as source, by ``source_workload`` in ``aks-istio-ingress``
+(``aks-istio-ingressgateway-external-asm-1-26`` → subject
+``gateway/aks-istio-ingressgateway-external-asm-1-26``, revision ``asm-1-26`` from the name;
+AKS doc ``istio-deploy-ingress.md``). The arms' label sets differ, so ``or`` keeps them all.
+
+The revision of the reporting proxy. Istio's ``*_canonical_revision`` labels are the
+application's version (``service.istio.io/canonical-revision``, else ``app.kubernetes.io/
+version``, else ``version``, else ``latest``: Istio's injection template), not the mesh's;
+no standard label carries the mesh revision. Two ways to tell it, ``revision_label``
+choosing:
+
+- a label name (e.g. ``istio_io_rev``): the scrape job copies the pod's labels onto its
+  series, and the sidecar injector labels every injected pod ``istio.io/rev: <revision>``
+  (``manifests/charts/istio-control/istio-discovery/files/injection-template.yaml``).
+  Azure Monitor managed Prometheus' own pod-annotation job (``kubernetes-pods``, turned on
+  per namespace by ``podannotationnamespaceregex`` in ``ama-metrics-settings-configmap``)
+  does ``labelmap: __meta_kubernetes_pod_label_(.+)``, so there the label is
+  ``istio_io_rev`` (Azure/prometheus-collector ``podannotationsDefault.yml``).
+- ``None`` (the default): the proxy's version. Every proxy exports
+  ``istio_build{component="proxy", tag="1.26.4"}`` on the endpoint its Istio series come
+  from, so the series are joined with it on the scrape target (``job``, ``instance``) and
+  ``1.26.x`` becomes ``asm-1-26`` (AKS names a revision after the Istio minor it runs).
+  This needs no pod labels, which the scrape config of the AKS doc
+  ``istio-metrics-managed-prometheus.md`` (job ``workload``, no ``labelmap``) does not keep.
+  A target with no ``istio_build`` keeps its counts, on revision None.
+
+Windows: every evaluation time ``t`` (a multiple of the step, Unix s) reads the increase over
+``(t - step, t]``; at least two scrapes must fall in it for ``increase()`` to answer, so the
+step is at least twice the scrape interval (Azure Monitor managed Prometheus scrapes every
+30 s: a 60 s window). Counts are ``increase()``'s, rounded to whole requests.
+"""
+
+from __future__ import annotations
+
+import math
+import re
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass, field
+from typing import Any
+
+from workflows.traffic import TrafficWindow
+
+#: where the add-on runs its ingress gateways (AKS doc istio-deploy-ingress.md)
+INGRESS_NAMESPACE = "aks-istio-ingress"
+#: Azure Monitor managed Prometheus' default scrape interval, seconds
+DEFAULT_SCRAPE_INTERVAL_S = 30.0
+#: what the join on the proxy's version adds: ``istio_build``'s ``tag`` label
+PROXY_VERSION_LABEL = "tag"
+#: the labels of one scrape target (the proxy whose series they are)
+TARGET_LABELS = "job, instance"
+SIGNALS = ("requests", "buckets", "tcp_opened", "tcp_failed")
+
+_GATEWAY_REVISION = re.compile(r"-(asm-\d+-\d+)$")
+_ISTIO_VERSION = re.compile(r"^v?(\d+)\.(\d+)(?:\.|$)")
+
+#: ``query_range(query, start, end, step_s)`` → Prometheus' ``result`` (matrix)
+QueryRange = Callable[[str, float, float, int], list[dict[str, Any]]]
+
+
+def gateway_revision(workload: str) -> str | None:
+    """``asm-1-26`` of ``aks-istio-ingressgateway-external-asm-1-26``; None for other names."""
+    m = _GATEWAY_REVISION.search(workload)
+    return m.group(1) if m else None
+
+
+def proxy_revision(tag: str | None) -> str | None:
+    """The add-on revision running Istio version ``tag``: ``1.26.4`` → ``asm-1-26``."""
+    m = _ISTIO_VERSION.match(tag or "")
+    return f"asm-{m.group(1)}-{m.group(2)}" if m else None
+
+
+def window_step_s(step_s: float, scrape_interval_s: float = DEFAULT_SCRAPE_INTERVAL_S) -> int:
+    """The step (and window length) used, in whole seconds: ``step_s``, but at least two
+    scrape intervals so that every window holds two scrapes."""
+    return max(1, math.ceil(max(step_s, 2 * scrape_interval_s)))
+
+
+def evaluation_times(start: float, end: float, step: int) -> tuple[int, int] | None:
+    """First and last evaluation time (multiples of ``step``, Unix s) whose window
+    ``(t - step, t]`` lies within ``[start, end]``; None when no window fits."""
+    first = math.ceil(start / step) * step + step
+    last = math.floor(end / step) * step
+    return (first, last) if first <= last else None
+
+
+@dataclass(frozen=True)
+class _Signal:
+    metric: str
+    by: tuple[str, ...] = ()  # the signal's own labels, after reporter, subject, revision
+    matchers: tuple[str, ...] = ()  # the signal's own matchers
+
+
+_SIGNALS = {
+    "requests": _Signal("istio_requests_total", ("response_code", "grpc_response_status")),
+    "buckets": _Signal("istio_request_duration_milliseconds_bucket", ("le",)),
+    "tcp_opened": _Signal("istio_tcp_connections_opened_total"),
+    # Istio writes "-" when Envoy set no flag; an empty one is no failure either
+    "tcp_failed": _Signal("istio_tcp_connections_closed_total",
+                          matchers=('response_flags!="-"', 'response_flags!=""')),
+}
+
+
+def _selector(metric: str, matchers: Sequence[str]) -> str:
+    return f"{metric}{{{','.join(matchers)}}}"
+
+
+def _by_revision(increase: str, common: list[str], revision_label: str | None) -> str:
+    """``increase`` as is when the series carry the revision label; else joined with the
+    proxy's ``istio_build`` on the scrape target, the targets without one kept as they are.
+
+    ``topk by (job, instance) (1, timestamp(…))`` keeps one build per target (the newest),
+    so that a pod IP reused within the lookback cannot make the join many-to-many.
+    """
+    if revision_label is not None:
+        return increase
+    build = _selector("istio_build", [*common, 'component="proxy"'])
+    one = f"(topk by ({TARGET_LABELS}) (1, timestamp({build})) > bool 0)"
+    return (f"(({increase} * on ({TARGET_LABELS}) group_left ({PROXY_VERSION_LABEL}) {one})"
+            f" or ({increase} unless on ({TARGET_LABELS}) {build}))")
+
+
+def window_queries(selector: dict[str, str], namespaces: Sequence[str],
+                   gateways: Sequence[str], step_s: int, revision_label: str | None = None
+                   ) -> dict[str, str]:
+    """The four PromQL expressions of a wave's windows, one per signal.
+
+    Args:
+        selector: label matchers of every series (e.g. ``{"cluster": "aks-prod"}``).
+        namespaces: the wave's namespaces (destination and source reporters).
+        gateways: the add-on's ingress gateway Deployments in ``aks-istio-ingress``
+            (``aks-istio-ingressgateway-<external|internal>-<revision>``).
+        step_s: the window length and query step, whole seconds.
+        revision_label: the series' label with the reporting pod's ``istio.io/rev``; None:
+            the proxy's version (``istio_build``), see the module docstring.
+
+    Returns:
+        ``{"requests" | "buckets" | "tcp_opened" | "tcp_failed": PromQL}``; empty when there
+        are neither namespaces nor gateways.
+    """
+    common = [f'{k}="{v}"' for k, v in sorted(selector.items())]
+    rev = revision_label or PROXY_VERSION_LABEL
+    ns_re = "|".join(sorted(set(namespaces)))
+    gw_re = "|".join(sorted({g.removeprefix("gateway/") for g in gateways}))
+    window = f"[{step_s}s]"
+    out = {}
+    for name, sig in _SIGNALS.items():
+        arms = []
+        own = ", ".join(sig.by)
+        tail = f", {own}" if own else ""
+        if ns_re:
+            for reporter, ns_label in (("destination", "destination_workload_namespace"),
+                                       ("source", "source_workload_namespace")):
+                sel = _selector(sig.metric, [*common, f'reporter="{reporter}"',
+                                             f'{ns_label}=~"{ns_re}"', *sig.matchers])
+                inc = _by_revision(f"increase({sel}{window})", common, revision_label)
+                arms.append(f"sum by (reporter, {ns_label}, {rev}{tail}) ({inc})")
+        if gw_re:
+            sel = _selector(sig.metric, [*common, 'reporter="source"',
+                                         f'source_workload_namespace="{INGRESS_NAMESPACE}"',
+                                         f'source_workload=~"{gw_re}"', *sig.matchers])
+            arms.append(f"sum by (reporter, source_workload{tail}) (increase({sel}{window}))")
+        if arms:
+            out[name] = " or ".join(arms)
+    return out
+
+
+@dataclass
+class _Counts:
+    codes: dict[str, float] = field(default_factory=dict)
+    buckets: dict[float, float] = field(default_factory=dict)
+    tcp_opened: float = 0.0
+    tcp_failed: float = 0.0
+
+
+def _subject(metric: dict[str, str], revision_label: str | None
+             ) -> tuple[str, str | None, str] | None:
+    """(subject, revision, reporter) of one result series; None for one of no subject."""
+    reporter = metric.get("reporter", "")
+    if reporter not in ("destination", "source"):
+        return None
+    workload = metric.get("source_workload")
+    if reporter == "source" and workload:  # the gateways' arm
+        return f"gateway/{workload}", gateway_revision(workload), reporter
+    ns = metric.get(f"{reporter}_workload_namespace")
+    if not ns:
+        return None
+    revision = (metric.get(revision_label) if revision_label is not None
+                else proxy_revision(metric.get(PROXY_VERSION_LABEL)))
+    return ns, revision or None, reporter
+
+
+def _whole(value: float) -> int:
+    return max(0, round(value))
+
+
+def to_windows(results: dict[str, list[dict[str, Any]]], step_s: int,
+               revision_label: str | None = None) -> list[TrafficWindow]:
+    """Windows from the range queries' results (Prometheus' ``matrix``, per signal).
+
+    Returns one window per (evaluation time, subject, revision, reporter) that any signal has
+    a value for, sorted by end, subject, reporter, revision; counts rounded to integers,
+    ``requests`` the sum of ``codes`` (a gRPC call counted once, under ``grpc:<status>``),
+    zero codes left out, ``restarts`` 0 (not Prometheus').
+    """
+    acc: dict[tuple[float, str, str | None, str], _Counts] = {}
+    for signal, series in results.items():
+        for item in series:
+            metric = item.get("metric", {})
+            key = _subject(metric, revision_label)
+            if key is None:
+                continue
+            for t, raw in item.get("values", []):
+                value = float(raw)
+                if math.isnan(value):
+                    continue
+                c = acc.setdefault((float(t), *key), _Counts())
+                if signal == "requests":
+                    grpc = metric.get("grpc_response_status", "")
+                    code = f"grpc:{grpc}" if grpc else metric.get("response_code", "")
+                    c.codes[code] = c.codes.get(code, 0.0) + value
+                elif signal == "buckets":
+                    le = float(metric.get("le", "nan"))
+                    if not math.isnan(le):
+                        c.buckets[le] = c.buckets.get(le, 0.0) + value
+                elif signal == "tcp_opened":
+                    c.tcp_opened += value
+                elif signal == "tcp_failed":
+                    c.tcp_failed += value
+    out = []
+    for (t, subject, revision, reporter), c in acc.items():
+        codes = {k: _whole(v) for k, v in sorted(c.codes.items()) if _whole(v) > 0}
+        out.append(TrafficWindow(
+            subject=subject, revision=revision, reporter=reporter, start=t - step_s, end=t,
+            requests=sum(codes.values()), codes=codes,
+            buckets={le: _whole(v) for le, v in sorted(c.buckets.items())},
+            tcp_opened=_whole(c.tcp_opened), tcp_failed=_whole(c.tcp_failed)))
+    out.sort(key=lambda w: (w.end, w.subject, w.reporter, w.revision or ""))
+    return out
+
+
+def read_windows(query_range: QueryRange, selector: dict[str, str],
+                 namespaces: Sequence[str], gateways: Sequence[str], start: float,
+                 end: float, step_s: float,
+                 scrape_interval_s: float = DEFAULT_SCRAPE_INTERVAL_S,
+                 revision_label: str | None = None) -> list[TrafficWindow]:
+    """The wave's windows between ``start`` and ``end`` (Unix s), four range queries.
+
+    Args:
+        query_range: runs one range query (``start``/``end`` Unix s, step whole seconds)
+            and returns its ``result``; raises ``MetricsUnavailable`` when it cannot.
+        step_s: the window length wanted; widened to two scrape intervals at least, whole
+            seconds (the windows' ``start``/``end`` say what was used).
+        The rest: as :func:`window_queries`.
+
+    Returns:
+        :func:`to_windows` of the answers; empty, with no query, when no whole window fits
+        between ``start`` and ``end`` or there is nothing to read.
+    """
+    step = window_step_s(step_s, scrape_interval_s)
+    times = evaluation_times(start, end, step)
+    queries = window_queries(selector, namespaces, gateways, step, revision_label)
+    if times is None or not queries:
+        return []
+    first, last = times
+    results = {name: query_range(q, first, last, step) for name, q in queries.items()}
+    return to_windows(results, step, revision_label)
