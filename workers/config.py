@@ -183,6 +183,13 @@ class PrometheusConfig(Strict):
     selector: dict[str, str] = Field(default_factory=dict)
     #: "azure": an Entra token for Azure Monitor managed Prometheus (DefaultAzureCredential)
     auth: Literal["none", "azure"] = "none"
+    #: the label of Istio's series holding the reporting pod's istio.io/rev, when the scrape
+    #: job copies pod labels (Azure Monitor's pod-annotation job: istio_io_rev); unset: the
+    #: revision is told from the proxy's version, istio_build (workers/prom/windows.py)
+    revision_label: str | None = Field(None, pattern=r"^[a-zA-Z_][a-zA-Z0-9_]*$")
+    #: how often Istio's proxies are scraped (Azure Monitor managed Prometheus: 30s); a
+    #: traffic window holds two scrapes at least
+    scrape_interval: Seconds = Field(30.0, gt=0)
 
     @model_validator(mode="after")
     def _token_over_tls(self) -> PrometheusConfig:
