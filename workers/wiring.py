@@ -43,7 +43,8 @@ class FleetPorts:
             p = self.fleet.cluster(cluster).prometheus
             cred = self.aks.credential if p.auth == "azure" else None
             self._metrics[cluster] = PrometheusMetricsApi(
-                p.url, p.selector, cred, scope=self.fleet.azure.prometheus_scope)
+                p.url, p.selector, cred, scope=self.fleet.azure.prometheus_scope,
+                revision_label=p.revision_label, scrape_interval_s=p.scrape_interval)
         return self._metrics[cluster]
 
 

@@ -18,8 +18,9 @@ from __future__ import annotations
 from pydantic import BaseModel, ConfigDict, Field
 
 #: Istio's default buckets of ``istio_request_duration_milliseconds`` (ms), +Inf last
+#: (istio/proxy ``source/extensions/filters/http/istio_stats``: 0.5 ms up to one hour)
 ISTIO_BUCKETS_MS: tuple[float, ...] = (
-    1, 5, 10, 25, 50, 100, 250, 500, 1000, 2500, 5000, 10000, 30000, 60000, 300000,
+    0.5, 1, 5, 10, 25, 50, 100, 250, 500, 1000, 2500, 5000, 10000, 30000, 60000, 300000,
     600000, 1800000, 3600000, float("inf"))
 
 
