@@ -18,7 +18,8 @@ from workflows.model import Operation, Run
 from workflows.ports import ClusterPorts, OperationStatus
 
 POLL_S = 3.0  # seconds between polls of an ARM operation or a rollout
-BUSY_POLL_S = 30.0  # seconds between looks at a cluster busy with another operation
+BUSY_POLL_S = 15.0  # seconds between looks at a cluster busy with another operation
+# (ARM reads are cheap: 15 s finds the cluster free soon after a node pool operation ends)
 
 
 def follow_operation(run: Run, ports: ClusterPorts, what: str) -> bool | None:

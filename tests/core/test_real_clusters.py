@@ -8,6 +8,7 @@ from tests.core.fakes import FakeWorld
 from tests.core.test_workflow import POLICY, drive, new_run
 from workflows.lifecycle import decide, tick
 from workflows.model import Phase, Run
+from workflows.operations import BUSY_POLL_S
 from workflows.ports import BatchWorkload, Pod, Workload
 from workflows.rollout import assess
 
@@ -214,12 +215,12 @@ def test_a_failed_completion_pauses_and_resume_tries_again() -> None:
 
 def test_another_operation_in_progress_is_waited_for_without_a_bound() -> None:
     world = FakeWorld.seeded(["a"])
-    world.busy_puts = 40  # a node pool upgrade: 40 looks, 20 minutes
+    world.busy_puts = 40  # a node pool upgrade: 40 looks, 10 minutes
     run, now = approved(world)
     start = now
     run, now = drive(run, world, now)
     assert run.phase == Phase.AWAITING_COMPLETION, run.history[-1].text
-    assert now - start >= 40 * 30  # looked every 30 s, never gave up, never paused
+    assert now - start >= 40 * BUSY_POLL_S  # looked every 15 s, never gave up nor paused
     waits = [e for e in run.history if e.kind == "wait"]
     assert len(waits) == 1 and "in progress upgrade node pool operation" in waits[0].text
     assert world.writes["put:asm-1-25,asm-1-26"] == 1

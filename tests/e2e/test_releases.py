@@ -93,7 +93,7 @@ def test_restart_workloads_button_rolls_the_patch_over(rh: Harness) -> None:
     root = h.wait_for_button(run_id, "approve", 60)
     assert root["text"].startswith("Patch rollover of dev: asm-1-25 → 1.25.7")
     h.click("approver", run_id, "approve", root)
-    # bake and interval come from the sandbox fleet defaults (10 s, 5 s)
+    # bake and interval come from the sandbox fleet defaults (6 s, 3 s)
     assert h.wait_for_phase(run_id, {"completed", "paused", "failed"}, 240) == "completed"
     state = h.control("GET", "/_sandbox/state")["dev"]
     app = [p for p in state["pods"] if p["namespace"] != "default" and p["revision"]]

@@ -57,7 +57,7 @@ def demo(scenario: str, world: str, tmp_path: Path) -> list[str]:
 
 
 BUSY_WAIT = ("waiting: the cluster is Updating (another operation runs on it); meshops "
-             "looks again every 30s and goes on when it has finished")
+             "looks again every 15s and goes on when it has finished")
 
 
 @pytest.mark.timeout(600)
