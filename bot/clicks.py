@@ -41,35 +41,36 @@ def register(app: App, deps: BotDeps) -> None:
         verb = action["action_id"].removeprefix("meshops_")
         run_id = str(action.get("value", ""))
         user = body["user"]["id"]
+
+        def unavailable(exc: MeshopsError) -> None:
+            ack()
+            _ephemeral(respond, f":warning: meshops could not take that now ({exc}). "
+                                "Nothing changed; try again.")
+
         try:
             run = engine.decide(run_id, verb, user)
         except RunBusy:
             try:
                 engine.queue_decision(run_id, verb, user, body.get("response_url", ""))
             except MeshopsError as exc:
-                ack()
-                _ephemeral(respond, f":warning: meshops could not take that now ({exc}). "
-                                    "Nothing changed; try again.")
-                return
+                return unavailable(exc)
             ack()
             audit.record("click", user, verb, run=run_id, outcome="queued: run busy")
             _ephemeral(respond, f"Run `{run_id}` is in the middle of a step; your {verb} is "
                                 "recorded and applied in a few seconds.")
-            return
+            return None
         except Refusal as exc:
             ack()
             log.info("click.refused", user=user, run_id=run_id, action=verb, reason=str(exc))
             audit.record("click", user, verb, run=run_id, outcome=f"refused: {exc}")
             _ephemeral(respond, f":warning: {exc}")
-            return
+            return None
         except MeshopsError as exc:
-            ack()
-            _ephemeral(respond, f":warning: meshops could not take that now ({exc}). "
-                                "Nothing changed; try again.")
-            return
+            return unavailable(exc)
         ack()
         audit.record("click", user, verb, run=run_id, cluster=run.cluster)
         deps.after_decision(run)
+        return None
 
     app.action(ACTION_RE)(on_click)
 

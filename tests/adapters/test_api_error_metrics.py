@@ -18,7 +18,6 @@ from slack_sdk.errors import SlackApiError
 from tests.adapters.test_arm_polling import LocalArm, aks
 from tests.adapters.test_error_seams import Service, status
 from tests.adapters.test_metrics import value
-from tests.conftest import REDIS_URL
 from workers.apierrors import CountedPorts, counted_slack_client
 from workers.engine import Engine
 from workers.kube.cluster import KubernetesClusterApi
@@ -34,15 +33,6 @@ from workflows.errors import (
     TemporaryError,
 )
 from workflows.kind import StartRun
-
-
-@pytest.fixture
-def store(prefix: str) -> Iterator[RedisRunStore]:
-    s = RedisRunStore.from_url(REDIS_URL, prefix)
-    yield s
-    keys = list(s.r.scan_iter(prefix + ":*"))
-    if keys:
-        s.r.delete(*keys)
 
 
 @pytest.fixture

@@ -10,10 +10,8 @@ import signal
 import subprocess
 import sys
 import time
-from collections.abc import Iterator
 from pathlib import Path
 
-import pytest
 from prometheus_client import generate_latest
 
 from tests.adapters.test_metrics import value
@@ -26,15 +24,6 @@ def probe(schedule: Path, *args: str) -> subprocess.CompletedProcess[str]:
     return subprocess.run([sys.executable, "-m", "meshops", "probe", "beat", "--schedule",
                            str(schedule), *args], cwd=ROOT, capture_output=True, text=True,
                           timeout=30)
-
-
-@pytest.fixture
-def store(prefix: str) -> Iterator[RedisRunStore]:
-    s = RedisRunStore.from_url(REDIS_URL, prefix)
-    yield s
-    keys = list(s.r.scan_iter(prefix + ":*"))
-    if keys:
-        s.r.delete(*keys)
 
 
 def test_the_beat_probe_passes_while_beat_ticks_and_fails_once_it_stopped(

@@ -8,7 +8,6 @@ import os
 import shutil
 import signal
 import subprocess
-import sys
 import time
 from collections.abc import Iterator
 from pathlib import Path
@@ -17,7 +16,8 @@ import pytest
 import redis
 from celery import Celery
 
-from tests.conftest import ROOT, free_port_base
+from tests.adapters.celery_worker import start_worker
+from tests.conftest import free_port_base
 
 REDIS_SERVER = shutil.which("redis-server")
 pytestmark = pytest.mark.skipif(REDIS_SERVER is None,
@@ -73,12 +73,7 @@ def test_the_worker_outlives_a_redis_restart_with_eta_ticks_held(
         server: RedisServer, tmp_path: Path) -> None:
     url, prefix = f"redis://127.0.0.1:{server.port}/0", "meshops-broker-test"
     log = tmp_path / "worker.log"
-    env = {**os.environ, "REDIS_URL": url, "MESHOPS_REDIS_PREFIX": prefix}
-    with log.open("w") as out:
-        worker = subprocess.Popen(
-            [sys.executable, "-m", "celery", "-A", "workers.tasks.app", "worker", "-P", "solo",
-             "-l", "info", "--without-gossip", "--without-mingle", "--without-heartbeat"],
-            cwd=ROOT, env=env, stdout=out, stderr=subprocess.STDOUT, start_new_session=True)
+    worker = start_worker(url, prefix, log)
     client = Celery("test", broker=url)
     client.conf.update(broker_transport_options={"global_keyprefix": f"{prefix}:kombu:"},
                        task_default_queue=prefix)

@@ -7,7 +7,6 @@ queue and beat's heartbeat are read at scrape time, and a Redis that does not an
 from __future__ import annotations
 
 import socket
-from collections.abc import Iterator
 
 import pytest
 from celery import Celery
@@ -37,15 +36,6 @@ def value(text: str, name: str, **labels: str) -> float:
 
 def names(text: str) -> set[str]:
     return {s.name for f in text_string_to_metric_families(text) for s in f.samples}
-
-
-@pytest.fixture
-def store(prefix: str) -> Iterator[RedisRunStore]:
-    s = RedisRunStore.from_url(REDIS_URL, prefix)
-    yield s
-    keys = list(s.r.scan_iter(prefix + ":*"))
-    if keys:
-        s.r.delete(*keys)
 
 
 class Clock:

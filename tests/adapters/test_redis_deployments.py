@@ -9,7 +9,6 @@ import os
 import shutil
 import signal
 import subprocess
-import sys
 import time
 from collections.abc import Iterator
 from pathlib import Path
@@ -19,7 +18,8 @@ import redis
 from celery import Celery
 
 from sandbox.certs import make_cluster_ca
-from tests.conftest import ROOT, free_port_base
+from tests.adapters.celery_worker import start_worker
+from tests.conftest import free_port_base
 from tests.core.test_workflow import new_run
 from workers.store.connect import celery_broker, parse, redis_client
 from workers.store.runs import RedisRunStore
@@ -105,12 +105,7 @@ def worker_consumes(url: str, tmp_path: Path) -> None:
     """A real worker on ``url`` takes a task sent through the same broker settings."""
     prefix = "meshops-deploy-test"
     log = tmp_path / "worker.log"
-    env = {**os.environ, "REDIS_URL": url, "MESHOPS_REDIS_PREFIX": prefix}
-    with log.open("w") as out:
-        worker = subprocess.Popen(
-            [sys.executable, "-m", "celery", "-A", "workers.tasks.app", "worker", "-P", "solo",
-             "-l", "info", "--without-gossip", "--without-mingle", "--without-heartbeat"],
-            cwd=ROOT, env=env, stdout=out, stderr=subprocess.STDOUT, start_new_session=True)
+    worker = start_worker(url, prefix, log)
     client = Celery("test")
     client.conf.update(task_default_queue=prefix, **celery_broker(url, f"{prefix}:kombu:"))
     try:

@@ -7,7 +7,6 @@ from __future__ import annotations
 import subprocess
 import sys
 import time
-from collections.abc import Iterator
 
 import pytest
 import redis
@@ -16,15 +15,6 @@ from tests.conftest import REDIS_URL, ROOT
 from workers.store.lock import RenewedLock
 from workers.store.runs import RedisRunStore
 from workflows.errors import TemporaryError
-
-
-@pytest.fixture
-def store(prefix: str) -> Iterator[RedisRunStore]:
-    s = RedisRunStore.from_url(REDIS_URL, prefix)
-    yield s
-    keys = list(s.r.scan_iter(prefix + "*"))
-    if keys:
-        s.r.delete(*keys)
 
 
 def test_a_holder_working_longer_than_the_ttl_keeps_the_lock(store: RedisRunStore) -> None:

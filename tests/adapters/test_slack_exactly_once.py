@@ -5,14 +5,11 @@ emulator and the real Redis; the kill is a store that dies right after the post.
 
 from __future__ import annotations
 
-from collections.abc import Iterator
 from typing import Any
 
 import pytest
 
-from sandbox.http import serve
 from sandbox.slack import SlackEmulator
-from tests.conftest import REDIS_URL, free_port_base
 from tests.core.fakes import FakeWorld
 from tests.core.test_real_clusters import approved
 from tests.core.test_workflow import drive, new_run
@@ -36,25 +33,6 @@ class DyingStore(RedisRunStore):
         if self.field in fields:
             raise Killed(self.field)
         super().set_slack_state(run_id, **fields)
-
-
-@pytest.fixture
-def slack() -> Iterator[SlackEmulator]:
-    port = free_port_base(15000, 16000)
-    emu = SlackEmulator("xoxb-test", {"C1": "mesh"}, {"UREQ": "ana"},
-                        base_url=f"http://127.0.0.1:{port}")
-    server = serve(emu.router(), "slack", "127.0.0.1", port)
-    yield emu
-    server.shutdown()
-
-
-@pytest.fixture
-def store(prefix: str) -> Iterator[RedisRunStore]:
-    s = RedisRunStore.from_url(REDIS_URL, prefix)
-    yield s
-    keys = list(s.r.scan_iter(prefix + "*"))
-    if keys:
-        s.r.delete(*keys)
 
 
 def posts(slack: SlackEmulator) -> list[dict[str, Any]]:

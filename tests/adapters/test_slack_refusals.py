@@ -5,37 +5,12 @@ ten minutes, so a fixed channel heals by itself. Against the sandbox's Slack emu
 
 from __future__ import annotations
 
-from collections.abc import Iterator
-
-import pytest
-
-from sandbox.http import serve
 from sandbox.slack import SlackEmulator
-from tests.conftest import REDIS_URL, free_port_base
 from tests.core.test_workflow import new_run
 from workers.slack.client import make_client
 from workers.slack.notifier import REFUSED_RETRY_S, SlackNotifier
 from workers.store.audit import AuditLog
 from workers.store.runs import RedisRunStore
-
-
-@pytest.fixture
-def slack() -> Iterator[SlackEmulator]:
-    port = free_port_base(15000, 16000)
-    emu = SlackEmulator("xoxb-test", {"C1": "mesh"}, {"UREQ": "ana"},
-                        base_url=f"http://127.0.0.1:{port}")
-    server = serve(emu.router(), "slack", "127.0.0.1", port)
-    yield emu
-    server.shutdown()
-
-
-@pytest.fixture
-def store(prefix: str) -> Iterator[RedisRunStore]:
-    s = RedisRunStore.from_url(REDIS_URL, prefix)
-    yield s
-    keys = list(s.r.scan_iter(prefix + "*"))
-    if keys:
-        s.r.delete(*keys)
 
 
 def test_a_channel_slack_refuses_is_recorded_once_and_retried_only_later(

@@ -1,0 +1,22 @@
+"""A real ``meshops`` Celery worker in a subprocess, for the tests that take Redis away
+from under it or reach it through TLS and Sentinel."""
+
+from __future__ import annotations
+
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+from tests.conftest import ROOT
+
+
+def start_worker(redis_url: str, prefix: str, log: Path) -> subprocess.Popen[bytes]:
+    """``celery -A workers.tasks.app worker -P solo`` on ``redis_url`` under ``prefix``,
+    its output in ``log``; stop it with ``os.killpg(proc.pid, …)``."""
+    env = {**os.environ, "REDIS_URL": redis_url, "MESHOPS_REDIS_PREFIX": prefix}
+    with log.open("w") as out:
+        return subprocess.Popen(
+            [sys.executable, "-m", "celery", "-A", "workers.tasks.app", "worker", "-P", "solo",
+             "-l", "info", "--without-gossip", "--without-mingle", "--without-heartbeat"],
+            cwd=ROOT, env=env, stdout=out, stderr=subprocess.STDOUT, start_new_session=True)
