@@ -9,6 +9,7 @@ import pytest
 
 from sandbox.http import serve
 from sandbox.slack import SlackEmulator
+from tests.adapters.test_error_seams import Service
 from tests.conftest import REDIS_URL, free_port_base
 from workers.store.runs import RedisRunStore
 
@@ -31,3 +32,11 @@ def slack() -> Iterator[SlackEmulator]:
     server = serve(emu.router(), "slack", "127.0.0.1", port)
     yield emu
     server.shutdown()
+
+
+@pytest.fixture
+def service() -> Iterator[Service]:
+    """A local HTTP server answering with canned answers (tests/adapters/test_error_seams)."""
+    s = Service()
+    yield s
+    s.server.shutdown()

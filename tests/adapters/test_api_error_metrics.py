@@ -36,13 +36,6 @@ from workflows.kind import StartRun
 
 
 @pytest.fixture
-def service() -> Iterator[Service]:
-    s = Service()
-    yield s
-    s.server.shutdown()
-
-
-@pytest.fixture
 def arm(tmp_path: Path) -> Iterator[LocalArm]:
     server = LocalArm(tmp_path / "tls")
     yield server

@@ -8,7 +8,6 @@ import json
 import socket
 import threading
 import time
-from collections.abc import Iterator
 from email.utils import formatdate
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from typing import Any
@@ -92,13 +91,6 @@ class Service:
     def answer(self, status: int, body: Any, **headers: str) -> Service:
         self.answers.append((status, {k.replace("_", "-"): v for k, v in headers.items()}, body))
         return self
-
-
-@pytest.fixture
-def service() -> Iterator[Service]:
-    s = Service()
-    yield s
-    s.server.shutdown()
 
 
 @pytest.fixture
