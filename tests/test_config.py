@@ -27,6 +27,8 @@ def test_examples_validate() -> None:
     assert policy.approvers == {"U0AAAAAAA", "U0LEAD"}
     assert policy.operators == {"U0PAGER"}
     assert fleet.policy("dev-weu").operators == frozenset()  # default: nobody else
+    (queue,) = fleet.thresholds("dev-weu").metrics
+    assert (queue.name, queue.max, queue.dry_run) == ("queue-errors", 0.5, True)
 
 
 @pytest.mark.parametrize(("edit", "needle"), [
@@ -36,6 +38,9 @@ def test_examples_validate() -> None:
      "clusters.dev-weu.prometheus.url: String should match pattern"),
     (("    bake: 3m", "    bake: soon"), "clusters.dev-weu.upgrade.bake: `soon` is not a duration"),
     (("    bake: 3m", "    bake: 2s"), "clusters.dev-weu.upgrade: bake must be between 5s and 24h"),
+    (('[{{ interval }}]))', '[{{ interval }}])'),
+     "defaults.gates.metrics.0: query is not PromQL (unclosed left parenthesis)"),
+    (("        max: 0.5 ", "        mx: 0.5 "), "defaults.gates.metrics.0.mx: unknown field"),
     (("    bake: 3m", "    bake: 10s"), "clusters.dev-weu.upgrade: The gate interval (1m)"),
     (("    channel: C0987654321", "    channel: '#mesh-dev'"), "clusters.dev-weu.channel"),
     (("    location: westeurope\n    channel: C0987654321",

@@ -11,6 +11,7 @@ import re
 from pathlib import Path
 from typing import Annotated, Any, Literal
 
+import promql_parser
 import yaml
 from pydantic import (
     BaseModel,
@@ -24,7 +25,8 @@ from pydantic import (
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
 from workflows.errors import ConfigError, InvalidCommand, UnknownCluster
-from workflows.model import GateThresholds, UpgradeOptions
+from workflows.metric_templates import render
+from workflows.model import GateThresholds, MetricTemplate, UpgradeOptions
 from workflows.policy import ClusterPolicy
 from workflows.syntax import (
     BAKE_BOUNDS_S,
@@ -141,6 +143,31 @@ class UpgradeConfig(Strict):
         return {names.get(k, k): v for k, v in self.model_dump().items() if v is not None}
 
 
+class MetricTemplateConfig(Strict):
+    """A gate metric of the team's (``gates.metrics``): its PromQL is parsed at load, with
+    the placeholders filled in, so a bad query is refused with the parser's error."""
+
+    name: str = Field(pattern=r"^[a-z0-9][a-z0-9_-]{0,62}$")
+    query: str = Field(min_length=1)
+    min: float | None = None
+    max: float | None = None
+    dry_run: bool = False
+
+    @model_validator(mode="after")
+    def _valid(self) -> MetricTemplateConfig:
+        if self.min is None and self.max is None:
+            raise ValueError("a metric needs `min`, `max` or both")
+        if self.min is not None and self.max is not None and self.min > self.max:
+            raise ValueError(f"min {self.min:g} is above max {self.max:g}")
+        sample = render(MetricTemplate(name=self.name, query=self.query), "default", 60)
+        try:
+            promql_parser.parse(sample)
+        except ValueError as exc:
+            raise ValueError(f"query is not PromQL ({exc}); with the placeholders filled "
+                             f"in it reads: {sample[:200]}") from None
+        return self
+
+
 class GatesConfig(Strict):
     min_success_rate: float | None = Field(None, ge=0, le=100)
     max_success_rate_drop: float | None = Field(None, ge=0)
@@ -150,6 +177,7 @@ class GatesConfig(Strict):
     failure_threshold: int | None = Field(None, ge=1)
     error_limit: int | None = Field(None, ge=1)
     rollout_deadline: Seconds | None = None
+    metrics: list[MetricTemplateConfig] | None = None
 
     def as_thresholds(self) -> dict[str, Any]:
         names = {"rollout_deadline": "rollout_deadline_s"}

@@ -141,6 +141,20 @@ class RollbackStep(StrEnum):
     DONE = "done"
 
 
+class MetricTemplate(Frozen):
+    """A team's own gate metric, like Flagger's MetricTemplate or Argo Rollouts'
+    AnalysisTemplate: a PromQL query evaluated for each namespace of a wave at every gate
+    sample (``{{ namespace }}`` and ``{{ interval }}`` are filled in), which must return
+    one value within ``min``/``max``. A ``dry_run`` metric is evaluated and reported, never
+    gating (Argo Rollouts' ``dryRun``)."""
+
+    name: str
+    query: str
+    min: float | None = None
+    max: float | None = None
+    dry_run: bool = False
+
+
 class GateThresholds(Frozen):
     """The metric gate of DESIGN.md §5.2; every field overridable per cluster."""
 
@@ -152,6 +166,7 @@ class GateThresholds(Frozen):
     failure_threshold: int = 2  # failed samples in a row → FAIL (Flagger's `threshold`)
     error_limit: int = 3  # ERROR samples in a row → pause and ask
     rollout_deadline_s: float = 600.0
+    metrics: list[MetricTemplate] = Field(default_factory=list)  # the team's own metrics
 
 
 class UpgradeOptions(Frozen):

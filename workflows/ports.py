@@ -360,6 +360,12 @@ class MetricsApi(Protocol):
         """
         ...
 
+    def value(self, query: str) -> float | None:
+        """The one value of an instant PromQL query (a team's metric template); None when
+        it returns no sample. Raises ``MetricsUnavailable`` when Prometheus cannot be
+        queried or the query returns more than one series (a template must aggregate)."""
+        ...
+
     def windows(self, namespaces: list[str], gateways: list[str], start: float, end: float,
                 step_s: float) -> list[TrafficWindow]:
         """The wave's traffic windows between ``start`` and ``end`` (Unix s); one query per

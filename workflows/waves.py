@@ -16,7 +16,11 @@ from typing import Any, cast
 from workflows.errors import MetricsUnavailable, PermanentError
 from workflows.gates import decide_bake, error_sample, judge
 from workflows.kind import StepResult, WorkflowKind, kind_of
+from workflows.metric_templates import check as check_template
+from workflows.metric_templates import render
 from workflows.model import (
+    GateSample,
+    GateThresholds,
     Phase,
     Rollback,
     RollbackStep,
@@ -26,7 +30,7 @@ from workflows.model import (
     WaveStep,
 )
 from workflows.operations import POLL_S, converge_revisions
-from workflows.ports import REV_LABEL, ClusterApi, ClusterPorts, Namespace
+from workflows.ports import REV_LABEL, ClusterApi, ClusterPorts, MetricsApi, Namespace
 from workflows.rollout import Rollout, assess, failing, special_handling
 
 
@@ -292,8 +296,10 @@ def migrate_wave(run: Run, ports: ClusterPorts, now: float) -> StepResult:
 def _bake(run: Run, wave: Wave, ports: ClusterPorts, now: float) -> StepResult:
     opts, th = run.options, run.thresholds
     try:
-        current = ports.metrics(run.cluster).sample(wave.namespaces, opts.interval_s)
-        sample = judge(wave.namespaces, current, wave.baseline, th, now)
+        metrics = ports.metrics(run.cluster)
+        current = metrics.sample(wave.namespaces, opts.interval_s)
+        sample = with_templates(judge(wave.namespaces, current, wave.baseline, th, now),
+                                metrics, wave.namespaces, th, opts.interval_s)
     except MetricsUnavailable as exc:
         sample = error_sample(now, str(exc))
     wave = wave.evolve(samples=[*wave.samples, sample])
@@ -321,6 +327,28 @@ def _bake(run: Run, wave: Wave, ports: ClusterPorts, now: float) -> StepResult:
     return StepResult(
         run.to(Phase.PAUSED, now, f"paused: {why}", paused_from=Phase.MIGRATING,
                pause_reason=why), None)
+
+
+def with_templates(sample: GateSample, metrics: MetricsApi, namespaces: list[str],
+                   th: GateThresholds, interval_s: float) -> GateSample:
+    """The sample with the team's metric templates checked for each namespace: a failing
+    one fails the sample (unless the sample is already INCONCLUSIVE for lack of traffic);
+    a dry-run one is reported only."""
+    if not th.metrics:
+        return sample
+    checks, failed = list(sample.checks), []
+    for template in th.metrics:
+        for ns in namespaces:
+            c = check_template(template, ns, metrics.value(render(template, ns, interval_s)))
+            checks.append(c)
+            if not c.ok and not template.dry_run:
+                shown = "no data" if c.value is None else f"{c.value:g}"
+                failed.append(f"{ns} {template.name} {shown} not {c.op} {c.threshold:g}")
+    if failed and sample.verdict in (Verdict.PASS, Verdict.FAIL):
+        reason = "; ".join(x for x in (sample.reason, *failed) if x)
+        return sample.model_copy(update={"checks": checks, "verdict": Verdict.FAIL,
+                                         "reason": reason})
+    return sample.model_copy(update={"checks": checks})
 
 
 def next_wave(run: Run, now: float) -> Run:

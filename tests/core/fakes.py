@@ -64,6 +64,8 @@ class FakeWorld:
     gateways_late: set[str] = field(default_factory=set)  # revisions whose gateways lag once
     config_maps: dict[tuple[str, str], dict[str, str]] = field(default_factory=dict)
     tags: dict[str, str] = field(default_factory=dict)  # revision tag → revision
+    # metric templates: rendered query → its value on the canary (asm-1-26) revision
+    template_values: dict[str, float | None] = field(default_factory=dict)
     gateways: dict[tuple[str, str], str | None] = field(default_factory=dict)  # → own label
 
     @classmethod
@@ -272,6 +274,12 @@ class FakeWorld:
     # MetricsApi
     def metrics(self, cluster: str) -> FakeWorld:
         return self
+
+    def value(self, query: str) -> float | None:
+        if self.metrics_down:
+            raise MetricsUnavailable("Prometheus at http://prom is unreachable")
+        self.writes[f"query:{query}"] += 1
+        return self.template_values.get(query)
 
     def sample(self, namespaces: list[str], window_s: float) -> dict[str, NamespaceMetrics]:
         if self.metrics_down:

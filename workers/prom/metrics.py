@@ -22,6 +22,7 @@ from urllib3.util.retry import Retry
 
 from workers.prom.errors import PROMETHEUS_ERRORS, translate_prometheus_error
 from workers.prom.windows import DEFAULT_SCRAPE_INTERVAL_S, read_windows
+from workflows.errors import MetricsUnavailable
 from workflows.model import NamespaceMetrics
 from workflows.traffic import TrafficWindow
 
@@ -85,6 +86,26 @@ class PrometheusMetricsApi:
             if ns and not math.isnan(value):
                 out[ns] = value
         return out
+
+    def value(self, query: str) -> float | None:
+        """A metric template's instant query: its one value (Flagger's MetricTemplate
+        contract: the query must return a single value); None without data."""
+        self.queries += 1
+        try:
+            if self.credential is not None:
+                token = self.credential.get_token(self.scope).token
+                self.prom.headers = {"Authorization": f"Bearer {token}"}
+            result = self.prom.custom_query(query)
+        except PROMETHEUS_ERRORS as exc:
+            raise translate_prometheus_error(exc, self.url) from exc
+        if isinstance(result, list) and len(result) > 1:
+            raise MetricsUnavailable(f"the metric query returns {len(result)} series, not one "
+                                     f"value (aggregate it, e.g. sum(...)): {query[:200]}")
+        if not result:
+            return None
+        raw = result[0]["value"][1] if isinstance(result, list) else result[1]
+        value = float(raw)
+        return None if math.isnan(value) else value
 
     def _query_range(self, q: str, start: float, end: float, step_s: int
                      ) -> list[dict[str, Any]]:
