@@ -1,0 +1,1200 @@
+"""The canary gate: each migrated subject against its own baseline and the weather. Pure.
+
+Issue 12. Today's gate (:mod:`workflows.gates`) compares one minute of a migrated namespace
+with one minute before it moved, against fixed margins: it blames the canary for the
+weather (a diurnal rise, an incident everywhere), treats 40 requests like 40,000, and reads
+latency as a ratio of two p99 estimates interpolated inside Istio's coarse buckets. This
+gate asks one question per signal: *did this subject get worse since it moved, by more than
+the subjects that did not move got worse over the same windows?* (difference in
+differences), and answers it with count statistics that know how much evidence there is.
+
+**Who is compared with whom.** A wave's *canary* subjects are its namespaces, now on the
+canary revision; each is judged on the windows since the bake started against its own
+windows before it moved (``baseline_s``, 20 min by default: Prometheus already holds them,
+so a long baseline costs nothing). The *control* is every other subject that stayed on one
+revision over the baseline and the bake (the namespaces not yet migrated, and those migrated
+before the baseline began): their change over the same windows is the weather. The add-on's
+ingress gateways of the canary revision (``gateway/<deployment>``) run side by side with
+the stable revision's, so they are compared with their stable counterpart over the same
+windows instead (as Kayenta compares a canary with a baseline started with it).
+
+**Signals**, per reporter (``destination``: the subject's inbound proxy; ``source``: its
+outbound proxy, which alone sees the calls a broken canary sidecar never sends):
+
+- errors: HTTP 5xx and server-side gRPC failures (also those in HTTP 200) per request,
+  compared additively (percentage points, the fleet's change added to the baseline);
+- latency: the fraction of requests slower than one of Istio's bucket edges (the edge whose
+  baseline fraction is closest to 1 %, near the p99), compared relatively (× the control's
+  change of the fraction above *its* own 1 % edge), never a ratio of two p99 estimates;
+- TCP connection failures per connection opened (additive);
+- container restarts per hour (a crash-looping sidecar; additive).
+
+**The test.** For a canary subject and a signal, the control gives the expected rate
+``ref = own baseline + weather`` (or ``× weather``) with its variance: the baseline's own
+sampling noise, the control mean's, and the spread of the true change between control
+subjects (a DerSimonian–Laird random-effects estimate, so an incident that hits namespaces
+unequally widens the band instead of failing the canary). Window-to-window noise beyond
+Poisson (bursts, jitter) is measured on the same windows (a method-of-moments dispersion,
+as quasi-Poisson models do) and added. The canary's count over the bake is then compared
+with its *predictive* distribution, a gamma–Poisson (negative binomial) with that mean and
+variance, computed exactly (regularized incomplete beta and gamma functions in pure Python):
+
+- ``p_regressed = P(X ≥ x)`` with the rate the tolerance allows
+  (``ref + error_tolerance_pts``, ``ref × (1 + latency_tolerance) + …``);
+- ``p_ruled_out = P(X ≤ x)`` with the rate of a regression that must not pass
+  (``ref + error_detect_pts``: 0.5 points; ``ref × (1 + latency_detect)``: a tail fraction
+  ×2.5, which p99 +50 % gives with any lognormal-like tail).
+
+**Sequential rule.** The evidence is cumulative from the start of the bake and judged
+after every interval. FAIL as soon as any test's ``p_regressed`` is at most
+``false_rollback / (tests × looks)`` — a union bound over every signal, subject and look,
+so a healthy wave is rolled back with probability at most ``false_rollback`` (1 %) however
+often it is looked at; there is no "two bad samples in a row" to wait for. PASS once the bake
+time is over and every *blocking* test (errors and latency of each subject's reporters
+carrying ≥ 25 % of its requests) has ``p_ruled_out`` at most ``missed / pass looks``, so a
+regression of the detection size passes with probability at most ``missed`` (1 %). TCP and
+restarts can fail a wave but never hold it. Otherwise the bake is extended, by at most
+``max_extension`` × the bake, while the requests still needed to tell the tolerance from the
+detection size (a sample-size computation on the same variances) can arrive in time;
+else INCONCLUSIVE at once, saying per signal how many requests were seen and how many are
+needed. A person then decides, as DESIGN.md §5.1 says.
+
+Why this and not the others: Kayenta's NetflixACAJudge (spinnaker/kayenta,
+``judge/NetflixACAJudge.scala``, ``classifiers/metric/MannWhitneyClassifier.scala``) runs a
+Mann–Whitney U test on the time series of a metric of canary and baseline (98 % confidence
+interval of the Hodges–Lehmann shift, High when its lower bound exceeds 25 % of the
+estimate) and scores the metrics with weights; it needs a baseline deployment started with
+the canary (we have one only for gateways), it tests *any* shift of the whole series — with
+thousands of requests per side a shift of the median nobody notices is significant — and on
+requests binned into Istio's buckets most pairs are ties. A count test on the fraction above
+a bucket edge is exact for binned data, speaks about the tail the p99 SLO is about, and
+composes with the weather. Argo Rollouts' analysis (``failureLimit``,
+``consecutiveErrorLimit``, ``inconclusiveLimit``; docs/features/analysis.md) counts failed
+*measurements*: each is judged alone, so the false-alarm rate grows with every look and a
+small regression never adds up. We keep Argo's separation of a failing canary from a
+measurement that could not be made (ERROR after ``error_limit`` in a row,
+:func:`error_judgement`) and of an inconclusive result that pauses for a person.
+
+**Replay files** (``meshops gate replay``, ``benchmarks/gate.py --write``): JSON lines, one
+:class:`~workflows.traffic.TrafficWindow` per line as ``model_dump_json`` writes it, e.g.::
+
+    {"subject": "shop", "revision": "asm-1-25", "reporter": "destination",
+     "start": 1767225600.0, "end": 1767225660.0, "requests": 1204,
+     "codes": {"200": 1199, "503": 5}, "buckets": {"25.0": 310, "…": 0, "inf": 1204},
+     "tcp_opened": 301, "tcp_failed": 0, "restarts": 0}
+
+(one line each; ``buckets`` cumulative by ``le`` in ms, ``"inf"`` last; gRPC calls under
+``"grpc:<status>"``; blank lines and lines starting with ``#`` are skipped). A subject's
+first window on the canary revision is the moment its wave moved; subjects that moved in
+the same interval form a wave (:func:`find_waves`).
+"""
+
+from __future__ import annotations
+
+import math
+import re
+from collections.abc import Iterable, Sequence
+from dataclasses import dataclass
+from statistics import NormalDist
+
+from pydantic import BaseModel, ConfigDict, Field, ValidationError
+
+from workflows.model import Check, GateSample, Verdict
+from workflows.traffic import ISTIO_BUCKETS_MS, TrafficWindow
+
+REPORTERS = ("destination", "source")
+SIGNALS = ("errors", "latency", "tail", "tcp", "restarts")
+_FINITE_EDGES = ISTIO_BUCKETS_MS[:-1]
+_GATEWAY_REVISION = re.compile(r"-asm-1-\d+$")
+_NORMAL = NormalDist()
+
+
+class CanaryThresholds(BaseModel):
+    """The canary gate's parameters; rates in percentage points, restarts per hour."""
+
+    model_config = ConfigDict(frozen=True, extra="forbid")
+
+    false_rollback: float = Field(0.01, gt=0, lt=1)  # P(FAIL) of a healthy wave, at most
+    missed: float = Field(0.01, gt=0, lt=1)  # P(PASS) of a detection-size regression
+    error_tolerance_pts: float = 0.05  # errors above the weather that are not a regression
+    error_detect_pts: float = 0.5  # errors above the weather that must not pass
+    latency_tolerance: float = 0.1  # relative growth of a slow fraction tolerated
+    latency_detect: float = 1.0  # growth at the ~1 % edge that must not pass (×2)
+    tail_detect: float = 1.5  # growth at the next edge up that must not pass (×2.5)
+    latency_floor_pts: tuple[float, float] = (0.02, 0.1)  # added to both (fractions ~0)
+    tcp_tolerance_pts: float = 0.1
+    tcp_detect_pts: float = 1.0
+    restart_tolerance_per_h: float = 1.0
+    restart_detect_per_h: float = 6.0
+    tail_target: float = 0.01  # the latency edge: baseline slow fraction closest to this
+    baseline_s: float = 3600.0  # the windows before the move that make the baseline
+    max_extension: float = 1.0  # the bake may grow by this × the bake time
+    material_share: float = 0.25  # a reporter with this share of requests must be judged
+    error_limit: int = 3  # ERROR looks in a row → ERROR (Argo's consecutiveErrorLimit)
+
+
+# --------------------------------------------------------------------------------------
+# Exact tails in pure Python (Numerical Recipes §6.2, §6.4: series and Lentz's continued
+# fractions). Each returns (lower, upper) with the smaller one computed directly, so tail
+# probabilities of 1e-30 keep their digits.
+
+_EPS = 1e-15
+_TINY = 1e-300
+
+
+def _betacf(a: float, b: float, x: float) -> float:
+    qab, qap, qam = a + b, a + 1.0, a - 1.0
+    c, d = 1.0, 1.0 - qab * x / qap
+    d = 1.0 / (d if abs(d) > _TINY else _TINY)
+    h = d
+    for m in range(1, 100_000):
+        m2 = 2 * m
+        aa = m * (b - m) * x / ((qam + m2) * (a + m2))
+        d = 1.0 + aa * d
+        d = 1.0 / (d if abs(d) > _TINY else _TINY)
+        c = 1.0 + aa / c
+        c = c if abs(c) > _TINY else _TINY
+        h *= d * c
+        aa = -(a + m) * (qab + m) * x / ((a + m2) * (qap + m2))
+        d = 1.0 + aa * d
+        d = 1.0 / (d if abs(d) > _TINY else _TINY)
+        c = 1.0 + aa / c
+        c = c if abs(c) > _TINY else _TINY
+        step = d * c
+        h *= step
+        if abs(step - 1.0) < _EPS:
+            break
+    return h
+
+
+def betainc(a: float, b: float, x: float) -> tuple[float, float]:
+    """The regularized incomplete beta function ``(I_x(a, b), 1 − I_x(a, b))``; a, b > 0."""
+    if x <= 0.0:
+        return 0.0, 1.0
+    if x >= 1.0:
+        return 1.0, 0.0
+    ln_front = (math.lgamma(a + b) - math.lgamma(a) - math.lgamma(b) + a * math.log(x)
+                + b * math.log1p(-x))
+    if x < (a + 1.0) / (a + b + 2.0):
+        lower = min(1.0, math.exp(ln_front) * _betacf(a, b, x) / a)
+        return lower, 1.0 - lower
+    upper = min(1.0, math.exp(ln_front) * _betacf(b, a, 1.0 - x) / b)
+    return 1.0 - upper, upper
+
+
+def gammainc(a: float, x: float) -> tuple[float, float]:
+    """The regularized incomplete gamma functions ``(P(a, x), Q(a, x))``; a > 0."""
+    if x <= 0.0:
+        return 0.0, 1.0
+    ln_front = a * math.log(x) - x - math.lgamma(a)
+    if x < a + 1.0:
+        ap, term = a, 1.0 / a
+        total = term
+        for _ in range(100_000):
+            ap += 1.0
+            term *= x / ap
+            total += term
+            if abs(term) < abs(total) * _EPS:
+                break
+        lower = min(1.0, total * math.exp(ln_front))
+        return lower, 1.0 - lower
+    b = x + 1.0 - a
+    c, d = 1.0 / _TINY, 1.0 / b
+    h = d
+    for i in range(1, 100_000):
+        an = -i * (i - a)
+        b += 2.0
+        d = an * d + b
+        d = 1.0 / (d if abs(d) > _TINY else _TINY)
+        c = b + an / c
+        c = c if abs(c) > _TINY else _TINY
+        step = d * c
+        h *= step
+        if abs(step - 1.0) < _EPS:
+            break
+    upper = min(1.0, math.exp(ln_front) * h)
+    return 1.0 - upper, upper
+
+
+def count_tails(x: int, mean: float, var: float) -> tuple[float, float]:
+    """``(P(X ≥ x), P(X ≤ x))`` for a count X with this mean and variance: gamma–Poisson
+    (negative binomial) when ``var > mean``, else Poisson.
+
+    Args:
+        x: the observed count (≥ 0).
+        mean: the expected count (> 0; 0 gives a point mass at 0).
+        var: its variance; below ``mean`` it is taken as ``mean``.
+    """
+    if mean <= 0.0:
+        return (1.0 if x <= 0 else 0.0), 1.0
+    if var <= mean * (1.0 + 1e-9) or mean * mean / (var - mean) > 1e12:
+        ge = 1.0 if x <= 0 else gammainc(float(x), mean)[0]
+        return ge, gammainc(float(x + 1), mean)[1]
+    r = mean * mean / (var - mean)
+    p = mean / var  # the success probability of NB(r, p), failures counted
+    ge = 1.0 if x <= 0 else betainc(float(x), r, 1.0 - p)[0]
+    return ge, betainc(r, float(x + 1), p)[0]
+
+
+# --------------------------------------------------------------------------------------
+# The windows, indexed once.
+
+
+@dataclass(frozen=True, slots=True)
+class _Window:
+    start: float
+    end: float
+    revision: str | None
+    requests: int
+    errors: int
+    tcp_opened: int
+    tcp_failed: int
+    restarts: int
+    total: int  # the histogram's count (+Inf bucket)
+    cum: tuple[int, ...]  # cumulative counts at Istio's finite edges
+
+    def tally(self, signal: str, edge: int) -> tuple[float, int, float]:
+        """(start, count, exposure) of one signal: errors/requests, slow/requests at
+        ``edge``, failed/opened connections, restarts/seconds."""
+        if signal == "errors":
+            return self.start, self.errors, float(self.requests)
+        if signal in ("latency", "tail"):
+            return self.start, self.total - self.cum[edge], float(self.total)
+        if signal == "tcp":
+            return self.start, self.tcp_failed, float(self.tcp_opened)
+        return self.start, self.restarts, self.end - self.start
+
+
+def _cumulative(buckets: dict[float, int]) -> tuple[int, tuple[int, ...]]:
+    if not buckets:
+        return 0, (0,) * len(_FINITE_EDGES)
+    cum, last = [], 0
+    for edge in _FINITE_EDGES:
+        last = max(last, buckets.get(edge, last))
+        cum.append(last)
+    total = buckets.get(float("inf"), max(buckets.values()))
+    return max(total, last), tuple(cum)
+
+
+@dataclass(frozen=True)
+class TrafficIndex:
+    """Windows by (subject, reporter), in time order; build once with :meth:`of`."""
+
+    series: dict[tuple[str, str], tuple[_Window, ...]]
+
+    @classmethod
+    def of(cls, windows: Iterable[TrafficWindow]) -> TrafficIndex:
+        by: dict[tuple[str, str], list[_Window]] = {}
+        for w in windows:
+            total, cum = _cumulative(w.buckets)
+            by.setdefault((w.subject, w.reporter), []).append(_Window(
+                w.start, w.end, w.revision, w.requests, w.errors, w.tcp_opened,
+                w.tcp_failed, w.restarts, total, cum))
+        return cls({k: tuple(sorted(v, key=lambda x: x.start)) for k, v in by.items()})
+
+    @property
+    def subjects(self) -> list[str]:
+        return sorted({s for s, _ in self.series})
+
+    def windows(self, subject: str, reporter: str, t0: float, t1: float,
+                revision: str | None = None, not_revision: str | None = None
+                ) -> list[_Window]:
+        """The windows inside [t0, t1], optionally of one revision or of any but one."""
+        out = []
+        for w in self.series.get((subject, reporter), ()):
+            if w.start < t0 - 1e-6 or w.end > t1 + 1e-6:
+                continue
+            if revision is not None and w.revision != revision:
+                continue
+            if not_revision is not None and (w.revision is None or w.revision == not_revision):
+                continue
+            out.append(w)
+        return out
+
+
+def is_gateway(subject: str) -> bool:
+    return subject.startswith("gateway/")
+
+
+# --------------------------------------------------------------------------------------
+# Waves.
+
+
+class CanaryWave(BaseModel):
+    """Who is judged against whom, and when.
+
+    ``canary``: the wave's namespaces (on ``canary_revision`` since the move);
+    ``gateways``: ``gateway/…`` subjects of the canary revision, each judged against its
+    stable counterpart (the same name with another ``-asm-1-NN`` suffix, or the same name on
+    another revision) over the bake; ``control``: subjects on one revision throughout.
+    Times in Unix s: the baseline is ``[baseline_from, baseline_until]`` (before the move),
+    the bake starts at ``bake_started_at``.
+    """
+
+    model_config = ConfigDict(frozen=True, extra="forbid")
+
+    canary: list[str]
+    gateways: list[str] = Field(default_factory=list)
+    control: list[str] = Field(default_factory=list)
+    canary_revision: str
+    baseline_from: float
+    baseline_until: float
+    bake_started_at: float
+
+
+def find_waves(index: TrafficIndex, canary_revision: str, bake_s: float, interval_s: float,
+               th: CanaryThresholds | None = None) -> list[CanaryWave]:
+    """The waves in a replay: subjects whose first window on ``canary_revision`` starts in
+    the same interval, after windows on another revision, moved together (a subject on
+    the canary from its first window had moved before the replay begins). Gateways of
+    the canary revision join every wave; the control of a wave is every other non-gateway
+    subject whose windows over the baseline and the longest bake all carry one revision."""
+    th = th or CanaryThresholds()
+    moved: dict[str, float] = {}
+    gateways: set[str] = set()
+    for (subject, _), ws in index.series.items():
+        first = next((w.start for w in ws if w.revision == canary_revision), None)
+        if first is None:
+            continue
+        if is_gateway(subject):
+            gateways.add(subject)
+        elif any(w.revision not in (None, canary_revision) for w in ws if w.start < first):
+            moved[subject] = min(first, moved.get(subject, first))  # it moved in the file
+    groups: dict[int, list[str]] = {}
+    for subject, at in moved.items():
+        groups.setdefault(round(at / interval_s), []).append(subject)
+    looks = _looks(bake_s, interval_s, th)[1]
+    waves = []
+    for key in sorted(groups):
+        members = sorted(groups[key])
+        at = min(moved[s] for s in members)
+        t0, t1 = at - th.baseline_s, at + looks * interval_s
+        control = []
+        for subject in index.subjects:
+            if subject in members or is_gateway(subject):
+                continue
+            revisions = {w.revision for r in REPORTERS for w in index.windows(subject, r, t0, t1)}
+            if len(revisions) == 1 and None not in revisions:
+                control.append(subject)
+        waves.append(CanaryWave(canary=members, gateways=sorted(gateways), control=control,
+                                canary_revision=canary_revision, baseline_from=t0,
+                                baseline_until=at, bake_started_at=at))
+    return waves
+
+
+# --------------------------------------------------------------------------------------
+# Evidence.
+
+_Obs = list[tuple[float, int, float]]  # (start, count, exposure) per window
+
+
+def _sum(obs: _Obs) -> tuple[int, float]:
+    return sum(x for _, x, _ in obs), sum(n for _, _, n in obs)
+
+
+def _count_var(obs: _Obs, rate: float, c2: float) -> float:
+    """Variance of the count over these windows at ``rate``: Poisson plus the measured
+    window-to-window dispersion ``c2`` (squared coefficient of variation of the rate)."""
+    mu = [n * rate for _, _, n in obs]
+    return sum(mu) + c2 * sum(m * m for m in mu)
+
+
+def _dispersion(groups: Iterable[_Obs]) -> float:
+    """Method-of-moments extra variance of the rate between windows, pooled over groups of
+    windows that share one rate (a subject in one period): ``Var x_w = μ_w + c² μ_w²``."""
+    resid = base = quad = 0.0
+    for obs in groups:
+        x, n = _sum(obs)
+        if len(obs) < 2 or n <= 0:
+            continue
+        p = x / n
+        for _, xw, nw in obs:
+            mu, lev = nw * p, 1.0 - nw / n
+            resid += (xw - mu) ** 2
+            base += lev * mu
+            quad += lev * mu * mu
+    if quad <= 0:
+        return 0.0
+    return min(4.0, max(0.0, (resid - base) / quad))
+
+
+def _storms(controls: list[tuple[_Obs, _Obs]], c2: float) -> set[float]:
+    """The windows (starts) in which the control as a whole moved sharply — a fleet-wide
+    incident: its count, each subject at its own baseline rate, more than 5 standard
+    deviations (Poisson and dispersion) and more than 50 % above or below that."""
+    acc: dict[float, list[float]] = {}
+    for before, after in controls:
+        xb, nb = _sum(before)
+        if nb <= 0:
+            continue
+        p = (xb + 0.5) / nb
+        for start, x, n in before + after:
+            a = acc.setdefault(start, [0.0, 0.0, 0.0])
+            a[0] += x
+            a[1] += n * p
+            a[2] += (n * p) ** 2
+    out = set()
+    for start, (seen, e, e2) in acc.items():
+        if e > 0 and abs(seen - e) > 5 * math.sqrt(e + c2 * e2) and abs(seen - e) > 0.5 * e:
+            out.add(start)
+    return out
+
+
+def _calm(obs: _Obs, storms: set[float]) -> _Obs:
+    return [o for o in obs if o[0] not in storms] if storms else obs
+
+
+@dataclass(frozen=True)
+class Weather:
+    """The control's change over the same windows: random-effects mean, its variance, the
+    between-subject variance ``tau2`` of the true change (DerSimonian–Laird), how many."""
+
+    mean: float = 0.0
+    var: float = 0.0
+    tau2: float = 0.0
+    subjects: int = 0
+
+
+def _weather(changes: list[tuple[float, float]]) -> Weather:
+    if not changes:
+        return Weather()
+    if len(changes) == 1:
+        return Weather(changes[0][0], changes[0][1], 0.0, 1)
+    w = [1.0 / max(v, 1e-18) for _, v in changes]
+    sw = sum(w)
+    fixed = sum(wi * d for wi, (d, _) in zip(w, changes, strict=True)) / sw
+    q = sum(wi * (d - fixed) ** 2 for wi, (d, _) in zip(w, changes, strict=True))
+    denom = sw - sum(wi * wi for wi in w) / sw
+    tau2 = max(0.0, (q - (len(changes) - 1)) / denom) if denom > 0 else 0.0
+    ws = [1.0 / (v + tau2) if v + tau2 > 0 else 1e18 for _, v in changes]
+    mean = sum(wi * d for wi, (d, _) in zip(ws, changes, strict=True)) / sum(ws)
+    return Weather(mean, 1.0 / sum(ws), tau2, len(changes))
+
+
+def _edge(obs_windows: list[_Window], target: float) -> int | None:
+    """The finite bucket edge whose slow fraction in these windows is closest to
+    ``target`` (in log ratio), among fractions in [0.05 %, 20 %]."""
+    total = sum(w.total for w in obs_windows)
+    if total <= 0:
+        return None
+    best, score = None, math.inf
+    for i in range(len(_FINITE_EDGES)):
+        frac = (total - sum(w.cum[i] for w in obs_windows)) / total
+        if 0.0005 <= frac <= 0.2:
+            s = abs(math.log(frac / target))
+            if s < score:
+                best, score = i, s
+    if best is None:  # all fractions outside: the edge just above the bulk
+        for i in range(len(_FINITE_EDGES)):
+            if (total - sum(w.cum[i] for w in obs_windows)) / total < 0.0005:
+                return i
+    return best
+
+
+# --------------------------------------------------------------------------------------
+# Checks and judgements.
+
+
+class Tally(BaseModel):
+    """A count over an exposure (requests, connections or seconds)."""
+
+    model_config = ConfigDict(frozen=True)
+
+    count: int
+    exposure: float
+
+
+class SignalCheck(BaseModel):
+    """One signal of one subject at one look: both sides' numbers, the test, the status.
+
+    Rates (``observed``, ``expected``, ``tolerated``, ``detect``) are in ``unit``: percent
+    of requests or connections, or restarts per hour. ``p_regressed``: P(a count this high
+    | the canary within tolerance); ``p_ruled_out``: P(a count this low | a regression of
+    the detection size). ``status``: regressed | ok (detection-size regression ruled out)
+    | undecided | thin (no data on one side). ``seen`` / ``needed``: the exposure in the
+    bake so far and what telling tolerance from detection takes (None: not reachable
+    with this baseline; 0: not computed).
+    """
+
+    model_config = ConfigDict(frozen=True)
+
+    subject: str
+    signal: str
+    reporter: str
+    label: str
+    unit: str
+    edge_ms: float | None = None
+    canary_before: Tally | None = None
+    canary_now: Tally
+    control_before: Tally | None = None
+    control_now: Tally | None = None
+    compared_with: str  # "baseline+weather (N subjects)", "stable gateway …", "baseline"
+    observed: float | None
+    expected: float | None
+    tolerated: float | None
+    detect: float | None
+    p_regressed: float
+    p_ruled_out: float
+    confidence: float
+    status: str
+    blocking: bool
+    seen: float
+    needed: float | None = 0.0
+    left_out: int = 0  # windows since the move left out as fleet-wide weather (storms)
+    text: str
+
+    def to_check(self) -> Check:
+        """The :class:`~workflows.model.Check` of today's gate records (value ≤ tolerated)."""
+        metric = f"{self.signal}:{self.reporter}" + (
+            f">{self.edge_ms:g}ms" if self.edge_ms is not None else "")
+        return Check(namespace=self.subject, metric=metric,
+                     value=None if self.observed is None else round(self.observed, 4),
+                     threshold=round(self.tolerated or 0.0, 4), op="<=",
+                     ok=self.status != "regressed")
+
+
+@dataclass(frozen=True)
+class CanaryJudgement:
+    """One look at a wave: ``verdict`` None means keep baking and look again after
+    ``after_s`` seconds; ``sample`` is what to record (the evidence's state now: FAIL,
+    PASS, or INCONCLUSIVE while undecided), with :class:`Check` records and the reason."""
+
+    verdict: Verdict | None
+    after_s: float
+    sample: GateSample
+    checks: tuple[SignalCheck, ...]
+    look: int
+    bake_looks: int
+    max_looks: int
+    reason: str
+
+
+def _looks(bake_s: float, interval_s: float, th: CanaryThresholds) -> tuple[int, int]:
+    bake = max(1, math.ceil(bake_s / interval_s - 1e-9))
+    return bake, bake + math.ceil(bake * th.max_extension - 1e-9)
+
+
+def pass_looks(bake_looks: int, max_looks: int) -> tuple[int, ...]:
+    """The looks at which a wave may PASS: the bake's end, half-way through the extension
+    and its end (fewer looks, less of the ``missed`` budget spent per look)."""
+    return tuple(sorted({bake_looks, (bake_looks + max_looks) // 2, max_looks}))
+
+
+@dataclass(frozen=True)
+class _Signal:
+    signal: str
+    scale: str  # additive | relative
+    unit_factor: float  # rate → display unit
+    unit: str
+    tolerance: float  # additive: rate; relative: growth
+    detect: float
+    floors: tuple[float, float]  # relative: rates added to tolerated / detect
+
+
+def _specs(th: CanaryThresholds) -> dict[str, _Signal]:
+    fl = (th.latency_floor_pts[0] / 100, th.latency_floor_pts[1] / 100)
+    return {
+        "errors": _Signal("errors", "additive", 100.0, "%", th.error_tolerance_pts / 100,
+                          th.error_detect_pts / 100, (0.0, 0.0)),
+        "latency": _Signal("latency", "relative", 100.0, "%", th.latency_tolerance,
+                           th.latency_detect, fl),
+        "tail": _Signal("tail", "relative", 100.0, "%", th.latency_tolerance,
+                        th.tail_detect, fl),
+        "tcp": _Signal("tcp", "additive", 100.0, "%", th.tcp_tolerance_pts / 100,
+                       th.tcp_detect_pts / 100, (0.0, 0.0)),
+        "restarts": _Signal("restarts", "additive", 3600.0, "/h",
+                            th.restart_tolerance_per_h / 3600,
+                            th.restart_detect_per_h / 3600, (0.0, 0.0)),
+    }
+
+
+_LABELS = {"errors": "5xx and gRPC errors", "tcp": "TCP connection failures",
+           "restarts": "container restarts"}
+
+
+@dataclass
+class _Test:
+    subject: str
+    signal: _Signal
+    reporter: str
+    edge: int | None
+    cur: _Obs
+    base: _Obs | None  # own baseline (namespaces) or the stable counterpart (gateways)
+    controls: list[tuple[_Obs, _Obs]]  # (before, now) per control subject
+    gateway: bool
+    blocking: bool
+    left_out: int = 0  # the canary's windows since the move left out as storms
+
+
+def _reporter_for_restarts(index: TrafficIndex, subject: str) -> str:
+    return "destination" if (subject, "destination") in index.series else "source"
+
+
+def _gateway_reference(index: TrafficIndex, gateway: str) -> list[str]:
+    base = _GATEWAY_REVISION.sub("", gateway)
+    return [s for s in index.subjects
+            if is_gateway(s) and _GATEWAY_REVISION.sub("", s) == base]
+
+
+def _edges(windows: list[_Window], th: CanaryThresholds) -> dict[str, int]:
+    """The latency edges of a subject from windows of its own (its baseline): ``latency``
+    the edge nearest ``tail_target``, ``tail`` the next edge up when requests reach it."""
+    e1 = _edge(windows, th.tail_target)
+    if e1 is None:
+        return {}
+    out = {"latency": e1}
+    total = sum(w.total for w in windows)
+    if e1 + 1 < len(_FINITE_EDGES) and total > 0:
+        frac = (total - sum(w.cum[e1 + 1] for w in windows)) / total
+        if frac >= 0.0002:
+            out["tail"] = e1 + 1
+    return out
+
+
+def _collect(index: TrafficIndex, wave: CanaryWave, now: float, th: CanaryThresholds
+             ) -> list[_Test]:
+    """Every test of the look: per canary subject, reporter and signal, with the control's
+    windows; per canary gateway, against its stable counterpart."""
+    specs = _specs(th)
+    rev = wave.canary_revision
+    b0, b1, c0 = wave.baseline_from, wave.baseline_until, wave.bake_started_at
+    tests: list[_Test] = []
+    controls: dict[tuple[str, str], list[tuple[_Obs, _Obs]]] = {}
+    for k in wave.control:
+        for r in (*REPORTERS, "pods"):
+            rep = _reporter_for_restarts(index, k) if r == "pods" else r
+            before, after = index.windows(k, rep, b0, b1), index.windows(k, rep, c0, now)
+            if not before or not after:
+                continue
+            control_edges = {"restarts": 0} if r == "pods" else {
+                "errors": 0, "tcp": 0, **_edges(before, th)}
+            for signal, edge in control_edges.items():
+                controls.setdefault((signal, r), []).append((
+                    [w.tally(signal, edge) for w in before],
+                    [w.tally(signal, edge) for w in after]))
+
+    for subject in wave.canary:
+        cur_by = {r: index.windows(subject, r, c0, now, revision=rev) for r in REPORTERS}
+        base_by = {r: index.windows(subject, r, b0, b1, not_revision=rev) for r in REPORTERS}
+        volume = {r: sum(w.requests for w in cur_by[r] + base_by[r]) for r in REPORTERS}
+        top = max(volume.values())
+        for r in REPORTERS:
+            cur, base = cur_by[r], base_by[r]
+            if volume[r] == 0 and not any(w.tcp_opened for w in cur + base):
+                continue
+            material = top > 0 and volume[r] >= th.material_share * top
+            edges: dict[str, int | None] = {"errors": None}
+            if any(w.tcp_opened for w in cur + base):
+                edges["tcp"] = None
+            found = _edges(base, th)
+            if found:
+                edges.update(found)
+            elif any(w.total for w in cur):
+                edges["latency"] = None  # latency now, none before: thin
+            for signal, c_edge in edges.items():
+                thin = c_edge is None and signal == "latency"
+                tests.append(_Test(
+                    subject, specs[signal], r, c_edge,
+                    [w.tally(signal, c_edge or 0) for w in cur],
+                    [] if thin else [w.tally(signal, c_edge or 0) for w in base],
+                    controls.get((signal, r), []), False,
+                    material and (signal == "errors" or (
+                        signal in ("latency", "tail") and r == "destination"))))
+        rr = _reporter_for_restarts(index, subject)
+        cur = index.windows(subject, rr, c0, now, revision=rev)
+        base = index.windows(subject, rr, b0, b1, not_revision=rev)
+        if cur or base:
+            tests.append(_Test(subject, specs["restarts"], "pods", None,
+                               [w.tally("restarts", 0) for w in cur],
+                               [w.tally("restarts", 0) for w in base],
+                               controls.get(("restarts", "pods"), []), False, False))
+
+    for gw in wave.gateways:
+        refs = _gateway_reference(index, gw)
+        for r in REPORTERS:
+            cur = index.windows(gw, r, c0, now, revision=rev)
+            if not cur:
+                continue
+            ref = [w for s in refs for w in index.windows(s, r, c0, now, not_revision=rev)]
+            gw_edges: dict[str, int | None] = {"errors": None, **_edges(ref or cur, th)}
+            if any(w.tcp_opened for w in cur + ref):
+                gw_edges["tcp"] = None
+            for signal, g_edge in gw_edges.items():
+                tests.append(_Test(gw, specs[signal], r, g_edge,
+                                   [w.tally(signal, g_edge or 0) for w in cur],
+                                   [w.tally(signal, g_edge or 0) for w in ref], [], True,
+                                   signal in ("errors", "latency")))
+    return tests
+
+
+@dataclass(frozen=True)
+class _Prediction:
+    rates: list[float]  # the expected rate of each of the canary's windows now
+    rate: float  # their exposure-weighted mean
+    var: float  # the variance of the expected rate (baseline, control, between subjects)
+    how: str
+
+
+def _per_window(pairs: list[tuple[_Obs, _Obs]], scale: str) -> dict[float, float]:
+    """The control's change in each window since the move, every control subject against
+    its own baseline: additive ``(Σ x − Σ n·p_base) / Σ n``, relative
+    ``(Σ x + ½) / (Σ n·p_base + ½)`` (so one subject's burst of traffic does not read as a
+    change of rate: no Simpson's paradox)."""
+    acc: dict[float, list[float]] = {}
+    for before, after in pairs:
+        xb, nb = _sum(before)
+        if nb <= 0:
+            continue
+        p = xb / nb
+        for start, x, n in after:
+            a = acc.setdefault(start, [0.0, 0.0, 0.0])
+            a[0] += x
+            a[1] += n * p
+            a[2] += n
+    if scale == "additive":
+        return {s: (x - e) / n for s, (x, e, n) in acc.items() if n > 0}
+    return {s: (x + 0.5) / (e + 0.5) for s, (x, e, n) in acc.items() if n > 0}
+
+
+def _predict(test: _Test, c2: float, weather: Weather) -> _Prediction | None:
+    """The canary's expected rate in each window since the move and the variance of the
+    expectation, or None without a baseline (or stable counterpart)."""
+    base = test.base or []
+    xb, nb = _sum(base)
+    x, n = _sum(test.cur)
+    if nb <= 0 or n <= 0:
+        return None
+    sig = test.signal
+    if test.gateway:
+        by: dict[float, list[float]] = {}
+        for start, xs, ns in base:
+            a = by.setdefault(start, [0.0, 0.0])
+            a[0] += xs
+            a[1] += ns
+        rates, var = [], 0.0
+        for start, _, nc in test.cur:
+            xr, nr = by.get(start, (float(xb), nb))
+            r = xr / nr if nr > 0 else xb / nb
+            rates.append(r)
+            var += nc * nc * ((xr + 0.5) / nr ** 2 + c2 * ((xr + 0.5) / nr) ** 2)
+        rate = sum(r * nc for r, (_, _, nc) in zip(rates, test.cur, strict=True)) / n
+        return _Prediction(rates, rate, var / (n * n),
+                           "the stable revision's gateway in the same windows")
+    how = (f"own baseline and the weather of {weather.subjects} subjects" if weather.subjects
+           else "own baseline (no control subjects)")
+    change = _per_window(test.controls, sig.scale)
+    if sig.scale == "additive":
+        p = xb / nb
+        rates = [max(0.0, p + change.get(start, 0.0)) for start, _, _ in test.cur]
+        var = _count_var(base, (xb + 0.5) / nb, c2) / nb ** 2 + weather.var + weather.tau2
+    else:
+        q = (xb + 0.5) / (nb + 0.5)
+        rates = [q * change.get(start, 1.0) for start, _, _ in test.cur]
+        var_log = _count_var(base, q, c2) / (xb + 0.5) ** 2
+    rate = sum(r * nc for r, (_, _, nc) in zip(rates, test.cur, strict=True)) / n
+    if sig.scale != "additive":
+        var = rate * rate * (var_log + weather.var + weather.tau2)
+    return _Prediction(rates, rate, var, how)
+
+
+def _limits(sig: _Signal, rate: float, var: float) -> tuple[float, float, float, float]:
+    """(tolerated rate, its variance, detect rate, its variance). An additive rate's
+    standard deviation is kept within the rate itself: near zero events the controls'
+    sparse counts give a spread larger than the mean, and a moment-matched gamma of shape
+    below 1 would then make any count look ordinary."""
+    if sig.scale == "additive":
+        r0, r1 = rate + sig.tolerance, rate + sig.detect
+        return r0, min(var, r0 * r0), r1, min(var, r1 * r1)
+    g0, g1 = 1.0 + sig.tolerance, 1.0 + sig.detect
+    return (rate * g0 + sig.floors[0], var * g0 * g0, rate * g1 + sig.floors[1],
+            var * g1 * g1)
+
+
+def _tails(sig: _Signal, obs: _Obs, rates: list[float], var: float, c2: float
+           ) -> tuple[float, float]:
+    """(P(count ≥ observed | tolerated), P(count ≤ observed | detection size)) over these
+    windows, each window at its own expected rate."""
+    x, n = _sum(obs)
+    mu0 = [nw * _limits(sig, r, var)[0] for (_, _, nw), r in zip(obs, rates, strict=True)]
+    mu1 = [nw * _limits(sig, r, var)[2] for (_, _, nw), r in zip(obs, rates, strict=True)]
+    rate = sum(r * nw for (_, _, nw), r in zip(obs, rates, strict=True)) / n if n else 0.0
+    _, v0, _, v1 = _limits(sig, rate, var)
+    m0, m1 = sum(mu0), sum(mu1)
+    p_reg = count_tails(x, m0, m0 + c2 * sum(m * m for m in mu0) + n * n * v0)[0]
+    p_ok = count_tails(x, m1, m1 + c2 * sum(m * m for m in mu1) + n * n * v1)[1]
+    return p_reg, p_ok
+
+
+def _needed(r0: float, v0: float, r1: float, v1: float, c2: float, per_window: float,
+            za: float, zb: float) -> float | None:
+    """The exposure at which the two one-sided tests' critical regions meet (normal
+    approximation), or None when the baseline alone keeps them apart."""
+    if r1 <= r0 or (r1 - r0) <= za * math.sqrt(v0) + zb * math.sqrt(v1):
+        return None
+
+    def gap(n: float) -> float:
+        s0 = n * r0 + c2 * r0 * r0 * n * per_window + n * n * v0
+        s1 = n * r1 + c2 * r1 * r1 * n * per_window + n * n * v1
+        return n * (r1 - r0) - za * math.sqrt(s0) - zb * math.sqrt(s1)
+
+    lo, hi = 0.0, 1.0
+    while gap(hi) < 0:
+        lo, hi = hi, hi * 2
+        if hi > 1e15:
+            return None
+    for _ in range(60):
+        mid = (lo + hi) / 2
+        lo, hi = (mid, hi) if gap(mid) < 0 else (lo, mid)
+    return hi
+
+
+def _fmt_rate(sig: _Signal, rate: float | None) -> str:
+    if rate is None:
+        return "—"
+    v = rate * sig.unit_factor
+    if sig.unit == "/h":
+        return f"{v:.1f}/h"
+    return f"{v:.3f}%" if v < 1 else f"{v:.2f}%"
+
+
+def _exposure_word(signal: str) -> str:
+    return {"errors": "requests", "latency": "requests", "tail": "requests",
+            "tcp": "connections"}.get(
+        signal, "s")
+
+
+def _label(test: _Test) -> str:
+    if test.signal.signal in ("latency", "tail"):
+        return (f"slower than {_FINITE_EDGES[test.edge]:g} ms" if test.edge is not None
+                else "latency")
+    return _LABELS[test.signal.signal]
+
+
+def judge_canary(traffic: TrafficIndex | Iterable[TrafficWindow], wave: CanaryWave,
+                 now: float, bake_s: float, interval_s: float,
+                 th: CanaryThresholds | None = None) -> CanaryJudgement:
+    """Judge a wave at one look: everything seen from the bake's start up to ``now``.
+
+    Args:
+        traffic: the windows (or their :class:`TrafficIndex`): the wave's subjects before
+            and since the move, the control's over the same time, the gateways'.
+        wave: who is compared with whom (:class:`CanaryWave`).
+        now: the time of the look (Unix s); windows ending later are not used.
+        bake_s: the bake time (s); PASS is never given before it has passed.
+        interval_s: the time between looks (s).
+        th: the gate's parameters.
+    Returns:
+        A :class:`CanaryJudgement`: FAIL, PASS, INCONCLUSIVE (a person decides), or None
+        with ``after_s`` to look again; every signal's :class:`SignalCheck`.
+    """
+    th = th or CanaryThresholds()
+    index = traffic if isinstance(traffic, TrafficIndex) else TrafficIndex.of(traffic)
+    bake_looks, max_looks = _looks(bake_s, interval_s, th)
+    look = max(0, math.floor((now - wave.bake_started_at) / interval_s + 1e-6))
+    tests = _collect(index, wave, now, th)
+
+    # per (signal, reporter): dispersion from every window but the canary's since the
+    # move, storm windows (left out on every side), dispersion again without them, weather
+    keys = {(t.signal.signal, t.reporter) for t in tests}
+    c2: dict[tuple[str, str], float] = {}
+    storms: dict[tuple[str, str], set[float]] = {}
+    weather: dict[tuple[str, str], Weather] = {}
+    for key in keys:
+        same = [t for t in tests if (t.signal.signal, t.reporter) == key]
+        controls = next((t.controls for t in same if t.controls), [])
+        bases = [t.base for t in same if t.base and not t.gateway]
+
+        def groups(calm: set[float], controls: list[tuple[_Obs, _Obs]] = controls,
+                   bases: list[_Obs] = bases) -> list[_Obs]:
+            out = [_calm(o, calm) for pair in controls for o in pair]
+            return out + [_calm(b, calm) for b in bases]
+
+        rough = _dispersion(groups(set()))
+        storms[key] = _storms(controls, rough)
+        c2[key] = _dispersion(groups(storms[key]))
+        changes = []
+        for before_all, after_all in controls:
+            before, after = _calm(before_all, storms[key]), _calm(after_all, storms[key])
+            (xb, nb), (xc, nc) = _sum(before), _sum(after)
+            if nb <= 0 or nc <= 0:
+                continue
+            pooled = (xb + xc + 0.5) / (nb + nc)  # the subject's rate, no change assumed
+            vb, vc = _count_var(before, pooled, c2[key]), _count_var(after, pooled, c2[key])
+            if key[0] in ("latency", "tail"):
+                d = math.log((xc + 0.5) / (nc + 0.5)) - math.log((xb + 0.5) / (nb + 0.5))
+                mu_b, mu_c = max(nb * pooled, 0.5), max(nc * pooled, 0.5)
+                changes.append((d, vb / mu_b ** 2 + vc / mu_c ** 2))
+            else:
+                changes.append((xc / nc - xb / nb, vb / nb ** 2 + vc / nc ** 2))
+        weather[key] = _weather(changes)
+    for t in tests:
+        calm = storms[(t.signal.signal, t.reporter)]
+        if calm and not t.gateway:
+            t.left_out = sum(1 for o in t.cur if o[0] in calm)
+            t.cur = _calm(t.cur, calm)
+            t.base = _calm(t.base, calm) if t.base else t.base
+            t.controls = [(_calm(b, calm), _calm(a, calm)) for b, a in t.controls]
+
+    m = max(1, len(tests))
+    alpha = th.false_rollback / (m * max_looks)
+    beta = th.missed / len(pass_looks(bake_looks, max_looks))
+    za, zb = _NORMAL.inv_cdf(1 - alpha), _NORMAL.inv_cdf(1 - beta)
+    checks = [_check(t, c2[(t.signal.signal, t.reporter)],
+                     weather.get((t.signal.signal, t.reporter), Weather()),
+                     alpha, beta, za, zb, max(look, 1)) for t in tests]
+    return _decide(checks, wave, now, look, bake_looks, max_looks, interval_s)
+
+
+def _tally(obs: list[_Obs]) -> Tally | None:
+    if not obs:
+        return None
+    return Tally(count=sum(_sum(o)[0] for o in obs), exposure=sum(_sum(o)[1] for o in obs))
+
+
+def _check(t: _Test, c2: float, weather: Weather, alpha: float, beta: float, za: float,
+           zb: float, look: int) -> SignalCheck:
+    sig, f = t.signal, _fmt_rate
+    x, n = _sum(t.cur)
+    label = _label(t)
+    before = _tally([t.base]) if t.base else None
+    control_before = _tally([o for o, _ in t.controls])
+    control_now = _tally([o for _, o in t.controls])
+    unit_word = _exposure_word(sig.signal)
+    where = f"{t.subject} {label} ({t.reporter})"
+
+    def make(status: str, text: str, *, compared_with: str = "", expected: float | None = None,
+             tolerated: float | None = None, detect: float | None = None,
+             p_regressed: float = 1.0, p_ruled_out: float = 1.0, confidence: float = 0.0,
+             needed: float | None = 0.0) -> SignalCheck:
+        return SignalCheck(
+            subject=t.subject, signal=sig.signal, reporter=t.reporter, label=label,
+            unit=sig.unit, edge_ms=_FINITE_EDGES[t.edge] if t.edge is not None else None,
+            canary_before=before, canary_now=Tally(count=x, exposure=n),
+            control_before=control_before, control_now=control_now,
+            compared_with=compared_with, observed=x / n if n > 0 else None,
+            expected=expected, tolerated=tolerated, detect=detect, p_regressed=p_regressed,
+            p_ruled_out=p_ruled_out, confidence=confidence, status=status,
+            blocking=t.blocking, seen=n, needed=needed, left_out=t.left_out, text=text)
+
+    predicted = _predict(t, c2, weather)
+    if predicted is None:
+        if n <= 0:
+            why = f"no {unit_word} since the move"
+        else:
+            why = ("no stable counterpart to compare with" if t.gateway
+                   else "no baseline before the move")
+        return make("thin", f"{where}: {why}", needed=None)
+    rate, var, how = predicted.rate, predicted.var, predicted.how
+    r0, v0, r1, v1 = _limits(sig, rate, var)
+    p_reg, p_ok = _tails(sig, t.cur, predicted.rates, var, c2)
+    if p_reg <= alpha and len(t.cur) > 1:
+        # a regression must not rest on one window (a burst of the subject's own traffic)
+        worst = max(range(len(t.cur)), key=lambda i: t.cur[i][1] - t.cur[i][2] * _limits(
+            sig, predicted.rates[i], var)[0])
+        rest = [o for i, o in enumerate(t.cur) if i != worst]
+        rest_rates = [r for i, r in enumerate(predicted.rates) if i != worst]
+        p_reg = max(p_reg, _tails(sig, rest, rest_rates, var, c2)[0])
+    elif p_reg <= alpha:
+        p_reg = max(p_reg, alpha * 1.0001)  # one window is never enough
+    sides = f"before {f(sig, _rate(before))}"
+    if t.controls:
+        sides += (f"; control {f(sig, _rate(control_before))} → {f(sig, _rate(control_now))}"
+                  f" in {len(t.controls)}")
+    if t.left_out:
+        sides += f"; {t.left_out} windows of fleet-wide weather left out"
+    numbers = (f"{f(sig, x / n)} of {n:,.0f} {unit_word} ({sides}) vs expected "
+               f"{f(sig, rate)}, tolerated {f(sig, r0)}")
+    if p_reg <= alpha:
+        conf = 1 - p_reg
+        return make("regressed", f"{where}: {numbers}: regression (confidence {_pct(conf)})",
+                    confidence=conf, compared_with=how, expected=rate, tolerated=r0,
+                    detect=r1, p_regressed=p_reg, p_ruled_out=p_ok)
+    if p_ok <= beta:
+        conf = 1 - p_ok
+        return make("ok", f"{where}: {numbers}: no regression to {f(sig, r1)} "
+                    f"(confidence {_pct(conf)})", confidence=conf, compared_with=how,
+                    expected=rate, tolerated=r0, detect=r1, p_regressed=p_reg,
+                    p_ruled_out=p_ok)
+    needed = _needed(r0, v0, r1, v1, c2, n / max(1, len(t.cur)), za, zb)
+    want = "more than this baseline allows" if needed is None else f"{needed:,.0f} needed"
+    return make("undecided", f"{where}: {numbers}: undecided between {f(sig, r0)} and "
+                f"{f(sig, r1)}; {n:,.0f} {unit_word} seen, {want}",
+                confidence=1 - min(p_reg, p_ok), needed=needed, compared_with=how,
+                expected=rate, tolerated=r0, detect=r1, p_regressed=p_reg, p_ruled_out=p_ok)
+
+
+def _rate(t: Tally | None) -> float | None:
+    return None if t is None or t.exposure <= 0 else t.count / t.exposure
+
+
+def _pct(p: float) -> str:
+    if p >= 0.9999:
+        return ">99.99%"
+    return f"{100 * p:.2f}%"
+
+
+def _decide(checks: list[SignalCheck], wave: CanaryWave, now: float, look: int,
+            bake_looks: int, max_looks: int, interval_s: float) -> CanaryJudgement:
+    regressed = [c for c in checks if c.status == "regressed"]
+    blocking = [c for c in checks if c.blocking]
+    open_ = [c for c in blocking if c.status != "ok"]
+
+    def done(verdict: Verdict | None, sample_verdict: Verdict, reason: str,
+             after_s: float = 0.0) -> CanaryJudgement:
+        sample = GateSample(at=now, verdict=sample_verdict,
+                            checks=[c.to_check() for c in checks], reason=reason)
+        return CanaryJudgement(verdict, after_s, sample, tuple(checks), look, bake_looks,
+                               max_looks, reason)
+
+    if regressed:
+        worst = sorted(regressed, key=lambda c: c.p_regressed)
+        return done(Verdict.FAIL, Verdict.FAIL, "; ".join(c.text for c in worst))
+    if not blocking:
+        state = Verdict.INCONCLUSIVE
+        reason = "no traffic to judge: " + (", ".join(wave.canary) or "no subjects")
+    elif not open_:
+        state = Verdict.PASS
+        reason = (f"{len(checks)} signals of {len(wave.canary) + len(wave.gateways)} "
+                  f"subjects: no regression of the detection size (every blocking signal "
+                  f"ruled out at ≥ {_pct(min(c.confidence for c in blocking))})")
+    else:
+        state = Verdict.INCONCLUSIVE
+        reason = "; ".join(c.text for c in open_)
+    if look < bake_looks:
+        return done(None, state, reason, interval_s)
+    passing = pass_looks(bake_looks, max_looks)
+    upcoming = [k for k in passing if k >= look]
+    if state == Verdict.PASS:
+        if look in passing:
+            return done(Verdict.PASS, Verdict.PASS, reason)
+        return done(None, Verdict.PASS, f"{reason}; confirming at look {upcoming[0]}",
+                    interval_s)
+    # extend while every open signal can get what it needs before the extension ends
+    more = 0
+    reachable = bool(open_)
+    for c in open_:
+        if c.status == "thin" or c.needed is None or c.seen <= 0:
+            reachable = False
+            break
+        per_look = c.seen / max(1, look)
+        more = max(more, math.ceil((c.needed - c.seen) / per_look))
+    if reachable and look + more <= max_looks and look < max_looks:
+        until = min(k for k in passing if k >= min(max_looks, look + max(more, 1)))
+        return done(None, Verdict.INCONCLUSIVE,
+                    f"extending the bake to look {until} (of at most {max_looks}): {reason}",
+                    interval_s)
+    head = (f"after {look} intervals, {len(open_)} of {len(blocking)} signals could not be "
+            "decided (a person decides): ")
+    return done(Verdict.INCONCLUSIVE, Verdict.INCONCLUSIVE, head + reason)
+
+
+def error_judgement(samples: Sequence[GateSample], now: float, reason: str,
+                    interval_s: float, th: CanaryThresholds | None = None) -> CanaryJudgement:
+    """A look whose windows could not be read: record an ERROR sample; ERROR (a person
+    decides) after ``error_limit`` in a row, counting this one (Argo Rollouts'
+    ``consecutiveErrorLimit``), else look again after ``interval_s``.
+
+    Args:
+        samples: the wave's samples so far (before this one).
+    """
+    th = th or CanaryThresholds()
+    streak = 1
+    for s in reversed(samples):
+        if s.verdict != Verdict.ERROR:
+            break
+        streak += 1
+    sample = GateSample(at=now, verdict=Verdict.ERROR, reason=reason)
+    verdict = Verdict.ERROR if streak >= th.error_limit else None
+    return CanaryJudgement(verdict, 0.0 if verdict else interval_s, sample, (), 0, 0, 0,
+                           f"could not read the windows ({streak} in a row): {reason}")
+
+
+# --------------------------------------------------------------------------------------
+# Replays.
+
+
+def dump_jsonl(windows: Iterable[TrafficWindow]) -> str:
+    """The JSON lines text of these windows (the module docstring's format)."""
+    return "".join(w.model_dump_json() + "\n" for w in windows)
+
+
+def load_jsonl(text: str) -> list[TrafficWindow]:
+    """Parse JSON lines of windows.
+
+    Raises:
+        ValueError: naming the first bad line and what is wrong with it.
+    """
+    out = []
+    for no, line in enumerate(text.splitlines(), 1):
+        line = line.strip()
+        if not line or line.startswith("#"):
+            continue
+        try:
+            out.append(TrafficWindow.model_validate_json(line))
+        except ValidationError as exc:
+            first = exc.errors()[0]
+            where = ".".join(str(p) for p in first.get("loc", ())) or "line"
+            raise ValueError(f"line {no}: {where}: {first.get('msg', exc)}") from None
+    return out
+
+
+def newest_revision(windows: Iterable[TrafficWindow]) -> str | None:
+    """The highest ``asm-1-NN`` among the windows' revisions (the canary of a replay)."""
+    best: tuple[int, str] | None = None
+    for w in windows:
+        m = re.fullmatch(r"asm-1-(\d+)", w.revision or "")
+        if m and (best is None or int(m.group(1)) > best[0]):
+            best = (int(m.group(1)), w.revision or "")
+    return None if best is None else best[1]
+
+
+def interval_of(windows: Iterable[TrafficWindow]) -> float:
+    """The windows' usual length (s): the median, 60 without windows."""
+    lengths = sorted(w.end - w.start for w in windows)
+    return lengths[len(lengths) // 2] if lengths else 60.0
+
+
+@dataclass(frozen=True)
+class WaveReplay:
+    wave: CanaryWave
+    looks: tuple[CanaryJudgement, ...]  # one per interval, the last one decides (or not)
+
+    @property
+    def verdict(self) -> Verdict | None:
+        return self.looks[-1].verdict if self.looks else None
+
+
+def replay(windows: Sequence[TrafficWindow], canary_revision: str | None = None,
+           bake_s: float = 600.0, interval_s: float | None = None,
+           th: CanaryThresholds | None = None) -> list[WaveReplay]:
+    """Judge every wave of a replay, one look per interval, until each decides or its data
+    ends.
+
+    Args:
+        windows: the replay's windows.
+        canary_revision: default: the newest revision in the windows.
+        bake_s: the bake time (s).
+        interval_s: default: the windows' usual length.
+    Returns:
+        One :class:`WaveReplay` per wave, in the order the waves moved; empty when there is
+        no canary revision or no subject moved to it.
+    """
+    th = th or CanaryThresholds()
+    canary = canary_revision or newest_revision(windows)
+    if canary is None:
+        return []
+    step = interval_s or interval_of(windows)
+    index = TrafficIndex.of(windows)
+    last_end = max((w.end for w in windows), default=0.0)
+    out = []
+    for wave in find_waves(index, canary, bake_s, step, th):
+        looks: list[CanaryJudgement] = []
+        k = 1
+        while wave.bake_started_at + k * step <= last_end + 1e-6:
+            j = judge_canary(index, wave, wave.bake_started_at + k * step, bake_s, step, th)
+            looks.append(j)
+            if j.verdict is not None or k >= j.max_looks:
+                break
+            k += 1
+        out.append(WaveReplay(wave, tuple(looks)))
+    return out
