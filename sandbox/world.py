@@ -154,21 +154,74 @@ class ApiError(Exception):
 
 @dataclass
 class Fault:
-    """Behaviour of a revision's pods in one namespace (or of one workload there)."""
+    """Behaviour of a revision's pods in one namespace (or of one workload there).
 
-    error_rate: float = 0.0  # fraction of requests answered 5xx
+    ``error_rate`` is what the pods fail as servers, in their protocol's way
+    (:mod:`sandbox.traffic`): HTTP 503, gRPC ``grpc_status`` inside HTTP 200, TCP
+    connections closed with Envoy's ``UF``; both Istio reporters see it.
+    ``source_error_rate`` is what their own outbound proxy fails of the calls they make
+    (503 / gRPC 14 with ``UF``, or a TCP ``UF``): only the source reporter sees it, the
+    callee never gets the call.
+    """
+
+    error_rate: float = 0.0  # fraction of requests (connections) failed as a server
     latency_ms: float | None = None  # median latency; None: the workload's default
     crashloop: bool = False
+    source_error_rate: float = 0.0  # fraction of its outbound calls its proxy fails
+    grpc_status: int = 14  # the gRPC status of a gRPC server's failures (14: Unavailable)
 
 
 @dataclass
 class Traffic:
     """A namespace's requests: ``rps`` a second in all, split evenly over the workloads a
-    Service selects; a base error rate; p99 latency (the median is p99 / 3.2)."""
+    Service selects; a base error rate; p99 latency (the median is p99 / 3.2, or what gives
+    that p99 with production noise's heavy tail); ``noise``: "production" or "none", None
+    for the world's (:class:`Weather`)."""
 
     rps: float
     error_rate: float = 0.0
     p99_ms: float | None = None
+    noise: str | None = None
+
+
+@dataclass(frozen=True)
+class Incident:
+    """A fleet-wide incident (a shared dependency failing): from ``start`` to ``end`` (Unix
+    s, wall clock) every namespace of ``clusters`` (None: every cluster), migrated or not,
+    fails ``error_rate`` more of its requests and is ``latency_x`` times slower."""
+
+    start: float
+    end: float
+    error_rate: float = 0.0
+    latency_x: float = 1.0
+    clusters: tuple[str, ...] | None = None
+
+
+@dataclass(frozen=True)
+class RecurringIncident:
+    """Incidents that recur with exponential gaps of mean ``every_s`` (wall s) from the
+    world's start, each lasting ``duration_s``."""
+
+    every_s: float
+    duration_s: float
+    error_rate: float = 0.0
+    latency_x: float = 1.0
+    clusters: tuple[str, ...] | None = None
+
+
+@dataclass
+class Weather:
+    """What every namespace's traffic shares (:mod:`sandbox.traffic`): the default noise
+    ("none": exact rates; "production": overdispersed counts, heavy-tailed latency), the
+    diurnal swing of load on the sandbox clock (amplitude 0 = none; load peaks at
+    ``peak_hour``), incidents, and the seed of the noise."""
+
+    noise: str = "none"
+    diurnal_amplitude: float = 0.0
+    peak_hour: float = 14.0
+    incidents: list[Incident] = field(default_factory=list)
+    recurring: list[RecurringIncident] = field(default_factory=list)
+    seed: int = 0
 
 
 @dataclass
@@ -306,6 +359,7 @@ class World:
         #: (cluster, namespace, workload, revision or "" or "*") → fault of one workload
         self.workload_faults: dict[tuple[str, str, str, str], Fault] = {}
         self.traffic: dict[tuple[str, str], Traffic] = {}
+        self.weather = Weather()
         self.relabels: Counter[str] = Counter()
         self.restarts: Counter[str] = Counter()
         self.arm_faults: list[int] = []  # statuses to answer the next ARM writes with

@@ -4,6 +4,13 @@ the sandbox starts with (DESIGN.md §8). The default fleet is ``data/worlds/defa
 A world file is YAML::
 
     clock_speed: 60                   # optional: the sandbox clock (CronJobs) vs the wall clock
+    traffic:                          # optional: what every namespace's traffic shares
+      noise: production               #   "none" (default: exact rates) or "production"
+      diurnal: {amplitude: 0.3, peak_hour: 14}   # load × (1 ± 0.3) over a sandbox day
+      incidents:                      #   fleet-wide: errors and latency up everywhere
+        - {at_s: 300, duration_s: 120, error_rate: 0.05, latency_x: 3}
+        - {every_s: 1800, duration_s: 90, error_rate: 0.02, clusters: [shop]}
+      seed: 7                         #   of the noise and of recurring incidents
     clusters:
       - name: aks-shop-weu            # the managedCluster name
         alias: shop                   # optional: the name in /mesh commands (default: name)
@@ -39,10 +46,13 @@ A world file is YAML::
             manifests: apps/store.yaml           # optional: one file or a list, relative to
                                                  # the world file, applied as
                                                  # `kubectl apply -n store -f` would
-            traffic: {rps: 20, error_rate: 0.001, p99_ms: 150}   # optional
+            traffic: {rps: 20, error_rate: 0.001, p99_ms: 150}   # optional; also
+                                                 # noise: production | none (the world's)
             faults:                              # optional
               - {workload: reports, crashloop: true, revision: "*"}
               - {workload: checkout, error_rate: 0.3, latency_ms: 800, revision: asm-1-26}
+              - {workload: payments, error_rate: 0.2, grpc_status: 14, revision: asm-1-26}
+              - {workload: frontend, source_error_rate: 0.1, revision: asm-1-26}
 
 Manifests are applied into their namespace as ``kubectl apply -n <namespace>`` would: the
 namespace is set on namespaced kinds, and one that names another namespace is refused
@@ -53,7 +63,31 @@ manifests (applied first), an Istio CRD where the mesh is on, or a Gateway API k
 a namespace labelled with a tag start with the tagged revision's sidecar. A fault's ``revision`` is
 ``"*"`` (any revision, and none: already failing before the upgrade) or one revision (a bad
 canary); ``latency_ms`` is the median latency on it; ``crashloop`` makes new pods of the
-workload crash-loop (its Jobs' pods fail).
+workload crash-loop (its Jobs' pods fail). ``error_rate`` fails that fraction of what the
+workload serves, as its protocol fails (Istio's metrics, :mod:`sandbox.traffic`): an HTTP
+Service answers 503; a gRPC one (port ``grpc…``) HTTP 200 with ``grpc_response_status``
+``grpc_status`` (default 14, Unavailable); a TCP one (``tcp…``, ``redis``, ``mongo``…)
+closes the connections with Envoy's ``UF`` at the destination. ``source_error_rate`` fails
+that fraction of the calls the workload *makes*, in its own outbound proxy (503 / gRPC 14,
+``response_flags="UF"``, or a TCP ``UF``): only the source reporter sees them, the callee
+never gets them.
+
+Traffic (:mod:`sandbox.traffic`): a namespace's ``traffic.rps`` is split evenly over its
+workloads behind a Service (without it, each ready pod serves 10 a second);
+``error_rate`` and ``p99_ms`` are its baseline. ``noise`` (per namespace, else the world's
+``traffic.noise``): ``none``, the default for now, gives exact rates (today's gate needs
+them); ``production`` draws every tick's counts as gamma–Poisson (negative binomial)
+counts — a burst level per namespace every 5 s (gamma, shape 4) times Poisson noise, so
+their variance exceeds their mean as production traffic's does — jitters error rates and
+median latencies the same way, and gives latencies a heavy (Pareto) tail binned into Istio's
+buckets. ``diurnal`` swings load over the day of the sandbox clock (``clock_speed``: at 60,
+a day lasts 24 minutes), peaking at ``peak_hour``, with latency rising a quarter as much.
+An incident (``at_s`` after the start, once, or again and again every ``every_s`` on average,
+exponential gaps) lasts ``duration_s`` and adds ``error_rate`` and multiplies latency by
+``latency_x`` in every namespace of its ``clusters`` (names or aliases; default every
+cluster), migrated to a canary or not, as a shared dependency failing does.
+``POST /_sandbox/incidents`` starts one now. Diurnal swings and incidents apply with either
+noise.
 
 ``mesh_config`` is made as a team makes it (AKS doc ``istio-meshconfig.md``): a ConfigMap
 ``istio-shared-configmap-<revision>`` in ``aks-istio-system`` whose ``mesh`` is the given
@@ -76,7 +110,7 @@ import re
 import time
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import Any, Literal
 
 import yaml
 from pydantic import (
@@ -94,7 +128,10 @@ from sandbox.world import (
     SHARED_MESH_CONFIG,
     ApiError,
     Fault,
+    Incident,
+    RecurringIncident,
     Traffic,
+    Weather,
     World,
     load_revisions,
     mesh_config_problems,
@@ -116,10 +153,14 @@ class Strict(BaseModel):
     model_config = ConfigDict(extra="forbid")
 
 
+Noise = Literal["none", "production"]
+
+
 class TrafficSpec(Strict):
     rps: float = Field(gt=0, description="requests a second to the namespace")
     error_rate: float = Field(0.0, ge=0, le=1)
     p99_ms: float | None = Field(None, gt=0)
+    noise: Noise | None = None  # None: the world's traffic.noise
 
 
 class FaultSpec(Strict):
@@ -128,12 +169,45 @@ class FaultSpec(Strict):
     crashloop: bool = False
     error_rate: float | None = Field(None, ge=0, le=1)
     latency_ms: float | None = Field(None, gt=0)
+    source_error_rate: float | None = Field(None, ge=0, le=1)
+    grpc_status: int = Field(14, ge=1, le=16)
 
     @model_validator(mode="after")
     def _does_something(self) -> FaultSpec:
-        if not self.crashloop and self.error_rate is None and self.latency_ms is None:
-            raise ValueError("a fault needs crashloop: true, an error_rate or a latency_ms")
+        if not self.crashloop and self.error_rate is None and self.latency_ms is None \
+                and self.source_error_rate is None:
+            raise ValueError("a fault needs crashloop: true, an error_rate, a "
+                             "source_error_rate or a latency_ms")
         return self
+
+
+class DiurnalSpec(Strict):
+    amplitude: float = Field(gt=0, le=0.9)  # load × (1 ± amplitude) over a sandbox day
+    peak_hour: float = Field(14.0, ge=0, lt=24)  # sandbox clock, UTC
+
+
+class IncidentSpec(Strict):
+    at_s: float | None = Field(None, ge=0)  # once, this long after the world starts
+    every_s: float | None = Field(None, gt=0)  # or again and again, mean gap (exponential)
+    duration_s: float = Field(gt=0)
+    error_rate: float = Field(0.0, ge=0, le=1)
+    latency_x: float = Field(1.0, ge=1, le=100)
+    clusters: list[str] | None = None  # names or aliases; None: every cluster
+
+    @model_validator(mode="after")
+    def _when(self) -> IncidentSpec:
+        if (self.at_s is None) == (self.every_s is None):
+            raise ValueError("an incident has either at_s (once) or every_s (recurring)")
+        if self.error_rate == 0 and self.latency_x == 1:
+            raise ValueError("an incident needs an error_rate or a latency_x above 1")
+        return self
+
+
+class WorldTrafficSpec(Strict):
+    noise: Noise = "none"
+    diurnal: DiurnalSpec | None = None
+    incidents: list[IncidentSpec] = Field(default_factory=list)
+    seed: int = 0
 
 
 class NamespaceSpec(Strict):
@@ -227,6 +301,7 @@ class ClusterSpec(Strict):
 
 class WorldSpec(Strict):
     clock_speed: float = Field(60.0, gt=0, le=3600)
+    traffic: WorldTrafficSpec = WorldTrafficSpec()
     clusters: list[ClusterSpec] = Field(min_length=1)
 
 
@@ -395,6 +470,12 @@ def _check(spec: WorldSpec, catalog: dict[str, dict[str, Any]]) -> list[str]:
                 if f.revision != "*" and f.revision not in catalog:
                     problems.append(f"{at}.namespaces[{ni}].faults[{fi}].revision: "
                                     f"{f.revision} is not a revision the sandbox knows")
+    known = {c.key for c in spec.clusters} | {c.name for c in spec.clusters}
+    for ii, incident in enumerate(spec.traffic.incidents):
+        for name in incident.clusters or []:
+            if name not in known:
+                problems.append(f"traffic.incidents[{ii}].clusters: {name!r} is not a cluster "
+                                f"of this world ({', '.join(sorted(known))})")
     return problems
 
 
@@ -439,6 +520,7 @@ def build(world: World, loaded: LoadedWorld) -> None:
     applied (unknown kind, invalid object), naming its document."""
     spec = loaded.spec
     world.clock_speed = spec.clock_speed
+    world.weather = weather(loaded)
     world.seeding = True
     try:
         for ci, c in enumerate(spec.clusters):
@@ -468,7 +550,8 @@ def build(world: World, loaded: LoadedWorld) -> None:
                     world.ensure_namespace(cl, ns.name, ns.labels)
                     if ns.traffic:
                         world.traffic[(c.name, ns.name)] = Traffic(
-                            ns.traffic.rps, ns.traffic.error_rate, ns.traffic.p99_ms)
+                            ns.traffic.rps, ns.traffic.error_rate, ns.traffic.p99_ms,
+                            ns.traffic.noise)
             apply_faults(world, loaded)
             docs = [(ni, d) for ni in range(len(c.namespaces))
                     for d in loaded.manifests.get((ci, ni), []) if d.body is not None]
@@ -501,7 +584,30 @@ def apply_faults(world: World, loaded: LoadedWorld) -> None:
                 for f in ns.faults:
                     world.workload_faults[(c.name, ns.name, f.workload, f.revision)] = Fault(
                         error_rate=f.error_rate or 0.0, latency_ms=f.latency_ms,
-                        crashloop=f.crashloop)
+                        crashloop=f.crashloop, source_error_rate=f.source_error_rate or 0.0,
+                        grpc_status=f.grpc_status)
+
+
+def weather(loaded: LoadedWorld, now: float | None = None) -> Weather:
+    """The world file's ``traffic:`` as the world's :class:`~sandbox.world.Weather`; a
+    one-off incident's ``at_s`` counts from ``now`` (the world's start)."""
+    spec = loaded.spec.traffic
+    now = time.time() if now is None else now
+    names = {c.key: c.name for c in loaded.spec.clusters} | {
+        c.name: c.name for c in loaded.spec.clusters}
+    once, recurring = [], []
+    for i in spec.incidents:
+        clusters = tuple(names[c] for c in i.clusters) if i.clusters is not None else None
+        if i.at_s is not None:
+            once.append(Incident(now + i.at_s, now + i.at_s + i.duration_s, i.error_rate,
+                                 i.latency_x, clusters))
+        elif i.every_s is not None:
+            recurring.append(RecurringIncident(i.every_s, i.duration_s, i.error_rate,
+                                               i.latency_x, clusters))
+    return Weather(noise=spec.noise,
+                   diurnal_amplitude=spec.diurnal.amplitude if spec.diurnal else 0.0,
+                   peak_hour=spec.diurnal.peak_hour if spec.diurnal else 14.0,
+                   incidents=once, recurring=recurring, seed=spec.seed)
 
 
 def load_default() -> LoadedWorld:
