@@ -288,3 +288,77 @@ def chaos(rounds: int, seed: int | None, every: tuple[float, float], state_dir: 
     figures = run_chaos(state_dir.resolve(), port_base, rounds=rounds, seed=seed, every=every,
                         parallel=parallel)
     sys.exit(1 if figures.losses else 0)
+
+
+@main.group()
+def gate() -> None:
+    """The canary gate (workflows/canary.py) outside a run."""
+
+
+@gate.command("replay")
+@click.argument("file", type=click.Path(exists=True, dir_okay=False, path_type=Path))
+@click.option("--canary", "canary_revision", default=None,
+              help="The canary revision (asm-1-NN); default: the newest in the file.")
+@click.option("--bake", default="10m", show_default=True, help="Bake time of each wave.")
+@click.option("--interval", default=None,
+              help="Time between looks; default: the windows' usual length.")
+@click.option("--verbose", "-v", is_flag=True, help="Every signal's check at every look.")
+def gate_replay(file: Path, canary_revision: str | None, bake: str, interval: str | None,
+                verbose: bool) -> None:
+    """Score FILE, JSON lines of traffic windows (one TrafficWindow per line, as
+    `benchmarks/gate.py --write` writes them): for each wave (the namespaces that moved to
+    the canary revision in the same interval, the subjects that stayed as the control)
+    print the gate's verdict at every interval, until it decides. Exits 1 if a wave
+    FAILs, 2 if FILE cannot be read."""
+    from datetime import UTC, datetime
+
+    from workflows.canary import interval_of, load_jsonl, newest_revision, replay
+    from workflows.errors import InvalidCommand
+    from workflows.syntax import parse_duration
+
+    try:
+        bake_s = parse_duration(bake)
+        interval_s = parse_duration(interval) if interval else None
+    except InvalidCommand as exc:
+        raise click.BadParameter(str(exc)) from None
+    try:
+        windows = load_jsonl(file.read_text(encoding="utf-8"))
+    except ValueError as exc:
+        click.echo(f"{file}: {exc}", err=True)
+        sys.exit(2)
+    canary = canary_revision or newest_revision(windows)
+    step = interval_s or interval_of(windows)
+    subjects = {w.subject for w in windows}
+    click.echo(f"{file}: {len(windows)} windows of {len(subjects)} subjects; canary "
+               f"{canary or '—'}, looks every {step:g} s, bake {bake_s:g} s")
+    waves = replay(windows, canary, bake_s, step)
+    if not waves:
+        click.echo("no wave: no subject moved to the canary revision in this file")
+        return
+    failed = False
+    for no, wr in enumerate(waves, 1):
+        w = wr.wave
+        moved = datetime.fromtimestamp(w.bake_started_at, tz=UTC).strftime("%Y-%m-%dT%H:%M:%SZ")
+        click.echo(f"wave {no}: {', '.join(w.canary)} moved at {moved}; control: "
+                   f"{len(w.control)} subjects; gateways: {', '.join(w.gateways) or 'none'}")
+        for look in wr.looks:
+            state = look.verdict.value if look.verdict else f"({look.sample.verdict.value})"
+            line = f"  interval {look.look:>2}  {state:<15}"
+            if look.verdict is None and not verbose:
+                line += " " + look.reason[:150] + ("…" if len(look.reason) > 150 else "")
+            click.echo(line)
+            if look.verdict is not None and look.verdict.value != "FAIL" and not verbose:
+                click.echo(f"      {look.reason.split(': ', 1)[0]}")
+            for c in look.checks:
+                deciding = look.verdict is not None and (
+                    c.status == "regressed"
+                    or (look.verdict.value != "FAIL" and c.blocking and c.status != "ok"))
+                if verbose or deciding:
+                    click.echo(f"      [{c.status}] {c.text}")
+        last = wr.looks[-1] if wr.looks else None
+        if last is None or last.verdict is None:
+            click.echo("  verdict: none yet (the file ends before the gate decides)")
+        else:
+            click.echo(f"  verdict: {last.verdict.value} after {last.look} intervals")
+            failed = failed or last.verdict.value == "FAIL"
+    sys.exit(1 if failed else 0)
