@@ -4,8 +4,9 @@ The world (clusters, namespaces, manifests, traffic, faults) comes from a world 
 (:mod:`sandbox.worldfile`; the default fleet is ``data/worlds/default.yaml``).
 
 Ports (from ``port_base``): +0 ARM (HTTPS), +1 control API and managed-identity tokens,
-+2 Kubernetes API (HTTPS, its own cluster CA), +3 Istio traffic ``/metrics``, +4 Slack Web
-API, +5 Prometheus, +6 Slack Socket Mode (WebSocket).
++2 Kubernetes API (HTTPS, its own cluster CA), +3 Istio traffic (every proxy's
+``/stats/prometheus/…`` and the service discovery Prometheus finds them with,
+:mod:`sandbox.traffic`), +4 Slack Web API, +5 Prometheus, +6 Slack Socket Mode (WebSocket).
 
 On start it writes to its state directory:
 - ``fleet.yaml``: a meshops fleet file for the world's clusters at these ports (each with its
@@ -15,7 +16,8 @@ On start it writes to its state directory:
   ``IDENTITY_ENDPOINT`` / ``IDENTITY_HEADER`` for ``DefaultAzureCredential``);
 - ``sandbox.json``: endpoints and the seed people, for the demo and the tests.
 
-The control API (``/_sandbox/...``) stages faults, counts what changed and resets the seed.
+The control API (``/_sandbox/...``) stages faults and incidents, counts what changed and
+resets the seed.
 """
 
 from __future__ import annotations
@@ -47,12 +49,15 @@ from sandbox.world import (
     SHARED_MESH_CONFIG,
     SYSTEM_NAMESPACES,
     Fault,
+    Incident,
     World,
     proxy_revision,
 )
 from sandbox.worldfile import DEFAULT_WORLD, LoadedWorld, apply_faults, build
 from sandbox.worldfile import load as load_world
 
+#: how often the sandbox's Prometheus scrapes the proxies (the fleet file says so too)
+SCRAPE_INTERVAL = "1s"
 #: people of the sandbox's Slack workspace: (id, name)
 REQUESTER = ("U0ANA", "ana")
 APPROVER = ("U0BEN", "ben")
@@ -183,8 +188,8 @@ class Sandbox:
         self.world.start_background()
         if self.with_prometheus:
             self.prometheus = start_prometheus(
-                self.state_dir, self.ports["prometheus"],
-                [f"127.0.0.1:{self.ports['traffic']}"], self.prometheus_bin)
+                self.state_dir, self.ports["prometheus"], [], self.prometheus_bin,
+                scrape_interval=SCRAPE_INTERVAL, sd_url=self.url["traffic"] + "/sd/targets")
         self.write_files(cert)
 
     def stop(self) -> None:
@@ -216,7 +221,8 @@ class Sandbox:
                     "name": c.name, "location": c.location, "channel": c.slack.id,
                     "approvers": [APPROVER[0], REQUESTER[0]],
                     "prometheus": {"url": self.url["prometheus"],
-                                   "selector": {"cluster": c.name}},
+                                   "selector": {"cluster": c.name},
+                                   "scrape_interval": SCRAPE_INTERVAL},
                 } for c in self.loaded.spec.clusters
             },
         }
@@ -285,6 +291,8 @@ class Sandbox:
         r.add("GET", "/_sandbox/counters", self.counters)
         r.add("POST", "/_sandbox/faults", self.set_fault)
         r.add("DELETE", "/_sandbox/faults", self.clear_faults)
+        r.add("POST", "/_sandbox/incidents", self.start_incident)
+        r.add("DELETE", "/_sandbox/incidents", self.end_incidents)
         r.add("POST", "/_sandbox/arm-faults", self.set_arm_faults)
         r.add("POST", "/_sandbox/kube-faults", self.set_kube_faults)
         r.add("DELETE", "/_sandbox/kube-faults", self.set_kube_faults)
@@ -384,15 +392,53 @@ class Sandbox:
             key = (self._cluster_name(body["cluster"]), body["namespace"], body["revision"])
         except KeyError as exc:
             return Response(400, {"error": f"missing {exc}; need cluster, namespace, revision"})
-        fault = Fault(error_rate=float(body.get("error_rate", 0)),
-                      latency_ms=body.get("latency_ms"),
-                      crashloop=bool(body.get("crashloop", False)))
+        try:
+            fault = Fault(error_rate=float(body.get("error_rate", 0)),
+                          latency_ms=body.get("latency_ms"),
+                          crashloop=bool(body.get("crashloop", False)),
+                          source_error_rate=float(body.get("source_error_rate", 0)),
+                          grpc_status=int(body.get("grpc_status", 14)))
+        except (TypeError, ValueError) as exc:
+            return Response(400, {"error": f"not a fault: {exc}"})
         if body.get("workload"):
             self.world.workload_faults[(key[0], key[1], str(body["workload"]), key[2])] = fault
         else:
             self.world.faults[key] = fault
         return Response(200, {"faults": [list(k) for k in self.world.faults]
                               + [list(k) for k in self.world.workload_faults]})
+
+    def start_incident(self, req: Request) -> Response:
+        """A fleet-wide incident from now on (:class:`sandbox.world.Incident`):
+        ``{"seconds": 30, "error_rate": 0.05, "latency_x": 3, "clusters": ["dev"]}`` (no
+        ``clusters``: every cluster). Answers the incidents of the world."""
+        body = req.json() or {}
+        try:
+            seconds = float(body.get("seconds", 60))
+            error_rate = float(body.get("error_rate", 0))
+            latency_x = float(body.get("latency_x", 1))
+            clusters = body.get("clusters")
+            if not 0 < seconds <= 86400 or not 0 <= error_rate <= 1 or latency_x < 1:
+                raise ValueError("seconds in (0, 86400], error_rate in [0, 1], latency_x >= 1")
+        except (TypeError, ValueError) as exc:
+            return Response(400, {"error": f"not an incident: {exc}"})
+        now = time.time()
+        self.world.weather.incidents.append(Incident(
+            now, now + seconds, error_rate, latency_x,
+            tuple(self._cluster_name(str(c)) for c in clusters) if clusters else None))
+        return Response(200, {"incidents": self._incidents()})
+
+    def end_incidents(self, req: Request) -> Response:
+        """End every one-off incident now (the world file's recurring ones go on)."""
+        now = time.time()
+        self.world.weather.incidents[:] = [
+            Incident(i.start, min(i.end, now), i.error_rate, i.latency_x, i.clusters)
+            for i in self.world.weather.incidents if i.start < now]
+        return Response(200, {"incidents": self._incidents()})
+
+    def _incidents(self) -> list[dict[str, Any]]:
+        return [{"start": i.start, "end": i.end, "error_rate": i.error_rate,
+                 "latency_x": i.latency_x, "clusters": list(i.clusters or [])}
+                for i in self.world.weather.incidents]
 
     def _world_faults(self) -> None:
         apply_faults(self.world, self.loaded)

@@ -1,7 +1,15 @@
 """Runs a real Prometheus (Debian's ``prometheus``) that scrapes the traffic simulator.
 
 Its own config file, port and data directory under the sandbox's state directory; a
-one-second scrape interval so metric gates can use windows of a few seconds.
+one-second scrape interval so metric gates can use windows of a few seconds (Azure Monitor
+managed Prometheus scrapes every 30 s; the fleet file says which, ``scrape_interval``).
+
+The proxies are found as Azure Monitor's scrape job for Istio finds them (AKS doc
+``istio-metrics-managed-prometheus.md``: job ``workload``, one target per pod, the proxy's
+merged endpoint): here through Prometheus' HTTP service discovery (Prometheus docs
+``http_sd_config``) from the traffic simulator (:mod:`sandbox.traffic`), refreshed every
+second, each target with its own ``instance`` (``<pod IP>:15020``) and ``cluster`` label.
+Static targets, if any, are scraped as they expose their series (``honor_labels``).
 """
 
 from __future__ import annotations
@@ -10,6 +18,7 @@ import shutil
 import subprocess
 import time
 from pathlib import Path
+from typing import Any
 
 import requests
 import yaml
@@ -29,18 +38,33 @@ def find_prometheus(binary: str = "prometheus") -> str:
     return path
 
 
+def scrape_config(targets: list[str], sd_url: str | None = None,
+                  scrape_interval: str = "1s") -> dict[str, Any]:
+    """Prometheus' configuration: the ``workload`` job over HTTP service discovery at
+    ``sd_url`` (the proxies), and ``istio-traffic`` over static ``targets`` (host:port)."""
+    jobs: list[dict[str, Any]] = []
+    if sd_url:
+        jobs.append({"job_name": "workload",
+                     "http_sd_configs": [{"url": sd_url, "refresh_interval": "1s"}]})
+    if targets:
+        jobs.append({"job_name": "istio-traffic", "honor_labels": True,
+                     "static_configs": [{"targets": targets}]})
+    return {"global": {"scrape_interval": scrape_interval,
+                       "evaluation_interval": scrape_interval},
+            "scrape_configs": jobs}
+
+
 def start_prometheus(state_dir: Path, port: int, targets: list[str], binary: str = "prometheus",
-                     scrape_interval: str = "1s") -> subprocess.Popen[bytes]:
-    """Start Prometheus scraping ``targets`` (host:port); returns once it is ready."""
+                     scrape_interval: str = "1s", sd_url: str | None = None
+                     ) -> subprocess.Popen[bytes]:
+    """Start Prometheus scraping the proxies ``sd_url`` lists (HTTP service discovery) and
+    ``targets`` (host:port); returns once it is ready. Raises PrometheusNotFound, or
+    RuntimeError when it exits or is not ready within 30 s."""
     path = find_prometheus(binary)
     data = state_dir / "prometheus-data"
     data.mkdir(parents=True, exist_ok=True)
     config = state_dir / "prometheus.yml"
-    config.write_text(yaml.safe_dump({
-        "global": {"scrape_interval": scrape_interval, "evaluation_interval": scrape_interval},
-        "scrape_configs": [{"job_name": "istio-traffic", "honor_labels": True,
-                            "static_configs": [{"targets": targets}]}],
-    }))
+    config.write_text(yaml.safe_dump(scrape_config(targets, sd_url, scrape_interval)))
     log = open(state_dir / "prometheus.log", "ab")  # noqa: SIM115 - owned by the process
     proc = subprocess.Popen(
         [path, f"--config.file={config}", f"--storage.tsdb.path={data}",

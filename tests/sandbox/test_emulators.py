@@ -49,15 +49,18 @@ def test_traffic_follows_pods_revisions_and_faults() -> None:
     world.faults[("c1", "shop", "asm-1-25")] = Fault(error_rate=0.25, latency_ms=200)
     sim = TrafficSimulator(world)
     sim.advance(sim.last + 10)  # ten seconds of traffic
-    ok = sum(v for (c, ns, _, code), v in sim.requests.items() if code == "200")
-    bad = sum(v for (c, ns, _, code), v in sim.requests.items() if code == "503")
+    rows = [(labels, row) for t in sim.targets.values() for labels, row in t.requests.items()
+            if 'reporter="destination"' in labels]
+    ok = sum(row[0] for labels, row in rows if 'response_code="200"' in labels)
+    bad = sum(row[0] for labels, row in rows if 'response_code="503"' in labels)
     assert ok + bad == pytest.approx(6 * world.rps_per_pod * 10)  # six Bookinfo pods
     assert bad / (ok + bad) == pytest.approx(0.25)
+    assert len(sim.targets) == 6  # a scrape target per proxy
     text = sim.render()
-    assert 'istio_requests_total{cluster="c1",reporter="destination"' in text
-    assert text.count('le="+Inf"') == 6 and len(BUCKETS) == 19
-    counts = sim.buckets[("c1", "shop", "details-v1")]
-    assert counts == sorted(counts)  # cumulative buckets
+    assert 'istio_requests_total{cluster="c1",job="workload",instance="10.244.' in text
+    assert text.count("istio_build{") == 6 and len(BUCKETS) == 19
+    for _, row in rows:
+        assert all(c >= 0 for c in row[2:])  # bucket increments: cumulative when rendered
 
 
 def test_label_selectors_and_merge_patch() -> None:
