@@ -446,8 +446,8 @@ def _calm(obs: _Obs, storms: set[float]) -> _Obs:
 
 @dataclass(frozen=True)
 class Weather:
-    """The control's change over the same windows: random-effects mean, its variance, the
-    between-subject variance ``tau2`` of the true change (DerSimonian–Laird), how many."""
+    """The control's change over the same windows: its mean, the mean's variance, the
+    between-subject variance ``tau2`` of the true change, and how many subjects."""
 
     mean: float = 0.0
     var: float = 0.0
@@ -456,17 +456,26 @@ class Weather:
 
 
 def _weather(changes: list[tuple[float, float]]) -> Weather:
+    """Combine the control subjects' changes ``(d, variance)``: the inverse-variance mean,
+    and the spread of the true changes beyond their sampling variance, estimated robustly
+    (the median absolute deviation of the standardized changes, so one subject's burst of
+    its own does not read as fleet-wide disagreement; DerSimonian and Laird's moment
+    estimator is driven by the largest deviation). Fewer than 3 subjects: no spread."""
     if not changes:
         return Weather()
-    if len(changes) == 1:
-        return Weather(changes[0][0], changes[0][1], 0.0, 1)
     w = [1.0 / max(v, 1e-18) for _, v in changes]
-    sw = sum(w)
-    fixed = sum(wi * d for wi, (d, _) in zip(w, changes, strict=True)) / sw
-    q = sum(wi * (d - fixed) ** 2 for wi, (d, _) in zip(w, changes, strict=True))
-    denom = sw - sum(wi * wi for wi in w) / sw
-    tau2 = max(0.0, (q - (len(changes) - 1)) / denom) if denom > 0 else 0.0
-    ws = [1.0 / (v + tau2) if v + tau2 > 0 else 1e18 for _, v in changes]
+    mean = sum(wi * d for wi, (d, _) in zip(w, changes, strict=True)) / sum(w)
+    tau2 = 0.0
+    if len(changes) >= 3:
+        z = sorted((d - mean) / math.sqrt(max(v, 1e-18)) for d, v in changes)
+        mid = z[len(z) // 2] if len(z) % 2 else (z[len(z) // 2 - 1] + z[len(z) // 2]) / 2
+        dev = sorted(abs(v - mid) for v in z)
+        mad = dev[len(dev) // 2] if len(dev) % 2 else (dev[len(dev) // 2 - 1]
+                                                          + dev[len(dev) // 2]) / 2
+        scale2 = (1.4826 * mad) ** 2
+        typical = sorted(v for _, v in changes)[len(changes) // 2]
+        tau2 = max(0.0, scale2 - 1.0) * typical
+    ws = [1.0 / (v + tau2) for _, v in changes]
     mean = sum(wi * d for wi, (d, _) in zip(ws, changes, strict=True)) / sum(ws)
     return Weather(mean, 1.0 / sum(ws), tau2, len(changes))
 
@@ -894,11 +903,14 @@ def judge_canary(traffic: TrafficIndex | Iterable[TrafficWindow], wave: CanaryWa
     tests = _collect(index, wave, now, th)
 
     # per (signal, reporter): dispersion from every window but the canary's since the
-    # move, storm windows (left out on every side), dispersion again without them, weather
-    keys = {(t.signal.signal, t.reporter) for t in tests}
+    # move, storm windows (left out on every side), dispersion again without them, weather.
+    # The next edge up takes the storms and the weather of the ~1 % edge (ten times the
+    # slow requests; a fleet-wide slowdown moves both).
+    keys = sorted({(t.signal.signal, t.reporter) for t in tests}, key=lambda k: k[0] == "tail")
     c2: dict[tuple[str, str], float] = {}
     storms: dict[tuple[str, str], set[float]] = {}
     weather: dict[tuple[str, str], Weather] = {}
+    controls_of: dict[tuple[str, str], list[tuple[_Obs, _Obs]]] = {}
     for key in keys:
         same = [t for t in tests if (t.signal.signal, t.reporter) == key]
         controls = next((t.controls for t in same if t.controls), [])
@@ -910,17 +922,24 @@ def judge_canary(traffic: TrafficIndex | Iterable[TrafficWindow], wave: CanaryWa
             return out + [_calm(b, calm) for b in bases]
 
         rough = _dispersion(groups(set()))
+        edge_key = ("latency", key[1])
+        if key[0] == "tail" and edge_key in weather:
+            storms[key], weather[key] = storms[edge_key], weather[edge_key]
+            controls_of[key] = controls_of[edge_key]
+            c2[key] = _dispersion(groups(storms[key]))
+            continue
         storms[key] = _storms(controls, rough)
         c2[key] = _dispersion(groups(storms[key]))
+        controls_of[key] = [(_calm(b, storms[key]), _calm(a, storms[key]))
+                            for b, a in controls]
         changes = []
-        for before_all, after_all in controls:
-            before, after = _calm(before_all, storms[key]), _calm(after_all, storms[key])
+        for before, after in controls_of[key]:
             (xb, nb), (xc, nc) = _sum(before), _sum(after)
             if nb <= 0 or nc <= 0:
                 continue
             pooled = (xb + xc + 0.5) / (nb + nc)  # the subject's rate, no change assumed
             vb, vc = _count_var(before, pooled, c2[key]), _count_var(after, pooled, c2[key])
-            if key[0] in ("latency", "tail"):
+            if key[0] == "latency":
                 d = math.log((xc + 0.5) / (nc + 0.5)) - math.log((xb + 0.5) / (nb + 0.5))
                 mu_b, mu_c = max(nb * pooled, 0.5), max(nc * pooled, 0.5)
                 changes.append((d, vb / mu_b ** 2 + vc / mu_c ** 2))
@@ -928,12 +947,15 @@ def judge_canary(traffic: TrafficIndex | Iterable[TrafficWindow], wave: CanaryWa
                 changes.append((xc / nc - xb / nb, vb / nb ** 2 + vc / nc ** 2))
         weather[key] = _weather(changes)
     for t in tests:
-        calm = storms[(t.signal.signal, t.reporter)]
-        if calm and not t.gateway:
+        key = (t.signal.signal, t.reporter)
+        calm = storms[key]
+        if t.gateway:
+            continue
+        if calm:
             t.left_out = sum(1 for o in t.cur if o[0] in calm)
             t.cur = _calm(t.cur, calm)
             t.base = _calm(t.base, calm) if t.base else t.base
-            t.controls = [(_calm(b, calm), _calm(a, calm)) for b, a in t.controls]
+        t.controls = controls_of[key]
 
     m = max(1, len(tests))
     alpha = th.false_rollback / (m * max_looks)
@@ -957,8 +979,9 @@ def _check(t: _Test, c2: float, weather: Weather, alpha: float, beta: float, za:
     x, n = _sum(t.cur)
     label = _label(t)
     before = _tally([t.base]) if t.base else None
-    control_before = _tally([o for o, _ in t.controls])
-    control_now = _tally([o for _, o in t.controls])
+    own_edge = sig.signal != "tail"  # the tail's control counts are of the ~1 % edge
+    control_before = _tally([o for o, _ in t.controls]) if own_edge else None
+    control_now = _tally([o for _, o in t.controls]) if own_edge else None
     unit_word = _exposure_word(sig.signal)
     where = f"{t.subject} {label} ({t.reporter})"
 
@@ -996,10 +1019,15 @@ def _check(t: _Test, c2: float, weather: Weather, alpha: float, beta: float, za:
         p_reg = max(p_reg, _tails(sig, rest, rest_rates, var, c2)[0])
     elif p_reg <= alpha:
         p_reg = max(p_reg, alpha * 1.0001)  # one window is never enough
-    sides = f"before {f(sig, _rate(before))}"
-    if t.controls:
+    sides = (f"stable gateway {f(sig, _rate(before))}" if t.gateway
+             else f"before {f(sig, _rate(before))}")
+    if t.controls and own_edge:
         sides += (f"; control {f(sig, _rate(control_before))} → {f(sig, _rate(control_now))}"
                   f" in {len(t.controls)}")
+    elif t.controls:
+        base_q = (_sum(t.base)[0] + 0.5) / (_sum(t.base)[1] + 0.5) if t.base else 0.0
+        sides += (f"; weather ×{rate / base_q:.2f} from the ~1% edge of {len(t.controls)}"
+                  if base_q > 0 else "")
     if t.left_out:
         sides += f"; {t.left_out} windows of fleet-wide weather left out"
     numbers = (f"{f(sig, x / n)} of {n:,.0f} {unit_word} ({sides}) vs expected "
@@ -1016,7 +1044,8 @@ def _check(t: _Test, c2: float, weather: Weather, alpha: float, beta: float, za:
                     expected=rate, tolerated=r0, detect=r1, p_regressed=p_reg,
                     p_ruled_out=p_ok)
     needed = _needed(r0, v0, r1, v1, c2, n / max(1, len(t.cur)), za, zb)
-    want = "more than this baseline allows" if needed is None else f"{needed:,.0f} needed"
+    want = (f"no bake long enough with the baseline's {_sum(t.base or [])[1]:,.0f}"
+            if needed is None else f"{needed:,.0f} needed")
     return make("undecided", f"{where}: {numbers}: undecided between {f(sig, r0)} and "
                 f"{f(sig, r1)}; {n:,.0f} {unit_word} seen, {want}",
                 confidence=1 - min(p_reg, p_ok), needed=needed, compared_with=how,
