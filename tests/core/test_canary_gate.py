@@ -1,0 +1,269 @@
+"""The canary gate (workflows/canary.py) on the benchmark's traffic model at small sizes:
+healthy canaries pass, the weather does not fail them, each kind of regression fails on its
+own signal, low traffic ends INCONCLUSIVE with the numbers, replays round-trip. Pure and
+seeded: the windows come from ``benchmarks/gate.py``'s model, no I/O but a temporary file
+for the command line."""
+
+from __future__ import annotations
+
+import math
+from pathlib import Path
+
+import pytest
+from click.testing import CliRunner
+
+from benchmarks.gate import (
+    BAKE_LOOKS,
+    BASELINE_LOOKS,
+    CANARY,
+    INTERVAL_S,
+    World,
+    canary_gate,
+    make_world,
+    todays_gate,
+    windows_of,
+)
+from meshops.cli import main
+from workflows.canary import (
+    CanaryJudgement,
+    TrafficIndex,
+    count_tails,
+    dump_jsonl,
+    error_judgement,
+    find_waves,
+    judge_canary,
+    load_jsonl,
+    replay,
+)
+from workflows.model import GateSample, Verdict
+from workflows.traffic import TrafficWindow
+
+BAKE_S = BAKE_LOOKS * INTERVAL_S
+
+
+def wave_of(scenario: str, seed: int, rate: float | None = 20.0
+            ) -> tuple[World, list[TrafficWindow]]:
+    """One wave of the benchmark's model; ``rate`` set: without production noise."""
+    world = make_world(seed, scenario, rate=rate)
+    return world, windows_of(world, seed)
+
+
+def look(windows: list[TrafficWindow], k: int) -> CanaryJudgement:
+    index = TrafficIndex.of(windows)
+    (wave,) = find_waves(index, CANARY, BAKE_S, INTERVAL_S)
+    return judge_canary(index, wave, wave.bake_started_at + k * INTERVAL_S, BAKE_S,
+                        INTERVAL_S)
+
+
+def decide(windows: list[TrafficWindow]) -> CanaryJudgement:
+    """Look every interval until the gate decides (at most the longest bake)."""
+    for k in range(1, 2 * BAKE_LOOKS + 1):
+        j = look(windows, k)
+        if j.verdict is not None:
+            return j
+    raise AssertionError("the gate never decided")
+
+
+def regressed(j: CanaryJudgement) -> list[tuple[str, str, str]]:
+    return [(c.subject, c.signal, c.reporter) for c in j.checks if c.status == "regressed"]
+
+
+@pytest.mark.parametrize("seed", [1, 2, 3])
+def test_a_healthy_canary_passes_at_the_end_of_the_bake(seed: int) -> None:
+    _, windows = wave_of("healthy", seed)
+    j = decide(windows)
+    assert j.verdict == Verdict.PASS and j.look == BAKE_LOOKS
+    assert "no regression of the detection size" in j.reason
+    assert j.sample.verdict == Verdict.PASS and j.sample.checks
+    assert all(c.status == "ok" for c in j.checks if c.blocking)
+
+
+def test_no_pass_before_the_bake_is_over() -> None:
+    _, windows = wave_of("healthy", 1)
+    early = look(windows, BAKE_LOOKS // 2)
+    assert early.verdict is None and early.after_s == INTERVAL_S
+
+
+@pytest.mark.parametrize("seed", [1, 2, 3, 4])
+def test_a_fleet_wide_incident_does_not_fail_the_canary(seed: int) -> None:
+    world = make_world(seed, "healthy")  # the production noise, and then an incident
+    world.incident = (BASELINE_LOOKS - 1, BASELINE_LOOKS + 3, 0.03, 2.0)  # +3 pts, ×2 slower
+    windows = windows_of(world, seed)
+    j = decide(windows)
+    assert j.verdict != Verdict.FAIL, j.reason
+    assert any(c.left_out for c in j.checks), "the incident's windows are left out"
+
+
+def test_a_regression_during_an_incident_still_fails() -> None:
+    world = make_world(2, "5xx +5 pt")
+    world.incident = (BASELINE_LOOKS - 1, BASELINE_LOOKS + 3, 0.03, 2.0)
+    j = decide(windows_of(world, 2))
+    assert j.verdict == Verdict.FAIL and (world.target, "errors", "destination") in regressed(j)
+
+
+def test_a_one_point_5xx_regression_fails_with_both_sides_numbers() -> None:
+    world, windows = wave_of("5xx +1 pt", 1)
+    j = decide(windows)
+    assert j.verdict == Verdict.FAIL and j.look <= 4
+    (check,) = [c for c in j.checks if c.status == "regressed"]
+    assert (check.subject, check.signal, check.reporter) == (world.target, "errors",
+                                                             "destination")
+    assert check.canary_before is not None and check.control_now is not None
+    assert check.observed is not None and check.tolerated is not None
+    assert check.observed > check.tolerated > (check.expected or 0)
+    assert check.confidence > 0.999 and check.p_regressed < 1e-4
+    assert f"{world.target} 5xx and gRPC errors (destination)" in j.reason
+    assert "confidence" in j.reason
+    as_check = check.to_check()
+    assert as_check.namespace == world.target and not as_check.ok
+
+
+def test_one_window_is_never_enough_to_fail() -> None:
+    _, windows = wave_of("5xx +5 pt", 1)
+    assert look(windows, 1).verdict is None
+    assert look(windows, 2).verdict == Verdict.FAIL
+
+
+def test_p99_doubled_fails_on_latency() -> None:
+    world, windows = wave_of("p99 +100% (all slower)", 1)
+    j = decide(windows)
+    assert j.verdict == Verdict.FAIL
+    assert {(s, sig) for s, sig, _ in regressed(j)} & {(world.target, "latency"),
+                                                       (world.target, "tail")}
+    slow = next(c for c in j.checks if c.status == "regressed")
+    assert slow.edge_ms in (25, 50, 100, 250, 500, 1000) and "slower than" in slow.text
+
+
+def test_errors_only_the_source_reporter_sees_fail() -> None:
+    world, windows = wave_of("source-only 5xx +1 pt", 2)
+    j = decide(windows)
+    assert j.verdict == Verdict.FAIL
+    assert regressed(j) == [(world.target, "errors", "source")]
+
+
+def test_grpc_failures_in_http_200_fail() -> None:
+    world, windows = wave_of("gRPC 14 in 200 +1 pt", 1)
+    assert todays_gate(world, windows)[0] == "PASS"  # 5xx-only: it does not see them
+    j = decide(windows)
+    assert j.verdict == Verdict.FAIL
+    assert (world.target, "errors", "destination") in regressed(j)
+
+
+def test_tcp_connection_failures_fail() -> None:
+    world, windows = wave_of("TCP failures +2 pt", 1)
+    j = decide(windows)
+    assert j.verdict == Verdict.FAIL
+    assert (world.target, "tcp", "destination") in regressed(j)
+
+
+def test_a_crash_looping_sidecar_fails_on_restarts() -> None:
+    world, windows = wave_of("crash-looping sidecar", 1)
+    j = decide(windows)
+    assert j.verdict == Verdict.FAIL
+    assert regressed(j) == [(world.target, "restarts", "pods")]
+    assert "/h" in j.reason
+
+
+def test_the_canary_ingress_gateway_is_compared_with_the_stable_one() -> None:
+    _, windows = wave_of("gateway 5xx +1 pt", 1)
+    j = decide(windows)
+    assert j.verdict == Verdict.FAIL
+    (check,) = [c for c in j.checks if c.status == "regressed"]
+    assert check.subject.startswith("gateway/") and check.subject.endswith(CANARY)
+    assert "stable gateway" in check.text
+
+
+@pytest.mark.parametrize("seed", [1, 2])
+def test_low_traffic_is_inconclusive_with_requests_seen_and_needed(seed: int) -> None:
+    _, windows = wave_of("healthy", seed, rate=2.0)
+    j = decide(windows)
+    assert j.verdict == Verdict.INCONCLUSIVE
+    assert "a person decides" in j.reason and "requests seen" in j.reason
+    open_ = [c for c in j.checks if c.blocking and c.status != "ok"]
+    assert open_
+    for c in open_:
+        assert c.seen > 0
+        assert c.needed is None or c.needed > c.seen
+        assert ("needed" in c.text) or ("no bake long enough with the baseline's" in c.text)
+
+
+def test_errors_in_a_row_end_in_error() -> None:
+    samples: list[GateSample] = []
+    for i in range(3):
+        j = error_judgement(samples, float(i), "Prometheus timed out", INTERVAL_S)
+        samples.append(j.sample)
+    assert [s.verdict for s in samples] == [Verdict.ERROR] * 3
+    assert j.verdict == Verdict.ERROR and "3 in a row" in j.reason
+    again = error_judgement([GateSample(at=0, verdict=Verdict.INCONCLUSIVE)], 1.0, "x",
+                            INTERVAL_S)
+    assert again.verdict is None and again.after_s == INTERVAL_S
+
+
+@pytest.mark.parametrize(("x", "mean", "var"), [
+    (0, 2.0, 2.0), (3, 0.5, 0.5), (8, 2.0, 2.0), (50, 30.0, 30.0), (10, 30.0, 30.0),
+    (0, 2.0, 5.0), (8, 2.0, 3.0), (60, 30.0, 90.0), (5, 30.0, 90.0)])
+def test_count_tails_are_exact(x: int, mean: float, var: float) -> None:
+    """Against direct sums of the Poisson and negative binomial probabilities."""
+    if var == mean:
+        pmf = [math.exp(-mean + k * math.log(mean) - math.lgamma(k + 1)) for k in range(400)]
+    else:
+        r, p = mean * mean / (var - mean), mean / var
+        pmf = [math.exp(math.lgamma(k + r) - math.lgamma(r) - math.lgamma(k + 1)
+                        + r * math.log(p) + k * math.log1p(-p)) for k in range(2000)]
+    ge, le = count_tails(x, mean, var)
+    assert ge == pytest.approx(sum(pmf[x:]), rel=1e-9)
+    assert le == pytest.approx(sum(pmf[:x + 1]), rel=1e-9)
+
+
+def test_a_replay_round_trips_and_scores_the_same(tmp_path: Path) -> None:
+    world, windows = wave_of("5xx +1 pt", 1)
+    text = dump_jsonl(windows)
+    assert text.count("\n") == len(windows)
+    loaded = load_jsonl("# a comment\n\n" + text)
+    assert loaded == windows
+    (wr,) = replay(loaded, bake_s=BAKE_S)
+    assert wr.wave.canary == world.canary and wr.verdict == Verdict.FAIL
+    assert (wr.verdict.value, wr.looks[-1].look) == canary_gate(world, windows)
+    assert [j.look for j in wr.looks] == list(range(1, wr.looks[-1].look + 1))
+
+    path = tmp_path / "wave.jsonl"
+    path.write_text(text)
+    result = CliRunner().invoke(main, ["gate", "replay", str(path)])
+    assert result.exit_code == 1, result.output
+    assert f"wave 1: {', '.join(world.canary)} moved at" in result.output
+    assert f"verdict: FAIL after {wr.looks[-1].look} intervals" in result.output
+    assert "[regressed]" in result.output
+
+
+def test_the_replay_command_passes_a_healthy_wave(tmp_path: Path) -> None:
+    _, windows = wave_of("healthy", 2)
+    path = tmp_path / "healthy.jsonl"
+    path.write_text(dump_jsonl(windows))
+    result = CliRunner().invoke(main, ["gate", "replay", str(path), "--canary", CANARY])
+    assert result.exit_code == 0, result.output
+    assert f"verdict: PASS after {BAKE_LOOKS} intervals" in result.output
+    assert result.output.count("interval ") == BAKE_LOOKS
+
+
+def test_a_bad_replay_line_is_named(tmp_path: Path) -> None:
+    with pytest.raises(ValueError, match="line 2: reporter"):
+        load_jsonl('{"subject": "a", "revision": null, "reporter": "destination", '
+                   '"start": 0, "end": 60}\n{"subject": "a", "revision": null, '
+                   '"reporter": "sideways", "start": 0, "end": 60}\n')
+    path = tmp_path / "bad.jsonl"
+    path.write_text('{"subject": 1}\n')
+    result = CliRunner().invoke(main, ["gate", "replay", str(path)])
+    assert result.exit_code == 2 and "line 1" in result.output
+
+
+def test_subjects_already_on_the_canary_are_control_not_a_wave() -> None:
+    for seed in range(1, 20):
+        world, windows = wave_of("healthy", seed)
+        already = [s.name for s in world.subjects
+                   if s.revision_before == CANARY and not s.name.startswith("gateway/")]
+        if already:
+            (wave,) = find_waves(TrafficIndex.of(windows), CANARY, BAKE_S, INTERVAL_S)
+            assert wave.canary == world.canary
+            assert set(already) <= set(wave.control)
+            return
+    raise AssertionError("no world with namespaces migrated before the wave")
