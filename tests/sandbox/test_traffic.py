@@ -206,6 +206,26 @@ def test_diurnal_load_and_recurring_incidents(tmp_path: Path) -> None:
     assert 0.05 < sum(1 for a in active if a) / len(active) < 0.15  # 10 s of every ~110 s
 
 
+def test_gateway_api_gateways_call_their_routes_backends() -> None:
+    """A Gateway of class istio and its HTTPRoute (AKS doc istio-gateway-api.md): the
+    gateway's proxies report the calls as source; a backend without a sidecar (lobby, not
+    injected) reports nothing, its caller still does."""
+    world = World(rollout_s=0)
+    build(world, load(FIXTURES / "worlds" / "tags-and-gateways.yaml"))
+    sim = TrafficSimulator(world)
+    sim.advance(sim.last + 1)
+    reports: dict[tuple[str, str], float] = {}
+    for (_, ns, _), t in sim.targets.items():
+        for labels, row in t.requests.items():
+            reporter = labels.split('"')[1]
+            assert f'source_workload="httpbin-gateway-istio",source_workload_namespace="{ns}"' \
+                in labels or reporter == "destination"
+            reports[(ns, reporter)] = reports.get((ns, reporter), 0.0) + row[0]
+    assert reports == pytest.approx({("shop", "source"): 10, ("shop", "destination"): 10,
+                                     ("edge", "source"): 10, ("edge", "destination"): 10,
+                                     ("lobby", "source"): 10})
+
+
 # --- a sandbox and its real Prometheus -----------------------------------------------------
 
 SHOP_RPS = 60
