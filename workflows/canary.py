@@ -5,75 +5,88 @@ with one minute before it moved, against fixed margins: it blames the canary for
 weather (a diurnal rise, an incident everywhere), treats 40 requests like 40,000, and reads
 latency as a ratio of two p99 estimates interpolated inside Istio's coarse buckets. This
 gate asks one question per signal: *did this subject get worse since it moved, by more than
-the subjects that did not move got worse over the same windows?* (difference in
+the subjects that did not move changed over the same windows?* (difference in
 differences), and answers it with count statistics that know how much evidence there is.
 
 **Who is compared with whom.** A wave's *canary* subjects are its namespaces, now on the
-canary revision; each is judged on the windows since the bake started against its own
-windows before it moved (``baseline_s``, 20 min by default: Prometheus already holds them,
-so a long baseline costs nothing). The *control* is every other subject that stayed on one
-revision over the baseline and the bake (the namespaces not yet migrated, and those migrated
-before the baseline began): their change over the same windows is the weather. The add-on's
-ingress gateways of the canary revision (``gateway/<deployment>``) run side by side with
-the stable revision's, so they are compared with their stable counterpart over the same
-windows instead (as Kayenta compares a canary with a baseline started with it).
+canary revision; each is judged on its windows since the bake started against its own
+windows before it moved (``baseline_s``, an hour by default: Prometheus already holds them,
+and the baseline's noise is what limits the gate most). The *control* is every other
+subject that stayed on one revision over the baseline and the bake (the namespaces not yet
+migrated, and those migrated before the baseline began): their change over the same
+windows is the weather. The add-on's ingress gateways of the canary revision
+(``gateway/<deployment>``) run side by side with the stable revision's behind one load
+balancer, so each is compared with its stable counterpart in the same windows instead (as
+Kayenta compares a canary with a baseline started with it).
 
 **Signals**, per reporter (``destination``: the subject's inbound proxy; ``source``: its
-outbound proxy, which alone sees the calls a broken canary sidecar never sends):
+outbound proxy, which alone sees the calls a broken canary sidecar fails before sending):
 
 - errors: HTTP 5xx and server-side gRPC failures (also those in HTTP 200) per request,
-  compared additively (percentage points, the fleet's change added to the baseline);
-- latency: the fraction of requests slower than one of Istio's bucket edges (the edge whose
-  baseline fraction is closest to 1 %, near the p99), compared relatively (× the control's
-  change of the fraction above *its* own 1 % edge), never a ratio of two p99 estimates;
+  compared additively (percentage points: the weather's change added to the baseline);
+- latency: the fraction of requests slower than an Istio bucket edge — the edge whose
+  baseline fraction is closest to 1 % (near the p99) and the next edge up (the slow path's
+  tail) — compared relatively (× the weather), never as a ratio of two p99 estimates;
 - TCP connection failures per connection opened (additive);
 - container restarts per hour (a crash-looping sidecar; additive).
 
-**The test.** For a canary subject and a signal, the control gives the expected rate
-``ref = own baseline + weather`` (or ``× weather``) with its variance: the baseline's own
-sampling noise, the control mean's, and the spread of the true change between control
-subjects (a DerSimonian–Laird random-effects estimate, so an incident that hits namespaces
-unequally widens the band instead of failing the canary). Window-to-window noise beyond
-Poisson (bursts, jitter) is measured on the same windows (a method-of-moments dispersion,
-as quasi-Poisson models do) and added. The canary's count over the bake is then compared
-with its *predictive* distribution, a gamma–Poisson (negative binomial) with that mean and
-variance, computed exactly (regularized incomplete beta and gamma functions in pure Python):
+**The expectation.** Window by window, the control's change is measured with every control
+subject against its own baseline — so a control subject's own burst of traffic does not read
+as a change of rate (no Simpson's paradox) — and added to (or multiplied into) the canary
+subject's baseline rate; the expected count is the sum over the canary's windows. (The next
+edge up uses the weather of the ~1 % edge: ten times the slow requests, and a fleet-wide
+slowdown moves both.) Windows in which the control as a whole moved sharply — a fleet-wide
+incident: more than 5 standard deviations and 50 % from its baseline — are left out on every
+side, and each check says how many. The expectation's variance adds the baseline's sampling
+noise, the control mean's, and the spread of the true change between control subjects
+(random effects, the spread estimated robustly from the median absolute deviation of the
+standardized changes, so one bursty subject is not fleet-wide disagreement); window-to-window
+noise beyond Poisson is measured on the same windows (a method-of-moments dispersion, as
+quasi-Poisson models do). The canary's count is then compared with its *predictive*
+distribution, a gamma–Poisson (negative binomial) with that mean and variance, computed
+exactly in pure Python (regularized incomplete beta and gamma functions):
 
-- ``p_regressed = P(X ≥ x)`` with the rate the tolerance allows
-  (``ref + error_tolerance_pts``, ``ref × (1 + latency_tolerance) + …``);
-- ``p_ruled_out = P(X ≤ x)`` with the rate of a regression that must not pass
-  (``ref + error_detect_pts``: 0.5 points; ``ref × (1 + latency_detect)``: a tail fraction
-  ×2.5, which p99 +50 % gives with any lognormal-like tail).
+- ``p_regressed = P(X ≥ x)`` at the rate the tolerance allows (``+ error_tolerance_pts``;
+  ``× (1 + latency_tolerance)``, …);
+- ``p_ruled_out = P(X ≤ x)`` at the rate of a regression that must not pass
+  (``+ error_detect_pts``: 0.5 points; ``× (1 + latency_detect)``: the ~1 % edge's slow
+  fraction doubled, ``× (1 + tail_detect)``: the next edge's ×2.2 — what p99 +50 % does to
+  the tails of the benchmark's lognormal mixtures, see ``benchmarks/gate.py``).
 
-**Sequential rule.** The evidence is cumulative from the start of the bake and judged
-after every interval. FAIL as soon as any test's ``p_regressed`` is at most
-``false_rollback / (tests × looks)`` — a union bound over every signal, subject and look,
-so a healthy wave is rolled back with probability at most ``false_rollback`` (1 %) however
-often it is looked at; there is no "two bad samples in a row" to wait for. PASS once the bake
-time is over and every *blocking* test (errors and latency of each subject's reporters
-carrying ≥ 25 % of its requests) has ``p_ruled_out`` at most ``missed / pass looks``, so a
-regression of the detection size passes with probability at most ``missed`` (1 %). TCP and
-restarts can fail a wave but never hold it. Otherwise the bake is extended, by at most
-``max_extension`` × the bake, while the requests still needed to tell the tolerance from the
-detection size (a sample-size computation on the same variances) can arrive in time;
-else INCONCLUSIVE at once, saying per signal how many requests were seen and how many are
-needed. A person then decides, as DESIGN.md §5.1 says.
+**Sequential rule.** The evidence is cumulative from the start of the bake and judged after
+every interval. FAIL as soon as a test's ``p_regressed`` is at most
+``false_rollback / (tests × looks)`` — a union bound over every signal, subject and look, so
+a healthy wave is rolled back with probability at most ``false_rollback`` (1 %) however often
+it is looked at — and still is without the canary's worst window (a burst of the subject's
+own traffic is not a regression; one window is never enough). PASS only at the end of the
+bake, half-way through the extension or at its end (:func:`pass_looks`), when every
+*blocking* test has ``p_ruled_out`` at most ``missed / pass looks``, so a regression of the
+detection size passes with probability at most ``missed`` (1 %). Blocking: errors of each
+reporter carrying ≥ 25 % of the subject's requests, latency (both edges) of the destination
+reporter, a gateway's errors and latency; TCP failures, restarts and source-side latency
+can fail a wave but never hold it. Otherwise the bake is extended, by at most
+``max_extension`` × the bake, while the requests each open signal still needs to tell the
+tolerance from the detection size (a sample-size computation on the same variances) can
+arrive in time; else INCONCLUSIVE at once, saying per signal how many requests were seen and
+how many are needed (or that no bake is long enough with this baseline). A person then
+decides, as DESIGN.md §5.1 says.
 
 Why this and not the others: Kayenta's NetflixACAJudge (spinnaker/kayenta,
-``judge/NetflixACAJudge.scala``, ``classifiers/metric/MannWhitneyClassifier.scala``) runs a
-Mann–Whitney U test on the time series of a metric of canary and baseline (98 % confidence
-interval of the Hodges–Lehmann shift, High when its lower bound exceeds 25 % of the
-estimate) and scores the metrics with weights; it needs a baseline deployment started with
-the canary (we have one only for gateways), it tests *any* shift of the whole series — with
-thousands of requests per side a shift of the median nobody notices is significant — and on
-requests binned into Istio's buckets most pairs are ties. A count test on the fraction above
-a bucket edge is exact for binned data, speaks about the tail the p99 SLO is about, and
-composes with the weather. Argo Rollouts' analysis (``failureLimit``,
+``judge/NetflixACAJudge.scala``, ``classifiers/metric/MannWhitneyClassifier.scala``) removes
+outliers (IQR), runs a Mann–Whitney U test on the time series of each metric of canary and
+baseline (98 % confidence interval of the Hodges–Lehmann shift; High when its lower bound
+exceeds 25 % of the estimate) and scores the metrics with weights; it needs a baseline
+deployment started with the canary (we have one only for gateways), it tests *any* shift of
+the whole series — with thousands of requests per side a shift of the median nobody notices
+is significant — and on requests binned into Istio's buckets most pairs are ties. A count
+test on the fraction above a bucket edge is exact for binned data, speaks about the tail the
+p99 SLO is about, and composes with the weather; from Kayenta we keep the distrust of a
+single outlying window. Argo Rollouts' analysis (``failureLimit``,
 ``consecutiveErrorLimit``, ``inconclusiveLimit``; docs/features/analysis.md) counts failed
-*measurements*: each is judged alone, so the false-alarm rate grows with every look and a
-small regression never adds up. We keep Argo's separation of a failing canary from a
-measurement that could not be made (ERROR after ``error_limit`` in a row,
-:func:`error_judgement`) and of an inconclusive result that pauses for a person.
+*measurements*, each judged alone, so the false-alarm rate grows with every look and a small
+regression never adds up. We keep Argo's separation of a failing canary from a measurement
+that could not be made (ERROR after ``error_limit`` in a row, :func:`error_judgement`) and
+of an inconclusive result that pauses for a person (``inconclusiveLimit: 0``).
 
 **Replay files** (``meshops gate replay``, ``benchmarks/gate.py --write``): JSON lines, one
 :class:`~workflows.traffic.TrafficWindow` per line as ``model_dump_json`` writes it, e.g.::
@@ -85,8 +98,8 @@ measurement that could not be made (ERROR after ``error_limit`` in a row,
 
 (one line each; ``buckets`` cumulative by ``le`` in ms, ``"inf"`` last; gRPC calls under
 ``"grpc:<status>"``; blank lines and lines starting with ``#`` are skipped). A subject's
-first window on the canary revision is the moment its wave moved; subjects that moved in
-the same interval form a wave (:func:`find_waves`).
+first window on the canary revision after windows on another one is the moment its wave
+moved; subjects that moved in the same interval form a wave (:func:`find_waves`).
 """
 
 from __future__ import annotations
@@ -120,7 +133,7 @@ class CanaryThresholds(BaseModel):
     error_detect_pts: float = 0.5  # errors above the weather that must not pass
     latency_tolerance: float = 0.1  # relative growth of a slow fraction tolerated
     latency_detect: float = 1.0  # growth at the ~1 % edge that must not pass (×2)
-    tail_detect: float = 1.5  # growth at the next edge up that must not pass (×2.5)
+    tail_detect: float = 1.2  # growth at the next edge up that must not pass (×2.2)
     latency_floor_pts: tuple[float, float] = (0.02, 0.1)  # added to both (fractions ~0)
     tcp_tolerance_pts: float = 0.1
     tcp_detect_pts: float = 1.0
