@@ -210,7 +210,7 @@ class Sandbox:
             "slack": {"command": "/mesh", "api_url": self.url["slack"] + "/api/",
                       "app_id": "A0MESHOPS"},
             "azure": {"arm_endpoint": self.url["arm"], "ca_bundle": str(ca_bundle)},
-            "defaults": {"upgrade": {"bake": "6s", "interval": "3s", "wave_size": 2}},
+            "defaults": {"upgrade": {"bake": "6s", "interval": "3s", "wave_size": 3}},
             "releases": {"feed_url": self.url["control"] + "/_sandbox/github/repos/Azure/AKS/"
                                      "releases",
                          "changelog_url": self.url["control"] + "/_sandbox/github/CHANGELOG.md",
