@@ -18,6 +18,8 @@ from tests.conftest import FIXTURES, REDIS_URL, free_port_base
 from tests.sandbox.test_kubectl import KUBECTL
 
 pytestmark = pytest.mark.e2e
+# gate windows of 3 s: each holds several scrapes of pods that were just replaced (their
+# series start anew), so a wave that just moved is not judged on a sliver of its traffic
 WORLDS = FIXTURES / "worlds"
 
 
@@ -29,7 +31,7 @@ def test_demo_upgrades_a_real_app_world(world: str, tmp_path: Path,
     base = free_port_base(26000, 29000, 100)
     lines: list[str] = []
     monkeypatch.setattr("builtins.print", lambda *a, **k: lines.append(" ".join(map(str, a))))
-    code = run_demo("upgrade", tmp_path, base, base + 80, "5s", "2s", None, 420,
+    code = run_demo("upgrade", tmp_path, base, base + 80, "6s", "3s", None, 420,
                     world_file=WORLDS / f"{world}.yaml")
     transcript = "\n".join(lines)
     assert re.fullmatch(r"run r-[0-9a-f]{10}: completed", lines[-1]), transcript[-3000:]
@@ -51,7 +53,7 @@ def demo(scenario: str, world: str, tmp_path: Path) -> list[str]:
     with pytest.MonkeyPatch.context() as mp:
         mp.setenv("REDIS_URL", REDIS_URL)
         mp.setattr("builtins.print", lambda *a, **k: lines.append(" ".join(map(str, a))))
-        run_demo(scenario, tmp_path, base, base + 80, "5s", "2s", None, 420,
+        run_demo(scenario, tmp_path, base, base + 80, "6s", "3s", None, 420,
                  world_file=WORLDS / f"{world}.yaml")
     return lines
 

@@ -70,15 +70,19 @@ class PrometheusMetricsApi:
             retry=Retry(total=1, backoff_factor=0.2, status_forcelist=[502, 503, 504]))
         self.queries = 0
 
-    def _query(self, q: str) -> dict[str, float]:
+    def _instant(self, q: str) -> Any:
+        """One instant query (with an Entra token when ``auth: azure``), its ``result``."""
         self.queries += 1
         try:
             if self.credential is not None:
                 token = self.credential.get_token(self.scope).token
                 self.prom.headers = {"Authorization": f"Bearer {token}"}
-            result = self.prom.custom_query(q)
+            return self.prom.custom_query(q)
         except PROMETHEUS_ERRORS as exc:
             raise translate_prometheus_error(exc, self.url) from exc
+
+    def _query(self, q: str) -> dict[str, float]:
+        result = self._instant(q)
         out = {}
         for item in result:
             ns = item["metric"].get("destination_workload_namespace")
@@ -90,14 +94,7 @@ class PrometheusMetricsApi:
     def value(self, query: str) -> float | None:
         """A metric template's instant query: its one value (Flagger's MetricTemplate
         contract: the query must return a single value); None without data."""
-        self.queries += 1
-        try:
-            if self.credential is not None:
-                token = self.credential.get_token(self.scope).token
-                self.prom.headers = {"Authorization": f"Bearer {token}"}
-            result = self.prom.custom_query(query)
-        except PROMETHEUS_ERRORS as exc:
-            raise translate_prometheus_error(exc, self.url) from exc
+        result = self._instant(query)
         if isinstance(result, list) and len(result) > 1:
             raise MetricsUnavailable(f"the metric query returns {len(result)} series, not one "
                                      f"value (aggregate it, e.g. sum(...)): {query[:200]}")
