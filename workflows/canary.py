@@ -112,7 +112,7 @@ from statistics import NormalDist
 
 from pydantic import BaseModel, ConfigDict, Field, ValidationError
 
-from workflows.model import Check, GateSample, Verdict
+from workflows.model import CanaryThresholds, Check, GateSample, Verdict
 from workflows.traffic import ISTIO_BUCKETS_MS, TrafficWindow
 
 REPORTERS = ("destination", "source")
@@ -120,30 +120,6 @@ SIGNALS = ("errors", "latency", "tail", "tcp", "restarts")
 _FINITE_EDGES = ISTIO_BUCKETS_MS[:-1]
 _GATEWAY_REVISION = re.compile(r"-asm-1-\d+$")
 _NORMAL = NormalDist()
-
-
-class CanaryThresholds(BaseModel):
-    """The canary gate's parameters; rates in percentage points, restarts per hour."""
-
-    model_config = ConfigDict(frozen=True, extra="forbid")
-
-    false_rollback: float = Field(0.01, gt=0, lt=1)  # P(FAIL) of a healthy wave, at most
-    missed: float = Field(0.01, gt=0, lt=1)  # P(PASS) of a detection-size regression
-    error_tolerance_pts: float = 0.05  # errors above the weather that are not a regression
-    error_detect_pts: float = 0.5  # errors above the weather that must not pass
-    latency_tolerance: float = 0.1  # relative growth of a slow fraction tolerated
-    latency_detect: float = 1.0  # growth at the ~1 % edge that must not pass (×2)
-    tail_detect: float = 1.2  # growth at the next edge up that must not pass (×2.2)
-    latency_floor_pts: tuple[float, float] = (0.02, 0.1)  # added to both (fractions ~0)
-    tcp_tolerance_pts: float = 0.1
-    tcp_detect_pts: float = 1.0
-    restart_tolerance_per_h: float = 1.0
-    restart_detect_per_h: float = 6.0
-    tail_target: float = 0.01  # the latency edge: baseline slow fraction closest to this
-    baseline_s: float = 3600.0  # the windows before the move that make the baseline
-    max_extension: float = 1.0  # the bake may grow by this × the bake time
-    material_share: float = 0.25  # a reporter with this share of requests must be judged
-    error_limit: int = 3  # ERROR looks in a row → ERROR (Argo's consecutiveErrorLimit)
 
 
 # --------------------------------------------------------------------------------------
@@ -529,8 +505,9 @@ class Tally(BaseModel):
 class SignalCheck(BaseModel):
     """One signal of one subject at one look: both sides' numbers, the test, the status.
 
-    Rates (``observed``, ``expected``, ``tolerated``, ``detect``) are in ``unit``: percent
-    of requests or connections, or restarts per hour. ``p_regressed``: P(a count this high
+    Rates (``observed``, ``expected``, ``tolerated``, ``detect``) are fractions (of
+    requests or connections) or restarts per second; ``unit`` is how they are shown
+    (``%``: × 100, ``/h``: × 3600), as :meth:`to_check` records them. ``p_regressed``: P(a count this high
     | the canary within tolerance); ``p_ruled_out``: P(a count this low | a regression of
     the detection size). ``status``: regressed | ok (detection-size regression ruled out)
     | undecided | thin (no data on one side). ``seen`` / ``needed``: the exposure in the
@@ -569,10 +546,18 @@ class SignalCheck(BaseModel):
         """The :class:`~workflows.model.Check` of today's gate records (value ≤ tolerated)."""
         metric = f"{self.signal}:{self.reporter}" + (
             f">{self.edge_ms:g}ms" if self.edge_ms is not None else "")
-        return Check(namespace=self.subject, metric=metric,
-                     value=None if self.observed is None else round(self.observed, 4),
-                     threshold=round(self.tolerated or 0.0, 4), op="<=",
-                     ok=self.status != "regressed")
+        factor = 3600.0 if self.unit == "/h" else 100.0
+
+        def shown(rate: float | None) -> float | None:
+            return None if rate is None else round(rate * factor, 6)
+
+        return Check(namespace=self.subject, metric=metric, value=shown(self.observed),
+                     threshold=shown(self.tolerated) or 0.0, op="<=",
+                     ok=self.status != "regressed", expected=shown(self.expected),
+                     control=shown(_rate(self.control_now)),
+                     unit=self.unit, status=self.status,
+                     confidence=round(self.confidence, 6))
+
 
 
 @dataclass(frozen=True)

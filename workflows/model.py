@@ -155,8 +155,38 @@ class MetricTemplate(Frozen):
     dry_run: bool = False
 
 
+class CanaryThresholds(Frozen):
+    """The canary gate's parameters (:mod:`workflows.canary`); rates in percentage points,
+    restarts per hour, times in seconds."""
+
+    false_rollback: float = Field(0.01, gt=0, lt=1)  # P(FAIL) of a healthy wave, at most
+    missed: float = Field(0.01, gt=0, lt=1)  # P(PASS) of a detection-size regression
+    error_tolerance_pts: float = 0.05  # errors above the weather that are not a regression
+    error_detect_pts: float = 0.5  # errors above the weather that must not pass
+    latency_tolerance: float = 0.1  # relative growth of a slow fraction tolerated
+    latency_detect: float = 1.0  # growth at the ~1 % edge that must not pass (×2)
+    tail_detect: float = 1.2  # growth at the next edge up that must not pass (×2.2)
+    latency_floor_pts: tuple[float, float] = (0.02, 0.1)  # added to both (fractions ~0)
+    tcp_tolerance_pts: float = 0.1
+    tcp_detect_pts: float = 1.0
+    restart_tolerance_per_h: float = 1.0
+    restart_detect_per_h: float = 6.0
+    tail_target: float = 0.01  # the latency edge: baseline slow fraction closest to this
+    baseline_s: float = 3600.0  # the windows before the move that make the baseline
+    max_extension: float = 1.0  # the bake may grow by this × the bake time
+    material_share: float = 0.25  # a reporter with this share of requests must be judged
+    error_limit: int = 3  # ERROR looks in a row → ERROR (Argo's consecutiveErrorLimit)
+    max_control: int = 20  # not-yet-migrated namespaces read as the control, at most
+
+
 class GateThresholds(Frozen):
-    """The metric gate of DESIGN.md §5.2; every field overridable per cluster."""
+    """The metric gate of DESIGN.md §5.2; every field overridable per cluster.
+
+    ``canary`` parameterizes the gate the workers run (:mod:`workflows.canary`);
+    ``failure_threshold`` counts looks in a row whose team metrics (``metrics``) fail;
+    the other numbers are the former per-window gate's (:mod:`workflows.gates`), kept for
+    the gate benchmark's comparison.
+    """
 
     min_success_rate: float = 99.0  # percent
     max_success_rate_drop: float = 0.5  # percentage points below the baseline
@@ -167,6 +197,7 @@ class GateThresholds(Frozen):
     error_limit: int = 3  # ERROR samples in a row → pause and ask
     rollout_deadline_s: float = 600.0
     metrics: list[MetricTemplate] = Field(default_factory=list)  # the team's own metrics
+    canary: CanaryThresholds = Field(default_factory=CanaryThresholds)
 
 
 class UpgradeOptions(Frozen):
@@ -190,14 +221,29 @@ class NamespaceMetrics(Frozen):
 
 
 class Check(Frozen):
-    """One comparison of a gate: ``value`` against ``threshold`` with ``op`` (>= or <=)."""
+    """One comparison of a gate: ``value`` against ``threshold`` with ``op`` (>= or <=).
+
+    The canary gate's checks (``metric`` ``<signal>:<reporter>[>EDGEms]``, e.g.
+    ``errors:destination``, ``latency:destination>250ms``; ``namespace`` a namespace or
+    ``gateway/<deployment>``) give ``value`` (the canary's rate since the bake began),
+    ``expected`` (its baseline moved by the control's change: the weather), ``threshold``
+    (what is tolerated), ``control`` (the control's rate over the same windows) in ``unit``
+    (``%`` of requests or connections, ``/h`` restarts), the ``status`` (ok | regressed |
+    undecided | thin) and the test's ``confidence`` (0–1). A team metric's check has the
+    template's name as ``metric``.
+    """
 
     namespace: str
-    metric: str  # success_rate | p99_ms | requests
+    metric: str  # success_rate | p99_ms | requests | <signal>:<reporter>… | a template
     value: float | None
     threshold: float
     op: str
     ok: bool
+    expected: float | None = None
+    control: float | None = None
+    unit: str = ""
+    status: str = ""
+    confidence: float | None = None
 
 
 class GateSample(Frozen):
@@ -219,6 +265,11 @@ class Wave(Frozen):
     deleted_at: float | None = None  # the last pod meshops deleted (OnDelete workloads)
     preexisting: list[str] = Field(default_factory=list)  # workloads failing before the move
     bake_started_at: float | None = None
+    #: the canary gate's comparison, fixed when the bake starts: the namespaces read as the
+    #: control (not yet migrated) and the add-on ingress gateway Deployments of the canary
+    #: and stable revisions
+    control: list[str] = Field(default_factory=list)
+    gateways: list[str] = Field(default_factory=list)
     samples: list[GateSample] = Field(default_factory=list)
     verdict: Verdict | None = None
 
