@@ -168,6 +168,44 @@ class MetricTemplateConfig(Strict):
         return self
 
 
+class CanaryGateConfig(Strict):
+    """``gates.canary``: the canary gate's statistics (:class:`workflows.model.
+    CanaryThresholds`); rates in percentage points, growth as a fraction (1.0 = ×2)."""
+
+    #: at most this share of healthy waves rolled back / of regressions let through
+    false_rollback: float | None = Field(None, gt=0, lt=0.5)
+    missed: float | None = Field(None, gt=0, lt=0.5)
+    error_tolerance_pts: float | None = Field(None, ge=0, le=100)
+    error_detect_pts: float | None = Field(None, gt=0, le=100)
+    latency_tolerance: float | None = Field(None, ge=0)
+    latency_detect: float | None = Field(None, gt=0)
+    tail_detect: float | None = Field(None, gt=0)
+    tcp_tolerance_pts: float | None = Field(None, ge=0, le=100)
+    tcp_detect_pts: float | None = Field(None, gt=0, le=100)
+    restart_detect_per_h: float | None = Field(None, gt=0)
+    #: the traffic before the move each namespace is compared with
+    baseline: Seconds | None = Field(None, gt=0, le=86400)
+    #: the bake grows by at most this × the bake time while traffic is short
+    max_extension: float | None = Field(None, ge=0, le=10)
+    #: not-yet-migrated namespaces read as the control, at most
+    max_control: int | None = Field(None, ge=1, le=200)
+
+    @model_validator(mode="after")
+    def _ordered(self) -> CanaryGateConfig:
+        for low, high in (("error_tolerance_pts", "error_detect_pts"),
+                          ("latency_tolerance", "latency_detect"),
+                          ("tcp_tolerance_pts", "tcp_detect_pts")):
+            lo, hi = getattr(self, low), getattr(self, high)
+            if lo is not None and hi is not None and lo >= hi:
+                raise ValueError(f"{low} ({lo:g}) must be below {high} ({hi:g}): what is "
+                                 "tolerated must be smaller than what must be caught")
+        return self
+
+    def as_thresholds(self) -> dict[str, Any]:
+        names = {"baseline": "baseline_s"}
+        return {names.get(k, k): v for k, v in self.model_dump().items() if v is not None}
+
+
 class GatesConfig(Strict):
     min_success_rate: float | None = Field(None, ge=0, le=100)
     max_success_rate_drop: float | None = Field(None, ge=0)
@@ -178,10 +216,15 @@ class GatesConfig(Strict):
     error_limit: int | None = Field(None, ge=1)
     rollout_deadline: Seconds | None = None
     metrics: list[MetricTemplateConfig] | None = None
+    canary: CanaryGateConfig | None = None
 
     def as_thresholds(self) -> dict[str, Any]:
         names = {"rollout_deadline": "rollout_deadline_s"}
-        return {names.get(k, k): v for k, v in self.model_dump().items() if v is not None}
+        out = {names.get(k, k): v for k, v in self.model_dump().items()
+               if v is not None and k != "canary"}
+        if self.canary is not None:
+            out["canary"] = self.canary.as_thresholds()
+        return out
 
 
 class ApprovalsConfig(Strict):
@@ -310,8 +353,12 @@ class Fleet(Strict):
         return UpgradeOptions(**merged)
 
     def thresholds(self, short: str) -> GateThresholds:
-        return GateThresholds(**{**self.defaults.gates.as_thresholds(),
-                                 **self.clusters[short].gates.as_thresholds()})
+        """The cluster's gate: its ``gates`` over the defaults' (``canary`` merged field
+        by field)."""
+        base = self.defaults.gates.as_thresholds()
+        own = self.clusters[short].gates.as_thresholds()
+        canary = {**base.get("canary", {}), **own.get("canary", {})}
+        return GateThresholds(**{**base, **own, "canary": canary})
 
     def policy(self, short: str, groups: dict[str, frozenset[str]] | None = None
                ) -> ClusterPolicy:

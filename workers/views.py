@@ -16,7 +16,7 @@ from workflows.errors import InvalidRevision, MeshopsError, PermanentError
 from workflows.kind import StartRun, kind_of
 from workflows.model import Run, system_namespace
 from workflows.planning import check_upgrade, plan_waves
-from workflows.waves import plan_notes
+from workflows.waves import gate_summary, plan_notes
 
 MAX_TEXT = 3900
 
@@ -157,13 +157,8 @@ def plan_text(engine: Engine, cluster: str, revision: str, options: dict[str, ob
     if notes:
         lines.append("handled other than by a rollout restart:")
         lines += [f"• {n}" for n in notes]
-    lines.append(f"gate per wave: success ≥ {th.min_success_rate:g}% and ≥ baseline − "
-                 f"{th.max_success_rate_drop:g} points, p99 ≤ {th.max_p99_ms:g} ms and ≤ "
-                 f"{th.max_p99_ratio:g} × baseline, ≥ {th.min_requests} requests per "
-                 f"{opts.interval_s:.0f}s window; {th.failure_threshold} failures in a row "
-                 "roll back")
-    lines.append(f"bake {opts.bake_s:.0f}s per wave, sampled every {opts.interval_s:.0f}s"
-                 + ("; an approval between waves" if opts.approve_waves else ""))
+    lines.append("gate per wave: " + gate_summary(opts, th)
+                 + (" An approval between waves." if opts.approve_waves else ""))
     lines.append(f"estimated duration: about {minutes:.0f} minutes, plus the approvals")
     return _clip("\n".join(lines))
 

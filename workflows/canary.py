@@ -538,6 +538,7 @@ class SignalCheck(BaseModel):
     status: str
     blocking: bool
     seen: float
+    windows: int = 0  # the canary's windows since the bake began (one more each look)
     needed: float | None = 0.0
     left_out: int = 0  # windows since the move left out as fleet-wide weather (storms)
     text: str
@@ -995,7 +996,8 @@ def _check(t: _Test, c2: float, weather: Weather, alpha: float, beta: float, za:
             compared_with=compared_with, observed=x / n if n > 0 else None,
             expected=expected, tolerated=tolerated, detect=detect, p_regressed=p_regressed,
             p_ruled_out=p_ruled_out, confidence=confidence, status=status,
-            blocking=t.blocking, seen=n, needed=needed, left_out=t.left_out, text=text)
+            blocking=t.blocking, seen=n, windows=len(t.cur), needed=needed,
+            left_out=t.left_out, text=text)
 
     predicted = _predict(t, c2, weather)
     if predicted is None:
@@ -1097,15 +1099,20 @@ def _decide(checks: list[SignalCheck], wave: CanaryWave, now: float, look: int,
         return done(None, Verdict.PASS, f"{reason}; confirming at look {upcoming[0]}",
                     interval_s)
     # extend while every open signal can get what it needs before the extension ends
+    # (each look adds about one window: the windows seen so far say how much one brings)
     more = 0
     reachable = bool(open_)
     for c in open_:
         if c.status == "thin" or c.needed is None or c.seen <= 0:
             reachable = False
             break
-        per_look = c.seen / max(1, look)
+        per_look = c.seen / max(1, c.windows or look)
         more = max(more, math.ceil((c.needed - c.seen) / per_look))
-    if reachable and look + more <= max_looks and look < max_looks:
+    # a signal already worse than tolerated is looked at again while the bake may grow:
+    # the next window may confirm a regression, which is not a person's decision to make
+    leaning = any(c.status == "undecided" and c.observed is not None
+                  and c.tolerated is not None and c.observed > c.tolerated for c in checks)
+    if (reachable and look + more <= max_looks or leaning) and look < max_looks:
         until = min(k for k in passing if k >= min(max_looks, look + max(more, 1)))
         return done(None, Verdict.INCONCLUSIVE,
                     f"extending the bake to look {until} (of at most {max_looks}): {reason}",

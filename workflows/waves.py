@@ -13,8 +13,8 @@ from __future__ import annotations
 from datetime import UTC, datetime
 from typing import Any, cast
 
+from workflows.canary import CanaryJudgement, CanaryWave, error_judgement, judge_canary
 from workflows.errors import MetricsUnavailable, PermanentError
-from workflows.gates import decide_bake, error_sample, judge
 from workflows.kind import StepResult, WorkflowKind, kind_of
 from workflows.metric_templates import check as check_template
 from workflows.metric_templates import render
@@ -25,6 +25,7 @@ from workflows.model import (
     Rollback,
     RollbackStep,
     Run,
+    UpgradeOptions,
     Verdict,
     Wave,
     WaveStep,
@@ -32,6 +33,7 @@ from workflows.model import (
 from workflows.operations import POLL_S, converge_revisions
 from workflows.ports import REV_LABEL, ClusterApi, ClusterPorts, MetricsApi, Namespace
 from workflows.rollout import Rollout, assess, failing, special_handling
+from workflows.traffic import TrafficWindow
 
 
 class WaveWorkflow(WorkflowKind):
@@ -48,10 +50,7 @@ class WaveWorkflow(WorkflowKind):
 
     def plan_note(self, run: Run) -> str:
         """The bake and the gate every wave must pass."""
-        th, opts = run.thresholds, run.options
-        return (f"Bake {opts.bake_s:.0f}s per wave, sampled every {opts.interval_s:.0f}s; "
-                f"gate: success ≥ {th.min_success_rate:g}%, p99 ≤ {th.max_p99_ms:g} ms, "
-                f"≥ {th.min_requests} requests per window. An approver other than the "
+        return (f"{gate_summary(run.options, run.thresholds)} An approver other than the "
                 "requester approves.")
 
     def on_permanent_error(self, run: Run, reason: str, now: float) -> Run:
@@ -227,17 +226,15 @@ def migrate_wave(run: Run, ports: ClusterPorts, now: float) -> StepResult:
     opts, th = run.options, run.thresholds
 
     if wave.step == WaveStep.BASELINE:
-        try:
-            baseline = ports.metrics(run.cluster).sample(wave.namespaces, opts.interval_s)
-            text = f"{wave_label(wave)}: baseline measured"
-        except MetricsUnavailable as exc:
-            baseline = {}
-            text = f"{wave_label(wave)}: no baseline ({exc}); absolute thresholds only"
+        # The gate's baseline is the Prometheus history before the move, read at each look;
+        # what this step records is the workloads already failing, so only new failures count.
         before = failing(capi.list_workloads(wave.namespaces), capi.list_pods(wave.namespaces))
+        text = (f"{wave_label(wave)}: baseline: the gate reads up to "
+                f"{th.canary.baseline_s / 60:.0f} min of traffic before the move")
         if before:
             text += (f"; already failing before the move (not waited for, only new failures "
                      f"count): {', '.join(before)}")
-        wave = wave.evolve(baseline=baseline, preexisting=before, step=WaveStep.LABEL)
+        wave = wave.evolve(preexisting=before, step=WaveStep.LABEL)
         return StepResult(run.with_wave(wave).log(now, "step", text), 0.0)
 
     if wave.step == WaveStep.LABEL:
@@ -280,9 +277,15 @@ def migrate_wave(run: Run, ports: ClusterPorts, now: float) -> StepResult:
         if not state.done:
             return StepResult(run, POLL_S, changed=False)
         versions = sorted({p.proxy_version for p in state.moved if p.proxy_version})
-        wave = wave.evolve(step=WaveStep.BAKE, bake_started_at=now)
+        control = control_namespaces(run, wave)
+        gateways = _gateways(capi, run) if canary != run.stable_revision else []
+        wave = wave.evolve(step=WaveStep.BAKE, bake_started_at=now, control=control,
+                           gateways=gateways)
         text = (f"{wave_label(wave)}: {len(state.moved)} pods on {canary}"
-                f" ({', '.join(versions) or 'no sidecar'}); baking {opts.bake_s:.0f}s")
+                f" ({', '.join(versions) or 'no sidecar'}); baking {opts.bake_s:.0f}s, "
+                + (f"compared with {len(control)} namespaces not migrated"
+                   if control else "compared with its own baseline only (no namespace "
+                   "left unmigrated)"))
         if state.held:
             text += (f"; held on {run.stable_revision} by a StatefulSet partition: "
                      f"{_names(state.held, 10)}")
@@ -294,46 +297,169 @@ def migrate_wave(run: Run, ports: ClusterPorts, now: float) -> StepResult:
 
 
 def _bake(run: Run, wave: Wave, ports: ClusterPorts, now: float) -> StepResult:
+    """One look at the wave (:func:`workflows.canary.judge_canary` on the windows from
+    the baseline's start to now), the team's metric templates, and a crash check; then
+    act on the verdict: look again, next wave, roll back, or pause for a person."""
     opts, th = run.options, run.thresholds
+    assert wave.bake_started_at is not None
+    capi = ports.cluster_api(run.cluster)
+    state = _observe(capi, wave.namespaces, run.canary_revision, wave.preexisting,
+                     wave.restarted_at or wave.bake_started_at, wave.deleted_at, now,
+                     th.rollout_deadline_s, run.target_version)
+    if state.crashing:
+        return StepResult(_kind(run).fail_wave(
+            run, f"pods crash-looping on {run.canary_revision} during the bake: "
+                 f"{_names(state.crashing)}", now), 0.0)
+    cw = canary_wave(run, wave)
     try:
         metrics = ports.metrics(run.cluster)
-        current = metrics.sample(wave.namespaces, opts.interval_s)
-        sample = with_templates(judge(wave.namespaces, current, wave.baseline, th, now),
-                                metrics, wave.namespaces, th, opts.interval_s)
+        windows = metrics.windows([*wave.namespaces, *wave.control], wave.gateways,
+                                  cw.baseline_from, now, opts.interval_s)
+        windows = _by_time(windows, run, wave)
+        judgement = judge_canary(windows, cw.model_copy(update={"control": steady(
+            windows, wave.control, cw.baseline_from)}), now, opts.bake_s, opts.interval_s,
+            th.canary)
+        sample = with_templates(judgement.sample, metrics, wave.namespaces, th,
+                                opts.interval_s)
     except MetricsUnavailable as exc:
-        sample = error_sample(now, str(exc))
+        judgement = error_judgement(wave.samples, now, str(exc), opts.interval_s, th.canary)
+        sample = judgement.sample
+    verdict, reason = judgement.verdict, judgement.reason
+    if sample.verdict == Verdict.FAIL and judgement.sample.verdict != Verdict.FAIL:
+        # a team metric failed: Argo's failureLimit — that many looks in a row roll back
+        if 1 + _streak(wave.samples, Verdict.FAIL) >= th.failure_threshold:
+            verdict, reason = Verdict.FAIL, sample.reason
+        elif verdict is not None:
+            verdict = None  # never pass or pause while a team metric fails: look again
     wave = wave.evolve(samples=[*wave.samples, sample])
     run = run.with_wave(wave).log(
-        now, "gate", f"{wave_label(wave)}: gate sample {len(wave.samples)}: "
-        f"{sample.verdict.value}"
-        + (f" — {sample.reason}" if sample.reason else ""),
-        wave=wave.index, verdict=sample.verdict.value,
-        checks=[c.model_dump() for c in sample.checks],
+        now, "gate", _look_text(wave, judgement, sample, verdict, reason),
+        wave=wave.index, verdict=sample.verdict.value, look=judgement.look,
+        decided=verdict is not None, checks=[c.model_dump() for c in sample.checks],
     )
-    assert wave.bake_started_at is not None
-    decision = decide_bake(wave.samples, wave.bake_started_at, now, opts.bake_s,
-                           opts.interval_s, th)
-    if decision.verdict is None:
-        return StepResult(run, decision.after_s)
-    wave = wave.evolve(verdict=decision.verdict)
+    if verdict is None:
+        return StepResult(run, judgement.after_s or opts.interval_s)
+    wave = wave.evolve(verdict=verdict)
     run = run.with_wave(wave)
-    if decision.verdict == Verdict.PASS:
+    if verdict == Verdict.PASS:
         return StepResult(next_wave(run.with_wave(wave.evolve(step=WaveStep.DONE)), now), 0.0)
-    if decision.verdict == Verdict.FAIL:
+    if verdict == Verdict.FAIL:
         return StepResult(_kind(run).fail_wave(
-            run, f"metric gate FAIL in {wave_label(wave)}: {decision.reason}", now), 0.0)
-    why = ("metric gate INCONCLUSIVE: " if decision.verdict == Verdict.INCONCLUSIVE
-           else "could not measure the metric gate: ") + decision.reason
+            run, f"metric gate FAIL in {wave_label(wave)}: {reason}", now), 0.0)
+    why = ("metric gate INCONCLUSIVE: " if verdict == Verdict.INCONCLUSIVE
+           else "could not measure the metric gate: ") + reason
     return StepResult(
         run.to(Phase.PAUSED, now, f"paused: {why}", paused_from=Phase.MIGRATING,
                pause_reason=why), None)
 
 
+def _streak(samples: list[GateSample], verdict: Verdict) -> int:
+    n = 0
+    for s in reversed(samples):
+        if s.verdict != verdict:
+            break
+        n += 1
+    return n
+
+
+def _look_text(wave: Wave, j: CanaryJudgement, sample: GateSample, verdict: Verdict | None,
+               reason: str) -> str:
+    """The thread's line for one look: which look of how many, the state of the evidence,
+    and why (the signals with both sides' numbers and the test's confidence)."""
+    head = f"{wave_label(wave)}: gate look {j.look or len(wave.samples)}"
+    if j.bake_looks:
+        head += f" of {j.bake_looks}" + (f" (up to {j.max_looks})"
+                                         if j.max_looks > j.bake_looks else "")
+    state = (verdict or sample.verdict).value
+    if verdict is None:
+        state = f"{sample.verdict.value} so far"
+    return f"{head}: {state}" + (f" — {reason or sample.reason}"
+                                 if (reason or sample.reason) else "")
+
+
+def gate_summary(opts: UpgradeOptions, th: GateThresholds) -> str:
+    """The gate in a few sentences, for the plan."""
+    c = th.canary
+    templates = [t.name + (" (dry run)" if t.dry_run else "") for t in th.metrics]
+    return (f"Bake {opts.bake_s:.0f}s per wave (extended up to {1 + c.max_extension:g}× "
+            f"while traffic is short), looked at every {opts.interval_s:.0f}s; the gate "
+            f"compares each migrated namespace with its own last "
+            f"{c.baseline_s / 60:.0f} min and with the namespaces not yet migrated over the "
+            f"same windows, and rolls back when 5xx/gRPC errors rise "
+            f"{c.error_tolerance_pts:g} points above that or the slow requests near the p99 "
+            f"grow by more than {100 * c.latency_tolerance:.0f}% (at most "
+            f"{100 * c.false_rollback:g}% false rollbacks); it passes when a rise of "
+            f"{c.error_detect_pts:g} points or slow requests ×{1 + c.latency_detect:g} are "
+            f"ruled out ({100 * (1 - c.missed):g}% confidence)."
+            + (f" Team metrics: {', '.join(templates)} ({th.failure_threshold} failing looks "
+               "in a row roll back)." if templates else ""))
+
+
+def control_namespaces(run: Run, wave: Wave) -> list[str]:
+    """The namespaces read as the wave's control: those of later waves (not migrated),
+    ``max_control`` at most, spread evenly over them; for the last wave, the namespaces
+    migrated before it (the gate keeps only those that stayed on one revision over the
+    baseline and the bake, :func:`steady`)."""
+    cap = run.thresholds.canary.max_control
+    later = [ns for w in run.waves[wave.index + 1:] for ns in w.namespaces]
+    pool = later or [ns for w in run.waves[:wave.index] for ns in w.namespaces]
+    if len(pool) <= cap:
+        return pool
+    return [pool[(i * len(pool)) // cap] for i in range(cap)]
+
+
+def steady(windows: list[TrafficWindow], candidates: list[str], since: float) -> list[str]:
+    """The ``candidates`` whose windows since ``since`` all carry one known revision (a
+    namespace that moved inside the baseline would read its own move as weather)."""
+    revisions: dict[str, set[str | None]] = {}
+    for w in windows:
+        if w.subject in candidates and w.end > since:
+            revisions.setdefault(w.subject, set()).add(w.revision)
+    return [ns for ns in candidates
+            if len(revisions.get(ns, ())) == 1 and None not in revisions[ns]]
+
+
+def canary_wave(run: Run, wave: Wave) -> CanaryWave:
+    """Who the gate compares with whom for this wave: its namespaces on the canary since
+    the restart, against their windows before it and the control's over the same time."""
+    assert wave.bake_started_at is not None
+    moved = wave.restarted_at or wave.bake_started_at
+    return CanaryWave(
+        canary=list(wave.namespaces),
+        gateways=[f"gateway/{g}" for g in wave.gateways
+                  if g.endswith(f"-{run.canary_revision}")],
+        control=list(wave.control), canary_revision=run.canary_revision,
+        baseline_from=moved - run.thresholds.canary.baseline_s, baseline_until=moved,
+        bake_started_at=wave.bake_started_at)
+
+
+def _by_time(windows: list[TrafficWindow], run: Run, wave: Wave) -> list[TrafficWindow]:
+    """A patch rollover keeps the revision (the canary is the new patch of the same
+    revision): the wave's windows before its restart are its baseline, told apart from
+    the bake's by time. An upgrade's windows are told apart by revision, untouched."""
+    if run.canary_revision != run.stable_revision:
+        return windows
+    moved = wave.restarted_at or wave.bake_started_at or 0.0
+    before = f"{run.stable_revision} (before the rollover)"
+    return [w.model_copy(update={"revision": before})
+            if w.subject in wave.namespaces and w.end <= moved + 1e-6 else w
+            for w in windows]
+
+
+def _gateways(capi: ClusterApi, run: Run) -> list[str]:
+    """The add-on's ingress gateway Deployments of the canary and stable revisions: the
+    canary's are judged against the stable's over the same windows (one load balancer
+    spreads requests over both during a canary upgrade, AKS doc istio-deploy-ingress.md)."""
+    revisions = (run.canary_revision, run.stable_revision)
+    return sorted(f"aks-istio-ingressgateway-{mode.lower()}-{rev}"
+                  for mode, rev in capi.revision_gateways() if rev in revisions)
+
+
 def with_templates(sample: GateSample, metrics: MetricsApi, namespaces: list[str],
                    th: GateThresholds, interval_s: float) -> GateSample:
     """The sample with the team's metric templates checked for each namespace: a failing
-    one fails the sample (unless the sample is already INCONCLUSIVE for lack of traffic);
-    a dry-run one is reported only."""
+    one fails the sample (the bake then counts failing looks in a row, Argo Rollouts'
+    ``failureLimit``); a dry-run one is reported only."""
     if not th.metrics:
         return sample
     checks, failed = list(sample.checks), []
@@ -344,8 +470,8 @@ def with_templates(sample: GateSample, metrics: MetricsApi, namespaces: list[str
             if not c.ok and not template.dry_run:
                 shown = "no data" if c.value is None else f"{c.value:g}"
                 failed.append(f"{ns} {template.name} {shown} not {c.op} {c.threshold:g}")
-    if failed and sample.verdict in (Verdict.PASS, Verdict.FAIL):
-        reason = "; ".join(x for x in (sample.reason, *failed) if x)
+    if failed and sample.verdict != Verdict.ERROR:
+        reason = "; ".join(x for x in (*failed, sample.reason) if x)
         return sample.model_copy(update={"checks": checks, "verdict": Verdict.FAIL,
                                          "reason": reason})
     return sample.model_copy(update={"checks": checks})

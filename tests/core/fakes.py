@@ -6,8 +6,11 @@ Rollouts finish at the next observation; every write is counted.
 
 from __future__ import annotations
 
+import math
 from collections import Counter
 from dataclasses import dataclass, field
+from datetime import UTC, datetime
+from statistics import NormalDist
 
 from workflows.errors import ArmBusy, MetricsUnavailable, TemporaryError
 from workflows.model import NamespaceMetrics
@@ -21,6 +24,20 @@ from workflows.ports import (
     RevisionProfile,
     Workload,
 )
+from workflows.traffic import ISTIO_BUCKETS_MS, TrafficWindow
+
+
+def _window(ns: str, rev: str | None, t0: float, t1: float, m: NamespaceMetrics
+            ) -> TrafficWindow:
+    n = int(m.requests)
+    bad = round(n * (100.0 - (m.success_rate or 100.0)) / 100.0)
+    median = (m.p99_ms or 50.0) / math.exp(2.3263478740408408 * 0.5)
+    buckets = {le: round(n * NormalDist().cdf(math.log(le / median) / 0.5))
+               for le in ISTIO_BUCKETS_MS[:-1]}
+    buckets[float("inf")] = n
+    return TrafficWindow(subject=ns, revision=rev, reporter="destination", start=t0, end=t1,
+                         requests=n, codes={"200": n - bad, "503": bad} if bad else {"200": n},
+                         buckets=buckets)
 
 
 @dataclass
@@ -67,6 +84,9 @@ class FakeWorld:
     # metric templates: rendered query → its value on the canary (asm-1-26) revision
     template_values: dict[str, float | None] = field(default_factory=dict)
     gateways: dict[tuple[str, str], str | None] = field(default_factory=dict)  # → own label
+    # the time a namespace's workloads were last restarted (from the restartedAt token),
+    # and the revision its pods ran before: what the windows' revision follows
+    moved: dict[str, tuple[float, str | None]] = field(default_factory=dict)
 
     @classmethod
     def seeded(cls, names: list[str], per_ns: int = 2) -> FakeWorld:
@@ -220,6 +240,10 @@ class FakeWorld:
 
     def restart_workload(self, workload: Workload, token: str) -> None:
         rev = self._rev(workload.namespace)
+        at = datetime.strptime(token, "%Y-%m-%dT%H:%M:%S.%fZ").replace(tzinfo=UTC).timestamp()
+        if self.moved.get(workload.namespace, (None,))[0] != at:
+            before = self.moved.get(workload.namespace, (0.0, self.stable_of(workload)))[1]
+            self.moved[workload.namespace] = (at, before)
         self.writes[f"restart:{workload.namespace}/{workload.name}:{rev}"] += 1
         key = (workload.namespace, workload.name)
         if workload.kind == "StatefulSet":
@@ -280,6 +304,42 @@ class FakeWorld:
             raise MetricsUnavailable("Prometheus at http://prom is unreachable")
         self.writes[f"query:{query}"] += 1
         return self.template_values.get(query)
+
+    def windows(self, namespaces: list[str], gateways: list[str], start: float, end: float,
+                step_s: float) -> list[TrafficWindow]:
+        """Istio's windows as Prometheus would give them: per namespace and aligned window,
+        ``metrics_by_rev[(ns, revision)]``'s requests (default 50,000 a window), its success
+        rate as 503s and its p99 as a log-normal latency (σ 0.5) in Istio's buckets; the
+        revision is what the namespace's pods ran then (its last restart splits the
+        windows; a window across it is left out, as its pods were mixed)."""
+        if self.metrics_down:
+            raise MetricsUnavailable("Prometheus at http://prom is unreachable")
+        out = []
+        step = max(1, math.ceil(step_s))
+        t = math.ceil(start / step) * step + step
+        while t <= end:
+            for ns in namespaces:
+                rev = self._window_revision(ns, t - step, t)
+                if rev is False:
+                    continue
+                # a rollover keeps the revision: the metrics are the new patch's, which only
+                # pods restarted since the rollover began run
+                at, before = self.moved.get(ns, (None, None))
+                old = rev in self.versions and (at is None or t <= at or before != rev)
+                m = (None if old else self.metrics_by_rev.get((ns, rev or ""))) or \
+                    NamespaceMetrics(requests=50000, success_rate=100.0, p99_ms=50.0)
+                out.append(_window(ns, rev, t - step, t, m))
+            t += step
+        return out
+
+    def _window_revision(self, ns: str, t0: float, t1: float) -> str | None | bool:
+        at, before = self.moved.get(ns, (None, None))
+        if at is None or t0 >= at:
+            return self._rev(ns)
+        return before if t1 <= at else False
+
+    def stable_of(self, workload: Workload) -> str | None:
+        return self.revisions[0] if self.revisions else None
 
     def sample(self, namespaces: list[str], window_s: float) -> dict[str, NamespaceMetrics]:
         if self.metrics_down:

@@ -121,7 +121,7 @@ def test_a_crash_loop_from_before_the_upgrade_does_not_roll_it_back() -> None:
     run, now = approved(world)
     run, now = drive(run, world, now)
     assert run.phase == Phase.AWAITING_COMPLETION, run.history[-1].text
-    baseline = next(e.text for e in run.history if "baseline measured" in e.text
+    baseline = next(e.text for e in run.history if "baseline:" in e.text
                     and "wave 0" in e.text)
     assert "already failing before the move" in baseline and "a/Deployment/app1" in baseline
     assert run.waves[0].preexisting == ["a/Deployment/app1"]

@@ -84,7 +84,11 @@ def test_failing_canary_rolls_back_by_itself_and_names_the_namespace() -> None:
     assert world.revisions == ["asm-1-25"]
     assert {lbl.get("istio.io/rev") for lbl in world.namespaces.values() if lbl} == {"asm-1-25"}
     gate = [e for e in run.history if e.kind == "gate" and e.data["verdict"] == "FAIL"]
-    assert "c success rate 80.00% < 99.50%" in gate[-1].text
+    # the signal, both sides' numbers and the confidence
+    assert "c 5xx and gRPC errors (destination): 20.000% of" in gate[-1].text.replace(
+        "20.00%", "20.000%") or "c 5xx and gRPC errors (destination): 20.00% of" in gate[-1].text
+    assert "before 0.000%" in gate[-1].text and "regression (confidence" in gate[-1].text
+    assert gate[-1].data["decided"] is True
     assert world.writes["label:b:asm-1-25"] == 1 and world.writes["label:c:asm-1-25"] == 1
     assert world.writes["restart:c/app0:asm-1-25"] == 1
 
