@@ -1,63 +1,281 @@
-"""Charts of a run's metric gate: success rate and p99 latency per namespace over time.
+"""Charts of a run's gate: each look at a wave over time, the picture of why it passed or not.
 
 Rendered with matplotlib (Agg, no display) to PNG bytes for Slack's ``files_upload_v2``
-when a wave's bake ends. Wave boundaries (each wave's bake start) are marked, and the
-thresholds are drawn, so the picture says why a gate passed or failed.
+when a wave's bake ends. Wave boundaries (each wave's bake start) are marked.
+
+Runs judged by the canary gate (:mod:`workflows.canary`, checks ``<signal>:<reporter>…``)
+show the canary against the control: 5xx/gRPC errors (%) on top, slow requests (%) below;
+per panel the four worst canary subjects by name (highest value against what is tolerated),
+the rest as one mean line, the control's rate (the namespaces not migrated yet), the mean
+expected rate and the mean tolerated rate. The legend is bounded and the cost is linear in
+the number of checks, so a run over 2,000 namespaces draws as fast as one over three.
+Runs of the former gate (``success_rate``, ``p99_ms``) draw success rate and p99 per
+namespace against the fixed thresholds.
 """
 
 from __future__ import annotations
 
 import io
+import math
+from collections.abc import Callable, Iterable
+from dataclasses import dataclass
 
 import matplotlib
 
 matplotlib.use("Agg")
 import matplotlib.pyplot as plt  # noqa: E402
+from matplotlib.axes import Axes  # noqa: E402
+from matplotlib.figure import Figure  # noqa: E402
 
-from workflows.model import Run  # noqa: E402
+from workflows.model import Check, Run  # noqa: E402
 
 WIDTH_PX, HEIGHT_PX, DPI = 900, 560, 100
+TOP_SUBJECTS = 4  # canary subjects drawn by name per panel; the rest are one mean line
+WAVE_LABELS = 16  # wave names written above the top panel, at most
+LABEL_CHARS = 28
+ERRORS_PREFIX = "errors:destination"
+ERRORS_FALLBACK = "errors:source"
+LATENCY_PREFIX = "latency:destination>"
+_CANARY_SIGNALS = ("errors:", "latency:", "tail:", "tcp:", "restarts:")
 
 
-def gate_chart(run: Run) -> bytes:
-    """PNG of every gate sample of ``run`` so far: 900 × 560 pixels.
+@dataclass(frozen=True)
+class Series:
+    """One line of a panel: seconds since the first bake began → rate (%).
 
-    Top: success rate (%) per namespace, with the absolute floor. Bottom: p99 latency (ms)
-    per namespace, with the ceiling. x: seconds since the first wave's bake began.
-    """
-    samples = [(w, s) for w in run.waves for s in w.samples]
+    ``kind``: subject | others | control | expected | tolerated; ``legend``: whether the
+    legend names it."""
+
+    label: str
+    kind: str
+    xs: tuple[float, ...]
+    ys: tuple[float, ...]
+    legend: bool = True
+
+
+@dataclass(frozen=True)
+class Panel:
+    ylabel: str
+    series: tuple[Series, ...]
+
+
+def _mean(values: list[float]) -> float | None:
+    return sum(values) / len(values) if values else None
+
+
+def _clip(label: str) -> str:
+    return label if len(label) <= LABEL_CHARS else label[: LABEL_CHARS - 1] + "…"
+
+
+def _origin(run: Run) -> float:
+    """t0: the first wave's bake start (else the first sample, else the run's creation)."""
     starts = [w.bake_started_at for w in run.waves if w.bake_started_at is not None]
-    t0 = min(starts) if starts else (samples[0][1].at if samples else run.created_at)
+    if starts:
+        return min(starts)
+    first = next((s.at for w in run.waves for s in w.samples), None)
+    return first if first is not None else run.created_at
+
+
+def _errors_of(checks: Iterable[Check]) -> list[Check]:
+    """A look's error checks: the destination reporter's per subject, the source's where the
+    subject has no destination one with data."""
+    dest: dict[str, Check] = {}
+    source: dict[str, Check] = {}
+    for c in checks:
+        if c.metric.startswith(ERRORS_PREFIX):
+            dest[c.namespace] = c
+        elif c.metric.startswith(ERRORS_FALLBACK):
+            source[c.namespace] = c
+    chosen = dict(dest)
+    for ns, c in source.items():
+        d = chosen.get(ns)
+        if d is None or (d.value is None and c.value is not None):
+            chosen[ns] = c
+    return list(chosen.values())
+
+
+def _latency_of(checks: Iterable[Check]) -> list[Check]:
+    return [c for c in checks if c.metric.startswith(LATENCY_PREFIX)]
+
+
+def _panel(ylabel: str, looks: list[tuple[float, list[Check]]], top: int) -> Panel:
+    """The series of one panel from each look's checks (x, checks); O(checks)."""
+    worst: dict[str, tuple[bool, float]] = {}
+    for _, checks in looks:
+        for c in checks:
+            if c.value is None:
+                continue
+            ratio = c.value / c.threshold if c.threshold > 0 and c.status != "thin" else 0.0
+            regressed = c.status == "regressed"
+            before = worst.get(c.namespace)
+            worst[c.namespace] = (regressed, ratio) if before is None else (
+                before[0] or regressed, max(before[1], ratio))
+    named = sorted(worst, key=lambda ns: (not worst[ns][0], -worst[ns][1], ns))[:top]
+    lines: dict[str, tuple[list[float], list[float]]] = {ns: ([], []) for ns in named}
+    others: tuple[list[float], list[float]] = ([], [])
+    sides: dict[str, tuple[list[float], list[float]]] = {
+        k: ([], []) for k in ("control", "expected", "tolerated")}
+    pick: dict[str, Callable[[Check], float | None]] = {
+        "control": lambda c: c.control, "expected": lambda c: c.expected,
+        "tolerated": lambda c: None if c.status == "thin" else c.threshold}
+    for x, checks in sorted(looks, key=lambda look: look[0]):
+        rest: list[float] = []
+        for c in checks:
+            if c.value is None:
+                continue
+            if c.namespace in lines:
+                lines[c.namespace][0].append(x)
+                lines[c.namespace][1].append(c.value)
+            else:
+                rest.append(c.value)
+        mean = _mean(rest)
+        if mean is not None:
+            others[0].append(x)
+            others[1].append(mean)
+        for kind, get in pick.items():
+            mean = _mean([v for v in map(get, checks) if v is not None])
+            if mean is not None:
+                sides[kind][0].append(x)
+                sides[kind][1].append(mean)
+    series = [Series(_clip(ns), "subject", tuple(xs), tuple(ys))
+              for ns, (xs, ys) in lines.items() if xs]
+    n_others = len(worst) - len(named)
+    if n_others and others[0]:
+        series.append(Series(f"others ({n_others}, mean)", "others", tuple(others[0]),
+                             tuple(others[1])))
+    labels = {"control": "control (not migrated)", "expected": "expected (mean)",
+              "tolerated": "tolerated (mean)"}
+    for kind, (xs, ys) in sides.items():
+        if xs:
+            series.append(Series(labels[kind], kind, tuple(xs), tuple(ys),
+                                 legend=kind != "tolerated"))
+    return Panel(ylabel, tuple(series))
+
+
+def canary_panels(run: Run, top: int = TOP_SUBJECTS) -> tuple[Panel, Panel] | None:
+    """The canary gate's two panels of ``run``: (5xx/gRPC errors, slow requests), rates in
+    percent of requests, x in seconds since the first bake began; None when no look of
+    the run has a canary gate check (a run of the former gate).
+
+    Per panel: the ``top`` canary subjects with the highest value/threshold (those that
+    regressed first), one line of the others' mean, the control's mean rate, the mean
+    expected and tolerated rates — at most ``top + 4`` series, ``top + 3`` in the legend,
+    however many subjects. Linear in the number of checks.
+    """
+    t0 = _origin(run)
+    errors: list[tuple[float, list[Check]]] = []
+    latency: list[tuple[float, list[Check]]] = []
+    canary = False
+    edges: set[str] = set()
+    for w in run.waves:
+        for sample in w.samples:
+            x = sample.at - t0
+            canary = canary or any(c.metric.startswith(_CANARY_SIGNALS)
+                                   for c in sample.checks)
+            errors.append((x, _errors_of(sample.checks)))
+            slow = _latency_of(sample.checks)
+            edges.update(c.metric[len(LATENCY_PREFIX):].removesuffix("ms") for c in slow)
+            latency.append((x, slow))
+    if not canary:
+        return None
+    slow_label = (f"slow requests > {next(iter(edges))} ms (%)" if len(edges) == 1
+                  else "slow requests (%)")
+    return (_panel("5xx/gRPC errors (%)", errors, top), _panel(slow_label, latency, top))
+
+
+_STYLES: dict[str, dict[str, object]] = {
+    "subject": {"marker": "o", "markersize": 3, "linewidth": 1.2},
+    "others": {"color": "tab:purple", "linewidth": 1.0, "alpha": 0.6},
+    "control": {"color": "black", "linestyle": "--", "linewidth": 2.4},
+    "expected": {"color": "grey", "linestyle": ":", "linewidth": 1.6},
+    "tolerated": {"color": "red", "linestyle": "--", "linewidth": 0.8},
+}
+
+
+def _draw_panel(ax: Axes, panel: Panel) -> None:
+    for s in panel.series:
+        label = s.label if s.legend else "_" + s.label
+        ax.plot(s.xs, s.ys, label=label, **_STYLES[s.kind])  # type: ignore[arg-type]
+        if s.kind == "tolerated":  # named on the line, not in the legend
+            ax.annotate("tolerated", (s.xs[-1], s.ys[-1]), fontsize=7, color="red",
+                        xytext=(2, 2), textcoords="offset points")
+    if not panel.series:
+        ax.text(0.5, 0.5, "no data", transform=ax.transAxes, ha="center", va="center",
+                color="grey")
+    ax.set_ylabel(panel.ylabel)
+
+
+def _former_panels(run: Run, top: Axes, bottom: Axes, t0: float) -> None:
+    """The former gate's picture: success rate and p99 per namespace, fixed thresholds."""
     series: dict[tuple[str, str], list[tuple[float, float]]] = {}
-    for _, sample in samples:
-        for c in sample.checks:
-            if c.metric in ("success_rate", "p99_ms") and c.value is not None:
-                series.setdefault((c.metric, c.namespace), []).append((sample.at - t0, c.value))
-    fig, (top, bottom) = plt.subplots(2, 1, figsize=(WIDTH_PX / DPI, HEIGHT_PX / DPI),
-                                      dpi=DPI, sharex=True)
-    fig.suptitle(f"{run.cluster}: {run.stable_revision} → {run.canary_revision} (run {run.id})",
-                 fontsize=10)
+    for w in run.waves:
+        for sample in w.samples:
+            for c in sample.checks:
+                if c.metric in ("success_rate", "p99_ms") and c.value is not None:
+                    series.setdefault((c.metric, c.namespace), []).append(
+                        (sample.at - t0, c.value))
     for (metric, ns), points in sorted(series.items()):
         ax = top if metric == "success_rate" else bottom
         xs, ys = zip(*points, strict=True)
         ax.plot(xs, ys, marker="o", markersize=3, linewidth=1.2, label=ns)
     top.axhline(run.thresholds.min_success_rate, color="red", linestyle="--", linewidth=0.8)
     bottom.axhline(run.thresholds.max_p99_ms, color="red", linestyle="--", linewidth=0.8)
-    for w in run.waves:
-        if w.bake_started_at is not None:
-            for ax in (top, bottom):
-                ax.axvline(w.bake_started_at - t0, color="grey", linewidth=0.8, alpha=0.6)
-            top.annotate(f"wave {w.index}", (w.bake_started_at - t0, 1.0),
-                         xycoords=("data", "axes fraction"), fontsize=7, va="bottom")
     top.set_ylabel("success rate (%)")
     bottom.set_ylabel("p99 latency (ms)")
+
+
+def _wave_marks(run: Run, top: Axes, bottom: Axes, t0: float) -> None:
+    """Each wave's bake start: one line collection per panel, at most WAVE_LABELS names."""
+    starts = [(w.index, w.bake_started_at - t0) for w in run.waves
+              if w.bake_started_at is not None]
+    if not starts:
+        return
+    xs = [x for _, x in starts]
+    for ax in (top, bottom):
+        ax.vlines(xs, 0, 1, transform=ax.get_xaxis_transform(), colors="grey",
+                  linewidth=0.8, alpha=0.6)
+    step = max(1, math.ceil(len(starts) / WAVE_LABELS))
+    for index, x in starts[::step]:
+        top.annotate(f"wave {index}", (x, 1.0), xycoords=("data", "axes fraction"),
+                     fontsize=7, va="bottom")
+
+
+def gate_figure(run: Run) -> Figure:
+    """The figure of :func:`gate_chart` (the caller closes it with ``plt.close``)."""
+    t0 = _origin(run)
+    fig, (top, bottom) = plt.subplots(2, 1, figsize=(WIDTH_PX / DPI, HEIGHT_PX / DPI),
+                                      dpi=DPI, sharex=True)
+    fig.suptitle(f"{run.cluster}: {run.stable_revision} → {run.canary_revision} (run {run.id})",
+                 fontsize=10)
+    panels = canary_panels(run)
+    if panels is None:
+        _former_panels(run, top, bottom, t0)
+    else:
+        _draw_panel(top, panels[0])
+        _draw_panel(bottom, panels[1])
+    _wave_marks(run, top, bottom, t0)
     bottom.set_xlabel("seconds since the first bake began")
     for ax in (top, bottom):
         ax.grid(alpha=0.3)
         if ax.get_legend_handles_labels()[0]:
             ax.legend(fontsize=7, loc="center left", bbox_to_anchor=(1.0, 0.5))
     fig.tight_layout()
-    buf = io.BytesIO()
-    fig.savefig(buf, format="png", dpi=DPI)
-    plt.close(fig)
+    return fig
+
+
+def gate_chart(run: Run) -> bytes:
+    """PNG of every gate sample of ``run`` so far: 900 × 560 pixels.
+
+    Canary gate runs: top, 5xx/gRPC errors (% of requests); bottom, requests slower than
+    the latency edge (%); the worst four canary subjects, the others' mean, the control
+    (not migrated; thick black dashes), the expected rate (grey dots) and the tolerated
+    rate (thin red dashes). Former gate runs: success rate (%) and p99 latency (ms) per
+    namespace with the fixed thresholds. x: seconds since the first wave's bake began.
+    """
+    fig = gate_figure(run)
+    try:
+        buf = io.BytesIO()
+        fig.savefig(buf, format="png", dpi=DPI)
+    finally:
+        plt.close(fig)
     return buf.getvalue()
