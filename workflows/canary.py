@@ -507,10 +507,11 @@ class SignalCheck(BaseModel):
 
     Rates (``observed``, ``expected``, ``tolerated``, ``detect``) are fractions (of
     requests or connections) or restarts per second; ``unit`` is how they are shown
-    (``%``: × 100, ``/h``: × 3600), as :meth:`to_check` records them. ``p_regressed``:
-    P(a count this high | the canary within tolerance); ``p_ruled_out``: P(a count this low | a regression of
-    the detection size). ``status``: regressed | ok (detection-size regression ruled out)
-    | undecided | thin (no data on one side). ``seen`` / ``needed``: the exposure in the
+    (``%``: × 100, ``/h``: × 3600), as :meth:`to_check` records them.
+    ``p_regressed``: P(a count this high | the canary within tolerance);
+    ``p_ruled_out``: P(a count this low | a regression of the detection size).
+    ``status``: regressed | ok (a regression of the detection size ruled out) |
+    undecided | thin (no data on one side). ``seen`` / ``needed``: the exposure in the
     bake so far and what telling tolerance from detection takes (None: not reachable
     with this baseline; 0: not computed).
     """
