@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import functools
+
 import pytest
 from slack_sdk.models.blocks import Block
 
@@ -9,11 +11,12 @@ from tests.core.fakes import FakeWorld
 from tests.core.test_canary_gate import decide, look, wave_of
 from tests.core.test_workflow import POLICY, drive, new_run
 from workers.slack.render import fmt_check, render_event, render_root
-from workflows import lifecycle
+from workflows import gates, lifecycle
 from workflows.model import (
     Check,
     Event,
     GateSample,
+    GateThresholds,
     NamespaceMetrics,
     Phase,
     Run,
@@ -33,7 +36,9 @@ def valid(blocks: list[dict]) -> None:
         assert len(text) <= 3000
 
 
+@functools.cache
 def runs_in_every_phase() -> list[Run]:
+    """Runs driven through the fake world (cached: runs are immutable)."""
     world = FakeWorld.seeded([f"ns-{i:03d}" for i in range(120)])
     world.metrics_by_rev[("ns-005", "asm-1-26")] = NamespaceMetrics(
         requests=1000, success_rate=50.0, p99_ms=900)
@@ -71,14 +76,30 @@ def test_root_message_is_valid_block_kit(index: int) -> None:
         assert not actions
 
 
-def test_thread_lines_show_values_against_thresholds() -> None:
+def test_thread_lines_of_a_rolled_back_run_show_the_regression() -> None:
     run = runs_in_every_phase()[2]
     assert run.phase == Phase.ROLLED_BACK
     lines = [render_event(run, i) for i in range(len(run.history))]
     assert all(len(line) <= 3000 for line in lines)
-    fail = next(line for line in lines if "FAIL" in line and "gate sample" in line)
-    assert "✗ ns-005 success 50.00% ≥ 99.50%" in fail  # baseline 100 % − 0.5 points
-    assert "✗ ns-005 p99 900 ms ≤ 60 ms" in fail  # 1.2 × the 50 ms baseline
+    gates = [(e, line) for e, line in zip(run.history, lines, strict=True) if e.kind == "gate"]
+    fail = next(line for e, line in gates if e.data["decided"] and e.data["verdict"] == "FAIL")
+    assert fail.startswith("*wave 3 (ns-005, ns-006): gate look 3 of 2 (up to 4): FAIL*\n")
+    assert ("\n✗ ns-005 5xx/gRPC errors (destination) 50.00% — expected 0.000%, control "
+            "0.000%, tolerated ≤ 0.050%, regressed at >99.99% confidence\n") in fail
+    assert "\n✗ ns-005 slower than 50 ms (destination) 100.00% — " in fail
+    intermediate = [line for e, line in gates if not e.data["decided"]]
+    assert intermediate
+    assert all("✓" not in line and len(line) <= 1400 for line in intermediate)
+
+
+def test_a_former_gate_event_shows_values_against_thresholds() -> None:
+    current = {"ns-005": NamespaceMetrics(requests=1000, success_rate=50.0, p99_ms=900)}
+    baseline = {"ns-005": NamespaceMetrics(requests=1000, success_rate=100.0, p99_ms=50)}
+    sample = gates.judge(["ns-005"], current, baseline, GateThresholds(), now=100)
+    line = render_event(gate_run(sample, None, "gate sample: FAIL"), 0)
+    assert line.startswith("*gate sample: FAIL*\n")
+    assert "✗ ns-005 success 50.00% ≥ 99.50%" in line  # baseline 100 % − 0.5 points
+    assert "✗ ns-005 p99 900 ms ≤ 60 ms" in line  # 1.2 × the 50 ms baseline
 
 
 def test_gate_chart_is_a_readable_png_of_the_right_size(tmp_path) -> None:
@@ -154,11 +175,13 @@ def test_a_decided_gate_event_shows_the_regression_with_both_sides_and_confidenc
 
 def test_an_intermediate_look_lists_only_its_open_signals_and_stays_short() -> None:
     _, first, _ = canary_failure()
-    text = f"Wave 0, look 1: {first.reason}"
+    look_line = "wave 0 (ns-00, ns-01, ns-02): gate look 1 of 10 (up to 20): INCONCLUSIVE so far"
+    text = f"{look_line} — {first.reason}"
     assert len(text) > 1000  # every signal is still open at the first look
     line = render_event(gate_run(first, False, text), 0)
-    head, *checks = line.split("\n")
-    assert head.startswith("*Wave 0, look 1: ") and head.endswith("…*")
+    head, reason, *checks = line.split("\n")
+    assert head == f"*{look_line}*"
+    assert first.reason.startswith(reason[:-1]) and reason.endswith("…")
     open_ = [c for c in first.checks if c.status in ("regressed", "undecided")]
     assert len(open_) > 6
     assert len(checks) == 6 and checks[-1] == f"… and {len(open_) - 5} more open signals"

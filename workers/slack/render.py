@@ -78,12 +78,6 @@ def signal_label(metric: str) -> str | None:
     return label if reporter == "pods" else f"{label} ({reporter})"
 
 
-def check_is_ok(c: Check) -> bool:
-    """Whether a check needs no attention: its status when it has one (canary gate),
-    else its ``ok``."""
-    return c.status == "ok" if c.status else c.ok
-
-
 def check_is_open(c: Check) -> bool:
     """A regressed or undecided signal, or a failed check of a gate without statuses."""
     return c.status in ("regressed", "undecided") if c.status else not c.ok
@@ -247,8 +241,12 @@ def render_root(run: Run, approvers: list[str]) -> tuple[str, list[dict[str, Any
 
 
 def _bold_first_line(text: str, limit: int) -> str:
-    """``text`` with its first line in bold (mrkdwn), at most ``limit`` characters."""
-    head, _, rest = text.strip().partition("\n")
+    """``text`` with its first line in bold (mrkdwn), at most ``limit`` characters; a
+    one-line text in the worker's form ``<which look>: <state> — <reason>`` is split at the
+    dash, so the reason is not one long bold paragraph."""
+    head, sep, rest = text.strip().partition("\n")
+    if not sep:
+        head, _, rest = head.partition(" — ")
     head = clip(head.strip(), max(1, limit - 2))
     out = f"*{head}*" if head else ""
     room = limit - len(out) - 1
@@ -258,8 +256,8 @@ def _bold_first_line(text: str, limit: int) -> str:
 
 
 def render_gate_event(text: str, checks: list[Check], decided: bool) -> str:
-    """A look at a wave in the thread: the text's first line in bold, the rest of it, then
-    check lines.
+    """A look at a wave in the thread: the text's first line (or what precedes its " — ")
+    in bold, the rest of it, then check lines.
 
     The look that ends the bake (``decided``) lists every signal, not-ok first, in at most
     :data:`GATE_LINES_DECIDED` lines; an intermediate look only its regressed and undecided

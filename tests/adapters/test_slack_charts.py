@@ -1,0 +1,156 @@
+"""The gate chart of a canary gate run: the canary against the control, a bounded legend,
+cost linear in the checks; runs of the former gate still draw."""
+
+from __future__ import annotations
+
+import time
+
+import matplotlib.image
+import matplotlib.pyplot as plt
+import pytest
+
+from workers.slack.charts import (
+    HEIGHT_PX,
+    TOP_SUBJECTS,
+    WIDTH_PX,
+    canary_panels,
+    gate_chart,
+    gate_figure,
+)
+from workflows.model import Check, GateSample, Phase, Run, Verdict, Wave
+
+INTERVAL_S = 60.0
+
+
+def canary_checks(ns: str, k: int, *, bad: bool = False, source_only: bool = False
+                  ) -> list[Check]:
+    """The checks of one subject at look ``k``, as ``SignalCheck.to_check`` records them:
+    errors 0.02 %, 2 % slower than 250 ms; ``bad``: 1 % errors, regressed."""
+    errors = 1.0 if bad else 0.02 + 0.001 * (int(ns[3:]) % 7)
+    out = [
+        Check(namespace=ns, metric="errors:source", value=0.5 if source_only else 0.03,
+              threshold=0.08, op="<=", ok=True, expected=0.03, control=0.04, unit="%",
+              status="ok", confidence=0.999),
+        Check(namespace=ns, metric="latency:destination>250ms", value=2.0 + 0.01 * k,
+              threshold=2.2, op="<=", ok=True, expected=2.0, control=1.5, unit="%",
+              status="ok" if k > 3 else "undecided", confidence=0.99),
+        Check(namespace=ns, metric="tail:destination>500ms", value=0.2, threshold=0.22,
+              op="<=", ok=True, expected=0.2, unit="%", status="ok", confidence=0.99),
+        Check(namespace=ns, metric="restarts:pods", value=0.0, threshold=1.0, op="<=",
+              ok=True, expected=0.0, control=0.0, unit="/h", status="undecided",
+              confidence=0.3),
+    ]
+    if not source_only:
+        out.insert(0, Check(
+            namespace=ns, metric="errors:destination", value=errors, threshold=0.07,
+            op="<=", ok=not bad, expected=0.02, control=0.03 + 0.001 * k, unit="%",
+            status="regressed" if bad else "ok", confidence=0.9999))
+    return out
+
+
+def canary_run(subjects: int, waves: int = 1, looks: int = 10, bad: str = "") -> Run:
+    names = [f"ns-{i:04d}" for i in range(subjects)]
+    size = -(-subjects // waves)
+    out: list[Wave] = []
+    for w in range(waves):
+        members = names[w * size:(w + 1) * size]
+        start = 1000.0 + w * (looks + 2) * INTERVAL_S
+        samples = [GateSample(at=start + k * INTERVAL_S, verdict=Verdict.INCONCLUSIVE,
+                              checks=[c for ns in members for c in canary_checks(
+                                  ns, k, bad=ns == bad, source_only=ns == names[-1])])
+                   for k in range(1, looks + 1)]
+        out.append(Wave(index=w, namespaces=members, bake_started_at=start, samples=samples,
+                        verdict=Verdict.PASS))
+    return Run(id="r-chart1", cluster="prod-eu", requester="U1", channel="C1",
+               canary_revision="asm-1-26", stable_revision="asm-1-25", created_at=0,
+               updated_at=0, waves=out, wave_index=waves - 1, phase=Phase.MIGRATING)
+
+
+def test_fifty_subjects_draw_the_worst_four_the_others_and_the_control() -> None:
+    run = canary_run(50, bad="ns-0017")
+    panels = canary_panels(run)
+    assert panels is not None
+    errors, slow = panels
+    assert errors.ylabel == "5xx/gRPC errors (%)"
+    assert slow.ylabel == "slow requests > 250 ms (%)"
+    for panel in panels:
+        legend = [s.label for s in panel.series if s.legend]
+        assert len(legend) <= 7, legend
+        assert len(panel.series) <= TOP_SUBJECTS + 4
+    by_kind = {s.kind: s for s in errors.series}
+    subjects = [s.label for s in errors.series if s.kind == "subject"]
+    assert len(subjects) == TOP_SUBJECTS and subjects[0] == "ns-0017"  # regressed first
+    assert by_kind["others"].label == "others (46, mean)"
+    assert by_kind["others"].xs == tuple(k * INTERVAL_S for k in range(1, 11))
+    # the control's rate is the mean of the look's control fields (0.04 on errors:source
+    # for the subject without a destination reporter, 0.03 + 0.001 k on the others)
+    assert by_kind["control"].label == "control (not migrated)"
+    assert by_kind["control"].ys[0] == pytest.approx((49 * 0.031 + 0.04) / 50)
+    assert by_kind["expected"].ys[0] == pytest.approx((49 * 0.02 + 0.03) / 50)
+    assert by_kind["tolerated"].ys[0] == pytest.approx((49 * 0.07 + 0.08) / 50)
+    assert not by_kind["tolerated"].legend  # named on the line instead
+    # the subject without a destination reporter is drawn from its source reporter
+    worst_by_source = canary_panels(canary_run(50, bad="ns-0017"), top=50)
+    assert worst_by_source is not None
+    last = next(s for s in worst_by_source[0].series if s.label == "ns-0049")
+    assert set(last.ys) == {0.5}
+
+
+def test_the_canary_chart_has_a_bounded_legend_and_is_a_png(tmp_path) -> None:
+    run = canary_run(50, bad="ns-0017")
+    fig = gate_figure(run)
+    try:
+        for ax in fig.axes:
+            legend = ax.get_legend()
+            assert legend is not None
+            labels = [t.get_text() for t in legend.get_texts()]
+            assert 1 <= len(labels) <= 7, labels
+            assert "control (not migrated)" in labels
+            assert len(ax.get_lines()) <= TOP_SUBJECTS + 4
+    finally:
+        plt.close(fig)
+    png = gate_chart(run)
+    assert png[:8] == b"\x89PNG\r\n\x1a\n"
+    path = tmp_path / "chart.png"
+    path.write_bytes(png)
+    image = matplotlib.image.imread(path)
+    assert image.shape[:2] == (HEIGHT_PX, WIDTH_PX)
+    assert image.std() > 0.05
+
+
+def test_two_thousand_namespaces_draw_a_bounded_number_of_artists_quickly() -> None:
+    run = canary_run(2000, waves=40, looks=10, bad="ns-1234")
+    started = time.perf_counter()
+    fig = gate_figure(run)
+    try:
+        for ax in fig.axes:
+            assert len(ax.get_lines()) <= TOP_SUBJECTS + 4
+            assert len(ax.get_legend().get_texts()) <= 7
+        # the wave boundaries are one collection per panel, at most 16 wave names
+        assert len(fig.axes[0].texts) <= 16 + 1
+    finally:
+        plt.close(fig)
+    png = gate_chart(run)
+    elapsed = time.perf_counter() - started
+    assert png[:4] == b"\x89PNG"
+    assert elapsed < 20, f"{elapsed:.1f} s for 2,000 namespaces"
+
+
+def test_a_run_of_the_former_gate_draws_success_rate_and_p99() -> None:
+    samples = [GateSample(at=1000.0 + 60 * k, verdict=Verdict.PASS, checks=[
+        Check(namespace="shop", metric="success_rate", value=99.9, threshold=99.5, op=">=",
+              ok=True),
+        Check(namespace="shop", metric="p99_ms", value=40.0 + k, threshold=60, op="<=",
+              ok=True)]) for k in range(1, 4)]
+    run = canary_run(1).evolve(waves=[Wave(index=0, namespaces=["shop"],
+                                           bake_started_at=1000.0, samples=samples)])
+    assert canary_panels(run) is None
+    fig = gate_figure(run)
+    try:
+        top, bottom = fig.axes[:2]
+        assert top.get_ylabel() == "success rate (%)"
+        assert bottom.get_ylabel() == "p99 latency (ms)"
+        (line,) = [ln for ln in bottom.get_lines() if ln.get_label() == "shop"]
+        assert list(line.get_ydata()) == [41.0, 42.0, 43.0]
+    finally:
+        plt.close(fig)
