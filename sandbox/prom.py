@@ -62,6 +62,9 @@ def start_prometheus(state_dir: Path, port: int, targets: list[str], binary: str
     RuntimeError when it exits or is not ready within 30 s."""
     path = find_prometheus(binary)
     data = state_dir / "prometheus-data"
+    # a new sandbox is a new world: the history of an earlier one would be read as this
+    # one's baseline by the canary gate
+    shutil.rmtree(data, ignore_errors=True)
     data.mkdir(parents=True, exist_ok=True)
     config = state_dir / "prometheus.yml"
     config.write_text(yaml.safe_dump(scrape_config(targets, sd_url, scrape_interval)))

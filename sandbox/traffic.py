@@ -72,8 +72,8 @@ their outbound proxy (503 / gRPC 14 in HTTP 200, ``response_flags="UF"``, or a T
 connection closed ``UF``): only the source reporter counts them; the callee never sees
 them. The source reporter's latency is the destination's plus 1 ms (two proxy hops).
 
-**Exact or production traffic.** ``noise: none`` (the default for now, which today's gate
-needs): counters advance by elapsed time × rate, fractional and free of random noise;
+**Exact or production traffic.** ``noise: none`` (a world built in code; world files default
+to production): counters advance by elapsed time × rate, fractional and free of random noise;
 latencies are log-normal (σ = 0.5, p99 = 3.2 × median). ``noise: production``: counts are
 whole numbers drawn at every tick (at most every :data:`TICK_S`) as Poisson counts of a rate
 that a gamma-distributed burst factor multiplies (shape :data:`BURST_SHAPE`, one level per
@@ -130,10 +130,13 @@ PROXY_PORT = 15020  # the proxy's merged Prometheus endpoint
 JOB = "workload"  # the scrape job of AKS doc istio-metrics-managed-prometheus.md
 ISTIO_CLUSTER_ID = "Kubernetes"  # Istio's default cluster ID (source_/destination_cluster)
 TICK_S = 0.5  # scrapes within this long of the last advance see the same counters
-BURST_S = 5.0  # a namespace's burst level lasts this long (wall s)
-BURST_SHAPE = 4.0  # gamma shape of the burst factor: count variance = m + m² / 4
-ERROR_SHAPE = 2.0  # gamma shape of a workload's error-rate jitter
-MEDIAN_SHAPE = 25.0  # gamma shape of a workload's median-latency jitter (CV 20 %)
+BURST_S = 1.0  # a namespace's burst level lasts this long (wall s): a gate window holds several
+# The jitters are those of the gate benchmark's production model (benchmarks/gate.py: load
+# CV 0.2 per window, error-rate CV 0.3, latency scale σ 0.05), so that the demos meet the
+# noise the gate is measured against.
+BURST_SHAPE = 25.0  # gamma shape of the burst factor (CV 20 %): variance m + m² / 25
+ERROR_SHAPE = 11.0  # gamma shape of a workload's error-rate jitter (CV 30 %)
+MEDIAN_SHAPE = 400.0  # gamma shape of a workload's median-latency jitter (CV 5 %)
 TAIL_SHARE = 0.02  # share of requests in the Pareto tail
 TAIL_START = 2.0  # the tail starts at this multiple of the median
 TAIL_ALPHA = 1.5  # Pareto index of the tail (heavy: infinite variance)

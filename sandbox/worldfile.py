@@ -5,7 +5,8 @@ A world file is YAML::
 
     clock_speed: 60                   # optional: the sandbox clock (CronJobs) vs the wall clock
     traffic:                          # optional: what every namespace's traffic shares
-      noise: production               #   "none" (default: exact rates) or "production"
+      noise: production               #   "production" (the default) or "none" (exact rates)
+      rps_per_pod: 400                #   each serving pod, where a namespace sets no rps
       diurnal: {amplitude: 0.3, peak_hour: 14}   # load × (1 ± 0.3) over a sandbox day
       incidents:                      #   fleet-wide: errors and latency up everywhere
         - {at_s: 300, duration_s: 120, error_rate: 0.05, latency_x: 3}
@@ -73,11 +74,10 @@ that fraction of the calls the workload *makes*, in its own outbound proxy (503 
 never gets them.
 
 Traffic (:mod:`sandbox.traffic`): a namespace's ``traffic.rps`` is split evenly over its
-workloads behind a Service (without it, each ready pod serves 10 a second);
+workloads behind a Service (without it, each ready pod serves ``traffic.rps_per_pod``);
 ``error_rate`` and ``p99_ms`` are its baseline. ``noise`` (per namespace, else the world's
-``traffic.noise``): ``none``, the default for now, gives exact rates (today's gate needs
-them); ``production`` draws every tick's counts as gamma–Poisson (negative binomial)
-counts — a burst level per namespace every 5 s (gamma, shape 4) times Poisson noise, so
+``traffic.noise``): ``none`` gives exact rates; ``production``, the default, draws every tick's counts as gamma–Poisson (negative binomial)
+counts — a burst level per namespace every second (gamma, CV 20 %) times Poisson noise, so
 their variance exceeds their mean as production traffic's does — jitters error rates and
 median latencies the same way, and gives latencies a heavy (Pareto) tail binned into Istio's
 buckets. ``diurnal`` swings load over the day of the sandbox clock (``clock_speed``: at 60,
@@ -204,7 +204,11 @@ class IncidentSpec(Strict):
 
 
 class WorldTrafficSpec(Strict):
-    noise: Noise = "none"
+    noise: Noise = "production"
+    #: requests a second each ready pod behind a Service serves, in namespaces that set no
+    #: ``traffic.rps`` of their own (enough for the canary gate to decide within the
+    #: seconds-long bakes of demos)
+    rps_per_pod: float = Field(400.0, gt=0, le=100000)
     diurnal: DiurnalSpec | None = None
     incidents: list[IncidentSpec] = Field(default_factory=list)
     seed: int = 0
@@ -521,6 +525,7 @@ def build(world: World, loaded: LoadedWorld) -> None:
     spec = loaded.spec
     world.clock_speed = spec.clock_speed
     world.weather = weather(loaded)
+    world.rps_per_pod = spec.traffic.rps_per_pod
     world.seeding = True
     try:
         for ci, c in enumerate(spec.clusters):

@@ -258,7 +258,8 @@ class Wave(Frozen):
     namespaces: list[str]
     workloads: int = 0
     step: WaveStep = WaveStep.BASELINE
-    baseline: dict[str, NamespaceMetrics] = Field(default_factory=dict)
+    baseline: dict[str, NamespaceMetrics] = Field(default_factory=dict)  # the former gate's
+    baseline_wait_from: float | None = None  # waiting for a bake's worth of history since
     labelled: bool = False
     restart_token: str | None = None  # the restartedAt value this run writes
     restarted_at: float | None = None

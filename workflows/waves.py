@@ -226,8 +226,19 @@ def migrate_wave(run: Run, ports: ClusterPorts, now: float) -> StepResult:
     opts, th = run.options, run.thresholds
 
     if wave.step == WaveStep.BASELINE:
-        # The gate's baseline is the Prometheus history before the move, read at each look;
-        # what this step records is the workloads already failing, so only new failures count.
+        # The gate's baseline is the Prometheus history before the move, read at each look.
+        # A wave whose history is younger than a bake (a fresh Prometheus, a namespace just
+        # given traffic) waits for one, up to a bake: a shorter baseline than the bake
+        # leaves the gate undecided. What is recorded here: workloads already failing.
+        short = _young_history(ports, run, wave, now)
+        if short and (wave.baseline_wait_from is None
+                      or now - wave.baseline_wait_from < opts.bake_s):
+            if wave.baseline_wait_from is not None:
+                return StepResult(run, opts.interval_s, changed=False)
+            wave = wave.evolve(baseline_wait_from=now)
+            text = (f"{wave_label(wave)}: waiting up to {opts.bake_s:.0f}s for a baseline: "
+                    f"Prometheus holds less than a bake of traffic of {', '.join(short)}")
+            return StepResult(run.with_wave(wave).log(now, "step", text), opts.interval_s)
         before = failing(capi.list_workloads(wave.namespaces), capi.list_pods(wave.namespaces))
         text = (f"{wave_label(wave)}: baseline: the gate reads up to "
                 f"{th.canary.baseline_s / 60:.0f} min of traffic before the move")
@@ -284,8 +295,8 @@ def migrate_wave(run: Run, ports: ClusterPorts, now: float) -> StepResult:
         text = (f"{wave_label(wave)}: {len(state.moved)} pods on {canary}"
                 f" ({', '.join(versions) or 'no sidecar'}); baking {opts.bake_s:.0f}s, "
                 + (f"compared with {len(control)} namespaces not migrated"
-                   if control else "compared with its own baseline only (no namespace "
-                   "left unmigrated)"))
+                   if wave.index + 1 < len(run.waves) else "compared with its own baseline "
+                   "and the namespaces that moved before it began"))
         if state.held:
             text += (f"; held on {run.stable_revision} by a StatefulSet partition: "
                      f"{_names(state.held, 10)}")
@@ -368,8 +379,8 @@ def _look_text(wave: Wave, j: CanaryJudgement, sample: GateSample, verdict: Verd
     and why (the signals with both sides' numbers and the test's confidence)."""
     head = f"{wave_label(wave)}: gate look {j.look or len(wave.samples)}"
     if j.bake_looks:
-        head += f" of {j.bake_looks}" + (f" (up to {j.max_looks})"
-                                         if j.max_looks > j.bake_looks else "")
+        head += (f" of {j.bake_looks}" if j.look <= j.bake_looks else
+                 f" (bake {j.bake_looks} looks, extended to at most {j.max_looks})")
     state = (verdict or sample.verdict).value
     if verdict is None:
         state = f"{sample.verdict.value} so far"
@@ -444,6 +455,23 @@ def _by_time(windows: list[TrafficWindow], run: Run, wave: Wave) -> list[Traffic
     return [w.model_copy(update={"revision": before})
             if w.subject in wave.namespaces and w.end <= moved + 1e-6 else w
             for w in windows]
+
+
+def _young_history(ports: ClusterPorts, run: Run, wave: Wave, now: float) -> list[str]:
+    """The wave's namespaces whose traffic history began less than a bake ago, or that
+    have none (none when Prometheus cannot be read: the bake's looks will say so)."""
+    opts = run.options
+    try:
+        windows = ports.metrics(run.cluster).windows(
+            wave.namespaces, [], now - run.thresholds.canary.baseline_s, now, opts.interval_s)
+    except MetricsUnavailable:
+        return []
+    first: dict[str, float] = {}
+    for w in windows:
+        if w.requests or w.tcp_opened:
+            first[w.subject] = min(first.get(w.subject, w.start), w.start)
+    # no window at all: no traffic yet, or a Prometheus that has not scraped twice yet
+    return [ns for ns in wave.namespaces if now - first.get(ns, now) < opts.bake_s]
 
 
 def _gateways(capi: ClusterApi, run: Run) -> list[str]:

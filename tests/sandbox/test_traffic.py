@@ -237,7 +237,8 @@ def sb(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Sandbox]:
     if shutil.which("prometheus") is None:
         pytest.skip("no prometheus: apt-get install -y prometheus")
     path = write_world(tmp_path_factory.mktemp("traffic-world"), {
-        "traffic": {"seed": 7},
+        # exact rates where a namespace sets none (its own noise: production is tested here)
+        "traffic": {"seed": 7, "noise": "none", "rps_per_pod": 10},
         "clusters": [
             cluster(TRAFFIC, "traffic", [
                 {"name": "shop", "labels": {"istio.io/rev": "asm-1-25"},
