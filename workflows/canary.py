@@ -1087,6 +1087,10 @@ def _decide(checks: list[SignalCheck], wave: CanaryWave, now: float, look: int,
         reason = (f"{len(checks)} signals of {len(wave.canary) + len(wave.gateways)} "
                   f"subjects: no regression of the detection size (every blocking signal "
                   f"ruled out at ≥ {_pct(min(c.confidence for c in blocking))})")
+        storms = max((c.left_out for c in checks), default=0)
+        if storms:
+            reason += (f"; {storms} windows of fleet-wide weather (the control moved as "
+                       "much) left out")
     else:
         state = Verdict.INCONCLUSIVE
         reason = "; ".join(c.text for c in open_)

@@ -27,15 +27,15 @@ from workflows.ports import (
 from workflows.traffic import ISTIO_BUCKETS_MS, TrafficWindow
 
 
-def _window(ns: str, rev: str | None, t0: float, t1: float, m: NamespaceMetrics
-            ) -> TrafficWindow:
+def _window(ns: str, rev: str | None, t0: float, t1: float, m: NamespaceMetrics,
+            reporter: str = "destination") -> TrafficWindow:
     n = int(m.requests)
     bad = round(n * (100.0 - (m.success_rate or 100.0)) / 100.0)
     median = (m.p99_ms or 50.0) / math.exp(2.3263478740408408 * 0.5)
     buckets = {le: round(n * NormalDist().cdf(math.log(le / median) / 0.5))
                for le in ISTIO_BUCKETS_MS[:-1]}
     buckets[float("inf")] = n
-    return TrafficWindow(subject=ns, revision=rev, reporter="destination", start=t0, end=t1,
+    return TrafficWindow(subject=ns, revision=rev, reporter=reporter, start=t0, end=t1,
                          requests=n, codes={"200": n - bad, "503": bad} if bad else {"200": n},
                          buckets=buckets)
 
@@ -87,6 +87,11 @@ class FakeWorld:
     # the time a namespace's workloads were last restarted (from the restartedAt token),
     # and the revision its pods ran before: what the windows' revision follows
     moved: dict[str, tuple[float, str | None]] = field(default_factory=dict)
+    history_from: float = -1e12  # Prometheus holds windows from this time on
+    # a fleet-wide incident: (from, until, success rate) in every namespace and gateway
+    incident: tuple[float, float, float] | None = None
+    # the add-on ingress gateways' traffic: deployment name → its metrics (default healthy)
+    gateway_metrics: dict[str, NamespaceMetrics] = field(default_factory=dict)
 
     @classmethod
     def seeded(cls, names: list[str], per_ns: int = 2) -> FakeWorld:
@@ -316,8 +321,14 @@ class FakeWorld:
             raise MetricsUnavailable("Prometheus at http://prom is unreachable")
         out = []
         step = max(1, math.ceil(step_s))
-        t = math.ceil(start / step) * step + step
+        t = math.ceil(max(start, self.history_from) / step) * step + step
         while t <= end:
+            for gw in gateways:
+                rev = gw.rsplit("-", 3)[-3:]
+                m = self.gateway_metrics.get(gw) or NamespaceMetrics(
+                    requests=50000, success_rate=100.0, p99_ms=50.0)
+                out.append(_window(f"gateway/{gw}", "-".join(rev), t - step, t,
+                                   self._weather(m, t), "source"))
             for ns in namespaces:
                 rev = self._window_revision(ns, t - step, t)
                 if rev is False:
@@ -328,9 +339,14 @@ class FakeWorld:
                 old = rev in self.versions and (at is None or t <= at or before != rev)
                 m = (None if old else self.metrics_by_rev.get((ns, rev or ""))) or \
                     NamespaceMetrics(requests=50000, success_rate=100.0, p99_ms=50.0)
-                out.append(_window(ns, rev, t - step, t, m))
+                out.append(_window(ns, rev, t - step, t, self._weather(m, t)))
             t += step
         return out
+
+    def _weather(self, m: NamespaceMetrics, t: float) -> NamespaceMetrics:
+        if self.incident is None or not self.incident[0] < t <= self.incident[1]:
+            return m
+        return m.evolve(success_rate=min(m.success_rate or 100.0, self.incident[2]))
 
     def _window_revision(self, ns: str, t0: float, t1: float) -> str | None | bool:
         at, before = self.moved.get(ns, (None, None))

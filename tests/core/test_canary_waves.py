@@ -1,0 +1,110 @@
+"""The workers' waves judged by the canary gate (issue 12): who is compared with whom, the
+baseline a wave waits for, the weather left out, the canary ingress gateway judged against
+the stable one (issue 10, B5), verdicts that name the signal, both sides and the confidence.
+No I/O: the in-memory world of ``tests.core.fakes``."""
+
+from __future__ import annotations
+
+from tests.core.fakes import FakeWorld
+from tests.core.test_workflow import POLICY, drive, new_run
+from workflows.lifecycle import decide
+from workflows.model import NamespaceMetrics, Phase, Run, UpgradeOptions, Verdict
+from workflows.waves import canary_wave, control_namespaces
+
+
+def approved(world: FakeWorld, wave_size: int = 2) -> tuple[Run, float]:
+    run = new_run().evolve(options=UpgradeOptions(bake_s=60, interval_s=10, wave_size=wave_size))
+    run, now = drive(run, world, 1_000_000.0)
+    return decide(run, "approve", "UAPPROVER", POLICY, now), now
+
+
+def test_the_control_is_the_namespaces_not_yet_migrated_then_those_moved_before() -> None:
+    world = FakeWorld.seeded([f"ns-{i:02d}" for i in range(30)], per_ns=1)
+    run, now = approved(world, wave_size=3)
+    first = control_namespaces(run, run.waves[0])
+    later = [ns for w in run.waves[1:] for ns in w.namespaces]
+    assert len(first) == run.thresholds.canary.max_control == 20
+    assert set(first) <= set(later) and first[0] == later[0]  # spread over the later waves
+    assert control_namespaces(run, run.waves[-1]) == [
+        ns for w in run.waves[:-1] for ns in w.namespaces][:20] or len(later) > 20
+
+
+def test_a_healthy_upgrade_passes_each_wave_with_its_control_and_says_why() -> None:
+    world = FakeWorld.seeded(["a", "b", "c", "d"])
+    run, now = approved(world)
+    run, now = drive(run, world, now)
+    assert run.phase == Phase.AWAITING_COMPLETION, run.history[-1].text
+    wave0 = run.waves[0]
+    assert wave0.control == ["b", "c", "d"] and wave0.verdict == Verdict.PASS
+    decided = [e for e in run.history if e.kind == "gate" and e.data["decided"]]
+    assert len(decided) == len(run.waves)
+    assert "no regression of the detection size" in decided[0].text
+    checks = decided[0].data["checks"]
+    errors = next(c for c in checks if c["metric"] == "errors:destination")
+    assert (errors["namespace"], errors["status"], errors["unit"]) == ("a", "ok", "%")
+    assert errors["control"] == 0.0 and errors["confidence"] > 0.99
+
+
+def test_a_wave_without_history_waits_up_to_a_bake_for_its_baseline() -> None:
+    world = FakeWorld.seeded(["a", "b"])
+    run, now = approved(world)
+    world.history_from = now  # a fresh Prometheus: nothing before the approval
+    run, now = drive(run, world, now)
+    waited = next(e for e in run.history if "waiting up to 60s for a baseline" in e.text)
+    labelled = next(e for e in run.history if "labelled" in e.text and "wave 0" in e.text)
+    assert labelled.at - waited.at >= 60  # a bake of history before the move
+    assert run.phase == Phase.AWAITING_COMPLETION, run.history[-1].text
+
+
+def test_a_regression_rolls_back_naming_signal_both_sides_and_confidence() -> None:
+    world = FakeWorld.seeded(["a", "b", "c"])
+    world.metrics_by_rev[("a", "asm-1-26")] = NamespaceMetrics(
+        requests=50000, success_rate=98.0, p99_ms=50)
+    run, now = approved(world)
+    run, now = drive(run, world, now)
+    assert run.phase == Phase.ROLLED_BACK
+    assert "metric gate FAIL in wave 0 (a)" in run.outcome
+    assert "a 5xx and gRPC errors (destination): 2.00% of" in run.outcome
+    assert "before 0.000%; control 0.000% → 0.000% in 2" in run.outcome
+    assert "regression (confidence >99.99%)" in run.outcome
+
+
+def test_a_fleet_wide_incident_during_the_bake_is_not_blamed_on_the_canary() -> None:
+    world = FakeWorld.seeded(["a", "b", "c", "d"])
+    run, now = approved(world)
+    # errors everywhere, migrated or not, for two windows of the first bake
+    world.incident = (now + 20, now + 40, 95.0)
+    run, now = drive(run, world, now)
+    assert run.phase == Phase.AWAITING_COMPLETION, run.history[-1].text
+    looks = [e for e in run.history if e.kind == "gate" and e.data["wave"] == 0]
+    assert all(e.data["verdict"] != "FAIL" for e in looks)
+    assert "2 windows of fleet-wide weather (the control moved as much) left out" \
+        in looks[-1].text and looks[-1].data["verdict"] == "PASS"
+
+
+def test_the_canary_ingress_gateway_is_judged_against_the_stable_one() -> None:
+    world = FakeWorld.seeded(["a", "b"])
+    world.ingress = {"External"}
+    world.gateway_metrics["aks-istio-ingressgateway-external-asm-1-26"] = NamespaceMetrics(
+        requests=50000, success_rate=97.0, p99_ms=50)
+    run, now = approved(world)
+    run, now = drive(run, world, now)
+    assert run.waves[0].gateways == ["aks-istio-ingressgateway-external-asm-1-25",
+                                     "aks-istio-ingressgateway-external-asm-1-26"]
+    assert canary_wave(run, run.waves[0]).gateways == [
+        "gateway/aks-istio-ingressgateway-external-asm-1-26"]
+    assert run.phase == Phase.ROLLED_BACK
+    assert "gateway/aks-istio-ingressgateway-external-asm-1-26 5xx and gRPC errors (source)" \
+        in run.outcome and "stable gateway 0.000%" in run.outcome
+
+
+def test_a_healthy_canary_gateway_passes_beside_the_stable_one() -> None:
+    world = FakeWorld.seeded(["a", "b"])
+    world.ingress = {"External"}
+    run, now = approved(world)
+    run, now = drive(run, world, now)
+    assert run.phase == Phase.AWAITING_COMPLETION, run.history[-1].text
+    checks = next(e for e in run.history if e.kind == "gate" and e.data["decided"]
+                  ).data["checks"]
+    gw = [c for c in checks if c["namespace"].startswith("gateway/")]
+    assert gw and all(c["status"] == "ok" for c in gw)
