@@ -1,4 +1,4 @@
-"""Metric gate benchmark: today's gate, a Flagger-style gate and the canary gate on the same
+"""Metric gate benchmark: the former gate, a Flagger-style gate and the canary gate on the same
 synthetic Istio traffic, healthy canaries and regressions of graded size (issue 12).
 
 Each *wave* is one cluster's bake: 3 namespaces move to the canary revision after a
@@ -29,16 +29,17 @@ by the namespace's outbound proxy (source reporter, +1 point); gRPC failures in 
 
 Gates, on the same windows:
 
-- **today's**: :func:`workflows.gates.judge` and :func:`~workflows.gates.decide_bake` with the
-  product's defaults, fed what ``workers/prom/metrics.py`` computes (requests, 5xx by
-  ``response_code``, ``histogram_quantile(0.99)`` of the buckets, reporter destination), the
-  baseline the minute before the move;
+- **former** (the workers' gate before issue 12): :func:`workflows.gates.judge` and
+  :func:`~workflows.gates.decide_bake` with the product's defaults, fed what
+  ``workers/prom/metrics.py`` computes (requests, 5xx by ``response_code``,
+  ``histogram_quantile(0.99)`` of the buckets, reporter destination), the baseline the
+  minute before the move;
 - **Flagger-style**: success rate ≥ 99 %, p99 ≤ 500 ms per minute, a window without data is
   a failed check, rollback at 2 failed checks (Flagger's ``threshold``, cumulative), else
   promotion after the 10 checks of the bake;
 - **canary gate**: :func:`workflows.canary.judge_canary` every minute.
 
-Besides, two *quiet* healthy runs as the issue measured today's gate: every namespace at
+Besides, two *quiet* healthy runs as the issue measured the former gate: every namespace at
 exactly 20 or 2 req/s, Poisson counts, no jitter, bursts, incident or diurnal change.
 
 Prints per scenario and gate: rollbacks, passes, undecided waves (INCONCLUSIVE: a person
@@ -273,7 +274,7 @@ def make_world(seed: int, scenario: str, rate: float | None = None) -> World:
     """One wave's cluster: the moving namespaces, the control, the gateways, the weather
     and the scenario's regression, all drawn from ``seed``. The quiet scenarios
     (:data:`QUIET`), or any scenario with ``rate`` (req/s), hold every namespace at one
-    rate without the production noise, as the issue measured today's gate."""
+    rate without the production noise, as the issue measured the former gate."""
     rng = random.Random(seed)
     reg = SCENARIOS.get(scenario, SCENARIOS["healthy"])
     rate = rate if rate is not None else QUIET.get(scenario)
@@ -453,7 +454,7 @@ def dest_windows(windows: list[TrafficWindow], names: list[str]
             if w.reporter == "destination" and w.subject in names}
 
 
-def todays_gate(world: World, windows: list[TrafficWindow]) -> Outcome:
+def former_gate(world: World, windows: list[TrafficWindow]) -> Outcome:
     th = GateThresholds()
     by = dest_windows(windows, world.canary)
     baseline = {ns: namespace_metrics(by.get((ns, BASELINE_LOOKS - 1))) for ns in world.canary}
@@ -502,7 +503,7 @@ def canary_gate(world: World, windows: list[TrafficWindow],
 
 
 GATES: dict[str, Callable[[World, list[TrafficWindow]], Outcome]] = {
-    "today's gate": todays_gate,
+    "former gate": former_gate,
     "Flagger-style": flagger_gate,
     "canary gate": canary_gate,
 }

@@ -76,18 +76,18 @@ never gets them.
 Traffic (:mod:`sandbox.traffic`): a namespace's ``traffic.rps`` is split evenly over its
 workloads behind a Service (without it, each ready pod serves ``traffic.rps_per_pod``);
 ``error_rate`` and ``p99_ms`` are its baseline. ``noise`` (per namespace, else the world's
-``traffic.noise``): ``none`` gives exact rates; ``production``, the default, draws every tick's counts as gamma–Poisson (negative binomial)
-counts — a burst level per namespace every second (gamma, CV 20 %) times Poisson noise, so
-their variance exceeds their mean as production traffic's does — jitters error rates and
-median latencies the same way, and gives latencies a heavy (Pareto) tail binned into Istio's
-buckets. ``diurnal`` swings load over the day of the sandbox clock (``clock_speed``: at 60,
-a day lasts 24 minutes), peaking at ``peak_hour``, with latency rising a quarter as much.
-An incident (``at_s`` after the start, once, or again and again every ``every_s`` on average,
-exponential gaps) lasts ``duration_s`` and adds ``error_rate`` and multiplies latency by
-``latency_x`` in every namespace of its ``clusters`` (names or aliases; default every
-cluster), migrated to a canary or not, as a shared dependency failing does.
-``POST /_sandbox/incidents`` starts one now. Diurnal swings and incidents apply with either
-noise.
+``traffic.noise``): ``none`` gives exact rates; ``production``, the default, draws every
+tick's counts as gamma–Poisson (negative binomial) counts — a burst level per namespace
+every second (gamma, CV 20 %) times Poisson noise, so their variance exceeds their mean as
+production traffic's does — jitters error rates and median latencies the same way, and gives
+latencies a heavy (Pareto) tail binned into Istio's buckets. ``diurnal`` swings load over
+the day of the sandbox clock (``clock_speed``: at 60, a day lasts 24 minutes), peaking at
+``peak_hour``, with latency rising a quarter as much. An incident (``at_s`` after the start,
+once, or again and again every ``every_s`` on average, exponential gaps) lasts
+``duration_s`` and adds ``error_rate`` and multiplies latency by ``latency_x`` in every
+namespace of its ``clusters`` (names or aliases; default every cluster), migrated to a
+canary or not, as a shared dependency failing does. ``POST /_sandbox/incidents`` starts one
+now. Diurnal swings and incidents apply with either noise.
 
 ``mesh_config`` is made as a team makes it (AKS doc ``istio-meshconfig.md``): a ConfigMap
 ``istio-shared-configmap-<revision>`` in ``aks-istio-system`` whose ``mesh`` is the given

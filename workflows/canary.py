@@ -1,9 +1,10 @@
 """The canary gate: each migrated subject against its own baseline and the weather. Pure.
 
-Issue 12. Today's gate (:mod:`workflows.gates`) compares one minute of a migrated namespace
-with one minute before it moved, against fixed margins: it blames the canary for the
-weather (a diurnal rise, an incident everywhere), treats 40 requests like 40,000, and reads
-latency as a ratio of two p99 estimates interpolated inside Istio's coarse buckets. This
+Issue 12: the gate the workers run (:mod:`workflows.waves`). The former gate
+(:mod:`workflows.gates`) compared one minute of a migrated namespace with one minute
+before it moved, against fixed margins: it blamed the canary for the weather (a diurnal
+rise, an incident everywhere), treated 40 requests like 40,000, and read latency as a
+ratio of two p99 estimates interpolated inside Istio's coarse buckets. This
 gate asks one question per signal: *did this subject get worse since it moved, by more than
 the subjects that did not move changed over the same windows?* (difference in
 differences), and answers it with count statistics that know how much evidence there is.
@@ -545,7 +546,7 @@ class SignalCheck(BaseModel):
     text: str
 
     def to_check(self) -> Check:
-        """The :class:`~workflows.model.Check` of today's gate records (value ≤ tolerated)."""
+        """The :class:`~workflows.model.Check` a run records (value ≤ tolerated, in ``unit``)."""
         metric = f"{self.signal}:{self.reporter}" + (
             f">{self.edge_ms:g}ms" if self.edge_ms is not None else "")
         factor = 3600.0 if self.unit == "/h" else 100.0

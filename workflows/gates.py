@@ -1,4 +1,7 @@
-"""The metric gate (DESIGN.md §5.2) and the bake decision. Pure.
+"""The former metric gate (DESIGN.md §5.2) and its bake decision. Pure.
+
+The workers judge waves with :mod:`workflows.canary` (issue 12); this per-window threshold
+gate stays as the baseline ``benchmarks/gate.py`` measures the canary gate against.
 
 Success rate and p99 latency per namespace come from Istio's standard metrics with
 ``reporter="destination"``, as Flagger's built-in Istio checks

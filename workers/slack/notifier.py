@@ -147,8 +147,9 @@ class SlackNotifier:
                        thread_ts=state["root_ts"], file=gate_chart(run),
                        filename=filename,
                        title=f"{run.cluster} wave {wave.index}: gate {verdict}",
-                       initial_comment=f"Success rate and p99 per namespace up to wave "
-                                       f"{wave.index} ({verdict})")
+                       initial_comment=f"Errors and slow requests of the migrated "
+                                       f"namespaces against the not-yet-migrated ones, up to "
+                                       f"wave {wave.index} ({verdict})")
             self.store.set_slack_state(run.id, charts=len(ended))
         self.store.mark_synced(run.id)
 
