@@ -35,6 +35,7 @@ import redis
 import requests
 
 from sandbox.app import CHANGELOG
+from workflows.syntax import parse_duration
 
 RUN_ID_RE = re.compile(r"\br-[0-9a-f]{10}\b")
 TERMINAL = {"completed", "rolled_back", "cancelled", "rejected", "refused", "failed"}
@@ -554,7 +555,9 @@ def run_demo(scenario: str, state_dir: Path, port_base: int, bot_port: int, bake
         else:
             root = h.wait_for_button(run_id, "approve", 120)
             h.click("approver", run_id, "approve", root)
-        if scenario == "upgrade" and not typed:
+        if scenario == "incident":
+            incident_during_bake(h, run_id, cluster, parse_duration(bake), timeout)
+        if scenario in ("upgrade", "incident") and not typed:
             def completable() -> Any:
                 if h.run_phase(run_id) in TERMINAL:
                     return True  # ended without asking for completion (rolled back, …)
@@ -691,10 +694,11 @@ def check_outcome(h: Harness, scenario: str, cluster: str, run_id: str, phase: s
     ``copies_mesh_config``: the stable revision had a shared MeshConfig and the canary none
     when the run started, so the canary's must now hold the same data."""
     state = h.control("GET", "/_sandbox/state")[cluster]
-    want = target if scenario == "upgrade" else stable
+    upgrade = scenario in ("upgrade", "incident")
+    want = target if upgrade else stable
     problems: list[str] = []
     notes = notes if notes is not None else []
-    if phase != ("completed" if scenario == "upgrade" else "rolled_back"):
+    if phase != ("completed" if upgrade else "rolled_back"):
         problems.append(f"run ended {phase}")
     if state["revisions"] != [want]:
         problems.append(f"cluster revisions are {state['revisions']}, not [{want}]")
@@ -719,7 +723,7 @@ def check_outcome(h: Harness, scenario: str, cluster: str, run_id: str, phase: s
                      + (f" and {len(by_owner) - 8} more" if len(by_owner) > 8 else ""))
     configs = state.get("mesh_configs") or {}
     stable_cm, canary_cm = (f"istio-shared-configmap-{r}" for r in (stable, target))
-    if scenario == "upgrade" and copies_mesh_config and stable_cm in configs:
+    if upgrade and copies_mesh_config and stable_cm in configs:
         # AKS doc istio-meshconfig.md: the canary's MeshConfig is made before its start
         if configs.get(canary_cm) != configs[stable_cm]:
             problems.append(f"MeshConfig: {canary_cm} is {configs.get(canary_cm)}, not the "
@@ -727,8 +731,26 @@ def check_outcome(h: Harness, scenario: str, cluster: str, run_id: str, phase: s
         else:
             notes.append(f"MeshConfig: {canary_cm} holds the same data as {stable_cm}: "
                          f"{json.dumps(configs[stable_cm], sort_keys=True)}")
-    if scenario == "rollback":
-        thread = " ".join(e["text"] for e in h.slack_log() if e.get("thread_ts"))
-        if not re.search(rf"✗ {re.escape(watched)} success \d+\.\d+% ≥ \d+\.\d+%", thread):
-            problems.append(f"the thread does not name {watched} with its value and threshold")
+    thread = " ".join(e["text"] for e in h.slack_log() if e.get("thread_ts"))
+    if scenario == "rollback" and not re.search(
+            rf"✗ {re.escape(watched)} 5xx/gRPC errors \((?:destination|source)\) "
+            rf"\d+\.\d+% — expected .*regressed at [>\d.]+% confidence", thread):
+        problems.append(f"the thread does not name {watched}'s errors with the expected "
+                        "rate and the confidence")
+    if scenario == "incident" and "fleet-wide weather" not in thread:
+        problems.append("no gate look of the thread says it left the incident out")
     return problems
+
+
+def incident_during_bake(h: Harness, run_id: str, cluster: str, bake_s: float,
+                         timeout: float) -> None:
+    """Once wave 0 bakes, start a fleet-wide incident on ``cluster`` for the bake: 5xx and
+    latency up in every namespace, migrated or not (``POST /_sandbox/incidents``)."""
+    def baking() -> bool:
+        return any(e.get("thread_ts") and "wave 0" in e["text"] and "baking" in e["text"]
+                   for e in h.slack_log())
+    h._wait(baking, timeout, f"wave 0 of run {run_id} to bake")
+    h.control("POST", "/_sandbox/incidents", {"seconds": bake_s, "error_rate": 0.05,
+                                              "latency_x": 2, "clusters": [cluster]})
+    h.echo(f"(sandbox: a fleet-wide incident on {cluster} for {bake_s:.0f}s: 5% more 5xx and "
+           "latency ×2 in every namespace, migrated or not)")

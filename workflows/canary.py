@@ -1003,7 +1003,10 @@ def _check(t: _Test, c2: float, weather: Weather, alpha: float, beta: float, za:
 
     predicted = _predict(t, c2, weather)
     if predicted is None:
-        if n <= 0:
+        if n <= 0 and t.left_out:
+            why = (f"all {t.left_out} windows since the move were fleet-wide weather (the "
+                   "control moved as much), left out; waiting for calm ones")
+        elif n <= 0:
             why = f"no {unit_word} since the move"
         else:
             why = ("no stable counterpart to compare with" if t.gateway
@@ -1109,6 +1112,9 @@ def _decide(checks: list[SignalCheck], wave: CanaryWave, now: float, look: int,
     more = 0
     reachable = bool(open_)
     for c in open_:
+        if c.status == "thin" and c.left_out and c.seen <= 0:
+            more = max(more, 1)  # only weather so far: calm windows may come
+            continue
         if c.status == "thin" or c.needed is None or c.seen <= 0:
             reachable = False
             break

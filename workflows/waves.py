@@ -227,17 +227,19 @@ def migrate_wave(run: Run, ports: ClusterPorts, now: float) -> StepResult:
 
     if wave.step == WaveStep.BASELINE:
         # The gate's baseline is the Prometheus history before the move, read at each look.
-        # A wave whose history is younger than a bake (a fresh Prometheus, a namespace just
-        # given traffic) waits for one, up to a bake: a shorter baseline than the bake
-        # leaves the gate undecided. What is recorded here: workloads already failing.
-        short = _young_history(ports, run, wave, now)
+        # A wave whose history is younger than the longest bake (a fresh Prometheus, a
+        # namespace just given traffic) waits for it, that long at most: a baseline shorter
+        # than the bake leaves the gate undecided. What is recorded here: workloads already failing.
+        need = longest_bake(run)
+        short = _young_history(ports, run, wave, now, need)
         if short and (wave.baseline_wait_from is None
-                      or now - wave.baseline_wait_from < opts.bake_s):
+                      or now - wave.baseline_wait_from < need):
             if wave.baseline_wait_from is not None:
                 return StepResult(run, opts.interval_s, changed=False)
             wave = wave.evolve(baseline_wait_from=now)
-            text = (f"{wave_label(wave)}: waiting up to {opts.bake_s:.0f}s for a baseline: "
-                    f"Prometheus holds less than a bake of traffic of {', '.join(short)}")
+            text = (f"{wave_label(wave)}: waiting up to {need:.0f}s for a baseline: "
+                    f"Prometheus holds less than {need:.0f}s (the longest the bake may run) "
+                    f"of traffic of {', '.join(short)}")
             return StepResult(run.with_wave(wave).log(now, "step", text), opts.interval_s)
         before = failing(capi.list_workloads(wave.namespaces), capi.list_pods(wave.namespaces))
         text = (f"{wave_label(wave)}: baseline: the gate reads up to "
@@ -457,9 +459,15 @@ def _by_time(windows: list[TrafficWindow], run: Run, wave: Wave) -> list[Traffic
             for w in windows]
 
 
-def _young_history(ports: ClusterPorts, run: Run, wave: Wave, now: float) -> list[str]:
-    """The wave's namespaces whose traffic history began less than a bake ago, or that
-    have none (none when Prometheus cannot be read: the bake's looks will say so)."""
+def longest_bake(run: Run) -> float:
+    """The bake time with its longest extension (s)."""
+    return run.options.bake_s * (1 + run.thresholds.canary.max_extension)
+
+
+def _young_history(ports: ClusterPorts, run: Run, wave: Wave, now: float, need: float
+                   ) -> list[str]:
+    """The wave's namespaces whose traffic history began less than ``need`` seconds ago,
+    or that have none (none when Prometheus cannot be read: the bake's looks say so)."""
     opts = run.options
     try:
         windows = ports.metrics(run.cluster).windows(
@@ -471,7 +479,7 @@ def _young_history(ports: ClusterPorts, run: Run, wave: Wave, now: float) -> lis
         if w.requests or w.tcp_opened:
             first[w.subject] = min(first.get(w.subject, w.start), w.start)
     # no window at all: no traffic yet, or a Prometheus that has not scraped twice yet
-    return [ns for ns in wave.namespaces if now - first.get(ns, now) < opts.bake_s]
+    return [ns for ns in wave.namespaces if now - first.get(ns, now) < need]
 
 
 def _gateways(capi: ClusterApi, run: Run) -> list[str]:

@@ -45,14 +45,14 @@ def test_a_healthy_upgrade_passes_each_wave_with_its_control_and_says_why() -> N
     assert errors["control"] == 0.0 and errors["confidence"] > 0.99
 
 
-def test_a_wave_without_history_waits_up_to_a_bake_for_its_baseline() -> None:
+def test_a_wave_without_history_waits_up_to_the_longest_bake_for_its_baseline() -> None:
     world = FakeWorld.seeded(["a", "b"])
     run, now = approved(world)
     world.history_from = now  # a fresh Prometheus: nothing before the approval
     run, now = drive(run, world, now)
-    waited = next(e for e in run.history if "waiting up to 60s for a baseline" in e.text)
+    waited = next(e for e in run.history if "waiting up to 120s for a baseline" in e.text)
     labelled = next(e for e in run.history if "labelled" in e.text and "wave 0" in e.text)
-    assert labelled.at - waited.at >= 60  # a bake of history before the move
+    assert labelled.at - waited.at >= 120  # the longest bake's worth of history
     assert run.phase == Phase.AWAITING_COMPLETION, run.history[-1].text
 
 
@@ -108,3 +108,15 @@ def test_a_healthy_canary_gateway_passes_beside_the_stable_one() -> None:
                   ).data["checks"]
     gw = [c for c in checks if c["namespace"].startswith("gateway/")]
     assert gw and all(c["status"] == "ok" for c in gw)
+
+
+def test_an_incident_over_the_whole_bake_extends_it_until_calm_windows_come() -> None:
+    world = FakeWorld.seeded(["a", "b", "c", "d"])
+    run, now = approved(world)
+    world.incident = (now, now + 75, 90.0)  # the whole first bake (60 s from ~now + 9)
+    run, now = drive(run, world, now)
+    assert run.phase == Phase.AWAITING_COMPLETION, run.history[-1].text
+    looks = [e for e in run.history if e.kind == "gate" and e.data["wave"] == 0]
+    assert any("were fleet-wide weather (the control moved as much), left out; waiting for "
+               "calm ones" in e.text for e in looks)
+    assert looks[-1].data["look"] > 6 and looks[-1].data["verdict"] == "PASS"  # extended

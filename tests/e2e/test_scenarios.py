@@ -10,7 +10,7 @@ import signal
 
 import pytest
 
-from meshops.demo import RUN_ID_RE, TERMINAL, Harness, check_outcome
+from meshops.demo import RUN_ID_RE, TERMINAL, Harness, check_outcome, incident_during_bake
 
 pytestmark = pytest.mark.e2e
 
@@ -30,15 +30,18 @@ def counters_for(h: Harness, cluster_name: str) -> tuple[dict[str, int], dict[st
 
 
 def test_upgrade_completes_and_touches_everything_once(harness: Harness) -> None:
+    """The upgrade, with a fleet-wide incident during the first bake (5xx and latency up
+    in every namespace, migrated or not): the gate leaves it out, the run completes."""
     h = harness
     run_id = request_upgrade(h, "dev")
     root = h.wait_for_button(run_id, "approve", 60)
     assert "awaiting approval" in root["text"]
     h.click("approver", run_id, "approve", root)
+    incident_during_bake(h, run_id, "dev", 6, 120)
     root = h.wait_for_button(run_id, "complete", 240)
     h.click("approver", run_id, "complete", root)
     assert h.wait_for_phase(run_id, TERMINAL, 120) == "completed"
-    assert check_outcome(h, "upgrade", "dev", run_id, "completed") == []
+    assert check_outcome(h, "incident", "dev", run_id, "completed") == []
     relabels, restarts = counters_for(h, "aks-dev-westus2")
     assert relabels == {f"aks-dev-westus2/{ns}:asm-1-26": 1
                         for ns in ("accounts", "catalog", "checkout", "storefront")}
