@@ -445,6 +445,16 @@ class Weather:
     subjects: int = 0
 
 
+def _informative(weather: Weather, sig: _Signal) -> bool:
+    """Whether the weather is known within a quarter of the gap between the tolerated and
+    the detected change (additive: points; relative: log growth)."""
+    if not weather.subjects:
+        return True
+    gap = (sig.detect - sig.tolerance if sig.scale == "additive"
+           else math.log((1 + sig.detect) / (1 + sig.tolerance)))
+    return weather.var + weather.tau2 <= (gap / 4) ** 2
+
+
 def _weather(changes: list[tuple[float, float]]) -> Weather:
     """Combine the control subjects' changes ``(d, variance)``: the inverse-variance mean,
     and the spread of the true changes beyond their sampling variance, estimated robustly
@@ -898,6 +908,7 @@ def judge_canary(traffic: TrafficIndex | Iterable[TrafficWindow], wave: CanaryWa
         with ``after_s`` to look again; every signal's :class:`SignalCheck`.
     """
     th = th or CanaryThresholds()
+    specs = _specs(th)
     index = traffic if isinstance(traffic, TrafficIndex) else TrafficIndex.of(traffic)
     bake_looks, max_looks = _looks(bake_s, interval_s, th)
     look = max(0, math.floor((now - wave.bake_started_at) / interval_s + 1e-6))
@@ -947,6 +958,11 @@ def judge_canary(traffic: TrafficIndex | Iterable[TrafficWindow], wave: CanaryWa
             else:
                 changes.append((xc / nc - xb / nb, vb / nb ** 2 + vc / nc ** 2))
         weather[key] = _weather(changes)
+        if not _informative(weather[key], specs[key[0]]):
+            # a control too thin to measure the weather within a quarter of what separates
+            # tolerance from detection would only blur the canary's own comparison: the
+            # subject is judged on its own baseline, as without a control
+            weather[key], controls_of[key] = Weather(), []
     for t in tests:
         key = (t.signal.signal, t.reporter)
         calm = storms[key]

@@ -10,7 +10,7 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from typing import Protocol
 
-from workflows.model import NamespaceMetrics, Run
+from workflows.model import Run
 from workflows.traffic import TrafficWindow
 
 REV_LABEL = "istio.io/rev"
@@ -352,13 +352,6 @@ class ClusterApi(Protocol):
 
 class MetricsApi(Protocol):
     """Istio's standard metrics of one cluster."""
-
-    def sample(self, namespaces: list[str], window_s: float) -> dict[str, NamespaceMetrics]:
-        """Per namespace over the last ``window_s`` seconds; one query per metric.
-
-        Raises ``MetricsUnavailable`` when Prometheus cannot be queried.
-        """
-        ...
 
     def value(self, query: str) -> float | None:
         """The one value of an instant PromQL query (a team's metric template); None when

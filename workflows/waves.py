@@ -296,9 +296,7 @@ def migrate_wave(run: Run, ports: ClusterPorts, now: float) -> StepResult:
                            gateways=gateways)
         text = (f"{wave_label(wave)}: {len(state.moved)} pods on {canary}"
                 f" ({', '.join(versions) or 'no sidecar'}); baking {opts.bake_s:.0f}s, "
-                + (f"compared with {len(control)} namespaces not migrated"
-                   if wave.index + 1 < len(run.waves) else "compared with its own baseline "
-                   "and the namespaces that moved before it began"))
+                + f"compared with its own baseline and {len(control)} other namespaces")
         if state.held:
             text += (f"; held on {run.stable_revision} by a StatefulSet partition: "
                      f"{_names(state.held, 10)}")
@@ -328,7 +326,7 @@ def _bake(run: Run, wave: Wave, ports: ClusterPorts, now: float) -> StepResult:
         metrics = ports.metrics(run.cluster)
         windows = metrics.windows([*wave.namespaces, *wave.control], wave.gateways,
                                   cw.baseline_from, now, opts.interval_s)
-        windows = _by_time(windows, run, wave)
+        windows = on_latest_revision(_by_time(windows, run, wave), wave.control)
         judgement = judge_canary(windows, cw.model_copy(update={"control": steady(
             windows, wave.control, cw.baseline_from)}), now, opts.bake_s, opts.interval_s,
             th.canary)
@@ -409,21 +407,34 @@ def gate_summary(opts: UpgradeOptions, th: GateThresholds) -> str:
 
 
 def control_namespaces(run: Run, wave: Wave) -> list[str]:
-    """The namespaces read as the wave's control: those of later waves (not migrated),
-    ``max_control`` at most, spread evenly over them; for the last wave, the namespaces
-    migrated before it (the gate keeps only those that stayed on one revision over the
-    baseline and the bake, :func:`steady`)."""
+    """The namespaces read as the wave's control, ``max_control`` at most: those of later
+    waves (not migrated), spread evenly over them, then those migrated before this wave
+    (read on the canary only, :func:`on_latest_revision`)."""
     cap = run.thresholds.canary.max_control
-    later = [ns for w in run.waves[wave.index + 1:] for ns in w.namespaces]
-    pool = later or [ns for w in run.waves[:wave.index] for ns in w.namespaces]
-    if len(pool) <= cap:
-        return pool
-    return [pool[(i * len(pool)) // cap] for i in range(cap)]
+
+    def spread(pool: list[str], n: int) -> list[str]:
+        return pool if len(pool) <= n else [pool[(i * len(pool)) // n] for i in range(n)]
+
+    later = spread([ns for w in run.waves[wave.index + 1:] for ns in w.namespaces], cap)
+    earlier = [ns for w in run.waves[:wave.index] for ns in w.namespaces]
+    return later + spread(earlier, cap - len(later)) if len(later) < cap else later
+
+
+def on_latest_revision(windows: list[TrafficWindow], control: list[str]
+                       ) -> list[TrafficWindow]:
+    """The windows, those of each control namespace kept only on the revision it runs now:
+    a namespace migrated by an earlier wave is a control from its move on (its move itself
+    would read as weather)."""
+    latest: dict[str, tuple[float, str | None]] = {}
+    for w in windows:
+        if w.subject in control and w.end >= latest.get(w.subject, (-1.0, None))[0]:
+            latest[w.subject] = (w.end, w.revision)
+    return [w for w in windows if w.subject not in latest
+            or (w.revision is not None and w.revision == latest[w.subject][1])]
 
 
 def steady(windows: list[TrafficWindow], candidates: list[str], since: float) -> list[str]:
-    """The ``candidates`` whose windows since ``since`` all carry one known revision (a
-    namespace that moved inside the baseline would read its own move as weather)."""
+    """The ``candidates`` whose windows since ``since`` all carry one known revision."""
     revisions: dict[str, set[str | None]] = {}
     for w in windows:
         if w.subject in candidates and w.end > since:

@@ -356,13 +356,3 @@ class FakeWorld:
 
     def stable_of(self, workload: Workload) -> str | None:
         return self.revisions[0] if self.revisions else None
-
-    def sample(self, namespaces: list[str], window_s: float) -> dict[str, NamespaceMetrics]:
-        if self.metrics_down:
-            raise MetricsUnavailable("Prometheus at http://prom is unreachable")
-        out = {}
-        for ns in namespaces:
-            rev = self._rev(ns) or ""
-            out[ns] = self.metrics_by_rev.get(
-                (ns, rev), NamespaceMetrics(requests=1000, success_rate=100.0, p99_ms=50.0))
-        return out

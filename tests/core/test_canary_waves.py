@@ -25,8 +25,13 @@ def test_the_control_is_the_namespaces_not_yet_migrated_then_those_moved_before(
     later = [ns for w in run.waves[1:] for ns in w.namespaces]
     assert len(first) == run.thresholds.canary.max_control == 20
     assert set(first) <= set(later) and first[0] == later[0]  # spread over the later waves
-    assert control_namespaces(run, run.waves[-1]) == [
-        ns for w in run.waves[:-1] for ns in w.namespaces][:20] or len(later) > 20
+    last = control_namespaces(run, run.waves[-1])  # the migrated ones, read on the canary
+    earlier = [ns for w in run.waves[:-1] for ns in w.namespaces]
+    assert len(last) == 20 and set(last) <= set(earlier) and last[0] == earlier[0]
+    middle = control_namespaces(run, run.waves[7])  # the later ones, then earlier ones
+    after = [ns for w in run.waves[8:] for ns in w.namespaces]
+    assert 0 < len(after) < 20 and middle[:len(after)] == after
+    assert len(middle) == 20 and set(middle[len(after):]) <= set(earlier)
 
 
 def test_a_healthy_upgrade_passes_each_wave_with_its_control_and_says_why() -> None:
