@@ -11,9 +11,15 @@ cluster, instant rollouts and ARM operations, and a real Prometheus. Then, in th
    with the same adapters, no engine, no store (the reverse direction, back to stable, so
    each measures a real change).
 
+The plain loop reads Prometheus as the workers do (``workflows/waves.py``): per wave, one
+``windows`` read in the baseline step (``baseline_s``, an hour, before now) and one per
+gate look — the wave, its control as the engine's run recorded it (up to 20 namespaces not
+yet migrated) and the ingress gateways, from ``baseline_s`` before the move to now — as
+many looks as the engine's run took.
+
 Prints the engine's wall time as a ratio to the plain loop's (target ≤ 1.5×), Prometheus
-queries per wave (target: one per metric, 3 per gate sample), and this process's peak RSS
-(target < 300 MB).
+queries per read and per wave (target: one per signal, 4 per ``windows`` read), and this
+process's peak RSS (target < 300 MB).
 
     .venv/bin/python benchmarks/engine.py [--namespaces 200] [--wave-size 10]
 """
@@ -92,8 +98,12 @@ def run_engine(engine: Engine, store: RedisRunStore, wave_size: int) -> tuple[fl
 
 
 def run_plain(ports: FleetPorts, stable: str, canary: str, waves: list[list[str]],
-              window_s: float) -> float:
-    """The same calls in a plain loop: canary start, each wave, completion."""
+              controls: list[list[str]], looks: list[int], interval_s: float,
+              baseline_s: float) -> float:
+    """The same calls in a plain loop: canary start, each wave, completion.
+
+    ``controls`` and ``looks``: per wave, the control namespaces the engine's run read and
+    how many gate looks it took; ``baseline_s``: how far before the move a look reads."""
     mesh, capi, metrics = ports.mesh, ports.cluster_api("dev"), ports.metrics("dev")
     t0 = time.perf_counter()
 
@@ -116,11 +126,13 @@ def run_plain(ports: FleetPorts, stable: str, canary: str, waves: list[list[str]
     put([stable, canary])
     capi.control_plane_revisions()
     token = restart_token(time.time())
-    for wave in waves:
-        metrics.sample(wave, window_s)
+    for wave, control, n_looks in zip(waves, controls, looks, strict=True):
+        now = time.time()
+        metrics.windows(wave, [], now - baseline_s, now, interval_s)  # the baseline step
         capi.list_namespaces()
         for ns in wave:
             capi.set_namespace_revision(ns, canary)
+        moved = time.time()
         for w in capi.list_workloads(wave):
             capi.restart_workload(w, token)
         def rolled_over(wave: list[str] = wave) -> bool:
@@ -129,7 +141,11 @@ def run_plain(ports: FleetPorts, stable: str, canary: str, waves: list[list[str]
             return not pending and all(p.revision == canary for p in pods if p.revision)
 
         until(rolled_over, f"the rollout of {wave}")
-        metrics.sample(wave, window_s)
+        gateways = sorted(f"aks-istio-ingressgateway-{mode.lower()}-{rev}"
+                          for mode, rev in capi.revision_gateways() if rev in (canary, stable))
+        for _ in range(n_looks):
+            metrics.windows([*wave, *control], gateways, moved - baseline_s, time.time(),
+                            interval_s)
     capi.list_namespaces()
     put([canary])
     capi.control_plane_revisions()
@@ -161,10 +177,13 @@ def main() -> None:
         k8s_calls, arm_calls = ports.cluster_api("dev").calls, ports.mesh.calls
         run = store.list_runs("dev")[0]
         waves = [w.namespaces for w in run.waves]
-        samples = sum(len(w.samples) for w in run.waves) + len(run.waves)  # + baselines
+        looks = [len(w.samples) for w in run.waves]
+        reads = sum(looks) + len(run.waves)  # + a baseline step per wave
 
         plain_ports = FleetPorts(fleet)
-        plain_s = run_plain(plain_ports, run.canary_revision, "asm-1-27", waves, 5.0)
+        plain_s = run_plain(plain_ports, run.canary_revision, "asm-1-27", waves,
+                            [w.control for w in run.waves], looks, run.options.interval_s,
+                            run.thresholds.canary.baseline_s)
         peak_mb = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
         print(f"engine benchmark: dev cluster, {sum(len(w) for w in waves)} namespaces, "
               f"{sum(w.workloads for w in run.waves)} workloads, {n_waves} waves")
@@ -173,9 +192,10 @@ def main() -> None:
         print(f"  plain loop:        {plain_s:8.2f} s  ({plain_ports.mesh.calls} ARM calls, "
               f"{plain_ports.cluster_api('dev').calls} Kubernetes calls)")
         print(f"  ratio:             {engine_s / plain_s:8.2f} ×  (target ≤ 1.5)")
-        print(f"  Prometheus:        {queries} queries for {samples} samples = "
-              f"{queries / samples:.1f} per sample (one per metric: 3), "
-              f"{queries / n_waves:.1f} per wave")
+        print(f"  Prometheus:        {queries} queries for {reads} windows reads = "
+              f"{queries / reads:.1f} per read (one per signal: 4), "
+              f"{queries / n_waves:.1f} per wave; plain loop: "
+              f"{plain_ports.metrics('dev').queries} queries")
         print(f"  peak memory (RSS): {peak_mb:8.1f} MB (target < 300)")
     finally:
         keys = list(store.r.scan_iter(prefix + "*"))

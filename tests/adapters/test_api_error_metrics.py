@@ -80,10 +80,10 @@ def test_errors_of_arm_kubernetes_and_prometheus_are_counted_by_code(
     for _ in range(2):  # the adapter's one quick retry of a 503 meets another
         service.answer(503, {"status": "error", "errorType": "unavailable", "error": "later"})
     with pytest.raises(MetricsUnavailable):
-        ports.metrics("dev").sample(["shop"], 60)
+        ports.metrics("dev").windows(["shop"], [], 0, 600, 60)
     service.answer(400, {"status": "error", "errorType": "bad_data", "error": "parse error"})
     with pytest.raises(MetricsUnavailable):
-        ports.metrics("dev").sample(["shop"], 60)
+        ports.metrics("dev").windows(["shop"], [], 0, 600, 60)
 
     text = errors(store)
     assert value(text, "meshops_api_errors_total", system="arm", code="409") == 1

@@ -273,7 +273,7 @@ def test_prometheus_http_error_keeps_retry_after_and_the_adapter_translates(
     err = translate_prometheus_error(raised.value, service.url)
     assert err.delay_s == 20 and "HTTP 429" in str(err)
     with pytest.raises(MetricsUnavailable, match="could not be queried: no answer") as down:
-        PrometheusMetricsApi(f"http://127.0.0.1:{closed_port}").sample(["shop"], 60)
+        PrometheusMetricsApi(f"http://127.0.0.1:{closed_port}").windows(["shop"], [], 0, 600, 60)
     assert isinstance(down.value.__cause__, requests.RequestException)
 
 

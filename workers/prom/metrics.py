@@ -1,14 +1,11 @@
 """``PrometheusMetricsApi``: Istio's standard metrics of one cluster, on prometheus-api-client.
 
-One query per metric for a whole wave (``sum by (destination_workload_namespace)`` with a
-namespace regex), never one per namespace: request count (``increase`` of
-``istio_requests_total``), 5xx count, and p99 latency (``histogram_quantile(0.99, …)`` of
-``istio_request_duration_milliseconds_bucket``), all with ``reporter="destination"`` as
-Flagger's built-in Istio checks; :meth:`PrometheusMetricsApi.windows` reads the same wave as
-traffic windows (every signal by reporter and revision, :mod:`workers.prom.windows`). Azure
-Monitor managed Prometheus is reached with an Entra
-token (``auth: azure``). The client's exceptions, and only those, become
-``MetricsUnavailable`` in :func:`workers.prom.errors.translate_prometheus_error`.
+:meth:`PrometheusMetricsApi.windows` reads a wave as traffic windows: one range query per
+signal for the whole wave, never one per namespace (every signal by reporter and revision,
+:mod:`workers.prom.windows`); :meth:`PrometheusMetricsApi.value` answers a team's metric
+template. Azure Monitor managed Prometheus is reached with an Entra token
+(``auth: azure``). The client's exceptions, and only those, become ``MetricsUnavailable``
+in :func:`workers.prom.errors.translate_prometheus_error`.
 """
 
 from __future__ import annotations
@@ -23,31 +20,9 @@ from urllib3.util.retry import Retry
 from workers.prom.errors import PROMETHEUS_ERRORS, translate_prometheus_error
 from workers.prom.windows import DEFAULT_SCRAPE_INTERVAL_S, read_windows
 from workflows.errors import MetricsUnavailable
-from workflows.model import NamespaceMetrics
 from workflows.traffic import TrafficWindow
 
 AZURE_PROMETHEUS_SCOPE = "https://prometheus.monitor.azure.com/.default"
-
-
-def _matchers(selector: dict[str, str], namespaces: list[str]) -> str:
-    parts = [f'{k}="{v}"' for k, v in sorted(selector.items())]
-    parts.append('reporter="destination"')
-    parts.append('destination_workload_namespace=~"' + "|".join(sorted(namespaces)) + '"')
-    return ",".join(parts)
-
-
-def wave_queries(selector: dict[str, str], namespaces: list[str], window_s: float
-                 ) -> dict[str, str]:
-    """The three PromQL queries of a wave's sample: requests, errors, p99."""
-    m = _matchers(selector, namespaces)
-    w = f"{max(1, round(window_s))}s"
-    by = "sum by (destination_workload_namespace)"
-    return {
-        "requests": f"{by} (increase(istio_requests_total{{{m}}}[{w}]))",
-        "errors": f'{by} (increase(istio_requests_total{{{m},response_code=~"5.."}}[{w}]))',
-        "p99_ms": ("histogram_quantile(0.99, sum by (destination_workload_namespace, le) "
-                   f"(rate(istio_request_duration_milliseconds_bucket{{{m}}}[{w}])))"),
-    }
 
 
 class PrometheusMetricsApi:
@@ -80,16 +55,6 @@ class PrometheusMetricsApi:
             return self.prom.custom_query(q)
         except PROMETHEUS_ERRORS as exc:
             raise translate_prometheus_error(exc, self.url) from exc
-
-    def _query(self, q: str) -> dict[str, float]:
-        result = self._instant(q)
-        out = {}
-        for item in result:
-            ns = item["metric"].get("destination_workload_namespace")
-            value = float(item["value"][1])
-            if ns and not math.isnan(value):
-                out[ns] = value
-        return out
 
     def value(self, query: str) -> float | None:
         """A metric template's instant query: its one value (Flagger's MetricTemplate
@@ -124,16 +89,3 @@ class PrometheusMetricsApi:
         buckets, TCP opened, TCP failed), see :mod:`workers.prom.windows`."""
         return read_windows(self._query_range, self.selector, namespaces, gateways, start,
                             end, step_s, self.scrape_interval_s, self.revision_label)
-
-    def sample(self, namespaces: list[str], window_s: float) -> dict[str, NamespaceMetrics]:
-        q = wave_queries(self.selector, namespaces, window_s)
-        total, errors, p99 = (self._query(q["requests"]), self._query(q["errors"]),
-                              self._query(q["p99_ms"]))
-        out = {}
-        for ns in namespaces:
-            n = total.get(ns, 0.0)
-            rate = 100.0 * (n - errors.get(ns, 0.0)) / n if n > 0 else None
-            out[ns] = NamespaceMetrics(requests=round(n, 3),
-                                       success_rate=None if rate is None else round(rate, 4),
-                                       p99_ms=None if ns not in p99 else round(p99[ns], 3))
-        return out
