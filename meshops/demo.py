@@ -744,13 +744,14 @@ def check_outcome(h: Harness, scenario: str, cluster: str, run_id: str, phase: s
 
 def incident_during_bake(h: Harness, run_id: str, cluster: str, bake_s: float,
                          timeout: float) -> None:
-    """Once wave 0 bakes, start a fleet-wide incident on ``cluster`` for the bake: 5xx and
-    latency up in every namespace, migrated or not (``POST /_sandbox/incidents``)."""
+    """Once wave 0 bakes, start a fleet-wide incident on ``cluster`` for half the bake: 5xx
+    up in every namespace, migrated or not, as a shared dependency failing
+    (``POST /_sandbox/incidents``)."""
     def baking() -> bool:
         return any(e.get("thread_ts") and "wave 0" in e["text"] and "baking" in e["text"]
                    for e in h.slack_log())
     h._wait(baking, timeout, f"wave 0 of run {run_id} to bake")
-    h.control("POST", "/_sandbox/incidents", {"seconds": bake_s, "error_rate": 0.05,
-                                              "latency_x": 2, "clusters": [cluster]})
-    h.echo(f"(sandbox: a fleet-wide incident on {cluster} for {bake_s:.0f}s: 5% more 5xx and "
-           "latency ×2 in every namespace, migrated or not)")
+    h.control("POST", "/_sandbox/incidents", {"seconds": bake_s / 2, "error_rate": 0.05,
+                                              "clusters": [cluster]})
+    h.echo(f"(sandbox: a fleet-wide incident on {cluster} for {bake_s / 2:.0f}s: 5% more 5xx "
+           "in every namespace, migrated or not)")

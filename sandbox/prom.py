@@ -55,16 +55,17 @@ def scrape_config(targets: list[str], sd_url: str | None = None,
 
 
 def start_prometheus(state_dir: Path, port: int, targets: list[str], binary: str = "prometheus",
-                     scrape_interval: str = "1s", sd_url: str | None = None
-                     ) -> subprocess.Popen[bytes]:
+                     scrape_interval: str = "1s", sd_url: str | None = None,
+                     keep_data: bool = False) -> subprocess.Popen[bytes]:
     """Start Prometheus scraping the proxies ``sd_url`` lists (HTTP service discovery) and
     ``targets`` (host:port); returns once it is ready. Raises PrometheusNotFound, or
     RuntimeError when it exits or is not ready within 30 s."""
     path = find_prometheus(binary)
     data = state_dir / "prometheus-data"
     # a new sandbox is a new world: the history of an earlier one would be read as this
-    # one's baseline by the canary gate
-    shutil.rmtree(data, ignore_errors=True)
+    # one's baseline by the canary gate (``keep_data``: blocks backfilled with promtool)
+    if not keep_data:
+        shutil.rmtree(data, ignore_errors=True)
     data.mkdir(parents=True, exist_ok=True)
     config = state_dir / "prometheus.yml"
     config.write_text(yaml.safe_dump(scrape_config(targets, sd_url, scrape_interval)))

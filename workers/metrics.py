@@ -31,8 +31,8 @@ API errors:
   terminal phase: completed, rolled_back, cancelled, rejected, refused, failed);
 - ``meshops_phase_duration_seconds{kind, phase}``: histogram of the time runs spent in a
   phase, observed when they leave it;
-- ``meshops_gate_verdicts_total{verdict}``: each metric gate sample: PASS, FAIL,
-  INCONCLUSIVE, ERROR;
+- ``meshops_gate_verdicts_total{verdict}``: each wave's metric gate verdict (the look that
+  decides): PASS, FAIL, INCONCLUSIVE, ERROR;
 - ``meshops_decisions_total{action}``: people's decisions (approve, reject, complete,
   rollback, pause, resume, cancel) and approval requests that expired (``expire``);
 - ``meshops_decision_latency_seconds{phase}``: histogram of the time from a run entering
@@ -94,7 +94,8 @@ API_ERRORS = _Family("api_errors", "meshops_api_errors",
                      "slack) and code (HTTP status, Slack error code, unreachable), after the "
                      "SDKs' own retries.", ("system", "code"))
 GATE_VERDICTS = _Family("gate_verdicts", "meshops_gate_verdicts",
-                        "Metric gate samples by verdict.", ("verdict",))
+                        "Metric gate verdicts of waves (the look that decides).",
+                        ("verdict",))
 DECISIONS = _Family("decisions", "meshops_decisions",
                     "Decisions on runs by action (expire: an approval request timed out).",
                     ("action",))
@@ -205,7 +206,8 @@ class RunMetrics:
 
     def _changed(self, pipe: Any, before: Run, after: Run, now: float) -> None:
         verdicts = Counter(str(e.data["verdict"]) for e in after.history[len(before.history):]
-                           if e.kind == "gate" and "verdict" in e.data)
+                           if e.kind == "gate" and "verdict" in e.data
+                           and e.data.get("decided", True))
         for verdict, n in verdicts.items():
             pipe.hincrby(self.key(GATE_VERDICTS), _field(verdict), n)
         for phase, seconds in exited_phases(before, after, now):

@@ -36,9 +36,15 @@ subject against its own baseline — so a control subject's own burst of traffic
 as a change of rate (no Simpson's paradox) — and added to (or multiplied into) the canary
 subject's baseline rate; the expected count is the sum over the canary's windows. (The next
 edge up uses the weather of the ~1 % edge: ten times the slow requests, and a fleet-wide
-slowdown moves both.) Windows in which the control as a whole moved sharply — a fleet-wide
-incident: more than 5 standard deviations and 50 % from its baseline — are left out on every
-side, and each check says how many. The expectation's variance adds the baseline's sampling
+slowdown moves both.) Windows in which the control as a whole got sharply worse — a
+fleet-wide incident: more than 5 standard deviations (of the median window's dispersion, so
+the storm does not hide itself) and 50 % above its baseline — are left out on every side,
+and each check says how many. Every baseline first loses its outlying windows (an incident
+no control saw, a burst of its own: 8 robust standard deviations and twice away from the
+median window's rate, a minority of its windows; as Kayenta filters outliers), so that it
+says what normal was. A control migrated by an earlier wave is read on the canary from its
+move on; a control too thin to measure the weather within a quarter of the detection gap
+is not used. The expectation's variance adds the baseline's sampling
 noise, the control mean's, and the spread of the true change between control subjects
 (random effects, the spread estimated robustly from the median absolute deviation of the
 standardized changes, so one bursty subject is not fleet-wide disagreement); window-to-window
@@ -408,10 +414,34 @@ def _dispersion(groups: Iterable[_Obs]) -> float:
     return min(4.0, max(0.0, (resid - base) / quad))
 
 
+def _median(values: list[float]) -> float:
+    v = sorted(values)
+    return v[len(v) // 2] if len(v) % 2 else (v[len(v) // 2 - 1] + v[len(v) // 2]) / 2
+
+
+def _robust_dispersion(groups: Iterable[_Obs], rate: float | None = None) -> float:
+    """The window-to-window extra variance as the median window shows it: the median of
+    ``((x − μ)² − μ) / μ²`` over every window, μ at the group's rate (or ``rate``). The
+    moment estimator of :func:`_dispersion` is driven by its largest deviations, so storm
+    windows would inflate the very spread they are measured against and hide themselves;
+    storms and outliers are found with this one."""
+    ratios = []
+    for obs in groups:
+        x, n = _sum(obs)
+        if len(obs) < 2 or n <= 0:
+            continue
+        p = (x + 0.5) / n if rate is None else rate
+        for _, xw, nw in obs:
+            mu = nw * p
+            if mu > 0:
+                ratios.append(((xw - mu) ** 2 - mu) / (mu * mu))
+    return min(4.0, max(0.0, _median(ratios))) if ratios else 0.0
+
+
 def _storms(controls: list[tuple[_Obs, _Obs]], c2: float) -> set[float]:
-    """The windows (starts) in which the control as a whole moved sharply — a fleet-wide
-    incident: its count, each subject at its own baseline rate, more than 5 standard
-    deviations (Poisson and dispersion) and more than 50 % above or below that."""
+    """The windows (starts) in which the control as a whole got sharply worse — a
+    fleet-wide incident: its count, each subject at its own baseline rate, more than 5
+    standard deviations (Poisson and the robust dispersion) and more than 50 % above that."""
     acc: dict[float, list[float]] = {}
     for before, after in controls:
         xb, nb = _sum(before)
@@ -425,9 +455,34 @@ def _storms(controls: list[tuple[_Obs, _Obs]], c2: float) -> set[float]:
             a[2] += (n * p) ** 2
     out = set()
     for start, (seen, e, e2) in acc.items():
-        if e > 0 and abs(seen - e) > 5 * math.sqrt(e + c2 * e2) and abs(seen - e) > 0.5 * e:
+        # worse only: a control far better than its baseline had an incident in the baseline
+        # (its outliers are out of it), and nothing to leave out now
+        if e > 0 and seen - e > 5 * math.sqrt(e + c2 * e2) and seen - e > 0.5 * e:
             out.add(start)
     return out
+
+
+def _outlying(obs: _Obs) -> set[float]:
+    """The windows (starts) of one subject's baseline far outside the rest of it — an
+    incident the control did not see (it had no windows then), a burst of its own: the
+    count more than 8 robust standard deviations and more than twice away from the
+    baseline's rate, fewer than half of its windows. A baseline should say what normal
+    was; Kayenta likewise removes outliers before it compares (NetflixACAJudge's IQR
+    filter). Needs 4 windows."""
+    if len(obs) < 4:
+        return set()
+    x, n = _sum(obs)
+    if n <= 0:
+        return set()
+    # the median window's rate: the outliers themselves must not set what normal is
+    p = _median([xw / nw for _, xw, nw in obs if nw > 0])
+    c2 = _robust_dispersion([obs], p)
+    out = set()
+    for start, xw, nw in obs:
+        e = nw * p
+        if abs(xw - e) > 8 * math.sqrt(e + c2 * e * e + 1) and abs(xw - e) > e + 1:
+            out.add(start)
+    return out if len(out) * 2 < len(obs) else set()  # a minority: else it is what is normal
 
 
 def _calm(obs: _Obs, storms: set[float]) -> _Obs:
@@ -644,6 +699,7 @@ class _Test:
     gateway: bool
     blocking: bool
     left_out: int = 0  # the canary's windows since the move left out as storms
+    base_left_out: int = 0  # outlying windows of its own baseline left out
 
 
 def _reporter_for_restarts(index: TrafficIndex, subject: str) -> str:
@@ -689,9 +745,10 @@ def _collect(index: TrafficIndex, wave: CanaryWave, now: float, th: CanaryThresh
             control_edges = {"restarts": 0} if r == "pods" else {
                 "errors": 0, "tcp": 0, **_edges(before, th)}
             for signal, edge in control_edges.items():
+                # a control's baseline, too, says what normal was (its outliers out)
+                normal = [w.tally(signal, edge) for w in before]
                 controls.setdefault((signal, r), []).append((
-                    [w.tally(signal, edge) for w in before],
-                    [w.tally(signal, edge) for w in after]))
+                    _calm(normal, _outlying(normal)), [w.tally(signal, edge) for w in after]))
 
     for subject in wave.canary:
         cur_by = {r: index.windows(subject, r, c0, now, revision=rev) for r in REPORTERS}
@@ -913,6 +970,11 @@ def judge_canary(traffic: TrafficIndex | Iterable[TrafficWindow], wave: CanaryWa
     bake_looks, max_looks = _looks(bake_s, interval_s, th)
     look = max(0, math.floor((now - wave.bake_started_at) / interval_s + 1e-6))
     tests = _collect(index, wave, now, th)
+    for t in tests:
+        if t.base and not t.gateway:
+            odd = _outlying(t.base)
+            if odd:
+                t.base, t.base_left_out = _calm(t.base, odd), len(odd)
 
     # per (signal, reporter): dispersion from every window but the canary's since the
     # move, storm windows (left out on every side), dispersion again without them, weather.
@@ -933,7 +995,7 @@ def judge_canary(traffic: TrafficIndex | Iterable[TrafficWindow], wave: CanaryWa
             out = [_calm(o, calm) for pair in controls for o in pair]
             return out + [_calm(b, calm) for b in bases]
 
-        rough = _dispersion(groups(set()))
+        rough = _robust_dispersion(groups(set()))
         edge_key = ("latency", key[1])
         if key[0] == "tail" and edge_key in weather:
             storms[key], weather[key] = storms[edge_key], weather[edge_key]
@@ -1051,6 +1113,8 @@ def _check(t: _Test, c2: float, weather: Weather, alpha: float, beta: float, za:
                   if base_q > 0 else "")
     if t.left_out:
         sides += f"; {t.left_out} windows of fleet-wide weather left out"
+    if t.base_left_out:
+        sides += f"; {t.base_left_out} outlying baseline windows left out"
     numbers = (f"{f(sig, x / n)} of {n:,.0f} {unit_word} ({sides}) vs expected "
                f"{f(sig, rate)}, tolerated {f(sig, r0)}")
     if p_reg <= alpha:

@@ -236,7 +236,7 @@ def prometheus(tmp_path_factory: pytest.TempPathFactory) -> Iterator[tuple[str, 
     subprocess.run(["promtool", "tsdb", "create-blocks-from", "openmetrics", "--quiet",
                     str(source), str(state / "prometheus-data")], check=True)
     port = free_port_base(15000, 16000)
-    proc = start_prometheus(state, port, [])
+    proc = start_prometheus(state, port, [], keep_data=True)
     try:
         yield f"http://127.0.0.1:{port}", t0
     finally:
