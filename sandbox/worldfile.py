@@ -6,7 +6,7 @@ A world file is YAML::
     clock_speed: 60                   # optional: the sandbox clock (CronJobs) vs the wall clock
     traffic:                          # optional: what every namespace's traffic shares
       noise: production               #   "production" (the default) or "none" (exact rates)
-      rps_per_pod: 400                #   each serving pod, where a namespace sets no rps
+      rps_per_pod: 2000               #   each serving pod, where a namespace sets no rps
       diurnal: {amplitude: 0.3, peak_hour: 14}   # load × (1 ± 0.3) over a sandbox day
       incidents:                      #   fleet-wide: errors and latency up everywhere
         - {at_s: 300, duration_s: 120, error_rate: 0.05, latency_x: 3}
@@ -208,7 +208,7 @@ class WorldTrafficSpec(Strict):
     #: requests a second each ready pod behind a Service serves, in namespaces that set no
     #: ``traffic.rps`` of their own (enough for the canary gate to decide within the
     #: seconds-long bakes of demos)
-    rps_per_pod: float = Field(400.0, gt=0, le=100000)
+    rps_per_pod: float = Field(2000.0, gt=0, le=100000)
     diurnal: DiurnalSpec | None = None
     incidents: list[IncidentSpec] = Field(default_factory=list)
     seed: int = 0

@@ -48,11 +48,19 @@ def runs_text(engine: Engine, cluster: str | None) -> str:
 
 
 def run_history_text(run: Run) -> str:
+    """The run's decisions, then its history; a gate look that decided nothing shows its
+    state only, a deciding one its reason clipped (the thread has every number)."""
     lines = [f"*Run `{run.id}`*: {_title(run)}, {run.phase.value.replace('_', ' ')}"]
-    lines += [f"{_when(e.at)} {e.text}" for e in run.history]
     if run.approvals:
         lines.append("*Decisions*: " + "; ".join(
             f"{a.decision} on {a.gate} by <@{a.user}> at {_when(a.at)}" for a in run.approvals))
+    for e in run.history:
+        text = e.text
+        if e.kind == "gate" and not e.data.get("decided", True):
+            text = text.split(" — ", 1)[0]
+        elif e.kind == "gate" and len(text) > 300:
+            text = text[:299] + "…"
+        lines.append(f"{_when(e.at)} {text}")
     return _clip("\n".join(lines))
 
 
