@@ -1183,7 +1183,7 @@ def _decide(checks: list[SignalCheck], wave: CanaryWave, now: float, look: int,
     passing = pass_looks(bake_looks, max_looks)
     upcoming = [k for k in passing if k >= look]
     if state == Verdict.PASS:
-        if look in passing:
+        if look in passing or not upcoming:  # a late look (a worker was down) decides too
             return done(Verdict.PASS, Verdict.PASS, reason)
         return done(None, Verdict.PASS, f"{reason}; confirming at look {upcoming[0]}",
                     interval_s)

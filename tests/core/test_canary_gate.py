@@ -84,6 +84,14 @@ def test_no_pass_before_the_bake_is_over() -> None:
     assert early.verdict is None and early.after_s == INTERVAL_S
 
 
+def test_a_look_after_the_longest_bake_still_decides() -> None:
+    """A worker down for a while looks late (after the last look of the extension): a
+    healthy wave passes then, instead of waiting for a look that will never come."""
+    _, windows = wave_of("healthy", 1)
+    late = look(windows, 2 * BAKE_LOOKS + 3)
+    assert late.verdict == Verdict.PASS and late.look > late.max_looks
+
+
 @pytest.mark.parametrize("seed", [1, 2, 3, 4])
 def test_a_fleet_wide_incident_does_not_fail_the_canary(seed: int) -> None:
     world = make_world(seed, "healthy")  # the production noise, and then an incident
