@@ -737,8 +737,8 @@ def check_outcome(h: Harness, scenario: str, cluster: str, run_id: str, phase: s
             rf"\d+\.\d+% — expected .*regressed at [>\d.]+% confidence", thread):
         problems.append(f"the thread does not name {watched}'s errors with the expected "
                         "rate and the confidence")
-    if scenario == "incident" and "fleet-wide weather" not in thread:
-        problems.append("no gate look of the thread says it left the incident out")
+    if scenario == "incident" and re.search(r"gate look [^*]*: FAIL", thread):
+        problems.append("a gate look failed during the fleet-wide incident")
     return problems
 
 
