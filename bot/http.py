@@ -13,6 +13,15 @@ not UTF-8, a ``payload=`` that is not JSON, JSON nested deeper than Python's par
 JSON document or ``payload`` that is not an object. Bolt parses the body before any
 middleware runs, signature check included, so such a body used to be an HTTP 500 for anyone.
 
+Bolt (``slack_bolt.request.internals.parse_body``) takes a form for an interaction when the
+word "payload" occurs *anywhere* in its text, and reads a form without a ``payload`` field
+as nothing: ``/mesh status payload-prod`` (``text=status+payload-prod``), or any command from
+a channel or user whose name holds the word, reached no listener and was answered 404.
+:class:`SlackRequest` reads a form by its fields instead (an interaction is a form with a
+``payload`` field, as Slack sends it: https://api.slack.com/interactivity/handling#payloads)
+and keeps the raw body as received, which is what the signature is checked on;
+:class:`SlackHandler` is Bolt's WSGI handler building those requests.
+
 Every refusal here is logged as one line with the method, path, size and reason, never with
 any of the body: nothing has been authenticated yet.
 """
@@ -21,12 +30,17 @@ from __future__ import annotations
 
 import io
 import json
-from collections.abc import Callable, Iterable
+from collections.abc import Callable, Iterable, Sequence
 from typing import Any
+from urllib.parse import parse_qsl
 
 import structlog
+from slack_bolt.adapter.wsgi import SlackRequestHandler
 from slack_bolt.adapter.wsgi.http_request import WsgiHttpRequest
+from slack_bolt.context import BoltContext
 from slack_bolt.request import BoltRequest
+from slack_bolt.request.internals import build_context
+from slack_bolt.response import BoltResponse
 
 log = structlog.get_logger("meshops.http")
 
@@ -112,6 +126,59 @@ def json_problem(exc: Exception) -> str:
     return str(exc)
 
 
+def slack_body(raw_body: str, content_type: str | None) -> Any:
+    """A Slack request body as Bolt reads it, except that a form is an interaction only
+    when it has a ``payload`` field (see the module docstring).
+
+    Returns:
+        ``{}`` for an empty body; a JSON body (``application/json``, or text starting with
+        ``{``) parsed; a form's ``payload`` field parsed as JSON; else the form's fields
+        (``{name: value}``, the last of a repeated name, blank values kept — as Bolt).
+    Raises:
+        json.JSONDecodeError, RecursionError: JSON that Python cannot read.
+    """
+    if not raw_body:
+        return {}
+    if content_type == "application/json" or raw_body.startswith("{"):
+        return json.loads(raw_body)
+    fields = dict(parse_qsl(raw_body, keep_blank_values=True))
+    if "payload" in fields:
+        return json.loads(fields["payload"])
+    return fields
+
+
+class SlackRequest(BoltRequest):
+    """A Bolt request whose body is read by :func:`slack_body`; ``raw_body`` stays the body
+    as received (the signature covers it)."""
+
+    def __init__(self, *, body: str | dict[str, Any],
+                 query: str | dict[str, str] | dict[str, Sequence[str]] | None = None,
+                 headers: dict[str, str | Sequence[str]] | None = None,
+                 context: dict[str, Any] | None = None, mode: str = "http") -> None:
+        super().__init__(body=body, query=query, headers=headers, context=context, mode=mode)
+        # Bolt reads every other body as slack_body does; where they differ it read {}
+        if isinstance(body, str) and self.body == {} and self.raw_body:
+            parsed = slack_body(self.raw_body, self.content_type)
+            if parsed != self.body:
+                self.body = parsed
+                self.context = build_context(BoltContext(context or {}), parsed)
+
+    def to_copyable(self) -> SlackRequest:
+        """A copy for a lazy listener's thread (Bolt's, of this class)."""
+        return SlackRequest(body=self.raw_body if self.mode == "http" else self.body,
+                            query=self.query, headers=dict(self.headers),
+                            context=self.context.to_copyable(), mode=self.mode)
+
+
+class SlackHandler(SlackRequestHandler):
+    """Bolt's WSGI handler (``POST /slack/events``), dispatching a :class:`SlackRequest`."""
+
+    def dispatch(self, request: WsgiHttpRequest) -> BoltResponse:
+        return self.app.dispatch(SlackRequest(body=request.get_body(),
+                                              query=request.query_string,
+                                              headers=request.get_headers()))
+
+
 def bolt_problem(environ: dict[str, Any], body: bytes) -> str | None:
     """Why Bolt could not build a request of this body, or None when it can."""
     try:
@@ -120,7 +187,7 @@ def bolt_problem(environ: dict[str, Any], body: bytes) -> str | None:
         return "the body is not UTF-8"
     request = WsgiHttpRequest(environ)
     try:
-        BoltRequest(body=text, query=request.query_string, headers=request.get_headers())
+        SlackRequest(body=text, query=request.query_string, headers=request.get_headers())
     except (RecursionError, json.JSONDecodeError) as exc:
         return json_problem(exc)
     except Exception:  # noqa: BLE001 - whatever else Bolt trips on is a malformed body
@@ -129,8 +196,9 @@ def bolt_problem(environ: dict[str, Any], body: bytes) -> str | None:
 
 
 def slack_guard(inner: Wsgi, limit: int = MAX_BODY_BYTES) -> Wsgi:
-    """``inner`` (Bolt's WSGI handler) behind the body cap (413, unread) and a check that
-    Bolt can read the body at all (400 with what is wrong; see the module docstring)."""
+    """``inner`` (Bolt's WSGI handler, a :class:`SlackHandler`) behind the body cap (413,
+    unread) and a check that Bolt can read the body at all (400 with what is wrong; see the
+    module docstring)."""
 
     def app(environ: dict[str, Any], start_response: StartResponse) -> Iterable[bytes]:
         try:

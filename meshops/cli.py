@@ -125,11 +125,14 @@ def probe_beat(schedule: Path, max_age: float) -> None:
 
 
 @main.command()
-@click.option("--port", type=int, default=3000, show_default=True,
-              help="HTTP mode: where Slack sends /slack/events.")
+@click.option("--port", type=click.IntRange(1, 65535), default=3000, show_default=True,
+              help="HTTP mode: where Slack sends /slack/events, and /livez and /readyz. "
+                   "Socket Mode: /livez and /readyz alone.")
 @click.option("--host", default="0.0.0.0", show_default=True)
 def bot(port: int, host: str) -> None:
-    """Run the Slack bot: Socket Mode when SLACK_APP_TOKEN is set, else HTTP mode."""
+    """Run the Slack bot: Socket Mode when SLACK_APP_TOKEN is set, else HTTP mode. Either
+    way it serves GET /livez and /readyz on --port (ready: Redis answers and, in Socket
+    Mode, the WebSocket to Slack is open)."""
     from meshops.wiring import run_bot
 
     run_bot(host, port)

@@ -31,11 +31,16 @@ def check_config(*required: str) -> tuple[Settings, Fleet]:
 
 def run_bot(host: str, port: int) -> None:
     from slack_bolt.adapter.socket_mode import SocketModeHandler
-    from slack_bolt.adapter.wsgi import SlackRequestHandler
 
     from bot.app import create_app
-    from bot.health import health_app, redis_ready
-    from bot.http import serve
+    from bot.health import (
+        all_ready,
+        health_app,
+        redis_ready,
+        socket_ready,
+        start_health_server,
+    )
+    from bot.http import SlackHandler, serve
     from bot.push import push_app
     from workers.slack.client import make_client
     from workers.store.connect import redis_client
@@ -57,12 +62,16 @@ def run_bot(host: str, port: int) -> None:
     engine = build_engine(env, fleet, client)
     app = create_app(fleet, engine, client, None if socket_mode else env.slack_signing_secret,
                      enqueue_tick, enqueue_notify, enqueue_answer)
+    redis_check = redis_ready(redis_client(env.redis_url).ping)
     if socket_mode:
-        log.info("bot.start", mode="socket")
-        SocketModeHandler(app, env.slack_app_token).start()  # type: ignore[no-untyped-call]
+        log.info("bot.start", mode="socket", host=host, port=port, paths="/livez /readyz")
+        handler = SocketModeHandler(app, env.slack_app_token)
+        # no HTTP for Slack; /livez and /readyz alone for the probes, ready once connected
+        start_health_server(all_ready(socket_ready(handler.client), redis_check), host, port)
+        handler.start()  # type: ignore[no-untyped-call]
     else:
         log.info("bot.start", mode="http", host=host, port=port, path="/slack/events")
-        wsgi = push_app(env.meshops_releases_push_secret, enqueue_push, SlackRequestHandler(app))
+        wsgi = push_app(env.meshops_releases_push_secret, enqueue_push, SlackHandler(app))
         # /livez and /readyz for the probes (deploy/kubernetes), then Slack and the pushes
-        wsgi = health_app(wsgi, redis_ready(redis_client(env.redis_url).ping))
+        wsgi = health_app(wsgi, redis_check)
         serve(wsgi, host, port)  # waitress capped at bot.http.MAX_BODY_BYTES

@@ -11,8 +11,8 @@ import urllib.parse
 from typing import Any
 
 import pytest
-from slack_bolt.adapter.wsgi import SlackRequestHandler
 
+from bot.http import SlackHandler
 from bot.push import push_app
 from meshops.demo import sign
 from tests.bot.test_payloads import (  # noqa: F401
@@ -48,7 +48,7 @@ def front(bolt):  # type: ignore[no-untyped-def]  # noqa: F811
     """The bot's WSGI app as ``meshops bot`` serves it, and what reached the workers."""
     app, store, enqueued = bolt
     pushed: list[str] = []
-    return push_app(PUSH_SECRET, pushed.append, SlackRequestHandler(app)), store, enqueued, pushed
+    return push_app(PUSH_SECRET, pushed.append, SlackHandler(app)), store, enqueued, pushed
 
 
 def slack_post(front_app: Any, body: str | bytes, content_type: str = FORM,
@@ -142,7 +142,7 @@ RELEASE = {"tag_name": "2026-11-22", "name": "Release 2026-11-22",
 def test_pushes_that_are_not_releases_are_400_with_the_shape_expected(
         body: str, error: str) -> None:
     pushed: list[str] = []
-    app = push_app(PUSH_SECRET, pushed.append, SlackRequestHandler(None))  # type: ignore[arg-type]
+    app = push_app(PUSH_SECRET, pushed.append, SlackHandler(None))  # type: ignore[arg-type]
     status, answer = push(app, body)
     assert status == 400 and answer["error"].startswith(f"not a GitHub release: {error}")
     assert pushed == []

@@ -4,11 +4,12 @@ ready only while Redis answers; everything else still reaches Slack's handler.""
 from __future__ import annotations
 
 import json
+import threading
 from typing import Any
 
 import redis
 
-from bot.health import health_app, redis_ready
+from bot.health import STILL_CHECKING, health_app, redis_ready
 from tests.conftest import REDIS_URL
 
 
@@ -41,3 +42,25 @@ def test_not_ready_without_redis_but_still_live() -> None:
     assert status == "503 Service Unavailable"
     assert isinstance(body, dict) and body["reason"].startswith("redis: ConnectionError")
     assert call(app, "/livez")[0] == "200 OK"
+
+
+def test_a_slow_check_holds_one_request_and_the_others_are_answered_at_once() -> None:
+    started, release = threading.Event(), threading.Event()
+
+    def slow() -> str | None:
+        started.set()
+        release.wait(10)
+        return None
+
+    app = health_app(inner, slow)
+    first: list[tuple[str, Any]] = []
+    waiting = threading.Thread(target=lambda: first.append(call(app, "/readyz")))
+    waiting.start()
+    assert started.wait(5)
+    assert call(app, "/readyz") == ("503 Service Unavailable",
+                                    {"ok": False, "reason": STILL_CHECKING})
+    assert call(app, "/livez") == ("200 OK", {"ok": True})
+    release.set()
+    waiting.join(5)
+    assert first == [("200 OK", {"ok": True})]
+    assert call(app, "/readyz") == ("200 OK", {"ok": True})
