@@ -162,11 +162,14 @@ class Harness:
         self.seen = self.slack_log_len()
 
     def start_socket_bot(self, name: str = "socket-bot") -> None:
-        """A bot in Socket Mode: SLACK_APP_TOKEN set, no HTTP port, no signing secret."""
+        """A bot in Socket Mode: SLACK_APP_TOKEN set, no signing secret; its port serves only
+        the health probes (one past the HTTP bot's)."""
         log = open(self.state_dir / f"{name}.log", "ab")  # noqa: SIM115 - owned by the child
         env = {**self.env(), "SLACK_APP_TOKEN": self.info["slack_app_token"]}
         env.pop("SLACK_SIGNING_SECRET", None)
-        self.procs[name] = subprocess.Popen([sys.executable, "-m", "meshops", "bot"], env=env,
+        self.procs[name] = subprocess.Popen([sys.executable, "-m", "meshops", "bot", "--host",
+                                             "127.0.0.1", "--port", str(self.bot_port + 1)],
+                                            env=env,
                                             stdout=log, stderr=subprocess.STDOUT,
                                             start_new_session=True)
         self._wait(lambda: self.control("GET", "/_sandbox/socket-mode")["connections"], 60,

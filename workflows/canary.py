@@ -61,17 +61,18 @@ exactly in pure Python (regularized incomplete beta and gamma functions):
   the tails of the benchmark's lognormal mixtures, see ``benchmarks/gate.py``).
 
 **Sequential rule.** The evidence is cumulative from the start of the bake and judged after
-every interval. FAIL as soon as a test's ``p_regressed`` is at most
-``false_rollback / (tests × looks)`` — a union bound over every signal, subject and look, so
-a healthy wave is rolled back with probability at most ``false_rollback`` (1 %) however often
-it is looked at — and still is without the canary's worst window (a burst of the subject's
-own traffic is not a regression; one window is never enough). PASS only at the end of the
-bake, half-way through the extension or at its end (:func:`pass_looks`), when every
-*blocking* test has ``p_ruled_out`` at most ``missed / pass looks``, so a regression of the
-detection size passes with probability at most ``missed`` (1 %). Blocking: errors of each
-reporter carrying ≥ 25 % of the subject's requests, latency (both edges) of the destination
-reporter, a gateway's errors and latency; TCP failures, restarts and source-side latency
-can fail a wave but never hold it. Otherwise the bake is extended, by at most
+every interval. FAIL as soon as a test's ``p_regressed`` is at most ``false_rollback /
+(tests × looks)`` — a union bound over every signal, subject and look, so a healthy wave is
+rolled back with probability at most ``false_rollback`` (1 %) however often it is looked at
+— and still is without the canary's worst window (a burst of the subject's own traffic is
+not a regression; one window is never enough). PASS only at the end of the bake, half-way
+through the extension or at its end (:func:`pass_looks`), when every *blocking* test has
+``p_ruled_out`` at most ``missed / pass looks``, so a regression of the detection size
+passes with probability at most ``missed`` (1 %). Blocking: errors of each reporter carrying
+≥ 25 % of the subject's requests, latency (both edges) of the destination reporter, a
+gateway's errors and latency; TCP failures and restarts can fail a wave but never hold it; a
+namespace's source-side latency is reported only (it is its callees' latency, other
+namespaces' included, more than its own proxy's). Otherwise the bake is extended, by at most
 ``max_extension`` × the bake, while the requests each open signal still needs to tell the
 tolerance from the detection size (a sample-size computation on the same variances) can
 arrive in time; else INCONCLUSIVE at once, saying per signal how many requests were seen and
@@ -608,6 +609,7 @@ class SignalCheck(BaseModel):
     windows: int = 0  # the canary's windows since the bake began (one more each look)
     needed: float | None = 0.0
     left_out: int = 0  # windows since the move left out as fleet-wide weather (storms)
+    gating: bool = True  # a regression fails the wave (source-side latency: reported only)
     text: str
 
     def to_check(self) -> Check:
@@ -700,6 +702,7 @@ class _Test:
     blocking: bool
     left_out: int = 0  # the canary's windows since the move left out as storms
     base_left_out: int = 0  # outlying windows of its own baseline left out
+    gating: bool = True  # a regression fails the wave (else it is reported only)
 
 
 def _reporter_for_restarts(index: TrafficIndex, subject: str) -> str:
@@ -776,7 +779,10 @@ def _collect(index: TrafficIndex, wave: CanaryWave, now: float, th: CanaryThresh
                     [] if thin else [w.tally(signal, c_edge or 0) for w in base],
                     controls.get((signal, r), []), False,
                     material and (signal == "errors" or (
-                        signal in ("latency", "tail") and r == "destination"))))
+                        signal in ("latency", "tail") and r == "destination")),
+                    # a namespace's outbound latency is its callees' (other namespaces'
+                    # included): reported, never failing the wave on its own
+                    gating=not (signal in ("latency", "tail") and r == "source")))
         rr = _reporter_for_restarts(index, subject)
         cur = index.windows(subject, rr, c0, now, revision=rev)
         base = index.windows(subject, rr, b0, b1, not_revision=rev)
@@ -1077,7 +1083,7 @@ def _check(t: _Test, c2: float, weather: Weather, alpha: float, beta: float, za:
             expected=expected, tolerated=tolerated, detect=detect, p_regressed=p_regressed,
             p_ruled_out=p_ruled_out, confidence=confidence, status=status,
             blocking=t.blocking, seen=n, windows=len(t.cur), needed=needed,
-            left_out=t.left_out, text=text)
+            left_out=t.left_out, gating=t.gating, text=text)
 
     predicted = _predict(t, c2, weather)
     if predicted is None:
@@ -1149,7 +1155,8 @@ def _pct(p: float) -> str:
 
 def _decide(checks: list[SignalCheck], wave: CanaryWave, now: float, look: int,
             bake_looks: int, max_looks: int, interval_s: float) -> CanaryJudgement:
-    regressed = [c for c in checks if c.status == "regressed"]
+    regressed = [c for c in checks if c.status == "regressed" and c.gating]
+    reported = [c for c in checks if c.status == "regressed" and not c.gating]
     blocking = [c for c in checks if c.blocking]
     open_ = [c for c in blocking if c.status != "ok"]
 
@@ -1171,6 +1178,8 @@ def _decide(checks: list[SignalCheck], wave: CanaryWave, now: float, look: int,
         reason = (f"{len(checks)} signals of {len(wave.canary) + len(wave.gateways)} "
                   f"subjects: no regression of the detection size (every blocking signal "
                   f"ruled out at ≥ {_pct(min(c.confidence for c in blocking))})")
+        if reported:
+            reason += "; reported only: " + "; ".join(c.text for c in reported)
         storms = max((c.left_out for c in checks), default=0)
         if storms:
             reason += (f"; {storms} windows of fleet-wide weather (the control moved as "
