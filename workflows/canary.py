@@ -703,6 +703,7 @@ class _Test:
     left_out: int = 0  # the canary's windows since the move left out as storms
     base_left_out: int = 0  # outlying windows of its own baseline left out
     gating: bool = True  # a regression fails the wave (else it is reported only)
+    fresh: bool = False  # no history before the move: errors judged against zero
 
 
 def _reporter_for_restarts(index: TrafficIndex, subject: str) -> str:
@@ -758,6 +759,9 @@ def _collect(index: TrafficIndex, wave: CanaryWave, now: float, th: CanaryThresh
         base_by = {r: index.windows(subject, r, b0, b1, not_revision=rev) for r in REPORTERS}
         volume = {r: sum(w.requests for w in cur_by[r] + base_by[r]) for r in REPORTERS}
         top = max(volume.values())
+        # no window before the move on any reporter: the namespace was not in the mesh
+        # (first injected), so Istio has no history of it to compare with
+        fresh = not any(base_by.values())
         for r in REPORTERS:
             cur, base = cur_by[r], base_by[r]
             if volume[r] == 0 and not any(w.tcp_opened for w in cur + base):
@@ -779,10 +783,11 @@ def _collect(index: TrafficIndex, wave: CanaryWave, now: float, th: CanaryThresh
                     [] if thin else [w.tally(signal, c_edge or 0) for w in base],
                     controls.get((signal, r), []), False,
                     material and (signal == "errors" or (
-                        signal in ("latency", "tail") and r == "destination")),
+                        signal in ("latency", "tail") and r == "destination" and not fresh)),
                     # a namespace's outbound latency is its callees' (other namespaces'
                     # included): reported, never failing the wave on its own
-                    gating=not (signal in ("latency", "tail") and r == "source")))
+                    gating=not (signal in ("latency", "tail") and r == "source"),
+                    fresh=fresh))
         rr = _reporter_for_restarts(index, subject)
         cur = index.windows(subject, rr, c0, now, revision=rev)
         base = index.windows(subject, rr, b0, b1, not_revision=rev)
@@ -845,9 +850,14 @@ def _predict(test: _Test, c2: float, weather: Weather) -> _Prediction | None:
     base = test.base or []
     xb, nb = _sum(base)
     x, n = _sum(test.cur)
+    sig = test.signal
+    if test.fresh and n > 0 and sig.scale == "additive":
+        # nothing to compare with: the rate the detection size is measured from is zero
+        # (0.05 points of errors tolerated, 0.5 must be ruled out), as an absolute gate
+        return _Prediction([0.0] * len(test.cur), 0.0, 0.0,
+                           "no history before the move (not in the mesh): against zero")
     if nb <= 0 or n <= 0:
         return None
-    sig = test.signal
     if test.gateway:
         by: dict[float, list[float]] = {}
         for start, xs, ns in base:
@@ -1094,6 +1104,7 @@ def _check(t: _Test, c2: float, weather: Weather, alpha: float, beta: float, za:
             why = f"no {unit_word} since the move"
         else:
             why = ("no stable counterpart to compare with" if t.gateway
+                   else "no history before the move (not in the mesh before)" if t.fresh
                    else "no baseline before the move")
         return make("thin", f"{where}: {why}", needed=None)
     rate, var, how = predicted.rate, predicted.var, predicted.how

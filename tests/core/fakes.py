@@ -88,6 +88,7 @@ class FakeWorld:
     # and the revision its pods ran before: what the windows' revision follows
     moved: dict[str, tuple[float, str | None]] = field(default_factory=dict)
     history_from: float = -1e12  # Prometheus holds windows from this time on
+    outside_mesh: set[str] = field(default_factory=set)  # no Istio metrics before a restart
     # a fleet-wide incident: (from, until, success rate) in every namespace and gateway
     incident: tuple[float, float, float] | None = None
     # the add-on ingress gateways' traffic: deployment name → its metrics (default healthy)
@@ -331,7 +332,8 @@ class FakeWorld:
                                    self._weather(m, t), "source"))
             for ns in namespaces:
                 rev = self._window_revision(ns, t - step, t)
-                if rev is False:
+                if rev is False or (ns in self.outside_mesh
+                                    and t - step < self.moved.get(ns, (math.inf,))[0]):
                     continue
                 # a rollover keeps the revision: the metrics are the new patch's, which only
                 # pods restarted since the rollover began run

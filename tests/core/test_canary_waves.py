@@ -125,3 +125,30 @@ def test_an_incident_over_the_whole_bake_extends_it_until_calm_windows_come() ->
     assert any("were fleet-wide weather (the control moved as much), left out; waiting for "
                "calm ones" in e.text for e in looks)
     assert looks[-1].data["look"] > 6 and looks[-1].data["verdict"] == "PASS"  # extended
+
+
+def rollover_into_the_mesh(world: FakeWorld) -> Run:
+    world.outside_mesh = {"a", "b"}
+    world.versions["asm-1-25"] = "1.25.7"
+    run = new_run().evolve(kind="rollover", canary_revision="asm-1-25",
+                           target_version="1.25.7",
+                           options=UpgradeOptions(bake_s=60, interval_s=10, wave_size=2))
+    run, now = drive(run, world, 1_000_000.0)
+    run, _ = drive(decide(run, "approve", "UAPPROVER", POLICY, now), world, now)
+    return run
+
+
+def test_a_namespace_first_in_the_mesh_is_judged_on_errors_against_zero() -> None:
+    """``inject --restart``: Istio has no history of a namespace before its first sidecar;
+    its 5xx are judged against zero (0.5 points must be ruled out), latency only reported."""
+    run = rollover_into_the_mesh(FakeWorld.seeded(["a", "b"]))
+    assert run.phase == Phase.COMPLETED, run.history[-1].text
+    gate = next(e for e in run.history if e.kind == "gate" and e.data["decided"])
+    errors = next(c for c in gate.data["checks"] if c["metric"] == "errors:destination")
+    assert errors["status"] == "ok" and errors["expected"] == 0.0
+    world = FakeWorld.seeded(["a", "b"])
+    world.metrics_by_rev[("a", "asm-1-25")] = NamespaceMetrics(
+        requests=50000, success_rate=97.0, p99_ms=50)
+    run = rollover_into_the_mesh(world)
+    assert run.phase == Phase.PAUSED and "a 5xx and gRPC errors (destination): 3.00%" \
+        in run.pause_reason  # a rollover that fails pauses (it cannot be rolled back)
