@@ -1212,8 +1212,10 @@ def _decide(checks: list[SignalCheck], wave: CanaryWave, now: float, look: int,
     more = 0
     reachable = bool(open_)
     for c in open_:
-        if c.status == "thin" and c.left_out and c.seen <= 0:
-            more = max(more, 1)  # only weather so far: calm windows may come
+        if c.status == "thin" and c.seen <= 0 and (c.left_out or not c.windows):
+            # only weather so far, or no window yet (Prometheus has not scraped the new
+            # pods twice): the next windows may bring what is needed
+            more = max(more, 1)
             continue
         if c.status == "thin" or c.needed is None or c.seen <= 0:
             reachable = False
