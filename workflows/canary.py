@@ -1210,7 +1210,7 @@ def _decide(checks: list[SignalCheck], wave: CanaryWave, now: float, look: int,
     # extend while every open signal can get what it needs before the extension ends
     # (each look adds about one window: the windows seen so far say how much one brings)
     more = 0
-    reachable = bool(open_)
+    reachable = bool(open_) or not blocking  # no traffic seen yet: it may still come
     for c in open_:
         if c.status == "thin" and c.seen <= 0 and (c.left_out or not c.windows):
             # only weather so far, or no window yet (Prometheus has not scraped the new
