@@ -95,7 +95,8 @@ class BakeDecision:
     reason: str = ""
 
 
-def _streak(samples: list[GateSample], verdict: Verdict) -> int:
+def streak(samples: list[GateSample], verdict: Verdict) -> int:
+    """How many of the last samples in a row have ``verdict``."""
     n = 0
     for s in reversed(samples):
         if s.verdict != verdict:
@@ -120,9 +121,9 @@ def decide_bake(
     """
     last = samples[-1] if samples else None
     if last is not None:
-        if last.verdict == Verdict.FAIL and _streak(samples, Verdict.FAIL) >= th.failure_threshold:
+        if last.verdict == Verdict.FAIL and streak(samples, Verdict.FAIL) >= th.failure_threshold:
             return BakeDecision(Verdict.FAIL, reason=last.reason)
-        if last.verdict == Verdict.ERROR and _streak(samples, Verdict.ERROR) >= th.error_limit:
+        if last.verdict == Verdict.ERROR and streak(samples, Verdict.ERROR) >= th.error_limit:
             return BakeDecision(Verdict.ERROR, reason=last.reason)
         if now - bake_started_at >= bake_s:
             if last.verdict == Verdict.PASS:

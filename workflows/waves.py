@@ -15,6 +15,7 @@ from typing import Any, cast
 
 from workflows.canary import CanaryJudgement, CanaryWave, error_judgement, judge_canary
 from workflows.errors import MetricsUnavailable, PermanentError
+from workflows.gates import streak
 from workflows.kind import StepResult, WorkflowKind, kind_of
 from workflows.metric_templates import check as check_template
 from workflows.metric_templates import render
@@ -338,7 +339,7 @@ def _bake(run: Run, wave: Wave, ports: ClusterPorts, now: float) -> StepResult:
     verdict, reason = judgement.verdict, judgement.reason
     if sample.verdict == Verdict.FAIL and judgement.sample.verdict != Verdict.FAIL:
         # a team metric failed: Argo's failureLimit — that many looks in a row roll back
-        if 1 + _streak(wave.samples, Verdict.FAIL) >= th.failure_threshold:
+        if 1 + streak(wave.samples, Verdict.FAIL) >= th.failure_threshold:
             verdict, reason = Verdict.FAIL, sample.reason
         elif verdict is not None:
             verdict = None  # never pass or pause while a team metric fails: look again
@@ -362,15 +363,6 @@ def _bake(run: Run, wave: Wave, ports: ClusterPorts, now: float) -> StepResult:
     return StepResult(
         run.to(Phase.PAUSED, now, f"paused: {why}", paused_from=Phase.MIGRATING,
                pause_reason=why), None)
-
-
-def _streak(samples: list[GateSample], verdict: Verdict) -> int:
-    n = 0
-    for s in reversed(samples):
-        if s.verdict != verdict:
-            break
-        n += 1
-    return n
 
 
 def _look_text(wave: Wave, j: CanaryJudgement, sample: GateSample, verdict: Verdict | None,

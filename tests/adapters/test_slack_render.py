@@ -104,18 +104,11 @@ def test_a_former_gate_event_shows_values_against_thresholds() -> None:
 
 
 def test_gate_chart_is_a_readable_png_of_the_right_size(tmp_path) -> None:
-    import matplotlib.image
-
-    from workers.slack.charts import HEIGHT_PX, WIDTH_PX, gate_chart
+    from tests.adapters.test_slack_charts import assert_readable_png
+    from workers.slack.charts import gate_chart
 
     run = runs_in_every_phase()[2]  # rolled back after a failing wave: several samples
-    png = gate_chart(run)
-    assert png[:8] == b"\x89PNG\r\n\x1a\n"
-    path = tmp_path / "chart.png"
-    path.write_bytes(png)
-    image = matplotlib.image.imread(path)
-    assert image.shape[:2] == (HEIGHT_PX, WIDTH_PX)
-    assert image.std() > 0.05  # not a blank canvas
+    assert_readable_png(gate_chart(run), tmp_path)
 
 
 def test_user_groups_among_approvers_are_mentioned_as_groups() -> None:
