@@ -228,10 +228,10 @@ def migrate_wave(run: Run, ports: ClusterPorts, now: float) -> StepResult:
 
     if wave.step == WaveStep.BASELINE:
         # The gate's baseline is the Prometheus history before the move, read at each look.
-        # A wave whose history is younger than the longest bake (a fresh Prometheus, a
-        # namespace just given traffic) waits for it, that long at most: a baseline shorter
-        # than the bake leaves the gate undecided. What is recorded here: workloads already failing.
-        need = longest_bake(run)
+        # A wave whose history is younger than a bake (a fresh Prometheus, a namespace just
+        # given traffic) waits for one, that long at most: a baseline shorter than the bake
+        # leaves the gate undecided. What is recorded here: workloads already failing.
+        need = opts.bake_s
         short = _young_history(ports, run, wave, now, need)
         if short and (wave.baseline_wait_from is None
                       or now - wave.baseline_wait_from < need):
@@ -239,8 +239,8 @@ def migrate_wave(run: Run, ports: ClusterPorts, now: float) -> StepResult:
                 return StepResult(run, opts.interval_s, changed=False)
             wave = wave.evolve(baseline_wait_from=now)
             text = (f"{wave_label(wave)}: waiting up to {need:.0f}s for a baseline: "
-                    f"Prometheus holds less than {need:.0f}s (the longest the bake may run) "
-                    f"of traffic of {', '.join(short)}")
+                    f"Prometheus holds less than a bake ({need:.0f}s) of traffic of "
+                    f"{', '.join(short)}")
             return StepResult(run.with_wave(wave).log(now, "step", text), opts.interval_s)
         before = failing(capi.list_workloads(wave.namespaces), capi.list_pods(wave.namespaces))
         text = (f"{wave_label(wave)}: baseline: the gate reads up to "
@@ -460,11 +460,6 @@ def _by_time(windows: list[TrafficWindow], run: Run, wave: Wave) -> list[Traffic
     return [w.model_copy(update={"revision": before})
             if w.subject in wave.namespaces and w.end <= moved + 1e-6 else w
             for w in windows]
-
-
-def longest_bake(run: Run) -> float:
-    """The bake time with its longest extension (s)."""
-    return run.options.bake_s * (1 + run.thresholds.canary.max_extension)
 
 
 def _young_history(ports: ClusterPorts, run: Run, wave: Wave, now: float, need: float
