@@ -328,9 +328,7 @@ def _bake(run: Run, wave: Wave, ports: ClusterPorts, now: float) -> StepResult:
         windows = metrics.windows([*wave.namespaces, *wave.control], wave.gateways,
                                   cw.baseline_from, now, opts.interval_s)
         windows = on_latest_revision(_by_time(windows, run, wave), wave.control)
-        judgement = judge_canary(windows, cw.model_copy(update={"control": steady(
-            windows, wave.control, cw.baseline_from)}), now, opts.bake_s, opts.interval_s,
-            th.canary)
+        judgement = judge_canary(windows, cw, now, opts.bake_s, opts.interval_s, th.canary)
         sample = with_templates(judgement.sample, metrics, wave.namespaces, th,
                                 opts.interval_s)
     except MetricsUnavailable as exc:
@@ -423,16 +421,6 @@ def on_latest_revision(windows: list[TrafficWindow], control: list[str]
             latest[w.subject] = (w.end, w.revision)
     return [w for w in windows if w.subject not in latest
             or (w.revision is not None and w.revision == latest[w.subject][1])]
-
-
-def steady(windows: list[TrafficWindow], candidates: list[str], since: float) -> list[str]:
-    """The ``candidates`` whose windows since ``since`` all carry one known revision."""
-    revisions: dict[str, set[str | None]] = {}
-    for w in windows:
-        if w.subject in candidates and w.end > since:
-            revisions.setdefault(w.subject, set()).add(w.revision)
-    return [ns for ns in candidates
-            if len(revisions.get(ns, ())) == 1 and None not in revisions[ns]]
 
 
 def canary_wave(run: Run, wave: Wave) -> CanaryWave:
