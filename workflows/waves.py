@@ -228,10 +228,11 @@ def migrate_wave(run: Run, ports: ClusterPorts, now: float) -> StepResult:
 
     if wave.step == WaveStep.BASELINE:
         # The gate's baseline is the Prometheus history before the move, read at each look.
-        # A wave whose history is younger than a bake (a fresh Prometheus, a namespace just
-        # given traffic) waits for one, that long at most: a baseline shorter than the bake
-        # leaves the gate undecided. What is recorded here: workloads already failing.
-        need = opts.bake_s
+        # A wave whose history is younger than the longest bake (a fresh Prometheus, a
+        # namespace just given traffic) waits for it, that long at most: a shorter baseline
+        # leaves the gate undecided on the rare slow requests of the tail. What is recorded
+        # here: workloads already failing.
+        need = opts.bake_s * (1 + th.canary.max_extension)  # the longest the bake may run
         short = _young_history(ports, run, wave, now, need)
         if short and (wave.baseline_wait_from is None
                       or now - wave.baseline_wait_from < need):
@@ -239,8 +240,8 @@ def migrate_wave(run: Run, ports: ClusterPorts, now: float) -> StepResult:
                 return StepResult(run, opts.interval_s, changed=False)
             wave = wave.evolve(baseline_wait_from=now)
             text = (f"{wave_label(wave)}: waiting up to {need:.0f}s for a baseline: "
-                    f"Prometheus holds less than a bake ({need:.0f}s) of traffic of "
-                    f"{', '.join(short)}")
+                    f"Prometheus holds less than the longest bake ({need:.0f}s) of traffic "
+                    f"of {', '.join(short)}")
             return StepResult(run.with_wave(wave).log(now, "step", text), opts.interval_s)
         before = failing(capi.list_workloads(wave.namespaces), capi.list_pods(wave.namespaces))
         text = (f"{wave_label(wave)}: baseline: the gate reads up to "

@@ -50,14 +50,14 @@ def test_a_healthy_upgrade_passes_each_wave_with_its_control_and_says_why() -> N
     assert errors["control"] == 0.0 and errors["confidence"] > 0.99
 
 
-def test_a_wave_without_history_waits_up_to_a_bake_for_its_baseline() -> None:
+def test_a_wave_without_history_waits_up_to_the_longest_bake_for_its_baseline() -> None:
     world = FakeWorld.seeded(["a", "b"])
     run, now = approved(world)
     world.history_from = now  # a fresh Prometheus: nothing before the approval
     run, now = drive(run, world, now)
-    waited = next(e for e in run.history if "waiting up to 60s for a baseline" in e.text)
+    waited = next(e for e in run.history if "waiting up to 120s for a baseline" in e.text)
     labelled = next(e for e in run.history if "labelled" in e.text and "wave 0" in e.text)
-    assert labelled.at - waited.at >= 60  # a bake's worth of history
+    assert labelled.at - waited.at >= 120  # the longest bake's worth of history
     assert run.phase == Phase.AWAITING_COMPLETION, run.history[-1].text
 
 
