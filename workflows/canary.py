@@ -469,8 +469,8 @@ def _outlying(obs: _Obs) -> set[float]:
     count more than 8 robust standard deviations and more than twice away from the
     baseline's rate, fewer than half of its windows. A baseline should say what normal
     was; Kayenta likewise removes outliers before it compares (NetflixACAJudge's IQR
-    filter). Needs 4 windows."""
-    if len(obs) < 4:
+    filter). Needs 3 windows."""
+    if len(obs) < 3:
         return set()
     x, n = _sum(obs)
     if n <= 0:
