@@ -114,6 +114,7 @@ from __future__ import annotations
 
 import math
 import re
+from collections import Counter
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
 from statistics import NormalDist
@@ -486,6 +487,40 @@ def _outlying(obs: _Obs) -> set[float]:
     return out if len(out) * 2 < len(obs) else set()  # a minority: else it is what is normal
 
 
+def _baselines_without_outliers(tests: list[_Test]) -> None:
+    """Leave out of every baseline (the canary's and the control's, per signal and
+    reporter) its own outlying windows (:func:`_outlying`) and the baseline's storms: the
+    windows that most of the subjects with a window then found outlying, at least two of
+    them. A fleet-wide incident before the move is then out of a short baseline as well —
+    a control that moved one wave earlier has only the windows since, and the incident
+    can be half of them, too many to stand out there, enough to make normal look noisy."""
+    keys = {(t.signal.signal, t.reporter) for t in tests if not t.gateway}
+    for key in keys:
+        same = [t for t in tests if (t.signal.signal, t.reporter) == key and not t.gateway]
+        controls = next((t.controls for t in same if t.controls), [])
+        bases = [t.base for t in same if t.base] + [before for before, _ in controls]
+        odd = [_outlying(b) for b in bases]
+        have: Counter[float] = Counter(start for b in bases for start, _, _ in b)
+        flagged: Counter[float] = Counter(start for o in odd for start in o)
+        storms = {s for s, f in flagged.items() if f >= 2 and 2 * f >= have[s]}
+
+        own = {id(b): o for b, o in zip(bases, odd, strict=True)}
+
+        def normal(base: _Obs) -> _Obs:
+            out = _calm(base, own[id(base)] | storms)
+            # a baseline that was all storm has no normal in it: its own outliers only
+            return out if len(out) >= 2 else _calm(base, own[id(base)])
+
+        for t in same:
+            if t.base:
+                kept = normal(t.base)
+                t.base, t.base_left_out = kept, len(t.base) - len(kept)
+        calmed = [(normal(before), after) for before, after in controls]
+        for t in same:
+            if t.controls is controls:
+                t.controls = calmed
+
+
 def _calm(obs: _Obs, storms: set[float]) -> _Obs:
     return [o for o in obs if o[0] not in storms] if storms else obs
 
@@ -749,10 +784,9 @@ def _collect(index: TrafficIndex, wave: CanaryWave, now: float, th: CanaryThresh
             control_edges = {"restarts": 0} if r == "pods" else {
                 "errors": 0, "tcp": 0, **_edges(before, th)}
             for signal, edge in control_edges.items():
-                # a control's baseline, too, says what normal was (its outliers out)
-                normal = [w.tally(signal, edge) for w in before]
+                # outliers of its baseline are left out with the canary's (judge_canary)
                 controls.setdefault((signal, r), []).append((
-                    _calm(normal, _outlying(normal)), [w.tally(signal, edge) for w in after]))
+                    [w.tally(signal, edge) for w in before], [w.tally(signal, edge) for w in after]))
 
     for subject in wave.canary:
         cur_by = {r: index.windows(subject, r, c0, now, revision=rev) for r in REPORTERS}
@@ -986,11 +1020,7 @@ def judge_canary(traffic: TrafficIndex | Iterable[TrafficWindow], wave: CanaryWa
     bake_looks, max_looks = _looks(bake_s, interval_s, th)
     look = max(0, math.floor((now - wave.bake_started_at) / interval_s + 1e-6))
     tests = _collect(index, wave, now, th)
-    for t in tests:
-        if t.base and not t.gateway:
-            odd = _outlying(t.base)
-            if odd:
-                t.base, t.base_left_out = _calm(t.base, odd), len(odd)
+    _baselines_without_outliers(tests)
 
     # per (signal, reporter): dispersion from every window but the canary's since the
     # move, storm windows (left out on every side), dispersion again without them, weather.

@@ -17,6 +17,7 @@ from benchmarks.gate import (
     BASELINE_LOOKS,
     CANARY,
     INTERVAL_S,
+    T0,
     World,
     canary_gate,
     former_gate,
@@ -100,6 +101,27 @@ def test_a_fleet_wide_incident_does_not_fail_the_canary(seed: int) -> None:
     j = decide(windows)
     assert j.verdict != Verdict.FAIL, j.reason
     assert any(c.left_out for c in j.checks), "the incident's windows are left out"
+
+
+@pytest.mark.parametrize("seed", [5, 6, 9])
+def test_an_incident_in_the_short_history_of_a_control_is_left_out(seed: int) -> None:
+    """Three namespaces of the control moved one wave earlier: their baseline is only the
+    10 windows since, and a fleet-wide incident (+3 points, ×2 slower) is half of it. Too
+    many to stand out in those 10, the incident windows stand out in everyone else's
+    baseline and are left out of theirs too; kept, they made normal look so noisy that a
+    healthy wave ended undecided (seen in the end-to-end upgrade)."""
+    world = make_world(seed, "healthy", rate=20.0)
+    early = [s for s in world.subjects
+             if s.name not in world.canary and not s.name.startswith("gateway/")][:3]
+    for s in early:
+        s.revision_before = s.revision_after = CANARY
+    world.incident = (BASELINE_LOOKS - 8, BASELINE_LOOKS - 4, 0.03, 2.0)
+    moved_at = T0 + (BASELINE_LOOKS - 10) * INTERVAL_S
+    names = {s.name for s in early}
+    windows = [w for w in windows_of(world, seed) if w.subject not in names or w.start >= moved_at]
+    j = decide(windows)
+    assert j.verdict == Verdict.PASS, j.reason
+    assert "outlying baseline windows left out" in " ".join(c.text for c in j.checks)
 
 
 def test_a_regression_during_an_incident_still_fails() -> None:
