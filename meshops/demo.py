@@ -557,6 +557,11 @@ def run_demo(scenario: str, state_dir: Path, port_base: int, bot_port: int, bake
             decide_by_typing(h, run_id, cluster, channel, scenario, timeout)
         else:
             root = h.wait_for_button(run_id, "approve", 120)
+            busy = h.info["clusters"].get(cluster, {}).get("operation_at_approval")
+            if busy:  # the world's "someone's node pool update, just before the canary"
+                h.control("POST", "/_sandbox/operations", {"cluster": cluster, **busy})
+                h.echo(f"(sandbox: someone starts an {busy['kind']} on {cluster} for "
+                       f"{busy['seconds']:.0f}s)")
             h.click("approver", run_id, "approve", root)
         if scenario == "incident":
             incident_during_bake(h, run_id, cluster, parse_duration(bake), timeout)

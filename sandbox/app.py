@@ -279,7 +279,12 @@ class Sandbox:
                 "world": str(self.loaded.path), "kubeconfig": str(self.kubeconfig_path),
                 "clusters": {c.key: {"name": c.name, "channel": c.slack.id,
                                      "mesh": bool(c.revisions),
-                                     "app_can_post": c.slack.member and not c.slack.archived}
+                                     "app_can_post": c.slack.member and not c.slack.archived,
+                                     "operation_at_approval": (
+                                         c.operation_in_progress.model_dump(exclude={"starts"})
+                                         if c.operation_in_progress is not None
+                                         and c.operation_in_progress.starts == "approval"
+                                         else None)}
                              for c in self.loaded.spec.clusters}}
         ready = self.state_dir / "sandbox.json"
         tmp = ready.with_suffix(".tmp")
@@ -298,6 +303,7 @@ class Sandbox:
         r.add("DELETE", "/_sandbox/faults", self.clear_faults)
         r.add("POST", "/_sandbox/incidents", self.start_incident)
         r.add("DELETE", "/_sandbox/incidents", self.end_incidents)
+        r.add("POST", "/_sandbox/operations", self.start_operation)
         r.add("POST", "/_sandbox/arm-faults", self.set_arm_faults)
         r.add("POST", "/_sandbox/kube-faults", self.set_kube_faults)
         r.add("DELETE", "/_sandbox/kube-faults", self.set_kube_faults)
@@ -431,6 +437,29 @@ class Sandbox:
             now, now + seconds, error_rate, latency_x,
             tuple(self._cluster_name(str(c)) for c in clusters) if clusters else None))
         return Response(200, {"incidents": self._incidents()})
+
+    def start_operation(self, req: Request) -> Response:
+        """Someone else's node pool operation from now on
+        (:meth:`sandbox.world.World.start_node_pool_operation`):
+        ``{"cluster": "prod", "kind": "update node pool", "seconds": 15}``. A cluster already
+        busy answers 409, as ARM refuses a second operation while one runs."""
+        body = req.json() or {}
+        name = self._cluster_name(str(body.get("cluster", "")))
+        c = self.world.clusters.get(name)
+        if c is None:
+            return Response(404, {"error": f"no cluster {body.get('cluster')!r} in the world"})
+        try:
+            seconds = float(body.get("seconds", 15))
+            if not 0 < seconds <= 3600:
+                raise ValueError("seconds in (0, 3600]")
+            if c.operation is not None:
+                return Response(409, {"error": f"{name} is busy: {c.operation.kind}"})
+            op = self.world.start_node_pool_operation(
+                c, str(body.get("kind", "update node pool")), seconds)
+        except (TypeError, ValueError) as exc:
+            return Response(400, {"error": f"not an operation: {exc}"})
+        return Response(200, {"id": op.id, "cluster": name, "kind": op.kind,
+                              "due": op.due})
 
     def end_incidents(self, req: Request) -> Response:
         """End every one-off incident now (the world file's recurring ones go on)."""

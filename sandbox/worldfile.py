@@ -39,7 +39,8 @@ A world file is YAML::
             defaultConfig: {holdApplicationUntilProxyStarts: true}
         operation_in_progress:        # optional: someone's node pool operation, running
           kind: update node pool      #   from the world's start for `seconds` (wall clock)
-          seconds: 30
+          seconds: 30                 #   or, with starts: approval, from the moment the
+                                      #   demo clicks Approve (POST /_sandbox/operations)
         namespaces:
           - name: store
             labels: {istio.io/rev: asm-1-25}     # the namespace's labels, exactly (a tag
@@ -249,6 +250,9 @@ class ChannelSpec(Strict):
 class OperationSpec(Strict):
     kind: str
     seconds: float = Field(gt=0, le=3600)
+    # when it starts: with the world, or when `meshops demo` clicks Approve (someone's node
+    # pool update just before the canary's PUT, however long the demo took to get there)
+    starts: Literal["world", "approval"] = "world"
 
     @field_validator("kind")
     @classmethod
@@ -547,7 +551,7 @@ def build(world: World, loaded: LoadedWorld) -> None:
                 except ApiError as exc:
                     raise WorldError(f"{loaded.path}: clusters[{ci}].mesh_config.{rev}: "
                                      f"{exc.message}") from None
-            if c.operation_in_progress is not None:
+            if c.operation_in_progress is not None and c.operation_in_progress.starts == "world":
                 world.start_node_pool_operation(cl, c.operation_in_progress.kind,
                                                 c.operation_in_progress.seconds)
             with world.lock:

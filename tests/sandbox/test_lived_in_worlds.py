@@ -5,6 +5,7 @@
 
 from __future__ import annotations
 
+import json
 import time
 from collections.abc import Iterator
 from pathlib import Path
@@ -188,6 +189,33 @@ def test_a_node_pool_update_keeps_the_cluster_busy_until_it_ends(busy: Sandbox) 
     assert body["properties"]["agentPoolProfiles"][0]["provisioningState"] == "Succeeded"
     run, wait = converge_revisions(run, ports, desired, time.time())
     assert run.history[-1].kind == "arm" and run.operation is not None
+
+
+def test_an_operation_that_starts_at_approval_waits_for_the_demo(tmp_path: Path) -> None:
+    """``starts: approval``: the cluster is idle until the demo (as it clicks Approve)
+    starts the node pool update through the control API; a second one while it runs is
+    refused with 409, as ARM refuses it; a cluster not in the world is 404."""
+    path = tmp_path / "world.yaml"
+    path.write_text(yaml.safe_dump({"clusters": [cluster(
+        name="aks-later", alias="later", resource_group="rg-later",
+        operation_in_progress={"kind": "update node pool", "seconds": 30,
+                               "starts": "approval"})]}))
+    with running(Sandbox(tmp_path / "sb", free_port_base(16000, 18900, 10), operation_s=0.5,
+                         rollout_s=0.3, with_prometheus=False, world_file=path)) as sb:
+        assert sb.world.clusters["aks-later"].operation is None
+        info = json.loads((sb.state_dir / "sandbox.json").read_text())
+        assert info["clusters"]["later"]["operation_at_approval"] == {
+            "kind": "update node pool", "seconds": 30.0}
+        control = sb.url["control"] + "/_sandbox/operations"
+        started = requests.post(control, json={"cluster": "later", "seconds": 30,
+                                               "kind": "update node pool"}, timeout=5)
+        assert started.status_code == 200, started.text
+        op = sb.world.clusters["aks-later"].operation
+        assert op is not None and op.kind == "update node pool" and op.due > time.time() + 20
+        again = requests.post(control, json={"cluster": "later"}, timeout=5)
+        assert again.status_code == 409 and "busy: update node pool" in again.text
+        unknown = requests.post(control, json={"cluster": "nope"}, timeout=5)
+        assert unknown.status_code == 404 and "no cluster 'nope'" in unknown.text
 
 
 # ------------------------------------------------------------------ Slack channels
