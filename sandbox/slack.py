@@ -14,6 +14,15 @@ characters a section text); an invalid message is refused with ``invalid_blocks`
 does. ``rate_limit_next`` answers the next calls with 429 and ``Retry-After``;
 ``outage_until`` makes every call answer 503 ``service_unavailable`` until then.
 
+Slack's published rate limits (https://docs.slack.dev/apis/web-api/rate-limits), per app
+and workspace, are enforced as Slack answers them: HTTP 429 ``{"ok": false, "error":
+"ratelimited"}`` with ``Retry-After`` in whole seconds, the call not made. Each method of
+:data:`METHOD_PER_MINUTE` at most its tier's calls in any 60 s (Tier 2 20, Tier 3 50, Tier 4
+100 a minute); messages into one channel (``chat.postMessage``, a file shared into it) one a
+second, with a burst of :data:`CHANNEL_BURST` ("short bursts >1 allowed"). The numbers are
+constructor arguments (``per_minute``, ``channel_posts_per_s``, ``channel_burst``;
+``enforce_limits=False`` turns them off); ``throttled`` lists every 429 the limits gave.
+
 Channels the app cannot use, as Slack answers a bot token (method docs, "Errors"): in a
 channel the app is not a member of (``not_member``: never invited; the app's manifests in
 ``examples/`` ask for ``chat:write``, not ``chat:write.public``) ``chat.postMessage``,
@@ -29,16 +38,35 @@ channel"), while its history stays readable.
 from __future__ import annotations
 
 import json
+import math
 import re
 import threading
 import time
 import uuid
+from collections import deque
+from collections.abc import Callable
 from typing import Any
 
 from slack_sdk.errors import SlackObjectFormationError
 from slack_sdk.models.blocks import Block
 
 from sandbox.http import Request, Response, Router
+
+#: calls a minute of each method meshops calls, by its tier on Slack's method pages
+#: (Tier 2 20, Tier 3 50, Tier 4 100 a minute); a method not named is not limited here
+METHOD_PER_MINUTE = {
+    "chat.update": 50,  # Tier 3
+    "conversations.history": 50,  # Tier 3
+    "conversations.replies": 50,  # Tier 3
+    "chat.postEphemeral": 100,  # Tier 4
+    "files.getUploadURLExternal": 100,  # Tier 4
+    "files.completeUploadExternal": 100,  # Tier 4
+    "users.info": 100,  # Tier 4
+    "usergroups.users.list": 20,  # Tier 2
+}
+#: messages a channel takes a second, and the burst it takes at once
+CHANNEL_POSTS_PER_S = 1.0
+CHANNEL_BURST = 3
 
 MAX_BLOCKS = 50
 MAX_SECTION_TEXT = 3000
@@ -98,10 +126,55 @@ def _shown(msgs: list[dict[str, Any]], args: dict[str, str]) -> list[dict[str, A
     return out
 
 
+class RateLimits:
+    """Slack's limits as the emulator keeps them: a sliding minute per method and a token
+    bucket per channel (``rate`` messages a second, ``burst`` at once)."""
+
+    def __init__(self, per_minute: dict[str, int], channel_posts_per_s: float,
+                 channel_burst: int, clock: Callable[[], float]):
+        self.per_minute = per_minute
+        self.rate = channel_posts_per_s
+        self.burst = float(channel_burst)
+        self.clock = clock
+        self.calls: dict[str, deque[float]] = {}
+        self.buckets: dict[str, tuple[float, float]] = {}  # channel -> (tokens, at)
+
+    def check(self, method: str, channel: str | None) -> int:
+        """0 when the call may go (it is counted), else Slack's ``Retry-After`` (s)."""
+        now = self.clock()
+        limit = self.per_minute.get(method)
+        calls = self.calls.setdefault(method, deque())
+        while calls and calls[0] <= now - 60:
+            calls.popleft()
+        if limit is not None and len(calls) >= limit:
+            return max(1, math.ceil(calls[0] + 60 - now))
+        if channel is not None:
+            tokens, at = self.buckets.get(channel, (self.burst, now))
+            tokens = min(self.burst, tokens + (now - at) * self.rate)
+            if tokens < 1:
+                return max(1, math.ceil((1 - tokens) / self.rate))
+            self.buckets[channel] = (tokens - 1, now)
+        calls.append(now)
+        return 0
+
+
+def _posts_into(method: str, args: dict[str, str]) -> str | None:
+    """The channel a call posts a message into (counted against its per-second limit)."""
+    if method == "chat.postMessage":
+        return str(args.get("channel", "")) or None
+    if method == "files.completeUploadExternal":
+        return str(args.get("channel_id", "")) or None
+    return None
+
+
 class SlackEmulator:
     def __init__(self, bot_token: str, channels: dict[str, str], users: dict[str, str],
                  usergroups: dict[str, list[str]] | None = None, base_url: str = "",
-                 not_member: set[str] | None = None, archived: set[str] | None = None):
+                 not_member: set[str] | None = None, archived: set[str] | None = None,
+                 enforce_limits: bool = True, per_minute: dict[str, int] | None = None,
+                 channel_posts_per_s: float = CHANNEL_POSTS_PER_S,
+                 channel_burst: int = CHANNEL_BURST,
+                 clock: Callable[[], float] = time.monotonic):
         self.bot_token = bot_token
         self.channels = channels  # id -> name
         self.not_member = set(not_member or ())  # channel ids the app was never invited to
@@ -116,6 +189,10 @@ class SlackEmulator:
         self.calls: list[str] = []
         self.rate_limit_next = 0
         self.outage_until = 0.0  # until then every Web API call answers 503
+        self.limits = RateLimits(dict(METHOD_PER_MINUTE if per_minute is None else per_minute),
+                                 channel_posts_per_s, channel_burst, clock) \
+            if enforce_limits else None
+        self.throttled: list[dict[str, Any]] = []  # the 429s the limits gave
         self._n = 0
         self.socket: SocketModeServer | None = None  # set by the sandbox
 
@@ -177,6 +254,14 @@ class SlackEmulator:
             handler = getattr(self, "m_" + method.replace(".", "_"), None)
             if handler is None:
                 return Response(200, {"ok": False, "error": "unknown_method"})
+            if self.limits is not None:
+                channel = _posts_into(method, args)
+                retry_after = self.limits.check(method, channel)
+                if retry_after:
+                    self.throttled.append({"method": method, "channel": channel,
+                                           "retry_after": retry_after, "at": time.time()})
+                    return Response(429, {"ok": False, "error": "ratelimited"},
+                                    headers={"Retry-After": str(retry_after)})
             return Response(200, handler(args))
 
     # ---------------------------------------------------------------- methods
