@@ -7,6 +7,7 @@ through the command's ``response_url`` (``meshops.answer``). None of them change
 
 from __future__ import annotations
 
+import time
 from collections import Counter
 from collections.abc import Callable
 from datetime import UTC, datetime
@@ -16,7 +17,7 @@ from workflows.errors import InvalidRevision, MeshopsError, PermanentError
 from workflows.kind import StartRun, kind_of
 from workflows.model import Run, system_namespace
 from workflows.planning import check_upgrade, plan_waves
-from workflows.waves import gate_summary, plan_notes
+from workflows.waves import gate_summary, low_traffic_note, plan_notes
 
 MAX_TEXT = 3900
 
@@ -167,6 +168,10 @@ def plan_text(engine: Engine, cluster: str, revision: str, options: dict[str, ob
         lines += [f"• {n}" for n in notes]
     lines.append("gate per wave: " + gate_summary(opts, th)
                  + (" An approval between waves." if opts.approve_waves else ""))
+    low = low_traffic_note(engine.ports.metrics(cluster), [w.namespaces for w in plan.waves],
+                           opts, th, time.time())
+    if low:
+        lines.append(low)
     lines.append(f"estimated duration: about {minutes:.0f} minutes, plus the approvals")
     return _clip("\n".join(lines))
 

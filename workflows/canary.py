@@ -506,7 +506,8 @@ def _baselines_without_outliers(tests: list[_Test]) -> None:
 
         own = {id(b): o for b, o in zip(bases, odd, strict=True)}
 
-        def normal(base: _Obs) -> _Obs:
+        def normal(base: _Obs, own: dict[int, set[float]] = own,
+                   storms: set[float] = storms) -> _Obs:
             out = _calm(base, own[id(base)] | storms)
             # a baseline that was all storm has no normal in it: its own outliers only
             return out if len(out) >= 2 else _calm(base, own[id(base)])
@@ -786,7 +787,8 @@ def _collect(index: TrafficIndex, wave: CanaryWave, now: float, th: CanaryThresh
             for signal, edge in control_edges.items():
                 # outliers of its baseline are left out with the canary's (judge_canary)
                 controls.setdefault((signal, r), []).append((
-                    [w.tally(signal, edge) for w in before], [w.tally(signal, edge) for w in after]))
+                    [w.tally(signal, edge) for w in before],
+                    [w.tally(signal, edge) for w in after]))
 
     for subject in wave.canary:
         cur_by = {r: index.windows(subject, r, c0, now, revision=rev) for r in REPORTERS}
@@ -973,6 +975,30 @@ def _needed(r0: float, v0: float, r1: float, v1: float, c2: float, per_window: f
         mid = (lo + hi) / 2
         lo, hi = (mid, hi) if gap(mid) < 0 else (lo, mid)
     return hi
+
+
+#: the tests of one namespace in a wave, about: errors, the ~1 % latency edge and the next
+#: edge up of both reporters, and restarts
+TESTS_PER_NAMESPACE = 7
+
+
+def requests_to_decide(error_rate: float, wave_size: int, bake_s: float, interval_s: float,
+                       th: CanaryThresholds | None = None) -> float | None:
+    """About how many requests a namespace must serve since the move for the gate to tell
+    its errors apart — ruled out a rise of the detection size (``error_detect_pts``), or
+    found one — by the last look of the longest bake, at ``error_rate`` (a fraction) before
+    the move: where the two one-sided tests meet (:func:`_needed`) with the gate's per-test
+    error budgets for a wave of ``wave_size`` namespaces, Poisson counts and a known
+    baseline. A lower bound (no weather, no overdispersion): the plan's warning on low
+    traffic; the gate's own figure, per look, is in its undecided lines. None when no
+    exposure is enough."""
+    th = th or CanaryThresholds()
+    bake_looks, max_looks = _looks(bake_s, interval_s, th)
+    alpha = th.false_rollback / (TESTS_PER_NAMESPACE * max(1, wave_size) * max_looks)
+    beta = th.missed / len(pass_looks(bake_looks, max_looks))
+    r0, v0, r1, v1 = _limits(_specs(th)["errors"], max(0.0, error_rate), 0.0)
+    return _needed(r0, v0, r1, v1, 0.0, 1.0, _NORMAL.inv_cdf(1 - alpha),
+                   _NORMAL.inv_cdf(1 - beta))
 
 
 def _fmt_rate(sig: _Signal, rate: float | None) -> str:

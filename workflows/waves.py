@@ -13,7 +13,13 @@ from __future__ import annotations
 from datetime import UTC, datetime
 from typing import Any, cast
 
-from workflows.canary import CanaryJudgement, CanaryWave, error_judgement, judge_canary
+from workflows.canary import (
+    CanaryJudgement,
+    CanaryWave,
+    error_judgement,
+    judge_canary,
+    requests_to_decide,
+)
 from workflows.errors import MetricsUnavailable, PermanentError
 from workflows.gates import streak
 from workflows.kind import StepResult, WorkflowKind, kind_of
@@ -395,6 +401,58 @@ def gate_summary(opts: UpgradeOptions, th: GateThresholds) -> str:
             f"ruled out ({100 * (1 - c.missed):g}% confidence)."
             + (f" Team metrics: {', '.join(templates)} ({th.failure_threshold} failing looks "
                "in a row roll back)." if templates else ""))
+
+
+#: the windows the plan reads the last hour of traffic in (s)
+PLAN_STEP_S = 300.0
+
+
+def low_traffic_note(metrics: MetricsApi, waves: list[list[str]], opts: UpgradeOptions,
+                     th: GateThresholds, now: float) -> str | None:
+    """The plan's line on namespaces whose traffic of the last ``baseline_s`` (an hour)
+    is too low for the gate to decide within the longest bake (:func:`workflows.canary.
+    requests_to_decide` at the namespace's own error rate): their wave will likely end
+    INCONCLUSIVE and a person decides. The requests are those the destination reports (the
+    source's when the destination reports none: callers outside the mesh). None when every
+    namespace has enough, or Prometheus cannot be read (the bake's looks say so then)."""
+    names = [ns for wave in waves for ns in wave]
+    if not names:
+        return None
+    c = th.canary
+    try:
+        windows = metrics.windows(names, [], now - c.baseline_s, now, PLAN_STEP_S)
+    except MetricsUnavailable:
+        return None
+    seen: dict[tuple[str, str], list[float]] = {}
+    for w in windows:
+        acc = seen.setdefault((w.subject, w.reporter), [0.0, 0.0, w.start, w.end])
+        acc[0] += w.requests
+        acc[1] += w.errors
+        acc[2], acc[3] = min(acc[2], w.start), max(acc[3], w.end)
+    longest = opts.bake_s * (1 + c.max_extension)
+    low: list[tuple[str, float, float, float]] = []  # (ns, req/s, seen in a bake, needed)
+    for wave in waves:
+        for ns in wave:
+            got = seen.get((ns, "destination")) or seen.get((ns, "source"))
+            if got and got[0] > 0:
+                rate = got[0] / max(got[3] - got[2], PLAN_STEP_S)
+                error_rate = got[1] / got[0]
+            else:
+                rate, error_rate = 0.0, 0.0
+            need = requests_to_decide(error_rate, len(wave), opts.bake_s, opts.interval_s, c)
+            if need is None or rate * longest < need:
+                low.append((ns, rate, rate * longest, need or float("inf")))
+    if not low:
+        return None
+    shown = ", ".join(f"{ns} ({rate:.2g} req/s)" if rate > 0 else f"{ns} (no requests)"
+                      for ns, rate, _, _ in low[:8]) + (
+        f" and {len(low) - 8} more" if len(low) > 8 else "")
+    need = min(n for _, _, _, n in low)
+    return (f"low traffic over the last {c.baseline_s / 60:.0f} min: {shown}: the longest "
+            f"bake ({longest:.0f}s) would see fewer than the ~{need:,.0f} requests the gate "
+            f"needs to tell a {c.error_detect_pts:g}-point rise of 5xx apart, so their waves "
+            f"will likely end undecided and a person decides; a longer --bake or more traffic "
+            f"(a load test) lets the gate decide")
 
 
 def control_namespaces(run: Run, wave: Wave) -> list[str]:

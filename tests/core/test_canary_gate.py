@@ -35,6 +35,7 @@ from workflows.canary import (
     judge_canary,
     load_jsonl,
     replay,
+    requests_to_decide,
 )
 from workflows.model import GateSample, Verdict
 from workflows.traffic import TrafficWindow
@@ -215,6 +216,19 @@ def test_low_traffic_is_inconclusive_with_requests_seen_and_needed(seed: int) ->
         assert c.seen > 0
         assert c.needed is None or c.needed > c.seen
         assert ("needed" in c.text) or ("no bake long enough with the baseline's" in c.text)
+
+
+@pytest.mark.parametrize(("rate", "decides"), [(2.0, False), (20.0, True)])
+def test_the_plans_low_traffic_estimate_agrees_with_the_gate(rate: float, decides: bool) -> None:
+    """The plan warns of a namespace by :func:`requests_to_decide`: at 2 req/s the longest
+    bake sees fewer than it needs (the gate ends undecided), at 20 req/s more (it passes),
+    whatever the error rate the model gave the namespace (0.01 % to 0.5 %)."""
+    for error_rate in (0.0, 0.005):
+        need = requests_to_decide(error_rate, 3, BAKE_S, INTERVAL_S)
+        assert need is not None and (rate * 2 * BAKE_S >= need) == decides
+    _, windows = wave_of("healthy", 1, rate=rate)
+    j = decide(windows) if decides else look(windows, 2 * BAKE_LOOKS)
+    assert j.verdict == (Verdict.PASS if decides else Verdict.INCONCLUSIVE), j.reason
 
 
 def test_errors_in_a_row_end_in_error() -> None:

@@ -152,3 +152,26 @@ def test_a_namespace_first_in_the_mesh_is_judged_on_errors_against_zero() -> Non
     run = rollover_into_the_mesh(world)
     assert run.phase == Phase.PAUSED and "a 5xx and gRPC errors (destination): 3.00%" \
         in run.pause_reason  # a rollover that fails pauses (it cannot be rolled back)
+
+
+def test_the_plan_names_namespaces_too_quiet_for_the_gate_to_decide() -> None:
+    """The plan reads the last hour: ``c`` served 60 requests per 5 min (0.2 req/s), which
+    the longest bake cannot turn into a verdict; the others serve 50,000 per 5 min."""
+    world = FakeWorld.seeded(["a", "b", "c", "d"])
+    world.metrics_by_rev[("c", "asm-1-25")] = NamespaceMetrics(
+        requests=60, success_rate=100.0, p99_ms=50.0)
+    run = new_run().evolve(options=UpgradeOptions(bake_s=600, interval_s=60, wave_size=2))
+    run, _ = drive(run, world, 1_000_000.0)
+    plan = run.history[-1].text
+    assert run.phase == Phase.AWAITING_APPROVAL
+    assert "low traffic over the last 60 min: c (0.2 req/s): the longest bake (1200s) would " \
+           "see fewer than the ~3,890 requests the gate needs" in plan, plan
+    assert " a (" not in plan and "d (" not in plan
+
+
+def test_a_plan_without_prometheus_has_no_traffic_line_and_is_still_posted() -> None:
+    world = FakeWorld.seeded(["a", "b"])
+    world.metrics_down = True
+    run, _ = drive(new_run(), world, 1_000_000.0)
+    assert run.phase == Phase.AWAITING_APPROVAL
+    assert "low traffic" not in run.history[-1].text

@@ -25,7 +25,14 @@ from workflows.ports import (
     Namespace,
 )
 from workflows.syntax import UPGRADE_FLAGS, cluster_revision_options
-from workflows.waves import WaveWorkflow, left_behind, migrate_wave, plan_notes, roll_back
+from workflows.waves import (
+    WaveWorkflow,
+    left_behind,
+    low_traffic_note,
+    migrate_wave,
+    plan_notes,
+    roll_back,
+)
 
 CONTROL_PLANE_DEADLINE_S = 900.0
 
@@ -72,6 +79,10 @@ def plan_upgrade(run: Run, ports: ClusterPorts, now: float) -> StepResult:
     if notes:
         text += "\nhandled other than by a rollout restart:\n" + "\n".join(
             f"• {n}" for n in notes)
+    low = low_traffic_note(ports.metrics(run.cluster), [w.namespaces for w in plan.waves],
+                           run.options, run.thresholds, now)
+    if low:
+        text += f"\n{low}"
     return StepResult(run.to(Phase.AWAITING_APPROVAL, now, text), None)
 
 
