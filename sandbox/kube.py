@@ -26,19 +26,23 @@ Python client and kubectl work against it unchanged.
 
 from __future__ import annotations
 
+import base64
+import binascii
 import bisect
 import copy
 import json
 import re
 import threading
 import time
+from collections import OrderedDict
 from collections.abc import Callable
+from dataclasses import dataclass
 from typing import Any
 
 from sandbox.http import Request, Response, Router, write_chunk
 from sandbox.kinds import ApiResource
 from sandbox.tables import table, wants_table
-from sandbox.world import ApiError, Cluster, World, merge_patch
+from sandbox.world import ApiError, Cluster, World, merge_patch, storage_key
 
 PREFIX = r"/clusters/(?P<cluster>[a-z0-9][a-z0-9_-]*)"
 
@@ -58,6 +62,88 @@ FIELDS = {
     "ReplicaSet": ("status.replicas",),
     "Job": ("status.successful",),
 }
+
+
+#: how long a paginated list can be continued consistently: the API server's etcd keeps
+#: the history of the last 5 minutes (kube-apiserver ``--etcd-compaction-interval``,
+#: default 5m); a continue token of a compacted revision answers 410 Expired
+COMPACTION_S = 300.0
+#: paginated lists the emulator can continue at once (an older one expires early, as if
+#: compacted: a client must handle 410 whenever it comes)
+SNAPSHOTS = 64
+#: the API server's message for a continue token of a compacted revision
+#: (k8s.io/apiserver ``storage/etcd3/store.go``, ``inconsistentContinue``)
+INCONSISTENT_CONTINUE = (
+    "The provided continue parameter is too old to display a consistent list result. You "
+    "can start a new list without the continue parameter, or use the continue token in "
+    "this response to retrieve the remainder of the results. Continuing with the provided "
+    "token results in an inconsistent list - objects that were created, modified, or "
+    "deleted between the time the first chunk was returned and now may show up in the "
+    "list.")
+
+
+class ContinueExpired(ApiError):
+    """410 Expired for a continue token, with a token that goes on inconsistently."""
+
+    def __init__(self, code: int, reason: str, message: str, continue_token: str) -> None:
+        super().__init__(code, reason, message)
+        self.continue_token = continue_token
+
+
+@dataclass
+class _Snapshot:
+    """A paginated list as it was at its first page: keys below the list's prefix (in
+    order) and the objects then."""
+
+    at: float  # time.time() of the first page
+    keys: list[str]
+    objects: list[dict[str, Any]]
+
+
+def encode_continue(rv: int, start: str) -> str:
+    """A continue token as the API server makes it (k8s.io/apiserver ``storage/continue.go``
+    ``EncodeContinue``): unpadded base64url of ``{"v": "meta.k8s.io/v1", "rv": <the list's
+    resourceVersion, -1 to continue at the latest>, "start": <the key to go on from, below
+    the list's prefix: the last key read + NUL>}``."""
+    doc = json.dumps({"v": "meta.k8s.io/v1", "rv": rv, "start": start},
+                     separators=(",", ":"))
+    return base64.urlsafe_b64encode(doc.encode()).decode().rstrip("=")
+
+
+def decode_continue(token: str) -> tuple[int, str]:
+    """(resourceVersion, start key) of a continue token; ApiError 400 as the API server
+    answers a token it cannot read (``DecodeContinue``: "continue key is not valid")."""
+    def bad(why: str) -> ApiError:
+        return ApiError(400, "BadRequest", f"invalid continue token: continue key is not "
+                        f"valid: {why}")
+    try:
+        raw = base64.urlsafe_b64decode(token + "=" * (-len(token) % 4))
+        doc = json.loads(raw)
+    except (binascii.Error, ValueError) as exc:
+        raise bad(str(exc)) from None
+    if not isinstance(doc, dict) or doc.get("v") != "meta.k8s.io/v1":
+        version = doc.get("v") if isinstance(doc, dict) else None
+        raise bad(f"server does not recognize this encoded version {version!r}")
+    rv, start = doc.get("rv"), doc.get("start")
+    if not isinstance(rv, int) or isinstance(rv, bool) or rv == 0 or rv < -1:
+        raise bad("incorrect encoded start resourceVersion (version meta.k8s.io/v1)")
+    if not isinstance(start, str) or not start:
+        raise bad("encoded start key empty")
+    if start.startswith("/") or any(p in (".", "..") for p in start.split("/")):
+        raise bad("path cannot contain '.' or '..'")
+    return rv, start
+
+
+def _limit(text: str | None) -> int | None:
+    """A list's ``limit``: None (all) when absent or not positive; 400 when not a number."""
+    if not text:
+        return None
+    try:
+        value = int(text)
+    except ValueError:
+        raise ApiError(400, "BadRequest", f"limit: Invalid value: \"{text}\": must be an "
+                       "integer") from None
+    return value if value > 0 else None
 
 
 def status(code: int, reason: str, message: str, **details: Any) -> Response:
@@ -214,6 +300,10 @@ class KubeEmulator:
         #: staged faults, each for the next matching request (``/_sandbox/kube-faults``)
         self.faults: list[dict[str, Any]] = []
         self.faults_lock = threading.Lock()
+        #: (cluster, kind key, namespace or None, resourceVersion) → a paginated list's
+        #: snapshot, oldest first (guarded by the world's lock)
+        self.snapshots: OrderedDict[tuple[str, str, str | None, int], _Snapshot] = \
+            OrderedDict()
 
     def _fault(self, req: Request, path: str) -> Response | None:
         """The next staged fault for this request, as the API server would answer it:
@@ -294,6 +384,10 @@ class KubeEmulator:
                 return faulted
         try:
             return self._route(req, c, path)
+        except ContinueExpired as exc:
+            resp = status(exc.code, exc.reason, exc.message)
+            resp.body["metadata"]["continue"] = exc.continue_token
+            return resp
         except ApiError as exc:
             return status(exc.code, exc.reason, exc.message, **exc.details)
 
@@ -387,25 +481,99 @@ class KubeEmulator:
 
     def list_or_watch(self, req: Request, c: Cluster, r: ApiResource, version: str,
                       ns: str | None) -> Response:
+        """A list (or a watch, ``?watch=true``) of one kind, in one namespace or all.
+
+        It visits only the objects of that kind (in that namespace), through the cluster's
+        index (:class:`sandbox.world.KeyIndex`), as the API server reads one etcd range,
+        and answers them in its order (``<namespace>/<name>``). ``limit`` and ``continue``
+        page through a consistent snapshot as the API server does (API concepts,
+        "Retrieving large results sets in chunks"): at most ``limit`` items, then
+        ``metadata.continue`` (and ``remainingItemCount`` when there is no selector) while
+        more objects are stored after the last one read, even when none of them match; a
+        continuation serves the list as it was at the first page's ``resourceVersion``, or
+        ``410 Expired`` (with an inconsistent continue token) once that is older than
+        :data:`COMPACTION_S` or than the :data:`SNAPSHOTS` latest paginated lists."""
         selector = parse_selector(req.query.get("labelSelector", ""))
         fields = parse_fields(r.kind, req.query.get("fieldSelector", ""))
         if req.query.get("watch") in ("true", "1"):
             return self._watch(req, c, r, version, ns, selector, fields)
+        limit = _limit(req.query.get("limit"))
+        token = req.query.get("continue") or ""
+        if token and req.query.get("resourceVersion") not in (None, "", "0"):
+            raise ApiError(400, "BadRequest", "specifying resource version is not allowed "
+                           "when using continue")
         with self.world.lock:
             self.world.reconcile()
-            items = [self._as(o, r, version) for (k, n, _), o in sorted(c.objects.items())
-                     if k == r.key and (ns is None or n == ns)
-                     and matches(o["metadata"].get("labels") or {}, selector)
-                     and fields_match(o, fields)]
-            rv = str(c.events[-1][0] if c.events else 1)
+            rv = c.events[-1][0] if c.events else 1
+            start = ""
+            snapshot: _Snapshot | None = None
+            if token:
+                token_rv, start = decode_continue(token)
+                if token_rv >= 0:
+                    snapshot = self._snapshot_at(c, r, ns, token_rv, start)
+                    rv = token_rv
+            if snapshot is not None:
+                i = bisect.bisect_left(snapshot.keys, start) if start else 0
+                stored = list(zip(snapshot.keys[i:], snapshot.objects[i:], strict=True))
+            else:
+                index = c.index.get(r.key)
+                keys = index.keys(ns, start) if index is not None else []
+                stored = [(self._relative(k, ns), c.objects[k]) for k in keys]
+            items: list[dict[str, Any]] = []
+            read = 0
+            for _, o in stored:
+                if limit is not None and len(items) == limit:
+                    break
+                read += 1
+                if matches(o["metadata"].get("labels") or {}, selector) \
+                        and fields_match(o, fields):
+                    items.append(self._as(o, r, version))
+            meta: dict[str, Any] = {"resourceVersion": str(rv)}
+            if read < len(stored):
+                meta["continue"] = encode_continue(rv, stored[read - 1][0] + "\x00")
+                if not selector and not fields:
+                    meta["remainingItemCount"] = len(stored) - read
+                if snapshot is None:
+                    self._keep_snapshot(c, r, ns, rv, stored)
             if wants_table(req.headers.get("Accept", "")):
-                body = json.dumps(table(r, items, rv, req.query.get("includeObject",
-                                                                     "Metadata")))
+                doc = table(r, items, str(rv), req.query.get("includeObject", "Metadata"))
+                doc["metadata"] = meta
+                body = json.dumps(doc)
             else:
                 body = json.dumps({"kind": f"{r.kind}List",
                                    "apiVersion": f"{r.group}/{version}" if r.group else version,
-                                   "metadata": {"resourceVersion": rv}, "items": items})
+                                   "metadata": meta, "items": items})
         return Response(200, body)
+
+    @staticmethod
+    def _relative(key: tuple[str, str, str], ns: str | None) -> str:
+        """A key below the list's etcd prefix (the ``start`` of a continue token)."""
+        return key[2] if ns is not None else storage_key(key)
+
+    def _keep_snapshot(self, c: Cluster, r: ApiResource, ns: str | None, rv: int,
+                       stored: list[tuple[str, dict[str, Any]]]) -> None:
+        """Keep what a paginated list's next pages read: the objects stored at ``rv`` from
+        this page on (stored objects are replaced, never changed in place, so references
+        keep that state)."""
+        now = time.time()
+        for k in [k for k, s in self.snapshots.items() if now - s.at > COMPACTION_S]:
+            del self.snapshots[k]
+        self.snapshots[(c.name, r.key, ns, rv)] = _Snapshot(
+            now, [k for k, _ in stored], [o for _, o in stored])
+        while len(self.snapshots) > SNAPSHOTS:
+            self.snapshots.popitem(last=False)
+
+    def _snapshot_at(self, c: Cluster, r: ApiResource, ns: str | None, rv: int,
+                     start: str) -> _Snapshot:
+        """The snapshot a continue token reads, or ApiError 410 Expired with a token that
+        continues from ``start`` at the current state (k8s.io/apiserver storage/etcd3
+        ``handleCompactedErrorForPaging``)."""
+        snap = self.snapshots.get((c.name, r.key, ns, rv))
+        if snap is None or time.time() - snap.at > COMPACTION_S or not snap.keys or \
+                start < snap.keys[0]:
+            raise ContinueExpired(410, "Expired", INCONSISTENT_CONTINUE,
+                           continue_token=encode_continue(-1, start))
+        return snap
 
     def _watch(self, req: Request, c: Cluster, r: ApiResource, version: str, ns: str | None,
                selector: list[tuple[str, str, set[str]]],
@@ -433,8 +601,9 @@ class KubeEmulator:
             oldest = c.events[0][0] if c.events else 0
             last = c.events[-1][0] if c.events else 0
             if initial:
-                first = [encode("ADDED", o) for (k, _, _), o in sorted(c.objects.items())
-                         if k == r.key and wanted(o)]
+                index = c.index.get(r.key)
+                first = [encode("ADDED", c.objects[k]) for k in
+                         (index.keys(ns) if index is not None else []) if wanted(c.objects[k])]
                 if req.query.get("sendInitialEvents") == "true":
                     first.append(encode("BOOKMARK", {
                         "kind": r.kind, "apiVersion": r.api_version,
@@ -599,10 +768,10 @@ class KubeEmulator:
         selector = parse_selector(req.query.get("labelSelector", ""))
         fields = parse_fields(r.kind, req.query.get("fieldSelector", ""))
         with self.world.lock:
-            names = [(n, nm) for (k, n, nm), o in sorted(c.objects.items())
-                     if k == r.key and (ns is None or n == ns)
-                     and matches(o["metadata"].get("labels") or {}, selector)
-                     and fields_match(o, fields)]
+            index = c.index.get(r.key)
+            names = [(n, nm) for (_, n, nm) in (index.keys(ns) if index is not None else [])
+                     if matches(c.objects[(r.key, n, nm)]["metadata"].get("labels") or {},
+                                selector) and fields_match(c.objects[(r.key, n, nm)], fields)]
             for n, nm in names:
                 self.world.delete(c.name, r.key, n, nm)
         return Response(200, {"kind": "Status", "apiVersion": "v1", "metadata": {},

@@ -36,6 +36,7 @@ workload restarts per (workload, revision).
 from __future__ import annotations
 
 import base64
+import bisect
 import copy
 import hashlib
 import heapq
@@ -46,6 +47,7 @@ import threading
 import time
 import uuid
 from collections import Counter
+from collections.abc import Iterable, Iterator, MutableSet
 from dataclasses import dataclass, field
 from importlib import resources
 from typing import Any
@@ -88,6 +90,81 @@ HTTPROUTE_KEY = kind_key(istio.GATEWAY_GROUP, "HTTPRoute")
 WEBHOOK_KEY = "MutatingWebhookConfiguration"
 
 Key = tuple[str, str, str]  # (kind key, namespace, name)
+
+
+def storage_key(key: Key) -> str:
+    """Where the API server keeps an object, below its resource's prefix in etcd:
+    ``<namespace>/<name>``, or ``<name>`` for a cluster-scoped kind (k8s.io/apiserver
+    ``registry/generic/registry/store.go``: ``NamespaceKeyFunc``, ``NoNamespaceKeyFunc``).
+    etcd returns a range in byte order of its keys, so this is the order of list results
+    and of a watch's initial events."""
+    return f"{key[1]}/{key[2]}" if key[1] else key[2]
+
+
+def _name_of(key: Key) -> str:
+    return key[2]
+
+
+class KeyIndex(MutableSet[Key]):
+    """The keys of one kind in a cluster, kept in the API server's order
+    (:func:`storage_key`), whole and per namespace, so that a list or a watch of one kind
+    (in one namespace) visits only its objects: what an etcd range read over
+    ``/registry/<resource>/[<namespace>/]`` does. A set: ``in`` is O(1); adding or removing
+    a key is a binary search and a move of the keys after it."""
+
+    __slots__ = ("_keys", "_all", "_by_ns")
+
+    def __init__(self, keys: Iterable[Key] = ()) -> None:
+        self._keys: set[Key] = set()
+        self._all: list[Key] = []
+        self._by_ns: dict[str, list[Key]] = {}
+        for key in keys:
+            self.add(key)
+
+    def __contains__(self, key: object) -> bool:
+        return key in self._keys
+
+    def __iter__(self) -> Iterator[Key]:
+        return iter(list(self._all))
+
+    def __len__(self) -> int:
+        return len(self._keys)
+
+    def __repr__(self) -> str:
+        return f"KeyIndex({self._all!r})"
+
+    def add(self, key: Key) -> None:
+        if key in self._keys:
+            return
+        self._keys.add(key)
+        bisect.insort(self._all, key, key=storage_key)
+        bisect.insort(self._by_ns.setdefault(key[1], []), key, key=_name_of)
+
+    def discard(self, key: Key) -> None:
+        if key not in self._keys:
+            return
+        self._keys.remove(key)
+        i = bisect.bisect_left(self._all, storage_key(key), key=storage_key)
+        del self._all[i]
+        names = self._by_ns[key[1]]
+        del names[bisect.bisect_left(names, key[2], key=_name_of)]
+        if not names:
+            del self._by_ns[key[1]]
+
+    def namespaces(self) -> list[str]:
+        """The namespaces that have objects of the kind, in order."""
+        return sorted(self._by_ns)
+
+    def keys(self, ns: str | None = None, start: str = "") -> list[Key]:
+        """The keys in namespace ``ns`` (None: all), in the API server's order, from the
+        first whose :func:`storage_key` (without ``<ns>/`` when ``ns`` is given) is at least
+        ``start`` (a list's ``continue`` point). Costs the keys it returns."""
+        if ns is None:
+            keys, at = self._all, storage_key
+        else:
+            keys, at = self._by_ns.get(ns, []), _name_of
+        i = bisect.bisect_left(keys, start, key=at) if start else 0
+        return keys[i:]
 
 #: node pool operations a world may find running, and the provisioningState AKS shows on
 #: the managed cluster and the agent pool meanwhile (:meth:`World.start_node_pool_operation`)
@@ -267,8 +344,11 @@ class Cluster:
     ready_seen: dict[Key, int] = field(default_factory=dict)
     event_keys: list[Key] = field(default_factory=list)
     deadline_at: dict[Key, float] = field(default_factory=dict)
-    #: kind key → the keys of the objects of that kind (an index of ``objects``)
-    index: dict[str, set[Key]] = field(default_factory=dict)
+    #: pod IP → the pod given it last (the IPAM's allocations; stale once that pod is gone)
+    pod_ips: dict[str, Key] = field(default_factory=dict)
+    #: kind key → the keys of the objects of that kind, in the API server's order, whole
+    #: and per namespace (an index of ``objects``, kept by ``_put`` and ``_remove``)
+    index: dict[str, KeyIndex] = field(default_factory=dict)
     #: what istiod's gateway controller last applied per object (its server-side apply
     #: field ownership: what it stops rendering, it removes)
     applied: dict[Key, dict[str, Any]] = field(default_factory=dict)
@@ -493,7 +573,11 @@ class World:
         existed = key in c.objects
         obj["metadata"]["resourceVersion"] = str(next(self._rv))
         c.objects[key] = obj
-        c.index.setdefault(key[0], set()).add(key)
+        if not existed:
+            kind_index = c.index.get(key[0])
+            if kind_index is None:
+                kind_index = c.index[key[0]] = KeyIndex()
+            kind_index.add(key)
         uid = obj["metadata"].get("uid")
         if uid:
             c.uids[uid] = key
@@ -508,7 +592,9 @@ class World:
         obj = c.objects.pop(key, None)
         if obj is None:
             return
-        c.index.get(key[0], set()).discard(key)
+        kind_index = c.index.get(key[0])
+        if kind_index is not None:
+            kind_index.discard(key)
         c.applied.pop(key, None)
         uid = obj["metadata"].get("uid", "")
         c.uids.pop(uid, None)
@@ -580,11 +666,13 @@ class World:
                                if k == "CustomResourceDefinition"])
 
     def list_objects(self, cluster: str, kind: str, ns: str | None = None) -> list[dict[str, Any]]:
+        """Copies of the objects of ``kind`` (a kind key) in ``ns`` (None: every namespace),
+        in the API server's order (:func:`storage_key`); costs only those objects."""
         with self.lock:
             self.reconcile()
             c = self.clusters[cluster]
-            return [copy.deepcopy(o) for (k, n, _), o in sorted(c.objects.items())
-                    if k == kind and (ns is None or n == ns)]
+            index = c.index.get(kind)
+            return [copy.deepcopy(c.objects[k]) for k in index.keys(ns)] if index else []
 
     def get(self, cluster: str, kind: str, ns: str, name: str) -> dict[str, Any] | None:
         with self.lock:
@@ -1050,9 +1138,14 @@ class World:
         return None
 
     def _of_kind(self, c: Cluster, kind: str, ns: str | None = None) -> list[dict[str, Any]]:
-        """The stored objects of one kind (key), in one namespace or all, by name."""
-        return [c.objects[k] for k in sorted(c.index.get(kind, ()))
-                if ns is None or k[1] == ns]
+        """The stored objects of one kind (key), in one namespace (by name, from the index:
+        it costs that namespace's objects) or all (by namespace, then name)."""
+        index = c.index.get(kind)
+        if index is None:
+            return []
+        if ns is not None:
+            return [c.objects[k] for k in index.keys(ns)]
+        return [c.objects[k] for k in sorted(index)]
 
     def _add_sidecar(self, c: Cluster, pod: dict[str, Any], rev: str) -> None:
         """The mutation of the ``rev`` istiod's sidecar injector: revision labels, istio-init
@@ -1148,6 +1241,21 @@ class World:
             self._event(c, owner, "SuccessfulCreate", msg, component)
         return ("Pod", ns, obj["metadata"]["name"])
 
+    @staticmethod
+    def _pod_ip(c: Cluster, node_index: int, key: Key) -> str:
+        """An address of the node's pod CIDR (kubenet: a /24 per node, ``10.244.<node>.0``)
+        that no pod on it holds, as the host-local IPAM plugin hands them out: the next in
+        turn, skipping those in use (a node has far fewer pods than addresses: AKS allows
+        at most 250 per node)."""
+        for _ in range(250):
+            ip = f"10.244.{node_index}.{next(c.ips) % 250 + 2}"
+            held_by = c.pod_ips.get(ip)
+            holder = c.objects.get(held_by) if held_by and held_by != key else None
+            if holder is None or (holder.get("status") or {}).get("podIP") != ip:
+                break
+        c.pod_ips[ip] = key
+        return ip
+
     def _admit(self, c: Cluster, pod: dict[str, Any]) -> None:
         """Scheduling and the mutating webhooks: node, sidecar, IPs, Pending status."""
         meta, spec = pod["metadata"], pod["spec"]
@@ -1157,14 +1265,14 @@ class World:
             nodes = c.nodes or ["aks-nodepool1-00000000-vmss000000"]
             spec["nodeName"] = nodes[int(hashlib.sha1(meta["name"].encode()).hexdigest(), 16)
                                      % len(nodes)]
-        n = next(c.ips)
         node_index = c.nodes.index(spec["nodeName"]) if spec["nodeName"] in c.nodes else 0
+        ip = self._pod_ip(c, node_index, ("Pod", meta.get("namespace", ""), meta["name"]))
         pod["status"] = {
             "phase": "Pending", "qosClass": _qos(spec),
             "hostIP": f"10.224.0.{4 + node_index}",
             "hostIPs": [{"ip": f"10.224.0.{4 + node_index}"}],
-            "podIP": f"10.244.{node_index}.{n % 250 + 2}",
-            "podIPs": [{"ip": f"10.244.{node_index}.{n % 250 + 2}"}],
+            "podIP": ip,
+            "podIPs": [{"ip": ip}],
             "startTime": now_iso(),
             "conditions": [_cond("PodScheduled", True), _cond("Initialized", False),
                            _cond("Ready", False), _cond("ContainersReady", False)],
