@@ -481,14 +481,24 @@ class World:
     def add_cluster(self, name: str, *, subscription: str, resource_group: str, location: str,
                     kubernetes_version: str, revisions: list[str] | None,
                     entra_id: dict[str, Any] | None = None, open_service_mesh: bool = False,
-                    node_count: int = 3, gateway_api: bool = False) -> Cluster:
+                    node_count: int = 3, gateway_api: bool = False,
+                    ingress_gateways: tuple[str, ...] = ()) -> Cluster:
         """A managed cluster after the REST spec's create example, with AKS's namespaces,
         nodes, CoreDNS and (with revisions) the mesh add-on's control plane.
         ``gateway_api``: AKS's Managed Gateway API installation is on
         (``ingressProfile.gatewayAPI.installation: Standard``; AKS doc
-        ``istio-gateway-api.md``): the Gateway API's standard CRDs are installed."""
+        ``istio-gateway-api.md``): the Gateway API's standard CRDs are installed.
+        ``ingress_gateways``: the add-on's ingress gateways enabled, by mode (``external``,
+        ``internal``), as ``az aks mesh enable-ingress-gateway`` leaves them
+        (``serviceMeshProfile.istio.components.ingressGateways``; AKS doc
+        ``istio-deploy-ingress.md``): ``aks-istio-ingressgateway-<mode>-<revision>`` in
+        ``aks-istio-ingress``. Only with the mesh on."""
         body = cluster_body(subscription, resource_group, name, location, kubernetes_version,
                             revisions)
+        if ingress_gateways and revisions:
+            body["properties"]["serviceMeshProfile"]["istio"]["components"][
+                "ingressGateways"] = [{"mode": m.capitalize(), "enabled": True}
+                                      for m in ingress_gateways]
         body["properties"]["agentPoolProfiles"][0]["count"] = node_count
         if entra_id is not None:
             # AKS REST API ManagedClusterAADProfile; disableLocalAccounts on the cluster
