@@ -1,8 +1,11 @@
 """The Slack Web API client (slack_sdk ``WebClient``) and the members of Slack user groups.
 
-Slack 429s are retried after ``Retry-After`` by slack_sdk's own handler, and a dropped
-connection twice; what still fails reaches the caller as a ``SlackApiError`` / ``OSError``
-for :func:`workers.slack.errors.translate` to translate.
+A dropped connection is retried twice. A Slack 429 is waited out in the process only while
+the waits add up to ``rate_limit_wait_s`` (the bot's default, 2 s: it must ack within 3 s);
+the worker's client waits not at all (``rate_limit_wait_s=0``): its Slack sync asks the
+workspace's budget first (:mod:`workers.slack.budget`) and re-schedules itself after a
+429's ``Retry-After`` instead of sleeping. What still fails reaches the caller as a
+``SlackApiError`` / ``OSError`` for :func:`workers.slack.errors.translate_slack_error`.
 """
 
 from __future__ import annotations
@@ -11,12 +14,14 @@ import time
 
 import structlog
 from slack_sdk import WebClient
-from slack_sdk.http_retry.builtin_handlers import (
-    ConnectionErrorRetryHandler,
-    RateLimitErrorRetryHandler,
-)
+from slack_sdk.http_retry.builtin_handlers import ConnectionErrorRetryHandler
+from slack_sdk.http_retry.handler import RetryHandler
+from slack_sdk.http_retry.request import HttpRequest
+from slack_sdk.http_retry.response import HttpResponse
+from slack_sdk.http_retry.state import RetryState
 
 from workers.config import Fleet
+from workers.retry_after import retry_after_s
 from workers.slack.errors import SLACK_ERRORS, translate_slack_error
 from workflows.errors import DecisionRefused
 
@@ -25,11 +30,62 @@ log = structlog.get_logger("meshops.slack")
 GROUP_CACHE_S = 60.0
 
 
-def make_client(token: str, base_url: str) -> WebClient:
-    """A ``WebClient`` for ``base_url`` (``https://slack.com/api/`` or an emulator's) that
-    retries rate limits (3 times) and connection errors (twice)."""
+class ShortRateLimitRetryHandler(RetryHandler):
+    """Retries a 429 after its ``Retry-After`` (Slack's rate limits,
+    https://docs.slack.dev/apis/web-api/rate-limits) only while the waits of one call add up
+    to at most ``max_wait_s`` seconds; a longer one reaches the caller at once.
+
+    slack_sdk's ``RateLimitErrorRetryHandler`` sleeps whatever Slack asks (plus up to a
+    second), which would hold a bot's ack or a worker past its turn.
+    """
+
+    def __init__(self, max_wait_s: float, max_retry_count: int = 3):
+        super().__init__(max_retry_count=max_retry_count)
+        self.max_wait_s = max_wait_s
+
+    @staticmethod
+    def _wait(response: HttpResponse) -> float:
+        return max(1.0, retry_after_s(response.headers))
+
+    def _can_retry(self, *, state: RetryState, request: HttpRequest,
+                   response: HttpResponse | None = None,
+                   error: Exception | None = None) -> bool:
+        if response is None or response.status_code != 429:
+            return False
+        waited = float((state.custom_values or {}).get("rate_limit_waited_s", 0.0))
+        return waited + self._wait(response) <= self.max_wait_s
+
+    def prepare_for_next_attempt(self, *, state: RetryState, request: HttpRequest,
+                                 response: HttpResponse | None = None,
+                                 error: Exception | None = None) -> None:
+        if response is None:  # pragma: no cover - _can_retry wants a response
+            raise error or RuntimeError("no response to retry")
+        wait = self._wait(response)
+        state.custom_values = {**(state.custom_values or {}),
+                               "rate_limit_waited_s": float(
+                                   (state.custom_values or {}).get("rate_limit_waited_s", 0.0))
+                               + wait}
+        state.next_attempt_requested = True
+        time.sleep(wait)
+        state.increment_current_attempt()
+
+
+def make_client(token: str, base_url: str, rate_limit_wait_s: float = 2.0) -> WebClient:
+    """A ``WebClient`` for ``base_url`` (``https://slack.com/api/`` or an emulator's).
+
+    Args:
+        token: the bot token.
+        base_url: the Web API's base URL.
+        rate_limit_wait_s: how long, in seconds, one call may wait out Slack's 429s in the
+            process (:class:`ShortRateLimitRetryHandler`); 0: not at all, the 429 reaches
+            the caller (the worker, which re-schedules instead of sleeping).
+
+    Returns:
+        The client; connection errors are retried twice.
+    """
     client = WebClient(token=token, base_url=base_url)
-    client.retry_handlers.append(RateLimitErrorRetryHandler(max_retry_count=3))
+    if rate_limit_wait_s > 0:
+        client.retry_handlers.append(ShortRateLimitRetryHandler(rate_limit_wait_s))
     client.retry_handlers.append(ConnectionErrorRetryHandler(max_retry_count=2))
     return client
 

@@ -1,16 +1,24 @@
 """``SlackNotifier``: keeps a run's Slack messages in step with the stored run.
 
 One root message per run in the cluster's channel, updated in place with ``chat.update``;
-the step log goes to its thread, one message per history line, in order (DESIGN.md §6).
+the step log goes to its thread, in order (DESIGN.md §6).
 Exactly once: before each post a marker (``root_pending``, ``line_pending``) is stored, and
-the message carries Slack message metadata naming the run and line; a worker killed between
-the post and its record leaves the marker, and the next sync looks for the message
+the message carries Slack message metadata naming the run and line(s); a worker killed
+between the post and its record leaves the marker, and the next sync looks for the message
 (``conversations.history``/``replies`` with ``include_all_metadata``) before posting; a
 gate chart is found by its file name among the thread's file shares.
 The channel and ``ts`` of the root message and how many history lines were posted are
 persisted in Redis, so a new worker carries on where the last one stopped (unlike Argo's
-notifications engine, which keeps them in memory). Slack 429s are retried after
-``Retry-After`` by slack_sdk's handler (:func:`workers.slack.client.make_client`).
+notifications engine, which keeps them in memory).
+
+Slack's rate limits: with a :class:`workers.slack.budget.SlackBudget` every call first asks
+the workspace's budget (shared by all workers); when it must wait, or Slack answers 429,
+the sync stops with :class:`SlackOverBudget` / :class:`SlackRateLimited` (``delay_s``) and
+``meshops.notify`` re-schedules itself: no worker sleeps. A sync renders the run as it is
+then, so the ``chat.update``s a run asked for while it waited become one; a root update
+that must wait does not hold back the thread. When more lines are pending than the
+channel can take now, they go as one thread message (in order; its metadata names the
+first and last line), so nothing is lost or reordered.
 """
 
 from __future__ import annotations
@@ -23,8 +31,15 @@ from typing import Any
 import structlog
 from slack_sdk import WebClient
 
+from workers.slack.budget import SlackBudget
 from workers.slack.charts import gate_chart
-from workers.slack.errors import SLACK_ERRORS, SlackRefused, translate_slack_error
+from workers.slack.errors import (
+    SLACK_ERRORS,
+    SlackOverBudget,
+    SlackRateLimited,
+    SlackRefused,
+    translate_slack_error,
+)
 from workers.slack.render import render_event, render_root
 from workflows.kind import kind_of
 from workflows.model import Phase, Run
@@ -35,24 +50,52 @@ log = structlog.get_logger("meshops.slack")
 #: (the app invited, the channel unarchived) heals by itself, without a retry storm
 REFUSED_RETRY_S = 600.0
 
+#: the most history lines, and characters, one batched thread message carries (Slack
+#: advises messages of at most 4,000 characters)
+BATCH_LINES = 50
+BATCH_CHARS = 4000
+
 
 class SlackNotifier:
     """Posts and updates a run's messages so Slack shows the run as it is stored."""
 
     def __init__(self, client: WebClient, store: Any, approvers_of: Any,
-                 audit: Any = None):
+                 audit: Any = None, budget: SlackBudget | None = None):
         self.client = client
         self.store = store
         self.approvers_of = approvers_of  # cluster short name -> list of approver ids
         self.audit = audit  # the audit stream (``AuditLog``), to record refusals once
+        self.budget = budget  # the workspace's Slack budget; None: unlimited
+        self._who = ""  # the run being synced: its place among those waiting
 
-    def _call(self, method: str, **kwargs: Any) -> Any:
-        """``client.<method>(**kwargs)``; Slack's errors raised as ``TemporaryError`` /
-        ``PermanentError`` (:func:`workers.slack.errors.translate_slack_error`)."""
+    def _take(self, method: str, channel: str | None = None) -> None:
+        """Count a call of ``method`` against the budget; raises :class:`SlackOverBudget`
+        (nothing counted) when it must wait."""
+        if self.budget is None:
+            return
+        wait = self.budget.take(method, channel, who=self._who)
+        if wait > 0:
+            raise SlackOverBudget(f"Slack {method}: the workspace's budget is spent for "
+                                  f"{wait:.1f} s", wait)
+
+    def _call(self, method: str, *, taken: bool = False, **kwargs: Any) -> Any:
+        """``client.<method>(**kwargs)`` once the budget allows it (already counted when
+        ``taken``); Slack's errors raised as ``TemporaryError`` / ``PermanentError``
+        (:func:`workers.slack.errors.translate_slack_error`); a 429 makes every worker
+        wait its ``Retry-After`` (:meth:`SlackBudget.back_off`)."""
+        name = method.replace("_", ".")
+        if not taken:
+            self._take(name, kwargs.get("channel"))
         try:
             return getattr(self.client, method)(**kwargs)
         except SLACK_ERRORS as exc:
-            raise translate_slack_error(exc, method.replace("_", ".")) from exc
+            error = translate_slack_error(exc, name)
+            if isinstance(error, SlackRateLimited):
+                called = _called_method(exc) or name
+                log.warning("slack.rate_limited", method=called, retry_after=error.delay_s)
+                if self.budget is not None:
+                    self.budget.back_off(called, error.delay_s)
+            raise error from exc
 
     def sync(self, run: Run, now: float | None = None) -> None:
         """Bring Slack up to date with ``run``. Idempotent; raises TemporaryError to retry.
@@ -85,6 +128,7 @@ class SlackNotifier:
             self.store.clear_slack_error(run.id)
 
     def _sync(self, run: Run, state: dict[str, str]) -> None:
+        self._who = run.id
         if run.phase == Phase.REFUSED and not state.get("root_ts"):
             if not state.get("refusal_sent"):
                 what = kind_of(run).subject(run)
@@ -98,60 +142,109 @@ class SlackNotifier:
         digest = hashlib.sha1(json.dumps([text, blocks]).encode()).hexdigest()
         if not state.get("root_ts") and state.get("root_pending", "0") != "0":
             state = {**state, **self._posted_root(run)}  # a crash may have hidden one
+        deferred: SlackOverBudget | None = None
         if not state.get("root_ts"):
+            self._take("chat.postMessage", run.channel)
             # the marker first: a crash between the post and its record is reconciled
             # from the message's metadata, never answered with a second root
             self.store.set_slack_state(run.id, root_pending=1)
             try:
-                resp = self._call("chat_postMessage", channel=run.channel, text=text,
-                                  blocks=blocks, metadata=_metadata(ROOT_EVENT, run.id))
-            except SlackRefused:
-                self.store.set_slack_state(run.id, root_pending=0)  # refused: nothing posted
+                resp = self._call("chat_postMessage", taken=True, channel=run.channel,
+                                  text=text, blocks=blocks,
+                                  metadata=_metadata(ROOT_EVENT, run.id))
+            except (SlackRefused, SlackRateLimited):
+                self.store.set_slack_state(run.id, root_pending=0)  # nothing posted
                 raise
             state = {"root_channel": resp["channel"], "root_ts": resp["ts"], "posted": "0",
                      "digest": digest}
             self.store.set_slack_state(run.id, **state)
         elif state.get("digest") != digest:
-            self._call("chat_update", channel=state["root_channel"], ts=state["root_ts"],
-                       text=text, blocks=blocks)
-            self.store.set_slack_state(run.id, digest=digest)
+            try:
+                self._call("chat_update", channel=state["root_channel"], ts=state["root_ts"],
+                           text=text, blocks=blocks)
+                self.store.set_slack_state(run.id, digest=digest)
+            except SlackOverBudget as exc:
+                # the thread goes on; a later sync shows the run as it is by then, in one
+                # update for all those asked for meanwhile
+                deferred = exc
+        self._post_lines(run, state)
+        self._share_chart(run, state)
+        if deferred is not None:
+            raise deferred
+        self.store.mark_synced(run.id)
+
+    def _post_lines(self, run: Run, state: dict[str, str]) -> None:
+        """Post the history lines not yet in the thread, in order, each exactly once: one
+        message a line while the channel has room, else the pending lines in one message
+        (at most :data:`BATCH_LINES` lines of :data:`BATCH_CHARS` characters)."""
         posted = int(state.get("posted", 0))
         pending = state.get("line_pending")
-        if pending is not None and int(pending) == posted < len(run.history) \
-                and posted in self._posted_lines(run, state):
-            posted += 1  # posted before a crash, not recorded: not posted again
-            self.store.set_slack_state(run.id, posted=posted)
-        for i in range(posted, len(run.history)):
-            self.store.set_slack_state(run.id, line_pending=i)
+        if pending is not None and int(pending) == posted < len(run.history):
+            found = self._posted_lines(run, state)
+            if posted in found:
+                posted = found[posted] + 1  # posted before a crash, not recorded: not again
+                self.store.set_slack_state(run.id, posted=posted)
+        channel = state["root_channel"]
+        while posted < len(run.history):
+            last = posted
+            if self.budget is not None and \
+                    len(run.history) - posted > self.budget.room("chat.postMessage", channel):
+                last = self._batch_last(run, posted)
+            self._take("chat.postMessage", channel)
+            text = "\n".join(render_event(run, i) for i in range(posted, last + 1))
+            meta = _metadata(LINE_EVENT, run.id, line=posted) if last == posted else \
+                _metadata(LINE_EVENT, run.id, line=posted, last=last)
+            self.store.set_slack_state(run.id, line_pending=posted, line_pending_last=last)
             try:
-                self._call("chat_postMessage", channel=state["root_channel"],
-                           thread_ts=state["root_ts"], text=render_event(run, i),
-                           metadata=_metadata(LINE_EVENT, run.id, line=i))
-            except SlackRefused:
-                self.store.set_slack_state(run.id, line_pending=-1)  # refused: not posted
+                self._call("chat_postMessage", taken=True, channel=channel,
+                           thread_ts=state["root_ts"], text=text, metadata=meta)
+            except (SlackRefused, SlackRateLimited):
+                self.store.set_slack_state(run.id, line_pending=-1)  # not posted
                 raise
-            self.store.set_slack_state(run.id, posted=i + 1)
+            posted = last + 1
+            self.store.set_slack_state(run.id, posted=posted)
+
+    @staticmethod
+    def _batch_last(run: Run, first: int) -> int:
+        """The last history line of a batched thread message that starts at ``first``."""
+        last, size = first, len(render_event(run, first))
+        while last + 1 < len(run.history) and last + 1 - first < BATCH_LINES:
+            size += 1 + len(render_event(run, last + 1))
+            if size > BATCH_CHARS:
+                break
+            last += 1
+        return last
+
+    def _share_chart(self, run: Run, state: dict[str, str]) -> None:
+        """Share the chart of the last wave that ended, once (a share made just before a
+        crash is found by its file name)."""
         charted = int(state.get("charts", 0))
         ended = [w for w in run.waves if w.verdict is not None]
-        if len(ended) > charted:
-            wave = ended[-1]
-            verdict = wave.verdict.value if wave.verdict else "?"
-            filename = f"{run.id}-wave-{wave.index}.png"
-            if state.get("chart_pending") == filename and filename in self._shared_files(
-                    state):
-                self.store.set_slack_state(run.id, charts=len(ended))  # shared before a crash
-                self.store.mark_synced(run.id)
-                return
-            self.store.set_slack_state(run.id, chart_pending=filename)
-            self._call("files_upload_v2", channel=state["root_channel"],
+        if len(ended) <= charted:
+            return
+        wave = ended[-1]
+        verdict = wave.verdict.value if wave.verdict else "?"
+        filename = f"{run.id}-wave-{wave.index}.png"
+        if state.get("chart_pending") == filename and filename in self._shared_files(state):
+            self.store.set_slack_state(run.id, charts=len(ended))  # shared before a crash
+            return
+        # files_upload_v2 calls files.getUploadURLExternal, then files.completeUploadExternal,
+        # which posts the file into the thread
+        self._take("files.getUploadURLExternal")
+        self._take("files.completeUploadExternal", state["root_channel"])
+        self.store.set_slack_state(run.id, chart_pending=filename)
+        try:
+            self._call("files_upload_v2", taken=True, channel=state["root_channel"],
                        thread_ts=state["root_ts"], file=gate_chart(run),
                        filename=filename,
                        title=f"{run.cluster} wave {wave.index}: gate {verdict}",
                        initial_comment=f"Errors and slow requests of the migrated "
                                        f"namespaces against the not-yet-migrated ones, up to "
                                        f"wave {wave.index} ({verdict})")
-            self.store.set_slack_state(run.id, charts=len(ended))
-        self.store.mark_synced(run.id)
+        except SlackRateLimited:
+            self.store.set_slack_state(run.id, chart_pending="")  # nothing shared
+            raise
+        self.store.set_slack_state(run.id, charts=len(ended))
 
     def _posted_root(self, run: Run) -> dict[str, str]:
         """The run's root message if one was posted (found by its metadata) but its record
@@ -185,9 +278,11 @@ class SlackNotifier:
             if not cursor:
                 return names
 
-    def _posted_lines(self, run: Run, state: dict[str, str]) -> set[int]:
-        """History lines of the run found in its thread (by their metadata)."""
-        lines, cursor = set(), None
+    def _posted_lines(self, run: Run, state: dict[str, str]) -> dict[int, int]:
+        """The run's thread messages found by their metadata: {first line: last line} (the
+        same line for a message of one line)."""
+        lines: dict[int, int] = {}
+        cursor = None
         while True:
             page = self._call("conversations_replies", channel=state["root_channel"],
                               ts=state["root_ts"], limit=1000, include_all_metadata=True,
@@ -196,10 +291,18 @@ class SlackNotifier:
                 meta = m.get("metadata") or {}
                 payload = meta.get("event_payload") or {}
                 if meta.get("event_type") == LINE_EVENT and payload.get("run") == run.id:
-                    lines.add(int(payload.get("line", -1)))
+                    first = int(payload.get("line", -1))
+                    lines[first] = int(payload.get("last", first))
             cursor = (page.get("response_metadata") or {}).get("next_cursor")
             if not cursor:
                 return lines
+
+
+def _called_method(exc: BaseException) -> str | None:
+    """The Web API method of a failed call (``files_upload_v2`` makes several)."""
+    response = getattr(exc, "response", None)
+    url = str(getattr(response, "api_url", "") or "")
+    return url.rstrip("/").rsplit("/", 1)[-1] or None
 
 
 ROOT_EVENT = "meshops_run"  # message metadata event types (Slack "Message metadata")
@@ -207,6 +310,7 @@ LINE_EVENT = "meshops_run_line"
 
 
 def _metadata(event_type: str, run_id: str, **payload: int) -> dict[str, Any]:
-    """Slack message metadata naming the run (and the history line) a message shows: how a
-    post made just before a crash is recognised afterwards (exactly-once per line)."""
+    """Slack message metadata naming the run (and the history line, or the ``line`` …
+    ``last`` of a batch) a message shows: how a post made just before a crash is
+    recognised afterwards (exactly-once per line)."""
     return {"event_type": event_type, "event_payload": {"run": run_id, **payload}}

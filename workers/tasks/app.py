@@ -2,7 +2,9 @@
 
 - ``meshops.tick(run_id, seq)``: one step of a run; schedules the next with a countdown
   (a step never sleeps) and asks for a Slack sync when the history grew.
-- ``meshops.notify(run_id)``: bring Slack up to date with the stored run.
+- ``meshops.notify(run_id)``: bring Slack up to date with the stored run, within the
+  workspace's Slack budget: when it must wait (or Slack answered 429) it re-schedules
+  itself with a countdown, once per run however many syncs were asked for meanwhile.
 - ``meshops.sweep()`` (beat, every 5 s): expire approval requests that waited too long;
   re-enqueue runs whose next tick is overdue, which is how a run goes on after its worker
   was killed (``acks_late`` also redelivers, but only after the broker's visibility
@@ -29,8 +31,9 @@ from workers.github.feed import ReleaseFeed
 from workers.health import HealthProbe, HealthServer
 from workers.metrics import RunMetrics
 from workers.retry_after import retry_after_s
+from workers.slack.budget import SlackBudget
 from workers.slack.client import make_client
-from workers.slack.errors import translate_slack_error
+from workers.slack.errors import SlackOverBudget, SlackRateLimited, translate_slack_error
 from workers.slack.notifier import SlackNotifier
 from workers.store.connect import celery_broker
 from workers.store.runs import RedisRunStore
@@ -80,16 +83,20 @@ class Context:
         env = settings()
         self.fleet: Fleet = load_fleet(env.meshops_fleet)
         self.store = RedisRunStore.from_url(env.redis_url, env.meshops_redis_prefix)
-        # Slack's errors counted by code for /metrics (workers/apierrors.py)
+        # Slack's errors counted by code for /metrics (workers/apierrors.py); a 429 is
+        # not slept on in the worker: the sync re-schedules itself (notify_task)
         client = counted_slack_client(make_client(env.slack_bot_token,
-                                                  self.fleet.slack.api_url),
+                                                  self.fleet.slack.api_url,
+                                                  rate_limit_wait_s=0),
                                       RunMetrics(self.store.r, self.store.p))
         self.ports = FleetPorts(self.fleet)
         self.engine: Engine = build_engine(env, self.fleet, client, store=self.store,
                                            ports=self.ports)
         self.notifier = SlackNotifier(client, self.store,
                                       lambda c: self.fleet.clusters[c].approvers,
-                                      audit=self.engine.audit)
+                                      audit=self.engine.audit,
+                                      budget=SlackBudget(self.store.r, self.store.p,
+                                                         env.slack_bot_token))
 
 
 @cache
@@ -137,9 +144,27 @@ def tick_task(run_id: str, seq: int) -> None:
 NOTIFY_RETRY_S = 5.0  # the least wait before a Slack sync is tried again
 
 
+def defer_notify(ctx: Context, run_id: str, wait_s: float) -> bool:
+    """Schedule the run's Slack sync ``wait_s`` seconds from now, unless one is already
+    scheduled: syncs asked for meanwhile come to one (it shows the run as it is then).
+
+    Returns:
+        True when this call scheduled it.
+    """
+    key = ctx.store.key("notify-deferred", run_id)
+    # the marker outlives the countdown a little; a sync lost with its worker is picked
+    # up by the sweep (the run stays unsynced)
+    if not ctx.store.r.set(key, f"{wait_s:.3f}", nx=True, px=int((wait_s + 30) * 1000)):
+        return False
+    notify_task.apply_async((run_id,), {"deferred": True}, countdown=wait_s)
+    return True
+
+
 @app.task(name="meshops.notify", bind=True, max_retries=12)
-def notify_task(self: Any, run_id: str) -> None:
+def notify_task(self: Any, run_id: str, deferred: bool = False) -> None:
     ctx = context()
+    if deferred:
+        ctx.store.r.delete(ctx.store.key("notify-deferred", run_id))
     lock = ctx.store.r.lock(ctx.store.key("notify-lock", run_id), timeout=60,
                             blocking_timeout=30)
     if not lock.acquire():
@@ -148,6 +173,12 @@ def notify_task(self: Any, run_id: str) -> None:
         run = ctx.store.get(run_id)
         bind_contextvars(cluster=run.cluster)
         ctx.notifier.sync(run)
+    except (SlackOverBudget, SlackRateLimited) as exc:
+        # Slack's budget (or Slack's 429) says wait: no sleeping in the worker, and no
+        # retry counted; a sync already scheduled will show this run's news too
+        scheduled = defer_notify(ctx, run_id, max(exc.delay_s, 0.05))
+        log.info("notify.deferred", run_id=run_id, wait_s=round(exc.delay_s, 2),
+                 scheduled=scheduled, reason=type(exc).__name__)
     except TemporaryError as exc:
         log.warning("notify.retry", run_id=run_id, error=str(exc))
         # Slack's Retry-After when it gave one, at least 5 s, growing with each attempt

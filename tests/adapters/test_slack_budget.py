@@ -1,0 +1,212 @@
+"""One Slack budget for the workspace (issue 13): shared by every worker through the real
+Redis (under the test's own prefix), asked before each call, never slept on. Against the
+sandbox's Slack emulator, which answers Slack's limits with 429 and Retry-After.
+
+Time passing is the budget's window emptied (``limits``' ``clear``), so no test waits."""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+from types import SimpleNamespace
+from typing import Any
+
+import pytest
+
+from sandbox.http import serve
+from sandbox.slack import SlackEmulator
+from tests.adapters.test_slack_exactly_once import DyingStore, Killed
+from tests.conftest import free_port_base
+from tests.core.test_workflow import new_run
+from workers.slack.budget import BudgetLimits, SlackBudget
+from workers.slack.client import make_client
+from workers.slack.errors import SlackOverBudget, SlackRateLimited
+from workers.slack.notifier import SlackNotifier
+from workers.slack.render import render_event
+from workers.store.runs import RedisRunStore
+from workflows.model import Phase, Run
+
+TOKEN = "xoxb-test"
+
+
+def emulator(**limits: Any) -> tuple[SlackEmulator, Any]:
+    port = free_port_base(15000, 16000)
+    emu = SlackEmulator(TOKEN, {"C1": "mesh"}, {"UREQ": "ana"},
+                        base_url=f"http://127.0.0.1:{port}", **limits)
+    return emu, serve(emu.router(), "slack", "127.0.0.1", port)
+
+
+@pytest.fixture
+def roomy_slack() -> Iterator[SlackEmulator]:
+    """Slack's per-method limits, and a channel that takes bursts of 100 posts."""
+    emu, server = emulator(channel_burst=100)
+    yield emu
+    server.shutdown()
+
+
+def notifier(slack: SlackEmulator, store: RedisRunStore, budget: SlackBudget | None
+             ) -> SlackNotifier:
+    # the worker's client: a 429 reaches the notifier, nothing sleeps on it
+    client = make_client(TOKEN, slack.base_url + "/api/", rate_limit_wait_s=0)
+    return SlackNotifier(client, store, lambda c: ["UAPPROVER"], budget=budget)
+
+
+def stored(store: RedisRunStore, run: Run) -> Run:
+    store.r.hset(store.key("run", run.id), mapping={"seq": 0, "data": run.model_dump_json()})
+    return run
+
+
+def a_slot_frees(budget: SlackBudget, method: str, channel: str | None = None) -> None:
+    """The budget's window for ``method`` (in ``channel``) passes."""
+    for item, ids in budget._limits_of(method, channel):
+        budget.limiter.clear(item, *ids)
+
+
+def posts(slack: SlackEmulator, thread: bool) -> list[dict[str, Any]]:
+    return [e for e in slack.log if e["kind"] == "post" and bool(e["thread_ts"]) == thread]
+
+
+def test_two_workers_share_one_budget(store: RedisRunStore, prefix: str) -> None:
+    limits = BudgetLimits(per_minute={"chat.update": 3})
+    one, two = (SlackBudget(store.r, prefix, TOKEN, limits) for _ in range(2))
+    assert one.take("chat.update") == 0 and two.take("chat.update") == 0
+    assert one.take("chat.update") == 0
+    assert two.take("chat.update") > 0  # the third went to the other worker
+    assert one.take("chat.update") > 0
+    assert two.room("chat.update") == 0
+    assert SlackBudget(store.r, prefix, "xoxb-other-app", limits).take("chat.update") == 0
+    # one post a second into a channel, whoever posts; another channel has its own second
+    assert one.take("chat.postMessage", "C1") == 0
+    wait = two.take("chat.postMessage", "C1")
+    assert 0 < wait <= 1.0
+    assert two.take("chat.postMessage", "C2") == 0
+    # a 429 seen by one worker makes every worker wait its Retry-After
+    one.back_off("chat.postEphemeral", 30)
+    assert 29 < two.take("chat.postEphemeral") <= 30
+    assert two.take("chat.postEphemeral", "C9") > 29
+
+
+def test_those_waiting_for_a_slot_are_told_successive_times(store: RedisRunStore,
+                                                           prefix: str) -> None:
+    budget = SlackBudget(store.r, prefix, TOKEN, BudgetLimits(per_minute={"chat.update": 1}))
+    assert budget.take("chat.update", who="r-1") == 0
+    first = budget.take("chat.update", who="r-2")
+    second = budget.take("chat.update", who="r-3")
+    assert second - first == pytest.approx(61, abs=1)  # one slot (61 s) after the other
+    assert budget.take("chat.update", who="r-2") == pytest.approx(first, abs=1)  # its place
+    a_slot_frees(budget, "chat.update")
+    assert budget.take("chat.update", who="r-2") == 0
+
+
+def test_a_burst_of_syncs_ends_in_one_update_per_slot_showing_the_latest(
+        roomy_slack: SlackEmulator, store: RedisRunStore, prefix: str) -> None:
+    budget = SlackBudget(store.r, prefix, TOKEN, BudgetLimits(per_minute={"chat.update": 1},
+                                                              channel_posts_per_s=100))
+    notify = notifier(roomy_slack, store, budget)
+    run = stored(store, new_run().evolve(id="r-0c0c0c0c0c", channel="C1", created_at=1e9))
+    run = run.log(1e9, "step", "line 0")
+    notify.sync(run)  # the root, and its first line
+    deferred = 0
+    for i in range(1, 7):  # the run moves on six times, a sync asked for each time
+        run = run.log(1e9 + i, "step", f"line {i}").evolve(phase=Phase.PAUSED,
+                                                          pause_reason=f"reason {i}")
+        store.mark_unsynced(run.id, 1e9 + i)
+        try:
+            notify.sync(run)
+        except SlackOverBudget as exc:
+            assert exc.delay_s > 0
+            deferred += 1
+    updates = [e for e in roomy_slack.log if e["kind"] == "update"]
+    assert len(updates) == 1  # one slot: one chat.update
+    assert deferred == 5
+    assert store.r.zscore(store.key("unsynced"), run.id) is not None  # not yet shown
+    # the thread did not wait for the root message
+    assert [p["text"] for p in posts(roomy_slack, thread=True)] == \
+        [render_event(run, i) for i in range(len(run.history))]
+    a_slot_frees(budget, "chat.update")
+    notify.sync(run)  # the deferred sync
+    updates = [e for e in roomy_slack.log if e["kind"] == "update"]
+    assert len(updates) == 2  # the five updates asked for meanwhile came to one
+    root = posts(roomy_slack, thread=False)[0]
+    assert roomy_slack.messages[("C1", root["ts"])]["text"] == updates[-1]["text"]
+    assert "reason 6" in str(updates[-1]["blocks"])  # the run as it is now
+    assert "reason 1" in str(updates[0]["blocks"])
+    assert store.r.zscore(store.key("unsynced"), run.id) is None
+    notify.sync(run)  # nothing new: nothing sent
+    assert len([e for e in roomy_slack.log if e["kind"] == "update"]) == 2
+
+
+def test_batched_lines_keep_order_and_exactly_once_across_a_kill(
+        store: RedisRunStore, prefix: str) -> None:
+    slack, server = emulator()  # Slack's numbers: one post a second, bursts of 3
+    try:
+        budget = SlackBudget(store.r, prefix, TOKEN)  # Slack's numbers
+        run = stored(store, new_run().evolve(id="r-0d0d0d0d0d", channel="C1", created_at=1e9))
+        run = run.log(1e9, "step", "line 0")
+        with pytest.raises(SlackOverBudget):  # the root took the channel's second
+            notifier(slack, store, budget).sync(run)
+        for i in range(1, 6):
+            run = run.log(1e9 + i, "step", f"line {i}")
+        a_slot_frees(budget, "chat.postMessage", "C1")
+        dying = notifier(slack, DyingStore(store.r, prefix, "posted"), budget)
+        with pytest.raises(Killed):  # killed right after posting the batch
+            dying.sync(run)
+        assert len(posts(slack, thread=True)) == 1
+        a_slot_frees(budget, "chat.postMessage", "C1")
+        notify = notifier(slack, store, budget)
+        notify.sync(run)  # the next worker finds the batch by its metadata
+        assert len(posts(slack, thread=True)) == 1
+        assert int(store.slack_state(run.id)["posted"]) == 6
+        run = run.log(1e9 + 6, "step", "line 6")
+        notify.sync(run)  # a line alone, when the channel has room for it
+        thread = [p["text"] for p in posts(slack, thread=True)]
+        assert thread == ["\n".join(render_event(run, i) for i in range(6)),
+                          render_event(run, 6)]
+        metadata = [m["metadata"]["event_payload"] for m in slack.messages.values()
+                    if m["thread_ts"]]
+        assert metadata == [{"run": run.id, "line": 0, "last": 5},
+                            {"run": run.id, "line": 6}]
+        assert slack.throttled == []  # the budget kept meshops within Slack's limits
+    finally:
+        server.shutdown()
+
+
+def test_a_429_from_slack_reschedules_the_sync_with_its_retry_after(
+        store: RedisRunStore, prefix: str, monkeypatch: pytest.MonkeyPatch) -> None:
+    from workers.tasks import app as tasks
+
+    # Slack takes one post every 30 s; meshops' budget thinks it may post freely
+    slack, server = emulator(channel_burst=1, channel_posts_per_s=1 / 30)
+    try:
+        budget = SlackBudget(store.r, prefix, TOKEN, BudgetLimits(channel_posts_per_s=100))
+        run = stored(store, new_run().evolve(id="r-0f0f0f0f0f", channel="C1", created_at=1e9))
+        run = run.log(1e9, "step", "line 0")
+        store.r.hset(store.key("run", run.id), "data", run.model_dump_json())
+        ctx = SimpleNamespace(store=store, notifier=notifier(slack, store, budget))
+        scheduled: list[tuple[Any, Any, Any]] = []
+        monkeypatch.setattr(tasks, "context", lambda: ctx)
+        monkeypatch.setattr(tasks.notify_task, "apply_async",
+                            lambda args, kwargs=None, countdown=None:
+                            scheduled.append((args, kwargs, countdown)))
+        tasks.notify_task.apply(args=(run.id,)).get()  # the root goes; its line gets 429
+        assert slack.calls.count("chat.postMessage") == 2  # the 429 was not retried
+        assert [t["retry_after"] for t in slack.throttled] == [30]
+        assert scheduled == [((run.id,), {"deferred": True}, 30.0)]
+        assert store.slack_state(run.id)["line_pending"] == "-1"  # Slack posted nothing
+        assert budget.take("chat.postMessage", "C1") > 29  # every worker backs off
+        tasks.notify_task.apply(args=(run.id,)).get()  # asked again meanwhile
+        assert len(scheduled) == 1  # already scheduled: not twice
+        assert slack.calls.count("chat.postMessage") == 2  # nor called
+    finally:
+        store.r.delete(store.key("notify-deferred", "r-0f0f0f0f0f"))
+        server.shutdown()
+
+
+def test_without_a_budget_a_429_still_stops_the_sync(store: RedisRunStore) -> None:
+    slack, server = emulator(channel_burst=1, channel_posts_per_s=1 / 30)
+    try:
+        run = stored(store, new_run().evolve(id="r-0a0a0a0a0a", channel="C1", created_at=1e9))
+        with pytest.raises(SlackRateLimited) as caught:
+            notifier(slack, store, None).sync(run.log(1e9, "step", "a").log(1e9, "step", "b"))
+        assert caught.value.delay_s == 30
+    finally:
+        server.shutdown()

@@ -1,0 +1,208 @@
+"""One Slack budget for the workspace, shared by every worker process through Redis.
+
+Slack limits Web API calls "per API method per workspace per app" in tiers, counted per
+minute (https://docs.slack.dev/apis/web-api/rate-limits; each method's page names its tier):
+
+- **Tier 1** 1+ per minute, **Tier 2** 20+, **Tier 3** 50+, **Tier 4** 100+ per minute,
+  "sporadic bursts" tolerated; Slack promises only the lower bound, so that is the budget.
+- **Special**: ``chat.postMessage`` "generally allows posting one message per second per
+  channel" with short bursts (no guarantee a burst is stored or shown), on top of a
+  workspace-wide limit Slack does not publish.
+
+Over a limit Slack answers HTTP 429 ``{"ok": false, "error": "ratelimited"}`` with
+``Retry-After`` (seconds). The tiers of the methods meshops calls, from their pages:
+``chat.update``, ``conversations.history`` and ``conversations.replies`` Tier 3 (Slack cut
+the last two to 1 a minute for commercially distributed, non-Marketplace apps created from
+May 2025; :class:`BudgetLimits` takes other numbers), ``chat.postEphemeral``,
+``files.getUploadURLExternal``, ``files.completeUploadExternal`` and ``users.info``
+Tier 4, ``usergroups.users.list`` Tier 2.
+
+:class:`SlackBudget` asks before each call and never sleeps: :meth:`SlackBudget.take`
+answers 0 (go now; the call is counted) or how many seconds to wait, and the caller
+re-schedules itself (``meshops.notify`` with a countdown). The counting is ``limits``'
+moving window on Redis (an atomic Lua script per limit, shared by every process); a
+method's window is a minute plus :attr:`BudgetLimits.margin_s`, so the clocks of the
+workers and Slack's may differ by that much without a 429. A 429 that still comes
+(another app, a Slack that counts differently) is recorded with :meth:`SlackBudget.back_off`:
+every worker then waits out its ``Retry-After`` for that method.
+
+Keys, under the store's prefix: ``{p}:slack-budget:LIMITER/{app}/…`` (``limits``' lists of
+timestamps), ``{p}:slack-budget:pause:{app}:{method}`` (a 429's ``Retry-After``),
+``{p}:slack-budget:waiting:{app}:{method|channel}:{name}`` (who waits, to spread their
+wake-ups). ``{app}`` is a digest of the bot token: Slack counts per app per workspace,
+which a token names.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import time
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass, field
+
+import redis
+from limits import RateLimitItem, RateLimitItemPerSecond
+from limits.storage import RedisStorage
+from limits.strategies import MovingWindowRateLimiter
+
+#: calls per minute of each Web API tier (Slack's lower bounds)
+TIER_PER_MINUTE = {1: 1, 2: 20, 3: 50, 4: 100}
+
+#: the tier of each method meshops calls (Slack's method pages, "Rate limits")
+METHOD_TIERS = {
+    "chat.update": 3,
+    "chat.postEphemeral": 4,
+    "conversations.history": 3,
+    "conversations.replies": 3,
+    "files.getUploadURLExternal": 4,
+    "files.completeUploadExternal": 4,
+    "usergroups.users.list": 2,
+    "users.info": 4,
+}
+
+#: methods that post a message into a channel, counted against its 1 a second
+#: (sharing a file into a thread posts a ``file_share`` message)
+CHANNEL_POSTS = frozenset({"chat.postMessage", "files.completeUploadExternal"})
+
+
+@dataclass(frozen=True)
+class BudgetLimits:
+    """The numbers a :class:`SlackBudget` keeps to.
+
+    Attributes:
+        per_minute: calls per minute of each method (``chat.update`` → 50); a method not
+            named is not limited per method (``chat.postMessage``: Slack publishes only
+            its per-channel limit).
+        channel_posts_per_s: messages a second into one channel (:data:`CHANNEL_POSTS`).
+        margin_s: seconds added to each method's minute, for clock skew and transit.
+    """
+
+    per_minute: Mapping[str, int] = field(default_factory=lambda: {
+        m: TIER_PER_MINUTE[t] for m, t in METHOD_TIERS.items()})
+    channel_posts_per_s: int = 1
+    margin_s: int = 1
+
+
+#: Slack's published limits
+SLACK_LIMITS = BudgetLimits()
+
+
+def app_key(token: str) -> str:
+    """A short, non-secret name for the app and workspace a bot token stands for."""
+    return hashlib.sha256(token.encode()).hexdigest()[:12]
+
+
+class SlackBudget:
+    """The workspace's Slack budget, shared through Redis by every worker.
+
+    Args:
+        client: the Redis client (the run store's: plain, TLS or Sentinel).
+        prefix: the key prefix (``meshops``; tests use their own).
+        token: the bot token whose app and workspace are counted.
+        limits: the numbers (default: Slack's published limits).
+        clock: Unix time in seconds (for the pauses; ``limits`` reads ``time.time``).
+    """
+
+    def __init__(self, client: redis.Redis, prefix: str, token: str,
+                 limits: BudgetLimits = SLACK_LIMITS,
+                 clock: Callable[[], float] = time.time):
+        self.r = client
+        self.p = f"{prefix}:slack-budget"
+        self.app = app_key(token)
+        self.limits = limits
+        self.clock = clock
+        storage = RedisStorage("redis://", connection_pool=client.connection_pool,
+                               key_prefix=self.p)
+        self.limiter = MovingWindowRateLimiter(storage)
+        self.channel_item: RateLimitItem = RateLimitItemPerSecond(
+            limits.channel_posts_per_s, 1)
+        self.method_items: dict[str, RateLimitItem] = {
+            m: RateLimitItemPerSecond(n, 60 + limits.margin_s)
+            for m, n in limits.per_minute.items()}
+
+    def _limits_of(self, method: str, channel: str | None
+                   ) -> list[tuple[RateLimitItem, tuple[str, ...]]]:
+        out: list[tuple[RateLimitItem, tuple[str, ...]]] = []
+        if channel and method in CHANNEL_POSTS:
+            out.append((self.channel_item, (self.app, "channel", channel)))
+        item = self.method_items.get(method)
+        if item is not None:
+            out.append((item, (self.app, "method", method)))
+        return out
+
+    def _pause_key(self, method: str) -> str:
+        return f"{self.p}:pause:{self.app}:{method}"
+
+    def _waiting_key(self, ids: tuple[str, ...]) -> str:
+        return f"{self.p}:waiting:{':'.join(ids)}"
+
+    def _wait_of(self, item: RateLimitItem, ids: tuple[str, ...]) -> float:
+        stats = self.limiter.get_window_stats(item, *ids)
+        return max(0.05, stats.reset_time - time.time())
+
+    def take(self, method: str, channel: str | None = None, who: str = "") -> float:
+        """Ask to call ``method`` (in ``channel``) now; never sleeps.
+
+        Args:
+            method: the Web API method, ``chat.update``.
+            channel: the channel a post goes to (counted per channel for
+                :data:`CHANNEL_POSTS`).
+            who: who asks (a run id): among callers refused for the same method, each is
+                told a later time than the one before, so they do not all wake at once.
+
+        Returns:
+            0.0 when the call may go now (it is counted: make it), else the seconds to
+            wait before asking again (nothing is counted).
+        """
+        pause = self.r.pttl(self._pause_key(method))
+        if isinstance(pause, int) and pause > 0:
+            return pause / 1000
+        limits = self._limits_of(method, channel)
+        for item, ids in limits:
+            if not self.limiter.test(item, *ids):
+                return self._queued(ids, who, self._wait_of(item, ids), item)
+        for item, ids in limits:
+            # another worker may have taken the last slot since the test: a slot taken
+            # here for an earlier limit is then spent unused, never over the limit
+            if not self.limiter.hit(item, *ids):
+                return self._queued(ids, who, self._wait_of(item, ids), item)
+        if who and limits:
+            pipe = self.r.pipeline()
+            for _, ids in limits:
+                pipe.zrem(self._waiting_key(ids), who)
+            pipe.execute()
+        return 0.0
+
+    def _queued(self, ids: tuple[str, ...], who: str, wait: float, item: RateLimitItem
+                ) -> float:
+        """``wait``, plus one slot for each caller that has waited longer than ``who`` for
+        the same limit."""
+        if not who:
+            return wait
+        key, now = self._waiting_key(ids), self.clock()
+        pipe = self.r.pipeline()
+        pipe.zremrangebyscore(key, "-inf", now - 120)  # gave up or synced elsewhere
+        pipe.zadd(key, {who: now}, nx=True)
+        pipe.zrank(key, who)
+        pipe.expire(key, 180)
+        rank = pipe.execute()[2] or 0
+        return wait + rank * item.get_expiry() / item.amount
+
+    def room(self, method: str, channel: str | None = None) -> int:
+        """How many calls of ``method`` (in ``channel``) could go now (a large number
+        when nothing limits them); nothing is counted."""
+        pause = self.r.pttl(self._pause_key(method))
+        if isinstance(pause, int) and pause > 0:
+            return 0
+        rooms = [self.limiter.get_window_stats(item, *ids).remaining
+                 for item, ids in self._limits_of(method, channel)]
+        return min(rooms, default=1_000)
+
+    def back_off(self, method: str, retry_after_s: float) -> None:
+        """Slack answered ``method`` with 429: no worker calls it for ``retry_after_s``
+        seconds (at least 1; a longer pause already recorded is kept)."""
+        ms = int(max(1.0, retry_after_s) * 1000)
+        pipe = self.r.pipeline()
+        pipe.set(self._pause_key(method), "429", nx=True, px=ms)
+        pipe.pexpire(self._pause_key(method), ms, gt=True)
+        pipe.execute()
