@@ -21,7 +21,8 @@ and workspace, are enforced as Slack answers them: HTTP 429 ``{"ok": false, "err
 100 a minute); messages into one channel (``chat.postMessage``, a file shared into it) one a
 second, with a burst of :data:`CHANNEL_BURST` ("short bursts >1 allowed"). The numbers are
 constructor arguments (``per_minute``, ``channel_posts_per_s``, ``channel_burst``;
-``enforce_limits=False`` turns them off); ``throttled`` lists every 429 the limits gave.
+``enforce_limits=False`` turns them off); ``throttled`` lists every 429 the limits gave
+(``GET /_sandbox/slack/throttled``).
 
 Channels the app cannot use, as Slack answers a bot token (method docs, "Errors"): in a
 channel the app is not a member of (``not_member``: never invited; the app's manifests in
@@ -213,6 +214,7 @@ class SlackEmulator:
         r.add("POST", r"/_sandbox/slack/upload/(?P<id>F\w+)", self.upload)
         r.add("GET", r"/_sandbox/slack/files/(?P<id>F\w+)", self.get_file)
         r.add("GET", r"/_sandbox/slack/log", self.get_log)
+        r.add("GET", r"/_sandbox/slack/throttled", self.get_throttled)
         return r
 
     def response_url_for(self) -> str:
@@ -222,6 +224,13 @@ class SlackEmulator:
         after = int(req.query.get("after", 0))
         with self.lock:
             return Response(200, {"entries": [e for e in self.log if e["seq"] > after]})
+
+    def get_throttled(self, req: Request) -> Response:
+        """The 429s Slack's limits gave (``{"count", "entries": [{"method", "channel",
+        "retry_after", "at"}]}``), for benchmarks that must see none."""
+        with self.lock:
+            return Response(200, {"count": len(self.throttled),
+                                  "entries": list(self.throttled)})
 
     def response_url(self, req: Request) -> Response:
         body = req.json() or {}

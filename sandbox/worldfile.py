@@ -26,6 +26,8 @@ A world file is YAML::
         gateway_api: true             # optional: AKS's Managed Gateway API is on (the
                                       # Gateway API CRDs; Gateways of class istio get a
                                       # gateway deployed from asm-1-26)
+        ingress_gateways: [external]  # optional: the add-on's ingress gateways on
+                                      # (external, internal), one Deployment per revision
         entra_id:                     # optional: AKS-managed Entra ID integration
           disable_local_accounts: true
         open_service_mesh: false      # optional: the OSM add-on is on
@@ -277,6 +279,7 @@ class ClusterSpec(Strict):
     node_count: int = Field(3, ge=1, le=100)
     revision_tags: dict[str, str] = Field(default_factory=dict)
     gateway_api: bool = False
+    ingress_gateways: list[Literal["external", "internal"]] = Field(default_factory=list)
     channel: ChannelSpec | None = None
     mesh_config: dict[str, dict[str, Any]] = Field(default_factory=dict)
     operation_in_progress: OperationSpec | None = None
@@ -455,6 +458,11 @@ def _check(spec: WorldSpec, catalog: dict[str, dict[str, Any]]) -> list[str]:
                 runs = ", ".join(c.revisions) or "none, the mesh is off"
                 problems.append(f"{where}: {rev} is not a revision this cluster runs (its "
                                 f"revisions: {runs}), so istioctl finds no webhook to tag")
+        if c.ingress_gateways and not c.revisions:
+            problems.append(f"{at}.ingress_gateways: the add-on's ingress gateways need the "
+                            "mesh on (revisions: [] turns it off); AKS refuses them otherwise")
+        if len(set(c.ingress_gateways)) != len(c.ingress_gateways):
+            problems.append(f"{at}.ingress_gateways: the same mode twice")
         upgrades = (catalog.get(c.revisions[0], {}).get("upgrades") or []) \
             if len(c.revisions) == 1 else []
         for rev, mesh in c.mesh_config.items():
@@ -539,7 +547,7 @@ def build(world: World, loaded: LoadedWorld) -> None:
                 revisions=list(c.revisions),
                 entra_id=c.entra_id.model_dump() if c.entra_id else None,
                 open_service_mesh=c.open_service_mesh, node_count=c.node_count,
-                gateway_api=c.gateway_api)
+                gateway_api=c.gateway_api, ingress_gateways=tuple(c.ingress_gateways))
             for tag, rev in c.revision_tags.items():
                 world.set_revision_tag(c.name, tag, rev)
             for rev, mesh in c.mesh_config.items():

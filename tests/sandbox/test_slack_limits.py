@@ -128,3 +128,13 @@ def test_slack_sdk_reads_the_429_as_slack_sends_it(slack: Slack) -> None:
     error = translate_slack_error(caught.value, "chat.postMessage")
     assert isinstance(error, SlackRateLimited) and error.delay_s == 1.0
     assert slack.emu.calls.count("chat.postMessage") == 4  # not retried: no sleep
+
+
+def test_the_429s_are_listed_for_benchmarks(slack: Slack) -> None:
+    for _ in range(4):
+        slack.post("C1")
+    listed = requests.get(f"http://127.0.0.1:{slack.port}/_sandbox/slack/throttled",
+                          timeout=10).json()
+    assert listed["count"] == 1
+    assert listed["entries"][0]["method"] == "chat.postMessage"
+    assert listed["entries"][0]["channel"] == "C1"
