@@ -1,0 +1,50 @@
+"""The ack-latency and release-watcher benchmarks run in their quick modes, print their last
+lines in the documented shape, and give both sides of each comparison the same calls.
+
+No timing is asserted: these check that the benchmarks measure what they say, not how
+fast this machine is. They need Redis (as the bot and watcher tests do) and, for the ack
+benchmark, the sandbox's Prometheus.
+"""
+
+from __future__ import annotations
+
+import re
+import subprocess
+import sys
+
+from tests.conftest import ROOT, free_port_base
+
+ACK_LAST = re.compile(r"^ack: p99 \d+\.\d+ ms meshops vs \d+\.\d+ ms bare Bolt, ratio \d+\.\d+$")
+RELEASES_LAST = re.compile(r"^releases: time ratio \d+\.\d+, bytes ratio \d+\.\d+ \(meshops "
+                           r"conditional vs plain full poll, (\d+) intervals\)$")
+
+
+def run_quick(script: str, port_base: int) -> list[str]:
+    proc = subprocess.run([sys.executable, str(ROOT / "benchmarks" / script), "--quick",
+                           "--port-base", str(port_base)], cwd=ROOT, capture_output=True,
+                          text=True, timeout=180)
+    assert proc.returncode == 0, proc.stdout[-2000:] + proc.stderr[-3000:]
+    return proc.stdout.strip().splitlines()
+
+
+def test_ack_latency_quick_compares_the_same_calls_on_both_sides() -> None:
+    lines = run_quick("ack_latency.py", free_port_base(16000, 20000, span=100))
+    assert ACK_LAST.match(lines[-1]), lines[-1]
+    calls = dict(re.findall(r"^calls (bare|meshops): (.+)$", "\n".join(lines), re.MULTILINE))
+    assert set(calls) == {"bare", "meshops"}, lines
+    # the same number of each command on both sides: status, upgrade and its cancels
+    assert calls["bare"] == calls["meshops"], calls
+    counts = dict(re.findall(r"(\w+) (\d+)", calls["meshops"].split("(", 1)[1]))
+    assert set(counts) == {"status", "upgrade", "cancel"}, calls
+    assert counts["upgrade"] == counts["cancel"], calls  # every run created was cancelled
+    cases = [ln for ln in lines if ln.startswith("/mesh ")]
+    assert len(cases) == 4, lines  # status and upgrade, at 1 and at 10 clients
+
+
+def test_releases_quick_polls_as_often_on_both_sides() -> None:
+    lines = run_quick("releases.py", free_port_base(16000, 20000, span=10))
+    last = RELEASES_LAST.match(lines[-1])
+    assert last, lines[-1]
+    rows = {m.group(1): int(m.group(2)) for ln in lines
+            if (m := re.match(r"^(meshops|plain)\s+(\d+)\s", ln))}
+    assert rows == {"meshops": int(last.group(1)), "plain": int(last.group(1))}, lines
