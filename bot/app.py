@@ -19,7 +19,7 @@ from slack_sdk import WebClient
 
 from bot import clicks, commands
 from bot.commands import help_text
-from bot.deps import BotDeps
+from bot.deps import AfterAnswer, BotDeps
 from bot.signing import SeenRequests, SignedRequests
 from workers.config import Fleet
 from workers.engine import Engine
@@ -52,7 +52,7 @@ def create_app(fleet: Fleet, engine: Engine, client: WebClient, signing_secret: 
               request_verification_enabled=False,
               before_authorize=SignedRequests(signing_secret, seen) if signing_secret else None,
               process_before_response=True)
-    deps = BotDeps(engine, enqueue_tick, enqueue_notify, enqueue_answer)
+    deps = BotDeps(engine, enqueue_tick, enqueue_notify, enqueue_answer, AfterAnswer())
     audit = engine.audit
 
     if fleet.slack.app_id:

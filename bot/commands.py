@@ -10,6 +10,8 @@ says what would be right; every command is audited, refused ones included.
 
 from __future__ import annotations
 
+import time
+from functools import partial
 from typing import Any
 
 import structlog
@@ -115,7 +117,9 @@ def register(app: App, deps: BotDeps) -> None:
             ack(response_type="ephemeral",
                 text=f":warning: meshops could not take that now ({exc}). Nothing changed.")
         finally:
-            deps.audit.record("command", user, f"{command_name} {text}".strip(),
-                              outcome=outcome, channel=channel)
+            # after the answer: the record keeps the time the command was taken
+            deps.after_answer(partial(deps.audit.record, "command", user,
+                                      f"{command_name} {text}".strip(), outcome=outcome,
+                                      channel=channel, at=time.time()))
 
     app.command(command_name)(on_command)

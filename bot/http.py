@@ -174,25 +174,38 @@ class SlackHandler(SlackRequestHandler):
     """Bolt's WSGI handler (``POST /slack/events``), dispatching a :class:`SlackRequest`."""
 
     def dispatch(self, request: WsgiHttpRequest) -> BoltResponse:
+        built = request.environ.pop(BUILT_REQUEST, None)  # by slack_guard, from this body
+        if isinstance(built, SlackRequest):
+            return self.app.dispatch(built)
         return self.app.dispatch(SlackRequest(body=request.get_body(),
                                               query=request.query_string,
                                               headers=request.get_headers()))
 
 
-def bolt_problem(environ: dict[str, Any], body: bytes) -> str | None:
-    """Why Bolt could not build a request of this body, or None when it can."""
+#: where :func:`slack_guard` leaves the request it built for :class:`SlackHandler`, so that
+#: a body is parsed into a Bolt request once (a third of a millisecond of the ack's CPU)
+BUILT_REQUEST = "meshops.slack_request"
+
+
+def bolt_request(environ: dict[str, Any], body: bytes) -> SlackRequest:
+    """The Bolt request of this body.
+
+    Raises:
+        Refused: 400 with why Bolt could not build a request of it.
+    """
     try:
         text = body.decode("utf-8")
-    except UnicodeDecodeError:
-        return "the body is not UTF-8"
+    except UnicodeDecodeError as exc:
+        raise Refused("400 Bad Request", "the body is not UTF-8") from exc
     request = WsgiHttpRequest(environ)
     try:
-        SlackRequest(body=text, query=request.query_string, headers=request.get_headers())
+        return SlackRequest(body=text, query=request.query_string,
+                            headers=request.get_headers())
     except (RecursionError, json.JSONDecodeError) as exc:
-        return json_problem(exc)
-    except Exception:  # noqa: BLE001 - whatever else Bolt trips on is a malformed body
-        return f"not a Slack request: Slack sends {SLACK_SHAPES}"
-    return None
+        raise Refused("400 Bad Request", json_problem(exc)) from exc
+    except Exception as exc:  # whatever else Bolt trips on is a malformed body
+        raise Refused("400 Bad Request",
+                      f"not a Slack request: Slack sends {SLACK_SHAPES}") from exc
 
 
 def slack_guard(inner: Wsgi, limit: int = MAX_BODY_BYTES) -> Wsgi:
@@ -206,13 +219,12 @@ def slack_guard(inner: Wsgi, limit: int = MAX_BODY_BYTES) -> Wsgi:
                 declared_length(environ, limit)
                 return inner(environ, start_response)
             body = read_body(environ, limit)
-            problem = bolt_problem(environ, body)
-            if problem:
-                raise Refused("400 Bad Request", problem)
+            built = bolt_request(environ, body)
         except Refused as exc:
             return refuse(environ, start_response, exc)
         environ["wsgi.input"] = io.BytesIO(body)
         environ["CONTENT_LENGTH"] = str(len(body))
+        environ[BUILT_REQUEST] = built
         return inner(environ, start_response)
 
     return app
