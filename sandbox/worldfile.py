@@ -109,6 +109,7 @@ and line) and what was expected: :class:`WorldError`.
 
 from __future__ import annotations
 
+import math
 import re
 import time
 from dataclasses import dataclass
@@ -386,6 +387,104 @@ def load(path: Path) -> LoadedWorld:
     if not isinstance(raw, dict):
         raise WorldError(f"{path}: a world file is a mapping with `clusters:` (a list of "
                          f"clusters); got {type(raw).__name__}")
+    spec = _validated(raw, path)
+    manifests: dict[tuple[int, int], list[Document]] = {}
+    for ci, c in enumerate(spec.clusters):
+        for ni, ns in enumerate(c.namespaces):
+            files = [ns.manifests] if isinstance(ns.manifests, str) else ns.manifests or []
+            docs: list[Document] = []
+            for f in files:
+                where = f"{path}: clusters[{ci}].namespaces[{ni}].manifests"
+                docs += load_documents((path.parent / f).resolve(), where)
+            manifests[(ci, ni)] = docs
+    world = LoadedWorld(path, spec, manifests)
+    _check_manifests(world)
+    return world
+
+
+#: bounds of a generated world (``meshops sandbox --namespaces N --clusters K``): Kubernetes'
+#: tested limit is 10,000 namespaces per cluster (sig-scalability "Kubernetes Scalability
+#: thresholds"); a generated cluster runs 2 pods per namespace on at most 100 nodes
+#: (``node_count``) of 110 pods (AKS's default maximum with kubenet), and one sandbox process
+#: carries about 10,000 namespaces in all
+MAX_NAMESPACES = 5000
+MAX_CLUSTERS = 30
+MAX_TOTAL_NAMESPACES = 10000
+PODS_PER_NODE = 110
+GENERATED_REVISION = "asm-1-25"
+
+
+def generated_app(replicas: int = 2) -> list[dict[str, Any]]:
+    """The small app of each generated namespace: a Deployment ``web`` of ``replicas`` pods
+    (labelled ``app``/``version`` as Istio's canonical service and revision read them)
+    behind a Service ``web`` on an ``http`` port, as ``kubectl apply -n <ns>`` applies it."""
+    labels = {"app": "web", "version": "v1"}
+    return [
+        {"apiVersion": "v1", "kind": "Service",
+         "metadata": {"name": "web", "labels": {"app": "web", "service": "web"}},
+         "spec": {"selector": {"app": "web"},
+                  "ports": [{"name": "http", "port": 80, "targetPort": 8080}]}},
+        {"apiVersion": "apps/v1", "kind": "Deployment",
+         "metadata": {"name": "web", "labels": dict(labels)},
+         "spec": {"replicas": replicas, "selector": {"matchLabels": dict(labels)},
+                  "template": {"metadata": {"labels": dict(labels)},
+                               "spec": {"containers": [{
+                                   "name": "web",
+                                   "image": "mcr.microsoft.com/azuredocs/aks-helloworld:v1",
+                                   "ports": [{"containerPort": 8080}],
+                                   "resources": {"requests": {"cpu": "10m",
+                                                              "memory": "32Mi"}}}]}}}},
+    ]
+
+
+def generate(namespaces: int, clusters: int = 1) -> LoadedWorld:
+    """A world of ``clusters`` clusters (``aks-scale-01``…, aliases ``scale-01``…; the mesh
+    on :data:`GENERATED_REVISION`) with ``namespaces`` app namespaces each (``app-0001``…,
+    labelled ``istio.io/rev``, each running :func:`generated_app`), built as the world file
+    loader builds a file's (the same spec, the same checks), so
+    ``meshops sandbox --namespaces N --clusters K`` needs no YAML. :class:`WorldError` for
+    counts out of bounds (:data:`MAX_NAMESPACES`, :data:`MAX_CLUSTERS`,
+    :data:`MAX_TOTAL_NAMESPACES`), saying what is allowed."""
+    problems = []
+    if not 1 <= namespaces <= MAX_NAMESPACES:
+        problems.append(f"--namespaces {namespaces}: a generated cluster has 1 to "
+                        f"{MAX_NAMESPACES} app namespaces")
+    if not 1 <= clusters <= MAX_CLUSTERS:
+        problems.append(f"--clusters {clusters}: a generated world has 1 to {MAX_CLUSTERS} "
+                        "clusters")
+    if not problems and namespaces * clusters > MAX_TOTAL_NAMESPACES:
+        problems.append(f"--namespaces {namespaces} --clusters {clusters}: "
+                        f"{namespaces * clusters} namespaces in all; one sandbox carries at "
+                        f"most {MAX_TOTAL_NAMESPACES} (fewer namespaces or fewer clusters)")
+    if problems:
+        raise WorldError("cannot generate that world: " + "; ".join(problems))
+    path = Path(f"(generated: {clusters} cluster{'s' if clusters > 1 else ''} of "
+                f"{namespaces} namespace{'s' if namespaces > 1 else ''})")
+    width = max(4, len(str(namespaces)))
+    app = generated_app()
+    nodes = min(100, max(3, math.ceil((len(app) * namespaces + 20) / PODS_PER_NODE)))
+    raw = {"traffic": {"noise": "production", "seed": 7}, "clusters": [{
+        "name": f"aks-scale-{i:02d}", "alias": f"scale-{i:02d}",
+        "resource_group": f"rg-scale-{i:02d}",
+        "location": ("westus2", "eastus", "westeurope")[(i - 1) % 3],
+        "kubernetes_version": "1.31.2", "revisions": [GENERATED_REVISION],
+        "node_count": nodes,
+        "namespaces": [{"name": f"app-{n:0{width}d}",
+                        "labels": {"istio.io/rev": GENERATED_REVISION}}
+                       for n in range(1, namespaces + 1)],
+    } for i in range(1, clusters + 1)]}
+    spec = _validated(raw, path)
+    docs = [Document(path, n, 1, body) for n, body in enumerate(app, start=1)]
+    manifests = {(ci, ni): docs for ci, c in enumerate(spec.clusters)
+                 for ni in range(len(c.namespaces))}
+    world = LoadedWorld(path, spec, manifests)
+    _check_manifests(world)
+    return world
+
+
+def _validated(raw: dict[str, Any], path: Path) -> WorldSpec:
+    """A world's spec from its YAML mapping, validated (fields, then the rules across them:
+    revisions, tags, names); :class:`WorldError` naming ``path`` and each field."""
     try:
         spec = WorldSpec.model_validate(raw)
     except ValidationError as exc:
@@ -403,18 +502,7 @@ def load(path: Path) -> LoadedWorld:
     if problems:
         raise WorldError(f"{path}: not a valid world file:\n" + "\n".join(
             f"  {p}" for p in problems))
-    manifests: dict[tuple[int, int], list[Document]] = {}
-    for ci, c in enumerate(spec.clusters):
-        for ni, ns in enumerate(c.namespaces):
-            files = [ns.manifests] if isinstance(ns.manifests, str) else ns.manifests or []
-            docs: list[Document] = []
-            for f in files:
-                where = f"{path}: clusters[{ci}].namespaces[{ni}].manifests"
-                docs += load_documents((path.parent / f).resolve(), where)
-            manifests[(ci, ni)] = docs
-    world = LoadedWorld(path, spec, manifests)
-    _check_manifests(world)
-    return world
+    return spec
 
 
 def _check(spec: WorldSpec, catalog: dict[str, dict[str, Any]]) -> list[str]:
@@ -585,7 +673,7 @@ def build(world: World, loaded: LoadedWorld) -> None:
             with world.lock:
                 # the world has been running for long: a rollout that is not complete has
                 # passed its progress deadline
-                for key in [k for k in cl.objects if k[0] == "Deployment"]:
+                for key in list(cl.index.get("Deployment", ())):
                     cl.progress[key] = time.time() - 10 ** 6
                     world._dirty.append((cl, key))
                 world._settle()
