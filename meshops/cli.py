@@ -41,17 +41,24 @@ def main() -> None:
 @click.option("--world", "world_file", type=click.Path(dir_okay=False, path_type=Path),
               default=None, help="Build the sandbox from this world file (clusters, "
               "namespaces, manifests, traffic, faults); default: the six-cluster fleet.")
+@click.option("--namespaces", type=int, default=None,
+              help="Generate a world instead: this many app namespaces per cluster (a "
+              "Deployment of 2 pods behind a Service each, on the mesh).")
+@click.option("--clusters", type=int, default=None,
+              help="Generate a world instead: this many clusters (scale-01…; default 1).")
 def sandbox(state_dir: Path, port_base: int, operation_s: float, rollout_s: float,
             extra_namespaces: int, prometheus_bin: str, changelog: Path | None,
-            unreleased: tuple[str, ...], world_file: Path | None) -> None:
+            unreleased: tuple[str, ...], world_file: Path | None, namespaces: int | None,
+            clusters: int | None) -> None:
     """Run the embedded sandbox: ARM, Kubernetes, Istio traffic, Slack and Prometheus."""
     from sandbox.app import Sandbox
     from sandbox.worldfile import WorldError
 
+    generated = generated_world(world_file, namespaces, clusters, extra_namespaces)
     try:
         sb = Sandbox(state_dir, port_base, operation_s, rollout_s, prometheus_bin,
                      extra_namespaces, changelog=changelog, unreleased=list(unreleased),
-                     world_file=world_file)
+                     world_file=world_file, generated=generated)
     except WorldError as exc:
         click.echo(f"meshops sandbox: {exc}", err=True)
         sys.exit(2)
@@ -74,6 +81,37 @@ def sandbox(state_dir: Path, port_base: int, operation_s: float, rollout_s: floa
     while not stop["now"]:
         time.sleep(0.2)
     sb.stop()
+
+
+def generated_world(world_file: Path | None, namespaces: int | None, clusters: int | None,
+                    extra_namespaces: int = 0) -> tuple[int, int] | None:
+    """(namespaces, clusters) of a generated world, None without ``--namespaces`` and
+    ``--clusters``; click.UsageError when they come with ``--world`` or
+    ``--extra-namespaces``, or out of bounds (:func:`sandbox.worldfile.generate`)."""
+    from sandbox.worldfile import MAX_CLUSTERS, MAX_NAMESPACES, MAX_TOTAL_NAMESPACES
+
+    if namespaces is None and clusters is None:
+        return None
+    if world_file is not None:
+        raise click.UsageError(
+            "--world and --namespaces/--clusters both say what the world is: give a world "
+            "file, or generate one with --namespaces N [--clusters K], not both.")
+    if extra_namespaces:
+        raise click.UsageError(
+            "--extra-namespaces adds to the default fleet's dev cluster; a generated world "
+            "has none: ask for more namespaces with --namespaces instead.")
+    n, k = namespaces if namespaces is not None else 1, clusters if clusters is not None else 1
+    if not 1 <= n <= MAX_NAMESPACES:
+        raise click.BadParameter(f"{n}: a generated cluster has 1 to {MAX_NAMESPACES} app "
+                                 "namespaces.", param_hint="--namespaces")
+    if not 1 <= k <= MAX_CLUSTERS:
+        raise click.BadParameter(f"{k}: a generated world has 1 to {MAX_CLUSTERS} clusters.",
+                                 param_hint="--clusters")
+    if n * k > MAX_TOTAL_NAMESPACES:
+        raise click.UsageError(
+            f"--namespaces {n} --clusters {k} make {n * k} namespaces; one sandbox carries at "
+            f"most {MAX_TOTAL_NAMESPACES}: fewer namespaces or fewer clusters.")
+    return n, k
 
 
 @main.command()
@@ -246,14 +284,21 @@ def audit(run_id: str | None, cluster: str | None, since: str | None) -> None:
 @click.option("--to", "to_revision", default=None,
               help="Upgrade to this revision (default: the cluster's newest valid upgrade in "
               "meshUpgradeProfiles; asm-1-26 on the default fleet).")
+@click.option("--namespaces", type=int, default=None,
+              help="Start the sandbox on a generated world of this many app namespaces per "
+              "cluster; --cluster then defaults to scale-01.")
+@click.option("--clusters", type=int, default=None,
+              help="Start the sandbox on a generated world of this many clusters.")
 def demo(scenario: str, state_dir: Path, port_base: int, bot_port: int, bake: str,
          interval: str, cluster: str | None, timeout: float, socket_mode: bool,
-         world_file: Path | None, to_revision: str | None) -> None:
+         world_file: Path | None, to_revision: str | None, namespaces: int | None,
+         clusters: int | None) -> None:
     """Play a canary upgrade from the Slack side on the sandbox, end to end."""
     from meshops.demo import run_demo
     from sandbox.worldfile import WorldError
     from sandbox.worldfile import load as load_world
 
+    generated = generated_world(world_file, namespaces, clusters)
     if world_file is not None:
         try:
             load_world(world_file)  # a wrong world fails here, before anything starts
@@ -261,7 +306,8 @@ def demo(scenario: str, state_dir: Path, port_base: int, bot_port: int, bake: st
             click.echo(f"meshops demo: {exc}", err=True)
             sys.exit(2)
     sys.exit(run_demo(scenario, state_dir, port_base, bot_port, bake, interval, cluster,
-                      timeout, socket_mode, world_file=world_file, to_revision=to_revision))
+                      timeout, socket_mode, world_file=world_file, to_revision=to_revision,
+                      generated=generated))
 
 
 @main.command()

@@ -61,9 +61,11 @@ class Harness:
                  redis_url: str | None = None, prefix: str | None = None,
                  echo: Callable[[str], None] | None = None, socket_mode: bool = False,
                  unreleased: list[str] | None = None, changelog: Path | None = None,
-                 world_file: Path | None = None):
+                 world_file: Path | None = None, generated: tuple[int, int] | None = None):
         self.socket_mode = socket_mode
         self.world_file = world_file.resolve() if world_file else None
+        #: (namespaces, clusters) of a generated world (``meshops sandbox --namespaces``)
+        self.generated = generated
         self.unreleased = list(unreleased or [])
         self.changelog = changelog
         self.state_dir = state_dir.resolve()
@@ -146,9 +148,14 @@ class Harness:
                 extra += ["--changelog", str(self.changelog)]
             if self.world_file is not None:
                 extra += ["--world", str(self.world_file)]
+            if self.generated is not None:
+                extra += ["--namespaces", str(self.generated[0]),
+                          "--clusters", str(self.generated[1])]
+            # a generated world of thousands of namespaces takes a while to build
+            size = self.generated[0] * self.generated[1] if self.generated else 0
             self._spawn("sandbox", "sandbox", "--state-dir", str(sandbox_dir), "--port-base",
                         str(self.port_base), *extra)
-            self._wait(lambda: info_file.exists(), 60, "the sandbox to start",
+            self._wait(lambda: info_file.exists(), 60 + 0.05 * size, "the sandbox to start",
                        proc=self.procs["sandbox"])
         self.info = json.loads(info_file.read_text())
         self.start_worker()
@@ -500,22 +507,26 @@ def format_entry(e: dict[str, Any], info: dict[str, Any]) -> str:
 def run_demo(scenario: str, state_dir: Path, port_base: int, bot_port: int, bake: str,
              interval: str, cluster: str | None, timeout: float,
              socket_mode: bool = False, world_file: Path | None = None,
-             to_revision: str | None = None) -> int:
-    """Play ``scenario``; the last line is the run's final state (``run <id>: <phase>``)."""
+             to_revision: str | None = None, generated: tuple[int, int] | None = None) -> int:
+    """Play ``scenario``; the last line is the run's final state (``run <id>: <phase>``).
+    ``generated``: (namespaces, clusters) of a generated world for the sandbox."""
     h = Harness(state_dir, port_base, bot_port, socket_mode=socket_mode,
                 unreleased=["asm-1-27"] if scenario == "release" else None,
                 changelog=CHANGELOG,  # the sandbox's own release history
-                world_file=world_file)
+                world_file=world_file, generated=generated)
+    a_world = world_file is not None or generated is not None
     try:
         h.echo(f"meshops demo --scenario {scenario}"
                + (f" --world {world_file}" if world_file else "")
+               + (f" --namespaces {generated[0]} --clusters {generated[1]}" if generated
+                  else "")
                + ": starting sandbox, Prometheus, worker, beat and bot …")
         h.start()
         h.supervise("worker", "beat", "bot")  # a process that dies comes back by itself
         h.follow()
         state = h.control("GET", "/_sandbox/state")
         if cluster is None:
-            cluster = default_cluster(scenario, state, world_file is not None)
+            cluster = default_cluster(scenario, state, a_world)
         if cluster not in state:
             h.echo(f"demo failed: no cluster {cluster!r} in the world ({', '.join(state)})")
             return 1
@@ -530,13 +541,13 @@ def run_demo(scenario: str, state_dir: Path, port_base: int, bot_port: int, bake
             h.echo(f"release: notified {len(channels)} channels")
             return 0 if ok else 1
         stable = (state[cluster]["revisions"] or [None])[0]
-        target = to_revision or ("asm-1-26" if world_file is None else
+        target = to_revision or ("asm-1-26" if not a_world else
                                  newest(state[cluster]["upgrades"]))
         if stable is None or target is None:
             h.echo(f"demo failed: {cluster} has " + ("the mesh off" if stable is None else
                    f"no upgrade offered from {stable} (meshUpgradeProfiles)"))
             return 1
-        channel = h.channel_of(cluster) if world_file is not None else None
+        channel = h.channel_of(cluster) if a_world else None
         watched = "checkout"
         if scenario == "rollback":
             labelled = sorted(ns for ns, lbl in state[cluster]["namespaces"].items()

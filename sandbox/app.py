@@ -22,6 +22,7 @@ resets the seed.
 
 from __future__ import annotations
 
+import functools
 import hashlib
 import json
 import re
@@ -53,11 +54,20 @@ from sandbox.world import (
     World,
     proxy_revision,
 )
-from sandbox.worldfile import DEFAULT_WORLD, LoadedWorld, apply_faults, build
+from sandbox.worldfile import DEFAULT_WORLD, LoadedWorld, apply_faults, build, generate
 from sandbox.worldfile import load as load_world
 
 #: how often the sandbox's Prometheus scrapes the proxies (the fleet file says so too)
 SCRAPE_INTERVAL = "1s"
+#: (most proxies, scrape interval in seconds): a bigger mesh is scraped less often, as an
+#: operator lengthens ``scrape_interval`` until every target's scrape fits in it (one
+#: Python process serves every proxy's endpoint: about 400 scrapes a second on 2 cores)
+SCRAPE_INTERVALS = ((400, 1), (1000, 2), (2500, 5), (5000, 10), (10000, 20))
+
+
+def scrape_interval_for(proxies: int) -> int:
+    """The scrape interval (s) for a mesh of ``proxies`` scrape targets."""
+    return next((s for most, s in SCRAPE_INTERVALS if proxies <= most), 30)
 #: people of the sandbox's Slack workspace: (id, name)
 REQUESTER = ("U0ANA", "ana")
 APPROVER = ("U0BEN", "ben")
@@ -120,10 +130,14 @@ class Sandbox:
                  rollout_s: float = 1.0, prometheus_bin: str = "prometheus",
                  extra_namespaces: int = 0, with_prometheus: bool = True,
                  changelog: Path | None = None, unreleased: list[str] | None = None,
-                 world_file: Path | None = None) -> None:
+                 world_file: Path | None = None, generated: tuple[int, int] | None = None
+                 ) -> None:
+        """``generated``: (namespaces, clusters) of a generated world
+        (:func:`sandbox.worldfile.generate`) instead of a world file."""
         self.state_dir = state_dir.resolve()
         #: the world: raises WorldError (file, field or document, what was expected)
-        self.loaded = load_world(world_file or DEFAULT_WORLD)
+        self.loaded = generate(*generated) if generated else \
+            load_world(world_file or DEFAULT_WORLD)
         self.ports = {name: port_base + i for i, name in enumerate(
             ["arm", "control", "kube", "traffic", "slack", "prometheus", "socket"])}
         self.url = {
@@ -182,17 +196,32 @@ class Sandbox:
             serve(self.control_router(), "control", "127.0.0.1", self.ports["control"]),
             serve(self.kube.router(), "kube", "127.0.0.1", self.ports["kube"],
                   tls=(str(kube_cert), str(kube_key))),
-            serve(self.traffic.router(), "traffic", "127.0.0.1", self.ports["traffic"]),
+            self.traffic.serve("127.0.0.1", self.ports["traffic"]),
             serve(self.slack.router(), "slack", "127.0.0.1", self.ports["slack"]),
         ]
         self.world.start_background()
         if self.with_prometheus:
+            # the proxies' counters advance on a clock of their own, rendered once a tick,
+            # so that a scrape never waits for the traffic of a big mesh to be computed
+            interval = int(self.scrape_interval.removesuffix("s"))
+            self.traffic.start(tick_s=max(0.5, interval / 2))
             self.prometheus = start_prometheus(
                 self.state_dir, self.ports["prometheus"], [], self.prometheus_bin,
-                scrape_interval=SCRAPE_INTERVAL, sd_url=self.url["traffic"] + "/sd/targets")
+                scrape_interval=self.scrape_interval,
+                sd_url=self.url["traffic"] + "/sd/targets")
         self.write_files(cert)
 
+    @functools.cached_property
+    def scrape_interval(self) -> str:
+        """Prometheus' scrape interval for this world (``"1s"``; longer for a big mesh:
+        :data:`SCRAPE_INTERVALS`)."""
+        proxies = len(self.traffic.view().targets)
+        return f"{scrape_interval_for(proxies)}s" if proxies > SCRAPE_INTERVALS[0][0] \
+            else SCRAPE_INTERVAL
+
     def stop(self) -> None:
+        if hasattr(self, "traffic"):
+            self.traffic.stop()
         for s in self.servers:
             s.shutdown()
         if self.prometheus and self.prometheus.poll() is None:
@@ -227,7 +256,7 @@ class Sandbox:
                     "approvers": [APPROVER[0], REQUESTER[0]],
                     "prometheus": {"url": self.url["prometheus"],
                                    "selector": {"cluster": c.name},
-                                   "scrape_interval": SCRAPE_INTERVAL},
+                                   "scrape_interval": self.scrape_interval},
                 } for c in self.loaded.spec.clusters
             },
         }
