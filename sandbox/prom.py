@@ -1,14 +1,15 @@
 """Runs a real Prometheus (Debian's ``prometheus``) that scrapes the traffic simulator.
 
 Its own config file, port and data directory under the sandbox's state directory; a
-one-second scrape interval so metric gates can use windows of a few seconds (Azure Monitor
-managed Prometheus scrapes every 30 s; the fleet file says which, ``scrape_interval``).
+one-second scrape interval so metric gates can use windows of a few seconds, longer for a
+big mesh (``sandbox.app.SCRAPE_INTERVALS``: 10 s at 2,000 namespaces; Azure Monitor managed
+Prometheus scrapes every 30 s; the fleet file says which, ``scrape_interval``).
 
 The proxies are found as Azure Monitor's scrape job for Istio finds them (AKS doc
 ``istio-metrics-managed-prometheus.md``: job ``workload``, one target per pod, the proxy's
 merged endpoint): here through Prometheus' HTTP service discovery (Prometheus docs
 ``http_sd_config``) from the traffic simulator (:mod:`sandbox.traffic`), refreshed every
-second, each target with its own ``instance`` (``<pod IP>:15020``) and ``cluster`` label.
+scrape interval, each target with its own ``instance`` (``<pod IP>:15020``) and ``cluster`` label.
 Static targets, if any, are scraped as they expose their series (``honor_labels``).
 """
 
@@ -41,15 +42,25 @@ def find_prometheus(binary: str = "prometheus") -> str:
 def scrape_config(targets: list[str], sd_url: str | None = None,
                   scrape_interval: str = "1s") -> dict[str, Any]:
     """Prometheus' configuration: the ``workload`` job over HTTP service discovery at
-    ``sd_url`` (the proxies), and ``istio-traffic`` over static ``targets`` (host:port)."""
+    ``sd_url`` (the proxies), and ``istio-traffic`` over static ``targets`` (host:port).
+    ``scrape_timeout`` is the interval itself (Prometheus docs "Configuration":
+    ``scrape_timeout`` may not exceed ``scrape_interval``), ``sample_limit`` and
+    ``body_size_limit`` stay unset (0: no limit), so no scrape is dropped for its size."""
     jobs: list[dict[str, Any]] = []
     if sd_url:
         jobs.append({"job_name": "workload",
-                     "http_sd_configs": [{"url": sd_url, "refresh_interval": "1s"}]})
+                     # new pods are found within a scrape interval, and a big mesh's
+                     # target list is not rebuilt every second
+                     "http_sd_configs": [{"url": sd_url,
+                                          "refresh_interval": scrape_interval}]})
     if targets:
         jobs.append({"job_name": "istio-traffic", "honor_labels": True,
                      "static_configs": [{"targets": targets}]})
+    # a scrape may take its whole interval (Prometheus' default timeout is 10 s, cut to
+    # the interval when shorter), and nothing caps a target's samples or body: a
+    # proxy's endpoint grows with the workloads that call it
     return {"global": {"scrape_interval": scrape_interval,
+                       "scrape_timeout": scrape_interval,
                        "evaluation_interval": scrape_interval},
             "scrape_configs": jobs}
 

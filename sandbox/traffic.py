@@ -94,6 +94,7 @@ from __future__ import annotations
 import functools
 import hashlib
 import json
+import logging
 import math
 import random
 import re
@@ -101,10 +102,11 @@ import threading
 import time
 from collections.abc import Iterable
 from dataclasses import dataclass, field
+from http.server import ThreadingHTTPServer
 from typing import Any
 
 from sandbox import istio
-from sandbox.http import Request, Response, Router
+from sandbox.http import Request, Response, Router, make_handler
 from sandbox.world import (
     INGRESS_NS,
     SYSTEM_NAMESPACES,
@@ -120,6 +122,8 @@ from sandbox.world import (
     proxy_revision,
 )
 
+log = logging.getLogger(__name__)
+
 #: Istio's default buckets of istio_request_duration_milliseconds (ms), +Inf not included
 #: (istio/proxy source/extensions/filters/http/istio_stats: 0.5 ms up to one hour)
 BUCKETS: tuple[float, ...] = (0.5, 1, 5, 10, 25, 50, 100, 250, 500, 1000, 2500, 5000, 10000,
@@ -129,6 +133,7 @@ P99_RATIO = math.exp(2.3263478740408408 * SIGMA)  # p99 / median of the log-norm
 PROXY_PORT = 15020  # the proxy's merged Prometheus endpoint
 JOB = "workload"  # the scrape job of AKS doc istio-metrics-managed-prometheus.md
 ISTIO_CLUSTER_ID = "Kubernetes"  # Istio's default cluster ID (source_/destination_cluster)
+BACKLOG = 1024  # pending connections the scrape endpoint's listener queues
 TICK_S = 0.5  # scrapes within this long of the last advance see the same counters
 BURST_S = 1.0  # a namespace's burst level lasts this long (wall s): a gate window holds several
 # The jitters are those of the gate benchmark's production model (benchmarks/gate.py: load
@@ -357,6 +362,12 @@ class TrafficSimulator:
         self._epoch: dict[tuple[Any, ...], float] = {}
         self._weather: Weather | None = None
         self._recurring: dict[int, list[Any]] = {}
+        self.tick_s = TICK_S
+        #: what the last tick rendered: every target's body, the SD target groups
+        self._exposed: tuple[dict[tuple[str, str, str], bytes], list[dict[str, str]]] | None \
+            = None
+        self._ticker: threading.Thread | None = None
+        self._stopping = threading.Event()
 
     # ------------------------------------------------------------------ the mesh
 
@@ -574,6 +585,46 @@ class TrafficSimulator:
         if time.time() - self.last >= TICK_S:
             self.advance()
 
+    def start(self, tick_s: float = TICK_S) -> None:
+        """Advance every ``tick_s`` seconds in a thread of its own, and render every
+        proxy's endpoint and the service discovery answer once per advance. Scrapes then
+        cost a lookup and never wait for an advance: at 2,000 namespaces an advance takes
+        about a second, which a scrape that advanced would spend inside its
+        ``scrape_timeout`` (then Prometheus records ``up`` 0 and the target's samples are
+        lost). As a real proxy's counters, each endpoint shows its counters as of the last
+        advance. Without :meth:`start`, each scrape advances when :data:`TICK_S` passed."""
+        if self._ticker is not None:
+            return
+        self.tick_s = tick_s
+        self._stopping.clear()
+        self._tick()
+        self._ticker = threading.Thread(target=self._tick_loop, name="traffic-ticker",
+                                        daemon=True)
+        self._ticker.start()
+
+    def stop(self) -> None:
+        """Stop :meth:`start`'s thread."""
+        self._stopping.set()
+        if self._ticker is not None:
+            self._ticker.join(10)
+        self._ticker, self._exposed = None, None
+
+    def _tick_loop(self) -> None:
+        due = time.time() + self.tick_s
+        while not self._stopping.wait(max(0.0, due - time.time())):
+            due = max(due + self.tick_s, time.time())
+            try:
+                self._tick()
+            except Exception:  # noqa: BLE001 - a world mid-reset; the next tick sees it whole
+                log.exception("traffic.tick_failed")
+
+    def _tick(self) -> None:
+        self.advance()
+        with self.lock:
+            bodies = {key: "".join(_render(t)).encode() for key, t in self.targets.items()}
+            sd = self._sd_groups(self._view_cache[1] if self._view_cache else _View())
+        self._exposed = (bodies, sd)
+
     def _serve(self, view: _View, callee: Callee, dt: float, now: float, epoch: int,
                diurnal: float) -> None:
         w = self.world
@@ -729,12 +780,19 @@ class TrafficSimulator:
     def service_discovery(self, address: str) -> list[dict[str, Any]]:
         """Prometheus' HTTP SD answer: one target group per proxy, each scraped at
         ``address`` under its own path, labelled with its ``instance`` and ``cluster``."""
-        with self.lock:
-            view = self.view()
-            return [{"targets": [address],
-                     "labels": {"__metrics_path__": f"/stats/prometheus/{c}/{ns}/{pod}",
-                                "instance": f"{pv.ip}:{PROXY_PORT}", "cluster": c}}
-                    for (c, ns, pod), pv in sorted(view.targets.items())]
+        exposed = self._exposed
+        if exposed is not None:
+            groups = exposed[1]
+        else:
+            with self.lock:
+                groups = self._sd_groups(self.view())
+        return [{"targets": [address], "labels": labels} for labels in groups]
+
+    @staticmethod
+    def _sd_groups(view: _View) -> list[dict[str, str]]:
+        return [{"__metrics_path__": f"/stats/prometheus/{c}/{ns}/{pod}",
+                 "instance": f"{pv.ip}:{PROXY_PORT}", "cluster": c}
+                for (c, ns, pod), pv in sorted(view.targets.items())]
 
     def render_target(self, key: tuple[str, str, str], prefix: str = "") -> str | None:
         """One proxy's endpoint in the Prometheus text format; None for no such proxy."""
@@ -755,20 +813,46 @@ class TrafficSimulator:
                 out += _render(t, prefix)
             return "".join(out)
 
+    def serve(self, host: str, port: int) -> ThreadingHTTPServer:
+        """Serve :meth:`router` as Prometheus scrapes it: HTTP/1.1 with keep-alive (its
+        scrape pool reuses connections, so thousands of targets behind one address do not
+        open a connection each per scrape) and a listen backlog of :data:`BACKLOG` (the
+        standard library's 5 drops connections when many scrapes start at once, and a
+        dropped SYN costs the client a second or more: a scrape timeout)."""
+        handler = make_handler(self.router(), "traffic")
+
+        class KeepAlive(handler):  # type: ignore[valid-type,misc]
+            protocol_version = "HTTP/1.1"
+
+        class Server(ThreadingHTTPServer):
+            request_queue_size = BACKLOG
+            daemon_threads = True
+
+        server = Server((host, port), KeepAlive)
+        threading.Thread(target=server.serve_forever, name="sandbox-traffic",
+                         daemon=True).start()
+        return server
+
     def router(self) -> Router:
         r = Router()
         text = "text/plain; version=0.0.4; charset=utf-8"
         r.add("GET", "/metrics", lambda req: Response(200, self.render(), content_type=text))
 
         def sd(req: Request) -> Response:
-            self.maybe_advance()
+            if self._exposed is None:
+                self.maybe_advance()
             return Response(200, json.dumps(self.service_discovery(
                 req.headers.get("Host", "127.0.0.1"))))
 
         def scrape(req: Request) -> Response:
-            self.maybe_advance()
-            body = self.render_target((req.params["cluster"], req.params["ns"],
-                                       req.params["pod"]))
+            key = (req.params["cluster"], req.params["ns"], req.params["pod"])
+            exposed = self._exposed
+            body: str | bytes | None
+            if exposed is not None:  # rendered by the ticker: a lookup
+                body = exposed[0].get(key)
+            else:
+                self.maybe_advance()
+                body = self.render_target(key)
             if body is None:
                 return Response(404, "no such proxy\n", content_type="text/plain")
             return Response(200, body, content_type=text)
