@@ -1,0 +1,354 @@
+"""A sandbox that scales: generated worlds, the Kubernetes emulator's index and pagination,
+and a Prometheus configuration that keeps every sample of a big mesh (issue 13)."""
+
+from __future__ import annotations
+
+import base64
+import json
+import threading
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+import pytest
+import requests
+from click.testing import CliRunner
+from kubernetes import client as k8s
+from kubernetes import config as k8s_config
+from kubernetes.client.exceptions import ApiException
+
+from meshops.cli import main
+from sandbox.app import SCRAPE_INTERVALS, Sandbox, scrape_interval_for
+from sandbox.kube import decode_continue, encode_continue
+from sandbox.prom import scrape_config
+from sandbox.traffic import TrafficSimulator
+from sandbox.world import Cluster, KeyIndex, World, storage_key
+from sandbox.worldfile import (
+    MAX_NAMESPACES,
+    WorldError,
+    build,
+    generate,
+)
+from tests.conftest import free_port_base
+from tests.sandbox.conftest import running
+
+NAMESPACES = 50  # a built world: big enough to tell a namespace's cost from the cluster's
+
+
+class CountingObjects(dict):  # type: ignore[type-arg]
+    """A cluster's object store that counts the objects read out of it."""
+
+    reads = 0
+
+    def __getitem__(self, key: Any) -> Any:
+        CountingObjects.reads += 1
+        return super().__getitem__(key)
+
+    def get(self, key: Any, default: Any = None) -> Any:
+        CountingObjects.reads += 1
+        return super().get(key, default)
+
+    def items(self) -> Any:
+        CountingObjects.reads += len(self)
+        return super().items()
+
+    def values(self) -> Any:
+        CountingObjects.reads += len(self)
+        return super().values()
+
+
+@pytest.fixture(scope="module")
+def big(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Sandbox]:
+    port_base = free_port_base(10000, 15000, 10)
+    sb = Sandbox(Path(tmp_path_factory.mktemp("scale")), port_base, operation_s=0.5,
+                 rollout_s=0.3, with_prometheus=False, generated=(NAMESPACES, 2))
+    with running(sb):
+        yield sb
+
+
+@pytest.fixture(scope="module")
+def v1(big: Sandbox) -> k8s.CoreV1Api:
+    return k8s.CoreV1Api(k8s_config.new_client_from_config(str(big.kubeconfig_path),
+                                                          context="scale-01"))
+
+
+# ---------------------------------------------------------------------- generated worlds
+
+
+def test_a_generated_world_is_a_world_file_s_spec() -> None:
+    world = generate(2000, 3)
+    spec = world.spec
+    assert [c.key for c in spec.clusters] == ["scale-01", "scale-02", "scale-03"]
+    assert len({c.slack.id for c in spec.clusters}) == 3
+    for c in spec.clusters:
+        assert c.revisions == ["asm-1-25"]
+        assert len(c.namespaces) == 2000
+        assert c.namespaces[0].name == "app-0001" and c.namespaces[-1].name == "app-2000"
+        assert all(ns.labels == {"istio.io/rev": "asm-1-25"} for ns in c.namespaces)
+        assert c.node_count * 110 >= 2 * 2000  # room for every pod (AKS: 110 per node)
+    kinds = sorted(d.body["kind"] for d in world.manifests[(0, 0)])
+    assert kinds == ["Deployment", "Service"]
+
+
+@pytest.mark.parametrize(("namespaces", "clusters", "says"), [
+    (0, 1, "1 to 5000 app namespaces"),
+    (-3, 1, "1 to 5000 app namespaces"),
+    (MAX_NAMESPACES + 1, 1, "1 to 5000 app namespaces"),
+    (10, 0, "1 to 30 clusters"),
+    (5000, 3, "15000 namespaces in all"),
+])
+def test_generate_refuses_worlds_out_of_bounds(namespaces: int, clusters: int,
+                                               says: str) -> None:
+    with pytest.raises(WorldError, match=says):
+        generate(namespaces, clusters)
+
+
+def test_a_generated_world_builds_with_an_address_for_every_pod() -> None:
+    world = World(operation_s=0.5, rollout_s=0.3)
+    build(world, generate(NAMESPACES * 2))
+    c = world.clusters["aks-scale-01"]
+    pods = [c.objects[k] for k in c.index["Pod"] if k[1].startswith("app-")]
+    assert len(pods) == 4 * NAMESPACES
+    assert all(p["status"]["phase"] == "Running" for p in pods)
+    assert all(p["spec"]["containers"][-1]["name"] == "istio-proxy" or any(
+        ctr["name"] == "istio-proxy" for ctr in p["spec"].get("initContainers") or [])
+        for p in pods)
+    # a node's pod CIDR never gives one address to two pods (else a proxy's scrape target
+    # would hide another's)
+    assert len({p["status"]["podIP"] for p in pods}) == len(pods)
+
+
+# ---------------------------------------------------------------------- the index
+
+
+def index_is_whole(c: Cluster) -> None:
+    by_kind: dict[str, set[Any]] = {}
+    for key in c.objects:
+        by_kind.setdefault(key[0], set()).add(key)
+    assert {k: set(v) for k, v in c.index.items() if len(v)} == by_kind
+    for kind, index in c.index.items():
+        keys = index.keys()
+        assert keys == sorted(keys, key=storage_key), kind
+        for ns in index.namespaces():
+            assert index.keys(ns) == sorted((k for k in keys if k[1] == ns),
+                                            key=lambda k: k[2])
+
+
+def test_the_index_keeps_every_kind_in_the_api_server_s_order(big: Sandbox,
+                                                              v1: k8s.CoreV1Api) -> None:
+    c = big.world.clusters["aks-scale-01"]
+    with big.world.lock:
+        index_is_whole(c)
+        assert len(c.index["Namespace"].keys()) == NAMESPACES + 5  # and the system ones
+    # create and delete paths keep it whole: a deleted pod is replaced, a namespace goes
+    pod = v1.list_namespaced_pod("app-0003").items[0].metadata.name
+    v1.delete_namespaced_pod(pod, "app-0003", grace_period_seconds=0)
+    v1.create_namespace(k8s.V1Namespace(metadata=k8s.V1ObjectMeta(name="app-0003-extra")))
+    v1.create_namespaced_config_map("app-0003-extra", k8s.V1ConfigMap(
+        metadata=k8s.V1ObjectMeta(name="settings"), data={"a": "b"}))
+    v1.delete_namespaced_config_map("settings", "app-0003-extra")
+    with big.world.lock:
+        index_is_whole(c)
+
+
+def test_etcd_key_order_puts_a_longer_namespace_first() -> None:
+    # etcd orders "/registry/pods/app-1/x" after "/registry/pods/app-1-b/x" ('-' < '/')
+    index = KeyIndex([("Pod", "app-1", "x"), ("Pod", "app-1-b", "x"), ("Pod", "app-0", "z")])
+    assert index.keys() == [("Pod", "app-0", "z"), ("Pod", "app-1-b", "x"),
+                            ("Pod", "app-1", "x")]
+    assert index.keys("app-1") == [("Pod", "app-1", "x")]
+    assert index.keys(None, "app-1-b/x\x00") == [("Pod", "app-1", "x")]
+    index.discard(("Pod", "app-1-b", "x"))
+    assert list(index) == [("Pod", "app-0", "z"), ("Pod", "app-1", "x")]
+    assert index.namespaces() == ["app-0", "app-1"]
+
+
+def test_listing_one_namespace_reads_only_its_objects(big: Sandbox,
+                                                      v1: k8s.CoreV1Api) -> None:
+    c = big.world.clusters["aks-scale-01"]
+    with big.world.lock:
+        c.objects = CountingObjects(c.objects)
+    try:
+        CountingObjects.reads = 0
+        pods = v1.list_namespaced_pod("app-0042").items
+        one_namespace = CountingObjects.reads
+        CountingObjects.reads = 0
+        everything = v1.list_pod_for_all_namespaces().items
+        all_namespaces = CountingObjects.reads
+    finally:
+        with big.world.lock:
+            c.objects = dict(c.objects)
+    assert [p.metadata.namespace for p in pods] == ["app-0042", "app-0042"]
+    assert len(everything) >= 2 * NAMESPACES
+    # the namespace's own pods (and a few reads of the reconcile loop), not the cluster's
+    assert one_namespace <= 10
+    assert all_namespaces >= 2 * NAMESPACES
+
+
+def test_label_selectors_select_what_a_full_scan_selects(big: Sandbox,
+                                                        v1: k8s.CoreV1Api) -> None:
+    c = big.world.clusters["aks-scale-01"]
+    v1.patch_namespace("app-0040", {"metadata": {"labels": {"team": "blue"}}})
+    v1.patch_namespace("app-0007", {"metadata": {"labels": {"team": "blue"}}})
+    selected = [n.metadata.name for n in v1.list_namespace(label_selector="team=blue").items]
+    assert selected == ["app-0007", "app-0040"]
+    web = v1.list_pod_for_all_namespaces(label_selector="app=web,version in (v1)").items
+    with big.world.lock:
+        expected = sorted(
+            (k for k, o in c.objects.items() if k[0] == "Pod" and
+             (o["metadata"].get("labels") or {}).get("app") == "web"), key=storage_key)
+    assert [(p.metadata.namespace, p.metadata.name) for p in web] == [
+        (k[1], k[2]) for k in expected]
+
+
+# ---------------------------------------------------------------------- pagination
+
+
+def test_the_official_client_pages_through_namespaces(v1: k8s.CoreV1Api) -> None:
+    whole = [n.metadata.name for n in v1.list_namespace().items]
+    pages, names, token = 0, [], None
+    while True:
+        page = v1.list_namespace(limit=40, _continue=token)
+        pages += 1
+        names += [n.metadata.name for n in page.items]
+        if pages == 1:
+            assert page.metadata.remaining_item_count == len(whole) - 40
+            first_rv = page.metadata.resource_version
+        else:
+            assert page.metadata.resource_version == first_rv  # one consistent list
+        token = page.metadata._continue
+        if not token:
+            break
+    assert names == whole and pages == -(-len(whole) // 40)
+
+
+def test_pages_keep_the_first_page_s_snapshot(big: Sandbox, v1: k8s.CoreV1Api) -> None:
+    first = v1.list_namespaced_pod("app-0011", limit=1)
+    assert len(first.items) == 1 and first.metadata._continue
+    # a change after the first page is not in the next ones (etcd reads at its revision)
+    v1.create_namespaced_config_map("app-0011", k8s.V1ConfigMap(
+        metadata=k8s.V1ObjectMeta(name="zz-late")))
+    cms = v1.list_namespaced_config_map("app-0011", limit=1)
+    rest = v1.list_namespaced_config_map("app-0011", limit=10,
+                                         _continue=cms.metadata._continue)
+    assert "zz-late" not in [c.metadata.name for c in cms.items + rest.items] or \
+        cms.metadata._continue is None
+    second = v1.list_namespaced_pod("app-0011", limit=5, _continue=first.metadata._continue)
+    assert len(second.items) == 1 and second.metadata._continue is None
+    assert second.items[0].metadata.name != first.items[0].metadata.name
+
+
+def test_a_selector_pages_by_what_it_read(v1: k8s.CoreV1Api) -> None:
+    page = v1.list_pod_for_all_namespaces(label_selector="app=web", limit=3)
+    assert len(page.items) == 3
+    assert page.metadata.remaining_item_count is None  # unknown with a selector
+    rest = v1.list_pod_for_all_namespaces(label_selector="app=web", limit=1000,
+                                          _continue=page.metadata._continue)
+    assert len(page.items) + len(rest.items) == 2 * NAMESPACES
+
+
+def test_continue_tokens_as_the_api_server_reads_them(big: Sandbox,
+                                                      v1: k8s.CoreV1Api) -> None:
+    token = v1.list_namespace(limit=2).metadata._continue
+    rv, start = decode_continue(token)
+    raw = json.loads(base64.urlsafe_b64decode(token + "=" * (-len(token) % 4)))
+    assert raw == {"v": "meta.k8s.io/v1", "rv": rv, "start": start}
+    assert start.endswith("\x00")
+    for bad in ("not base64!", encode_continue(0, "a"), encode_continue(5, "")):
+        with pytest.raises(ApiException) as exc:
+            v1.list_namespace(limit=2, _continue=bad)
+        assert exc.value.status == 400 and "continue" in json.loads(exc.value.body)["message"]
+    with pytest.raises(ApiException) as exc:
+        v1.list_namespace(limit=2, _continue=token, resource_version="12")
+    assert exc.value.status == 400
+    # compacted: 410 Expired, with a token that goes on at the latest state
+    with big.world.lock:
+        big.kube.snapshots.clear()
+    with pytest.raises(ApiException) as exc:
+        v1.list_namespace(limit=2, _continue=token)
+    assert exc.value.status == 410
+    status = json.loads(exc.value.body)
+    assert status["reason"] == "Expired"
+    assert decode_continue(status["metadata"]["continue"]) == (-1, start)
+    onward = v1.list_namespace(limit=1000, _continue=status["metadata"]["continue"])
+    assert [n.metadata.name for n in onward.items] == [
+        n.metadata.name for n in v1.list_namespace().items][2:]
+
+
+def test_kubectl_s_table_pages_carry_the_continue_token(big: Sandbox) -> None:
+    c = big.world.clusters["aks-scale-01"]
+    resp = requests.get(
+        f"{big.url['kube']}/clusters/{c.name}/api/v1/pods?limit=50",
+        headers={"Authorization": f"Bearer {c.token}",
+                 "Accept": "application/json;as=Table;v=v1;g=meta.k8s.io,application/json"},
+        verify=False, timeout=10)
+    doc = resp.json()
+    assert doc["kind"] == "Table" and len(doc["rows"]) == 50
+    assert doc["metadata"]["continue"] and doc["metadata"]["remainingItemCount"] > 0
+
+
+# ---------------------------------------------------------------------- Prometheus
+
+
+def test_prometheus_may_take_the_whole_interval_and_any_number_of_samples() -> None:
+    config = scrape_config([], "http://127.0.0.1:1/sd/targets", "5s")
+    assert config["global"]["scrape_timeout"] == config["global"]["scrape_interval"] == "5s"
+    for job in config["scrape_configs"]:
+        assert not job.get("sample_limit") and not job.get("body_size_limit")
+    # 2,000 namespaces of 2 proxies: scraped every 10 s, not every second
+    assert scrape_interval_for(10) == 1 and scrape_interval_for(4000) == 10
+    assert [s for _, s in SCRAPE_INTERVALS] == sorted(s for _, s in SCRAPE_INTERVALS)
+
+
+def test_a_scrape_does_not_wait_for_the_traffic_to_advance() -> None:
+    world = World(operation_s=0.5, rollout_s=0.3)
+    build(world, generate(20))
+    ts = TrafficSimulator(world)
+    ts.start(tick_s=3600)  # one tick now, the next in an hour
+    try:
+        groups = ts.service_discovery("127.0.0.1:1")
+        assert len(groups) == 40
+        path = groups[0]["labels"]["__metrics_path__"]
+        router = ts.router()
+        # the next advance holds the simulator's lock; the scrape is answered meanwhile
+        answered: list[Any] = []
+        with ts.lock:
+            t = threading.Thread(target=lambda: answered.append(scrape(router, path)))
+            t.start()
+            t.join(5)
+            assert answered, "the scrape waited for the advance"
+        status, body = answered[0]
+        assert status == 200 and b'istio_build{component="proxy"' in body
+    finally:
+        ts.stop()
+
+
+def scrape(router: Any, path: str) -> tuple[int, bytes]:
+    for method, pattern, fn in router.routes:
+        m = pattern.fullmatch(path)
+        if method == "GET" and m:
+            req = type("Req", (), {"params": m.groupdict(), "headers": {}, "query": {}})()
+            resp = fn(req)
+            return resp.status, resp.body
+    raise AssertionError(f"no route for {path}")
+
+
+# ---------------------------------------------------------------------- the command line
+
+
+@pytest.mark.parametrize(("args", "says"), [
+    (["--world", "w.yaml", "--namespaces", "10"], "not both"),
+    (["--namespaces", "10", "--extra-namespaces", "3"], "--namespaces instead"),
+    (["--namespaces", "0"], "1 to 5000 app namespaces"),
+    (["--namespaces", "5001"], "1 to 5000 app namespaces"),
+    (["--clusters", "31"], "1 to 30 clusters"),
+    (["--namespaces", "4000", "--clusters", "3"], "12000 namespaces"),
+])
+@pytest.mark.parametrize("command", ["sandbox", "demo"])
+def test_bad_generated_worlds_are_refused_before_anything_starts(
+        command: str, args: list[str], says: str) -> None:
+    if command == "demo" and "--extra-namespaces" in args:
+        pytest.skip("demo has no --extra-namespaces")
+    result = CliRunner().invoke(main, [command, "--state-dir", "/nonexistent/x", *args])
+    assert result.exit_code == 2, result.output
+    assert says in result.output
