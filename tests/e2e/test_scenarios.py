@@ -48,6 +48,8 @@ def test_upgrade_completes_and_touches_everything_once(harness: Harness) -> None
     assert len(restarts) == 24 and set(restarts.values()) == {1}
     state = h.control("GET", "/_sandbox/state")["dev"]
     assert state["istiod"] == ["istiod-asm-1-26"]
+    # dev's external ingress gateway: the canary's ran beside the stable's, went on alone
+    assert state["gateways"] == ["aks-istio-ingressgateway-external-asm-1-26"]
     # one root message, updated in place; the step log in its thread
     entries = [e for e in h.slack_log() if e.get("channel") == "C0DEVMESH"]
     roots = [e for e in entries if e["kind"] == "post" and not e.get("thread_ts")
@@ -56,6 +58,13 @@ def test_upgrade_completes_and_touches_everything_once(harness: Harness) -> None
     assert any(e["kind"] == "update" and e["ts"] == roots[0]["ts"] for e in entries)
     thread = [e["text"] for e in entries if e.get("thread_ts") == roots[0]["ts"]]
     assert any("approved by <@U0BEN>" in t for t in thread)
+    # issue 10, B5: each wave judged the canary's ingress gateway against the stable one's
+    # (a subject more than the wave's namespaces: the gateway; its lines among the shown)
+    looks = [t for t in thread if "gate look" in t and ": PASS" in t]
+    assert len(looks) == 2, thread
+    assert "signals of 2 subjects" in looks[0] and "signals of 4 subjects" in looks[1], looks
+    assert any("✓ gateway/aks-istio-ingressgateway-external-asm-1-26 " in t
+               for t in looks), looks
     assert thread[-1].endswith("istiod-asm-1-25 removed")
     charts = [e for e in entries if e["kind"] == "file" and e.get("thread_ts") == roots[0]["ts"]]
     assert [c["title"] for c in charts] == [f"dev wave {i}: gate PASS" for i in range(2)]

@@ -226,6 +226,35 @@ def test_gateway_api_gateways_call_their_routes_backends() -> None:
                                      ("lobby", "source"): 10})
 
 
+def test_the_default_worlds_dev_has_an_external_ingress_gateway_in_front_of_storefront() -> None:
+    """``ingress_gateways: [external]`` and the AKS doc's Gateway and VirtualService for
+    Bookinfo: dev runs ``aks-istio-ingressgateway-external-asm-1-25``, whose proxies call
+    storefront's productpage (source reporter); staging has no gateway."""
+    world = World(rollout_s=0)
+    build(world, load(DEFAULT_WORLD))
+    dev = world.clusters["aks-dev-westus2"]
+    assert dev.arm["properties"]["serviceMeshProfile"]["istio"]["components"][
+        "ingressGateways"] == [{"mode": "External", "enabled": True}]
+    assert ("Deployment", "aks-istio-ingress", GW25) in dev.objects
+    staging = world.clusters["aks-staging-eastus"]
+    assert not [k for k in staging.objects if k[1] == "aks-istio-ingress"]
+    sim = TrafficSimulator(world)
+    sim.advance(sim.last + 1)
+    gateway_calls = [labels for (cl, ns, _), t in sim.targets.items()
+                     if cl == "aks-dev-westus2" and ns == "aks-istio-ingress"
+                     for labels in t.requests]
+    assert gateway_calls and all('destination_service_namespace="storefront"' in labels
+                                 for labels in gateway_calls), gateway_calls[:2]
+
+
+def test_ingress_gateways_need_the_mesh_on(tmp_path: Path) -> None:
+    spec = cluster("aks-off", "off", [])
+    spec.update(revisions=[], ingress_gateways=["external"])
+    with pytest.raises(WorldError, match="ingress_gateways: the add-on's ingress gateways "
+                                         "need the mesh on"):
+        load(write_world(tmp_path, {"clusters": [spec]}))
+
+
 # --- a sandbox and its real Prometheus -----------------------------------------------------
 
 SHOP_RPS = 60
