@@ -19,7 +19,8 @@ and workspace, are enforced as Slack answers them: HTTP 429 ``{"ok": false, "err
 "ratelimited"}`` with ``Retry-After`` in whole seconds, the call not made. Each method of
 :data:`METHOD_PER_MINUTE` at most its tier's calls in any 60 s (Tier 2 20, Tier 3 50, Tier 4
 100 a minute); messages into one channel (``chat.postMessage``, a file shared into it) one a
-second, with a burst of :data:`CHANNEL_BURST` ("short bursts >1 allowed"). The numbers are
+second, with a burst of :data:`CHANNEL_BURST` ("short bursts >1 allowed"; a refused post
+posts nothing and is not counted there). The numbers are
 constructor arguments (``per_minute``, ``channel_posts_per_s``, ``channel_burst``;
 ``enforce_limits=False`` turns them off); ``throttled`` lists every 429 the limits gave
 (``GET /_sandbox/slack/throttled``).
@@ -141,7 +142,8 @@ class RateLimits:
         self.buckets: dict[str, tuple[float, float]] = {}  # channel -> (tokens, at)
 
     def check(self, method: str, channel: str | None) -> int:
-        """0 when the call may go (it is counted), else Slack's ``Retry-After`` (s)."""
+        """0 when the call may go (it is counted against its method), else Slack's
+        ``Retry-After`` (s); a post is counted against its channel by :meth:`posted`."""
         now = self.clock()
         limit = self.per_minute.get(method)
         calls = self.calls.setdefault(method, deque())
@@ -150,13 +152,20 @@ class RateLimits:
         if limit is not None and len(calls) >= limit:
             return max(1, math.ceil(calls[0] + 60 - now))
         if channel is not None:
-            tokens, at = self.buckets.get(channel, (self.burst, now))
-            tokens = min(self.burst, tokens + (now - at) * self.rate)
+            tokens = self._tokens(channel, now)
             if tokens < 1:
                 return max(1, math.ceil((1 - tokens) / self.rate))
-            self.buckets[channel] = (tokens - 1, now)
         calls.append(now)
         return 0
+
+    def _tokens(self, channel: str, now: float) -> float:
+        tokens, at = self.buckets.get(channel, (self.burst, now))
+        return min(self.burst, tokens + (now - at) * self.rate)
+
+    def posted(self, channel: str) -> None:
+        """A message went into ``channel`` (a refused call posts none and is not counted)."""
+        now = self.clock()
+        self.buckets[channel] = (self._tokens(channel, now) - 1, now)
 
 
 def _posts_into(method: str, args: dict[str, str]) -> str | None:
@@ -271,6 +280,10 @@ class SlackEmulator:
                                            "retry_after": retry_after, "at": time.time()})
                     return Response(429, {"ok": False, "error": "ratelimited"},
                                     headers={"Retry-After": str(retry_after)})
+                answer = handler(args)
+                if channel is not None and answer.get("ok"):
+                    self.limits.posted(channel)
+                return Response(200, answer)
             return Response(200, handler(args))
 
     # ---------------------------------------------------------------- methods

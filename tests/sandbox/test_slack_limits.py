@@ -138,3 +138,11 @@ def test_the_429s_are_listed_for_benchmarks(slack: Slack) -> None:
     assert listed["count"] == 1
     assert listed["entries"][0]["method"] == "chat.postMessage"
     assert listed["entries"][0]["channel"] == "C1"
+
+
+def test_a_refused_post_is_not_counted_against_the_channel(slack: Slack) -> None:
+    for _ in range(3):  # invalid_blocks: nothing posted
+        assert slack.post("C1", blocks='[{"type": "nope"}]').json()["error"] == "invalid_blocks"
+    for _ in range(3):
+        assert slack.post("C1").json()["ok"]
+    assert_ratelimited(slack.post("C1"), 1)
