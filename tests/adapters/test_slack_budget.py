@@ -210,3 +210,52 @@ def test_without_a_budget_a_429_still_stops_the_sync(store: RedisRunStore) -> No
         assert caught.value.delay_s == 30
     finally:
         server.shutdown()
+
+
+def test_the_bots_client_waits_out_a_short_429_but_never_a_long_one() -> None:
+    from slack_sdk.errors import SlackApiError
+
+    slack, server = emulator(channel_burst=1, channel_posts_per_s=1 / 30)
+    try:
+        bot = make_client(TOKEN, slack.base_url + "/api/")  # the bot's: 2 s at most
+        bot.chat_postMessage(channel="C1", text="first")
+        with pytest.raises(SlackApiError):  # Retry-After 30: not slept on
+            bot.chat_postMessage(channel="C1", text="second")
+        assert slack.calls.count("chat.postMessage") == 2
+        slack.rate_limit_next = 1  # a 429 with Retry-After 1: waited out, then posted
+        bot.chat_update(channel="C1", ts=posts(slack, thread=False)[0]["ts"], text="edited")
+        assert slack.calls.count("chat.update") == 2
+    finally:
+        server.shutdown()
+
+
+def test_a_chart_waits_behind_its_lines_and_a_deferral_leaves_no_marker(
+        store: RedisRunStore, prefix: str) -> None:
+    from tests.core.fakes import FakeWorld
+    from tests.core.test_real_clusters import approved
+    from tests.core.test_workflow import drive
+
+    world = FakeWorld.seeded(["a"])
+    run, now = approved(world)
+    run, _ = drive(run, world, now)  # wave 0 baked and passed: its chart is due
+    run = stored(store, run.evolve(id="r-0e0e0e0e0e", channel="C1"))
+    slack, server = emulator()  # Slack's numbers
+    try:
+        budget = SlackBudget(store.r, prefix, TOKEN)
+        notify = notifier(slack, store, budget)
+        for _ in range(2):  # the root, then the lines: the channel's second is spent
+            with pytest.raises(SlackOverBudget):
+                notify.sync(run)
+            assert [e["kind"] for e in slack.log if e.get("thread_ts")] in ([], ["post"])
+            a_slot_frees(budget, "chat.postMessage", "C1")
+        notify.sync(run)  # the chart
+        kinds = [e["kind"] for e in slack.log if e.get("thread_ts")]
+        assert kinds == ["post", "file"]  # every line, in one message, then the chart
+        assert posts(slack, thread=True)[0]["text"] == \
+            "\n".join(render_event(run, i) for i in range(len(run.history)))
+        # a call the budget held back left no marker: nothing was searched for
+        assert "conversations.history" not in slack.calls
+        assert "conversations.replies" not in slack.calls
+        assert slack.throttled == []
+    finally:
+        server.shutdown()

@@ -61,10 +61,9 @@ class ShortRateLimitRetryHandler(RetryHandler):
         if response is None:  # pragma: no cover - _can_retry wants a response
             raise error or RuntimeError("no response to retry")
         wait = self._wait(response)
-        state.custom_values = {**(state.custom_values or {}),
-                               "rate_limit_waited_s": float(
-                                   (state.custom_values or {}).get("rate_limit_waited_s", 0.0))
-                               + wait}
+        values = dict(state.custom_values or {})
+        values["rate_limit_waited_s"] = float(values.get("rate_limit_waited_s", 0.0)) + wait
+        state.custom_values = values
         state.next_attempt_requested = True
         time.sleep(wait)
         state.increment_current_attempt()
