@@ -1,19 +1,28 @@
 """A small routing layer over ``http.server`` shared by the emulators.
 
 Emulators are loopback servers with a few dozen routes each; the standard library's
-threading server is enough and keeps the sandbox free of web frameworks.
+threading server is enough and keeps the sandbox free of web frameworks. Pages computed in
+advance and asked for thousands of times a second (every proxy's metrics, scraped by
+Prometheus) are served from a process of their own (:class:`PublishedServer`).
 """
 
 from __future__ import annotations
 
+import asyncio
 import json
 import logging
+import os
+import pickle
 import re
 import ssl
+import struct
+import subprocess
+import sys
 import threading
 import urllib.parse
 from collections.abc import Callable
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from pathlib import Path
 from typing import Any
 
 log = logging.getLogger("sandbox.http")
@@ -165,3 +174,175 @@ def serve(router: Router, name: str, host: str, port: int,
         server.socket = ctx.wrap_socket(server.socket, server_side=True)
     threading.Thread(target=server.serve_forever, name=f"sandbox-{name}", daemon=True).start()
     return server
+
+
+# ---------------------------------------------------------------------- published pages
+
+#: pending connections a listener queues: the standard library's 5 drops connections when
+#: thousands of clients (Prometheus' scrape loops) connect at once, and a dropped SYN costs
+#: the client a second or more
+BACKLOG = 1024
+#: a page: (Content-Type, body)
+Page = tuple[bytes, bytes]
+_FRAME = struct.Struct("!Q")
+
+
+class PublishedServer:
+    """Serves pages published in advance from a process of its own, everything else
+    through ``router`` in this process.
+
+    Why: a Prometheus scraping thousands of proxies asks for thousands of pages an
+    interval. In the process that computes them, every request waits for the interpreter
+    lock, which the computing holds most of the time, so scrapes time out. Here a child
+    process (asyncio, HTTP/1.1 with keep-alive, a listen backlog of :data:`BACKLOG`) answers
+    a GET of a published path with a dictionary lookup, whatever this process is doing;
+    :meth:`publish` hands it a new set of pages at once (the child swaps them whole, so a
+    reader never sees half of one set and half of another). A GET under an ``owned``
+    prefix that is not published is 404; any other request (or any request before the
+    first :meth:`publish`, or after ``publish(None)``) is passed on to ``router``, served on
+    an ephemeral loopback port of this process. The child exits when this process closes its
+    end of the pipe (:meth:`shutdown`, or this process dying).
+    """
+
+    def __init__(self, router: Router, name: str, host: str, port: int) -> None:
+        """Listen on ``host:port``; raises OSError when the child cannot (port in use)."""
+        self.fallback = serve(router, f"{name}-fallback", "127.0.0.1", 0)
+        root = str(Path(__file__).resolve().parent.parent)
+        env = {**os.environ, "PYTHONPATH": os.pathsep.join(
+            p for p in (root, os.environ.get("PYTHONPATH", "")) if p)}
+        self.proc = subprocess.Popen(
+            [sys.executable, "-c", "import sys; from sandbox.http import _published_main; "
+             "_published_main(sys.argv[1:])", name, host, str(port),
+             str(self.fallback.server_address[1])],
+            stdin=subprocess.PIPE, stdout=subprocess.PIPE, env=env)
+        assert self.proc.stdin is not None and self.proc.stdout is not None
+        line = self.proc.stdout.readline().decode(errors="replace").strip()
+        if line != "ready":
+            self.proc.wait(10)
+            self.fallback.shutdown()
+            raise OSError(f"{name}: cannot serve on {host}:{port}: {line or 'no answer'}")
+        self.lock = threading.Lock()
+
+    def publish(self, pages: dict[str, Page] | None, owned: tuple[str, ...] = ()) -> None:
+        """Serve ``pages`` (path → page) from now on, 404 for other GETs under ``owned``
+        path prefixes; None: pass every request on to the router again."""
+        data = pickle.dumps((pages, owned), protocol=pickle.HIGHEST_PROTOCOL)
+        with self.lock:
+            stdin = self.proc.stdin
+            assert stdin is not None
+            try:
+                stdin.write(_FRAME.pack(len(data)))
+                stdin.write(data)
+                stdin.flush()
+            except (BrokenPipeError, ValueError):
+                log.error("published server gone (exit %s)", self.proc.poll())
+
+    def shutdown(self) -> None:
+        with self.lock:
+            if self.proc.stdin is not None and not self.proc.stdin.closed:
+                try:
+                    self.proc.stdin.close()
+                except BrokenPipeError:
+                    pass
+        try:
+            self.proc.wait(10)
+        except subprocess.TimeoutExpired:
+            self.proc.kill()
+            self.proc.wait()
+        self.fallback.shutdown()
+
+
+def _published_main(argv: list[str]) -> None:
+    """The child of :class:`PublishedServer`: ``name host port fallback_port``."""
+    name, host, port, fallback_port = argv[0], argv[1], int(argv[2]), int(argv[3])
+    #: (pages, owned prefixes) as last published; pages None: nothing published
+    current: list[tuple[dict[str, Page] | None, tuple[str, ...]]] = [(None, ())]
+    not_found = (b"text/plain", b"not found\n")
+
+    async def forward(head: bytes, body: bytes) -> bytes:
+        lines = [ln for ln in head.split(b"\r\n")[:-2]
+                 if not ln.lower().startswith(b"connection:")]
+        reader, writer = await asyncio.open_connection("127.0.0.1", fallback_port)
+        try:
+            writer.write(b"\r\n".join([*lines, b"Connection: close", b"", b""]) + body)
+            await writer.drain()
+            return await reader.read()
+        finally:
+            writer.close()
+
+    async def handle(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+        try:
+            while True:
+                try:
+                    head = await reader.readuntil(b"\r\n\r\n")
+                except (asyncio.IncompleteReadError, asyncio.LimitOverrunError):
+                    return
+                lines = head.split(b"\r\n")
+                parts = lines[0].split(b" ")
+                if len(parts) != 3:
+                    writer.write(b"HTTP/1.1 400 Bad Request\r\nContent-Length: 0\r\n"
+                                 b"Connection: close\r\n\r\n")
+                    return
+                method, target, version = parts
+                headers = {}
+                for ln in lines[1:]:
+                    k, sep, v = ln.partition(b":")
+                    if sep:
+                        headers[k.strip().lower()] = v.strip()
+                length = int(headers.get(b"content-length") or 0)
+                body = await reader.readexactly(length) if length else b""
+                close = version == b"HTTP/1.0" or headers.get(
+                    b"connection", b"").lower() == b"close"
+                pages, owned = current[0]
+                path = target.split(b"?", 1)[0].decode("latin-1")
+                page = pages.get(path) if pages is not None and method == b"GET" else None
+                if page is None and pages is not None and method == b"GET" and owned and \
+                        path.startswith(owned):
+                    page = not_found
+                    status = b"404 Not Found"
+                else:
+                    status = b"200 OK"
+                if page is None:
+                    answer = await forward(head, body)
+                    writer.write(answer)
+                    await writer.drain()
+                    answer_head = answer.split(b"\r\n\r\n", 1)[0].lower()
+                    if close or b"content-length:" not in answer_head:
+                        return
+                    continue
+                ctype, data = page
+                writer.write(b"HTTP/1.1 %s\r\nContent-Type: %s\r\nContent-Length: %d\r\n\r\n"
+                             % (status, ctype, len(data)))
+                writer.write(data)
+                await writer.drain()
+                if close:
+                    return
+        except (ConnectionError, OSError):
+            return
+        finally:
+            writer.close()
+
+    def receive(loop: asyncio.AbstractEventLoop) -> None:
+        stdin = sys.stdin.buffer
+        while True:
+            frame = stdin.read(_FRAME.size)
+            if len(frame) < _FRAME.size:
+                break
+            data = stdin.read(_FRAME.unpack(frame)[0])
+            current[0] = pickle.loads(data)  # one assignment: readers see one set or the other
+        loop.call_soon_threadsafe(loop.stop)
+
+    loop = asyncio.new_event_loop()
+    try:
+        server = loop.run_until_complete(asyncio.start_server(
+            handle, host, port, backlog=BACKLOG, reuse_address=True))
+    except OSError as exc:
+        print(f"{type(exc).__name__}: {exc}", flush=True)
+        sys.exit(1)
+    print("ready", flush=True)
+    threading.Thread(target=receive, args=(loop,), name=f"{name}-publish",
+                     daemon=True).start()
+    try:
+        loop.run_forever()
+    finally:
+        server.close()

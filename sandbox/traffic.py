@@ -102,11 +102,10 @@ import threading
 import time
 from collections.abc import Iterable
 from dataclasses import dataclass, field
-from http.server import ThreadingHTTPServer
 from typing import Any
 
 from sandbox import istio
-from sandbox.http import Request, Response, Router, make_handler
+from sandbox.http import Page, PublishedServer, Request, Response, Router
 from sandbox.world import (
     INGRESS_NS,
     SYSTEM_NAMESPACES,
@@ -133,7 +132,8 @@ P99_RATIO = math.exp(2.3263478740408408 * SIGMA)  # p99 / median of the log-norm
 PROXY_PORT = 15020  # the proxy's merged Prometheus endpoint
 JOB = "workload"  # the scrape job of AKS doc istio-metrics-managed-prometheus.md
 ISTIO_CLUSTER_ID = "Kubernetes"  # Istio's default cluster ID (source_/destination_cluster)
-BACKLOG = 1024  # pending connections the scrape endpoint's listener queues
+SCRAPE_PATH = "/stats/prometheus"  # a proxy's endpoint is SCRAPE_PATH/<cluster>/<ns>/<pod>
+EXPOSITION = b"text/plain; version=0.0.4; charset=utf-8"  # Prometheus' text format
 TICK_S = 0.5  # scrapes within this long of the last advance see the same counters
 BURST_S = 1.0  # a namespace's burst level lasts this long (wall s): a gate window holds several
 # The jitters are those of the gate benchmark's production model (benchmarks/gate.py: load
@@ -368,6 +368,9 @@ class TrafficSimulator:
             = None
         self._ticker: threading.Thread | None = None
         self._stopping = threading.Event()
+        #: :meth:`serve`'s process and its address (host:port)
+        self._published: PublishedServer | None = None
+        self._address = ""
 
     # ------------------------------------------------------------------ the mesh
 
@@ -608,6 +611,8 @@ class TrafficSimulator:
         if self._ticker is not None:
             self._ticker.join(10)
         self._ticker, self._exposed = None, None
+        if self._published is not None:
+            self._published.publish(None)  # scrapes advance on demand again
 
     def _tick_loop(self) -> None:
         due = time.time() + self.tick_s
@@ -624,6 +629,20 @@ class TrafficSimulator:
             bodies = {key: "".join(_render(t)).encode() for key, t in self.targets.items()}
             sd = self._sd_groups(self._view_cache[1] if self._view_cache else _View())
         self._exposed = (bodies, sd)
+        self._publish(bodies, sd)
+
+    def _publish(self, bodies: dict[tuple[str, str, str], bytes],
+                 sd: list[dict[str, str]]) -> None:
+        """Hand one tick's endpoints and service discovery answer to :meth:`serve`'s
+        process, all at once (a scrape sees one tick or the next, never a mix)."""
+        server, address = self._published, self._address
+        if server is None:
+            return
+        pages: dict[str, Page] = {f"{SCRAPE_PATH}/{c}/{ns}/{pod}": (EXPOSITION, body)
+                                  for (c, ns, pod), body in bodies.items()}
+        pages["/sd/targets"] = (b"application/json", json.dumps(
+            [{"targets": [address], "labels": labels} for labels in sd]).encode())
+        server.publish(pages, owned=(SCRAPE_PATH + "/",))
 
     def _serve(self, view: _View, callee: Callee, dt: float, now: float, epoch: int,
                diurnal: float) -> None:
@@ -790,7 +809,7 @@ class TrafficSimulator:
 
     @staticmethod
     def _sd_groups(view: _View) -> list[dict[str, str]]:
-        return [{"__metrics_path__": f"/stats/prometheus/{c}/{ns}/{pod}",
+        return [{"__metrics_path__": f"{SCRAPE_PATH}/{c}/{ns}/{pod}",
                  "instance": f"{pv.ip}:{PROXY_PORT}", "cluster": c}
                 for (c, ns, pod), pv in sorted(view.targets.items())]
 
@@ -813,29 +832,23 @@ class TrafficSimulator:
                 out += _render(t, prefix)
             return "".join(out)
 
-    def serve(self, host: str, port: int) -> ThreadingHTTPServer:
-        """Serve :meth:`router` as Prometheus scrapes it: HTTP/1.1 with keep-alive (its
-        scrape pool reuses connections, so thousands of targets behind one address do not
-        open a connection each per scrape) and a listen backlog of :data:`BACKLOG` (the
-        standard library's 5 drops connections when many scrapes start at once, and a
-        dropped SYN costs the client a second or more: a scrape timeout)."""
-        handler = make_handler(self.router(), "traffic")
-
-        class KeepAlive(handler):  # type: ignore[valid-type,misc]
-            protocol_version = "HTTP/1.1"
-
-        class Server(ThreadingHTTPServer):
-            request_queue_size = BACKLOG
-            daemon_threads = True
-
-        server = Server((host, port), KeepAlive)
-        threading.Thread(target=server.serve_forever, name="sandbox-traffic",
-                         daemon=True).start()
+    def serve(self, host: str, port: int) -> PublishedServer:
+        """Serve :meth:`router` on ``host:port``; once :meth:`start` renders the proxies'
+        endpoints, a process of its own answers Prometheus' scrapes and service discovery
+        (:class:`sandbox.http.PublishedServer`: HTTP/1.1 keep-alive, a listen backlog of
+        1024, a dictionary lookup a scrape), so that thousands of scrapes an interval are
+        never held up by this process computing the traffic. Raises OSError when the port
+        is taken."""
+        server = PublishedServer(self.router(), "traffic", host, port)
+        with self.lock:
+            self._address, self._published = f"{host}:{port}", server
+        if self._exposed is not None:
+            self._publish(*self._exposed)
         return server
 
     def router(self) -> Router:
         r = Router()
-        text = "text/plain; version=0.0.4; charset=utf-8"
+        text = EXPOSITION.decode()
         r.add("GET", "/metrics", lambda req: Response(200, self.render(), content_type=text))
 
         def sd(req: Request) -> Response:
@@ -858,7 +871,7 @@ class TrafficSimulator:
             return Response(200, body, content_type=text)
 
         r.add("GET", "/sd/targets", sd)
-        r.add("GET", r"/stats/prometheus/(?P<cluster>[^/]+)/(?P<ns>[^/]+)/(?P<pod>[^/]+)",
+        r.add("GET", SCRAPE_PATH + r"/(?P<cluster>[^/]+)/(?P<ns>[^/]+)/(?P<pod>[^/]+)",
               scrape)
         return r
 

@@ -4,9 +4,10 @@ and a Prometheus configuration that keeps every sample of a big mesh (issue 13).
 from __future__ import annotations
 
 import base64
+import functools
 import json
 import threading
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import Any
 
@@ -18,7 +19,8 @@ from kubernetes import config as k8s_config
 from kubernetes.client.exceptions import ApiException
 
 from meshops.cli import main
-from sandbox.app import SCRAPE_INTERVALS, Sandbox, scrape_interval_for
+from sandbox.app import SCRAPE_INTERVALS, Sandbox, scrape_interval_for, wave_size_for
+from sandbox.http import Request, Response, Router
 from sandbox.kube import decode_continue, encode_continue
 from sandbox.prom import scrape_config
 from sandbox.traffic import TrafficSimulator
@@ -33,6 +35,22 @@ from tests.conftest import free_port_base
 from tests.sandbox.conftest import running
 
 NAMESPACES = 50  # a built world: big enough to tell a namespace's cost from the cluster's
+
+
+def name_of(obj: k8s.V1Pod | k8s.V1Namespace | k8s.V1ConfigMap) -> str:
+    assert obj.metadata is not None and obj.metadata.name is not None
+    return obj.metadata.name
+
+
+def namespace_of(pod: k8s.V1Pod) -> str:
+    assert pod.metadata is not None and pod.metadata.namespace is not None
+    return pod.metadata.namespace
+
+
+def page_meta(page: k8s.V1PodList | k8s.V1NamespaceList | k8s.V1ConfigMapList
+              ) -> k8s.V1ListMeta:
+    assert page.metadata is not None
+    return page.metadata
 
 
 class CountingObjects(dict):  # type: ignore[type-arg]
@@ -68,8 +86,8 @@ def big(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Sandbox]:
 
 @pytest.fixture(scope="module")
 def v1(big: Sandbox) -> k8s.CoreV1Api:
-    return k8s.CoreV1Api(k8s_config.new_client_from_config(str(big.kubeconfig_path),
-                                                          context="scale-01"))
+    return k8s.CoreV1Api(k8s_config.new_client_from_config(  # type: ignore[no-untyped-call]
+        str(big.kubeconfig_path), context="scale-01"))
 
 
 # ---------------------------------------------------------------------- generated worlds
@@ -141,7 +159,7 @@ def test_the_index_keeps_every_kind_in_the_api_server_s_order(big: Sandbox,
         index_is_whole(c)
         assert len(c.index["Namespace"].keys()) == NAMESPACES + 5  # and the system ones
     # create and delete paths keep it whole: a deleted pod is replaced, a namespace goes
-    pod = v1.list_namespaced_pod("app-0003").items[0].metadata.name
+    pod = name_of(v1.list_namespaced_pod("app-0003").items[0])
     v1.delete_namespaced_pod(pod, "app-0003", grace_period_seconds=0)
     v1.create_namespace(k8s.V1Namespace(metadata=k8s.V1ObjectMeta(name="app-0003-extra")))
     v1.create_namespaced_config_map("app-0003-extra", k8s.V1ConfigMap(
@@ -178,7 +196,7 @@ def test_listing_one_namespace_reads_only_its_objects(big: Sandbox,
     finally:
         with big.world.lock:
             c.objects = dict(c.objects)
-    assert [p.metadata.namespace for p in pods] == ["app-0042", "app-0042"]
+    assert [namespace_of(p) for p in pods] == ["app-0042", "app-0042"]
     assert len(everything) >= 2 * NAMESPACES
     # the namespace's own pods (and a few reads of the reconcile loop), not the cluster's
     assert one_namespace <= 10
@@ -190,14 +208,14 @@ def test_label_selectors_select_what_a_full_scan_selects(big: Sandbox,
     c = big.world.clusters["aks-scale-01"]
     v1.patch_namespace("app-0040", {"metadata": {"labels": {"team": "blue"}}})
     v1.patch_namespace("app-0007", {"metadata": {"labels": {"team": "blue"}}})
-    selected = [n.metadata.name for n in v1.list_namespace(label_selector="team=blue").items]
+    selected = [name_of(n) for n in v1.list_namespace(label_selector="team=blue").items]
     assert selected == ["app-0007", "app-0040"]
     web = v1.list_pod_for_all_namespaces(label_selector="app=web,version in (v1)").items
     with big.world.lock:
         expected = sorted(
             (k for k, o in c.objects.items() if k[0] == "Pod" and
              (o["metadata"].get("labels") or {}).get("app") == "web"), key=storage_key)
-    assert [(p.metadata.namespace, p.metadata.name) for p in web] == [
+    assert [(namespace_of(p), name_of(p)) for p in web] == [
         (k[1], k[2]) for k in expected]
 
 
@@ -205,18 +223,18 @@ def test_label_selectors_select_what_a_full_scan_selects(big: Sandbox,
 
 
 def test_the_official_client_pages_through_namespaces(v1: k8s.CoreV1Api) -> None:
-    whole = [n.metadata.name for n in v1.list_namespace().items]
+    whole = [name_of(n) for n in v1.list_namespace().items]
     pages, names, token = 0, [], None
     while True:
         page = v1.list_namespace(limit=40, _continue=token)
         pages += 1
-        names += [n.metadata.name for n in page.items]
+        names += [name_of(n) for n in page.items]
         if pages == 1:
-            assert page.metadata.remaining_item_count == len(whole) - 40
-            first_rv = page.metadata.resource_version
+            assert page_meta(page).remaining_item_count == len(whole) - 40
+            first_rv = page_meta(page).resource_version
         else:
-            assert page.metadata.resource_version == first_rv  # one consistent list
-        token = page.metadata._continue
+            assert page_meta(page).resource_version == first_rv  # one consistent list
+        token = page_meta(page)._continue
         if not token:
             break
     assert names == whole and pages == -(-len(whole) // 40)
@@ -224,32 +242,37 @@ def test_the_official_client_pages_through_namespaces(v1: k8s.CoreV1Api) -> None
 
 def test_pages_keep_the_first_page_s_snapshot(big: Sandbox, v1: k8s.CoreV1Api) -> None:
     first = v1.list_namespaced_pod("app-0011", limit=1)
-    assert len(first.items) == 1 and first.metadata._continue
+    assert len(first.items) == 1 and page_meta(first)._continue
     # a change after the first page is not in the next ones (etcd reads at its revision)
     v1.create_namespaced_config_map("app-0011", k8s.V1ConfigMap(
         metadata=k8s.V1ObjectMeta(name="zz-late")))
     cms = v1.list_namespaced_config_map("app-0011", limit=1)
     rest = v1.list_namespaced_config_map("app-0011", limit=10,
-                                         _continue=cms.metadata._continue)
-    assert "zz-late" not in [c.metadata.name for c in cms.items + rest.items] or \
-        cms.metadata._continue is None
-    second = v1.list_namespaced_pod("app-0011", limit=5, _continue=first.metadata._continue)
-    assert len(second.items) == 1 and second.metadata._continue is None
-    assert second.items[0].metadata.name != first.items[0].metadata.name
+                                         _continue=page_meta(cms)._continue)
+    assert "zz-late" not in [name_of(c) for c in cms.items + rest.items] or \
+        page_meta(cms)._continue is None
+    second = v1.list_namespaced_pod("app-0011", limit=5, _continue=page_meta(first)._continue)
+    assert len(second.items) == 1 and page_meta(second)._continue is None
+    assert name_of(second.items[0]) != name_of(first.items[0])
 
 
 def test_a_selector_pages_by_what_it_read(v1: k8s.CoreV1Api) -> None:
     page = v1.list_pod_for_all_namespaces(label_selector="app=web", limit=3)
     assert len(page.items) == 3
-    assert page.metadata.remaining_item_count is None  # unknown with a selector
+    assert page_meta(page).remaining_item_count is None  # unknown with a selector
     rest = v1.list_pod_for_all_namespaces(label_selector="app=web", limit=1000,
-                                          _continue=page.metadata._continue)
-    assert len(page.items) + len(rest.items) == 2 * NAMESPACES
+                                          _continue=page_meta(page)._continue)
+    # the pages are the list at the first page's revision: every app pod, and the one an
+    # earlier test deleted while it terminates
+    live = [p for p in page.items + rest.items
+            if p.metadata is not None and p.metadata.deletion_timestamp is None]
+    assert len(live) == 2 * NAMESPACES
 
 
 def test_continue_tokens_as_the_api_server_reads_them(big: Sandbox,
                                                       v1: k8s.CoreV1Api) -> None:
-    token = v1.list_namespace(limit=2).metadata._continue
+    token = page_meta(v1.list_namespace(limit=2))._continue
+    assert token
     rv, start = decode_continue(token)
     raw = json.loads(base64.urlsafe_b64decode(token + "=" * (-len(token) % 4)))
     assert raw == {"v": "meta.k8s.io/v1", "rv": rv, "start": start}
@@ -257,7 +280,8 @@ def test_continue_tokens_as_the_api_server_reads_them(big: Sandbox,
     for bad in ("not base64!", encode_continue(0, "a"), encode_continue(5, "")):
         with pytest.raises(ApiException) as exc:
             v1.list_namespace(limit=2, _continue=bad)
-        assert exc.value.status == 400 and "continue" in json.loads(exc.value.body)["message"]
+        assert exc.value.status == 400
+        assert "continue" in json.loads(str(exc.value.body))["message"]
     with pytest.raises(ApiException) as exc:
         v1.list_namespace(limit=2, _continue=token, resource_version="12")
     assert exc.value.status == 400
@@ -267,12 +291,12 @@ def test_continue_tokens_as_the_api_server_reads_them(big: Sandbox,
     with pytest.raises(ApiException) as exc:
         v1.list_namespace(limit=2, _continue=token)
     assert exc.value.status == 410
-    status = json.loads(exc.value.body)
+    status = json.loads(str(exc.value.body))
     assert status["reason"] == "Expired"
     assert decode_continue(status["metadata"]["continue"]) == (-1, start)
     onward = v1.list_namespace(limit=1000, _continue=status["metadata"]["continue"])
-    assert [n.metadata.name for n in onward.items] == [
-        n.metadata.name for n in v1.list_namespace().items][2:]
+    assert [name_of(n) for n in onward.items] == [
+        name_of(n) for n in v1.list_namespace().items][2:]
 
 
 def test_kubectl_s_table_pages_carry_the_continue_token(big: Sandbox) -> None:
@@ -300,6 +324,15 @@ def test_prometheus_may_take_the_whole_interval_and_any_number_of_samples() -> N
     assert [s for _, s in SCRAPE_INTERVALS] == sorted(s for _, s in SCRAPE_INTERVALS)
 
 
+def test_a_big_cluster_s_fleet_entry_has_waves_a_big_cluster_would_have(big: Sandbox) -> None:
+    # 2,000 namespaces: a pilot and 20 waves of 100, not 667 waves of 3
+    assert wave_size_for(2000) == 100 and wave_size_for(61) == 4
+    assert wave_size_for(NAMESPACES) == wave_size_for(1) == 3
+    fleet = big.fleet(Path("/ca.pem"))
+    assert fleet["defaults"]["upgrade"]["wave_size"] == 3
+    assert all("upgrade" not in c for c in fleet["clusters"].values())  # 50: the default
+
+
 def test_a_scrape_does_not_wait_for_the_traffic_to_advance() -> None:
     world = World(operation_s=0.5, rollout_s=0.3)
     build(world, generate(20))
@@ -321,6 +354,71 @@ def test_a_scrape_does_not_wait_for_the_traffic_to_advance() -> None:
         assert status == 200 and b'istio_build{component="proxy"' in body
     finally:
         ts.stop()
+
+
+def test_scrapes_are_answered_by_a_process_of_their_own(
+        monkeypatch: pytest.MonkeyPatch) -> None:
+    world = World(operation_s=0.5, rollout_s=0.3)
+    build(world, generate(20))
+    ts = TrafficSimulator(world)
+    # count the requests that reach the simulator's own process
+    calls: list[str] = []
+    own = TrafficSimulator.router(ts)
+    counted = Router()
+
+    def counting(fn: Callable[[Request], Response], req: Request) -> Response:
+        calls.append(req.path)
+        return fn(req)
+
+    for method, pattern, fn in own.routes:
+        counted.routes.append((method, pattern, functools.partial(counting, fn)))
+    monkeypatch.setattr(ts, "router", lambda: counted)
+    port = free_port_base(15000, 20000)
+    base = f"http://127.0.0.1:{port}"
+    server = ts.serve("127.0.0.1", port)
+    try:
+        with requests.Session() as http:  # one keep-alive connection, as Prometheus keeps
+            # nothing rendered yet: this process answers, advancing on demand
+            groups = http.get(f"{base}/sd/targets", timeout=10).json()
+            assert len(groups) == 40 and calls == ["/sd/targets"]
+            paths = [g["labels"]["__metrics_path__"] for g in groups]
+            ts.start(tick_s=3600)  # one tick now, rendered and published
+            calls.clear()
+            exposed = ts._exposed
+            assert exposed is not None
+            # while this process is busy (an advance holds its locks), the other answers
+            # every scrape and the service discovery from the tick's pages
+            with ts.lock, world.lock:
+                assert http.get(f"{base}/sd/targets", timeout=10).json() == [
+                    {"targets": [f"127.0.0.1:{port}"], "labels": g["labels"]}
+                    for g in groups]
+                for path in paths:
+                    resp = http.get(base + path, timeout=10)
+                    key = tuple(path.split("/")[3:])
+                    assert resp.status_code == 200 and resp.content == exposed[0][key]
+                    assert resp.headers["Content-Type"].startswith("text/plain; version=0.0.4")
+                gone = http.get(f"{base}/stats/prometheus/aks-scale-01/app-0001/gone",
+                                timeout=10)
+                assert gone.status_code == 404
+            assert calls == []
+            # the next tick's pages replace the last ones whole
+            before = http.get(base + paths[0], timeout=10).content
+            ts._tick()
+            after = http.get(base + paths[0], timeout=10).content
+            assert ts._exposed is not None and after != before
+            assert after == ts._exposed[0][tuple(paths[0].split("/")[3:])]
+            # what is not published is this process' own (/metrics, for people)
+            assert http.get(f"{base}/metrics", timeout=30).status_code == 200
+            assert calls == ["/metrics"]
+            # stopped, the scrapes advance on demand in this process again
+            ts.stop()
+            calls.clear()
+            assert http.get(base + paths[0], timeout=10).status_code == 200
+            assert calls == [paths[0]]
+    finally:
+        ts.stop()
+        server.shutdown()
+    assert server.proc.poll() is not None  # the serving process is gone with it
 
 
 def scrape(router: Any, path: str) -> tuple[int, bytes]:
