@@ -1100,13 +1100,15 @@ def judge_canary(traffic: TrafficIndex | Iterable[TrafficWindow], wave: CanaryWa
     for t in tests:
         key = (t.signal.signal, t.reporter)
         calm = storms[key]
-        if t.gateway:
-            continue
         if calm:
+            # a gateway, too: both revisions' gateways see a fleet-wide incident alike, so
+            # its windows say nothing of the canary's and, far noisier, would only leave
+            # the comparison undecided
             t.left_out = sum(1 for o in t.cur if o[0] in calm)
             t.cur = _calm(t.cur, calm)
             t.base = _calm(t.base, calm) if t.base else t.base
-        t.controls = controls_of[key]
+        if not t.gateway:
+            t.controls = controls_of[key]
 
     m = max(1, len(tests))
     alpha = th.false_rollback / (m * max_looks)

@@ -424,15 +424,24 @@ def low_traffic_note(metrics: MetricsApi, waves: list[list[str]], opts: UpgradeO
     except MetricsUnavailable:
         return None
     seen: dict[tuple[str, str], list[float]] = {}
+    spans: dict[str, int] = {}  # how many windows of each namespace hold traffic
     for w in windows:
         acc = seen.setdefault((w.subject, w.reporter), [0.0, 0.0, w.start, w.end])
         acc[0] += w.requests
         acc[1] += w.errors
         acc[2], acc[3] = min(acc[2], w.start), max(acc[3], w.end)
+        if w.requests and w.reporter == "destination":
+            spans[w.subject] = spans.get(w.subject, 0) + 1
+    if not any(n >= 2 for n in spans.values()):
+        # a Prometheus younger than two windows (just started, just given the proxies to
+        # scrape) cannot tell a quiet namespace from a new one: the bake's looks will say
+        return None
     longest = opts.bake_s * (1 + c.max_extension)
     low: list[tuple[str, float, float, float]] = []  # (ns, req/s, seen in a bake, needed)
     for wave in waves:
         for ns in wave:
+            if spans.get(ns) == 1:
+                continue  # traffic since less than a window: its rate cannot be told yet
             got = seen.get((ns, "destination")) or seen.get((ns, "source"))
             if got and got[0] > 0:
                 rate = got[0] / max(got[3] - got[2], PLAN_STEP_S)

@@ -6,6 +6,7 @@ for the command line."""
 
 from __future__ import annotations
 
+import dataclasses
 import math
 from pathlib import Path
 
@@ -123,6 +124,22 @@ def test_an_incident_in_the_short_history_of_a_control_is_left_out(seed: int) ->
     j = decide(windows)
     assert j.verdict == Verdict.PASS, j.reason
     assert "outlying baseline windows left out" in " ".join(c.text for c in j.checks)
+
+
+@pytest.mark.parametrize("seed", [2, 3])
+def test_an_incident_is_left_out_of_the_gateways_comparison_too(seed: int) -> None:
+    """A fleet-wide incident (+5 points of 5xx) during the bake hits both revisions'
+    gateways (8 req/s here); its windows, found in the namespaces' control, are left out of
+    the gateway's comparison as of the namespaces': kept, their noise left it undecided."""
+    world = make_world(seed, "healthy", rate=20.0)
+    for s in world.subjects:
+        if s.name.startswith("gateway/"):
+            s.flows = {"source": dataclasses.replace(s.flows["source"], rate=8.0)}
+    world.incident = (BASELINE_LOOKS + 1, BASELINE_LOOKS + 5, 0.05, 1.0)
+    j = decide(windows_of(world, seed))
+    assert j.verdict == Verdict.PASS, j.reason
+    gateway = [c for c in j.checks if c.subject.startswith("gateway/") and c.signal == "errors"]
+    assert gateway and all(c.left_out == 5 and c.status == "ok" for c in gateway), gateway
 
 
 def test_a_regression_during_an_incident_still_fails() -> None:

@@ -175,3 +175,16 @@ def test_a_plan_without_prometheus_has_no_traffic_line_and_is_still_posted() -> 
     run, _ = drive(new_run(), world, 1_000_000.0)
     assert run.phase == Phase.AWAITING_APPROVAL
     assert "low traffic" not in run.history[-1].text
+
+
+def test_a_prometheus_younger_than_two_windows_says_nothing_of_low_traffic() -> None:
+    """Just started (or just told to scrape the proxies), Prometheus holds one 5-min window
+    at most: a quiet namespace cannot be told from a new one, so the plan does not guess."""
+    world = FakeWorld.seeded(["a", "b", "c", "d"])
+    world.metrics_by_rev[("c", "asm-1-25")] = NamespaceMetrics(
+        requests=60, success_rate=100.0, p99_ms=50.0)
+    world.history_from = 1_000_000.0 - 200
+    run = new_run().evolve(options=UpgradeOptions(bake_s=600, interval_s=60, wave_size=2))
+    run, _ = drive(run, world, 1_000_000.0)
+    assert run.phase == Phase.AWAITING_APPROVAL
+    assert "low traffic" not in run.history[-1].text

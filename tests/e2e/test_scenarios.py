@@ -7,6 +7,7 @@ the traffic simulator, the Azure, Kubernetes and Slack SDKs against the sandbox.
 from __future__ import annotations
 
 import signal
+from typing import Any
 
 import pytest
 
@@ -50,10 +51,19 @@ def test_upgrade_completes_and_touches_everything_once(harness: Harness) -> None
     assert state["istiod"] == ["istiod-asm-1-26"]
     # dev's external ingress gateway: the canary's ran beside the stable's, went on alone
     assert state["gateways"] == ["aks-istio-ingressgateway-external-asm-1-26"]
-    # one root message, updated in place; the step log in its thread
-    entries = [e for e in h.slack_log() if e.get("channel") == "C0DEVMESH"]
-    roots = [e for e in entries if e["kind"] == "post" and not e.get("thread_ts")
-             and f"(run {run_id})" in e["text"]]
+    # one root message, updated in place; the step log in its thread, whose last line may
+    # come a second after the run ended (Slack takes one post a second in a channel)
+    def dev_log() -> list[dict[str, Any]]:
+        return [e for e in h.slack_log() if e.get("channel") == "C0DEVMESH"]
+
+    def roots_of(entries: list[dict[str, Any]]) -> list[dict[str, Any]]:
+        return [e for e in entries if e["kind"] == "post" and not e.get("thread_ts")
+                and f"(run {run_id})" in e["text"]]
+
+    h._wait(lambda: any(e.get("thread_ts") and "istiod-asm-1-25 removed" in e["text"]
+                        for e in dev_log()), 30, "the thread's last line")
+    entries = dev_log()
+    roots = roots_of(entries)
     assert len(roots) == 1
     assert any(e["kind"] == "update" and e["ts"] == roots[0]["ts"] for e in entries)
     thread = [e["text"] for e in entries if e.get("thread_ts") == roots[0]["ts"]]
