@@ -184,6 +184,7 @@ def serve(router: Router, name: str, host: str, port: int,
 BACKLOG = 1024
 #: a page: (Content-Type, body)
 Page = tuple[bytes, bytes]
+_Served = tuple[bytes, bytes | memoryview]
 _FRAME = struct.Struct("!Q")
 
 
@@ -226,13 +227,24 @@ class PublishedServer:
     def publish(self, pages: dict[str, Page] | None, owned: tuple[str, ...] = ()) -> None:
         """Serve ``pages`` (path → page) from now on, 404 for other GETs under ``owned``
         path prefixes; None: pass every request on to the router again."""
-        data = pickle.dumps((pages, owned), protocol=pickle.HIGHEST_PROTOCOL)
+        # the bodies travel as one block, which the child serves slices of: one allocation
+        # a publish, returned whole when the next replaces it (thousands of bodies of
+        # tens of kB each, copied every few seconds, would fragment the child's heap)
+        index: dict[str, tuple[bytes, int, int]] | None = None
+        blob = b""
+        if pages is not None:
+            index, offset = {}, 0
+            for path, (ctype, body) in pages.items():
+                index[path] = (ctype, offset, len(body))
+                offset += len(body)
+            blob = b"".join(body for _, body in pages.values())
+        head = pickle.dumps((index, owned), protocol=pickle.HIGHEST_PROTOCOL)
         with self.lock:
             stdin = self.proc.stdin
             assert stdin is not None
             try:
-                stdin.write(_FRAME.pack(len(data)))
-                stdin.write(data)
+                stdin.write(_FRAME.pack(len(head)) + head + _FRAME.pack(len(blob)))
+                stdin.write(blob)
                 stdin.flush()
             except (BrokenPipeError, ValueError):
                 log.error("published server gone (exit %s)", self.proc.poll())
@@ -256,8 +268,8 @@ def _published_main(argv: list[str]) -> None:
     """The child of :class:`PublishedServer`: ``name host port fallback_port``."""
     name, host, port, fallback_port = argv[0], argv[1], int(argv[2]), int(argv[3])
     #: (pages, owned prefixes) as last published; pages None: nothing published
-    current: list[tuple[dict[str, Page] | None, tuple[str, ...]]] = [(None, ())]
-    not_found = (b"text/plain", b"not found\n")
+    current: list[tuple[dict[str, _Served] | None, tuple[str, ...]]] = [(None, ())]
+    not_found: _Served = (b"text/plain", b"not found\n")
 
     async def forward(head: bytes, body: bytes) -> bytes:
         lines = [ln for ln in head.split(b"\r\n")[:-2]
@@ -324,12 +336,22 @@ def _published_main(argv: list[str]) -> None:
 
     def receive(loop: asyncio.AbstractEventLoop) -> None:
         stdin = sys.stdin.buffer
-        while True:
+
+        def chunk() -> bytes | None:
             frame = stdin.read(_FRAME.size)
             if len(frame) < _FRAME.size:
-                break
-            data = stdin.read(_FRAME.unpack(frame)[0])
-            current[0] = pickle.loads(data)  # one assignment: readers see one set or the other
+                return None
+            size = _FRAME.unpack(frame)[0]
+            data = stdin.read(size)
+            return data if len(data) == size else None
+
+        while (head := chunk()) is not None and (blob := chunk()) is not None:
+            index, owned = pickle.loads(head)
+            view = memoryview(blob)
+            pages: dict[str, _Served] | None = None if index is None else {
+                path: (ctype, view[offset:offset + size])
+                for path, (ctype, offset, size) in index.items()}
+            current[0] = (pages, owned)  # one assignment: readers see one set or the other
         loop.call_soon_threadsafe(loop.stop)
 
     loop = asyncio.new_event_loop()
@@ -346,3 +368,6 @@ def _published_main(argv: list[str]) -> None:
         loop.run_forever()
     finally:
         server.close()
+        # the clients' keep-alive connections end with the process, without asyncio's
+        # complaints about the tasks still reading them
+        os._exit(0)
