@@ -1,41 +1,115 @@
 """``RedisRunStore``: durable runs in Redis with compare-and-set and one lease per cluster.
 
 Keys under a prefix (``meshops`` by default; tests use their own):
-``{p}:run:{id}`` hash ``{seq, data}`` · ``{p}:runs`` zset by creation time ·
+``{p}:run:{id}`` hash ``{seq, data, hlen, waves, s0, s1, …}`` (below) ·
+``{p}:run:{id}:history`` list of the run's events (JSON, oldest first) ·
+``{p}:run:{id}:samples:{i}`` list of wave ``i``'s gate samples (JSON, oldest first) ·
+``{p}:runs`` zset by creation time ·
 ``{p}:active`` set of run ids · ``{p}:lease:{cluster}`` the id of the run acting on it ·
 ``{p}:lock:{id}`` the run's step lock · ``{p}:slack:{id}`` hash of the run's Slack messages ·
 ``{p}:unsynced`` zset of runs Slack has not caught up with · ``{p}:decisions`` list of
 decisions taken while their run was busy (JSON), applied by the sweep.
-A save is a Lua script: it writes only if the stored ``seq`` is the one the caller read,
-and releases the lease when the run has ended, atomically.
+
+A run is stored split, so that a tick writes what changed rather than the whole run (at
+2,000 namespaces a run ends near 1.2 MB, nearly all of it history and gate samples): the
+hash's ``data`` is the run's JSON without ``history`` and without each wave's ``samples``;
+``hlen`` is the length of the history list, ``s<i>`` that of wave ``i``'s samples list
+(absent: empty) and ``waves`` the number of waves whose counts the hash holds. History
+only grows, so a save pushes the new events; a wave's samples grow too, except that a
+restarted bake starts them again from empty (:mod:`workflows.waves`): a list shorter than
+stored is replaced. Every count bounds its list's reads, so a reader never sees items a
+later save pushed.
+
+A save is a Lua script: it writes only if the stored ``seq`` (and the counts its writes
+were computed from) are the ones the caller read, and releases the lease when the run has
+ended, atomically. A hash without ``hlen`` is a run stored whole, before the split (its
+history and samples inside ``data``): it loads as it is, and its next save splits it.
 """
 
 from __future__ import annotations
 
-from collections.abc import Iterable
+from collections.abc import Iterable, Sequence
+from dataclasses import dataclass
 from typing import Any
 
 import redis
+from pydantic import BaseModel, TypeAdapter
 from redis.exceptions import RedisError
 from redis.typing import EncodableT
 
 from workers.store.connect import redis_client
 from workers.store.errors import translate_redis_error
 from workers.store.lock import LOCK_TTL_S, RenewedLock
-from workflows.errors import ClusterBusy, RunNotFound, StaleRun
-from workflows.model import Run
+from workflows.errors import ClusterBusy, RunNotFound, StaleRun, TemporaryError
+from workflows.model import Event, GateSample, Run
 
+# KEYS: the run's hash, {p}:active, the cluster's lease, the lists written (one per list
+# header), the lists dropped (waves the run no longer has).
+# ARGV: data, expected seq, new seq, terminal (1|0), run id, stored ``waves`` ('' absent),
+# new ``waves``, number of lists written, number of lists dropped; then per list written
+# five headers: its count field, its stored count ('' absent), its new count, a (append) or
+# r (replace), its number of items; then the dropped lists' count fields; then the items.
 _SAVE = """
-local seq = redis.call('HGET', KEYS[1], 'seq')
+local h = KEYS[1]
+local seq = redis.call('HGET', h, 'seq')
 if not seq then return -1 end
 if tonumber(seq) ~= tonumber(ARGV[2]) then return 0 end
-redis.call('HSET', KEYS[1], 'seq', ARGV[3], 'data', ARGV[1])
+local function holds(field, want)
+  local got = redis.call('HGET', h, field)
+  if want == '' then return got == false end
+  return got ~= false and tonumber(got) == tonumber(want)
+end
+local nlists, ndropped = tonumber(ARGV[8]), tonumber(ARGV[9])
+local head = 10
+if not holds('waves', ARGV[6]) then return 0 end
+for l = 0, nlists - 1 do
+  if not holds(ARGV[head + 5 * l], ARGV[head + 5 * l + 1]) then return 0 end
+end
+redis.call('HSET', h, 'seq', ARGV[3], 'data', ARGV[1], 'waves', ARGV[7])
+local item = head + 5 * nlists + ndropped
+for l = 0, nlists - 1 do
+  local a = head + 5 * l
+  local key, n = KEYS[3 + l + 1], tonumber(ARGV[a + 4])
+  if ARGV[a + 3] == 'r' then redis.call('DEL', key) end
+  local i = 0
+  while i < n do
+    local j = math.min(i + 1000, n)
+    redis.call('RPUSH', key, unpack(ARGV, item + i, item + j - 1))
+    i = j
+  end
+  item = item + n
+  redis.call('HSET', h, ARGV[a], ARGV[a + 2])
+end
+for d = 0, ndropped - 1 do
+  redis.call('DEL', KEYS[3 + nlists + d + 1])
+  redis.call('HDEL', h, ARGV[head + 5 * nlists + d])
+end
 if ARGV[4] == '1' then
   redis.call('SREM', KEYS[2], ARGV[5])
   if redis.call('GET', KEYS[3]) == ARGV[5] then redis.call('DEL', KEYS[3]) end
 end
 return 1
 """
+
+#: the run's JSON in the hash: what a tick rewrites (history and samples are lists)
+_DATA_EXCLUDE: dict[str, Any] = {"history": True, "waves": {"__all__": {"samples"}}}
+_HISTORY: TypeAdapter[list[Event]] = TypeAdapter(list[Event])
+_SAMPLES: TypeAdapter[list[GateSample]] = TypeAdapter(list[GateSample])
+#: reads of a run whose hash changed between its two round trips, before giving up
+_READ_ATTEMPTS = 5
+
+
+@dataclass(frozen=True)
+class _ListWrite:
+    """What a save does to one list: push ``items`` (JSON texts), after emptying the list
+    when ``replace``; ``stored`` is the count it was computed from (None: field absent)."""
+
+    key: str
+    field: str
+    stored: int | None
+    count: int
+    replace: bool
+    items: list[str]
 
 
 def _text(value: Any) -> str:
@@ -46,6 +120,30 @@ def _text(value: Any) -> str:
 
 def _texts(values: Iterable[Any]) -> list[str]:
     return [_text(v) for v in values]
+
+
+def _count(value: Any) -> int | None:
+    return None if value is None else int(_text(value))
+
+
+def _json_list(items: Sequence[Any]) -> str:
+    return "[" + ",".join(_text(i) for i in items) + "]"
+
+
+def _list_write(key: str, field: str, stored: int | None,
+                items: Sequence[BaseModel]) -> _ListWrite | None:
+    """The write that takes a list holding ``stored`` items to ``items``; None when none is
+    needed. Lists only grow, so the stored items are ``items``' first ``stored`` ones,
+    unless ``items`` is shorter (a bake restarted: its samples start again)."""
+    if stored is None or len(items) < stored:
+        if not items and stored is None:
+            return None
+        return _ListWrite(key, field, stored, len(items), True,
+                          [i.model_dump_json() for i in items])
+    if len(items) == stored:
+        return None
+    return _ListWrite(key, field, stored, len(items), False,
+                      [i.model_dump_json() for i in items[stored:]])
 
 
 class RedisRunStore:
@@ -65,15 +163,31 @@ class RedisRunStore:
     def key(self, *parts: str) -> str:
         return ":".join((self.p, *parts))
 
+    def _history_key(self, run_id: str) -> str:
+        return self.key("run", run_id, "history")
+
+    def _samples_key(self, run_id: str, wave: int) -> str:
+        return self.key("run", run_id, "samples", str(wave))
+
     def create(self, run: Run) -> None:
         try:
             lease = self.key("lease", run.cluster)
             if not self.r.set(lease, run.id, nx=True):
                 holder = self.r.get(lease)
                 raise ClusterBusy(run.cluster, "?" if holder is None else _text(holder))
+            fields: dict[EncodableT, EncodableT] = {
+                "seq": run.seq, "data": run.model_dump_json(exclude=_DATA_EXCLUDE),
+                "hlen": len(run.history), "waves": len(run.waves)}
+            lists: dict[str, Sequence[BaseModel]] = {self._history_key(run.id): run.history}
+            for i, wave in enumerate(run.waves):
+                fields[f"s{i}"] = len(wave.samples)
+                lists[self._samples_key(run.id, i)] = wave.samples
             pipe = self.r.pipeline()
-            pipe.hset(self.key("run", run.id), mapping={"seq": run.seq,
-                                                        "data": run.model_dump_json()})
+            pipe.hset(self.key("run", run.id), mapping=fields)
+            for key, items in lists.items():
+                pipe.delete(key)
+                if items:
+                    pipe.rpush(key, *(i.model_dump_json() for i in items))
             pipe.zadd(self.key("runs"), {run.id: run.created_at})
             pipe.sadd(self.key("active"), run.id)
             pipe.execute()
@@ -81,22 +195,93 @@ class RedisRunStore:
             raise translate_redis_error(exc, f"storing run {run.id}") from exc
 
     def get(self, run_id: str) -> Run:
+        """The run as last saved: its hash, then its lists up to the hash's counts, read
+        again until the hash's ``seq`` held over both round trips.
+
+        Raises:
+            RunNotFound: no such run.
+            TemporaryError: Redis did not answer, or the run kept changing while read.
+        """
+        key = self.key("run", run_id)
         try:
-            data = self.r.hget(self.key("run", run_id), "data")
+            for _ in range(_READ_ATTEMPTS):
+                stored = {_text(k): v for k, v in self.r.hgetall(key).items()}
+                if "data" not in stored:
+                    raise RunNotFound(run_id)
+                run = Run.model_validate_json(stored["data"])
+                if "hlen" not in stored:  # stored whole, before the split
+                    return run
+                lists = [(self._history_key(run_id), _count(stored["hlen"]) or 0)]
+                lists += [(self._samples_key(run_id, i), _count(stored.get(f"s{i}")) or 0)
+                          for i in range(len(run.waves))]
+                pipe = self.r.pipeline()
+                pipe.hget(key, "seq")
+                for list_key, count in lists:
+                    if count:
+                        pipe.lrange(list_key, 0, count - 1)
+                seq, *values = pipe.execute()
+                if seq is None:
+                    raise RunNotFound(run_id)
+                if _text(seq) == _text(stored["seq"]):
+                    return self._assemble(run, [c for _, c in lists], values)
         except RedisError as exc:
             raise translate_redis_error(exc, f"reading run {run_id}") from exc
-        if data is None:
-            raise RunNotFound(run_id)
-        return Run.model_validate_json(data)
+        raise TemporaryError(f"Run {run_id} kept changing while it was read; try again.")
+
+    @staticmethod
+    def _assemble(run: Run, counts: list[int], values: list[Any]) -> Run:
+        """``run`` (read without its lists) with its history and samples: ``values`` are
+        the lists' items, for each of ``counts`` that is not 0 (history first)."""
+        read = iter(values)
+        history = _HISTORY.validate_json(_json_list(next(read))) if counts[0] else []
+        waves = [wave.evolve(samples=_SAMPLES.validate_json(_json_list(next(read))))
+                 if count else wave for wave, count in zip(run.waves, counts[1:], strict=True)]
+        return run.evolve(history=history, waves=waves)  # type: ignore[no-any-return]
 
     def save(self, run: Run, expected_seq: int) -> Run:
+        """Store ``run`` as ``seq`` ``expected_seq + 1`` if the stored run is still at
+        ``expected_seq``; returns the run as stored. Writes the hash's ``data`` and the
+        lists' new items only (module docstring).
+
+        Raises:
+            RunNotFound: no such run.
+            StaleRun: someone saved the run since ``expected_seq``.
+            TemporaryError: Redis did not answer.
+        """
         new = run.evolve(seq=expected_seq + 1)
+        key = self.key("run", run.id)
+        waves = len(new.waves)
+        try:
+            seq, hlen, stored_waves, *counts = self.r.hmget(
+                key, ["seq", "hlen", "waves", *(f"s{i}" for i in range(waves))])
+        except RedisError as exc:
+            raise translate_redis_error(exc, f"saving run {run.id}") from exc
+        if seq is None:
+            raise RunNotFound(run.id)
+        if int(_text(seq)) != expected_seq:
+            raise StaleRun(f"run {run.id} changed since seq {expected_seq}")
+        split = hlen is not None  # else stored whole: every list is written in full
+        writes = [_list_write(self._history_key(run.id), "hlen", _count(hlen), new.history)]
+        writes += [_list_write(self._samples_key(run.id, i), f"s{i}",
+                               _count(counts[i]) if split else None, wave.samples)
+                   for i, wave in enumerate(new.waves)]
+        lists = [w for w in writes if w is not None]
+        if not split and not any(w.field == "hlen" for w in lists):
+            lists.insert(0, _ListWrite(self._history_key(run.id), "hlen", None, 0, True, []))
+        dropped = range(waves, _count(stored_waves) or 0)
+        headers: list[EncodableT] = []
+        for w in lists:
+            headers += [w.field, "" if w.stored is None else w.stored, w.count,
+                        "r" if w.replace else "a", len(w.items)]
         try:
             ok = self._save(
-                keys=[self.key("run", run.id), self.key("active"),
-                      self.key("lease", run.cluster)],
-                args=[new.model_dump_json(), expected_seq, expected_seq + 1,
-                      "1" if run.phase.terminal else "0", run.id])
+                keys=[key, self.key("active"), self.key("lease", run.cluster),
+                      *(w.key for w in lists), *(self._samples_key(run.id, i) for i in dropped)],
+                args=[new.model_dump_json(exclude=_DATA_EXCLUDE), expected_seq,
+                      expected_seq + 1, "1" if run.phase.terminal else "0", run.id,
+                      "" if stored_waves is None else _text(stored_waves), waves,
+                      len(lists), len(dropped), *headers, *(f"s{i}" for i in dropped),
+                      *(item for w in lists for item in w.items)])
         except RedisError as exc:
             raise translate_redis_error(exc, f"saving run {run.id}") from exc
         if ok == -1:

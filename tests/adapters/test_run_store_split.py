@@ -1,0 +1,280 @@
+"""The run store keeps a run split (issue 13): the hash holds the run without its history
+and gate samples, which are Redis lists a save appends to, so a tick writes what changed
+and not the whole run. Against the real Redis, with keys under the test's own prefix."""
+
+from __future__ import annotations
+
+import json
+import threading
+from collections.abc import Iterator
+from typing import Any
+
+import pytest
+import redis
+
+from tests.conftest import REDIS_URL
+from workers.store.runs import RedisRunStore
+from workflows.errors import RunNotFound, StaleRun, TemporaryError
+from workflows.model import Check, GateSample, Phase, Run, Verdict, Wave
+
+
+def sample(at: float, namespaces: list[str]) -> GateSample:
+    checks = [Check(namespace=ns, metric="errors:destination", value=0.01 * i, threshold=0.5,
+                    op="<=", ok=True, expected=0.01, control=0.02, unit="%", status="ok",
+                    confidence=0.99) for i, ns in enumerate(namespaces)]
+    return GateSample(at=at, verdict=Verdict.PASS, checks=checks, reason="within the weather")
+
+
+def long_run(run_id: str = "r-5p11t00001", events: int = 400, waves: int = 5,
+             per_wave: int = 20, samples: int = 6) -> Run:
+    """A run well into its waves: ``events`` history lines, ``samples`` samples a wave."""
+    run = Run(id=run_id, cluster=f"c-{run_id}", requester="UREQ", channel="C1",
+              canary_revision="asm-1-26", stable_revision="asm-1-25", phase=Phase.MIGRATING,
+              created_at=1e9, updated_at=1e9)
+    plan = []
+    for w in range(waves):
+        namespaces = [f"ns-{w}-{i:03}" for i in range(per_wave)]
+        plan.append(Wave(index=w, namespaces=namespaces, workloads=3 * per_wave,
+                         samples=[sample(1e9 + 60 * s, namespaces) for s in range(samples)]))
+    run = run.evolve(waves=plan, wave_index=waves - 1)
+    for i in range(events):
+        run = run.log(1e9 + i, "step", f"wave {i % waves}: step {i} done", n=i)
+    return run  # type: ignore[no-any-return]
+
+
+def stripped(run: Run) -> Run:
+    """``run`` as it was created: no history, no samples."""
+    return run.evolve(  # type: ignore[no-any-return]
+        history=[], waves=[w.evolve(samples=[]) for w in run.waves])
+
+
+def snapshot(store: RedisRunStore, run_id: str) -> dict[str, Any]:
+    """Everything Redis holds of the run's state."""
+    r, key = store.r, store.key("run", run_id)
+    held: dict[str, Any] = {key: r.hgetall(key)}
+    for k in r.scan_iter(key + ":*"):
+        held[k] = r.lrange(k, 0, -1)
+    return held
+
+
+def counting_store(prefix: str) -> tuple[RedisRunStore, list[int]]:
+    """A store whose client counts the bytes it sends to Redis (``sent[0]``)."""
+    sent = [0]
+
+    class Counting(redis.Connection):
+        def send_packed_command(self, command: Any, check_health: bool = True) -> None:
+            chunks = [command] if isinstance(command, (bytes, str)) else command
+            sent[0] += sum(len(c) for c in chunks)
+            super().send_packed_command(command, check_health)
+
+    pool = redis.ConnectionPool.from_url(REDIS_URL, connection_class=Counting,
+                                         decode_responses=True)
+    return RedisRunStore(redis.Redis(connection_pool=pool), prefix), sent
+
+
+@pytest.fixture
+def other(store: RedisRunStore, prefix: str) -> Iterator[RedisRunStore]:
+    """A second worker's store: its own client, the same keys."""
+    s = RedisRunStore.from_url(REDIS_URL, prefix)
+    yield s
+    s.r.close()
+
+
+def test_a_long_run_round_trips_exactly(store: RedisRunStore) -> None:
+    run = long_run()
+    store.create(run)
+    assert store.get(run.id) == run
+    saved = store.save(run.log(2e9, "phase", "one more"), run.seq)
+    assert store.get(run.id) == saved
+    assert len(saved.history) == len(run.history) + 1
+
+    other_run = long_run("r-5p11t00002")
+    store.create(stripped(other_run))  # created empty, filled by one save
+    assert store.get(other_run.id) == stripped(other_run)
+    assert store.save(other_run, 0) == store.get(other_run.id) == other_run.evolve(seq=1)
+
+
+def test_the_hash_holds_the_run_without_its_history_and_samples(store: RedisRunStore) -> None:
+    run = long_run()
+    store.create(run)
+    saved = store.save(run.log(2e9, "step", "later"), run.seq)
+    stored = store.r.hgetall(store.key("run", run.id))
+    data = json.loads(stored["data"])
+    assert "history" not in data
+    assert all("samples" not in w for w in data["waves"])
+    assert len(stored["data"]) * 10 < len(saved.model_dump_json())
+    assert int(stored["hlen"]) == len(saved.history) == 401
+    assert store.r.llen(store.key("run", run.id, "history")) == 401
+    for i, wave in enumerate(saved.waves):
+        assert int(stored[f"s{i}"]) == len(wave.samples) == 6
+        assert store.r.llen(store.key("run", run.id, "samples", str(i))) == 6
+
+
+def test_a_save_after_one_event_sends_what_changed(store: RedisRunStore,
+                                                  prefix: str) -> None:
+    counted, sent = counting_store(prefix)
+    run = long_run(events=2000)
+    counted.create(run)
+    run = counted.save(run.log(2e9, "step", "warm"), run.seq)  # the script is loaded now
+    full = len(run.model_dump_json())
+    data = len(store.r.hget(store.key("run", run.id), "data"))
+
+    sent[0] = 0
+    run = counted.save(run.log(2e9 + 1, "step", "one more line"), run.seq)
+    one_event = sent[0]
+    assert one_event < data + 2_000  # the hash's data and one event, not the history
+    assert one_event * 20 < full
+
+    sent[0] = 0  # a gate sample on the current wave: that sample, not the wave's others
+    wave = run.waves[-1]
+    run = counted.save(run.with_wave(wave.evolve(
+        samples=[*wave.samples, sample(2e9 + 2, wave.namespaces)])), run.seq)
+    assert sent[0] < data + len(run.waves[-1].samples[-1].model_dump_json()) + 2_000
+
+    sent[0] = 0  # fifty ticks of one event each: linear in the ticks, not in the history
+    for i in range(50):
+        run = counted.save(run.log(2e9 + 10 + i, "step", f"tick {i}"), run.seq)
+    assert sent[0] < 50 * (data + 2_000)
+    assert store.get(run.id) == run
+    counted.r.close()
+
+
+def test_a_restarted_bake_replaces_the_wave_samples(store: RedisRunStore) -> None:
+    run = long_run(samples=6)
+    store.create(run)
+    wave = run.waves[2]
+    restarted = run.with_wave(wave.evolve(samples=[sample(3e9, wave.namespaces)]))
+    saved = store.save(restarted, run.seq)
+    samples_key = store.key("run", run.id, "samples", "2")
+    assert store.r.llen(samples_key) == 1
+    assert json.loads(store.r.lindex(samples_key, 0))["at"] == 3e9
+    assert store.get(run.id) == saved
+
+    emptied = store.save(saved.with_wave(saved.waves[2].evolve(samples=[])), saved.seq)
+    assert store.r.llen(samples_key) == 0
+    assert store.r.hget(store.key("run", run.id), "s2") == "0"
+    assert store.get(run.id) == emptied
+    again = store.save(emptied.with_wave(emptied.waves[2].evolve(
+        samples=[sample(4e9, wave.namespaces)])), emptied.seq)
+    assert store.r.llen(samples_key) == 1
+    assert store.get(run.id) == again
+
+
+def test_waves_the_run_no_longer_has_leave_no_lists(store: RedisRunStore) -> None:
+    run = long_run(waves=4)
+    store.create(run)
+    saved = store.save(run.evolve(waves=run.waves[:2], wave_index=1), run.seq)
+    assert not store.r.exists(store.key("run", run.id, "samples", "2"),
+                              store.key("run", run.id, "samples", "3"))
+    assert store.r.hget(store.key("run", run.id), "s3") is None
+    assert store.get(run.id) == saved
+    regrown = store.save(saved.evolve(waves=[*saved.waves, Wave(index=2, namespaces=["x"])]),
+                         saved.seq)
+    assert store.get(run.id) == regrown
+    assert regrown.waves[2].samples == []
+
+
+def test_a_stale_save_raises_and_writes_nothing(store: RedisRunStore) -> None:
+    run = long_run()
+    store.create(run)
+    current = store.save(run.log(2e9, "step", "saved by someone"), run.seq)
+    before = snapshot(store, run.id)
+    wave = run.waves[0]
+    late = run.log(2e9, "step", "late").with_wave(wave.evolve(samples=[]))
+    with pytest.raises(StaleRun):
+        store.save(late, run.seq)
+    assert snapshot(store, run.id) == before
+    assert store.get(run.id) == current
+    with pytest.raises(RunNotFound):
+        store.save(long_run("r-5p11t00009"), 0)
+
+
+def test_of_two_concurrent_savers_exactly_one_wins(store: RedisRunStore,
+                                                   other: RedisRunStore) -> None:
+    run = long_run()
+    store.create(run)
+    workers = [RedisRunStore.from_url(REDIS_URL, store.p) for _ in range(8)]
+    start = threading.Barrier(len(workers))
+    outcomes: dict[int, Run | Exception] = {}
+
+    def save(i: int) -> None:
+        mine = run.log(2e9, "step", f"by worker {i}")
+        start.wait()
+        try:
+            outcomes[i] = workers[i].save(mine, run.seq)
+        except StaleRun as exc:
+            outcomes[i] = exc
+
+    threads = [threading.Thread(target=save, args=(i,)) for i in range(len(workers))]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join()
+    won = [o for o in outcomes.values() if isinstance(o, Run)]
+    assert len(outcomes) == len(workers) and len(won) == 1
+    assert store.get(run.id) == won[0]
+    assert store.r.llen(store.key("run", run.id, "history")) == len(run.history) + 1
+    for w in workers:
+        w.r.close()
+
+
+def test_a_saver_that_read_before_another_saved_is_refused_by_the_script(
+        store: RedisRunStore, other: RedisRunStore) -> None:
+    """The other worker saves between this save's read of the counts and its script."""
+    run = long_run()
+    store.create(run)
+    theirs = run.log(2e9, "step", "theirs").with_wave(run.waves[1].evolve(samples=[]))
+    script = store._save
+    won: list[Run] = []
+
+    def late(**kwargs: Any) -> Any:
+        won.append(other.save(theirs, run.seq))
+        return script(**kwargs)
+
+    store._save = late  # type: ignore[assignment]
+    with pytest.raises(StaleRun):
+        store.save(run.log(2e9, "step", "mine"), run.seq)
+    assert store.get(run.id) == won[0] == theirs.evolve(seq=1)
+
+
+def test_a_run_stored_whole_loads_and_its_next_save_splits_it(store: RedisRunStore) -> None:
+    run = long_run()  # as every run was stored before the split
+    key = store.key("run", run.id)
+    store.r.hset(key, mapping={"seq": 0, "data": run.model_dump_json()})
+    store.r.sadd(store.key("active"), run.id)
+    assert store.get(run.id) == run
+    assert [r.id for r in store.list_runs(active_only=True)] == [run.id]
+
+    saved = store.save(run.log(2e9, "step", "first save after the upgrade"), 0)
+    stored = store.r.hgetall(key)
+    assert "history" not in json.loads(stored["data"])
+    assert int(stored["hlen"]) == store.r.llen(key + ":history") == len(run.history) + 1
+    assert int(stored["s0"]) == store.r.llen(key + ":samples:0") == 6
+    assert store.get(run.id) == saved
+    later = store.save(saved.log(2e9 + 1, "step", "and the next"), saved.seq)
+    assert store.get(run.id) == later
+
+    empty = stripped(long_run("r-5p11t00003"))  # no history, no samples yet
+    store.r.hset(store.key("run", empty.id), mapping={"seq": 0, "data": empty.model_dump_json()})
+    saved = store.save(empty.evolve(outcome="x"), 0)
+    assert store.r.hget(store.key("run", empty.id), "hlen") == "0"
+    assert store.get(empty.id) == saved
+
+
+def test_an_ended_run_frees_its_cluster(store: RedisRunStore) -> None:
+    run = long_run()
+    store.create(run)
+    assert store.active_run(run.cluster) == run.id
+    done = store.save(run.to(Phase.COMPLETED, 2e9), run.seq)
+    assert store.active_run(run.cluster) is None
+    assert store.list_runs(active_only=True) == []
+    assert store.list_runs() == [done]
+
+
+def test_redis_away_is_a_temporary_error() -> None:
+    away = RedisRunStore.from_url("redis://127.0.0.1:1/0", "meshops-test-away")
+    run = long_run(events=3)
+    for call in (lambda: away.get(run.id), lambda: away.save(run, 0),
+                 lambda: away.create(run)):
+        with pytest.raises(TemporaryError, match="Redis unavailable"):
+            call()
