@@ -65,7 +65,7 @@ def counting_store(prefix: str) -> tuple[RedisRunStore, list[int]]:
         def send_packed_command(self, command: Any, check_health: bool = True) -> None:
             chunks = [command] if isinstance(command, (bytes, str)) else command
             sent[0] += sum(len(c) for c in chunks)
-            super().send_packed_command(command, check_health)
+            super().send_packed_command(command, check_health)  # type: ignore[no-untyped-call]
 
     pool = redis.ConnectionPool.from_url(REDIS_URL, connection_class=Counting,
                                          decode_responses=True)
@@ -117,7 +117,7 @@ def test_a_save_after_one_event_sends_what_changed(store: RedisRunStore,
     counted.create(run)
     run = counted.save(run.log(2e9, "step", "warm"), run.seq)  # the script is loaded now
     full = len(run.model_dump_json())
-    data = len(store.r.hget(store.key("run", run.id), "data"))
+    data = len(store.r.hget(store.key("run", run.id), "data") or "")
 
     sent[0] = 0
     run = counted.save(run.log(2e9 + 1, "step", "one more line"), run.seq)
@@ -147,7 +147,7 @@ def test_a_restarted_bake_replaces_the_wave_samples(store: RedisRunStore) -> Non
     saved = store.save(restarted, run.seq)
     samples_key = store.key("run", run.id, "samples", "2")
     assert store.r.llen(samples_key) == 1
-    assert json.loads(store.r.lindex(samples_key, 0))["at"] == 3e9
+    assert json.loads(store.r.lindex(samples_key, 0) or "{}")["at"] == 3e9
     assert store.get(run.id) == saved
 
     emptied = store.save(saved.with_wave(saved.waves[2].evolve(samples=[])), saved.seq)
