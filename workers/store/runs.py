@@ -24,6 +24,8 @@ A save is a Lua script: it writes only if the stored ``seq`` (and the counts its
 were computed from) are the ones the caller read, and releases the lease when the run has
 ended, atomically. A hash without ``hlen`` is a run stored whole, before the split (its
 history and samples inside ``data``): it loads as it is, and its next save splits it.
+Workers from before the split read only ``data``: stop them before these start, or they
+see a split run without its history and samples.
 """
 
 from __future__ import annotations
