@@ -225,8 +225,9 @@ class PublishedServer:
         self.lock = threading.Lock()
 
     def publish(self, pages: dict[str, Page] | None, owned: tuple[str, ...] = ()) -> None:
-        """Serve ``pages`` (path → page) from now on, 404 for other GETs under ``owned``
-        path prefixes; None: pass every request on to the router again."""
+        """Serve ``pages`` (path → page) from now on (returns once the child serves them),
+        404 for other GETs under ``owned`` path prefixes; None: pass every request on to
+        the router again."""
         # the bodies travel as one block, which the child serves slices of: one allocation
         # a publish, returned whole when the next replaces it (thousands of bodies of
         # tens of kB each, copied every few seconds, would fragment the child's heap)
@@ -246,7 +247,11 @@ class PublishedServer:
                 stdin.write(_FRAME.pack(len(head)) + head + _FRAME.pack(len(blob)))
                 stdin.write(blob)
                 stdin.flush()
+                # served from the child's next request on (it answers once it swapped)
+                acked = self.proc.stdout is not None and self.proc.stdout.readline() == b"ok\n"
             except (BrokenPipeError, ValueError):
+                acked = False
+            if not acked:
                 log.error("published server gone (exit %s)", self.proc.poll())
 
     def shutdown(self) -> None:
@@ -352,6 +357,8 @@ def _published_main(argv: list[str]) -> None:
                 path: (ctype, view[offset:offset + size])
                 for path, (ctype, offset, size) in index.items()}
             current[0] = (pages, owned)  # one assignment: readers see one set or the other
+            sys.stdout.write("ok\n")
+            sys.stdout.flush()
         loop.call_soon_threadsafe(loop.stop)
 
     loop = asyncio.new_event_loop()

@@ -7,6 +7,7 @@ import base64
 import functools
 import json
 import threading
+import time
 from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import Any
@@ -203,9 +204,24 @@ def test_listing_one_namespace_reads_only_its_objects(big: Sandbox,
     assert all_namespaces >= 2 * NAMESPACES
 
 
+def settled(sb: Sandbox, cluster: str = "aks-scale-01", timeout: float = 20) -> None:
+    """Wait until no pod of ``cluster`` terminates (an earlier test deleted one), so that
+    two reads a moment apart see the same pods."""
+    deadline = time.time() + timeout
+    while time.time() < deadline:
+        with sb.world.lock:
+            c = sb.world.clusters[cluster]
+            if not any(c.objects[k]["metadata"].get("deletionTimestamp")
+                       for k in c.index["Pod"]):
+                return
+        time.sleep(0.1)
+    raise AssertionError(f"pods of {cluster} still terminating after {timeout:.0f} s")
+
+
 def test_label_selectors_select_what_a_full_scan_selects(big: Sandbox,
                                                         v1: k8s.CoreV1Api) -> None:
     c = big.world.clusters["aks-scale-01"]
+    settled(big)
     v1.patch_namespace("app-0040", {"metadata": {"labels": {"team": "blue"}}})
     v1.patch_namespace("app-0007", {"metadata": {"labels": {"team": "blue"}}})
     selected = [name_of(n) for n in v1.list_namespace(label_selector="team=blue").items]
