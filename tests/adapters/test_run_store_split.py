@@ -10,8 +10,8 @@ from collections.abc import Iterator
 from typing import Any
 
 import pytest
-import redis
 
+from benchmarks.run_store import counting_client
 from tests.conftest import REDIS_URL
 from workers.store.runs import RedisRunStore
 from workflows.errors import RunNotFound, StaleRun, TemporaryError
@@ -59,17 +59,8 @@ def snapshot(store: RedisRunStore, run_id: str) -> dict[str, Any]:
 
 def counting_store(prefix: str) -> tuple[RedisRunStore, list[int]]:
     """A store whose client counts the bytes it sends to Redis (``sent[0]``)."""
-    sent = [0]
-
-    class Counting(redis.Connection):
-        def send_packed_command(self, command: Any, check_health: bool = True) -> None:
-            chunks = [command] if isinstance(command, (bytes, str)) else command
-            sent[0] += sum(len(c) for c in chunks)
-            super().send_packed_command(command, check_health)  # type: ignore[no-untyped-call]
-
-    pool = redis.ConnectionPool.from_url(REDIS_URL, connection_class=Counting,
-                                         decode_responses=True)
-    return RedisRunStore(redis.Redis(connection_pool=pool), prefix), sent
+    client, sent = counting_client(REDIS_URL)
+    return RedisRunStore(client, prefix), sent
 
 
 @pytest.fixture
