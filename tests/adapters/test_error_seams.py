@@ -41,7 +41,7 @@ from workers.kube.errors import translate_kubernetes_error
 from workers.prom.errors import translate_prometheus_error
 from workers.prom.metrics import PrometheusMetricsApi
 from workers.retry_after import retry_after_s
-from workers.slack.errors import SlackRefused, translate_slack_error
+from workers.slack.errors import SlackRateLimited, SlackRefused, translate_slack_error
 from workflows.errors import (
     ArmBusy,
     ArmError,
@@ -291,7 +291,9 @@ def slack_error(service: Service, status: int, body: dict[str, Any],
 def test_slack_rate_limit_and_outage_are_temporary(service: Service) -> None:
     err = translate_slack_error(slack_error(service, 429, {"ok": False, "error": "ratelimited"},
                                             Retry_After="12"), "chat.postMessage")
-    assert type(err) is TemporaryError and err.delay_s == 12
+    # a TemporaryError that names the method, so the Slack budget backs every worker off it
+    assert isinstance(err, SlackRateLimited) and isinstance(err, TemporaryError)
+    assert err.delay_s == 12 and err.method == "chat.postMessage"
     assert str(err) == "Slack chat.postMessage: ratelimited"
     err = translate_slack_error(slack_error(service, 200, {"ok": False,
                                                            "error": "service_unavailable"}),
