@@ -335,8 +335,10 @@ def test_prometheus_may_take_the_whole_interval_and_any_number_of_samples() -> N
     assert config["global"]["scrape_timeout"] == config["global"]["scrape_interval"] == "5s"
     for job in config["scrape_configs"]:
         assert not job.get("sample_limit") and not job.get("body_size_limit")
-    # 2,000 namespaces of 2 proxies: scraped every 10 s, not every second
-    assert scrape_interval_for(10) == 1 and scrape_interval_for(4000) == 10
+    # 1,500 namespaces of 2 proxies: scraped every 10 s, not every second; 2,000: every
+    # 30 s, as managed Prometheus does by default
+    assert scrape_interval_for(10) == 1 and scrape_interval_for(3000) == 10
+    assert scrape_interval_for(4000) == 30
     assert [s for _, s in SCRAPE_INTERVALS] == sorted(s for _, s in SCRAPE_INTERVALS)
 
 
