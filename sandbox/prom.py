@@ -2,7 +2,7 @@
 
 Its own config file, port and data directory under the sandbox's state directory; a
 one-second scrape interval so metric gates can use windows of a few seconds, longer for a
-big mesh (``sandbox.app.SCRAPE_INTERVALS``: 10 s at 2,000 namespaces; Azure Monitor managed
+big mesh (``sandbox.app.SCRAPE_INTERVALS``: 30 s at 2,000 namespaces, as Azure Monitor managed
 Prometheus scrapes every 30 s; the fleet file says which, ``scrape_interval``).
 
 The proxies are found as Azure Monitor's scrape job for Istio finds them (AKS doc
