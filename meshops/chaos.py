@@ -323,8 +323,20 @@ class Round:
         if len(roots) != 1:
             f.doubled_lines.append(f"{run_id}: {len(roots)} root messages")
             return
-        posted = Counter(e["text"] for e in log if e["kind"] == "post"
-                         and e.get("thread_ts") == roots[0]["ts"])
+        # a thread message shows one history line, or (the channel's budget short) the
+        # lines `line`..`last` of its metadata, joined by newlines
+        posted: Counter[str] = Counter()
+        for e in log:
+            if e["kind"] != "post" or e.get("thread_ts") != roots[0]["ts"]:
+                continue
+            payload = (e.get("metadata") or {}).get("event_payload") or {}
+            first, last = payload.get("line"), payload.get("last")
+            if isinstance(first, int) and isinstance(last, int) and last > first and \
+                    e["text"] == "\n".join(render_event(run, i) for i in range(first, last + 1)
+                                            if i < len(run.history)):
+                posted.update(render_event(run, i) for i in range(first, last + 1))
+            else:
+                posted[e["text"]] += 1
         expected = Counter(render_event(run, i) for i in range(len(run.history)))
         f.missing_lines += [f"{run_id}: {t[:80]}" for t in expected - posted]
         f.doubled_lines += [f"{run_id}: {t[:80]}" for t in posted - expected]

@@ -401,7 +401,7 @@ class SlackEmulator:
                "thread_ts": args.get("thread_ts"), "metadata": metadata}
         self.messages[(args["channel"], ts)] = msg
         self._record("post", channel=args["channel"], ts=ts, thread_ts=args.get("thread_ts"),
-                     text=msg["text"], blocks=blocks)
+                     text=msg["text"], blocks=blocks, metadata=metadata)
         return {"ok": True, "channel": args["channel"], "ts": ts, "message": msg}
 
     def m_chat_update(self, args: dict[str, str]) -> dict[str, Any]:
