@@ -20,6 +20,7 @@ import random
 import secrets
 import socket
 from pathlib import Path
+from typing import Any
 
 import pytest
 
@@ -96,6 +97,50 @@ class ContractTests:
         if self.failure:
             terminalreporter.section("contract tests", red=True, bold=True)
             terminalreporter.line(self.failure, red=True, bold=True)
+
+
+#: the chaos suite's figures (tests/e2e/test_chaos.py), printed after the run: a test
+#: records them as the user property ``chaos`` (which pytest-xdist carries from its worker
+#: to the process that prints the summary)
+CHAOS_REPORT: list[str] = []
+
+
+def pytest_runtest_logreport(report: pytest.TestReport) -> None:
+    for name, value in report.user_properties:
+        if name == "chaos" and report.when == "call" and isinstance(value, list):
+            CHAOS_REPORT.extend(str(line) for line in value)
+
+
+def pytest_terminal_summary(terminalreporter: pytest.TerminalReporter) -> None:
+    if CHAOS_REPORT:
+        terminalreporter.write_sep("-", "chaos suite")
+        for line in CHAOS_REPORT:
+            terminalreporter.write_line(line)
+
+
+def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
+    """The end-to-end tests first, so that their lane (below) starts at once."""
+    e2e = [i for i in items if i.get_closest_marker("e2e")]
+    items[:] = e2e + [i for i in items if not i.get_closest_marker("e2e")]
+
+
+def pytest_xdist_make_scheduler(config: pytest.Config, log: Any) -> Any:
+    """With ``--dist loadgroup`` (the suite's default, two workers): every test of tests/e2e
+    in one scope, so one worker runs them one after the other, each with the machine's
+    other core free for its processes, while the other worker takes the rest. Two demos at
+    once on two cores would stretch their timings past what they test.
+
+    Why a scheduler of our own: pytest-xdist's ``xdist_group`` marker works by renaming
+    ``item._nodeid``, which pytest 9.2 no longer reads, so the groups are lost."""
+    if config.getvalue("dist") != "loadgroup":
+        return None
+    from xdist.scheduler import LoadScopeScheduling  # type: ignore[import-untyped]
+
+    class E2eLane(LoadScopeScheduling):  # type: ignore[misc]
+        def _split_scope(self, nodeid: str) -> str:
+            return "e2e" if nodeid.startswith("tests/e2e/") else nodeid
+
+    return E2eLane(config, log)
 
 
 def pytest_configure(config: pytest.Config) -> None:

@@ -5,22 +5,11 @@ from __future__ import annotations
 
 from collections.abc import Iterator
 from pathlib import Path
-from typing import Any
 
 import pytest
 
 from meshops.demo import Harness
 from tests.conftest import REDIS_URL, free_port_base
-
-#: the chaos suite's figures (tests/e2e/test_chaos.py), printed after the run
-CHAOS_REPORT: list[str] = []
-
-
-def pytest_terminal_summary(terminalreporter: Any) -> None:
-    if CHAOS_REPORT:
-        terminalreporter.write_sep("-", "chaos suite")
-        for line in CHAOS_REPORT:
-            terminalreporter.write_line(line)
 
 
 @pytest.fixture(scope="session")
