@@ -124,3 +124,30 @@ def test_label_selectors_watch_and_errors(ports: FleetPorts, sandbox: Sandbox) -
     assert err.value.status == 404
     with pytest.raises(ClusterApiError, match="not found"):
         capi.set_namespace_revision("no-such-namespace", "asm-1-26")
+
+
+def test_lists_page_through_the_api_server_and_start_over_on_410(
+        ports: FleetPorts, monkeypatch: pytest.MonkeyPatch) -> None:
+    import sandbox.kube
+    import workers.kube.cluster as cluster
+
+    capi = ports.cluster_api("dev")
+    namespaces = ["accounts", "catalog", "checkout"]
+    whole = sorted((p.namespace, p.name) for p in capi.list_pods(namespaces))
+    workloads = sorted(w.key for w in capi.list_workloads(namespaces))
+    assert len(whole) > 6 and len(workloads) > 6
+    # pages of two: the same pods, every namespace read page by page
+    monkeypatch.setattr(cluster, "LIST_PAGE", 2)
+    calls = capi.calls
+    assert sorted((p.namespace, p.name) for p in capi.list_pods(namespaces)) == whole
+    assert capi.calls - calls >= len(whole) // 2
+    # above the per-namespace limit: one paginated list of the cluster, the same answer
+    monkeypatch.setattr(cluster, "PER_NAMESPACE_LIMIT", 1)
+    assert sorted((p.namespace, p.name) for p in capi.list_pods(namespaces)) == whole
+    assert sorted(w.key for w in capi.list_workloads(namespaces)) == workloads
+    # a continue token the API server compacted away (410 Expired): the list starts over
+    # without pages, as client-go's pager does, and loses nothing
+    monkeypatch.setattr(sandbox.kube, "COMPACTION_S", -1.0)
+    assert sorted((p.namespace, p.name) for p in capi.list_pods(namespaces)) == whole
+    monkeypatch.setattr(cluster, "PER_NAMESPACE_LIMIT", 250)
+    assert sorted(w.key for w in capi.list_workloads(namespaces)) == workloads

@@ -13,7 +13,10 @@ from __future__ import annotations
 
 import json
 import re
+import threading
 import time
+from collections.abc import Callable
+from concurrent.futures import ThreadPoolExecutor
 from typing import Any
 
 import yaml
@@ -46,12 +49,38 @@ ADDON_REVISION = re.compile(r"asm-\d+-\d+")  # the add-on's revision names; othe
 #: (connect, read) seconds for every Kubernetes API call (the client's ``_request_timeout``);
 #: a list of every pod of a large cluster must fit in the read timeout
 REQUEST_TIMEOUT = (5.0, 30.0)
-PER_NAMESPACE_LIMIT = 25  # up to this many namespaces: one list each; else one list of all
+#: up to this many namespaces a read lists each namespace (so it costs what the wave holds,
+#: not what the cluster holds), :data:`LIST_CONCURRENCY` at a time; above it, one paginated
+#: list of the whole cluster (a completion reads every migrated namespace)
+PER_NAMESPACE_LIMIT = 250
+#: namespaced lists in flight at once: a wave of 100 namespaces is 4 lists each (three
+#: workload kinds and pods), which one after the other would take a look seconds
+LIST_CONCURRENCY = 8
+#: items per page of a list (``limit``/``continue``): kubectl's ``--chunk-size`` default
+#: (Kubernetes docs "API Concepts", "Retrieving large results sets in chunks")
+LIST_PAGE = 500
 
 
 def _not_found(exc: ClusterApiError) -> bool:
     """The API server answered 404 (translated from the client's ``ApiException``)."""
     return isinstance(exc.__cause__, ApiException) and exc.__cause__.status == 404
+
+
+def _gone(exc: ClusterApiError) -> bool:
+    """The API server answered 410 Gone (an expired ``continue`` token)."""
+    return isinstance(exc.__cause__, ApiException) and exc.__cause__.status == 410
+
+
+def _items(page: Any) -> list[Any]:
+    """A list's items: a typed list's ``.items``, a custom object list's ``["items"]``."""
+    return list(page["items"] or []) if isinstance(page, dict) else list(page.items or [])
+
+
+def _continue_token(page: Any) -> str | None:
+    """The ``metadata.continue`` of a list page; None on its last page."""
+    if isinstance(page, dict):
+        return (page.get("metadata") or {}).get("continue") or None
+    return page.metadata._continue if page.metadata else None
 
 
 REFRESH_BEFORE_S = 300.0  # renew an Entra token this long before it expires
@@ -162,18 +191,55 @@ class KubernetesClusterApi:
         self.admission = k8s.AdmissionregistrationV1Api(api_client)
         self.custom = k8s.CustomObjectsApi(api_client)
         self.calls = 0
+        self._calls_lock = threading.Lock()
 
     def _call(self, verb: str, resource: str, namespace: str | None, fn: Any, *args: Any,
               **kwargs: Any) -> Any:
         """``fn(*args, **kwargs)``, its client errors translated naming verb, resource and
         namespace."""
-        self.calls += 1
+        with self._calls_lock:  # namespaced lists run in threads (:meth:`_per_namespace`)
+            self.calls += 1
         # a hung API server costs one step its timeout, never a worker (issue 11, item 8)
         kwargs.setdefault("_request_timeout", self.timeout)
         try:
             return fn(*args, **kwargs)
         except KUBERNETES_ERRORS as exc:
             raise translate_kubernetes_error(exc, verb, resource, namespace, self.name) from exc
+
+    def _pages(self, resource: str, namespace: str | None, fn: Any, *args: Any) -> list[Any]:
+        """Every item of a list call, :data:`LIST_PAGE` at a time (``limit``, then the
+        ``continue`` token of each page; typed lists and custom objects' dicts alike).
+
+        A continue token the API server has compacted away answers 410 Expired; as
+        client-go's pager does (``tools/pager``, ``FullListIfExpired``), the list then starts
+        over without pages, so the items are one consistent list in either case."""
+        items: list[Any] = []
+        token: str | None = None
+        while True:
+            kwargs: dict[str, Any] = {"limit": LIST_PAGE}
+            if token:
+                kwargs["_continue"] = token
+            try:
+                page = self._call("list", resource, namespace, fn, *args, **kwargs)
+            except ClusterApiError as exc:
+                if not token or not _gone(exc):
+                    raise
+                page = self._call("list", resource, namespace, fn, *args)
+                return list(_items(page))
+            items.extend(_items(page))
+            token = _continue_token(page)
+            if not token:
+                return items
+
+    def _per_namespace(self, namespaces: list[str], one: Callable[[str], list[Any]]
+                       ) -> list[Any]:
+        """``one(namespace)`` for each namespace, :data:`LIST_CONCURRENCY` at a time, the
+        items in the namespaces' order; the first error is raised."""
+        if len(namespaces) <= 1:
+            return [i for ns in namespaces for i in one(ns)]
+        with ThreadPoolExecutor(min(LIST_CONCURRENCY, len(namespaces)),
+                                thread_name_prefix="kube-list") as pool:
+            return [i for items in pool.map(one, namespaces) for i in items]
 
     def list_namespaces(self) -> list[Namespace]:
         """Namespaces and their labels; an ``istio.io/rev`` label that is not an add-on
@@ -238,13 +304,12 @@ class KubernetesClusterApi:
         resource, wanted = "gateways.gateway.networking.k8s.io", set(namespaces)
         try:
             if len(namespaces) <= PER_NAMESPACE_LIMIT:
-                items = [g for ns in namespaces for g in self._call(
-                    "list", resource, ns, self.custom.list_namespaced_custom_object,
-                    GATEWAY_GROUP, "v1", ns, "gateways")["items"]]
+                items = self._per_namespace(namespaces, lambda ns: self._pages(
+                    resource, ns, self.custom.list_namespaced_custom_object, GATEWAY_GROUP,
+                    "v1", ns, "gateways"))
             else:
-                items = self._call("list", resource, None,
-                                   self.custom.list_cluster_custom_object, GATEWAY_GROUP,
-                                   "v1", "gateways")["items"]
+                items = self._pages(resource, None, self.custom.list_cluster_custom_object,
+                                    GATEWAY_GROUP, "v1", "gateways")
         except ClusterApiError as exc:
             if _not_found(exc):
                 return []
@@ -280,12 +345,11 @@ class KubernetesClusterApi:
                  "DaemonSet": "daemon_set"}[kind]
         if len(namespaces) <= PER_NAMESPACE_LIMIT:
             fn = getattr(self.apps, f"list_namespaced_{snake}")
-            return [i for ns in namespaces
-                    for i in self._call("list", f"{kind}s", ns, fn, ns).items]
+            return self._per_namespace(namespaces,
+                                       lambda ns: self._pages(f"{kind}s", ns, fn, ns))
         fn = getattr(self.apps, f"list_{snake}_for_all_namespaces")
         wanted = set(namespaces)
-        return [i for i in self._call("list", f"{kind}s", None, fn).items
-                if i.metadata.namespace in wanted]
+        return [i for i in self._pages(f"{kind}s", None, fn) if i.metadata.namespace in wanted]
 
     def list_workloads(self, namespaces: list[str]) -> list[Workload]:
         """Deployments, StatefulSets and DaemonSets of ``namespaces`` with what
@@ -364,11 +428,10 @@ class KubernetesClusterApi:
 
     def list_batch(self, namespaces: list[str]) -> list[BatchWorkload]:
         """CronJobs, and the Jobs no CronJob owns, of ``namespaces`` (``batch/v1``)."""
-        out = []
 
         def items(resource: str, ns: str, fn: Any) -> list[Any]:
             try:
-                return list(self._call("list", resource, ns, fn, ns).items)
+                return self._pages(resource, ns, fn, ns)
             except ClusterApiError as exc:
                 if _not_found(exc):  # batch/v1 not served (an API server without it)
                     return []
@@ -380,16 +443,18 @@ class KubernetesClusterApi:
                       **((meta.annotations or {}) if meta else {})}
             return str(labels.get(INJECT, "")).lower() == "false"
 
-        for ns in namespaces:
-            for cj in items("CronJobs", ns, self.batch.list_namespaced_cron_job):
-                out.append(BatchWorkload("CronJob", ns, cj.metadata.name, opted_out(
-                    cj.spec.job_template.spec.template)))
+        def of(ns: str) -> list[BatchWorkload]:
+            found = [BatchWorkload("CronJob", ns, cj.metadata.name,
+                                   opted_out(cj.spec.job_template.spec.template))
+                     for cj in items("CronJobs", ns, self.batch.list_namespaced_cron_job)]
             for job in items("Jobs", ns, self.batch.list_namespaced_job):
                 owners = job.metadata.owner_references or []
                 if not any(o.kind == "CronJob" for o in owners):
-                    out.append(BatchWorkload("Job", ns, job.metadata.name,
-                                             opted_out(job.spec.template)))
-        return out
+                    found.append(BatchWorkload("Job", ns, job.metadata.name,
+                                               opted_out(job.spec.template)))
+            return found
+
+        return self._per_namespace(namespaces, of)
 
     def get_config_map(self, namespace: str, name: str) -> dict[str, str] | None:
         try:
@@ -415,13 +480,12 @@ class KubernetesClusterApi:
 
     def list_pods(self, namespaces: list[str]) -> list[Pod]:
         if len(namespaces) <= PER_NAMESPACE_LIMIT:
-            items = [p for ns in namespaces for p in self._call(
-                "list", "pods", ns, self.core.list_namespaced_pod, ns).items]
+            items = self._per_namespace(namespaces, lambda ns: self._pages(
+                "pods", ns, self.core.list_namespaced_pod, ns))
         else:
             wanted = set(namespaces)
-            items = [p for p in self._call("list", "pods", None,
-                                           self.core.list_pod_for_all_namespaces
-                                           ).items if p.metadata.namespace in wanted]
+            items = [p for p in self._pages("pods", None, self.core.list_pod_for_all_namespaces)
+                     if p.metadata.namespace in wanted]
         return [self._pod(p) for p in items]
 
     @staticmethod
