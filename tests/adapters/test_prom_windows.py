@@ -75,8 +75,12 @@ def test_without_a_revision_label_the_proxy_version_tells_it() -> None:
     q = window_queries({"cluster": "aks-1"}, ["shop"], [], 60)["requests"]
     assert q.count(" or ") == 3  # two arms, each joined or kept unjoined
     assert "sum by (reporter, destination_workload_namespace, tag, response_code" in q
-    assert ("* on (job, instance) group_left (tag) (topk by (job, instance) (1, timestamp("
-            'istio_build{cluster="aks-1",component="proxy"})) > bool 0)') in q
+    # only the builds of the targets the arm reads are ranked, not every proxy's
+    dest = ('istio_requests_total{cluster="aks-1",reporter="destination",'
+            'destination_workload_namespace=~"shop"}')
+    assert ("* on (job, instance) group_left (tag) (topk by (job, instance) (1, (timestamp("
+            'istio_build{cluster="aks-1",component="proxy"}) and on (job, instance) '
+            f"{dest})) > bool 0)") in q
     assert 'unless on (job, instance) istio_build{cluster="aks-1",component="proxy"}' in q
     assert "source_workload=~" not in q  # no gateways asked for
 
