@@ -118,17 +118,26 @@ def pytest_terminal_summary(terminalreporter: pytest.TerminalReporter) -> None:
             terminalreporter.write_line(line)
 
 
+#: the chaos suite: a lane of its own beside the other end-to-end tests (below)
+CHAOS_TESTS = "tests/e2e/test_chaos.py"
+
+
 def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
-    """The end-to-end tests first, so that their lane (below) starts at once."""
-    e2e = [i for i in items if i.get_closest_marker("e2e")]
-    items[:] = e2e + [i for i in items if not i.get_closest_marker("e2e")]
+    """The end-to-end tests first, the chaos suite right after them, so that both lanes
+    (below) start at once."""
+    def lane(item: pytest.Item) -> int:
+        if item.nodeid.startswith(CHAOS_TESTS):
+            return 1
+        return 0 if item.get_closest_marker("e2e") else 2
+    items.sort(key=lane)  # stable: each lane keeps its order
 
 
 def pytest_xdist_make_scheduler(config: pytest.Config, log: Any) -> Any:
     """With ``--dist loadgroup`` (the suite's default, two workers): every test of tests/e2e
-    in one scope, so one worker runs them one after the other, each with the machine's
-    other core free for its processes, while the other worker takes the rest. Two demos at
-    once on two cores would stretch their timings past what they test.
+    but the chaos suite in one scope, so one worker runs them one after the other, each with
+    the machine's other core for its processes, while the other worker runs the chaos suite
+    (which kills and restarts processes and waits, more than it computes) and then the
+    rest. Two demos at once on two cores would stretch their timings past what they test.
 
     Why a scheduler of our own: pytest-xdist's ``xdist_group`` marker works by renaming
     ``item._nodeid``, which pytest 9.2 no longer reads, so the groups are lost."""
@@ -136,11 +145,13 @@ def pytest_xdist_make_scheduler(config: pytest.Config, log: Any) -> Any:
         return None
     from xdist.scheduler import LoadScopeScheduling  # type: ignore[import-untyped]
 
-    class E2eLane(LoadScopeScheduling):  # type: ignore[misc]
+    class Lanes(LoadScopeScheduling):  # type: ignore[misc]
         def _split_scope(self, nodeid: str) -> str:
+            if nodeid.startswith(CHAOS_TESTS):
+                return "chaos"
             return "e2e" if nodeid.startswith("tests/e2e/") else nodeid
 
-    return E2eLane(config, log)
+    return Lanes(config, log)
 
 
 def pytest_configure(config: pytest.Config) -> None:
