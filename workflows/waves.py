@@ -218,6 +218,30 @@ def _observe(capi: ClusterApi, namespaces: list[str], revision: str, preexisting
                   now=now, default_deadline_s=deadline_s, version=version)
 
 
+#: the first look at a rollout after the restart, seconds: what it shows sets the next
+ROLLOUT_FIRST_LOOK_S = 1.0
+#: the soonest a rollout is looked at again, seconds (each look lists the wave's pods and
+#: workloads)
+ROLLOUT_LEAST_S = 0.5
+
+
+def rollout_recheck_s(state: Rollout, since: float, now: float) -> float:
+    """Seconds until the next look at a rollout that is not done, from its progress so far.
+
+    A fixed poll finds a rollout done up to a whole poll late, every wave. The pace the
+    pods have moved at since the restart (``since``, Unix s) tells when the rest will have:
+    ``stale`` pods left at ``moved`` pods per elapsed second. Before any pod has moved,
+    as long again as it has run (a doubling). Bounded by :data:`ROLLOUT_LEAST_S` and
+    :data:`workflows.operations.POLL_S`; kubectl's ``rollout status`` watches instead,
+    which a worker that never waits cannot do."""
+    elapsed = max(0.0, now - since)
+    if state.moved:
+        eta = max(1, len(state.stale)) * elapsed / len(state.moved)
+    else:
+        eta = elapsed
+    return min(POLL_S, max(ROLLOUT_LEAST_S, eta))
+
+
 def _names(items: list[Any], limit: int = 5) -> str:
     keys = [getattr(i, "key", None) or f"{i.namespace}/{i.name}" for i in items]
     return ", ".join(keys[:limit]) + (f" and {len(keys) - limit} more" if len(keys) > limit
@@ -275,7 +299,7 @@ def migrate_wave(run: Run, ports: ClusterPorts, now: float) -> StepResult:
         wave = wave.evolve(step=WaveStep.VERIFY, restarted_at=now)
         text = f"{wave_label(wave)}: restarted {n} workloads" + (
             f"; {on_delete} OnDelete workloads follow pod by pod" if on_delete else "")
-        return StepResult(run.with_wave(wave).log(now, "step", text), POLL_S)
+        return StepResult(run.with_wave(wave).log(now, "step", text), ROLLOUT_FIRST_LOOK_S)
 
     if wave.step == WaveStep.VERIFY:
         state = _observe(capi, wave.namespaces, canary, wave.preexisting,
@@ -296,7 +320,8 @@ def migrate_wave(run: Run, ports: ClusterPorts, now: float) -> StepResult:
                     "a time, each replacement ready before the next)")
             return StepResult(run.with_wave(wave).log(now, "step", text), POLL_S)
         if not state.done:
-            return StepResult(run, POLL_S, changed=False)
+            return StepResult(run, rollout_recheck_s(state, wave.restarted_at or now, now),
+                              changed=False)
         versions = sorted({p.proxy_version for p in state.moved if p.proxy_version})
         control = control_namespaces(run, wave)
         gateways = _gateways(capi, run) if canary != run.stable_revision else []
@@ -624,7 +649,8 @@ def roll_back(run: Run, ports: ClusterPorts, now: float) -> StepResult:
         n, _ = _restart(capi, rb.namespaces, rb.restart_token) if rb.namespaces else (0, 0)
         rb = rb.evolve(step=RollbackStep.VERIFY, restarted_at=now, preexisting=preexisting)
         return StepResult(run.evolve(rollback=rb).log(
-            now, "step", f"rollback: restarted {n} workloads"), POLL_S if n else 0.0)
+            now, "step", f"rollback: restarted {n} workloads"),
+            ROLLOUT_FIRST_LOOK_S if n else 0.0)
     if rb.step == RollbackStep.VERIFY:
         if rb.namespaces:
             state = _observe(capi, rb.namespaces, stable, rb.preexisting,
@@ -642,7 +668,8 @@ def roll_back(run: Run, ports: ClusterPorts, now: float) -> StepResult:
                 return StepResult(run.evolve(rollback=rb).log(
                     now, "step", f"rollback: deleted {_names(state.delete)} (OnDelete)"), POLL_S)
             if not state.done:
-                return StepResult(run, POLL_S, changed=False)
+                return StepResult(run, rollout_recheck_s(state, rb.restarted_at or now, now),
+                                  changed=False)
             text = f"rollback: {len(state.moved)} pods back on {stable}"
         else:
             text = "rollback: nothing to verify in the data plane"

@@ -242,3 +242,28 @@ def test_the_canarys_ingress_gateways_are_in_the_plan_and_waited_for() -> None:
     run, now = drive(decide(run, "complete", "UAPPROVER", POLICY, now), world, now)
     assert run.phase == Phase.COMPLETED and world.revision_gateways() == {
         ("External", "asm-1-26"): True}
+
+
+def test_a_rollout_is_looked_at_again_when_its_pace_says_it_will_be_done() -> None:
+    from workflows.operations import POLL_S
+    from workflows.rollout import Rollout
+    from workflows.waves import ROLLOUT_LEAST_S, rollout_recheck_s
+
+    def pod(name: str, revision: str) -> Pod:
+        return Pod("shop", name, revision, None, "Running")
+
+    # 4 pods moved in the 2 s since the restart, 2 left: about 1 s more
+    half = Rollout(moved=[pod(f"n{i}", "asm-1-26") for i in range(4)],
+                   stale=[pod(f"o{i}", "asm-1-25") for i in range(2)])
+    assert rollout_recheck_s(half, 100.0, 102.0) == 1.0
+    # nothing moved yet: as long again as it has run, never sooner than the least
+    assert rollout_recheck_s(Rollout(stale=[pod("o", "asm-1-25")]), 100.0, 101.0) == 1.0
+    assert rollout_recheck_s(Rollout(stale=[pod("o", "asm-1-25")]), 100.0, 100.1) \
+        == ROLLOUT_LEAST_S
+    # a slow rollout is never looked at less often than the fixed poll
+    slow = Rollout(moved=[pod("n", "asm-1-26")], stale=[pod(f"o{i}", "asm-1-25")
+                                                         for i in range(50)])
+    assert rollout_recheck_s(slow, 100.0, 130.0) == POLL_S
+    # every pod moved, the workloads' status not caught up yet: soon
+    caught = Rollout(moved=[pod(f"n{i}", "asm-1-26") for i in range(10)])
+    assert rollout_recheck_s(caught, 100.0, 105.0) == ROLLOUT_LEAST_S
