@@ -48,3 +48,49 @@ def test_releases_quick_polls_as_often_on_both_sides() -> None:
     rows = {m.group(1): int(m.group(2)) for ln in lines
             if (m := re.match(r"^(meshops|plain)\s+(\d+)\s", ln))}
     assert rows == {"meshops": int(last.group(1)), "plain": int(last.group(1))}, lines
+
+
+def _fleet():  # type: ignore[no-untyped-def]
+    import importlib.util
+
+    spec = importlib.util.spec_from_file_location("fleet_bench", ROOT / "benchmarks" /
+                                                  "fleet.py")
+    assert spec and spec.loader
+    module = importlib.util.module_from_spec(spec)
+    sys.modules[spec.name] = module  # its dataclasses look their module up
+    spec.loader.exec_module(module)
+    return module
+
+
+def test_fleet_measures_wall_less_the_peoples_wait_against_the_systems_own_time() -> None:
+    """The fleet benchmark's arithmetic on a run's history (its full run is a script:
+    minutes at 30 upgrades)."""
+    from workflows.model import Event, Wave
+
+    fleet = _fleet()
+
+    def phase(at: float, name: str) -> Event:
+        return Event(at=at, kind="phase", text=name, data={"phase": name})
+
+    def look(at: float, wave: int, n: int, decided: bool) -> Event:
+        return Event(at=at, kind="gate", text="", data={"wave": wave, "look": n,
+                                                        "decided": decided})
+
+    history = [phase(0, "planning"), phase(1, "awaiting_approval"), phase(11, "starting"),
+               look(20, 0, 1, False), look(23, 0, 2, True),
+               look(30, 1, 3, False), look(33, 1, 4, True),  # wave 1 extended to 4 looks
+               phase(40, "awaiting_completion"), phase(100, "completing"),
+               phase(104, "completed")]
+
+    class R:  # the fields of workflows.model.Run the benchmark reads
+        created_at, updated_at = 0.0, 104.0
+        waves = [Wave(index=0, namespaces=["a"]), Wave(index=1, namespaces=["b"])]
+
+    R.history = history  # type: ignore[attr-defined]
+    wall, unavoidable = fleet.measured(R, 6.0, 3.0)
+    assert wall == 104 - 11 - 60  # from leaving awaiting_approval, less the Complete wait
+    # two ARM operations, two rollouts of two steps, a 6 s bake and one extended to 12 s
+    assert unavoidable == 2 * 2.0 + 2 * 2 * 1.0 + 6 + 12
+    assert fleet.person_wait(history) == 60
+    assert fleet.sliding_max([0.0, 0.2, 0.9, 1.0, 1.5, 5.0], 1.0) == 3
+    assert fleet.sliding_max([], 60.0) == 0

@@ -1,0 +1,288 @@
+"""Fleet benchmark: 1, 10 and 30 upgrades at once, through the whole product.
+
+For each size N, a fresh sandbox of N generated clusters (``meshops sandbox --namespaces
+M --clusters N``: M app namespaces each, a Deployment of two pods in each) with the real
+Prometheus, one Celery worker and beat, the bot over HTTP, and the sandbox's Slack
+enforcing Slack's published limits (per-method tiers a minute, one message a second per
+channel with short bursts; 429 with ``Retry-After`` beyond them: ``sandbox/slack.py``).
+Once Prometheus holds enough history for the first wave's baseline, every cluster's
+upgrade is asked for (``/mesh upgrade scale-NN <newest>``) and approved, and each run's
+*Complete* is clicked as soon as the benchmark sees it. People act at once: the benchmark
+measures the machine, not them.
+
+Per run:
+
+- **wall**: from leaving ``awaiting_approval`` to the terminal phase, less the time the
+  run spent waiting for the Complete click (phase events of the run's history);
+- **unavoidable**: what the systems themselves take whatever orchestrates them: the two
+  ARM operations (the canary's start and the completion, ``operation_s`` each), and per
+  wave its rollout and its bake. A rollout of the generated Deployment (two replicas, the
+  default RollingUpdate: maxSurge 25 % → 1, maxUnavailable 25 % → 0) replaces one pod at a
+  time, each ready ``rollout_s`` after it is created: 2 × ``rollout_s``. The bake is the
+  run's own (``--bake``; a gate that extends it counts the extension as unavoidable too:
+  its deciding look × ``--interval``, from the run's gate looks).
+
+Across the runs: tick lag (every second, each active run's ``now - next_tick_at`` when
+due), Slack calls a minute per method (the highest over any 60 s, whole workspace, from
+the sandbox's Slack log: ``chat.postMessage`` and ``chat.update``), the most posts in one
+channel in any one second, and the 429s Slack's limits gave (``GET
+/_sandbox/slack/throttled``).
+
+Targets at 30 runs (issue 13): wall/unavoidable ≤ 1.1, chat.update ≤ 50 a minute, at most
+one post per channel per second, no 429. Last line:
+
+    fleet: 30 runs, wall/unavoidable X, chat.update per minute Y, max posts per channel \
+per second Z, 429s N  (one line)
+
+    .venv/bin/python benchmarks/fleet.py [--runs 1,10,30] [--namespaces 6] [--bake 6s]
+"""
+
+from __future__ import annotations
+
+import argparse
+import math
+import statistics
+import sys
+import tempfile
+import threading
+import time
+from collections import Counter, defaultdict
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+ROOT = Path(__file__).resolve().parent.parent
+sys.path.insert(0, str(ROOT))
+
+from meshops.demo import RUN_ID_RE, TERMINAL, Harness, newest  # noqa: E402
+from workers.store.runs import RedisRunStore  # noqa: E402
+from workflows.errors import TemporaryError  # noqa: E402
+from workflows.syntax import parse_duration  # noqa: E402
+
+#: the sandbox's defaults (``meshops sandbox --operation-s/--rollout-s``)
+OPERATION_S = 2.0
+ROLLOUT_S = 1.0
+#: pods replaced one after the other in a rollout of the generated Deployment
+ROLLOUT_STEPS = 2
+
+
+@dataclass
+class Figures:
+    """One size's measurements."""
+
+    runs: int
+    wall: list[float] = field(default_factory=list)
+    unavoidable: list[float] = field(default_factory=list)
+    phases: Counter[str] = field(default_factory=Counter)
+    lag: list[float] = field(default_factory=list)
+    per_minute: dict[str, int] = field(default_factory=dict)
+    channel_second: int = 0
+    throttled: int = 0
+
+    @property
+    def ratio(self) -> float:
+        ratios = [w / u for w, u in zip(self.wall, self.unavoidable, strict=True) if u > 0]
+        return statistics.median(ratios) if ratios else math.nan
+
+
+class SlackLog:
+    """The sandbox's Slack log read incrementally (``?after=<seq>``), the runs' root
+    messages as they stand."""
+
+    def __init__(self, h: Harness) -> None:
+        self.h, self.seen, self.entries = h, 0, []  # type: ignore[var-annotated]
+        self.roots: dict[str, dict[str, Any]] = {}
+
+    def poll(self) -> None:
+        new = self.h.slack_log(self.seen)
+        if not new:
+            return
+        self.seen = new[-1]["seq"]
+        self.entries.extend(new)
+        for e in new:
+            if e["kind"] in ("post", "update") and not e.get("thread_ts"):
+                m = RUN_ID_RE.search(e.get("text") or "")
+                if m and f"(run {m.group(0)})" in e["text"]:
+                    self.roots[m.group(0)] = e
+
+    def button(self, run_id: str, action: str) -> dict[str, Any] | None:
+        root = self.roots.get(run_id)
+        if root and any(el.get("action_id") == f"meshops_{action}"
+                        for b in root.get("blocks") or [] if b.get("type") == "actions"
+                        for el in b["elements"]):
+            return root
+        return None
+
+
+def person_wait(history: list[Any]) -> float:
+    """Seconds the run spent waiting for a person after its approval (awaiting-* phases)."""
+    waited, since = 0.0, None
+    for e in history:
+        if e.kind != "phase":
+            continue
+        phase = e.data.get("phase", "")
+        if since is not None:
+            waited += e.at - since
+            since = None
+        if phase.startswith("awaiting_") and phase != "awaiting_approval":
+            since = e.at
+    return waited
+
+
+def measured(run: Any, bake_s: float, interval_s: float) -> tuple[float, float]:
+    """(wall, unavoidable) of a finished run, seconds (see the module docstring)."""
+    phases = [e for e in run.history if e.kind == "phase"]
+    start = next((e.at for i, e in enumerate(phases[:-1])
+                  if e.data.get("phase") == "awaiting_approval"), None)
+    start = next((p.at for p in phases if start is not None and p.at > start), start)
+    end = phases[-1].at if phases else run.updated_at
+    wall = end - (start if start is not None else run.created_at) - person_wait(run.history)
+    bakes = 0.0
+    for w in run.waves:
+        # the look that decided, one interval apart from the bake's start
+        looks = [int(e.data.get("look") or 0) for e in run.history if e.kind == "gate"
+                 and e.data.get("wave") == w.index and e.data.get("decided")]
+        bakes += max(bake_s, max(looks, default=0) * interval_s)
+    unavoidable = 2 * OPERATION_S + len(run.waves) * ROLLOUT_STEPS * ROLLOUT_S + bakes
+    return wall, unavoidable
+
+
+def sliding_max(times: list[float], window: float) -> int:
+    """The most ``times`` in any half-open window of ``window`` seconds."""
+    times, best, lo = sorted(times), 0, 0
+    for hi, t in enumerate(times):
+        while times[lo] <= t - window:
+            lo += 1
+        best = max(best, hi - lo + 1)
+    return best
+
+
+def one_size(n: int, namespaces: int, bake: str, interval: str, port_base: int,
+             timeout: float) -> Figures:
+    fig = Figures(n)
+    state_dir = Path(tempfile.mkdtemp(prefix=f"meshops-fleet-{n}-"))
+    h = Harness(state_dir, port_base, port_base + 80, generated=(namespaces, n),
+                echo=lambda line: None)
+    bake_s = parse_duration(bake)
+    try:
+        h.start()
+        store = RedisRunStore.from_url(h.redis_url, h.prefix)
+        state = h.control("GET", "/_sandbox/state")
+        clusters = sorted(state)[:n]
+        # the first wave waits for a baseline as long as its longest bake: a fresh
+        # Prometheus is given that history first, so no run waits for it
+        time.sleep(bake_s * 2 + 4)
+        log, runs = SlackLog(h), {}
+        for cluster in clusters:
+            target = newest(state[cluster]["upgrades"])
+            resp = h.slash("requester", f"upgrade {cluster} {target} --bake={bake} "
+                                        f"--interval={interval}", channel=h.channel_of(cluster))
+            m = RUN_ID_RE.search(resp.text)
+            if resp.status_code != 200 or not m:
+                raise RuntimeError(f"{cluster}: the upgrade was not accepted: "
+                                   f"HTTP {resp.status_code} {resp.text}")
+            runs[m.group(0)] = cluster
+        stop = threading.Event()
+
+        def sample_lag() -> None:
+            while not stop.wait(1.0):
+                now = time.time()
+                for run_id in runs:
+                    try:
+                        run = store.get(run_id)
+                    except TemporaryError:
+                        continue
+                    if run.phase.value not in TERMINAL and run.next_tick_at is not None \
+                            and not run.phase.waiting_for_person:
+                        fig.lag.append(max(0.0, now - run.next_tick_at))
+
+        sampler = threading.Thread(target=sample_lag, daemon=True)
+        sampler.start()
+        clicked: set[tuple[str, str]] = set()
+        done: dict[str, str] = {}
+        deadline = time.time() + timeout
+        while len(done) < len(runs) and time.time() < deadline:
+            log.poll()
+            for run_id in runs:
+                if run_id in done:
+                    continue
+                for action in ("approve", "complete"):
+                    root = log.button(run_id, action)
+                    if root and (run_id, action) not in clicked:
+                        clicked.add((run_id, action))
+                        h.click("approver", run_id, action, root)
+                phase = h.run_phase(run_id)
+                if phase in TERMINAL:
+                    done[run_id] = phase
+            time.sleep(0.5)
+        stop.set()
+        sampler.join(5)
+        for run_id in runs:
+            run = store.get(run_id)
+            fig.phases[run.phase.value] += 1
+            if run.phase.value == "completed":
+                wall, unavoidable = measured(run, bake_s, parse_duration(interval))
+                fig.wall.append(wall)
+                fig.unavoidable.append(unavoidable)
+        log.poll()
+        by_method: dict[str, list[float]] = defaultdict(list)
+        per_channel: dict[str, list[float]] = defaultdict(list)
+        for e in log.entries:
+            if e["kind"] == "post":
+                by_method["chat.postMessage"].append(e["at"])
+                per_channel[e["channel"]].append(e["at"])
+            elif e["kind"] == "update":
+                by_method["chat.update"].append(e["at"])
+        fig.per_minute = {m: sliding_max(t, 60.0) for m, t in sorted(by_method.items())}
+        fig.channel_second = max((sliding_max(t, 1.0) for t in per_channel.values()),
+                                 default=0)
+        fig.throttled = _throttled(h)
+        return fig
+    finally:
+        h.stop()
+
+
+def _throttled(h: Harness) -> int:
+    import requests
+
+    return int(requests.get(h.info["url"]["slack"] + "/_sandbox/slack/throttled",
+                            timeout=10).json()["count"])
+
+
+def pct(values: list[float], q: float) -> float:
+    if not values:
+        return 0.0
+    values = sorted(values)
+    return values[min(len(values) - 1, int(q * len(values)))]
+
+
+def main(argv: list[str] | None = None) -> int:
+    ap = argparse.ArgumentParser(description=__doc__.split("\n")[0])
+    ap.add_argument("--runs", default="1,10,30", help="concurrent upgrades, comma-separated")
+    ap.add_argument("--namespaces", type=int, default=6, help="app namespaces per cluster")
+    ap.add_argument("--bake", default="6s")
+    ap.add_argument("--interval", default="3s")
+    ap.add_argument("--port-base", type=int, default=19800)
+    ap.add_argument("--timeout", type=float, default=900.0, help="seconds per size")
+    args = ap.parse_args(argv)
+    last: Figures | None = None
+    for n in (int(x) for x in args.runs.split(",")):
+        fig = one_size(n, args.namespaces, args.bake, args.interval, args.port_base,
+                       args.timeout)
+        last = fig
+        walls = ", ".join(f"{w / u:.2f}" for w, u in zip(fig.wall, fig.unavoidable,
+                                                        strict=True))
+        print(f"{n} runs: phases {dict(fig.phases)}; wall/unavoidable per run: {walls}")
+        print(f"  median wall/unavoidable {fig.ratio:.2f}; tick lag p50 "
+              f"{pct(fig.lag, 0.5):.2f}s p90 {pct(fig.lag, 0.9):.2f}s; Slack calls per "
+              f"minute (highest) {fig.per_minute}; most posts in one channel in one second "
+              f"{fig.channel_second}; 429s {fig.throttled}", flush=True)
+    assert last is not None
+    print(f"fleet: {last.runs} runs, wall/unavoidable {last.ratio:.2f}, chat.update per "
+          f"minute {last.per_minute.get('chat.update', 0)}, max posts per channel per "
+          f"second {last.channel_second}, 429s {last.throttled}")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
