@@ -11,6 +11,9 @@ instead (DESIGN.md §6).
 from __future__ import annotations
 
 import re
+import time
+from collections.abc import Callable
+from functools import partial
 from typing import Any
 
 import structlog
@@ -37,15 +40,24 @@ def register(app: App, deps: BotDeps) -> None:
                  respond: Respond) -> None:
         """Apply the decision, then ack: a bot killed in between leaves the click
         unacknowledged (Slack shows it failed), never acknowledged and lost. A run busy
-        with a step gets the decision persisted before the ack (the sweep applies it)."""
+        with a step gets the decision persisted before the ack (the sweep applies it).
+
+        What follows the ack waits for the HTTP answer (:class:`bot.deps.AfterAnswer`): the
+        audit record, the ephemeral reply, and the tick and Slack sync of the decided run.
+        A bot killed before it published the tick loses nothing: the decision is stored
+        with its next tick due now, and beat's sweep re-enqueues a run that late."""
         verb = action["action_id"].removeprefix("meshops_")
         run_id = str(action.get("value", ""))
         user = body["user"]["id"]
+        at = time.time()  # the record keeps the time of the click
+
+        def then(work: Callable[..., None], *args: Any, **kwargs: Any) -> None:
+            deps.after_answer(partial(work, *args, **kwargs))
 
         def unavailable(exc: MeshopsError) -> None:
             ack()
-            _ephemeral(respond, f":warning: meshops could not take that now ({exc}). "
-                                "Nothing changed; try again.")
+            then(_ephemeral, respond, f":warning: meshops could not take that now ({exc}). "
+                                      "Nothing changed; try again.")
 
         try:
             run = engine.decide(run_id, verb, user)
@@ -55,21 +67,23 @@ def register(app: App, deps: BotDeps) -> None:
             except MeshopsError as exc:
                 return unavailable(exc)
             ack()
-            audit.record("click", user, verb, run=run_id, outcome="queued: run busy")
-            _ephemeral(respond, f"Run `{run_id}` is in the middle of a step; your {verb} is "
-                                "recorded and applied in a few seconds.")
+            then(audit.record, "click", user, verb, run=run_id, outcome="queued: run busy",
+                 at=at)
+            then(_ephemeral, respond, f"Run `{run_id}` is in the middle of a step; your "
+                                      f"{verb} is recorded and applied in a few seconds.")
             return None
         except Refusal as exc:
             ack()
             log.info("click.refused", user=user, run_id=run_id, action=verb, reason=str(exc))
-            audit.record("click", user, verb, run=run_id, outcome=f"refused: {exc}")
-            _ephemeral(respond, f":warning: {exc}")
+            then(audit.record, "click", user, verb, run=run_id, outcome=f"refused: {exc}",
+                 at=at)
+            then(_ephemeral, respond, f":warning: {exc}")
             return None
         except MeshopsError as exc:
             return unavailable(exc)
         ack()
-        audit.record("click", user, verb, run=run_id, cluster=run.cluster)
-        deps.after_decision(run)
+        then(audit.record, "click", user, verb, run=run_id, cluster=run.cluster, at=at)
+        then(deps.after_decision, run)
         return None
 
     app.action(ACTION_RE)(on_click)

@@ -78,7 +78,9 @@ def register(app: App, deps: BotDeps) -> None:
             return runs_text(engine, cmd.cluster)
         if isinstance(cmd, StartRun):
             run = engine.start(cmd, user, channel)
-            deps.enqueue_tick(run.id, run.seq)
+            # after the answer: the run is stored with its first tick due now, so a bot
+            # killed before it published the tick leaves it to beat's sweep
+            deps.after_answer(partial(deps.enqueue_tick, run.id, run.seq))
             return KINDS.get(run.kind).accepted(run)
         if isinstance(cmd, Inject):
             engine.fleet.cluster(cmd.cluster)
@@ -95,7 +97,7 @@ def register(app: App, deps: BotDeps) -> None:
                                       command.get("response_url", ""))
                 return (f"Run `{cmd.run_id}` is in the middle of a step; your {cmd.action} is "
                         "recorded and applied in a few seconds.")
-            deps.after_decision(run)
+            deps.after_answer(partial(deps.after_decision, run))  # as a click's (bot.clicks)
             return (f"Run `{run.id}`: {cmd.action} recorded; it is now "
                     f"{run.phase.value.replace('_', ' ')}.")
         raise DecisionRefused(f"Try `{command_name} help`.")

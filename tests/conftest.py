@@ -19,6 +19,7 @@ import os
 import random
 import secrets
 import socket
+import time
 from pathlib import Path
 from typing import Any
 
@@ -173,6 +174,18 @@ def shared_data(request: pytest.FixtureRequest) -> Path:
 @pytest.fixture
 def prefix() -> str:
     return f"meshops-test-{secrets.token_hex(4)}"
+
+
+def eventually(cond: Any, timeout: float = 5.0) -> Any:
+    """``cond()`` once it is truthy (polled every 10 ms), for work the bot does after its
+    HTTP answer (``bot.deps.AfterAnswer``); AssertionError after ``timeout`` seconds."""
+    deadline = time.monotonic() + timeout
+    while True:
+        value = cond()
+        if value or time.monotonic() > deadline:
+            assert value, f"not within {timeout}s"
+            return value
+        time.sleep(0.01)
 
 
 def free_port_base(lo: int, hi: int, span: int = 1, step: int | None = None) -> int:

@@ -10,7 +10,7 @@ import time
 import urllib.parse
 
 from tests.bot.test_payloads import PAYLOADS, bolt, dispatch, slack  # noqa: F401
-from tests.conftest import REDIS_URL, ROOT
+from tests.conftest import REDIS_URL, ROOT, eventually
 from tests.core.test_workflow import new_run
 from workers.config import load_fleet
 from workers.engine import Engine
@@ -47,8 +47,12 @@ def test_the_decision_is_saved_before_the_click_is_acknowledged(bolt, slack) -> 
     resp = dispatch(app, click_body(slack, "r-0d0d0d0d01", "approve", "U0AAAAAAA"))
     assert resp.status == 200
     # no waiting: when Slack has its ack, the approval is already stored
-    assert store.get("r-0d0d0d0d01").phase == Phase.STARTING_CANARY
-    assert enqueued == [("r-0d0d0d0d01", store.get("r-0d0d0d0d01").seq)]
+    saved = store.get("r-0d0d0d0d01")
+    assert saved.phase == Phase.STARTING_CANARY
+    # its tick is due now: were the bot killed before it published the tick (that comes
+    # after the answer), beat's sweep would re-enqueue the run once it is that late
+    assert saved.next_tick_at is not None and saved.next_tick_at <= time.time()
+    assert eventually(lambda: enqueued) == [("r-0d0d0d0d01", saved.seq)]
 
 
 def test_a_click_on_a_busy_run_is_persisted_before_the_ack_and_applied_later(

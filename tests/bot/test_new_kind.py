@@ -20,7 +20,7 @@ from bot.app import create_app
 from sandbox.http import serve
 from sandbox.slack import SlackEmulator
 from tests.bot.test_payloads import SECRET, dispatch, slash_body
-from tests.conftest import FIXTURES, REDIS_URL, ROOT, free_port_base
+from tests.conftest import FIXTURES, REDIS_URL, ROOT, eventually, free_port_base
 from workers.config import load_fleet
 from workers.engine import Engine
 from workers.slack.client import make_client
@@ -116,7 +116,7 @@ def test_a_tiny_kind_runs_end_to_end_through_the_registry_alone(
         resp = json.loads(dispatch(app, slash_body(form, "ping dev-weu 2",
                                                    user="U2CERLKJA")).body)
         assert "Checking `dev-weu`" in resp["text"]
-        run_id = enqueued[-1][0]
+        run_id = eventually(lambda: enqueued)[-1][0]  # published after the answer
         advanced = engine.advance(run_id, enqueued[-1][1])
         assert advanced is not None and advanced.run.phase == Phase.AWAITING_APPROVAL
         assert advanced.run.history[0].text == "requested by <@U2CERLKJA>: ping dev-weu"

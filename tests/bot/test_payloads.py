@@ -19,7 +19,7 @@ from bot.app import create_app
 from meshops.demo import sign
 from sandbox.http import serve
 from sandbox.slack import SlackEmulator
-from tests.conftest import FIXTURES, REDIS_URL, ROOT, free_port_base
+from tests.conftest import FIXTURES, REDIS_URL, ROOT, eventually, free_port_base
 from workers.config import load_fleet
 from workers.engine import Engine
 from workers.slack.client import make_client
@@ -137,7 +137,7 @@ def test_slash_command_gets_help_and_upgrade_is_stored(bolt, payload_of) -> None
                                     user="U0AAAAAAA"))
     body = json.loads(resp.body)
     assert body["response_type"] == "ephemeral" and "Planning the upgrade" in body["text"]
-    run = store.get(enqueued[-1][0])
+    run = store.get(eventually(lambda: enqueued)[-1][0])  # published after the answer
     assert (run.cluster, run.canary_revision, run.options.bake_s) == ("prod-weu", "asm-1-26",
                                                                       300)
     assert run.origin_channel == form_fields(form)["channel_id"]

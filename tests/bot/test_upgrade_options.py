@@ -10,6 +10,7 @@ import json
 import pytest
 
 from tests.bot.test_payloads import PAYLOADS, bolt, dispatch, slack, slash_body  # noqa: F401
+from tests.conftest import eventually
 from workflows.syntax import INTERVAL_BOUNDS_S
 
 
@@ -39,7 +40,7 @@ def test_options_that_fit_the_cluster_start_the_run(bolt) -> None:  # noqa: F811
     body = slash_body(PAYLOADS["project"]["slash"].read_text(),
                       "upgrade prod-weu asm-1-26 --bake=30s --interval=10s", user="U0AAAAAAA")
     assert "Planning the upgrade" in json.loads(dispatch(app, body).body)["text"]
-    run = store.get(enqueued[-1][0])
+    run = store.get(eventually(lambda: enqueued)[-1][0])  # published after the answer
     assert (run.options.bake_s, run.options.interval_s) == (30, 10)
 
 
