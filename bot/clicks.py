@@ -95,8 +95,11 @@ def register(app: App, deps: BotDeps) -> None:
         user = body["user"]["id"]
         if cluster not in engine.fleet.clusters or not revision:
             return
-        audit.record("click", user, f"plan {cluster} {revision}", cluster=cluster)
-        deps.enqueue_answer(f"plan {cluster} {revision}", body.get("response_url", ""))
+        # read-only, after the answer (as the plan command's, bot.commands)
+        deps.after_answer(partial(audit.record, "click", user, f"plan {cluster} {revision}",
+                                  cluster=cluster, at=time.time()))
+        deps.after_answer(partial(deps.enqueue_answer, f"plan {cluster} {revision}",
+                                  body.get("response_url", "")))
 
     app.action(PLAN_ACTION)(on_plan_click)
 

@@ -70,7 +70,10 @@ def register(app: App, deps: BotDeps) -> None:
         if isinstance(cmd, Status | Revisions | Plan):
             if cmd.cluster:
                 engine.fleet.cluster(cmd.cluster)
-            deps.enqueue_answer(text, command.get("response_url", ""))
+            # read-only: published after the answer (a bot killed in between leaves the
+            # person without the answer, nothing half done; they ask again)
+            deps.after_answer(partial(deps.enqueue_answer, text,
+                                      command.get("response_url", "")))
             return f"Looking at ARM and Kubernetes for `{command_name} {text[:500]}` …"
         if isinstance(cmd, Runs):
             if cmd.run_id:
