@@ -28,6 +28,7 @@ from workers.prom.windows import (
     gateway_revision,
     proxy_revision,
     read_windows,
+    targets_query,
     window_queries,
     window_step_s,
 )
@@ -75,14 +76,39 @@ def test_without_a_revision_label_the_proxy_version_tells_it() -> None:
     q = window_queries({"cluster": "aks-1"}, ["shop"], [], 60)["requests"]
     assert q.count(" or ") == 3  # two arms, each joined or kept unjoined
     assert "sum by (reporter, destination_workload_namespace, tag, response_code" in q
-    # only the builds of the targets the arm reads are ranked, not every proxy's
-    dest = ('istio_requests_total{cluster="aks-1",reporter="destination",'
-            'destination_workload_namespace=~"shop"}')
-    assert ("* on (job, instance) group_left (tag) (topk by (job, instance) (1, (timestamp("
-            'istio_build{cluster="aks-1",component="proxy"}) and on (job, instance) '
-            f"{dest})) > bool 0)") in q
-    assert 'unless on (job, instance) istio_build{cluster="aks-1",component="proxy"}' in q
+    build = 'istio_build{cluster="aks-1",component="proxy"}'  # no targets named: every proxy
+    assert ("* on (job, instance) group_left (tag) (topk by (job, instance) (1, timestamp("
+            f"{build})) > bool 0)") in q
+    assert f"unless on (job, instance) {build}" in q
     assert "source_workload=~" not in q  # no gateways asked for
+
+
+def test_the_join_reads_the_build_of_the_waves_targets_only() -> None:
+    q = window_queries({"cluster": "aks-1"}, ["shop"], [], 60,
+                       instances=["10.0.0.2:15020", "10.0.0.1:15020", "[fd00::1]:15020"])
+    # RE2 literals (the dots, an IPv6 address' brackets), in a PromQL string
+    build = (r'istio_build{cluster="aks-1",component="proxy",instance=~"10\\.0\\.0\\.1:15020|'
+             r'10\\.0\\.0\\.2:15020|\\[fd00::1\\]:15020"}')
+    for query in q.values():
+        assert query.count(f"timestamp({build})") == 2  # one per reporter's arm
+        assert query.count(f"unless on (job, instance) {build}") == 2
+        assert "and on" not in query
+    none = window_queries({}, ["shop"], [], 60, instances=[])["requests"]
+    assert 'istio_build{component="proxy",instance=~""}' in none  # no target, no build
+    assert "istio_build" not in window_queries({}, ["shop"], [], 60, "istio_io_rev",
+                                               ["10.0.0.1:15020"])["requests"]
+
+
+def test_the_targets_of_a_wave_in_one_instant_query() -> None:
+    q = targets_query({"cluster": "aks-1"}, ["web", "shop"], 360)
+    assert q is not None and q.startswith("group by (job, instance) (last_over_time(")
+    for metric in ("istio_requests_total", "istio_tcp_connections_opened_total"):
+        assert (f'{metric}{{cluster="aks-1",reporter="destination",'
+                f'destination_workload_namespace=~"shop|web"}}[360s])') in q
+        assert (f'{metric}{{cluster="aks-1",reporter="source",'
+                f'source_workload_namespace=~"shop|web"}}[360s])') in q
+    assert q.count(" or ") == 3
+    assert targets_query({}, [], 360) is None  # gateways only: no join, no targets
 
 
 def test_revisions_from_names_and_versions() -> None:
@@ -305,8 +331,23 @@ def test_windows_tell_the_revision_from_the_proxys_version(
     url, t0 = prometheus
     api = PrometheusMetricsApi(url, {"cluster": "aks-1"})
     windows = api.windows(["shop", "web"], [f"gateway/{GW}"], t0, t0 + SCRAPES * SCRAPE_S, 60)
-    assert api.queries == 4
+    assert api.queries == 5  # the wave's targets, then one per signal
     _check(windows, t0, None)  # web's proxy exports no istio_build: counted, revision unknown
+
+
+@needs_prometheus
+def test_the_targets_are_those_of_the_waves_namespaces_in_the_range(
+        prometheus: tuple[str, int]) -> None:
+    url, t0 = prometheus
+    api = PrometheusMetricsApi(url, {"cluster": "aks-1"})
+    q = targets_query(api.selector, ["shop", "web"], SCRAPES * SCRAPE_S)
+    assert q is not None
+    got = {(s["metric"]["job"], s["metric"]["instance"])
+           for s in api._instant(q, t0 + SCRAPES * SCRAPE_S)}
+    # shop's two pods, web's, and the gateways that call shop (source reporter, their own
+    # namespace: not shop's); not other's pod, nor shop's pod of the other cluster
+    assert got == {("kubernetes-pods", p.instance) for p in (SHOP_25, SHOP_26, WEB_25)}
+    assert api._instant(q, t0 - 1) == []  # the range ends at the evaluation time
 
 
 @needs_prometheus

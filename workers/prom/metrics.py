@@ -45,14 +45,15 @@ class PrometheusMetricsApi:
             retry=Retry(total=1, backoff_factor=0.2, status_forcelist=[502, 503, 504]))
         self.queries = 0
 
-    def _instant(self, q: str) -> Any:
-        """One instant query (with an Entra token when ``auth: azure``), its ``result``."""
+    def _instant(self, q: str, at: float | None = None) -> Any:
+        """One instant query (with an Entra token when ``auth: azure``) at ``at`` (Unix s;
+        None: now, Prometheus' default), its ``result``."""
         self.queries += 1
         try:
             if self.credential is not None:
                 token = self.credential.get_token(self.scope).token
                 self.prom.headers = {"Authorization": f"Bearer {token}"}
-            return self.prom.custom_query(q)
+            return self.prom.custom_query(q, params=None if at is None else {"time": at})
         except PROMETHEUS_ERRORS as exc:
             raise translate_prometheus_error(exc, self.url) from exc
 
@@ -86,6 +87,8 @@ class PrometheusMetricsApi:
     def windows(self, namespaces: list[str], gateways: list[str], start: float, end: float,
                 step_s: float) -> list[TrafficWindow]:
         """Traffic windows of a wave: four range queries (requests by code, latency
-        buckets, TCP opened, TCP failed), see :mod:`workers.prom.windows`."""
+        buckets, TCP opened, TCP failed), after one instant query for the wave's scrape
+        targets when ``istio_build`` tells the revision, see :mod:`workers.prom.windows`."""
         return read_windows(self._query_range, self.selector, namespaces, gateways, start,
-                            end, step_s, self.scrape_interval_s, self.revision_label)
+                            end, step_s, self.scrape_interval_s, self.revision_label,
+                            self._instant)

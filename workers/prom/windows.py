@@ -49,6 +49,13 @@ choosing:
   ``istio-metrics-managed-prometheus.md`` (job ``workload``, no ``labelmap``) does not keep.
   A target with no ``istio_build`` keeps its counts, on revision None.
 
+  The join reads only the ``istio_build`` of the wave's own targets: one instant query first
+  (:func:`targets_query`) names the targets (``instance``) that exported the wave's series
+  during the range, and ``istio_build`` is selected by those instances. ``timestamp()`` of a
+  selector (which keeps the newest build of a target, below) is evaluated sample by sample at
+  every step, so ranking every proxy of a 2,000-namespace mesh over an hour's baseline cost
+  Prometheus seconds per arm, growing with the history, for a wave of a hundred namespaces.
+
 Windows: every evaluation time ``t`` (a multiple of the step, Unix s) reads the increase over
 ``(t - step, t]``; at least two scrapes must fall in it for ``increase()`` to answer, so the
 step is at least twice the scrape interval (Azure Monitor managed Prometheus scrapes every
@@ -80,6 +87,15 @@ _ISTIO_VERSION = re.compile(r"^v?(\d+)\.(\d+)(?:\.|$)")
 
 #: ``query_range(query, start, end, step_s)`` → Prometheus' ``result`` (matrix)
 QueryRange = Callable[[str, float, float, int], list[dict[str, Any]]]
+#: ``query(query, time)`` → Prometheus' ``result`` of an instant query (vector)
+Query = Callable[[str, float], list[dict[str, Any]]]
+#: the series that tell the targets of a wave: Istio records a request's duration with its
+#: count (``istio_request_duration_milliseconds`` beside ``istio_requests_total``), and a
+#: connection is closed by the proxy that opened it, so every target of the four signals
+#: exports one of these two
+TARGET_METRICS = ("istio_requests_total", "istio_tcp_connections_opened_total")
+#: characters with a meaning in RE2 (Prometheus' regular expressions), escaped in a literal
+_RE2_META = frozenset("\\.+*?()|[]{}^$")
 
 
 def gateway_revision(workload: str) -> str | None:
@@ -129,30 +145,63 @@ def _selector(metric: str, matchers: Sequence[str]) -> str:
     return f"{metric}{{{','.join(matchers)}}}"
 
 
-def _by_revision(increase: str, series: str, common: list[str], revision_label: str | None
-                 ) -> str:
+def _literal(text: str) -> str:
+    """``text`` as a PromQL string holding an RE2 expression that matches it exactly."""
+    regex = "".join(f"\\{c}" if c in _RE2_META else c for c in text)
+    return regex.replace("\\", "\\\\").replace('"', '\\"')
+
+
+def _build(common: list[str], instances: Sequence[str] | None) -> str:
+    """The proxies' ``istio_build`` selector: of ``instances`` only (none: no target), or of
+    every proxy when ``instances`` is None."""
+    matchers = [*common, 'component="proxy"']
+    if instances is not None:
+        matchers.append(f'instance=~"{"|".join(_literal(i) for i in sorted(set(instances)))}"')
+    return _selector("istio_build", matchers)
+
+
+def _by_revision(increase: str, common: list[str], revision_label: str | None,
+                 instances: Sequence[str] | None) -> str:
     """``increase`` as is when the series carry the revision label; else joined with the
     proxy's ``istio_build`` on the scrape target, the targets without one kept as they are.
 
-    Only the builds of targets that export ``series`` (the arm's own selector) are
-    joined: ``istio_build`` of every proxy of a 2,000-namespace mesh, ranked at every step of
-    an hour's baseline, cost Prometheus seconds a look, for a wave of a few namespaces.
-    ``topk by (job, instance) (1, timestamp(…))`` keeps one build per target (the newest),
-    so that a pod IP reused within the lookback cannot make the join many-to-many.
+    ``instances``: the targets whose build is read (:func:`targets_query`), so the join
+    costs what the wave holds; None reads every proxy's. ``topk by (job, instance) (1,
+    timestamp(…))`` keeps one build per target (the newest), so that a pod IP reused within
+    the lookback cannot make the join many-to-many.
     """
     if revision_label is not None:
         return increase
-    build = _selector("istio_build", [*common, 'component="proxy"'])
+    build = _build(common, instances)
     # timestamp() of the selector itself: of anything else it is the evaluation time
-    ours = f"(timestamp({build}) and on ({TARGET_LABELS}) {series})"
-    one = f"(topk by ({TARGET_LABELS}) (1, {ours}) > bool 0)"
+    one = f"(topk by ({TARGET_LABELS}) (1, timestamp({build})) > bool 0)"
     return (f"(({increase} * on ({TARGET_LABELS}) group_left ({PROXY_VERSION_LABEL}) {one})"
             f" or ({increase} unless on ({TARGET_LABELS}) {build}))")
 
 
+def targets_query(selector: dict[str, str], namespaces: Sequence[str], range_s: int
+                  ) -> str | None:
+    """The instant query naming the scrape targets of ``namespaces``' series: ``group by
+    (job, instance)`` of :data:`TARGET_METRICS` reported by a proxy of one of them (either
+    reporter) over the ``range_s`` seconds before its evaluation time; None when there are no
+    namespaces. ``last_over_time`` (Prometheus docs "Query functions") keeps every series
+    with a sample in the range, also those of pods gone since."""
+    if not namespaces:
+        return None
+    common = [f'{k}="{v}"' for k, v in sorted(selector.items())]
+    ns_re = "|".join(sorted(set(namespaces)))
+    terms = []
+    for metric in TARGET_METRICS:
+        for reporter, label in (("destination", "destination_workload_namespace"),
+                                ("source", "source_workload_namespace")):
+            sel = _selector(metric, [*common, f'reporter="{reporter}"', f'{label}=~"{ns_re}"'])
+            terms.append(f"last_over_time({sel}[{range_s}s])")
+    return f"group by ({TARGET_LABELS}) ({' or '.join(terms)})"
+
+
 def window_queries(selector: dict[str, str], namespaces: Sequence[str],
-                   gateways: Sequence[str], step_s: int, revision_label: str | None = None
-                   ) -> dict[str, str]:
+                   gateways: Sequence[str], step_s: int, revision_label: str | None = None,
+                   instances: Sequence[str] | None = None) -> dict[str, str]:
     """The four PromQL expressions of a wave's windows, one per signal.
 
     Args:
@@ -163,6 +212,8 @@ def window_queries(selector: dict[str, str], namespaces: Sequence[str],
         step_s: the window length and query step, whole seconds.
         revision_label: the series' label with the reporting pod's ``istio.io/rev``; None:
             the proxy's version (``istio_build``), see the module docstring.
+        instances: without ``revision_label``, the scrape targets whose ``istio_build`` is
+            joined (what :func:`targets_query` answers); None: every proxy's.
 
     Returns:
         ``{"requests" | "buckets" | "tcp_opened" | "tcp_failed": PromQL}``; empty when there
@@ -183,7 +234,8 @@ def window_queries(selector: dict[str, str], namespaces: Sequence[str],
                                        ("source", "source_workload_namespace")):
                 sel = _selector(sig.metric, [*common, f'reporter="{reporter}"',
                                              f'{ns_label}=~"{ns_re}"', *sig.matchers])
-                inc = _by_revision(f"increase({sel}{window})", sel, common, revision_label)
+                inc = _by_revision(f"increase({sel}{window})", common, revision_label,
+                                   instances)
                 arms.append(f"sum by (reporter, {ns_label}, {rev}{tail}) ({inc})")
         if gw_re:
             sel = _selector(sig.metric, [*common, 'reporter="source"',
@@ -273,12 +325,17 @@ def read_windows(query_range: QueryRange, selector: dict[str, str],
                  namespaces: Sequence[str], gateways: Sequence[str], start: float,
                  end: float, step_s: float,
                  scrape_interval_s: float = DEFAULT_SCRAPE_INTERVAL_S,
-                 revision_label: str | None = None) -> list[TrafficWindow]:
-    """The wave's windows between ``start`` and ``end`` (Unix s), four range queries.
+                 revision_label: str | None = None, query: Query | None = None
+                 ) -> list[TrafficWindow]:
+    """The wave's windows between ``start`` and ``end`` (Unix s), four range queries, after
+    one instant query for the wave's scrape targets when the proxy's version tells the
+    revision (``revision_label`` None and ``query`` given).
 
     Args:
         query_range: runs one range query (``start``/``end`` Unix s, step whole seconds)
             and returns its ``result``; raises ``MetricsUnavailable`` when it cannot.
+        query: runs one instant query at a time (Unix s), the same way; None: the join
+            reads every proxy's ``istio_build``.
         step_s: the window length wanted; widened to two scrape intervals at least, whole
             seconds (the windows' ``start``/``end`` say what was used).
         The rest: as :func:`window_queries`.
@@ -289,9 +346,15 @@ def read_windows(query_range: QueryRange, selector: dict[str, str],
     """
     step = window_step_s(step_s, scrape_interval_s)
     times = evaluation_times(start, end, step)
-    queries = window_queries(selector, namespaces, gateways, step, revision_label)
-    if times is None or not queries:
+    if times is None or not (namespaces or gateways):
         return []
     first, last = times
+    instances = None
+    targets = targets_query(selector, namespaces, last - first + step)
+    if revision_label is None and query is not None and targets is not None:
+        # the windows' samples: (first - step, last]
+        instances = sorted({s["metric"]["instance"] for s in query(targets, last)
+                            if s.get("metric", {}).get("instance")})
+    queries = window_queries(selector, namespaces, gateways, step, revision_label, instances)
     results = {name: query_range(q, first, last, step) for name, q in queries.items()}
     return to_windows(results, step, revision_label)
