@@ -13,7 +13,7 @@ import math
 import shutil
 import subprocess
 import time
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from pathlib import Path
 from typing import NamedTuple
@@ -24,6 +24,7 @@ from sandbox.prom import start_prometheus
 from tests.conftest import free_port_base
 from workers.prom.metrics import PrometheusMetricsApi
 from workers.prom.windows import (
+    MAX_NAMED_TARGETS,
     evaluation_times,
     gateway_revision,
     proxy_revision,
@@ -97,6 +98,29 @@ def test_the_join_reads_the_build_of_the_waves_targets_only() -> None:
     assert 'istio_build{component="proxy",instance=~""}' in none  # no target, no build
     assert "istio_build" not in window_queries({}, ["shop"], [], 60, "istio_io_rev",
                                                ["10.0.0.1:15020"])["requests"]
+
+
+def test_the_targets_are_named_unless_the_wave_is_as_big_as_the_mesh() -> None:
+    sent: list[str] = []
+
+    def query_range(q: str, start: float, end: float, step: int) -> list[dict[str, object]]:
+        sent.append(q)
+        return []
+
+    def targets(n: int) -> Callable[[str, float], list[dict[str, object]]]:
+        def query(q: str, at: float) -> list[dict[str, object]]:
+            assert q.startswith("group by (job, instance)") and at == 1260
+            return [{"metric": {"job": "workload", "instance": f"10.0.{i // 250}.{i % 250}:15020"},
+                     "value": [at, "1"]} for i in range(n)]
+        return query
+
+    read_windows(query_range, {}, ["shop"], [], 1000, 1300, 60, query=targets(2))
+    assert all(r'instance=~"10\\.0\\.0\\.0:15020|10\\.0\\.0\\.1:15020"' in q
+               for q in sent) and len(sent) == 4
+    sent.clear()
+    read_windows(query_range, {}, ["shop"], [], 1000, 1300, 60,
+                 query=targets(MAX_NAMED_TARGETS + 1))
+    assert len(sent) == 4 and not any("instance=~" in q for q in sent)
 
 
 def test_the_targets_of_a_wave_in_one_instant_query() -> None:

@@ -94,6 +94,10 @@ Query = Callable[[str, float], list[dict[str, Any]]]
 #: connection is closed by the proxy that opened it, so every target of the four signals
 #: exports one of these two
 TARGET_METRICS = ("istio_requests_total", "istio_tcp_connections_opened_total")
+#: above this many targets (a wave as big as the mesh: the plan reads every namespace) the
+#: join reads every proxy's ``istio_build``: naming them would only lengthen the query (in
+#: the URL of a GET, ~40 characters a target) for a selector that then keeps nearly all
+MAX_NAMED_TARGETS = 1000
 #: characters with a meaning in RE2 (Prometheus' regular expressions), escaped in a literal
 _RE2_META = frozenset("\\.+*?()|[]{}^$")
 
@@ -355,6 +359,8 @@ def read_windows(query_range: QueryRange, selector: dict[str, str],
         # the windows' samples: (first - step, last]
         instances = sorted({s["metric"]["instance"] for s in query(targets, last)
                             if s.get("metric", {}).get("instance")})
+        if len(instances) > MAX_NAMED_TARGETS:
+            instances = None
     queries = window_queries(selector, namespaces, gateways, step, revision_label, instances)
     results = {name: query_range(q, first, last, step) for name, q in queries.items()}
     return to_windows(results, step, revision_label)
