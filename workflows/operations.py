@@ -6,7 +6,8 @@ Succeeded; a second PUT while one runs is refused with 409). The PUT returns a h
 operation (for AKS, azure-core's continuation token), the run keeps it in
 :class:`~workflows.model.Operation`, and each tick polls the operation once through
 :meth:`~workflows.ports.MeshApi.operation_status`, in whichever worker runs it, then returns
-how long to wait: never less than ARM's ``Retry-After``. Nothing here waits. These helpers
+how long to wait: ARM's ``Retry-After`` when it gives one, else a pace set by how long the
+operation has run (:func:`operation_recheck_s`). Nothing here waits. These helpers
 observe first, so a PUT sent before a crash is never sent twice, and report a failed operation
 with ARM's own code and message.
 """
@@ -17,7 +18,11 @@ from workflows.errors import ArmBusy, ArmError
 from workflows.model import Operation, Run
 from workflows.ports import ClusterPorts, OperationStatus
 
-POLL_S = 3.0  # seconds between polls of an ARM operation or a rollout
+POLL_S = 3.0  # the longest between polls of an ARM operation or a rollout, seconds
+#: the first poll of an operation after its PUT, seconds (the PUT's answer is its first look)
+OPERATION_FIRST_LOOK_S = 1.0
+#: the soonest an operation without ``Retry-After`` is polled again, seconds
+OPERATION_LEAST_S = 0.5
 BUSY_POLL_S = 15.0  # seconds between looks at a cluster busy with another operation
 # (ARM reads are cheap: 15 s finds the cluster free soon after a node pool operation ends)
 
@@ -44,6 +49,19 @@ def _poll(run: Run, ports: ClusterPorts, what: str) -> OperationStatus | None:
     return status
 
 
+def operation_recheck_s(status: OperationStatus, op: Operation, now: float) -> float:
+    """Seconds until the next poll of an operation still running.
+
+    ARM's ``Retry-After`` when the poll carried one: the client waits that long (ARM RPC,
+    "Asynchronous operations"; azure-core's pollers do). Else as long again as the
+    operation has run since its PUT (``op.started_at``), between :data:`OPERATION_LEAST_S`
+    and :data:`POLL_S`: a short operation is seen done soon after it is, a long one (an AKS
+    control-plane change takes minutes) is polled every :data:`POLL_S`."""
+    if status.retry_after_s > 0:
+        return status.retry_after_s
+    return min(POLL_S, max(OPERATION_LEAST_S, now - op.started_at))
+
+
 def converge_revisions(run: Run, ports: ClusterPorts, desired: list[str],
                        now: float) -> tuple[Run, float | None]:
     """Bring the cluster's add-on revisions to ``desired``.
@@ -66,12 +84,14 @@ def converge_revisions(run: Run, ports: ClusterPorts, desired: list[str],
     if mine:
         status = _poll(run, ports, f"ARM operation to set revisions {desired}")
         if status is not None and not status.done:
-            return run, max(POLL_S, status.retry_after_s)
+            assert run.operation is not None
+            return run, operation_recheck_s(status, run.operation, now)
     if mesh.revisions == desired:
         if mesh.provisioning_state == "Succeeded":
             return run, None
         if mesh.provisioning_state != "Failed" or mine:
-            return run, POLL_S
+            # done as ARM's operation says, the resource not Succeeded yet: soon
+            return run, OPERATION_LEAST_S if mine else POLL_S
         # A failed operation left the cluster Failed with these revisions: PUT them again,
         # which is how AKS reconciles a failed cluster (the same body, a new operation).
     elif mesh.provisioning_state not in ("Succeeded", "Failed", "Canceled"):
@@ -82,7 +102,8 @@ def converge_revisions(run: Run, ports: ClusterPorts, desired: list[str],
     except ArmBusy as exc:
         return _busy(run, now, str(exc)), max(BUSY_POLL_S, exc.retry_after)
     run = run.evolve(operation=Operation(revisions=desired, token=token, started_at=now))
-    return run.log(now, "arm", f"PUT serviceMeshProfile revisions {desired}"), POLL_S
+    return (run.log(now, "arm", f"PUT serviceMeshProfile revisions {desired}"),
+            OPERATION_FIRST_LOOK_S)
 
 
 def _busy(run: Run, now: float, why: str) -> Run:

@@ -156,11 +156,15 @@ def test_retry_after_of_a_status_answer_is_the_delay_of_the_next_tick(arm: Local
     assert converge_revisions(run_with(token), ports, BOTH, 2.0)[1] == 42
     arm.answer(200, cluster("Updating", BOTH))
     arm.answer(200, {"name": "op", "status": "InProgress"})
-    assert converge_revisions(run_with(token), ports, BOTH, 3.0)[1] == POLL_S
+    # none: as long again as the operation has run (from 1.0), at most POLL_S
+    assert converge_revisions(run_with(token), ports, BOTH, 3.0)[1] == 2.0
+    arm.answer(200, cluster("Updating", BOTH))
+    arm.answer(200, {"name": "op", "status": "InProgress"})
+    assert converge_revisions(run_with(token), ports, BOTH, 60.0)[1] == POLL_S
     arm.answer(200, cluster("Succeeded", BOTH))
     arm.answer(200, {"name": "op", "status": "Succeeded"})
     assert converge_revisions(run_with(token), ports, BOTH, 4.0)[1] is None
-    assert arm.polls() == [OPERATION] * 4
+    assert arm.polls() == [OPERATION] * 5
     assert [m for m, _ in arm.seen].count("PUT") == 1
 
 

@@ -18,7 +18,7 @@ from workers.arm.aks import TickPolling
 from workers.wiring import FleetPorts
 from workflows.errors import ArmError, TemporaryError
 from workflows.model import Operation, Run
-from workflows.operations import POLL_S, converge_revisions
+from workflows.operations import OPERATION_FIRST_LOOK_S, converge_revisions
 
 ARM = "aks/arm"
 
@@ -203,7 +203,7 @@ def test_converge_revisions_follows_its_operation_across_json_round_trips_of_the
               created_at=now, updated_at=now)
     desired = ["asm-1-25", "asm-1-26"]
     run, wait = converge_revisions(run, FleetPorts(ports.fleet), desired, now)
-    assert wait == POLL_S and run.operation is not None and run.operation.token
+    assert wait == OPERATION_FIRST_LOOK_S and run.operation is not None and run.operation.token
     assert [e.kind for e in run.history] == ["arm"]
     stored = run.model_dump_json()
     assert json.loads(stored)["operation"]["token"] == run.operation.token
