@@ -158,7 +158,7 @@ def sliding_max(times: list[float], window: float) -> int:
 
 
 def one_size(n: int, namespaces: int, bake: str, interval: str, port_base: int,
-             timeout: float) -> Figures:
+             timeout: float, timeline: bool = False) -> Figures:
     fig = Figures(n)
     state_dir = Path(tempfile.mkdtemp(prefix=f"meshops-fleet-{n}-"))
     h = Harness(state_dir, port_base, port_base + 80, generated=(namespaces, n),
@@ -217,6 +217,7 @@ def one_size(n: int, namespaces: int, bake: str, interval: str, port_base: int,
             time.sleep(0.5)
         stop.set()
         sampler.join(5)
+        slowest: tuple[float, Any] | None = None
         for run_id in runs:
             run = store.get(run_id)
             fig.phases[run.phase.value] += 1
@@ -224,6 +225,14 @@ def one_size(n: int, namespaces: int, bake: str, interval: str, port_base: int,
                 wall, unavoidable = measured(run, bake_s, parse_duration(interval))
                 fig.wall.append(wall)
                 fig.unavoidable.append(unavoidable)
+                if slowest is None or wall / unavoidable > slowest[0]:
+                    slowest = (wall / unavoidable, run)
+        if timeline and slowest is not None:
+            run = slowest[1]
+            print(f"  timeline of the slowest run ({slowest[0]:.2f}), seconds from its "
+                  "request:")
+            for e in run.history:
+                print(f"    {e.at - run.created_at:7.2f} {e.kind:6} {e.text[:90]!r}")
         log.poll()
         by_method: dict[str, list[float]] = defaultdict(list)
         per_channel: dict[str, list[float]] = defaultdict(list)
@@ -264,11 +273,13 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--interval", default="3s")
     ap.add_argument("--port-base", type=int, default=19800)
     ap.add_argument("--timeout", type=float, default=900.0, help="seconds per size")
+    ap.add_argument("--timeline", action="store_true",
+                    help="print the history of each size's slowest run, timed")
     args = ap.parse_args(argv)
     last: Figures | None = None
     for n in (int(x) for x in args.runs.split(",")):
         fig = one_size(n, args.namespaces, args.bake, args.interval, args.port_base,
-                       args.timeout)
+                       args.timeout, args.timeline)
         last = fig
         walls = ", ".join(f"{w / u:.2f}" for w, u in zip(fig.wall, fig.unavoidable,
                                                         strict=True))
