@@ -27,7 +27,8 @@ workers and Slack's may differ by that much without a 429. A 429 that still come
 every worker then waits out its ``Retry-After`` for that method.
 
 Keys, under the store's prefix: ``{p}:slack-budget:LIMITER/{app}/…`` (``limits``' lists of
-timestamps), ``{p}:slack-budget:pause:{app}:{method}`` (a 429's ``Retry-After``),
+timestamps), ``{p}:slack-budget:channel:{app}:{channel}`` (lives the spacing of a
+channel's posts), ``{p}:slack-budget:pause:{app}:{method}`` (a 429's ``Retry-After``),
 ``{p}:slack-budget:waiting:{app}:{method|channel}:{name}`` (who waits, to spread their
 wake-ups). ``{app}`` is a digest of the bot token: Slack counts per app per workspace,
 which a token names.
@@ -75,16 +76,26 @@ class BudgetLimits:
             its per-channel limit).
         channel_posts_per_s: messages a second into one channel (:data:`CHANNEL_POSTS`).
         margin_s: seconds added to each method's minute, for clock skew and transit.
+        channel_margin: the share of a channel's spacing (``1 / channel_posts_per_s``)
+            added to it: Slack counts a post when it arrives, and two posts taken a second
+            apart can arrive closer than that (a worker slowed between its take and its
+            call), so they are taken 1.25 s apart.
     """
 
     per_minute: Mapping[str, int] = field(default_factory=lambda: {
         m: TIER_PER_MINUTE[t] for m, t in METHOD_TIERS.items()})
-    channel_posts_per_s: int = 1
+    channel_posts_per_s: float = 1
     margin_s: int = 1
+    channel_margin: float = 0.25
 
 
 #: Slack's published limits
 SLACK_LIMITS = BudgetLimits()
+
+
+def _slot_s(item: RateLimitItem) -> float:
+    """Seconds one call of ``item`` stands for (its window over its calls)."""
+    return float(item.get_expiry()) / item.amount
 
 
 def app_key(token: str) -> str:
@@ -114,17 +125,27 @@ class SlackBudget:
         storage = RedisStorage("redis://", connection_pool=client.connection_pool,
                                key_prefix=self.p)
         self.limiter = MovingWindowRateLimiter(storage)
-        self.channel_item: RateLimitItem = RateLimitItemPerSecond(
-            limits.channel_posts_per_s, 1)
+        # a channel's posts are spaced (a key that lives the spacing: SET NX PX), as
+        # ``limits`` counts in whole seconds and cannot add the margin to one second
+        self.channel_spacing_ms = max(1, round(
+            1000 * (1 + limits.channel_margin) / limits.channel_posts_per_s))
         self.method_items: dict[str, RateLimitItem] = {
             m: RateLimitItemPerSecond(n, 60 + limits.margin_s)
             for m, n in limits.per_minute.items()}
 
+    def _channel_key(self, method: str, channel: str | None) -> str | None:
+        """The spacing key of ``channel`` for a post; None for calls that post nothing."""
+        if channel and method in CHANNEL_POSTS:
+            return f"{self.p}:channel:{self.app}:{channel}"
+        return None
+
+    def _channel_wait(self, key: str) -> float:
+        ms = self.r.pttl(key)
+        return max(0.05, ms / 1000) if isinstance(ms, int) and ms > 0 else 0.05
+
     def _limits_of(self, method: str, channel: str | None
                    ) -> list[tuple[RateLimitItem, tuple[str, ...]]]:
         out: list[tuple[RateLimitItem, tuple[str, ...]]] = []
-        if channel and method in CHANNEL_POSTS:
-            out.append((self.channel_item, (self.app, "channel", channel)))
         item = self.method_items.get(method)
         if item is not None:
             out.append((item, (self.app, "method", method)))
@@ -158,25 +179,34 @@ class SlackBudget:
         if isinstance(pause, int) and pause > 0:
             return pause / 1000
         limits = self._limits_of(method, channel)
+        spacing = self._channel_key(method, channel)
+        channel_ids = (self.app, "channel", channel or "")
+        if spacing is not None and self.r.pttl(spacing) > 0:
+            return self._queued(channel_ids, who, self._channel_wait(spacing),
+                                self.channel_spacing_ms / 1000)
         for item, ids in limits:
             if not self.limiter.test(item, *ids):
-                return self._queued(ids, who, self._wait_of(item, ids), item)
+                return self._queued(ids, who, self._wait_of(item, ids), _slot_s(item))
         for item, ids in limits:
             # another worker may have taken the last slot since the test: a slot taken
             # here for an earlier limit is then spent unused, never over the limit
             if not self.limiter.hit(item, *ids):
-                return self._queued(ids, who, self._wait_of(item, ids), item)
-        if who and limits:
+                return self._queued(ids, who, self._wait_of(item, ids), _slot_s(item))
+        if spacing is not None and not self.r.set(spacing, "1", nx=True,
+                                                  px=self.channel_spacing_ms):
+            return self._queued(channel_ids, who, self._channel_wait(spacing),
+                                self.channel_spacing_ms / 1000)
+        waited = [ids for _, ids in limits] + ([channel_ids] if spacing else [])
+        if who and waited:
             pipe = self.r.pipeline()
-            for _, ids in limits:
+            for ids in waited:
                 pipe.zrem(self._waiting_key(ids), who)
             pipe.execute()
         return 0.0
 
-    def _queued(self, ids: tuple[str, ...], who: str, wait: float, item: RateLimitItem
-                ) -> float:
-        """``wait``, plus one slot for each caller that has waited longer than ``who`` for
-        the same limit."""
+    def _queued(self, ids: tuple[str, ...], who: str, wait: float, slot_s: float) -> float:
+        """``wait``, plus one slot (``slot_s`` seconds) for each caller that has waited
+        longer than ``who`` for the same limit."""
         if not who:
             return wait
         key, now = self._waiting_key(ids), self.clock()
@@ -186,7 +216,7 @@ class SlackBudget:
         pipe.zrank(key, who)
         pipe.expire(key, 180)
         rank = pipe.execute()[2] or 0
-        return wait + rank * item.get_expiry() / item.amount
+        return wait + rank * slot_s
 
     def room(self, method: str, channel: str | None = None) -> int:
         """How many calls of ``method`` (in ``channel``) could go now (a large number
@@ -196,6 +226,9 @@ class SlackBudget:
             return 0
         rooms = [self.limiter.get_window_stats(item, *ids).remaining
                  for item, ids in self._limits_of(method, channel)]
+        spacing = self._channel_key(method, channel)
+        if spacing is not None:
+            rooms.append(0 if self.r.pttl(spacing) > 0 else 1)
         return min(rooms, default=1_000)
 
     def back_off(self, method: str, retry_after_s: float) -> None:
