@@ -13,6 +13,7 @@ import pytest
 from bot.http import SlackRequest, slack_body
 from tests.bot.test_bad_requests import FORM, front, slack_post  # noqa: F401
 from tests.bot.test_payloads import PAYLOADS, bolt, form_fields, slack, slash_body  # noqa: F401
+from tests.conftest import eventually
 from workflows.model import Phase
 
 REQUESTER = "U0AAAAAAA"  # a requester and approver of prod-weu (examples/fleet.azure.yaml)
@@ -56,7 +57,7 @@ def test_a_command_from_a_channel_or_user_named_payload_is_taken(front) -> None:
     (run,) = store.list_runs()
     assert (run.cluster, run.canary_revision, run.requester) == ("prod-weu", "asm-1-26",
                                                                  REQUESTER)
-    assert enqueued == [(run.id, run.seq)]
+    assert eventually(lambda: enqueued) == [(run.id, run.seq)]  # published after the answer
 
 
 def test_an_interaction_is_still_read_from_its_payload_field(front) -> None:  # noqa: F811
