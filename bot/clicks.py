@@ -60,7 +60,7 @@ def register(app: App, deps: BotDeps) -> None:
                                       "Nothing changed; try again.")
 
         try:
-            run = engine.decide(run_id, verb, user)
+            run = engine.decide(run_id, verb, user, defer=deps.after_answer)
         except RunBusy:
             try:
                 engine.queue_decision(run_id, verb, user, body.get("response_url", ""))
@@ -114,7 +114,7 @@ def register(app: App, deps: BotDeps) -> None:
         request = StartRun("rollover", cluster, revision,
                            fields={"target_version": version or None})
         try:
-            run = engine.start(request, user, channel)
+            run = engine.start(request, user, channel, defer=deps.after_answer)
             audit.record("click", user, f"rollover {cluster} {revision} {version}",
                          run=run.id, cluster=cluster)
         except Refusal as exc:

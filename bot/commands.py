@@ -80,7 +80,7 @@ def register(app: App, deps: BotDeps) -> None:
                 return run_history_text(engine.store.get(cmd.run_id))
             return runs_text(engine, cmd.cluster)
         if isinstance(cmd, StartRun):
-            run = engine.start(cmd, user, channel)
+            run = engine.start(cmd, user, channel, defer=deps.after_answer)
             # after the answer: the run is stored with its first tick due now, so a bot
             # killed before it published the tick leaves it to beat's sweep
             deps.after_answer(partial(deps.enqueue_tick, run.id, run.seq))
@@ -94,7 +94,7 @@ def register(app: App, deps: BotDeps) -> None:
                     f"{', '.join(cmd.namespaces)} on `{cmd.cluster}` …")
         if isinstance(cmd, Decide):
             try:
-                run = engine.decide(cmd.run_id, cmd.action, user)
+                run = engine.decide(cmd.run_id, cmd.action, user, defer=deps.after_answer)
             except RunBusy:  # persisted before the ack; the sweep applies it
                 engine.queue_decision(cmd.run_id, cmd.action, user,
                                       command.get("response_url", ""))

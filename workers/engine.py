@@ -13,6 +13,7 @@ import time
 import uuid
 from collections.abc import Callable
 from dataclasses import dataclass
+from functools import partial
 from typing import Any
 
 import structlog
@@ -31,6 +32,14 @@ from workflows.policy import ClusterPolicy, mention
 from workflows.ports import ClusterPorts, RunStore
 
 log = structlog.get_logger("meshops.engine")
+
+#: takes work that may follow the caller's answer (``bot.deps.AfterAnswer``)
+Defer = Callable[[Callable[[], None]], None]
+
+
+def _now(work: Callable[[], None]) -> None:
+    work()
+
 
 SWEEP_GRACE_S = 15.0  # a run this late for its next tick is re-enqueued by the sweep
 
@@ -88,8 +97,12 @@ class Engine:
     def policy(self, cluster: str) -> ClusterPolicy:
         return self.fleet.policy(cluster, self.groups(cluster) if self.groups else None)
 
-    def start(self, request: StartRun, requester: str, origin_channel: str) -> Run:
+    def start(self, request: StartRun, requester: str, origin_channel: str,
+              defer: Defer | None = None) -> Run:
         """Store a new run of ``request.kind`` in PLANNING and take the cluster's lease.
+
+        ``defer`` takes what need not precede the caller's answer (the counters of
+        :mod:`workers.metrics`); the bot passes its after-answer queue, None does it now.
 
         Raises:
             UnknownCluster: not in the fleet file.
@@ -114,7 +127,7 @@ class Engine:
         self.store.mark_unsynced(run.id, now)
         log.info("run.created", run_id=run.id, kind=kind.name, cluster=cluster,
                  revision=request.revision, requester=requester)
-        self.metrics.run_started(kind.name)
+        (defer or _now)(partial(self.metrics.run_started, kind.name))
         return run
 
     def advance(self, run_id: str, seq: int) -> Advanced | None:
@@ -166,13 +179,20 @@ class Engine:
         except MeshopsError:
             pass
 
-    def decide(self, run_id: str, action: str, user: str) -> Run:
-        """Apply a person's decision atomically; raises ``DecisionRefused``/``RunNotFound``."""
-        with run_logging(run_id) as context:
-            return self._decide(run_id, action, user, context)
+    def decide(self, run_id: str, action: str, user: str, defer: Defer | None = None) -> Run:
+        """Apply a person's decision atomically; raises ``DecisionRefused``/``RunNotFound``.
 
-    def _decide(self, run_id: str, action: str, user: str, context: RunContext) -> Run:
-        lock = self.store.lock(run_id, blocking_timeout=1.5)  # applied before Slack's 3 s ack
+        What must hold before the person is answered is done here: the decision saved
+        (compare-and-set) and the run marked for a Slack sync. ``defer`` takes the rest
+        (the audit record of the decision, its counters); None does it now."""
+        with run_logging(run_id) as context:
+            return self._decide(run_id, action, user, context, defer or _now)
+
+    def _decide(self, run_id: str, action: str, user: str, context: RunContext,
+                defer: Defer) -> Run:
+        # applied before Slack's 3 s ack; not renewed: a decision takes milliseconds, and a
+        # renewing thread per click cost more than the decision
+        lock = self.store.lock(run_id, blocking_timeout=1.5, renew=False)
         if not lock.acquire():
             raise RunBusy(f"Run `{run_id}` is busy (a step is running).")
         try:
@@ -189,10 +209,11 @@ class Engine:
                     continue
                 log.info("run.decided", run_id=run_id, action=action, user=user,
                          phase=saved.phase.value)
-                self.audit.record("decision", user, action, run=run_id, cluster=saved.cluster,
-                                  phase=saved.phase.value)
-                self.metrics.decided(run, saved, action, self.clock())
-                self.store.mark_unsynced(run_id, self.clock())
+                now = self.clock()
+                self.store.mark_unsynced(run_id, now)
+                defer(partial(self.audit.record, "decision", user, action, run=run_id,
+                              cluster=saved.cluster, phase=saved.phase.value, at=now))
+                defer(partial(self.metrics.decided, run, saved, action, now))
                 return saved
             raise DecisionRefused(f"Run `{run_id}` keeps changing; try again.")
         finally:

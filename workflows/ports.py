@@ -414,9 +414,10 @@ class RunStore(Protocol):
     def active_run(self, cluster: str) -> str | None: ...
 
     def lock(self, run_id: str, timeout: float = 6,
-             blocking_timeout: float | None = None) -> RunLock:
-        """The run's step lock, renewed while held; free ``timeout`` s after its holder
-        died. ``acquire`` raises ``TemporaryError`` when the store does not answer."""
+             blocking_timeout: float | None = None, renew: bool = True) -> RunLock:
+        """The run's step lock, renewed while held (not when ``renew`` is False: a holder
+        done well within ``timeout``); free ``timeout`` s after its holder died.
+        ``acquire`` raises ``TemporaryError`` when the store does not answer."""
         ...
 
     def queue_decision(self, entry: str) -> None:

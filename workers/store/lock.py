@@ -25,8 +25,8 @@ class RenewedLock:
     """Implements :class:`workflows.ports.RunLock` on one Redis key."""
 
     def __init__(self, r: redis.Redis, key: str, blocking_timeout: float | None = None,
-                 ttl_s: float = LOCK_TTL_S):
-        self.key, self.ttl_s = key, ttl_s
+                 ttl_s: float = LOCK_TTL_S, renew: bool = True):
+        self.key, self.ttl_s, self.renew = key, ttl_s, renew
         self.blocking_timeout = blocking_timeout
         self._lock = r.lock(key, timeout=ttl_s, blocking=blocking_timeout is not None,
                             blocking_timeout=blocking_timeout, thread_local=False)
@@ -40,7 +40,7 @@ class RenewedLock:
             got = bool(self._lock.acquire(blocking=blocking))
         except RedisError as exc:
             raise translate_redis_error(exc, f"taking lock {self.key}") from exc
-        if got:
+        if got and self.renew:
             self._stop.clear()
             self._renewer = threading.Thread(target=self._renew, name=f"renew {self.key}",
                                              daemon=True)

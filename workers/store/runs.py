@@ -313,10 +313,12 @@ class RedisRunStore:
         return None if holder is None else _text(holder)
 
     def lock(self, run_id: str, timeout: float = LOCK_TTL_S,
-             blocking_timeout: float | None = None) -> RenewedLock:
-        """The run's step lock: one tick or decision at a time; renewed while held, so it
-        is free again ``timeout`` seconds after its holder died (:mod:`workers.store.lock`)."""
-        return RenewedLock(self.r, self.key("lock", run_id), blocking_timeout, timeout)
+             blocking_timeout: float | None = None, renew: bool = True) -> RenewedLock:
+        """The run's step lock: one tick or decision at a time; renewed while held (unless
+        ``renew`` is False, for a holder done well within ``timeout``), so it is free again
+        ``timeout`` seconds after its holder died (:mod:`workers.store.lock`)."""
+        return RenewedLock(self.r, self.key("lock", run_id), blocking_timeout, timeout,
+                           renew=renew)
 
     def queue_decision(self, entry: str) -> None:
         """Append a decision (JSON) to ``{p}:decisions``; TemporaryError if Redis is away."""
