@@ -63,6 +63,11 @@ def test_upgrade_completes_and_touches_everything_once(harness: Harness) -> None
 
     h._wait(lambda: any(e.get("thread_ts") and "istiod-asm-1-25 removed" in e["text"]
                         for e in dev_log()), 30, "the thread's last line")
+    # each wave's chart is drawn off the tick's path (issue 13) and shared when drawn: the
+    # last wave's may land after the run's last line
+    h._wait(lambda: len([e for e in dev_log() if e["kind"] == "file"
+                         and "wave 1: gate" in e.get("title", "")]) >= 1, 30,
+            "the last wave's chart")
     entries = dev_log()
     roots = roots_of(entries)
     assert len(roots) == 1
