@@ -46,15 +46,17 @@ def main() -> None:
               "Deployment of 2 pods behind a Service each, on the mesh).")
 @click.option("--clusters", type=int, default=None,
               help="Generate a world instead: this many clusters (scale-01…; default 1).")
+@click.option("--replicas", type=int, default=None,
+              help="Pods of each generated namespace's Deployment (default 2).")
 def sandbox(state_dir: Path, port_base: int, operation_s: float, rollout_s: float,
             extra_namespaces: int, prometheus_bin: str, changelog: Path | None,
             unreleased: tuple[str, ...], world_file: Path | None, namespaces: int | None,
-            clusters: int | None) -> None:
+            clusters: int | None, replicas: int | None) -> None:
     """Run the embedded sandbox: ARM, Kubernetes, Istio traffic, Slack and Prometheus."""
     from sandbox.app import Sandbox
     from sandbox.worldfile import WorldError
 
-    generated = generated_world(world_file, namespaces, clusters, extra_namespaces)
+    generated = generated_world(world_file, namespaces, clusters, extra_namespaces, replicas)
     try:
         sb = Sandbox(state_dir, port_base, operation_s, rollout_s, prometheus_bin,
                      extra_namespaces, changelog=changelog, unreleased=list(unreleased),
@@ -84,13 +86,20 @@ def sandbox(state_dir: Path, port_base: int, operation_s: float, rollout_s: floa
 
 
 def generated_world(world_file: Path | None, namespaces: int | None, clusters: int | None,
-                    extra_namespaces: int = 0) -> tuple[int, int] | None:
-    """(namespaces, clusters) of a generated world, None without ``--namespaces`` and
-    ``--clusters``; click.UsageError when they come with ``--world`` or
-    ``--extra-namespaces``, or out of bounds (:func:`sandbox.worldfile.generate`)."""
-    from sandbox.worldfile import MAX_CLUSTERS, MAX_NAMESPACES, MAX_TOTAL_NAMESPACES
+                    extra_namespaces: int = 0, replicas: int | None = None
+                    ) -> tuple[int, int, int] | None:
+    """(namespaces, clusters, replicas) of a generated world, None without
+    ``--namespaces``, ``--clusters`` and ``--replicas``; click.UsageError when they come
+    with ``--world`` or ``--extra-namespaces``, or out of bounds
+    (:func:`sandbox.worldfile.generate`)."""
+    from sandbox.worldfile import (
+        MAX_CLUSTERS,
+        MAX_NAMESPACES,
+        MAX_REPLICAS,
+        MAX_TOTAL_NAMESPACES,
+    )
 
-    if namespaces is None and clusters is None:
+    if namespaces is None and clusters is None and replicas is None:
         return None
     if world_file is not None:
         raise click.UsageError(
@@ -111,7 +120,11 @@ def generated_world(world_file: Path | None, namespaces: int | None, clusters: i
         raise click.UsageError(
             f"--namespaces {n} --clusters {k} make {n * k} namespaces; one sandbox carries at "
             f"most {MAX_TOTAL_NAMESPACES}: fewer namespaces or fewer clusters.")
-    return n, k
+    r = replicas if replicas is not None else 2
+    if not 1 <= r <= MAX_REPLICAS:
+        raise click.BadParameter(f"{r}: a generated app runs 1 to {MAX_REPLICAS} pods.",
+                                 param_hint="--replicas")
+    return n, k, r
 
 
 @main.command()

@@ -61,10 +61,11 @@ class Harness:
                  redis_url: str | None = None, prefix: str | None = None,
                  echo: Callable[[str], None] | None = None, socket_mode: bool = False,
                  unreleased: list[str] | None = None, changelog: Path | None = None,
-                 world_file: Path | None = None, generated: tuple[int, int] | None = None):
+                 world_file: Path | None = None, generated: tuple[int, ...] | None = None):
         self.socket_mode = socket_mode
         self.world_file = world_file.resolve() if world_file else None
-        #: (namespaces, clusters) of a generated world (``meshops sandbox --namespaces``)
+        #: (namespaces, clusters[, replicas]) of a generated world (``meshops sandbox
+        #: --namespaces``)
         self.generated = generated
         self.unreleased = list(unreleased or [])
         self.changelog = changelog
@@ -151,6 +152,8 @@ class Harness:
             if self.generated is not None:
                 extra += ["--namespaces", str(self.generated[0]),
                           "--clusters", str(self.generated[1])]
+                if len(self.generated) > 2:
+                    extra += ["--replicas", str(self.generated[2])]
             # a generated world of thousands of namespaces takes a while to build
             size = self.generated[0] * self.generated[1] if self.generated else 0
             self._spawn("sandbox", "sandbox", "--state-dir", str(sandbox_dir), "--port-base",
@@ -507,7 +510,7 @@ def format_entry(e: dict[str, Any], info: dict[str, Any]) -> str:
 def run_demo(scenario: str, state_dir: Path, port_base: int, bot_port: int, bake: str,
              interval: str, cluster: str | None, timeout: float,
              socket_mode: bool = False, world_file: Path | None = None,
-             to_revision: str | None = None, generated: tuple[int, int] | None = None) -> int:
+             to_revision: str | None = None, generated: tuple[int, ...] | None = None) -> int:
     """Play ``scenario``; the last line is the run's final state (``run <id>: <phase>``).
     ``generated``: (namespaces, clusters) of a generated world for the sandbox."""
     h = Harness(state_dir, port_base, bot_port, socket_mode=socket_mode,

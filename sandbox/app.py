@@ -157,9 +157,9 @@ class Sandbox:
                  rollout_s: float = 1.0, prometheus_bin: str = "prometheus",
                  extra_namespaces: int = 0, with_prometheus: bool = True,
                  changelog: Path | None = None, unreleased: list[str] | None = None,
-                 world_file: Path | None = None, generated: tuple[int, int] | None = None
+                 world_file: Path | None = None, generated: tuple[int, ...] | None = None
                  ) -> None:
-        """``generated``: (namespaces, clusters) of a generated world
+        """``generated``: (namespaces, clusters[, replicas]) of a generated world
         (:func:`sandbox.worldfile.generate`) instead of a world file."""
         self.state_dir = state_dir.resolve()
         #: the world: raises WorldError (file, field or document, what was expected)

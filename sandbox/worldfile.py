@@ -412,6 +412,8 @@ MAX_CLUSTERS = 30
 MAX_TOTAL_NAMESPACES = 10000
 PODS_PER_NODE = 110
 GENERATED_REVISION = "asm-1-25"
+#: the most pods of a generated namespace's Deployment
+MAX_REPLICAS = 10
 
 
 def generated_app(replicas: int = 2) -> list[dict[str, Any]]:
@@ -437,10 +439,11 @@ def generated_app(replicas: int = 2) -> list[dict[str, Any]]:
     ]
 
 
-def generate(namespaces: int, clusters: int = 1) -> LoadedWorld:
+def generate(namespaces: int, clusters: int = 1, replicas: int = 2) -> LoadedWorld:
     """A world of ``clusters`` clusters (``aks-scale-01``…, aliases ``scale-01``…; the mesh
     on :data:`GENERATED_REVISION`) with ``namespaces`` app namespaces each (``app-0001``…,
-    labelled ``istio.io/rev``, each running :func:`generated_app`), built as the world file
+    labelled ``istio.io/rev``, each running :func:`generated_app` of ``replicas`` pods, 1 to
+    :data:`MAX_REPLICAS`), built as the world file
     loader builds a file's (the same spec, the same checks), so
     ``meshops sandbox --namespaces N --clusters K`` needs no YAML. :class:`WorldError` for
     counts out of bounds (:data:`MAX_NAMESPACES`, :data:`MAX_CLUSTERS`,
@@ -456,13 +459,16 @@ def generate(namespaces: int, clusters: int = 1) -> LoadedWorld:
         problems.append(f"--namespaces {namespaces} --clusters {clusters}: "
                         f"{namespaces * clusters} namespaces in all; one sandbox carries at "
                         f"most {MAX_TOTAL_NAMESPACES} (fewer namespaces or fewer clusters)")
+    if not 1 <= replicas <= MAX_REPLICAS:
+        problems.append(f"--replicas {replicas}: a generated app runs 1 to {MAX_REPLICAS} "
+                        "pods")
     if problems:
         raise WorldError("cannot generate that world: " + "; ".join(problems))
     path = Path(f"(generated: {clusters} cluster{'s' if clusters > 1 else ''} of "
                 f"{namespaces} namespace{'s' if namespaces > 1 else ''})")
     width = max(4, len(str(namespaces)))
-    app = generated_app()
-    nodes = min(100, max(3, math.ceil((len(app) * namespaces + 20) / PODS_PER_NODE)))
+    app = generated_app(replicas)
+    nodes = min(100, max(3, math.ceil((replicas * namespaces + 20) / PODS_PER_NODE)))
     raw = {"traffic": {"noise": "production", "seed": 7}, "clusters": [{
         "name": f"aks-scale-{i:02d}", "alias": f"scale-{i:02d}",
         "resource_group": f"rg-scale-{i:02d}",

@@ -120,6 +120,17 @@ def test_generate_refuses_worlds_out_of_bounds(namespaces: int, clusters: int,
                                                says: str) -> None:
     with pytest.raises(WorldError, match=says):
         generate(namespaces, clusters)
+    with pytest.raises(WorldError, match="--replicas 11: a generated app runs 1 to 10 pods"):
+        generate(10, 1, 11)
+
+
+def test_a_generated_world_of_one_pod_per_namespace() -> None:
+    world = World(operation_s=0.5, rollout_s=0.3)
+    build(world, generate(NAMESPACES, 1, 1))
+    c = world.clusters["aks-scale-01"]
+    pods = [c.objects[k] for k in c.index["Pod"] if k[1].startswith("app-")]
+    assert len(pods) == NAMESPACES  # one in each namespace
+    assert len({p["metadata"]["namespace"] for p in pods}) == NAMESPACES
 
 
 def test_a_generated_world_builds_with_an_address_for_every_pod() -> None:
@@ -452,19 +463,25 @@ def scrape(router: Any, path: str) -> tuple[int, bytes]:
 # ---------------------------------------------------------------------- the command line
 
 
-@pytest.mark.parametrize(("args", "says"), [
+BOTH = [
     (["--world", "w.yaml", "--namespaces", "10"], "not both"),
-    (["--namespaces", "10", "--extra-namespaces", "3"], "--namespaces instead"),
     (["--namespaces", "0"], "1 to 5000 app namespaces"),
     (["--namespaces", "5001"], "1 to 5000 app namespaces"),
     (["--clusters", "31"], "1 to 30 clusters"),
     (["--namespaces", "4000", "--clusters", "3"], "12000 namespaces"),
-])
-@pytest.mark.parametrize("command", ["sandbox", "demo"])
+]
+#: options only `meshops sandbox` has
+SANDBOX_ONLY = [
+    (["--namespaces", "10", "--extra-namespaces", "3"], "--namespaces instead"),
+    (["--namespaces", "10", "--replicas", "0"], "1 to 10 pods"),
+]
+
+
+@pytest.mark.parametrize(("command", "args", "says"), [
+    *[(c, a, s) for c in ("sandbox", "demo") for a, s in BOTH],
+    *[("sandbox", a, s) for a, s in SANDBOX_ONLY]])
 def test_bad_generated_worlds_are_refused_before_anything_starts(
         command: str, args: list[str], says: str) -> None:
-    if command == "demo" and "--extra-namespaces" in args:
-        pytest.skip("demo has no --extra-namespaces")
     result = CliRunner().invoke(main, [command, "--state-dir", "/nonexistent/x", *args])
     assert result.exit_code == 2, result.output
     assert says in result.output
