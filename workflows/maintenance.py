@@ -192,6 +192,16 @@ class MaintenanceWindow(_Model):
     start_time: str
     not_allowed_dates: tuple[DateSpan, ...] = ()
 
+    @field_validator("utc_offset", mode="before")
+    @classmethod
+    def _default_offset(cls, v: Any) -> Any:
+        return "+00:00" if v is None else v  # ARM may answer null: its default
+
+    @field_validator("not_allowed_dates", mode="before")
+    @classmethod
+    def _no_dates(cls, v: Any) -> Any:
+        return () if v is None else v
+
     @field_validator("utc_offset")
     @classmethod
     def _offset(cls, v: str) -> str:

@@ -10,6 +10,7 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from typing import Protocol
 
+from workflows.maintenance import MaintenanceWindow
 from workflows.model import Run
 from workflows.traffic import TrafficWindow
 
@@ -265,6 +266,19 @@ class MeshApi(Protocol):
 
     def revision_profiles(self, cluster: str) -> list[RevisionProfile]:
         """``meshRevisionProfiles`` of the cluster's region, oldest revision first."""
+        ...
+
+    def maintenance_windows(self, cluster: str) -> dict[str, MaintenanceWindow]:
+        """The cluster's AKS planned maintenance windows, by configuration name
+        (``aksManagedAutoUpgradeSchedule``, ``aksManagedNodeOSUpgradeSchedule``, ``default``):
+        ARM ``managedClusters/{name}/maintenanceConfigurations``, those with a
+        ``maintenanceWindow``. A legacy ``default`` configuration holding only ``timeInWeek``
+        hour slots is left out (it governs AKS's weekly releases, not upgrades, and is no
+        single window); none configured: ``{}``.
+
+        Raises ``TemporaryError`` (no answer, 429, 5xx) and ``ArmError`` (other refusals, or a
+        window ARM returned that :mod:`workflows.maintenance` cannot read).
+        """
         ...
 
 

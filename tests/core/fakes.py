@@ -13,6 +13,7 @@ from datetime import UTC, datetime
 from statistics import NormalDist
 
 from workflows.errors import ArmBusy, MetricsUnavailable, TemporaryError
+from workflows.maintenance import MaintenanceWindow
 from workflows.model import NamespaceMetrics
 from workflows.ports import (
     BatchWorkload,
@@ -93,6 +94,8 @@ class FakeWorld:
     incident: tuple[float, float, float] | None = None
     # the add-on ingress gateways' traffic: deployment name → its metrics (default healthy)
     gateway_metrics: dict[str, NamespaceMetrics] = field(default_factory=dict)
+    # AKS maintenance configurations: cluster → configuration name → its window
+    maintenance: dict[str, dict[str, MaintenanceWindow]] = field(default_factory=dict)
 
     @classmethod
     def seeded(cls, names: list[str], per_ns: int = 2) -> FakeWorld:
@@ -150,6 +153,9 @@ class FakeWorld:
 
     def upgrade_targets(self, cluster: str) -> list[str]:
         return list(self.targets)
+
+    def maintenance_windows(self, cluster: str) -> dict[str, MaintenanceWindow]:
+        return dict(self.maintenance.get(cluster, {}))
 
     def set_revisions(self, cluster: str, revisions: list[str]) -> str | None:
         if self.busy_puts > 0:

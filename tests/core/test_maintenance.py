@@ -280,3 +280,14 @@ def test_a_missing_start_time_is_named() -> None:
     with pytest.raises(MaintenanceWindowError, match=r"maintenanceWindow\.startTime: Field "
                                                      "required"):
         parse_arm_window({"schedule": {"daily": {"intervalDays": 1}}, "durationHours": 4})
+
+
+def test_arm_nulls_are_arms_defaults() -> None:
+    """ARM's answers may carry null for the other schedule kinds and unset fields."""
+    w = parse_arm_window({"schedule": {"daily": None, "weekly": {"intervalWeeks": 1,
+                                                                 "dayOfWeek": "Sunday"},
+                                       "absoluteMonthly": None, "relativeMonthly": None},
+                          "durationHours": 4, "startTime": "01:00", "utcOffset": None,
+                          "startDate": None, "notAllowedDates": None})
+    assert w.utc_offset == "+00:00" and w.not_allowed_dates == () and w.start_date is None
+    assert w.schedule.kind == "weekly"

@@ -37,6 +37,7 @@ from azure.mgmt.core.polling.arm_polling import ARMPolling
 from workers.arm.errors import translate_azure_error
 from workers.config import ClusterConfig, Fleet
 from workflows.errors import ArmError
+from workflows.maintenance import MaintenanceWindow, MaintenanceWindowError, parse_arm_window
 from workflows.ports import MeshState, OperationStatus, RevisionProfile
 
 #: ARM's final operation statuses as the core spells them (azure-core reads them case-blind)
@@ -287,6 +288,44 @@ class AksMeshApi:
                                   key=lambda v: tuple(int(x) for x in v.split(".")))
                 out.append(RevisionProfile(rev.revision, tuple(rev.upgrades or []),
                                            tuple(versions)))
+        return out
+
+    def maintenance_windows(self, cluster: str) -> dict[str, MaintenanceWindow]:
+        """The cluster's planned maintenance windows by configuration name, from
+        ``GET .../managedClusters/{name}/maintenanceConfigurations``
+        (``maintenance_configurations.list_by_managed_cluster``; AKS doc "Use planned
+        maintenance to schedule and control upgrades"). Only configurations with a
+        ``maintenanceWindow``: the legacy ``default`` with ``timeInWeek`` hour slots is left
+        out (see :meth:`workflows.ports.MeshApi.maintenance_windows`).
+
+        Each window is read from ARM's own JSON (the SDK model's ``as_dict()``: camelCase, as
+        ARM answered), the form :func:`workflows.maintenance.parse_arm_window` reads; a field
+        that form does not know is refused rather than ignored, since it could move the window.
+
+        Raises:
+            TemporaryError: no answer, 409, 429 or 5xx (``delay_s``: ARM's ``Retry-After``).
+            ArmError: any other refusal (a missing cluster: 404), or a window that cannot be
+                read (the message names the configuration and the field).
+        """
+        cfg = self.fleet.cluster(cluster)
+        ops = self.client(cfg.subscription).maintenance_configurations
+        what = f"reading maintenanceConfigurations of {cfg.name}"
+        self.calls += 1
+        try:
+            configs = list(ops.list_by_managed_cluster(cfg.resource_group, cfg.name))
+        except AzureError as exc:
+            raise translate_azure_error(exc, what) from exc
+        out: dict[str, MaintenanceWindow] = {}
+        for config in configs:
+            if config.maintenance_window is None:
+                continue
+            try:
+                out[str(config.name)] = parse_arm_window(
+                    config.maintenance_window.as_dict(),
+                    f"maintenance configuration {config.name!r} of {cfg.name}")
+            except MaintenanceWindowError as exc:
+                raise ArmError(f"{what}: {exc}. Fix it with `az aks maintenanceconfiguration "
+                               "update`, or remove it.") from exc
         return out
 
     def kubeconfig(self, cluster: str, admin: bool = False) -> bytes:
