@@ -24,6 +24,12 @@ Contracts followed (examples in ``../shared/data/aks/arm/``, api-version 2026-08
   ``clusterAdmin_…`` (context ``<name>-admin``), refused with 400 when the cluster has
   ``disableLocalAccounts`` (AKS doc "Manage local accounts with AKS-managed Microsoft Entra
   integration").
+- ``GET .../managedClusters/{name}/maintenanceConfigurations`` (``{"value": [...]}``) and
+  ``GET|PUT|DELETE .../maintenanceConfigurations/{configName}`` in the shapes of the REST
+  spec's ``MaintenanceConfigurations*_MaintenanceWindow`` examples, with AKS's checks on PUT
+  (:mod:`sandbox.maintenance`: the three configuration names, one schedule type, 4-24 hours,
+  ...; 400 ``InvalidParameter`` naming the field); PUT answers 201 when it creates, 200 when
+  it replaces; GET of a missing one 404 ``NotFound``; DELETE 200, or 204 when there was none.
 - Tokens: ``/msi/token`` behaves as the App Service managed identity endpoint
   (``IDENTITY_ENDPOINT`` + ``X-IDENTITY-HEADER``, api-version 2019-08-01), so the product's
   ``DefaultAzureCredential`` works unchanged. ARM accepts only tokens it issued.
@@ -40,6 +46,7 @@ from typing import Any
 
 import yaml
 
+from sandbox import maintenance
 from sandbox.http import Request, Response, Router
 from sandbox.resources import PROVIDER
 from sandbox.world import World
@@ -142,6 +149,12 @@ class ArmEmulator:
         r.add("GET", MC + "/meshUpgradeProfiles", self.guarded(self.list_upgrade_profiles))
         r.add("GET", MC + "/meshUpgradeProfiles/(?P<mode>[^/]+)",
               self.guarded(self.get_upgrade_profile))
+        r.add("GET", MC + "/maintenanceConfigurations",
+              self.guarded(self.list_maintenance_configurations))
+        config = MC + "/maintenanceConfigurations/(?P<config>[^/]+)"
+        r.add("GET", config, self.guarded(self.get_maintenance_configuration))
+        r.add("PUT", config, self.guarded(self.put_maintenance_configuration))
+        r.add("DELETE", config, self.guarded(self.delete_maintenance_configuration))
         r.add("POST", MC + "/listClusterUserCredential", self.guarded(self.user_credential))
         r.add("POST", MC + "/listClusterAdminCredential", self.guarded(self.admin_credential))
         r.add("GET", LOC + "/meshRevisionProfiles", self.guarded(self.list_revision_profiles))
@@ -344,6 +357,60 @@ class ArmEmulator:
     def list_revision_profiles(self, req: Request) -> Response:
         return Response(200, {"value": [self.revision_profile(req.params["sub"],
                                                               req.params["loc"])]})
+
+    # ------------------------------------------------------ maintenance configurations
+
+    def _configuration(self, c: Any, name: str) -> dict[str, Any]:
+        return maintenance.configuration_body(c.arm["id"], name,
+                                              copy.deepcopy(c.maintenance[name]))
+
+    def list_maintenance_configurations(self, req: Request) -> Response:
+        c = self._cluster(req)
+        if c is None:
+            return self._not_found(req)
+        return Response(200, {"value": [self._configuration(c, n) for n in c.maintenance]})
+
+    def _config_not_found(self, req: Request) -> Response:
+        return _err(404, "NotFound", f"Maintenance configuration '{req.params['config']}' was "
+                    f"not found in managed cluster '{req.params['name']}'.")
+
+    def get_maintenance_configuration(self, req: Request) -> Response:
+        c = self._cluster(req)
+        if c is None:
+            return self._not_found(req)
+        if req.params["config"] not in c.maintenance:
+            return self._config_not_found(req)
+        return Response(200, self._configuration(c, req.params["config"]))
+
+    def put_maintenance_configuration(self, req: Request) -> Response:
+        c = self._cluster(req)
+        if c is None:
+            return self._not_found(req)
+        name = req.params["config"]
+        try:
+            body = req.json()
+        except ValueError:
+            return _err(400, "InvalidRequestContent", "The request content was invalid.")
+        props = (body or {}).get("properties") if isinstance(body, dict) else None
+        problems = maintenance.properties_problems(name, props)
+        if problems:
+            return _err(400, "InvalidParameter", " ".join(problems))
+        assert isinstance(props, dict)
+        stored = {k: v for k, v in props.items() if v is not None}
+        if "maintenanceWindow" in stored:
+            stored["maintenanceWindow"] = maintenance.stored_window(
+                props["maintenanceWindow"], time.time())
+        created = name not in c.maintenance
+        c.maintenance[name] = stored
+        return Response(201 if created else 200, self._configuration(c, name))
+
+    def delete_maintenance_configuration(self, req: Request) -> Response:
+        c = self._cluster(req)
+        if c is None:
+            return self._not_found(req)
+        if c.maintenance.pop(req.params["config"], None) is None:
+            return Response(204, None)
+        return Response(200, None)
 
     def kubeconfig(self, c: Any, admin: bool = False, token: str | None = None
                    ) -> dict[str, Any]:

@@ -369,6 +369,9 @@ class Cluster:
     applied: dict[Key, dict[str, Any]] = field(default_factory=dict)
     #: owner → (failed pod creations in a row, the last error): FailedCreate and backoff
     create_failures: dict[Key, tuple[int, str]] = field(default_factory=dict)
+    #: AKS planned maintenance configurations: name → ``properties`` as ARM returns them
+    #: (``{"maintenanceWindow": {...}}``; :mod:`sandbox.maintenance`)
+    maintenance: dict[str, dict[str, Any]] = field(default_factory=dict)
 
     @property
     def revisions(self) -> list[str]:

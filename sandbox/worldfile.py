@@ -39,6 +39,13 @@ A world file is YAML::
           asm-1-25:                   #   revision, as istio-shared-configmap-asm-1-25
             accessLogFile: /dev/stdout   #   in aks-istio-system (data key `mesh`)
             defaultConfig: {holdApplicationUntilProxyStarts: true}
+        maintenance:                  # optional: AKS planned maintenance configurations,
+          aksManagedAutoUpgradeSchedule:   # by name: a maintenanceWindow as ARM writes it
+            schedule: {weekly: {intervalWeeks: 1, dayOfWeek: Saturday}}
+            durationHours: 6
+            utcOffset: "+01:00"
+            startTime: "22:00"
+            notAllowedDates: [{start: "2026-12-20", end: "2027-01-03"}]
         operation_in_progress:        # optional: someone's node pool operation, running
           kind: update node pool      #   from the world's start for `seconds` (wall clock)
           seconds: 30                 #   or, with starts: approval, from the moment the
@@ -96,7 +103,12 @@ now. Diurnal swings and incidents apply with either noise.
 ``istio-shared-configmap-<revision>`` in ``aks-istio-system`` whose ``mesh`` is the given
 MeshConfig as YAML, for a revision the cluster runs or one it can upgrade to (prepared
 before a canary upgrade, as the doc asks); the add-on's admission control denies blocked
-fields, and so does the world file. ``operation_in_progress`` makes the cluster busy from
+fields, and so does the world file. ``maintenance`` gives the cluster's maintenance
+configurations (ARM ``managedClusters/{name}/maintenanceConfigurations``;
+:mod:`sandbox.maintenance`): each name one of ``default``, ``aksManagedAutoUpgradeSchedule``,
+``aksManagedNodeOSUpgradeSchedule``, its value the ``maintenanceWindow`` object in ARM's
+camelCase, checked as AKS checks a PUT (``startDate`` defaults to the day the world starts,
+``utcOffset`` to ``+00:00``). ``operation_in_progress`` makes the cluster busy from
 the world's start: ARM shows it ``Updating`` and answers a managedCluster PUT with 409
 ``OperationNotAllowed`` until it ends (:meth:`sandbox.world.World.start_node_pool_operation`
 says why only ``update node pool``). A channel with ``member: false`` answers
@@ -126,6 +138,7 @@ from pydantic import (
     model_validator,
 )
 
+from sandbox import maintenance as maintenance_configs
 from sandbox.world import (
     ISTIO_NS,
     NODE_POOL_OPERATIONS,
@@ -284,6 +297,8 @@ class ClusterSpec(Strict):
     channel: ChannelSpec | None = None
     mesh_config: dict[str, dict[str, Any]] = Field(default_factory=dict)
     operation_in_progress: OperationSpec | None = None
+    #: maintenance configuration name → its maintenanceWindow, in ARM's camelCase
+    maintenance: dict[str, dict[str, Any]] = Field(default_factory=dict)
     namespaces: list[NamespaceSpec] = Field(default_factory=list)
 
     @field_validator("revisions")
@@ -568,6 +583,13 @@ def _check(spec: WorldSpec, catalog: dict[str, dict[str, Any]]) -> list[str]:
                                 + (f" ({', '.join(upgrades)})" if upgrades else ""))
             problems += [f"{where}: {p} (AKS doc istio-meshconfig.md: admission control "
                          "denies it)" for p in mesh_config_problems(mesh)]
+        for name, window in c.maintenance.items():
+            where = f"{at}.maintenance.{name}"
+            if name not in maintenance_configs.CONFIG_NAMES:
+                problems.append(f"{where}: not a maintenance configuration name AKS accepts "
+                                f"({', '.join(maintenance_configs.CONFIG_NAMES)})")
+                continue
+            problems += maintenance_configs.window_problems(name, window, where)
         names: set[str] = set()
         for ni, ns in enumerate(c.namespaces):
             if ns.name in names:
@@ -653,6 +675,10 @@ def build(world: World, loaded: LoadedWorld) -> None:
                 except ApiError as exc:
                     raise WorldError(f"{loaded.path}: clusters[{ci}].mesh_config.{rev}: "
                                      f"{exc.message}") from None
+            with world.lock:
+                for name, window in c.maintenance.items():
+                    cl.maintenance[name] = {"maintenanceWindow": maintenance_configs.stored_window(
+                        window, time.time())}
             if c.operation_in_progress is not None and c.operation_in_progress.starts == "world":
                 world.start_node_pool_operation(cl, c.operation_in_progress.kind,
                                                 c.operation_in_progress.seconds)
