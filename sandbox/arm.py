@@ -108,6 +108,9 @@ class ArmEmulator:
         #: token → (resource it was issued for, when it expires)
         self.tokens: dict[str, tuple[str, float]] = {}
         self.requests: list[tuple[str, str, int]] = []  # (method, path, status)
+        #: statuses to answer the next maintenanceConfigurations requests with (429 with
+        #: ``Retry-After: 1``, else ARM's 5xx), for tests of how readers take them
+        self.maintenance_faults: list[int] = []
 
     # ---------------------------------------------------------------- helpers
 
@@ -364,7 +367,18 @@ class ArmEmulator:
         return maintenance.configuration_body(c.arm["id"], name,
                                               copy.deepcopy(c.maintenance[name]))
 
+    def _maintenance_fault(self) -> Response | None:
+        if not self.maintenance_faults:
+            return None
+        status = self.maintenance_faults.pop(0)
+        if status == 429:
+            return _err(429, "TooManyRequests", "Too many requests; retry later.",
+                        {"Retry-After": "1"})
+        return _err(status, "InternalServerError", "The sandbox was told to fail this request.")
+
     def list_maintenance_configurations(self, req: Request) -> Response:
+        if (fault := self._maintenance_fault()) is not None:
+            return fault
         c = self._cluster(req)
         if c is None:
             return self._not_found(req)
@@ -375,6 +389,8 @@ class ArmEmulator:
                     f"not found in managed cluster '{req.params['name']}'.")
 
     def get_maintenance_configuration(self, req: Request) -> Response:
+        if (fault := self._maintenance_fault()) is not None:
+            return fault
         c = self._cluster(req)
         if c is None:
             return self._not_found(req)
@@ -383,6 +399,8 @@ class ArmEmulator:
         return Response(200, self._configuration(c, req.params["config"]))
 
     def put_maintenance_configuration(self, req: Request) -> Response:
+        if (fault := self._maintenance_fault()) is not None:
+            return fault
         c = self._cluster(req)
         if c is None:
             return self._not_found(req)
@@ -405,6 +423,8 @@ class ArmEmulator:
         return Response(201 if created else 200, self._configuration(c, name))
 
     def delete_maintenance_configuration(self, req: Request) -> Response:
+        if (fault := self._maintenance_fault()) is not None:
+            return fault
         c = self._cluster(req)
         if c is None:
             return self._not_found(req)

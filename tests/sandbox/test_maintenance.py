@@ -23,7 +23,7 @@ from tests.conftest import free_port_base
 from tests.sandbox.conftest import running
 from workers.arm.aks import AksMeshApi
 from workers.wiring import FleetPorts
-from workflows.errors import ArmError
+from workflows.errors import ArmError, TemporaryError
 from workflows.maintenance import AUTO_UPGRADE, NODE_OS_UPGRADE, next_window, parse_arm_window
 
 FIXTURES = Path(__file__).resolve().parents[1] / "fixtures" / "aks" / "maintenance"
@@ -199,6 +199,34 @@ def test_missing_clusters_and_configurations_are_404(ports: FleetPorts) -> None:
     fleet = fleet.model_copy(update={"clusters": {**fleet.clusters, "dev": cfg}})
     with pytest.raises(ArmError, match="maintenanceConfigurations of aks-missing: not found"):
         FleetPorts(fleet).mesh.maintenance_windows("dev")
+
+
+def test_throttling_and_arm_errors_are_temporary_with_retry_after(sandbox: Sandbox,
+                                                                  ports: FleetPorts) -> None:
+    sandbox.arm.maintenance_faults[:] = [429, 503]
+    try:
+        with pytest.raises(TemporaryError, match="maintenanceConfigurations of "
+                                                 "aks-dev-westus2: ARM answered 429") as raised:
+            ports.mesh.maintenance_windows("dev")
+        assert raised.value.delay_s == 1  # ARM's Retry-After
+        with pytest.raises(TemporaryError, match="503 InternalServerError"):
+            ports.mesh.maintenance_windows("dev")
+    finally:
+        sandbox.arm.maintenance_faults.clear()
+    assert set(ports.mesh.maintenance_windows("dev")) == {AUTO_UPGRADE}
+
+
+def test_a_window_meshops_cannot_read_is_a_permanent_error_naming_it(sandbox: Sandbox,
+                                                                      ports: FleetPorts) -> None:
+    """A field a later API version might add (it could move the window) is not ignored."""
+    with sandbox.world.lock:
+        sandbox.world.clusters["aks-dev-westus2"].maintenance[NODE_OS_UPGRADE] = {
+            "maintenanceWindow": {**WORLD_WINDOW, "skipHolidays": "US"}}
+    with pytest.raises(ArmError) as raised:
+        ports.mesh.maintenance_windows("dev")
+    assert f"maintenance configuration '{NODE_OS_UPGRADE}' of aks-dev-westus2" in str(raised.value)
+    assert "maintenanceWindow.skipHolidays: is not a field of a maintenance window" in \
+        str(raised.value)
 
 
 def test_a_reset_restores_the_world_files_windows(sandbox: Sandbox, ports: FleetPorts) -> None:
