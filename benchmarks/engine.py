@@ -1,209 +1,386 @@
-"""Engine benchmark: one upgrade of a 200-namespace cluster, against a plain loop.
+"""Engine benchmark: one upgrade through the whole worker path, against a plain script.
 
-Starts ``meshops sandbox`` with 200 extra namespaces of 5 Deployments each on the dev
-cluster, instant rollouts and ARM operations, and a real Prometheus. Then, in this process
-(which plays the worker):
+For each size (200 and 2,000 namespaces by default) a sandbox of one generated cluster
+(``meshops sandbox --namespaces N --replicas 1``: a Deployment of one pod behind a Service
+in each namespace; one pod each so that at 2,000 namespaces the sandbox's Prometheus,
+on the same two cores, still scrapes every 5 s) with the real Prometheus, and meshops as
+it runs in production: the bot over HTTP, one Celery worker (concurrency 2) and beat,
+Redis, the sandbox's Slack enforcing Slack's limits. Two sides, each upgrading the
+cluster from its revision to the next, the sandbox re-seeded before each trial
+(``POST /_sandbox/reset``):
 
-1. **engine** — one upgrade run from plan to completion through the real engine
-   (``Engine.advance`` with the Redis run store and the SDK adapters), bake time zero,
-   rechecks taken at once instead of after their countdown;
-2. **plain loop** — the same ARM, Kubernetes and Prometheus calls made in a straight loop
-   with the same adapters, no engine, no store (the reverse direction, back to stable, so
-   each measures a real change).
+1. **meshops** — ``/mesh upgrade scale-01 <next> --bake B --interval I``, *Approve* and
+   *Complete* clicked as soon as their buttons show. Timed from the approval click to the
+   later of the run's terminal phase and its last Slack call (thread lines and charts are
+   drawn off the tick's path), less the time the run waited for the *Complete* click.
+2. **plain script** — the same ARM, Kubernetes, PromQL and Slack calls in a straight loop
+   with the same SDK adapters, no engine, no Celery, no store, no charts drawn: the canary's
+   ARM PUT, polled at its Retry-After (else every second); per wave the baseline read,
+   the labels, the restarts, the rollout polled every 0.5 s, then the gate's reads at the
+   run's interval, as many as the meshops run took, on the same namespaces, control and
+   gateways; the completion's PUT. Its Slack calls are as many posts, updates and file
+   shares as the meshops run made in the same channel (a fixed PNG for each chart),
+   waiting out 429s as slack_sdk's ``RateLimitErrorRetryHandler`` does.
 
-The plain loop reads Prometheus as the workers do (``workflows/waves.py``): per wave, one
-``windows`` read in the baseline step (``baseline_s``, an hour, before now) and one per
-gate look — the wave, its control as the engine's run recorded it (up to 20 namespaces not
-yet migrated) and the ingress gateways, from ``baseline_s`` before the move to now — as
-many looks as the engine's run took.
+Both sides wait the same bakes and rollouts, so the ratio is meshops' overhead on top of
+what any orchestration must spend. Trials alternate (meshops, plain, plain, meshops, …),
+after a warm-up of both (a ``/mesh status`` through the bot and worker; one read of each
+API in this process). Also printed: per-tick cost in the first and last third of the
+waves (the worker's ``meshops.tick`` task times: flat means a tick does not grow with the
+run), and the worker's peak RSS (the largest ``VmHWM`` of the worker's processes).
 
-Prints the engine's wall time as a ratio to the plain loop's (target ≤ 1.5×), Prometheus
-queries per read and per wave (target: one per signal, 4 per ``windows`` read), and this
-process's peak RSS (target < 300 MB).
+Targets (issue 13): ratio ≤ 1.2 at both sizes, peak worker RSS ≤ 200 MB at 2,000
+namespaces. Last line:
 
-    .venv/bin/python benchmarks/engine.py [--namespaces 200] [--wave-size 10]
+    engine: ratio X at 200 ns, Y at 2000 ns, peak RSS Z MB
+
+    .venv/bin/python benchmarks/engine.py [--sizes 200,2000] [--rounds 2]
 """
 
 from __future__ import annotations
 
 import argparse
-import json
+import math
 import os
-import random
-import resource
-import secrets
-import signal
-import subprocess
+import re
+import statistics
 import sys
 import tempfile
 import time
+from dataclasses import dataclass, field
+from datetime import datetime
 from pathlib import Path
+from typing import Any
+
+from slack_sdk import WebClient
+from slack_sdk.http_retry.builtin_handlers import RateLimitErrorRetryHandler
 
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 
+from benchmarks.fleet import person_wait  # noqa: E402
+from meshops.demo import RUN_ID_RE, TERMINAL, Harness, newest  # noqa: E402
 from workers.config import load_fleet  # noqa: E402
-from workers.engine import Engine  # noqa: E402
 from workers.store.runs import RedisRunStore  # noqa: E402
 from workers.wiring import FleetPorts  # noqa: E402
-from workflows.kind import StartRun  # noqa: E402
-from workflows.model import Phase  # noqa: E402
 from workflows.waves import restart_token  # noqa: E402
 
-
-def start_sandbox(state: Path, base: int, namespaces: int) -> subprocess.Popen[bytes]:
-    proc = subprocess.Popen(
-        [sys.executable, "-m", "meshops", "sandbox", "--state-dir", str(state), "--port-base",
-         str(base), "--extra-namespaces", str(namespaces), "--rollout-s", "0",
-         "--operation-s", "0"],
-        stdout=subprocess.DEVNULL, stderr=open(state.parent / "sandbox.log", "wb"),  # noqa: SIM115
-        start_new_session=True)
-    deadline = time.time() + 120
-    while not (state / "sandbox.json").exists():
-        if proc.poll() is not None or time.time() > deadline:
-            raise SystemExit(f"sandbox did not start; see {state.parent / 'sandbox.log'}")
-        time.sleep(0.2)
-    return proc
+CLUSTER = "scale-01"
+#: the smallest valid PNG (1×1): the plain script shares it where meshops shares a chart
+PNG = bytes.fromhex(
+    "89504e470d0a1a0a0000000d4948445200000001000000010806000000"
+    "1f15c4890000000d49444154789c6360000002000001e221bc330000000049454e44ae426082")
+#: the worker's log line of a finished task (Celery's ``celery.app.trace``)
+TASK_DONE = re.compile(r"^(\S+ \S+) INFO celery\.app\.trace Task meshops\.tick\[[^\]]+\] "
+                       r"succeeded in ([0-9.e-]+)s")
 
 
-def run_engine(engine: Engine, store: RedisRunStore, wave_size: int) -> tuple[float, int]:
-    t0 = time.perf_counter()
-    run = engine.start(StartRun("upgrade", "dev", "asm-1-26", {
-        "bake_s": 0.0, "interval_s": 5.0, "wave_size": wave_size}), "U0ANA", "C0DEVMESH")
-    ticks = 0
+@dataclass
+class Calls:
+    """Slack calls of one run in its channel: posts (thread lines), updates, file shares."""
 
-    def drive(run_id: str) -> None:
-        nonlocal ticks
-        while True:
-            run = store.get(run_id)
-            if run.phase.terminal or run.phase.waiting_for_person:
-                return
-            advanced = engine.advance(run_id, run.seq)
-            ticks += 1
-            if advanced is None:
-                raise SystemExit(f"engine stalled at {run.phase}")
-
-    drive(run.id)
-    engine.decide(run.id, "approve", "U0BEN")
-    drive(run.id)
-    final = store.get(run.id)
-    if final.phase != Phase.AWAITING_COMPLETION:
-        raise SystemExit(f"run ended {final.phase}: {final.pause_reason or final.outcome}")
-    engine.decide(run.id, "complete", "U0BEN")
-    drive(run.id)
-    final = store.get(run.id)
-    if final.phase != Phase.COMPLETED:
-        raise SystemExit(f"run ended {final.phase}: {final.outcome}")
-    return time.perf_counter() - t0, len(final.waves)
+    posts: int = 0
+    updates: int = 0
+    files: int = 0
 
 
-def run_plain(ports: FleetPorts, stable: str, canary: str, waves: list[list[str]],
-              controls: list[list[str]], looks: list[int], interval_s: float,
-              baseline_s: float) -> float:
-    """The same calls in a plain loop: canary start, each wave, completion.
+@dataclass
+class Record:
+    """What the meshops trial did, for the plain script to do the same."""
 
-    ``controls`` and ``looks``: per wave, the control namespaces the engine's run read and
-    how many gate looks it took; ``baseline_s``: how far before the move a look reads."""
-    mesh, capi, metrics = ports.mesh, ports.cluster_api("dev"), ports.metrics("dev")
-    t0 = time.perf_counter()
+    stable: str
+    canary: str
+    waves: list[list[str]]
+    controls: list[list[str]]
+    gateways: list[list[str]]
+    looks: list[int]
+    interval_s: float
+    baseline_s: float
+    slack: Calls
+    wave_spans: list[tuple[float, float]] = field(default_factory=list)
 
-    def until(cond: object, what: str) -> None:
-        deadline = time.time() + 120
-        while not cond():  # type: ignore[operator]
+
+def slack_calls(h: Harness, channel: str, after_seq: int, root_ts: str | None
+                ) -> tuple[Calls, float]:
+    """The Slack calls in ``channel`` since ``after_seq`` and the time of the last one."""
+    calls, last = Calls(), 0.0
+    for e in h.slack_log(after_seq):
+        if e.get("channel") != channel:
+            continue
+        if e["kind"] == "post" and e.get("thread_ts") == root_ts:
+            calls.posts += 1
+        elif e["kind"] == "update" and e.get("ts") == root_ts:
+            calls.updates += 1
+        elif e["kind"] == "file":
+            calls.files += 1
+        else:
+            continue
+        last = max(last, e["at"])
+    return calls, last
+
+
+def settle(h: Harness, channel: str, after_seq: int, root_ts: str | None, quiet_s: float = 5.0
+           ) -> tuple[Calls, float]:
+    """Wait until the run's channel has been quiet ``quiet_s`` (its last thread lines and
+    chart come after its terminal phase), then its calls and the last one's time."""
+    calls, last = slack_calls(h, channel, after_seq, root_ts)
+    while time.time() - max(last, 0.0) < quiet_s:
+        time.sleep(0.5)
+        calls, last = slack_calls(h, channel, after_seq, root_ts)
+    return calls, last
+
+
+def meshops_trial(h: Harness, bake: str, interval: str, timeline: bool = False
+                  ) -> tuple[float, Record]:
+    """One upgrade through bot, worker and beat; (seconds, what it did). ``timeline``:
+    print the run's history, seconds from the approval click."""
+    store = RedisRunStore.from_url(h.redis_url, h.prefix)
+    state = h.control("GET", "/_sandbox/state")[CLUSTER]
+    target = newest(state["upgrades"])
+    channel = h.channel_of(CLUSTER)
+    resp = h.slash("requester", f"upgrade {CLUSTER} {target} --bake={bake} "
+                                f"--interval={interval}", channel=channel)
+    m = RUN_ID_RE.search(resp.text)
+    if resp.status_code != 200 or not m:
+        raise SystemExit(f"the upgrade was not accepted: HTTP {resp.status_code} {resp.text}")
+    run_id = m.group(0)
+    root = h.wait_for_button(run_id, "approve", 300)
+    seq = h.slack_log_len()
+    t0 = time.time()
+    h.click("approver", run_id, "approve", root)
+    root = h.wait_for_button(run_id, "complete", 7200)
+    h.click("approver", run_id, "complete", root)
+    phase = h.wait_for_phase(run_id, TERMINAL, 600)
+    if phase != "completed":
+        run = store.get(run_id)
+        raise SystemExit(f"run {run_id} ended {phase}: {run.pause_reason or run.outcome}")
+    run = store.get(run_id)
+    if timeline:
+        for e in run.history:
+            print(f"    {e.at - t0:7.2f} {e.kind:6} {e.text[:100]!r}")
+    calls, last_call = settle(h, channel, seq, root["ts"])
+    end = max(run.updated_at, last_call)
+    wall = end - t0 - person_wait(run.history)
+    gate_looks = [max([int(e.data.get("look") or 0) for e in run.history if e.kind == "gate"
+                       and e.data.get("wave") == w.index] or [len(w.samples)])
+                  for w in run.waves]
+    spans = []
+    for w in run.waves:
+        at = [e.at for e in run.history if e.data.get("wave") == w.index]
+        spans.append((min(at, default=t0), max(at, default=t0)))
+    return wall, Record(
+        stable=run.stable_revision or state["revisions"][0], canary=run.canary_revision,
+        waves=[w.namespaces for w in run.waves], controls=[w.control for w in run.waves],
+        gateways=[w.gateways for w in run.waves], looks=gate_looks,
+        interval_s=run.options.interval_s, baseline_s=run.thresholds.canary.baseline_s,
+        slack=calls, wave_spans=spans)
+
+
+def plain_trial(ports: FleetPorts, slack: WebClient, channel: str, rec: Record) -> float:
+    """The same calls as ``rec``'s run, in a straight loop; seconds."""
+    mesh, capi, metrics = ports.mesh, ports.cluster_api(CLUSTER), ports.metrics(CLUSTER)
+    waves = len(rec.waves)
+    # the run's root message exists before its approval: so does the plain script's
+    root = slack.chat_postMessage(channel=channel, text=f"plain upgrade to {rec.canary}")
+    ts = root["ts"]
+    # the run's Slack calls, wave by wave, as evenly as they divide
+    def share(total: int, i: int) -> int:
+        return total // waves + (i < total % waves)
+
+    per_wave = [[*["post"] * share(rec.slack.posts, i), *["update"] * share(rec.slack.updates, i),
+                 *["file"] * share(rec.slack.files, i)] for i in range(waves)]
+
+    def call(kind: str, i: int) -> None:
+        if kind == "post":
+            slack.chat_postMessage(channel=channel, thread_ts=ts, text=f"wave {i}: step")
+        elif kind == "update":
+            slack.chat_update(channel=channel, ts=ts, text=f"plain upgrade: wave {i}")
+        else:
+            slack.files_upload_v2(channel=channel, thread_ts=ts, content=PNG,
+                                  filename=f"wave-{i}.png", title=f"wave {i}")
+
+    t0 = time.time()
+
+    def until(cond: Any, what: str, every: float) -> None:
+        deadline = time.time() + 600
+        while not cond():
             if time.time() > deadline:
-                raise SystemExit(f"plain loop: {what} did not happen in 120 s")
+                raise SystemExit(f"plain script: {what} did not happen in 600 s")
+            time.sleep(every)
 
     def put(revisions: list[str]) -> None:
-        mesh.get_mesh("dev")
-        url = mesh.set_revisions("dev", revisions)
-        until(lambda: mesh.operation_status("dev", url or "").done, "the ARM operation")
-        mesh.get_mesh("dev")
+        mesh.get_mesh(CLUSTER)
+        token = mesh.set_revisions(CLUSTER, revisions) or ""
+        wait = {"s": 1.0}
 
-    mesh.get_mesh("dev")
-    mesh.upgrade_targets("dev")
-    capi.list_namespaces()
-    capi.list_workloads([ns for w in waves for ns in w])
-    put([stable, canary])
+        def done() -> bool:
+            status = mesh.operation_status(CLUSTER, token)
+            wait["s"] = status.retry_after_s or 1.0
+            return bool(status.done)
+
+        while not done():
+            time.sleep(wait["s"])
+        mesh.get_mesh(CLUSTER)
+
+    put([rec.stable, rec.canary])
     capi.control_plane_revisions()
     token = restart_token(time.time())
-    for wave, control, n_looks in zip(waves, controls, looks, strict=True):
+    for i, (wave, control, gateways, looks) in enumerate(zip(
+            rec.waves, rec.controls, rec.gateways, rec.looks, strict=True)):
         now = time.time()
-        metrics.windows(wave, [], now - baseline_s, now, interval_s)  # the baseline step
-        capi.list_namespaces()
+        metrics.windows(wave, [], now - rec.baseline_s, now, rec.interval_s)
         for ns in wave:
-            capi.set_namespace_revision(ns, canary)
+            capi.set_namespace_revision(ns, rec.canary)
         moved = time.time()
         for w in capi.list_workloads(wave):
             capi.restart_workload(w, token)
+
         def rolled_over(wave: list[str] = wave) -> bool:
             pending = [w for w in capi.list_workloads(wave) if not w.rolled_out]
             pods = capi.list_pods(wave)
-            return not pending and all(p.revision == canary for p in pods if p.revision)
+            return not pending and all(p.revision == rec.canary for p in pods if p.revision)
 
-        until(rolled_over, f"the rollout of {wave}")
-        gateways = sorted(f"aks-istio-ingressgateway-{mode.lower()}-{rev}"
-                          for mode, rev in capi.revision_gateways() if rev in (canary, stable))
-        for _ in range(n_looks):
-            metrics.windows([*wave, *control], gateways, moved - baseline_s, time.time(),
-                            interval_s)
-    capi.list_namespaces()
-    put([canary])
+        # the wave's Slack calls in the waits: a share after the restarts, one after each
+        # look, the rest at the end (the order meshops makes them in: posts, updates, chart)
+        slots = looks + 1
+        chunks = [per_wave[i][j * len(per_wave[i]) // slots:(j + 1) * len(per_wave[i]) // slots]
+                  for j in range(slots)]
+        for kind in chunks[0]:
+            call(kind, i)
+        until(rolled_over, f"the rollout of wave {i}", 0.5)
+        capi.revision_gateways()
+        baked = time.time()
+        for look in range(1, looks + 1):
+            time.sleep(max(0.0, baked + look * rec.interval_s - time.time()))
+            metrics.windows([*wave, *control], gateways, moved - rec.baseline_s, time.time(),
+                            rec.interval_s)
+            for kind in chunks[look]:
+                call(kind, i)
+    put([rec.canary])
     capi.control_plane_revisions()
-    return time.perf_counter() - t0
+    return time.time() - t0
 
 
-def main() -> None:
-    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--namespaces", type=int, default=200)
-    parser.add_argument("--wave-size", type=int, default=10)
-    args = parser.parse_args()
-    state = Path(tempfile.mkdtemp(prefix="meshops-bench-")) / "sandbox"
-    base = random.randrange(16000, 20000, 10)
-    proc = start_sandbox(state, base, args.namespaces)
-    info = json.loads((state / "sandbox.json").read_text())
-    os.environ.update(info["env"])
-    prefix = f"meshops-bench-{secrets.token_hex(4)}"
-    store = RedisRunStore.from_url(os.environ.get("REDIS_URL", "redis://127.0.0.1:6379/0"),
-                                   prefix)
+def tick_times(log: Path, spans: list[tuple[float, float]]) -> tuple[float, float]:
+    """Mean ``meshops.tick`` task time (s) in the first and in the last third of the
+    waves (by when each tick finished)."""
+    third = max(1, len(spans) // 3)
+    first = (spans[0][0], spans[third - 1][1])
+    last = (spans[-third][0], spans[-1][1])
+    early, late = [], []
+    for line in log.read_text(errors="replace").splitlines():
+        m = TASK_DONE.match(line)
+        if not m:
+            continue
+        at = datetime.strptime(m.group(1), "%Y-%m-%d %H:%M:%S,%f").timestamp()
+        if first[0] <= at <= first[1]:
+            early.append(float(m.group(2)))
+        elif last[0] <= at <= last[1]:
+            late.append(float(m.group(2)))
+    def mean(xs: list[float]) -> float:
+        return statistics.mean(xs) if xs else math.nan
+
+    return mean(early), mean(late)
+
+
+def worker_peak_mb(h: Harness) -> float:
+    """The largest peak resident set (``VmHWM``) among the worker's processes, MB."""
+    pgid = h.procs["worker"].pid
+    peak = 0
+    for pid in filter(str.isdigit, os.listdir("/proc")):
+        try:
+            if os.getpgid(int(pid)) != pgid:
+                continue
+            status = Path(f"/proc/{pid}/status").read_text()
+        except (OSError, ProcessLookupError):
+            continue
+        m = re.search(r"^VmHWM:\s+(\d+) kB", status, re.MULTILINE)
+        if m:
+            peak = max(peak, int(m.group(1)))
+    return peak / 1024
+
+
+def one_size(namespaces: int, rounds: int, bake: str, interval: str, port_base: int,
+             timeline: bool = False) -> tuple[float, float]:
+    """(ratio meshops/plain, worker peak RSS MB) at ``namespaces``."""
+    state_dir = Path(tempfile.mkdtemp(prefix=f"meshops-engine-{namespaces}-"))
+    h = Harness(state_dir, port_base, port_base + 80, generated=(namespaces, 1, 1),
+                echo=lambda line: None)
     try:
-        fleet = load_fleet(state / "fleet.yaml")
-        fleet = fleet.model_copy(update={"defaults": fleet.defaults.model_copy(update={
-            "gates": fleet.defaults.gates.model_copy(update={"min_requests": 1})})})
-        time.sleep(6)  # let Prometheus gather a window of traffic
+        h.start()
+        os.environ.update(h.info["env"])
+        fleet = load_fleet(Path(h.info["env"]["MESHOPS_FLEET"]))
+        slack = WebClient(token=h.info["env"]["SLACK_BOT_TOKEN"], base_url=fleet.slack.api_url,
+                          retry_handlers=[RateLimitErrorRetryHandler(max_retry_count=20)])
+        channel = h.channel_of(CLUSTER)
+        # warm both: the bot's and worker's imports, clients and connections; this
+        # process's adapters
+        h.ask("requester", f"status {CLUSTER}", timeout=120)
         ports = FleetPorts(fleet)
-        engine = Engine(fleet, store, ports)
-        engine_s, n_waves = run_engine(engine, store, args.wave_size)
-        queries = ports.metrics("dev").queries
-        k8s_calls, arm_calls = ports.cluster_api("dev").calls, ports.mesh.calls
-        run = store.list_runs("dev")[0]
-        waves = [w.namespaces for w in run.waves]
-        looks = [len(w.samples) for w in run.waves]
-        reads = sum(looks) + len(run.waves)  # + a baseline step per wave
-
-        plain_ports = FleetPorts(fleet)
-        plain_s = run_plain(plain_ports, run.canary_revision, "asm-1-27", waves,
-                            [w.control for w in run.waves], looks, run.options.interval_s,
-                            run.thresholds.canary.baseline_s)
-        peak_mb = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
-        print(f"engine benchmark: dev cluster, {sum(len(w) for w in waves)} namespaces, "
-              f"{sum(w.workloads for w in run.waves)} workloads, {n_waves} waves")
-        print(f"  engine run:        {engine_s:8.2f} s  ({arm_calls} ARM calls, "
-              f"{k8s_calls} Kubernetes calls)")
-        print(f"  plain loop:        {plain_s:8.2f} s  ({plain_ports.mesh.calls} ARM calls, "
-              f"{plain_ports.cluster_api('dev').calls} Kubernetes calls)")
-        print(f"  ratio:             {engine_s / plain_s:8.2f} ×  (target ≤ 1.5)")
-        print(f"  Prometheus:        {queries} queries for {reads} windows reads = "
-              f"{queries / reads:.1f} per read (one per signal: 4), "
-              f"{queries / n_waves:.1f} per wave; plain loop: "
-              f"{plain_ports.metrics('dev').queries} queries")
-        print(f"  peak memory (RSS): {peak_mb:8.1f} MB (target < 300)")
+        ports.mesh.get_mesh(CLUSTER)
+        ports.cluster_api(CLUSTER).list_namespaces()
+        now = time.time()
+        ports.metrics(CLUSTER).windows(["app-0001"], [], now - 60, now, 5)
+        # the first wave reads a baseline as long as the bake: give Prometheus that history
+        time.sleep(2 * parse_s(bake) + 5)
+        sides: dict[str, list[float]] = {"meshops": [], "plain": []}
+        record: Record | None = None
+        for r in range(rounds):
+            for side in (("meshops", "plain") if r % 2 == 0 else ("plain", "meshops")):
+                h.control("POST", "/_sandbox/reset")
+                if side == "meshops":
+                    wall, record = meshops_trial(h, bake, interval, timeline and r == 0)
+                    early, late = tick_times(state_dir / "worker.log", record.wave_spans)
+                    print(f"  {namespaces} ns, round {r + 1}, meshops: {wall:7.1f} s, "
+                          f"{len(record.waves)} waves, Slack {record.slack}, tick "
+                          f"{early * 1000:.0f} ms early / {late * 1000:.0f} ms late",
+                          flush=True)
+                else:
+                    if record is None:  # plain first: it needs meshops' record of calls
+                        raise SystemExit("the first trial must be meshops'")
+                    wall = plain_trial(FleetPorts(fleet), slack, channel, record)
+                    print(f"  {namespaces} ns, round {r + 1}, plain:   {wall:7.1f} s",
+                          flush=True)
+                sides[side].append(wall)
+        ratio = sum(sides["meshops"]) / sum(sides["plain"])
+        peak = worker_peak_mb(h)
+        print(f"{namespaces} namespaces: meshops {statistics.mean(sides['meshops']):.1f} s, "
+              f"plain {statistics.mean(sides['plain']):.1f} s, ratio {ratio:.2f} "
+              f"(target ≤ 1.2); worker peak RSS {peak:.0f} MB", flush=True)
+        return ratio, peak
     finally:
-        keys = list(store.r.scan_iter(prefix + "*"))
-        if keys:
-            store.r.delete(*keys)
-        os.killpg(proc.pid, signal.SIGTERM)
-        proc.wait(20)
+        h.stop()
+
+
+def parse_s(text: str) -> float:
+    from workflows.syntax import parse_duration
+
+    return parse_duration(text)
+
+
+def main(argv: list[str] | None = None) -> int:
+    ap = argparse.ArgumentParser(description=__doc__.split("\n")[0])
+    ap.add_argument("--sizes", default="200,2000", help="namespaces, comma-separated")
+    ap.add_argument("--rounds", type=int, default=2,
+                    help="rounds of both sides (odd rounds meshops first, even plain first)")
+    ap.add_argument("--bake", default=None,
+                    help="bake per wave (default: 6s, or 20s beyond 1,000 namespaces, where "
+                         "the sandbox's Prometheus scrapes every 5 s)")
+    ap.add_argument("--interval", default=None, help="gate look interval (default bake/2)")
+    ap.add_argument("--port-base", type=int, default=19600)
+    ap.add_argument("--timeline", action="store_true",
+                    help="print the first meshops run's history, timed")
+    args = ap.parse_args(argv)
+    results: dict[int, tuple[float, float]] = {}
+    for n in (int(x) for x in args.sizes.split(",")):
+        bake = args.bake or ("20s" if n > 1000 else "6s")
+        interval = args.interval or f"{parse_s(bake) / 2:g}s"
+        results[n] = one_size(n, args.rounds, bake, interval, args.port_base, args.timeline)
+    ratios = ", ".join(f"{r:.2f} at {n} ns" for n, (r, _) in results.items())
+    peak = results[max(results)][1]
+    print(f"engine: ratio {ratios}, peak RSS {peak:.0f} MB")
+    return 0
 
 
 if __name__ == "__main__":
-    main()
+    sys.exit(main())
