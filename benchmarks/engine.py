@@ -176,19 +176,33 @@ def meshops_trial(h: Harness, bake: str, interval: str, timeline: bool = False
         slack=calls, wave_spans=spans)
 
 
-def plain_trial(ports: FleetPorts, slack: WebClient, channel: str, rec: Record) -> float:
-    """The same calls as ``rec``'s run, in a straight loop; seconds."""
-    mesh, capi, metrics = ports.mesh, ports.cluster_api(CLUSTER), ports.metrics(CLUSTER)
-    waves = len(rec.waves)
-    # the run's root message exists before its approval: so does the plain script's
-    root = slack.chat_postMessage(channel=channel, text=f"plain upgrade to {rec.canary}")
-    ts = root["ts"]
-    # the run's Slack calls, wave by wave, as evenly as they divide
+def spread(calls: Calls, looks: list[int]) -> list[list[list[str]]]:
+    """The run's Slack calls laid out as the plain script makes them: per wave (one per
+    entry of ``looks``, its gate's look count), slot 0 after the restarts and slot *j*
+    after look *j*; each wave's share as even as the totals divide, in the order meshops
+    makes them (posts, updates, the chart). Every call of ``calls`` appears once."""
+    waves = len(looks)
+
     def share(total: int, i: int) -> int:
         return total // waves + (i < total % waves)
 
-    per_wave = [[*["post"] * share(rec.slack.posts, i), *["update"] * share(rec.slack.updates, i),
-                 *["file"] * share(rec.slack.files, i)] for i in range(waves)]
+    plan = []
+    for i, n_looks in enumerate(looks):
+        kinds = [*["post"] * share(calls.posts, i), *["update"] * share(calls.updates, i),
+                 *["file"] * share(calls.files, i)]
+        slots = n_looks + 1
+        plan.append([kinds[j * len(kinds) // slots:(j + 1) * len(kinds) // slots]
+                     for j in range(slots)])
+    return plan
+
+
+def plain_trial(ports: FleetPorts, slack: WebClient, channel: str, rec: Record) -> float:
+    """The same calls as ``rec``'s run, in a straight loop; seconds."""
+    mesh, capi, metrics = ports.mesh, ports.cluster_api(CLUSTER), ports.metrics(CLUSTER)
+    # the run's root message exists before its approval: so does the plain script's
+    root = slack.chat_postMessage(channel=channel, text=f"plain upgrade to {rec.canary}")
+    ts = root["ts"]
+    plan = spread(rec.slack, rec.looks)
 
     def call(kind: str, i: int) -> None:
         if kind == "post":
@@ -240,11 +254,7 @@ def plain_trial(ports: FleetPorts, slack: WebClient, channel: str, rec: Record) 
             pods = capi.list_pods(wave)
             return not pending and all(p.revision == rec.canary for p in pods if p.revision)
 
-        # the wave's Slack calls in the waits: a share after the restarts, one after each
-        # look, the rest at the end (the order meshops makes them in: posts, updates, chart)
-        slots = looks + 1
-        chunks = [per_wave[i][j * len(per_wave[i]) // slots:(j + 1) * len(per_wave[i]) // slots]
-                  for j in range(slots)]
+        chunks = plan[i]
         for kind in chunks[0]:
             call(kind, i)
         until(rolled_over, f"the rollout of wave {i}", 0.5)

@@ -94,3 +94,56 @@ def test_fleet_measures_wall_less_the_peoples_wait_against_the_systems_own_time(
     assert fleet.person_wait(history) == 60
     assert fleet.sliding_max([0.0, 0.2, 0.9, 1.0, 1.5, 5.0], 1.0) == 3
     assert fleet.sliding_max([], 60.0) == 0
+
+
+def _bench(name: str):  # type: ignore[no-untyped-def]
+    import importlib.util
+
+    spec = importlib.util.spec_from_file_location(f"{name}_bench", ROOT / "benchmarks" /
+                                                  f"{name}.py")
+    assert spec and spec.loader
+    module = importlib.util.module_from_spec(spec)
+    sys.modules[spec.name] = module
+    spec.loader.exec_module(module)
+    return module
+
+
+def test_engine_plain_script_makes_every_slack_call_the_run_made_in_its_waits() -> None:
+    """The engine benchmark's plain side: each of the meshops run's Slack calls once,
+    spread over the waves and their looks (its full run is a script: an hour at 2,000
+    namespaces)."""
+    engine = _bench("engine")
+    calls = engine.Calls(posts=23, updates=7, files=5)
+    looks = [2, 3, 2, 4, 2]
+    plan = engine.spread(calls, looks)
+    assert [len(slots) for slots in plan] == [n + 1 for n in looks]
+    flat = [kind for slots in plan for slot in slots for kind in slot]
+    assert (flat.count("post"), flat.count("update"), flat.count("file")) == (23, 7, 5)
+    per_wave = [sum(len(slot) for slot in slots) for slots in plan]
+    assert max(per_wave) - min(per_wave) <= 3  # as even as the totals divide
+    # each wave's chart is its last call: meshops shares it after the wave's lines
+    assert all(slots[-1][-1] == "file" for slots in plan)
+    assert engine.spread(engine.Calls(), [1, 1]) == [[[], []], [[], []]]
+
+
+def test_engine_reads_tick_cost_early_and_late_from_the_workers_log(tmp_path) -> None:  # type: ignore[no-untyped-def]
+    from datetime import datetime
+
+    engine = _bench("engine")
+
+    def line(at: float, took: float) -> str:
+        stamp = datetime.fromtimestamp(at).strftime("%Y-%m-%d %H:%M:%S,%f")[:-3]
+        return (f"{stamp} INFO celery.app.trace Task meshops.tick[0f1e-2d3c] succeeded in "
+                f"{took}s: None")
+
+    t = 1_800_000_000.0
+    log = tmp_path / "worker.log"
+    log.write_text("\n".join([
+        line(t + 1, 0.2), line(t + 2, 0.4),          # wave 0
+        line(t + 12, 5.0),                           # wave 1 (the middle third): ignored
+        line(t + 21, 0.3), line(t + 22, 0.5),        # wave 2
+        f"{datetime.fromtimestamp(t + 3):%Y-%m-%d %H:%M:%S},000 INFO celery.app.trace "
+        "Task meshops.slack_sync[ab] succeeded in 9.0s: None",  # not a tick
+    ]))
+    early, late = engine.tick_times(log, [(t, t + 5), (t + 10, t + 15), (t + 20, t + 25)])
+    assert abs(early - 0.3) < 1e-9 and abs(late - 0.4) < 1e-9
