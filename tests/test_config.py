@@ -29,6 +29,15 @@ def test_examples_validate() -> None:
     assert fleet.policy("dev-weu").operators == frozenset()  # default: nobody else
     (queue,) = fleet.thresholds("dev-weu").metrics
     assert (queue.name, queue.max, queue.dry_run) == ("queue-errors", 0.5, True)
+    assert fleet.clusters["prod-weu"].labels == {"env": "prod", "region": "westeurope"}
+    window = fleet.clusters["prod-weu"].maintenance_window
+    assert window is not None and window.describe().startswith("every Sunday at 01:00")
+    assert fleet.clusters["dev-weu"].maintenance_window is None
+    assert fleet.campaigns is not None
+    dev, prod = fleet.campaigns.stages
+    assert (dev.selector, dev.max_concurrency, dev.soak, dev.approval) == (
+        {"env": "dev"}, 2, 3600, False)
+    assert (prod.name, prod.approval, prod.max_failures) == ("prod", True, 0)
 
 
 @pytest.mark.parametrize(("edit", "needle"), [
@@ -52,6 +61,24 @@ def test_examples_validate() -> None:
     (("url: https://prom-prod-weu.westeurope.prometheus.monitor.azure.com",
       "url: http://prom-prod-weu.westeurope.prometheus.monitor.azure.com"),
      "auth: azure sends an Entra token: the url must be https://"),
+    (("labels: {env: dev, region: westeurope}", "labels: {env: dev, 'tier!': x}"),
+     "clusters.dev-weu.labels: not Kubernetes-style labels"),
+    (("day_of_week: Sunday}", "day_of_week: Sundy}"),
+     "maintenance_window.schedule.weekly.day_of_week: Input should be 'Monday'"),
+    (("duration_hours: 4 ", "duration_hours: 2 "),
+     "maintenance_window.duration_hours: Input should be greater than or equal to 4"),
+    (("end: \"2027-01-02\"", "end: \"2026-12-01\""),
+     "not_allowed_dates[0]: end 2026-12-01 is before start 2026-12-23"),
+    (("selector: {env: dev}  ", "clusters: [dev-weu, stage-weu]  "),
+     "campaigns.stages.0.clusters: no cluster stage-weu in `clusters` (known: dev-weu, "
+     "prod-weu)"),
+    (("    - name: prod", "    - name: dev"), "campaigns.stages: stage names must be unique"),
+    (("      selector: {env: prod}\n", ""),
+     "stage 'prod' chooses no cluster: give `clusters` (names) or `selector` (labels)"),
+    (("max_concurrency: 2 ", "max_concurrency: 0 "),
+     "campaigns.stages.0.max_concurrency: Input should be greater than or equal to 1"),
+    (("approvers: [S0MESHLEADS] ", "approvers: [] "),
+     "campaigns.approvers: List should have at least 1 item"),
 ])
 def test_invalid_file_names_the_field(tmp_path: Path, edit: tuple[str, str], needle: str
                                       ) -> None:

@@ -25,6 +25,7 @@ from pydantic import (
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
 from workflows.errors import ConfigError, InvalidCommand, UnknownCluster
+from workflows.maintenance import MaintenanceWindow, MaintenanceWindowError, parse_config_window
 from workflows.metric_templates import render
 from workflows.model import GateThresholds, MetricTemplate, UpgradeOptions
 from workflows.policy import ClusterPolicy
@@ -50,6 +51,35 @@ def _duration(value: Any) -> Any:
 
 Seconds = Annotated[float, BeforeValidator(_duration), Field(ge=0)]
 SLACK_ID = re.compile(r"^[UWS][A-Z0-9]{2,}$")
+#: a label's key and value as Kubernetes allows them (an optional DNS-subdomain prefix and a
+#: name of up to 63 characters; values up to 63, possibly empty): "Labels and Selectors",
+#: kubernetes.io/docs/concepts/overview/working-with-objects/labels/#syntax-and-character-set
+LABEL_KEY = re.compile(r"^([a-z0-9]([-a-z0-9.]{0,251}[a-z0-9])?/)?"
+                       r"[A-Za-z0-9]([-A-Za-z0-9_.]{0,61}[A-Za-z0-9])?$")
+LABEL_VALUE = re.compile(r"^([A-Za-z0-9]([-A-Za-z0-9_.]{0,61}[A-Za-z0-9])?)?$")
+
+
+def _labels(v: dict[str, str]) -> dict[str, str]:
+    bad = [f"{k}: {val}" for k, val in v.items()
+           if not LABEL_KEY.match(k) or not LABEL_VALUE.match(str(val))]
+    if bad:
+        raise ValueError(f"not Kubernetes-style labels (key: [prefix/]name of letters, digits, "
+                         f"-, _ and . up to 63; value the same or empty): {', '.join(bad)}")
+    return v
+
+
+def _window(value: Any) -> Any:
+    """A window in the fleet file's snake_case form (workflows.maintenance), its errors
+    naming the field."""
+    if isinstance(value, dict):
+        try:
+            return parse_config_window(value, "maintenance_window")
+        except MaintenanceWindowError as exc:
+            raise ValueError(str(exc)) from exc
+    return value
+
+
+Window = Annotated[MaintenanceWindow, BeforeValidator(_window)]
 
 
 class Strict(BaseModel):
@@ -293,6 +323,16 @@ class ClusterConfig(Strict):
     upgrade: UpgradeConfig = UpgradeConfig()
     gates: GatesConfig = GatesConfig()
     approvals: ApprovalsConfig = ApprovalsConfig()
+    #: for campaign stages' selectors (``env: dev``, ``region: westeurope``)
+    labels: dict[str, str] = Field(default_factory=dict)
+    #: when a campaign may start and complete this cluster's run when the cluster has no AKS
+    #: maintenance configuration of its own (AKS's ``aksManagedAutoUpgradeSchedule`` wins)
+    maintenance_window: Window | None = None
+
+    @field_validator("labels")
+    @classmethod
+    def _check_labels(cls, v: dict[str, str]) -> dict[str, str]:
+        return _labels(v)
 
     @field_validator("requesters", "approvers", "operators")
     @classmethod
@@ -314,12 +354,67 @@ class ReleasesConfig(Strict):
     enabled: bool = True
 
 
+class StageConfig(Strict):
+    """One ring of a campaign: which clusters, how many at once, how many may fail."""
+
+    name: str = Field(pattern=r"^[a-z0-9][a-z0-9-]{0,30}$")
+    #: by fleet name
+    clusters: list[str] = Field(default_factory=list)
+    #: by labels: every pair must match (Kubernetes ``matchLabels``)
+    selector: dict[str, str] = Field(default_factory=dict)
+    max_concurrency: int = Field(1, ge=1, le=50)
+    #: clusters rolled back or failed before the campaign halts (0: the first halts it)
+    max_failures: int = Field(0, ge=0)
+    #: a person approves before the stage starts
+    approval: bool = False
+    #: after the stage's last run completes, the gate keeps watching its clusters this long
+    soak: Seconds = Field(0.0, le=7 * 86400)
+
+    @field_validator("selector")
+    @classmethod
+    def _check_selector(cls, v: dict[str, str]) -> dict[str, str]:
+        return _labels(v)
+
+    @model_validator(mode="after")
+    def _chooses(self) -> StageConfig:
+        if not self.clusters and not self.selector:
+            raise ValueError(f"stage {self.name!r} chooses no cluster: give `clusters` "
+                             "(names) or `selector` (labels), or both")
+        return self
+
+
+class CampaignsConfig(Strict):
+    """Fleet campaigns (issue 14): where they are posted, who approves, the rings."""
+
+    channel: str = Field(pattern=r"^[CG][A-Z0-9]{2,}$")
+    approvers: list[str] = Field(min_length=1)
+    stages: list[StageConfig] = Field(min_length=1)
+
+    @field_validator("approvers")
+    @classmethod
+    def _slack_ids(cls, v: list[str]) -> list[str]:
+        bad = [x for x in v if not SLACK_ID.match(x)]
+        if bad:
+            raise ValueError(f"not Slack user or user group ids (U…, W…, S…): {', '.join(bad)}")
+        return v
+
+    @field_validator("stages")
+    @classmethod
+    def _unique(cls, v: list[StageConfig]) -> list[StageConfig]:
+        names = [s.name for s in v]
+        twice = sorted({n for n in names if names.count(n) > 1})
+        if twice:
+            raise ValueError(f"stage names must be unique: {', '.join(twice)} more than once")
+        return v
+
+
 class Fleet(Strict):
     slack: SlackConfig = SlackConfig()
     releases: ReleasesConfig = ReleasesConfig()
     azure: AzureConfig = AzureConfig()
     defaults: Defaults = Defaults()
     clusters: dict[str, ClusterConfig] = Field(min_length=1)
+    campaigns: CampaignsConfig | None = None
 
     @field_validator("clusters")
     @classmethod
@@ -338,6 +433,17 @@ class Fleet(Strict):
             problem = timing_problem(opts.bake_s, opts.interval_s)
             if problem:
                 raise ValueError(f"clusters.{short}.upgrade: {problem}")
+        return self
+
+    @model_validator(mode="after")
+    def _stages(self) -> Fleet:
+        """A stage names only clusters of the fleet."""
+        for i, stage in enumerate(self.campaigns.stages if self.campaigns else []):
+            unknown = [c for c in stage.clusters if c not in self.clusters]
+            if unknown:
+                raise ValueError(f"campaigns.stages.{i}.clusters: no cluster "
+                                 f"{', '.join(unknown)} in `clusters` (known: "
+                                 f"{', '.join(sorted(self.clusters))})")
         return self
 
     def cluster(self, short: str) -> ClusterConfig:
