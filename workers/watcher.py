@@ -24,11 +24,12 @@ import json
 import time
 from collections.abc import Callable
 from dataclasses import dataclass
-from datetime import UTC, datetime
+from datetime import UTC, date, datetime
 from typing import Any
 
 import redis
 import structlog
+from redis.typing import EncodableT
 
 from workers.github.feed import ReleaseFeed
 from workers.slack.errors import SLACK_ERRORS, translate_slack_error
@@ -298,6 +299,29 @@ class Watcher:
                 "value": f"{n.cluster}|{target}"}]})
         return blocks
 
+    # ------------------------------------------------------------------ support dates
+
+    def record_end_of_support(self, notes: list[ReleaseEvent]) -> None:
+        """Keep each deprecated revision's end of support, for campaigns to avoid it: the
+        date a deprecation announced ahead takes effect (its ``expected``; a month alone
+        counts from its first day), else the release that deprecated it; "" when announced
+        ahead without a date. The earliest date a note gives wins."""
+        ends: dict[str, str] = {}
+        for e in notes:
+            if e.kind != "deprecated":
+                continue
+            when = (e.expected or "") if e.ahead else e.release
+            if len(when) == 7:  # YYYY-MM
+                when += "-01"
+            old = ends.get(e.revision, self.r.hget(f"{self.key}:end_of_support", e.revision))
+            if isinstance(old, bytes):
+                old = old.decode()
+            if old is None or (when and (not old or when < old)):
+                ends[e.revision] = when
+        if ends:
+            mapping: dict[EncodableT, EncodableT] = {k: v for k, v in ends.items()}
+            self.r.hset(f"{self.key}:end_of_support", mapping=mapping)
+
     # ------------------------------------------------------------------ the loop
 
     def run_once(self, now: float | None = None, pushed: list[ReleaseEvent] | None = None
@@ -312,6 +336,7 @@ class Watcher:
         now = time.time() if now is None else now
         today = datetime.fromtimestamp(now, UTC).strftime("%Y-%m-%d")
         notes = list(pushed) if pushed is not None else self.feed.poll()
+        self.record_end_of_support(notes)
         keyed = [(event_key(e), e) for e in notes] + self.arm_events(today)
         first = not self.r.exists(f"{self.key}:initialized")
         seen_key = f"{self.key}:seen"
@@ -334,6 +359,20 @@ class Watcher:
         if channels:
             self.r.incrby(f"{self.key}:notified", len(channels))
         return [e for _, e in new], channels
+
+
+def end_of_support(r: redis.Redis, prefix: str) -> dict[str, date | None]:
+    """Revision → the date its support ends (None: deprecated, the date not given), as the
+    release notes the watcher has read said (:meth:`Watcher.record_end_of_support`)."""
+    out: dict[str, date | None] = {}
+    for rev, when in r.hgetall(f"{prefix}:releases:end_of_support").items():
+        rev = rev.decode() if isinstance(rev, bytes) else rev
+        when = when.decode() if isinstance(when, bytes) else when
+        try:
+            out[rev] = date.fromisoformat(when) if when else None
+        except ValueError:
+            out[rev] = None
+    return out
 
 
 def verify_push(secret: str, body: bytes, timestamp: str, signature: str,

@@ -157,3 +157,26 @@ def test_a_patch_is_offered_once_the_control_plane_runs_it(  # type: ignore[no-u
     assert all("the control plane of" in p["text"] and "runs it" in p["text"] for p in offers)
     w.run_once()  # offered once
     assert len([p for p in posts(sb) if "meshops_rollover" in str(p["blocks"])]) == len(offers)
+
+
+def test_the_end_of_support_of_deprecated_revisions_is_kept_from_the_notes(world) -> None:  # type: ignore[no-untyped-def]
+    """Campaigns never propose a revision near its end of support: the watcher keeps the
+    date from each deprecation it reads, the earliest winning, already in the baseline poll."""
+    from datetime import date
+
+    from workers.watcher import end_of_support
+
+    sb, make, r = world
+    publish(sb, "* Istio-based service mesh add-on revision asm-1-24 is no longer supported.",
+            "2025-10-06")
+    publish(sb, "* Istio-based service mesh add-on revision asm-1-25 will no longer be "
+                "supported after January 15, 2026.", "2025-11-20")
+    publish(sb, "* Istio-based service mesh add-on revision asm-1-25 will no longer be "
+                "supported after February 28, 2026.", "2025-12-10")  # a later date: ignored
+    watcher = make()
+    watcher.run_once()  # the first poll only learns, but keeps the dates
+    prefix = watcher.key.removesuffix(":releases")
+    ends = end_of_support(r, prefix)
+    assert ends["asm-1-24"] == date(2025, 10, 6)
+    assert ends["asm-1-25"] == date(2026, 1, 15)
+    assert "asm-1-26" not in ends
