@@ -286,8 +286,14 @@ class Sandbox:
                                    "scrape_interval": self.scrape_interval},
                     **({"upgrade": {"wave_size": size}}
                        if (size := wave_size_for(len(c.namespaces))) > WAVE_SIZE else {}),
+                    **({"labels": dict(c.labels)} if c.labels else {}),
                 } for c in self.loaded.spec.clusters
             },
+            **({"campaigns": {
+                "channel": campaigns.channel.id, "approvers": [APPROVER[0]],
+                "stages": [s.model_dump(exclude_defaults=True) | {"name": s.name}
+                           for s in campaigns.stages]}}
+               if (campaigns := self.loaded.spec.campaigns) else {}),
         }
 
     def env(self) -> dict[str, str]:

@@ -12,6 +12,11 @@ A world file is YAML::
         - {at_s: 300, duration_s: 120, error_rate: 0.05, latency_x: 3}
         - {every_s: 1800, duration_s: 90, error_rate: 0.02, clusters: [shop]}
       seed: 7                         #   of the noise and of recurring incidents
+    campaigns:                        # optional: the fleet file's `campaigns:` (issue 14)
+      channel: {id: C0FLEET, name: mesh-fleet}   # optional (this is the default)
+      stages:                         # in order; as in the fleet file
+        - {name: dev, selector: {env: dev}, max_concurrency: 2}
+        - {name: prod, clusters: [shop], approval: true, soak: 30s}
     clusters:
       - name: aks-shop-weu            # the managedCluster name
         alias: shop                   # optional: the name in /mesh commands (default: name)
@@ -46,6 +51,8 @@ A world file is YAML::
             utcOffset: "+01:00"
             startTime: "22:00"
             notAllowedDates: [{start: "2026-12-20", end: "2027-01-03"}]
+        labels: {env: dev}            # optional: the cluster's labels in the fleet file
+                                      # (campaign stages select by them)
         operation_in_progress:        # optional: someone's node pool operation, running
           kind: update node pool      #   from the world's start for `seconds` (wall clock)
           seconds: 30                 #   or, with starts: approval, from the moment the
@@ -108,7 +115,10 @@ configurations (ARM ``managedClusters/{name}/maintenanceConfigurations``;
 :mod:`sandbox.maintenance`): each name one of ``default``, ``aksManagedAutoUpgradeSchedule``,
 ``aksManagedNodeOSUpgradeSchedule``, its value the ``maintenanceWindow`` object in ARM's
 camelCase, checked as AKS checks a PUT (``startDate`` defaults to the day the world starts,
-``utcOffset`` to ``+00:00``). ``operation_in_progress`` makes the cluster busy from
+``utcOffset`` to ``+00:00``). ``campaigns`` and a cluster's ``labels`` go to the fleet file
+the sandbox writes, with the sandbox's approver as the campaigns' approver; a stage names
+clusters by their name in ``/mesh`` commands (the alias, else the name).
+``operation_in_progress`` makes the cluster busy from
 the world's start: ARM shows it ``Updating`` and answers a managedCluster PUT with 409
 ``OperationNotAllowed`` until it ends (:meth:`sandbox.world.World.start_node_pool_operation`
 says why only ``update node pool``). A channel with ``member: false`` answers
@@ -299,7 +309,13 @@ class ClusterSpec(Strict):
     operation_in_progress: OperationSpec | None = None
     #: maintenance configuration name → its maintenanceWindow, in ARM's camelCase
     maintenance: dict[str, dict[str, Any]] = Field(default_factory=dict)
+    labels: dict[str, str] = Field(default_factory=dict)
     namespaces: list[NamespaceSpec] = Field(default_factory=list)
+
+    @field_validator("labels")
+    @classmethod
+    def _labels(cls, v: dict[str, str]) -> dict[str, str]:
+        return _check_labels(v)
 
     @field_validator("revisions")
     @classmethod
@@ -326,10 +342,52 @@ class ClusterSpec(Strict):
         return ChannelSpec(id=f"C0{digest}", name=f"mesh-{self.key}"[:80])
 
 
+def _check_labels(v: dict[str, str]) -> dict[str, str]:
+    bad = [k for k, val in v.items() if not LABEL_KEY.match(k)
+           or not LABEL_VALUE.match(str(val))]
+    if bad:
+        raise ValueError(f"not Kubernetes-style label keys or values: {', '.join(bad)}")
+    return v
+
+
+class StageSpec(Strict):
+    """A campaign stage as the fleet file writes it (meshops checks it again at start)."""
+
+    name: str = Field(pattern=r"^[a-z0-9][a-z0-9-]{0,30}$")
+    clusters: list[str] = Field(default_factory=list)
+    selector: dict[str, str] = Field(default_factory=dict)
+    max_concurrency: int = Field(1, ge=1, le=50)
+    max_failures: int = Field(0, ge=0)
+    approval: bool = False
+    soak: str | float = 0
+
+    @field_validator("selector")
+    @classmethod
+    def _selector(cls, v: dict[str, str]) -> dict[str, str]:
+        return _check_labels(v)
+
+
+class CampaignsSpec(Strict):
+    channel: ChannelSpec = ChannelSpec(id="C0FLEET", name="mesh-fleet")
+    stages: list[StageSpec] = Field(min_length=1)
+
+
 class WorldSpec(Strict):
     clock_speed: float = Field(60.0, gt=0, le=3600)
     traffic: WorldTrafficSpec = WorldTrafficSpec()
+    campaigns: CampaignsSpec | None = None
     clusters: list[ClusterSpec] = Field(min_length=1)
+
+    @model_validator(mode="after")
+    def _stage_clusters(self) -> WorldSpec:
+        keys = [c.key for c in self.clusters]
+        for i, stage in enumerate(self.campaigns.stages if self.campaigns else []):
+            unknown = [c for c in stage.clusters if c not in keys]
+            if unknown:
+                raise ValueError(f"campaigns.stages[{i}].clusters: no cluster "
+                                 f"{', '.join(unknown)} in the world (its clusters: "
+                                 f"{', '.join(keys)})")
+        return self
 
 
 @dataclass

@@ -292,6 +292,12 @@ def cluster(**kw: Any) -> dict[str, Any]:
       "(ratings)"]),
     ({"clusters": [cluster(), cluster()]}, {},
      ["clusters[1].name: 'aks-x' is already used by clusters[0]"]),
+    ({"clusters": [cluster(labels={"env": "dev", "ring!": "1"})]}, {},
+     ["clusters[0].labels: not Kubernetes-style label keys or values: ring!"]),
+    ({"clusters": [cluster()], "campaigns": {"stages": [{"name": "dev", "clusters": ["aks-y"]}]}},
+     {}, ["campaigns.stages[0].clusters: no cluster aks-y in the world (its clusters: aks-x)"]),
+    ({"clusters": [cluster()], "campaigns": {"stages": [{"name": "dev", "max_concurrency": 0}]}},
+     {}, ["campaigns.stages[0].max_concurrency: Input should be greater than or equal to 1"]),
 ])
 def test_a_wrong_world_file_says_where_and_what(tmp_path: Path, world: Any,
                                                 files: dict[str, str],
