@@ -24,6 +24,7 @@ from workflows.commands import (
     Help,
     Inject,
     Plan,
+    PlanCampaign,
     Revisions,
     Runs,
     StartRun,
@@ -75,6 +76,16 @@ def register(app: App, deps: BotDeps) -> None:
             deps.after_answer(partial(deps.enqueue_answer, text,
                                       command.get("response_url", "")))
             return f"Looking at ARM and Kubernetes for `{command_name} {text[:500]}` …"
+        if isinstance(cmd, PlanCampaign):
+            if engine.fleet.campaigns is None:
+                raise InvalidCommand(
+                    "The fleet file has no `campaigns:` section: campaigns need its stages "
+                    "(clusters by name or labels, in order), a channel and approvers. See "
+                    "`examples/fleet.azure.yaml`.")
+            deps.after_answer(partial(deps.enqueue_answer, text,
+                                      command.get("response_url", "")))
+            return (f"Planning a campaign across {len(engine.fleet.clusters)} clusters "
+                    "(ARM's revisions, upgrade paths and maintenance windows) …")
         if isinstance(cmd, Runs):
             if cmd.run_id:
                 return run_history_text(engine.store.get(cmd.run_id))

@@ -9,14 +9,19 @@ from __future__ import annotations
 
 import time
 from collections import Counter
-from collections.abc import Callable
-from datetime import UTC, datetime
+from collections.abc import Callable, Mapping
+from datetime import UTC, date, datetime
 
+from workers.config import Fleet
 from workers.engine import Engine
+from workflows.campaign import ClusterFacts, StageSpec, plan_campaign
+from workflows.campaign import plan_text as campaign_text
 from workflows.errors import InvalidRevision, MeshopsError, PermanentError
 from workflows.kind import StartRun, kind_of
+from workflows.maintenance import AUTO_UPGRADE
 from workflows.model import Run, system_namespace
 from workflows.planning import check_upgrade, plan_waves
+from workflows.ports import ClusterPorts, RevisionProfile
 from workflows.waves import gate_summary, low_traffic_note, plan_notes
 
 MAX_TEXT = 3900
@@ -176,15 +181,69 @@ def plan_text(engine: Engine, cluster: str, revision: str, options: dict[str, ob
     return _clip("\n".join(lines))
 
 
+def cluster_facts(fleet: Fleet, ports: ClusterPorts) -> list[ClusterFacts]:
+    """What a campaign plan needs of each cluster of ``fleet``, read through ``ports``: its
+    mesh (``managedClusters``), upgrades (``meshUpgradeProfiles``), its region's
+    ``meshRevisionProfiles`` (read once a region) and its maintenance window: the
+    cluster's AKS ``aksManagedAutoUpgradeSchedule`` when it has one, else the fleet file's
+    ``maintenance_window``. A cluster ARM does not answer for is in the list with the
+    error; a maintenance configuration ARM does not answer for falls back to the fleet
+    file's window, the error noted."""
+    profiles: dict[str, tuple[RevisionProfile, ...]] = {}
+    facts = []
+    for name, cfg in sorted(fleet.clusters.items()):
+        labels = dict(cfg.labels)
+        try:
+            mesh = ports.mesh.get_mesh(name)
+            upgrades = (tuple(ports.mesh.upgrade_targets(name))
+                        if mesh.mode == "Istio" and len(mesh.revisions) == 1 else ())
+            if cfg.location not in profiles:
+                profiles[cfg.location] = tuple(ports.mesh.revision_profiles(name))
+        except MeshopsError as exc:
+            facts.append(ClusterFacts(name, cfg.location, labels, None, error=str(exc)))
+            continue
+        window, source = cfg.maintenance_window, "fleet file" if cfg.maintenance_window else ""
+        try:
+            own = ports.mesh.maintenance_windows(name).get(AUTO_UPGRADE)
+            if own is not None:
+                window, source = own, f"AKS {AUTO_UPGRADE}"
+        except MeshopsError as exc:
+            source = (f"{source}; " if source else "") + (
+                f"AKS maintenance configurations unreadable ({exc})")
+        facts.append(ClusterFacts(name, cfg.location, labels, mesh, upgrades,
+                                  profiles[cfg.location], window, source))
+    return facts
+
+
+def campaign_plan_text(fleet: Fleet, ports: ClusterPorts, revision: str | None,
+                       end_of_support: Mapping[str, date | None], now: datetime) -> str:
+    """``/mesh campaign plan [revision]``: every cluster of the fleet by stage, its path to
+    the revision (proposed when not given) or why it cannot move, and its next window.
+    Nothing changes."""
+    if fleet.campaigns is None:
+        return (":no_entry: The fleet file has no `campaigns:` section (its stages, channel "
+                "and approvers).")
+    stages = [StageSpec(s.name, tuple(s.clusters), dict(s.selector), s.max_concurrency,
+                        s.max_failures, s.approval, s.soak) for s in fleet.campaigns.stages]
+    try:
+        plan = plan_campaign(cluster_facts(fleet, ports), stages, revision, end_of_support, now)
+    except (PermanentError, InvalidRevision) as exc:
+        return f":no_entry: No campaign plan: {exc}"
+    return _clip(campaign_text(plan, now))
+
+
 def answer(engine: Engine, command_text: str, command_name: str = "/mesh", user: str = "",
-           channel: str = "", enqueue_tick: Callable[[str, int], None] | None = None
+           channel: str = "", enqueue_tick: Callable[[str, int], None] | None = None,
+           end_of_support: Callable[[], Mapping[str, date | None]] | None = None
            ) -> str | None:
     """The answer to a slow read-only command, or None if ``command_text`` is not one.
 
     ``enqueue_tick(run_id, seq)`` schedules the first tick of a run started here (the
-    rollover of ``inject --restart``); without it no run is started.
+    rollover of ``inject --restart``); without it no run is started. ``end_of_support()``:
+    the revisions the release notes say leave support, and when (a campaign never proposes
+    them); without it, none is known.
     """
-    from workflows.commands import Inject, Plan, Revisions, Status, parse
+    from workflows.commands import Inject, Plan, PlanCampaign, Revisions, Status, parse
 
     try:
         cmd = parse(command_text, command_name)
@@ -200,6 +259,10 @@ def answer(engine: Engine, command_text: str, command_name: str = "/mesh", user:
             return revisions_text(engine, cmd.cluster)
         if isinstance(cmd, Plan):
             return plan_text(engine, cmd.cluster, cmd.revision, dict(cmd.options))
+        if isinstance(cmd, PlanCampaign):
+            return campaign_plan_text(engine.fleet, engine.ports, cmd.revision,
+                                      end_of_support() if end_of_support else {},
+                                      datetime.now(UTC))
     except MeshopsError as exc:
         return f":warning: {exc}"
     return None

@@ -35,6 +35,7 @@ USAGE = {
     "revisions": "revisions [cluster]",
     "plan": f"plan <cluster> <revision> {UPGRADE_FLAGS}",
     "runs": "runs [cluster | run-id]",
+    "campaign": "campaign plan [revision]",
     "inject": "inject <cluster> <namespace> [namespace …] [--restart]",
     "uninject": "uninject <cluster> <namespace> [namespace …]",
     **{d: f"{d} <run-id>" for d in DECISIONS},
@@ -69,6 +70,14 @@ class Plan:
 
 
 @dataclass(frozen=True)
+class PlanCampaign:
+    """A dry run of a fleet campaign: each cluster's path to ``revision`` (None: the one
+    meshops proposes), by stage, with its next maintenance window."""
+
+    revision: str | None = None
+
+
+@dataclass(frozen=True)
 class Runs:
     cluster: str | None = None
     run_id: str | None = None
@@ -90,7 +99,7 @@ class Decide:
     run_id: str
 
 
-Command = Help | Status | Revisions | Plan | Runs | Decide | Inject | StartRun
+Command = Help | Status | Revisions | Plan | PlanCampaign | Runs | Decide | Inject | StartRun
 
 
 def _usages() -> dict[str, str]:
@@ -110,8 +119,9 @@ def parse(text: str, command_name: str = "/mesh") -> Command:
 
     Returns:
         One of :class:`Help`, :class:`Status`, :class:`Revisions`, :class:`Plan`,
-        :class:`Runs`, :class:`Inject`, :class:`Decide`, or a :class:`StartRun` from the
-        registered kind whose verb it is (``upgrade``, ``enable``, ``ingress``, …).
+        :class:`PlanCampaign`, :class:`Runs`, :class:`Inject`, :class:`Decide`, or a
+        :class:`StartRun` from the registered kind whose verb it is (``upgrade``,
+        ``enable``, ``ingress``, …).
     Raises:
         InvalidCommand: unknown subcommand, missing or extra arguments, bad options; the
             message carries the usage that would work.
@@ -169,6 +179,12 @@ def parse(text: str, command_name: str = "/mesh") -> Command:
     if verb == "plan":
         cluster, revision, options = cluster_revision_options(args, verb, wrong)
         return Plan(cluster, parse_revision(revision), options)
+    if verb == "campaign":
+        if not args or args[0].lower() != "plan":
+            raise wrong("`campaign` takes `plan`" + (f", not `{args[0]}`." if args else "."))
+        if len(args) > 2:
+            raise wrong("`campaign plan` takes at most one revision.")
+        return PlanCampaign(parse_revision(args[1]) if len(args) == 2 else None)
     if verb in DECISIONS:
         if len(args) != 1:
             raise wrong(f"`{verb}` takes one run id.")

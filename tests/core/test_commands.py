@@ -4,6 +4,7 @@ from workflows.commands import (
     Decide,
     Help,
     Plan,
+    PlanCampaign,
     Revisions,
     Runs,
     StartRun,
@@ -43,6 +44,8 @@ def test_simple_commands() -> None:
     assert parse("runs r-0123456789") == Runs(run_id="r-0123456789")
     assert parse("plan prod asm-1-27 --wave-size=5") == Plan("prod", "asm-1-27",
                                                               {"wave_size": 5})
+    assert parse("campaign plan") == PlanCampaign()
+    assert parse("Campaign PLAN asm-1-27") == PlanCampaign("asm-1-27")
 
 
 @pytest.mark.parametrize(("text", "needle"), [
@@ -60,6 +63,9 @@ def test_simple_commands() -> None:
     ("status " + "x" * 4000, "characters long"),
     ("upgrade Dev_Cluster asm-1-26", "not a cluster name"),
     ('upgrade "dev asm-1-26', "Could not read"),
+    ("campaign", "`campaign` takes `plan`. Usage: `/mesh campaign plan "),
+    ("campaign begin asm-1-27", "`campaign` takes `plan`, not `begin`"),
+    ("campaign plan asm-1-27 asm-1-28", "`campaign plan` takes at most one revision"),
 ])
 def test_bad_commands_say_what_would_be_right(text: str, needle: str) -> None:
     with pytest.raises(InvalidCommand, match=needle.replace("(", r"\(")):
@@ -69,6 +75,8 @@ def test_bad_commands_say_what_would_be_right(text: str, needle: str) -> None:
 def test_malformed_revision() -> None:
     with pytest.raises(InvalidRevision, match="Did you mean `asm-1-26`"):
         parse("upgrade dev 1.26")
+    with pytest.raises(InvalidRevision, match="Did you mean `asm-1-27`"):
+        parse("campaign plan 1.27")
 
 
 def test_durations() -> None:

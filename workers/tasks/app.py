@@ -38,7 +38,7 @@ from workers.slack.notifier import SlackNotifier
 from workers.store.connect import celery_broker
 from workers.store.runs import RedisRunStore
 from workers.views import answer
-from workers.watcher import Watcher, pushed_events
+from workers.watcher import Watcher, end_of_support, pushed_events
 from workers.wiring import FleetPorts, build_engine
 from workflows.errors import RunNotFound, TemporaryError
 
@@ -191,12 +191,13 @@ def notify_task(self: Any, run_id: str, deferred: bool = False) -> None:
 @app.task(name="meshops.answer", bind=True, max_retries=3)
 def answer_task(self: Any, command_text: str, response_url: str, user: str = "",
                 channel: str = "") -> None:
-    """Answer a slow read-only command (status, revisions, plan) through its response_url."""
+    """Answer a slow read-only command (status, revisions, plan, campaign plan) through its
+    response_url."""
     from slack_sdk.webhook import WebhookClient
 
     ctx = context()
     text = answer(ctx.engine, command_text, ctx.fleet.slack.command, user, channel,
-                  enqueue_tick)
+                  enqueue_tick, lambda: end_of_support(ctx.store.r, ctx.store.p))
     if text is None:
         return
     try:

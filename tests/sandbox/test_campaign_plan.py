@@ -1,0 +1,86 @@
+"""``/mesh campaign plan`` as a worker answers it: every cluster of the campaign world read
+through the real adapters (ARM's managedClusters, meshUpgradeProfiles, meshRevisionProfiles
+and maintenanceConfigurations), planned by stage (tests/fixtures/worlds/campaign.yaml)."""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+from datetime import UTC, date, datetime, timedelta
+from pathlib import Path
+
+import pytest
+
+from sandbox.app import Sandbox
+from tests.conftest import FIXTURES, free_port_base
+from tests.sandbox.conftest import running
+from workers.config import Fleet, load_fleet
+from workers.views import campaign_plan_text, cluster_facts
+from workers.wiring import FleetPorts
+
+
+@pytest.fixture(scope="module")
+def fleet(tmp_path_factory: pytest.TempPathFactory) -> Iterator[tuple[Fleet, FleetPorts]]:
+    with running(Sandbox(Path(tmp_path_factory.mktemp("campaign")),
+                         free_port_base(10000, 15000, 10), with_prometheus=False,
+                         world_file=FIXTURES / "worlds" / "campaign.yaml")) as sb:
+        fleet = load_fleet(sb.state_dir / "fleet.yaml")
+        yield fleet, FleetPorts(fleet)
+
+
+def line(text: str, cluster: str) -> str:
+    (found,) = [ln for ln in text.splitlines() if f"`{cluster}`" in ln]
+    return found
+
+
+def test_the_sandbox_fleet_file_carries_the_worlds_rings_and_labels(fleet) -> None:  # type: ignore[no-untyped-def]
+    f, ports = fleet
+    assert f.campaigns is not None and f.campaigns.channel == "C0FLEET"
+    assert [(s.name, s.selector, s.approval, s.soak) for s in f.campaigns.stages] == [
+        ("dev", {"env": "dev"}, False, 0), ("prod", {"env": "prod"}, True, 30)]
+    facts = {x.name: x for x in cluster_facts(f, ports)}
+    assert facts["prod-a"].labels == {"env": "prod", "region": "eastus"}
+    # prod-a's own AKS window, read from ARM; the others have none
+    assert facts["prod-a"].window_source == "AKS aksManagedAutoUpgradeSchedule"
+    assert facts["prod-a"].window is not None
+    assert facts["prod-a"].window.schedule.weekly is not None
+    assert facts["dev-a"].window is None
+    assert facts["dev-b"].upgrades == ("asm-1-25", "asm-1-26")  # meshUpgradeProfiles
+    assert facts["lab"].mesh is not None and facts["lab"].mesh.mode != "Istio"
+
+
+def test_a_named_revision_plans_hops_blocks_and_windows(fleet) -> None:  # type: ignore[no-untyped-def]
+    f, ports = fleet
+    now = datetime.now(UTC)
+    text = campaign_plan_text(f, ports, "asm-1-27", {}, now)
+    assert text.startswith("*Fleet campaign plan (dry run, nothing changed)*: → asm-1-27")
+    assert "asm-1-26 → asm-1-27" in line(text, "dev-a")
+    assert line(text, "dev-b").count(" → ") == 2  # asm-1-24 goes through one revision
+    assert "asm-1-24 → asm-1-2" in line(text, "dev-b")
+    prod_a = line(text, "prod-a")
+    assert "asm-1-26 → asm-1-27" in prod_a and "aksManagedAutoUpgradeSchedule" in prod_a
+    assert "window opens" in prod_a or "in window now" in prod_a
+    prod_b = line(text, "prod-b")  # asm-1-27 is not compatible with Kubernetes 1.30
+    assert ":no_entry:" in prod_b and "1.31, 1.32, 1.33, 1.34" in prod_b and "1.30" in prod_b
+    assert text.index("*Stage dev*") < text.index("`dev-b`") < text.index("*Stage prod*") \
+        < text.index("`prod-b`") < text.index("*Not in any stage*") < text.index("`lab`")
+    assert "approval first" in text
+
+
+def test_without_a_revision_it_proposes_the_default_and_avoids_one_near_its_end(fleet) -> None:  # type: ignore[no-untyped-def]
+    f, ports = fleet
+    now = datetime.now(UTC)
+    text = campaign_plan_text(f, ports, None, {}, now)
+    # every region offers asm-1-24 … asm-1-27; AKS installs n-1 by default: asm-1-26
+    assert text.startswith("*Fleet campaign plan (dry run, nothing changed)*: → asm-1-26")
+    assert "asm-1-24 → asm-1-26" in line(text, "dev-b")  # a direct upgrade
+    assert ":white_check_mark:" in line(text, "dev-a")  # already there
+    ending = {"asm-1-26": date.today() + timedelta(days=20)}
+    text = campaign_plan_text(f, ports, None, ending, now)
+    assert text.startswith("*Fleet campaign plan (dry run, nothing changed)*: → asm-1-25")
+    assert "asm-1-26" in text.splitlines()[0]  # says why asm-1-26 was left out
+
+
+def test_a_revision_no_region_offers_is_refused_with_what_is_offered(fleet) -> None:  # type: ignore[no-untyped-def]
+    f, ports = fleet
+    text = campaign_plan_text(f, ports, "asm-1-30", {}, datetime.now(UTC))
+    assert ":no_entry:" in line(text, "dev-a") and "asm-1-30" in line(text, "dev-a")
