@@ -29,10 +29,11 @@ from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from datetime import UTC, date, datetime, timedelta
 from types import MappingProxyType
+from typing import Protocol
 
 from workflows.errors import PermanentError
 from workflows.maintenance import MaintenanceWindow, MaintenanceWindowError, next_window
-from workflows.model import parse_revision, revision_minor
+from workflows.model import Run, parse_revision, revision_minor
 from workflows.ports import MeshState, RevisionProfile
 
 #: a revision whose end of support is this close (or past) is never proposed: a campaign over
@@ -627,3 +628,77 @@ def plan_text(plan: CampaignPlan, now: datetime) -> str:
         head, _, tally = text.rpartition("\n")
         text = head[: TEXT_LIMIT - len(tally) - 20] + "\n… (clipped)\n" + tally
     return text
+
+
+class CampaignApi(Protocol):
+    """What a campaign run needs beyond one cluster's ports (DESIGN.md §3): the fleet's facts
+    and rings, and the cluster runs it starts and decides on. Implemented by the worker
+    (``workers.campaigns.EngineCampaigns``) on the engine and the run store; reached by a
+    step as ``ports.campaign`` (:func:`campaign_api`). Every method raises only the errors
+    of :mod:`workflows.errors`."""
+
+    def facts(self) -> list[ClusterFacts]:
+        """Each cluster of the fleet as ARM describes it now (mesh, upgrades, region's
+        revisions, maintenance window); a cluster ARM does not answer for carries the error."""
+        ...
+
+    def stages(self) -> list[StageSpec]:
+        """The fleet file's campaign stages, in order."""
+        ...
+
+    def end_of_support(self) -> Mapping[str, date | None]:
+        """Revision → the date its support ends (None: deprecated, date not given)."""
+        ...
+
+    def find_child(self, campaign_id: str, cluster: str, revision: str) -> Run | None:
+        """The newest run of ``cluster`` to ``revision`` that campaign ``campaign_id``
+        started (``params["campaign"]``), whatever its phase; None if there is none. A
+        campaign adopts it rather than start another: nothing is started twice, even when
+        the campaign's worker died between starting a run and saving that it had."""
+        ...
+
+    def start_child(self, campaign: Run, cluster: str, revision: str) -> Run:
+        """Start an ``upgrade`` run of ``cluster`` to ``revision`` for ``campaign``: requested
+        by the campaign's requester, in the cluster's channel with the cluster's options and
+        gate, ``params`` ``{"campaign": campaign.id}``; its first tick scheduled.
+
+        Raises:
+            ClusterBusy: another run holds the cluster.
+            DecisionRefused: the campaign's requester may not change this cluster.
+        """
+        ...
+
+    def get_run(self, run_id: str) -> Run:
+        """A run as last saved (``RunNotFound`` if there is none)."""
+        ...
+
+    def decide(self, run_id: str, action: str, user: str) -> Run:
+        """Take ``action`` on a cluster run as ``user`` would by clicking (the cluster's
+        policy decides whether they may), then schedule its tick and Slack sync.
+
+        Raises:
+            DecisionRefused: ``user`` may not, or the run is past that decision.
+            RunBusy: the run is in the middle of a step; ask again on the next tick.
+        """
+        ...
+
+    def soak_check(self, cluster: str, namespaces: list[str], start: float, end: float
+                   ) -> str | None:
+        """Watch ``namespaces`` of ``cluster`` from ``start`` to ``end`` (Unix seconds) after
+        their upgrade: None while they are as healthy as before it, else the regression in
+        one sentence (the numbers and what was tolerated). ``MetricsUnavailable`` when
+        Prometheus cannot answer."""
+        ...
+
+
+def campaign_api(ports: object) -> CampaignApi:
+    """``ports.campaign``: the worker gives it to the ports it ticks runs with.
+
+    Raises:
+        PermanentError: these ports have none (a process that does not run campaigns).
+    """
+    api = getattr(ports, "campaign", None)
+    if api is None:
+        raise PermanentError("campaigns run in a meshops worker; these ports have no "
+                             "campaign API")
+    return api  # type: ignore[no-any-return]

@@ -33,11 +33,11 @@ from workflows.policy import Role
 from workflows.ports import ClusterPorts
 
 #: Every decision a person can take on a run (a button's action or a typed command).
-ACTIONS = ("approve", "reject", "pause", "resume", "rollback", "complete", "cancel")
+ACTIONS = ("approve", "reject", "pause", "resume", "rollback", "complete", "cancel", "halt")
 
 PAST = {"approve": "approved", "reject": "rejected", "cancel": "cancelled",
         "complete": "completion approved", "rollback": "roll back requested",
-        "pause": "paused", "resume": "resumed"}
+        "pause": "paused", "resume": "resumed", "halt": "halted"}
 
 
 @dataclass(frozen=True)
@@ -165,6 +165,11 @@ class WorkflowKind:
 
     def plan_note(self, run: Run) -> str:
         """A context line under the plan while it awaits approval ("" for none)."""
+        return ""
+
+    def body(self, run: Run) -> str:
+        """The root message's own section (mrkdwn, under 2,900 characters; "" for none):
+        a kind whose progress is not waves shows it here (a campaign's stages)."""
         return ""
 
     # -- stepping -----------------------------------------------------------------------

@@ -96,6 +96,7 @@ class Phase(StrEnum):
     AWAITING_COMPLETION = "awaiting_completion"
     COMPLETING = "completing"
     PAUSED = "paused"
+    HALTED = "halted"  # a campaign stopped by its failure budget or a person; resumable
     ROLLING_BACK = "rolling_back"
     # terminal
     COMPLETED = "completed"
@@ -120,8 +121,11 @@ TERMINAL_PHASES = frozenset(
 )
 PARKED_PHASES = frozenset(
     {Phase.AWAITING_APPROVAL, Phase.AWAITING_WAVE_APPROVAL, Phase.AWAITING_COMPLETION,
-     Phase.PAUSED}
+     Phase.PAUSED, Phase.HALTED}
 )
+#: the "cluster" of a run that spans the fleet (a campaign): its lease is the fleet's (one
+#: campaign at a time), its channel and approvers the fleet file's ``campaigns``
+FLEET_SCOPE = "@fleet"
 
 
 class WaveStep(StrEnum):

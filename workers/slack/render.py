@@ -19,7 +19,7 @@ PHASE_EMOJI = {
     Phase.COMPLETED: ":white_check_mark:", Phase.ROLLED_BACK: ":leftwards_arrow_with_hook:",
     Phase.FAILED: ":x:", Phase.REFUSED: ":no_entry:", Phase.CANCELLED: ":heavy_minus_sign:",
     Phase.REJECTED: ":no_entry_sign:", Phase.PAUSED: ":double_vertical_bar:",
-    Phase.ROLLING_BACK: ":rewind:",
+    Phase.ROLLING_BACK: ":rewind:", Phase.HALTED: ":octagonal_sign:",
 }
 
 
@@ -219,6 +219,9 @@ def render_root(run: Run, approvers: list[str]) -> tuple[str, list[dict[str, Any
         if lines:
             body += "\n" + "\n".join(lines)
         blocks.append({"type": "section", "text": {"type": "mrkdwn", "text": body[:2900]}})
+    own = kind.body(run)
+    if own:
+        blocks.append({"type": "section", "text": {"type": "mrkdwn", "text": own[:2900]}})
     note = kind.plan_note(run) if run.phase == Phase.AWAITING_APPROVAL else ""
     if note:
         blocks.append({"type": "context", "elements": [{"type": "mrkdwn", "text": note}]})
