@@ -27,7 +27,7 @@ from pydantic_settings import BaseSettings, SettingsConfigDict
 from workflows.errors import ConfigError, InvalidCommand, UnknownCluster
 from workflows.maintenance import MaintenanceWindow, MaintenanceWindowError, parse_config_window
 from workflows.metric_templates import render
-from workflows.model import GateThresholds, MetricTemplate, UpgradeOptions
+from workflows.model import FLEET_SCOPE, GateThresholds, MetricTemplate, UpgradeOptions
 from workflows.policy import ClusterPolicy
 from workflows.syntax import (
     BAKE_BOUNDS_S,
@@ -387,10 +387,15 @@ class CampaignsConfig(Strict):
     """Fleet campaigns (issue 14): where they are posted, who approves, the rings."""
 
     channel: str = Field(pattern=r"^[CG][A-Z0-9]{2,}$")
+    #: who may start a campaign (empty: anyone), approve it and its stages, and who else
+    #: may pause, halt, resume or cancel one; as a cluster's
+    requesters: list[str] = Field(default_factory=list)
     approvers: list[str] = Field(min_length=1)
+    allow_self_approval: bool = False
+    operators: list[str] = Field(default_factory=list)
     stages: list[StageConfig] = Field(min_length=1)
 
-    @field_validator("approvers")
+    @field_validator("requesters", "approvers", "operators")
     @classmethod
     def _slack_ids(cls, v: list[str]) -> list[str]:
         bad = [x for x in v if not SLACK_ID.match(x)]
@@ -452,24 +457,45 @@ class Fleet(Strict):
             raise UnknownCluster(short, sorted(self.clusters))
         return self.clusters[short]
 
+    def access(self, scope: str) -> ClusterConfig | CampaignsConfig:
+        """Who may act on the runs of ``scope`` and where they are posted: a cluster's
+        configuration, or for :data:`FLEET_SCOPE` (campaigns) the ``campaigns`` section.
+
+        Raises:
+            UnknownCluster: no such cluster.
+            InvalidCommand: a campaign asked of a fleet file without ``campaigns``.
+        """
+        if scope == FLEET_SCOPE:
+            if self.campaigns is None:
+                raise InvalidCommand(
+                    "The fleet file has no `campaigns:` section: campaigns need its stages "
+                    "(clusters by name or labels, in order), a channel and approvers. See "
+                    "`examples/fleet.azure.yaml`.")
+            return self.campaigns
+        return self.cluster(scope)
+
     def upgrade_options(self, short: str, overrides: dict[str, Any]) -> UpgradeOptions:
-        c = self.clusters[short]
+        own = ({} if short == FLEET_SCOPE else
+               {**self.clusters[short].upgrade.as_options(),
+                **self.clusters[short].approvals.as_options()})
         merged = {**self.defaults.upgrade.as_options(), **self.defaults.approvals.as_options(),
-                  **c.upgrade.as_options(), **c.approvals.as_options(), **overrides}
+                  **own, **overrides}
         return UpgradeOptions(**merged)
 
     def thresholds(self, short: str) -> GateThresholds:
         """The cluster's gate: its ``gates`` over the defaults' (``canary`` merged field
-        by field)."""
+        by field); the defaults' for :data:`FLEET_SCOPE`."""
         base = self.defaults.gates.as_thresholds()
-        own = self.clusters[short].gates.as_thresholds()
+        own = ({} if short == FLEET_SCOPE else
+               self.clusters[short].gates.as_thresholds())
         canary = {**base.get("canary", {}), **own.get("canary", {})}
         return GateThresholds(**{**base, **own, "canary": canary})
 
     def policy(self, short: str, groups: dict[str, frozenset[str]] | None = None
                ) -> ClusterPolicy:
-        """The access policy, with user groups (``S…``) expanded through ``groups``."""
-        c = self.clusters[short]
+        """The access policy of a cluster's runs (or, for :data:`FLEET_SCOPE`, of
+        campaigns), with user groups (``S…``) expanded through ``groups``."""
+        c = self.access(short)
 
         def expand(ids: list[str]) -> frozenset[str]:
             out: set[str] = set()

@@ -106,12 +106,13 @@ class Engine:
 
         Raises:
             UnknownCluster: not in the fleet file.
+            InvalidCommand: a campaign (``FLEET_SCOPE``) and the fleet file has none.
             DecisionRefused: the requester may not request changes of this cluster.
             ClusterBusy: another run holds the cluster's lease.
         """
         kind = KINDS.get(request.kind)
         cluster = request.cluster
-        cfg = self.fleet.cluster(cluster)
+        cfg = self.fleet.access(cluster)  # a cluster, or the fleet's campaigns
         if not self.policy(cluster).may_request(requester):
             raise DecisionRefused(f"You may not request changes of `{cluster}`; ask one of "
                                   + ", ".join(mention(a) for a in cfg.approvers) + ".")

@@ -702,3 +702,4 @@ def campaign_api(ports: object) -> CampaignApi:
         raise PermanentError("campaigns run in a meshops worker; these ports have no "
                              "campaign API")
     return api  # type: ignore[no-any-return]
+

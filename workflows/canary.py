@@ -1404,3 +1404,60 @@ def replay(windows: Sequence[TrafficWindow], canary_revision: str | None = None,
             k += 1
         out.append(WaveReplay(wave, tuple(looks)))
     return out
+
+
+def soak_regression(windows: Sequence[TrafficWindow], since: float, th: CanaryThresholds
+                    ) -> str | None:
+    """Whether namespaces upgraded at ``since`` serve errors they did not before: the soak
+    after a campaign stage (Azure Kubernetes Fleet Manager's after-stage wait, with Flagger's
+    and Argo Rollouts' idea of analysis continuing after promotion).
+
+    Per namespace, the requests and server errors (:attr:`TrafficWindow.errors`) its
+    destination proxies report (the source's when no destination reports: callers outside
+    the mesh), in windows ending at or before ``since`` (before) and after it (soak). A
+    regression is an error rate higher by at least ``th.error_detect_pts`` points (the
+    change the canary gate is set to catch) **and** beyond chance: the soak's error count
+    is in the upper tail (below ``th.false_rollback / n``, Bonferroni over the ``n``
+    namespaces judged) of the Poisson count expected at the rate before plus the
+    tolerated ``th.error_tolerance_pts`` (:func:`count_tails`), so production's noise at
+    high volume does not read as a regression and a handful of errors at low volume
+    cannot either.
+
+    Args:
+        windows: the namespaces' traffic windows over both spans (``MetricsApi.windows``).
+        since: Unix seconds the upgrade completed.
+        th: the cluster's canary gate parameters.
+    Returns:
+        None when no namespace regressed (or there is nothing to compare), else one
+        sentence naming each regressed namespace with both rates and the request counts.
+    """
+    tally: dict[tuple[str, str], list[int]] = {}  # (ns, reporter) -> before n, e, soak n, e
+    for w in windows:
+        t = tally.setdefault((w.subject, w.reporter), [0, 0, 0, 0])
+        at = 0 if w.end <= since else 2
+        t[at] += w.requests
+        t[at + 1] += w.errors
+    judged: dict[str, list[int]] = {}
+    for (ns, reporter), t in sorted(tally.items()):
+        if ns.startswith("gateway/"):
+            continue
+        if reporter == "destination" or ns not in judged:
+            if t[0] and t[2]:
+                judged[ns] = t
+    if not judged:
+        return None
+    alpha = th.false_rollback / len(judged)
+    found = []
+    for ns, (n0, e0, n1, e1) in judged.items():
+        p0, p1 = e0 / n0, e1 / n1
+        if (p1 - p0) * 100 < th.error_detect_pts:
+            continue
+        expected = n1 * (p0 + th.error_tolerance_pts / 100)
+        if count_tails(e1, expected, expected)[0] >= alpha:
+            continue
+        found.append(f"{ns} {p1 * 100:.2f} % errors over {n1:,} requests since the upgrade "
+                     f"against {p0 * 100:.2f} % over {n0:,} before")
+    if not found:
+        return None
+    return ("; ".join(found) + f" (a regression is {th.error_detect_pts:g} points or more, "
+            "beyond chance)")

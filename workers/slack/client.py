@@ -118,9 +118,9 @@ class UserGroups:
         return users
 
     def __call__(self, cluster: str) -> dict[str, frozenset[str]]:
-        """{group id: members} of every user group among the cluster's approvers and
-        requesters."""
-        c = self.fleet.clusters[cluster]
+        """{group id: members} of every user group among the cluster's (or the campaigns')
+        approvers and requesters."""
+        c = self.fleet.access(cluster)
         out = {g: self.members(g) for g in {*c.approvers, *c.requesters} if g.startswith("S")}
         for g in c.operators:
             if g.startswith("S") and g not in out:

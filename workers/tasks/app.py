@@ -93,7 +93,7 @@ class Context:
         self.engine: Engine = build_engine(env, self.fleet, client, store=self.store,
                                            ports=self.ports)
         self.notifier = SlackNotifier(client, self.store,
-                                      lambda c: self.fleet.clusters[c].approvers,
+                                      lambda c: self.fleet.access(c).approvers,
                                       audit=self.engine.audit,
                                       budget=SlackBudget(self.store.r, self.store.p,
                                                          env.slack_bot_token))
