@@ -12,16 +12,16 @@ from collections import Counter
 from collections.abc import Callable, Mapping
 from datetime import UTC, date, datetime
 
+from workers.campaigns import cluster_facts, stage_specs
 from workers.config import Fleet
 from workers.engine import Engine
-from workflows.campaign import ClusterFacts, StageSpec, plan_campaign
+from workflows.campaign import plan_campaign
 from workflows.campaign import plan_text as campaign_text
 from workflows.errors import InvalidRevision, MeshopsError, PermanentError
 from workflows.kind import StartRun, kind_of
-from workflows.maintenance import AUTO_UPGRADE
 from workflows.model import Run, system_namespace
 from workflows.planning import check_upgrade, plan_waves
-from workflows.ports import ClusterPorts, RevisionProfile
+from workflows.ports import ClusterPorts
 from workflows.waves import gate_summary, low_traffic_note, plan_notes
 
 MAX_TEXT = 3900
@@ -181,40 +181,6 @@ def plan_text(engine: Engine, cluster: str, revision: str, options: dict[str, ob
     return _clip("\n".join(lines))
 
 
-def cluster_facts(fleet: Fleet, ports: ClusterPorts) -> list[ClusterFacts]:
-    """What a campaign plan needs of each cluster of ``fleet``, read through ``ports``: its
-    mesh (``managedClusters``), upgrades (``meshUpgradeProfiles``), its region's
-    ``meshRevisionProfiles`` (read once a region) and its maintenance window: the
-    cluster's AKS ``aksManagedAutoUpgradeSchedule`` when it has one, else the fleet file's
-    ``maintenance_window``. A cluster ARM does not answer for is in the list with the
-    error; a maintenance configuration ARM does not answer for falls back to the fleet
-    file's window, the error noted."""
-    profiles: dict[str, tuple[RevisionProfile, ...]] = {}
-    facts = []
-    for name, cfg in sorted(fleet.clusters.items()):
-        labels = dict(cfg.labels)
-        try:
-            mesh = ports.mesh.get_mesh(name)
-            upgrades = (tuple(ports.mesh.upgrade_targets(name))
-                        if mesh.mode == "Istio" and len(mesh.revisions) == 1 else ())
-            if cfg.location not in profiles:
-                profiles[cfg.location] = tuple(ports.mesh.revision_profiles(name))
-        except MeshopsError as exc:
-            facts.append(ClusterFacts(name, cfg.location, labels, None, error=str(exc)))
-            continue
-        window, source = cfg.maintenance_window, "fleet file" if cfg.maintenance_window else ""
-        try:
-            own = ports.mesh.maintenance_windows(name).get(AUTO_UPGRADE)
-            if own is not None:
-                window, source = own, f"AKS {AUTO_UPGRADE}"
-        except MeshopsError as exc:
-            source = (f"{source}; " if source else "") + (
-                f"AKS maintenance configurations unreadable ({exc})")
-        facts.append(ClusterFacts(name, cfg.location, labels, mesh, upgrades,
-                                  profiles[cfg.location], window, source))
-    return facts
-
-
 def campaign_plan_text(fleet: Fleet, ports: ClusterPorts, revision: str | None,
                        end_of_support: Mapping[str, date | None], now: datetime) -> str:
     """``/mesh campaign plan [revision]``: every cluster of the fleet by stage, its path to
@@ -223,8 +189,7 @@ def campaign_plan_text(fleet: Fleet, ports: ClusterPorts, revision: str | None,
     if fleet.campaigns is None:
         return (":no_entry: The fleet file has no `campaigns:` section (its stages, channel "
                 "and approvers).")
-    stages = [StageSpec(s.name, tuple(s.clusters), dict(s.selector), s.max_concurrency,
-                        s.max_failures, s.approval, s.soak) for s in fleet.campaigns.stages]
+    stages = stage_specs(fleet)
     try:
         plan = plan_campaign(cluster_facts(fleet, ports), stages, revision, end_of_support, now)
     except (PermanentError, InvalidRevision) as exc:

@@ -13,6 +13,7 @@ from workers.prom.metrics import PrometheusMetricsApi
 from workers.slack.client import UserGroups, make_client
 from workers.store.audit import AuditLog
 from workers.store.runs import RedisRunStore
+from workflows.campaign import CampaignApi
 from workflows.ports import MeshApi
 
 
@@ -25,6 +26,9 @@ class FleetPorts:
         self.mesh: MeshApi = self.aks
         self._clusters: dict[str, KubernetesClusterApi] = {}
         self._metrics: dict[str, PrometheusMetricsApi] = {}
+        #: the campaign API a worker gives its steps (workflows.campaign.campaign_api); a
+        #: process that does not tick runs (the bot) has none
+        self.campaign: CampaignApi | None = None
 
     def cluster_api(self, cluster: str) -> KubernetesClusterApi:
         if cluster not in self._clusters:

@@ -308,6 +308,13 @@ class RedisRunStore:
                 runs.append(run)
         return sorted(runs, key=lambda r: r.created_at, reverse=True)
 
+    def run_ids_since(self, since: float) -> list[str]:
+        """Ids of the runs created at or after ``since`` (Unix s), oldest first."""
+        try:
+            return _texts(self.r.zrangebyscore(self.key("runs"), since, "+inf"))
+        except RedisError as exc:
+            raise translate_redis_error(exc, "listing runs") from exc
+
     def active_run(self, cluster: str) -> str | None:
         holder = self.r.get(self.key("lease", cluster))
         return None if holder is None else _text(holder)

@@ -25,6 +25,7 @@ from celery.signals import task_postrun, task_prerun, worker_process_init
 from structlog.contextvars import bind_contextvars, unbind_contextvars
 
 from workers.apierrors import counted_slack_client
+from workers.campaigns import EngineCampaigns
 from workers.config import Fleet, load_fleet, settings
 from workers.engine import Engine
 from workers.github.feed import ReleaseFeed
@@ -41,6 +42,7 @@ from workers.views import answer
 from workers.watcher import Watcher, end_of_support, pushed_events
 from workers.wiring import FleetPorts, build_engine
 from workflows.errors import RunNotFound, TemporaryError
+from workflows.model import Run
 
 log = structlog.get_logger("meshops.worker")
 
@@ -92,6 +94,11 @@ class Context:
         self.ports = FleetPorts(self.fleet)
         self.engine: Engine = build_engine(env, self.fleet, client, store=self.store,
                                            ports=self.ports)
+        # what a campaign's steps reach through ports.campaign (workflows/kinds/campaign.py):
+        # the runs it starts and decides on are scheduled like anyone's
+        self.ports.campaign = EngineCampaigns(
+            self.engine, lambda: end_of_support(self.store.r, self.store.p),
+            lambda run_id, seq: enqueue_tick(run_id, seq), lambda run_id: enqueue_notify(run_id))
         self.notifier = SlackNotifier(client, self.store,
                                       lambda c: self.fleet.access(c).approvers,
                                       audit=self.engine.audit,
@@ -139,6 +146,21 @@ def tick_task(run_id: str, seq: int) -> None:
         tick_task.apply_async((run_id, advanced.run.seq), countdown=advanced.recheck_after)
     if advanced.logged:
         notify_task.delay(run_id)
+        nudge_campaign(ctx, advanced.run)
+
+
+def nudge_campaign(ctx: Context, run: Run) -> None:
+    """A campaign's cluster run that just ended or began waiting for a person: tick the
+    campaign now rather than at its next look, so the next cluster starts at once."""
+    parent = run.params.get("campaign")
+    if not parent or not (run.phase.terminal or run.phase.waiting_for_person):
+        return
+    try:
+        campaign = ctx.store.get(str(parent))
+    except RunNotFound:
+        return
+    if not campaign.phase.terminal and not campaign.phase.waiting_for_person:
+        tick_task.delay(campaign.id, campaign.seq)
 
 
 NOTIFY_RETRY_S = 5.0  # the least wait before a Slack sync is tried again
