@@ -20,9 +20,11 @@ cluster from its revision to the next, the sandbox re-seeded before each trial
    run's interval, as many as the meshops run took, on the same namespaces, control and
    gateways; the completion's PUT. Its Slack calls are as many posts, updates and file
    shares as the meshops run made in the same channel (a fixed PNG for each chart), made
-   in order by a thread of their own (off the upgrade's path, as meshops makes them),
-   waiting out 429s as slack_sdk's ``RateLimitErrorRetryHandler`` does; timed to the
-   later of the completion and its last Slack call.
+   in order by a thread per lane (off the upgrade's path, as meshops makes them),
+   paced under Slack's published limits (a message a second in a channel, 50
+   ``chat.update`` a minute) and waiting out any 429 as slack_sdk's
+   ``RateLimitErrorRetryHandler`` does; timed to the later of the completion and its last
+   Slack call.
 
 Both sides wait the same bakes and rollouts, so the ratio is meshops' overhead on top of
 what any orchestration must spend. Trials alternate (meshops, plain, plain, meshops, …),
@@ -70,6 +72,9 @@ from workers.wiring import FleetPorts  # noqa: E402
 from workflows.waves import restart_token  # noqa: E402
 
 CLUSTER = "scale-01"
+#: the plain script's pacing: messages into one channel (posts and file shares) about one a
+#: second ("Rate limits": chat.postMessage), chat.update 50 a minute (Tier 3)
+SLACK_GAP_S = {"post": 1.05, "update": 60 / 50}
 #: the smallest valid PNG (1×1): the plain script shares it where meshops shares a chart
 PNG = bytes.fromhex(
     "89504e470d0a1a0a0000000d4948445200000001000000010806000000"
@@ -208,14 +213,21 @@ def plain_trial(ports: FleetPorts, slack: WebClient, channel: str, rec: Record) 
     ts = root["ts"]
     plan = spread(rec.slack, rec.looks)
 
-    # Slack off the upgrade's path, as meshops keeps it: one thread takes the calls in
-    # order, sleeping out 429s there, so the baseline never waits on Slack in its loop
-    calls: queue.Queue[tuple[str, int] | None] = queue.Queue()
+    # Slack off the upgrade's path, as meshops keeps it: a thread per lane (messages into
+    # the channel; chat.update) takes its calls in order, paced under Slack's published
+    # limits as a careful script would (a message a second in a channel, chat.update's
+    # Tier 3 of 50 a minute), so it meets no 429 and its backlog is never longer than the
+    # limits make it; a 429 would still wait out Retry-After (the retry handler)
+    lanes: dict[str, queue.Queue[tuple[str, int] | None]] = {"post": queue.Queue(),
+                                                             "update": queue.Queue()}
     slack_done = {"at": 0.0}
 
-    def sender() -> None:
-        while (item := calls.get()) is not None:
+    def sender(lane: str) -> None:
+        last = 0.0
+        while (item := lanes[lane].get()) is not None:
             kind, i = item
+            time.sleep(max(0.0, SLACK_GAP_S[lane] - (time.time() - last)))
+            last = time.time()
             if kind == "post":
                 slack.chat_postMessage(channel=channel, thread_ts=ts, text=f"wave {i}: step")
             elif kind == "update":
@@ -223,13 +235,15 @@ def plain_trial(ports: FleetPorts, slack: WebClient, channel: str, rec: Record) 
             else:
                 slack.files_upload_v2(channel=channel, thread_ts=ts, content=PNG,
                                       filename=f"wave-{i}.png", title=f"wave {i}")
-            slack_done["at"] = time.time()
+            slack_done["at"] = max(slack_done["at"], time.time())
 
     def call(kind: str, i: int) -> None:
-        calls.put((kind, i))
+        lanes["update" if kind == "update" else "post"].put((kind, i))
 
-    thread = threading.Thread(target=sender, name="slack", daemon=True)
-    thread.start()
+    threads = [threading.Thread(target=sender, args=(lane,), name=f"slack-{lane}",
+                                daemon=True) for lane in lanes]
+    for thread in threads:
+        thread.start()
     t0 = time.time()
 
     def until(cond: Any, what: str, every: float) -> None:
@@ -286,8 +300,10 @@ def plain_trial(ports: FleetPorts, slack: WebClient, channel: str, rec: Record) 
     put([rec.canary])
     capi.control_plane_revisions()
     done = time.time()
-    calls.put(None)
-    thread.join()
+    for lane in lanes.values():
+        lane.put(None)
+    for thread in threads:
+        thread.join()
     return max(done, slack_done["at"]) - t0
 
 
