@@ -35,7 +35,6 @@ USAGE = {
     "revisions": "revisions [cluster]",
     "plan": f"plan <cluster> <revision> {UPGRADE_FLAGS}",
     "runs": "runs [cluster | run-id]",
-    "campaign": "campaign plan [revision]",
     "inject": "inject <cluster> <namespace> [namespace …] [--restart]",
     "uninject": "uninject <cluster> <namespace> [namespace …]",
     **{d: f"{d} <run-id>" for d in DECISIONS},
@@ -179,9 +178,8 @@ def parse(text: str, command_name: str = "/mesh") -> Command:
     if verb == "plan":
         cluster, revision, options = cluster_revision_options(args, verb, wrong)
         return Plan(cluster, parse_revision(revision), options)
-    if verb == "campaign":
-        if not args or args[0].lower() != "plan":
-            raise wrong("`campaign` takes `plan`" + (f", not `{args[0]}`." if args else "."))
+    if verb == "campaign" and args and args[0].lower() == "plan":
+        # the dry run is read-only; every other ``campaign`` command is the kind's (start)
         if len(args) > 2:
             raise wrong("`campaign plan` takes at most one revision.")
         return PlanCampaign(parse_revision(args[1]) if len(args) == 2 else None)

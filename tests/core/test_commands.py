@@ -1,3 +1,5 @@
+import re
+
 import pytest
 
 from workflows.commands import (
@@ -11,8 +13,10 @@ from workflows.commands import (
     Status,
     parse,
     parse_duration,
+    usage,
 )
 from workflows.errors import InvalidCommand, InvalidRevision
+from workflows.model import FLEET_SCOPE
 
 
 def test_upgrade_with_options() -> None:
@@ -63,13 +67,30 @@ def test_simple_commands() -> None:
     ("status " + "x" * 4000, "characters long"),
     ("upgrade Dev_Cluster asm-1-26", "not a cluster name"),
     ('upgrade "dev asm-1-26', "Could not read"),
-    ("campaign", "`campaign` takes `plan`. Usage: `/mesh campaign plan "),
-    ("campaign begin asm-1-27", "`campaign` takes `plan`, not `begin`"),
+    ("campaign", "`campaign` takes `plan [revision]` or `start [revision]`. Usage: "
+                 "`/mesh campaign plan|start [revision]`"),
+    ("campaign begin asm-1-27", "`campaign` takes `plan [revision]` or `start [revision]`, "
+                                "not `begin`"),
     ("campaign plan asm-1-27 asm-1-28", "`campaign plan` takes at most one revision"),
+    ("campaign start asm-1-27 asm-1-28", "`campaign start` takes at most one revision"),
 ])
 def test_bad_commands_say_what_would_be_right(text: str, needle: str) -> None:
-    with pytest.raises(InvalidCommand, match=needle.replace("(", r"\(")):
+    with pytest.raises(InvalidCommand, match=re.escape(needle)):
         parse(text)
+
+
+def test_campaign_start_is_the_kind_and_plan_stays_a_dry_run() -> None:
+    assert parse("campaign start asm-1-27") == StartRun("campaign", FLEET_SCOPE, "asm-1-27")
+    assert parse("Campaign START") == StartRun("campaign", "@fleet", "")
+    assert parse("campaign plan asm-1-27") == PlanCampaign("asm-1-27")
+    with pytest.raises(InvalidRevision, match="Did you mean `asm-1-27`"):
+        parse("campaign start 1.27")
+
+
+def test_help_lists_campaign_once_with_both_forms() -> None:
+    lines = usage().splitlines()
+    campaign = [line for line in lines if line.startswith("`/mesh campaign")]
+    assert campaign == ["`/mesh campaign plan|start [revision]`"]
 
 
 def test_malformed_revision() -> None:
