@@ -277,7 +277,7 @@ def audit(run_id: str | None, cluster: str | None, since: str | None) -> None:
 
 @main.command()
 @click.option("--scenario", type=click.Choice(["upgrade", "rollback", "incident", "release",
-                                                 "enable"]),
+                                                 "enable", "fleet", "fleet-halt"]),
               default="upgrade",
               show_default=True)
 @click.option("--state-dir", type=click.Path(path_type=Path), default=Path(".meshops/demo"),

@@ -511,8 +511,11 @@ def run_demo(scenario: str, state_dir: Path, port_base: int, bot_port: int, bake
              interval: str, cluster: str | None, timeout: float,
              socket_mode: bool = False, world_file: Path | None = None,
              to_revision: str | None = None, generated: tuple[int, ...] | None = None) -> int:
-    """Play ``scenario``; the last line is the run's final state (``run <id>: <phase>``).
+    """Play ``scenario``; the last line is the run's final state (``run <id>: <phase>``;
+    ``campaign <id>: <phase>`` for ``fleet`` and ``fleet-halt``, on the fleet world).
     ``generated``: (namespaces, clusters) of a generated world for the sandbox."""
+    if scenario in ("fleet", "fleet-halt") and world_file is None and generated is None:
+        world_file = FLEET_WORLD
     h = Harness(state_dir, port_base, bot_port, socket_mode=socket_mode,
                 unreleased=["asm-1-27"] if scenario == "release" else None,
                 changelog=CHANGELOG,  # the sandbox's own release history
@@ -527,6 +530,8 @@ def run_demo(scenario: str, state_dir: Path, port_base: int, bot_port: int, bake
         h.start()
         h.supervise("worker", "beat", "bot")  # a process that dies comes back by itself
         h.follow()
+        if scenario in ("fleet", "fleet-halt"):
+            return campaign_demo(h, scenario, timeout)
         state = h.control("GET", "/_sandbox/state")
         if cluster is None:
             cluster = default_cluster(scenario, state, a_world)
@@ -619,6 +624,138 @@ def run_demo(scenario: str, state_dir: Path, port_base: int, bot_port: int, bake
         return 1
     finally:
         h.stop()
+
+
+FLEET_WORLD = Path(__file__).resolve().parent.parent / "sandbox" / "data" / "worlds" / \
+    "fleet.yaml"
+CAMPAIGN_TARGET = "asm-1-27"
+#: fleet.yaml's cast: the cluster whose window the demo sets, the one needing two hops, the
+#: one its Kubernetes version blocks, and fleet-halt's two bad canaries (budget one)
+WINDOWED, TWO_HOPS, BLOCKED, BAD_CANARIES = "prod-2", "dev-2", "prod-3", ("staging-1",
+                                                                         "staging-2")
+
+
+def set_window(h: Harness, cluster: str, lead_s: float) -> float:
+    """As a platform engineer would, give ``cluster`` an AKS maintenance window (ARM
+    ``maintenanceConfigurations/aksManagedAutoUpgradeSchedule``, through the Azure SDK):
+    daily, 4 hours, opening at the first whole minute ``lead_s`` from now (UTC). Returns
+    when it opens (Unix s)."""
+    from datetime import UTC, datetime, timedelta
+
+    from workers.config import load_fleet
+    from workers.wiring import FleetPorts
+    from workflows.maintenance import AUTO_UPGRADE
+
+    opens = datetime.now(UTC) + timedelta(seconds=lead_s + 59)
+    opens = opens.replace(second=0, microsecond=0)
+    os.environ.update(h.info["env"])  # the SDK's credential (the sandbox's managed identity)
+    fleet = load_fleet(h.info["env"]["MESHOPS_FLEET"])
+    cfg = fleet.cluster(cluster)
+    mesh = FleetPorts(fleet).aks
+    mesh.client(cfg.subscription).maintenance_configurations.create_or_update(
+        cfg.resource_group, cfg.name, AUTO_UPGRADE, {"properties": {"maintenanceWindow": {
+            "schedule": {"daily": {"intervalDays": 1}}, "durationHours": 4,
+            "utcOffset": "+00:00", "startDate": (opens - timedelta(days=1)).date().isoformat(),
+            "startTime": opens.strftime("%H:%M")}}})
+    h.echo(f"(platform engineer: {cluster} gets an AKS maintenance window, daily from "
+           f"{opens:%H:%M} UTC for 4 h: aksManagedAutoUpgradeSchedule)")
+    return opens.timestamp()
+
+
+def campaign_demo(h: Harness, scenario: str, timeout: float) -> int:
+    """``fleet``: a campaign to asm-1-27 across fleet.yaml's three rings, one cluster
+    waiting for its window, one taking two hops, one blocked by its Kubernetes version; the
+    last line ``campaign <id>: completed``. ``fleet-halt``: two of staging's canaries answer
+    30 % 5xx, the budget is one: ``campaign <id>: halted``, prod untouched."""
+    from workers.config import load_fleet
+    from workers.store.runs import RedisRunStore
+
+    fleet = load_fleet(h.info["env"]["MESHOPS_FLEET"])
+    if fleet.campaigns is None:
+        h.echo("demo failed: the world has no `campaigns:` (use sandbox/data/worlds/fleet.yaml)")
+        return 1
+    before = h.control("GET", "/_sandbox/state")
+    if scenario == "fleet":
+        # opening after dev and staging have had their turn: prod-2 waits for it
+        set_window(h, WINDOWED, 150)
+    else:
+        for cluster in BAD_CANARIES:
+            h.control("POST", "/_sandbox/faults", {"cluster": cluster, "namespace": "shop",
+                                                   "revision": CAMPAIGN_TARGET,
+                                                   "error_rate": 0.3})
+        h.echo(f"(sandbox: {CAMPAIGN_TARGET} sidecars in {' and '.join(BAD_CANARIES)} will "
+               "answer 30% 5xx)")
+    h.ask("requester", "campaign plan " + CAMPAIGN_TARGET, timeout=60)
+    resp = h.slash("requester", f"campaign start {CAMPAIGN_TARGET}",
+                   channel=fleet.campaigns.channel)
+    m = RUN_ID_RE.search(resp.text)
+    if resp.status_code != 200 or not m:
+        h.echo(f"the campaign was not accepted: HTTP {resp.status_code} {resp.text}")
+        return 1
+    run_id = m.group(0)
+    h.click("approver", run_id, "approve", h.wait_for_button(run_id, "approve", 120))
+    ends = {*TERMINAL, "halted"}
+    deadline = time.time() + timeout
+    approved_stages = 0
+    while (phase := h.run_phase(run_id)) not in ends:
+        if time.time() > deadline:
+            raise TimeoutError(f"campaign {run_id} still {phase} after {timeout:.0f}s")
+        if phase == "awaiting_wave_approval":  # a stage that asks for a person first
+            root = h.root_message(run_id)
+            if root and "meshops_approve" in json.dumps(root.get("blocks")) and \
+                    approved_stages < 5:
+                h.click("approver", run_id, "approve", root)
+                approved_stages += 1
+                h.wait_for_phase(run_id, ends | {"migrating"}, 60)
+        time.sleep(1)
+    time.sleep(3)  # the last Slack messages
+    h.print_new()
+    after = h.control("GET", "/_sandbox/state")
+    store = RedisRunStore.from_url(h.redis_url, h.prefix)
+    children = [r for r in store.list_runs(limit=200) if r.params.get("campaign") == run_id]
+    problems = campaign_problems(scenario, phase, before, after, children)
+    h.echo(f"(campaign {run_id}: {len(children)} cluster runs: " + ", ".join(
+        f"{r.cluster} {r.canary_revision} {r.phase.value}"
+        for r in sorted(children, key=lambda r: r.created_at)) + ")")
+    for p in problems:
+        h.echo(f"demo check failed: {p}")
+    h.echo(f"campaign {run_id}: {phase}")
+    return 1 if problems else 0
+
+
+def campaign_problems(scenario: str, phase: str, before: dict[str, Any],
+                      after: dict[str, Any], children: list[Any]) -> list[str]:
+    """What is wrong with a campaign demo's end; empty when it ended as it should."""
+    problems = []
+    started: dict[str, list[str]] = {}
+    for r in sorted(children, key=lambda r: r.created_at):
+        started.setdefault(r.cluster, []).append(r.canary_revision)
+    twice = [f"{c} {revs}" for c, revs in started.items() if len(revs) != len(set(revs))]
+    if twice:
+        problems.append(f"a hop was started twice: {'; '.join(twice)}")
+    if BLOCKED in started:
+        problems.append(f"{BLOCKED} (blocked by its Kubernetes version) got a run")
+    if after[BLOCKED]["revisions"] != before[BLOCKED]["revisions"]:
+        problems.append(f"{BLOCKED} changed: {after[BLOCKED]['revisions']}")
+    if scenario == "fleet":
+        if phase != "completed":
+            problems.append(f"the campaign ended {phase}")
+        wrong = [c for c in after if c != BLOCKED and after[c]["revisions"] != [CAMPAIGN_TARGET]]
+        if wrong:
+            problems.append("not on " + CAMPAIGN_TARGET + ": " + ", ".join(
+                f"{c} {after[c]['revisions']}" for c in wrong))
+        if len(started.get(TWO_HOPS, [])) != 2:
+            problems.append(f"{TWO_HOPS} took {started.get(TWO_HOPS)} instead of two hops")
+    else:
+        if phase != "halted":
+            problems.append(f"the campaign ended {phase}, not halted")
+        touched = [c for c in started if c.startswith("prod-")]
+        if touched:
+            problems.append(f"the third stage was touched: {', '.join(touched)}")
+        for c in BAD_CANARIES:
+            if after[c]["revisions"] != before[c]["revisions"]:
+                problems.append(f"{c} was not rolled back: {after[c]['revisions']}")
+    return problems
 
 
 def decide_by_typing(h: Harness, run_id: str, cluster: str, channel: str | None,

@@ -14,7 +14,8 @@ from sandbox.app import Sandbox
 from tests.conftest import FIXTURES, free_port_base
 from tests.sandbox.conftest import running
 from workers.config import Fleet, load_fleet
-from workers.views import campaign_plan_text, cluster_facts
+from workers.campaigns import cluster_facts
+from workers.views import campaign_plan_text
 from workers.wiring import FleetPorts
 
 
@@ -84,3 +85,52 @@ def test_a_revision_no_region_offers_is_refused_with_what_is_offered(fleet) -> N
     f, ports = fleet
     text = campaign_plan_text(f, ports, "asm-1-30", {}, datetime.now(UTC))
     assert ":no_entry:" in line(text, "dev-a") and "asm-1-30" in line(text, "dev-a")
+
+
+def test_the_workers_campaign_api_starts_finds_and_decides_cluster_runs(fleet, prefix) -> None:  # type: ignore[no-untyped-def]
+    """EngineCampaigns over the real engine and store: a child run is an ordinary upgrade
+    run (lease, policy, audit), found again after a crash rather than started twice."""
+    from workers.campaigns import EngineCampaigns
+    from workers.engine import Engine
+    from workers.store.runs import RedisRunStore
+    from workflows.errors import ClusterBusy, DecisionRefused
+    from workflows.kind import StartRun
+    from workflows.model import FLEET_SCOPE, Phase
+
+    from tests.conftest import REDIS_URL
+
+    f, ports = fleet
+    store = RedisRunStore.from_url(REDIS_URL, prefix)
+    ticks: list[tuple[str, int]] = []
+    notes: list[str] = []
+    engine = Engine(f, store, ports)
+    api = EngineCampaigns(engine, lambda: {}, lambda i, s: ticks.append((i, s)), notes.append)
+    try:
+        campaign = engine.start(StartRun("campaign", FLEET_SCOPE, "asm-1-27"), "U0ANA", "C0X")
+        assert campaign.channel == "C0FLEET"  # the campaigns' channel, not a cluster's
+        assert [s.name for s in api.stages()] == ["dev", "prod"]
+        assert api.find_child(campaign.id, "dev-a", "asm-1-27") is None
+        child = api.start_child(campaign, "dev-a", "asm-1-27")
+        assert (child.kind, child.cluster, child.canary_revision) == ("upgrade", "dev-a",
+                                                                       "asm-1-27")
+        assert child.params == {"campaign": campaign.id} and child.requester == "U0ANA"
+        assert child.channel == f.clusters["dev-a"].channel
+        assert ticks == [(child.id, child.seq)] and notes == [child.id]
+        found = api.find_child(campaign.id, "dev-a", "asm-1-27")
+        assert found is not None and found.id == child.id
+        assert api.find_child(campaign.id, "dev-a", "asm-1-26") is None
+        with pytest.raises(ClusterBusy):
+            api.start_child(campaign, "dev-a", "asm-1-27")  # the cluster's lease holds
+        # decided as a click is: a run not yet planned has nothing to approve, and a person
+        # outside the cluster's policy may not cancel it; its requester may
+        with pytest.raises(DecisionRefused, match="not possible now"):
+            api.decide(child.id, "approve", "U0BEN")
+        with pytest.raises(DecisionRefused, match="Only the requester"):
+            api.decide(child.id, "cancel", "U0NOBODY")
+        cancelled = api.decide(child.id, "cancel", "U0ANA")
+        assert cancelled.phase == Phase.CANCELLED and notes[-1] == child.id
+        assert api.get_run(child.id).phase == Phase.CANCELLED
+    finally:
+        keys = list(store.r.scan_iter(prefix + "*"))
+        if keys:
+            store.r.delete(*keys)
