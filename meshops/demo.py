@@ -16,6 +16,7 @@ from __future__ import annotations
 import hashlib
 import hmac
 import json
+import logging
 import os
 import re
 import secrets
@@ -646,6 +647,7 @@ def set_window(h: Harness, cluster: str, lead_s: float) -> float:
     from workers.wiring import FleetPorts
     from workflows.maintenance import AUTO_UPGRADE
 
+    logging.getLogger("azure").setLevel(logging.WARNING)  # not the SDK's HTTP log
     opens = datetime.now(UTC) + timedelta(seconds=lead_s + 59)
     opens = opens.replace(second=0, microsecond=0)
     os.environ.update(h.info["env"])  # the SDK's credential (the sandbox's managed identity)

@@ -207,14 +207,18 @@ class Sandbox:
                                self.identity_secret, kube_ca.read_bytes())
         self.kube = KubeEmulator(self.world, self.arm.audience_of, ENTRA_SERVER_ID)
         self.traffic = TrafficSimulator(self.world)
+        # the clusters' channels, and the campaigns' when the world has campaigns
+        channels = [c.slack for c in self.loaded.spec.clusters]
+        if self.loaded.spec.campaigns is not None:
+            channels.append(self.loaded.spec.campaigns.channel)
         self.slack = SlackEmulator(
             self.bot_token,
-            channels={c.slack.id: c.slack.name for c in self.loaded.spec.clusters},
+            channels={ch.id: ch.name for ch in channels},
             users=dict([REQUESTER, APPROVER, BYSTANDER]),
             usergroups={"S0MESHAPPROVERS": [APPROVER[0]]},
             base_url=self.url["slack"],
-            not_member={c.slack.id for c in self.loaded.spec.clusters if not c.slack.member},
-            archived={c.slack.id for c in self.loaded.spec.clusters if c.slack.archived})
+            not_member={ch.id for ch in channels if not ch.member},
+            archived={ch.id for ch in channels if ch.archived})
         self.socket = SocketModeServer(self.app_token, "127.0.0.1", self.ports["socket"])
         self.slack.socket = self.socket
         self.servers = [self.socket,

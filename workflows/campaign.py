@@ -389,11 +389,17 @@ def _status(f: ClusterFacts, target: str) -> tuple[str, str | None, tuple[str, .
     if target not in by_revision:
         return BLOCKED, current, (), f"{target} is not offered in {region} yet"
     path = hop_path(current, target, f.upgrades, f.profiles)
+    runs = _minor(mesh.kubernetes_version)
+    wanted = by_revision[target].kubernetes
+    if path is None and runs and wanted and runs not in wanted:
+        # meshUpgradeProfiles leaves out what the cluster's Kubernetes cannot run: say so
+        return BLOCKED, current, (), (
+            f"{target} supports Kubernetes {', '.join(wanted)} (this cluster runs {runs}): "
+            "upgrade Kubernetes to one of those first")
     if path is None:
         offers = ", ".join(f.upgrades) or "nothing"
         return BLOCKED, current, (), (f"no upgrade path from {current} to {target}: its "
                                       f"meshUpgradeProfiles offers {offers}")
-    runs = _minor(mesh.kubernetes_version)
     for hop in path:
         profile = by_revision.get(hop)
         if profile is None:

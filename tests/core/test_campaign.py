@@ -231,6 +231,17 @@ def test_blocked_by_kubernetes_on_an_intermediate_hop_names_the_versions_that_wo
                         "cluster runs 1.25): upgrade Kubernetes to one of those first")
 
 
+def test_no_path_because_of_kubernetes_says_so_with_the_versions_that_would_do() -> None:
+    # meshUpgradeProfiles of a cluster leaves out upgrades its Kubernetes cannot run: the
+    # reason is the Kubernetes version, not a missing path
+    plan = plan_campaign([cluster("old-k8s", "asm-1-21", k8s="1.26.3", upgrades=())], [],
+                         "asm-1-22", {}, NOW)
+    p = plan.unstaged[0]
+    assert p.status == "blocked"
+    assert p.reason == ("asm-1-22 supports Kubernetes 1.27, 1.28, 1.29, 1.30 (this cluster "
+                        "runs 1.26): upgrade Kubernetes to one of those first")
+
+
 def test_blocked_when_no_path_or_the_target_is_not_offered_in_the_region() -> None:
     stuck = cluster("stuck", "asm-1-20", upgrades=())
     plan = plan_campaign([stuck, cluster("east", "asm-1-22", location="eastus",
