@@ -483,8 +483,10 @@ def indented(first: str, text: str) -> str:
 
 def format_entry(e: dict[str, Any], info: dict[str, Any]) -> str:
     """One entry of the sandbox Slack's log as a line (or lines) of the demo's transcript."""
-    channels = {c["channel"]: short for short, c in info.get("clusters", {}).items()}
-    where = f"#mesh-{channels.get(e.get('channel', ''), e.get('channel', ''))}"
+    # a cluster's channel by its cluster's name; others (the campaigns') by their own name
+    channels = {**info.get("channels", {}),
+                **{c["channel"]: f"mesh-{short}" for short, c in info.get("clusters", {}).items()}}
+    where = f"#{channels.get(e.get('channel', ''), e.get('channel', ''))}"
     text = e.get("text", "")
     if e["kind"] == "post" and e.get("thread_ts"):
         return indented(f"  [{where} thread] ", text)

@@ -353,7 +353,12 @@ class Sandbox:
                                          if c.operation_in_progress is not None
                                          and c.operation_in_progress.starts == "approval"
                                          else None)}
-                             for c in self.loaded.spec.clusters}}
+                             for c in self.loaded.spec.clusters},
+                # every channel by id: the clusters' and the campaigns' (names as in Slack)
+                "channels": {ch.id: ch.name for ch in [
+                    *(c.slack for c in self.loaded.spec.clusters),
+                    *([self.loaded.spec.campaigns.channel] if self.loaded.spec.campaigns
+                      else [])]}}
         ready = self.state_dir / "sandbox.json"
         tmp = ready.with_suffix(".tmp")
         tmp.write_text(json.dumps(info, indent=2))
