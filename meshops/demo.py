@@ -712,7 +712,12 @@ def campaign_demo(h: Harness, scenario: str, timeout: float) -> int:
                 approved_stages += 1
                 h.wait_for_phase(run_id, ends | {"migrating"}, 60)
         time.sleep(1)
-    time.sleep(3)  # the last Slack messages
+    # the campaign's last lines and root message come after its phase (a Slack sync, paced
+    # by the workspace's budget): wait for the root message to say how it ended
+    shown = phase.replace("_", " ")
+    h._wait(lambda: shown in (h.root_message(run_id) or {}).get("text", ""), 60,
+            f"campaign {run_id}'s root message to say {shown}")
+    time.sleep(2)
     h.print_new()
     after = h.control("GET", "/_sandbox/state")
     store = RedisRunStore.from_url(h.redis_url, h.prefix)
