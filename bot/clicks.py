@@ -20,9 +20,10 @@ import structlog
 from slack_bolt import Ack, App, Respond
 
 from bot.deps import BotDeps
-from workers.watcher import PLAN_ACTION, ROLLOVER_ACTION
+from workers.watcher import CAMPAIGN_ACTION, PLAN_ACTION, ROLLOVER_ACTION
 from workflows.errors import MeshopsError, Refusal, RunBusy
 from workflows.kind import ACTIONS, KINDS, StartRun
+from workflows.model import REVISION_RE
 
 log = structlog.get_logger("meshops.bot")
 
@@ -102,6 +103,21 @@ def register(app: App, deps: BotDeps) -> None:
                                   body.get("response_url", "")))
 
     app.action(PLAN_ACTION)(on_plan_click)
+
+    def on_campaign_click(ack: Ack, body: dict[str, Any], action: dict[str, Any]) -> None:
+        """*Plan fleet campaign* on a release notice: a worker posts the campaign's dry
+        run (``/mesh campaign plan <revision>``) to the person who clicked."""
+        ack()
+        revision = str(action.get("value", ""))
+        user = body["user"]["id"]
+        if engine.fleet.campaigns is None or not REVISION_RE.match(revision):
+            return
+        deps.after_answer(partial(audit.record, "click", user, f"campaign plan {revision}",
+                                  at=time.time()))
+        deps.after_answer(partial(deps.enqueue_answer, f"campaign plan {revision}",
+                                  body.get("response_url", "")))
+
+    app.action(CAMPAIGN_ACTION)(on_campaign_click)
 
     def on_rollover_click(ack: Ack, body: dict[str, Any], action: dict[str, Any],
                           respond: Respond) -> None:

@@ -41,6 +41,7 @@ log = structlog.get_logger("meshops.watcher")
 
 PLAN_ACTION = "meshops_plan_upgrade"
 ROLLOVER_ACTION = "meshops_rollover"
+CAMPAIGN_ACTION = "meshops_plan_campaign"
 
 
 def event_key(e: ReleaseEvent) -> str:
@@ -62,6 +63,7 @@ class Notice:
     rollover_button: bool = False
     variant: str = ""  # "pending": released but not yet in the region; told again when it is
     quiet: bool = False  # plain text, no buttons, no link previews
+    campaign_target: str | None = None  # a *Plan fleet campaign to <revision>* button
 
 
 class Watcher:
@@ -105,6 +107,20 @@ class Watcher:
         return regions
 
     # ------------------------------------------------------------------ routing
+
+    def campaign_notice(self, e: ReleaseEvent) -> Notice | None:
+        """A revision now offered in a region of the fleet, told once in the campaigns'
+        channel (when the fleet file has campaigns) with *Plan fleet campaign*: the dry
+        run of ``/mesh campaign plan <revision>``."""
+        campaigns = getattr(self.fleet, "campaigns", None)
+        if campaigns is None or e.kind != "available":
+            return None
+        regions = sorted({c.location for c in self.fleet.clusters.values()})
+        return Notice("", campaigns.channel, (
+            f":new: Istio add-on revision *{e.revision}* is available ({e.release}). A "
+            f"campaign can move the fleet ({len(self.fleet.clusters)} clusters in "
+            f"{', '.join(regions)}) to it ring by ring; the plan shows each cluster's path "
+            "and window."), campaign_target=e.revision)
 
     def route(self, e: ReleaseEvent) -> list[Notice]:
         notices = []
@@ -291,6 +307,12 @@ class Watcher:
                 "type": "button", "action_id": ROLLOVER_ACTION,
                 "text": {"type": "plain_text", "text": "Restart workloads"},
                 "value": f"{n.cluster}|{e.revision}|{e.version or ''}"}]})
+        if n.campaign_target:
+            blocks.append({"type": "actions", "elements": [{
+                "type": "button", "action_id": CAMPAIGN_ACTION, "style": "primary",
+                "text": {"type": "plain_text",
+                         "text": f"Plan fleet campaign to {n.campaign_target}"},
+                "value": n.campaign_target}]})
         if n.plan_target:
             target = n.plan_target
             blocks.append({"type": "actions", "elements": [{
@@ -349,7 +371,8 @@ class Watcher:
             return [], set()
         channels: set[str] = set()
         for key, e in new:
-            for n in self.route(e):
+            fleet_wide = self.campaign_notice(e)
+            for n in self.route(e) + ([fleet_wide] if fleet_wide else []):
                 if self._post(n, e):
                     channels.add(n.channel)
             self.r.sadd(seen_key, key)

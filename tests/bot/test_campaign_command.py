@@ -4,6 +4,8 @@ cluster); refused with what to add when the fleet file has no campaigns."""
 from __future__ import annotations
 
 import json
+import time
+import urllib.parse
 from pathlib import Path
 
 from slack_sdk import WebClient
@@ -56,6 +58,31 @@ def test_without_campaigns_in_the_fleet_file_it_says_what_to_add(  # type: ignor
         answer = json.loads(dispatch(app, body).body)
         assert "The fleet file has no `campaigns:` section" in answer["text"]
         assert "examples/fleet.azure.yaml" in answer["text"]
+        assert answers == []
+    finally:
+        keys = list(store.r.scan_iter(prefix + "*"))
+        if keys:
+            store.r.delete(*keys)
+
+
+def test_plan_fleet_campaign_on_a_release_notice_is_answered_by_a_worker(  # type: ignore[no-untyped-def]
+        prefix: str, slack) -> None:  # noqa: F811
+    app, store, answers = app_for(ROOT / "examples" / "fleet.azure.yaml", prefix,
+                                  slack.base_url + "/api/")
+    try:
+        payload = json.loads(PAYLOADS["project"]["button"].read_text())
+        payload["api_app_id"] = "A0123456789"  # the example fleet's app
+        payload["actions"][0].update(action_id="meshops_plan_campaign", value="asm-1-27")
+        body = "payload=" + urllib.parse.quote(json.dumps(payload))
+        assert dispatch(app, body).status == 200
+        (text, response_url), = eventually(lambda: answers)
+        assert text == "campaign plan asm-1-27" and response_url == payload["response_url"]
+        # a value that is not a revision is dropped, never planned
+        answers.clear()
+        payload["actions"][0]["value"] = "asm-1-27; rm -rf"
+        assert dispatch(app, "payload=" + urllib.parse.quote(json.dumps(payload))).status \
+            == 200
+        time.sleep(0.3)
         assert answers == []
     finally:
         keys = list(store.r.scan_iter(prefix + "*"))

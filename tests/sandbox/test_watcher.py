@@ -180,3 +180,35 @@ def test_the_end_of_support_of_deprecated_revisions_is_kept_from_the_notes(world
     assert ends["asm-1-24"] == date(2025, 10, 6)
     assert ends["asm-1-25"] == date(2026, 1, 15)
     assert "asm-1-26" not in ends
+
+
+def test_a_new_revision_offers_a_fleet_campaign_once_in_the_campaigns_channel(  # type: ignore[no-untyped-def]
+        world, ports: FleetPorts, prefix: str) -> None:
+    from workers.config import CampaignsConfig, StageConfig
+
+    sb, _, r = world
+    # the edge cluster's channel stands in for the campaigns' (edge has the mesh off: no
+    # notice of its own there)
+    fleet = ports.fleet.model_copy(update={"campaigns": CampaignsConfig(
+        channel="C0EDGMESH", approvers=["U0BEN"], stages=[StageConfig(name="all",
+                                                                      clusters=["dev"])])})
+    rel = fleet.releases
+
+    def make() -> Watcher:
+        return Watcher(fleet, r, prefix, ports.mesh,
+                       make_client(sb.bot_token, fleet.slack.api_url),
+                       ReleaseFeed(r, prefix, rel.feed_url, rel.changelog_url))
+
+    make().run_once()  # the first poll only learns
+    publish(sb, NOTE)
+    make().run_once()
+    fleet_posts = [p for p in posts(sb) if p["channel"] == "C0EDGMESH"]
+    assert len(fleet_posts) == 1, fleet_posts
+    assert "*asm-1-26* is available" in fleet_posts[0]["text"]
+    assert "6 clusters in eastus, westus2" in fleet_posts[0]["text"]
+    (button,) = fleet_posts[0]["blocks"][1]["elements"]
+    assert (button["action_id"], button["value"]) == ("meshops_plan_campaign", "asm-1-26")
+    # the cluster channels still get their own notices; a restart posts nothing twice
+    assert len([p for p in posts(sb) if "asm-1-26* is available" in p["text"]]) == 4
+    make().run_once()
+    assert len([p for p in posts(sb) if p["channel"] == "C0EDGMESH"]) == 1
