@@ -21,6 +21,7 @@ from bot.deps import BotDeps
 from workers.views import run_history_text, runs_text
 from workflows.commands import (
     Decide,
+    FleetView,
     Help,
     Inject,
     Plan,
@@ -68,9 +69,10 @@ def register(app: App, deps: BotDeps) -> None:
             return help_text(command_name)
         if isinstance(cmd, Plan | StartRun):
             check_timing(cmd.cluster, cmd.options)
-        if isinstance(cmd, Status | Revisions | Plan):
-            if cmd.cluster:
-                engine.fleet.cluster(cmd.cluster)
+        if isinstance(cmd, Status | Revisions | Plan | FleetView):
+            cluster = None if isinstance(cmd, FleetView) else cmd.cluster
+            if cluster:
+                engine.fleet.cluster(cluster)
             # read-only: published after the answer (a bot killed in between leaves the
             # person without the answer, nothing half done; they ask again)
             deps.after_answer(partial(deps.enqueue_answer, text,

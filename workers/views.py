@@ -19,9 +19,9 @@ from workflows.campaign import plan_campaign
 from workflows.campaign import plan_text as campaign_text
 from workflows.errors import InvalidRevision, MeshopsError, PermanentError
 from workflows.kind import StartRun, kind_of
-from workflows.model import Run, system_namespace
+from workflows.model import FLEET_SCOPE, Run, revision_minor, system_namespace
 from workflows.planning import check_upgrade, plan_waves
-from workflows.ports import ClusterPorts
+from workflows.ports import ClusterPorts, RevisionProfile
 from workflows.waves import gate_summary, low_traffic_note, plan_notes
 
 MAX_TEXT = 3900
@@ -197,6 +197,76 @@ def campaign_plan_text(fleet: Fleet, ports: ClusterPorts, revision: str | None,
     return _clip(campaign_text(plan, now))
 
 
+def _support(revision: str, end_of_support: Mapping[str, date | None], today: date) -> str:
+    """A revision's support as the release notes told it (AKS support policy)."""
+    if revision not in end_of_support:
+        return "supported"
+    ends = end_of_support[revision]
+    if ends is None:
+        return ":warning: deprecated"
+    if ends <= today:
+        return f":warning: out of support since {ends.isoformat()}"
+    return f":hourglass: support ends {ends.isoformat()} (in {(ends - today).days} d)"
+
+
+def fleet_text(engine: Engine, end_of_support: Mapping[str, date | None], now: datetime
+               ) -> str:
+    """``/mesh fleet``: a line per cluster: its revisions and their support (end-of-support
+    dates from the release notes), Kubernetes version, the revisions it can move to
+    (``meshUpgradeProfiles``) and the newer ones of its region its Kubernetes version
+    cannot run (``meshRevisionProfiles``' ``compatibleWith``), sidecars still on an older
+    patch than their control plane, and the run on it; the campaign in progress first.
+    Reads only."""
+    fleet, ports, store = engine.fleet, engine.ports, engine.store
+    lines = [f"*Fleet*: {len(fleet.clusters)} clusters"]
+    campaign = store.active_run(FLEET_SCOPE)
+    if campaign:
+        run = store.get(campaign)
+        lines.append(f"campaign `{run.id}` {_title(run)}: *{run.phase.value.replace('_', ' ')}*")
+    profiles: dict[str, list[RevisionProfile]] = {}
+    for name, cfg in sorted(fleet.clusters.items()):
+        head = f"• `{name}` ({cfg.location})"
+        try:
+            mesh = ports.mesh.get_mesh(name)
+            k8s = ".".join(mesh.kubernetes_version.split(".")[:2])
+            if mesh.mode != "Istio" or not mesh.revisions:
+                lines.append(f"{head}: mesh off; Kubernetes {mesh.kubernetes_version}")
+                continue
+            revs = "; ".join(f"{r} {_support(r, end_of_support, now.date())}"
+                             for r in mesh.revisions)
+            parts = [f"{revs}; Kubernetes {mesh.kubernetes_version}"]
+            if len(mesh.revisions) == 1:
+                targets = ports.mesh.upgrade_targets(name)
+                if cfg.location not in profiles:
+                    profiles[cfg.location] = ports.mesh.revision_profiles(name)
+                newest = revision_minor(mesh.revisions[0])
+                cannot = [f"{p.revision} (needs Kubernetes {p.kubernetes[0]}+)"
+                          for p in profiles[cfg.location]
+                          if revision_minor(p.revision) > newest and p.revision not in targets
+                          and p.kubernetes and k8s not in p.kubernetes]
+                parts.append("can move to " + (", ".join(targets) or "nothing now"))
+                if cannot:
+                    parts.append("not with its Kubernetes: " + ", ".join(cannot))
+            capi = ports.cluster_api(name)
+            versions = capi.control_plane_versions()
+            labelled = [n.name for n in capi.list_namespaces() if n.revision]
+            old = Counter(p.revision for p in capi.list_pods(labelled)
+                          if p.revision in versions and p.proxy_version
+                          and p.proxy_version != versions[p.revision])
+            if old:
+                parts.append("sidecars on an older patch: " + ", ".join(
+                    f"{n} on {r} (control plane {versions[r]})" for r, n in sorted(old.items())))
+        except MeshopsError as exc:
+            lines.append(f"{head}: :warning: {exc}")
+            continue
+        active = store.active_run(name)
+        if active:
+            run = store.get(active)
+            parts.append(f"run `{run.id}` {run.phase.value.replace('_', ' ')}")
+        lines.append(f"{head}: " + "; ".join(parts))
+    return _clip("\n".join(lines))
+
+
 def answer(engine: Engine, command_text: str, command_name: str = "/mesh", user: str = "",
            channel: str = "", enqueue_tick: Callable[[str, int], None] | None = None,
            end_of_support: Callable[[], Mapping[str, date | None]] | None = None
@@ -208,7 +278,15 @@ def answer(engine: Engine, command_text: str, command_name: str = "/mesh", user:
     the revisions the release notes say leave support, and when (a campaign never proposes
     them); without it, none is known.
     """
-    from workflows.commands import Inject, Plan, PlanCampaign, Revisions, Status, parse
+    from workflows.commands import (
+        FleetView,
+        Inject,
+        Plan,
+        PlanCampaign,
+        Revisions,
+        Status,
+        parse,
+    )
 
     try:
         cmd = parse(command_text, command_name)
@@ -224,6 +302,9 @@ def answer(engine: Engine, command_text: str, command_name: str = "/mesh", user:
             return revisions_text(engine, cmd.cluster)
         if isinstance(cmd, Plan):
             return plan_text(engine, cmd.cluster, cmd.revision, dict(cmd.options))
+        if isinstance(cmd, FleetView):
+            return fleet_text(engine, end_of_support() if end_of_support else {},
+                              datetime.now(UTC))
         if isinstance(cmd, PlanCampaign):
             return campaign_plan_text(engine.fleet, engine.ports, cmd.revision,
                                       end_of_support() if end_of_support else {},

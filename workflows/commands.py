@@ -35,6 +35,7 @@ USAGE = {
     "revisions": "revisions [cluster]",
     "plan": f"plan <cluster> <revision> {UPGRADE_FLAGS}",
     "runs": "runs [cluster | run-id]",
+    "fleet": "fleet",
     "inject": "inject <cluster> <namespace> [namespace …] [--restart]",
     "uninject": "uninject <cluster> <namespace> [namespace …]",
     **{d: f"{d} <run-id>" for d in DECISIONS},
@@ -77,6 +78,12 @@ class PlanCampaign:
 
 
 @dataclass(frozen=True)
+class FleetView:
+    """Every cluster at a glance: revisions, support, what it can move to, sidecars on an
+    old patch, runs and campaigns in progress."""
+
+
+@dataclass(frozen=True)
 class Runs:
     cluster: str | None = None
     run_id: str | None = None
@@ -98,7 +105,8 @@ class Decide:
     run_id: str
 
 
-Command = Help | Status | Revisions | Plan | PlanCampaign | Runs | Decide | Inject | StartRun
+Command = (Help | Status | Revisions | Plan | PlanCampaign | FleetView | Runs | Decide | Inject
+           | StartRun)
 
 
 def _usages() -> dict[str, str]:
@@ -118,9 +126,9 @@ def parse(text: str, command_name: str = "/mesh") -> Command:
 
     Returns:
         One of :class:`Help`, :class:`Status`, :class:`Revisions`, :class:`Plan`,
-        :class:`PlanCampaign`, :class:`Runs`, :class:`Inject`, :class:`Decide`, or a
-        :class:`StartRun` from the registered kind whose verb it is (``upgrade``,
-        ``enable``, ``ingress``, …).
+        :class:`PlanCampaign`, :class:`FleetView`, :class:`Runs`, :class:`Inject`,
+        :class:`Decide`, or a :class:`StartRun` from the registered kind whose verb it is
+        (``upgrade``, ``enable``, ``ingress``, …).
     Raises:
         InvalidCommand: unknown subcommand, missing or extra arguments, bad options; the
             message carries the usage that would work.
@@ -153,6 +161,10 @@ def parse(text: str, command_name: str = "/mesh") -> Command:
         if len(args) > 1:
             raise wrong("`status` takes at most one cluster.")
         return Status(cluster_name(args[0]) if args else None)
+    if verb == "fleet":
+        if args:
+            raise wrong("`fleet` takes no arguments.")
+        return FleetView()
     if verb == "revisions":
         if len(args) > 1:
             raise wrong("`revisions` takes at most one cluster.")

@@ -88,3 +88,20 @@ def test_plan_fleet_campaign_on_a_release_notice_is_answered_by_a_worker(  # typ
         keys = list(store.r.scan_iter(prefix + "*"))
         if keys:
             store.r.delete(*keys)
+
+
+def test_fleet_is_acked_and_answered_by_a_worker(prefix: str, slack) -> None:  # type: ignore[no-untyped-def]  # noqa: F811
+    app, store, answers = app_for(ROOT / "examples" / "fleet.azure.yaml", prefix,
+                                  slack.base_url + "/api/")
+    try:
+        body = slash_body(PAYLOADS["project"]["slash"].read_text(), "fleet")
+        assert "Looking at ARM and Kubernetes for `/mesh fleet`" in json.loads(
+            dispatch(app, body).body)["text"]
+        (text, _), = eventually(lambda: answers)
+        assert text == "fleet"
+        body = slash_body(PAYLOADS["project"]["slash"].read_text(), "fleet prod-weu")
+        assert "`fleet` takes no arguments" in json.loads(dispatch(app, body).body)["text"]
+    finally:
+        keys = list(store.r.scan_iter(prefix + "*"))
+        if keys:
+            store.r.delete(*keys)

@@ -13,19 +13,24 @@ import pytest
 from sandbox.app import Sandbox
 from tests.conftest import FIXTURES, free_port_base
 from tests.sandbox.conftest import running
-from workers.config import Fleet, load_fleet
 from workers.campaigns import cluster_facts
+from workers.config import Fleet, load_fleet
 from workers.views import campaign_plan_text
 from workers.wiring import FleetPorts
 
 
 @pytest.fixture(scope="module")
-def fleet(tmp_path_factory: pytest.TempPathFactory) -> Iterator[tuple[Fleet, FleetPorts]]:
+def campaign_world(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Sandbox]:
     with running(Sandbox(Path(tmp_path_factory.mktemp("campaign")),
                          free_port_base(10000, 15000, 10), with_prometheus=False,
                          world_file=FIXTURES / "worlds" / "campaign.yaml")) as sb:
-        fleet = load_fleet(sb.state_dir / "fleet.yaml")
-        yield fleet, FleetPorts(fleet)
+        yield sb
+
+
+@pytest.fixture(scope="module")
+def fleet(campaign_world: Sandbox) -> tuple[Fleet, FleetPorts]:
+    fleet = load_fleet(campaign_world.state_dir / "fleet.yaml")
+    return fleet, FleetPorts(fleet)
 
 
 def line(text: str, cluster: str) -> str:
@@ -90,14 +95,13 @@ def test_a_revision_no_region_offers_is_refused_with_what_is_offered(fleet) -> N
 def test_the_workers_campaign_api_starts_finds_and_decides_cluster_runs(fleet, prefix) -> None:  # type: ignore[no-untyped-def]
     """EngineCampaigns over the real engine and store: a child run is an ordinary upgrade
     run (lease, policy, audit), found again after a crash rather than started twice."""
+    from tests.conftest import REDIS_URL
     from workers.campaigns import EngineCampaigns
     from workers.engine import Engine
     from workers.store.runs import RedisRunStore
     from workflows.errors import ClusterBusy, DecisionRefused
     from workflows.kind import StartRun
     from workflows.model import FLEET_SCOPE, Phase
-
-    from tests.conftest import REDIS_URL
 
     f, ports = fleet
     store = RedisRunStore.from_url(REDIS_URL, prefix)
@@ -134,3 +138,36 @@ def test_the_workers_campaign_api_starts_finds_and_decides_cluster_runs(fleet, p
         keys = list(store.r.scan_iter(prefix + "*"))
         if keys:
             store.r.delete(*keys)
+
+
+def test_the_fleet_at_a_glance(fleet, campaign_world, prefix) -> None:  # type: ignore[no-untyped-def]
+    """/mesh fleet: support from the release notes, what each cluster can move to and what
+    its Kubernetes version keeps it from, sidecars left on an older patch, runs."""
+    import requests
+
+    from tests.conftest import REDIS_URL, eventually
+    from workers.engine import Engine
+    from workers.store.runs import RedisRunStore
+    from workers.views import fleet_text
+
+    f, ports = fleet
+    store = RedisRunStore.from_url(REDIS_URL, prefix)
+    engine = Engine(f, store, ports)
+    today = datetime.now(UTC)
+    ends = {"asm-1-24": date(2025, 10, 6), "asm-1-25": today.date() + timedelta(days=40)}
+    text = fleet_text(engine, ends, today)
+    assert text.startswith("*Fleet*: 5 clusters")
+    assert "asm-1-26 supported; Kubernetes 1.32.4; can move to asm-1-27" in line(text, "dev-a")
+    assert "out of support since 2025-10-06" in line(text, "dev-b")
+    prod_b = line(text, "prod-b")
+    assert "support ends" in prod_b and "(in 40 d)" in prod_b
+    assert "not with its Kubernetes: asm-1-27 (needs Kubernetes 1.31+)" in prod_b
+    assert "mesh off" in line(text, "lab")
+    assert "older patch" not in text
+    # AKS rolls a new patch of asm-1-26 out: the control planes move, running sidecars stay
+    requests.post(campaign_world.url["control"] + "/_sandbox/revisions/asm-1-26/patch",
+                  json={"version": "1.26.9"}, timeout=5).raise_for_status()
+    dev_a = eventually(lambda: "older patch" in (t := line(fleet_text(engine, ends, today),
+                                                          "dev-a")) and t, timeout=20)
+    assert "on asm-1-26 (control plane 1.26.9)" in dev_a
+
