@@ -114,6 +114,24 @@ def test_the_cloud_sets_every_endpoint_and_token_scope(
     assert client._config.credential_scopes == [arm + "/.default"]  # noqa: SLF001
 
 
+def test_policy_upgrades_per_cluster(tmp_path: Path) -> None:
+    """``auto: none|patch|minor`` per cluster (issue 14); none by default; any other value
+    names the field and the values it takes."""
+    fleet = load_fleet(ROOT / "examples" / "fleet.azure.yaml")
+    assert (fleet.clusters["dev-weu"].auto, fleet.clusters["prod-weu"].auto) == ("minor",
+                                                                                 "patch")
+    path = tmp_path / "fleet.yaml"
+    path.write_text(GOOD.replace("    auto: minor ", "    auto: none ", 1)
+                    .replace("    auto: patch ", "", 1))
+    fleet = load_fleet(path)
+    assert (fleet.clusters["dev-weu"].auto, fleet.clusters["prod-weu"].auto) == ("none",
+                                                                                 "none")
+    path.write_text(GOOD.replace("    auto: minor ", "    auto: major ", 1))
+    with pytest.raises(ConfigError) as err:
+        load_fleet(path)
+    assert "clusters.dev-weu.auto: Input should be 'none', 'patch' or 'minor'" in str(err.value)
+
+
 def test_not_yaml_and_missing_file(tmp_path: Path) -> None:
     bad = tmp_path / "fleet.yaml"
     bad.write_text("clusters: [unclosed")

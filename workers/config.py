@@ -328,6 +328,13 @@ class ClusterConfig(Strict):
     #: when a campaign may start and complete this cluster's run when the cluster has no AKS
     #: maintenance configuration of its own (AKS's ``aksManagedAutoUpgradeSchedule`` wins)
     maintenance_window: Window | None = None
+    #: policy upgrades (issue 14), run by meshops itself as requester ``meshops`` and
+    #: approved by the cluster's approvers like any run: ``patch`` starts the rollover of a
+    #: patch once the control plane runs it, inside the maintenance window; ``minor`` does
+    #: that too and, with ``campaigns``, starts a campaign proposal when a revision becomes
+    #: available in the region or the one it runs nears its end of support; ``none``:
+    #: notices and buttons only
+    auto: Literal["none", "patch", "minor"] = "none"
 
     @field_validator("labels")
     @classmethod

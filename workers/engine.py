@@ -27,7 +27,7 @@ from workers.store.audit import AuditLog
 from workflows.errors import DecisionRefused, MeshopsError, Refusal, RunBusy, StaleRun
 from workflows.kind import KINDS, StartRun
 from workflows.lifecycle import decide, expire, tick
-from workflows.model import Phase, Run
+from workflows.model import POLICY_REQUESTER, Phase, Run
 from workflows.policy import ClusterPolicy, mention
 from workflows.ports import ClusterPorts, RunStore
 
@@ -107,13 +107,15 @@ class Engine:
         Raises:
             UnknownCluster: not in the fleet file.
             InvalidCommand: a campaign (``FLEET_SCOPE``) and the fleet file has none.
-            DecisionRefused: the requester may not request changes of this cluster.
+            DecisionRefused: the requester may not request changes of this cluster (never
+                for ``POLICY_REQUESTER``: a fleet-file policy, the file's own request).
             ClusterBusy: another run holds the cluster's lease.
         """
         kind = KINDS.get(request.kind)
         cluster = request.cluster
         cfg = self.fleet.access(cluster)  # a cluster, or the fleet's campaigns
-        if not self.policy(cluster).may_request(requester):
+        # a fleet-file policy (POLICY_REQUESTER) was asked for by the fleet file itself
+        if requester != POLICY_REQUESTER and not self.policy(cluster).may_request(requester):
             raise DecisionRefused(f"You may not request changes of `{cluster}`; ask one of "
                                   + ", ".join(mention(a) for a in cfg.approvers) + ".")
         now = self.clock()

@@ -14,6 +14,28 @@ clusters still on it, with the support-policy consequence; ``patched`` → clust
 ``mentioned`` (a line of a note that names a revision but yields no event) → a quiet
 plain-text notice with the line and the note's link to every mesh cluster's channel, at
 most once per channel, release and line.
+
+Policy upgrades (issue 14; the fleet file's ``auto`` per cluster, requester
+:data:`~workflows.model.POLICY_REQUESTER`), when the watcher is given ``start_run``:
+
+- ``auto: patch`` (and ``minor``): where the *Restart workloads* offer would be made, the
+  watcher starts the rollover run itself, inside the cluster's maintenance window (its AKS
+  ``aksManagedAutoUpgradeSchedule``, else the fleet file's ``maintenance_window``, else any
+  time); outside it the patch stays pending and is tried again on each poll. The run waits for
+  the cluster's approvers like any run.
+- ``auto: minor`` with ``campaigns``: a revision newly available in the region of a cluster
+  with ``auto: minor`` that it would upgrade to, or a deprecation announced ahead for a
+  revision one of them runs, starts a campaign over those clusters (``params.only``) to that
+  revision (a deprecation: to the revision the campaign proposes); it plans and waits for a
+  campaigns approver: the proposal. Once per (kind, revision).
+
+Exactly once: each start is claimed in Redis (``HSETNX``) before ``start_run`` and the claim
+then holds the run id; a start that raises (``ClusterBusy``: a run holds the cluster or a
+campaign the fleet) drops the claim, so it is tried again. A crash between the claim and the
+start leaves a claim without a run: at most once wins over at least once (a second rollover
+or campaign nobody asked for is worse than none); after :data:`CLAIM_STALE_S` such a patch
+claim is turned into the ordinary *Restart workloads* offer so that a person can. A crash after
+the start and before the run id is recorded changes nothing either: the claim is there.
 """
 
 from __future__ import annotations
@@ -25,6 +47,7 @@ import time
 from collections.abc import Callable
 from dataclasses import dataclass
 from datetime import UTC, date, datetime
+from functools import partial
 from typing import Any
 
 import redis
@@ -34,7 +57,15 @@ from redis.typing import EncodableT
 from workers.github.feed import ReleaseFeed
 from workers.slack.errors import SLACK_ERRORS, translate_slack_error
 from workflows.errors import MeshopsError, TemporaryError
-from workflows.model import REVISION_RE, revision_minor
+from workflows.kind import StartRun
+from workflows.maintenance import (
+    AUTO_UPGRADE,
+    MaintenanceWindow,
+    MaintenanceWindowError,
+    in_window,
+    next_window,
+)
+from workflows.model import FLEET_SCOPE, REVISION_RE, Run, revision_minor
 from workflows.releases import MENTIONED, ReleaseEvent, parse_releases_json, version_key
 
 log = structlog.get_logger("meshops.watcher")
@@ -42,6 +73,10 @@ log = structlog.get_logger("meshops.watcher")
 PLAN_ACTION = "meshops_plan_upgrade"
 ROLLOVER_ACTION = "meshops_rollover"
 CAMPAIGN_ACTION = "meshops_plan_campaign"
+#: seconds after which a policy start claimed but never recorded (the process died between the
+#: claim and the start) is given up: the patch is offered to people instead
+CLAIM_STALE_S = 600.0
+AUTO_PATCH = ("patch", "minor")
 
 
 def event_key(e: ReleaseEvent) -> str:
@@ -68,10 +103,16 @@ class Notice:
 
 class Watcher:
     def __init__(self, fleet: Any, r: redis.Redis, prefix: str, mesh: Any, slack: Any,
-                 feed: ReleaseFeed, clusters: Callable[[str], Any] | None = None):
+                 feed: ReleaseFeed, clusters: Callable[[str], Any] | None = None,
+                 start_run: Callable[[StartRun, str], Run] | None = None):
         """``clusters``: a cluster's Kubernetes API (``ClusterApi``) by short name, to offer
         a patch rollover only once the cluster's control plane runs the patch; without it
-        the offer comes with the notice."""
+        the offer comes with the notice. ``start_run(request, origin_channel)``: starts a
+        run as :data:`POLICY_REQUESTER` and schedules its first tick (the worker's engine),
+        for the fleet file's ``auto`` policies; without it policies only notify.
+
+        Raises (``start_run``): ``ClusterBusy`` when a run holds the cluster (the fleet,
+        for a campaign); other ``MeshopsError`` when it cannot start."""
         self.fleet = fleet
         self.r = r
         self.key = f"{prefix}:releases"
@@ -79,6 +120,7 @@ class Watcher:
         self.slack = slack
         self.feed = feed
         self.clusters = clusters
+        self.start_run = start_run
 
     # ------------------------------------------------------------------ sources
 
@@ -122,7 +164,10 @@ class Watcher:
             f"{', '.join(regions)}) to it ring by ring; the plan shows each cluster's path "
             "and window."), campaign_target=e.revision)
 
-    def route(self, e: ReleaseEvent) -> list[Notice]:
+    def route(self, e: ReleaseEvent, now: float | None = None) -> list[Notice]:
+        """The notices of event ``e`` for each mesh cluster; ``now`` (Unix seconds) is when
+        a patch policy checks maintenance windows."""
+        now = time.time() if now is None else now
         notices = []
         for name, c in sorted(self.fleet.clusters.items()):
             try:
@@ -130,7 +175,7 @@ class Watcher:
                 if mesh.mode != "Istio":
                     continue
                 region = {r.revision for r in self.mesh.revision_profiles(name)}
-                notice = self._notice(e, name, c, mesh.revisions, region)
+                notice = self._notice(e, name, c, mesh.revisions, region, now)
             except MeshopsError as exc:
                 log.warning("releases.route_failed", cluster=name, error=str(exc))
                 continue
@@ -139,14 +184,16 @@ class Watcher:
         return notices
 
     def _notice(self, e: ReleaseEvent, name: str, c: Any, current: list[str],
-                region: set[str]) -> Notice | None:
+                region: set[str], now: float) -> Notice | None:
         where = f"`{name}` ({c.name}, {c.location})"
         missing = "" if e.revision in region else (
             f" It is not yet offered in {c.location}; meshops will tell you when "
             "meshRevisionProfiles lists it.")
-        handler = {"available": self._available, "announced": self._announced,
-                   "deprecated": self._deprecated, "patched": self._patched,
-                   MENTIONED: self._mentioned}.get(e.kind)
+        handlers: dict[str, Callable[..., Notice | None]] = {
+            "available": self._available, "announced": self._announced,
+            "deprecated": self._deprecated, "patched": partial(self._patched, now=now),
+            MENTIONED: self._mentioned}
+        handler = handlers.get(e.kind)
         return handler(e, name, c, current, region, where, missing) if handler else None
 
     def _available(self, e: ReleaseEvent, name: str, c: Any, current: list[str],
@@ -197,26 +244,170 @@ class Watcher:
             variant="ahead" if e.ahead else "")  # the deprecation itself is told again
 
     def _patched(self, e: ReleaseEvent, name: str, c: Any, current: list[str],
-                 region: set[str], where: str, missing: str) -> Notice | None:
-        """A new patch of a revision the cluster runs: offers a staged restart."""
+                 region: set[str], where: str, missing: str, now: float) -> Notice | None:
+        """A new patch of a revision the cluster runs: offers a staged restart (starts it,
+        under ``auto: patch``)."""
         if e.revision not in current:
             return None
         if not self._runs_patch(name, e):
             self.r.hset(f"{self.key}:patch_pending", f"{name}|{e.revision}|{e.version}",
                         e.to_json())
+            then = ("meshops restarts the workloads itself (fleet policy `auto: "
+                    f"{c.auto}`), inside the maintenance window," if self._auto_patch(c)
+                    else "meshops offers to restart the workloads")
             return Notice(name, c.channel, (
                 f":adhesive_bandage: Istio add-on revision *{e.revision}* is patched to "
                 f"*{e.version}* ({e.release}). AKS rolls it out to the control plane of "
-                f"{where} itself; meshops offers to restart the workloads once "
-                f"istiod-{e.revision} runs {e.version}."), variant="pending")
-        return self._patch_offer(e, name, c, where)
+                f"{where} itself; {then} once istiod-{e.revision} runs {e.version}."),
+                variant="pending")
+        notice, settled = self._patch_ready(e, name, c, where, now, "")
+        if not settled:  # waits for the window or the cluster: tried again on each poll
+            self.r.hset(f"{self.key}:patch_pending", f"{name}|{e.revision}|{e.version}",
+                        e.to_json())
+        return notice
 
-    def _patch_offer(self, e: ReleaseEvent, name: str, c: Any, where: str) -> Notice:
+    def _patch_offer(self, e: ReleaseEvent, name: str, c: Any, where: str,
+                     variant: str = "", note: str = "") -> Notice:
         return Notice(name, c.channel, (
             f":adhesive_bandage: Istio add-on revision *{e.revision}* is patched to "
             f"*{e.version}* ({e.release}), and the control plane of {where} runs it. "
             "Sidecars pick the patch up when their workloads restart: *Restart workloads* "
-            "does it in waves behind the metric gate."), rollover_button=True)
+            "does it in waves behind the metric gate." + note), rollover_button=True,
+            variant=variant)
+
+    # ------------------------------------------------------------------ policy upgrades
+
+    def _auto_patch(self, c: Any) -> bool:
+        return self.start_run is not None and getattr(c, "auto", "none") in AUTO_PATCH
+
+    def _window(self, name: str, c: Any) -> tuple[MaintenanceWindow | None, str]:
+        """The cluster's maintenance window and where it comes from: its AKS
+        ``aksManagedAutoUpgradeSchedule``, else the fleet file's ``maintenance_window``
+        (also when ARM cannot say), else (None, "") — any time."""
+        window: MaintenanceWindow | None = getattr(c, "maintenance_window", None)
+        source = "the fleet file's maintenance window" if window is not None else ""
+        try:
+            own = self.mesh.maintenance_windows(name).get(AUTO_UPGRADE)
+        except MeshopsError as exc:
+            log.warning("releases.window_unreadable", cluster=name, error=str(exc))
+            own = None
+        if own is not None:
+            window, source = own, f"AKS {AUTO_UPGRADE}"
+        return window, source
+
+    def _claim(self, claims: str, field: str, now: float) -> str | None:
+        """Claim the policy start ``field`` of hash ``claims``: None when claimed now; else
+        what the claim holds (a run id, or ``starting|<unix seconds>``)."""
+        if self.r.hsetnx(claims, field, f"starting|{now}"):
+            return None
+        held = self.r.hget(claims, field)
+        return (held.decode() if isinstance(held, bytes) else str(held or "")) or "starting|0"
+
+    def _patch_ready(self, e: ReleaseEvent, name: str, c: Any, where: str, now: float,
+                     variant: str) -> tuple[Notice | None, bool]:
+        """What to do for a patch the cluster's control plane runs: the *Restart workloads*
+        offer (``variant``), or under ``auto: patch`` the rollover started by policy.
+        Returns (the notice, settled: False while it waits for the window or the cluster)."""
+        if not self._auto_patch(c):
+            return self._patch_offer(e, name, c, where, variant), True
+        assert self.start_run is not None
+        head = (f":adhesive_bandage: Istio add-on revision *{e.revision}* is patched to "
+                f"*{e.version}* ({e.release}), and the control plane of {where} runs it.")
+        claims, field = f"{self.key}:auto_rollover", f"{name}|{e.revision}|{e.version}"
+        held = self.r.hget(claims, field)
+        if held is None:
+            at = datetime.fromtimestamp(now, UTC)
+            window, source = self._window(name, c)
+            if window is not None and not in_window(window, at):
+                try:
+                    opens = next_window(window, at)[0]
+                    when = f"it opens {opens:%Y-%m-%d %H:%M} UTC"
+                except MaintenanceWindowError as exc:
+                    when = str(exc)
+                return Notice(name, c.channel, (
+                    f"{head} Fleet policy `auto: {c.auto}`: meshops restarts the workloads "
+                    f"itself inside the maintenance window ({source}: {window.describe()}); "
+                    f"{when}."), variant="window"), False
+        held_text = self._claim(claims, field, now) if held is None else (
+            held.decode() if isinstance(held, bytes) else str(held))
+        if held_text is None:  # claimed now: start it
+            request = StartRun("rollover", name, e.revision,
+                               fields={"target_version": e.version or None})
+            try:
+                run = self.start_run(request, c.channel)
+            except MeshopsError as exc:
+                self.r.hdel(claims, field)
+                log.warning("releases.auto_rollover_refused", cluster=name,
+                            revision=e.revision, version=e.version, error=str(exc))
+                return Notice(name, c.channel, (
+                    f"{head} Fleet policy `auto: {c.auto}`: meshops could not start the "
+                    f"restart of the workloads yet ({exc}); it tries again on each poll."),
+                    variant="waiting"), False
+            self.r.hset(claims, field, run.id)
+            log.info("releases.auto_rollover", cluster=name, revision=e.revision,
+                     version=e.version, run_id=run.id)
+            held_text = run.id
+        if held_text.startswith("starting|"):
+            if now - float(held_text.split("|", 1)[1] or 0) < CLAIM_STALE_S:
+                return None, False  # another watcher is starting it right now
+            log.warning("releases.auto_rollover_orphaned", cluster=name, revision=e.revision,
+                        version=e.version)
+            return self._patch_offer(e, name, c, where, "orphaned", (
+                f" (Fleet policy `auto: {c.auto}` claimed this restart but meshops cannot "
+                "tell whether it started: check `/mesh runs` before restarting.)")), True
+        return Notice(name, c.channel, (
+            f"{head} Fleet policy `auto: {c.auto}`: meshops started the restart of the "
+            f"workloads as run `{held_text}`; it waits for an approver of `{name}`."),
+            variant="auto"), True
+
+    def auto_campaign(self, e: ReleaseEvent, now: float | None = None) -> Run | None:
+        """Under ``auto: minor`` (see the module docstring), the campaign event ``e`` starts;
+        None when it starts none (not such an event, no policy, already started once for
+        this kind and revision, or a campaign already holds the fleet)."""
+        campaigns = getattr(self.fleet, "campaigns", None)
+        if self.start_run is None or campaigns is None:
+            return None
+        if e.kind != "available" and not (e.kind == "deprecated" and e.ahead):
+            return None
+        only = sorted(n for n, c in self.fleet.clusters.items()
+                      if getattr(c, "auto", "none") == "minor")
+        if not only or not self._campaign_concerns(e, only):
+            return None
+        claims, field = f"{self.key}:auto_campaign", f"{e.kind}|{e.revision}"
+        if self._claim(claims, field, time.time() if now is None else now) is not None:
+            return None
+        target = e.revision if e.kind == "available" else ""
+        try:
+            run = self.start_run(StartRun("campaign", FLEET_SCOPE, target,
+                                          fields={"params": {"only": only}}), campaigns.channel)
+        except MeshopsError as exc:  # ClusterBusy: a campaign already moves the fleet
+            self.r.hdel(claims, field)
+            log.warning("releases.auto_campaign_refused", kind=e.kind, revision=e.revision,
+                        error=str(exc))
+            return None
+        self.r.hset(claims, field, run.id)
+        log.info("releases.auto_campaign", kind=e.kind, revision=e.revision, run_id=run.id,
+                 clusters=len(only))
+        return run
+
+    def _campaign_concerns(self, e: ReleaseEvent, only: list[str]) -> bool:
+        """Whether event ``e`` concerns a cluster of ``only``: an available revision its
+        region offers and that is newer than what it runs; a deprecated one it runs."""
+        for name in only:
+            try:
+                current = self.mesh.get_mesh(name).revisions
+                if e.kind == "deprecated":
+                    if e.revision in current:
+                        return True
+                    continue
+                if current and any(revision_minor(r) < revision_minor(e.revision)
+                                   for r in current) and e.revision in {
+                        p.revision for p in self.mesh.revision_profiles(name)}:
+                    return True
+            except MeshopsError as exc:
+                log.warning("releases.auto_campaign_check_failed", cluster=name,
+                            error=str(exc))
+        return False
 
     def _runs_patch(self, name: str, e: ReleaseEvent) -> bool:
         """Whether ``istiod-<revision>`` of cluster ``name`` runs the patch (or a later one);
@@ -254,10 +445,14 @@ class Watcher:
         self.r.sadd(f"{self.key}:posted", posted_key)
         return True
 
-    def offer_ready_patches(self) -> list[Notice]:
+    def offer_ready_patches(self, now: float | None = None) -> list[Notice]:
         """Patch offers held until the control plane runs the patch, for the clusters whose
-        control plane now does; each is offered once and forgotten."""
-        if self.clusters is None:
+        control plane now does; each is offered once and forgotten. Under ``auto: patch``
+        the rollover starts instead, once inside the maintenance window (``now``, Unix
+        seconds); until then the patch stays pending."""
+        now = time.time() if now is None else now
+        if self.clusters is None and not any(self._auto_patch(c)
+                                             for c in self.fleet.clusters.values()):
             return []  # without Kubernetes access every patch is offered with its notice
         ready = []
         for field, raw in self.r.hgetall(f"{self.key}:patch_pending").items():
@@ -274,13 +469,15 @@ class Watcher:
             except MeshopsError as exc:
                 log.warning("releases.patch_check_failed", cluster=cluster, error=str(exc))
                 continue
-            ready.append((name, e, self._patch_offer(
-                e, cluster, c, f"`{cluster}` ({c.name}, {c.location})")))
+            ready.append((name, e, cluster, c))
         out = []
-        for name, e, notice in ready:
-            if self._post(notice, e, "ready"):
-                self.r.hdel(f"{self.key}:patch_pending", name)
+        for name, e, cluster, c in ready:
+            notice, settled = self._patch_ready(
+                e, cluster, c, f"`{cluster}` ({c.name}, {c.location})", now, "ready")
+            if notice is not None and self._post(notice, e):
                 out.append(notice)
+            if settled:
+                self.r.hdel(f"{self.key}:patch_pending", name)
         return out
 
     def _mentioned(self, e: ReleaseEvent, name: str, c: Any, current: list[str],
@@ -372,13 +569,14 @@ class Watcher:
         channels: set[str] = set()
         for key, e in new:
             fleet_wide = self.campaign_notice(e)
-            for n in self.route(e) + ([fleet_wide] if fleet_wide else []):
+            for n in self.route(e, now) + ([fleet_wide] if fleet_wide else []):
                 if self._post(n, e):
                     channels.add(n.channel)
+            self.auto_campaign(e, now)
             self.r.sadd(seen_key, key)
             log.info("releases.event", kind=e.kind, revision=e.revision, version=e.version,
                      release=e.release)
-        channels |= {n.channel for n in self.offer_ready_patches()}
+        channels |= {n.channel for n in self.offer_ready_patches(now)}
         if channels:
             self.r.incrby(f"{self.key}:notified", len(channels))
         return [e for _, e in new], channels

@@ -126,6 +126,9 @@ PARKED_PHASES = frozenset(
 #: the "cluster" of a run that spans the fleet (a campaign): its lease is the fleet's (one
 #: campaign at a time), its channel and approvers the fleet file's ``campaigns``
 FLEET_SCOPE = "@fleet"
+#: the requester of runs a fleet-file policy starts (``auto: patch|minor``), not a person: no
+#: requester check applies (the fleet file asked), and every approver may approve
+POLICY_REQUESTER = "meshops"
 
 
 class WaveStep(StrEnum):

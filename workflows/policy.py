@@ -10,6 +10,7 @@ from dataclasses import dataclass, field
 from enum import StrEnum
 
 from workflows.errors import DecisionRefused
+from workflows.model import POLICY_REQUESTER
 
 
 @dataclass(frozen=True)
@@ -29,7 +30,11 @@ class ClusterPolicy:
 
 def mention(who: str) -> str:
     """Slack's mention of a user (``U…``/``W…``) or a user group (``S…``), as in Slack's
-    "Formatting text for app surfaces": ``<@U123>``, ``<!subteam^S123>``."""
+    "Formatting text for app surfaces": ``<@U123>``, ``<!subteam^S123>``; meshops itself
+    (:data:`~workflows.model.POLICY_REQUESTER`, a run a fleet-file policy started) is
+    ``meshops (fleet policy)``."""
+    if who == POLICY_REQUESTER:
+        return f"{POLICY_REQUESTER} (fleet policy)"
     return f"<!subteam^{who}>" if who.startswith("S") else f"<@{who}>"
 
 

@@ -41,3 +41,21 @@ def test_operators_named_in_the_fleet_may_and_the_refusal_names_them() -> None:
     with pytest.raises(DecisionRefused, match="Only approvers of `dev` may complete"):
         decide(run.evolve(phase=Phase.AWAITING_COMPLETION), "complete", "UONCALL", ONCALL,
                now)
+
+
+def test_a_run_the_fleet_policy_started_is_steered_by_people_named_as_the_policy() -> None:
+    """``POLICY_REQUESTER`` (``auto: patch|minor``) is no person: it is named as the fleet
+    policy, any approver may approve its run (four eyes holds for each), and it steers
+    nothing itself."""
+    from workflows.model import POLICY_REQUESTER
+    from workflows.policy import Role, authorise, mention
+
+    assert mention(POLICY_REQUESTER) == "meshops (fleet policy)"
+    assert mention("U0ALICE") == "<@U0ALICE>"
+    strict = ClusterPolicy(approvers=frozenset({"UAPPROVER", "UAPPROVER2"}))
+    for approver in sorted(strict.approvers):
+        authorise(Role.APPROVER, "approve", approver, POLICY_REQUESTER, "dev", "r-1", strict)
+    with pytest.raises(DecisionRefused) as refused:
+        authorise(Role.PARTICIPANT, "pause", "USTRANGER", POLICY_REQUESTER, "dev", "r-1",
+                  strict)
+    assert "Only the requester (meshops (fleet policy))" in str(refused.value)

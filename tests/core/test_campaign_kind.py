@@ -244,6 +244,26 @@ def test_a_planner_error_fails_the_run_with_its_reason() -> None:
     assert w.run.phase == Phase.FAILED and "asm-1-27" in w.run.outcome
 
 
+def test_a_policy_campaign_plans_only_the_clusters_it_names() -> None:
+    """``params.only`` (a campaign the ``auto: minor`` policy started): the other clusters
+    are left out of the plan, stages keep the names of the named ones; a stage naming a
+    cluster not in the fleet still fails the plan."""
+    w = two_rings()
+    w.run = w.run.evolve(params={"only": ["dev-b", "prod-a", "lonely"]})
+    w.tick()
+    assert w.run.phase == Phase.AWAITING_APPROVAL
+    planned = {e["cluster"]: s["name"] for s in w.run.params["stages"] for e in s["clusters"]}
+    assert planned == {"dev-b": "dev", "prod-a": "prod"}
+    assert w.run.params["unstaged"] == [{"cluster": "lonely", "status": "upgrade",
+                                         "reason": ""}]
+    assert w.run.params["only"] == ["dev-b", "prod-a", "lonely"]
+    assert "2 clusters to upgrade" in w.history()
+    w = World([facts("dev-a"), facts("dev-b")], [StageSpec("dev", clusters=("dev-a", "ghost"))])
+    w.run = w.run.evolve(params={"only": ["dev-b"]})
+    w.tick()
+    assert w.run.phase == Phase.FAILED and "`ghost`" in w.run.outcome
+
+
 # ------------------------------------------------------------------ migrating
 
 

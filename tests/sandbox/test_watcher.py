@@ -3,7 +3,9 @@ real Redis: conditional polling, faults, routing per cluster, restarts without d
 
 from __future__ import annotations
 
+import json
 import time
+from datetime import UTC, datetime
 
 import pytest
 import redis
@@ -15,6 +17,10 @@ from workers.github.feed import ReleaseFeed
 from workers.slack.client import make_client
 from workers.watcher import Watcher, pushed_events, verify_push
 from workers.wiring import FleetPorts
+from workflows.errors import ClusterBusy
+from workflows.kind import StartRun
+from workflows.maintenance import parse_config_window
+from workflows.model import POLICY_REQUESTER, Run
 
 NOTE = "* Features:\n  * Istio-based service mesh add-on revision asm-1-26 is now available."
 
@@ -212,3 +218,203 @@ def test_a_new_revision_offers_a_fleet_campaign_once_in_the_campaigns_channel(  
     assert len([p for p in posts(sb) if "asm-1-26* is available" in p["text"]]) == 4
     make().run_once()
     assert len([p for p in posts(sb) if p["channel"] == "C0EDGMESH"]) == 1
+
+
+# ------------------------------------------------------------------ policy upgrades (auto)
+
+PATCH = "* Istio add-on revision asm-1-25 is patched to 1.25.9."
+#: 03:00–07:00 UTC every day
+DAILY_3AM = {"schedule": {"daily": {"interval_days": 1}}, "duration_hours": 4,
+             "start_time": "03:00", "start_date": "2026-11-01"}
+NOON = datetime(2026, 12, 3, 12, 0, tzinfo=UTC).timestamp()  # outside the window
+FOUR_AM = datetime(2026, 12, 4, 4, 0, tzinfo=UTC).timestamp()  # inside the next one
+
+
+class Starts:
+    """The watcher's ``start_run`` (the worker's engine in production), recording each
+    request; ``busy`` clusters refuse as a run holding the cluster's lease would."""
+
+    def __init__(self) -> None:
+        self.requests: list[tuple[StartRun, str]] = []
+        self.busy: set[str] = set()
+
+    def __call__(self, request: StartRun, channel: str) -> Run:
+        if request.cluster in self.busy:
+            raise ClusterBusy(request.cluster, "r-0ther00000")
+        self.requests.append((request, channel))
+        return Run(id=f"r-{len(self.requests):010x}", kind=request.kind,
+                   cluster=request.cluster, requester=POLICY_REQUESTER, channel=channel,
+                   canary_revision=request.revision, created_at=0.0, updated_at=0.0)
+
+    def made(self) -> list[tuple[str, str, str, dict, str]]:
+        return [(q.kind, q.cluster, q.revision, q.fields, ch) for q, ch in self.requests]
+
+
+def policy_fleet(fleet, campaigns: bool = False, **auto: object):  # type: ignore[no-untyped-def]
+    """``fleet`` with ``auto`` per cluster (``dev="patch"``, or ``(mode, window)``), and
+    campaigns (the edge cluster's channel standing in for theirs) if asked."""
+    from workers.config import CampaignsConfig, StageConfig
+
+    clusters = dict(fleet.clusters)
+    for name, value in auto.items():
+        mode, window = value if isinstance(value, tuple) else (value, None)
+        clusters[name] = clusters[name].model_copy(update={
+            "auto": mode, "maintenance_window": parse_config_window(window) if window
+            else None})
+    update: dict[str, object] = {"clusters": clusters, "campaigns": None}
+    if campaigns:
+        update["campaigns"] = CampaignsConfig(channel="C0EDGMESH", approvers=["U0BEN"],
+                                              stages=[StageConfig(name="all",
+                                                                  clusters=["dev", "prod"])])
+    return fleet.model_copy(update=update)
+
+
+def policy_watcher(sb: Sandbox, fleet, r, prefix: str, ports: FleetPorts,  # type: ignore[no-untyped-def]
+                   starts: Starts):
+    rel = fleet.releases
+
+    def make() -> Watcher:
+        return Watcher(fleet, r, prefix, ports.mesh, make_client(sb.bot_token,
+                                                                 fleet.slack.api_url),
+                       ReleaseFeed(r, prefix, rel.feed_url, rel.changelog_url),
+                       start_run=starts)
+    return make
+
+
+def test_auto_patch_starts_the_rollover_once_and_auto_none_only_offers_it(  # type: ignore[no-untyped-def]
+        world, ports: FleetPorts, prefix: str) -> None:
+    sb, _, r = world
+    starts = Starts()
+    make = policy_watcher(sb, policy_fleet(ports.fleet, dev="patch"), r, prefix, ports, starts)
+    make().run_once(now=NOON)  # the first poll only learns
+    publish(sb, PATCH, "2026-11-22")
+    make().run_once(now=NOON)  # dev has no window: any time will do
+    assert starts.made() == [("rollover", "dev", "asm-1-25", {"target_version": "1.25.9"},
+                              "C0DEVMESH")]
+    (dev,) = [p for p in posts(sb) if p["channel"] == "C0DEVMESH" and "1.25.9" in p["text"]]
+    assert "meshops started the restart of the workloads as run `r-0000000001`" in dev["text"]
+    assert "auto: patch" in dev["text"] and "meshops_rollover" not in str(dev["blocks"])
+    offers = [p for p in posts(sb) if "1.25.9" in p["text"] and p["channel"] != "C0DEVMESH"]
+    assert {p["channel"] for p in offers} == {"C0STGMESH", "C0PRDMESH"}
+    assert all("meshops_rollover" in str(p["blocks"]) and "started" not in p["text"]
+               for p in offers)  # auto: none (the default): the button, nothing started
+    # a restarted watcher starts nothing twice, even when the patch is pushed again and its
+    # memory of events seen and notices posted is lost: the start is recorded in Redis
+    make().run_once(now=NOON + 60)
+    r.delete(f"{prefix}:releases:seen", f"{prefix}:releases:posted")
+    replay = json.dumps({"tag_name": "2026-11-22", "body": PATCH}).encode()
+    make().run_once(now=NOON + 120, pushed=pushed_events(replay))
+    assert len(starts.requests) == 1
+    again = [p for p in posts(sb) if p["channel"] == "C0DEVMESH" and "1.25.9" in p["text"]]
+    assert len(again) == 2 and "run `r-0000000001`" in again[-1]["text"]
+
+
+def test_auto_patch_outside_the_window_waits_and_starts_once_it_opens(  # type: ignore[no-untyped-def]
+        world, ports: FleetPorts, prefix: str) -> None:
+    sb, _, r = world
+    starts = Starts()
+    make = policy_watcher(sb, policy_fleet(ports.fleet, dev=("patch", DAILY_3AM)), r, prefix,
+                          ports, starts)
+    make().run_once(now=NOON)
+    publish(sb, PATCH, "2026-11-22")
+    make().run_once(now=NOON)
+    assert starts.requests == []
+    (waiting,) = [p for p in posts(sb) if p["channel"] == "C0DEVMESH"]
+    assert "inside the maintenance window (the fleet file's maintenance window" in (
+        waiting["text"]) and "it opens 2026-12-04 03:00 UTC" in waiting["text"]
+    assert "meshops_rollover" not in str(waiting["blocks"])
+    make().run_once(now=NOON + 3600)  # still outside: nothing started, nothing told again
+    assert starts.requests == [] and len([p for p in posts(sb)
+                                          if p["channel"] == "C0DEVMESH"]) == 1
+    starts.busy.add("dev")  # inside, but a person's run holds the cluster: tried again later
+    make().run_once(now=FOUR_AM)
+    assert starts.requests == []
+    starts.busy.clear()
+    make().run_once(now=FOUR_AM + 60)
+    assert starts.made() == [("rollover", "dev", "asm-1-25", {"target_version": "1.25.9"},
+                              "C0DEVMESH")]
+    assert "as run `r-0000000001`" in posts(sb)[-1]["text"]
+    make().run_once(now=FOUR_AM + 120)
+    assert len(starts.requests) == 1
+
+
+def test_auto_minor_proposes_a_campaign_of_its_clusters_once_per_event(  # type: ignore[no-untyped-def]
+        world, ports: FleetPorts, prefix: str) -> None:
+    sb, _, r = world
+    starts = Starts()
+    make = policy_watcher(sb, policy_fleet(ports.fleet, campaigns=True, dev="minor",
+                                           staging="patch"), r, prefix, ports, starts)
+    make().run_once(now=NOON)
+    publish(sb, NOTE)  # asm-1-26, offered in dev's region: a campaign of dev to it
+    make().run_once(now=NOON)
+    assert starts.made() == [("campaign", "@fleet", "asm-1-26",
+                              {"params": {"only": ["dev"]}}, "C0EDGMESH")]
+    make().run_once(now=NOON + 60)  # once per event, across restarts and replays
+    r.delete(f"{prefix}:releases:seen")
+    replay = json.dumps({"tag_name": "2026-11-20", "body": NOTE}).encode()
+    make().run_once(now=NOON + 90, pushed=pushed_events(replay))
+    assert len(starts.requests) == 1
+    publish(sb, "* Istio-based service mesh add-on revision asm-1-25 will no longer be "
+                "supported after January 15, 2027.", "2026-11-23")
+    make().run_once(now=NOON + 120)  # dev runs it: a campaign to what meshops proposes
+    assert starts.made()[1:] == [("campaign", "@fleet", "", {"params": {"only": ["dev"]}},
+                                  "C0EDGMESH")]
+
+
+def test_auto_minor_without_campaigns_starts_nothing(  # type: ignore[no-untyped-def]
+        world, ports: FleetPorts, prefix: str) -> None:
+    sb, _, r = world
+    starts = Starts()
+    make = policy_watcher(sb, policy_fleet(ports.fleet, dev="minor"), r, prefix, ports, starts)
+    make().run_once(now=NOON)
+    publish(sb, NOTE)
+    make().run_once(now=NOON)
+    assert starts.requests == []
+    assert [p for p in posts(sb) if "asm-1-26* is available" in p["text"]]  # notices as ever
+
+
+def test_auto_minor_waits_until_the_region_offers_the_revision(  # type: ignore[no-untyped-def]
+        world, ports: FleetPorts, prefix: str) -> None:
+    """A note of a revision ARM does not list yet starts no campaign (it would plan nothing);
+    the region listing it does, once for both regions that list it."""
+    sb, _, r = world
+    starts = Starts()
+    make = policy_watcher(sb, policy_fleet(ports.fleet, campaigns=True, dev="minor"), r,
+                          prefix, ports, starts)
+    held = sb.world.catalog.pop("asm-1-27")
+    try:
+        make().run_once(now=NOON)
+        publish(sb, "* Istio-based service mesh add-on revision asm-1-27 is now available.")
+        make().run_once(now=NOON)
+        assert starts.requests == []
+        sb.world.catalog["asm-1-27"] = held
+        new, _ = make().run_once(now=NOON + 60)
+        assert [e.revision for e in new] == ["asm-1-27", "asm-1-27"]  # eastus, westus2
+        assert starts.made() == [("campaign", "@fleet", "asm-1-27",
+                                  {"params": {"only": ["dev"]}}, "C0EDGMESH")]
+    finally:
+        sb.world.catalog["asm-1-27"] = held
+
+
+def test_a_policy_start_claimed_by_a_watcher_that_died_is_offered_to_people(  # type: ignore[no-untyped-def]
+        world, ports: FleetPorts, prefix: str) -> None:
+    """At most once: a claim without a run (the process died between the claim and the
+    start) starts nothing; once stale it becomes the ordinary *Restart workloads* offer."""
+    from workers.watcher import CLAIM_STALE_S
+
+    sb, _, r = world
+    starts = Starts()
+    make = policy_watcher(sb, policy_fleet(ports.fleet, dev="patch"), r, prefix, ports, starts)
+    make().run_once(now=NOON)
+    r.hset(f"{prefix}:releases:auto_rollover", "dev|asm-1-25|1.25.9", f"starting|{NOON}")
+    publish(sb, PATCH, "2026-11-22")
+    make().run_once(now=NOON + 1)  # a watcher may be starting it right now: nothing
+    assert starts.requests == [] and not [p for p in posts(sb) if p["channel"] == "C0DEVMESH"]
+    make().run_once(now=NOON + CLAIM_STALE_S + 1)
+    assert starts.requests == []
+    (offer,) = [p for p in posts(sb) if p["channel"] == "C0DEVMESH"]
+    assert "meshops_rollover" in str(offer["blocks"]) and "cannot tell whether it started" in (
+        offer["text"])
+    make().run_once(now=NOON + CLAIM_STALE_S + 60)  # offered once, then forgotten
+    assert len([p for p in posts(sb) if p["channel"] == "C0DEVMESH"]) == 1
+    assert not r.hgetall(f"{prefix}:releases:patch_pending")

@@ -16,7 +16,7 @@ from __future__ import annotations
 import logging
 import os
 import time
-from functools import cache
+from functools import cache, partial
 from typing import Any
 
 import structlog
@@ -42,7 +42,8 @@ from workers.views import answer
 from workers.watcher import Watcher, end_of_support, pushed_events
 from workers.wiring import FleetPorts, build_engine
 from workflows.errors import RunNotFound, TemporaryError
-from workflows.model import Run
+from workflows.kind import StartRun
+from workflows.model import POLICY_REQUESTER, Run
 
 log = structlog.get_logger("meshops.worker")
 
@@ -287,7 +288,18 @@ def watcher(ctx: Context) -> Watcher:
                        env.github_token or None)
     # the engine's ports: their API errors are counted (workers/apierrors.py)
     return Watcher(ctx.fleet, ctx.store.r, ctx.store.p, ctx.engine.ports.mesh,
-                   ctx.notifier.client, feed, clusters=ctx.engine.ports.cluster_api)
+                   ctx.notifier.client, feed, clusters=ctx.engine.ports.cluster_api,
+                   start_run=partial(start_policy_run, ctx))
+
+
+def start_policy_run(ctx: Context, request: StartRun, channel: str) -> Run:
+    """A run the fleet file's ``auto`` policy starts (the watcher's ``start_run``): started
+    as ``POLICY_REQUESTER``, its first tick and its Slack message scheduled as after a
+    person's command. Raises what ``Engine.start`` raises (``ClusterBusy``…)."""
+    run = ctx.engine.start(request, POLICY_REQUESTER, channel)
+    enqueue_tick(run.id, run.seq)
+    enqueue_notify(run.id)
+    return run
 
 
 @app.task(name="meshops.watch_releases")

@@ -51,7 +51,8 @@ Sources of this behaviour:
                  "approved_by": str | None, "soak_from", "soak_until": float | None,
                  "soak_note": bool (metrics unavailable already logged),
                  "clusters": [ENTRY, ...]}],
-     "unstaged": [{"cluster", "status", "reason"}]}
+     "unstaged": [{"cluster", "status", "reason"}],
+     "only": [str] (given at start: plan only these clusters; see ``_only``)}
 
     ENTRY = {"cluster", "status", "current": str | None, "hops": [str], "hop": int,
              "run": str | None, "runs": [str], "reason": str, "namespaces": [str],
@@ -68,6 +69,7 @@ from __future__ import annotations
 
 import copy
 from collections.abc import Callable
+from dataclasses import replace
 from datetime import UTC, datetime
 from typing import Any
 
@@ -76,6 +78,7 @@ from workflows.campaign import (
     CampaignApi,
     CampaignPlan,
     ClusterFacts,
+    StageSpec,
     campaign_api,
     plan_campaign,
 )
@@ -214,6 +217,21 @@ def _tally(stages: list[Stage], unstaged: list[dict[str, Any]], revision: str) -
     return parts
 
 
+def _only(only: Any, facts: list[ClusterFacts], stages: list[StageSpec]
+          ) -> tuple[list[ClusterFacts], list[StageSpec]]:
+    """The fleet narrowed to the clusters ``only`` names (a list: a policy campaign of the
+    clusters with ``auto: minor``), stages keeping the names of the other clusters out;
+    anything else: the whole fleet. A stage naming a cluster not in the fleet still fails
+    the plan."""
+    if not isinstance(only, list):
+        return facts, stages
+    keep = {str(name) for name in only}
+    dropped = {f.name for f in facts} - keep
+    return ([f for f in facts if f.name in keep],
+            [replace(s, clusters=tuple(n for n in s.clusters if n not in dropped))
+             for s in stages])
+
+
 def plan_fleet(run: Run, ports: ClusterPorts, now: float) -> StepResult:
     """Plan the campaign over the fleet's facts, store it in ``params``, await approval.
 
@@ -222,9 +240,9 @@ def plan_fleet(run: Run, ports: ClusterPorts, now: float) -> StepResult:
             propose, or a malformed revision (the run fails with the reason).
     """
     api = campaign_api(ports)
-    facts = api.facts()
+    facts, stages_spec = _only(run.params.get("only"), api.facts(), api.stages())
     try:
-        plan = plan_campaign(facts, api.stages(), run.canary_revision or None,
+        plan = plan_campaign(facts, stages_spec, run.canary_revision or None,
                              api.end_of_support(), _utc(now))
     except InvalidRevision as exc:  # a Refusal to a person; here the run cannot go on
         raise PermanentError(str(exc)) from exc
@@ -233,6 +251,8 @@ def plan_fleet(run: Run, ports: ClusterPorts, now: float) -> StepResult:
                 for c in plan.unstaged]
     params = {"revision": plan.revision, "why": plan.why, "stage": 0, "approver": None,
               "stages": stages, "unstaged": unstaged}
+    if isinstance(run.params.get("only"), list):
+        params["only"] = run.params["only"]
     run = run.evolve(canary_revision=plan.revision, params=params)
     moves = plan.to_upgrade
     hops = sum(len(c.hops) for c in moves)
