@@ -125,7 +125,7 @@ class Engine:
                   options=self.fleet.upgrade_options(cluster, dict(request.options)),
                   thresholds=self.fleet.thresholds(cluster), created_at=now, updated_at=now,
                   next_tick_at=now, **request.fields)
-        run = run.log(now, "phase", f"requested by <@{requester}>: {kind.describe(run)}")
+        run = run.log(now, "phase", f"requested by {mention(requester)}: {kind.describe(run)}")
         self.store.create(run)
         self.store.mark_unsynced(run.id, now)
         log.info("run.created", run_id=run.id, kind=kind.name, cluster=cluster,

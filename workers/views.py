@@ -21,6 +21,7 @@ from workflows.errors import InvalidRevision, MeshopsError, PermanentError
 from workflows.kind import StartRun, kind_of
 from workflows.model import FLEET_SCOPE, Run, revision_minor, system_namespace
 from workflows.planning import check_upgrade, plan_waves
+from workflows.policy import mention
 from workflows.ports import ClusterPorts, RevisionProfile
 from workflows.waves import gate_summary, low_traffic_note, plan_notes
 
@@ -49,7 +50,7 @@ def runs_text(engine: Engine, cluster: str | None) -> str:
     if not runs:
         return f"No runs{' on `' + cluster + '`' if cluster else ''} yet."
     lines = [f"`{r.id}` {_title(r)} *{r.phase.value.replace('_', ' ')}* — by "
-             f"<@{r.requester}>, {_when(r.created_at)}" for r in runs]
+             f"{mention(r.requester)}, {_when(r.created_at)}" for r in runs]
     return _clip("\n".join(lines))
 
 

@@ -192,7 +192,7 @@ def render_root(run: Run, approvers: list[str]) -> tuple[str, list[dict[str, Any
         {"type": "section", "fields": [
             {"type": "mrkdwn", "text": f"*Phase*\n{emoji} {run.phase.value.replace('_', ' ')}"},
             {"type": "mrkdwn", "text": f"*Run*\n`{run.id}`"},
-            {"type": "mrkdwn", "text": f"*Requested by*\n<@{run.requester}>"},
+            {"type": "mrkdwn", "text": f"*Requested by*\n{mention(run.requester)}"},
             {"type": "mrkdwn", "text": "*Approvers*\n"
              + (", ".join(mention(a) for a in approvers) or "none")},
         ]},
