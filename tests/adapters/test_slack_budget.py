@@ -6,6 +6,7 @@ Time passing is the budget's window emptied (``limits``' ``clear``), so no test 
 
 from __future__ import annotations
 
+import time
 from collections.abc import Iterator
 from types import SimpleNamespace
 from typing import Any
@@ -261,4 +262,39 @@ def test_a_chart_waits_behind_its_lines_and_a_deferral_leaves_no_marker(
         assert "conversations.replies" not in slack.calls
         assert slack.throttled == []
     finally:
+        server.shutdown()
+
+
+def test_a_sync_that_finds_the_runs_sync_lock_held_comes_back_without_waiting(
+        store: RedisRunStore, prefix: str, monkeypatch: pytest.MonkeyPatch) -> None:
+    """A worker killed mid-sync leaves the run's sync lock behind: the next sync must not
+    wait for it in the worker (two such waits held both worker processes for 30 s, no run
+    ticking), and the lock is free again within seconds (renewed, short-lived)."""
+    from workers.store.lock import LOCK_TTL_S
+    from workers.tasks import app as tasks
+
+    slack, server = emulator()
+    try:
+        run = stored(store, new_run().evolve(id="r-1e1e1e1e1e", channel="C1", created_at=1e9))
+        ctx = SimpleNamespace(store=store, notifier=notifier(slack, store, None))
+        scheduled: list[tuple[Any, Any, Any]] = []
+        monkeypatch.setattr(tasks, "context", lambda: ctx)
+        monkeypatch.setattr(tasks.notify_task, "apply_async",
+                            lambda args, kwargs=None, countdown=None:
+                            scheduled.append((args, kwargs, countdown)))
+        # the lock a killed sync left: held, never renewed again
+        key = store.key("notify-lock", run.id)
+        store.r.set(key, "dead-holder", px=int(LOCK_TTL_S * 1000))
+        started = time.monotonic()
+        tasks.notify_task.apply(args=(run.id,)).get()
+        assert time.monotonic() - started < 1.0  # came back at once
+        assert slack.calls == []  # synced nothing while another sync held the run
+        assert scheduled == [((run.id,), {"deferred": True}, tasks.LOCKED_SYNC_RETRY_S)]
+        assert 0 < store.r.pttl(key) <= LOCK_TTL_S * 1000  # gone within seconds
+        store.r.delete(key, store.key("notify-deferred", run.id))
+        tasks.notify_task.apply(args=(run.id,)).get()  # free: it syncs
+        assert slack.calls.count("chat.postMessage") == 1
+        assert store.r.exists(key) == 0  # and lets go
+    finally:
+        store.r.delete(store.key("notify-deferred", "r-1e1e1e1e1e"))
         server.shutdown()

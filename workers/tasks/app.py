@@ -22,6 +22,7 @@ from typing import Any
 import structlog
 from celery import Celery
 from celery.signals import task_postrun, task_prerun, worker_process_init
+from redis.exceptions import LockError
 from structlog.contextvars import bind_contextvars, unbind_contextvars
 
 from workers.apierrors import counted_slack_client
@@ -37,6 +38,7 @@ from workers.slack.client import make_client
 from workers.slack.errors import SlackOverBudget, SlackRateLimited, translate_slack_error
 from workers.slack.notifier import SlackNotifier
 from workers.store.connect import celery_broker
+from workers.store.lock import RenewedLock
 from workers.store.runs import RedisRunStore
 from workers.views import answer
 from workers.watcher import Watcher, end_of_support, pushed_events
@@ -165,6 +167,7 @@ def nudge_campaign(ctx: Context, run: Run) -> None:
 
 
 NOTIFY_RETRY_S = 5.0  # the least wait before a Slack sync is tried again
+LOCKED_SYNC_RETRY_S = 1.0  # a sync that found another one of the same run running
 
 
 def defer_notify(ctx: Context, run_id: str, wait_s: float) -> bool:
@@ -188,10 +191,15 @@ def notify_task(self: Any, run_id: str, deferred: bool = False) -> None:
     ctx = context()
     if deferred:
         ctx.store.r.delete(ctx.store.key("notify-deferred", run_id))
-    lock = ctx.store.r.lock(ctx.store.key("notify-lock", run_id), timeout=60,
-                            blocking_timeout=30)
-    if not lock.acquire():
-        raise self.retry(countdown=2)
+    # one sync of a run at a time; never waited for in the worker (two waiting syncs would
+    # hold both processes), and freed within seconds of a holder killed mid-sync (renewed,
+    # short-lived): a sync that finds it held comes back shortly, as a 429 does
+    lock = RenewedLock(ctx.store.r, ctx.store.key("notify-lock", run_id))
+    if not lock.acquire(blocking=False):
+        scheduled = defer_notify(ctx, run_id, LOCKED_SYNC_RETRY_S)
+        log.info("notify.deferred", run_id=run_id, wait_s=LOCKED_SYNC_RETRY_S,
+                 scheduled=scheduled, reason="another sync of the run is running")
+        return
     try:
         run = ctx.store.get(run_id)
         bind_contextvars(cluster=run.cluster)
@@ -208,7 +216,10 @@ def notify_task(self: Any, run_id: str, deferred: bool = False) -> None:
         wait = max(exc.delay_s, NOTIFY_RETRY_S) * (self.request.retries + 1)
         raise self.retry(countdown=min(60, wait)) from exc
     finally:
-        lock.release()
+        try:
+            lock.release()
+        except LockError:  # expired while we worked (paused past its TTL): nothing to free
+            log.warning("notify.lock_expired", run_id=run_id)
 
 
 @app.task(name="meshops.answer", bind=True, max_retries=3)
