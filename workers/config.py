@@ -59,6 +59,13 @@ LABEL_KEY = re.compile(r"^([a-z0-9]([-a-z0-9.]{0,251}[a-z0-9])?/)?"
 LABEL_VALUE = re.compile(r"^([A-Za-z0-9]([-A-Za-z0-9_.]{0,61}[A-Za-z0-9])?)?$")
 
 
+def _slack_ids(v: list[str]) -> list[str]:
+    bad = [x for x in v if not SLACK_ID.match(x)]
+    if bad:
+        raise ValueError(f"not Slack user or user group ids (U…, W…, S…): {', '.join(bad)}")
+    return v
+
+
 def _labels(v: dict[str, str]) -> dict[str, str]:
     bad = [f"{k}: {val}" for k, val in v.items()
            if not LABEL_KEY.match(k) or not LABEL_VALUE.match(str(val))]
@@ -344,10 +351,7 @@ class ClusterConfig(Strict):
     @field_validator("requesters", "approvers", "operators")
     @classmethod
     def _slack_ids(cls, v: list[str]) -> list[str]:
-        bad = [x for x in v if not SLACK_ID.match(x)]
-        if bad:
-            raise ValueError(f"not Slack user or user group ids (U…, W…, S…): {', '.join(bad)}")
-        return v
+        return _slack_ids(v)
 
 
 class ReleasesConfig(Strict):
@@ -405,10 +409,7 @@ class CampaignsConfig(Strict):
     @field_validator("requesters", "approvers", "operators")
     @classmethod
     def _slack_ids(cls, v: list[str]) -> list[str]:
-        bad = [x for x in v if not SLACK_ID.match(x)]
-        if bad:
-            raise ValueError(f"not Slack user or user group ids (U…, W…, S…): {', '.join(bad)}")
-        return v
+        return _slack_ids(v)
 
     @field_validator("stages")
     @classmethod

@@ -512,8 +512,8 @@ def _span(delta: timedelta) -> str:
     return f"{mins} m"
 
 
-def _seconds(s: float) -> str:
-    """``30m``, ``2h``, ``1h30m``, ``45s``."""
+def compact_duration(s: float) -> str:
+    """Seconds as ``30m``, ``2h``, ``1h30m``, ``45s`` (whole seconds)."""
     total = int(s)
     hours, rest = divmod(total, 3600)
     mins, secs = divmod(rest, 60)
@@ -572,7 +572,7 @@ def _stage_header(s: StagePlan) -> str:
              f"halt after {fails} failure{'s' if fails != 1 else ''}",
              "approval first" if spec.approval else "no approval"]
     if spec.soak_s > 0:
-        parts.append(f"soak {_seconds(spec.soak_s)}")
+        parts.append(f"soak {compact_duration(spec.soak_s)}")
     return f"*Stage {spec.name}* ({', '.join(parts)})"
 
 

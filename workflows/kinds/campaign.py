@@ -80,6 +80,7 @@ from workflows.campaign import (
     ClusterFacts,
     StageSpec,
     campaign_api,
+    compact_duration,
     plan_campaign,
 )
 from workflows.errors import (
@@ -146,14 +147,6 @@ def _at(ts: float) -> str:
 
 def _plural(n: int, word: str) -> str:
     return f"{n} {word}{'' if n == 1 else 's'}"
-
-
-def _span(seconds: float) -> str:
-    total = int(seconds)
-    hours, rest = divmod(total, 3600)
-    mins, secs = divmod(rest, 60)
-    out = (f"{hours}h" if hours else "") + (f"{mins}m" if mins else "")
-    return out + (f"{secs}s" if secs or not out else "")
 
 
 def _hop_text(e: Entry) -> str:
@@ -514,7 +507,7 @@ class _Tick:
                 s["soak_from"] = self.now
                 until = self.now + float(s["soak_s"])
                 s["soak_until"] = until
-                self.log(f"stage {s['name']} soaks for {_span(s['soak_s'])}, until "
+                self.log(f"stage {s['name']} soaks for {compact_duration(s['soak_s'])}, until "
                          f"{_at(until)}: its upgraded clusters are watched")
                 return self.result(None, min(float(s["soak_s"]), SOAK_LOOK_S))
             if self.now < s["soak_until"]:
