@@ -42,11 +42,14 @@ def _now(work: Callable[[], None]) -> None:
 
 
 SWEEP_GRACE_S = 15.0  # a run this late for its next tick is re-enqueued by the sweep
+#: history events a tick reads (steps look at the last; the metrics at the phase's entry,
+#: which ``Run.phase_since`` keeps)
+TICK_HISTORY = 20
 
 
 @dataclass(frozen=True)
 class Advanced:
-    run: Run
+    run: Run  # as saved; its recent part only (the last events, the current wave's samples)
     recheck_after: float | None
     logged: bool  # the history grew: Slack has something to show
 
@@ -145,7 +148,9 @@ class Engine:
             log.info("tick.locked", run_id=run_id, seq=seq)
             return None
         try:
-            run = self.store.get(run_id)
+            # what the step works on only: a tick costs the same in a run's last wave as in
+            # its first (the whole run is megabytes at 2,000 namespaces)
+            run = self.store.get(run_id, recent=TICK_HISTORY)
             context.bind(cluster=run.cluster)
             if run.seq != seq:
                 log.info("tick.stale", run_id=run_id, seq=seq, current=run.seq)

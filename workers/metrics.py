@@ -131,10 +131,12 @@ def _le(bound: float) -> str:
 def exited_phases(before: Run, after: Run, now: float) -> list[tuple[str, float]]:
     """The phases ``before`` left on its way to ``after``, each with the seconds it spent
     there: from the history entries of kind ``phase`` (:meth:`Run.to`), the phase entered
-    at the last of them naming it (else when the run was created)."""
+    at the last of them naming it (else when the run was created). ``before`` may hold only
+    its recent history (a tick's read): its ``phase_since`` says when it entered its phase."""
     current = before.phase.value
-    entered = next((e.at for e in reversed(before.history)
-                    if e.kind == "phase" and e.data.get("phase") == current), before.created_at)
+    entered = before.phase_since if before.phase_since is not None else next(
+        (e.at for e in reversed(before.history)
+         if e.kind == "phase" and e.data.get("phase") == current), before.created_at)
     spans = []
     for event in after.history[len(before.history):]:
         phase = event.data.get("phase") if event.kind == "phase" else None

@@ -14,7 +14,7 @@ import re
 from enum import StrEnum
 from typing import Any
 
-from pydantic import BaseModel, ConfigDict, Field
+from pydantic import BaseModel, ConfigDict, Field, PrivateAttr
 
 from workflows.errors import InvalidRevision
 
@@ -380,6 +380,17 @@ class Run(Frozen):
     seq: int = 0
     next_tick_at: float | None = None
     parked_at: float | None = None  # when the run began waiting for a person
+    #: when the run entered its phase (:meth:`to`); None for runs stored before it was kept
+    #: (the phase's last history entry says)
+    phase_since: float | None = None
+    #: a run read in part (the run store's recent-only read, for a tick): the index each of
+    #: its lists starts at (history, then each wave's samples); () when read whole. Carried
+    #: by :meth:`evolve`, so the save of what a step made of it knows what was left out.
+    _read_from: tuple[int, ...] = PrivateAttr(default=())
+
+    @property
+    def read_from(self) -> tuple[int, ...]:
+        return self._read_from
     expired_at: float | None = None  # when that wait's approval request expired
 
     @property
@@ -410,6 +421,8 @@ class Run(Frozen):
         elif not phase.waiting_for_person:
             changes.setdefault("parked_at", None)
             changes.setdefault("expired_at", None)
+        if phase != self.phase:
+            changes.setdefault("phase_since", now)
         run: Run = self.evolve(phase=phase, **changes)
         return run.log(now, "phase", text or f"phase → {phase.value}", phase=phase.value)
 

@@ -411,7 +411,11 @@ class RunStore(Protocol):
         """Store a new run and take the cluster's lease; ``ClusterBusy`` when held."""
         ...
 
-    def get(self, run_id: str) -> Run: ...
+    def get(self, run_id: str, recent: int | None = None) -> Run:
+        """The run as last saved; ``RunNotFound`` if there is none. ``recent``: only what a
+        step works on (its last ``recent`` history events, the samples of its current wave
+        and later), for a save through the same store to extend."""
+        ...
 
     def save(self, run: Run, expected_seq: int) -> Run:
         """Write ``run`` with ``seq = expected_seq + 1`` if the stored seq is ``expected_seq``.

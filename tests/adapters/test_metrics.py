@@ -52,9 +52,9 @@ def settle(engine: Engine, clock: Clock, run: Run) -> Run:
         advanced = engine.advance(run.id, run.seq)
         if advanced is None:
             return engine.store.get(run.id)
-        run = advanced.run
+        run = advanced.run  # its recent part (a tick's read)
         if advanced.recheck_after is None:
-            return run
+            return engine.store.get(run.id)
         clock.now += advanced.recheck_after
     raise AssertionError(f"run did not settle: {run.phase}")
 
@@ -162,3 +162,23 @@ def test_a_redis_that_does_not_answer_is_store_up_0_not_a_failed_scrape(prefix: 
     text = scrape(store, Clock())
     assert value(text, "meshops_store_up") == 0
     assert names(text) == {"meshops_store_up"}
+
+
+def test_a_phases_duration_is_known_from_a_recent_only_read() -> None:
+    """A tick reads only the run's last events; the phase it leaves may have begun long
+    before them: ``Run.phase_since`` says when (else the phase's last history entry)."""
+    from workers.metrics import exited_phases
+    from workflows.model import Phase, Run
+
+    run = Run(id="r-0000000001", cluster="dev", requester="U1", channel="C1",
+              canary_revision="asm-1-26", created_at=1000.0, updated_at=1000.0)
+    run = run.to(Phase.MIGRATING, 1100.0)
+    for i in range(50):  # a long bake: the phase entry is far behind
+        run = run.log(1200.0 + i, "gate", f"look {i}")
+    recent = run.evolve(history=run.history[-20:])  # what a tick reads
+    done = recent.to(Phase.AWAITING_COMPLETION, 2000.0)
+    assert exited_phases(recent, done, 2000.0) == [("migrating", 900.0)]
+    # a run stored before phase_since was kept: its last phase entry says
+    old = run.evolve(phase_since=None)
+    assert exited_phases(old, old.to(Phase.AWAITING_COMPLETION, 2000.0), 2000.0) == [
+        ("migrating", 900.0)]

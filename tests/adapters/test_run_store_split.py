@@ -269,3 +269,49 @@ def test_redis_away_is_a_temporary_error() -> None:
                  lambda: away.create(run)):
         with pytest.raises(TemporaryError, match="Redis unavailable"):
             call()
+
+
+def test_a_ticks_read_is_the_same_size_late_in_a_run_and_its_save_extends_the_whole(
+        store: RedisRunStore) -> None:
+    """A tick reads only what a step works on (get(recent=…)): the last events and the
+    current wave's samples, as many bytes in the last wave as in the first; saving it
+    appends to the stored lists, and the whole run read back is exact."""
+    short = long_run("r-7a11000001", events=40, waves=2)
+    long = long_run("r-7a11000002", events=4000, waves=40)
+    for run in (short, long):
+        store.create(run)
+    # as many bytes late in a long run as early in a short one
+    early, late = store.get(short.id, recent=20), store.get(long.id, recent=20)
+    assert len(late.model_dump_json(exclude={"waves"})) < \
+        2 * len(early.model_dump_json(exclude={"waves"}))
+    partial = store.get(long.id, recent=20)
+    assert [e.text for e in partial.history] == [e.text for e in long.history[-20:]]
+    assert [len(w.samples) for w in partial.waves[:-1]] == [0] * 39
+    assert partial.waves[-1].samples == long.waves[-1].samples  # the current wave: whole
+    assert len(partial.model_dump_json()) * 20 < len(long.model_dump_json())
+    # a step's work, saved from the partial read: an event, a sample, the next wave
+    wave = partial.waves[-1]
+    stepped = partial.log(3e9, "gate", "look 7").with_wave(
+        wave.evolve(samples=[*wave.samples, sample(3e9, wave.namespaces)]))
+    saved = store.save(stepped, partial.seq)
+    whole = store.get(long.id)
+    assert len(whole.history) == 4001 and whole.history[-1].text == "look 7"
+    assert whole.history[:4000] == long.history
+    assert whole.waves[-1].samples == [*long.waves[-1].samples,
+                                       sample(3e9, wave.namespaces)]
+    assert [w.samples for w in whole.waves[:-1]] == [w.samples for w in long.waves[:-1]]
+    assert saved.seq == whole.seq == long.seq + 1
+    # a recent read that would shorten a list it did not read whole is refused, not saved
+    partial = store.get(long.id, recent=5)
+    with pytest.raises(ValueError, match="would drop events"):
+        store.save(partial.evolve(history=partial.history[:-1]), partial.seq)
+    assert store.get(long.id) == whole
+    # nor one that would shorten the history of a run read whole (a part taken for whole)
+    with pytest.raises(ValueError, match="would drop events"):
+        store.save(whole.evolve(history=whole.history[-20:]), whole.seq)
+    assert store.get(long.id) == whole
+    # what was left out travels with the run through a step's evolve, and only with it
+    assert partial.read_from[0] == 4001 - 5 and partial.log(5e9, "x", "y").read_from == \
+        partial.read_from and whole.read_from == ()
+    # a run read whole saves as before
+    assert store.save(whole.log(4e9, "step", "x"), whole.seq).history[-1].text == "x"

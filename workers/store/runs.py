@@ -133,10 +133,19 @@ def _json_list(items: Sequence[Any]) -> str:
 
 
 def _list_write(key: str, field: str, stored: int | None,
-                items: Sequence[BaseModel]) -> _ListWrite | None:
+                items: Sequence[BaseModel], offset: int = 0) -> _ListWrite | None:
     """The write that takes a list holding ``stored`` items to ``items``; None when none is
     needed. Lists only grow, so the stored items are ``items``' first ``stored`` ones,
-    unless ``items`` is shorter (a bake restarted: its samples start again)."""
+    unless ``items`` is shorter (a bake restarted: its samples start again). ``offset``:
+    ``items`` are the list's items from that index on (a read of the recent ones only)."""
+    if offset:
+        if stored is None or offset + len(items) < stored:
+            raise ValueError(f"{key}: a list read from item {offset} on cannot be shortened "
+                             "or replaced; read the run whole to do that")
+        if offset + len(items) == stored:
+            return None
+        return _ListWrite(key, field, stored, offset + len(items), False,
+                          [i.model_dump_json() for i in items[stored - offset:]])
     if stored is None or len(items) < stored:
         if not items and stored is None:
             return None
@@ -196,9 +205,16 @@ class RedisRunStore:
         except RedisError as exc:
             raise translate_redis_error(exc, f"storing run {run.id}") from exc
 
-    def get(self, run_id: str) -> Run:
+    def get(self, run_id: str, recent: int | None = None) -> Run:
         """The run as last saved: its hash, then its lists up to the hash's counts, read
         again until the hash's ``seq`` held over both round trips.
+
+        ``recent``: read only what a step works on (a tick, a decision): the last ``recent``
+        history events, and the samples of the current wave and later ones only (earlier
+        waves' are empty in the run returned). Its cost then stays the same however long
+        the run has gone on (at 2,000 namespaces a whole run is megabytes). The run says
+        what was left out (``Run.read_from``, carried through ``evolve``): :meth:`save`
+        appends after it; a save that would shorten a list read so raises ``ValueError``.
 
         Raises:
             RunNotFound: no such run.
@@ -213,19 +229,28 @@ class RedisRunStore:
                 run = Run.model_validate_json(stored["data"])
                 if "hlen" not in stored:  # stored whole, before the split
                     return run
-                lists = [(self._history_key(run_id), _count(stored["hlen"]) or 0)]
-                lists += [(self._samples_key(run_id, i), _count(stored.get(f"s{i}")) or 0)
-                          for i in range(len(run.waves))]
+                # (list key, first index read, count stored)
+                hlen = _count(stored["hlen"]) or 0
+                lists = [(self._history_key(run_id),
+                          0 if recent is None else max(0, hlen - recent), hlen)]
+                for i in range(len(run.waves)):
+                    count = _count(stored.get(f"s{i}")) or 0
+                    first = count if recent is not None and i < run.wave_index else 0
+                    lists.append((self._samples_key(run_id, i), first, count))
                 pipe = self.r.pipeline()
                 pipe.hget(key, "seq")
-                for list_key, count in lists:
-                    if count:
-                        pipe.lrange(list_key, 0, count - 1)
+                for list_key, first, count in lists:
+                    if count > first:
+                        pipe.lrange(list_key, first, count - 1)
                 seq, *values = pipe.execute()
                 if seq is None:
                     raise RunNotFound(run_id)
                 if _text(seq) == _text(stored["seq"]):
-                    return self._assemble(run, [c for _, c in lists], values)
+                    whole = self._assemble(run, [c - f for _, f, c in lists], values)
+                    offsets = tuple(first for _, first, _ in lists)
+                    if any(offsets):  # what a save of it must leave as it is
+                        object.__setattr__(whole, "_read_from", offsets)
+                    return whole
         except RedisError as exc:
             raise translate_redis_error(exc, f"reading run {run_id}") from exc
         raise TemporaryError(f"Run {run_id} kept changing while it was read; try again.")
@@ -263,9 +288,16 @@ class RedisRunStore:
         if int(_text(seq)) != expected_seq:
             raise StaleRun(f"run {run.id} changed since seq {expected_seq}")
         split = hlen is not None  # else stored whole: every list is written in full
-        writes = [_list_write(self._history_key(run.id), "hlen", _count(hlen), new.history)]
+        # a run read recent-only (get(recent=…)) holds its lists from these indexes on
+        offset = [*run.read_from, *[0] * (1 + waves - len(run.read_from))]
+        if _count(hlen) is not None and offset[0] + len(new.history) < (_count(hlen) or 0):
+            raise ValueError(f"run {run.id}: its history only grows; this save would drop "
+                             "events (a run read in part saved as if whole?)")
+        writes = [_list_write(self._history_key(run.id), "hlen", _count(hlen), new.history,
+                              offset[0])]
         writes += [_list_write(self._samples_key(run.id, i), f"s{i}",
-                               _count(counts[i]) if split else None, wave.samples)
+                               _count(counts[i]) if split else None, wave.samples,
+                               offset[1 + i])
                    for i, wave in enumerate(new.waves)]
         lists = [w for w in writes if w is not None]
         if not split and not any(w.field == "hlen" for w in lists):
