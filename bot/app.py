@@ -1,10 +1,12 @@
-"""The Slack front door: a slack-bolt App with the ``/mesh`` command and the run buttons.
+"""The Slack front door: a slack-bolt App with the ``/mesh`` command, the run buttons and
+the App Home tab.
 
 Listeners follow bolt-python's style: plain functions whose dependencies come in by name
 (``ack``, ``command``, ``body``, ``action``, ``respond``), split by concern:
 :mod:`bot.commands` (the slash command), :mod:`bot.clicks` (run buttons and release-notice
-buttons), :mod:`bot.signing` (Slack's request signature, checked without logging bodies),
-and here the one middleware that refuses requests of another Slack app.
+buttons), :mod:`bot.home` (the App Home tab), :mod:`bot.signing` (Slack's request signature,
+checked without logging bodies), and here the one middleware that refuses requests of
+another Slack app.
 """
 
 from __future__ import annotations
@@ -17,7 +19,7 @@ import structlog
 from slack_bolt import App, BoltResponse
 from slack_sdk import WebClient
 
-from bot import clicks, commands
+from bot import clicks, commands, home
 from bot.commands import help_text
 from bot.deps import AfterAnswer, BotDeps
 from bot.signing import SeenRequests, SignedRequests
@@ -32,7 +34,8 @@ __all__ = ["create_app", "help_text"]
 def create_app(fleet: Fleet, engine: Engine, client: WebClient, signing_secret: str | None,
                enqueue_tick: Callable[[str, int], None],
                enqueue_notify: Callable[[str], None],
-               enqueue_answer: Callable[..., None] = lambda *args: None) -> App:
+               enqueue_answer: Callable[..., None] = lambda *args: None,
+               enqueue_home: Callable[[str], None] = lambda user_id: None) -> App:
     """Build the Bolt app.
 
     Args:
@@ -43,6 +46,8 @@ def create_app(fleet: Fleet, engine: Engine, client: WebClient, signing_secret: 
             None in Socket Mode.
         enqueue_tick / enqueue_notify / enqueue_answer: how work reaches the workers (Celery
             in production); slow read-only commands are answered by a worker.
+        enqueue_home(user_id): has a worker publish a person's App Home tab (the fleet at a
+            glance) when they open it (:mod:`bot.home`).
     """
     # Listeners run in the request's own thread: they only touch Redis, so the ack is as
     # fast as Bolt's own, and no executor queue stands between a request and its ack.
@@ -52,7 +57,8 @@ def create_app(fleet: Fleet, engine: Engine, client: WebClient, signing_secret: 
               request_verification_enabled=False,
               before_authorize=SignedRequests(signing_secret, seen) if signing_secret else None,
               process_before_response=True)
-    deps = BotDeps(engine, enqueue_tick, enqueue_notify, enqueue_answer, AfterAnswer())
+    deps = BotDeps(engine, enqueue_tick, enqueue_notify, enqueue_answer, AfterAnswer(),
+                   enqueue_home)
     audit = engine.audit
 
     if fleet.slack.app_id:
@@ -74,4 +80,5 @@ def create_app(fleet: Fleet, engine: Engine, client: WebClient, signing_secret: 
 
     commands.register(app, deps)
     clicks.register(app, deps)
+    home.register(app, deps)
     return app

@@ -58,7 +58,8 @@ class BotDeps:
     """The engine and the ways work reaches the workers (Celery in production).
 
     ``enqueue_answer(command_text, response_url, user="", channel="")`` has a worker
-    answer a slow read-only command through its ``response_url``.
+    answer a slow read-only command through its ``response_url``; ``enqueue_home(user_id)``
+    has one publish that person's App Home tab.
     """
 
     engine: Engine
@@ -68,6 +69,7 @@ class BotDeps:
     #: runs work after the HTTP answer (:class:`AfterAnswer`); at once where none is given
     after_answer: Callable[[Callable[[], None]], None] = field(
         default=lambda work: work())
+    enqueue_home: Callable[[str], None] = lambda user_id: None
 
     @property
     def audit(self) -> AuditLog:

@@ -5,7 +5,8 @@ Implements the Web API methods meshops calls (``auth.test``, ``chat.postMessage`
 ``conversations.replies`` (message metadata with ``include_all_metadata``, ``oldest``),
 ``usergroups.users.list``, ``users.info``, the three steps of
 ``files_upload_v2`` (``files.getUploadURLExternal``, the upload URL,
-``files.completeUploadExternal``), and ``apps.connections.open`` for Socket Mode with an
+``files.completeUploadExternal``), ``views.publish`` (the App Home tab; the current view
+of each user kept in ``homes``), and ``apps.connections.open`` for Socket Mode with an
 app-level token) with Slack's envelope
 (``{"ok": true, ...}`` or ``{"ok": false, "error": "invalid_auth"}``), form or JSON bodies,
 and ``response_url`` targets for ephemeral replies to slash commands and clicks. Blocks are
@@ -64,6 +65,7 @@ METHOD_PER_MINUTE = {
     "files.getUploadURLExternal": 100,  # Tier 4
     "files.completeUploadExternal": 100,  # Tier 4
     "users.info": 100,  # Tier 4
+    "views.publish": 100,  # Tier 4
     "usergroups.users.list": 20,  # Tier 2
 }
 #: messages a channel takes a second, and the burst it takes at once
@@ -71,18 +73,20 @@ CHANNEL_POSTS_PER_S = 1.0
 CHANNEL_BURST = 3
 
 MAX_BLOCKS = 50
+MAX_VIEW_BLOCKS = 100  # a modal's or Home tab's view (Slack's views.publish)
 MAX_SECTION_TEXT = 3000
 MAX_TEXT = 40000
 
 
-def check_blocks(blocks: Any) -> str | None:
-    """Why Slack would refuse these blocks, or None."""
+def check_blocks(blocks: Any, max_blocks: int = MAX_BLOCKS) -> str | None:
+    """Why Slack would refuse these blocks (of a message: 50 at most; of a view:
+    ``max_blocks`` 100), or None."""
     if blocks is None:
         return None
     if not isinstance(blocks, list):
         return "blocks must be a list"
-    if len(blocks) > MAX_BLOCKS:
-        return f"{len(blocks)} blocks; Slack allows {MAX_BLOCKS}"
+    if len(blocks) > max_blocks:
+        return f"{len(blocks)} blocks; Slack allows {max_blocks}"
     for i, raw in enumerate(blocks):
         try:
             block = Block.parse(raw)
@@ -196,6 +200,7 @@ class SlackEmulator:
         self.log: list[dict[str, Any]] = []
         self.messages: dict[tuple[str, str], dict[str, Any]] = {}
         self.files: dict[str, dict[str, Any]] = {}
+        self.homes: dict[str, dict[str, Any]] = {}  # user id -> their Home tab's view
         self.calls: list[str] = []
         self.rate_limit_next = 0
         self.outage_until = 0.0  # until then every Web API call answers 503
@@ -464,6 +469,39 @@ class SlackEmulator:
             return {"ok": False, "error": "user_not_found"}
         return {"ok": True, "user": {"id": user, "name": self.users[user],
                                      "real_name": self.users[user]}}
+
+    def m_views_publish(self, args: dict[str, str]) -> dict[str, Any]:
+        """Publish a user's Home tab (https://docs.slack.dev/reference/methods/views.publish):
+        ``user_id`` a user of the workspace (else ``user_not_found``), ``view`` a JSON
+        object of ``type`` ``home`` (else ``invalid_arguments``) with at most 100 valid
+        blocks, section texts of 3,000 characters at most (else ``invalid_blocks``); a
+        ``hash`` other than the current view's answers ``hash_conflict``. It replaces the
+        user's view and answers it with its ``id`` and new ``hash``, as Slack does."""
+        user = args.get("user_id", "")
+        if user not in self.users:
+            return {"ok": False, "error": "user_not_found"}
+        try:
+            view = json.loads(args.get("view") or "null")
+        except ValueError:
+            view = None
+        if not isinstance(view, dict) or view.get("type") != "home":
+            return {"ok": False, "error": "invalid_arguments",
+                    "response_metadata": {"messages": ["view must be a JSON object of "
+                                                       "type home"]}}
+        blocks = view.get("blocks") or []
+        problem = check_blocks(blocks, MAX_VIEW_BLOCKS)
+        if problem:
+            return {"ok": False, "error": "invalid_blocks", "errors": [problem]}
+        previous = self.homes.get(user)
+        if args.get("hash") and previous and args["hash"] != previous["hash"]:
+            return {"ok": False, "error": "hash_conflict"}  # published by another meanwhile
+        view_id = previous["id"] if previous else "V" + uuid.uuid4().hex[:10].upper()
+        shown = {**view, "id": view_id, "team_id": "T0SANDBOX", "type": "home",
+                 "blocks": blocks, "hash": uuid.uuid4().hex[:16],
+                 "app_id": "A0MESHOPS", "bot_id": "B0MESHOPS"}
+        self.homes[user] = shown
+        self._record("home", user=user, blocks=blocks)
+        return {"ok": True, "view": shown}
 
 
 class SocketModeServer:

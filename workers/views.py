@@ -3,14 +3,18 @@
 ``runs`` reads only the run store and the bot answers it within the ack; ``status``,
 ``revisions`` and ``plan`` read ARM and Kubernetes, so the bot acks and a worker answers
 through the command's ``response_url`` (``meshops.answer``). None of them changes anything.
+The App Home tab shows what ``fleet`` does, as blocks (:func:`home_blocks`, published by
+``meshops.home``).
 """
 
 from __future__ import annotations
 
+import itertools
 import time
 from collections import Counter
-from collections.abc import Callable, Mapping
+from collections.abc import Callable, Iterator, Mapping
 from datetime import UTC, date, datetime
+from typing import Any
 
 from workers.campaigns import cluster_facts, stage_specs
 from workers.config import Fleet
@@ -212,26 +216,41 @@ def _support(revision: str, end_of_support: Mapping[str, date | None], today: da
 
 def fleet_text(engine: Engine, end_of_support: Mapping[str, date | None], now: datetime
                ) -> str:
-    """``/mesh fleet``: a line per cluster: its revisions and their support (end-of-support
+    """``/mesh fleet``: a line per cluster (:func:`cluster_lines`), the campaign in progress
+    first. Reads only."""
+    lines = fleet_summary(engine)
+    lines += [f"• {line}" for line in cluster_lines(engine, end_of_support, now)]
+    return _clip("\n".join(lines))
+
+
+def fleet_summary(engine: Engine) -> list[str]:
+    """The fleet's size, then the campaign in progress if there is one."""
+    lines = [f"*Fleet*: {len(engine.fleet.clusters)} clusters"]
+    campaign = engine.store.active_run(FLEET_SCOPE)
+    if campaign:
+        run = engine.store.get(campaign)
+        lines.append(f"campaign `{run.id}` {_title(run)}: *{run.phase.value.replace('_', ' ')}*")
+    return lines
+
+
+def cluster_lines(engine: Engine, end_of_support: Mapping[str, date | None], now: datetime
+                  ) -> Iterator[str]:
+    """One line per cluster of the fleet, by name, read as it is asked for (a caller that
+    stops early reads no further cluster): its revisions and their support (end-of-support
     dates from the release notes), Kubernetes version, the revisions it can move to
     (``meshUpgradeProfiles``) and the newer ones of its region its Kubernetes version
     cannot run (``meshRevisionProfiles``' ``compatibleWith``), sidecars still on an older
-    patch than their control plane, and the run on it; the campaign in progress first.
-    Reads only."""
+    patch than their control plane, and the run on it. A cluster that cannot be read says
+    why in its line."""
     fleet, ports, store = engine.fleet, engine.ports, engine.store
-    lines = [f"*Fleet*: {len(fleet.clusters)} clusters"]
-    campaign = store.active_run(FLEET_SCOPE)
-    if campaign:
-        run = store.get(campaign)
-        lines.append(f"campaign `{run.id}` {_title(run)}: *{run.phase.value.replace('_', ' ')}*")
     profiles: dict[str, list[RevisionProfile]] = {}
     for name, cfg in sorted(fleet.clusters.items()):
-        head = f"• `{name}` ({cfg.location})"
+        head = f"`{name}` ({cfg.location})"
         try:
             mesh = ports.mesh.get_mesh(name)
             k8s = ".".join(mesh.kubernetes_version.split(".")[:2])
             if mesh.mode != "Istio" or not mesh.revisions:
-                lines.append(f"{head}: mesh off; Kubernetes {mesh.kubernetes_version}")
+                yield f"{head}: mesh off; Kubernetes {mesh.kubernetes_version}"
                 continue
             revs = "; ".join(f"{r} {_support(r, end_of_support, now.date())}"
                              for r in mesh.revisions)
@@ -258,14 +277,60 @@ def fleet_text(engine: Engine, end_of_support: Mapping[str, date | None], now: d
                 parts.append("sidecars on an older patch: " + ", ".join(
                     f"{n} on {r} (control plane {versions[r]})" for r, n in sorted(old.items())))
         except MeshopsError as exc:
-            lines.append(f"{head}: :warning: {exc}")
+            yield f"{head}: :warning: {exc}"
             continue
         active = store.active_run(name)
         if active:
             run = store.get(active)
             parts.append(f"run `{run.id}` {run.phase.value.replace('_', ' ')}")
-        lines.append(f"{head}: " + "; ".join(parts))
-    return _clip("\n".join(lines))
+        yield f"{head}: " + "; ".join(parts)
+
+
+#: Slack's limits of a Home tab view (https://docs.slack.dev/reference/methods/views.publish,
+#: https://docs.slack.dev/reference/block-kit/blocks/section-block)
+MAX_HOME_BLOCKS = 100
+MAX_SECTION_TEXT = 3000
+
+
+def _section(text: str) -> dict[str, Any]:
+    if len(text) > MAX_SECTION_TEXT:
+        text = text[: MAX_SECTION_TEXT - 1] + "…"
+    return {"type": "section", "text": {"type": "mrkdwn", "text": text}}
+
+
+def home_blocks(engine: Engine, end_of_support: Mapping[str, date | None], now: datetime
+                ) -> list[dict[str, Any]]:
+    """The App Home tab: what ``/mesh fleet`` shows, as Block Kit blocks for ``views.publish``.
+
+    Args:
+        end_of_support: revision → the date its support ends (None: deprecated), as the
+            release notes said.
+        now: the time shown as "Updated" (timezone-aware).
+
+    Returns:
+        A ``header`` "Mesh fleet", a section with the fleet's size and the campaign in
+        progress, a section per cluster (:func:`cluster_lines`, each text at most 3,000
+        characters), and a ``context`` with the time and the command that shows the same in
+        a channel: at most 100 blocks (Slack's limit of a view), the clusters past it told as
+        a last section "… N more clusters" (and not read).
+    """
+    blocks: list[dict[str, Any]] = [
+        {"type": "header", "text": {"type": "plain_text", "text": "Mesh fleet"}},
+        _section("\n".join(fleet_summary(engine)))]
+    ts = int(now.timestamp())
+    context = {"type": "context", "elements": [{"type": "mrkdwn", "text": (
+        f"Updated <!date^{ts}^{{date_short_pretty}} at {{time}}|{_when(ts)}> · "
+        f"`{engine.fleet.slack.command} fleet` for the same in a channel")}]}
+    room = MAX_HOME_BLOCKS - len(blocks) - 1  # the context comes last
+    total = len(engine.fleet.clusters)
+    shown = room if total <= room else room - 1
+    lines = cluster_lines(engine, end_of_support, now)
+    for line in itertools.islice(lines, shown):
+        blocks.append(_section(line))
+    if total > shown:
+        blocks.append(_section(f"… {total - shown} more clusters"))
+    blocks.append(context)
+    return blocks
 
 
 def answer(engine: Engine, command_text: str, command_name: str = "/mesh", user: str = "",

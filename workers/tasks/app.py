@@ -9,6 +9,8 @@
   re-enqueue runs whose next tick is overdue, which is how a run goes on after its worker
   was killed (``acks_late`` also redelivers, but only after the broker's visibility
   timeout); re-sync Slack for runs it has not caught up with.
+- ``meshops.home(user_id)``: publish a person's App Home tab, the fleet at a glance, when
+  they open it (``views.publish``).
 """
 
 from __future__ import annotations
@@ -16,6 +18,7 @@ from __future__ import annotations
 import logging
 import os
 import time
+from datetime import UTC, datetime
 from functools import cache, partial
 from typing import Any
 
@@ -35,12 +38,17 @@ from workers.metrics import RunMetrics
 from workers.retry_after import retry_after_s
 from workers.slack.budget import SlackBudget
 from workers.slack.client import make_client
-from workers.slack.errors import SlackOverBudget, SlackRateLimited, translate_slack_error
+from workers.slack.errors import (
+    SLACK_ERRORS,
+    SlackOverBudget,
+    SlackRateLimited,
+    translate_slack_error,
+)
 from workers.slack.notifier import SlackNotifier
 from workers.store.connect import celery_broker
 from workers.store.lock import RenewedLock
 from workers.store.runs import RedisRunStore
-from workers.views import answer
+from workers.views import answer, home_blocks
 from workers.watcher import Watcher, end_of_support, pushed_events
 from workers.wiring import FleetPorts, build_engine
 from workflows.errors import RunNotFound, TemporaryError
@@ -264,6 +272,36 @@ def respond_task(self: Any, response_url: str, text: str) -> None:
 def enqueue_answer(command_text: str, response_url: str, user: str = "",
                    channel: str = "") -> None:
     answer_task.delay(command_text, response_url, user, channel)
+
+
+HOME_RETRY_S = 5.0  # the least wait before a Home tab Slack could not take is tried again
+
+
+@app.task(name="meshops.home", bind=True, max_retries=3)
+def home_task(self: Any, user_id: str) -> None:
+    """Publish ``user_id``'s App Home tab: the fleet at a glance
+    (:func:`workers.views.home_blocks`) through ``views.publish``
+    (https://docs.slack.dev/reference/methods/views.publish). Slack down or a 429: tried
+    again after its ``Retry-After`` (5 s at least); any other refusal is logged and dropped,
+    as the answer to a command is."""
+    ctx = context()
+    blocks = home_blocks(ctx.engine, end_of_support(ctx.store.r, ctx.store.p),
+                         datetime.now(UTC))
+    try:
+        ctx.notifier.client.views_publish(user_id=user_id,
+                                          view={"type": "home", "blocks": blocks})
+    except SLACK_ERRORS as exc:
+        error = translate_slack_error(exc, "views.publish")
+        if isinstance(error, TemporaryError):
+            log.warning("home.retry", user=user_id, error=str(error))
+            raise self.retry(countdown=max(HOME_RETRY_S, error.delay_s)) from exc
+        log.warning("home.refused", user=user_id, error=str(error))
+        return
+    log.info("home.published", user=user_id, blocks=len(blocks))
+
+
+def enqueue_home(user_id: str) -> None:
+    home_task.delay(user_id)
 
 
 SYNC_RETRY_S = 20.0  # a run Slack has not caught up with is synced again this often
