@@ -19,12 +19,13 @@ import structlog
 from slack_bolt import App, BoltResponse
 from slack_sdk import WebClient
 
-from bot import clicks, commands, home
+from bot import clicks, commands, forms, home
 from bot.commands import help_text
 from bot.deps import AfterAnswer, BotDeps
 from bot.signing import SeenRequests, SignedRequests
 from workers.config import Fleet
 from workers.engine import Engine
+from workers.forms import FormFills
 
 log = structlog.get_logger("meshops.bot")
 
@@ -35,7 +36,8 @@ def create_app(fleet: Fleet, engine: Engine, client: WebClient, signing_secret: 
                enqueue_tick: Callable[[str, int], None],
                enqueue_notify: Callable[[str], None],
                enqueue_answer: Callable[..., None] = lambda *args: None,
-               enqueue_home: Callable[[str], None] = lambda user_id: None) -> App:
+               enqueue_home: Callable[[str], None] = lambda user_id: None,
+               enqueue_form: Callable[..., None] = lambda *args: None) -> App:
     """Build the Bolt app.
 
     Args:
@@ -48,6 +50,8 @@ def create_app(fleet: Fleet, engine: Engine, client: WebClient, signing_secret: 
             in production); slow read-only commands are answered by a worker.
         enqueue_home(user_id): has a worker publish a person's App Home tab (the fleet at a
             glance) when they open it (:mod:`bot.home`).
+        enqueue_form(form, view_id, user, cluster, private_metadata, fill): has a worker
+            fill in what a form needs from ARM (:mod:`bot.forms`).
     """
     # Listeners run in the request's own thread: they only touch Redis, so the ack is as
     # fast as Bolt's own, and no executor queue stands between a request and its ack.
@@ -58,7 +62,8 @@ def create_app(fleet: Fleet, engine: Engine, client: WebClient, signing_secret: 
               before_authorize=SignedRequests(signing_secret, seen) if signing_secret else None,
               process_before_response=True)
     deps = BotDeps(engine, enqueue_tick, enqueue_notify, enqueue_answer, AfterAnswer(),
-                   enqueue_home)
+                   enqueue_home, enqueue_form,
+                   FormFills(getattr(engine.store, "r"), getattr(engine.store, "p")))  # noqa: B009
     audit = engine.audit
 
     if fleet.slack.app_id:
@@ -78,7 +83,8 @@ def create_app(fleet: Fleet, engine: Engine, client: WebClient, signing_secret: 
             next()
             return None
 
-    commands.register(app, deps)
+    answer = commands.make_answer(deps)
+    commands.register(app, deps, answer, forms.register(app, deps, answer))
     clicks.register(app, deps)
     home.register(app, deps)
     return app

@@ -11,6 +11,7 @@ says what would be right; every command is audited, refused ones included.
 from __future__ import annotations
 
 import time
+from collections.abc import Callable
 from functools import partial
 from typing import Any
 
@@ -18,6 +19,7 @@ import structlog
 from slack_bolt import Ack, App
 
 from bot.deps import BotDeps
+from bot.forms import FORM_COMMANDS
 from workers.views import run_history_text, runs_text
 from workflows.commands import (
     Decide,
@@ -46,7 +48,15 @@ def help_text(command: str) -> str:
             "wave by wave with a metric gate on each, and completed or rolled back.")
 
 
-def register(app: App, deps: BotDeps) -> None:
+Answer = Callable[[object, dict[str, Any], str, str], str]
+OpenForm = Callable[[str, dict[str, Any], str, str], None]
+
+
+def make_answer(deps: BotDeps) -> Answer:
+    """``answer(cmd, command, user, channel)``: do what a parsed command asks (store, enqueue)
+    and return its ephemeral ack text; raises :class:`Refusal` (said to the person) or
+    :class:`MeshopsError` (meshops could not take it now). Shared by the typed command and
+    the forms (:mod:`bot.forms`), so a submitted form is the typed command."""
     engine, command_name = deps.engine, deps.command_name
 
     def check_timing(cluster: str, options: dict[str, object]) -> None:
@@ -118,11 +128,25 @@ def register(app: App, deps: BotDeps) -> None:
                     f"{run.phase.value.replace('_', ' ')}.")
         raise DecisionRefused(f"Try `{command_name} help`.")
 
+    return answer
+
+
+def register(app: App, deps: BotDeps, answer: Answer, open_form: OpenForm) -> None:
+    """The ``/mesh`` command: a verb that has a form and nothing after it opens the form
+    (:data:`bot.forms.FORM_COMMANDS`); anything else is parsed and answered."""
+    command_name = deps.command_name
+
     def on_command(ack: Ack, command: dict[str, Any]) -> None:
         user, channel = command["user_id"], command.get("channel_id", "")
         text = command.get("text", "")[:500]
         outcome = "ok"
         try:
+            form = FORM_COMMANDS.get(" ".join(text.split()).lower())
+            if form:
+                outcome = "form"
+                open_form(form, command, user, channel)
+                ack()  # nothing to say: the form opens
+                return
             cmd = parse(command.get("text", ""), command_name)
             ack(response_type="ephemeral", text=answer(cmd, command, user, channel))
         except Refusal as exc:

@@ -12,6 +12,7 @@ from dataclasses import dataclass, field
 import structlog
 
 from workers.engine import Engine
+from workers.forms import FormFills
 from workers.store.audit import AuditLog
 from workflows.model import Run
 
@@ -70,6 +71,10 @@ class BotDeps:
     after_answer: Callable[[Callable[[], None]], None] = field(
         default=lambda work: work())
     enqueue_home: Callable[[str], None] = lambda user_id: None
+    #: ``enqueue_form(form, view_id, user, cluster, private_metadata, fill)``: a worker
+    #: fills in a form's revisions from ARM (:mod:`bot.forms`)
+    enqueue_form: Callable[..., None] = lambda *args: None
+    form_fills: FormFills | None = None
 
     @property
     def audit(self) -> AuditLog:

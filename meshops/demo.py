@@ -285,7 +285,7 @@ class Harness:
             "command": "/mesh", "text": text, "api_app_id": "A0MESHOPS",
             "is_enterprise_install": "false",
             "response_url": self.control("GET", "/_sandbox/response-url")["url"],
-            "trigger_id": f"{int(time.time())}.1.{secrets.token_hex(8)}",
+            "trigger_id": self.trigger(user),
         }
         if self.printing:
             self.print_new()
@@ -350,6 +350,98 @@ class Harness:
             return self.over_socket("interactive", payload)
         body = "payload=" + urllib.parse.quote(json.dumps(payload))
         return self.post_signed(body)
+
+    def trigger(self, user: str) -> str:
+        """A ``trigger_id`` the sandbox's Slack issued for an interaction of ``user`` (it
+        opens a modal once, within 3 s, as Slack's)."""
+        resp = requests.post(self.info["url"]["slack"] + "/_sandbox/slack/triggers",
+                             json={"user": user}, timeout=10)
+        resp.raise_for_status()
+        return str(resp.json()["trigger_id"])
+
+    # ------------------------------------------------------------------ modals
+
+    def modal_of(self, user_role: str, after: int, timeout: float = 15) -> dict[str, Any]:
+        """The modal the app opened for ``user_role`` since log entry ``after``, as shown
+        now (waits for it)."""
+        user = self.person(user_role)
+
+        def opened() -> str | None:
+            ids = [e["view_id"] for e in self.slack_log(after)
+                   if e["kind"] == "modal" and e["user"] == user]
+            return ids[0] if ids else None
+        view_id = self._wait(opened, timeout, f"a modal for {user_role}")
+        return self.modal(str(view_id))
+
+    def modal(self, view_id: str) -> dict[str, Any]:
+        resp = requests.get(f"{self.info['url']['slack']}/_sandbox/slack/modals/{view_id}",
+                            timeout=10)
+        resp.raise_for_status()
+        return dict(resp.json())
+
+    def choose(self, user_role: str, view: dict[str, Any], block_id: str,
+               value: dict[str, Any]) -> dict[str, Any]:
+        """Enter ``value`` (as Slack reports it in ``state.values``: ``{"type":
+        "static_select", "selected_option": {...}}``, ``{"type": "plain_text_input",
+        "value": "10s"}``…) into an input of the open modal ``view``; when the input
+        has ``dispatch_action``, Slack sends the app a ``block_actions`` at once, as here.
+        Returns the modal as it stands after."""
+        block = next(b for b in view["blocks"] if b.get("block_id") == block_id)
+        action_id = block["element"]["action_id"]
+        resp = requests.post(f"{self.info['url']['slack']}/_sandbox/slack/modals/"
+                             f"{view['id']}/state", timeout=10,
+                             json={"block_id": block_id, "action_id": action_id,
+                                   "value": value})
+        resp.raise_for_status()
+        shown = dict(resp.json())
+        self.echo(f"{user_role} sets {block_id} in the form: "
+                  f"{(value.get('selected_option') or {}).get('value', value.get('value'))}")
+        if block.get("dispatch_action"):
+            user = self.person(user_role)
+            payload = {
+                "type": "block_actions", "api_app_id": "A0MESHOPS", "token": "x",
+                "user": {"id": user, "username": user_role, "team_id": "T0SANDBOX"},
+                "container": {"type": "view", "view_id": view["id"]},
+                "trigger_id": self.trigger(user),
+                "team": {"id": "T0SANDBOX", "domain": "meshops-sandbox"}, "enterprise": None,
+                "is_enterprise_install": False, "view": shown,
+                "actions": [{**value, "action_id": action_id, "block_id": block_id,
+                             "action_ts": f"{time.time():.6f}"}],
+            }
+            if self.socket_mode:
+                self.over_socket("interactive", payload)
+            else:
+                self.post_signed("payload=" + urllib.parse.quote(json.dumps(payload)))
+        return shown
+
+    def submit(self, user_role: str, view_id: str) -> dict[str, Any]:
+        """Press the modal's submit button: a ``view_submission`` payload (shaped as
+        bolt-python's fixture and Slack's reference); the app's answer is returned
+        (``{}`` closes the modal, ``{"response_action": "errors", ...}`` keeps it open)."""
+        user = self.person(user_role)
+        view = self.modal(view_id)
+        payload = {
+            "type": "view_submission", "team": {"id": "T0SANDBOX",
+                                                "domain": "meshops-sandbox"},
+            "user": {"id": user, "username": user_role, "name": user_role,
+                     "team_id": "T0SANDBOX"},
+            "api_app_id": "A0MESHOPS", "token": "x", "trigger_id": self.trigger(user),
+            "view": view, "response_urls": [], "is_enterprise_install": False,
+            "enterprise": None,
+        }
+        self.echo(f"{user_role} submits the form")
+        if self.socket_mode:
+            resp = self.over_socket("interactive", payload)
+        else:
+            resp = self.post_signed("payload=" + urllib.parse.quote(json.dumps(payload)))
+        resp.raise_for_status()
+        answer = dict(resp.json()) if resp.text.strip() else {}
+        if answer.get("response_action") != "errors":
+            requests.post(f"{self.info['url']['slack']}/_sandbox/slack/modals/{view_id}/close",
+                          timeout=10)
+        else:
+            self.echo(f"  ↳ the form shows: {answer.get('errors')}")
+        return answer
 
     def over_socket(self, kind: str, payload: dict[str, Any]) -> requests.Response:
         """Deliver a payload as a Socket Mode envelope; the app's ack is the response."""
@@ -507,6 +599,10 @@ def format_entry(e: dict[str, Any], info: dict[str, Any]) -> str:
         return indented(f"[{where}] (only {e.get('user')} sees) ", text)
     if e["kind"] == "response":  # through response_url, to whoever typed or clicked
         return indented("  ↳ (reply, only that person sees) ", text)
+    if e["kind"] == "modal":  # views.open / views.update: what the form shows its person
+        shown = [b.get("label", {}).get("text") or " ".join(
+            el.get("text", "") for el in b.get("elements", [])) for b in e.get("blocks") or []]
+        return indented(f"  [form for {e.get('user')}] ", " | ".join(s for s in shown if s))
     return indented(f"  ({e['kind']}) ", text)
 
 

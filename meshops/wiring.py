@@ -46,6 +46,7 @@ def run_bot(host: str, port: int) -> None:
     from workers.store.connect import redis_client
     from workers.tasks.app import (
         enqueue_answer,
+        enqueue_form,
         enqueue_home,
         enqueue_notify,
         enqueue_push,
@@ -62,7 +63,8 @@ def run_bot(host: str, port: int) -> None:
     client = make_client(env.slack_bot_token, fleet.slack.api_url)
     engine = build_engine(env, fleet, client)
     app = create_app(fleet, engine, client, None if socket_mode else env.slack_signing_secret,
-                     enqueue_tick, enqueue_notify, enqueue_answer, enqueue_home)
+                     enqueue_tick, enqueue_notify, enqueue_answer, enqueue_home,
+                     enqueue_form)
     redis_check = redis_ready(redis_client(env.redis_url).ping)
     if socket_mode:
         log.info("bot.start", mode="socket", host=host, port=port, paths="/livez /readyz")

@@ -6,8 +6,9 @@ Implements the Web API methods meshops calls (``auth.test``, ``chat.postMessage`
 ``usergroups.users.list``, ``users.info``, the three steps of
 ``files_upload_v2`` (``files.getUploadURLExternal``, the upload URL,
 ``files.completeUploadExternal``), ``views.publish`` (the App Home tab; the current view
-of each user kept in ``homes``), and ``apps.connections.open`` for Socket Mode with an
-app-level token) with Slack's envelope
+of each user kept in ``homes``), ``views.open`` / ``views.update`` (modals, opened with a
+trigger the emulator issued, kept in ``modals`` by view id), and ``apps.connections.open``
+for Socket Mode with an app-level token) with Slack's envelope
 (``{"ok": true, ...}`` or ``{"ok": false, "error": "invalid_auth"}``), form or JSON bodies,
 and ``response_url`` targets for ephemeral replies to slash commands and clicks. Blocks are
 validated with slack_sdk's Block Kit models and Slack's limits (50 blocks a message, 3,000
@@ -66,6 +67,8 @@ METHOD_PER_MINUTE = {
     "files.completeUploadExternal": 100,  # Tier 4
     "users.info": 100,  # Tier 4
     "views.publish": 100,  # Tier 4
+    "views.open": 100,  # Tier 4
+    "views.update": 100,  # Tier 4
     "usergroups.users.list": 20,  # Tier 2
 }
 #: messages a channel takes a second, and the burst it takes at once
@@ -75,6 +78,13 @@ CHANNEL_BURST = 3
 MAX_BLOCKS = 50
 MAX_VIEW_BLOCKS = 100  # a modal's or Home tab's view (Slack's views.publish)
 MAX_SECTION_TEXT = 3000
+#: a modal's title, submit and close texts (Slack's "Modal view" reference: 24 characters)
+MAX_MODAL_LABEL = 24
+MAX_PRIVATE_METADATA = 3000
+MAX_CALLBACK_ID = 255
+#: a trigger_id may be exchanged for a modal this long after the interaction that made it
+#: ("Triggers expire in three seconds", https://docs.slack.dev/interactivity/handling-user-interaction)
+TRIGGER_TTL_S = 3.0
 MAX_TEXT = 40000
 
 
@@ -201,6 +211,9 @@ class SlackEmulator:
         self.messages: dict[tuple[str, str], dict[str, Any]] = {}
         self.files: dict[str, dict[str, Any]] = {}
         self.homes: dict[str, dict[str, Any]] = {}  # user id -> their Home tab's view
+        self.modals: dict[str, dict[str, Any]] = {}  # view id -> an open modal (+ "user")
+        self.triggers: dict[str, tuple[str, float]] = {}  # trigger id -> (user, issued at)
+        self.clock = clock
         self.calls: list[str] = []
         self.rate_limit_next = 0
         self.outage_until = 0.0  # until then every Web API call answers 503
@@ -229,7 +242,50 @@ class SlackEmulator:
         r.add("GET", r"/_sandbox/slack/files/(?P<id>F\w+)", self.get_file)
         r.add("GET", r"/_sandbox/slack/log", self.get_log)
         r.add("GET", r"/_sandbox/slack/throttled", self.get_throttled)
+        r.add("POST", r"/_sandbox/slack/triggers", self.post_trigger)
+        r.add("GET", r"/_sandbox/slack/modals/(?P<id>V\w+)", self.get_modal)
+        r.add("POST", r"/_sandbox/slack/modals/(?P<id>V\w+)/state", self.post_modal_state)
+        r.add("POST", r"/_sandbox/slack/modals/(?P<id>V\w+)/close", self.post_modal_close)
         return r
+
+    def issue_trigger(self, user: str) -> str:
+        """A ``trigger_id`` for an interaction of ``user`` (a slash command, a click), as
+        Slack puts in the payload it sends the app: exchangeable once for a modal within
+        :data:`TRIGGER_TTL_S` (``views.open``)."""
+        trigger = f"{int(time.time())}.{len(self.triggers) + 1}.{uuid.uuid4().hex[:24]}"
+        with self.lock:
+            self.triggers[trigger] = (user, self.clock())
+        return trigger
+
+    def post_trigger(self, req: Request) -> Response:
+        """``POST /_sandbox/slack/triggers {"user": "U…"}`` → ``{"trigger_id"}``: what the
+        people's side (the demo harness, tests) puts in a slash command or click payload."""
+        user = str((req.json() or {}).get("user", ""))
+        if user not in self.users:
+            return Response(400, {"error": f"unknown user {user!r}"})
+        return Response(200, {"trigger_id": self.issue_trigger(user)})
+
+    def get_modal(self, req: Request) -> Response:
+        """The modal ``id`` as the person sees it (its blocks, ``state`` and ``hash``)."""
+        with self.lock:
+            view = self.modals.get(req.params["id"])
+        if view is None:
+            return Response(404, {"error": "not_found"})
+        return Response(200, {k: v for k, v in view.items() if k != "user"})
+
+    def post_modal_state(self, req: Request) -> Response:
+        """``{"block_id", "action_id", "value"}``: a person fills an input
+        (:meth:`person_enters`); answers the view as the next payload carries it."""
+        body = req.json() or {}
+        if req.params["id"] not in self.modals:
+            return Response(404, {"error": "not_found"})
+        return Response(200, self.person_enters(req.params["id"], str(body.get("block_id")),
+                                                str(body.get("action_id")),
+                                                dict(body.get("value") or {})))
+
+    def post_modal_close(self, req: Request) -> Response:
+        self.close_modal(req.params["id"])
+        return Response(200, {"ok": True})
 
     def response_url_for(self) -> str:
         return f"{self.base_url}/_sandbox/slack/response/{uuid.uuid4().hex}"
@@ -502,6 +558,127 @@ class SlackEmulator:
         self.homes[user] = shown
         self._record("home", user=user, blocks=blocks)
         return {"ok": True, "view": shown}
+
+    @staticmethod
+    def _modal_problem(args: dict[str, str]) -> tuple[dict[str, Any] | None, dict[str, Any]]:
+        """The modal view of a ``views.open``/``views.update`` call, or Slack's refusal
+        (https://docs.slack.dev/reference/views/modal-views: ``type`` ``modal``; a
+        ``title`` of plain text; ``submit`` and ``close`` plain text; each at most 24
+        characters; ``submit`` required when an ``input`` block is in ``blocks``; at most
+        100 valid blocks; ``private_metadata`` at most 3,000 characters, ``callback_id``
+        255)."""
+        try:
+            view = json.loads(args.get("view") or "null")
+        except ValueError:
+            view = None
+
+        def refused(message: str, error: str = "invalid_arguments"
+                    ) -> tuple[None, dict[str, Any]]:
+            return None, {"ok": False, "error": error,
+                          "response_metadata": {"messages": [message]}}
+
+        if not isinstance(view, dict) or view.get("type") != "modal":
+            return refused("view must be a JSON object of type modal")
+        for key in ("title", "submit", "close"):
+            text = view.get(key)
+            if text is None and key != "title":
+                continue
+            if not isinstance(text, dict) or text.get("type") != "plain_text" \
+                    or not str(text.get("text", "")).strip():
+                return refused(f"{key} must be a plain_text object")
+            if len(str(text["text"])) > MAX_MODAL_LABEL:
+                return refused(f"{key} must be at most {MAX_MODAL_LABEL} characters")
+        blocks = view.get("blocks") or []
+        problem = check_blocks(blocks, MAX_VIEW_BLOCKS)
+        if problem:
+            return None, {"ok": False, "error": "invalid_blocks", "errors": [problem]}
+        if any(isinstance(b, dict) and b.get("type") == "input" for b in blocks) \
+                and view.get("submit") is None:
+            return refused("submit is required when an input block is within the blocks")
+        if len(str(view.get("private_metadata", ""))) > MAX_PRIVATE_METADATA:
+            return refused(f"private_metadata must be at most {MAX_PRIVATE_METADATA} "
+                           "characters")
+        if len(str(view.get("callback_id", ""))) > MAX_CALLBACK_ID:
+            return refused(f"callback_id must be at most {MAX_CALLBACK_ID} characters")
+        return view, {}
+
+    def _show_modal(self, view: dict[str, Any], view_id: str, user: str,
+                    state: dict[str, Any]) -> dict[str, Any]:
+        shown = {**view, "id": view_id, "team_id": "T0SANDBOX", "type": "modal",
+                 "blocks": view.get("blocks") or [], "hash": uuid.uuid4().hex[:16],
+                 "private_metadata": view.get("private_metadata", ""),
+                 "callback_id": view.get("callback_id", ""), "state": state,
+                 "root_view_id": view_id, "app_id": "A0MESHOPS", "bot_id": "B0MESHOPS"}
+        self.modals[view_id] = {**shown, "user": user}
+        return shown
+
+    def m_views_open(self, args: dict[str, str]) -> dict[str, Any]:
+        """Open a modal (https://docs.slack.dev/reference/methods/views.open): ``trigger_id``
+        one the emulator issued (else ``invalid_trigger_id``), at most 3 s old
+        (``expired_trigger_id``) and not exchanged before (``exchanged_trigger_id``); the
+        view checked as :meth:`_modal_problem` says. Answers the view with its ``id`` and
+        ``hash``, its ``state`` empty."""
+        trigger = args.get("trigger_id") or args.get("interactivity_pointer") or ""
+        if trigger not in self.triggers:
+            return {"ok": False, "error": "invalid_trigger_id"}
+        user, issued = self.triggers[trigger]
+        if issued < 0:
+            return {"ok": False, "error": "exchanged_trigger_id"}
+        if self.clock() - issued > TRIGGER_TTL_S:
+            return {"ok": False, "error": "expired_trigger_id"}
+        view, refusal = self._modal_problem(args)
+        if view is None:
+            return refusal
+        self.triggers[trigger] = (user, -1.0)
+        shown = self._show_modal(view, "V" + uuid.uuid4().hex[:10].upper(), user,
+                                 {"values": {}})
+        self._record("modal", user=user, view_id=shown["id"], blocks=shown["blocks"])
+        return {"ok": True, "view": shown}
+
+    def m_views_update(self, args: dict[str, str]) -> dict[str, Any]:
+        """Replace an open modal (https://docs.slack.dev/reference/methods/views.update):
+        ``view_id`` (or ``external_id``) of an open modal (else ``not_found``); a ``hash``
+        other than the view's current one answers ``hash_conflict`` (it changed since the
+        caller saw it). What the person typed in an input keeps its place when the new
+        view has an input of the same ``block_id`` and ``action_id``, as in Slack."""
+        view_id = args.get("view_id", "")
+        if not view_id and args.get("external_id"):
+            view_id = next((i for i, v in self.modals.items()
+                            if v.get("external_id") == args["external_id"]), "")
+        current = self.modals.get(view_id)
+        if current is None:
+            return {"ok": False, "error": "not_found"}
+        if args.get("hash") and args["hash"] != current["hash"]:
+            return {"ok": False, "error": "hash_conflict"}
+        view, refusal = self._modal_problem(args)
+        if view is None:
+            return refusal
+        kept = {(b.get("block_id"), (b.get("element") or {}).get("action_id"))
+                for b in view.get("blocks") or [] if isinstance(b, dict)
+                and b.get("type") == "input"}
+        values = {block: {action: value for action, value in actions.items()
+                          if (block, action) in kept}
+                  for block, actions in current["state"]["values"].items()}
+        shown = self._show_modal(view, view_id, current["user"],
+                                 {"values": {b: a for b, a in values.items() if a}})
+        self._record("modal", user=current["user"], view_id=view_id, blocks=shown["blocks"])
+        return {"ok": True, "view": shown}
+
+    def person_enters(self, view_id: str, block_id: str, action_id: str,
+                      value: dict[str, Any]) -> dict[str, Any]:
+        """A person fills an input of an open modal (``value`` as Slack reports it in
+        ``view.state.values``, e.g. ``{"type": "static_select", "selected_option": …}``);
+        returns the view as Slack would send it in the next ``block_actions`` or
+        ``view_submission`` payload (the hash unchanged: typing does not change it)."""
+        with self.lock:
+            view = self.modals[view_id]
+            view["state"]["values"].setdefault(block_id, {})[action_id] = value
+            return {k: v for k, v in view.items() if k != "user"}
+
+    def close_modal(self, view_id: str) -> None:
+        """The modal was submitted (and the app answered to clear it) or closed."""
+        with self.lock:
+            self.modals.pop(view_id, None)
 
 
 class SocketModeServer:

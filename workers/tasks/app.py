@@ -11,6 +11,9 @@
   timeout); re-sync Slack for runs it has not caught up with.
 - ``meshops.home(user_id)``: publish a person's App Home tab, the fleet at a glance, when
   they open it (``views.publish``).
+- ``meshops.form(form, view_id, user, cluster, private_metadata, fill)``: fill in what an
+  open form (``/mesh upgrade`` or ``/mesh campaign`` without arguments) needs from ARM
+  (``views.update``).
 """
 
 from __future__ import annotations
@@ -302,6 +305,43 @@ def home_task(self: Any, user_id: str) -> None:
 
 def enqueue_home(user_id: str) -> None:
     home_task.delay(user_id)
+
+
+@app.task(name="meshops.form", bind=True, max_retries=3)
+def form_task(self: Any, form: str, view_id: str, user: str, cluster: str,
+              private_metadata: str, fill: int = 0) -> None:
+    """Fill in an open form from ARM (:mod:`workers.forms`) and show it with
+    ``views.update`` (https://docs.slack.dev/reference/methods/views.update), unless the
+    person asked for a later fill meanwhile (:class:`workers.forms.FormFills`). Slack down
+    or a 429: tried again after its ``Retry-After``; a modal already closed (``not_found``)
+    or any other refusal is logged and dropped."""
+    from workers.forms import UPGRADE_FORM, FormFills, Origin, campaign_fill, upgrade_fill
+
+    ctx = context()
+    fills = FormFills(ctx.store.r, ctx.store.p)
+    origin = Origin.load(private_metadata)
+    if form == UPGRADE_FORM:
+        view = upgrade_fill(ctx.engine, user, cluster, origin)
+    else:
+        view = campaign_fill(ctx.engine, user, origin,
+                             end_of_support(ctx.store.r, ctx.store.p), datetime.now(UTC).date())
+    if not fills.is_latest(view_id, fill):
+        log.info("form.superseded", view_id=view_id, fill=fill)
+        return
+    try:
+        ctx.notifier.client.views_update(view_id=view_id, view=view)
+    except SLACK_ERRORS as exc:
+        error = translate_slack_error(exc, "views.update")
+        if isinstance(error, TemporaryError):
+            raise self.retry(countdown=max(HOME_RETRY_S, error.delay_s)) from exc
+        log.info("form.not_updated", view_id=view_id, error=str(error))
+        return
+    log.info("form.filled", form=form, view_id=view_id, cluster=cluster)
+
+
+def enqueue_form(form: str, view_id: str, user: str, cluster: str, private_metadata: str,
+                 fill: int = 0) -> None:
+    form_task.delay(form, view_id, user, cluster, private_metadata, fill)
 
 
 SYNC_RETRY_S = 20.0  # a run Slack has not caught up with is synced again this often
