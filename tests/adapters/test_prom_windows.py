@@ -9,20 +9,23 @@ labelmap) and export ``istio_build{component="proxy"}``.
 
 from __future__ import annotations
 
+import json
 import math
 import shutil
 import subprocess
+import threading
 import time
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
-from typing import NamedTuple
+from typing import Any, NamedTuple
 
 import pytest
 
 from sandbox.prom import start_prometheus
 from tests.conftest import free_port_base
-from workers.prom.metrics import PrometheusMetricsApi
+from workers.prom.metrics import PrometheusMetricsApi, iter_result
 from workers.prom.windows import (
     MAX_NAMED_TARGETS,
     evaluation_times,
@@ -30,6 +33,7 @@ from workers.prom.windows import (
     proxy_revision,
     read_windows,
     targets_query,
+    to_windows,
     window_queries,
     window_step_s,
 )
@@ -167,6 +171,108 @@ def test_prometheus_down_is_metrics_unavailable() -> None:
     api = PrometheusMetricsApi("http://127.0.0.1:9")  # nothing listens on the discard port
     with pytest.raises(MetricsUnavailable, match="could not be queried"):
         api.windows(["shop"], [], 0, 600, 60)
+
+
+# --- answers read as they stream in ------------------------------------------------------
+
+MATRIX = [
+    {"metric": {"reporter": "destination", "destination_workload_namespace": "shop",
+                "istio_io_rev": "asm-1-25", "response_code": "200"},
+     "values": [[1200, "10"], [1260, "12.4"], [1320, "NaN"]]},
+    {"metric": {"reporter": "destination", "destination_workload_namespace": "shöp-ü",
+                "istio_io_rev": "asm-1-26", "response_code": "503"},
+     "values": [[1260, "2"]]},
+    {"metric": {"reporter": "source", "source_workload": GW, "response_code": "200"},
+     "values": [[1200, "3"], [1260, "4"]]},
+]
+
+
+def _answer(result: list[dict[str, Any]], **dumps: Any) -> bytes:
+    return json.dumps({"status": "success", "data": {"resultType": "matrix",
+                                                     "result": result}},
+                      ensure_ascii=False, **dumps).encode()
+
+
+@pytest.mark.parametrize("size", [1, 2, 7, 64, 10_000])
+@pytest.mark.parametrize("dumps", [{}, {"indent": 2}, {"separators": (",", ":")}])
+def test_an_answer_is_read_one_series_at_a_time_however_it_is_cut(
+        size: int, dumps: dict[str, Any]) -> None:
+    body = _answer(MATRIX, **dumps) + b'\n'
+    chunks = [body[i:i + size] for i in range(0, len(body), size)]
+    assert list(iter_result(chunks)) == MATRIX
+    assert list(iter_result([_answer([], **dumps)])) == []
+
+
+def test_an_answer_cut_short_or_without_a_result_is_refused() -> None:
+    body = _answer(MATRIX)
+    with pytest.raises(ValueError, match="ends inside data.result"):
+        list(iter_result([body[: len(body) // 2]]))
+    with pytest.raises(ValueError, match="no data.result"):
+        list(iter_result([b'{"status": "success", "data": {"resultType": "vector"}}']))
+
+
+class _Prometheus:
+    """A local HTTP server answering every range query with ``status`` and ``body``."""
+
+    def __init__(self, status: int, body: bytes):
+        self.queries: list[str] = []
+        outer = self
+
+        class Handler(BaseHTTPRequestHandler):
+            def log_message(self, *args: Any) -> None:
+                pass
+
+            def do_GET(self) -> None:
+                outer.queries.append(self.path)
+                self.send_response(status)
+                self.send_header("Content-Type", "application/json")
+                self.send_header("Content-Length", str(len(body)))
+                self.end_headers()
+                for i in range(0, len(body), 5):  # dribbled, as a big answer arrives
+                    self.wfile.write(body[i:i + 5])
+
+        self.server = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
+        self.url = f"http://127.0.0.1:{self.server.server_address[1]}"
+        threading.Thread(target=self.server.serve_forever, daemon=True).start()
+
+    def close(self) -> None:
+        self.server.shutdown()
+        self.server.server_close()
+
+
+def test_the_adapter_streams_each_answer_into_the_windows() -> None:
+    prom = _Prometheus(200, _answer(MATRIX))
+    try:
+        api = PrometheusMetricsApi(prom.url, revision_label="istio_io_rev")
+        windows = api.windows(["shop", "shöp-ü"], [GW], 1140, 1320, 60)
+    finally:
+        prom.close()
+    assert api.queries == 4 and all("/api/v1/query_range?" in q for q in prom.queries)
+    # every signal answered the same series: as the same answers given whole
+    assert windows == to_windows({s: MATRIX for s in ("requests", "buckets", "tcp_opened",
+                                                       "tcp_failed")}, 60, "istio_io_rev")
+    assert [(w.end, w.subject, w.requests) for w in windows if w.reporter == "destination"] \
+        == [(1200.0, "shop", 10), (1260.0, "shop", 12), (1260.0, "shöp-ü", 2)]
+
+
+def test_an_error_answer_is_metrics_unavailable_in_prometheus_words() -> None:
+    prom = _Prometheus(400, json.dumps({"status": "error", "errorType": "bad_data",
+                                        "error": "parse error"}).encode())
+    try:
+        api = PrometheusMetricsApi(prom.url, revision_label="istio_io_rev")
+        with pytest.raises(MetricsUnavailable) as raised:
+            api.windows(["shop"], [], 1140, 1320, 60)
+    finally:
+        prom.close()
+    assert str(raised.value) == (f"Prometheus at {prom.url} could not be queried: HTTP 400 "
+                                 "bad_data: parse error")
+    cut = _Prometheus(200, _answer(MATRIX)[:-20])
+    try:
+        with pytest.raises(MetricsUnavailable, match="ends inside data.result"):
+            PrometheusMetricsApi(cut.url, revision_label="istio_io_rev").windows(
+                ["shop"], [], 1140, 1320, 60)
+    finally:
+        cut.close()
 
 
 # --- a real Prometheus -------------------------------------------------------------------

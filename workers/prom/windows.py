@@ -66,8 +66,9 @@ from __future__ import annotations
 
 import math
 import re
-from collections.abc import Callable, Sequence
-from dataclasses import dataclass, field
+from array import array
+from collections.abc import Callable, Iterable, Sequence
+from dataclasses import dataclass
 from typing import Any
 
 from workflows.traffic import TrafficWindow
@@ -85,8 +86,9 @@ SIGNALS = ("requests", "buckets", "tcp_opened", "tcp_failed")
 _GATEWAY_REVISION = re.compile(r"-(asm-\d+-\d+)$")
 _ISTIO_VERSION = re.compile(r"^v?(\d+)\.(\d+)(?:\.|$)")
 
-#: ``query_range(query, start, end, step_s)`` → Prometheus' ``result`` (matrix)
-QueryRange = Callable[[str, float, float, int], list[dict[str, Any]]]
+#: ``query_range(query, start, end, step_s)`` → Prometheus' ``result`` (matrix), its series
+#: as a list or one at a time
+QueryRange = Callable[[str, float, float, int], Iterable[dict[str, Any]]]
 #: ``query(query, time)`` → Prometheus' ``result`` of an instant query (vector)
 Query = Callable[[str, float], list[dict[str, Any]]]
 #: the series that tell the targets of a wave: Istio records a request's duration with its
@@ -251,14 +253,6 @@ def window_queries(selector: dict[str, str], namespaces: Sequence[str],
     return out
 
 
-@dataclass
-class _Counts:
-    codes: dict[str, float] = field(default_factory=dict)
-    buckets: dict[float, float] = field(default_factory=dict)
-    tcp_opened: float = 0.0
-    tcp_failed: float = 0.0
-
-
 def _subject(metric: dict[str, str], revision_label: str | None
              ) -> tuple[str, str | None, str] | None:
     """(subject, revision, reporter) of one result series; None for one of no subject."""
@@ -280,7 +274,108 @@ def _whole(value: float) -> int:
     return max(0, round(value))
 
 
-def to_windows(results: dict[str, list[dict[str, Any]]], step_s: int,
+class WindowBuilder:
+    """Windows accumulated from range query results one series at a time, so that a
+    wave's answers never need to be held whole (an hour of a 100-namespace wave's latency
+    buckets is ~900,000 samples: ~170 MB as parsed JSON, issue 13).
+
+    Per (subject, revision, reporter) and per column (a response code, a bucket's ``le``,
+    TCP opened, TCP failed) an array of sums, one slot per evaluation time seen; NaN where
+    no series had a sample. Sums are taken in the order the series come, as
+    :func:`to_windows` always summed them.
+    """
+
+    def __init__(self, revision_label: str | None = None):
+        self.revision_label = revision_label
+        self._times: dict[float, int] = {}  # evaluation time (Unix s) -> slot
+        # (subject, revision, reporter) -> column -> sums by slot; columns: ("code", c),
+        # ("le", float), ("tcp_opened", None), ("tcp_failed", None)
+        self._acc: dict[tuple[str, str | None, str], dict[tuple[str, Any], array[float]]] = {}
+
+    def add(self, signal: str, series: Iterable[dict[str, Any]]) -> None:
+        """Take in one signal's result (Prometheus' ``matrix``), series by series."""
+        for item in series:
+            metric = item.get("metric", {})
+            key = _subject(metric, self.revision_label)
+            if key is None:
+                continue
+            if signal == "requests":
+                grpc = metric.get("grpc_response_status", "")
+                column: tuple[str, Any] = ("code", f"grpc:{grpc}" if grpc
+                                           else metric.get("response_code", ""))
+            elif signal == "buckets":
+                le = float(metric.get("le", "nan"))
+                column = ("le", le)
+            elif signal in ("tcp_opened", "tcp_failed"):
+                column = (signal, None)
+            else:  # no column of its own: its samples only make windows exist
+                column = ("le", math.nan)
+            columns = self._acc.get(key)
+            for t, raw in item.get("values", []):
+                value = float(raw)
+                if math.isnan(value):
+                    continue
+                slot = self._times.setdefault(float(t), len(self._times))
+                if columns is None:
+                    columns = self._acc.setdefault(key, {})
+                present = columns.get(("", None))
+                if present is None:
+                    present = columns[("", None)] = array("d")
+                _put(present, slot, 0.0)  # the window exists
+                if column[0] == "le" and math.isnan(column[1]):
+                    continue  # (as a bucket without a number for its edge)
+                sums = columns.get(column)
+                if sums is None:
+                    sums = columns[column] = array("d")
+                _put(sums, slot, value)
+
+    def windows(self, step_s: int) -> list[TrafficWindow]:
+        """The windows: as :func:`to_windows` returns them."""
+        times = list(self._times)
+        out = []
+        for (subject, revision, reporter), columns in self._acc.items():
+            present = columns[("", None)]
+            codes_of = sorted((c[1], sums) for c, sums in columns.items() if c[0] == "code")
+            les_of = sorted((c[1], sums) for c, sums in columns.items() if c[0] == "le")
+            opened = columns.get(("tcp_opened", None))
+            failed = columns.get(("tcp_failed", None))
+            for slot, here in enumerate(present):
+                if math.isnan(here):
+                    continue
+                t = times[slot]
+                codes = {}
+                for code, sums in codes_of:
+                    v = _at(sums, slot)
+                    if v is not None and _whole(v) > 0:
+                        codes[code] = _whole(v)
+                buckets = {}
+                for le, sums in les_of:
+                    v = _at(sums, slot)
+                    if v is not None:
+                        buckets[le] = _whole(v)
+                out.append(TrafficWindow.of_counts(
+                    subject, revision, reporter, t - step_s, t, codes, buckets,
+                    _whole(_at(opened, slot) or 0.0), _whole(_at(failed, slot) or 0.0)))
+        out.sort(key=lambda w: (w.end, w.subject, w.reporter, w.revision or ""))
+        return out
+
+
+def _put(sums: array[float], slot: int, value: float) -> None:
+    """Add ``value`` at ``slot`` (NaN, absent, before: set it)."""
+    if slot >= len(sums):
+        sums.extend([math.nan] * (slot + 1 - len(sums)))
+    before = sums[slot]
+    sums[slot] = value if math.isnan(before) else before + value
+
+
+def _at(sums: array[float] | None, slot: int) -> float | None:
+    if sums is None or slot >= len(sums):
+        return None
+    v = sums[slot]
+    return None if math.isnan(v) else v
+
+
+def to_windows(results: dict[str, Iterable[dict[str, Any]]], step_s: int,
                revision_label: str | None = None) -> list[TrafficWindow]:
     """Windows from the range queries' results (Prometheus' ``matrix``, per signal).
 
@@ -289,40 +384,10 @@ def to_windows(results: dict[str, list[dict[str, Any]]], step_s: int,
     ``requests`` the sum of ``codes`` (a gRPC call counted once, under ``grpc:<status>``),
     zero codes left out, ``restarts`` 0 (not Prometheus').
     """
-    acc: dict[tuple[float, str, str | None, str], _Counts] = {}
+    builder = WindowBuilder(revision_label)
     for signal, series in results.items():
-        for item in series:
-            metric = item.get("metric", {})
-            key = _subject(metric, revision_label)
-            if key is None:
-                continue
-            for t, raw in item.get("values", []):
-                value = float(raw)
-                if math.isnan(value):
-                    continue
-                c = acc.setdefault((float(t), *key), _Counts())
-                if signal == "requests":
-                    grpc = metric.get("grpc_response_status", "")
-                    code = f"grpc:{grpc}" if grpc else metric.get("response_code", "")
-                    c.codes[code] = c.codes.get(code, 0.0) + value
-                elif signal == "buckets":
-                    le = float(metric.get("le", "nan"))
-                    if not math.isnan(le):
-                        c.buckets[le] = c.buckets.get(le, 0.0) + value
-                elif signal == "tcp_opened":
-                    c.tcp_opened += value
-                elif signal == "tcp_failed":
-                    c.tcp_failed += value
-    out = []
-    for (t, subject, revision, reporter), c in acc.items():
-        codes = {k: _whole(v) for k, v in sorted(c.codes.items()) if _whole(v) > 0}
-        out.append(TrafficWindow(
-            subject=subject, revision=revision, reporter=reporter, start=t - step_s, end=t,
-            requests=sum(codes.values()), codes=codes,
-            buckets={le: _whole(v) for le, v in sorted(c.buckets.items())},
-            tcp_opened=_whole(c.tcp_opened), tcp_failed=_whole(c.tcp_failed)))
-    out.sort(key=lambda w: (w.end, w.subject, w.reporter, w.revision or ""))
-    return out
+        builder.add(signal, series)
+    return builder.windows(step_s)
 
 
 def read_windows(query_range: QueryRange, selector: dict[str, str],
@@ -362,5 +427,7 @@ def read_windows(query_range: QueryRange, selector: dict[str, str],
         if len(instances) > MAX_NAMED_TARGETS:
             instances = None
     queries = window_queries(selector, namespaces, gateways, step, revision_label, instances)
-    results = {name: query_range(q, first, last, step) for name, q in queries.items()}
-    return to_windows(results, step, revision_label)
+    builder = WindowBuilder(revision_label)
+    for name, q in queries.items():  # each answer taken in, and let go, before the next
+        builder.add(name, query_range(q, first, last, step))
+    return builder.windows(step)
