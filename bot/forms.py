@@ -38,6 +38,7 @@ from workers.forms import (
     command_text,
     field_errors,
     field_of,
+    may_request_of,
     upgrade_view,
 )
 from workflows.commands import parse
@@ -72,8 +73,7 @@ def register(app: App, deps: BotDeps, answer: Answer
     client = app.client
 
     def allowed_clusters(user: str) -> list[str]:
-        return [c for c in sorted(engine.fleet.clusters)
-                if engine.policy(c).may_request(user)]
+        return may_request_of(engine, user)
 
     def open_view(trigger_id: str, view: dict[str, Any], user: str, form: str,
                   origin: Origin, fill_cluster: str | None) -> None:

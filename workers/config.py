@@ -513,7 +513,7 @@ class Fleet(Strict):
 
         return ClusterPolicy(requesters=expand(c.requesters), approvers=expand(c.approvers),
                              allow_self_approval=c.allow_self_approval,
-                             operators=expand(c.operators))
+                             operators=expand(c.operators), restricted=bool(c.requesters))
 
 
 def _format(exc: ValidationError, path: Path) -> str:

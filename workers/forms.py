@@ -278,6 +278,8 @@ def command_text(callback_id: str, state_values: Mapping[str, Any]
         for block, flag in UPGRADE_FLAG_BLOCKS.items():
             given = _value(state_values, block)
             if given is not None:
+                if block == "pilot":  # "shop, cart" as people type lists
+                    given = ",".join(p.strip() for p in str(given).split(","))
                 words.append(f"--{flag}={shlex.quote(str(given))}")
         if _value(state_values, "approve_waves"):
             words.append("--approve-waves")
@@ -330,6 +332,22 @@ def field_of(message: str, fields: Mapping[str, str], fallback: str) -> str:
 # ------------------------------------------------------------------ filled by a worker
 
 
+def may_request_of(engine: Any, user: str) -> list[str]:
+    """The clusters of the fleet ``user`` may request changes of, by name; a cluster whose
+    policy cannot be told now (Slack cannot say who is in one of its user groups) is left
+    out, as the typed command would be refused."""
+    from workflows.errors import MeshopsError
+
+    out = []
+    for cluster in sorted(engine.fleet.clusters):
+        try:
+            if engine.policy(cluster).may_request(user):
+                out.append(cluster)
+        except MeshopsError:
+            continue
+    return out
+
+
 def upgrade_fill(engine: Any, user: str, cluster: str, origin: Origin) -> dict[str, Any]:
     """The upgrade form with ``cluster`` chosen and the revisions it may move to, read from
     ARM (``managedClusters`` and ``meshUpgradeProfiles``, as ``/mesh revisions`` reads
@@ -337,7 +355,7 @@ def upgrade_fill(engine: Any, user: str, cluster: str, origin: Origin) -> dict[s
     gets no revision menu and a note saying why (choosing it again reads ARM again)."""
     from workflows.errors import MeshopsError
 
-    clusters = [c for c in sorted(engine.fleet.clusters) if engine.policy(c).may_request(user)]
+    clusters = may_request_of(engine, user)
     defaults = engine.fleet.upgrade_options(cluster, {})
     try:
         mesh = engine.ports.mesh.get_mesh(cluster)

@@ -17,15 +17,20 @@ from workflows.model import POLICY_REQUESTER
 class ClusterPolicy:
     """Who may act on one cluster: Slack user ids (user groups already expanded)."""
 
-    requesters: frozenset[str] = field(default_factory=frozenset)  # empty: anyone
+    requesters: frozenset[str] = field(default_factory=frozenset)
     approvers: frozenset[str] = field(default_factory=frozenset)
     allow_self_approval: bool = False
     # who else may pause, resume, cancel or roll back any run (e.g. on-call); by default
     # only the run's requester and the cluster's approvers may
     operators: frozenset[str] = field(default_factory=frozenset)
+    #: whether the fleet file names requesters at all: without, anyone may request. Kept
+    #: apart from ``requesters`` because a named user group may have no members (or none
+    #: Slack reported): that restricts to nobody, never opens to everyone.
+    restricted: bool | None = None
 
     def may_request(self, user: str) -> bool:
-        return not self.requesters or user in self.requesters or user in self.approvers
+        restricted = bool(self.requesters) if self.restricted is None else self.restricted
+        return not restricted or user in self.requesters or user in self.approvers
 
 
 def mention(who: str) -> str:

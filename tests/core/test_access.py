@@ -59,3 +59,17 @@ def test_a_run_the_fleet_policy_started_is_steered_by_people_named_as_the_policy
         authorise(Role.PARTICIPANT, "pause", "USTRANGER", POLICY_REQUESTER, "dev", "r-1",
                   strict)
     assert "Only the requester (meshops (fleet policy))" in str(refused.value)
+
+
+def test_a_requesters_group_with_no_members_restricts_to_its_approvers_not_to_anyone() -> None:
+    from tests.conftest import ROOT
+    from workers.config import load_fleet
+
+    fleet = load_fleet(ROOT / "examples" / "fleet.azure.yaml")
+    # prod-weu: requesters [S0PLATFORM], approvers [U0AAAAAAA, S0MESHLEADS]
+    empty = fleet.policy("prod-weu", {"S0PLATFORM": frozenset(), "S0MESHLEADS": frozenset()})
+    assert not empty.may_request("U0ZOE00001")
+    assert empty.may_request("U0AAAAAAA")  # an approver may request
+    member = fleet.policy("prod-weu", {"S0PLATFORM": frozenset({"U0ZOE00001"})})
+    assert member.may_request("U0ZOE00001")
+    assert fleet.policy("dev-weu", {}).may_request("U0ZOE00001")  # no requesters: anyone
