@@ -8,6 +8,7 @@ click go through: the cluster's lease, policy and audit apply to them as to anyo
 
 from __future__ import annotations
 
+import time
 from collections.abc import Callable, Mapping
 from datetime import date
 
@@ -17,9 +18,9 @@ from workers.config import Fleet
 from workers.engine import Engine
 from workflows.campaign import ClusterFacts, StageSpec
 from workflows.canary import soak_regression
-from workflows.errors import MeshopsError, RunNotFound
+from workflows.errors import MeshopsError, RunNotFound, TemporaryError
 from workflows.kind import StartRun
-from workflows.maintenance import AUTO_UPGRADE
+from workflows.maintenance import AUTO_UPGRADE, MaintenanceWindow
 from workflows.model import Run
 from workflows.ports import ClusterPorts, RevisionProfile
 
@@ -50,17 +51,37 @@ def cluster_facts(fleet: Fleet, ports: ClusterPorts) -> list[ClusterFacts]:
         except MeshopsError as exc:
             facts.append(ClusterFacts(name, cfg.location, labels, None, error=str(exc)))
             continue
-        window, source = cfg.maintenance_window, "fleet file" if cfg.maintenance_window else ""
         try:
-            own = ports.mesh.maintenance_windows(name).get(AUTO_UPGRADE)
-            if own is not None:
-                window, source = own, f"AKS {AUTO_UPGRADE}"
+            window, source = cluster_window(fleet, ports, name)
         except MeshopsError as exc:
-            source = (f"{source}; " if source else "") + (
+            window = cfg.maintenance_window
+            source = ("fleet file; " if window else "") + (
                 f"AKS maintenance configurations unreadable ({exc})")
         facts.append(ClusterFacts(name, cfg.location, labels, mesh, upgrades,
                                   profiles[cfg.location], window, source))
     return facts
+
+
+def cluster_window(fleet: Fleet, ports: ClusterPorts, name: str
+                   ) -> tuple[MaintenanceWindow | None, str]:
+    """The cluster's maintenance window and where it comes from: its AKS
+    ``aksManagedAutoUpgradeSchedule`` (ARM ``maintenanceConfigurations``) when it has one,
+    else the fleet file's ``maintenance_window`` (None: any time).
+
+    Raises:
+        MeshopsError: ARM did not answer for the maintenance configurations.
+    """
+    cfg = fleet.clusters[name]
+    own = ports.mesh.maintenance_windows(name).get(AUTO_UPGRADE)
+    if own is not None:
+        return own, f"AKS {AUTO_UPGRADE}"
+    return cfg.maintenance_window, "fleet file" if cfg.maintenance_window else ""
+
+
+#: how long a cluster's maintenance window read for a running campaign is trusted: a
+#: window changed in ARM counts within this, and a campaign waiting on 50 clusters' windows
+#: does not read ARM for each on every look
+WINDOW_CACHE_S = 300.0
 
 
 def stage_specs(fleet: Fleet) -> list[StageSpec]:
@@ -91,12 +112,30 @@ class EngineCampaigns:
         self._end_of_support = end_of_support
         self.enqueue_tick = enqueue_tick
         self.enqueue_notify = enqueue_notify
+        self._windows: dict[str, tuple[float, MaintenanceWindow | None, str]] = {}
 
     def facts(self) -> list[ClusterFacts]:
         return cluster_facts(self.engine.fleet, self.engine.ports)
 
     def stages(self) -> list[StageSpec]:
         return stage_specs(self.engine.fleet)
+
+    def window(self, cluster: str) -> tuple[MaintenanceWindow | None, str]:
+        """The cluster's window now (:func:`cluster_window`), kept :data:`WINDOW_CACHE_S`.
+
+        Raises:
+            TemporaryError: ARM did not answer (nothing is cached).
+        """
+        now = time.monotonic()
+        hit = self._windows.get(cluster)
+        if hit is not None and now - hit[0] < WINDOW_CACHE_S:
+            return hit[1], hit[2]
+        try:
+            window, source = cluster_window(self.engine.fleet, self.engine.ports, cluster)
+        except MeshopsError as exc:
+            raise TemporaryError(f"{cluster}'s maintenance configurations: {exc}") from exc
+        self._windows[cluster] = (now, window, source)
+        return window, source
 
     def end_of_support(self) -> Mapping[str, date | None]:
         return self._end_of_support()

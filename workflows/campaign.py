@@ -656,6 +656,16 @@ class CampaignApi(Protocol):
         """Revision → the date its support ends (None: deprecated, date not given)."""
         ...
 
+    def window(self, cluster: str) -> tuple[MaintenanceWindow | None, str]:
+        """The cluster's maintenance window as it stands now and where it comes from (as
+        :class:`ClusterFacts`' ``window`` and ``window_source``; None: any time), read again
+        at most every few minutes: a window changed after the plan counts from then on.
+
+        Raises:
+            TemporaryError: ARM did not answer (the caller keeps the window it had).
+        """
+        ...
+
     def find_child(self, campaign_id: str, cluster: str, revision: str) -> Run | None:
         """The newest run of ``cluster`` to ``revision`` that campaign ``campaign_id``
         started (``params["campaign"]``), whatever its phase; None if there is none. A

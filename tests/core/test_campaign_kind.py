@@ -19,6 +19,7 @@ from workflows.errors import (
     MetricsUnavailable,
     RunBusy,
     RunNotFound,
+    TemporaryError,
 )
 from workflows.kind import StartRun, StepResult, kind_of
 from workflows.maintenance import MaintenanceWindow, parse_config_window
@@ -71,6 +72,7 @@ class FakeCampaignApi:
         self.regressions: dict[str, str] = {}
         self.soak_calls: list[tuple[str, list[str], float, float]] = []
         self.metrics_down = False
+        self.windows_down: set[str] = set()
         self.now = T0
 
     def facts(self) -> list[ClusterFacts]:
@@ -81,6 +83,12 @@ class FakeCampaignApi:
 
     def end_of_support(self) -> dict[str, date | None]:
         return {}
+
+    def window(self, cluster: str) -> tuple[MaintenanceWindow | None, str]:
+        if cluster in self.windows_down:
+            raise TemporaryError("ARM answered 503")
+        f = next(f for f in self.fleet if f.name == cluster)
+        return f.window, f.window_source
 
     def find_child(self, campaign_id: str, cluster: str, revision: str) -> Run | None:
         mine = [r for r in self.children.values() if r.params.get("campaign") == campaign_id
@@ -384,6 +392,37 @@ def test_outside_its_window_a_cluster_waits_and_starts_when_it_opens() -> None:
     w.tick(at(3, 0, 10))
     assert w.api.started == [("prod-a", "asm-1-27")]
     assert w.entry("prod-a")["window_opens"] is None
+
+
+def test_a_window_changed_after_the_plan_counts_from_then_on() -> None:
+    w = World([facts("prod-a", window=DAILY_3AM)], [StageSpec("prod", clusters=("prod-a",))])
+    w.api.now = at(12)
+    approved(w)
+    w.tick()
+    assert w.api.started == [] and w.entry("prod-a")["window_opens"] == at(3, day=4)
+    # ARM does not answer: the planned window holds, nothing starts
+    w.api.windows_down.add("prod-a")
+    w.tick(at(12, 1))
+    assert w.api.started == []
+    # the team moved the cluster's window to noon in ARM: it opens now
+    w.api.windows_down.clear()
+    noon = parse_config_window({"schedule": {"daily": {"interval_days": 1}},
+                                "duration_hours": 4, "start_time": "12:00",
+                                "start_date": "2026-11-01"})
+    w.api.fleet = [facts("prod-a", window=noon)]
+    w.tick(at(12, 2))
+    assert w.api.started == [("prod-a", "asm-1-27")]
+    assert "prod-a's maintenance window changed since the plan: AKS " \
+           "aksManagedAutoUpgradeSchedule: " in w.history()
+    lines = len(w.run.history)
+    w.tick(at(12, 3))
+    assert len(w.run.history) == lines  # said once
+    # removed altogether: any time will do
+    w.api.fleet = [facts("prod-a", window=None)]
+    w.api.move("prod-a", Phase.AWAITING_COMPLETION)
+    w.tick(at(20))
+    assert "none now, any time will do" in w.history()
+    assert ("prod-a", "complete", "UAPP") in w.api.decided
 
 
 def test_a_window_far_ahead_rechecks_every_minute() -> None:

@@ -88,6 +88,7 @@ from workflows.errors import (
     DecisionRefused,
     InvalidCommand,
     InvalidRevision,
+    MeshopsError,
     MetricsUnavailable,
     PermanentError,
     RunBusy,
@@ -362,6 +363,7 @@ class _Tick:
             self._decide(e, child, "approve")
             return
         if child.phase == Phase.AWAITING_COMPLETION:
+            self.refresh_window(e)
             window = _window(e)
             if window is not None and not in_window(window, _utc(self.now)):
                 try:
@@ -389,8 +391,26 @@ class _Tick:
             e["refused"] = None
             e["reason"] = ""
 
+    def refresh_window(self, e: Entry) -> None:
+        """Take the cluster's window as it stands now (``api.window``): one changed in ARM
+        or the fleet file since the plan counts from here, said once in the history; ARM
+        not answering keeps the window the campaign had."""
+        try:
+            window, source = self.api.window(e["cluster"])
+        except MeshopsError:
+            return  # looked at again on the next tick; the planned window holds meanwhile
+        body = window.to_arm() if window is not None else None
+        if body == e["window"]:
+            return
+        e["window"], e["window_source"], e["window_opens"] = body, source, None
+        self.log(f"{e['cluster']}'s maintenance window changed since the plan: "
+                 + (f"{source}: {window.describe()}" if window is not None else
+                    "none now, any time will do"))
+
     def start(self, e: Entry) -> None:
-        """Start the entry's hop inside its window, adopting a run already started."""
+        """Start the entry's hop inside its window (as it stands now), adopting a run
+        already started."""
+        self.refresh_window(e)
         window = _window(e)
         if window is not None and not in_window(window, _utc(self.now)):
             try:
