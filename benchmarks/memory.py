@@ -15,7 +15,8 @@ minutes; this takes seconds and splits it up, each part in a fresh interpreter:
    (another run, tracemalloc costs memory of its own), the windows read and the verdict.
 3. **notifier**: a finished run of ``--namespaces`` namespaces (the run store benchmark's
    ticks) parsed from its stored JSON as the sync task reads it, its root message, every
-   history line and the last wave's chart rendered; ``VmHWM`` growth and tracemalloc peak.
+   history line and the last wave's chart rendered (``gate_chart``: in a child
+   interpreter); ``VmHWM`` growth and tracemalloc peak, and the chart process' peak RSS.
 
     .venv/bin/python benchmarks/memory.py [--wave 100] [--control 20] [--step 10]
         [--baseline 3600] [--source] [--parts imports,look,notify]
@@ -242,6 +243,7 @@ def part_look(a: argparse.Namespace) -> None:
 
 
 def child_notify(a: argparse.Namespace) -> dict[str, Any]:
+    import resource
     import tracemalloc
 
     from benchmarks.run_store import ticks
@@ -257,17 +259,20 @@ def child_notify(a: argparse.Namespace) -> dict[str, Any]:
               waves=waves, created_at=1e9, updated_at=1e9)
     text = ticks(run, a.samples, a.checks)[-1].model_dump_json()
     del run, waves
-    charts.gate_figure  # noqa: B018  (imported: matplotlib is not what is measured here)
     if a.trace:
         tracemalloc.start()
     before = status_kb("VmRSS")
     run = Run.model_validate_json(text)
     render_root(run, [])
     lines = sum(len(render_event(run, i)) for i in range(len(run.history)))
+    t0 = time.perf_counter()
     png = charts.gate_chart(run)
+    drawn = time.perf_counter() - t0
     peak = tracemalloc.get_traced_memory()[1] if a.trace else 0
     return {"rss_before": before, "hwm": status_kb("VmHWM"), "trace_peak": peak,
-            "json": len(text), "history": len(run.history), "lines": lines, "png": len(png)}
+            "json": len(text), "history": len(run.history), "lines": lines, "png": len(png),
+            "chart_s": drawn, "matplotlib": "matplotlib" in sys.modules,
+            "chart_rss": resource.getrusage(resource.RUSAGE_CHILDREN).ru_maxrss}
 
 
 def part_notify(a: argparse.Namespace) -> None:
@@ -285,6 +290,9 @@ def part_notify(a: argparse.Namespace) -> None:
           f"{r['history']} history lines; RSS before {mb(r['rss_before'])}, VmHWM after "
           f"{mb(r['hwm'])}: +{mb(r['hwm'] - r['rss_before'])}; tracemalloc peak "
           f"{mb(t['trace_peak'] / 1024)}")
+    where = "in this process" if r["matplotlib"] else "in a child interpreter"
+    print(f"notify: chart drawn {where} in {r['chart_s']:.2f} s; the child's peak RSS "
+          f"{mb(r['chart_rss'])}")
 
 
 def main() -> None:

@@ -3,6 +3,8 @@ cost linear in the checks; runs of the former gate still draw."""
 
 from __future__ import annotations
 
+import subprocess
+import sys
 import time
 from pathlib import Path
 
@@ -10,6 +12,7 @@ import matplotlib.image
 import matplotlib.pyplot as plt
 import pytest
 
+from workers.slack import charts
 from workers.slack.charts import (
     HEIGHT_PX,
     TOP_SUBJECTS,
@@ -159,3 +162,27 @@ def test_a_run_of_the_former_gate_draws_success_rate_and_p99() -> None:
         assert list(line.get_ydata()) == [41.0, 42.0, 43.0]
     finally:
         plt.close(fig)
+
+
+def test_the_worker_draws_in_an_interpreter_of_its_own(tmp_path: Path) -> None:
+    """matplotlib (and numpy) stay out of the worker's processes: imported by no module the
+    worker loads, and a chart drawn in a child interpreter (issue 13)."""
+    run = tmp_path / "run.json"
+    run.write_text(canary_run(20, bad="ns-0003").model_dump_json())
+    code = ("import sys, workers.tasks.app\n"
+            "from pathlib import Path\n"
+            "from workers.slack.charts import gate_chart\n"
+            "from workflows.model import Run\n"
+            f"png = gate_chart(Run.model_validate_json(Path({str(run)!r}).read_text()))\n"
+            "assert png[:4] == b'\\x89PNG', png[:20]\n"
+            "print(sorted(m for m in ('matplotlib', 'numpy') if m in sys.modules))\n")
+    done = subprocess.run([sys.executable, "-c", code], cwd=Path(__file__).parents[2],
+                          capture_output=True, text=True, timeout=120)
+    assert done.returncode == 0, done.stderr
+    assert done.stdout.strip() == "[]"
+
+
+def test_a_chart_that_cannot_be_drawn_says_so(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setattr(charts.sys, "executable", "/bin/false")
+    with pytest.raises(RuntimeError, match="could not be drawn \\(exit 1\\)"):
+        charts.gate_chart(canary_run(3))

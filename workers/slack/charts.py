@@ -11,23 +11,31 @@ expected rate and the mean tolerated rate. The legend is bounded and the cost is
 the number of checks, so a run over 2,000 namespaces draws as fast as one over three.
 Runs of the former gate (``success_rate``, ``p99_ms``) draw success rate and p99 per
 namespace against the fixed thresholds.
+
+The worker draws in a short-lived interpreter of its own (:func:`gate_chart`, ``python -m
+workers.slack.charts``): matplotlib and numpy are ~60 MB of every process that imports
+them, and a worker process that had drawn one chart kept them while it judged the next
+wave's traffic (issue 13). Nothing here imports matplotlib until a figure is drawn.
 """
 
 from __future__ import annotations
 
 import io
 import math
+import os
+import subprocess
+import sys
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass
+from pathlib import Path
+from types import ModuleType
+from typing import TYPE_CHECKING
 
-import matplotlib
+from workflows.model import Check, Run
 
-matplotlib.use("Agg")
-import matplotlib.pyplot as plt  # noqa: E402
-from matplotlib.axes import Axes  # noqa: E402
-from matplotlib.figure import Figure  # noqa: E402
-
-from workflows.model import Check, Run  # noqa: E402
+if TYPE_CHECKING:
+    from matplotlib.axes import Axes
+    from matplotlib.figure import Figure
 
 WIDTH_PX, HEIGHT_PX, DPI = 900, 560, 100
 TOP_SUBJECTS = 4  # canary subjects drawn by name per panel; the rest are one mean line
@@ -37,6 +45,18 @@ ERRORS_PREFIX = "errors:destination"
 ERRORS_FALLBACK = "errors:source"
 LATENCY_PREFIX = "latency:destination>"
 _CANARY_SIGNALS = ("errors:", "latency:", "tail:", "tcp:", "restarts:")
+#: the most seconds a chart may take to draw in its own interpreter (2,000 namespaces: ~2 s)
+DRAW_TIMEOUT_S = 120.0
+
+
+def _pyplot() -> ModuleType:
+    """``matplotlib.pyplot`` on the Agg backend (no display), imported on first use."""
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    return plt
 
 
 @dataclass(frozen=True)
@@ -243,8 +263,9 @@ def _wave_marks(run: Run, top: Axes, bottom: Axes, t0: float) -> None:
 def gate_figure(run: Run) -> Figure:
     """The figure of :func:`gate_chart` (the caller closes it with ``plt.close``)."""
     t0 = _origin(run)
-    fig, (top, bottom) = plt.subplots(2, 1, figsize=(WIDTH_PX / DPI, HEIGHT_PX / DPI),
-                                      dpi=DPI, sharex=True)
+    fig: Figure
+    fig, (top, bottom) = _pyplot().subplots(2, 1, figsize=(WIDTH_PX / DPI, HEIGHT_PX / DPI),
+                                            dpi=DPI, sharex=True)
     fig.suptitle(f"{run.cluster}: {run.stable_revision} → {run.canary_revision} (run {run.id})",
                  fontsize=10)
     panels = canary_panels(run)
@@ -263,6 +284,17 @@ def gate_figure(run: Run) -> Figure:
     return fig
 
 
+def gate_png(run: Run) -> bytes:
+    """:func:`gate_chart`'s PNG, drawn in this process (matplotlib imported here)."""
+    fig = gate_figure(run)
+    try:
+        buf = io.BytesIO()
+        fig.savefig(buf, format="png", dpi=DPI)
+    finally:
+        _pyplot().close(fig)
+    return buf.getvalue()
+
+
 def gate_chart(run: Run) -> bytes:
     """PNG of every gate sample of ``run`` so far: 900 × 560 pixels.
 
@@ -271,11 +303,38 @@ def gate_chart(run: Run) -> bytes:
     (not migrated; thick black dashes), the expected rate (grey dots) and the tolerated
     rate (thin red dashes). Former gate runs: success rate (%) and p99 latency (ms) per
     namespace with the fixed thresholds. x: seconds since the first wave's bake began.
+
+    Drawn by :func:`gate_png` in a new interpreter (``python -m workers.slack.charts``, the
+    run's JSON on its stdin, the PNG on its stdout), so that this process never imports
+    matplotlib (the module docstring).
+
+    Raises:
+        RuntimeError: the drawing failed or took more than :data:`DRAW_TIMEOUT_S`, with
+            the last lines of what it wrote to stderr.
     """
-    fig = gate_figure(run)
+    root = str(Path(__file__).resolve().parents[2])
+    path = os.environ.get("PYTHONPATH")
+    env = {**os.environ, "PYTHONPATH": root if not path else root + os.pathsep + path}
     try:
-        buf = io.BytesIO()
-        fig.savefig(buf, format="png", dpi=DPI)
-    finally:
-        plt.close(fig)
-    return buf.getvalue()
+        done = subprocess.run([sys.executable, "-m", "workers.slack.charts"],
+                              input=run.model_dump_json().encode(), capture_output=True,
+                              env=env, timeout=DRAW_TIMEOUT_S, check=False)
+    except subprocess.TimeoutExpired as exc:
+        raise RuntimeError(f"the gate chart of run {run.id} took more than "
+                           f"{DRAW_TIMEOUT_S:g} s to draw") from exc
+    if done.returncode != 0 or not done.stdout.startswith(b"\x89PNG"):
+        tail = done.stderr.decode(errors="replace").strip().splitlines()[-3:]
+        raise RuntimeError(f"the gate chart of run {run.id} could not be drawn (exit "
+                           f"{done.returncode}): {' / '.join(tail) or 'no PNG'}")
+    return done.stdout
+
+
+def main() -> None:
+    """Draw the run whose JSON is on stdin; its PNG to stdout (:func:`gate_chart`)."""
+    run = Run.model_validate_json(sys.stdin.buffer.read())
+    sys.stdout.buffer.write(gate_png(run))
+    sys.stdout.buffer.flush()
+
+
+if __name__ == "__main__":
+    main()
