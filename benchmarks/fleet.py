@@ -35,6 +35,37 @@ one post per channel per second, no 429. Last line:
 per second Z, 429s N  (one line)
 
     .venv/bin/python benchmarks/fleet.py [--runs 1,10,30] [--namespaces 6] [--bake 6s]
+
+``--campaign`` (issue 14): one campaign across N generated clusters instead (``meshops
+sandbox --namespaces M --clusters N --campaign``: the clusters labelled ``ring: dev`` (the
+first 10 %), ``staging`` (the next 30 %), ``prod`` (the rest), and the fleet file's three
+stages selecting them in that order, ``--max-concurrency`` of them at once, a failure
+budget of one, no stage approval, a ``--soak``). Once Prometheus holds enough history,
+``/mesh campaign start <newest>`` is typed in the campaigns' channel and its plan approved;
+the campaign approves and completes its cluster runs itself (its approver is the fleet's,
+``workflows/kinds/campaign.py``); a stage approval or a cluster run the campaign hands to a
+person is clicked at once, as in the fleet mode. The cluster runs' bake and interval are
+the fleet file's defaults, set to ``--bake`` and ``--interval`` before the worker starts.
+
+- **wall**: from the campaign leaving ``awaiting_approval`` to its terminal phase
+  (``completed``, or ``halted``), less the time it waited for people (its
+  ``awaiting_*`` phases after the approval: none when no stage asks for one);
+- **unavoidable**: the critical path the systems impose on the campaign, stage after stage:
+  ``Σ_stage ⌈clusters / max_concurrency⌉ × cluster + soak`` — a stage moves its clusters
+  ``max_concurrency`` at a time, so ⌈clusters / max_concurrency⌉ rounds of one cluster's
+  unavoidable upgrade each (the fleet mode's model above: two ARM operations, and per wave
+  its rollout and its bake, extended by its gate; the stage's slowest cluster, whose runs
+  for all its hops are summed: the generated clusters are alike, one hop to the newest
+  revision), then the stage's soak (when it upgraded a cluster);
+- Slack calls a minute per method, posts per channel per second and 429s, as above.
+
+Last line:
+
+    fleet: campaign of N clusters, wall/unavoidable X, chat.update per minute Y, max posts \
+per channel per second Z, 429s K  (one line)
+
+    .venv/bin/python benchmarks/fleet.py --campaign [--clusters 50] [--namespaces 6] \
+[--bake 6s] [--max-concurrency 5,10,15] [--soak 5s]
 """
 
 from __future__ import annotations
@@ -54,7 +85,10 @@ from typing import Any
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 
+import yaml  # noqa: E402
+
 from meshops.demo import RUN_ID_RE, TERMINAL, Harness, newest  # noqa: E402
+from workers.config import load_fleet  # noqa: E402
 from workers.store.runs import RedisRunStore  # noqa: E402
 from workflows.errors import TemporaryError  # noqa: E402
 from workflows.syntax import parse_duration  # noqa: E402
@@ -129,14 +163,21 @@ def person_wait(history: list[Any]) -> float:
     return waited
 
 
-def measured(run: Any, bake_s: float, interval_s: float) -> tuple[float, float]:
-    """(wall, unavoidable) of a finished run, seconds (see the module docstring)."""
+def wall_of(run: Any) -> float:
+    """Seconds from the run leaving ``awaiting_approval`` (else its creation) to its last
+    phase, less the time it waited for people after the approval (:func:`person_wait`)."""
     phases = [e for e in run.history if e.kind == "phase"]
     start = next((e.at for i, e in enumerate(phases[:-1])
                   if e.data.get("phase") == "awaiting_approval"), None)
     start = next((p.at for p in phases if start is not None and p.at > start), start)
     end = phases[-1].at if phases else run.updated_at
-    wall = end - (start if start is not None else run.created_at) - person_wait(run.history)
+    return float(end - (start if start is not None else run.created_at)
+                 - person_wait(run.history))
+
+
+def measured(run: Any, bake_s: float, interval_s: float) -> tuple[float, float]:
+    """(wall, unavoidable) of a finished run, seconds (see the module docstring)."""
+    wall = wall_of(run)
     bakes = 0.0
     for w in run.waves:
         # the look that decided, one interval apart from the bake's start
@@ -145,6 +186,65 @@ def measured(run: Any, bake_s: float, interval_s: float) -> tuple[float, float]:
         bakes += max(bake_s, max(looks, default=0) * interval_s)
     unavoidable = 2 * OPERATION_S + len(run.waves) * ROLLOUT_STEPS * ROLLOUT_S + bakes
     return wall, unavoidable
+
+
+@dataclass(frozen=True)
+class StageFigures:
+    """One campaign stage as the critical path sees it.
+
+    Args:
+        name: the stage's name.
+        clusters: the clusters it upgraded (or tried to: done or failed).
+        max_concurrency: how many of them at once.
+        cluster_s: one cluster's unavoidable upgrade, seconds (its slowest cluster's, all
+            hops).
+        soak_s: its soak, seconds (counted only when it upgraded a cluster).
+    """
+
+    name: str
+    clusters: int
+    max_concurrency: int
+    cluster_s: float
+    soak_s: float
+
+    @property
+    def rounds(self) -> int:
+        """⌈clusters / max_concurrency⌉: the clusters that go one after the other."""
+        return math.ceil(self.clusters / max(1, self.max_concurrency))
+
+    @property
+    def unavoidable(self) -> float:
+        """Seconds: ``rounds × cluster_s + soak_s`` (no soak without a cluster)."""
+        return self.rounds * self.cluster_s + (self.soak_s if self.clusters else 0.0)
+
+
+def campaign_unavoidable(stages: list[StageFigures]) -> float:
+    """Seconds a campaign cannot take less than: its stages one after the other, each
+    :attr:`StageFigures.unavoidable` (see the module docstring)."""
+    return sum(s.unavoidable for s in stages)
+
+
+def stage_figures(campaign: Any, children: dict[str, Any]) -> list[StageFigures]:
+    """Each stage of a finished ``campaign`` run (its ``params``, as
+    ``workflows/kinds/campaign.py`` keeps them) with its clusters' unavoidable upgrade from
+    their runs in ``children`` (run id → run, read whole): per cluster the sum over its
+    hops' runs of :func:`measured`'s unavoidable, at each run's own bake and interval; a
+    stage's ``cluster_s`` is the most of its clusters'. Runs that did not complete count
+    for what their history shows (their waves' rollouts and bakes)."""
+    out = []
+    for s in campaign.params.get("stages", []):
+        moved = [e for e in s["clusters"] if e.get("runs")]
+        per_cluster = []
+        for e in moved:
+            total = 0.0
+            for run_id in e["runs"]:
+                run = children.get(run_id)
+                if run is not None:
+                    total += measured(run, run.options.bake_s, run.options.interval_s)[1]
+            per_cluster.append(total)
+        out.append(StageFigures(s["name"], len(moved), int(s["max_concurrency"]),
+                                max(per_cluster, default=0.0), float(s["soak_s"])))
+    return out
 
 
 def sliding_max(times: list[float], window: float) -> int:
@@ -233,22 +333,163 @@ def one_size(n: int, namespaces: int, bake: str, interval: str, port_base: int,
                   "request:")
             for e in run.history:
                 print(f"    {e.at - run.created_at:7.2f} {e.kind:6} {e.text[:90]!r}")
-        log.poll()
-        by_method: dict[str, list[float]] = defaultdict(list)
-        per_channel: dict[str, list[float]] = defaultdict(list)
-        for e in log.entries:
-            if e["kind"] == "post":
-                by_method["chat.postMessage"].append(e["at"])
-                per_channel[e["channel"]].append(e["at"])
-            elif e["kind"] == "update":
-                by_method["chat.update"].append(e["at"])
-        fig.per_minute = {m: sliding_max(t, 60.0) for m, t in sorted(by_method.items())}
-        fig.channel_second = max((sliding_max(t, 1.0) for t in per_channel.values()),
-                                 default=0)
-        fig.throttled = _throttled(h)
+        slack_figures(h, log, fig)
         return fig
     finally:
         h.stop()
+
+
+#: a campaign's phases the benchmark stops at
+CAMPAIGN_ENDS = {*TERMINAL, "halted"}
+
+
+@dataclass
+class CampaignFigures(Figures):
+    """A campaign's measurements: ``runs`` is its clusters; ``wall`` and ``unavoidable`` hold
+    the campaign's own, one each."""
+
+    phase: str = ""
+    stages: list[StageFigures] = field(default_factory=list)
+    children: Counter[str] = field(default_factory=Counter)
+    clicks: list[str] = field(default_factory=list)
+
+
+class CampaignHarness(Harness):
+    """The harness, its sandbox started with ``sandbox_args`` too (``--campaign``…), and the
+    cluster runs' bake and interval set (the fleet file's ``defaults.upgrade``) in the fleet
+    file the sandbox wrote, before the worker and the bot read it."""
+
+    def __init__(self, *args: Any, sandbox_args: tuple[str, ...], bake: str, interval: str,
+                 **kwargs: Any) -> None:
+        super().__init__(*args, **kwargs)
+        self.sandbox_args, self.bake, self.interval = sandbox_args, bake, interval
+
+    def _spawn(self, name: str, *args: str) -> Any:
+        if name == "sandbox":
+            args = (*args, *self.sandbox_args)
+        return super()._spawn(name, *args)
+
+    def start_worker(self, name: str = "worker") -> Any:
+        path = Path(self.info["env"]["MESHOPS_FLEET"])
+        fleet = yaml.safe_load(path.read_text())
+        upgrade = fleet.setdefault("defaults", {}).setdefault("upgrade", {})
+        if (upgrade.get("bake"), upgrade.get("interval")) != (self.bake, self.interval):
+            upgrade.update(bake=self.bake, interval=self.interval)
+            path.write_text(yaml.safe_dump(fleet, sort_keys=False))
+        return super().start_worker(name)
+
+
+def one_campaign(n: int, namespaces: int, bake: str, interval: str, port_base: int,
+                 timeout: float, concurrency: str, soak: str,
+                 timeline: bool = False) -> CampaignFigures:
+    """One campaign across ``n`` generated clusters to their newest revision (see the module
+    docstring); its figures."""
+    fig = CampaignFigures(n)
+    state_dir = Path(tempfile.mkdtemp(prefix=f"meshops-campaign-{n}-"))
+    h = CampaignHarness(state_dir, port_base, port_base + 80, generated=(namespaces, n),
+                        sandbox_args=("--campaign", "--campaign-concurrency", concurrency,
+                                      "--campaign-soak", soak),
+                        echo=lambda line: None, bake=bake, interval=interval)
+    bake_s = parse_duration(bake)
+    try:
+        h.start()
+        store = RedisRunStore.from_url(h.redis_url, h.prefix)
+        fleet = load_fleet(h.info["env"]["MESHOPS_FLEET"])
+        assert fleet.campaigns is not None, "the generated world has no campaigns:"
+        state = h.control("GET", "/_sandbox/state")
+        target = newest([r for c in state.values() for r in c["upgrades"]])
+        time.sleep(bake_s * 2 + 4)  # a baseline for the first wave, as in the fleet mode
+        log = SlackLog(h)
+        resp = h.slash("requester", f"campaign start {target}",
+                       channel=fleet.campaigns.channel)
+        m = RUN_ID_RE.search(resp.text)
+        if resp.status_code != 200 or not m:
+            raise RuntimeError(f"the campaign was not accepted: HTTP {resp.status_code} "
+                               f"{resp.text}")
+        campaign_id = m.group(0)
+        h.click("approver", campaign_id, "approve",
+                h.wait_for_button(campaign_id, "approve", 120))
+        children: set[str] = set()
+        stop = threading.Event()
+
+        def sample_lag() -> None:
+            while not stop.wait(1.0):
+                now = time.time()
+                for run_id in [campaign_id, *children]:
+                    try:
+                        run = store.get(run_id, recent=1)
+                    except TemporaryError:
+                        continue
+                    if run.phase.value not in CAMPAIGN_ENDS and run.next_tick_at is not None \
+                            and not run.phase.waiting_for_person:
+                        fig.lag.append(max(0.0, now - run.next_tick_at))
+
+        sampler = threading.Thread(target=sample_lag, daemon=True)
+        sampler.start()
+        clicked: set[tuple[str, str, str]] = set()
+        deadline = time.time() + timeout
+        phase = h.run_phase(campaign_id)
+        while phase not in CAMPAIGN_ENDS and time.time() < deadline:
+            log.poll()
+            campaign = store.get(campaign_id)
+            waiting = set()
+            for stage in campaign.params.get("stages", []):
+                for e in stage["clusters"]:
+                    children.update(e.get("runs") or [])
+                    if e["status"] == "awaiting_person" and e.get("run"):
+                        waiting.add(e["run"])
+            # a stage approval, or a cluster run the campaign handed to a person: clicked
+            # at once (people are not what is measured); none is expected
+            wanted = [(campaign_id, "approve")] if phase == "awaiting_wave_approval" else []
+            wanted += [(r, a) for r in sorted(waiting) for a in ("approve", "complete")]
+            for run_id, action in wanted:
+                root = log.button(run_id, action)
+                if root and (run_id, action, root["ts"] + str(root["seq"])) not in clicked:
+                    clicked.add((run_id, action, root["ts"] + str(root["seq"])))
+                    fig.clicks.append(f"{action} {run_id}")
+                    h.click("approver", run_id, action, root)
+            time.sleep(0.5)
+            phase = h.run_phase(campaign_id)
+        stop.set()
+        sampler.join(5)
+        campaign = store.get(campaign_id)
+        fig.phase = campaign.phase.value
+        runs = {}
+        for stage in campaign.params.get("stages", []):
+            for e in stage["clusters"]:
+                for run_id in e.get("runs") or []:
+                    runs[run_id] = store.get(run_id)
+                    fig.children[runs[run_id].phase.value] += 1
+        fig.stages = stage_figures(campaign, runs)
+        fig.wall.append(wall_of(campaign))
+        fig.unavoidable.append(campaign_unavoidable(fig.stages))
+        if timeline:
+            print(f"  timeline of campaign {campaign_id}, seconds from its request:")
+            for e in campaign.history:
+                print(f"    {e.at - campaign.created_at:7.2f} {e.kind:6} {e.text[:90]!r}")
+        slack_figures(h, log, fig)
+        return fig
+    finally:
+        h.stop()
+
+
+def slack_figures(h: Harness, log: SlackLog, fig: Figures) -> None:
+    """Fill ``fig``'s Slack figures from the whole Slack log and the sandbox's 429 count:
+    calls a minute per method (the most in any 60 s), the most posts in one channel in any
+    one second."""
+    log.poll()
+    by_method: dict[str, list[float]] = defaultdict(list)
+    per_channel: dict[str, list[float]] = defaultdict(list)
+    for e in log.entries:
+        if e["kind"] == "post":
+            by_method["chat.postMessage"].append(e["at"])
+            per_channel[e["channel"]].append(e["at"])
+        elif e["kind"] == "update":
+            by_method["chat.update"].append(e["at"])
+    fig.per_minute = {m: sliding_max(t, 60.0) for m, t in sorted(by_method.items())}
+    fig.channel_second = max((sliding_max(t, 1.0) for t in per_channel.values()),
+                             default=0)
+    fig.throttled = _throttled(h)
 
 
 def _throttled(h: Harness) -> int:
@@ -272,14 +513,23 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--bake", default="6s")
     ap.add_argument("--interval", default="3s")
     ap.add_argument("--port-base", type=int, default=19800)
-    ap.add_argument("--timeout", type=float, default=900.0, help="seconds per size")
+    ap.add_argument("--timeout", type=float, default=None,
+                    help="seconds per size (default 900; a campaign 1800)")
     ap.add_argument("--timeline", action="store_true",
                     help="print the history of each size's slowest run, timed")
+    ap.add_argument("--campaign", action="store_true",
+                    help="one campaign across --clusters generated clusters instead")
+    ap.add_argument("--clusters", type=int, default=50, help="with --campaign: clusters")
+    ap.add_argument("--max-concurrency", default="5,10,15",
+                    help="with --campaign: the dev, staging and prod stages' max_concurrency")
+    ap.add_argument("--soak", default="5s", help="with --campaign: each stage's soak")
     args = ap.parse_args(argv)
+    if args.campaign:
+        return campaign_main(args)
     last: Figures | None = None
     for n in (int(x) for x in args.runs.split(",")):
         fig = one_size(n, args.namespaces, args.bake, args.interval, args.port_base,
-                       args.timeout, args.timeline)
+                       args.timeout or 900.0, args.timeline)
         last = fig
         walls = ", ".join(f"{w / u:.2f}" for w, u in zip(fig.wall, fig.unavoidable,
                                                         strict=True))
@@ -293,6 +543,29 @@ def main(argv: list[str] | None = None) -> int:
           f"minute {last.per_minute.get('chat.update', 0)}, max posts per channel per "
           f"second {last.channel_second}, 429s {last.throttled}")
     return 0
+
+
+def campaign_main(args: argparse.Namespace) -> int:
+    """``--campaign``: run it, print its figures; the last line as the module docstring
+    says."""
+    fig = one_campaign(args.clusters, args.namespaces, args.bake, args.interval,
+                       args.port_base, args.timeout or 1800.0, args.max_concurrency, args.soak,
+                       args.timeline)
+    wall, unavoidable = fig.wall[0], fig.unavoidable[0]
+    print(f"campaign of {fig.runs} clusters: {fig.phase}; cluster runs {dict(fig.children)}"
+          + (f"; clicked {', '.join(fig.clicks)}" if fig.clicks else ""))
+    for st in fig.stages:
+        print(f"  stage {st.name}: {st.clusters} clusters, {st.max_concurrency} at a time: "
+              f"{st.rounds} × {st.cluster_s:.1f}s + soak {st.soak_s:.0f}s = "
+              f"{st.unavoidable:.1f}s")
+    print(f"  wall {wall:.1f}s, unavoidable {unavoidable:.1f}s; tick lag p50 "
+          f"{pct(fig.lag, 0.5):.2f}s p90 {pct(fig.lag, 0.9):.2f}s; Slack calls per minute "
+          f"(highest) {fig.per_minute}; most posts in one channel in one second "
+          f"{fig.channel_second}; 429s {fig.throttled}", flush=True)
+    print(f"fleet: campaign of {fig.runs} clusters, wall/unavoidable {fig.ratio:.2f}, "
+          f"chat.update per minute {fig.per_minute.get('chat.update', 0)}, max posts per "
+          f"channel per second {fig.channel_second}, 429s {fig.throttled}")
+    return 0 if fig.phase == "completed" else 1
 
 
 if __name__ == "__main__":

@@ -6,11 +6,16 @@ import os
 import signal
 import sys
 import time
+from dataclasses import replace
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import click
 
 from meshops.logs import configure_logging
+
+if TYPE_CHECKING:
+    from sandbox.worldfile import GeneratedCampaign
 
 DEFAULT_STATE = Path(".meshops/sandbox")
 
@@ -48,19 +53,33 @@ def main() -> None:
               help="Generate a world instead: this many clusters (scale-01…; default 1).")
 @click.option("--replicas", type=int, default=None,
               help="Pods of each generated namespace's Deployment (default 2).")
+@click.option("--campaign", is_flag=True,
+              help="Give the generated world a campaign: clusters labelled ring: dev (the "
+              "first 10%), staging (the next 30%), prod (the rest), and campaigns: stages "
+              "selecting them in that order.")
+@click.option("--campaign-concurrency", default=None, metavar="DEV,STAGING,PROD",
+              help="With --campaign: each stage's max_concurrency (default 5,10,15).")
+@click.option("--campaign-max-failures", type=click.IntRange(0), default=None,
+              help="With --campaign: each stage's failure budget (default 1).")
+@click.option("--campaign-soak", default=None,
+              help="With --campaign: each stage's soak, a duration (default 5s).")
 def sandbox(state_dir: Path, port_base: int, operation_s: float, rollout_s: float,
             extra_namespaces: int, prometheus_bin: str, changelog: Path | None,
             unreleased: tuple[str, ...], world_file: Path | None, namespaces: int | None,
-            clusters: int | None, replicas: int | None) -> None:
+            clusters: int | None, replicas: int | None, campaign: bool,
+            campaign_concurrency: str | None, campaign_max_failures: int | None,
+            campaign_soak: str | None) -> None:
     """Run the embedded sandbox: ARM, Kubernetes, Istio traffic, Slack and Prometheus."""
     from sandbox.app import Sandbox
     from sandbox.worldfile import WorldError
 
     generated = generated_world(world_file, namespaces, clusters, extra_namespaces, replicas)
+    rings = generated_campaign(generated, campaign, campaign_concurrency,
+                               campaign_max_failures, campaign_soak)
     try:
         sb = Sandbox(state_dir, port_base, operation_s, rollout_s, prometheus_bin,
                      extra_namespaces, changelog=changelog, unreleased=list(unreleased),
-                     world_file=world_file, generated=generated)
+                     world_file=world_file, generated=generated, campaign=rings)
     except WorldError as exc:
         click.echo(f"meshops sandbox: {exc}", err=True)
         sys.exit(2)
@@ -125,6 +144,49 @@ def generated_world(world_file: Path | None, namespaces: int | None, clusters: i
         raise click.BadParameter(f"{r}: a generated app runs 1 to {MAX_REPLICAS} pods.",
                                  param_hint="--replicas")
     return n, k, r
+
+
+def generated_campaign(generated: tuple[int, int, int] | None, campaign: bool,
+                       concurrency: str | None, max_failures: int | None,
+                       soak: str | None) -> GeneratedCampaign | None:
+    """The campaign of a generated world (:class:`sandbox.worldfile.GeneratedCampaign`,
+    defaults where an option is not given), None without ``--campaign``;
+    click.UsageError when ``--campaign…`` options come without ``--campaign`` or
+    ``--campaign`` without a generated world, click.BadParameter for a concurrency that is
+    not three whole numbers from 1 to 50 or a soak that is not a duration."""
+    from sandbox.worldfile import GeneratedCampaign
+    from workflows.errors import InvalidCommand
+    from workflows.syntax import parse_duration
+
+    if not campaign:
+        if concurrency is not None or max_failures is not None or soak is not None:
+            raise click.UsageError("--campaign-concurrency, --campaign-max-failures and "
+                                   "--campaign-soak shape the generated campaign: add "
+                                   "--campaign.")
+        return None
+    if generated is None:
+        raise click.UsageError("--campaign gives a generated world its campaign: generate "
+                               "one with --namespaces N [--clusters K] (a world file says "
+                               "its own campaigns:).")
+    rings = GeneratedCampaign()
+    if concurrency is not None:
+        parts = concurrency.split(",")
+        if len(parts) != 3 or not all(p.strip().isdigit() and 1 <= int(p) <= 50
+                                      for p in parts):
+            raise click.BadParameter(f"{concurrency}: three whole numbers from 1 to 50, the "
+                                     "dev, staging and prod stages' max_concurrency "
+                                     "(e.g. 5,10,15).", param_hint="--campaign-concurrency")
+        a, b, c = (int(p) for p in parts)
+        rings = replace(rings, max_concurrency=(a, b, c))
+    if max_failures is not None:
+        rings = replace(rings, max_failures=max_failures)
+    if soak is not None:
+        try:
+            parse_duration(soak)
+        except InvalidCommand as exc:
+            raise click.BadParameter(str(exc), param_hint="--campaign-soak") from None
+        rings = replace(rings, soak=soak)
+    return rings
 
 
 @main.command()

@@ -56,7 +56,14 @@ from sandbox.world import (
     World,
     proxy_revision,
 )
-from sandbox.worldfile import DEFAULT_WORLD, LoadedWorld, apply_faults, build, generate
+from sandbox.worldfile import (
+    DEFAULT_WORLD,
+    GeneratedCampaign,
+    LoadedWorld,
+    apply_faults,
+    build,
+    generate,
+)
 from sandbox.worldfile import load as load_world
 
 #: how often the sandbox's Prometheus scrapes the proxies (the fleet file says so too)
@@ -157,13 +164,16 @@ class Sandbox:
                  rollout_s: float = 1.0, prometheus_bin: str = "prometheus",
                  extra_namespaces: int = 0, with_prometheus: bool = True,
                  changelog: Path | None = None, unreleased: list[str] | None = None,
-                 world_file: Path | None = None, generated: tuple[int, ...] | None = None
-                 ) -> None:
+                 world_file: Path | None = None, generated: tuple[int, ...] | None = None,
+                 campaign: GeneratedCampaign | None = None) -> None:
         """``generated``: (namespaces, clusters[, replicas]) of a generated world
-        (:func:`sandbox.worldfile.generate`) instead of a world file."""
+        (:func:`sandbox.worldfile.generate`) instead of a world file; ``campaign``: the
+        campaign that generated world carries (ring labels and ``campaigns:``), if any."""
         self.state_dir = state_dir.resolve()
         #: the world: raises WorldError (file, field or document, what was expected)
-        self.loaded = generate(*generated) if generated else \
+        self.loaded = generate(
+            generated[0], generated[1] if len(generated) > 1 else 1,
+            generated[2] if len(generated) > 2 else 2, campaign) if generated else \
             load_world(world_file or DEFAULT_WORLD)
         self.ports = {name: port_base + i for i, name in enumerate(
             ["arm", "control", "kube", "traffic", "slack", "prometheus", "socket"])}

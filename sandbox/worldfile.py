@@ -479,9 +479,9 @@ def load(path: Path) -> LoadedWorld:
 #: tested limit is 10,000 namespaces per cluster (sig-scalability "Kubernetes Scalability
 #: thresholds"); a generated cluster runs 2 pods per namespace on at most 100 nodes
 #: (``node_count``) of 110 pods (AKS's default maximum with kubenet), and one sandbox process
-#: carries about 10,000 namespaces in all
+#: carries about 10,000 namespaces in all; 50 clusters is issue 14's campaign benchmark
 MAX_NAMESPACES = 5000
-MAX_CLUSTERS = 30
+MAX_CLUSTERS = 50
 MAX_TOTAL_NAMESPACES = 10000
 PODS_PER_NODE = 110
 GENERATED_REVISION = "asm-1-25"
@@ -512,15 +512,64 @@ def generated_app(replicas: int = 2) -> list[dict[str, Any]]:
     ]
 
 
-def generate(namespaces: int, clusters: int = 1, replicas: int = 2) -> LoadedWorld:
+#: a generated campaign's rings, in order: the ``ring`` label value and the share of the
+#: clusters it takes, the first clusters first (the rest go to the last ring)
+RINGS = (("dev", 0.1), ("staging", 0.3), ("prod", 0.6))
+
+
+@dataclass(frozen=True)
+class GeneratedCampaign:
+    """The campaign a generated world carries (``meshops sandbox --campaign``): each
+    generated cluster labelled ``ring: dev|staging|prod`` (:func:`ring_sizes`) and the
+    world's ``campaigns:`` three stages selecting them by that label, in that order.
+
+    Args:
+        max_concurrency: the dev, staging and prod stages' ``max_concurrency`` (clusters
+            upgrading at once), 1 to 50 each.
+        max_failures: each stage's failure budget (more failed clusters halt the campaign).
+        soak: each stage's soak after its last cluster, a duration (``"5s"``, ``"2m"``).
+    """
+
+    max_concurrency: tuple[int, int, int] = (5, 10, 15)
+    max_failures: int = 1
+    soak: str = "5s"
+
+    def stages(self) -> list[dict[str, Any]]:
+        """The ``campaigns.stages`` of the world file, one a ring."""
+        return [{"name": ring, "selector": {"ring": ring}, "max_concurrency": concurrency,
+                 "max_failures": self.max_failures, "soak": self.soak}
+                for (ring, _), concurrency in zip(RINGS, self.max_concurrency, strict=True)]
+
+
+def ring_sizes(clusters: int) -> tuple[int, int, int]:
+    """How many of ``clusters`` generated clusters each ring of :data:`RINGS` takes, in
+    order: the first ⌈10 %⌉ dev, up to ⌈40 %⌉ staging, the rest prod (12 → 2, 3, 7;
+    50 → 5, 15, 30; 1 → 1, 0, 0)."""
+    dev = math.ceil(clusters * RINGS[0][1])
+    staging = math.ceil(clusters * (RINGS[0][1] + RINGS[1][1])) - dev
+    return dev, staging, clusters - dev - staging
+
+
+def ring_of(index: int, clusters: int) -> str:
+    """The ring of the ``index``-th (1-based) of ``clusters`` generated clusters."""
+    dev, staging, _ = ring_sizes(clusters)
+    return RINGS[0][0] if index <= dev else RINGS[1][0] if index <= dev + staging \
+        else RINGS[2][0]
+
+
+def generate(namespaces: int, clusters: int = 1, replicas: int = 2,
+             campaign: GeneratedCampaign | None = None) -> LoadedWorld:
     """A world of ``clusters`` clusters (``aks-scale-01``…, aliases ``scale-01``…; the mesh
     on :data:`GENERATED_REVISION`) with ``namespaces`` app namespaces each (``app-0001``…,
     labelled ``istio.io/rev``, each running :func:`generated_app` of ``replicas`` pods, 1 to
     :data:`MAX_REPLICAS`), built as the world file
     loader builds a file's (the same spec, the same checks), so
-    ``meshops sandbox --namespaces N --clusters K`` needs no YAML. :class:`WorldError` for
+    ``meshops sandbox --namespaces N --clusters K`` needs no YAML. With ``campaign``
+    (``--campaign``), the clusters carry ``ring`` labels and the world a ``campaigns:``
+    section (:class:`GeneratedCampaign`); without it, neither. :class:`WorldError` for
     counts out of bounds (:data:`MAX_NAMESPACES`, :data:`MAX_CLUSTERS`,
-    :data:`MAX_TOTAL_NAMESPACES`), saying what is allowed."""
+    :data:`MAX_TOTAL_NAMESPACES`), saying what is allowed, and for a campaign the world
+    file's checks refuse (``campaigns.stages[i]…``)."""
     problems = []
     if not 1 <= namespaces <= MAX_NAMESPACES:
         problems.append(f"--namespaces {namespaces}: a generated cluster has 1 to "
@@ -548,10 +597,13 @@ def generate(namespaces: int, clusters: int = 1, replicas: int = 2) -> LoadedWor
         "location": ("westus2", "eastus", "westeurope")[(i - 1) % 3],
         "kubernetes_version": "1.31.2", "revisions": [GENERATED_REVISION],
         "node_count": nodes,
+        **({"labels": {"ring": ring_of(i, clusters)}} if campaign is not None else {}),
         "namespaces": [{"name": f"app-{n:0{width}d}",
                         "labels": {"istio.io/rev": GENERATED_REVISION}}
                        for n in range(1, namespaces + 1)],
     } for i in range(1, clusters + 1)]}
+    if campaign is not None:
+        raw["campaigns"] = {"stages": campaign.stages()}
     spec = _validated(raw, path)
     docs = [Document(path, n, 1, body) for n, body in enumerate(app, start=1)]
     manifests = {(ci, ni): docs for ci, c in enumerate(spec.clusters)

@@ -96,6 +96,63 @@ def test_fleet_measures_wall_less_the_peoples_wait_against_the_systems_own_time(
     assert fleet.sliding_max([], 60.0) == 0
 
 
+def test_fleet_campaign_unavoidable_is_each_stage_s_rounds_of_one_cluster_then_its_soak(
+        ) -> None:
+    """``fleet.py --campaign``'s critical path: per stage ⌈clusters / max_concurrency⌉ ×
+    one cluster's unavoidable upgrade (its slowest cluster's, every hop's run summed), plus
+    the stage's soak when it upgraded a cluster; stages one after the other."""
+    from workflows.model import Event, Wave
+
+    fleet = _fleet()
+    stages = [fleet.StageFigures("dev", 5, 5, 30.0, 5.0),       # one round
+              fleet.StageFigures("staging", 15, 10, 30.0, 5.0),  # ⌈1.5⌉ = 2 rounds
+              fleet.StageFigures("prod", 30, 15, 32.0, 5.0),     # 2 rounds, slower
+              fleet.StageFigures("lab", 0, 3, 0.0, 60.0)]        # nothing: no soak either
+    assert [s.rounds for s in stages] == [1, 2, 2, 0]
+    assert fleet.campaign_unavoidable(stages) == (30 + 5) + (2 * 30 + 5) + (2 * 32 + 5)
+    assert fleet.campaign_unavoidable([fleet.StageFigures("one", 1, 50, 20.0, 0.0)]) == 20
+
+    def phase(at: float, name: str) -> Event:
+        return Event(at=at, kind="phase", text=name, data={"phase": name})
+
+    class Child:  # the fields of workflows.model.Run stage_figures reads of a cluster run
+        def __init__(self, waves: int, looks: int = 0) -> None:
+            self.created_at, self.updated_at = 0.0, 50.0
+            self.waves = [Wave(index=i, namespaces=[f"n{i}"]) for i in range(waves)]
+            self.history = [phase(0, "planning"), phase(1, "starting"), phase(50, "completed")]
+            if looks:  # wave 0's gate decided at its 4th look: a 12 s bake
+                self.history.insert(2, Event(at=20, kind="gate", text="",
+                                             data={"wave": 0, "look": looks, "decided": True}))
+            self.options = type("Options", (), {"bake_s": 6.0, "interval_s": 3.0})()
+
+    children = {"r-a": Child(2), "r-b": Child(2, looks=4), "r-c1": Child(1), "r-c2": Child(1)}
+
+    def entry(cluster: str, runs: list[str]) -> dict[str, object]:
+        return {"cluster": cluster, "status": "done", "runs": runs}
+
+    class Campaign:
+        params = {"stages": [
+            {"name": "dev", "max_concurrency": 1, "soak_s": 5.0,
+             "clusters": [entry("a", ["r-a"]), entry("b", ["r-b"]),
+                          {"cluster": "x", "status": "current", "runs": []}]},
+            {"name": "prod", "max_concurrency": 2, "soak_s": 0.0,
+             "clusters": [entry("c", ["r-c1", "r-c2"])]},  # two hops, one after the other
+        ]}
+        history = [phase(0, "planning"), phase(2, "awaiting_approval"), phase(10, "migrating"),
+                   phase(70, "awaiting_wave_approval"), phase(100, "migrating"),
+                   phase(200, "completed")]
+        created_at, updated_at = 0.0, 200.0
+
+    got = fleet.stage_figures(Campaign, children)
+    one_wave = 2 * 2.0 + 1 * 2 * 1.0 + 6  # two ARM operations, a rollout, a bake
+    two_waves = 2 * 2.0 + 2 * 2 * 1.0 + 6 + 6
+    assert got == [fleet.StageFigures("dev", 2, 1, two_waves + 6, 5.0),  # b's bake: 12 s
+                   fleet.StageFigures("prod", 1, 2, 2 * one_wave, 0.0)]
+    assert fleet.campaign_unavoidable(got) == 2 * (two_waves + 6) + 5 + 2 * one_wave
+    # from its approval to its end, less the 30 s a stage approval waited for a person
+    assert fleet.wall_of(Campaign) == 200 - 10 - 30
+
+
 def _bench(name: str):  # type: ignore[no-untyped-def]
     import importlib.util
 

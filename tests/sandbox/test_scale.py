@@ -28,12 +28,17 @@ from sandbox.traffic import TrafficSimulator
 from sandbox.world import Cluster, KeyIndex, World, storage_key
 from sandbox.worldfile import (
     MAX_NAMESPACES,
+    GeneratedCampaign,
     WorldError,
     build,
     generate,
+    ring_sizes,
 )
 from tests.conftest import free_port_base
 from tests.sandbox.conftest import running
+from workers.campaigns import stage_specs
+from workers.config import load_fleet
+from workflows.campaign import stage_members
 
 NAMESPACES = 50  # a built world: big enough to tell a namespace's cost from the cluster's
 
@@ -113,7 +118,8 @@ def test_a_generated_world_is_a_world_file_s_spec() -> None:
     (0, 1, "1 to 5000 app namespaces"),
     (-3, 1, "1 to 5000 app namespaces"),
     (MAX_NAMESPACES + 1, 1, "1 to 5000 app namespaces"),
-    (10, 0, "1 to 30 clusters"),
+    (10, 0, "1 to 50 clusters"),
+    (10, 51, "1 to 50 clusters"),
     (5000, 3, "15000 namespaces in all"),
 ])
 def test_generate_refuses_worlds_out_of_bounds(namespaces: int, clusters: int,
@@ -122,6 +128,60 @@ def test_generate_refuses_worlds_out_of_bounds(namespaces: int, clusters: int,
         generate(namespaces, clusters)
     with pytest.raises(WorldError, match="--replicas 11: a generated app runs 1 to 10 pods"):
         generate(10, 1, 11)
+
+
+def test_a_generated_world_has_no_campaign_unless_asked() -> None:
+    spec = generate(2, 12).spec
+    assert spec.campaigns is None
+    assert all(c.labels == {} for c in spec.clusters)
+
+
+@pytest.mark.parametrize(("clusters", "sizes"), [
+    (1, (1, 0, 0)), (3, (1, 1, 1)), (12, (2, 3, 7)), (50, (5, 15, 30)),
+])
+def test_campaign_rings_take_the_first_tenth_then_three_tenths_then_the_rest(
+        clusters: int, sizes: tuple[int, int, int]) -> None:
+    assert ring_sizes(clusters) == sizes
+    spec = generate(1, clusters, campaign=GeneratedCampaign()).spec
+    rings = [c.labels["ring"] for c in spec.clusters]
+    assert rings == ["dev"] * sizes[0] + ["staging"] * sizes[1] + ["prod"] * sizes[2]
+
+
+def test_campaign_world_s_fleet_file_stages_select_its_rings(tmp_path: Path) -> None:
+    """A generated campaign world (``meshops sandbox --namespaces 2 --clusters 12
+    --campaign``): the fleet file the sandbox writes loads, and its stages take the
+    clusters by their ring labels, in order."""
+    rings = GeneratedCampaign(max_concurrency=(1, 2, 3), max_failures=2, soak="7s")
+    sb = Sandbox(tmp_path, free_port_base(10000, 15000, 10), operation_s=0.5, rollout_s=0.3,
+                 with_prometheus=False, generated=(2, 12), campaign=rings)
+    with running(sb):
+        fleet = load_fleet(sb.state_dir / "fleet.yaml")
+    assert fleet.campaigns is not None and fleet.campaigns.channel == "C0FLEET"
+    assert [(s.name, s.selector, s.max_concurrency, s.max_failures, s.approval, s.soak)
+            for s in fleet.campaigns.stages] == [
+        ("dev", {"ring": "dev"}, 1, 2, False, 7), ("staging", {"ring": "staging"}, 2, 2,
+                                                   False, 7),
+        ("prod", {"ring": "prod"}, 3, 2, False, 7)]
+    members = stage_members(stage_specs(fleet), {name: c.labels
+                                                 for name, c in fleet.clusters.items()})
+    assert members == {f"scale-{i:02d}": "dev" if i <= 2 else "staging" if i <= 5 else "prod"
+                       for i in range(1, 13)}
+
+
+def test_campaign_options_of_the_sandbox_command_are_checked() -> None:
+    runner = CliRunner()
+    for args, says in [
+        (["--campaign"], "generate one with --namespaces"),
+        (["--namespaces", "2", "--campaign-soak", "5s"], "add --campaign"),
+        (["--namespaces", "2", "--campaign", "--campaign-concurrency", "5,10"],
+         "three whole numbers from 1 to 50"),
+        (["--namespaces", "2", "--campaign", "--campaign-concurrency", "5,10,51"],
+         "three whole numbers from 1 to 50"),
+        (["--namespaces", "2", "--campaign", "--campaign-soak", "soon"], "not a duration"),
+    ]:
+        result = runner.invoke(main, ["sandbox", *args])
+        assert result.exit_code == 2, (args, result.output)
+        assert says in result.output, (args, result.output)
 
 
 def test_a_generated_world_of_one_pod_per_namespace() -> None:
@@ -467,7 +527,7 @@ BOTH = [
     (["--world", "w.yaml", "--namespaces", "10"], "not both"),
     (["--namespaces", "0"], "1 to 5000 app namespaces"),
     (["--namespaces", "5001"], "1 to 5000 app namespaces"),
-    (["--clusters", "31"], "1 to 30 clusters"),
+    (["--clusters", "51"], "1 to 50 clusters"),
     (["--namespaces", "4000", "--clusters", "3"], "12000 namespaces"),
 ]
 #: options only `meshops sandbox` has
