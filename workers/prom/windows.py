@@ -330,10 +330,12 @@ class WindowBuilder:
                 _put(sums, slot, value)
 
     def windows(self, step_s: int) -> list[TrafficWindow]:
-        """The windows: as :func:`to_windows` returns them."""
+        """The windows: as :func:`to_windows` returns them. Takes the sums apart as it goes
+        (each subject's let go once its windows are made): call it once."""
         times = list(self._times)
         out = []
-        for (subject, revision, reporter), columns in self._acc.items():
+        while self._acc:
+            (subject, revision, reporter), columns = self._acc.popitem()
             present = columns[("", None)]
             codes_of = sorted((c[1], sums) for c, sums in columns.items() if c[0] == "code")
             les_of = sorted((c[1], sums) for c, sums in columns.items() if c[0] == "le")
