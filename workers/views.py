@@ -27,7 +27,7 @@ from workflows.model import FLEET_SCOPE, Run, revision_minor, system_namespace
 from workflows.planning import check_upgrade, plan_waves
 from workflows.policy import mention
 from workflows.ports import ClusterPorts, RevisionProfile
-from workflows.waves import gate_summary, low_traffic_note, plan_notes
+from workflows.waves import gate_summary, low_traffic_note, plan_notes, sampling_note
 
 MAX_TEXT = 3900
 
@@ -178,8 +178,11 @@ def plan_text(engine: Engine, cluster: str, revision: str, options: dict[str, ob
         lines += [f"• {n}" for n in notes]
     lines.append("gate per wave: " + gate_summary(opts, th)
                  + (" An approval between waves." if opts.approve_waves else ""))
-    low = low_traffic_note(engine.ports.metrics(cluster), [w.namespaces for w in plan.waves],
-                           opts, th, time.time())
+    metrics = engine.ports.metrics(cluster)
+    sampling = sampling_note(opts.bake_s, opts.interval_s, metrics.scrape_interval_s)
+    if sampling:
+        lines.append(sampling)
+    low = low_traffic_note(metrics, [w.namespaces for w in plan.waves], opts, th, time.time())
     if low:
         lines.append(low)
     lines.append(f"estimated duration: about {minutes:.0f} minutes, plus the approvals")

@@ -367,6 +367,11 @@ class ClusterApi(Protocol):
 class MetricsApi(Protocol):
     """Istio's standard metrics of one cluster."""
 
+    #: how often this cluster's Prometheus scrapes the proxies (s; the fleet file's
+    #: ``prometheus.scrape_interval``, 30 s by default as Azure Managed Prometheus): a
+    #: traffic window spans at least two scrapes, since a rate needs two samples
+    scrape_interval_s: float
+
     def value(self, query: str) -> float | None:
         """The one value of an instant PromQL query (a team's metric template); None when
         it returns no sample. Raises ``MetricsUnavailable`` when Prometheus cannot be

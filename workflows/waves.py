@@ -40,6 +40,7 @@ from workflows.model import (
 from workflows.operations import POLL_S, converge_revisions
 from workflows.ports import REV_LABEL, ClusterApi, ClusterPorts, MetricsApi, Namespace
 from workflows.rollout import Rollout, assess, failing, special_handling
+from workflows.syntax import duration_text
 from workflows.traffic import TrafficWindow
 
 
@@ -430,6 +431,36 @@ def gate_summary(opts: UpgradeOptions, th: GateThresholds) -> str:
 
 #: the windows the plan reads the last hour of traffic in (s)
 PLAN_STEP_S = 300.0
+
+
+def sampling_note(bake_s: float, interval_s: float, scrape_interval_s: float) -> str | None:
+    """The plan's line when the gate cannot sample as the run asks, or None.
+
+    Each look of the gate reads a window of at least two scrapes of the cluster's
+    Prometheus (a rate needs two samples; :meth:`MetricsApi.windows`), so:
+
+    - a bake shorter than two such windows leaves the gate too few looks to tell the canary
+      from its baseline: the line says the bake that would do (two windows);
+    - an interval shorter than two scrapes makes the looks overlap (each reads the same
+      last two scrapes): the gate decides no sooner than with an interval of two scrapes.
+
+    Args:
+        bake_s, interval_s: the run's ``--bake`` and ``--interval`` (s).
+        scrape_interval_s: the cluster's Prometheus scrape interval (s).
+    """
+    window = max(interval_s, 2 * scrape_interval_s)
+    scrapes = ("two scrapes of this cluster's Prometheus (scrape_interval "
+               f"{duration_text(scrape_interval_s)})")
+    if bake_s < 2 * window:
+        return (f":warning: The bake ({duration_text(bake_s)}) holds fewer than two of the "
+                f"gate's windows: each spans at least {scrapes}, {duration_text(window)}; "
+                "the gate will have too little to decide and a person will. Bake at least "
+                f"{duration_text(2 * window)}.")
+    if interval_s < 2 * scrape_interval_s:
+        return (f"The gate interval ({duration_text(interval_s)}) is shorter than {scrapes}: "
+                f"each look reads the last {duration_text(window)}, so looks overlap and the "
+                f"gate decides no sooner than with `--interval={duration_text(window)}`.")
+    return None
 
 
 def low_traffic_note(metrics: MetricsApi, waves: list[list[str]], opts: UpgradeOptions,

@@ -258,7 +258,9 @@ def test_a_submission_is_the_typed_command_and_its_refusals_land_on_fields(
     assert eventually(lambda: bot.ticks) == [(run.id, run.seq)]
     reply = eventually(lambda: [e["text"] for e in slack.log if e["kind"] == "response"])
     assert run.id in reply[0]
-    audit = [e for e in bot.engine.audit.read() if e["kind"] == "command"]
+    # recorded after the answer, as a typed command's
+    audit = eventually(lambda: len(found := [e for e in bot.engine.audit.read()
+                                             if e["kind"] == "command"]) == 3 and found)
     assert [e["outcome"].split(":")[0] for e in audit] == ["refused", "refused", "ok"]
     assert audit[-1]["what"].endswith("(form)")
 

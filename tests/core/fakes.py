@@ -50,6 +50,7 @@ class FakeWorld:
     workloads: dict[tuple[str, str], str | None] = field(default_factory=dict)
     metrics_by_rev: dict[tuple[str, str], NamespaceMetrics] = field(default_factory=dict)
     metrics_down: bool = False
+    scrape_interval_s: float = 1.0  # MetricsApi: a sandbox-fast Prometheus
     conflict_once: bool = False
     conflicts_left: int = 0  # this many PUTs answered 409 (with ``retry_after`` seconds)
     retry_after: float = 5.0

@@ -32,6 +32,7 @@ from workflows.waves import (
     migrate_wave,
     plan_notes,
     roll_back,
+    sampling_note,
 )
 
 CONTROL_PLANE_DEADLINE_S = 900.0
@@ -79,8 +80,13 @@ def plan_upgrade(run: Run, ports: ClusterPorts, now: float) -> StepResult:
     if notes:
         text += "\nhandled other than by a rollout restart:\n" + "\n".join(
             f"• {n}" for n in notes)
-    low = low_traffic_note(ports.metrics(run.cluster), [w.namespaces for w in plan.waves],
-                           run.options, run.thresholds, now)
+    metrics = ports.metrics(run.cluster)
+    sampling = sampling_note(run.options.bake_s, run.options.interval_s,
+                             metrics.scrape_interval_s)
+    if sampling:
+        text += f"\n{sampling}"
+    low = low_traffic_note(metrics, [w.namespaces for w in plan.waves], run.options,
+                           run.thresholds, now)
     if low:
         text += f"\n{low}"
     return StepResult(run.to(Phase.AWAITING_APPROVAL, now, text), None)
