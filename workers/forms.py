@@ -80,11 +80,11 @@ class FormFills:
 
     TTL_S = 3600
 
-    def __init__(self, r: Redis, prefix: str = "meshops:") -> None:
+    def __init__(self, r: Redis, prefix: str = "meshops") -> None:
         self.r, self.p = r, prefix
 
     def _key(self, view_id: str) -> str:
-        return f"{self.p}form:{view_id}"
+        return f"{self.p}:form:{view_id}"
 
     def ask(self, view_id: str) -> int:
         """Number a new fill of ``view_id`` (1, 2, …).

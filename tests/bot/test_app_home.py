@@ -20,7 +20,9 @@ from tests.conftest import REDIS_URL, ROOT, eventually
 from tests.core.fakes import FakeWorld
 from workers.config import load_fleet
 from workers.engine import Engine
+from workers.slack.budget import SlackBudget
 from workers.slack.client import make_client
+from workers.slack.notifier import SlackNotifier
 from workers.store.runs import RedisRunStore
 from workers.views import fleet_text, home_blocks
 from workers.wiring import FleetPorts
@@ -143,11 +145,17 @@ def test_a_fleet_past_100_blocks_is_clipped_and_the_rest_not_read(prefix: str) -
         forget(engine.store)  # type: ignore[arg-type]
 
 
-def worker_context(engine: Engine, slack: SlackEmulator) -> SimpleNamespace:  # noqa: F811
-    # the worker's client: a 429 reaches the task, nothing sleeps on it
+def worker_context(engine: Engine, slack: SlackEmulator,  # noqa: F811
+                   budget: bool = False) -> SimpleNamespace:
+    """What the worker's tasks use: the engine, its store, and a notifier on the worker's
+    client (a 429 reaches the task, nothing sleeps on it), within the workspace's budget
+    on the test's prefix when ``budget``."""
     client = make_client("xoxb-test", slack.base_url + "/api/", rate_limit_wait_s=0)
     store = engine.store
-    return SimpleNamespace(engine=engine, store=store, notifier=SimpleNamespace(client=client))
+    r, p = store.r, store.p  # type: ignore[attr-defined]
+    notifier = SlackNotifier(client, store, lambda cluster: [],
+                             budget=SlackBudget(r, p, "xoxb-test") if budget else None)
+    return SimpleNamespace(engine=engine, store=store, notifier=notifier)
 
 
 def test_the_worker_publishes_the_home_tab(prefix: str, slack,  # type: ignore[no-untyped-def]  # noqa: F811
@@ -194,5 +202,31 @@ def test_slack_busy_is_retried_and_a_refusal_dropped(prefix: str, slack,  # type
         tasks.home_task.apply(args=("U0GONE0000",)).get()
         assert countdowns == [5.0] and "U0GONE0000" not in slack.homes
         assert slack.calls.count("views.publish") == 3
+    finally:
+        forget(engine.store)  # type: ignore[arg-type]
+
+
+def test_the_home_tab_waits_for_the_workspaces_budget_and_is_built_once_a_minute(
+        prefix: str, slack,  # type: ignore[no-untyped-def]  # noqa: F811
+        monkeypatch: pytest.MonkeyPatch) -> None:
+    from workers.tasks import app as tasks
+
+    engine, world = engine_for(prefix)
+    try:
+        ctx = worker_context(engine, slack, budget=True)
+        monkeypatch.setattr(tasks, "context", lambda: ctx)
+        tasks.home_task.apply(args=(USER,)).get()
+        tasks.home_task.apply(args=("U0ZOE00001",)).get()
+        assert set(slack.homes) == {USER, "U0ZOE00001"}
+        assert world.reads == 2  # two clusters read once: the second tab reused the fleet
+        # a 429 another worker got for views.publish: no worker calls it until it is over
+        ctx.notifier.budget.back_off("views.publish", 30)
+        countdowns: list[float] = []
+        monkeypatch.setattr(tasks.home_task, "retry", lambda **kw: (
+            countdowns.append(kw["countdown"]), RuntimeError("retried"))[1])
+        with pytest.raises(RuntimeError):
+            tasks.home_task.apply(args=(USER,), throw=True).get()
+        assert countdowns and 29 <= countdowns[0] <= 30
+        assert slack.calls.count("views.publish") == 2  # nothing called over the budget
     finally:
         forget(engine.store)  # type: ignore[arg-type]

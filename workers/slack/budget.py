@@ -14,8 +14,10 @@ Over a limit Slack answers HTTP 429 ``{"ok": false, "error": "ratelimited"}`` wi
 ``chat.update``, ``conversations.history`` and ``conversations.replies`` Tier 3 (Slack cut
 the last two to 1 a minute for commercially distributed, non-Marketplace apps created from
 May 2025; :class:`BudgetLimits` takes other numbers), ``chat.postEphemeral``,
-``files.getUploadURLExternal``, ``files.completeUploadExternal`` and ``users.info``
-Tier 4, ``usergroups.users.list`` Tier 2.
+``files.getUploadURLExternal``, ``files.completeUploadExternal``, ``users.info``,
+``views.publish`` and ``views.update`` Tier 4, ``usergroups.users.list`` Tier 2.
+(``views.open`` is Tier 4 too, but the bot calls it with a trigger that lives 3 s: it
+cannot wait for a budget, and each call is one person's own click.)
 
 :class:`SlackBudget` asks before each call and never sleeps: :meth:`SlackBudget.take`
 answers 0 (go now; the call is counted) or how many seconds to wait, and the caller
@@ -59,6 +61,8 @@ METHOD_TIERS = {
     "files.completeUploadExternal": 4,
     "usergroups.users.list": 2,
     "users.info": 4,
+    "views.publish": 4,
+    "views.update": 4,
 }
 
 #: methods that post a message into a channel, counted against its 1 a second

@@ -78,6 +78,22 @@ class SlackNotifier:
             raise SlackOverBudget(f"Slack {method}: the workspace's budget is spent for "
                                   f"{wait:.1f} s", wait)
 
+    def call(self, method: str, who: str = "", **kwargs: Any) -> Any:
+        """``client.<method>(**kwargs)`` (``views_publish``…) within the workspace's budget,
+        for calls that are not a run's messages (the App Home tab, forms); ``who`` spreads
+        the wake-ups of callers told to wait.
+
+        Raises:
+            SlackOverBudget: the budget says wait (``delay_s``); nothing was called.
+            SlackRateLimited: Slack answered 429 (every worker now waits its Retry-After).
+            TemporaryError / PermanentError: Slack's other answers, translated.
+        """
+        previous, self._who = self._who, who
+        try:
+            return self._call(method, **kwargs)
+        finally:
+            self._who = previous
+
     def _call(self, method: str, *, taken: bool = False, **kwargs: Any) -> Any:
         """``client.<method>(**kwargs)`` once the budget allows it (already counted when
         ``taken``); Slack's errors raised as ``TemporaryError`` / ``PermanentError``
