@@ -143,7 +143,15 @@ def register(app: App, deps: BotDeps, answer: Answer
         origin = Origin.load(view.get("private_metadata"))
         values = (view.get("state") or {}).get("values") or {}
         text, fields = command_text(str(view.get("callback_id")), values)
-        first = next(iter(values), "cluster")
+        # Slack takes errors only on the view's input blocks: a refusal about a field the
+        # view does not show (no revision menu yet) goes on its first input
+        inputs = [str(b.get("block_id")) for b in view.get("blocks") or []
+                  if isinstance(b, dict) and b.get("type") == "input"]
+        first = inputs[0] if inputs else "cluster"
+
+        def on_view(block: str) -> str:
+            return block if block in inputs else first
+
         outcome = "ok"
         try:
             bad = field_errors(str(view.get("callback_id")), values)
@@ -151,19 +159,19 @@ def register(app: App, deps: BotDeps, answer: Answer
                 outcome = f"refused: {bad}"
                 log.info("form.refused", user=user, text=text[:200], fields=sorted(bad))
                 ack(response_action="errors",
-                    errors={b: e[:MAX_ERROR] for b, e in bad.items()})
+                    errors={on_view(b): e[:MAX_ERROR] for b, e in bad.items()})
                 return
             cmd = parse(text, engine.fleet.slack.command)
             said = answer(cmd, {"text": text, "response_url": origin.response_url}, user,
                           origin.channel)
         except Refusal as exc:
             outcome = f"refused: {exc}"
-            block = field_of(str(exc), fields, fields.get("cluster", first))
+            block = on_view(field_of(str(exc), fields, first))
             log.info("form.refused", user=user, text=text[:200], block=block, reason=str(exc))
             ack(response_action="errors", errors={block: str(exc)[:MAX_ERROR]})
         except MeshopsError as exc:
             outcome = f"failed: {exc}"
-            ack(response_action="errors", errors={fields.get("cluster", first): (
+            ack(response_action="errors", errors={first: (
                 f"meshops could not take that now ({exc}). Nothing changed; submit "
                 "again.")[:MAX_ERROR]})
         else:

@@ -436,6 +436,12 @@ class Harness:
             resp = self.post_signed("payload=" + urllib.parse.quote(json.dumps(payload)))
         resp.raise_for_status()
         answer = dict(resp.json()) if resp.text.strip() else {}
+        inputs = {b.get("block_id") for b in view["blocks"] if b.get("type") == "input"}
+        if answer.get("response_action") == "errors" and not set(answer["errors"]) <= inputs:
+            # Slack shows its own failure instead: errors must name the view's inputs
+            raise ValueError(f"Slack would refuse this answer: errors on "
+                             f"{sorted(set(answer['errors']) - inputs)}, not input blocks of "
+                             "the view")
         if answer.get("response_action") != "errors":
             requests.post(f"{self.info['url']['slack']}/_sandbox/slack/modals/{view_id}/close",
                           timeout=10)

@@ -236,6 +236,12 @@ def test_a_submission_is_the_typed_command_and_its_refusals_land_on_fields(
     answer = json.loads(dispatch(bot.app, submission(view)).body)  # type: ignore[attr-defined]
     assert answer["response_action"] == "errors"
     assert answer["errors"]["cluster"].startswith("You may not request changes of `prod-weu`")
+    # no revision menu yet (ARM not read): the refusal goes on an input the view has
+    bare = upgrade_view(["dev-weu"], origin, cluster="dev-weu")
+    bare["state"] = {"values": {"cluster": {"meshops_form_cluster": select("dev-weu")}}}
+    answer = json.loads(dispatch(bot.app, submission(bare)).body)  # type: ignore[attr-defined]
+    assert list(answer["errors"]) == ["cluster"]
+    assert "takes a cluster and a revision" in answer["errors"]["cluster"]
     # several bad options: each on its own field at once
     view["state"]["values"].update(
         cluster={"meshops_form_cluster": select("dev-weu")},
@@ -260,8 +266,8 @@ def test_a_submission_is_the_typed_command_and_its_refusals_land_on_fields(
     assert run.id in reply[0]
     # recorded after the answer, as a typed command's
     audit = eventually(lambda: len(found := [e for e in bot.engine.audit.read()
-                                             if e["kind"] == "command"]) == 3 and found)
-    assert [e["outcome"].split(":")[0] for e in audit] == ["refused", "refused", "ok"]
+                                             if e["kind"] == "command"]) == 4 and found)
+    assert [e["outcome"].split(":")[0] for e in audit] == ["refused"] * 3 + ["ok"]
     assert audit[-1]["what"].endswith("(form)")
 
 
