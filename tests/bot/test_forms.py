@@ -333,3 +333,29 @@ def test_the_worker_fills_in_the_revisions_arm_offers(
         keys = list(engine.store.r.scan_iter(prefix + "*"))  # type: ignore[attr-defined]
         if keys:
             engine.store.r.delete(*keys)  # type: ignore[attr-defined]
+
+
+@pytest.mark.contract
+def test_a_real_view_submission_reaches_the_form(bot: Bot, slack: SlackEmulator,  # noqa: F811
+                                                 shared_data: Path) -> None:
+    """bolt-python's view_submission fixture (Slack's full modern view object), made ours by
+    its callback_id and state: Bolt routes it to the form, which answers Slack's errors
+    shape on the view's input."""
+    body = json.loads((shared_data / "slack/payloads/view_submission.bolt_python_fixture"
+                       ".json").read_text())
+    origin = Origin("C0123456789", slack.response_url_for())
+    ours = upgrade_view(["dev-weu"], origin, cluster="dev-weu", targets=["asm-1-26"])
+    body["view"].update(callback_id=ours["callback_id"], blocks=ours["blocks"],
+                        private_metadata=ours["private_metadata"],
+                        state={"values": {
+                            "cluster": {"meshops_form_cluster": select("dev-weu")},
+                            "revision": {"revision": {"type": "static_select",
+                                                      "selected_option": None}},
+                            "bake": {"bake": {"type": "plain_text_input", "value": None}}}})
+    body["user"]["id"] = USER
+    body["api_app_id"] = bot.engine.fleet.slack.app_id  # ours (another app's is refused)
+    resp = dispatch(bot.app, "payload=" + urllib.parse.quote(json.dumps(body)))
+    answer = json.loads(resp.body)  # type: ignore[attr-defined]
+    assert answer["response_action"] == "errors"
+    assert list(answer["errors"]) == ["revision"]  # nothing chosen there
+    assert bot.store.list_runs() == []
