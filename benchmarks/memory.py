@@ -189,6 +189,8 @@ def child_look(a: argparse.Namespace) -> dict[str, Any]:
     """One look at the wave, in this (fresh) process."""
     import tracemalloc
 
+    if a.worker_imports:
+        import workers.tasks.app  # noqa: F401  (what every worker process holds)
     from workers.prom.metrics import PrometheusMetricsApi
     from workflows.canary import CanaryWave, judge_canary
     from workflows.model import GateThresholds
@@ -220,22 +222,25 @@ def part_look(a: argparse.Namespace) -> None:
     server, url = serve(World(a))
     try:
         out = {}
-        for trace in (False, True):
+        for trace, worker in ((False, False), (True, False), (False, True)):
             args = [sys.executable, __file__, "--child", "look", "--url", url,
                     "--wave", str(a.wave), "--control", str(a.control), "--step", str(a.step),
                     "--baseline", str(a.baseline), "--bake-s", str(a.bake_s),
-                    *(["--source"] if a.source else []), *(["--trace"] if trace else [])]
+                    *(["--source"] if a.source else []), *(["--trace"] if trace else []),
+                    *(["--worker-imports"] if worker else [])]
             res = subprocess.run(args, cwd=ROOT, capture_output=True, text=True)
             if res.returncode:
                 raise SystemExit(res.stderr)
-            out[trace] = json.loads(res.stdout.strip().splitlines()[-1])
+            out[trace, worker] = json.loads(res.stdout.strip().splitlines()[-1])
     finally:
         server.shutdown()
-    r, t = out[False], out[True]
+    r, t, w = out[False, False], out[True, False], out[False, True]
     print(f"look: {r['windows']} windows, {r['s']:.2f} s, verdict {r['verdict']} "
           f"({r['reason']})")
     print(f"look: RSS before {mb(r['rss_before'])}, VmHWM after {mb(r['hwm'])}: "
           f"+{mb(r['hwm'] - r['rss_before'])}; tracemalloc peak {mb(t['trace_peak'] / 1024)}")
+    print(f"look: after importing workers.tasks.app: RSS before {mb(w['rss_before'])}, "
+          f"VmHWM after {mb(w['hwm'])} (a worker process' peak for this look)")
 
 
 # --------------------------------------------------------------------------------------
@@ -312,6 +317,7 @@ def main() -> None:
     ap.add_argument("--child", choices=("look", "notify"), help=argparse.SUPPRESS)
     ap.add_argument("--url", help=argparse.SUPPRESS)
     ap.add_argument("--trace", action="store_true", help=argparse.SUPPRESS)
+    ap.add_argument("--worker-imports", action="store_true", help=argparse.SUPPRESS)
     a = ap.parse_args()
     if a.child == "look":
         print(json.dumps(child_look(a)))
