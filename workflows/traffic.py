@@ -22,7 +22,7 @@ validation of what is read) is the pydantic model :class:`TrafficWindowJson`'s, 
 from __future__ import annotations
 
 from array import array
-from collections.abc import Mapping
+from collections.abc import Iterable, Mapping
 from typing import Any
 
 from pydantic import BaseModel, ConfigDict, Field
@@ -63,8 +63,11 @@ _FIELDS = tuple(TrafficWindowJson.model_fields)
 _EDGES: dict[tuple[float, ...], tuple[float, ...]] = {}
 
 
-def _edges(les: tuple[float, ...]) -> tuple[float, ...]:
-    if len(_EDGES) > 1000:  # windows of arbitrary buckets: stop sharing, never grow
+def _edges(keys: Iterable[float]) -> tuple[float, ...]:
+    """``keys`` as floats, the tuple shared with every window of the same edges (equal
+    floats are the same edge, but for the signs of zeros: those are never shared)."""
+    les = tuple(map(float, keys))
+    if len(_EDGES) > 1000 or 0.0 in les:  # arbitrary buckets: stop sharing, never grow
         return les
     return _EDGES.setdefault(les, les)
 
@@ -111,7 +114,7 @@ class TrafficWindow:
         put(self, "end", end)
         put(self, "requests", requests)
         put(self, "codes", codes)
-        put(self, "_les", _edges(tuple(buckets)))
+        put(self, "_les", _edges(buckets))
         put(self, "_counts", array("q", buckets.values()))
         put(self, "tcp_opened", tcp_opened)
         put(self, "tcp_failed", tcp_failed)
