@@ -13,13 +13,15 @@ minutes; this takes seconds and splits it up, each part in a fresh interpreter:
    :func:`workflows.waves.on_latest_revision` → :func:`workflows.canary.judge_canary`.
    Printed: the ``VmHWM`` growth over the ``VmRSS`` before the look, tracemalloc's peak
    (another run, tracemalloc costs memory of its own), the windows read and the verdict.
+   ``plan``: the same for the upgrade plan's read of every namespace (``--namespaces``)
+   over the last hour in 300 s windows (:func:`workflows.waves.low_traffic_note`'s).
 3. **notifier**: a finished run of ``--namespaces`` namespaces (the run store benchmark's
    ticks) parsed from its stored JSON as the sync task reads it, its root message, every
    history line and the last wave's chart rendered (``gate_chart``: in a child
    interpreter); ``VmHWM`` growth and tracemalloc peak, and the chart process' peak RSS.
 
     .venv/bin/python benchmarks/memory.py [--wave 100] [--control 20] [--step 10]
-        [--baseline 3600] [--source] [--parts imports,look,notify]
+        [--baseline 3600] [--source] [--parts imports,look,plan,notify]
 """
 
 from __future__ import annotations
@@ -94,7 +96,9 @@ class World:
     """The wave's traffic: per window, requests (200 / 503), latency buckets, TCP."""
 
     def __init__(self, a: argparse.Namespace):
-        self.wave = [f"app-{i:04}" for i in range(a.wave)]
+        # short names in the plan's read of every namespace: its GET must fit the local
+        # server's 64 KiB request line (Prometheus takes 1 MiB)
+        self.wave = [f"{'n' if a.wave > 1000 else 'app-'}{i:04}" for i in range(a.wave)]
         self.control = [f"app-{1000 + i:04}" for i in range(a.control)]
         self.gateways = [f"aks-istio-ingressgateway-external-{r}" for r in (STABLE, CANARY)]
         self.step = a.step
@@ -180,7 +184,8 @@ def serve(world: World) -> tuple[ThreadingHTTPServer, str]:
     server = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
     threading.Thread(target=server.serve_forever, daemon=True).start()
     sizes = ", ".join(f"{k} {len(v) / 1e6:.1f} MB" for k, v in bodies.items())
-    print(f"look: {len(world.wave)} + {len(world.control)} control namespaces, 2 gateways, "
+    print(f"{'plan' if world.step >= 300 else 'look'}: {len(world.wave)} + "
+          f"{len(world.control)} control namespaces, 2 gateways, "
           f"{len(world.times)} windows of {world.step} s; Prometheus' answers: {sizes}")
     return server, f"http://127.0.0.1:{server.server_address[1]}"
 
@@ -199,6 +204,15 @@ def child_look(a: argparse.Namespace) -> dict[str, Any]:
     world = World(a)
     th = GateThresholds().canary
     api = PrometheusMetricsApi(a.url)
+    if a.plan:  # the plan's read: windows only, no judgement
+        before, t0 = status_kb("VmRSS"), time.perf_counter()
+        if a.trace:
+            tracemalloc.start()
+        n = len(api.windows(world.wave, [], world.now - a.baseline, world.now, a.step))
+        peak = tracemalloc.get_traced_memory()[1] if a.trace else 0
+        return {"rss_before": before, "hwm": status_kb("VmHWM"), "trace_peak": peak,
+                "windows": n, "verdict": "-", "reason": "the plan's read",
+                "s": time.perf_counter() - t0}
     cw = CanaryWave(canary=world.wave, gateways=[f"gateway/{world.gateways[1]}"],
                     control=world.control, canary_revision=CANARY,
                     baseline_from=world.moved - th.baseline_s, baseline_until=world.moved,
@@ -219,6 +233,9 @@ def child_look(a: argparse.Namespace) -> dict[str, Any]:
 
 
 def part_look(a: argparse.Namespace) -> None:
+    if a.plan:
+        a = argparse.Namespace(**{**vars(a), "wave": a.namespaces, "control": 0,
+                                  "step": 300, "bake_s": 0.0})
     server, url = serve(World(a))
     try:
         out = {}
@@ -227,7 +244,7 @@ def part_look(a: argparse.Namespace) -> None:
                     "--wave", str(a.wave), "--control", str(a.control), "--step", str(a.step),
                     "--baseline", str(a.baseline), "--bake-s", str(a.bake_s),
                     *(["--source"] if a.source else []), *(["--trace"] if trace else []),
-                    *(["--worker-imports"] if worker else [])]
+                    *(["--worker-imports"] if worker else []), *(["--plan"] if a.plan else [])]
             res = subprocess.run(args, cwd=ROOT, capture_output=True, text=True)
             if res.returncode:
                 raise SystemExit(res.stderr)
@@ -235,11 +252,12 @@ def part_look(a: argparse.Namespace) -> None:
     finally:
         server.shutdown()
     r, t, w = out[False, False], out[True, False], out[False, True]
-    print(f"look: {r['windows']} windows, {r['s']:.2f} s, verdict {r['verdict']} "
+    what = "plan" if a.plan else "look"
+    print(f"{what}: {r['windows']} windows, {r['s']:.2f} s, verdict {r['verdict']} "
           f"({r['reason']})")
-    print(f"look: RSS before {mb(r['rss_before'])}, VmHWM after {mb(r['hwm'])}: "
+    print(f"{what}: RSS before {mb(r['rss_before'])}, VmHWM after {mb(r['hwm'])}: "
           f"+{mb(r['hwm'] - r['rss_before'])}; tracemalloc peak {mb(t['trace_peak'] / 1024)}")
-    print(f"look: after importing workers.tasks.app: RSS before {mb(w['rss_before'])}, "
+    print(f"{what}: after importing workers.tasks.app: RSS before {mb(w['rss_before'])}, "
           f"VmHWM after {mb(w['hwm'])} (a worker process' peak for this look)")
 
 
@@ -302,7 +320,7 @@ def part_notify(a: argparse.Namespace) -> None:
 
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
-    ap.add_argument("--parts", default="imports,look,notify")
+    ap.add_argument("--parts", default="imports,look,plan,notify")
     ap.add_argument("--wave", type=int, default=100, help="namespaces of the wave")
     ap.add_argument("--control", type=int, default=20)
     ap.add_argument("--step", type=int, default=10, help="window length, s")
@@ -318,6 +336,7 @@ def main() -> None:
     ap.add_argument("--url", help=argparse.SUPPRESS)
     ap.add_argument("--trace", action="store_true", help=argparse.SUPPRESS)
     ap.add_argument("--worker-imports", action="store_true", help=argparse.SUPPRESS)
+    ap.add_argument("--plan", action="store_true", help=argparse.SUPPRESS)
     a = ap.parse_args()
     if a.child == "look":
         print(json.dumps(child_look(a)))
@@ -330,6 +349,8 @@ def main() -> None:
         part_imports()
     if "look" in parts:
         part_look(a)
+    if "plan" in parts:
+        part_look(argparse.Namespace(**{**vars(a), "plan": True}))
     if "notify" in parts:
         part_notify(a)
 
