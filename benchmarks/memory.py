@@ -21,7 +21,7 @@ minutes; this takes seconds and splits it up, each part in a fresh interpreter:
    interpreter); ``VmHWM`` growth and tracemalloc peak, and the chart process' peak RSS.
 
     .venv/bin/python benchmarks/memory.py [--wave 100] [--control 20] [--step 10]
-        [--baseline 3600] [--source] [--parts imports,look,plan,notify]
+        [--baseline 3600] [--rps 20] [--source] [--parts imports,look,plan,notify]
 """
 
 from __future__ import annotations
@@ -106,6 +106,7 @@ class World:
         self.moved = self.now - a.bake_s
         self.baseline_s = a.baseline
         self.source = a.source
+        self.rps = a.rps
         self.first = (int(self.moved - a.baseline) // a.step + 1) * a.step
         self.times = list(range(self.first, int(self.now) // a.step * a.step + 1, a.step))
 
@@ -127,7 +128,7 @@ class World:
 
     def _signal(self, signal: str, labels: dict[str, str], times: list[int],
                 rnd: random.Random) -> list[dict[str, Any]]:
-        rate = 20 * self.step
+        rate = self.rps * self.step
         if signal == "requests":
             return [{"metric": {**labels, "response_code": "200"},
                      "values": [[t, f"{rnd.gauss(rate, rate ** 0.5):.6f}"] for t in times]},
@@ -243,6 +244,7 @@ def part_look(a: argparse.Namespace) -> None:
             args = [sys.executable, __file__, "--child", "look", "--url", url,
                     "--wave", str(a.wave), "--control", str(a.control), "--step", str(a.step),
                     "--baseline", str(a.baseline), "--bake-s", str(a.bake_s),
+                    "--rps", str(a.rps),
                     *(["--source"] if a.source else []), *(["--trace"] if trace else []),
                     *(["--worker-imports"] if worker else []), *(["--plan"] if a.plan else [])]
             res = subprocess.run(args, cwd=ROOT, capture_output=True, text=True)
@@ -328,6 +330,9 @@ def main() -> None:
     ap.add_argument("--bake-s", type=float, default=20.0, help="bake so far, s")
     ap.add_argument("--source", action="store_true",
                     help="namespaces report as source too (callers inside the mesh)")
+    ap.add_argument("--rps", type=float, default=20.0,
+                    help="requests a second of each namespace (counts above 256 are ints of "
+                         "their own in Python)")
     ap.add_argument("--namespaces", type=int, default=2000)
     ap.add_argument("--waves", type=int, default=20)
     ap.add_argument("--samples", type=int, default=10)

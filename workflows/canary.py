@@ -114,6 +114,7 @@ from __future__ import annotations
 
 import math
 import re
+from array import array
 from collections import Counter
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
@@ -249,7 +250,9 @@ class _Window:
     tcp_failed: int
     restarts: int
     total: int  # the histogram's count (+Inf bucket)
-    cum: tuple[int, ...]  # cumulative counts at Istio's finite edges
+    #: cumulative counts at Istio's finite edges (an array: no int object per count, as a
+    #: tuple of counts above 256 would hold)
+    cum: array[int]
 
     def tally(self, signal: str, edge: int) -> tuple[float, int, float]:
         """(start, count, exposure) of one signal: errors/requests, slow/requests at
@@ -263,15 +266,18 @@ class _Window:
         return self.start, self.restarts, self.end - self.start
 
 
-def _cumulative(buckets: dict[float, int]) -> tuple[int, tuple[int, ...]]:
+_NO_COUNTS = array("q", [0] * len(_FINITE_EDGES))  # shared: never written
+
+
+def _cumulative(buckets: dict[float, int]) -> tuple[int, array[int]]:
     if not buckets:
-        return 0, (0,) * len(_FINITE_EDGES)
+        return 0, _NO_COUNTS
     cum, last = [], 0
     for edge in _FINITE_EDGES:
         last = max(last, buckets.get(edge, last))
         cum.append(last)
     total = buckets.get(float("inf"), max(buckets.values()))
-    return max(total, last), tuple(cum)
+    return max(total, last), array("q", cum)
 
 
 @dataclass(frozen=True)

@@ -115,7 +115,7 @@ class TrafficWindow:
         put(self, "requests", requests)
         put(self, "codes", codes)
         put(self, "_les", _edges(buckets))
-        put(self, "_counts", array("q", buckets.values()))
+        put(self, "_counts", array("q", list(buckets.values())))  # (sized exactly)
         put(self, "tcp_opened", tcp_opened)
         put(self, "tcp_failed", tcp_failed)
         put(self, "restarts", restarts)
