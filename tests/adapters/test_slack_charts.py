@@ -3,10 +3,13 @@ cost linear in the checks; runs of the former gate still draw."""
 
 from __future__ import annotations
 
+import io
+import signal
 import subprocess
 import sys
 import time
 from pathlib import Path
+from types import SimpleNamespace
 
 import matplotlib.image
 import matplotlib.pyplot as plt
@@ -183,6 +186,49 @@ def test_the_worker_draws_in_an_interpreter_of_its_own(tmp_path: Path) -> None:
 
 
 def test_a_chart_that_cannot_be_drawn_says_so(monkeypatch: pytest.MonkeyPatch) -> None:
+    drawer = charts.ChartDrawer()
     monkeypatch.setattr(charts.sys, "executable", "/bin/false")
     with pytest.raises(RuntimeError, match="could not be drawn \\(exit 1\\)"):
-        charts.gate_chart(canary_run(3))
+        drawer.draw(canary_run(3))
+
+
+def test_the_chart_interpreter_answers_an_error_and_draws_the_next(
+        monkeypatch: pytest.MonkeyPatch) -> None:
+    good = canary_run(3).model_dump_json().encode()
+    frames = b"".join(len(d).to_bytes(8, "big") + d for d in (b"{not json", good))
+    out = io.BytesIO()
+    monkeypatch.setattr(charts.sys, "stdin", SimpleNamespace(buffer=io.BytesIO(frames)))
+    monkeypatch.setattr(charts.sys, "stdout", SimpleNamespace(buffer=out))
+    charts.main()  # returns when its stdin ends
+    answer = out.getvalue()
+    status, length = answer[0], int.from_bytes(answer[1:9], "big")
+    assert status == 1 and b"ValidationError" in answer[9:9 + length]
+    rest = answer[9 + length:]
+    assert rest[0] == 0 and rest[9:13] == b"\x89PNG"
+    assert int.from_bytes(rest[1:9], "big") == len(rest) - 9
+
+
+def test_the_chart_interpreter_is_kept_and_replaced_when_it_dies_or_hangs() -> None:
+    drawer = charts.ChartDrawer()
+    try:
+        first = drawer.draw(canary_run(3))
+        proc = drawer._proc
+        assert first[:4] == b"\x89PNG" and proc is not None
+        assert drawer.draw(canary_run(5))[:4] == b"\x89PNG"
+        assert drawer._proc is proc  # kept: matplotlib imported once
+        # killed between charts: the next chart starts another
+        proc.kill()
+        proc.wait()
+        assert drawer.draw(canary_run(3))[:4] == b"\x89PNG" and drawer._proc is not proc
+        # hung: killed after the timeout, and replaced
+        hung = drawer._proc
+        assert hung is not None
+        hung.send_signal(signal.SIGSTOP)
+        drawer.timeout_s = 1.0
+        with pytest.raises(RuntimeError, match="took more than 1 s"):
+            drawer.draw(canary_run(3))
+        assert hung.poll() is not None
+        drawer.timeout_s = charts.DRAW_TIMEOUT_S
+        assert drawer.draw(canary_run(3))[:4] == b"\x89PNG"
+    finally:
+        drawer.close()

@@ -12,10 +12,11 @@ the number of checks, so a run over 2,000 namespaces draws as fast as one over t
 Runs of the former gate (``success_rate``, ``p99_ms``) draw success rate and p99 per
 namespace against the fixed thresholds.
 
-The worker draws in a short-lived interpreter of its own (:func:`gate_chart`, ``python -m
-workers.slack.charts``): matplotlib and numpy are ~60 MB of every process that imports
-them, and a worker process that had drawn one chart kept them while it judged the next
-wave's traffic (issue 13). Nothing here imports matplotlib until a figure is drawn.
+The worker draws in an interpreter of its own (:func:`gate_chart`, :class:`ChartDrawer`:
+``python -m workers.slack.charts``, one per worker process, kept between charts):
+matplotlib and numpy are ~60 MB of every process that imports them, and a worker process
+that had drawn one chart kept them while it judged the next wave's traffic (issue 13).
+Nothing here imports matplotlib until a figure is drawn.
 """
 
 from __future__ import annotations
@@ -23,8 +24,12 @@ from __future__ import annotations
 import io
 import math
 import os
+import select
+import struct
 import subprocess
 import sys
+import threading
+import time
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass
 from pathlib import Path
@@ -304,36 +309,137 @@ def gate_chart(run: Run) -> bytes:
     rate (thin red dashes). Former gate runs: success rate (%) and p99 latency (ms) per
     namespace with the fixed thresholds. x: seconds since the first wave's bake began.
 
-    Drawn by :func:`gate_png` in a new interpreter (``python -m workers.slack.charts``, the
-    run's JSON on its stdin, the PNG on its stdout), so that this process never imports
-    matplotlib (the module docstring).
+    Drawn by :func:`gate_png` in this process' chart interpreter (:class:`ChartDrawer`:
+    ``python -m workers.slack.charts``, started on first use and kept), so that this
+    process never imports matplotlib (the module docstring).
 
     Raises:
         RuntimeError: the drawing failed or took more than :data:`DRAW_TIMEOUT_S`, with
             the last lines of what it wrote to stderr.
     """
-    root = str(Path(__file__).resolve().parents[2])
-    path = os.environ.get("PYTHONPATH")
-    env = {**os.environ, "PYTHONPATH": root if not path else root + os.pathsep + path}
-    try:
-        done = subprocess.run([sys.executable, "-m", "workers.slack.charts"],
-                              input=run.model_dump_json().encode(), capture_output=True,
-                              env=env, timeout=DRAW_TIMEOUT_S, check=False)
-    except subprocess.TimeoutExpired as exc:
-        raise RuntimeError(f"the gate chart of run {run.id} took more than "
-                           f"{DRAW_TIMEOUT_S:g} s to draw") from exc
-    if done.returncode != 0 or not done.stdout.startswith(b"\x89PNG"):
-        tail = done.stderr.decode(errors="replace").strip().splitlines()[-3:]
-        raise RuntimeError(f"the gate chart of run {run.id} could not be drawn (exit "
-                           f"{done.returncode}): {' / '.join(tail) or 'no PNG'}")
-    return done.stdout
+    return _DRAWER.draw(run)
+
+
+_HEADER = struct.Struct(">BQ")  # status (0 a PNG, 1 an error's text), length in bytes
+_LENGTH = struct.Struct(">Q")
+
+
+class ChartDrawer:
+    """One long-lived chart interpreter per worker process.
+
+    A new interpreter for each chart paid matplotlib's import (~1 s of CPU) every time; this
+    one is started on the first chart and kept, fed one run at a time over its stdin (an
+    8-byte length, then the run's JSON) and answering on its stdout (a status byte, an
+    8-byte length, then the PNG or the error's text). It ends when its stdin closes, so a
+    worker process that dies (even by SIGKILL) takes it along; one that stops answering
+    within :data:`DRAW_TIMEOUT_S`, dies or garbles an answer is killed and the next chart
+    starts another. A forked worker process never uses its parent's (checked by pid).
+    """
+
+    def __init__(self, timeout_s: float = DRAW_TIMEOUT_S) -> None:
+        self.timeout_s = timeout_s
+        self._proc: subprocess.Popen[bytes] | None = None
+        self._pid = 0
+        self._lock = threading.Lock()
+
+    def _child(self) -> subprocess.Popen[bytes]:
+        if self._proc is not None and self._pid == os.getpid() and self._proc.poll() is None:
+            return self._proc
+        root = str(Path(__file__).resolve().parents[2])
+        path = os.environ.get("PYTHONPATH")
+        env = {**os.environ, "PYTHONPATH": root if not path else root + os.pathsep + path}
+        self._proc = subprocess.Popen([sys.executable, "-m", "workers.slack.charts"],
+                                      stdin=subprocess.PIPE, stdout=subprocess.PIPE,
+                                      stderr=subprocess.PIPE, env=env)
+        self._pid = os.getpid()
+        return self._proc
+
+    def close(self) -> None:
+        """Stop the chart interpreter (the next chart starts another)."""
+        proc, self._proc = self._proc, None
+        if proc is not None and self._pid == os.getpid():
+            proc.kill()
+            proc.wait()
+            for pipe in (proc.stdin, proc.stdout, proc.stderr):
+                if pipe is not None:
+                    pipe.close()
+
+    def draw(self, run: Run) -> bytes:
+        """The PNG of :func:`gate_png` for ``run``, drawn by the chart interpreter.
+
+        Raises:
+            RuntimeError: as :func:`gate_chart` says.
+        """
+        payload = run.model_dump_json().encode()
+        with self._lock:
+            proc = self._child()
+            deadline = time.monotonic() + self.timeout_s
+            try:
+                assert proc.stdin is not None and proc.stdout is not None
+                proc.stdin.write(_LENGTH.pack(len(payload)) + payload)
+                proc.stdin.flush()
+                status, length = _HEADER.unpack(
+                    _read(proc.stdout.fileno(), _HEADER.size, deadline))
+                body = _read(proc.stdout.fileno(), length, deadline)
+            except TimeoutError as exc:
+                self.close()
+                raise RuntimeError(f"the gate chart of run {run.id} took more than "
+                                   f"{self.timeout_s:g} s to draw") from exc
+            except (OSError, EOFError, struct.error) as exc:
+                try:  # an interpreter that ended says why on stderr
+                    code: int | None = proc.wait(timeout=2)
+                except subprocess.TimeoutExpired:
+                    code = None
+                stderr = (proc.stderr.read() or b"") if proc.stderr and code is not None \
+                    else b""
+                self.close()
+                tail = stderr.decode(errors="replace").strip().splitlines()[-3:]
+                raise RuntimeError(f"the gate chart of run {run.id} could not be drawn "
+                                   f"(exit {code}): {' / '.join(tail) or exc}") from exc
+        if status != 0 or not body.startswith(b"\x89PNG"):
+            raise RuntimeError(f"the gate chart of run {run.id} could not be drawn: "
+                               f"{body.decode(errors='replace')[-300:] or 'no PNG'}")
+        return body
+
+
+def _read(fd: int, n: int, deadline: float) -> bytes:
+    """Exactly ``n`` bytes from ``fd`` before ``deadline`` (monotonic s).
+
+    Raises:
+        TimeoutError: not all by then. EOFError: the other end closed first.
+    """
+    out = bytearray()
+    while len(out) < n:
+        left = deadline - time.monotonic()
+        if left <= 0 or not select.select([fd], [], [], left)[0]:
+            raise TimeoutError
+        chunk = os.read(fd, min(n - len(out), 1 << 20))
+        if not chunk:
+            raise EOFError("the chart interpreter ended")
+        out += chunk
+    return bytes(out)
+
+
+_DRAWER = ChartDrawer()
 
 
 def main() -> None:
-    """Draw the run whose JSON is on stdin; its PNG to stdout (:func:`gate_chart`)."""
-    run = Run.model_validate_json(sys.stdin.buffer.read())
-    sys.stdout.buffer.write(gate_png(run))
-    sys.stdout.buffer.flush()
+    """The chart interpreter of :class:`ChartDrawer`: draw each run read from stdin until
+    it closes; a run that cannot be drawn is answered with the error, and the next one is
+    drawn still."""
+    stdin, stdout = sys.stdin.buffer, sys.stdout.buffer
+    while True:
+        head = stdin.read(_LENGTH.size)
+        if len(head) < _LENGTH.size:
+            return  # the worker process went away
+        (length,) = _LENGTH.unpack(head)
+        data = stdin.read(length)
+        try:
+            status, body = 0, gate_png(Run.model_validate_json(data))
+        except Exception as exc:  # noqa: BLE001 - told to the worker, which logs it
+            status, body = 1, f"{type(exc).__name__}: {exc}".encode()
+        stdout.write(_HEADER.pack(status, len(body)) + body)
+        stdout.flush()
 
 
 if __name__ == "__main__":
