@@ -119,8 +119,9 @@ def pytest_terminal_summary(terminalreporter: pytest.TerminalReporter) -> None:
             terminalreporter.write_line(line)
 
 
-#: the chaos suite: a lane of its own beside the other end-to-end tests (below)
-CHAOS_TESTS = "tests/e2e/test_chaos.py"
+#: the kill suites (each with sandboxed processes of its own, killed and restarted): a lane
+#: of their own beside the other end-to-end tests (below)
+CHAOS_TESTS = ("tests/e2e/test_chaos.py", "tests/e2e/test_campaign_kills.py")
 
 
 def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
@@ -135,7 +136,7 @@ def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
 
 def pytest_xdist_make_scheduler(config: pytest.Config, log: Any) -> Any:
     """With ``--dist loadgroup`` (the suite's default, two workers): every test of tests/e2e
-    but the chaos suite in one scope, so one worker runs them one after the other, each with
+    but the kill suites (CHAOS_TESTS) in one scope, so one worker runs them one after the other, each with
     the machine's other core for its processes, while the other worker runs the chaos suite
     (which kills and restarts processes and waits, more than it computes) and then the
     rest. Two demos at once on two cores would stretch their timings past what they test.
