@@ -136,9 +136,10 @@ def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
 
 def pytest_xdist_make_scheduler(config: pytest.Config, log: Any) -> Any:
     """With ``--dist loadgroup`` (the suite's default, two workers): every test of tests/e2e
-    but the kill suites (CHAOS_TESTS) in one scope, so one worker runs them one after the other, each with
-    the machine's other core for its processes, while the other worker runs the chaos suite
-    (which kills and restarts processes and waits, more than it computes) and then the
+    but the kill suites (:data:`CHAOS_TESTS`) in one scope, so one worker runs them one
+    after the other, each with the machine's other core for its processes, while the other
+    worker runs the kill suites (which kill and restart processes and wait, more than they
+    compute) and then the
     rest. Two demos at once on two cores would stretch their timings past what they test.
 
     Why a scheduler of our own: pytest-xdist's ``xdist_group`` marker works by renaming
