@@ -78,6 +78,7 @@ import tempfile
 import threading
 import time
 from collections import Counter, defaultdict
+from collections.abc import Callable, Collection
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -247,6 +248,29 @@ def stage_figures(campaign: Any, children: dict[str, Any]) -> list[StageFigures]
     return out
 
 
+def lag_sampler(store: RedisRunStore, run_ids: Callable[[], list[str]],
+                ends: Collection[str], lag: list[float], stop: threading.Event
+                ) -> threading.Thread:
+    """A started thread that, every second until ``stop``, appends to ``lag`` each working
+    run's ``now - next_tick_at`` (s): the tick lag of runs neither ended (``ends``) nor
+    waiting for a person."""
+    def sample() -> None:
+        while not stop.wait(1.0):
+            now = time.time()
+            for run_id in run_ids():
+                try:
+                    run = store.get(run_id, recent=1)
+                except TemporaryError:
+                    continue
+                if run.phase.value not in ends and run.next_tick_at is not None \
+                        and not run.phase.waiting_for_person:
+                    lag.append(max(0.0, now - run.next_tick_at))
+
+    thread = threading.Thread(target=sample, daemon=True)
+    thread.start()
+    return thread
+
+
 def sliding_max(times: list[float], window: float) -> int:
     """The most ``times`` in any half-open window of ``window`` seconds."""
     times, best, lo = sorted(times), 0, 0
@@ -283,21 +307,7 @@ def one_size(n: int, namespaces: int, bake: str, interval: str, port_base: int,
                                    f"HTTP {resp.status_code} {resp.text}")
             runs[m.group(0)] = cluster
         stop = threading.Event()
-
-        def sample_lag() -> None:
-            while not stop.wait(1.0):
-                now = time.time()
-                for run_id in runs:
-                    try:
-                        run = store.get(run_id)
-                    except TemporaryError:
-                        continue
-                    if run.phase.value not in TERMINAL and run.next_tick_at is not None \
-                            and not run.phase.waiting_for_person:
-                        fig.lag.append(max(0.0, now - run.next_tick_at))
-
-        sampler = threading.Thread(target=sample_lag, daemon=True)
-        sampler.start()
+        sampler = lag_sampler(store, lambda: list(runs), TERMINAL, fig.lag, stop)
         clicked: set[tuple[str, str]] = set()
         done: dict[str, str] = {}
         deadline = time.time() + timeout
@@ -411,21 +421,8 @@ def one_campaign(n: int, namespaces: int, bake: str, interval: str, port_base: i
                 h.wait_for_button(campaign_id, "approve", 120))
         children: set[str] = set()
         stop = threading.Event()
-
-        def sample_lag() -> None:
-            while not stop.wait(1.0):
-                now = time.time()
-                for run_id in [campaign_id, *children]:
-                    try:
-                        run = store.get(run_id, recent=1)
-                    except TemporaryError:
-                        continue
-                    if run.phase.value not in CAMPAIGN_ENDS and run.next_tick_at is not None \
-                            and not run.phase.waiting_for_person:
-                        fig.lag.append(max(0.0, now - run.next_tick_at))
-
-        sampler = threading.Thread(target=sample_lag, daemon=True)
-        sampler.start()
+        sampler = lag_sampler(store, lambda: [campaign_id, *children], CAMPAIGN_ENDS, fig.lag,
+                              stop)
         clicked: set[tuple[str, str, str]] = set()
         deadline = time.time() + timeout
         phase = h.run_phase(campaign_id)

@@ -5,12 +5,12 @@ same checks (shown on the field), the same run."""
 
 from __future__ import annotations
 
-import time
 from typing import Any
 
 import pytest
 
 from meshops.demo import RUN_ID_RE, TERMINAL, Harness
+from tests.conftest import eventually
 
 pytestmark = pytest.mark.e2e
 
@@ -34,16 +34,6 @@ def typed(value: str) -> dict[str, Any]:
     return {"type": "plain_text_input", "value": value}
 
 
-def wait(cond: Any, timeout: float = 30) -> Any:
-    deadline = time.time() + timeout
-    while time.time() < deadline:
-        value = cond()
-        if value:
-            return value
-        time.sleep(0.2)
-    raise AssertionError("timed out")
-
-
 def test_the_upgrade_form_offers_what_arm_offers_and_submits_the_command(
         harness: Harness) -> None:
     h = harness
@@ -57,7 +47,7 @@ def test_the_upgrade_form_offers_what_arm_offers_and_submits_the_command(
 
     # choosing a cluster has a worker read ARM and fill in what it may move to
     h.choose("requester", view, "cluster", chosen("dev"))
-    view = wait(lambda: (v := h.modal(view["id"])) and block(v, "revision") and v)
+    view = eventually(lambda: (v := h.modal(view["id"])) and block(v, "revision") and v, 30)
     # ARM's meshUpgradeProfiles for asm-1-25: both minors ahead; nothing chosen for them
     assert options(view, "revision") == ["asm-1-26", "asm-1-27"]
     assert "initial_option" not in block(view, "revision")["element"]  # type: ignore[index]
@@ -88,7 +78,8 @@ def test_the_upgrade_form_offers_what_arm_offers_and_submits_the_command(
     h.choose("requester", view, "interval", typed("3s"))
     after = h.slack_log_len()
     assert h.submit("requester", view["id"]) == {}
-    reply = wait(lambda: [e["text"] for e in h.slack_log(after) if e["kind"] == "response"])
+    reply = eventually(lambda: [e["text"] for e in h.slack_log(after)
+                                if e["kind"] == "response"], 30)
     m = RUN_ID_RE.search(reply[0])
     assert m, reply
     run_id = m.group(0)

@@ -7,18 +7,12 @@ of the same input. The emulator's clock is the test's, so no test waits."""
 
 from __future__ import annotations
 
-from collections.abc import Iterator
 from typing import Any
 
 import pytest
-from slack_sdk import WebClient
 from slack_sdk.errors import SlackApiError
 
-from sandbox.http import serve
-from sandbox.slack import SlackEmulator
-from tests.conftest import free_port_base
-from tests.sandbox.test_slack_home import error_of
-from tests.sandbox.test_slack_limits import Clock
+from tests.sandbox.test_slack_home import error_of, slack  # noqa: F401 - the fixture
 
 
 def text(t: str) -> dict[str, str]:
@@ -36,18 +30,7 @@ def modal(*blocks: dict[str, Any], **extra: Any) -> dict[str, Any]:
             "submit": text("Plan upgrade"), "blocks": list(blocks), **extra}
 
 
-@pytest.fixture
-def slack() -> Iterator[tuple[SlackEmulator, WebClient, Clock]]:
-    clock = Clock()
-    port = free_port_base(17000, 18000)
-    emu = SlackEmulator("xoxb-test", {"C1": "mesh"}, {"U1": "ana", "U2": "ben"},
-                        base_url=f"http://127.0.0.1:{port}", clock=clock)
-    server = serve(emu.router(), "slack", "127.0.0.1", port)
-    yield emu, WebClient(token="xoxb-test", base_url=emu.base_url + "/api/"), clock
-    server.shutdown()
-
-
-def test_a_trigger_opens_one_modal_within_three_seconds(slack) -> None:  # type: ignore[no-untyped-def]
+def test_a_trigger_opens_one_modal_within_three_seconds(slack) -> None:  # type: ignore[no-untyped-def]  # noqa: F811
     emu, client, clock = slack
     view = modal(select("cluster", "c", ["dev", "prod"]))
     assert error_of(lambda: client.views_open(trigger_id="123.456.abc", view=view)) \
@@ -75,7 +58,7 @@ def test_a_trigger_opens_one_modal_within_three_seconds(slack) -> None:  # type:
     (modal({"type": "section"}), "invalid_blocks"),
     (modal(*[{"type": "divider"}] * 101), "invalid_blocks"),
 ])
-def test_what_slack_refuses_of_a_modal(slack, view: dict[str, Any], error: str) -> None:  # type: ignore[no-untyped-def]
+def test_what_slack_refuses_of_a_modal(slack, view: dict[str, Any], error: str) -> None:  # type: ignore[no-untyped-def]  # noqa: F811
     emu, client, _ = slack
     trigger = emu.issue_trigger("U1")
     assert error_of(lambda: client.views_open(trigger_id=trigger, view=view)) == error
@@ -83,7 +66,7 @@ def test_what_slack_refuses_of_a_modal(slack, view: dict[str, Any], error: str) 
     assert client.views_open(trigger_id=trigger, view=modal())["ok"]
 
 
-def test_an_update_keeps_what_was_entered_and_refuses_a_stale_hash(slack) -> None:  # type: ignore[no-untyped-def]
+def test_an_update_keeps_what_was_entered_and_refuses_a_stale_hash(slack) -> None:  # type: ignore[no-untyped-def]  # noqa: F811
     emu, client, _ = slack
     opened = client.views_open(trigger_id=emu.issue_trigger("U1"),
                                view=modal(select("cluster", "c", ["dev", "prod"]),
@@ -109,7 +92,7 @@ def test_an_update_keeps_what_was_entered_and_refuses_a_stale_hash(slack) -> Non
         == "not_found"
 
 
-def test_views_open_and_update_are_tier_4(slack) -> None:  # type: ignore[no-untyped-def]
+def test_views_open_and_update_are_tier_4(slack) -> None:  # type: ignore[no-untyped-def]  # noqa: F811
     emu, client, clock = slack
     opened = client.views_open(trigger_id=emu.issue_trigger("U1"), view=modal())["view"]
     for _ in range(100):
