@@ -69,6 +69,18 @@ def posts(slack: SlackEmulator, thread: bool) -> list[dict[str, Any]]:
     return [e for e in slack.log if e["kind"] == "post" and bool(e["thread_ts"]) == thread]
 
 
+def in_worker(monkeypatch: pytest.MonkeyPatch, tasks: Any, ctx: Any
+              ) -> list[tuple[Any, Any, Any]]:
+    """Run the worker's tasks on ``ctx``; the notify syncs they re-schedule are kept in the
+    returned list as ``(args, kwargs, countdown)`` instead of being sent."""
+    scheduled: list[tuple[Any, Any, Any]] = []
+    monkeypatch.setattr(tasks, "context", lambda: ctx)
+    monkeypatch.setattr(tasks.notify_task, "apply_async",
+                        lambda args, kwargs=None, countdown=None:
+                        scheduled.append((args, kwargs, countdown)))
+    return scheduled
+
+
 def test_two_workers_share_one_budget(store: RedisRunStore, prefix: str) -> None:
     limits = BudgetLimits(per_minute={"chat.update": 3})
     one, two = (SlackBudget(store.r, prefix, TOKEN, limits) for _ in range(2))
@@ -186,11 +198,7 @@ def test_a_429_from_slack_reschedules_the_sync_with_its_retry_after(
         run = run.log(1e9, "step", "line 0")
         store.r.hset(store.key("run", run.id), "data", run.model_dump_json())
         ctx = SimpleNamespace(store=store, notifier=notifier(slack, store, budget))
-        scheduled: list[tuple[Any, Any, Any]] = []
-        monkeypatch.setattr(tasks, "context", lambda: ctx)
-        monkeypatch.setattr(tasks.notify_task, "apply_async",
-                            lambda args, kwargs=None, countdown=None:
-                            scheduled.append((args, kwargs, countdown)))
+        scheduled = in_worker(monkeypatch, tasks, ctx)
         tasks.notify_task.apply(args=(run.id,)).get()  # the root goes; its line gets 429
         assert slack.calls.count("chat.postMessage") == 2  # the 429 was not retried
         assert [t["retry_after"] for t in slack.throttled] == [30]
@@ -277,11 +285,7 @@ def test_a_sync_that_finds_the_runs_sync_lock_held_comes_back_without_waiting(
     try:
         run = stored(store, new_run().evolve(id="r-1e1e1e1e1e", channel="C1", created_at=1e9))
         ctx = SimpleNamespace(store=store, notifier=notifier(slack, store, None))
-        scheduled: list[tuple[Any, Any, Any]] = []
-        monkeypatch.setattr(tasks, "context", lambda: ctx)
-        monkeypatch.setattr(tasks.notify_task, "apply_async",
-                            lambda args, kwargs=None, countdown=None:
-                            scheduled.append((args, kwargs, countdown)))
+        scheduled = in_worker(monkeypatch, tasks, ctx)
         # the lock a killed sync left: held, never renewed again
         key = store.key("notify-lock", run.id)
         store.r.set(key, "dead-holder", px=int(LOCK_TTL_S * 1000))
