@@ -163,9 +163,11 @@ class Engine:
                 updated_at=now,
                 next_tick_at=None if result.recheck_after is None
                 else now + result.recheck_after)
-            saved = self.store.save(new, run.seq)
-            if len(saved.history) > len(run.history):
+            if len(new.history) > len(run.history):
+                # marked before the save: killed in between, the sweep still shows the
+                # new lines (a mark with nothing new costs one idle sync)
                 self.store.mark_unsynced(run_id, now)
+            saved = self.store.save(new, run.seq)
             for event in saved.history[len(run.history):]:
                 self.audit.record("step", "meshops", event.text, run=run_id,
                                   cluster=saved.cluster, at=event.at, event=event.kind)
@@ -211,6 +213,7 @@ class Engine:
                 decided = decided.evolve(updated_at=self.clock(),
                                          next_tick_at=None if decided.phase.waiting_for_person
                                          or decided.phase.terminal else self.clock())
+                self.store.mark_unsynced(run_id, self.clock())  # before: see tick
                 try:
                     saved = self.store.save(decided, run.seq)
                 except StaleRun:
@@ -218,7 +221,6 @@ class Engine:
                 log.info("run.decided", run_id=run_id, action=action, user=user,
                          phase=saved.phase.value)
                 now = self.clock()
-                self.store.mark_unsynced(run_id, now)
                 defer(partial(self.audit.record, "decision", user, action, run=run_id,
                               cluster=saved.cluster, phase=saved.phase.value, at=now))
                 defer(partial(self.metrics.decided, run, saved, action, now))
@@ -277,8 +279,8 @@ class Engine:
                 expired = expired.evolve(updated_at=now, next_tick_at=None
                                          if expired.phase.waiting_for_person
                                          or expired.phase.terminal else now)
+                self.store.mark_unsynced(run.id, now)  # before the save: see tick
                 saved = self.store.save(expired, current.seq)
-                self.store.mark_unsynced(run.id, now)
                 self.audit.record("decision", "meshops", "expire", run=run.id,
                                   cluster=run.cluster, phase=saved.phase.value)
                 self.metrics.decided(current, saved, "expire", now, by_person=False)

@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import json
 import threading
+import time
 from collections.abc import Iterator
 from typing import Any
 
@@ -315,3 +316,34 @@ def test_a_ticks_read_is_the_same_size_late_in_a_run_and_its_save_extends_the_wh
         partial.read_from and whole.read_from == ()
     # a run read whole saves as before
     assert store.save(whole.log(4e9, "step", "x"), whole.seq).history[-1].text == "x"
+
+
+def test_a_sync_that_read_the_run_before_a_new_line_keeps_it_unsynced(
+        store: RedisRunStore) -> None:
+    """The chaos suite's lost thread line: a sync read the run, a tick then saved a line
+    and marked the run (already marked: nothing changed), the sync finished and cleared
+    the mark, so no one ever posted the line. The mark now stays for the sweep."""
+    run = long_run("r-5ync000001", events=3)
+    store.create(stripped(run))
+    stored = store.save(run, 0)
+    store.mark_unsynced(run.id, 1e9)
+    read_by_sync = store.get(run.id)
+    store.save(stored.log(2e9, "phase", "rolled back"), stored.seq)  # the tick meanwhile
+    assert store.mark_synced(run.id, len(read_by_sync.history)) is False
+    assert store.is_unsynced(run.id)
+    assert run.id in store.unsynced(time.time())  # the sweep picks it up
+    latest = store.get(run.id)
+    assert store.mark_synced(run.id, len(latest.history)) is True
+    assert not store.is_unsynced(run.id)
+
+
+def test_a_sync_of_a_run_read_recent_only_counts_the_lines_before_it(
+        store: RedisRunStore) -> None:
+    from workers.slack.notifier import _shown
+    run = long_run("r-5ync000002", events=40)
+    store.create(stripped(run))
+    store.save(run, 0)
+    store.mark_unsynced(run.id, 1e9)
+    recent = store.get(run.id, recent=5)
+    assert len(recent.history) < 40 and _shown(recent) == 40
+    assert store.mark_synced(run.id, _shown(recent)) is True

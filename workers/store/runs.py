@@ -51,6 +51,16 @@ from workflows.model import Event, GateSample, Run
 # new ``waves``, number of lists written, number of lists dropped; then per list written
 # five headers: its count field, its stored count ('' absent), its new count, a (append) or
 # r (replace), its number of items; then the dropped lists' count fields; then the items.
+# Drop a run from the unsynced set only if its history has not grown past what the sync
+# showed: a sync that read the run just before a tick saved a new line must not clear the
+# mark that tick set (the line would never reach Slack). KEYS: unsynced zset, run hash;
+# ARGV: run id, history lines shown.
+_MARK_SYNCED = """
+local hlen = redis.call('HGET', KEYS[2], 'hlen')
+if hlen and tonumber(hlen) > tonumber(ARGV[2]) then return 0 end
+return redis.call('ZREM', KEYS[1], ARGV[1])
+"""
+
 _SAVE = """
 local h = KEYS[1]
 local seq = redis.call('HGET', h, 'seq')
@@ -164,6 +174,7 @@ class RedisRunStore:
         self.r = client
         self.p = prefix
         self._save = self.r.register_script(_SAVE)
+        self._mark_synced = self.r.register_script(_MARK_SYNCED)
 
     @classmethod
     def from_url(cls, url: str, prefix: str = "meshops") -> RedisRunStore:
@@ -377,8 +388,19 @@ class RedisRunStore:
         """Slack has not yet shown everything of this run (kept until a sync completes)."""
         self.r.zadd(self.key("unsynced"), {run_id: at}, nx=True)
 
-    def mark_synced(self, run_id: str) -> None:
-        self.r.zrem(self.key("unsynced"), run_id)
+    def mark_synced(self, run_id: str, shown: int | None = None) -> bool:
+        """Slack shows the run: drop it from the unsynced set, unless its stored history
+        has grown past the ``shown`` lines the sync read (it stays for the sweep). Returns
+        True when dropped; ``shown`` None drops it whatever the history."""
+        if shown is None:
+            return bool(self.r.zrem(self.key("unsynced"), run_id))
+        return bool(self._mark_synced(keys=[self.key("unsynced"), self.key("run", run_id)],
+                                      args=[run_id, shown]))
+
+    def is_unsynced(self, run_id: str) -> bool:
+        """Whether Slack has yet to show something of the run (read only, unlike
+        :meth:`unsynced`)."""
+        return self.r.zscore(self.key("unsynced"), run_id) is not None
 
     def unsynced(self, older_than: float) -> list[str]:
         """Runs whose Slack sync has been pending since before ``older_than``; their score is
