@@ -268,11 +268,11 @@ def plain_trial(ports: FleetPorts, slack: WebClient, channel: str, rec: Record) 
             time.sleep(wait["s"])
         mesh.get_mesh(CLUSTER)
 
-    def read(*args: Any) -> None:
+    def read(*args: Any, **kwargs: Any) -> None:
         """A look's read, as meshops' gate takes one: Prometheus not answering in time is
         that look's error (meshops records an error sample and looks again), not the end."""
         try:
-            metrics.windows(*args)
+            metrics.windows(*args, **kwargs)
         except MetricsUnavailable as exc:
             print(f"  plain: a look could not read Prometheus ({str(exc)[:80]}…)", flush=True)
 
@@ -302,8 +302,9 @@ def plain_trial(ports: FleetPorts, slack: WebClient, channel: str, rec: Record) 
         baked = time.time()
         for look in range(1, looks + 1):
             time.sleep(max(0.0, baked + look * rec.interval_s - time.time()))
+            # as meshops' looks read: through the same window cache (the same PromQL)
             read([*wave, *control], gateways, moved - rec.baseline_s, time.time(),
-                 rec.interval_s)
+                 rec.interval_s, repeat=True)
             for kind in chunks[look]:
                 call(kind, i)
     put([rec.canary])

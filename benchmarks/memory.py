@@ -221,8 +221,11 @@ def child_look(a: argparse.Namespace) -> dict[str, Any]:
     if a.trace:
         tracemalloc.start()
     before, t0 = status_kb("VmRSS"), time.perf_counter()
+    # as a bake's look: through the window cache, which then holds the hour's final part
+    # (by the world's clock: its samples are stamped at world.now)
+    api.cache.clock = lambda: world.now
     windows = api.windows([*world.wave, *world.control], world.gateways, cw.baseline_from,
-                          world.now, a.step)
+                          world.now, a.step, repeat=True)
     n = len(windows)
     windows = on_latest_revision(windows, world.control)
     judgement = judge_canary(windows, cw, world.now, a.bake_s, a.step, th)
@@ -230,7 +233,8 @@ def child_look(a: argparse.Namespace) -> dict[str, Any]:
     peak = tracemalloc.get_traced_memory()[1] if a.trace else 0
     return {"rss_before": before, "hwm": status_kb("VmHWM"), "trace_peak": peak,
             "windows": n, "verdict": str(judgement.verdict),
-            "reason": judgement.reason[:80], "s": elapsed}
+            "reason": judgement.reason[:80], "s": elapsed,
+            "cached": api.cache.held}
 
 
 def part_look(a: argparse.Namespace) -> None:
@@ -256,7 +260,7 @@ def part_look(a: argparse.Namespace) -> None:
     r, t, w = out[False, False], out[True, False], out[False, True]
     what = "plan" if a.plan else "look"
     print(f"{what}: {r['windows']} windows, {r['s']:.2f} s, verdict {r['verdict']} "
-          f"({r['reason']})")
+          f"({r['reason']}); {r.get('cached', 0)} windows kept for the next look")
     print(f"{what}: RSS before {mb(r['rss_before'])}, VmHWM after {mb(r['hwm'])}: "
           f"+{mb(r['hwm'] - r['rss_before'])}; tracemalloc peak {mb(t['trace_peak'] / 1024)}")
     print(f"{what}: after importing workers.tasks.app: RSS before {mb(w['rss_before'])}, "

@@ -244,13 +244,17 @@ class Sandbox:
         if self.with_prometheus:
             # the proxies' counters advance on a clock of their own, rendered once a tick,
             # so that a scrape never waits for the traffic of a big mesh to be computed
-            interval = int(self.scrape_interval.removesuffix("s"))
-            self.traffic.start(tick_s=max(0.5, interval / 2))
+            self.traffic.start(tick_s=max(0.5, self.scrape_s / 2))
             self.prometheus = start_prometheus(
                 self.state_dir, self.ports["prometheus"], [], self.prometheus_bin,
                 scrape_interval=self.scrape_interval,
                 sd_url=self.url["traffic"] + "/sd/targets")
         self.write_files(cert)
+
+    @property
+    def scrape_s(self) -> int:
+        """:attr:`scrape_interval` in whole seconds."""
+        return int(self.scrape_interval.removesuffix("s"))
 
     @functools.cached_property
     def scrape_interval(self) -> str:
@@ -297,7 +301,11 @@ class Sandbox:
                     "approvers": [APPROVER[0], REQUESTER[0]],
                     "prometheus": {"url": self.url["prometheus"],
                                    "selector": {"cluster": c.name},
-                                   "scrape_interval": self.scrape_interval},
+                                   "scrape_interval": self.scrape_interval,
+                                   # this Prometheus scrapes the proxies itself: a window
+                                   # is final once every scrape inside it has ended
+                                   # (scrape_timeout ≤ scrape_interval, Prometheus' docs)
+                                   "cache_freshness": f"{2 * self.scrape_s}s"},
                     **({"upgrade": {"wave_size": size}}
                        if (size := wave_size_for(len(c.namespaces))) > WAVE_SIZE else {}),
                     **({"labels": dict(c.labels)} if c.labels else {}),

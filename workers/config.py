@@ -298,6 +298,11 @@ class PrometheusConfig(Strict):
     #: how often Istio's proxies are scraped (Azure Monitor managed Prometheus: 30s); a
     #: traffic window holds two scrapes at least
     scrape_interval: Seconds = Field(30.0, gt=0)
+    #: the newest part of the gate's range answers that is always read again, never taken
+    #: from meshops' results cache (workers/prom/cache.py): samples may still be arriving
+    #: there. Grafana Mimir's query-frontend default, 10m, suits Azure Monitor's ingestion
+    #: delay; a Prometheus that scrapes the proxies itself needs two scrape intervals
+    cache_freshness: Seconds = Field(600.0, ge=0)
 
     @model_validator(mode="after")
     def _token_over_tls(self) -> PrometheusConfig:

@@ -48,7 +48,8 @@ class FleetPorts:
             cred = self.aks.credential if p.auth == "azure" else None
             self._metrics[cluster] = PrometheusMetricsApi(
                 p.url, p.selector, cred, scope=self.fleet.azure.prometheus_scope,
-                revision_label=p.revision_label, scrape_interval_s=p.scrape_interval)
+                revision_label=p.revision_label, scrape_interval_s=p.scrape_interval,
+                cache_freshness_s=p.cache_freshness)
         return self._metrics[cluster]
 
 

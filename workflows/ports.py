@@ -379,7 +379,7 @@ class MetricsApi(Protocol):
         ...
 
     def windows(self, namespaces: list[str], gateways: list[str], start: float, end: float,
-                step_s: float) -> list[TrafficWindow]:
+                step_s: float, repeat: bool = False) -> list[TrafficWindow]:
         """The wave's traffic windows between ``start`` and ``end`` (Unix s); one query per
         signal for the whole wave.
 
@@ -390,6 +390,9 @@ class MetricsApi(Protocol):
                 (``aks-istio-ingressgateway-<external|internal>-<revision>``), subjects
                 ``gateway/<deployment>``.
             step_s: the window length in seconds; at least two scrape intervals are used.
+            repeat: the same read is made again at the next look, from the same ``start``
+                to a later ``end`` (a bake): the adapter may keep the final part of the
+                answer and read only newer times next time (same windows either way).
 
         Returns:
             One :class:`TrafficWindow` per window (``(end - step, end]``, ends multiples of

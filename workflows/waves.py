@@ -359,7 +359,7 @@ def _bake(run: Run, wave: Wave, ports: ClusterPorts, now: float) -> StepResult:
     try:
         metrics = ports.metrics(run.cluster)
         windows = metrics.windows([*wave.namespaces, *wave.control], wave.gateways,
-                                  cw.baseline_from, now, opts.interval_s)
+                                  cw.baseline_from, now, opts.interval_s, repeat=True)
         windows = on_latest_revision(_by_time(windows, run, wave), wave.control)
         judgement = judge_canary(windows, cw, now, opts.bake_s, opts.interval_s, th.canary)
         sample = with_templates(judgement.sample, metrics, wave.namespaces, th,

@@ -500,3 +500,33 @@ def test_a_reused_pod_ip_joins_the_newest_proxy_version(prometheus: tuple[str, i
     assert [(w.end - t0, w.revision, w.requests) for w in windows] == [
         (60, "asm-1-25", 2), (120, "asm-1-25", 2), (180, "asm-1-26", 2), (240, "asm-1-26", 2),
         (300, "asm-1-26", 2)]
+
+
+@needs_prometheus
+def test_a_bakes_looks_read_only_what_is_newer_and_see_the_same_windows(
+        prometheus: tuple[str, int]) -> None:
+    """The window cache (workers/prom/cache.py) against the real Prometheus: each look
+    of a bake from the same start gives the windows a fresh read gives, while Prometheus
+    is asked only for the evaluation times after those already held."""
+    url, t0 = prometheus
+    cached = PrometheusMetricsApi(url, {"cluster": "aks-1"}, cache_freshness_s=0)
+    plain = PrometheusMetricsApi(url, {"cluster": "aks-1"})
+    asked: list[tuple[str, str]] = []
+    real = cached._query_range
+
+    def spy(q: str, start: float, end: float, step: int) -> Iterator[dict[str, Any]]:
+        asked.append((str(round(start - t0)), str(round(end - t0))))
+        return real(q, start, end, step)
+
+    cached._query_range = spy  # type: ignore[method-assign]
+    for end in (120, 180, 240, 300):
+        looked = cached.windows(["shop", "web", "cart"], [GW], t0, t0 + end, 60, repeat=True)
+        assert looked == plain.windows(["shop", "web", "cart"], [GW], t0, t0 + end, 60)
+        assert looked  # there is traffic to compare
+    # the first look read it all (4 signals); each later one only its new minute
+    assert asked[:4] == [("60", "120")] * 4
+    assert asked[4:] == [("180", "180")] * 4 + [("240", "240")] * 4 + [("300", "300")] * 4
+    assert cached.cache.hits == 3
+    # a read without ``repeat`` (the plan's) does not go through the cache
+    cached.windows(["shop"], [], t0, t0 + 300, 60)
+    assert cached.cache.hits == 3 and asked[-1] == ("60", "300")

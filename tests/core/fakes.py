@@ -319,7 +319,7 @@ class FakeWorld:
         return self.template_values.get(query)
 
     def windows(self, namespaces: list[str], gateways: list[str], start: float, end: float,
-                step_s: float) -> list[TrafficWindow]:
+                step_s: float, repeat: bool = False) -> list[TrafficWindow]:
         """Istio's windows as Prometheus would give them: per namespace and aligned window,
         ``metrics_by_rev[(ns, revision)]``'s requests (default 50,000 a window), its success
         rate as 503s and its p99 as a log-normal latency (σ 0.5) in Istio's buckets; the

@@ -20,6 +20,7 @@ import json
 import math
 import re
 from collections.abc import Iterable, Iterator
+from functools import partial
 from typing import Any
 
 import requests
@@ -27,8 +28,9 @@ from prometheus_api_client import PrometheusConnect
 from prometheus_api_client.exceptions import PrometheusApiClientException
 from urllib3.util.retry import Retry
 
+from workers.prom.cache import DEFAULT_MAX_FRESHNESS_S, WindowCache
 from workers.prom.errors import PROMETHEUS_ERRORS, translate_prometheus_error
-from workers.prom.windows import DEFAULT_SCRAPE_INTERVAL_S, read_windows
+from workers.prom.windows import DEFAULT_SCRAPE_INTERVAL_S, read_windows, window_step_s
 from workflows.errors import MetricsUnavailable
 from workflows.traffic import TrafficWindow
 
@@ -94,7 +96,8 @@ class PrometheusMetricsApi:
     def __init__(self, url: str, selector: dict[str, str] | None = None,
                  credential: Any | None = None, scope: str = AZURE_PROMETHEUS_SCOPE, *,
                  revision_label: str | None = None,
-                 scrape_interval_s: float = DEFAULT_SCRAPE_INTERVAL_S):
+                 scrape_interval_s: float = DEFAULT_SCRAPE_INTERVAL_S,
+                 cache_freshness_s: float = DEFAULT_MAX_FRESHNESS_S):
         self.url = url
         # how windows tell the reporting proxy's revision (workers.prom.windows)
         self.revision_label = revision_label
@@ -110,6 +113,8 @@ class PrometheusMetricsApi:
             url=url, disable_ssl=False, timeout=self.timeout_s, session=self.session,
             retry=Retry(total=1, backoff_factor=0.2, status_forcelist=[502, 503, 504]))
         self.queries = 0
+        # a bake's looks re-read the same baseline hour: only what is newer is read again
+        self.cache = WindowCache(cache_freshness_s)
 
     def _instant(self, q: str, at: float | None = None) -> Any:
         """One instant query (with an Entra token when ``auth: azure``) at ``at`` (Unix s;
@@ -162,10 +167,17 @@ class PrometheusMetricsApi:
             raise MetricsUnavailable(f"Prometheus at {self.url}: {exc}") from exc
 
     def windows(self, namespaces: list[str], gateways: list[str], start: float, end: float,
-                step_s: float) -> list[TrafficWindow]:
+                step_s: float, repeat: bool = False) -> list[TrafficWindow]:
         """Traffic windows of a wave: four range queries (requests by code, latency
         buckets, TCP opened, TCP failed), after one instant query for the wave's scrape
-        targets when ``istio_build`` tells the revision, see :mod:`workers.prom.windows`."""
-        return read_windows(self._query_range, self.selector, namespaces, gateways, start,
-                            end, step_s, self.scrape_interval_s, self.revision_label,
-                            self._instant)
+        targets when ``istio_build`` tells the revision, see :mod:`workers.prom.windows`.
+        ``repeat``: the range answers go through the results cache
+        (:mod:`workers.prom.cache`), so a bake's next look reads only what is newer."""
+        read = partial(read_windows, self._query_range, self.selector, namespaces, gateways,
+                       step_s=step_s, scrape_interval_s=self.scrape_interval_s,
+                       revision_label=self.revision_label, query=self._instant)
+        if not repeat:
+            return read(start, end)
+        step = window_step_s(step_s, self.scrape_interval_s)
+        return self.cache.windows(read, (tuple(namespaces), tuple(gateways), step), start,
+                                  end, step)

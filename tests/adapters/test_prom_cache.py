@@ -1,0 +1,136 @@
+"""The window cache of a bake's looks (workers/prom/cache.py): each look answers as one
+whole read would, and reads only the windows after those held, never one newer than the
+freshness horizon from the cache. The reads stand in for ``read_windows`` (windows ending
+on the step grid within the range, sorted by end); the real Prometheus case is in
+test_prom_windows.py."""
+
+from __future__ import annotations
+
+import pytest
+
+from workers.prom.cache import WindowCache
+from workers.prom.windows import evaluation_times
+from workflows.errors import MetricsUnavailable
+from workflows.traffic import TrafficWindow
+
+STEP = 10
+T0 = 1_700_000_000  # a multiple of STEP
+
+
+class Windows:
+    """Windows of subjects ``a``, ``b`` and ``c`` (a canary pod that starts later), their
+    requests a function of (subject, end) unless a late sample changed one. Records the
+    ranges it was asked for."""
+
+    def __init__(self) -> None:
+        self.born = {"a": T0, "b": T0, "c": T0 + 300}
+        self.late: dict[tuple[str, int], int] = {}
+        self.asked: list[tuple[int, int]] = []
+        self.down = False
+
+    def __call__(self, start: float, end: float) -> list[TrafficWindow]:
+        self.asked.append((round(start) - T0, round(end) - T0))
+        if self.down:
+            raise MetricsUnavailable("Prometheus at http://prom: connection reset")
+        times = evaluation_times(start, end, STEP)
+        if times is None:
+            return []
+        return [TrafficWindow(subject=s, revision="asm-1-26", reporter="destination",
+                              start=t - STEP, end=t,
+                              requests=self.late.get((s, t), hash((s, t)) % 1000))
+                for t in range(times[0], times[1] + 1, STEP)
+                for s in sorted(self.born) if t >= self.born[s]]
+
+
+def shown(windows: list[TrafficWindow]) -> list[tuple[str, float, int]]:
+    return [(w.subject, w.end, w.requests) for w in windows]
+
+
+def test_each_look_answers_as_a_whole_read_and_reads_only_the_newer_windows() -> None:
+    read, now = Windows(), [0.0]
+    cache = WindowCache(max_freshness_s=30, clock=lambda: now[0])
+    for end in range(T0 + 200, T0 + 800, STEP * 3):
+        now[0] = end + 4.0  # the horizon: end - 30, the last window taken as final
+        got = cache.windows(read, "wave-1", T0, end, STEP)
+        assert shown(got) == shown(Windows()(T0, end)), end
+        if end > T0 + 200:  # the windows after the previous look's horizon, and no more
+            assert read.asked[-1] == (end - STEP * 3 - 30 - T0, end - T0)
+    assert cache.hits == len(read.asked) - 1
+    assert {w.subject for w in got} == {"a", "b", "c"}  # c came in the newer part
+
+
+def test_windows_newer_than_the_freshness_horizon_are_read_again() -> None:
+    """A sample ingested late (a scrape under way, Azure Monitor's delay) changes a recent
+    window: the next look sees it; an old window is never asked for again."""
+    read, now = Windows(), [T0 + 400.0]
+    cache = WindowCache(max_freshness_s=60, clock=lambda: now[0])
+    cache.windows(read, "wave-1", T0, T0 + 400, STEP)
+    read.late[("a", T0 + 380)] = 9999
+    now[0] = T0 + 430.0
+    got = cache.windows(read, "wave-1", T0, T0 + 430, STEP)
+    assert ("a", T0 + 380.0, 9999) in shown(got)
+    assert read.asked[-1] == (340, 430)  # after the first look's horizon, T0 + 340
+
+
+def test_a_failed_read_leaves_the_entry_and_the_next_look_reads_the_same_part() -> None:
+    read, now = Windows(), [T0 + 300.0]
+    cache = WindowCache(max_freshness_s=0, clock=lambda: now[0])
+    cache.windows(read, "wave-1", T0, T0 + 300, STEP)
+    read.down, now[0] = True, T0 + 330.0
+    with pytest.raises(MetricsUnavailable):
+        cache.windows(read, "wave-1", T0, T0 + 330, STEP)
+    read.down = False
+    got = cache.windows(read, "wave-1", T0, T0 + 330, STEP)
+    assert read.asked[-2:] == [(300, 330)] * 2
+    assert shown(got) == shown(Windows()(T0, T0 + 330))
+
+
+def test_another_key_or_a_start_before_the_entry_is_read_whole() -> None:
+    read, now = Windows(), [T0 + 300.0]
+    cache = WindowCache(max_freshness_s=0, clock=lambda: now[0])
+    cache.windows(read, "wave-1", T0 + 100, T0 + 300, STEP)
+    cache.windows(read, "wave-2", T0 + 100, T0 + 300, STEP)
+    cache.windows(read, "wave-1", T0, T0 + 300, STEP)
+    assert read.asked == [(100, 300), (100, 300), (0, 300)] and cache.hits == 0
+
+
+def test_a_later_start_or_an_earlier_end_is_served_from_what_is_held() -> None:
+    read, now = Windows(), [T0 + 300.0]
+    cache = WindowCache(max_freshness_s=0, clock=lambda: now[0])
+    cache.windows(read, "wave-1", T0, T0 + 300, STEP)
+    assert shown(cache.windows(read, "wave-1", T0, T0 + 200, STEP)) == \
+        shown(Windows()(T0, T0 + 200))
+    assert len(read.asked) == 1
+    before, now[0] = cache.held, T0 + 330.0
+    assert shown(cache.windows(read, "wave-1", T0 + 200, T0 + 330, STEP)) == \
+        shown(Windows()(T0 + 200, T0 + 330))
+    assert read.asked[-1] == (300, 330)
+    assert cache.held < before  # what ends before the new start is let go
+
+
+def test_nothing_final_yet_holds_nothing() -> None:
+    read, now = Windows(), [T0 + 300.0]
+    cache = WindowCache(max_freshness_s=600, clock=lambda: now[0])
+    cache.windows(read, "wave-1", T0, T0 + 300, STEP)
+    cache.windows(read, "wave-1", T0, T0 + 300, STEP)
+    assert read.asked == [(0, 300)] * 2 and cache.held == 0
+
+
+def test_the_cache_holds_at_most_max_windows() -> None:
+    read, now = Windows(), [T0 + 300.0]
+    cache = WindowCache(max_freshness_s=0, max_windows=70, clock=lambda: now[0])
+    cache.windows(read, "one", T0, T0 + 300, STEP)  # a, b: 30 windows each; c: 1
+    assert cache.held == 61
+    cache.windows(read, "two", T0, T0 + 300, STEP)  # the first let go
+    assert cache.held == 61
+    cache.windows(read, "one", T0, T0 + 300, STEP)
+    assert read.asked[-1] == (0, 300)  # read whole again
+    small = WindowCache(max_freshness_s=0, max_windows=10, clock=lambda: now[0])
+    assert shown(small.windows(read, "one", T0, T0 + 300, STEP)) == \
+        shown(Windows()(T0, T0 + 300))
+    assert small.held == 0  # too big to hold: passed through
+
+
+def test_a_negative_freshness_is_refused() -> None:
+    with pytest.raises(ValueError, match="max_freshness_s"):
+        WindowCache(max_freshness_s=-1)
