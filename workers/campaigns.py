@@ -144,11 +144,11 @@ class EngineCampaigns:
         """The newest such run among the runs created since the campaign was (the run
         index by creation time), so a long history of other runs costs nothing."""
         store = self.engine.store
-        since = store.get(campaign_id).created_at
+        since = store.get(campaign_id, recent=0).created_at
         found: Run | None = None
         for run_id in store.run_ids_since(since):  # type: ignore[attr-defined]
             try:
-                run = store.get(run_id)
+                run = store.get(run_id, recent=0)  # its fields: a summary
             except RunNotFound:
                 continue
             if (run.params.get("campaign") == campaign_id and run.cluster == cluster
@@ -168,7 +168,8 @@ class EngineCampaigns:
         return run
 
     def get_run(self, run_id: str) -> Run:
-        return self.engine.store.get(run_id)
+        # its phase, outcome and waves' namespaces: a summary, not megabytes of samples
+        return self.engine.store.get(run_id, recent=0)
 
     def decide(self, run_id: str, action: str, user: str) -> Run:
         run = self.engine.decide(run_id, action, user)

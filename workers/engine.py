@@ -185,7 +185,7 @@ class Engine:
     def _bind_cluster(self, context: RunContext, run_id: str) -> None:
         """Bind the run's cluster to the log context when the run can be read."""
         try:
-            context.bind(cluster=self.store.get(run_id).cluster)
+            context.bind(cluster=self.store.get(run_id, recent=0).cluster)
         except MeshopsError:
             pass
 

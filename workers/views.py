@@ -104,7 +104,7 @@ def status_text(engine: Engine, cluster: str | None) -> str:
             lines.append(f":warning: could not read the cluster: {exc}")
         active = engine.store.active_run(name)
         if active:
-            run = engine.store.get(active)
+            run = engine.store.get(active, recent=0)
             lines.append(f"active run `{run.id}`: {run.phase.value.replace('_', ' ')}"
                          + (f", wave {run.wave_index} of {len(run.waves)}" if run.waves else ""))
             slack = engine.store.slack_state(run.id)
@@ -231,7 +231,7 @@ def fleet_summary(engine: Engine) -> list[str]:
     lines = [f"*Fleet*: {len(engine.fleet.clusters)} clusters"]
     campaign = engine.store.active_run(FLEET_SCOPE)
     if campaign:
-        run = engine.store.get(campaign)
+        run = engine.store.get(campaign, recent=0)
         lines.append(f"campaign `{run.id}` {_title(run)}: *{run.phase.value.replace('_', ' ')}*")
     return lines
 
@@ -284,7 +284,7 @@ def cluster_lines(engine: Engine, end_of_support: Mapping[str, date | None], now
             continue
         active = store.active_run(name)
         if active:
-            run = store.get(active)
+            run = store.get(active, recent=0)
             parts.append(f"run `{run.id}` {run.phase.value.replace('_', ' ')}")
         yield f"{head}: " + "; ".join(parts)
 

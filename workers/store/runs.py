@@ -223,7 +223,8 @@ class RedisRunStore:
         ``recent``: read only what a step works on (a tick, a decision): the last ``recent``
         history events, and the samples of the current wave and later ones only (earlier
         waves' are empty in the run returned). Its cost then stays the same however long
-        the run has gone on (at 2,000 namespaces a whole run is megabytes). The run says
+        the run has gone on (at 2,000 namespaces a whole run is megabytes); ``recent=0``
+        reads a summary: the fields, no history and no samples at all. The run says
         what was left out (``Run.read_from``, carried through ``evolve``): :meth:`save`
         appends after it; a save that would shorten a list read so raises ``ValueError``.
 
@@ -246,7 +247,10 @@ class RedisRunStore:
                           0 if recent is None else max(0, hlen - recent), hlen)]
                 for i in range(len(run.waves)):
                     count = _count(stored.get(f"s{i}")) or 0
-                    first = count if recent is not None and i < run.wave_index else 0
+                    # a tick reads the samples of the current wave and later ones; a
+                    # summary (recent=0) none
+                    first = (count if recent is not None
+                             and (recent == 0 or i < run.wave_index) else 0)
                     lists.append((self._samples_key(run_id, i), first, count))
                 pipe = self.r.pipeline()
                 pipe.hget(key, "seq")
@@ -337,6 +341,11 @@ class RedisRunStore:
 
     def list_runs(self, cluster: str | None = None, active_only: bool = False,
                   limit: int = 50) -> list[Run]:
+        """The runs (``active_only``: every active one; else the ``limit`` newest), of
+        ``cluster`` if given, newest first, each read as a summary: its fields without its
+        history or gate samples (``get(recent=0)``; ``Run.read_from`` says so). Listing is
+        the sweep's every few seconds and the metrics' every scrape: a whole run of 2,000
+        namespaces is megabytes, and none of them reads more than the fields."""
         if active_only:
             ids = sorted(_texts(self.r.smembers(self.key("active"))))
         else:
@@ -344,7 +353,7 @@ class RedisRunStore:
         runs = []
         for run_id in ids:
             try:
-                run = self.get(run_id)
+                run = self.get(run_id, recent=0)
             except RunNotFound:
                 continue
             if cluster is None or run.cluster == cluster:

@@ -170,7 +170,7 @@ def nudge_campaign(ctx: Context, run: Run) -> None:
     if not parent or not (run.phase.terminal or run.phase.waiting_for_person):
         return
     try:
-        campaign = ctx.store.get(str(parent))
+        campaign = ctx.store.get(str(parent), recent=0)
     except RunNotFound:
         return
     if not campaign.phase.terminal and not campaign.phase.waiting_for_person:
