@@ -17,6 +17,7 @@ import threading
 import time
 from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor
+from functools import partial
 from typing import Any
 
 import yaml
@@ -69,6 +70,13 @@ def _not_found(exc: ClusterApiError) -> bool:
 def _gone(exc: ClusterApiError) -> bool:
     """The API server answered 410 Gone (an expired ``continue`` token)."""
     return isinstance(exc.__cause__, ApiException) and exc.__cause__.status == 410
+
+
+def _taken(items: list[Any], take: Callable[[Any], Any] | None) -> list[Any]:
+    """``items``, each as ``take`` keeps it (None: dropped); all of them without ``take``."""
+    if take is None:
+        return list(items)
+    return [kept for kept in map(take, items) if kept is not None]
 
 
 def _items(page: Any) -> list[Any]:
@@ -206,9 +214,15 @@ class KubernetesClusterApi:
         except KUBERNETES_ERRORS as exc:
             raise translate_kubernetes_error(exc, verb, resource, namespace, self.name) from exc
 
-    def _pages(self, resource: str, namespace: str | None, fn: Any, *args: Any) -> list[Any]:
+    def _pages(self, resource: str, namespace: str | None, fn: Any, *args: Any,
+               take: Callable[[Any], Any] | None = None) -> list[Any]:
         """Every item of a list call, :data:`LIST_PAGE` at a time (``limit``, then the
         ``continue`` token of each page; typed lists and custom objects' dicts alike).
+
+        ``take(item)``: what to keep of each item (None: drop it), applied page by page, so
+        that only one page of the client's typed objects is alive at a time (a V1Pod is
+        tens of KB: 2,000 of them at once were most of a worker's peak at 2,000
+        namespaces).
 
         A continue token the API server has compacted away answers 410 Expired; as
         client-go's pager does (``tools/pager``, ``FullListIfExpired``), the list then starts
@@ -225,9 +239,10 @@ class KubernetesClusterApi:
                 if not token or not _gone(exc):
                     raise
                 page = self._call("list", resource, namespace, fn, *args)
-                return list(_items(page))
-            items.extend(_items(page))
+                return _taken(_items(page), take)
+            items.extend(_taken(_items(page), take))
             token = _continue_token(page)
+            del page  # its typed objects go before the next page comes
             if not token:
                 return items
 
@@ -244,8 +259,9 @@ class KubernetesClusterApi:
     def list_namespaces(self) -> list[Namespace]:
         """Namespaces and their labels; an ``istio.io/rev`` label that is not an add-on
         revision (``asm-1-NN``) is looked up among the revision tags."""
-        items = self._call("list", "namespaces", None, self.core.list_namespace).items
-        labels = {n.metadata.name: dict(n.metadata.labels or {}) for n in items}
+        labels = dict(self._pages("namespaces", None, self.core.list_namespace,
+                                  take=lambda n: (n.metadata.name,
+                                                  dict(n.metadata.labels or {}))))
         tags = self.revision_tags() if any(
             lbl.get(REV_LABEL) and not ADDON_REVISION.fullmatch(lbl[REV_LABEL])
             for lbl in labels.values()) else {}
@@ -340,25 +356,28 @@ class KubernetesClusterApi:
         self._call("patch", f"namespace {namespace}", None, self.core.patch_namespace, namespace,
                    body)
 
-    def _list(self, kind: str, namespaces: list[str]) -> list[Any]:
+    def _list(self, kind: str, namespaces: list[str], take: Callable[[Any], Any]
+              ) -> list[Any]:
+        """``take`` of each ``kind`` object of ``namespaces``: per namespace, or in one
+        cluster-wide list for many namespaces (the objects of the others dropped)."""
         snake = {"Deployment": "deployment", "StatefulSet": "stateful_set",
                  "DaemonSet": "daemon_set"}[kind]
         if len(namespaces) <= PER_NAMESPACE_LIMIT:
             fn = getattr(self.apps, f"list_namespaced_{snake}")
-            return self._per_namespace(namespaces,
-                                       lambda ns: self._pages(f"{kind}s", ns, fn, ns))
+            return self._per_namespace(namespaces, lambda ns: self._pages(
+                f"{kind}s", ns, fn, ns, take=take))
         fn = getattr(self.apps, f"list_{snake}_for_all_namespaces")
         wanted = set(namespaces)
-        return [i for i in self._pages(f"{kind}s", None, fn) if i.metadata.namespace in wanted]
+        return self._pages(f"{kind}s", None, fn, take=lambda i: take(i)
+                           if i.metadata.namespace in wanted else None)
 
     def list_workloads(self, namespaces: list[str]) -> list[Workload]:
         """Deployments, StatefulSets and DaemonSets of ``namespaces`` with what
         ``kubectl rollout status`` reads (``apps/v1`` status), their update strategy,
         StatefulSet partition, progress deadline, and whether their pods are injected."""
-        out = []
+        out: list[Workload] = []
         for kind in self.KINDS:
-            for obj in self._list(kind, namespaces):
-                out.append(self._workload(kind, obj))
+            out += self._list(kind, namespaces, partial(self._workload, kind))
         return out
 
     @staticmethod
@@ -480,13 +499,12 @@ class KubernetesClusterApi:
 
     def list_pods(self, namespaces: list[str]) -> list[Pod]:
         if len(namespaces) <= PER_NAMESPACE_LIMIT:
-            items = self._per_namespace(namespaces, lambda ns: self._pages(
-                "pods", ns, self.core.list_namespaced_pod, ns))
-        else:
-            wanted = set(namespaces)
-            items = [p for p in self._pages("pods", None, self.core.list_pod_for_all_namespaces)
-                     if p.metadata.namespace in wanted]
-        return [self._pod(p) for p in items]
+            return self._per_namespace(namespaces, lambda ns: self._pages(
+                "pods", ns, self.core.list_namespaced_pod, ns, take=self._pod))
+        wanted = set(namespaces)
+        return self._pages("pods", None, self.core.list_pod_for_all_namespaces,
+                           take=lambda p: self._pod(p) if p.metadata.namespace in wanted
+                           else None)
 
     @staticmethod
     def _owner(p: Any) -> tuple[str | None, str | None, int | None]:
