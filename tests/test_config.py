@@ -157,3 +157,17 @@ def test_worker_refuses_to_start_on_a_broken_fleet(tmp_path: Path, monkeypatch) 
     result = CliRunner().invoke(main, ["worker"])
     assert result.exit_code == 2
     assert "clusters.dev.subscription: Field required" in result.output
+
+
+def test_prometheus_cache_freshness_defaults_to_mimirs_and_takes_a_duration(
+        tmp_path: Path) -> None:
+    fleet = load_fleet(ROOT / "examples" / "fleet.azure.yaml")
+    assert {c.prometheus.cache_freshness for c in fleet.clusters.values()} == {600.0}
+    local = "url: http://prometheus.monitoring.svc:9090"
+    assert local in GOOD
+    path = tmp_path / "fleet.yaml"
+    path.write_text(GOOD.replace(local, local + "\n      cache_freshness: 1m", 1))
+    assert 60.0 in {c.prometheus.cache_freshness for c in load_fleet(path).clusters.values()}
+    path.write_text(GOOD.replace(local, local + "\n      cache_freshness: -5s", 1))
+    with pytest.raises(ConfigError, match="cache_freshness"):
+        load_fleet(path)
