@@ -267,3 +267,37 @@ def test_a_rollout_is_looked_at_again_when_its_pace_says_it_will_be_done() -> No
     # every pod moved, the workloads' status not caught up yet: soon
     caught = Rollout(moved=[pod(f"n{i}", "asm-1-26") for i in range(10)])
     assert rollout_recheck_s(caught, 100.0, 105.0) == ROLLOUT_LEAST_S
+
+
+def test_a_bake_look_lists_the_workloads_only_when_a_pod_crash_loops() -> None:
+    """A look checks for crash loops: the wave's pods tell whether there is any, and only
+    then are its Deployments, StatefulSets and DaemonSets listed (which pods count). That
+    is a quarter of the look's Kubernetes calls, and the same verdicts."""
+    world = FakeWorld.seeded(["a", "b"])
+    listed = [0]
+    real = world.list_workloads
+
+    def counted(namespaces: list[str]) -> list[Workload]:
+        listed[0] += 1
+        return real(namespaces)
+
+    world.list_workloads = counted  # type: ignore[method-assign]
+    run, now = approved(world)
+    looks, crashed_ns = 0, ""
+    while not run.phase.terminal and run.phase != Phase.AWAITING_COMPLETION:
+        wave = run.current_wave
+        baking = (run.phase == Phase.MIGRATING and wave is not None
+                  and wave.step.value == "bake")
+        before = listed[0]
+        r = tick(run, world, now)
+        if baking:
+            assert wave is not None
+            looks += 1
+            # listed only when one of the wave's pods crash-loops
+            assert (listed[0] > before) == (crashed_ns in wave.namespaces), looks
+            if not crashed_ns:  # from the next look on, a canary pod crash-loops
+                crashed_ns = wave.namespaces[0]
+                world.canary_crash.add((crashed_ns, "app0"))
+        run, now = r.run, now + (r.recheck_after or 0)
+    assert run.phase == Phase.ROLLED_BACK and looks >= 2
+    assert f"crash-looping on asm-1-26 during the bake: {crashed_ns}/app0-x" in run.outcome
