@@ -17,16 +17,17 @@ POD = {"metadata": {"name": "web-0", "namespace": "shop",
                     "labels": {"apps.kubernetes.io/pod-index": "0"},
                     "annotations": {"sidecar.istio.io/status": json.dumps(
                         {"revision": "asm-1-26"})},
-                    "ownerReferences": [{"apiVersion": "apps/v1", "kind": "StatefulSet", "name": "web", "uid": "u1",
-                                         "controller": True}],
+                    "ownerReferences": [{"apiVersion": "apps/v1", "kind": "StatefulSet",
+                                         "name": "web", "uid": "u1", "controller": True}],
                     "deletionTimestamp": "2026-12-03T10:00:00Z"},
        "spec": {"initContainers": [{"name": "istio-proxy",
                                     "image": "mcr.microsoft.com/oss/istio/proxyv2:1.26.2"
                                              "-distroless", "restartPolicy": "Always"}],
                 "containers": [{"name": "web", "image": "nginx:1.27"}]},
        "status": {"phase": "Running",
-                  "initContainerStatuses": [{"name": "istio-proxy", "restartCount": 4, "ready": False,
-                                             "image": "proxyv2", "imageID": "sha256:1",
+                  "initContainerStatuses": [{"name": "istio-proxy", "restartCount": 4,
+                                             "ready": False, "image": "proxyv2",
+                                             "imageID": "sha256:1",
                                              "state": {"waiting": {
                                                  "reason": "CrashLoopBackOff"}}}],
                   "conditions": [{"type": "Ready", "status": "False"}]}}
