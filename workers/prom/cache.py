@@ -36,9 +36,10 @@ WindowRead = Callable[[float, float], list[TrafficWindow]]
 
 #: Grafana Mimir's default ``-query-frontend.max-cache-freshness`` (grafana/mimir#7161)
 DEFAULT_MAX_FRESHNESS_S = 600.0
-#: windows held in all of a process's entries together (a 100-namespace wave's hour at
-#: 10 s is ~44,000); the least recently used entry is let go first
-DEFAULT_MAX_WINDOWS = 100_000
+#: windows held in all of a process's entries together, ~600 bytes each (~30 MB): a
+#: 100-namespace wave's hour at 10 s is ~44,000; the least recently used entry (an earlier
+#: wave's) is let go first
+DEFAULT_MAX_WINDOWS = 50_000
 
 
 @dataclass
