@@ -36,10 +36,11 @@ WindowRead = Callable[[float, float], list[TrafficWindow]]
 
 #: Grafana Mimir's default ``-query-frontend.max-cache-freshness`` (grafana/mimir#7161)
 DEFAULT_MAX_FRESHNESS_S = 600.0
-#: windows held in all of a process's entries together, ~600 bytes each (~30 MB): a
-#: 100-namespace wave's hour at 10 s is ~44,000; the least recently used entry (an earlier
-#: wave's) is let go first
-DEFAULT_MAX_WINDOWS = 50_000
+#: windows held in all of a process's entries together, ~600 bytes each (~12 MB): a wave
+#: of 40 namespaces' hour at 30 s; a bigger wave's look is read whole, as before (at 100,000
+#: the engine benchmark's worker peaked 46 MB higher at 2,000 namespaces, issue 13). The
+#: least recently used entry (an earlier wave's) is let go first
+DEFAULT_MAX_WINDOWS = 20_000
 
 
 @dataclass
