@@ -38,7 +38,7 @@ from workflows.model import (
     WaveStep,
 )
 from workflows.operations import POLL_S, converge_revisions
-from workflows.ports import REV_LABEL, ClusterApi, ClusterPorts, MetricsApi, Namespace
+from workflows.ports import REV_LABEL, ClusterApi, ClusterPorts, MetricsApi, Namespace, Pod
 from workflows.rollout import Rollout, assess, failing, special_handling
 from workflows.syntax import duration_text
 from workflows.traffic import TrafficWindow
@@ -213,8 +213,10 @@ def left_behind(capi: ClusterApi, run: Run, revision: str) -> list[str]:
 
 def _observe(capi: ClusterApi, namespaces: list[str], revision: str, preexisting: list[str],
              started_at: float, deleted_at: float | None, now: float, deadline_s: float,
-             version: str | None = None) -> Rollout:
-    return assess(capi.list_workloads(namespaces), capi.list_pods(namespaces), revision,
+             version: str | None = None, pods: list[Pod] | None = None) -> Rollout:
+    """The rollover of ``namespaces`` as listed now (``pods``: already listed)."""
+    return assess(capi.list_workloads(namespaces),
+                  capi.list_pods(namespaces) if pods is None else pods, revision,
                   preexisting=preexisting, started_at=started_at, deleted_at=deleted_at,
                   now=now, default_deadline_s=deadline_s, version=version)
 
@@ -351,12 +353,10 @@ def _bake(run: Run, wave: Wave, ports: ClusterPorts, now: float) -> StepResult:
     # a look needs the crash loops only: the pods tell whether there is any, and the
     # workloads (which of them count) are listed only then — a quarter of the calls
     pods = capi.list_pods(wave.namespaces)
-    state = assess(capi.list_workloads(wave.namespaces), pods, run.canary_revision,
-                   preexisting=wave.preexisting,
-                   started_at=wave.restarted_at or wave.bake_started_at,
-                   deleted_at=wave.deleted_at, now=now,
-                   default_deadline_s=th.rollout_deadline_s, version=run.target_version
-                   ) if any(p.crash_looping for p in pods) else None
+    state = _observe(capi, wave.namespaces, run.canary_revision, wave.preexisting,
+                     wave.restarted_at or wave.bake_started_at, wave.deleted_at, now,
+                     th.rollout_deadline_s, run.target_version, pods=pods
+                     ) if any(p.crash_looping for p in pods) else None
     if state is not None and state.crashing:
         return StepResult(_kind(run).fail_wave(
             run, f"pods crash-looping on {run.canary_revision} during the bake: "

@@ -45,12 +45,6 @@ from workers.store.lock import LOCK_TTL_S, RenewedLock
 from workflows.errors import ClusterBusy, RunNotFound, StaleRun, TemporaryError
 from workflows.model import Event, GateSample, Run
 
-# KEYS: the run's hash, {p}:active, the cluster's lease, the lists written (one per list
-# header), the lists dropped (waves the run no longer has).
-# ARGV: data, expected seq, new seq, terminal (1|0), run id, stored ``waves`` ('' absent),
-# new ``waves``, number of lists written, number of lists dropped; then per list written
-# five headers: its count field, its stored count ('' absent), its new count, a (append) or
-# r (replace), its number of items; then the dropped lists' count fields; then the items.
 # Drop a run from the unsynced set only if its history has not grown past what the sync
 # showed: a sync that read the run just before a tick saved a new line must not clear the
 # mark that tick set (the line would never reach Slack). KEYS: unsynced zset, run hash;
@@ -61,6 +55,12 @@ if hlen and tonumber(hlen) > tonumber(ARGV[2]) then return 0 end
 return redis.call('ZREM', KEYS[1], ARGV[1])
 """
 
+# KEYS: the run's hash, {p}:active, the cluster's lease, the lists written (one per list
+# header), the lists dropped (waves the run no longer has).
+# ARGV: data, expected seq, new seq, terminal (1|0), run id, stored ``waves`` ('' absent),
+# new ``waves``, number of lists written, number of lists dropped; then per list written
+# five headers: its count field, its stored count ('' absent), its new count, a (append) or
+# r (replace), its number of items; then the dropped lists' count fields; then the items.
 _SAVE = """
 local h = KEYS[1]
 local seq = redis.call('HGET', h, 'seq')
