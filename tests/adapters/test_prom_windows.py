@@ -25,6 +25,7 @@ import pytest
 
 from sandbox.prom import start_prometheus
 from tests.conftest import free_port_base
+from workers.prom.cache import WindowCache, process_cache
 from workers.prom.metrics import PrometheusMetricsApi, iter_result
 from workers.prom.windows import (
     MAX_NAMED_TARGETS,
@@ -509,8 +510,10 @@ def test_a_bakes_looks_read_only_what_is_newer_and_see_the_same_windows(
     of a bake from the same start gives the windows a fresh read gives, while Prometheus
     is asked only for the evaluation times after those already held."""
     url, t0 = prometheus
-    cached = PrometheusMetricsApi(url, {"cluster": "aks-1"}, cache_freshness_s=0)
-    plain = PrometheusMetricsApi(url, {"cluster": "aks-1"})
+    cache = WindowCache()  # the test's own, not the process's
+    cached = PrometheusMetricsApi(url, {"cluster": "aks-1"}, cache_freshness_s=0,
+                                  cache=cache)
+    plain = PrometheusMetricsApi(url, {"cluster": "aks-1"}, cache=WindowCache())
     asked: list[tuple[str, str]] = []
     real = cached._query_range
 
@@ -527,6 +530,24 @@ def test_a_bakes_looks_read_only_what_is_newer_and_see_the_same_windows(
     assert asked[:4] == [("60", "120")] * 4
     assert asked[4:] == [("180", "180")] * 4 + [("240", "240")] * 4 + [("300", "300")] * 4
     assert cached.cache.hits == 3
+    # the next wave names the same namespaces in another order (its migrated ones first)
+    # and the gateway with its prefix: the same entry, nothing read again
+    again = cached.windows(["cart", "web", "shop"], [f"gateway/{GW}"], t0, t0 + 300, 60,
+                           repeat=True)
+    assert again == looked and len(asked) == 16 and cached.cache.hits == 4
     # a read without ``repeat`` (the plan's) does not go through the cache
     cached.windows(["shop"], [], t0, t0 + 300, 60)
-    assert cached.cache.hits == 3 and asked[-1] == ("60", "300")
+    assert cached.cache.hits == 4 and asked[-1] == ("60", "300")
+    # another cluster's API shares the cache (one bound a process) but not its entries
+    other = PrometheusMetricsApi(url, {"cluster": "aks-2"}, cache_freshness_s=0, cache=cache)
+    assert other.windows(["shop", "web", "cart"], [GW], t0, t0 + 300, 60, repeat=True) == \
+        PrometheusMetricsApi(url, {"cluster": "aks-2"}).windows(
+            ["shop", "web", "cart"], [GW], t0, t0 + 300, 60)
+    assert cache.hits == 4
+
+
+def test_every_cluster_of_a_process_shares_one_window_cache() -> None:
+    """The bound on held windows is the process's, whatever the number of clusters."""
+    a = PrometheusMetricsApi("http://prom-a:9090", {"cluster": "aks-1"})
+    b = PrometheusMetricsApi("http://prom-b:9090", {"cluster": "aks-2"})
+    assert a.cache is b.cache is process_cache()

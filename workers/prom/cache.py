@@ -55,9 +55,13 @@ class _Entry:
 class WindowCache:
     """Windows of repeated reads (a bake's looks), split at a freshness horizon.
 
+    One cache serves a whole process (:func:`process_cache`): every cluster's
+    ``PrometheusMetricsApi`` puts its entries in it, keyed by its Prometheus and selector,
+    so :data:`DEFAULT_MAX_WINDOWS` bounds the process whatever the number of clusters.
+
     Args:
         max_freshness_s: windows ending after ``now - max_freshness_s`` are never held
-            (seconds; 0 holds everything up to now).
+            (seconds; 0 holds everything up to now), unless a read says otherwise.
         max_windows: windows held in all entries together.
         clock: Unix seconds (tests).
     """
@@ -74,18 +78,20 @@ class WindowCache:
         self.held = 0  # windows in all entries
         self.hits = 0  # reads served from an entry (and Prometheus asked for the rest only)
 
-    def windows(self, read: WindowRead, key: Hashable, start: float, end: float, step: int
-                ) -> list[TrafficWindow]:
+    def windows(self, read: WindowRead, key: Hashable, start: float, end: float, step: int,
+                max_freshness_s: float | None = None) -> list[TrafficWindow]:
         """The windows ``read(start, end)`` gives (those ending on multiples of ``step``
         within ``[start + step, end]``, sorted by end), taken from the entry of ``key``
         where it holds them and read for the rest. ``key`` names everything else the read
-        depends on (the query: subjects, step, Prometheus). Errors of ``read`` pass through
-        and leave the entry as it was."""
+        depends on (the query: subjects, step, Prometheus). ``max_freshness_s``: this
+        read's horizon (that Prometheus' ingestion delay), None: the cache's. Errors of
+        ``read`` pass through and leave the entry as it was."""
         times = evaluation_times(start, end, step)
         if times is None:
             return read(start, end)
         first, last = times
-        horizon = math.floor((self.clock() - self.max_freshness_s) / step) * step
+        fresh = self.max_freshness_s if max_freshness_s is None else max_freshness_s
+        horizon = math.floor((self.clock() - fresh) / step) * step
         entry = self._entries.get(key)
         if entry is None or not entry.first <= first <= entry.until + step:
             got = read(start, end)
@@ -116,3 +122,15 @@ class WindowCache:
         entry = self._entries.pop(key, None)
         if entry is not None:
             self.held -= len(entry.windows)
+
+
+_process_cache: WindowCache | None = None
+
+
+def process_cache() -> WindowCache:
+    """The process's one :class:`WindowCache` (made on first use; a forked worker child
+    makes its own, as it holds nothing before its first look)."""
+    global _process_cache
+    if _process_cache is None:
+        _process_cache = WindowCache()
+    return _process_cache

@@ -28,7 +28,7 @@ from prometheus_api_client import PrometheusConnect
 from prometheus_api_client.exceptions import PrometheusApiClientException
 from urllib3.util.retry import Retry
 
-from workers.prom.cache import DEFAULT_MAX_FRESHNESS_S, WindowCache
+from workers.prom.cache import DEFAULT_MAX_FRESHNESS_S, WindowCache, process_cache
 from workers.prom.errors import PROMETHEUS_ERRORS, translate_prometheus_error
 from workers.prom.windows import DEFAULT_SCRAPE_INTERVAL_S, read_windows, window_step_s
 from workflows.errors import MetricsUnavailable
@@ -97,7 +97,8 @@ class PrometheusMetricsApi:
                  credential: Any | None = None, scope: str = AZURE_PROMETHEUS_SCOPE, *,
                  revision_label: str | None = None,
                  scrape_interval_s: float = DEFAULT_SCRAPE_INTERVAL_S,
-                 cache_freshness_s: float = DEFAULT_MAX_FRESHNESS_S):
+                 cache_freshness_s: float = DEFAULT_MAX_FRESHNESS_S,
+                 cache: WindowCache | None = None):
         self.url = url
         # how windows tell the reporting proxy's revision (workers.prom.windows)
         self.revision_label = revision_label
@@ -113,8 +114,10 @@ class PrometheusMetricsApi:
             url=url, disable_ssl=False, timeout=self.timeout_s, session=self.session,
             retry=Retry(total=1, backoff_factor=0.2, status_forcelist=[502, 503, 504]))
         self.queries = 0
-        # a bake's looks re-read the same baseline hour: only what is newer is read again
-        self.cache = WindowCache(cache_freshness_s)
+        # a bake's looks re-read the same baseline hour: only what is newer is read again;
+        # one cache for all clusters of the process, so its bound is the process'
+        self.cache = process_cache() if cache is None else cache
+        self.cache_freshness_s = cache_freshness_s
 
     def _instant(self, q: str, at: float | None = None) -> Any:
         """One instant query (with an Entra token when ``auth: azure``) at ``at`` (Unix s;
@@ -179,5 +182,10 @@ class PrometheusMetricsApi:
         if not repeat:
             return read(start, end)
         step = window_step_s(step_s, self.scrape_interval_s)
-        return self.cache.windows(read, (tuple(namespaces), tuple(gateways), step), start,
-                                  end, step)
+        # the queries name the subjects as sets (sorted regex alternatives), so a wave's
+        # next look and the next wave of the same namespaces (migrated and control, in
+        # another order) are one entry; another Prometheus or selector is another
+        key = (self.url, tuple(sorted(self.selector.items())), self.revision_label,
+               tuple(sorted(set(namespaces))),
+               tuple(sorted({g.removeprefix("gateway/") for g in gateways})), step)
+        return self.cache.windows(read, key, start, end, step, self.cache_freshness_s)
