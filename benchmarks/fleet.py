@@ -331,6 +331,9 @@ def one_size(n: int, namespaces: int, bake: str, interval: str, port_base: int,
         for run_id in runs:
             run = store.get(run_id)
             fig.phases[run.phase.value] += 1
+            if run.phase.value != "completed":  # say why, or a stuck run is a mystery
+                print(f"  {run_id} ({runs[run_id]}) ended {run.phase.value}: "
+                      f"{run.history[-1].text[:300] if run.history else '-'}", flush=True)
             if run.phase.value == "completed":
                 wall, unavoidable = measured(run, bake_s, parse_duration(interval))
                 fig.wall.append(wall)
