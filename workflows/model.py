@@ -391,6 +391,16 @@ class Run(Frozen):
     @property
     def read_from(self) -> tuple[int, ...]:
         return self._read_from
+
+    @property
+    def history_start(self) -> int:
+        """The index of ``history[0]`` among all the run's events (0 when read whole)."""
+        return self._read_from[0] if self._read_from else 0
+
+    @property
+    def history_len(self) -> int:
+        """How many events the run has, those left out of a partial read included."""
+        return self.history_start + len(self.history)
     expired_at: float | None = None  # when that wait's approval request expired
 
     @property

@@ -419,10 +419,12 @@ class RunStore(Protocol):
         """Store a new run and take the cluster's lease; ``ClusterBusy`` when held."""
         ...
 
-    def get(self, run_id: str, recent: int | None = None) -> Run:
+    def get(self, run_id: str, recent: int | None = None,
+            history_from: int | None = None) -> Run:
         """The run as last saved; ``RunNotFound`` if there is none. ``recent``: only what a
         step works on (its last ``recent`` history events, the samples of its current wave
-        and later), for a save through the same store to extend."""
+        and later), for a save through the same store to extend; ``history_from``: the
+        history from that event on instead (a Slack sync's read)."""
         ...
 
     def save(self, run: Run, expected_seq: int) -> Run:

@@ -353,3 +353,35 @@ def test_a_sync_of_a_run_read_recent_only_counts_the_lines_before_it(
     recent = store.get(run.id, recent=5)
     assert len(recent.history) < 40 and _shown(recent) == 40
     assert store.mark_synced(run.id, _shown(recent)) is True
+
+
+def test_a_slack_syncs_read_starts_at_the_first_line_not_yet_posted(
+        store: RedisRunStore) -> None:
+    """get(history_from=…): the history from that event on, the samples as ``recent``
+    says; each line renders as from the whole run, and a save of it extends the whole."""
+    from workers.slack.render import render_event
+    run = long_run("r-5ync000003", events=400, waves=5).to(
+        Phase.ROLLED_BACK, 2e9, "rolled back")  # its last line is marked as a warning
+    store.create(run)
+    whole = store.get(run.id)
+    part = store.get(run.id, recent=1, history_from=390)
+    assert part.history_start == 390 and part.history_len == whole.history_len == 401
+    assert part.history == whole.history[390:]
+    assert [len(w.samples) for w in part.waves] == [0, 0, 0, 0, 6]  # the current wave's
+    assert [render_event(part, i) for i in range(390, 401)] == \
+        [render_event(whole, i) for i in range(390, 401)]
+    assert render_event(part, 400).startswith(":warning:")
+    with pytest.raises(IndexError, match="was not read"):
+        render_event(part, 389)
+    # every wave's samples (a chart is due), still only the new lines
+    charted = store.get(run.id, history_from=390)
+    assert charted.waves == whole.waves and charted.history == part.history
+    # nothing new (every line posted): no history, still the current wave's samples
+    none_new = store.get(run.id, recent=1, history_from=401)
+    assert none_new.history == [] and none_new.history_len == 401
+    assert none_new.waves[-1].samples == whole.waves[-1].samples
+    # from the first line: the run whole
+    assert store.get(run.id, history_from=0) == whole
+    saved = store.save(part.log(3e9, "step", "after"), part.seq)
+    assert saved.history_len == 402
+    assert store.get(run.id).history[:401] == whole.history

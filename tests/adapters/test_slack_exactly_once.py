@@ -16,6 +16,7 @@ from tests.core.test_workflow import drive, new_run
 from workers.slack.client import make_client
 from workers.slack.notifier import SlackNotifier
 from workers.store.runs import RedisRunStore
+from workflows.lifecycle import tick
 
 
 class Killed(BaseException):
@@ -77,3 +78,42 @@ def test_a_chart_shared_just_before_a_kill_is_not_shared_again(
     files = [e for e in slack.log if e["kind"] == "file"]
     assert len(files) == 1, files
     assert store.slack_state(run.id)["charts"] == "1"
+
+
+def test_a_sync_reads_the_run_from_its_first_unposted_line_and_posts_each_once(
+        slack: SlackEmulator, store: RedisRunStore) -> None:
+    """The sync task reads what is new (``SlackNotifier.read``), not the whole run: the
+    history from the first line not yet in the thread; the thread still gets every line
+    once, in order, and a chart that is due gets every wave's samples."""
+    from workers.slack.render import render_event
+    world = FakeWorld.seeded(["a", "b", "c"])
+    run, now = approved(world)
+    run = run.evolve(id="r-0f0f0f0f0f", channel="C1")
+    store.create(run.evolve(history=[], waves=[w.evolve(samples=[]) for w in run.waves]))
+    stored = store.save(run, 0)
+    notifier = SlackNotifier(make_client("xoxb-test", slack.base_url + "/api/"), store,
+                             lambda c: ["UA"])
+    first = notifier.read(run.id)
+    assert first.history_start == 0
+    notifier.sync(first)
+    posted = len(stored.history)
+    for _ in range(200):  # to the end of the waves, as the worker's ticks go
+        result = tick(stored, world, now)
+        if result.recheck_after is None:
+            break
+        now += result.recheck_after
+        stored = store.save(result.run, stored.seq)
+        read = notifier.read(run.id)
+        charts_due = sum(1 for w in read.waves if w.verdict is not None) > int(
+            store.slack_state(run.id).get("charts", 0))
+        if not charts_due:  # only what is new
+            assert read.history_start == posted and read.history_len == stored.history_len
+        else:  # a chart draws every wave's samples, and still only the new lines
+            assert read.history_start == posted
+            assert read.waves == store.get(run.id).waves
+        notifier.sync(read)
+        posted = read.history_len
+    whole = store.get(run.id)
+    lines = [p["text"] for p in posts(slack) if p["thread_ts"]]
+    assert lines == [render_event(whole, i) for i in range(whole.history_len)]
+    assert [e for e in slack.log if e["kind"] == "file"]  # the waves' charts were shared

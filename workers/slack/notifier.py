@@ -113,6 +113,23 @@ class SlackNotifier:
                     self.budget.back_off(called, error.delay_s)
             raise error from exc
 
+    def read(self, run_id: str) -> Run:
+        """The run as a sync of it needs it: its history from the first line not yet in the
+        thread (a sync's cost follows what is new, not how long the run has gone on: a
+        2,000-namespace run's history is megabytes) and the current wave's samples (the
+        root message shows its last look); every wave's samples when a wave's chart is due
+        (the chart draws them all).
+
+        Raises:
+            RunNotFound / TemporaryError: as ``RunStore.get``.
+        """
+        state = self.store.slack_state(run_id)
+        posted = int(state.get("posted", 0))
+        run: Run = self.store.get(run_id, recent=1, history_from=posted)
+        if sum(1 for w in run.waves if w.verdict is not None) > int(state.get("charts", 0)):
+            run = self.store.get(run_id, history_from=posted)
+        return run
+
     def sync(self, run: Run, now: float | None = None) -> None:
         """Bring Slack up to date with ``run``. Idempotent; raises TemporaryError to retry.
 
@@ -195,16 +212,16 @@ class SlackNotifier:
         (at most :data:`BATCH_LINES` lines of :data:`BATCH_CHARS` characters)."""
         posted = int(state.get("posted", 0))
         pending = state.get("line_pending")
-        if pending is not None and int(pending) == posted < len(run.history):
+        if pending is not None and int(pending) == posted < run.history_len:
             found = self._posted_lines(run, state)
             if posted in found:
                 posted = found[posted] + 1  # posted before a crash, not recorded: not again
                 self.store.set_slack_state(run.id, posted=posted)
         channel = state["root_channel"]
-        while posted < len(run.history):
+        while posted < run.history_len:
             last = posted
             if self.budget is not None and \
-                    len(run.history) - posted > self.budget.room("chat.postMessage", channel):
+                    run.history_len - posted > self.budget.room("chat.postMessage", channel):
                 last = self._batch_last(run, posted)
             self._take("chat.postMessage", channel)
             text = "\n".join(render_event(run, i) for i in range(posted, last + 1))
@@ -224,7 +241,7 @@ class SlackNotifier:
     def _batch_last(run: Run, first: int) -> int:
         """The last history line of a batched thread message that starts at ``first``."""
         last, size = first, len(render_event(run, first))
-        while last + 1 < len(run.history) and last + 1 - first < BATCH_LINES:
+        while last + 1 < run.history_len and last + 1 - first < BATCH_LINES:
             size += 1 + len(render_event(run, last + 1))
             if size > BATCH_CHARS:
                 break
@@ -333,6 +350,6 @@ def _metadata(event_type: str, run_id: str, **payload: int) -> dict[str, Any]:
 
 
 def _shown(run: Run) -> int:
-    """How many history lines of the stored run this sync read (a run read recent-only
-    holds its history from ``read_from[0]`` on)."""
-    return (run.read_from[0] if run.read_from else 0) + len(run.history)
+    """How many history lines of the stored run this sync read (a run read in part holds
+    its history from ``history_start`` on)."""
+    return run.history_len

@@ -286,8 +286,16 @@ def render_gate_event(text: str, checks: list[Check], decided: bool) -> str:
 
 
 def render_event(run: Run, index: int) -> str:
-    """The thread line of ``run.history[index]``: at most 3,000 characters."""
-    e = run.history[index]
+    """The thread line of the run's event ``index`` (counted from its first event, also in
+    a run read from a later one: :attr:`Run.history_start`): at most 3,000 characters.
+
+    Raises:
+        IndexError: the event was not read (before ``history_start``) or does not exist.
+    """
+    if index < run.history_start:
+        raise IndexError(f"event {index} of run {run.id} was not read (its history was "
+                         f"read from {run.history_start})")
+    e = run.history[index - run.history_start]
     if e.kind == "gate":
         checks = [Check(**c) for c in e.data.get("checks", [])]
         if "decided" in e.data:
@@ -297,6 +305,6 @@ def render_event(run: Run, index: int) -> str:
     prefix = {"phase": ":large_blue_circle:", "retry": ":hourglass:",
               "arm": ":cloud:"}.get(e.kind, "•")
     if e.kind == "phase" and run.phase in (Phase.ROLLED_BACK, Phase.FAILED) and \
-            index == len(run.history) - 1:
+            index == run.history_len - 1:
         prefix = ":warning:"
     return f"{prefix} {e.text}"[:MESSAGE_CHARS]

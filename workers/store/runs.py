@@ -216,7 +216,8 @@ class RedisRunStore:
         except RedisError as exc:
             raise translate_redis_error(exc, f"storing run {run.id}") from exc
 
-    def get(self, run_id: str, recent: int | None = None) -> Run:
+    def get(self, run_id: str, recent: int | None = None,
+            history_from: int | None = None) -> Run:
         """The run as last saved: its hash, then its lists up to the hash's counts, read
         again until the hash's ``seq`` held over both round trips.
 
@@ -227,6 +228,10 @@ class RedisRunStore:
         reads a summary: the fields, no history and no samples at all. The run says
         what was left out (``Run.read_from``, carried through ``evolve``): :meth:`save`
         appends after it; a save that would shorten a list read so raises ``ValueError``.
+
+        ``history_from``: the history from that event on instead of the last ``recent``
+        (a Slack sync: from the first line not yet in the thread); the samples are still
+        as ``recent`` says.
 
         Raises:
             RunNotFound: no such run.
@@ -243,8 +248,11 @@ class RedisRunStore:
                     return run
                 # (list key, first index read, count stored)
                 hlen = _count(stored["hlen"]) or 0
-                lists = [(self._history_key(run_id),
-                          0 if recent is None else max(0, hlen - recent), hlen)]
+                if history_from is not None:
+                    first_event = min(max(0, history_from), hlen)
+                else:
+                    first_event = 0 if recent is None else max(0, hlen - recent)
+                lists = [(self._history_key(run_id), first_event, hlen)]
                 for i in range(len(run.waves)):
                     count = _count(stored.get(f"s{i}")) or 0
                     # a tick reads the samples of the current wave and later ones; a

@@ -233,7 +233,7 @@ def notify_task(self: Any, run_id: str, deferred: bool = False) -> None:
                  scheduled=scheduled, reason="another sync of the run is running")
         return
     try:
-        run = ctx.store.get(run_id)
+        run = ctx.notifier.read(run_id)  # what is new, not the whole run
         bind_contextvars(cluster=run.cluster)
         ctx.notifier.sync(run)
     except (SlackOverBudget, SlackRateLimited) as exc:
