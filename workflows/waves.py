@@ -10,6 +10,8 @@ second time.
 
 from __future__ import annotations
 
+import math
+from collections.abc import Mapping
 from datetime import UTC, datetime
 from typing import Any, cast
 
@@ -366,7 +368,8 @@ def _bake(run: Run, wave: Wave, ports: ClusterPorts, now: float) -> StepResult:
         metrics = ports.metrics(run.cluster)
         windows = metrics.windows([*wave.namespaces, *wave.control], wave.gateways,
                                   cw.baseline_from, now, opts.interval_s, repeat=True)
-        windows = on_latest_revision(_by_time(windows, run, wave), wave.control)
+        windows = on_latest_revision(_by_time(windows, run, wave), wave.control,
+                                     settled_at(run, wave))
         judgement = judge_canary(windows, cw, now, opts.bake_s, opts.interval_s, th.canary)
         sample = with_templates(judgement.sample, metrics, wave.namespaces, th,
                                 opts.interval_s)
@@ -540,17 +543,32 @@ def control_namespaces(run: Run, wave: Wave) -> list[str]:
     return later + spread(earlier, cap - len(later)) if len(later) < cap else later
 
 
-def on_latest_revision(windows: list[TrafficWindow], control: list[str]
-                       ) -> list[TrafficWindow]:
+def on_latest_revision(windows: list[TrafficWindow], control: list[str],
+                       settled: Mapping[str, float] | None = None) -> list[TrafficWindow]:
     """The windows, those of each control namespace kept only on the revision it runs now:
     a namespace migrated by an earlier wave is a control from its move on (its move itself
-    would read as weather)."""
+    would read as weather). ``settled``: for a namespace an earlier wave migrated, when
+    that wave's rollout was done (its bake's start, Unix s); its windows starting before
+    are left out. While a rollout replaces a namespace's workloads one after the other,
+    its windows on the new revision hold only the pods already replaced (in Bookinfo,
+    ``details`` and ``productpage`` before ``reviews-v3``, whose slow fraction is four times
+    ``reviews-v2``'s): a baseline made of them reads the whole namespace's next windows as
+    fleet-wide weather."""
     latest: dict[str, tuple[float, str | None]] = {}
     for w in windows:
         if w.subject in control and w.end >= latest.get(w.subject, (-1.0, None))[0]:
             latest[w.subject] = (w.end, w.revision)
+    settled = settled or {}
     return [w for w in windows if w.subject not in latest
-            or (w.revision is not None and w.revision == latest[w.subject][1])]
+            or (w.revision is not None and w.revision == latest[w.subject][1]
+                and w.start >= settled.get(w.subject, -math.inf))]
+
+
+def settled_at(run: Run, wave: Wave) -> dict[str, float]:
+    """When each namespace of an earlier wave was all on the canary: that wave's bake
+    start (Unix s), for :func:`on_latest_revision`."""
+    return {ns: w.bake_started_at for w in run.waves[:wave.index]
+            if w.bake_started_at is not None for ns in w.namespaces}
 
 
 def canary_wave(run: Run, wave: Wave) -> CanaryWave:

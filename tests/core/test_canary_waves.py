@@ -7,9 +7,11 @@ from __future__ import annotations
 
 from tests.core.fakes import FakeWorld
 from tests.core.test_workflow import POLICY, drive, new_run
+from workflows.canary import CanaryJudgement, judge_canary
 from workflows.lifecycle import decide
-from workflows.model import NamespaceMetrics, Phase, Run, UpgradeOptions, Verdict
-from workflows.waves import canary_wave, control_namespaces
+from workflows.model import NamespaceMetrics, Phase, Run, UpgradeOptions, Verdict, Wave
+from workflows.traffic import TrafficWindow
+from workflows.waves import canary_wave, control_namespaces, on_latest_revision, settled_at
 
 
 def approved(world: FakeWorld, wave_size: int = 2) -> tuple[Run, float]:
@@ -188,3 +190,49 @@ def test_a_prometheus_younger_than_two_windows_says_nothing_of_low_traffic() -> 
     run, _ = drive(run, world, 1_000_000.0)
     assert run.phase == Phase.AWAITING_APPROVAL
     assert "low traffic" not in run.history[-1].text
+
+
+def _windows(subject: str, revision: str, start: int, end: int, slow: float
+             ) -> list[TrafficWindow]:
+    """3-s destination windows of 30,000 requests, ``slow`` of them over 100 ms (an eighth
+    of those over 250 ms), all 200s."""
+    n, out = 30_000, []
+    for t in range(start, end, 3):
+        buckets = {25.0: round(n * 0.8), 50.0: round(n * 0.9), 100.0: round(n * (1 - slow)),
+                   250.0: round(n * (1 - slow / 8)), 500.0: n, 1000.0: n}
+        out.append(TrafficWindow.of_counts(subject, revision, "destination", t, t + 3,
+                                           {"200": n}, buckets, 0, 0))
+    return out
+
+
+def test_a_control_migrated_by_an_earlier_wave_counts_from_the_end_of_its_rollout() -> None:
+    """While wave 0's rollout replaced bookinfo's workloads one after the other, its
+    windows on the canary held only the pods already replaced (a slow fraction half the
+    namespace's); wave 1 moved right after. Taken as the control's baseline, those windows
+    read every window since as fleet-wide weather and left wave 1 undecided (seen on the
+    batch-and-stateful world); counted from wave 0's bake start, the control is whole."""
+    t = 1_000_002  # a multiple of the 3-s step
+    windows = (_windows("bookinfo", "asm-1-25", t - 600, t, 0.01)
+               + _windows("bookinfo", "asm-1-27", t, t + 6, 0.005)  # the rollout
+               + _windows("bookinfo", "asm-1-27", t + 6, t + 18, 0.01)
+               + _windows("payments", "asm-1-25", t - 600, t + 6, 0.01)
+               + _windows("payments", "asm-1-27", t + 6, t + 18, 0.01))
+    run = new_run().evolve(options=UpgradeOptions(bake_s=6, interval_s=3, wave_size=1))
+    run = run.evolve(canary_revision="asm-1-27", waves=[
+        Wave(index=0, namespaces=["bookinfo"], bake_started_at=t + 6),
+        Wave(index=1, namespaces=["payments"], bake_started_at=t + 6, restarted_at=t + 6,
+             control=["bookinfo"])])
+    wave = run.waves[1]
+    assert settled_at(run, wave) == {"bookinfo": t + 6}
+    cw = canary_wave(run, wave)
+    now = t + 6 + 6  # the bake's second look
+
+    def judged(settled: dict[str, float] | None) -> CanaryJudgement:
+        return judge_canary(on_latest_revision(windows, wave.control, settled), cw, now,
+                            6, 3, run.thresholds.canary)
+
+    before = judged(None)  # the rollout's windows as the control's baseline
+    assert "fleet-wide weather" in before.reason and before.verdict != Verdict.PASS
+    after = judged(settled_at(run, wave))
+    assert after.verdict == Verdict.PASS, after.reason
+    assert "weather" not in after.reason
