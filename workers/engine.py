@@ -137,7 +137,14 @@ class Engine:
         return run
 
     def advance(self, run_id: str, seq: int) -> Advanced | None:
-        """Run one step of ``run_id`` if it is still at ``seq``; None if stale or locked."""
+        """Run one step of ``run_id`` if it is still at ``seq``; None if stale (another
+        tick or a decision moved it: whoever did schedules what comes next).
+
+        Raises:
+            RunBusy: another tick or a decision holds the run's lock. The caller tries
+                again shortly: the holder may be a tick of an older seq that leaves at
+                once, while this tick is the one the latest save asked for.
+        """
         with run_logging(run_id) as context:
             return self._advance(run_id, seq, context)
 
@@ -146,7 +153,7 @@ class Engine:
         if not lock.acquire(blocking=False):
             self._bind_cluster(context, run_id)
             log.info("tick.locked", run_id=run_id, seq=seq)
-            return None
+            raise RunBusy(f"run {run_id} is locked (a step or a decision is running)")
         try:
             # what the step works on only: a tick costs the same in a run's last wave as in
             # its first (the whole run is megabytes at 2,000 namespaces)
@@ -293,9 +300,16 @@ class Engine:
                 lock.release()
         return changed
 
-    def overdue(self) -> list[Run]:
-        """Active runs whose next tick is late (their task was lost with a worker)."""
+    def overdue(self, grace_s: float = SWEEP_GRACE_S) -> list[Run]:
+        """Active runs whose next tick is more than ``grace_s`` seconds late (their task
+        was lost with a worker; within the grace it may only be queued behind others)."""
         now = self.clock()
+        return [r for r in self.scheduled() if r.next_tick_at is not None
+                and r.next_tick_at < now - grace_s]
+
+    def scheduled(self) -> list[Run]:
+        """Active runs that wait for a tick (not for a person), each with its
+        ``next_tick_at`` (Unix s)."""
         return [r for r in self.store.list_runs(active_only=True)
-                if r.next_tick_at is not None and r.next_tick_at < now - SWEEP_GRACE_S
+                if r.next_tick_at is not None
                 and not r.phase.waiting_for_person and r.phase != Phase.REFUSED]

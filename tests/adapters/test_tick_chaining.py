@@ -144,3 +144,31 @@ def test_a_chained_step_that_fails_leaves_the_run_at_the_step_before(
     assert run.next_tick_at is not None and run.next_tick_at <= run.updated_at  # the sweep's
     assert out.ticks == []  # not re-queued at once (a failing step would spin)
     assert out.syncs == syncs + 1  # the baseline's line is shown all the same
+
+
+def test_a_tick_that_finds_its_run_locked_tries_again_until_it_is_free(
+        worker: Any, monkeypatch: pytest.MonkeyPatch) -> None:
+    """The lock's holder may be a tick of an older seq, which leaves at once without
+    scheduling anything: the tick of the latest seq must not be dropped (it was, and the
+    run then waited for the sweep's grace)."""
+    tasks, engine, world, out = worker
+    run_id = to_first_wave(tasks, engine, out)
+    ((seq, _),) = out.ticks
+    retried: list[tuple[tuple[str, int], dict[str, int], float]] = []
+    monkeypatch.setattr(tasks.tick_task, "apply_async",
+                        lambda args, kwargs=None, countdown=0, **kw:
+                        retried.append((args, kwargs or {}, countdown)))
+    lock = engine.store.lock(run_id)
+    assert lock.acquire(blocking=False)
+    try:
+        tasks.tick_task(run_id, seq)
+        tasks.tick_task(run_id, seq, **retried[-1][1])
+    finally:
+        lock.release()
+    assert retried == [((run_id, seq), {"busy": 1}, tasks.LOCKED_TICK_RETRY_S),
+                       ((run_id, seq), {"busy": 2}, 2 * tasks.LOCKED_TICK_RETRY_S)]
+    assert engine.store.get(run_id).seq == seq  # nothing ran while locked
+    tasks.tick_task(run_id, seq, **retried[-1][1])
+    run = engine.store.get(run_id)
+    assert run.seq > seq and run.current_wave is not None
+    assert run.current_wave.step == WaveStep.VERIFY  # the retried tick took the steps

@@ -9,6 +9,12 @@
   re-enqueue runs whose next tick is overdue, which is how a run goes on after its worker
   was killed (``acks_late`` also redelivers, but only after the broker's visibility
   timeout); re-sync Slack for runs it has not caught up with.
+- ``meshops.resume()`` (once a worker is ready to consume, Celery's ``worker_ready``): a
+  worker that starts, after a crash or a deploy, takes up at once what the one before
+  dropped: a tick for every run waiting for one (now when due, else at its time) and a
+  Slack sync for every run Slack has not caught up with, rather than after the sweep's
+  grace. A tick still held by a live worker meets its twin's saved seq and changes
+  nothing, as any stale tick.
 - ``meshops.home(user_id)``: publish a person's App Home tab, the fleet at a glance, when
   they open it (``views.publish``).
 - ``meshops.form(form, view_id, user, cluster, private_metadata, fill)``: fill in what an
@@ -28,7 +34,7 @@ from typing import Any
 
 import structlog
 from celery import Celery
-from celery.signals import task_postrun, task_prerun, worker_process_init
+from celery.signals import task_postrun, task_prerun, worker_process_init, worker_ready
 from redis.exceptions import LockError, RedisError
 from structlog.contextvars import bind_contextvars, unbind_contextvars
 
@@ -54,7 +60,7 @@ from workers.store.runs import RedisRunStore
 from workers.views import answer, home_blocks
 from workers.watcher import Watcher, end_of_support, pushed_events
 from workers.wiring import FleetPorts, build_engine
-from workflows.errors import PermanentError, RunNotFound, TemporaryError
+from workflows.errors import PermanentError, RunBusy, RunNotFound, TemporaryError
 from workflows.kind import StartRun
 from workflows.model import POLICY_REQUESTER, Run
 
@@ -154,21 +160,35 @@ def _unbind_run(**_: Any) -> None:
 #: 13), as a controller's reconcile loop goes on while it has work. Bounded, so one run
 #: cannot keep a worker process from the others.
 CHAINED_STEPS = 4
+#: a tick that found its run locked tries again after this long, doubling each time it
+#: finds it locked again (s): a step or a decision holds the lock for milliseconds to
+#: seconds, and a tick of a stale seq that meets a free lock leaves at once
+LOCKED_TICK_RETRY_S = 0.5
+MAX_LOCKED_TICK_RETRY_S = 8.0
 
 
 @app.task(name="meshops.tick")
-def tick_task(run_id: str, seq: int) -> None:
+def tick_task(run_id: str, seq: int, busy: int = 0) -> None:
+    """``busy``: how many times in a row this tick found the run locked."""
     ctx = context()
     last = None  # the last step taken
     logged = False
     try:
         for _ in range(CHAINED_STEPS):
             advanced = ctx.engine.advance(run_id, seq if last is None else last.run.seq)
-            if advanced is None:  # stale or locked: whoever moved it schedules it
+            if advanced is None:  # stale: whoever moved it schedules it
                 break
             last, logged = advanced, logged or advanced.logged
             if advanced.recheck_after != 0:
                 break
+    except RunBusy:
+        # the holder may be a stale tick that leaves at once, or a decision whose own tick
+        # met this lock in turn: dropping this one could leave the run with no tick until
+        # the sweep's grace (seen: a campaign's "complete" and a stale tick, 18 s lost)
+        if last is None:
+            tick_task.apply_async((run_id, seq), {"busy": busy + 1},
+                                  countdown=min(LOCKED_TICK_RETRY_S * 2 ** busy,
+                                                MAX_LOCKED_TICK_RETRY_S))
     except RunNotFound:
         log.warning("tick.unknown_run", run_id=run_id)
         return
@@ -412,6 +432,32 @@ def sweep_task() -> None:
     for run_id in ctx.store.unsynced(time.time() - SYNC_RETRY_S):
         log.info("sweep.resync", run_id=run_id)
         notify_task.delay(run_id)
+
+
+@app.task(name="meshops.resume")
+def resume_task() -> None:
+    """Tick every run waiting for a tick and sync every unsynced run, without the sweep's
+    grace: the ticks and syncs held by a worker that died (its ETA tasks and those it had
+    taken, which the broker gives back only after its visibility timeout) are lost."""
+    ctx = context()
+    now = time.time()
+    for run in ctx.engine.scheduled():
+        assert run.next_tick_at is not None
+        log.info("resume.tick", run_id=run.id, cluster=run.cluster, seq=run.seq,
+                 due_in_s=round(run.next_tick_at - now, 3))
+        tick_task.apply_async((run.id, run.seq), countdown=max(0.0, run.next_tick_at - now))
+    for run_id in ctx.store.unsynced(now):
+        notify_task.delay(run_id)
+
+
+@worker_ready.connect
+def _resume_on_start(sender: Any = None, **_: Any) -> None:
+    """Ask for :func:`resume_task` once this worker consumes (in its main process, which
+    only publishes: Redis away is logged, and the sweep does the same after its grace)."""
+    try:
+        resume_task.delay()
+    except Exception as exc:  # noqa: BLE001 - a worker must start whatever the broker says
+        log.warning("resume.not_asked", error=str(exc))
 
 
 def watcher(ctx: Context) -> Watcher:
