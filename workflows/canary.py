@@ -961,15 +961,23 @@ def _tails(sig: _Signal, obs: _Obs, rates: list[float], var: float, c2: float
 
 
 def _needed(r0: float, v0: float, r1: float, v1: float, c2: float, per_window: float,
-            za: float, zb: float) -> float | None:
+            za: float, zb: float, grows_from: float | None = None) -> float | None:
     """The exposure at which the two one-sided tests' critical regions meet (normal
-    approximation), or None when the baseline alone keeps them apart."""
-    if r1 <= r0 or (r1 - r0) <= za * math.sqrt(v0) + zb * math.sqrt(v1):
+    approximation), or None when the baseline alone keeps them apart.
+
+    ``grows_from``: the exposure seen so far when the reference grows with the bake (a
+    gateway's stable counterpart, read over the same windows): its variance then falls
+    as ``grows_from / n``, and a longer bake always gets there (None: a fixed baseline,
+    read before the move)."""
+    if r1 <= r0:
+        return None
+    if grows_from is None and (r1 - r0) <= za * math.sqrt(v0) + zb * math.sqrt(v1):
         return None
 
     def gap(n: float) -> float:
-        s0 = n * r0 + c2 * r0 * r0 * n * per_window + n * n * v0
-        s1 = n * r1 + c2 * r1 * r1 * n * per_window + n * n * v1
+        shrink = 1.0 if grows_from is None else grows_from / max(n, 1e-12)
+        s0 = n * r0 + c2 * r0 * r0 * n * per_window + n * n * v0 * shrink
+        s1 = n * r1 + c2 * r1 * r1 * n * per_window + n * n * v1 * shrink
         return n * (r1 - r0) - za * math.sqrt(s0) - zb * math.sqrt(s1)
 
     lo, hi = 0.0, 1.0
@@ -1209,7 +1217,8 @@ def _check(t: _Test, c2: float, weather: Weather, alpha: float, beta: float, za:
                     f"(confidence {_pct(conf)})", confidence=conf, compared_with=how,
                     expected=rate, tolerated=r0, detect=r1, p_regressed=p_reg,
                     p_ruled_out=p_ok)
-    needed = _needed(r0, v0, r1, v1, c2, n / max(1, len(t.cur)), za, zb)
+    needed = _needed(r0, v0, r1, v1, c2, n / max(1, len(t.cur)), za, zb,
+                     grows_from=n if t.gateway else None)
     want = (f"no bake long enough with the baseline's {_sum(t.base or [])[1]:,.0f}"
             if needed is None else f"{needed:,.0f} needed")
     return make("undecided", f"{where}: {numbers}: undecided between {f(sig, r0)} and "
@@ -1285,7 +1294,13 @@ def _decide(checks: list[SignalCheck], wave: CanaryWave, now: float, look: int,
             reachable = False
             break
         per_look = c.seen / max(1, c.windows or look)
-        more = max(more, math.ceil((c.needed - c.seen) / per_look))
+        ahead = math.ceil((c.needed - c.seen) / per_look)
+        if is_gateway(c.subject):
+            # its reference (the stable gateway, over the same windows) grows with the
+            # bake and ``needed`` is where the two tests' regions meet at worst: each look
+            # narrows both sides, so the whole extension is worth waiting for
+            ahead = min(ahead, max_looks - look)
+        more = max(more, ahead)
     # a signal already worse than tolerated is looked at again while the bake may grow:
     # the next window may confirm a regression, which is not a person's decision to make
     leaning = any(c.status == "undecided" and c.observed is not None
