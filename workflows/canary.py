@@ -649,6 +649,9 @@ class SignalCheck(BaseModel):
     blocking: bool
     seen: float
     windows: int = 0  # the canary's windows since the bake began (one more each look)
+    #: the subject's exposure a window before the move (its baseline's mean; None: no
+    #: baseline, or a gateway, whose reference is another deployment's)
+    base_per_window: float | None = None
     needed: float | None = 0.0
     left_out: int = 0  # windows since the move left out as fleet-wide weather (storms)
     gating: bool = True  # a regression fails the wave (source-side latency: reported only)
@@ -1165,6 +1168,8 @@ def _check(t: _Test, c2: float, weather: Weather, alpha: float, beta: float, za:
             expected=expected, tolerated=tolerated, detect=detect, p_regressed=p_regressed,
             p_ruled_out=p_ruled_out, confidence=confidence, status=status,
             blocking=t.blocking, seen=n, windows=len(t.cur), needed=needed,
+            base_per_window=(_sum(t.base)[1] / len(t.base) if t.base and not t.gateway
+                             else None),
             left_out=t.left_out, gating=t.gating, text=text)
 
     predicted = _predict(t, c2, weather)
@@ -1293,7 +1298,10 @@ def _decide(checks: list[SignalCheck], wave: CanaryWave, now: float, look: int,
         if c.status == "thin" or c.needed is None or c.seen <= 0:
             reachable = False
             break
-        per_look = c.seen / max(1, c.windows or look)
+        # what a look brings: as much as a window brought so far, or as before the move
+        # when that was more (the first windows after a restart hold a sliver: Prometheus
+        # finds the new pods and scrapes them twice before their counts show)
+        per_look = max(c.seen / max(1, c.windows or look), c.base_per_window or 0.0)
         ahead = math.ceil((c.needed - c.seen) / per_look)
         if is_gateway(c.subject):
             # its reference (the stable gateway, over the same windows) grows with the
