@@ -10,7 +10,6 @@ from __future__ import annotations
 import os
 import signal
 import subprocess
-import sys
 import time
 import urllib.error
 import urllib.request
@@ -22,9 +21,10 @@ import pytest
 from celery import Celery
 from celery.bootsteps import RUN
 
+from tests.adapters.celery_worker import start_meshops_worker
 from tests.adapters.test_broker_restart import REDIS_SERVER, RedisServer, wait_for
 from tests.adapters.test_metrics import value
-from tests.conftest import ROOT, free_port_base
+from tests.conftest import free_port_base
 from workers.health import CONNECT_GRACE_S, STALE_S, WorkerHealth
 
 
@@ -68,14 +68,7 @@ def test_a_worker_is_ready_while_it_consumes_and_not_once_its_redis_is_gone(
     port = free_port_base(19100, 19900)
     base = f"http://127.0.0.1:{port}"
     log = tmp_path / "worker.log"
-    env = {**os.environ, "REDIS_URL": url, "MESHOPS_REDIS_PREFIX": prefix,
-           "MESHOPS_HEALTH_PORT": str(port), "MESHOPS_HEALTH_HOST": "127.0.0.1",
-           "MESHOPS_FLEET": str(ROOT / "examples" / "fleet.azure.yaml"),
-           "SLACK_BOT_TOKEN": "xoxb-test"}
-    with log.open("w") as out:
-        worker = subprocess.Popen([sys.executable, "-m", "meshops", "worker", "--concurrency",
-                                   "1"], cwd=ROOT, env=env, stdout=out,
-                                  stderr=subprocess.STDOUT, start_new_session=True)
+    worker = start_meshops_worker(url, prefix, log, port)
     try:
         status, body = until(f"{base}/readyz", 200, 60)
         assert status == 200, body + log.read_text()[-3000:]

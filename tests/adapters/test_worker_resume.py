@@ -9,13 +9,12 @@ from __future__ import annotations
 import os
 import re
 import signal
-import subprocess
-import sys
 import time
 from pathlib import Path
 
+from tests.adapters.celery_worker import start_meshops_worker
 from tests.adapters.test_broker_restart import wait_for
-from tests.conftest import REDIS_URL, ROOT, free_port_base
+from tests.conftest import REDIS_URL, free_port_base
 from tests.core.test_workflow import new_run
 from workers.engine import SWEEP_GRACE_S
 from workers.store.runs import RedisRunStore
@@ -46,15 +45,7 @@ def test_a_starting_worker_ticks_the_runs_the_last_one_dropped(tmp_path: Path,
     store.create(due)
     store.create(later)
     log = tmp_path / "worker.log"
-    env = {**os.environ, "REDIS_URL": REDIS_URL, "MESHOPS_REDIS_PREFIX": prefix,
-           "MESHOPS_HEALTH_PORT": str(free_port_base(19100, 19900)),
-           "MESHOPS_HEALTH_HOST": "127.0.0.1",
-           "MESHOPS_FLEET": str(ROOT / "examples" / "fleet.azure.yaml"),
-           "SLACK_BOT_TOKEN": "xoxb-test"}
-    with log.open("w") as out:
-        worker = subprocess.Popen([sys.executable, "-m", "meshops", "worker", "--concurrency",
-                                   "1"], cwd=ROOT, env=env, stdout=out,
-                                  stderr=subprocess.STDOUT, start_new_session=True)
+    worker = start_meshops_worker(REDIS_URL, prefix, log, free_port_base(19100, 19900))
     try:
         assert wait_for(log, "run_id='r-later00001'", 60) and wait_for(
             log, "meshops.tick[", 30, count=4), log.read_text()[-3000:]
