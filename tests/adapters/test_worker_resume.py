@@ -11,12 +11,17 @@ import re
 import signal
 import time
 from pathlib import Path
+from types import SimpleNamespace
+
+import pytest
 
 from tests.adapters.celery_worker import start_meshops_worker
 from tests.adapters.test_broker_restart import wait_for
-from tests.conftest import REDIS_URL, free_port_base
+from tests.conftest import REDIS_URL, ROOT, free_port_base
+from tests.core.fakes import FakeWorld
 from tests.core.test_workflow import new_run
-from workers.engine import SWEEP_GRACE_S
+from workers.config import load_fleet
+from workers.engine import SWEEP_GRACE_S, Engine
 from workers.store.runs import RedisRunStore
 
 STAMP = re.compile(r"^(\d{4}-\d\d-\d\d \d\d:\d\d:\d\d,\d{3}) ")
@@ -60,3 +65,32 @@ def test_a_starting_worker_ticks_the_runs_the_last_one_dropped(tmp_path: Path,
     assert float(re.search(r"due_in_s=([-\d.]+)", asked).group(1)) > 0  # type: ignore[union-attr]
     ticked_later = at(first(lines, "meshops.tick[", "run_id='r-later00001'"))
     assert ticked_later >= now + 4 - 0.5, "\n".join(lines[-40:])  # at its time, not before
+
+
+def test_resume_leaves_a_run_due_beyond_its_horizon_to_the_sweep(
+        prefix: str, monkeypatch: pytest.MonkeyPatch) -> None:
+    """An ETA further out than the broker's visibility timeout is delivered again each time
+    it passes: a run due in an hour (a maintenance window) is not given one."""
+    from workers.tasks import app as tasks
+
+    store = RedisRunStore.from_url(REDIS_URL, prefix)
+    now = time.time()
+    store.create(new_run().evolve(id="r-soon000001", cluster="prod-weu",
+                                  next_tick_at=now + 30, created_at=now, updated_at=now))
+    store.create(new_run().evolve(id="r-hour000001", cluster="dev-weu",
+                                  next_tick_at=now + 3600, created_at=now, updated_at=now))
+    engine = Engine(load_fleet(ROOT / "examples" / "fleet.azure.yaml"), store,
+                    FakeWorld.seeded(["a"]))  # type: ignore[arg-type]
+    monkeypatch.setattr(tasks, "context", lambda: SimpleNamespace(engine=engine, store=store))
+    ticks: list[tuple[str, float]] = []
+    monkeypatch.setattr(tasks.tick_task, "apply_async",
+                        lambda args, countdown=0, **kw: ticks.append((args[0], countdown)))
+    monkeypatch.setattr(tasks.notify_task, "delay", lambda run_id: None)
+    try:
+        tasks.resume_task()
+    finally:
+        keys = list(store.r.scan_iter(prefix + "*"))
+        if keys:
+            store.r.delete(*keys)
+    assert [r for r, _ in ticks] == ["r-soon000001"]
+    assert 25 < ticks[0][1] <= 30

@@ -11,10 +11,10 @@
   timeout); re-sync Slack for runs it has not caught up with.
 - ``meshops.resume()`` (once a worker is ready to consume, Celery's ``worker_ready``): a
   worker that starts, after a crash or a deploy, takes up at once what the one before
-  dropped: a tick for every run waiting for one (now when due, else at its time) and a
-  Slack sync for every run Slack has not caught up with, rather than after the sweep's
-  grace. A tick still held by a live worker meets its twin's saved seq and changes
-  nothing, as any stale tick.
+  dropped: a tick for every run waiting for one (now when due, else at its time, within
+  ``RESUME_HORIZON_S``) and a Slack sync for every run Slack has not caught up with,
+  rather than after the sweep's grace. A tick still held by a live worker meets its
+  twin's saved seq and changes nothing, as any stale tick.
 - ``meshops.home(user_id)``: publish a person's App Home tab, the fleet at a glance, when
   they open it (``views.publish``).
 - ``meshops.form(form, view_id, user, cluster, private_metadata, fill)``: fill in what an
@@ -434,6 +434,12 @@ def sweep_task() -> None:
         notify_task.delay(run_id)
 
 
+#: runs due within this long (s) get their tick from :func:`resume_task`; a later one is
+#: left to the sweep: an ETA further out than the broker's visibility timeout (600 s) is
+#: delivered again each time it passes (Celery docs "Using Redis": visibility timeout)
+RESUME_HORIZON_S = 300.0
+
+
 @app.task(name="meshops.resume")
 def resume_task() -> None:
     """Tick every run waiting for a tick and sync every unsynced run, without the sweep's
@@ -443,6 +449,8 @@ def resume_task() -> None:
     now = time.time()
     for run in ctx.engine.scheduled():
         assert run.next_tick_at is not None
+        if run.next_tick_at > now + RESUME_HORIZON_S:
+            continue  # the sweep takes it up 15 s after its time, as before
         log.info("resume.tick", run_id=run.id, cluster=run.cluster, seq=run.seq,
                  due_in_s=round(run.next_tick_at - now, 3))
         tick_task.apply_async((run.id, run.seq), countdown=max(0.0, run.next_tick_at - now))
