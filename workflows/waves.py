@@ -550,10 +550,9 @@ def on_latest_revision(windows: list[TrafficWindow], control: list[str],
     would read as weather). ``settled``: for a namespace an earlier wave migrated, when
     that wave's rollout was done (its bake's start, Unix s); its windows starting before
     are left out. While a rollout replaces a namespace's workloads one after the other,
-    its windows on the new revision hold only the pods already replaced (in Bookinfo,
-    ``details`` and ``productpage`` before ``reviews-v3``, whose slow fraction is four times
-    ``reviews-v2``'s): a baseline made of them reads the whole namespace's next windows as
-    fleet-wide weather."""
+    its windows on the new revision hold only the pods already replaced (in the sandbox's
+    Bookinfo, the ``v2`` workloads' slow fraction is a quarter of the ``v3`` ones'): a
+    baseline made of them reads the whole namespace's next windows as fleet-wide weather."""
     latest: dict[str, tuple[float, str | None]] = {}
     for w in windows:
         if w.subject in control and w.end >= latest.get(w.subject, (-1.0, None))[0]:
