@@ -383,6 +383,7 @@ class Run(Frozen):
     #: when the run entered its phase (:meth:`to`); None for runs stored before it was kept
     #: (the phase's last history entry says)
     phase_since: float | None = None
+    expired_at: float | None = None  # when that wait's approval request expired
     #: a run read in part (the run store's recent-only read, for a tick): the index each of
     #: its lists starts at (history, then each wave's samples); () when read whole. Carried
     #: by :meth:`evolve`, so the save of what a step made of it knows what was left out.
@@ -401,7 +402,6 @@ class Run(Frozen):
     def history_len(self) -> int:
         """How many events the run has, those left out of a partial read included."""
         return self.history_start + len(self.history)
-    expired_at: float | None = None  # when that wait's approval request expired
 
     @property
     def current_wave(self) -> Wave | None:

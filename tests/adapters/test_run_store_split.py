@@ -345,14 +345,13 @@ def test_a_sync_that_read_the_run_before_a_new_line_keeps_it_unsynced(
 
 def test_a_sync_of_a_run_read_recent_only_counts_the_lines_before_it(
         store: RedisRunStore) -> None:
-    from workers.slack.notifier import _shown
     run = long_run("r-5ync000002", events=40)
     store.create(stripped(run))
     store.save(run, 0)
     store.mark_unsynced(run.id, 1e9)
     recent = store.get(run.id, recent=5)
-    assert len(recent.history) < 40 and _shown(recent) == 40
-    assert store.mark_synced(run.id, _shown(recent)) is True
+    assert len(recent.history) < 40 and recent.history_len == 40
+    assert store.mark_synced(run.id, recent.history_len) is True
 
 
 def test_a_slack_syncs_read_starts_at_the_first_line_not_yet_posted(

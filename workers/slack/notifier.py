@@ -142,7 +142,7 @@ class SlackNotifier:
         now = time.time() if now is None else now
         state = self.store.slack_state(run.id)
         if state.get("error") and now - float(state.get("error_at", 0)) < REFUSED_RETRY_S:
-            self.store.mark_synced(run.id, _shown(run))  # not retried before its time
+            self.store.mark_synced(run.id, run.history_len)  # not retried before its time
             return
         try:
             self._sync(run, state)
@@ -155,7 +155,7 @@ class SlackNotifier:
                                       cluster=run.cluster, outcome="not retried until "
                                       f"{REFUSED_RETRY_S / 60:g} min have passed")
             self.store.set_slack_state(run.id, error=error, error_at=f"{now:.3f}")
-            self.store.mark_synced(run.id, _shown(run))
+            self.store.mark_synced(run.id, run.history_len)
             return
         if state.get("error"):
             self.store.clear_slack_error(run.id)
@@ -169,7 +169,7 @@ class SlackNotifier:
                            user=run.requester,
                            text=f":no_entry: {what} refused: {run.outcome}")
                 self.store.set_slack_state(run.id, refusal_sent=1)
-            self.store.mark_synced(run.id, _shown(run))
+            self.store.mark_synced(run.id, run.history_len)
             return
         text, blocks = render_root(run, self.approvers_of(run.cluster))
         digest = hashlib.sha1(json.dumps([text, blocks]).encode()).hexdigest()
@@ -204,7 +204,7 @@ class SlackNotifier:
         self._share_chart(run, state)
         if deferred is not None:
             raise deferred
-        self.store.mark_synced(run.id, _shown(run))
+        self.store.mark_synced(run.id, run.history_len)
 
     def _post_lines(self, run: Run, state: dict[str, str]) -> None:
         """Post the history lines not yet in the thread, in order, each exactly once: one
@@ -348,8 +348,3 @@ def _metadata(event_type: str, run_id: str, **payload: int) -> dict[str, Any]:
     recognised afterwards (exactly-once per line)."""
     return {"event_type": event_type, "event_payload": {"run": run_id, **payload}}
 
-
-def _shown(run: Run) -> int:
-    """How many history lines of the stored run this sync read (a run read in part holds
-    its history from ``history_start`` on)."""
-    return run.history_len
