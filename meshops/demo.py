@@ -500,6 +500,17 @@ class Harness:
         except TemporaryError:
             return "unknown"
 
+    def pause_reason(self, run_id: str) -> str:
+        """Why the run paused, as stored (``unknown`` while Redis does not answer)."""
+        from workers.store.runs import RedisRunStore
+        from workflows.errors import TemporaryError
+
+        try:
+            run = RedisRunStore.from_url(self.redis_url, self.prefix).get(run_id)
+        except TemporaryError:
+            return "unknown"
+        return run.pause_reason or "no reason recorded"
+
     def wait_for_phase(self, run_id: str, phases: set[str], timeout: float) -> str:
         return self._wait(lambda: (p := self.run_phase(run_id)) in phases and p,  # type: ignore[no-any-return]
                           timeout, f"run {run_id} to reach {sorted(phases)}")
@@ -691,8 +702,14 @@ def run_demo(scenario: str, state_dir: Path, port_base: int, bot_port: int, bake
             incident_during_bake(h, run_id, cluster, parse_duration(bake), timeout)
         if scenario in ("upgrade", "incident") and not typed:
             def completable() -> Any:
-                if h.run_phase(run_id) in TERMINAL:
+                phase = h.run_phase(run_id)
+                if phase in TERMINAL:
                     return True  # ended without asking for completion (rolled back, …)
+                if phase == "paused":
+                    # a person decides a paused run; the demo clicks only what it expects
+                    raise RuntimeError(f"run {run_id} paused for a person to decide, which "
+                                       f"this unattended demo does not: "
+                                       f"{h.pause_reason(run_id)}")
                 root = h.root_message(run_id)
                 if root and any(el.get("action_id") == "meshops_complete"
                                 for b in root.get("blocks") or [] if b.get("type") == "actions"

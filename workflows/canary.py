@@ -42,16 +42,18 @@ the storm does not hide itself) and 50 % above its baseline — are left out on 
 and each check says how many. Every baseline first loses its outlying windows (an incident
 no control saw, a burst of its own: 8 robust standard deviations and twice away from the
 median window's rate, a minority of its windows; as Kayenta filters outliers), so that it
-says what normal was. A control migrated by an earlier wave is read on the canary from its
-move on; a control too thin to measure the weather within a quarter of the detection gap
-is not used. The expectation's variance adds the baseline's sampling
-noise, the control mean's, and the spread of the true change between control subjects
-(random effects, the spread estimated robustly from the median absolute deviation of the
-standardized changes, so one bursty subject is not fleet-wide disagreement); window-to-window
-noise beyond Poisson is measured on the same windows (a method-of-moments dispersion, as
-quasi-Poisson models do). The canary's count is then compared with its *predictive*
-distribution, a gamma–Poisson (negative binomial) with that mean and variance, computed
-exactly in pure Python (regularized incomplete beta and gamma functions):
+says what normal was. A control migrated by an earlier wave is read on the canary from the
+end of its rollout on, and only once it has been there as long as a baseline must be (the
+longest bake, :func:`workflows.waves.control_namespaces`); a control too thin to measure
+the weather within a quarter of the detection gap is not used. The expectation's variance
+adds the baseline's sampling noise, the control mean's, and the spread of the true change
+between control subjects (random effects, the spread estimated robustly from the median
+absolute deviation of the standardized changes, so one bursty subject is not fleet-wide
+disagreement); window-to-window noise beyond Poisson is measured on the same windows (a
+method-of-moments dispersion, as quasi-Poisson models do). The canary's count is then
+compared with its *predictive* distribution, a gamma–Poisson (negative binomial) with that
+mean and variance, computed exactly in pure Python (regularized incomplete beta and gamma
+functions):
 
 - ``p_regressed = P(X ≥ x)`` at the rate the tolerance allows (``+ error_tolerance_pts``;
   ``× (1 + latency_tolerance)``, …);

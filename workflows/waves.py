@@ -267,7 +267,7 @@ def migrate_wave(run: Run, ports: ClusterPorts, now: float) -> StepResult:
         # namespace just given traffic) waits for it, that long at most: a shorter baseline
         # leaves the gate undecided on the rare slow requests of the tail. What is recorded
         # here: workloads already failing.
-        need = opts.bake_s * (1 + th.canary.max_extension)  # the longest the bake may run
+        need = baseline_needed(run)
         short = _young_history(ports, run, wave, now, need)
         if short and (wave.baseline_wait_from is None
                       or now - wave.baseline_wait_from < need):
@@ -328,7 +328,7 @@ def migrate_wave(run: Run, ports: ClusterPorts, now: float) -> StepResult:
             return StepResult(run, rollout_recheck_s(state, wave.restarted_at or now, now),
                               changed=False)
         versions = sorted({p.proxy_version for p in state.moved if p.proxy_version})
-        control = control_namespaces(run, wave)
+        control = control_namespaces(run, wave, wave.restarted_at or now)
         gateways = _gateways(capi, run) if canary != run.stable_revision else []
         wave = wave.evolve(step=WaveStep.BAKE, bake_started_at=now, control=control,
                            gateways=gateways)
@@ -529,17 +529,32 @@ def low_traffic_note(metrics: MetricsApi, waves: list[list[str]], opts: UpgradeO
             f"(a load test) lets the gate decide")
 
 
-def control_namespaces(run: Run, wave: Wave) -> list[str]:
+def baseline_needed(run: Run) -> float:
+    """The history (s) a baseline must hold for the gate: the longest the bake may run
+    (``bake_s`` × (1 + ``max_extension``)). A shorter one leaves the rare slow requests of
+    the tail undecided, or makes a few odd windows read as normal."""
+    return run.options.bake_s * (1 + run.thresholds.canary.max_extension)
+
+
+def control_namespaces(run: Run, wave: Wave, moved: float) -> list[str]:
     """The namespaces read as the wave's control, ``max_control`` at most: those of later
     waves (not migrated), spread evenly over them, then those migrated before this wave
-    (read on the canary only, :func:`on_latest_revision`)."""
+    (read on the canary only, :func:`on_latest_revision`) whose time on the canary before
+    ``moved`` (this wave's restart, Unix s) is a whole baseline (:func:`baseline_needed`),
+    as the wave's own must be. A namespace moved just before has a few windows on the
+    canary, the first of them holding the pods Prometheus has scraped twice already: its
+    "normal" would be whatever those few say, and its next windows would read as
+    fleet-wide weather (seen: a control moved 6 s before, its baseline two windows long,
+    left a wave undecided on a busy machine)."""
     cap = run.thresholds.canary.max_control
 
     def spread(pool: list[str], n: int) -> list[str]:
         return pool if len(pool) <= n else [pool[(i * len(pool)) // n] for i in range(n)]
 
     later = spread([ns for w in run.waves[wave.index + 1:] for ns in w.namespaces], cap)
-    earlier = [ns for w in run.waves[:wave.index] for ns in w.namespaces]
+    need = baseline_needed(run)
+    earlier = [ns for w in run.waves[:wave.index] for ns in w.namespaces
+               if w.bake_started_at is not None and moved - w.bake_started_at >= need]
     return later + spread(earlier, cap - len(later)) if len(later) < cap else later
 
 

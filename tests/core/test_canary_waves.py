@@ -11,7 +11,13 @@ from workflows.canary import CanaryJudgement, judge_canary
 from workflows.lifecycle import decide
 from workflows.model import NamespaceMetrics, Phase, Run, UpgradeOptions, Verdict, Wave
 from workflows.traffic import TrafficWindow
-from workflows.waves import canary_wave, control_namespaces, on_latest_revision, settled_at
+from workflows.waves import (
+    baseline_needed,
+    canary_wave,
+    control_namespaces,
+    on_latest_revision,
+    settled_at,
+)
 
 
 def approved(world: FakeWorld, wave_size: int = 2) -> tuple[Run, float]:
@@ -23,17 +29,42 @@ def approved(world: FakeWorld, wave_size: int = 2) -> tuple[Run, float]:
 def test_the_control_is_the_namespaces_not_yet_migrated_then_those_moved_before() -> None:
     world = FakeWorld.seeded([f"ns-{i:02d}" for i in range(30)], per_ns=1)
     run, now = approved(world, wave_size=3)
-    first = control_namespaces(run, run.waves[0])
+    # each wave baked an hour after the one before: every earlier wave is a whole baseline old
+    run = run.evolve(waves=[w.evolve(bake_started_at=now + 3600 * w.index) for w in run.waves])
+
+    def control(index: int) -> list[str]:
+        return control_namespaces(run, run.waves[index], now + 3600 * index - 60)
+
+    first = control(0)
     later = [ns for w in run.waves[1:] for ns in w.namespaces]
     assert len(first) == run.thresholds.canary.max_control == 20
     assert set(first) <= set(later) and first[0] == later[0]  # spread over the later waves
-    last = control_namespaces(run, run.waves[-1])  # the migrated ones, read on the canary
+    last = control(len(run.waves) - 1)  # the migrated ones, read on the canary
     earlier = [ns for w in run.waves[:-1] for ns in w.namespaces]
     assert len(last) == 20 and set(last) <= set(earlier) and last[0] == earlier[0]
-    middle = control_namespaces(run, run.waves[7])  # the later ones, then earlier ones
+    middle = control(7)  # the later ones, then earlier ones
     after = [ns for w in run.waves[8:] for ns in w.namespaces]
     assert 0 < len(after) < 20 and middle[:len(after)] == after
     assert len(middle) == 20 and set(middle[len(after):]) <= set(earlier)
+
+
+def test_a_namespace_moved_less_than_a_baseline_ago_is_no_control_yet() -> None:
+    """Wave 1 moves 30 s after wave 0's rollout ended; a baseline must hold the longest bake
+    (60 s × 2): wave 0's namespaces are left out of wave 1's control, not read from a
+    "normal" of three windows. Wave 2, moved two minutes after wave 1 baked and ten after
+    wave 0, has wave 0's namespaces and not wave 1's."""
+    world = FakeWorld.seeded([f"ns-{i}" for i in range(8)], per_ns=1)
+    run, now = approved(world, wave_size=2)
+    assert baseline_needed(run) == 120
+    run = run.evolve(waves=[
+        run.waves[0].evolve(bake_started_at=now), run.waves[1].evolve(bake_started_at=now + 500),
+        *run.waves[2:]])
+    wave0, wave1 = run.waves[0].namespaces, run.waves[1].namespaces
+    later = [ns for w in run.waves[2:] for ns in w.namespaces]
+    assert control_namespaces(run, run.waves[1], now + 30) == later
+    wave2 = control_namespaces(run, run.waves[2], now + 600)
+    assert set(wave0) <= set(wave2) and not set(wave1) & set(wave2)
+    assert control_namespaces(run, run.waves[1], now + 120) == later + wave0  # a whole one
 
 
 def test_a_healthy_upgrade_passes_each_wave_with_its_control_and_says_why() -> None:
