@@ -26,6 +26,7 @@ from bot.signing import SeenRequests, SignedRequests
 from workers.config import Fleet
 from workers.engine import Engine
 from workers.forms import FormFills
+from workflows.kind import KINDS
 
 log = structlog.get_logger("meshops.bot")
 
@@ -53,6 +54,7 @@ def create_app(fleet: Fleet, engine: Engine, client: WebClient, signing_secret: 
         enqueue_form(form, view_id, user, cluster, private_metadata, fill): has a worker
             fill in what a form needs from ARM (:mod:`bot.forms`).
     """
+    list(KINDS)  # the workflow kinds imported now, not by the first person's command
     # Listeners run in the request's own thread: they only touch Redis, so the ack is as
     # fast as Bolt's own, and no executor queue stands between a request and its ack.
     # requests already taken are remembered where the runs are (a Redis run store)

@@ -21,6 +21,7 @@ the ones it uses and keeps finer progress in its own state (waves, an operation)
 from __future__ import annotations
 
 import importlib
+import threading
 from collections.abc import Callable, Iterator, Mapping
 from dataclasses import dataclass, field
 from typing import Any, ClassVar
@@ -230,12 +231,19 @@ class Registry:
     """The workflow kinds by name and by ``/mesh`` verb.
 
     The built-in kinds register themselves when :mod:`workflows.kinds` is first imported;
-    the registry imports it lazily on first use, so any part of meshops may ask.
+    the registry imports it lazily on first use, so any part of meshops may ask. ``load``:
+    what registers them (that import by default). Thread-safe: the bot answers on several
+    threads, and one asking while another imports waits for the kinds (not an empty
+    registry: "Unknown command `upgrade`" to the first people after a restart).
     """
 
-    def __init__(self) -> None:
+    def __init__(self, load: Callable[[], object] | None = None) -> None:
         self._kinds: dict[str, WorkflowKind] = {}
         self._loaded = False
+        self._loading = False
+        # re-entrant: the import itself registers (and may ask) on the importing thread
+        self._lock = threading.RLock()
+        self._loader = load or (lambda: importlib.import_module("workflows.kinds"))
 
     def register(self, *kinds: WorkflowKind) -> None:
         """Register ``kinds``; a name or verb taken by another kind is a programming error."""
@@ -252,9 +260,17 @@ class Registry:
         self._kinds.pop(name, None)
 
     def _load(self) -> None:
-        if not self._loaded:
+        if self._loaded:
+            return
+        with self._lock:
+            if self._loaded or self._loading:  # loaded meanwhile, or asked from the import
+                return
+            self._loading = True
+            try:
+                self._loader()
+            finally:
+                self._loading = False
             self._loaded = True
-            importlib.import_module("workflows.kinds")
 
     def get(self, name: str) -> WorkflowKind:
         """The kind called ``name``; ``PermanentError`` for a kind nobody registered."""
