@@ -48,7 +48,7 @@ return 1
         super().__init__(client, prefix)
         self._whole = self.r.register_script(self._WHOLE)
 
-    def create(self, run: Run) -> None:
+    def create(self, run: Run, unsynced_at: float | None = None) -> None:
         self.r.hset(self.key("run", run.id), mapping={"seq": run.seq,
                                                      "data": run.model_dump_json()})
 

@@ -129,8 +129,7 @@ class Engine:
                   thresholds=self.fleet.thresholds(cluster), created_at=now, updated_at=now,
                   next_tick_at=now, **request.fields)
         run = run.log(now, "phase", f"requested by {mention(requester)}: {kind.describe(run)}")
-        self.store.create(run)
-        self.store.mark_unsynced(run.id, now)
+        self.store.create(run, unsynced_at=now)  # the plan's first lines are Slack's to show
         log.info("run.created", run_id=run.id, kind=kind.name, cluster=cluster,
                  revision=request.revision, requester=requester)
         (defer or _now)(partial(self.metrics.run_started, kind.name))
@@ -214,7 +213,9 @@ class Engine:
             raise RunBusy(f"Run `{run_id}` is busy (a step is running).")
         try:
             for _ in range(5):
-                run = self.store.get(run_id)
+                # what a step works on, as a tick reads it: a click late in a long run
+                # does not read (and Slack's ack does not wait for) megabytes of history
+                run = self.store.get(run_id, recent=TICK_HISTORY)
                 context.bind(cluster=run.cluster)
                 decided = decide(run, action, user, self.policy(run.cluster), self.clock())
                 decided = decided.evolve(updated_at=self.clock(),
@@ -278,7 +279,7 @@ class Engine:
             if not lock.acquire():
                 continue
             try:
-                current = self.store.get(run.id)
+                current = self.store.get(run.id, recent=TICK_HISTORY)
                 now = self.clock()
                 expired = expire(current, now)
                 if expired is None:

@@ -415,8 +415,9 @@ class RunLock(Protocol):
 class RunStore(Protocol):
     """Durable runs with compare-and-set on ``Run.seq`` and one lease per cluster."""
 
-    def create(self, run: Run) -> None:
-        """Store a new run and take the cluster's lease; ``ClusterBusy`` when held."""
+    def create(self, run: Run, unsynced_at: float | None = None) -> None:
+        """Store a new run and take the cluster's lease; ``ClusterBusy`` when held.
+        ``unsynced_at``: also mark it unsynced from then, as :meth:`mark_unsynced`."""
         ...
 
     def get(self, run_id: str, recent: int | None = None,

@@ -15,7 +15,7 @@ import pytest
 from benchmarks.run_store import counting_client
 from tests.conftest import REDIS_URL
 from workers.store.runs import RedisRunStore
-from workflows.errors import RunNotFound, StaleRun, TemporaryError
+from workflows.errors import ClusterBusy, RunNotFound, StaleRun, TemporaryError
 from workflows.model import Check, GateSample, Phase, Run, Verdict, Wave
 
 
@@ -384,3 +384,44 @@ def test_a_slack_syncs_read_starts_at_the_first_line_not_yet_posted(
     saved = store.save(part.log(3e9, "step", "after"), part.seq)
     assert saved.history_len == 402
     assert store.get(run.id).history[:401] == whole.history
+
+
+def test_a_new_run_is_stored_leased_and_marked_in_one_round_trip(store: RedisRunStore,
+                                                                 prefix: str) -> None:
+    """The bot creates a run before it answers Slack: the lease, the run's hash and lists,
+    the indexes and the unsynced mark go in one script call. A second run of the same
+    cluster is told who holds it, and nothing of it is stored."""
+    import redis
+
+    sends = [0]
+
+    class Counting(redis.Connection):
+        def send_packed_command(self, command: Any, check_health: bool = True) -> None:
+            sends[0] += 1
+            super().send_packed_command(command, check_health)  # type: ignore[no-untyped-call]
+
+    pool = redis.ConnectionPool.from_url(REDIS_URL, connection_class=Counting,
+                                         decode_responses=True)
+    counted = RedisRunStore(redis.Redis(connection_pool=pool), prefix)
+    counted.create(stripped(long_run("r-5p11t00c00")))  # the script is loaded now
+    run = long_run("r-5p11t00c01", events=30)
+    sends[0] = 0
+    counted.create(run, unsynced_at=1e9 + 5)
+    assert sends[0] == 1
+    assert store.get(run.id) == run
+    assert store.active_run(run.cluster) == run.id
+    assert store.r.zscore(store.key("unsynced"), run.id) == 1e9 + 5
+    assert store.r.zscore(store.key("runs"), run.id) == run.created_at
+
+    second = long_run("r-5p11t00c02", events=3).evolve(cluster=run.cluster)
+    before = snapshot(store, run.id)
+    with pytest.raises(ClusterBusy) as busy:
+        counted.create(second, unsynced_at=1e9 + 6)
+    assert busy.value.run_id == run.id and busy.value.cluster == run.cluster
+    with pytest.raises(RunNotFound):
+        store.get(second.id)
+    assert not list(store.r.scan_iter(store.key("run", second.id) + "*"))
+    assert store.r.zscore(store.key("unsynced"), second.id) is None
+    assert not store.r.sismember(store.key("active"), second.id)
+    assert snapshot(store, run.id) == before
+    counted.r.close()

@@ -88,3 +88,35 @@ def test_a_queued_decision_the_run_no_longer_takes_is_answered(bolt, slack) -> N
     ((entry, applied, refusal),) = worker.apply_queued()
     assert applied is None and refusal and entry["respond_to"] == "https://hooks/x"
     assert store.queued_decisions() == []
+
+
+def test_a_click_late_in_a_long_run_reads_what_a_step_reads_and_keeps_the_history(
+        bolt, slack) -> None:  # noqa: F811
+    """A run paused after 3,000 history lines (a 2,000-namespace run's are megabytes): the
+    click's decision reads the last lines only, as a tick does, so its ack does not wait for
+    the whole history; the saved run still holds every line, the decision's last."""
+    app, store, enqueued = bolt
+    run = waiting_run(store, "r-0d0d0d0d03")
+    run = run.evolve(phase=Phase.PAUSED, paused_from=Phase.MIGRATING, pause_reason="gate")
+    for i in range(3000):
+        run = run.log(1e9 + i, "step", f"wave {i // 10}: step {i} " + "x" * 200)
+    store.save(run, run.seq)
+    reads: list[int] = []
+    sent = store.r.connection_pool.connection_class.read_response
+
+    def counted(conn, *args, **kwargs):  # type: ignore[no-untyped-def]
+        response = sent(conn, *args, **kwargs)
+        reads.append(len(str(response)))
+        return response
+
+    store.r.connection_pool.connection_class.read_response = counted
+    try:
+        resp = dispatch(app, click_body(slack, "r-0d0d0d0d03", "resume", "U0AAAAAAA"))
+    finally:
+        store.r.connection_pool.connection_class.read_response = sent
+    assert resp.status == 200
+    assert sum(reads) < 60_000, sum(reads)  # the whole history is ~700 kB
+    saved = store.get("r-0d0d0d0d03")
+    assert saved.phase == Phase.MIGRATING
+    assert len(saved.history) == 3001 and saved.history[1500].text.startswith("wave 150:")
+    assert "resume" in saved.history[-1].text.lower()

@@ -103,6 +103,37 @@ end
 return 1
 """
 
+# A new run in one round trip: the cluster's lease first, and nothing else when another run
+# holds it. KEYS: the lease, the run's hash, {p}:runs, {p}:active, {p}:unsynced, then its
+# lists. ARGV: run id, created_at, unsynced since ('' not marked), the number of hash
+# field/value pairs, the pairs; then per list its number of items; then the items.
+# Returns false when created, else the lease's holder.
+_CREATE = """
+if redis.call('SET', KEYS[1], ARGV[1], 'NX') == false then
+  return redis.call('GET', KEYS[1]) or '?'
+end
+local nfields = tonumber(ARGV[4])
+local head = 5 + 2 * nfields
+redis.call('HSET', KEYS[2], unpack(ARGV, 5, head - 1))
+local nlists = #KEYS - 5
+local item = head + nlists
+for l = 1, nlists do
+  local key, n = KEYS[5 + l], tonumber(ARGV[head + l - 1])
+  redis.call('DEL', key)
+  local i = 0
+  while i < n do
+    local j = math.min(i + 1000, n)
+    redis.call('RPUSH', key, unpack(ARGV, item + i, item + j - 1))
+    i = j
+  end
+  item = item + n
+end
+redis.call('ZADD', KEYS[3], ARGV[2], ARGV[1])
+redis.call('SADD', KEYS[4], ARGV[1])
+if ARGV[3] ~= '' then redis.call('ZADD', KEYS[5], 'NX', ARGV[3], ARGV[1]) end
+return false
+"""
+
 #: the run's JSON in the hash: what a tick rewrites (history and samples are lists)
 _DATA_EXCLUDE: dict[str, Any] = {"history": True, "waves": {"__all__": {"samples"}}}
 _HISTORY: TypeAdapter[list[Event]] = TypeAdapter(list[Event])
@@ -175,6 +206,7 @@ class RedisRunStore:
         self.p = prefix
         self._save = self.r.register_script(_SAVE)
         self._mark_synced = self.r.register_script(_MARK_SYNCED)
+        self._create = self.r.register_script(_CREATE)
 
     @classmethod
     def from_url(cls, url: str, prefix: str = "meshops") -> RedisRunStore:
@@ -191,30 +223,35 @@ class RedisRunStore:
     def _samples_key(self, run_id: str, wave: int) -> str:
         return self.key("run", run_id, "samples", str(wave))
 
-    def create(self, run: Run) -> None:
+    def create(self, run: Run, unsynced_at: float | None = None) -> None:
+        """Store a new run and take its cluster's lease, in one round trip (a script: the
+        bot does this before it answers Slack). ``unsynced_at``: also mark it unsynced
+        (:meth:`mark_unsynced`) from then (Unix s).
+
+        Raises:
+            ClusterBusy: another run holds the cluster's lease (nothing is stored).
+            TemporaryError: Redis did not answer.
+        """
+        fields: list[EncodableT] = [
+            "seq", run.seq, "data", run.model_dump_json(exclude=_DATA_EXCLUDE),
+            "hlen", len(run.history), "waves", len(run.waves)]
+        lists: dict[str, Sequence[BaseModel]] = {self._history_key(run.id): run.history}
+        for i, wave in enumerate(run.waves):
+            fields += [f"s{i}", len(wave.samples)]
+            lists[self._samples_key(run.id, i)] = wave.samples
+        keys = [self.key("lease", run.cluster), self.key("run", run.id), self.key("runs"),
+                self.key("active"), self.key("unsynced"), *lists]
+        args: list[EncodableT] = [run.id, run.created_at,
+                                  "" if unsynced_at is None else unsynced_at,
+                                  len(fields) // 2, *fields,
+                                  *(len(items) for items in lists.values())]
+        args += [i.model_dump_json() for items in lists.values() for i in items]
         try:
-            lease = self.key("lease", run.cluster)
-            if not self.r.set(lease, run.id, nx=True):
-                holder = self.r.get(lease)
-                raise ClusterBusy(run.cluster, "?" if holder is None else _text(holder))
-            fields: dict[EncodableT, EncodableT] = {
-                "seq": run.seq, "data": run.model_dump_json(exclude=_DATA_EXCLUDE),
-                "hlen": len(run.history), "waves": len(run.waves)}
-            lists: dict[str, Sequence[BaseModel]] = {self._history_key(run.id): run.history}
-            for i, wave in enumerate(run.waves):
-                fields[f"s{i}"] = len(wave.samples)
-                lists[self._samples_key(run.id, i)] = wave.samples
-            pipe = self.r.pipeline()
-            pipe.hset(self.key("run", run.id), mapping=fields)
-            for key, items in lists.items():
-                pipe.delete(key)
-                if items:
-                    pipe.rpush(key, *(i.model_dump_json() for i in items))
-            pipe.zadd(self.key("runs"), {run.id: run.created_at})
-            pipe.sadd(self.key("active"), run.id)
-            pipe.execute()
+            holder = self._create(keys=keys, args=args)
         except RedisError as exc:
             raise translate_redis_error(exc, f"storing run {run.id}") from exc
+        if holder is not None:
+            raise ClusterBusy(run.cluster, _text(holder))
 
     def get(self, run_id: str, recent: int | None = None,
             history_from: int | None = None) -> Run:
