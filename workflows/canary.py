@@ -119,7 +119,7 @@ import re
 from array import array
 from collections import Counter
 from collections.abc import Iterable, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from statistics import NormalDist
 
 from pydantic import BaseModel, ConfigDict, Field, ValidationError
@@ -1018,6 +1018,48 @@ def requests_to_decide(error_rate: float, wave_size: int, bake_s: float, interva
     r0, v0, r1, v1 = _limits(_specs(th)["errors"], max(0.0, error_rate), 0.0)
     return _needed(r0, v0, r1, v1, 0.0, 1.0, _NORMAL.inv_cdf(1 - alpha),
                    _NORMAL.inv_cdf(1 - beta))
+
+
+def undecidable_baselines(traffic: Iterable[TrafficWindow], namespaces: list[str],
+                          canary_revision: str, baseline_from: float, now: float,
+                          bake_s: float, interval_s: float,
+                          th: CanaryThresholds | None = None) -> dict[str, str]:
+    """The namespaces whose baseline (their windows from ``baseline_from`` to ``now``, Unix
+    s) is too thin for any bake to decide one of their blocking signals, and which: were
+    the wave to move now and its traffic go on as before, the gate's two tests could not
+    meet — the baseline's own sampling noise keeps the tolerated and the detected rate
+    apart (:func:`_needed` is None), and the wave would end INCONCLUSIVE. The same tests,
+    edges, outlier filter and per-test error budgets as :func:`judge_canary` without a
+    control, each with the dispersion of its own baseline. ``{namespace: "slower than 250 ms"}``; empty when all can decide.
+
+    A young Prometheus (a new cluster, the sandbox) holds minutes of a namespace's rare
+    slow requests; the wave's baseline step waits for more while this is not empty."""
+    th = th or CanaryThresholds()
+    index = TrafficIndex.of(traffic)
+    wave = CanaryWave(canary=list(namespaces), gateways=[], control=[],
+                      canary_revision=canary_revision, baseline_from=baseline_from,
+                      baseline_until=now, bake_started_at=now)
+    every = _collect(index, wave, now, th)
+    _baselines_without_outliers(every)
+    tests = [t for t in every if t.blocking and not t.fresh]
+    bake_looks, max_looks = _looks(bake_s, interval_s, th)
+    m = max(1, len(every))  # the look's error budget is split over every test, as there
+    za = _NORMAL.inv_cdf(1 - th.false_rollback / (m * max_looks))
+    zb = _NORMAL.inv_cdf(1 - th.missed / len(pass_looks(bake_looks, max_looks)))
+    out: dict[str, str] = {}
+    for t in tests:
+        if not t.base or t.subject in out:
+            continue
+        c2 = _dispersion([t.base])
+        # a bake whose traffic is the baseline's, to ask the prediction what it would be
+        predicted = _predict(replace(t, cur=t.base), c2, Weather())
+        if predicted is None:
+            continue
+        r0, v0, r1, v1 = _limits(t.signal, predicted.rate, predicted.var)
+        _, nb = _sum(t.base)
+        if _needed(r0, v0, r1, v1, c2, nb / len(t.base), za, zb) is None:
+            out[t.subject] = _label(t)
+    return out
 
 
 def _fmt_rate(sig: _Signal, rate: float | None) -> str:

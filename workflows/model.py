@@ -267,6 +267,9 @@ class Wave(Frozen):
     step: WaveStep = WaveStep.BASELINE
     baseline: dict[str, NamespaceMetrics] = Field(default_factory=dict)  # the former gate's
     baseline_wait_from: float | None = None  # waiting for a bake's worth of history since
+    #: what the baseline step waits for: "history" (the longest bake's worth) or
+    #: "decidable" (enough for a bake to decide, :func:`workflows.waves._baseline_gaps`)
+    baseline_wait_reason: str | None = None
     labelled: bool = False
     restart_token: str | None = None  # the restartedAt value this run writes
     restarted_at: float | None = None

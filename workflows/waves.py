@@ -21,6 +21,7 @@ from workflows.canary import (
     error_judgement,
     judge_canary,
     requests_to_decide,
+    undecidable_baselines,
 )
 from workflows.errors import MetricsUnavailable, PermanentError
 from workflows.gates import streak
@@ -223,6 +224,9 @@ def _observe(capi: ClusterApi, namespaces: list[str], revision: str, preexisting
                   now=now, default_deadline_s=deadline_s, version=version)
 
 
+#: a wave whose young baseline no bake could decide on waits this many longest bakes at
+#: most for more of it (then moves: the gate says what it could not decide)
+THIN_BASELINE_WAITS = 4
 #: the first look at a rollout after the restart, seconds: what it shows sets the next
 ROLLOUT_FIRST_LOOK_S = 1.0
 #: the soonest a rollout is looked at again, seconds (each look lists the wave's pods and
@@ -265,18 +269,32 @@ def migrate_wave(run: Run, ports: ClusterPorts, now: float) -> StepResult:
         # The gate's baseline is the Prometheus history before the move, read at each look.
         # A wave whose history is younger than the longest bake (a fresh Prometheus, a
         # namespace just given traffic) waits for it, that long at most: a shorter baseline
-        # leaves the gate undecided on the rare slow requests of the tail. What is recorded
-        # here: workloads already failing.
+        # leaves the gate undecided on the rare slow requests of the tail. While Prometheus
+        # is younger than the whole baseline, it also waits (THIN_BASELINE_WAITS × that at
+        # most) until the baseline holds enough for a bake to decide every blocking signal:
+        # moving sooner would end the wave INCONCLUSIVE. What is recorded here: workloads
+        # already failing.
         need = baseline_needed(run)
-        short = _young_history(ports, run, wave, now, need)
-        if short and (wave.baseline_wait_from is None
-                      or now - wave.baseline_wait_from < need):
-            if wave.baseline_wait_from is not None:
+        short, thin = _baseline_gaps(ports, run, wave, now, need)
+        waited = 0.0 if wave.baseline_wait_from is None else now - wave.baseline_wait_from
+        reason = "history" if short else "decidable" if thin else None
+        if reason and waited < (need if short else THIN_BASELINE_WAITS * need):
+            if wave.baseline_wait_reason == reason:
                 return StepResult(run, opts.interval_s, changed=False)
-            wave = wave.evolve(baseline_wait_from=now)
-            text = (f"{wave_label(wave)}: waiting up to {need:.0f}s for a baseline: "
-                    f"Prometheus holds less than the longest bake ({need:.0f}s) of traffic "
-                    f"of {', '.join(short)}")
+            # both limits count from the first wait: a line when what it waits for changes
+            wave = wave.evolve(baseline_wait_from=wave.baseline_wait_from or now,
+                               baseline_wait_reason=reason)
+            if short:
+                text = (f"{wave_label(wave)}: waiting up to {need:.0f}s for a baseline: "
+                        f"Prometheus holds less than the longest bake ({need:.0f}s) of "
+                        f"traffic of {', '.join(short)}")
+            else:
+                text = (f"{wave_label(wave)}: waiting up to "
+                        f"{THIN_BASELINE_WAITS * need - waited:.0f}s more for a baseline the "
+                        "gate can decide on: Prometheus is younger than the baseline and holds too "
+                        "few requests for any bake to tell a regression of "
+                        + ", ".join(f"{ns} ({what})" for ns, what in sorted(thin.items()))
+                        + " apart")
             return StepResult(run.with_wave(wave).log(now, "step", text), opts.interval_s)
         before = failing(capi.list_workloads(wave.namespaces), capi.list_pods(wave.namespaces))
         text = (f"{wave_label(wave)}: baseline: the gate reads up to "
@@ -612,22 +630,35 @@ def _by_time(windows: list[TrafficWindow], run: Run, wave: Wave) -> list[Traffic
             for w in windows]
 
 
-def _young_history(ports: ClusterPorts, run: Run, wave: Wave, now: float, need: float
-                   ) -> list[str]:
-    """The wave's namespaces whose traffic history began less than ``need`` seconds ago,
-    or that have none (none when Prometheus cannot be read: the bake's looks say so)."""
-    opts = run.options
+def _baseline_gaps(ports: ClusterPorts, run: Run, wave: Wave, now: float, need: float
+                   ) -> tuple[list[str], dict[str, str]]:
+    """What the wave's baseline lacks now: the namespaces whose traffic history began less
+    than ``need`` seconds ago, or that have none; and, while Prometheus holds less than
+    the whole baseline (``baseline_s``), those whose baseline no bake could decide on
+    (:func:`workflows.canary.undecidable_baselines`: ``{namespace: signal}``). Nothing
+    when Prometheus cannot be read: the bake's looks say so."""
+    opts, c = run.options, run.thresholds.canary
     try:
         windows = ports.metrics(run.cluster).windows(
-            wave.namespaces, [], now - run.thresholds.canary.baseline_s, now, opts.interval_s)
+            wave.namespaces, [], now - c.baseline_s, now, opts.interval_s)
     except MetricsUnavailable:
-        return []
+        return [], {}
     first: dict[str, float] = {}
     for w in windows:
         if w.requests or w.tcp_opened:
             first[w.subject] = min(first.get(w.subject, w.start), w.start)
     # no window at all: no traffic yet, or a Prometheus that has not scraped twice yet
-    return [ns for ns in wave.namespaces if now - first.get(ns, now) < need]
+    short = [ns for ns in wave.namespaces if now - first.get(ns, now) < need]
+    # a baseline of the whole hour that cannot decide is low traffic (the plan said so):
+    # waiting would not change it
+    young = not first or now - min(first.values()) < c.baseline_s - opts.interval_s
+    if run.canary_revision == run.stable_revision:  # a rollover: all of it is "before"
+        windows = [w.model_copy(update={"revision": f"{run.stable_revision} (before)"})
+                   for w in windows]
+    thin = undecidable_baselines(windows, wave.namespaces, run.canary_revision,
+                                 now - c.baseline_s, now, opts.bake_s, opts.interval_s,
+                                 c) if young and not short else {}
+    return short, thin
 
 
 def _gateways(capi: ClusterApi, run: Run) -> list[str]:

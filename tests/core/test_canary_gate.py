@@ -38,8 +38,9 @@ from workflows.canary import (
     load_jsonl,
     replay,
     requests_to_decide,
+    undecidable_baselines,
 )
-from workflows.model import GateSample, Verdict
+from workflows.model import CanaryThresholds, GateSample, Verdict
 from workflows.traffic import TrafficWindow
 
 BAKE_S = BAKE_LOOKS * INTERVAL_S
@@ -386,3 +387,33 @@ def test_a_slow_start_after_the_restart_extends_the_bake_at_the_baselines_pace()
     (tail,) = [c for c in at_bake_end.checks if c.status == "undecided" and c.blocking]
     assert tail.base_per_window == 20_000 and tail.seen == 2400
     assert judge_canary(windows, wave, t + 9, 6, 3).verdict == Verdict.PASS
+
+
+def _bursty(start: int, end: int, n: int = 30_000) -> list[TrafficWindow]:
+    """3-s windows of ``n`` requests whose fraction over 100 ms swings 0.4 % ↔ 1.6 %
+    window to window (an eighth of it over 250 ms): a tail as bursty as production's."""
+    out = []
+    for i, t in enumerate(range(start, end, 3)):
+        slow = (0.004, 0.016)[i % 2]
+        buckets = {25.0: round(n * 0.8), 50.0: round(n * 0.9), 100.0: round(n * (1 - slow)),
+                   250.0: round(n * (1 - slow / 8)), 500.0: n, 1000.0: n}
+        out.append(TrafficWindow.of_counts("payments", "asm-1-25", "destination", t, t + 3,
+                                           {"200": n}, buckets, 0, 0))
+    return out
+
+
+def test_a_baseline_too_thin_for_any_bake_is_named_until_it_has_grown() -> None:
+    """Half a minute of a bursty tail: its rate is known only within about ±25 %, wider
+    than what separates the tolerated rise from the detected one, so no bake — however
+    long — could decide; two minutes of it can. (The wave's baseline step waits for it
+    while Prometheus is young, workflows.waves.)"""
+    t = 1_000_002
+    th = CanaryThresholds()
+
+    def thin(seconds: int) -> dict[str, str]:
+        return undecidable_baselines(_bursty(t - seconds, t), ["payments"], "asm-1-27",
+                                     t - 3600, t, 6, 3, th)
+
+    assert thin(24) == {"payments": "slower than 100 ms"}
+    assert thin(192) == {}
+    assert undecidable_baselines([], ["payments"], "asm-1-27", t - 3600, t, 6, 3, th) == {}

@@ -94,6 +94,34 @@ def test_a_wave_without_history_waits_up_to_the_longest_bake_for_its_baseline() 
     assert run.phase == Phase.AWAITING_COMPLETION, run.history[-1].text
 
 
+def test_a_young_baseline_no_bake_could_decide_on_waits_for_more_of_it() -> None:
+    """A Prometheus started with the approval, and ``a`` serving 30 requests a 10-s
+    window: after the longest bake's worth of history (120 s), its 360 requests without
+    an error still leave its error rate anywhere up to ~0.8 %: no bake could tell a
+    0.5-point rise apart, so the wave waits on, until the baseline can decide (four
+    longest bakes from the first wait at most). With an hour of history the same traffic
+    is low traffic, which waiting does not change: no wait."""
+    quiet = NamespaceMetrics(requests=30, success_rate=100.0, p99_ms=50.0)
+    world = FakeWorld.seeded(["a", "b"])
+    world.metrics_by_rev[("a", "asm-1-25")] = quiet
+    run, now = approved(world)
+    world.history_from = now
+    run, now = drive(run, world, now)
+    first = next(e for e in run.history if "waiting up to 120s for a baseline" in e.text)
+    more = next(e for e in run.history if "for a baseline the gate can decide on" in e.text)
+    assert more.at - first.at >= 120
+    assert "waiting up to 360s more" in more.text and "a (5xx and gRPC errors)" in more.text
+    labelled = next(e for e in run.history if "labelled" in e.text and "wave 0" in e.text)
+    assert more.at < labelled.at < first.at + 480
+    assert run.phase == Phase.AWAITING_COMPLETION, run.history[-1].text
+
+    world = FakeWorld.seeded(["a", "b"])
+    world.metrics_by_rev[("a", "asm-1-25")] = quiet
+    run, now = approved(world)
+    run, now = drive(run, world, now)
+    assert not any("waiting up to" in e.text for e in run.history)
+
+
 def test_a_regression_rolls_back_naming_signal_both_sides_and_confidence() -> None:
     world = FakeWorld.seeded(["a", "b", "c"])
     world.metrics_by_rev[("a", "asm-1-26")] = NamespaceMetrics(
