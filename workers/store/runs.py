@@ -55,13 +55,26 @@ if hlen and tonumber(hlen) > tonumber(ARGV[2]) then return 0 end
 return redis.call('ZREM', KEYS[1], ARGV[1])
 """
 
+# RPUSH ARGV[first .. first + n - 1] onto key, a thousand at a time (Lua's unpack has a
+# stack limit): the items of a list both scripts write.
+_PUSH = """
+local function push(key, first, n)
+  local i = 0
+  while i < n do
+    local j = math.min(i + 1000, n)
+    redis.call('RPUSH', key, unpack(ARGV, first + i, first + j - 1))
+    i = j
+  end
+end
+"""
+
 # KEYS: the run's hash, {p}:active, the cluster's lease, the lists written (one per list
 # header), the lists dropped (waves the run no longer has).
 # ARGV: data, expected seq, new seq, terminal (1|0), run id, stored ``waves`` ('' absent),
 # new ``waves``, number of lists written, number of lists dropped; then per list written
 # five headers: its count field, its stored count ('' absent), its new count, a (append) or
 # r (replace), its number of items; then the dropped lists' count fields; then the items.
-_SAVE = """
+_SAVE = _PUSH + """
 local h = KEYS[1]
 local seq = redis.call('HGET', h, 'seq')
 if not seq then return -1 end
@@ -83,12 +96,7 @@ for l = 0, nlists - 1 do
   local a = head + 5 * l
   local key, n = KEYS[3 + l + 1], tonumber(ARGV[a + 4])
   if ARGV[a + 3] == 'r' then redis.call('DEL', key) end
-  local i = 0
-  while i < n do
-    local j = math.min(i + 1000, n)
-    redis.call('RPUSH', key, unpack(ARGV, item + i, item + j - 1))
-    i = j
-  end
+  push(key, item, n)
   item = item + n
   redis.call('HSET', h, ARGV[a], ARGV[a + 2])
 end
@@ -108,7 +116,7 @@ return 1
 # lists. ARGV: run id, created_at, unsynced since ('' not marked), the number of hash
 # field/value pairs, the pairs; then per list its number of items; then the items.
 # Returns false when created, else the lease's holder.
-_CREATE = """
+_CREATE = _PUSH + """
 if redis.call('SET', KEYS[1], ARGV[1], 'NX') == false then
   return redis.call('GET', KEYS[1]) or '?'
 end
@@ -120,12 +128,7 @@ local item = head + nlists
 for l = 1, nlists do
   local key, n = KEYS[5 + l], tonumber(ARGV[head + l - 1])
   redis.call('DEL', key)
-  local i = 0
-  while i < n do
-    local j = math.min(i + 1000, n)
-    redis.call('RPUSH', key, unpack(ARGV, item + i, item + j - 1))
-    i = j
-  end
+  push(key, item, n)
   item = item + n
 end
 redis.call('ZADD', KEYS[3], ARGV[2], ARGV[1])
