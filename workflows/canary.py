@@ -1029,8 +1029,10 @@ def undecidable_baselines(traffic: Iterable[TrafficWindow], namespaces: list[str
     the wave to move now and its traffic go on as before, the gate's two tests could not
     meet — the baseline's own sampling noise keeps the tolerated and the detected rate
     apart (:func:`_needed` is None), and the wave would end INCONCLUSIVE. The same tests,
-    edges, outlier filter and per-test error budgets as :func:`judge_canary` without a
-    control, each with the dispersion of its own baseline. ``{namespace: "slower than 250 ms"}``; empty when all can decide.
+    edges and outlier filter as :func:`judge_canary` without a control, each with the
+    dispersion of its own baseline, the error budget split over the namespaces' tests
+    (a bake adds its gateways': the gate's own is a little stricter).
+    ``{namespace: "slower than 250 ms"}``; empty when all can decide.
 
     A young Prometheus (a new cluster, the sandbox) holds minutes of a namespace's rare
     slow requests; the wave's baseline step waits for more while this is not empty."""

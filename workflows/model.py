@@ -12,7 +12,7 @@ from __future__ import annotations
 
 import re
 from enum import StrEnum
-from typing import Any
+from typing import Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, PrivateAttr
 
@@ -267,9 +267,10 @@ class Wave(Frozen):
     step: WaveStep = WaveStep.BASELINE
     baseline: dict[str, NamespaceMetrics] = Field(default_factory=dict)  # the former gate's
     baseline_wait_from: float | None = None  # waiting for a bake's worth of history since
-    #: what the baseline step waits for: "history" (the longest bake's worth) or
-    #: "decidable" (enough for a bake to decide, :func:`workflows.waves._baseline_gaps`)
-    baseline_wait_reason: str | None = None
+    #: what the baseline step waits for: "history" (the longest bake's worth),
+    #: "decidable" (enough for a bake to decide, :func:`workflows.waves._baseline_gaps`) or
+    #: "control" (an earlier wave's namespaces to become one, ``_control_due``)
+    baseline_wait_reason: Literal["history", "decidable", "control"] | None = None
     labelled: bool = False
     restart_token: str | None = None  # the restartedAt value this run writes
     restarted_at: float | None = None

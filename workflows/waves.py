@@ -13,7 +13,7 @@ from __future__ import annotations
 import math
 from collections.abc import Mapping
 from datetime import UTC, datetime
-from typing import Any, cast
+from typing import Any, Literal, cast
 
 from workflows.canary import (
     CanaryJudgement,
@@ -272,22 +272,37 @@ def migrate_wave(run: Run, ports: ClusterPorts, now: float) -> StepResult:
         # leaves the gate undecided on the rare slow requests of the tail. While Prometheus
         # is younger than the whole baseline, it also waits (THIN_BASELINE_WAITS × that at
         # most) until the baseline holds enough for a bake to decide every blocking signal:
-        # moving sooner would end the wave INCONCLUSIVE. What is recorded here: workloads
-        # already failing.
+        # moving sooner would end the wave INCONCLUSIVE. A wave left without a control (no
+        # later wave, the earlier ones' namespaces moved less than a baseline ago) waits
+        # until an earlier wave's can be one. What is recorded here: workloads already
+        # failing.
         need = baseline_needed(run)
-        short, thin = _baseline_gaps(ports, run, wave, now, need)
         waited = 0.0 if wave.baseline_wait_from is None else now - wave.baseline_wait_from
-        reason = "history" if short else "decidable" if thin else None
-        if reason and waited < (need if short else THIN_BASELINE_WAITS * need):
+        short, thin = _baseline_gaps(ports, run, wave, now, need, past_short=waited >= need)
+        due = _control_due(run, wave, now)
+        reason: Literal["history", "decidable", "control"] | None = (
+            "history" if short and waited < need
+            else "decidable" if thin and waited < THIN_BASELINE_WAITS * need
+            else "control" if due is not None and now < due else None)
+        if reason:
+            again = min(opts.interval_s, due - now) if reason == "control" and due else \
+                opts.interval_s
             if wave.baseline_wait_reason == reason:
-                return StepResult(run, opts.interval_s, changed=False)
+                return StepResult(run, again, changed=False)
             # both limits count from the first wait: a line when what it waits for changes
-            wave = wave.evolve(baseline_wait_from=wave.baseline_wait_from or now,
-                               baseline_wait_reason=reason)
-            if short:
+            wave = wave.evolve(baseline_wait_from=now if wave.baseline_wait_from is None
+                               else wave.baseline_wait_from, baseline_wait_reason=reason)
+            if reason == "history":
                 text = (f"{wave_label(wave)}: waiting up to {need:.0f}s for a baseline: "
                         f"Prometheus holds less than the longest bake ({need:.0f}s) of "
                         f"traffic of {', '.join(short)}")
+            elif reason == "control":
+                assert due is not None
+                text = (f"{wave_label(wave)}: waiting {due - now:.0f}s for a control: no "
+                        f"later wave is left to compare with, and the namespaces of earlier "
+                        f"waves have been on {canary} less than a baseline ({need:.0f}s); "
+                        "without a control, a fleet-wide incident would read as the "
+                        "canary's fault")
             else:
                 text = (f"{wave_label(wave)}: waiting up to "
                         f"{THIN_BASELINE_WAITS * need - waited:.0f}s more for a baseline the "
@@ -295,7 +310,7 @@ def migrate_wave(run: Run, ports: ClusterPorts, now: float) -> StepResult:
                         "few requests for any bake to tell a regression of "
                         + ", ".join(f"{ns} ({what})" for ns, what in sorted(thin.items()))
                         + " apart")
-            return StepResult(run.with_wave(wave).log(now, "step", text), opts.interval_s)
+            return StepResult(run.with_wave(wave).log(now, "step", text), again)
         before = failing(capi.list_workloads(wave.namespaces), capi.list_pods(wave.namespaces))
         text = (f"{wave_label(wave)}: baseline: the gate reads up to "
                 f"{th.canary.baseline_s / 60:.0f} min of traffic before the move")
@@ -630,12 +645,29 @@ def _by_time(windows: list[TrafficWindow], run: Run, wave: Wave) -> list[Traffic
             for w in windows]
 
 
-def _baseline_gaps(ports: ClusterPorts, run: Run, wave: Wave, now: float, need: float
-                   ) -> tuple[list[str], dict[str, str]]:
+def _control_due(run: Run, wave: Wave, now: float) -> float | None:
+    """When the wave will have a control if it has none now (Unix s): no later wave is
+    left, and no namespace of an earlier wave has been on the canary a whole baseline
+    (:func:`control_namespaces`) — the soonest an earlier wave's will have. None when it
+    has one, or none is coming (no earlier wave baked, or ``max_control`` is 0)."""
+    if run.thresholds.canary.max_control <= 0 or any(
+            w.namespaces for w in run.waves[wave.index + 1:]):
+        return None
+    need = baseline_needed(run)
+    settled = [w.bake_started_at for w in run.waves[:wave.index]
+               if w.bake_started_at is not None and w.namespaces]
+    if not settled or any(now - at >= need for at in settled):
+        return None
+    return min(settled) + need
+
+
+def _baseline_gaps(ports: ClusterPorts, run: Run, wave: Wave, now: float, need: float,
+                   past_short: bool) -> tuple[list[str], dict[str, str]]:
     """What the wave's baseline lacks now: the namespaces whose traffic history began less
     than ``need`` seconds ago, or that have none; and, while Prometheus holds less than
     the whole baseline (``baseline_s``), those whose baseline no bake could decide on
-    (:func:`workflows.canary.undecidable_baselines`: ``{namespace: signal}``). Nothing
+    (:func:`workflows.canary.undecidable_baselines`: ``{namespace: signal}``) — looked for
+    once none is short, or once the wait for them is over (``past_short``). Nothing
     when Prometheus cannot be read: the bake's looks say so."""
     opts, c = run.options, run.thresholds.canary
     try:
@@ -649,15 +681,19 @@ def _baseline_gaps(ports: ClusterPorts, run: Run, wave: Wave, now: float, need: 
             first[w.subject] = min(first.get(w.subject, w.start), w.start)
     # no window at all: no traffic yet, or a Prometheus that has not scraped twice yet
     short = [ns for ns in wave.namespaces if now - first.get(ns, now) < need]
-    # a baseline of the whole hour that cannot decide is low traffic (the plan said so):
-    # waiting would not change it
-    young = not first or now - min(first.values()) < c.baseline_s - opts.interval_s
+    # Prometheus' age from its oldest window of any traffic (a quiet start of the hour is
+    # not youth); windows are aligned to their step, so the first may start a step late.
+    # A baseline of the whole hour that cannot decide is low traffic (the plan said so):
+    # waiting would not change it.
+    span = max((w.end - w.start for w in windows), default=opts.interval_s)
+    young = not windows or min(w.start for w in windows) > now - c.baseline_s + 2 * span
+    if not young or (short and not past_short):
+        return short, {}
     if run.canary_revision == run.stable_revision:  # a rollover: all of it is "before"
         windows = [w.model_copy(update={"revision": f"{run.stable_revision} (before)"})
                    for w in windows]
     thin = undecidable_baselines(windows, wave.namespaces, run.canary_revision,
-                                 now - c.baseline_s, now, opts.bake_s, opts.interval_s,
-                                 c) if young and not short else {}
+                                 now - c.baseline_s, now, opts.bake_s, opts.interval_s, c)
     return short, thin
 
 

@@ -67,6 +67,23 @@ def test_a_namespace_moved_less_than_a_baseline_ago_is_no_control_yet() -> None:
     assert control_namespaces(run, run.waves[1], now + 120) == later + wave0  # a whole one
 
 
+def test_the_last_wave_waits_for_the_earlier_waves_namespaces_to_become_its_control() -> None:
+    """Two waves, a bake of 60 s (the longest 120 s): wave 0 passes a minute into its bake,
+    and wave 1, the last, has no later wave to compare with. It waits until wave 0's
+    namespaces have been on the canary a whole baseline, then bakes with them as its
+    control — a fleet-wide incident in its bake is then told from the canary."""
+    world = FakeWorld.seeded(["a", "b", "c"])
+    run, now = approved(world)
+    run, now = drive(run, world, now)
+    assert run.phase == Phase.AWAITING_COMPLETION, run.history[-1].text
+    wave0, wave1 = run.waves  # a, then b and c
+    assert wave0.bake_started_at is not None and wave1.restarted_at is not None
+    waited = next(e for e in run.history if "wave 1" in e.text and "for a control" in e.text)
+    assert "no later wave is left to compare with" in waited.text
+    assert wave1.restarted_at - wave0.bake_started_at >= 120
+    assert wave1.control == wave0.namespaces
+
+
 def test_a_healthy_upgrade_passes_each_wave_with_its_control_and_says_why() -> None:
     world = FakeWorld.seeded(["a", "b", "c", "d"])
     run, now = approved(world)
@@ -120,6 +137,19 @@ def test_a_young_baseline_no_bake_could_decide_on_waits_for_more_of_it() -> None
     run, now = approved(world)
     run, now = drive(run, world, now)
     assert not any("waiting up to" in e.text for e in run.history)
+
+    # Prometheus' first scrapes come 50 s after the wave began to wait: the history is
+    # still short when that wait is over, and the wave goes on waiting for a baseline that
+    # can decide (the same four longest bakes from the first wait at most)
+    world = FakeWorld.seeded(["a", "b"])
+    world.metrics_by_rev[("a", "asm-1-25")] = quiet
+    run, now = approved(world)
+    world.history_from = now + 50
+    run, now = drive(run, world, now)
+    first = next(e for e in run.history if "waiting up to 120s for a baseline" in e.text)
+    more = next(e for e in run.history if "for a baseline the gate can decide on" in e.text)
+    labelled = next(e for e in run.history if "labelled" in e.text and "wave 0" in e.text)
+    assert first.at + 120 <= more.at < labelled.at <= first.at + 480 + 10
 
 
 def test_a_regression_rolls_back_naming_signal_both_sides_and_confidence() -> None:
