@@ -479,7 +479,12 @@ class Harness:
         return root
 
     def wait_for_button(self, run_id: str, action: str, timeout: float) -> dict[str, Any]:
+        """The run's root message once it offers ``action``'s button; a run that pauses
+        meanwhile (for a person, with other buttons) fails at once with its reason."""
         def ready() -> dict[str, Any] | None:
+            if action not in ("resume", "rollback") and self.run_phase(run_id) == "paused":
+                raise RuntimeError(f"run {run_id} paused while waiting for its [{action}] "
+                                   f"button: {self.pause_reason(run_id)}")
             root = self.root_message(run_id)
             if root and any(el.get("action_id") == f"meshops_{action}"
                             for b in root.get("blocks") or [] if b.get("type") == "actions"
