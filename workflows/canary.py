@@ -140,6 +140,10 @@ _NORMAL = NormalDist()
 # probabilities of 1e-30 keep their digits.
 
 _EPS = 1e-15
+#: the least time between two looks, seconds: a look that ran nearly an interval late is
+#: followed by the next at once, but never within the same instant (a timer that fires a
+#: hair early would number a look twice)
+MIN_LOOK_GAP_S = 0.05
 _TINY = 1e-300
 
 
@@ -680,7 +684,8 @@ class SignalCheck(BaseModel):
 @dataclass(frozen=True)
 class CanaryJudgement:
     """One look at a wave: ``verdict`` None means keep baking and look again after
-    ``after_s`` seconds; ``sample`` is what to record (the evidence's state now: FAIL,
+    ``after_s`` seconds (at the bake's next multiple of the interval: a late look does not
+    delay the next); ``sample`` is what to record (the evidence's state now: FAIL,
     PASS, or INCONCLUSIVE while undecided), with :class:`Check` records and the reason."""
 
     verdict: Verdict | None
@@ -1322,15 +1327,20 @@ def _decide(checks: list[SignalCheck], wave: CanaryWave, now: float, look: int,
     else:
         state = Verdict.INCONCLUSIVE
         reason = "; ".join(c.text for c in open_)
+    # the next look is due at the bake's next multiple of the interval, not an interval
+    # from now: a look a busy worker ran late does not push back every look after it
+    # (Flagger's analysis runs on a ticker of its interval, not a delay after each check)
+    next_look_s = max(MIN_LOOK_GAP_S,
+                      wave.bake_started_at + (look + 1) * interval_s - now)
     if look < bake_looks:
-        return done(None, state, reason, interval_s)
+        return done(None, state, reason, next_look_s)
     passing = pass_looks(bake_looks, max_looks)
     upcoming = [k for k in passing if k >= look]
     if state == Verdict.PASS:
         if look in passing or not upcoming:  # a late look (a worker was down) decides too
             return done(Verdict.PASS, Verdict.PASS, reason)
         return done(None, Verdict.PASS, f"{reason}; confirming at look {upcoming[0]}",
-                    interval_s)
+                    next_look_s)
     # extend while every open signal can get what it needs before the extension ends
     # (each look adds about one window: the windows seen so far say how much one brings)
     more = 0
@@ -1363,7 +1373,7 @@ def _decide(checks: list[SignalCheck], wave: CanaryWave, now: float, look: int,
         until = min(k for k in passing if k >= min(max_looks, look + max(more, 1)))
         return done(None, Verdict.INCONCLUSIVE,
                     f"extending the bake to look {until} (of at most {max_looks}): {reason}",
-                    interval_s)
+                    next_look_s)
     head = (f"after {look} intervals, {len(open_)} of {len(blocking)} signals could not be "
             "decided (a person decides): ")
     return done(Verdict.INCONCLUSIVE, Verdict.INCONCLUSIVE, head + reason)

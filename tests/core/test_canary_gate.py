@@ -27,6 +27,7 @@ from benchmarks.gate import (
 )
 from meshops.cli import main
 from workflows.canary import (
+    MIN_LOOK_GAP_S,
     CanaryJudgement,
     CanaryWave,
     TrafficIndex,
@@ -87,6 +88,23 @@ def test_no_pass_before_the_bake_is_over() -> None:
     _, windows = wave_of("healthy", 1)
     early = look(windows, BAKE_LOOKS // 2)
     assert early.verdict is None and early.after_s == INTERVAL_S
+
+
+def test_a_late_look_does_not_delay_the_next() -> None:
+    """A busy worker runs a look late: the next is due at the bake's next multiple of the
+    interval, not a whole interval after the late one (a delay that grew look by look)."""
+    _, windows = wave_of("healthy", 1)
+    index = TrafficIndex.of(windows)
+    (wave,) = find_waves(index, CANARY, BAKE_S, INTERVAL_S)
+    late = 0.7 * INTERVAL_S
+    j = judge_canary(index, wave, wave.bake_started_at + INTERVAL_S + late, BAKE_S,
+                     INTERVAL_S)
+    assert j.verdict is None and j.look == 1
+    assert j.after_s == pytest.approx(INTERVAL_S - late)
+    # nearly a whole interval late: the next look at once, never in the same instant
+    j = judge_canary(index, wave, wave.bake_started_at + 2 * INTERVAL_S - 1e-3, BAKE_S,
+                     INTERVAL_S)
+    assert j.look == 1 and j.after_s == MIN_LOOK_GAP_S
 
 
 def test_a_look_after_the_longest_bake_still_decides() -> None:
