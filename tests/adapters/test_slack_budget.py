@@ -99,6 +99,10 @@ def test_two_workers_share_one_budget(store: RedisRunStore, prefix: str) -> None
     one.back_off("chat.postEphemeral", 30)
     assert 29 < two.take("chat.postEphemeral") <= 30
     assert two.take("chat.postEphemeral", "C9") > 29
+    # without a per-channel number, a channel's posts are limited by nothing
+    free = SlackBudget(store.r, prefix, "xoxb-unspaced", BudgetLimits(channel_posts_per_s=None))
+    assert [free.take("chat.postMessage", "C1") for _ in range(5)] == [0.0] * 5
+    assert free.room("chat.postMessage", "C1") >= 5
 
 
 def test_those_waiting_for_a_slot_are_told_successive_times(store: RedisRunStore,
@@ -116,7 +120,7 @@ def test_those_waiting_for_a_slot_are_told_successive_times(store: RedisRunStore
 def test_a_burst_of_syncs_ends_in_one_update_per_slot_showing_the_latest(
         roomy_slack: SlackEmulator, store: RedisRunStore, prefix: str) -> None:
     budget = SlackBudget(store.r, prefix, TOKEN, BudgetLimits(per_minute={"chat.update": 1},
-                                                              channel_posts_per_s=1e6))
+                                                              channel_posts_per_s=None))
     notify = notifier(roomy_slack, store, budget)
     run = stored(store, new_run().evolve(id="r-0c0c0c0c0c", channel="C1", created_at=1e9))
     run = run.log(1e9, "step", "line 0")
@@ -193,7 +197,7 @@ def test_a_429_from_slack_reschedules_the_sync_with_its_retry_after(
     # Slack takes one post every 30 s; meshops' budget thinks it may post freely
     slack, server = emulator(channel_burst=1, channel_posts_per_s=1 / 30)
     try:
-        budget = SlackBudget(store.r, prefix, TOKEN, BudgetLimits(channel_posts_per_s=1e6))
+        budget = SlackBudget(store.r, prefix, TOKEN, BudgetLimits(channel_posts_per_s=None))
         run = stored(store, new_run().evolve(id="r-0f0f0f0f0f", channel="C1", created_at=1e9))
         run = run.log(1e9, "step", "line 0")
         store.r.hset(store.key("run", run.id), "data", run.model_dump_json())

@@ -78,7 +78,8 @@ class BudgetLimits:
         per_minute: calls per minute of each method (``chat.update`` → 50); a method not
             named is not limited per method (``chat.postMessage``: Slack publishes only
             its per-channel limit).
-        channel_posts_per_s: messages a second into one channel (:data:`CHANNEL_POSTS`).
+        channel_posts_per_s: messages a second into one channel (:data:`CHANNEL_POSTS`);
+            None: a channel's posts are not spaced (only the per-method limits count).
         margin_s: seconds added to each method's minute, for clock skew and transit.
         channel_margin: the share of a channel's spacing (``1 / channel_posts_per_s``)
             added to it: Slack counts a post when it arrives, and two posts taken a second
@@ -88,7 +89,7 @@ class BudgetLimits:
 
     per_minute: Mapping[str, int] = field(default_factory=lambda: {
         m: TIER_PER_MINUTE[t] for m, t in METHOD_TIERS.items()})
-    channel_posts_per_s: float = 1
+    channel_posts_per_s: float | None = 1
     margin_s: int = 1
     channel_margin: float = 0.25
 
@@ -131,7 +132,7 @@ class SlackBudget:
         self.limiter = MovingWindowRateLimiter(storage)
         # a channel's posts are spaced (a key that lives the spacing: SET NX PX), as
         # ``limits`` counts in whole seconds and cannot add the margin to one second
-        self.channel_spacing_ms = max(1, round(
+        self.channel_spacing_ms = 0 if limits.channel_posts_per_s is None else max(1, round(
             1000 * (1 + limits.channel_margin) / limits.channel_posts_per_s))
         self.method_items: dict[str, RateLimitItem] = {
             m: RateLimitItemPerSecond(n, 60 + limits.margin_s)
@@ -139,7 +140,7 @@ class SlackBudget:
 
     def _channel_key(self, method: str, channel: str | None) -> str | None:
         """The spacing key of ``channel`` for a post; None for calls that post nothing."""
-        if channel and method in CHANNEL_POSTS:
+        if channel and method in CHANNEL_POSTS and self.channel_spacing_ms:
             return f"{self.p}:channel:{self.app}:{channel}"
         return None
 
