@@ -82,3 +82,36 @@ def test_the_worker_imports_the_api_groups_before_its_pool_forks() -> None:
                          check=True).stdout
     assert json.loads(out) == ["admissionregistration_v1_api", "apps_v1_api", "batch_v1_api",
                          "core_v1_api", "custom_objects_api"]
+
+
+def test_namespaced_lists_share_one_pool_per_process(monkeypatch: pytest.MonkeyPatch) -> None:
+    """Every read's namespaced lists run on the process' one pool of LIST_CONCURRENCY
+    threads, in the namespaces' order, the first error raised; a forked process (another
+    pid) makes its own pool, as the parent's threads are not in it (issue 13)."""
+    import os
+    import threading
+
+    from workers.kube import cluster
+
+    api = KubernetesClusterApi.__new__(KubernetesClusterApi)
+    threads: set[int] = set()
+
+    def one(ns: str) -> list[str]:
+        threads.add(threading.get_ident())
+        if ns == "bad":
+            raise TemporaryError(f"listing {ns}")
+        return [f"{ns}/a", f"{ns}/b"]
+
+    names = [f"ns{i:02d}" for i in range(20)]
+    assert api._per_namespace(names, one) == [f"{n}/{x}" for n in names for x in "ab"]
+    pool = cluster.list_pool()
+    assert api._per_namespace(names[:3], one) == [f"{n}/{x}" for n in names[:3] for x in "ab"]
+    assert cluster.list_pool() is pool
+    # both reads ran on the pool's threads, not on threads of a pool made per read
+    assert threads and threads <= {t.ident for t in pool._threads}
+    assert len(threads) <= cluster.LIST_CONCURRENCY
+    with pytest.raises(TemporaryError, match="listing bad"):
+        api._per_namespace(["ns00", "bad", "ns01"], one)
+    assert api._per_namespace(names[:2], one)  # the pool still works after an error
+    monkeypatch.setattr(os, "getpid", lambda: -1)  # as in a forked pool process
+    assert cluster.list_pool() is not pool
