@@ -9,6 +9,7 @@ from workers.arm.aks import AksMeshApi
 from workers.config import Fleet, Settings
 from workers.engine import Engine
 from workers.kube.cluster import KubernetesClusterApi, api_client_from_kubeconfig
+from workers.prom.cache import WindowCache
 from workers.prom.metrics import PrometheusMetricsApi
 from workers.slack.client import UserGroups, make_client
 from workers.store.audit import AuditLog
@@ -20,8 +21,12 @@ from workflows.ports import MeshApi
 class FleetPorts:
     """Implements :class:`workflows.ports.ClusterPorts` over a fleet file, caching clients."""
 
-    def __init__(self, fleet: Fleet, mesh: AksMeshApi | None = None):
+    def __init__(self, fleet: Fleet, mesh: AksMeshApi | None = None,
+                 window_cache: WindowCache | None = None):
+        """``window_cache``: where the clusters' bake looks keep their windows (a worker's:
+        :class:`RedisWindowCache`, shared by its pool processes); None: the process's."""
         self.fleet = fleet
+        self.window_cache = window_cache
         self.aks = mesh or AksMeshApi(fleet)  # also the credentials and kubeconfigs
         self.mesh: MeshApi = self.aks
         self._clusters: dict[str, KubernetesClusterApi] = {}
@@ -49,7 +54,7 @@ class FleetPorts:
             self._metrics[cluster] = PrometheusMetricsApi(
                 p.url, p.selector, cred, scope=self.fleet.azure.prometheus_scope,
                 revision_label=p.revision_label, scrape_interval_s=p.scrape_interval,
-                cache_freshness_s=p.cache_freshness)
+                cache_freshness_s=p.cache_freshness, cache=self.window_cache)
         return self._metrics[cluster]
 
 

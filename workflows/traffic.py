@@ -131,6 +131,19 @@ class TrafficWindow:
                codes, buckets, tcp_opened, tcp_failed, 0)
         return w
 
+    @classmethod
+    def of_parts(cls, subject: str, revision: str | None, reporter: str, start: float,
+                 end: float, requests: int, codes: dict[str, int], les: Iterable[float],
+                 counts: Iterable[int], tcp_opened: int, tcp_failed: int,
+                 restarts: int) -> TrafficWindow:
+        """A window from the parts of one a worker made (a shared cache's entry,
+        :mod:`workers.prom.cache`), not validated again: ``les`` the bucket edges (ms),
+        ``counts`` their cumulative counts, in the same order."""
+        w = cls.__new__(cls)
+        w._set(subject, revision, reporter, float(start), float(end), requests, codes,
+               dict(zip(les, counts, strict=True)), tcp_opened, tcp_failed, restarts)
+        return w
+
     def __setattr__(self, name: str, value: Any) -> None:
         raise AttributeError(f"a TrafficWindow is read-only ({name}): use model_copy")
 

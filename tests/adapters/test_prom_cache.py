@@ -6,9 +6,15 @@ test_prom_windows.py."""
 
 from __future__ import annotations
 
-import pytest
+from collections.abc import Callable, Iterator
 
-from workers.prom.cache import WindowCache
+import pytest
+import redis
+from redis.backoff import NoBackoff
+from redis.retry import Retry
+
+from tests.conftest import REDIS_URL
+from workers.prom.cache import RedisWindowCache, WindowCache, decode_windows, encode_windows
 from workers.prom.windows import evaluation_times
 from workflows.errors import MetricsUnavailable
 from workflows.traffic import TrafficWindow
@@ -46,9 +52,29 @@ def shown(windows: list[TrafficWindow]) -> list[tuple[str, float, int]]:
     return [(w.subject, w.end, w.requests) for w in windows]
 
 
-def test_each_look_answers_as_a_whole_read_and_reads_only_the_newer_windows() -> None:
+@pytest.fixture
+def r(prefix: str) -> Iterator[redis.Redis]:
+    client = redis.Redis.from_url(REDIS_URL, decode_responses=True)
+    yield client
+    keys = list(client.scan_iter(f"{prefix}:*"))
+    if keys:
+        client.delete(*keys)
+    client.close()
+
+
+@pytest.fixture(params=["process", "redis"])
+def make(request: pytest.FixtureRequest, prefix: str) -> Callable[..., WindowCache]:
+    """A factory of either cache: each test below holds for the process's and the shared."""
+    if request.param == "process":
+        return WindowCache
+    r = request.getfixturevalue("r")
+    return lambda **kw: RedisWindowCache(r, prefix, **kw)
+
+
+def test_each_look_answers_as_a_whole_read_and_reads_only_the_newer_windows(
+        make: Callable[..., WindowCache]) -> None:
     read, now = Windows(), [0.0]
-    cache = WindowCache(max_freshness_s=30, clock=lambda: now[0])
+    cache = make(max_freshness_s=30, clock=lambda: now[0])
     for end in range(T0 + 200, T0 + 800, STEP * 3):
         now[0] = end + 4.0  # the horizon: end - 30, the last window taken as final
         got = cache.windows(read, "wave-1", T0, end, STEP)
@@ -59,11 +85,12 @@ def test_each_look_answers_as_a_whole_read_and_reads_only_the_newer_windows() ->
     assert {w.subject for w in got} == {"a", "b", "c"}  # c came in the newer part
 
 
-def test_windows_newer_than_the_freshness_horizon_are_read_again() -> None:
+def test_windows_newer_than_the_freshness_horizon_are_read_again(
+        make: Callable[..., WindowCache]) -> None:
     """A sample ingested late (a scrape under way, Azure Monitor's delay) changes a recent
     window: the next look sees it; an old window is never asked for again."""
     read, now = Windows(), [T0 + 400.0]
-    cache = WindowCache(max_freshness_s=60, clock=lambda: now[0])
+    cache = make(max_freshness_s=60, clock=lambda: now[0])
     cache.windows(read, "wave-1", T0, T0 + 400, STEP)
     read.late[("a", T0 + 380)] = 9999
     now[0] = T0 + 430.0
@@ -72,9 +99,10 @@ def test_windows_newer_than_the_freshness_horizon_are_read_again() -> None:
     assert read.asked[-1] == (340, 430)  # after the first look's horizon, T0 + 340
 
 
-def test_a_failed_read_leaves_the_entry_and_the_next_look_reads_the_same_part() -> None:
+def test_a_failed_read_leaves_the_entry_and_the_next_look_reads_the_same_part(
+        make: Callable[..., WindowCache]) -> None:
     read, now = Windows(), [T0 + 300.0]
-    cache = WindowCache(max_freshness_s=0, clock=lambda: now[0])
+    cache = make(max_freshness_s=0, clock=lambda: now[0])
     cache.windows(read, "wave-1", T0, T0 + 300, STEP)
     read.down, now[0] = True, T0 + 330.0
     with pytest.raises(MetricsUnavailable):
@@ -85,9 +113,10 @@ def test_a_failed_read_leaves_the_entry_and_the_next_look_reads_the_same_part() 
     assert shown(got) == shown(Windows()(T0, T0 + 330))
 
 
-def test_another_key_or_a_start_before_the_entry_is_read_whole() -> None:
+def test_another_key_or_a_start_before_the_entry_is_read_whole(
+        make: Callable[..., WindowCache]) -> None:
     read, now = Windows(), [T0 + 300.0]
-    cache = WindowCache(max_freshness_s=0, clock=lambda: now[0])
+    cache = make(max_freshness_s=0, clock=lambda: now[0])
     cache.windows(read, "wave-1", T0 + 100, T0 + 300, STEP)
     cache.windows(read, "wave-2", T0 + 100, T0 + 300, STEP)
     cache.windows(read, "wave-1", T0, T0 + 300, STEP)
@@ -134,3 +163,84 @@ def test_the_cache_holds_at_most_max_windows() -> None:
 def test_a_negative_freshness_is_refused() -> None:
     with pytest.raises(ValueError, match="max_freshness_s"):
         WindowCache(max_freshness_s=-1)
+
+
+def test_a_windows_chunk_gives_back_the_windows_it_was_made_of() -> None:
+    windows = [TrafficWindow(subject="shop", revision=None, reporter="source", start=T0,
+                             end=T0 + 10.5, requests=7, codes={"200": 5, "grpc:14": 2},
+                             buckets={0.5: 1, 10.0: 4, 1e300: 7}, tcp_opened=3, tcp_failed=1,
+                             restarts=2),
+               TrafficWindow(subject="gateway/aks-istio-ingressgateway-external",
+                             revision="asm-1-26", reporter="source", start=T0, end=T0 + 10)]
+    again = decode_windows(encode_windows(windows))
+    assert again == windows
+    assert [w.bucket_counts()[0] for w in again] == [(0.5, 10.0, 1e300), ()]
+    for bad in ("[]", '{"les": [], "w": [["shop"]]}', "not json"):
+        with pytest.raises((ValueError, KeyError, TypeError, IndexError)):
+            decode_windows(bad)
+
+
+def test_the_looks_of_a_bake_share_the_windows_across_worker_processes(
+        r: redis.Redis, prefix: str) -> None:
+    """Celery hands each look to whichever pool process is free: the process that takes
+    the second look reads from Prometheus only what the first did not hold, and each look
+    adds one chunk to the shared entry instead of writing it whole."""
+    read, now = Windows(), [0.0]
+    first, second = (RedisWindowCache(r, prefix, max_freshness_s=30, idle_s=120,
+                                      clock=lambda: now[0]) for _ in range(2))
+    looks = [first, second, first, second]
+    for n, (cache, end) in enumerate(zip(looks, range(T0 + 200, T0 + 800, STEP * 3),
+                                         strict=False)):
+        now[0] = end + 4.0
+        got = cache.windows(read, ("wave-1", 10), T0, end, STEP)
+        assert shown(got) == shown(Windows()(T0, end))
+        if n:
+            assert read.asked[-1] == (end - STEP * 3 - 30 - T0, end - T0)
+    assert first.hits + second.hits == 3
+    entry = r.hgetall(first.key(("wave-1", 10)))
+    assert entry["n"] == "4"  # the first look's chunk and one per look since
+    assert int(entry["count"]) == sum(len(decode_windows(entry[f"c{i}"])) for i in range(4))
+    assert 0 < r.pttl(first.key(("wave-1", 10))) <= 120_000  # let go when no look comes
+
+
+def test_an_entry_replaced_meanwhile_is_not_extended(r: redis.Redis, prefix: str) -> None:
+    read, now = Windows(), [T0 + 300.0]
+    one, other = (RedisWindowCache(r, prefix, max_freshness_s=0, clock=lambda: now[0])
+                  for _ in range(2))
+    one.windows(read, "wave-1", T0, T0 + 300, STEP)
+    seen = one._get("wave-1")
+    assert seen is not None and seen.until == T0 + 300
+    other.windows(read, "wave-1", T0 - 100, T0 + 300, STEP)  # replaced: an earlier start
+    one._extend("wave-1", seen, T0 + 330, Windows()(T0 + 300, T0 + 330))
+    held = one._get("wave-1")
+    assert held is not None and (held.first, held.until) == (T0 - 90, T0 + 300)
+    assert shown(held.windows) == shown(Windows()(T0 - 100, T0 + 300))
+
+
+def test_a_broken_entry_or_redis_down_reads_prometheus(r: redis.Redis, prefix: str) -> None:
+    read, now = Windows(), [T0 + 300.0]
+    cache = RedisWindowCache(r, prefix, max_freshness_s=0, clock=lambda: now[0])
+    cache.windows(read, "wave-1", T0, T0 + 300, STEP)
+    r.hset(cache.key("wave-1"), "c0", '{"les": [], "w": [[1]]}')  # not one we wrote
+    assert shown(cache.windows(read, "wave-1", T0, T0 + 300, STEP)) == \
+        shown(Windows()(T0, T0 + 300))
+    assert read.asked == [(0, 300)] * 2
+    assert r.hget(cache.key("wave-1"), "c0") != '{"les": [], "w": [[1]]}'  # written anew
+    down = redis.Redis(host="127.0.0.1", port=1, socket_connect_timeout=0.2,
+                       retry=Retry(NoBackoff(), 0))
+    gone = RedisWindowCache(down, prefix, max_freshness_s=0, clock=lambda: now[0])
+    assert shown(gone.windows(read, "wave-1", T0, T0 + 300, STEP)) == \
+        shown(Windows()(T0, T0 + 300))
+
+
+def test_a_shared_entry_holds_at_most_max_windows(r: redis.Redis, prefix: str) -> None:
+    read, now = Windows(), [T0 + 300.0]
+    cache = RedisWindowCache(r, prefix, max_freshness_s=0, max_windows=70,
+                             clock=lambda: now[0])
+    cache.windows(read, "wave-1", T0, T0 + 300, STEP)  # 61 windows
+    assert r.hget(cache.key("wave-1"), "count") == "61"
+    now[0] = T0 + 360.0
+    cache.windows(read, "wave-1", T0, T0 + 360, STEP)  # 61 + 12: too many
+    assert not r.exists(cache.key("wave-1"))
+    cache.windows(read, "wave-1", T0, T0 + 360, STEP)
+    assert read.asked[-1] == (0, 360)  # read whole again

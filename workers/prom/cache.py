@@ -21,14 +21,22 @@ scrape under way, Azure Monitor's ingestion delay). Windows ending before
 
 from __future__ import annotations
 
+import hashlib
+import json
 import math
 import time
 from collections import OrderedDict
 from collections.abc import Callable, Hashable
 from dataclasses import dataclass
+from typing import Any
+
+import redis
+import structlog
 
 from workers.prom.windows import evaluation_times
 from workflows.traffic import TrafficWindow
+
+log = structlog.get_logger("meshops.prom")
 
 #: reads the windows ending in ``(start, end]`` (Unix s), as ``read_windows`` with the
 #: rest of its arguments bound
@@ -41,6 +49,13 @@ DEFAULT_MAX_FRESHNESS_S = 600.0
 #: the engine benchmark's worker peaked 46 MB higher at 2,000 namespaces, issue 13). The
 #: least recently used entry (an earlier wave's) is let go first
 DEFAULT_MAX_WINDOWS = 20_000
+#: windows one shared entry holds at most (~100 bytes each in Redis, ~600 in a worker
+#: while a look reads them): an hour of a 100-namespace wave (and its control) at 10 s
+#: is ~45,000
+DEFAULT_MAX_SHARED_WINDOWS = 200_000
+#: a shared entry not read for this long is let go by Redis (seconds): a bake looks every
+#: ``interval`` (minutes at most); a wave that ended is not looked at again
+DEFAULT_IDLE_S = 900
 
 
 @dataclass
@@ -92,13 +107,12 @@ class WindowCache:
         first, last = times
         fresh = self.max_freshness_s if max_freshness_s is None else max_freshness_s
         horizon = math.floor((self.clock() - fresh) / step) * step
-        entry = self._entries.get(key)
+        entry = self._get(key)
         if entry is None or not entry.first <= first <= entry.until + step:
             got = read(start, end)
             self._put(key, _Entry(first, min(horizon, last),
                                   [w for w in got if w.end <= horizon]))
             return got
-        self._entries.move_to_end(key)
         self.hits += 1
         held = [w for w in entry.windows if first <= w.end <= last]
         if last <= entry.until:  # all of it held (an earlier end than before)
@@ -106,8 +120,24 @@ class WindowCache:
         # read from the last window held on: the next evaluation time is until + step
         newer = read(entry.until, end) if entry.until + step <= last else []
         until = max(entry.until, min(horizon, last))
-        self._put(key, _Entry(first, until, held + [w for w in newer if w.end <= until]))
+        added = [w for w in newer if w.end <= until]
+        if first == entry.first:  # the same start: what is held grows by what is added
+            self._extend(key, entry, until, added)
+        else:  # a later start: what ends before it is let go
+            self._put(key, _Entry(first, until, held + added))
         return held + newer
+
+    def _get(self, key: Hashable) -> _Entry | None:
+        """The entry of ``key`` (the most recently used now), or None."""
+        entry = self._entries.get(key)
+        if entry is not None:
+            self._entries.move_to_end(key)
+        return entry
+
+    def _extend(self, key: Hashable, entry: _Entry, until: int,
+                added: list[TrafficWindow]) -> None:
+        """``entry`` (as :meth:`_get` gave it) held until ``until``, with ``added``."""
+        self._put(key, _Entry(entry.first, until, entry.windows + added))
 
     def _put(self, key: Hashable, entry: _Entry) -> None:
         self._drop(key)
@@ -134,3 +164,145 @@ def process_cache() -> WindowCache:
     if _process_cache is None:
         _process_cache = WindowCache()
     return _process_cache
+
+
+# the entry grows by a chunk only if it is still the one this look read (another worker
+# may have replaced it meanwhile: then the chunk is not added, and the next look reads
+# the part again)
+_EXTEND = """
+if redis.call('HGET', KEYS[1], 'first') ~= ARGV[1]
+   or redis.call('HGET', KEYS[1], 'until') ~= ARGV[2] then return 0 end
+local n = tonumber(redis.call('HGET', KEYS[1], 'n'))
+redis.call('HSET', KEYS[1], 'c' .. n, ARGV[4], 'n', n + 1, 'until', ARGV[3],
+           'count', ARGV[5])
+redis.call('PEXPIRE', KEYS[1], ARGV[6])
+return 1
+"""
+
+
+def encode_windows(windows: list[TrafficWindow]) -> str:
+    """``windows`` as one compact JSON chunk: ``{"les": [edges, …], "w": [[subject,
+    revision, reporter, start, end, requests, codes, edges index, counts, tcp_opened,
+    tcp_failed, restarts], …]}`` (each distinct tuple of bucket edges written once)."""
+    les: dict[tuple[float, ...], int] = {}
+    rows = []
+    for w in windows:
+        edges, counts = w.bucket_counts()
+        rows.append([w.subject, w.revision, w.reporter, w.start, w.end, w.requests, w.codes,
+                     les.setdefault(edges, len(les)), counts.tolist(), w.tcp_opened,
+                     w.tcp_failed, w.restarts])
+    return json.dumps({"les": list(les), "w": rows}, separators=(",", ":"))
+
+
+def decode_windows(chunk: str | bytes) -> list[TrafficWindow]:
+    """The windows of a chunk :func:`encode_windows` wrote.
+
+    Raises:
+        ValueError / KeyError / TypeError / IndexError: not such a chunk.
+    """
+    data: dict[str, Any] = json.loads(chunk)
+    les = [tuple(e) for e in data["les"]]
+    return [TrafficWindow.of_parts(s, rev, rep, start, end, req, codes, les[i], counts, to,
+                                   tf, rs)
+            for s, rev, rep, start, end, req, codes, i, counts, to, tf, rs in data["w"]]
+
+
+class RedisWindowCache(WindowCache):
+    """A :class:`WindowCache` whose entries every worker process shares, in Redis.
+
+    Why: a bake's looks are ticks, and Celery gives each tick to whichever pool process is
+    free; with a cache per process, a look found the windows of the looks before it about
+    once in as many processes as the worker has, and read the rest from Prometheus again
+    (at 30 runs at once, Prometheus was the busiest process on the machine). Cortex's and
+    Grafana Mimir's query frontends share their results cache the same way, in memcached
+    or Redis (``-query-frontend.results-cache.backend``), for the same reason: the
+    queriers are many.
+
+    An entry is one Redis hash, ``{prefix}:prom-windows:{sha256 of the key}``: ``first``,
+    ``until`` (the evaluation times held, Unix s), ``count`` (windows), ``n`` and chunks
+    ``c0`` … ``c{n-1}`` (:func:`encode_windows`), each look's newer windows added as one
+    chunk (a script that checks the entry is still the one the look read), so a look
+    writes what it read, not the whole entry. Redis lets an entry go
+    :data:`DEFAULT_IDLE_S` after its last read. The cache only saves reads: when Redis
+    does not answer, or an entry is not one this class wrote, the look reads Prometheus.
+
+    Args:
+        client: the run store's Redis client; prefix: its key prefix.
+        max_windows: windows one entry holds at most (a bigger read is not held).
+        idle_s: seconds an entry is kept after its last use.
+        max_freshness_s / clock: as :class:`WindowCache`'s.
+    """
+
+    def __init__(self, client: redis.Redis, prefix: str = "meshops",
+                 max_freshness_s: float = DEFAULT_MAX_FRESHNESS_S,
+                 max_windows: int = DEFAULT_MAX_SHARED_WINDOWS,
+                 idle_s: float = DEFAULT_IDLE_S, clock: Callable[[], float] = time.time):
+        super().__init__(max_freshness_s, max_windows, clock)
+        self.r = client
+        self.p = f"{prefix}:prom-windows"
+        self.idle_ms = max(1, int(idle_s * 1000))
+        self._extend_script = client.register_script(_EXTEND)
+
+    def key(self, key: Hashable) -> str:
+        """The Redis key of ``key`` (its ``repr``: the same in every process)."""
+        return f"{self.p}:{hashlib.sha256(repr(key).encode()).hexdigest()[:32]}"
+
+    def _get(self, key: Hashable) -> _Entry | None:
+        rkey = self.key(key)
+        try:
+            pipe = self.r.pipeline()
+            pipe.hgetall(rkey)
+            pipe.pexpire(rkey, self.idle_ms)
+            raw = {_text(k): v for k, v in pipe.execute()[0].items()}
+        except redis.RedisError as exc:
+            log.warning("prom.cache_unavailable", error=str(exc)[:200])
+            return None
+        if not raw:
+            return None
+        try:
+            windows = [w for i in range(int(raw["n"])) for w in decode_windows(raw[f"c{i}"])]
+            return _Entry(int(raw["first"]), int(raw["until"]), windows)
+        except (ValueError, KeyError, TypeError, IndexError) as exc:
+            log.warning("prom.cache_entry_dropped", key=rkey, error=str(exc)[:200])
+            self._forget(rkey)
+            return None
+
+    def _put(self, key: Hashable, entry: _Entry) -> None:
+        rkey = self.key(key)
+        if entry.until < entry.first or len(entry.windows) > self.max_windows:
+            self._forget(rkey)  # nothing final yet, or too big to hold
+            return
+        try:
+            pipe = self.r.pipeline()  # MULTI/EXEC: a reader sees the old entry or the new
+            pipe.delete(rkey)
+            pipe.hset(rkey, mapping={"first": entry.first, "until": entry.until, "n": 1,
+                                     "count": len(entry.windows),
+                                     "c0": encode_windows(entry.windows)})
+            pipe.pexpire(rkey, self.idle_ms)
+            pipe.execute()
+        except redis.RedisError as exc:
+            log.warning("prom.cache_unavailable", error=str(exc)[:200])
+
+    def _extend(self, key: Hashable, entry: _Entry, until: int,
+                added: list[TrafficWindow]) -> None:
+        if until == entry.until and not added:
+            return  # nothing new is final: the entry stays as it is
+        count = len(entry.windows) + len(added)
+        if count > self.max_windows:
+            self._forget(self.key(key))
+            return
+        try:
+            self._extend_script(keys=[self.key(key)], args=[
+                entry.first, entry.until, until, encode_windows(added), count, self.idle_ms])
+        except redis.RedisError as exc:
+            log.warning("prom.cache_unavailable", error=str(exc)[:200])
+
+    def _forget(self, rkey: str) -> None:
+        try:
+            self.r.delete(rkey)
+        except redis.RedisError as exc:
+            log.warning("prom.cache_unavailable", error=str(exc)[:200])
+
+
+def _text(value: str | bytes) -> str:
+    return value.decode() if isinstance(value, bytes) else value

@@ -45,6 +45,7 @@ from workers.engine import Engine
 from workers.github.feed import ReleaseFeed
 from workers.health import HealthProbe, HealthServer
 from workers.metrics import RunMetrics
+from workers.prom.cache import RedisWindowCache
 from workers.retry_after import retry_after_s
 from workers.slack.budget import SlackBudget
 from workers.slack.client import make_client
@@ -111,7 +112,10 @@ class Context:
                                                   self.fleet.slack.api_url,
                                                   rate_limit_wait_s=0),
                                       RunMetrics(self.store.r, self.store.p))
-        self.ports = FleetPorts(self.fleet)
+        # the looks of a bake go to whichever pool process is free: their windows are
+        # shared through Redis, so each look reads only what is newer from Prometheus
+        self.ports = FleetPorts(self.fleet, window_cache=RedisWindowCache(self.store.r,
+                                                                          self.store.p))
         self.engine: Engine = build_engine(env, self.fleet, client, store=self.store,
                                            ports=self.ports)
         # what a campaign's steps reach through ports.campaign (workflows/kinds/campaign.py):
