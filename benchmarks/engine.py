@@ -4,10 +4,10 @@ For each size (200 and 2,000 namespaces by default) a sandbox of one generated c
 (``meshops sandbox --namespaces N --replicas 1``: a Deployment of one pod behind a Service
 in each namespace; one pod each so that at 2,000 namespaces the sandbox's Prometheus,
 on the same two cores, still scrapes every 5 s) with the real Prometheus, and meshops as
-it runs in production: the bot over HTTP, one Celery worker (concurrency 2) and beat,
-Redis, the sandbox's Slack enforcing Slack's limits. Two sides, each upgrading the
-cluster from its revision to the next, the sandbox re-seeded before each trial
-(``POST /_sandbox/reset``):
+it runs in production: the bot over HTTP, one Celery worker (4 pool processes, the CLI's
+default) and beat, Redis, the sandbox's Slack enforcing Slack's limits. Two sides, each
+upgrading the cluster from its revision to the next, the sandbox re-seeded before each
+trial (``POST /_sandbox/reset``):
 
 1. **meshops** — ``/mesh upgrade scale-01 <next> --bake B --interval I``, *Approve* and
    *Complete* clicked as soon as their buttons show. Timed from the approval click to the
