@@ -14,7 +14,14 @@ from redis.backoff import NoBackoff
 from redis.retry import Retry
 
 from tests.conftest import REDIS_URL
-from workers.prom.cache import RedisWindowCache, WindowCache, decode_windows, encode_windows
+from workers.prom.cache import (
+    IDLE_STEPS,
+    MIN_IDLE_S,
+    RedisWindowCache,
+    WindowCache,
+    decode_windows,
+    encode_windows,
+)
 from workers.prom.windows import evaluation_times
 from workflows.errors import MetricsUnavailable
 from workflows.traffic import TrafficWindow
@@ -201,6 +208,18 @@ def test_the_looks_of_a_bake_share_the_windows_across_worker_processes(
     assert entry["n"] == "4"  # the first look's chunk and one per look since
     assert int(entry["count"]) == sum(len(decode_windows(entry[f"c{i}"])) for i in range(4))
     assert 0 < r.pttl(first.key(("wave-1", 10))) <= 120_000  # let go when no look comes
+
+
+def test_an_entry_is_let_go_a_few_steps_after_its_last_look(r: redis.Redis,
+                                                            prefix: str) -> None:
+    """A wave that ended is not looked at again: its entry lives IDLE_STEPS steps (two
+    minutes at the least), not as long as the run."""
+    read, now = Windows(), [T0 + 3000.0]
+    cache = RedisWindowCache(r, prefix, max_freshness_s=0, clock=lambda: now[0])
+    cache.windows(read, "fine", T0, T0 + 3000, STEP)
+    assert 110_000 < r.pttl(cache.key("fine")) <= MIN_IDLE_S * 1000
+    cache.windows(read, "coarse", T0, T0 + 3000, 60)
+    assert (IDLE_STEPS * 60 - 10) * 1000 < r.pttl(cache.key("coarse")) <= IDLE_STEPS * 60_000
 
 
 def test_an_entry_replaced_meanwhile_is_not_extended(r: redis.Redis, prefix: str) -> None:

@@ -49,13 +49,15 @@ DEFAULT_MAX_FRESHNESS_S = 600.0
 #: the engine benchmark's worker peaked 46 MB higher at 2,000 namespaces, issue 13). The
 #: least recently used entry (an earlier wave's) is let go first
 DEFAULT_MAX_WINDOWS = 20_000
-#: windows one shared entry holds at most (~100 bytes each in Redis, ~600 in a worker
-#: while a look reads them): an hour of a 100-namespace wave (and its control) at 10 s
-#: is ~45,000
-DEFAULT_MAX_SHARED_WINDOWS = 200_000
-#: a shared entry not read for this long is let go by Redis (seconds): a bake looks every
-#: ``interval`` (minutes at most); a wave that ended is not looked at again
-DEFAULT_IDLE_S = 900
+#: windows one shared entry holds at most (~160 bytes each in Redis, ~600 in a worker
+#: while a look reads them; ~16 MB): an hour of a 100-namespace wave and 20 control
+#: namespaces at 10 s, both reporters, is ~86,000
+DEFAULT_MAX_SHARED_WINDOWS = 100_000
+#: a shared entry not read for this many steps (a bake looks about once a step) is let go
+#: by Redis, :data:`MIN_IDLE_S` at the least: a wave that ended is not looked at again,
+#: and its entry must not hold Redis' memory for long (a 2,000-namespace run has 21 waves)
+IDLE_STEPS = 4
+MIN_IDLE_S = 120
 
 
 @dataclass
@@ -222,26 +224,38 @@ class RedisWindowCache(WindowCache):
     ``until`` (the evaluation times held, Unix s), ``count`` (windows), ``n`` and chunks
     ``c0`` … ``c{n-1}`` (:func:`encode_windows`), each look's newer windows added as one
     chunk (a script that checks the entry is still the one the look read), so a look
-    writes what it read, not the whole entry. Redis lets an entry go
-    :data:`DEFAULT_IDLE_S` after its last read. The cache only saves reads: when Redis
-    does not answer, or an entry is not one this class wrote, the look reads Prometheus.
+    writes what it read, not the whole entry. Redis lets an entry go :data:`IDLE_STEPS`
+    steps after its last read (:data:`MIN_IDLE_S` at the least). The cache only saves
+    reads: when Redis does not answer, or an entry is not one this class wrote, the look
+    reads Prometheus. Redis holds ~160 bytes a window: a run's current wave, about 7 MB
+    for an hour of 100 namespaces and their control at 10 s.
+
+    One instance serves one thread at a time (a Celery pool process runs one task).
 
     Args:
         client: the run store's Redis client; prefix: its key prefix.
         max_windows: windows one entry holds at most (a bigger read is not held).
-        idle_s: seconds an entry is kept after its last use.
+        idle_s: seconds an entry is kept after its last use; None: :data:`IDLE_STEPS`
+            steps of the read, :data:`MIN_IDLE_S` at the least.
         max_freshness_s / clock: as :class:`WindowCache`'s.
     """
 
     def __init__(self, client: redis.Redis, prefix: str = "meshops",
                  max_freshness_s: float = DEFAULT_MAX_FRESHNESS_S,
                  max_windows: int = DEFAULT_MAX_SHARED_WINDOWS,
-                 idle_s: float = DEFAULT_IDLE_S, clock: Callable[[], float] = time.time):
+                 idle_s: float | None = None, clock: Callable[[], float] = time.time):
         super().__init__(max_freshness_s, max_windows, clock)
         self.r = client
         self.p = f"{prefix}:prom-windows"
-        self.idle_ms = max(1, int(idle_s * 1000))
+        self.idle_s = idle_s
+        self.idle_ms = 1000 * MIN_IDLE_S  # of the read under way (:meth:`windows`)
         self._extend_script = client.register_script(_EXTEND)
+
+    def windows(self, read: WindowRead, key: Hashable, start: float, end: float, step: int,
+                max_freshness_s: float | None = None) -> list[TrafficWindow]:
+        idle = self.idle_s if self.idle_s is not None else max(MIN_IDLE_S, IDLE_STEPS * step)
+        self.idle_ms = max(1, int(idle * 1000))
+        return super().windows(read, key, start, end, step, max_freshness_s)
 
     def key(self, key: Hashable) -> str:
         """The Redis key of ``key`` (its ``repr``: the same in every process)."""
