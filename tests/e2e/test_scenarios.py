@@ -11,8 +11,10 @@ import signal
 from typing import Any
 
 import pytest
+import redis
 
 from meshops.demo import RUN_ID_RE, TERMINAL, Harness, check_outcome, incident_during_bake
+from workers.prom.cache import MIN_IDLE_S
 
 pytestmark = pytest.mark.e2e
 
@@ -43,6 +45,14 @@ def test_upgrade_completes_and_touches_everything_once(harness: Harness) -> None
     root = h.wait_for_button(run_id, "complete", 240)
     h.click("approver", run_id, "complete", root)
     assert h.wait_for_phase(run_id, TERMINAL, 120) == "completed"
+    # the bakes' looks, taken by whichever pool process was free, kept their windows in
+    # the one shared cache (issue 13), each entry let go minutes after its last look
+    r = redis.Redis.from_url(h.redis_url, decode_responses=True)
+    entries = [r.hgetall(k) | {"ttl": r.pttl(k)}
+               for k in r.scan_iter(f"{h.prefix}:prom-windows:*")]
+    r.close()
+    assert entries and all(int(e["count"]) > 0 and 0 < e["ttl"] <= MIN_IDLE_S * 1000
+                           for e in entries), entries
     assert check_outcome(h, "incident", "dev", run_id, "completed") == []
     relabels, restarts = counters_for(h, "aks-dev-westus2")
     assert relabels == {f"aks-dev-westus2/{ns}:asm-1-26": 1
