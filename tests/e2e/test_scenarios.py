@@ -51,8 +51,8 @@ def test_upgrade_completes_and_touches_everything_once(harness: Harness) -> None
     entries = [r.hgetall(k) | {"ttl": r.pttl(k)}
                for k in r.scan_iter(f"{h.prefix}:prom-windows:*")]
     r.close()
-    assert entries and all(int(e["count"]) > 0 and 0 < e["ttl"] <= MIN_IDLE_S * 1000
-                           for e in entries), entries
+    assert any(int(e["count"]) > 0 for e in entries), entries  # (a look may hold none)
+    assert all(0 < e["ttl"] <= MIN_IDLE_S * 1000 for e in entries), entries
     assert check_outcome(h, "incident", "dev", run_id, "completed") == []
     relabels, restarts = counters_for(h, "aks-dev-westus2")
     assert relabels == {f"aks-dev-westus2/{ns}:asm-1-26": 1
