@@ -273,7 +273,13 @@ def test_redis_away_is_a_temporary_error() -> None:
     away = RedisRunStore.from_url("redis://127.0.0.1:1/0", "meshops-test-away")
     run = long_run(events=3)
     for call in (lambda: away.get(run.id), lambda: away.save(run, 0),
-                 lambda: away.create(run)):
+                 lambda: away.create(run),
+                 # what a Slack sync and the sweep read and write besides the run
+                 lambda: away.slack_state(run.id), lambda: away.set_slack_state(run.id, x=1),
+                 lambda: away.clear_slack_error(run.id),
+                 lambda: away.mark_unsynced(run.id, 1.0), lambda: away.mark_synced(run.id),
+                 lambda: away.mark_synced(run.id, 3), lambda: away.is_unsynced(run.id),
+                 lambda: away.unsynced(1.0), lambda: away.drop_decision("d")):
         with pytest.raises(TemporaryError, match="Redis unavailable"):
             call()
 

@@ -30,7 +30,8 @@ see a split run without its history and samples.
 
 from __future__ import annotations
 
-from collections.abc import Iterable, Sequence
+from collections.abc import Iterable, Iterator, Sequence
+from contextlib import contextmanager
 from dataclasses import dataclass
 from typing import Any
 
@@ -199,6 +200,15 @@ def _list_write(key: str, field: str, stored: int | None,
         return None
     return _ListWrite(key, field, stored, len(items), False,
                       [i.model_dump_json() for i in items[stored:]])
+
+
+@contextmanager
+def _redis(what: str) -> Iterator[None]:
+    """Redis' errors inside as :class:`TemporaryError` saying what could not be done."""
+    try:
+        yield
+    except RedisError as exc:
+        raise translate_redis_error(exc, what) from exc
 
 
 class RedisRunStore:
@@ -439,41 +449,55 @@ class RedisRunStore:
         return [_text(v) for v in self.r.lrange(self.key("decisions"), 0, -1)]
 
     def drop_decision(self, entry: str) -> None:
-        self.r.lrem(self.key("decisions"), 1, entry)
+        with _redis("dropping a decision applied"):
+            self.r.lrem(self.key("decisions"), 1, entry)
 
     def mark_unsynced(self, run_id: str, at: float) -> None:
         """Slack has not yet shown everything of this run (kept until a sync completes)."""
-        self.r.zadd(self.key("unsynced"), {run_id: at}, nx=True)
+        with _redis(f"marking run {run_id} for Slack"):
+            self.r.zadd(self.key("unsynced"), {run_id: at}, nx=True)
 
     def mark_synced(self, run_id: str, shown: int | None = None) -> bool:
         """Slack shows the run: drop it from the unsynced set, unless its stored history
         has grown past the ``shown`` lines the sync read (it stays for the sweep). Returns
         True when dropped; ``shown`` None drops it whatever the history."""
-        if shown is None:
-            return bool(self.r.zrem(self.key("unsynced"), run_id))
-        return bool(self._mark_synced(keys=[self.key("unsynced"), self.key("run", run_id)],
-                                      args=[run_id, shown]))
+        with _redis(f"marking run {run_id} shown in Slack"):
+            if shown is None:
+                return bool(self.r.zrem(self.key("unsynced"), run_id))
+            return bool(self._mark_synced(
+                keys=[self.key("unsynced"), self.key("run", run_id)], args=[run_id, shown]))
 
     def is_unsynced(self, run_id: str) -> bool:
         """Whether Slack has yet to show something of the run (read only, unlike
         :meth:`unsynced`)."""
-        return self.r.zscore(self.key("unsynced"), run_id) is not None
+        with _redis(f"reading run {run_id}'s Slack state"):
+            return self.r.zscore(self.key("unsynced"), run_id) is not None
 
     def unsynced(self, older_than: float) -> list[str]:
         """Runs whose Slack sync has been pending since before ``older_than``; their score is
         moved to now so each is retried at most once per sweep interval."""
-        ids = _texts(self.r.zrangebyscore(self.key("unsynced"), "-inf", older_than))
-        if ids:
-            self.r.zadd(self.key("unsynced"), {i: older_than for i in ids}, xx=True)
+        with _redis("listing runs Slack has yet to show"):
+            ids = _texts(self.r.zrangebyscore(self.key("unsynced"), "-inf", older_than))
+            if ids:
+                self.r.zadd(self.key("unsynced"), {i: older_than for i in ids}, xx=True)
         return ids
 
     def slack_state(self, run_id: str) -> dict[str, str]:
-        return {_text(k): _text(v) for k, v in self.r.hgetall(self.key("slack", run_id)).items()}
+        """What Slack shows of the run (root message, lines posted, charts, …).
+
+        Raises:
+            TemporaryError: Redis did not answer (so do the other Slack-state calls).
+        """
+        with _redis(f"reading run {run_id}'s Slack state"):
+            raw = self.r.hgetall(self.key("slack", run_id))
+        return {_text(k): _text(v) for k, v in raw.items()}
 
     def set_slack_state(self, run_id: str, **fields: str | int) -> None:
         mapping: dict[EncodableT, EncodableT] = {k: v for k, v in fields.items()}
-        self.r.hset(self.key("slack", run_id), mapping=mapping)
+        with _redis(f"recording run {run_id}'s Slack state"):
+            self.r.hset(self.key("slack", run_id), mapping=mapping)
 
     def clear_slack_error(self, run_id: str) -> None:
         """Slack took the run's messages again: forget the recorded refusal."""
-        self.r.hdel(self.key("slack", run_id), "error", "error_at")
+        with _redis(f"recording run {run_id}'s Slack state"):
+            self.r.hdel(self.key("slack", run_id), "error", "error_at")
