@@ -52,7 +52,9 @@ return 1
         self.r.hset(self.key("run", run.id), mapping={"seq": run.seq,
                                                      "data": run.model_dump_json()})
 
-    def save(self, run: Run, expected_seq: int) -> Run:
+    def save(self, run: Run, expected_seq: int, unsynced_at: float | None = None) -> Run:
+        if unsynced_at is not None:
+            self.mark_unsynced(run.id, unsynced_at)
         new: Run = run.evolve(seq=expected_seq + 1)
         ok = self._whole(keys=[self.key("run", run.id)],
                          args=[new.model_dump_json(), expected_seq, expected_seq + 1])

@@ -169,11 +169,10 @@ class Engine:
                 updated_at=now,
                 next_tick_at=None if result.recheck_after is None
                 else now + result.recheck_after)
-            if len(new.history) > len(run.history):
-                # marked before the save: killed in between, the sweep still shows the
-                # new lines (a mark with nothing new costs one idle sync)
-                self.store.mark_unsynced(run_id, now)
-            saved = self.store.save(new, run.seq)
+            # new lines are marked for Slack in the save itself: no crash can store them
+            # unmarked (the sweep shows what is marked)
+            saved = self.store.save(new, run.seq, unsynced_at=now if len(new.history) >
+                                    len(run.history) else None)
             for event in saved.history[len(run.history):]:
                 self.audit.record("step", "meshops", event.text, run=run_id,
                                   cluster=saved.cluster, at=event.at, event=event.kind)
@@ -221,9 +220,8 @@ class Engine:
                 decided = decided.evolve(updated_at=self.clock(),
                                          next_tick_at=None if decided.phase.waiting_for_person
                                          or decided.phase.terminal else self.clock())
-                self.store.mark_unsynced(run_id, self.clock())  # before: see tick
-                try:
-                    saved = self.store.save(decided, run.seq)
+                try:  # marked for Slack in the save: see tick
+                    saved = self.store.save(decided, run.seq, unsynced_at=self.clock())
                 except StaleRun:
                     continue
                 log.info("run.decided", run_id=run_id, action=action, user=user,
@@ -287,8 +285,8 @@ class Engine:
                 expired = expired.evolve(updated_at=now, next_tick_at=None
                                          if expired.phase.waiting_for_person
                                          or expired.phase.terminal else now)
-                self.store.mark_unsynced(run.id, now)  # before the save: see tick
-                saved = self.store.save(expired, current.seq)
+                # marked for Slack in the save: see tick
+                saved = self.store.save(expired, current.seq, unsynced_at=now)
                 self.audit.record("decision", "meshops", "expire", run=run.id,
                                   cluster=run.cluster, phase=saved.phase.value)
                 self.metrics.decided(current, saved, "expire", now, by_person=False)

@@ -39,6 +39,13 @@ API errors:
   an awaiting-* phase (or ``paused``) to a person's decision on it;
 - ``meshops_api_errors_total{system, code}`` (what is counted: :mod:`workers.apierrors`).
 
+A histogram's hash (``{p}:metrics:*_by_bucket``) counts each observation once, in the
+smallest bucket that holds it, with its ``_count`` and ``_sum``; the collector adds the
+buckets up into Prometheus' cumulative ``le`` buckets, so an observation is three writes
+whatever the number of buckets. (Earlier builds kept cumulative buckets under
+``{p}:metrics:*_seconds``; those hashes are no longer read: a deployment updated across the
+change shows Prometheus a counter reset, which ``rate()`` handles.)
+
 A save and its counting are two writes: a process killed between them loses that one
 count, never counts twice (the save is compare-and-set; only its winner counts).
 """
@@ -51,6 +58,7 @@ import time
 from collections import Counter, defaultdict
 from collections.abc import Callable, Iterable, Iterator, Sequence
 from dataclasses import dataclass
+from itertools import accumulate
 from typing import Any
 
 import redis
@@ -103,10 +111,10 @@ RUNS_STARTED = _Family("runs_started", "meshops_runs_started", "Runs requested, 
                        ("kind",))
 RUNS_ENDED = _Family("runs_ended", "meshops_runs_ended",
                      "Runs that ended, by kind and terminal phase.", ("kind", "phase"))
-PHASE_DURATION = _Family("phase_duration_seconds", "meshops_phase_duration_seconds",
+PHASE_DURATION = _Family("phase_duration_seconds_by_bucket", "meshops_phase_duration_seconds",
                          "Time runs spent in a phase, observed when they left it.",
                          ("kind", "phase"), PHASE_BUCKETS)
-DECISION_LATENCY = _Family("decision_latency_seconds", "meshops_decision_latency_seconds",
+DECISION_LATENCY = _Family("decision_latency_seconds_by_bucket", "meshops_decision_latency_seconds",
                            "Time from a run starting to wait for a person (awaiting-* or "
                            "paused) to a person's decision.", ("phase",), DECISION_BUCKETS)
 COUNTERS = (API_ERRORS, GATE_VERDICTS, DECISIONS, RUNS_STARTED, RUNS_ENDED)
@@ -171,10 +179,12 @@ class RunMetrics:
             log.warning("metrics.unavailable", what=what, error=str(exc))
 
     def _observe(self, pipe: Any, family: _Family, labels: Sequence[str], value: float) -> None:
+        # one bucket per observation, the smallest that holds it (none past the last bound:
+        # +Inf is _count); the collector adds them up (the module docstring)
         key = self.key(family)
-        for bound in family.buckets:
-            if value <= bound:
-                pipe.hincrby(key, _field(*labels, _le(bound)), 1)
+        bound = next((b for b in family.buckets if value <= b), None)
+        if bound is not None:
+            pipe.hincrby(key, _field(*labels, _le(bound)), 1)
         pipe.hincrby(key, _field(*labels, "_count"), 1)
         pipe.hincrbyfloat(key, _field(*labels, "_sum"), value)
 
@@ -344,7 +354,8 @@ class MeshopsCollector(Collector):
         hist = HistogramMetricFamily(family.name, family.doc, labels=list(family.labels))
         for labels, values in sorted(series.items()):
             count = values.get("_count", 0.0)
-            buckets = [(_le(b), values.get(_le(b), 0.0)) for b in family.buckets]
+            cumulative = list(accumulate(values.get(_le(b), 0.0) for b in family.buckets))
+            buckets = [(_le(b), n) for b, n in zip(family.buckets, cumulative, strict=True)]
             buckets.append(("+Inf", count))
             total = values.get("_sum", 0.0)
             hist.add_metric(list(labels), buckets, sum_value=total if math.isfinite(total)

@@ -428,10 +428,12 @@ class RunStore(Protocol):
         history from that event on instead (a Slack sync's read)."""
         ...
 
-    def save(self, run: Run, expected_seq: int) -> Run:
+    def save(self, run: Run, expected_seq: int, unsynced_at: float | None = None) -> Run:
         """Write ``run`` with ``seq = expected_seq + 1`` if the stored seq is ``expected_seq``.
 
         Releases the cluster lease when the run is terminal. Raises ``StaleRun`` otherwise.
+        ``unsynced_at``: also mark it unsynced from then, as :meth:`mark_unsynced`, in the
+        same write (a save that fails marks nothing).
         """
         ...
 

@@ -182,3 +182,25 @@ def test_a_phases_duration_is_known_from_a_recent_only_read() -> None:
     old = run.evolve(phase_since=None)
     assert exited_phases(old, old.to(Phase.AWAITING_COMPLETION, 2000.0), 2000.0) == [
         ("migrating", 900.0)]
+
+
+def test_an_observation_is_one_bucket_in_redis_and_cumulative_at_scrape(
+        store: RedisRunStore) -> None:
+    from workers.metrics import PHASE_BUCKETS, PHASE_DURATION, RunMetrics
+
+    metrics = RunMetrics(store.r, store.p)
+    for seconds in (0.5, 100.0, 100.0, 1e7):  # 1e7: past the last bound, +Inf only
+        metrics._write(lambda p, s=seconds: metrics._observe(
+            p, PHASE_DURATION, ("upgrade", "planning"), s), "test")
+    stored = store.r.hgetall(metrics.key(PHASE_DURATION))
+    # the buckets that hold an observation (two), _count and _sum: not one field per bound
+    assert len(stored) == 4, stored
+    text = generate_latest(registry(store)).decode()
+    dur, labels = "meshops_phase_duration_seconds", {"kind": "upgrade", "phase": "planning"}
+    assert value(text, f"{dur}_bucket", **labels, le="1.0") == 1
+    assert value(text, f"{dur}_bucket", **labels, le="60.0") == 1
+    assert value(text, f"{dur}_bucket", **labels, le="300.0") == 3
+    assert value(text, f"{dur}_bucket", **labels, le=repr(PHASE_BUCKETS[-1])) == 3
+    assert value(text, f"{dur}_bucket", **labels, le="+Inf") == 4
+    assert value(text, f"{dur}_count", **labels) == 4
+    assert value(text, f"{dur}_sum", **labels) == 0.5 + 200 + 1e7

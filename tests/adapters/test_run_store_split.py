@@ -349,6 +349,24 @@ def test_a_sync_that_read_the_run_before_a_new_line_keeps_it_unsynced(
     assert not store.is_unsynced(run.id)
 
 
+def test_a_save_marks_the_run_unsynced_in_the_same_write_and_only_when_it_is_stored(
+        store: RedisRunStore) -> None:
+    run = long_run("r-5ync000003", events=3)
+    store.create(stripped(run))
+    stored = store.save(run, 0)
+    assert not store.is_unsynced(run.id)  # no unsynced_at: no mark
+    with pytest.raises(StaleRun):  # a save that loses marks nothing
+        store.save(stored.log(2e9, "step", "lost"), 0, unsynced_at=2e9)
+    assert not store.is_unsynced(run.id)
+    store.save(stored.log(2e9, "step", "kept"), stored.seq, unsynced_at=2e9)
+    assert store.is_unsynced(run.id)
+    assert store.r.zscore(store.key("unsynced"), run.id) == 2e9
+    # a run already marked keeps its first time (the sweep's age of the oldest line)
+    again = store.get(run.id)
+    store.save(again.log(3e9, "step", "more"), again.seq, unsynced_at=3e9)
+    assert store.r.zscore(store.key("unsynced"), run.id) == 2e9
+
+
 def test_a_sync_of_a_run_read_recent_only_counts_the_lines_before_it(
         store: RedisRunStore) -> None:
     run = long_run("r-5ync000002", events=40)

@@ -69,10 +69,12 @@ local function push(key, first, n)
 end
 """
 
-# KEYS: the run's hash, {p}:active, the cluster's lease, the lists written (one per list
-# header), the lists dropped (waves the run no longer has).
+# KEYS: the run's hash, {p}:active, the cluster's lease, {p}:unsynced, the lists written
+# (one per list header), the lists dropped (waves the run no longer has).
 # ARGV: data, expected seq, new seq, terminal (1|0), run id, stored ``waves`` ('' absent),
-# new ``waves``, number of lists written, number of lists dropped; then per list written
+# new ``waves``, number of lists written, number of lists dropped, unsynced since ('' not
+# marked: the mark is part of the save, so no crash can leave new lines unmarked); then
+# per list written
 # five headers: its count field, its stored count ('' absent), its new count, a (append) or
 # r (replace), its number of items; then the dropped lists' count fields; then the items.
 _SAVE = _PUSH + """
@@ -86,7 +88,7 @@ local function holds(field, want)
   return got ~= false and tonumber(got) == tonumber(want)
 end
 local nlists, ndropped = tonumber(ARGV[8]), tonumber(ARGV[9])
-local head = 10
+local head = 11
 if not holds('waves', ARGV[6]) then return 0 end
 for l = 0, nlists - 1 do
   if not holds(ARGV[head + 5 * l], ARGV[head + 5 * l + 1]) then return 0 end
@@ -95,20 +97,21 @@ redis.call('HSET', h, 'seq', ARGV[3], 'data', ARGV[1], 'waves', ARGV[7])
 local item = head + 5 * nlists + ndropped
 for l = 0, nlists - 1 do
   local a = head + 5 * l
-  local key, n = KEYS[3 + l + 1], tonumber(ARGV[a + 4])
+  local key, n = KEYS[4 + l + 1], tonumber(ARGV[a + 4])
   if ARGV[a + 3] == 'r' then redis.call('DEL', key) end
   push(key, item, n)
   item = item + n
   redis.call('HSET', h, ARGV[a], ARGV[a + 2])
 end
 for d = 0, ndropped - 1 do
-  redis.call('DEL', KEYS[3 + nlists + d + 1])
+  redis.call('DEL', KEYS[4 + nlists + d + 1])
   redis.call('HDEL', h, ARGV[head + 5 * nlists + d])
 end
 if ARGV[4] == '1' then
   redis.call('SREM', KEYS[2], ARGV[5])
   if redis.call('GET', KEYS[3]) == ARGV[5] then redis.call('DEL', KEYS[3]) end
 end
+if ARGV[10] ~= '' then redis.call('ZADD', KEYS[4], 'NX', ARGV[10], ARGV[5]) end
 return 1
 """
 
@@ -338,10 +341,11 @@ class RedisRunStore:
                  if count else wave for wave, count in zip(run.waves, counts[1:], strict=True)]
         return run.evolve(history=history, waves=waves)  # type: ignore[no-any-return]
 
-    def save(self, run: Run, expected_seq: int) -> Run:
+    def save(self, run: Run, expected_seq: int, unsynced_at: float | None = None) -> Run:
         """Store ``run`` as ``seq`` ``expected_seq + 1`` if the stored run is still at
         ``expected_seq``; returns the run as stored. Writes the hash's ``data`` and the
-        lists' new items only (module docstring).
+        lists' new items only (module docstring). ``unsynced_at``: also mark the run
+        unsynced from then (:meth:`mark_unsynced`), in the same script.
 
         Raises:
             RunNotFound: no such run.
@@ -383,11 +387,13 @@ class RedisRunStore:
         try:
             ok = self._save(
                 keys=[key, self.key("active"), self.key("lease", run.cluster),
-                      *(w.key for w in lists), *(self._samples_key(run.id, i) for i in dropped)],
+                      self.key("unsynced"), *(w.key for w in lists),
+                      *(self._samples_key(run.id, i) for i in dropped)],
                 args=[new.model_dump_json(exclude=_DATA_EXCLUDE), expected_seq,
                       expected_seq + 1, "1" if run.phase.terminal else "0", run.id,
                       "" if stored_waves is None else _text(stored_waves), waves,
-                      len(lists), len(dropped), *headers, *(f"s{i}" for i in dropped),
+                      len(lists), len(dropped), "" if unsynced_at is None else unsynced_at,
+                      *headers, *(f"s{i}" for i in dropped),
                       *(item for w in lists for item in w.items)])
         except RedisError as exc:
             raise translate_redis_error(exc, f"saving run {run.id}") from exc
