@@ -31,7 +31,11 @@ what any orchestration must spend. Trials alternate (meshops, plain, plain, mesh
 after a warm-up of both (a ``/mesh status`` through the bot and worker; one read of each
 API in this process). Also printed: per-tick cost in the first and last third of the
 waves (the worker's ``meshops.tick`` task times: flat means a tick does not grow with the
-run), and the worker's peak RSS (the largest ``VmHWM`` of the worker's processes).
+run), beside the plain script's time per Prometheus read (a wave's baseline read, a look's
+read) in the same thirds: the same queries, so what grows on both sides is Prometheus' own
+cost (a Prometheus started with the benchmark holds more of each wave's baseline hour as
+the run goes on), not meshops'; and the worker's peak RSS (the largest ``VmHWM`` of the
+worker's processes).
 
 Targets (issue 13): ratio ≤ 1.2 at both sizes, peak worker RSS ≤ 200 MB at 2,000
 namespaces. Last line:
@@ -206,8 +210,10 @@ def spread(calls: Calls, looks: list[int]) -> list[list[list[str]]]:
     return plan
 
 
-def plain_trial(ports: FleetPorts, slack: WebClient, channel: str, rec: Record) -> float:
-    """The same calls as ``rec``'s run, in a straight loop; seconds."""
+def plain_trial(ports: FleetPorts, slack: WebClient, channel: str, rec: Record
+                ) -> tuple[float, list[list[float]]]:
+    """The same calls as ``rec``'s run, in a straight loop: (seconds, per wave the seconds
+    each of its Prometheus reads took, the baseline's first)."""
     mesh, capi, metrics = ports.mesh, ports.cluster_api(CLUSTER), ports.metrics(CLUSTER)
     # the run's root message exists before its approval: so does the plain script's
     root = slack.chat_postMessage(channel=channel, text=f"plain upgrade to {rec.canary}")
@@ -268,13 +274,17 @@ def plain_trial(ports: FleetPorts, slack: WebClient, channel: str, rec: Record) 
             time.sleep(wait["s"])
         mesh.get_mesh(CLUSTER)
 
+    reads: list[list[float]] = []
+
     def read(*args: Any, **kwargs: Any) -> None:
         """A look's read, as meshops' gate takes one: Prometheus not answering in time is
         that look's error (meshops records an error sample and looks again), not the end."""
+        t = time.perf_counter()
         try:
             metrics.windows(*args, **kwargs)
         except MetricsUnavailable as exc:
             print(f"  plain: a look could not read Prometheus ({str(exc)[:80]}…)", flush=True)
+        reads[-1].append(time.perf_counter() - t)
 
     put([rec.stable, rec.canary])
     capi.control_plane_revisions()
@@ -282,6 +292,7 @@ def plain_trial(ports: FleetPorts, slack: WebClient, channel: str, rec: Record) 
     for i, (wave, control, gateways, looks) in enumerate(zip(
             rec.waves, rec.controls, rec.gateways, rec.looks, strict=True)):
         now = time.time()
+        reads.append([])
         read(wave, [], now - rec.baseline_s, now, rec.interval_s)
         for ns in wave:
             capi.set_namespace_revision(ns, rec.canary)
@@ -314,7 +325,16 @@ def plain_trial(ports: FleetPorts, slack: WebClient, channel: str, rec: Record) 
         lane.put(None)
     for thread in threads:
         thread.join()
-    return max(done, slack_done["at"]) - t0
+    return max(done, slack_done["at"]) - t0, reads
+
+
+def thirds(per_wave: list[list[float]]) -> tuple[float, float]:
+    """The mean of the values of the first and of the last third of the waves (s)."""
+    third = max(1, len(per_wave) // 3)
+    early = [x for wave in per_wave[:third] for x in wave]
+    late = [x for wave in per_wave[-third:] for x in wave]
+    return (statistics.mean(early) if early else math.nan,
+            statistics.mean(late) if late else math.nan)
 
 
 def tick_times(log: Path, spans: list[tuple[float, float]]) -> tuple[float, float]:
@@ -394,8 +414,16 @@ def one_size(namespaces: int, rounds: int, bake: str, interval: str, port_base: 
                 else:
                     if record is None:  # plain first: it needs meshops' record of calls
                         raise SystemExit("the first trial must be meshops'")
-                    wall = plain_trial(FleetPorts(fleet), slack, channel, record)
-                    print(f"  {namespaces} ns, round {r + 1}, plain:   {wall:7.1f} s",
+                    wall, reads = plain_trial(FleetPorts(fleet), slack, channel, record)
+                    base_early, base_late = thirds([w[:1] for w in reads])
+                    look_early, look_late = thirds([w[1:] for w in reads])
+                    # the same PromQL as meshops' ticks: what Prometheus' own cost does
+                    # as the run goes on (a fresh Prometheus holds more of each baseline
+                    # hour wave after wave), beside meshops' tick times
+                    print(f"  {namespaces} ns, round {r + 1}, plain:   {wall:7.1f} s, "
+                          f"baseline read {base_early * 1000:.0f} ms early / "
+                          f"{base_late * 1000:.0f} ms late, look read "
+                          f"{look_early * 1000:.0f} ms early / {look_late * 1000:.0f} ms late",
                           flush=True)
                 sides[side].append(wall)
         ratio = sum(sides["meshops"]) / sum(sides["plain"])
