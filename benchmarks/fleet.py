@@ -26,7 +26,9 @@ Across the runs: tick lag (every second, each active run's ``now - next_tick_at`
 due), Slack calls a minute per method (the highest over any 60 s, whole workspace, from
 the sandbox's Slack log: ``chat.postMessage`` and ``chat.update``), the most posts in one
 channel in any one second, and the 429s Slack's limits gave (``GET
-/_sandbox/slack/throttled``).
+/_sandbox/slack/throttled``), and the CPU seconds each part used while the
+runs went on (worker, Prometheus, the emulators, bot, beat, Redis: they share the machine's
+cores, so a wall time above the unavoidable can be told apart from meshops' own cost).
 
 Targets at 30 runs (issue 13): wall/unavoidable ≤ 1.1, chat.update ≤ 50 a minute, at most
 one post per channel per second, no 429. Last line:
@@ -72,6 +74,7 @@ from __future__ import annotations
 
 import argparse
 import math
+import os
 import statistics
 import sys
 import tempfile
@@ -113,6 +116,9 @@ class Figures:
     per_minute: dict[str, int] = field(default_factory=dict)
     channel_second: int = 0
     throttled: int = 0
+    #: CPU seconds each part used while the runs went on, and how long that was (s)
+    cpu: dict[str, float] = field(default_factory=dict)
+    cpu_wall: float = 0.0
 
     @property
     def ratio(self) -> float:
@@ -281,6 +287,28 @@ def sliding_max(times: list[float], window: float) -> int:
     return best
 
 
+def cpu_by_part(h: Harness) -> dict[str, float]:
+    """CPU seconds (user + system, proc(5)) used so far by each part of the setup: the
+    harness's process groups (worker: its pool processes and their chart interpreters; bot;
+    beat; sandbox: the emulators) with the sandbox's Prometheus apart, and Redis."""
+    groups = {proc.pid: name for name, proc in h.procs.items()}
+    out: dict[str, float] = defaultdict(float)
+    tick = os.sysconf("SC_CLK_TCK")
+    for pid in filter(str.isdigit, os.listdir("/proc")):
+        try:
+            stat = Path(f"/proc/{pid}/stat").read_text()
+            cmd = Path(f"/proc/{pid}/cmdline").read_bytes().split(b"\0")[0]
+        except OSError:
+            continue
+        comm, fields = stat[stat.index("(") + 1:stat.rindex(")")], stat.rpartition(")")[2].split()
+        pgid = int(fields[2])
+        name = ("prometheus" if comm == "prometheus" and pgid in groups
+                else "redis" if comm == "redis-server" else groups.get(pgid))
+        if name is not None and cmd:
+            out[name] += (int(fields[11]) + int(fields[12])) / tick
+    return dict(out)
+
+
 def one_size(n: int, namespaces: int, bake: str, interval: str, port_base: int,
              timeout: float, timeline: bool = False) -> Figures:
     fig = Figures(n)
@@ -297,6 +325,7 @@ def one_size(n: int, namespaces: int, bake: str, interval: str, port_base: int,
         # Prometheus is given that history first, so no run waits for it
         time.sleep(bake_s * 2 + 4)
         log, runs = SlackLog(h), {}
+        cpu0, t0 = cpu_by_part(h), time.time()
         for cluster in clusters:
             target = newest(state[cluster]["upgrades"])
             resp = h.slash("requester", f"upgrade {cluster} {target} --bake={bake} "
@@ -325,6 +354,8 @@ def one_size(n: int, namespaces: int, bake: str, interval: str, port_base: int,
                 if phase in TERMINAL:
                     done[run_id] = phase
             time.sleep(0.5)
+        cpu1, fig.cpu_wall = cpu_by_part(h), time.time() - t0
+        fig.cpu = {k: v - cpu0.get(k, 0.0) for k, v in cpu1.items()}
         stop.set()
         sampler.join(5)
         slowest: tuple[float, Any] | None = None
@@ -538,6 +569,11 @@ def main(argv: list[str] | None = None) -> int:
               f"{pct(fig.lag, 0.5):.2f}s p90 {pct(fig.lag, 0.9):.2f}s; Slack calls per "
               f"minute (highest) {fig.per_minute}; most posts in one channel in one second "
               f"{fig.channel_second}; 429s {fig.throttled}", flush=True)
+        # what the machine's cores did meanwhile: Prometheus and the emulators share them
+        print(f"  CPU while the runs went on ({fig.cpu_wall:.0f} s × {os.cpu_count()} cores): "
+              + ", ".join(f"{k} {v:.0f} s" for k, v in sorted(fig.cpu.items(),
+                                                                key=lambda kv: -kv[1])),
+              flush=True)
     assert last is not None
     print(f"fleet: {last.runs} runs, wall/unavoidable {last.ratio:.2f}, chat.update per "
           f"minute {last.per_minute.get('chat.update', 0)}, max posts per channel per "

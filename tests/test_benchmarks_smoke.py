@@ -11,6 +11,7 @@ from __future__ import annotations
 import re
 import subprocess
 import sys
+import time
 
 from tests.conftest import ROOT, free_port_base
 
@@ -207,3 +208,28 @@ def test_engine_reads_tick_cost_early_and_late_from_the_workers_log(tmp_path) ->
     ]))
     early, late = engine.tick_times(log, [(t, t + 5), (t + 10, t + 15), (t + 20, t + 25)])
     assert abs(early - 0.3) < 1e-9 and abs(late - 0.4) < 1e-9
+
+
+def test_fleet_counts_the_cpu_of_each_part_by_its_process_group() -> None:
+    import types
+
+    fleet = _fleet()
+    burn = "import time\nt = time.process_time()\nwhile time.process_time() - t < 0.3: pass\n" \
+           "time.sleep(30)"
+    busy = subprocess.Popen([sys.executable, "-c", burn], start_new_session=True)
+    idle = subprocess.Popen([sys.executable, "-c", "import time; time.sleep(30)"],
+                            start_new_session=True)
+    try:
+        harness = types.SimpleNamespace(procs={"worker": busy, "bot": idle})
+        for _ in range(100):
+            cpu = fleet.cpu_by_part(harness)
+            if cpu.get("worker", 0) >= 0.3:
+                break
+            time.sleep(0.05)
+        assert cpu["worker"] >= 0.3, cpu  # the busy group's own CPU, in seconds
+        assert cpu["bot"] < 0.3, cpu  # an idle group's is its start-up alone
+        assert "prometheus" not in cpu  # no Prometheus in these groups
+    finally:
+        for proc in (busy, idle):
+            proc.kill()
+            proc.wait()
