@@ -306,3 +306,31 @@ def test_a_sync_that_finds_the_runs_sync_lock_held_comes_back_without_waiting(
     finally:
         store.r.delete(store.key("notify-deferred", "r-1e1e1e1e1e"))
         server.shutdown()
+
+
+def test_the_sweep_leaves_a_run_whose_sync_is_already_scheduled(
+        store: RedisRunStore, monkeypatch: pytest.MonkeyPatch) -> None:
+    """At fleet load the budget holds runs' root updates for tens of seconds: the sweep
+    must not enqueue, every 5 s, a sync that would only be deferred to the one scheduled."""
+    from workers.tasks import app as tasks
+
+    waiting, lost = "r-5c5c5c5c5c", "r-5d5d5d5d5d"
+    for run_id in (waiting, lost):
+        store.mark_unsynced(run_id, time.time() - 3 * tasks.SYNC_RETRY_S)
+    idle = SimpleNamespace(apply_queued=lambda: [], expire_due=lambda: [], overdue=lambda: [])
+    ctx = SimpleNamespace(store=store, engine=idle)
+    scheduled = in_worker(monkeypatch, tasks, ctx)
+    enqueued: list[str] = []
+    monkeypatch.setattr(tasks.notify_task, "delay", lambda run_id: enqueued.append(run_id))
+    try:
+        assert tasks.defer_notify(ctx, waiting, 40.0)  # the budget said: in 40 s
+        assert scheduled == [((waiting,), {"deferred": True}, 40.0)]
+        tasks.sweep_task.apply().get()
+        # the run whose sync is scheduled is left to it; the other (its sync lost with a
+        # worker, or never scheduled) is synced again
+        assert enqueued == [lost]
+        store.r.delete(store.key("notify-deferred", waiting))  # the marker ran out
+        tasks.sweep_task.apply().get()
+        assert sorted(enqueued) == sorted([lost, waiting, lost])
+    finally:
+        store.r.delete(store.key("notify-deferred", waiting))

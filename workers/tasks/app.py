@@ -242,6 +242,22 @@ def defer_notify(ctx: Context, run_id: str, wait_s: float) -> bool:
     return True
 
 
+def sync_scheduled(ctx: Context, run_ids: list[str]) -> list[bool]:
+    """Whether each run has a Slack sync scheduled by :func:`defer_notify` (its marker
+    stands), in one round trip; all False when Redis does not answer (the sweep then
+    enqueues them, as it did before there were markers)."""
+    if not run_ids:
+        return []
+    try:
+        pipe = ctx.store.r.pipeline(transaction=False)
+        for run_id in run_ids:
+            pipe.exists(ctx.store.key("notify-deferred", run_id))
+        return [bool(n) for n in pipe.execute()]
+    except RedisError as exc:
+        log.warning("sweep.sync_markers_unread", error=str(exc)[:200])
+        return [False] * len(run_ids)
+
+
 @app.task(name="meshops.notify", bind=True, max_retries=12)
 def notify_task(self: Any, run_id: str, deferred: bool = False) -> None:
     ctx = context()
@@ -433,9 +449,16 @@ def sweep_task() -> None:
     for run in ctx.engine.overdue():
         log.info("sweep.reenqueue", run_id=run.id, cluster=run.cluster, seq=run.seq)
         tick_task.delay(run.id, run.seq)
-    for run_id in ctx.store.unsynced(time.time() - SYNC_RETRY_S):
-        log.info("sweep.resync", run_id=run_id)
-        notify_task.delay(run_id)
+    stale = ctx.store.unsynced(time.time() - SYNC_RETRY_S)
+    for run_id, scheduled in zip(stale, sync_scheduled(ctx, stale), strict=True):
+        # a sync already scheduled (Slack's budget or a 429 said when) shows the run then;
+        # one more now would only be deferred to it, and at fleet load, when the budget
+        # holds many runs' updates for tens of seconds, those would fill the pool every
+        # sweep. Its marker outlives its countdown by 30 s: a sync lost with its worker
+        # is taken up here after that.
+        if not scheduled:
+            log.info("sweep.resync", run_id=run_id)
+            notify_task.delay(run_id)
 
 
 #: runs due within this long (s) get their tick from :func:`resume_task`; a later one is
