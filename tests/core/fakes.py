@@ -56,6 +56,9 @@ class FakeWorld:
     retry_after: float = 5.0
     op_polls_left: int = 0
     writes: Counter[str] = field(default_factory=Counter)
+    #: each windows() read: (subjects, gateways, start, end, repeat)
+    window_reads: list[tuple[frozenset[str], frozenset[str], float, float, bool]] = field(
+        default_factory=list)
     versions: dict[str, str] = field(default_factory=dict)  # revision → patch new pods get
     osm: bool = False
     outside: list[str] = field(default_factory=list)
@@ -325,6 +328,8 @@ class FakeWorld:
         rate as 503s and its p99 as a log-normal latency (σ 0.5) in Istio's buckets; the
         revision is what the namespace's pods ran then (its last restart splits the
         windows; a window across it is left out, as its pods were mixed)."""
+        self.window_reads.append((frozenset(namespaces), frozenset(gateways), start, end,
+                                  repeat))
         if self.metrics_down:
             raise MetricsUnavailable("Prometheus at http://prom is unreachable")
         out = []

@@ -194,6 +194,26 @@ def test_the_canary_ingress_gateway_is_judged_against_the_stable_one() -> None:
         in run.outcome and "stable gateway 0.000%" in run.outcome
 
 
+def test_a_waves_baseline_read_is_the_one_its_first_look_repeats() -> None:
+    """The BASELINE step reads what the bake's first look will (the wave, its control and
+    gateways, through the window cache), so that look reads only the windows after it: a
+    wave reads its hour once (issue 13)."""
+    world = FakeWorld.seeded([f"ns-{i:02d}" for i in range(9)], per_ns=1)
+    world.ingress = {"External"}
+    run, now = approved(world, wave_size=3)
+    run, now = drive(run, world, now)
+    assert run.phase == Phase.AWAITING_COMPLETION
+    reads = world.window_reads
+    for wave in run.waves:
+        subjects = frozenset([*wave.namespaces, *wave.control])
+        mine = [r for r in reads if r[0] == subjects and r[1] == frozenset(wave.gateways)]
+        assert len(mine) >= 2 and all(r[4] for r in mine), (wave.index, reads)
+        baseline, look = mine[0], mine[1]
+        assert wave.bake_started_at is not None
+        assert baseline[3] < wave.bake_started_at <= look[3]  # before the move, then a look
+        assert baseline[2] <= look[2]  # the look's hour starts within what was read
+
+
 def test_a_healthy_canary_gateway_passes_beside_the_stable_one() -> None:
     world = FakeWorld.seeded(["a", "b"])
     world.ingress = {"External"}
