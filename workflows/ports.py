@@ -287,6 +287,11 @@ class ClusterApi(Protocol):
 
     def list_namespaces(self) -> list[Namespace]: ...
 
+    def get_namespaces(self, names: list[str]) -> list[Namespace]:
+        """Those of ``names`` that exist, in that order (as :meth:`list_namespaces` gives
+        them), read by name: what a wave needs, whatever the cluster's size."""
+        ...
+
     def set_namespace_revision(self, namespace: str, revision: str) -> None:
         """Label ``istio.io/rev=revision`` and drop ``istio-injection`` (ignored by the add-on)."""
         ...

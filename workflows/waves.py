@@ -321,7 +321,7 @@ def migrate_wave(run: Run, ports: ClusterPorts, now: float) -> StepResult:
         return StepResult(run.with_wave(wave).log(now, "step", text), 0.0)
 
     if wave.step == WaveStep.LABEL:
-        current = {ns.name: ns for ns in capi.list_namespaces()}
+        current = {ns.name: ns for ns in capi.get_namespaces(wave.namespaces)}
         missing = [ns for ns in wave.namespaces if ns not in current]
         if missing:
             raise PermanentError(f"namespaces vanished during the upgrade: {', '.join(missing)}")

@@ -202,6 +202,11 @@ class FakeWorld:
         return [Namespace(n, dict(lbl), self.tags.get(lbl.get("istio.io/rev", "")))
                 for n, lbl in self.namespaces.items()]
 
+    def get_namespaces(self, names: list[str]) -> list[Namespace]:
+        return [Namespace(n, dict(self.namespaces[n]),
+                          self.tags.get(self.namespaces[n].get("istio.io/rev", "")))
+                for n in names if n in self.namespaces]
+
     def revision_tags(self) -> dict[str, str]:
         return dict(self.tags)
 

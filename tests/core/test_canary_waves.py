@@ -214,6 +214,21 @@ def test_a_waves_baseline_read_is_the_one_its_first_look_repeats() -> None:
         assert baseline[2] <= look[2]  # the look's hour starts within what was read
 
 
+def test_the_waves_read_their_own_namespaces_never_the_whole_clusters() -> None:
+    """Kubernetes reads proportional to the wave (issue 13): after the plan, no step of a
+    wave lists every namespace of the cluster."""
+    world = FakeWorld.seeded([f"ns-{i:02d}" for i in range(9)], per_ns=1)
+    run, now = approved(world, wave_size=3)
+
+    def whole_cluster() -> None:
+        raise AssertionError("a wave listed every namespace of the cluster")
+
+    world.list_namespaces = whole_cluster  # type: ignore[method-assign,assignment]
+    run, now = drive(run, world, now)
+    assert run.phase == Phase.AWAITING_COMPLETION
+    assert all(w.labelled for w in run.waves)
+
+
 def test_a_healthy_canary_gateway_passes_beside_the_stable_one() -> None:
     world = FakeWorld.seeded(["a", "b"])
     world.ingress = {"External"}

@@ -44,6 +44,13 @@ def test_seed_fleet(ports: FleetPorts) -> None:
     # the API server's own label, and the world's
     assert labels["legacy"] == {"istio-injection": "enabled",
                                 "kubernetes.io/metadata.name": "legacy"}
+    # read by name, a wave's namespaces alone: the same objects, in the order asked,
+    # a namespace that does not exist left out; one GET each, no list of the cluster
+    calls = capi.calls  # type: ignore[attr-defined]
+    got = capi.get_namespaces(["legacy", "no-such-namespace", "accounts"])
+    assert [(n.name, n.labels) for n in got] == [("legacy", labels["legacy"]),
+                                                 ("accounts", labels["accounts"])]
+    assert capi.calls - calls == 3  # type: ignore[attr-defined]
     workloads = capi.list_workloads(["accounts"])
     assert sorted(w.name for w in workloads) == ["details-v1", "productpage-v1", "ratings-v1",
                                                  "reviews-v1", "reviews-v2", "reviews-v3"]
