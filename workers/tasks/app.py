@@ -157,13 +157,14 @@ def _unbind_run(**_: Any) -> None:
 
 
 #: steps one tick takes in a row while each asks for the next at once (``recheck_after``
-#: 0: a wave's baseline, label and restart; the next wave after a gate PASS). Each is
+#: 0: the canary control plane found deployed, its istiod available, then the first wave's
+#: baseline, label and restart; the next wave after a gate PASS). Each is
 #: saved before the next, as separate ticks are, so a worker killed between two leaves
 #: the run where the last save put it; taking them here spares each a trip through the
 #: queue behind every other run's tick (about 3 s a trip at 30 runs on two cores, issue
 #: 13), as a controller's reconcile loop goes on while it has work. Bounded, so one run
 #: cannot keep a worker process from the others.
-CHAINED_STEPS = 4
+CHAINED_STEPS = 6
 #: a tick that found its run locked tries again after this long, doubling each time it
 #: finds it locked again (s): a step or a decision holds the lock for milliseconds to
 #: seconds, and a tick of a stale seq that meets a free lock leaves at once
