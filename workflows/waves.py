@@ -362,7 +362,7 @@ def migrate_wave(run: Run, ports: ClusterPorts, now: float) -> StepResult:
                               changed=False)
         versions = sorted({p.proxy_version for p in state.moved if p.proxy_version})
         control = control_namespaces(run, wave, wave.restarted_at or now)
-        gateways = _gateways(capi, run) if canary != run.stable_revision else []
+        gateways = _gateways(capi, run)
         wave = wave.evolve(step=WaveStep.BAKE, bake_started_at=now, control=control,
                            gateways=gateways)
         text = (f"{wave_label(wave)}: {len(state.moved)} pods on {canary}"
@@ -677,8 +677,7 @@ def _baseline_gaps(ports: ClusterPorts, run: Run, wave: Wave, now: float, need: 
     # bake's start (an earlier wave's namespaces qualify meanwhile) costs that look the
     # whole read, as before.
     control = control_namespaces(run, wave, now)
-    gateways = (_gateways(ports.cluster_api(run.cluster), run)
-                if run.canary_revision != run.stable_revision else [])
+    gateways = _gateways(ports.cluster_api(run.cluster), run)
     try:
         windows = ports.metrics(run.cluster).windows(
             [*wave.namespaces, *control], gateways, now - c.baseline_s, now,
@@ -712,7 +711,11 @@ def _baseline_gaps(ports: ClusterPorts, run: Run, wave: Wave, now: float, need: 
 def _gateways(capi: ClusterApi, run: Run) -> list[str]:
     """The add-on's ingress gateway Deployments of the canary and stable revisions: the
     canary's are judged against the stable's over the same windows (one load balancer
-    spreads requests over both during a canary upgrade, AKS doc istio-deploy-ingress.md)."""
+    spreads requests over both during a canary upgrade, AKS doc istio-deploy-ingress.md).
+    None in a rollover (the canary is the stable revision: no gateway to compare with);
+    the bake and the baseline read that prepares its first look both ask here."""
+    if run.canary_revision == run.stable_revision:
+        return []
     revisions = (run.canary_revision, run.stable_revision)
     return sorted(f"aks-istio-ingressgateway-{mode.lower()}-{rev}"
                   for mode, rev in capi.revision_gateways() if rev in revisions)
