@@ -1504,9 +1504,9 @@ class World:
         template (``pod-template-hash``), the newest scaled to ``replicas``; with
         ``RollingUpdate`` the old ones keep ``replicas - maxUnavailable - ready new pods``
         (so old pods stay until the new ones are ready; old pods that are not ready go
-        first, ``cleanupUnhealthyReplicas``); with ``Recreate`` the new
-        ReplicaSet scales up once the old pods are gone. Simplification: the new
-        ReplicaSet is scaled up at once rather than by ``maxSurge`` steps.
+        first, ``cleanupUnhealthyReplicas``) and the new one grows by ``maxSurge`` steps
+        (:meth:`_roll`); with ``Recreate`` the new ReplicaSet scales up once the old pods
+        are gone.
         Status and conditions as ``kubectl rollout status`` reads them
         (``Progressing``/``ProgressDeadlineExceeded`` after ``progressDeadlineSeconds``)."""
         d = c.objects[key]
@@ -1571,16 +1571,7 @@ class World:
             unavailable = int_or_percent(ru.get("maxUnavailable"), replicas, False, "25%")
             if surge == 0 and unavailable == 0:
                 unavailable = 1
-            self._set_spec(c, new_key, "replicas", replicas)
-            keep = max(0, replicas - unavailable - new_ready)
-            for rs in old:
-                # unhealthy old pods go first, whatever maxUnavailable says
-                # (``cleanupUnhealthyReplicas``: they would block the rollout)
-                ready_old = sum(1 for p in self.owned(c, rs, "Pod") if _active(p)
-                                and _ready(p))
-                n = min(keep, int(rs["spec"].get("replicas", 0)), ready_old)
-                self._set_spec(c, ("ReplicaSet", key[1], rs["metadata"]["name"]), "replicas", n)
-                keep -= n
+            self._roll(c, key[1], replicas, surge, unavailable, new_key, new_ready, old)
         # history: old ReplicaSets beyond revisionHistoryLimit that have no pods
         limit = int(spec.get("revisionHistoryLimit", 10))
         empty_old = [rs for rs in old if not rs["spec"].get("replicas")
@@ -1590,6 +1581,78 @@ class World:
         self._settle_children(c, [("ReplicaSet", key[1], rs["metadata"]["name"])
                                   for rs in self.owned(c, d, "ReplicaSet")])
         self._deployment_status(c, key)
+
+    def _roll(self, c: Cluster, namespace: str, replicas: int, surge: int, unavailable: int,
+              new_key: Key, new_ready: int, old: list[dict[str, Any]]) -> None:
+        """One pass of ``rolloutRolling`` (``pkg/controller/deployment/rolling.go``).
+
+        ``reconcileNewReplicaSet``: the new ReplicaSet grows to at most ``replicas +
+        maxSurge`` pods counted over every ReplicaSet's ``spec.replicas``
+        (``NewRSNewReplicas``), so with two replicas and the default 25 % a rollout makes one
+        new pod at a time. ``reconcileOldReplicaSets``: old pods that are not ready go first
+        (``cleanupUnhealthyReplicas``), then old ReplicaSets, oldest first, shrink while the
+        ready pods stay at least ``replicas - maxUnavailable``
+        (``scaleDownOldReplicaSetsForRollingUpdate``). The real controller does one of the
+        two per sync and syncs again on every ReplicaSet change; here syncs repeat until
+        one scales nothing down, which is where the real one settles too. ``old`` is newest
+        first; "ready" stands for "available" (``minReadySeconds`` 0)."""
+        def count(rs: dict[str, Any]) -> int:
+            return int(rs["spec"].get("replicas", 0))
+
+        def ready(rs: dict[str, Any]) -> int:
+            # pods beyond spec.replicas are on their way out (the ReplicaSet controller
+            # deletes not-ready ones first): what stays available is at most spec.replicas
+            return min(count(rs), sum(1 for p in self.owned(c, rs, "Pod")
+                                      if _active(p) and _ready(p)))
+
+        # each scale-down frees room for the new ReplicaSet: the real controller syncs again
+        # on the ReplicaSet's update (``updateReplicaSet`` enqueues its Deployment)
+        while self._roll_once(c, namespace, replicas, surge, unavailable, new_key, new_ready,
+                              old, count, ready):
+            pass
+
+    def _roll_once(self, c: Cluster, namespace: str, replicas: int, surge: int,
+                   unavailable: int, new_key: Key, new_ready: int, old: list[dict[str, Any]],
+                   count: Callable[[dict[str, Any]], int],
+                   ready: Callable[[dict[str, Any]], int]) -> bool:
+        """One sync of :meth:`_roll`; True when it scaled an old ReplicaSet down."""
+        new_count = count(c.objects[new_key])
+        oldest_first = [c.objects[("ReplicaSet", namespace, rs["metadata"]["name"])]
+                        for rs in reversed(old)]
+        if new_count > replicas:
+            new_count = replicas
+        elif new_count < replicas:
+            total = new_count + sum(count(rs) for rs in oldest_first)
+            room = replicas + surge - total
+            if room > 0:
+                new_count += min(room, replicas - new_count)
+        self._set_spec(c, new_key, "replicas", new_count)
+        if not sum(count(rs) for rs in oldest_first):
+            return False
+        min_available = replicas - unavailable
+        all_count = new_count + sum(count(rs) for rs in oldest_first)
+        max_down = all_count - min_available - (new_count - new_ready)
+        if max_down <= 0:
+            return False
+        cleaned = 0
+        for rs in oldest_first:  # cleanupUnhealthyReplicas
+            n = min(max_down - cleaned, count(rs) - ready(rs))
+            if n > 0:
+                self._set_spec(c, ("ReplicaSet", namespace, rs["metadata"]["name"]), "replicas",
+                               count(rs) - n)
+                cleaned += n
+        old_now = [c.objects[("ReplicaSet", namespace, rs["metadata"]["name"])]
+                   for rs in oldest_first]
+        down = new_ready + sum(ready(rs) for rs in old_now) - min_available
+        scaled = cleaned > 0
+        for rs in old_now:  # scaleDownOldReplicaSetsForRollingUpdate
+            n = min(count(rs), down)
+            if n > 0:
+                self._set_spec(c, ("ReplicaSet", namespace, rs["metadata"]["name"]), "replicas",
+                               count(rs) - n)
+                down -= n
+                scaled = True
+        return scaled
 
     def _settle_children(self, c: Cluster, keys: list[Key]) -> None:
         for k in keys:

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import time
+
 import pytest
 from slack_sdk import WebClient
 from slack_sdk.errors import SlackApiError
@@ -71,3 +73,50 @@ def test_label_selectors_and_merge_patch() -> None:
     assert not matches(labels, parse_selector("istio.io/rev notin (asm-1-25)"))
     assert merge_patch({"a": {"b": 1, "c": 2}}, {"a": {"b": None, "d": 3}}) == {
         "a": {"c": 2, "d": 3}}
+
+
+def test_a_rolling_update_replaces_pods_max_surge_at_a_time() -> None:
+    """The Deployment controller's ``rolloutRolling``: two replicas and the default 25 %
+    (maxSurge rounds up to 1, maxUnavailable down to 0) make one new pod at a time and
+    take an old one away only once a new one is ready, so the rollout takes two pod
+    start-ups, as ``kubectl describe deployment`` shows on a real cluster."""
+    world = World(rollout_s=1.0)
+    c = world.add_cluster("c1", subscription="s", resource_group="rg", location="westus2",
+                          kubernetes_version="1.31.2", revisions=["asm-1-25"])
+    world.ensure_namespace(c, "shop", {})
+    world.seeding = True
+    world.create("c1", {"apiVersion": "apps/v1", "kind": "Deployment",
+                        "metadata": {"name": "web"},
+                        "spec": {"replicas": 2, "selector": {"matchLabels": {"app": "web"}},
+                                 "template": {"metadata": {"labels": {"app": "web"}},
+                                              "spec": {"containers": [{"name": "web",
+                                                                       "image": "nginx"}]}}}},
+                 "shop")
+    world.reconcile()
+    world.seeding = False
+    t0 = time.time()
+    world.patch("c1", "Deployment", "shop", "web", {"spec": {"template": {"metadata": {
+        "annotations": {"kubectl.kubernetes.io/restartedAt": "2026-12-04T12:00:00Z"}}}}})
+    key = ("Deployment", "shop", "web")
+
+    def state() -> tuple[list[int], int, bool]:
+        d = c.objects[key]
+        sets = sorted(world.owned(c, d, "ReplicaSet"), key=lambda rs: int(
+            rs["metadata"]["annotations"]["deployment.kubernetes.io/revision"]))
+        pods = [p for rs in sets for p in world.owned(c, rs, "Pod")
+                if "deletionTimestamp" not in p["metadata"]]
+        status = d["status"]
+        done = status.get("updatedReplicas") == 2 and status.get("readyReplicas") == 2 \
+            and status.get("replicas") == 2
+        return [rs["spec"]["replicas"] for rs in sets], len(pods), done
+
+    world.reconcile(t0 + 0.1)
+    assert state() == ([2, 1], 3, False)  # one surge pod beside the two old ones
+    world.reconcile(t0 + 1.2)  # the first new pod is ready: one old goes, the second new comes
+    assert state() == ([1, 2], 3, False)
+    world.reconcile(t0 + 2.4)
+    assert state() == ([0, 2], 2, True)
+    scaled = [world.get("c1", "Event", k[1], k[2])["message"] for k in c.event_keys
+              if world.get("c1", "Event", k[1], k[2])["reason"] == "ScalingReplicaSet"]
+    assert [m.split(" replica set ")[0] + " " + m.rsplit(" from ", 1)[1] for m in scaled] == [
+        "Scaled up 0 to 1", "Scaled down 2 to 1", "Scaled up 1 to 2", "Scaled down 1 to 0"]
