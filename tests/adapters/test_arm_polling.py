@@ -28,7 +28,7 @@ from workers.arm.aks import AksMeshApi
 from workers.config import Fleet
 from workflows.errors import ArmError, TemporaryError
 from workflows.model import Operation, Run
-from workflows.operations import POLL_S, converge_revisions, follow_operation
+from workflows.operations import OPERATION_LEAST_S, POLL_S, converge_revisions, follow_operation
 
 SUB = "00000000-0000-0000-0000-000000000000"
 CLUSTER = f"/subscriptions/{SUB}/resourceGroups/rg-dev/providers/Microsoft.ContainerService/" \
@@ -156,15 +156,19 @@ def test_retry_after_of_a_status_answer_is_the_delay_of_the_next_tick(arm: Local
     assert converge_revisions(run_with(token), ports, BOTH, 2.0)[1] == 42
     arm.answer(200, cluster("Updating", BOTH))
     arm.answer(200, {"name": "op", "status": "InProgress"})
-    # none: as long again as the operation has run (from 1.0), at most POLL_S
-    assert converge_revisions(run_with(token), ports, BOTH, 3.0)[1] == 2.0
+    # none: a quarter of how long the operation has run (from 1.0), at least
+    # OPERATION_LEAST_S, at most POLL_S: a 2 s operation is seen done within 0.5 s
+    assert converge_revisions(run_with(token), ports, BOTH, 3.0)[1] == OPERATION_LEAST_S
+    arm.answer(200, cluster("Updating", BOTH))
+    arm.answer(200, {"name": "op", "status": "InProgress"})
+    assert converge_revisions(run_with(token), ports, BOTH, 9.0)[1] == 2.0
     arm.answer(200, cluster("Updating", BOTH))
     arm.answer(200, {"name": "op", "status": "InProgress"})
     assert converge_revisions(run_with(token), ports, BOTH, 60.0)[1] == POLL_S
     arm.answer(200, cluster("Succeeded", BOTH))
     arm.answer(200, {"name": "op", "status": "Succeeded"})
     assert converge_revisions(run_with(token), ports, BOTH, 4.0)[1] is None
-    assert arm.polls() == [OPERATION] * 5
+    assert arm.polls() == [OPERATION] * 6
     assert [m for m, _ in arm.seen].count("PUT") == 1
 
 
