@@ -29,7 +29,7 @@ from workflows.kind import KINDS, StartRun
 from workflows.lifecycle import decide, expire, tick
 from workflows.model import POLICY_REQUESTER, Phase, Run
 from workflows.policy import ClusterPolicy, mention
-from workflows.ports import ClusterPorts, RunStore
+from workflows.ports import ClusterPorts, RunStore, Workload
 
 log = structlog.get_logger("meshops.engine")
 
@@ -52,6 +52,8 @@ class Advanced:
     run: Run  # as saved; its recent part only (the last events, the current wave's samples)
     recheck_after: float | None
     logged: bool  # the history grew: Slack has something to show
+    #: the workloads whose rollout the run waits for (:attr:`workflows.kind.StepResult.wake`)
+    wake: tuple[Workload, ...] = ()
 
 
 def new_run_id() -> str:
@@ -180,7 +182,8 @@ class Engine:
                 log.info("run.phase_changed", run_id=run_id, phase=saved.phase.value,
                          wave=saved.wave_index)
             self.metrics.run_changed(run, saved, now)
-            return Advanced(saved, result.recheck_after, len(saved.history) > len(run.history))
+            return Advanced(saved, result.recheck_after, len(saved.history) > len(run.history),
+                            result.wake)
         finally:
             try:
                 lock.release()

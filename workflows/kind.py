@@ -31,7 +31,7 @@ from tenacity import RetryCallState, wait_exponential_jitter
 from workflows.errors import InvalidCommand, PermanentError
 from workflows.model import Phase, Run
 from workflows.policy import Role
-from workflows.ports import ClusterPorts
+from workflows.ports import ClusterPorts, Workload
 
 #: Every decision a person can take on a run (a button's action or a typed command).
 ACTIONS = ("approve", "reject", "pause", "resume", "rollback", "complete", "cancel", "halt")
@@ -47,11 +47,16 @@ class StepResult:
 
     ``recheck_after`` is seconds until the next tick (0: at once); None when the run waits
     for a person or has ended. ``changed`` is False when the step only observed.
+    ``wake``: the workloads whose rollout the run waits for. A worker may watch them and
+    tick the run as soon as they are rolled out, before ``recheck_after`` (as ``kubectl
+    rollout status`` watches); the recheck stands either way, so a lost watch only costs
+    time.
     """
 
     run: Run
     recheck_after: float | None
     changed: bool = True
+    wake: tuple[Workload, ...] = ()
 
 
 StepFn = Callable[[Run, ClusterPorts, float], StepResult]

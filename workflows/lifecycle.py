@@ -41,7 +41,8 @@ def tick(run: Run, ports: ClusterPorts, now: float) -> StepResult:
         ended = kind.on_permanent_error(run.evolve(retry=None), str(exc), now)
         return StepResult(ended, _next_tick(ended))
     if result.run.retry is not None:  # the episode is over: the step went through
-        return StepResult(result.run.evolve(retry=None), result.recheck_after, True)
+        return StepResult(result.run.evolve(retry=None), result.recheck_after, True,
+                          result.wake)
     return result
 
 

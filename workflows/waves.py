@@ -41,7 +41,15 @@ from workflows.model import (
     WaveStep,
 )
 from workflows.operations import POLL_S, converge_revisions
-from workflows.ports import REV_LABEL, ClusterApi, ClusterPorts, MetricsApi, Namespace, Pod
+from workflows.ports import (
+    REV_LABEL,
+    ClusterApi,
+    ClusterPorts,
+    MetricsApi,
+    Namespace,
+    Pod,
+    Workload,
+)
 from workflows.rollout import Rollout, assess, failing, special_handling
 from workflows.syntax import duration_text
 from workflows.traffic import TrafficWindow
@@ -178,12 +186,14 @@ def point_namespaces(capi: ClusterApi, namespaces: list[Namespace], revision: st
     return "; ".join(parts) or "nothing to relabel"
 
 
-def _restart(capi: ClusterApi, namespaces: list[str], token: str) -> tuple[int, int]:
+def _restart(capi: ClusterApi, namespaces: list[str], token: str
+             ) -> tuple[list[Workload], int]:
     """Restart (``kubectl rollout restart``) every workload whose restartedAt is not
     ``token``, except OnDelete ones (their pods are deleted one by one while verifying) and
     ones that will not be injected; ones already failing are restarted too (their namespace
-    moved) but not waited for. Returns (restarted, OnDelete)."""
-    n = on_delete = 0
+    moved) but not waited for. Returns (the workloads restarted, how many are OnDelete)."""
+    restarted: list[Workload] = []
+    on_delete = 0
     for w in capi.list_workloads(namespaces):
         if w.injection_disabled:
             continue
@@ -191,8 +201,8 @@ def _restart(capi: ClusterApi, namespaces: list[str], token: str) -> tuple[int, 
             on_delete += 1
         elif w.restarted_at != token:
             capi.restart_workload(w, token)
-            n += 1
-    return n, on_delete
+            restarted.append(w)
+    return restarted, on_delete
 
 
 def plan_notes(capi: ClusterApi, namespaces: list[Namespace], moving: list[str]) -> list[str]:
@@ -333,11 +343,12 @@ def migrate_wave(run: Run, ports: ClusterPorts, now: float) -> StepResult:
 
     if wave.step == WaveStep.RESTART:
         assert wave.restart_token
-        n, on_delete = _restart(capi, wave.namespaces, wave.restart_token)
+        restarted, on_delete = _restart(capi, wave.namespaces, wave.restart_token)
         wave = wave.evolve(step=WaveStep.VERIFY, restarted_at=now)
-        text = f"{wave_label(wave)}: restarted {n} workloads" + (
+        text = f"{wave_label(wave)}: restarted {len(restarted)} workloads" + (
             f"; {on_delete} OnDelete workloads follow pod by pod" if on_delete else "")
-        return StepResult(run.with_wave(wave).log(now, "step", text), ROLLOUT_FIRST_LOOK_S)
+        return StepResult(run.with_wave(wave).log(now, "step", text), ROLLOUT_FIRST_LOOK_S,
+                          wake=tuple(restarted))
 
     if wave.step == WaveStep.VERIFY:
         state = _observe(capi, wave.namespaces, canary, wave.preexisting,
@@ -359,7 +370,7 @@ def migrate_wave(run: Run, ports: ClusterPorts, now: float) -> StepResult:
             return StepResult(run.with_wave(wave).log(now, "step", text), POLL_S)
         if not state.done:
             return StepResult(run, rollout_recheck_s(state, wave.restarted_at or now, now),
-                              changed=False)
+                              changed=False, wake=tuple(state.pending))
         versions = sorted({p.proxy_version for p in state.moved if p.proxy_version})
         control = control_namespaces(run, wave, wave.restarted_at or now)
         gateways = _gateways(capi, run)
@@ -797,11 +808,12 @@ def roll_back(run: Run, ports: ClusterPorts, now: float) -> StepResult:
     if rb.step == RollbackStep.RESTART:
         assert rb.restart_token
         preexisting = sorted({k for w in run.waves for k in w.preexisting})
-        n, _ = _restart(capi, rb.namespaces, rb.restart_token) if rb.namespaces else (0, 0)
+        restarted = _restart(capi, rb.namespaces, rb.restart_token)[0] if rb.namespaces \
+            else []
         rb = rb.evolve(step=RollbackStep.VERIFY, restarted_at=now, preexisting=preexisting)
         return StepResult(run.evolve(rollback=rb).log(
-            now, "step", f"rollback: restarted {n} workloads"),
-            ROLLOUT_FIRST_LOOK_S if n else 0.0)
+            now, "step", f"rollback: restarted {len(restarted)} workloads"),
+            ROLLOUT_FIRST_LOOK_S if restarted else 0.0, wake=tuple(restarted))
     if rb.step == RollbackStep.VERIFY:
         if rb.namespaces:
             state = _observe(capi, rb.namespaces, stable, rb.preexisting,
@@ -820,7 +832,7 @@ def roll_back(run: Run, ports: ClusterPorts, now: float) -> StepResult:
                     now, "step", f"rollback: deleted {_names(state.delete)} (OnDelete)"), POLL_S)
             if not state.done:
                 return StepResult(run, rollout_recheck_s(state, rb.restarted_at or now, now),
-                                  changed=False)
+                                  changed=False, wake=tuple(state.pending))
             text = f"rollback: {len(state.moved)} pods back on {stable}"
         else:
             text = "rollback: nothing to verify in the data plane"

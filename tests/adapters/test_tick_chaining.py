@@ -42,7 +42,8 @@ def worker(prefix: str, monkeypatch: pytest.MonkeyPatch
     world = FakeWorld.seeded(["a", "b", "c", "d"])
     engine = Engine(fleet, store, world)  # type: ignore[arg-type]
     out = Published()
-    monkeypatch.setattr(tasks, "context", lambda: SimpleNamespace(engine=engine, store=store))
+    monkeypatch.setattr(tasks, "context", lambda: SimpleNamespace(engine=engine, store=store,
+                                                                ports=world))
     monkeypatch.setattr(tasks.tick_task, "apply_async",
                         lambda args, countdown=0, **kw: out.ticks.append((args[1], countdown)))
 

@@ -12,11 +12,12 @@ the ``istio-proxy`` image tag. The client's exceptions, and only those, are tran
 from __future__ import annotations
 
 import json
+import math
 import os
 import re
 import threading
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from concurrent.futures import ThreadPoolExecutor
 from functools import partial
 from typing import Any
@@ -27,8 +28,10 @@ from kubernetes import client as k8s
 from kubernetes import config as k8s_config
 from kubernetes.client.exceptions import ApiException
 from kubernetes.config.config_exception import ConfigException
+from kubernetes.watch.watch import iter_resp_lines
 
 from workers.kube.errors import KUBERNETES_ERRORS, translate_kubernetes_error
+from workers.kube.follow import FOLLOW_MAX_WATCHES
 from workflows.errors import ClusterApiError, PermanentError, TemporaryError
 from workflows.ports import (
     DEFAULT_PROGRESS_DEADLINE_S,
@@ -239,6 +242,10 @@ def api_client_from_kubeconfig(kubeconfig: bytes | str, context: str | None = No
             data, context=context, client_configuration=cfg)
     except ConfigException as exc:
         raise translate_kubernetes_error(exc, "load", "kubeconfig") from exc
+    # a connection for each list thread and each rollout watch (workers/kube/follow.py):
+    # beyond the pool's size urllib3 opens and drops a connection per request
+    cfg.connection_pool_maxsize = max(cfg.connection_pool_maxsize or 0,
+                                      LIST_CONCURRENCY + FOLLOW_MAX_WATCHES)
     # no retries inside the client: urllib3 would sleep out a 429's Retry-After and retry a
     # timed-out read three times in the worker; the run's retry policy waits instead
     cfg.retries = False
@@ -517,6 +524,43 @@ class KubernetesClusterApi:
             # the proxy into it (its only container): it is on the mesh all the same
             injection_disabled=str(template_meta.get(INJECT, "")).lower() == "false"
             and GATEWAY_NAME_LABEL not in template_meta)
+
+    def watch_workloads(self, namespace: str, kind: str, name: str | None, timeout_s: float
+                        ) -> Iterator[Workload]:
+        """The ``kind`` objects of ``namespace`` (only ``name``, if given) as a watch sees
+        them for about ``timeout_s`` seconds (``timeoutSeconds``, whole seconds, at least 1),
+        each as a :class:`Workload`: first as they are now (a watch without
+        ``resourceVersion`` starts with an ADDED event per object), then at each change.
+        ``kubectl rollout status`` reads the same stream (Kubernetes docs "API Concepts",
+        "Efficient detection of changes"). Ends when the API server ends the watch or sends
+        an ERROR event (410 Expired among them). Read as JSON, like the lists.
+
+        Raises:
+            ClusterApiError: the API server refused the watch, as for the other reads.
+        """
+        snake = {"Deployment": "deployment", "StatefulSet": "stateful_set",
+                 "DaemonSet": "daemon_set"}[kind]
+        fn = getattr(self.apps, f"list_namespaced_{snake}")
+        seconds = max(1, math.ceil(timeout_s))
+        kwargs: dict[str, Any] = {
+            "watch": True, "timeout_seconds": seconds, "_preload_content": False,
+            # the server ends the watch after timeoutSeconds; a hung one, a little later
+            "_request_timeout": (self.timeout[0], seconds + self.timeout[0])}
+        if name is not None:
+            kwargs["field_selector"] = f"metadata.name={name}"
+        response = self._call("watch", f"{kind}s", namespace, fn, namespace, **kwargs)
+        try:
+            for line in iter_resp_lines(response):  # type: ignore[no-untyped-call]
+                if not line:
+                    continue
+                event = json.loads(line, object_hook=KubeObject)
+                if event.get("type") in ("ADDED", "MODIFIED"):
+                    yield self._workload(kind, event["object"])
+                elif event.get("type") == "ERROR":
+                    return
+        finally:
+            response.close()
+            response.release_conn()
 
     def restart_workload(self, workload: Workload, token: str) -> None:
         body = {"spec": {"template": {"metadata": {"annotations": {RESTARTED_AT: token}}}}}

@@ -44,6 +44,7 @@ from workers.config import Fleet, load_fleet, settings
 from workers.engine import Engine
 from workers.github.feed import ReleaseFeed
 from workers.health import HealthProbe, HealthServer
+from workers.kube.follow import follower
 from workers.metrics import RunMetrics
 from workers.prom.cache import RedisWindowCache
 from workers.retry_after import retry_after_s
@@ -64,6 +65,7 @@ from workers.wiring import FleetPorts, build_engine
 from workflows.errors import PermanentError, RunBusy, RunNotFound, TemporaryError
 from workflows.kind import StartRun
 from workflows.model import POLICY_REQUESTER, Run
+from workflows.ports import Workload
 
 log = structlog.get_logger("meshops.worker")
 
@@ -207,6 +209,26 @@ def tick_task(run_id: str, seq: int, busy: int = 0) -> None:
         # as after any step: a tick of the seq saved (stale, and so harmless, when a
         # decision or another tick moved the run meanwhile)
         tick_task.apply_async((run_id, last.run.seq), countdown=last.recheck_after)
+        if last.wake:
+            follow_rollouts(ctx, last.run, last.wake, last.recheck_after)
+
+
+def follow_rollouts(ctx: Context, run: Run, workloads: tuple[Workload, ...],
+                    recheck_after: float) -> None:
+    """Watch the workloads ``run`` waits for and tick it as soon as they are rolled out,
+    before its recheck (:mod:`workers.kube.follow`); the recheck stays scheduled. The tick
+    is of the seq saved now: stale, and harmless, once anything else moved the run."""
+    run_id, seq = run.id, run.seq
+
+    def wake() -> None:
+        log.info("follow.settled", run_id=run_id, seq=seq)
+        tick_task.delay(run_id, seq)
+
+    try:
+        follower().follow(run_id, ctx.ports.cluster_api(run.cluster), workloads, recheck_after,
+                          wake)
+    except (PermanentError, TemporaryError) as exc:  # no client for the cluster: the recheck
+        log.info("follow.not_started", run_id=run_id, error=str(exc)[:200])
 
 
 def nudge_campaign(ctx: Context, run: Run) -> None:
