@@ -8,8 +8,8 @@ from __future__ import annotations
 from tests.core.fakes import FakeWorld
 from tests.core.test_workflow import POLICY, drive, new_run
 from workflows.canary import CanaryJudgement, judge_canary
-from workflows.lifecycle import decide
-from workflows.model import NamespaceMetrics, Phase, Run, UpgradeOptions, Verdict, Wave
+from workflows.lifecycle import decide, tick
+from workflows.model import NamespaceMetrics, Phase, Run, UpgradeOptions, Verdict, Wave, WaveStep
 from workflows.traffic import TrafficWindow
 from workflows.waves import (
     baseline_needed,
@@ -360,3 +360,39 @@ def test_a_control_migrated_by_an_earlier_wave_counts_from_the_end_of_its_rollou
     after = judged(settled_at(run, wave))
     assert after.verdict == Verdict.PASS, after.reason
     assert "weather" not in after.reason
+
+
+def test_a_wave_names_the_workloads_whose_rollout_it_waits_for() -> None:
+    """The restart and each look at an unfinished rollout name the workloads the run waits
+    for (``StepResult.wake``: a worker watches them); a look that finds it done, none."""
+    from dataclasses import replace
+
+    world = FakeWorld.seeded(["a", "b", "c", "d"], per_ns=2)
+    run, now = approved(world)
+    for _ in range(50):
+        result = tick(run, world, now)
+        run = result.run
+        if "restarted" in run.history[-1].text:
+            break
+        assert result.wake == ()
+        now += result.recheck_after or 0.0
+    wave = run.current_wave
+    assert wave is not None and wave.step == WaveStep.VERIFY
+    assert sorted(w.key for w in result.wake) == sorted(
+        w.key for w in world.list_workloads(wave.namespaces))
+    assert len(result.wake) == 2
+    # one of them still rolling (its controller has not observed the restart yet)
+    listed = world.list_workloads
+    rolling = result.wake[0].key
+
+    def one_rolling(namespaces: list[str]):  # type: ignore[no-untyped-def]
+        return [replace(w, observed_generation=w.generation - 1) if w.key == rolling else w
+                for w in listed(namespaces)]
+
+    world.list_workloads = one_rolling  # type: ignore[method-assign]
+    looked = tick(run, world, now + 1)
+    assert not looked.changed and [w.key for w in looked.wake] == [rolling]
+    world.list_workloads = listed  # type: ignore[method-assign]
+    done = tick(run, world, now + 2)
+    assert done.run.current_wave is not None and done.run.current_wave.step == WaveStep.BAKE
+    assert done.wake == ()

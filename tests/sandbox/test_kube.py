@@ -158,3 +158,38 @@ def test_lists_page_through_the_api_server_and_start_over_on_410(
     assert sorted((p.namespace, p.name) for p in capi.list_pods(namespaces)) == whole
     monkeypatch.setattr(cluster, "PER_NAMESPACE_LIMIT", 250)
     assert sorted(w.key for w in capi.list_workloads(namespaces)) == workloads
+
+
+def test_a_rollout_is_followed_by_a_watch_to_its_end(ports: FleetPorts) -> None:
+    """``watch_workloads`` through the official client: the objects as they are, then each
+    change; the follower calls back once every restarted workload is rolled out, which a
+    list made at that moment confirms, and well before a fixed 3 s poll would have."""
+    from workers.kube.follow import RolloutFollower
+
+    capi = ports.cluster_api("dev")
+    now = [w for w in capi.watch_workloads("storefront", "Deployment", None, 1)]
+    assert sorted(w.name for w in now) == sorted(
+        w.name for w in capi.list_workloads(["storefront"]) if w.kind == "Deployment")
+    assert all(w.rolled_out for w in now)
+    restarted = [w for w in capi.list_workloads(["storefront"]) if w.kind == "Deployment"][:2]
+    for w in restarted:
+        capi.restart_workload(w, "2026-12-04T13:00:00Z")
+    t0 = time.monotonic()
+    settled: list[tuple[float, list[bool]]] = []
+
+    def on_settled() -> None:
+        listed = {w.name: w.rolled_out for w in capi.list_workloads(["storefront"])}
+        settled.append((time.monotonic() - t0, [listed[w.name] for w in restarted]))
+
+    follower = RolloutFollower()
+    assert follower.follow("r-1", capi, tuple(restarted), 3.0, on_settled)
+    assert follower.started == 1  # one watch: the same namespace and kind
+    wait(lambda: settled, timeout=4)
+    time.sleep(0.3)
+    assert len(settled) == 1
+    at, rolled_out = settled[0]
+    assert rolled_out == [True, True] and at < 2.0  # two replicas: two pod start-ups of 0.3 s
+    wait(lambda: not follower.following("r-1"))
+    # one workload alone is watched by name (fieldSelector metadata.name)
+    only = [w for w in capi.watch_workloads("storefront", "Deployment", restarted[0].name, 1)]
+    assert [w.name for w in only] == [restarted[0].name]
