@@ -20,6 +20,7 @@ from workers.store.runs import RedisRunStore
 from workflows.errors import TemporaryError
 from workflows.kind import StartRun
 from workflows.model import Phase, WaveStep
+from workflows.waves import ROLLOUT_FIRST_LOOK_S
 
 CLUSTER = "dev-weu"  # of examples/fleet.azure.yaml: two approvers, no pilot
 
@@ -102,7 +103,8 @@ def test_a_waves_baseline_label_and_restart_are_one_task(worker: Any) -> None:
     assert after.current_wave is not None and after.current_wave.step == WaveStep.VERIFY
     assert after.seq == before.seq + 3  # three saves, one per step
     # one tick, for the rollout's first look, not for a step due at once; one sync
-    assert out.ticks == [(after.seq, pytest.approx(after.next_tick_at - after.updated_at))]
+    assert out.ticks == [(after.seq, pytest.approx(after.next_tick_at - after.updated_at,
+                                                   abs=0.2))]
     assert out.ticks[0][1] > 0
     assert out.syncs == syncs + 1
     assert world.writes[f"label:{after.current_wave.namespaces[0]}:asm-1-26"] == 1
@@ -201,3 +203,25 @@ def test_a_tick_that_finds_its_run_locked_tries_again_until_it_is_free(
     run = engine.store.get(run_id)
     assert run.seq > seq and run.current_wave is not None
     assert run.current_wave.step == WaveStep.VERIFY  # the retried tick took the steps
+
+
+def test_the_next_tick_is_due_when_the_step_asked_from_its_start(
+        worker: Any, monkeypatch: pytest.MonkeyPatch) -> None:
+    """A step that took a while (a look read Prometheus at fleet load) does not push its
+    next tick back by as long: the countdown runs to the saved ``next_tick_at``, which
+    counts from the step's start."""
+    import time
+
+    tasks, engine, world, out = worker
+    run_id = to_first_wave(tasks, engine, out)
+    ((seq, _),) = out.ticks
+    out.ticks.clear()
+    started = time.time() - 0.4  # the chain began 0.4 s before it ends
+    monkeypatch.setattr(engine, "clock", lambda: started)
+    tasks.tick_task(run_id, seq)
+    after = engine.store.get(run_id)
+    assert after.current_wave is not None and after.current_wave.step == WaveStep.VERIFY
+    assert after.next_tick_at == pytest.approx(started + ROLLOUT_FIRST_LOOK_S)
+    ((_, countdown),) = out.ticks
+    assert countdown == pytest.approx(ROLLOUT_FIRST_LOOK_S - 0.4, abs=0.1)
+

@@ -207,10 +207,14 @@ def tick_task(run_id: str, seq: int, busy: int = 0) -> None:
             nudge_campaign(ctx, last.run)
     if last is not None and last.recheck_after is not None:
         # as after any step: a tick of the seq saved (stale, and so harmless, when a
-        # decision or another tick moved the run meanwhile)
-        tick_task.apply_async((run_id, last.run.seq), countdown=last.recheck_after)
+        # decision or another tick moved the run meanwhile), when the step asked for it:
+        # ``recheck_after`` counts from the step's start, and a look that took 0.5 s at
+        # fleet load would otherwise push every later look of its bake 0.5 s back
+        due = last.run.next_tick_at
+        countdown = max(0.0, due - time.time()) if due is not None else last.recheck_after
+        tick_task.apply_async((run_id, last.run.seq), countdown=countdown)
         if last.wake:
-            follow_rollouts(ctx, last.run, last.wake, last.recheck_after)
+            follow_rollouts(ctx, last.run, last.wake, countdown)
 
 
 def follow_rollouts(ctx: Context, run: Run, workloads: tuple[Workload, ...],
