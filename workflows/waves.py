@@ -242,6 +242,19 @@ ROLLOUT_FIRST_LOOK_S = 1.0
 #: the soonest a rollout is looked at again, seconds (each look lists the wave's pods and
 #: workloads)
 ROLLOUT_LEAST_S = 0.5
+#: a step waiting on the rollouts of workloads in at most this many (namespace, kind)
+#: pairs names them (``StepResult.wake``) and looks again only after
+#: :data:`workflows.operations.POLL_S`: a worker watches them (a watch each) and ticks the
+#: run the moment they are rolled out, so a look sooner would find what the watch tells
+#: anyway, at the cost of listing the wave's pods and workloads. Beyond it, a look at the
+#: pace the pods move at (:func:`rollout_recheck_s`): a wave that large rolls out long
+#: next to a look's delay.
+WATCHED_PAIRS = 8
+
+
+def watched(workloads: list[Workload]) -> bool:
+    """Whether a worker follows these workloads' rollouts with watches (:data:`WATCHED_PAIRS`)."""
+    return 0 < len({(w.namespace, w.kind) for w in workloads}) <= WATCHED_PAIRS
 
 
 def rollout_recheck_s(state: Rollout, since: float, now: float) -> float:
@@ -347,7 +360,8 @@ def migrate_wave(run: Run, ports: ClusterPorts, now: float) -> StepResult:
         wave = wave.evolve(step=WaveStep.VERIFY, restarted_at=now)
         text = f"{wave_label(wave)}: restarted {len(restarted)} workloads" + (
             f"; {on_delete} OnDelete workloads follow pod by pod" if on_delete else "")
-        return StepResult(run.with_wave(wave).log(now, "step", text), ROLLOUT_FIRST_LOOK_S,
+        return StepResult(run.with_wave(wave).log(now, "step", text),
+                          POLL_S if watched(restarted) else ROLLOUT_FIRST_LOOK_S,
                           wake=tuple(restarted))
 
     if wave.step == WaveStep.VERIFY:
@@ -369,7 +383,8 @@ def migrate_wave(run: Run, ports: ClusterPorts, now: float) -> StepResult:
                     "a time, each replacement ready before the next)")
             return StepResult(run.with_wave(wave).log(now, "step", text), POLL_S)
         if not state.done:
-            return StepResult(run, rollout_recheck_s(state, wave.restarted_at or now, now),
+            return StepResult(run, POLL_S if watched(state.pending) else
+                              rollout_recheck_s(state, wave.restarted_at or now, now),
                               changed=False, wake=tuple(state.pending))
         versions = sorted({p.proxy_version for p in state.moved if p.proxy_version})
         control = control_namespaces(run, wave, wave.restarted_at or now)
@@ -813,7 +828,8 @@ def roll_back(run: Run, ports: ClusterPorts, now: float) -> StepResult:
         rb = rb.evolve(step=RollbackStep.VERIFY, restarted_at=now, preexisting=preexisting)
         return StepResult(run.evolve(rollback=rb).log(
             now, "step", f"rollback: restarted {len(restarted)} workloads"),
-            ROLLOUT_FIRST_LOOK_S if restarted else 0.0, wake=tuple(restarted))
+            (POLL_S if watched(restarted) else ROLLOUT_FIRST_LOOK_S) if restarted else 0.0,
+            wake=tuple(restarted))
     if rb.step == RollbackStep.VERIFY:
         if rb.namespaces:
             state = _observe(capi, rb.namespaces, stable, rb.preexisting,
@@ -831,7 +847,8 @@ def roll_back(run: Run, ports: ClusterPorts, now: float) -> StepResult:
                 return StepResult(run.evolve(rollback=rb).log(
                     now, "step", f"rollback: deleted {_names(state.delete)} (OnDelete)"), POLL_S)
             if not state.done:
-                return StepResult(run, rollout_recheck_s(state, rb.restarted_at or now, now),
+                return StepResult(run, POLL_S if watched(state.pending) else
+                                  rollout_recheck_s(state, rb.restarted_at or now, now),
                                   changed=False, wake=tuple(state.pending))
             text = f"rollback: {len(state.moved)} pods back on {stable}"
         else:

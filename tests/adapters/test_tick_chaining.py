@@ -20,7 +20,7 @@ from workers.store.runs import RedisRunStore
 from workflows.errors import TemporaryError
 from workflows.kind import StartRun
 from workflows.model import Phase, WaveStep
-from workflows.waves import ROLLOUT_FIRST_LOOK_S
+from workflows.operations import POLL_S
 
 CLUSTER = "dev-weu"  # of examples/fleet.azure.yaml: two approvers, no pilot
 
@@ -221,7 +221,7 @@ def test_the_next_tick_is_due_when_the_step_asked_from_its_start(
     tasks.tick_task(run_id, seq)
     after = engine.store.get(run_id)
     assert after.current_wave is not None and after.current_wave.step == WaveStep.VERIFY
-    assert after.next_tick_at == pytest.approx(started + ROLLOUT_FIRST_LOOK_S)
+    assert after.next_tick_at == pytest.approx(started + POLL_S)  # watched: a fallback look
     ((_, countdown),) = out.ticks
-    assert countdown == pytest.approx(ROLLOUT_FIRST_LOOK_S - 0.4, abs=0.1)
+    assert countdown == pytest.approx(POLL_S - 0.4, abs=0.1)
 

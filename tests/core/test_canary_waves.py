@@ -10,13 +10,16 @@ from tests.core.test_workflow import POLICY, drive, new_run
 from workflows.canary import CanaryJudgement, judge_canary
 from workflows.lifecycle import decide, tick
 from workflows.model import NamespaceMetrics, Phase, Run, UpgradeOptions, Verdict, Wave, WaveStep
+from workflows.operations import POLL_S
 from workflows.traffic import TrafficWindow
 from workflows.waves import (
+    WATCHED_PAIRS,
     baseline_needed,
     canary_wave,
     control_namespaces,
     on_latest_revision,
     settled_at,
+    watched,
 )
 
 
@@ -381,6 +384,8 @@ def test_a_wave_names_the_workloads_whose_rollout_it_waits_for() -> None:
     assert sorted(w.key for w in result.wake) == sorted(
         w.key for w in world.list_workloads(wave.namespaces))
     assert len(result.wake) == 2
+    # a worker watches them: the next look is a fallback, not a guess at the pace
+    assert result.recheck_after == POLL_S
     # one of them still rolling (its controller has not observed the restart yet)
     listed = world.list_workloads
     rolling = result.wake[0].key
@@ -392,6 +397,10 @@ def test_a_wave_names_the_workloads_whose_rollout_it_waits_for() -> None:
     world.list_workloads = one_rolling  # type: ignore[method-assign]
     looked = tick(run, world, now + 1)
     assert not looked.changed and [w.key for w in looked.wake] == [rolling]
+    assert looked.recheck_after == POLL_S
+    # more (namespace, kind) pairs than a worker watches: looks at the pods' pace
+    many = tuple(replace(result.wake[0], namespace=f"ns-{i}") for i in range(WATCHED_PAIRS + 1))
+    assert watched(list(many[:WATCHED_PAIRS])) and not watched(list(many)) and not watched([])
     world.list_workloads = listed  # type: ignore[method-assign]
     done = tick(run, world, now + 2)
     assert done.run.current_wave is not None and done.run.current_wave.step == WaveStep.BAKE

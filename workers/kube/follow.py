@@ -28,12 +28,14 @@ from typing import Protocol
 import structlog
 
 from workflows.ports import Workload
+from workflows.waves import WATCHED_PAIRS
 
 log = structlog.get_logger("meshops.follow")
 
-#: a follow watches at most this many (namespace, kind) pairs; a wave of more waits for its
-#: recheck alone (its rollout is long next to a recheck, and a thread per watch is not free)
-FOLLOW_MAX_WATCHES = 8
+#: a follow watches at most this many (namespace, kind) pairs, as many as a step counts on
+#: being watched (it then looks again only after 3 s); a wave of more waits for its paced
+#: looks alone (its rollout is long next to them, and a thread per watch is not free)
+FOLLOW_MAX_WATCHES = WATCHED_PAIRS
 #: no follow for a recheck due sooner than this (s): the tick comes about as soon
 FOLLOW_LEAST_S = 0.3
 
