@@ -271,6 +271,10 @@ class Wave(Frozen):
     #: "decidable" (enough for a bake to decide, :func:`workflows.waves._baseline_gaps`) or
     #: "control" (an earlier wave's namespaces to become one, ``_control_due``)
     baseline_wait_reason: Literal["history", "decidable", "control"] | None = None
+    #: the baseline read ahead of the BASELINE step, while the run waited anyway
+    #: (:func:`workflows.waves.read_baseline_ahead`): "ready" (nothing short or thin: the
+    #: step does not read it again) or "short" (the step reads and waits as it does)
+    baseline_ahead: Literal["ready", "short"] | None = None
     labelled: bool = False
     restart_token: str | None = None  # the restartedAt value this run writes
     restarted_at: float | None = None

@@ -301,7 +301,9 @@ def migrate_wave(run: Run, ports: ClusterPorts, now: float) -> StepResult:
         # failing.
         need = baseline_needed(run)
         waited = 0.0 if wave.baseline_wait_from is None else now - wave.baseline_wait_from
-        short, thin = _baseline_gaps(ports, run, wave, now, need, past_short=waited >= need)
+        # read ahead and found enough: more time only lengthens a baseline and adds requests
+        short, thin = ([], {}) if wave.baseline_ahead == "ready" else _baseline_gaps(
+            ports, run, wave, now, need, past_short=waited >= need)
         due = _control_due(run, wave, now)
         reason: Literal["history", "decidable", "control"] | None = (
             "history" if short and waited < need
@@ -449,7 +451,9 @@ def _bake(run: Run, wave: Wave, ports: ClusterPorts, now: float) -> StepResult:
         decided=verdict is not None, checks=[c.model_dump() for c in sample.checks],
     )
     if verdict is None:
-        return StepResult(run, judgement.after_s or opts.interval_s)
+        # the next wave's baseline, while this one bakes (its move then reads none)
+        return StepResult(read_baseline_ahead(run, ports, wave.index + 1, now),
+                          judgement.after_s or opts.interval_s)
     wave = wave.evolve(verdict=verdict)
     run = run.with_wave(wave)
     if verdict == Verdict.PASS:
@@ -685,6 +689,26 @@ def _control_due(run: Run, wave: Wave, now: float) -> float | None:
     if not settled or any(now - at >= need for at in settled):
         return None
     return min(settled) + need
+
+
+def read_baseline_ahead(run: Run, ports: ClusterPorts, index: int, now: float) -> Run:
+    """Read wave ``index``'s baseline ahead of its BASELINE step, once, while the run waits
+    anyway: for wave 0 the canary's ARM operation, for the others the bake of the wave
+    before (after a look that did not decide). It is the read :func:`_baseline_gaps`
+    makes, through the window cache the first look extends; at 2,000 namespaces it takes
+    seconds of Prometheus (issue 13), which the step would add to every wave's move.
+    Nothing short or thin: the wave records "ready" and its step does not read again
+    (history only grows). Otherwise "short": the step reads, waits and says why, as
+    without this. The run is returned unchanged when there is no such wave, it is past
+    its BASELINE step, or it was read ahead already."""
+    if index >= len(run.waves):
+        return run
+    wave = run.waves[index]
+    if wave.step != WaveStep.BASELINE or wave.baseline_ahead is not None or \
+            not wave.namespaces:
+        return run
+    short, thin = _baseline_gaps(ports, run, wave, now, baseline_needed(run), past_short=False)
+    return run.with_wave(wave.evolve(baseline_ahead="short" if short or thin else "ready"))
 
 
 def _baseline_gaps(ports: ClusterPorts, run: Run, wave: Wave, now: float, need: float,

@@ -198,23 +198,58 @@ def test_the_canary_ingress_gateway_is_judged_against_the_stable_one() -> None:
 
 
 def test_a_waves_baseline_read_is_the_one_its_first_look_repeats() -> None:
-    """The BASELINE step reads what the bake's first look will (the wave, its control and
-    gateways, through the window cache), so that look reads only the windows after it: a
-    wave reads its hour once (issue 13)."""
+    """A wave's baseline is read ahead, while the run waits anyway (the canary's ARM
+    operation for wave 0, the bake of the wave before for the others), as the bake's first
+    look will read it (the wave, its control and gateways, through the window cache): that
+    look reads only the windows after it, so a wave reads its hour once, and its move reads
+    none (issue 13)."""
     world = FakeWorld.seeded([f"ns-{i:02d}" for i in range(9)], per_ns=1)
     world.ingress = {"External"}
     run, now = approved(world, wave_size=3)
     run, now = drive(run, world, now)
     assert run.phase == Phase.AWAITING_COMPLETION
+    assert len(run.waves) == 4 and {w.baseline_ahead for w in run.waves} == {"ready"}
     reads = world.window_reads
+    deployed = next(e.at for e in run.history if "deployed beside" in e.text)
+    approved_at = next(e.at for e in run.history if "approved by" in e.text)
+    # a control that differs by the bake's start (an earlier wave's namespaces qualified
+    # meanwhile: this world's baseline is short) costs that look the whole read; wave 0's
+    # control (the later waves) cannot change
+    same = []
     for wave in run.waves:
+        assert wave.bake_started_at is not None and wave.restarted_at is not None
+        before = run.waves[wave.index - 1].bake_started_at if wave.index else None
+        ahead = next(r for r in reads if set(wave.namespaces) <= r[0]
+                     and r[3] > (approved_at if before is None else before))
+        # read ahead: during the canary's operation, or the bake of the wave before
+        assert ahead[4] and ahead[3] < (deployed if before is None else wave.restarted_at)
         subjects = frozenset([*wave.namespaces, *wave.control])
-        mine = [r for r in reads if r[0] == subjects and r[1] == frozenset(wave.gateways)]
-        assert len(mine) >= 2 and all(r[4] for r in mine), (wave.index, reads)
-        baseline, look = mine[0], mine[1]
-        assert wave.bake_started_at is not None
-        assert baseline[3] < wave.bake_started_at <= look[3]  # before the move, then a look
-        assert baseline[2] <= look[2]  # the look's hour starts within what was read
+        if ahead[0] == subjects and ahead[1] == frozenset(wave.gateways):
+            look = next(r for r in reads if r[0] == subjects and r[3] >= wave.bake_started_at)
+            assert ahead[2] <= look[2]  # the look's hour starts within what was read
+            same.append(wave.index)
+    assert same[:1] == [0]
+
+
+
+def test_a_move_whose_baseline_was_read_ahead_reads_none_itself() -> None:
+    world = FakeWorld.seeded(["a", "b", "c", "d"])
+    run, now = approved(world)
+    for _ in range(50):  # to wave 0's BASELINE step, its baseline read ahead
+        wave = run.current_wave
+        if run.phase == Phase.MIGRATING and wave is not None and wave.step == WaveStep.BASELINE:
+            break
+        result = tick(run, world, now)
+        run, now = result.run, now + (result.recheck_after or 0.0)
+    assert wave is not None and wave.baseline_ahead == "ready"
+    reads = len(world.window_reads)
+    moved = tick(run, world, now).run
+    assert moved.current_wave is not None and moved.current_wave.step == WaveStep.LABEL
+    assert len(world.window_reads) == reads
+    # not read ahead (or found short): the step reads, as it always did
+    again = tick(run.with_wave(wave.evolve(baseline_ahead=None)), world, now).run
+    assert again.current_wave is not None and again.current_wave.step == WaveStep.LABEL
+    assert len(world.window_reads) == reads + 1
 
 
 def test_the_waves_read_their_own_namespaces_never_the_whole_clusters() -> None:

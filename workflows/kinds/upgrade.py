@@ -31,6 +31,7 @@ from workflows.waves import (
     low_traffic_note,
     migrate_wave,
     plan_notes,
+    read_baseline_ahead,
     roll_back,
     sampling_note,
 )
@@ -156,6 +157,10 @@ def start_canary(run: Run, ports: ClusterPorts, now: float) -> StepResult:
         run = copy_mesh_config(run, ports.cluster_api(run.cluster), now)
     run, wait = converge_revisions(run, ports, desired, now)
     if wait is not None:
+        if run.operation is not None and run.operation.started_at < now:
+            # the first wave's baseline while ARM works (not in the PUT's own tick: the
+            # operation starts sooner)
+            run = read_baseline_ahead(run, ports, 0, now)
         return StepResult(run, wait)
     return StepResult(
         run.to(Phase.CONTROL_PLANE, now,
