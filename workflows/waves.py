@@ -451,9 +451,12 @@ def _bake(run: Run, wave: Wave, ports: ClusterPorts, now: float) -> StepResult:
         decided=verdict is not None, checks=[c.model_dump() for c in sample.checks],
     )
     if verdict is None:
-        # the next wave's baseline, while this one bakes (its move then reads none)
-        return StepResult(read_baseline_ahead(run, ports, wave.index + 1, now),
-                          judgement.after_s or opts.interval_s)
+        # the next wave's baseline, while this one bakes (its move then reads none); this
+        # look's windows let go first, so the two hours are never held at once (the
+        # worker's peak at 2,000 namespaces)
+        after = judgement.after_s or opts.interval_s
+        windows = judgement = None  # type: ignore[assignment]
+        return StepResult(read_baseline_ahead(run, ports, wave.index + 1, now), after)
     wave = wave.evolve(verdict=verdict)
     run = run.with_wave(wave)
     if verdict == Verdict.PASS:
