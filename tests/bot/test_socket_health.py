@@ -10,6 +10,7 @@ import os
 import socket
 import subprocess
 import sys
+import threading
 import time
 import urllib.error
 import urllib.request
@@ -95,7 +96,12 @@ def handler(slack: Slack, prefix: str) -> Iterator[SocketModeHandler]:
                      lambda run_id, seq: None, lambda run_id: None)
     h = SocketModeHandler(app, APP_TOKEN)
     yield h
-    h.close()  # type: ignore[no-untyped-call]
+    # slack_sdk's close() joins its session thread, which can miss the closing when it
+    # lands as the session starts (seen under load: the join never returned); its threads
+    # are daemons, so a close that does not finish within seconds is left behind
+    closing = threading.Thread(target=h.close, daemon=True)
+    closing.start()
+    closing.join(10)
     keys = list(store.r.scan_iter(prefix + "*"))
     if keys:
         store.r.delete(*keys)
