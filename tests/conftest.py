@@ -20,6 +20,7 @@ import random
 import secrets
 import socket
 import time
+from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
@@ -175,8 +176,20 @@ def shared_data(request: pytest.FixtureRequest) -> Path:
 
 
 @pytest.fixture
-def prefix() -> str:
-    return f"meshops-test-{secrets.token_hex(4)}"
+def prefix() -> Iterator[str]:
+    """A Redis key prefix of the test's own; whatever is left under it afterwards (a worker
+    killed mid-run leaves its queue and runs) is deleted, and nothing else is."""
+    import redis
+
+    own = f"meshops-test-{secrets.token_hex(4)}"
+    yield own
+    try:
+        r = redis.Redis.from_url(REDIS_URL)
+        keys = list(r.scan_iter(own + ":*", count=1000))
+        if keys:
+            r.delete(*keys)
+    except redis.RedisError:  # a test that stopped Redis: nothing to clean that we can reach
+        pass
 
 
 def eventually(cond: Any, timeout: float = 5.0) -> Any:
