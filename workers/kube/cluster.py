@@ -103,6 +103,12 @@ def _gone(exc: ClusterApiError) -> bool:
     return isinstance(exc.__cause__, ApiException) and exc.__cause__.status == 410
 
 
+#: the apps/v1 client's method suffix of each workload kind (``list_namespaced_<name>``,
+#: ``patch_namespaced_<name>``)
+WORKLOAD_API_NAMES = {"Deployment": "deployment", "StatefulSet": "stateful_set",
+                      "DaemonSet": "daemon_set"}
+
+
 class KubeObject(dict[str, Any]):
     """An object as the API server's JSON has it, read with the attribute names of the
     client's models (``p.metadata.owner_references`` is ``ownerReferences``; ``_continue``
@@ -457,8 +463,7 @@ class KubernetesClusterApi:
               ) -> list[Any]:
         """``take`` of each ``kind`` object of ``namespaces``: per namespace, or in one
         cluster-wide list for many namespaces (the objects of the others dropped)."""
-        snake = {"Deployment": "deployment", "StatefulSet": "stateful_set",
-                 "DaemonSet": "daemon_set"}[kind]
+        snake = WORKLOAD_API_NAMES[kind]
         if len(namespaces) <= PER_NAMESPACE_LIMIT:
             fn = getattr(self.apps, f"list_namespaced_{snake}")
             return self._per_namespace(namespaces, lambda ns: self._pages(
@@ -538,8 +543,7 @@ class KubernetesClusterApi:
         Raises:
             ClusterApiError: the API server refused the watch, as for the other reads.
         """
-        snake = {"Deployment": "deployment", "StatefulSet": "stateful_set",
-                 "DaemonSet": "daemon_set"}[kind]
+        snake = WORKLOAD_API_NAMES[kind]
         fn = getattr(self.apps, f"list_namespaced_{snake}")
         seconds = max(1, math.ceil(timeout_s))
         kwargs: dict[str, Any] = {
@@ -564,8 +568,7 @@ class KubernetesClusterApi:
 
     def restart_workload(self, workload: Workload, token: str) -> None:
         body = {"spec": {"template": {"metadata": {"annotations": {RESTARTED_AT: token}}}}}
-        snake = {"Deployment": "deployment", "StatefulSet": "stateful_set",
-                 "DaemonSet": "daemon_set"}[workload.kind]
+        snake = WORKLOAD_API_NAMES[workload.kind]
         fn = getattr(self.apps, f"patch_namespaced_{snake}")
         self._call("patch", f"{workload.kind} {workload.name}", workload.namespace, fn,
                    workload.name, workload.namespace, body)

@@ -1,14 +1,14 @@
 """Following rollouts with Kubernetes watches, so a run waiting on one moves on at once.
 
 A wave's VERIFY step looks at its rollout and, when it is not done, asks for another tick
-later (``workflows.waves.rollout_recheck_s``): a guess, which a short rollout finishes
-before or after. A step also names the workloads it waits for
-(:attr:`workflows.kind.StepResult.wake`). :class:`RolloutFollower` watches them, as
-``kubectl rollout status`` does (a watch per namespace and kind, or per object when it is
-the only one), and as soon as each one is settled (rolled out as kubectl says, past its
-progress deadline, or, OnDelete, every replica ready again for meshops' next deletion) it
-calls ``on_settled`` once: the worker enqueues a tick of the run, which looks and decides
-as any tick does.
+later: for a wave of at most ``workflows.waves.WATCHED_PAIRS`` (namespace, kind) pairs a
+3 s fallback, else a guess at the pods' pace (``workflows.waves.rollout_recheck_s``). The
+step also names the workloads it waits for (:attr:`workflows.kind.StepResult.wake`).
+:class:`RolloutFollower` watches them, as ``kubectl rollout status`` does (a watch per
+namespace and kind, or per object when it is the only one), and as soon as each one is
+settled (rolled out as kubectl says, past its progress deadline, or, OnDelete, every
+replica ready again for meshops' next deletion) it calls ``on_settled`` once: the worker
+enqueues a tick of the run, which looks and decides as any tick does.
 
 A follow is an accelerator only. The recheck the step asked for stays scheduled, so a
 watch refused, cut, or lost with its worker process costs time, never a step. Watches end
