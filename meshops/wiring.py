@@ -52,6 +52,7 @@ def run_bot(host: str, port: int) -> None:
         enqueue_push,
         enqueue_tick,
     )
+    from workers.heap import freeze_heap
     from workers.wiring import build_engine
 
     env, fleet = check_config()
@@ -66,6 +67,7 @@ def run_bot(host: str, port: int) -> None:
                      enqueue_tick, enqueue_notify, enqueue_answer, enqueue_home,
                      enqueue_form)
     redis_check = redis_ready(redis_client(env.redis_url).ping)
+    log.info("bot.heap_frozen", objects=freeze_heap())  # before the first request
     if socket_mode:
         log.info("bot.start", mode="socket", host=host, port=port, paths="/livez /readyz")
         handler = SocketModeHandler(app, env.slack_app_token)

@@ -188,6 +188,8 @@ def test_meshops_bot_in_socket_mode_serves_its_probes_on_port(slack: Slack, pref
         eventually(lambda: slack.connections == 1, 60)
         assert get(port, "/readyz") == (200, {"ok": True})
         assert get(port, "/slack/events", "POST")[0] == 404
+        # its startup heap is frozen before the first request (workers.heap)
+        assert "bot.heap_frozen" in log.read_text()
     finally:
         bot.terminate()
         bot.wait(15)

@@ -44,6 +44,7 @@ from workers.config import Fleet, load_fleet, settings
 from workers.engine import Engine
 from workers.github.feed import ReleaseFeed
 from workers.health import HealthProbe, HealthServer
+from workers.heap import freeze_heap
 from workers.kube.follow import follower
 from workers.metrics import RunMetrics
 from workers.prom.cache import RedisWindowCache
@@ -134,7 +135,11 @@ class Context:
 
 @cache
 def context() -> Context:
-    return Context()
+    ctx = Context()
+    # what the process keeps is built: full collections need not walk it again (its
+    # SDK modules, clients and fleet are most of the heap; workers.heap says why)
+    freeze_heap()
+    return ctx
 
 
 @worker_process_init.connect
