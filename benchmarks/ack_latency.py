@@ -70,6 +70,13 @@ ACK_ONLY, SAME_CALLS, MESHOPS = "bare ack only", "bare same calls", "meshops"
 
 
 def bare_app(port: int, secret: str, same_calls: bool) -> None:
+    """Serve :func:`bare_wsgi` on ``port`` as ``bot.http.make_server`` serves meshops."""
+    from bot.http import make_server
+
+    make_server(bare_wsgi(secret, same_calls), "127.0.0.1", port).run()
+
+
+def bare_wsgi(secret: str, same_calls: bool) -> Any:
     """A slack-bolt app with the ack mode and the waitress server of meshops' bot
     (``bot/app.py``, ``bot/http.py``), the same bot token and Web API, Bolt's own request
     verification and WSGI adapter (the baseline).
@@ -100,8 +107,6 @@ def bare_app(port: int, secret: str, same_calls: bool) -> None:
     from slack_bolt.adapter.wsgi import SlackRequestHandler
     from slack_sdk import WebClient
 
-    from bot.http import make_server
-
     client = WebClient(token=os.environ["SLACK_BOT_TOKEN"],
                        base_url=os.environ["BENCH_SLACK_API_URL"])
     app = App(signing_secret=secret, client=client, process_before_response=True)
@@ -111,8 +116,7 @@ def bare_app(port: int, secret: str, same_calls: bool) -> None:
         def ack_only(ack):  # type: ignore[no-untyped-def]
             ack(response_type="ephemeral", text="ok")
 
-        make_server(SlackRequestHandler(app), "127.0.0.1", port).run()
-        return
+        return SlackRequestHandler(app)
 
     p = os.environ["BENCH_BARE_PREFIX"]
     r = redis.Redis.from_url(os.environ["REDIS_URL"])
@@ -184,7 +188,7 @@ def bare_app(port: int, secret: str, same_calls: bool) -> None:
             "what": f"/mesh {command['text']}", "outcome": "ok"}, maxlen=100_000,
             approximate=True))
 
-    make_server(SlackRequestHandler(app), "127.0.0.1", port).run()
+    return SlackRequestHandler(app)
 
 
 def world_file(path: Path, clusters: int) -> Path:

@@ -38,7 +38,8 @@ def create_app(fleet: Fleet, engine: Engine, client: WebClient, signing_secret: 
                enqueue_notify: Callable[[str], None],
                enqueue_answer: Callable[..., None] = lambda *args: None,
                enqueue_home: Callable[[str], None] = lambda user_id: None,
-               enqueue_form: Callable[..., None] = lambda *args: None) -> App:
+               enqueue_form: Callable[..., None] = lambda *args: None,
+               after_answer: AfterAnswer | None = None) -> App:
     """Build the Bolt app.
 
     Args:
@@ -53,6 +54,8 @@ def create_app(fleet: Fleet, engine: Engine, client: WebClient, signing_secret: 
             glance) when they open it (:mod:`bot.home`).
         enqueue_form(form, view_id, user, cluster, private_metadata, fill): has a worker
             fill in what a form needs from ARM (:mod:`bot.forms`).
+        after_answer: where listeners put what follows their answer; HTTP mode serves
+            the app behind its :meth:`~bot.deps.AfterAnswer.holding` (a new one if None).
     """
     list(KINDS)  # the workflow kinds imported now, not by the first person's command
     # Listeners run in the request's own thread: they only touch Redis, so the ack is as
@@ -63,7 +66,8 @@ def create_app(fleet: Fleet, engine: Engine, client: WebClient, signing_secret: 
               request_verification_enabled=False,
               before_authorize=SignedRequests(signing_secret, seen) if signing_secret else None,
               process_before_response=True)
-    deps = BotDeps(engine, enqueue_tick, enqueue_notify, enqueue_answer, AfterAnswer(),
+    deps = BotDeps(engine, enqueue_tick, enqueue_notify, enqueue_answer,
+                   after_answer or AfterAnswer(),
                    enqueue_home, enqueue_form,
                    FormFills(getattr(engine.store, "r"), getattr(engine.store, "p")))  # noqa: B009
     audit = engine.audit
@@ -86,7 +90,12 @@ def create_app(fleet: Fleet, engine: Engine, client: WebClient, signing_secret: 
             return None
 
     answer = commands.make_answer(deps)
-    commands.register(app, deps, answer, forms.register(app, deps, answer))
+    # Bolt tries the listeners in the order they were registered, and each try builds its
+    # matcher's arguments (a tenth of a millisecond): the slash command first, then the
+    # run buttons, then the forms and the Home tab, which people use less
+    opener: list[commands.OpenForm] = []
+    commands.register(app, deps, answer, lambda *args: opener[0](*args))
     clicks.register(app, deps)
+    opener.append(forms.register(app, deps, answer))
     home.register(app, deps)
     return app

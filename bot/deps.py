@@ -6,11 +6,15 @@ from __future__ import annotations
 
 import queue
 import threading
-from collections.abc import Callable
+from collections.abc import Callable, Iterable, Iterator
+from contextvars import ContextVar
 from dataclasses import dataclass, field
+from functools import partial
+from typing import Any
 
 import structlog
 
+from bot.http import StartResponse, Wsgi
 from workers.engine import Engine
 from workers.forms import FormFills
 from workers.store.audit import AuditLog
@@ -34,9 +38,47 @@ class AfterAnswer:
         self._work: queue.SimpleQueue[Callable[[], None]] = queue.SimpleQueue()
         self._thread: threading.Thread | None = None
         self._lock = threading.Lock()
+        #: the work of the request this thread is answering, while :meth:`holding` holds it
+        self._held: ContextVar[list[Callable[[], None]] | None] = ContextVar(
+            "meshops_after_answer", default=None)
 
     def __call__(self, work: Callable[[], None]) -> None:
-        """Queue ``work`` (it must not raise: an exception is logged and dropped)."""
+        """Queue ``work`` (it must not raise: an exception is logged and dropped); while
+        :meth:`holding` answers a request in this thread, once its answer is written."""
+        held = self._held.get()
+        if held is not None:
+            held.append(work)
+            return
+        self._queue(work)
+
+    def holding(self, inner: Wsgi) -> Wsgi:
+        """``inner`` (the Slack handler) with the work its listeners queue held until the
+        answer is written: the WSGI server closes the response it wrote (PEP 3333: "the
+        server or gateway must call that method upon completion of the current request"),
+        or it iterates it to its end. Started sooner, the work's thread took the GIL from
+        the request's own between its Redis calls, and the ack waited for the audit and
+        log lines it had queued. Where a request fails, its work is queued at once."""
+
+        def app(environ: dict[str, Any], start_response: StartResponse) -> Iterable[bytes]:
+            held: list[Callable[[], None]] = []
+            token = self._held.set(held)
+            try:
+                body = inner(environ, start_response)
+            except BaseException:
+                self._release(held)
+                raise
+            finally:
+                self._held.reset(token)
+            answer = _SizedAnswer if hasattr(body, "__len__") else _Answer
+            return answer(body, partial(self._release, held))
+
+        return app
+
+    def _release(self, held: list[Callable[[], None]]) -> None:
+        while held:
+            self._queue(held.pop(0))
+
+    def _queue(self, work: Callable[[], None]) -> None:
         if self._thread is None:
             with self._lock:
                 if self._thread is None:
@@ -52,6 +94,40 @@ class AfterAnswer:
                 work()
             except Exception as exc:  # noqa: BLE001 - one failure must not stop the rest
                 log.error("bot.after_answer_failed", error=str(exc)[:200])
+
+
+class _Answer:
+    """A WSGI response body that calls ``then`` once it is written: at the end of its
+    iteration or at its ``close()``, whichever comes first."""
+
+    def __init__(self, body: Iterable[bytes], then: Callable[[], None]) -> None:
+        self._body, self._then = body, then
+        self._done = False
+
+    def __iter__(self) -> Iterator[bytes]:
+        yield from self._body
+        self._finish()
+
+    def close(self) -> None:
+        try:
+            close = getattr(self._body, "close", None)
+            if close is not None:
+                close()
+        finally:
+            self._finish()
+
+    def _finish(self) -> None:
+        if not self._done:
+            self._done = True
+            self._then()
+
+
+class _SizedAnswer(_Answer):
+    """An :class:`_Answer` of a body that has a length (a list of chunks, as Bolt's):
+    waitress reads a one-chunk body's length as its Content-Length."""
+
+    def __len__(self) -> int:
+        return len(self._body)  # type: ignore[arg-type]
 
 
 @dataclass(frozen=True)

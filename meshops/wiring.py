@@ -33,6 +33,7 @@ def run_bot(host: str, port: int) -> None:
     from slack_bolt.adapter.socket_mode import SocketModeHandler
 
     from bot.app import create_app
+    from bot.deps import AfterAnswer
     from bot.health import (
         all_ready,
         health_app,
@@ -42,6 +43,7 @@ def run_bot(host: str, port: int) -> None:
     )
     from bot.http import SlackHandler, serve
     from bot.push import push_app
+    from workers.heap import freeze_heap
     from workers.slack.client import make_client
     from workers.store.connect import redis_client
     from workers.tasks.app import (
@@ -52,7 +54,6 @@ def run_bot(host: str, port: int) -> None:
         enqueue_push,
         enqueue_tick,
     )
-    from workers.heap import freeze_heap
     from workers.wiring import build_engine
 
     env, fleet = check_config()
@@ -63,9 +64,10 @@ def run_bot(host: str, port: int) -> None:
         sys.exit(2)
     client = make_client(env.slack_bot_token, fleet.slack.api_url)
     engine = build_engine(env, fleet, client)
+    after_answer = AfterAnswer()
     app = create_app(fleet, engine, client, None if socket_mode else env.slack_signing_secret,
                      enqueue_tick, enqueue_notify, enqueue_answer, enqueue_home,
-                     enqueue_form)
+                     enqueue_form, after_answer)
     redis_check = redis_ready(redis_client(env.redis_url).ping)
     log.info("bot.heap_frozen", objects=freeze_heap())  # before the first request
     if socket_mode:
@@ -76,7 +78,9 @@ def run_bot(host: str, port: int) -> None:
         handler.start()  # type: ignore[no-untyped-call]
     else:
         log.info("bot.start", mode="http", host=host, port=port, path="/slack/events")
-        wsgi = push_app(env.meshops_releases_push_secret, enqueue_push, SlackHandler(app))
+        # what listeners do after their ack starts once the answer is written
+        wsgi = push_app(env.meshops_releases_push_secret, enqueue_push,
+                        after_answer.holding(SlackHandler(app)))
         # /livez and /readyz for the probes (deploy/kubernetes), then Slack and the pushes
         wsgi = health_app(wsgi, redis_check)
         serve(wsgi, host, port)  # waitress capped at bot.http.MAX_BODY_BYTES

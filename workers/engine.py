@@ -132,8 +132,10 @@ class Engine:
                   next_tick_at=now, **request.fields)
         run = run.log(now, "phase", f"requested by {mention(requester)}: {kind.describe(run)}")
         self.store.create(run, unsynced_at=now)  # the plan's first lines are Slack's to show
-        log.info("run.created", run_id=run.id, kind=kind.name, cluster=cluster,
-                 revision=request.revision, requester=requester)
+        # the log line too waits for the answer: rendered, it took as long as the store
+        (defer or _now)(partial(log.info, "run.created", run_id=run.id, kind=kind.name,
+                                cluster=cluster, revision=request.revision,
+                                requester=requester))
         (defer or _now)(partial(self.metrics.run_started, kind.name))
         return run
 
@@ -227,9 +229,10 @@ class Engine:
                     saved = self.store.save(decided, run.seq, unsynced_at=self.clock())
                 except StaleRun:
                     continue
-                log.info("run.decided", run_id=run_id, action=action, user=user,
-                         phase=saved.phase.value)
                 now = self.clock()
+                # bound context does not reach the deferred line: the cluster is named
+                defer(partial(log.info, "run.decided", run_id=run_id, cluster=saved.cluster,
+                              action=action, user=user, phase=saved.phase.value))
                 defer(partial(self.audit.record, "decision", user, action, run=run_id,
                               cluster=saved.cluster, phase=saved.phase.value, at=now))
                 defer(partial(self.metrics.decided, run, saved, action, now))
