@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import queue
 import threading
+import time
 from collections.abc import Callable, Iterable, Iterator
 from contextvars import ContextVar
 from dataclasses import dataclass, field
@@ -34,10 +35,17 @@ class AfterAnswer:
     before the record was written.
     """
 
+    #: the longest queued work waits for the requests being answered to be answered (s):
+    #: under a steady stream of requests it goes on beside them after this long
+    YIELD_MAX_S = 0.25
+
     def __init__(self) -> None:
-        self._work: queue.SimpleQueue[Callable[[], None]] = queue.SimpleQueue()
+        self._work: queue.SimpleQueue[tuple[Callable[[], None], float]] = queue.SimpleQueue()
         self._thread: threading.Thread | None = None
         self._lock = threading.Lock()
+        #: requests :meth:`holding` is answering now, and its signal when none is
+        self._answering = 0
+        self._idle = threading.Condition()
         #: the work of the request this thread is answering, while :meth:`holding` holds it
         self._held: ContextVar[list[Callable[[], None]] | None] = ContextVar(
             "meshops_after_answer", default=None)
@@ -62,21 +70,27 @@ class AfterAnswer:
         def app(environ: dict[str, Any], start_response: StartResponse) -> Iterable[bytes]:
             held: list[Callable[[], None]] = []
             token = self._held.set(held)
+            with self._idle:
+                self._answering += 1
             try:
                 body = inner(environ, start_response)
             except BaseException:
-                self._release(held)
+                self._answered(held)
                 raise
             finally:
                 self._held.reset(token)
             answer = _SizedAnswer if hasattr(body, "__len__") else _Answer
-            return answer(body, partial(self._release, held))
+            return answer(body, partial(self._answered, held))
 
         return app
 
-    def _release(self, held: list[Callable[[], None]]) -> None:
+    def _answered(self, held: list[Callable[[], None]]) -> None:
         while held:
             self._queue(held.pop(0))
+        with self._idle:
+            self._answering -= 1
+            if not self._answering:
+                self._idle.notify_all()
 
     def _queue(self, work: Callable[[], None]) -> None:
         if self._thread is None:
@@ -85,11 +99,17 @@ class AfterAnswer:
                     self._thread = threading.Thread(target=self._run, daemon=True,
                                                     name="meshops-after-answer")
                     self._thread.start()
-        self._work.put(work)
+        self._work.put((work, time.monotonic()))
 
     def _run(self) -> None:
         while True:
-            work = self._work.get()
+            work, queued_at = self._work.get()
+            # each piece waits while requests are being answered (up to YIELD_MAX_S): one
+            # process, one GIL, so its CPU would delay their acks; a queue of audit records,
+            # counters and Celery messages runs in the gaps between requests
+            with self._idle:
+                self._idle.wait_for(lambda: not self._answering,
+                                    queued_at + self.YIELD_MAX_S - time.monotonic())
             try:
                 work()
             except Exception as exc:  # noqa: BLE001 - one failure must not stop the rest

@@ -171,3 +171,17 @@ def test_prometheus_cache_freshness_defaults_to_mimirs_and_takes_a_duration(
     path.write_text(GOOD.replace(local, local + "\n      cache_freshness: -5s", 1))
     with pytest.raises(ConfigError, match="cache_freshness"):
         load_fleet(path)
+
+
+def test_a_clusters_options_and_gate_are_made_once_and_a_commands_overrides_are_not_kept(
+        ) -> None:
+    """The bot's ack reads them for every new run: made once per cluster (the file does not
+    change under a process); a command's overrides make their own, and change nothing."""
+    fleet = load_fleet(ROOT / "examples" / "fleet.azure.yaml")
+    name = sorted(fleet.clusters)[0]
+    assert fleet.upgrade_options(name, {}) is fleet.upgrade_options(name, {})
+    assert fleet.thresholds(name) is fleet.thresholds(name)
+    usual = fleet.upgrade_options(name, {}).bake_s
+    told = fleet.upgrade_options(name, {"bake_s": usual + 60})
+    assert told.bake_s == usual + 60
+    assert fleet.upgrade_options(name, {}).bake_s == usual

@@ -8,8 +8,9 @@ Secrets come only from the environment.
 from __future__ import annotations
 
 import re
+from collections.abc import Callable
 from pathlib import Path
-from typing import Annotated, Any, Literal
+from typing import Annotated, Any, Literal, TypeVar, cast
 
 import promql_parser
 import yaml
@@ -18,6 +19,7 @@ from pydantic import (
     BeforeValidator,
     ConfigDict,
     Field,
+    PrivateAttr,
     ValidationError,
     field_validator,
     model_validator,
@@ -38,6 +40,8 @@ from workflows.syntax import (
     parse_duration,
     timing_problem,
 )
+
+_T = TypeVar("_T")
 
 
 def _duration(value: Any) -> Any:
@@ -433,6 +437,8 @@ class Fleet(Strict):
     defaults: Defaults = Defaults()
     clusters: dict[str, ClusterConfig] = Field(min_length=1)
     campaigns: CampaignsConfig | None = None
+    #: what :meth:`_memo` made: (what, cluster) → value
+    _made: dict[tuple[str, str], Any] = PrivateAttr(default_factory=dict)
 
     @field_validator("clusters")
     @classmethod
@@ -488,6 +494,15 @@ class Fleet(Strict):
         return self.cluster(scope)
 
     def upgrade_options(self, short: str, overrides: dict[str, Any]) -> UpgradeOptions:
+        """The cluster's upgrade options (its ``upgrade`` and ``approvals`` over the
+        defaults') with a command's ``overrides``; without any, made once per cluster
+        (the file does not change under a process, and the bot's ack waits for this)."""
+        if not overrides:
+            return self._memo(("upgrade_options", short),
+                              lambda: self._upgrade_options(short, {}))
+        return self._upgrade_options(short, overrides)
+
+    def _upgrade_options(self, short: str, overrides: dict[str, Any]) -> UpgradeOptions:
         own = ({} if short == FLEET_SCOPE else
                {**self.clusters[short].upgrade.as_options(),
                 **self.clusters[short].approvals.as_options()})
@@ -497,7 +512,15 @@ class Fleet(Strict):
 
     def thresholds(self, short: str) -> GateThresholds:
         """The cluster's gate: its ``gates`` over the defaults' (``canary`` merged field
-        by field); the defaults' for :data:`FLEET_SCOPE`."""
+        by field); the defaults' for :data:`FLEET_SCOPE`. Made once per cluster."""
+        return self._memo(("thresholds", short), lambda: self._thresholds(short))
+
+    def _memo(self, key: tuple[str, str], make: Callable[[], _T]) -> _T:
+        if key not in self._made:  # a race makes it twice, equal: harmless
+            self._made[key] = make()
+        return cast(_T, self._made[key])
+
+    def _thresholds(self, short: str) -> GateThresholds:
         base = self.defaults.gates.as_thresholds()
         own = ({} if short == FLEET_SCOPE else
                self.clusters[short].gates.as_thresholds())

@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import http.client
 import threading
+import time
 from collections.abc import Iterable
 from typing import Any
 
@@ -75,3 +76,24 @@ def test_through_waitress_the_answer_keeps_its_length_and_the_work_follows() -> 
         conn.close()
     finally:
         server.close()
+
+
+def test_work_waits_while_another_request_is_answered_and_no_longer_than_its_cap() -> None:
+    after, log = AfterAnswer(), []
+    after.YIELD_MAX_S = 1.0
+    wsgi = after.holding(queuing_app(after, log))
+    slow = wsgi({}, lambda *a: None)  # a request still being answered (its body not written)
+    quick = wsgi({}, lambda *a: None)
+    list(quick)  # answered: its work is queued
+    threading.Event().wait(0.3)
+    assert log.count("work") == 0  # it yields to the request still being answered
+    slow.close()
+    eventually(lambda: log.count("work") == 2, 2)
+
+    log.clear()
+    stuck = wsgi({}, lambda *a: None)  # never written: the work goes on after the cap
+    list(wsgi({}, lambda *a: None))
+    started = time.monotonic()
+    eventually(lambda: log.count("work") == 1, 3)
+    assert 0.9 <= time.monotonic() - started <= 2.0
+    stuck.close()
