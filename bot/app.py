@@ -13,10 +13,10 @@ from __future__ import annotations
 
 import json
 from collections.abc import Callable
-from typing import Any
 
 import structlog
-from slack_bolt import App, BoltResponse
+from slack_bolt import App, BoltRequest, BoltResponse
+from slack_bolt.middleware import Middleware
 from slack_sdk import WebClient
 
 from bot import clicks, commands, forms, home
@@ -26,11 +26,39 @@ from bot.signing import SeenRequests, SignedRequests
 from workers.config import Fleet
 from workers.engine import Engine
 from workers.forms import FormFills
+from workers.store.audit import AuditLog
 from workflows.kind import KINDS
 
 log = structlog.get_logger("meshops.bot")
 
 __all__ = ["create_app", "help_text"]
+
+
+class OnlyOurApp(Middleware):
+    """Answers a request of another Slack app (its ``api_app_id``) with an ephemeral
+    refusal and an audit record, and passes every other on. A class, as Bolt's own
+    middleware: a function middleware has its arguments built by inspection on every
+    request, before the ack."""
+
+    def __init__(self, app_id: str, audit: AuditLog) -> None:
+        self.app_id = app_id
+        self.audit = audit
+
+    def process(self, *, req: BoltRequest, resp: BoltResponse,
+                next: Callable[[], BoltResponse],  # noqa: A002 - Bolt's name
+                ) -> BoltResponse | None:
+        body = req.body
+        app_id = body.get("api_app_id")
+        if not app_id or app_id == self.app_id:
+            return next()
+        log.warning("request.other_app", api_app_id=app_id)
+        self.audit.record("command", str((body.get("user") or {}).get("id")
+                                         or body.get("user_id", "?")),
+                          f"request of app {app_id}", outcome="refused: another app")
+        return BoltResponse(status=200, headers={"content-type": "application/json"},
+                            body=json.dumps({"response_type": "ephemeral", "text": (
+                                ":warning: That request came from another Slack app; "
+                                "meshops ignores it.")}))
 
 
 def create_app(fleet: Fleet, engine: Engine, client: WebClient, signing_secret: str | None,
@@ -73,21 +101,7 @@ def create_app(fleet: Fleet, engine: Engine, client: WebClient, signing_secret: 
     audit = engine.audit
 
     if fleet.slack.app_id:
-        @app.middleware
-        def only_our_app(body: dict[str, Any], next: Callable[[], None]  # noqa: A002
-                         ) -> BoltResponse | None:
-            app_id = body.get("api_app_id")
-            if app_id and app_id != fleet.slack.app_id:
-                log.warning("request.other_app", api_app_id=app_id)
-                audit.record("command", str((body.get("user") or {}).get("id")
-                                            or body.get("user_id", "?")),
-                             f"request of app {app_id}", outcome="refused: another app")
-                return BoltResponse(status=200, headers={"content-type": "application/json"},
-                                    body=json.dumps({"response_type": "ephemeral", "text": (
-                                        ":warning: That request came from another Slack "
-                                        "app; meshops ignores it.")}))
-            next()
-            return None
+        app.use(OnlyOurApp(fleet.slack.app_id, audit))
 
     answer = commands.make_answer(deps)
     # Bolt tries the listeners in the order they were registered, and each try builds its

@@ -41,6 +41,12 @@ def _now(work: Callable[[], None]) -> None:
     work()
 
 
+def _info(event: str, **values: Any) -> None:
+    """``log.info`` for deferred lines: structlog's lazy logger is looked up where the
+    line is written (a few dozen microseconds the ack need not wait for)."""
+    log.info(event, **values)
+
+
 SWEEP_GRACE_S = 15.0  # a run this late for its next tick is re-enqueued by the sweep
 #: history events a tick reads (steps look at the last; the metrics at the phase's entry,
 #: which ``Run.phase_since`` keeps)
@@ -133,7 +139,7 @@ class Engine:
         run = run.log(now, "phase", f"requested by {mention(requester)}: {kind.describe(run)}")
         self.store.create(run, unsynced_at=now)  # the plan's first lines are Slack's to show
         # the log line too waits for the answer: rendered, it took as long as the store
-        (defer or _now)(partial(log.info, "run.created", run_id=run.id, kind=kind.name,
+        (defer or _now)(partial(_info, "run.created", run_id=run.id, kind=kind.name,
                                 cluster=cluster, revision=request.revision,
                                 requester=requester))
         (defer or _now)(partial(self.metrics.run_started, kind.name))
@@ -231,7 +237,7 @@ class Engine:
                     continue
                 now = self.clock()
                 # bound context does not reach the deferred line: the cluster is named
-                defer(partial(log.info, "run.decided", run_id=run_id, cluster=saved.cluster,
+                defer(partial(_info, "run.decided", run_id=run_id, cluster=saved.cluster,
                               action=action, user=user, phase=saved.phase.value))
                 defer(partial(self.audit.record, "decision", user, action, run=run_id,
                               cluster=saved.cluster, phase=saved.phase.value, at=now))
