@@ -30,9 +30,11 @@ class AfterAnswer:
     The bot acks in the request's own thread (``process_before_response``), so whatever a
     listener does after ``ack()`` still holds the answer back; the audit record of a command
     is such work (DESIGN §6: validate, authorise, store, enqueue, ack — the record comes
-    after). Bolt's lazy listeners would copy the whole request for it. What is queued here
-    and not yet done when the process is killed is lost, as it was when the process died
-    before the record was written.
+    after). Bolt's lazy listeners would copy the whole request for it. In HTTP mode the
+    work of a request starts once its answer is written (:meth:`holding`), and yields to the
+    requests being answered for up to :attr:`YIELD_MAX_S`. What is queued here and not yet
+    done when the process is killed is lost, as it was when the process died before the
+    record was written (a run's first tick is then the sweep's to publish).
     """
 
     #: the longest queued work waits for the requests being answered to be answered (s):

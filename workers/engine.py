@@ -138,7 +138,7 @@ class Engine:
                   next_tick_at=now, **request.fields)
         run = run.log(now, "phase", f"requested by {mention(requester)}: {kind.describe(run)}")
         self.store.create(run, unsynced_at=now)  # the plan's first lines are Slack's to show
-        # the log line too waits for the answer: rendered, it took as long as the store
+        # the log line too follows the answer: the person need not wait for a line of ours
         (defer or _now)(partial(_info, "run.created", run_id=run.id, kind=kind.name,
                                 cluster=cluster, revision=request.revision,
                                 requester=requester))
