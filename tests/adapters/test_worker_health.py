@@ -98,6 +98,9 @@ def test_a_worker_is_ready_while_it_consumes_and_not_once_its_redis_is_gone(
         assert "run_id='r-nosuch'" in done  # Celery's own line, during the task
         assert any("tick.unknown_run" in line and "run_id='r-nosuch'" in line
                    for line in lines)
+        # the main process froze what it imported before forking its pool (workers.heap)
+        frozen = next(i for i, line in enumerate(lines) if "worker.heap_frozen" in line)
+        assert frozen < next(i for i, line in enumerate(lines) if "meshops.resume[" in line)
 
         server.kill()
         status, body = until(f"{base}/readyz", 503, 20)

@@ -34,7 +34,13 @@ from typing import Any
 
 import structlog
 from celery import Celery
-from celery.signals import task_postrun, task_prerun, worker_process_init, worker_ready
+from celery.signals import (
+    task_postrun,
+    task_prerun,
+    worker_init,
+    worker_process_init,
+    worker_ready,
+)
 from redis.exceptions import LockError, RedisError
 from structlog.contextvars import bind_contextvars, unbind_contextvars
 
@@ -137,9 +143,17 @@ class Context:
 def context() -> Context:
     ctx = Context()
     # what the process keeps is built: full collections need not walk it again (its
-    # SDK modules, clients and fleet are most of the heap; workers.heap says why)
-    freeze_heap()
+    # clients and fleet; the modules were frozen before the fork: workers.heap)
+    freeze_heap(collect=False)
     return ctx
+
+
+@worker_init.connect
+def _freeze_before_fork(**_: Any) -> None:
+    """The worker's main process, before it forks its pool: what is imported is frozen
+    once, and no child's collection walks it (nor writes to its pages: the Python
+    documentation's advice for a fork without exec, :func:`gc.freeze`)."""
+    log.info("worker.heap_frozen", objects=freeze_heap())
 
 
 @worker_process_init.connect
