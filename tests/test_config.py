@@ -185,3 +185,15 @@ def test_a_clusters_options_and_gate_are_made_once_and_a_commands_overrides_are_
     told = fleet.upgrade_options(name, {"bake_s": usual + 60})
     assert told.bake_s == usual + 60
     assert fleet.upgrade_options(name, {}).bake_s == usual
+
+
+def test_a_copy_of_the_fleet_with_other_defaults_answers_with_its_own() -> None:
+    fleet = load_fleet(ROOT / "examples" / "fleet.azure.yaml")
+    name = sorted(fleet.clusters)[0]
+    usual = fleet.upgrade_options(name, {})  # made, and kept, before the copy
+    defaults = fleet.defaults.model_copy(update={"upgrade": fleet.defaults.upgrade.model_copy(
+        update={"wave_size": usual.wave_size + 1})})
+    other = fleet.model_copy(update={"defaults": defaults})
+    assert "wave_size" not in fleet.clusters[name].upgrade.as_options()  # the defaults'
+    assert other.upgrade_options(name, {}).wave_size == usual.wave_size + 1
+    assert fleet.upgrade_options(name, {}) is usual

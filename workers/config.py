@@ -8,7 +8,7 @@ Secrets come only from the environment.
 from __future__ import annotations
 
 import re
-from collections.abc import Callable
+from collections.abc import Callable, Mapping
 from pathlib import Path
 from typing import Annotated, Any, Literal, TypeVar, cast
 
@@ -514,6 +514,14 @@ class Fleet(Strict):
         """The cluster's gate: its ``gates`` over the defaults' (``canary`` merged field
         by field); the defaults' for :data:`FLEET_SCOPE`. Made once per cluster."""
         return self._memo(("thresholds", short), lambda: self._thresholds(short))
+
+    def model_copy(self, *, update: Mapping[str, Any] | None = None,
+                   deep: bool = False) -> Fleet:
+        """A copy (pydantic's), with nothing of :meth:`_memo`'s: a copy with other
+        clusters or defaults must not answer with this one's options."""
+        copy = super().model_copy(update=update, deep=deep)
+        copy._made = {}
+        return copy
 
     def _memo(self, key: tuple[str, str], make: Callable[[], _T]) -> _T:
         if key not in self._made:  # a race makes it twice, equal: harmless
