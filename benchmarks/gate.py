@@ -18,7 +18,10 @@ source traffic, TCP connections and restarts; windows are 1 minute, the bake 10 
   320 ms, scale jitter per window (lognormal σ 0.05), binned into Istio's buckets;
 - fleet-wide incidents in 30 % of waves: 2–5 windows around the move that add 1–4 points
   of errors (× 0.5–1.5 per namespace) and/or multiply latency by 1.5–2.5 (exponent
-  0.7–1.3 per namespace), on migrated and unmigrated namespaces alike.
+  0.7–1.3 per namespace), on migrated and unmigrated namespaces alike; each namespace's
+  proxies are scraped up to half a window early or late, so the incident's first and last
+  moments fall into a neighbouring window for some namespaces and not for others (as 30 s
+  scrapes do to 60 s windows).
 
 Regressions (on one of the wave's namespaces, from the move): destination 5xx up by 0.2,
 0.5, 1 and 5 points; p99 up 20 %, 50 %, 100 %, either every request slower (a proxy short
@@ -249,6 +252,10 @@ class Subject:
     restarts_per_s: float
     incident_errors: float = 1.0  # how hard a fleet-wide incident hits it
     incident_latency: float = 1.0
+    # when its proxies are scraped, in windows: its window k holds what happened in
+    # [k + offset, k + 1 + offset) (Prometheus spreads its targets' scrapes over the scrape
+    # interval; increase() counts between a target's samples inside the window)
+    scrape_offset: float = 0.0
 
 
 @dataclass
@@ -319,6 +326,11 @@ def make_world(seed: int, scenario: str, rate: float | None = None) -> World:
         incident = (first, first + rng.randint(1, 4), add, mult)
     world = World(subjects, names[:3], names[target_i], reg, rng.uniform(-0.3, 0.4), incident,
                   quiet=rate is not None)
+    # up to half a window either way, as 30 s scrapes do to 60 s windows; drawn apart, so
+    # the rest of the world is what it was without them
+    scrapes = random.Random(f"{seed}/scrape")
+    for s in subjects:
+        s.scrape_offset = scrapes.uniform(-0.5, 0.5)
     total = BASELINE_LOOKS + MAX_LOOKS
     world.bursts = {(s.name, k) for s in subjects for k in range(total) if rng.random() < 0.02}
     if world.quiet:
@@ -353,8 +365,12 @@ def windows_of(world: World, seed: int) -> list[TrafficWindow]:
         moved = k >= BASELINE_LOOKS
         load_f = 1 + world.diurnal * k / total
         inc = world.incident
-        in_incident = inc is not None and inc[0] <= k <= inc[1]
         for s in world.subjects:
+            # the share of this subject's window k inside the incident (windows inc[0] to
+            # inc[1] of the clock): its first and last moments fall into a neighbouring
+            # window for a subject scraped early or late
+            hit = 0.0 if inc is None else max(0.0, min(k + 1 + s.scrape_offset, inc[1] + 1)
+                                                   - max(k + s.scrape_offset, inc[0]))
             revision = s.revision_after if moved else s.revision_before
             burst = (s.name, k) in world.bursts
             target = moved and s.name == world.target
@@ -370,9 +386,11 @@ def windows_of(world: World, seed: int) -> list[TrafficWindow]:
                 err = f.error * math.sqrt(load_f) * gamma_jitter(rng, 0.3 * noise)
                 scale = (math.exp(rng.gauss(0, 0.05 * noise)) * load_f ** 0.1
                          * (1.3 if burst else 1.0))
-                if in_incident and inc is not None:
-                    err += inc[2] * s.incident_errors
-                    scale *= inc[3] ** s.incident_latency
+                if hit > 0 and inc is not None:
+                    # part of a window: the added errors pro rata, the slowdown as a
+                    # geometric share (a shortcut for the mixture of slow and normal)
+                    err += inc[2] * s.incident_errors * hit
+                    scale *= inc[3] ** (s.incident_latency * hit)
                 slow_scale = 1.0
                 if target and reporter == "destination":
                     if reg.kind in ("errors", "grpc"):

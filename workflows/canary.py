@@ -32,23 +32,26 @@ outbound proxy, which alone sees the calls a broken canary sidecar fails before 
 - container restarts per hour (a crash-looping sidecar; additive).
 
 **The expectation.** Window by window, the control's change is measured with every control
-subject against its own baseline — so a control subject's own burst of traffic does not read
-as a change of rate (no Simpson's paradox) — and added to (or multiplied into) the canary
-subject's baseline rate; the expected count is the sum over the canary's windows. (The next
-edge up uses the weather of the ~1 % edge: ten times the slow requests, and a fleet-wide
-slowdown moves both.) Windows in which the control as a whole got sharply worse — a
-fleet-wide incident: more than 5 standard deviations (of the median window's dispersion, so
-the storm does not hide itself) and 50 % above its baseline — are left out on every side,
-and each check says how many. Every baseline first loses its outlying windows (an incident
-no control saw, a burst of its own: 8 robust standard deviations and twice away from the
-median window's rate, a minority of its windows; as Kayenta filters outliers), so that it
-says what normal was. A control migrated by an earlier wave is read on the canary from the
-end of its rollout on, and only once it has been there as long as a baseline must be (the
-longest bake, :func:`workflows.waves.control_namespaces`); a control too thin to measure
-the weather within a quarter of the detection gap is not used. The expectation's variance
-adds the baseline's sampling noise, the control mean's, and the spread of the true change
-between control subjects (random effects, the spread estimated robustly from the median
-absolute deviation of the standardized changes, so one bursty subject is not fleet-wide
+subject against its own baseline — so a control subject's own burst of traffic does not
+read as a change of rate (no Simpson's paradox) — and added to (or multiplied into) the
+canary subject's baseline rate; the expected count is the sum over the canary's windows.
+(The next edge up uses the weather of the ~1 % edge: ten times the slow requests, and a
+fleet-wide slowdown moves both.) Windows in which the control as a whole got sharply worse
+— a fleet-wide incident: more than 5 standard deviations (of the median window's
+dispersion, so the storm does not hide itself) and 50 % above its baseline — are left out
+on every side, with the window on either side of them (each proxy is scraped at its own
+moment, so an incident's first and last seconds fall into a neighbouring window for some
+subjects and not for others), and each check says how many. Every baseline first loses its
+outlying windows (an incident no control saw, a burst of its own: 8 robust standard
+deviations and twice away from the median window's rate, a minority of its windows; as
+Kayenta filters outliers), so that it says what normal was. A control migrated by an
+earlier wave is read on the canary from the end of its rollout on, and only once it has
+been there as long as a baseline must be (the longest bake,
+:func:`workflows.waves.control_namespaces`); a control too thin to measure the weather
+within a quarter of the detection gap is not used. The expectation's variance adds the
+baseline's sampling noise, the control mean's, and the spread of the true change between
+control subjects (random effects, the spread estimated robustly from the median absolute
+deviation of the standardized changes, so one bursty subject is not fleet-wide
 disagreement); window-to-window noise beyond Poisson is measured on the same windows (a
 method-of-moments dispersion, as quasi-Poisson models do). The canary's count is then
 compared with its *predictive* distribution, a gamma–Poisson (negative binomial) with that
@@ -132,6 +135,7 @@ SIGNALS = ("errors", "latency", "tail", "tcp", "restarts")
 _FINITE_EDGES = ISTIO_BUCKETS_MS[:-1]
 _GATEWAY_REVISION = re.compile(r"-asm-1-\d+$")
 _NORMAL = NormalDist()
+_FIVE_SIGMA = _NORMAL.cdf(-5.0)  # a storm: as rare as 5 standard deviations, one-sided
 
 
 # --------------------------------------------------------------------------------------
@@ -455,7 +459,9 @@ def _robust_dispersion(groups: Iterable[_Obs], rate: float | None = None) -> flo
 def _storms(controls: list[tuple[_Obs, _Obs]], c2: float) -> set[float]:
     """The windows (starts) in which the control as a whole got sharply worse — a
     fleet-wide incident: its count, each subject at its own baseline rate, more than 5
-    standard deviations (Poisson and the robust dispersion) and more than 50 % above that."""
+    standard deviations (Poisson and the robust dispersion) and more than 50 % above that,
+    and as rare as 5 standard deviations under that gamma–Poisson count (:func:`count_tails`)
+    — and the window on either side of each storm (:func:`_with_edges`)."""
     acc: dict[float, list[float]] = {}
     for before, after in controls:
         xb, nb = _sum(before)
@@ -471,9 +477,29 @@ def _storms(controls: list[tuple[_Obs, _Obs]], c2: float) -> set[float]:
     for start, (seen, e, e2) in acc.items():
         # worse only: a control far better than its baseline had an incident in the baseline
         # (its outliers are out of it), and nothing to leave out now
-        if e > 0 and seen - e > 5 * math.sqrt(e + c2 * e2) and seen - e > 0.5 * e:
+        if e > 0 and seen - e > 5 * math.sqrt(e + c2 * e2) and seen - e > 0.5 * e \
+                and count_tails(round(seen), e, e + c2 * e2)[0] < _FIVE_SIGMA:
+            # (the exact tail too: where a fraction of one is expected, as with restarts,
+            # one count is far above 5 standard deviations yet happens once in a hundred)
             out.add(start)
-    return out
+    return _with_edges(out, acc)
+
+
+def _with_edges(storms: set[float], starts: Iterable[float]) -> set[float]:
+    """``storms`` and the windows just before and after each (of ``starts``, the windows
+    there are). Prometheus scrapes each target at its own offset within the scrape interval
+    and ``increase()`` counts what happened between a target's samples inside the window,
+    so an incident that starts or ends inside a window lands in it for the proxies scraped
+    after that moment and in the next (or previous) one for the others: up to a scrape
+    interval, half a window with Azure Monitor's 30 s scrapes and 60 s windows. A canary
+    can then show the incident's first or last moments in a window where the control, as
+    a whole, shows nothing (seen end to end: a 5 % incident read as the canary's 0.6 %)."""
+    ordered = sorted(set(starts))
+    steps = [b - a for a, b in zip(ordered, ordered[1:], strict=False) if b > a]
+    if not storms or not steps:
+        return storms
+    step = min(steps)  # the window length: windows are aligned to it (workers.prom.windows)
+    return storms | {s + d for s in storms for d in (-step, step)}
 
 
 def _outlying(obs: _Obs) -> set[float]:
