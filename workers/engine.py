@@ -187,8 +187,11 @@ class Engine:
                 self.audit.record("step", "meshops", event.text, run=run_id,
                                   cluster=saved.cluster, at=event.at, event=event.kind)
             if saved.phase != run.phase:
+                # a pause waits for a person: its reason belongs in the log with it
                 log.info("run.phase_changed", run_id=run_id, phase=saved.phase.value,
-                         wave=saved.wave_index)
+                         wave=saved.wave_index,
+                         **({"reason": saved.pause_reason} if saved.phase == Phase.PAUSED
+                            else {}))
             self.metrics.run_changed(run, saved, now)
             return Advanced(saved, result.recheck_after, len(saved.history) > len(run.history),
                             result.wake)
