@@ -39,19 +39,19 @@ canary subject's baseline rate; the expected count is the sum over the canary's 
 fleet-wide slowdown moves both.) Windows in which the control as a whole got sharply worse
 — a fleet-wide incident: more than 5 standard deviations (of the median window's
 dispersion, so the storm does not hide itself) and 50 % above its baseline — are left out
-on every side, with the window on either side of them (each proxy is scraped at its own
-moment, so an incident's first and last seconds fall into a neighbouring window for some
-subjects and not for others), and each check says how many. Every baseline first loses its
-outlying windows (an incident no control saw, a burst of its own: 8 robust standard
-deviations and twice away from the median window's rate, a minority of its windows; as
-Kayenta filters outliers), so that it says what normal was. A control migrated by an
-earlier wave is read on the canary from the end of its rollout on, and only once it has
-been there as long as a baseline must be (the longest bake,
-:func:`workflows.waves.control_namespaces`); a control too thin to measure the weather
-within a quarter of the detection gap is not used. The expectation's variance adds the
-baseline's sampling noise, the control mean's, and the spread of the true change between
-control subjects (random effects, the spread estimated robustly from the median absolute
-deviation of the standardized changes, so one bursty subject is not fleet-wide
+on every side, and so is the window on either side of them wherever the subject was worse
+than usual in it (each proxy is scraped at its own moment, so an incident's first and last
+seconds fall into a neighbouring window for some subjects and not for others); each check
+says how many. Every baseline first loses its outlying windows (an incident no control saw,
+a burst of its own: 8 robust standard deviations and twice away from the median window's
+rate, a minority of its windows; as Kayenta filters outliers), so that it says what normal
+was. A control migrated by an earlier wave is read on the canary from the end of its
+rollout on, and only once it has been there as long as a baseline must be (the longest
+bake, :func:`workflows.waves.control_namespaces`); a control too thin to measure the
+weather within a quarter of the detection gap is not used. The expectation's variance adds
+the baseline's sampling noise, the control mean's, and the spread of the true change
+between control subjects (random effects, the spread estimated robustly from the median
+absolute deviation of the standardized changes, so one bursty subject is not fleet-wide
 disagreement); window-to-window noise beyond Poisson is measured on the same windows (a
 method-of-moments dispersion, as quasi-Poisson models do). The canary's count is then
 compared with its *predictive* distribution, a gamma–Poisson (negative binomial) with that
@@ -460,8 +460,8 @@ def _storms(controls: list[tuple[_Obs, _Obs]], c2: float) -> set[float]:
     """The windows (starts) in which the control as a whole got sharply worse — a
     fleet-wide incident: its count, each subject at its own baseline rate, more than 5
     standard deviations (Poisson and the robust dispersion) and more than 50 % above that,
-    and as rare as 5 standard deviations under that gamma–Poisson count (:func:`count_tails`)
-    — and the window on either side of each storm (:func:`_with_edges`)."""
+    and as rare as 5 standard deviations under that gamma–Poisson count
+    (:func:`count_tails`)."""
     acc: dict[float, list[float]] = {}
     for before, after in controls:
         xb, nb = _sum(before)
@@ -482,24 +482,42 @@ def _storms(controls: list[tuple[_Obs, _Obs]], c2: float) -> set[float]:
             # (the exact tail too: where a fraction of one is expected, as with restarts,
             # one count is far above 5 standard deviations yet happens once in a hundred)
             out.add(start)
-    return _with_edges(out, acc)
+    return out
 
 
-def _with_edges(storms: set[float], starts: Iterable[float]) -> set[float]:
-    """``storms`` and the windows just before and after each (of ``starts``, the windows
-    there are). Prometheus scrapes each target at its own offset within the scrape interval
-    and ``increase()`` counts what happened between a target's samples inside the window,
-    so an incident that starts or ends inside a window lands in it for the proxies scraped
-    after that moment and in the next (or previous) one for the others: up to a scrape
-    interval, half a window with Azure Monitor's 30 s scrapes and 60 s windows. A canary
-    can then show the incident's first or last moments in a window where the control, as
-    a whole, shows nothing (seen end to end: a 5 % incident read as the canary's 0.6 %)."""
+def _storm_edges(storms: set[float], starts: Iterable[float]) -> set[float]:
+    """The windows just before and after each storm that are not storms themselves (of
+    ``starts``, the windows there are). Prometheus scrapes each target at its own offset
+    within the scrape interval and ``increase()`` counts what happened between a target's
+    samples inside the window, so an incident that starts or ends inside a window lands in
+    it for the proxies scraped after that moment and in the next (or previous) one for the
+    others: up to a scrape interval, half a window with Azure Monitor's 30 s scrapes and
+    60 s windows. A canary can then show the incident's first or last moments in a window
+    where the control, as a whole, shows nothing (seen end to end: a 5 % incident read as
+    the canary's 0.6 %). The control leaves these windows out; each judged subject those
+    of them in which it was worse than usual (:func:`_struck`)."""
     ordered = sorted(set(starts))
     steps = [b - a for a, b in zip(ordered, ordered[1:], strict=False) if b > a]
     if not storms or not steps:
-        return storms
+        return set()
     step = min(steps)  # the window length: windows are aligned to it (workers.prom.windows)
-    return storms | {s + d for s in storms for d in (-step, step)}
+    return {s + d for s in storms for d in (-step, step)} - storms
+
+
+def _struck(obs: _Obs, edges: set[float], rate: float, c2: float) -> set[float]:
+    """The windows next to a storm (``edges``) in which this subject's count was more than
+    2 standard deviations (and one) above ``rate`` (its baseline's): it took in the
+    incident's first or last moments there. One in which it was as usual is evidence like
+    any other and is kept; one in which it was worse cannot be told from the storm. A
+    regression shows in the other windows too: this leaves out at most two of its windows
+    per storm."""
+    out = set()
+    for start, x, n in obs:
+        if start in edges:
+            mu = n * rate
+            if x - mu > 2 * math.sqrt(mu + c2 * mu * mu) + 1:
+                out.add(start)
+    return out
 
 
 def _outlying(obs: _Obs) -> set[float]:
@@ -1149,6 +1167,7 @@ def judge_canary(traffic: TrafficIndex | Iterable[TrafficWindow], wave: CanaryWa
     keys = sorted({(t.signal.signal, t.reporter) for t in tests}, key=lambda k: k[0] == "tail")
     c2: dict[tuple[str, str], float] = {}
     storms: dict[tuple[str, str], set[float]] = {}
+    edges: dict[tuple[str, str], set[float]] = {}
     weather: dict[tuple[str, str], Weather] = {}
     controls_of: dict[tuple[str, str], list[tuple[_Obs, _Obs]]] = {}
     for key in keys:
@@ -1165,13 +1184,15 @@ def judge_canary(traffic: TrafficIndex | Iterable[TrafficWindow], wave: CanaryWa
         edge_key = ("latency", key[1])
         if key[0] == "tail" and edge_key in weather:
             storms[key], weather[key] = storms[edge_key], weather[edge_key]
-            controls_of[key] = controls_of[edge_key]
-            c2[key] = _dispersion(groups(storms[key]))
+            edges[key], controls_of[key] = edges[edge_key], controls_of[edge_key]
+            c2[key] = _dispersion(groups(storms[key] | edges[key]))
             continue
         storms[key] = _storms(controls, rough)
-        c2[key] = _dispersion(groups(storms[key]))
-        controls_of[key] = [(_calm(b, storms[key]), _calm(a, storms[key]))
-                            for b, a in controls]
+        edges[key] = _storm_edges(storms[key], (o[0] for pair in controls for side in pair
+                                                for o in side))
+        out = storms[key] | edges[key]
+        c2[key] = _dispersion(groups(out))
+        controls_of[key] = [(_calm(b, out), _calm(a, out)) for b, a in controls]
         changes = []
         for before, after in controls_of[key]:
             (xb, nb), (xc, nc) = _sum(before), _sum(after)
@@ -1198,6 +1219,9 @@ def judge_canary(traffic: TrafficIndex | Iterable[TrafficWindow], wave: CanaryWa
             # a gateway, too: both revisions' gateways see a fleet-wide incident alike, so
             # its windows say nothing of the canary's and, far noisier, would only leave
             # the comparison undecided
+            xb, nb = _sum(_calm(t.base, calm | edges[key])) if t.base else (0, 0.0)
+            rate = (xb + 0.5) / nb if nb > 0 else 0.0
+            calm = calm | _struck(t.cur + (t.base or []), edges[key], rate, c2[key])
             t.left_out = sum(1 for o in t.cur if o[0] in calm)
             t.cur = _calm(t.cur, calm)
             t.base = _calm(t.base, calm) if t.base else t.base
