@@ -7,6 +7,7 @@ only the errors of :mod:`workflows.errors`.
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from dataclasses import dataclass, field
 from typing import Protocol
 
@@ -285,7 +286,11 @@ class MeshApi(Protocol):
 class ClusterApi(Protocol):
     """One cluster's Kubernetes API."""
 
-    def list_namespaces(self) -> list[Namespace]: ...
+    def list_namespaces(self, labelled: Sequence[str] | None = None) -> list[Namespace]:
+        """Every namespace; with ``labelled``, only those whose ``istio.io/rev`` label is
+        one of these values (revisions or revision tags), chosen by the API server (a
+        label selector), so the read grows with what it finds, not with the cluster."""
+        ...
 
     def get_namespaces(self, names: list[str]) -> list[Namespace]:
         """Those of ``names`` that exist, in that order (as :meth:`list_namespaces` gives

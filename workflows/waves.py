@@ -829,14 +829,17 @@ def roll_back(run: Run, ports: ClusterPorts, now: float) -> StepResult:
     stable = run.stable_revision
     capi = ports.cluster_api(run.cluster)
     if rb.step == RollbackStep.RELABEL:
-        listed = capi.list_namespaces()
-        current = {ns.name: ns for ns in listed}
+        # the migrated namespaces read by name: a rollback's reads grow with what it
+        # moves back, not with the cluster (issue 13)
+        current = {ns.name: ns for ns in capi.get_namespaces(rb.namespaces)}
         # A tag pointed at the canary moved every namespace it labels: those whose pods
-        # started since (a later wave's, not restarted yet) go back too.
-        moved_tags = {current[ns].tag for ns in rb.namespaces
-                      if ns in current and current[ns].tag}
-        spill = [ns.name for ns in listed if ns.tag in moved_tags
-                 and ns.name not in rb.namespaces]
+        # started since (a later wave's, not restarted yet) go back too. Only those
+        # labelled with such a tag are listed (a label selector).
+        moved_tags = sorted({ns.tag for ns in current.values() if ns.tag})
+        tagged = [ns for ns in capi.list_namespaces(labelled=moved_tags)
+                  if ns.name not in rb.namespaces] if moved_tags else []
+        current.update((ns.name, ns) for ns in tagged)
+        spill = [ns.name for ns in tagged]
         if spill:
             on_canary = {p.namespace for p in capi.list_pods(spill)
                          if p.revision == run.canary_revision and not p.finished}

@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import math
 from collections import Counter
+from collections.abc import Sequence
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from statistics import NormalDist
@@ -47,6 +48,8 @@ class FakeWorld:
     targets: list[str] = field(default_factory=lambda: ["asm-1-26"])
     mode: str = "Istio"
     namespaces: dict[str, dict[str, str]] = field(default_factory=dict)
+    # each list_namespaces call: None for every namespace, else the revisions it selected
+    namespace_lists: list[list[str] | None] = field(default_factory=list)
     workloads: dict[tuple[str, str], str | None] = field(default_factory=dict)
     metrics_by_rev: dict[tuple[str, str], NamespaceMetrics] = field(default_factory=dict)
     metrics_down: bool = False
@@ -198,9 +201,11 @@ class FakeWorld:
         label = self.namespaces[ns].get("istio.io/rev")
         return self.tags.get(label, label) if label else None
 
-    def list_namespaces(self) -> list[Namespace]:
+    def list_namespaces(self, labelled: Sequence[str] | None = None) -> list[Namespace]:
+        self.namespace_lists.append(None if labelled is None else sorted(labelled))
         return [Namespace(n, dict(lbl), self.tags.get(lbl.get("istio.io/rev", "")))
-                for n, lbl in self.namespaces.items()]
+                for n, lbl in self.namespaces.items()
+                if labelled is None or lbl.get("istio.io/rev") in labelled]
 
     def get_namespaces(self, names: list[str]) -> list[Namespace]:
         return [Namespace(n, dict(self.namespaces[n]),

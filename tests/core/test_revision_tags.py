@@ -60,8 +60,12 @@ def test_a_rollback_points_the_tag_back_and_restarts_what_it_moved() -> None:
             break
     assert world.tags["prod-stable"] == "asm-1-26"
     world.canary_crash.add(("a", "app0"))
+    lists = len(world.namespace_lists)
     run, now = drive(run, world, now)
     assert run.phase == Phase.ROLLED_BACK, run.history[-1].text
+    # the rollback listed only the namespaces labelled with the tag it moved back (a label
+    # selector), never every namespace of the cluster
+    assert world.namespace_lists[lists:] == [["prod-stable"]]
     assert world.tags["prod-stable"] == "asm-1-25"
     assert world.writes["tag:prod-stable:asm-1-25"] == 1
     assert world.writes["restart:a/app0:asm-1-25"] == 1
@@ -83,3 +87,25 @@ def test_a_gateway_pinned_to_the_stable_revision_moves_with_its_namespace() -> N
     run, now = drive(run, world, now)
     assert run.phase == Phase.ROLLED_BACK
     assert world.gateways[("a", "shop")] == "asm-1-25"
+
+
+def test_completion_waits_for_namespaces_labelled_since_with_the_stable_revision_or_its_tag(
+) -> None:
+    """A namespace labelled with the stable revision, or with a tag still pointing at it,
+    after the plan was made: completing would leave its pods without a control plane, so
+    the run pauses and names them. Only those labels are listed (a label selector)."""
+    world = tagged_world()
+    run, now = approved(world)
+    run, now = drive(run, world, now)
+    assert run.phase == Phase.AWAITING_COMPLETION, run.history[-1].text
+    world.namespaces["d"] = {"istio.io/rev": "unused"}  # the tag → asm-1-25
+    world.namespaces["e"] = {"istio.io/rev": "asm-1-25"}
+    world.namespaces["f"] = {"istio.io/rev": "asm-1-25", "istio-injection": "disabled"}
+    lists = len(world.namespace_lists)
+    run = decide(run, "complete", "UAPPROVER", POLICY, now)
+    run, now = drive(run, world, now)
+    assert run.phase == Phase.PAUSED, run.history[-1].text
+    assert run.pause_reason.startswith(
+        "namespaces still labelled asm-1-25 (or with a revision tag pointing at it): d, e;")
+    assert world.namespace_lists[lists:] == [["asm-1-25", "unused"]]
+    assert world.revisions == ["asm-1-25", "asm-1-26"]  # the stable revision stays

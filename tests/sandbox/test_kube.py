@@ -51,6 +51,14 @@ def test_seed_fleet(ports: FleetPorts) -> None:
     assert [(n.name, n.labels) for n in got] == [("legacy", labels["legacy"]),
                                                  ("accounts", labels["accounts"])]
     assert capi.calls - calls == 3  # type: ignore[attr-defined]
+    # selected by the API server (labelSelector=istio.io/rev in (…)): one list call, what
+    # it finds alone; nothing asked, nothing read
+    calls = capi.calls  # type: ignore[attr-defined]
+    got = capi.list_namespaces(labelled=["asm-1-25", "prod-stable"])
+    assert sorted(n.name for n in got) == ["accounts", "catalog", "checkout", "storefront"]
+    assert capi.list_namespaces(labelled=["asm-1-99"]) == []
+    assert capi.list_namespaces(labelled=[]) == []
+    assert capi.calls - calls == 2  # type: ignore[attr-defined]
     workloads = capi.list_workloads(["accounts"])
     assert sorted(w.name for w in workloads) == ["details-v1", "productpage-v1", "ratings-v1",
                                                  "reviews-v1", "reviews-v2", "reviews-v3"]

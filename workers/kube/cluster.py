@@ -17,7 +17,7 @@ import os
 import re
 import threading
 import time
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Iterator, Sequence
 from concurrent.futures import ThreadPoolExecutor
 from functools import partial
 from typing import Any
@@ -336,11 +336,19 @@ class KubernetesClusterApi:
             return [i for ns in namespaces for i in one(ns)]
         return [i for items in list_pool().map(one, namespaces) for i in items]
 
-    def list_namespaces(self) -> list[Namespace]:
+    def list_namespaces(self, labelled: Sequence[str] | None = None) -> list[Namespace]:
         """Namespaces and their labels; an ``istio.io/rev`` label that is not an add-on
-        revision (``asm-1-NN``) is looked up among the revision tags."""
+        revision (``asm-1-NN``) is looked up among the revision tags. ``labelled``: only
+        those whose ``istio.io/rev`` is one of these values, selected by the API server
+        (``labelSelector=istio.io/rev in (…)``, Kubernetes' set-based requirement, as
+        ``kubectl get ns -l 'istio.io/rev in (…)'``); an empty list reads nothing."""
+        fn = self.core.list_namespace
+        if labelled is not None:
+            if not labelled:
+                return []
+            fn = partial(fn, label_selector=f"{REV_LABEL} in ({','.join(sorted(set(labelled)))})")
         return self._with_tags(dict(self._pages(
-            "namespaces", None, self.core.list_namespace,
+            "namespaces", None, fn,
             take=lambda n: (n.metadata.name, dict(n.metadata.labels or {})))))
 
     def _with_tags(self, labels: dict[str, dict[str, str]]) -> list[Namespace]:

@@ -198,7 +198,12 @@ def complete_upgrade(run: Run, ports: ClusterPorts, now: float) -> StepResult:
     assert run.stable_revision
     if run.operation is None or run.operation.revisions != [run.canary_revision]:
         capi = ports.cluster_api(run.cluster)
-        left = [ns.name for ns in capi.list_namespaces() if ns.revision == run.stable_revision
+        # only the namespaces labelled with the stable revision or a tag pointing at it
+        # (a label selector): the check reads what it may find, not the whole cluster
+        stable_labels = [run.stable_revision, *(t for t, rev in capi.revision_tags().items()
+                                                if rev == run.stable_revision)]
+        left = [ns.name for ns in capi.list_namespaces(labelled=stable_labels)
+                if ns.revision == run.stable_revision
                 and ns.labels.get(INJECTION_LABEL) != "disabled"]
         pods = left_behind(capi, run, run.stable_revision)
         why = ""
