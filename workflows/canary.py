@@ -1074,10 +1074,13 @@ def undecidable_baselines(traffic: Iterable[TrafficWindow], namespaces: list[str
                           bake_s: float, interval_s: float,
                           th: CanaryThresholds | None = None) -> dict[str, str]:
     """The namespaces whose baseline (their windows from ``baseline_from`` to ``now``, Unix
-    s) is too thin for any bake to decide one of their blocking signals, and which: were
-    the wave to move now and its traffic go on as before, the gate's two tests could not
-    meet — the baseline's own sampling noise keeps the tolerated and the detected rate
-    apart (:func:`_needed` is None), and the wave would end INCONCLUSIVE. The same tests,
+    s) is too thin for the longest bake to decide one of their blocking signals, and which:
+    were the wave to move now and its traffic go on as before, the gate's two tests could
+    not meet by the last look — the baseline's own sampling noise keeps the tolerated and
+    the detected rate apart (:func:`_needed` is None), or they meet beyond the requests the
+    longest bake brings at the baseline's pace where a baseline known exactly would bring
+    them within it — and the wave would end INCONCLUSIVE. (Beyond reach either way is low
+    traffic: the plan warns of it, and waiting would not change it.) The same tests,
     edges and outlier filter as :func:`judge_canary` without a control, each with the
     dispersion of its own baseline, the error budget split over the namespaces' tests
     (a bake adds its gateways': the gate's own is a little stricter).
@@ -1108,7 +1111,16 @@ def undecidable_baselines(traffic: Iterable[TrafficWindow], namespaces: list[str
             continue
         r0, v0, r1, v1 = _limits(t.signal, predicted.rate, predicted.var)
         _, nb = _sum(t.base)
-        if _needed(r0, v0, r1, v1, c2, nb / len(t.base), za, zb) is None:
+        per_window = nb / len(t.base)
+        needed = _needed(r0, v0, r1, v1, c2, per_window, za, zb)
+        # beyond what the longest bake brings at the baseline's pace (a window a look, as
+        # the gate reckons when it decides whether to extend, :func:`_decide`), and only
+        # for want of baseline: with the rate known exactly it would be within reach (else
+        # it is low traffic, which waiting does not change)
+        reach = max_looks * per_window
+        if needed is None or needed > reach and (_needed(
+                *_limits(t.signal, predicted.rate, 0.0), c2, per_window, za, zb)
+                or math.inf) <= reach:
             out[t.subject] = _label(t)
     return out
 

@@ -332,7 +332,7 @@ def migrate_wave(run: Run, ports: ClusterPorts, now: float) -> StepResult:
                 text = (f"{wave_label(wave)}: waiting up to "
                         f"{THIN_BASELINE_WAITS * need - waited:.0f}s more for a baseline the "
                         "gate can decide on: Prometheus is younger than the baseline and holds too "
-                        "few requests for any bake to tell a regression of "
+                        "few requests for the longest bake to tell a regression of "
                         + ", ".join(f"{ns} ({what})" for ns, what in sorted(thin.items()))
                         + " apart")
             return StepResult(run.with_wave(wave).log(now, "step", text), again)

@@ -445,6 +445,35 @@ def _bursty(start: int, end: int, n: int = 30_000) -> list[TrafficWindow]:
     return out
 
 
+def _tail(start: int, end: int, n: int = 40_000) -> list[TrafficWindow]:
+    """3-s windows of ``n`` requests, 1 % over 100 ms and 0.09–0.15 % over 250 ms, window to
+    window: the sandbox's production noise on a young Prometheus."""
+    out = []
+    for i, t in enumerate(range(start, end, 3)):
+        slow = (0.0009, 0.0015, 0.0012)[i % 3]
+        buckets = {25.0: round(n * 0.7), 50.0: round(n * 0.9), 100.0: round(n * 0.99),
+                   250.0: round(n * (1 - slow)), 500.0: n, 1000.0: n}
+        out.append(TrafficWindow.of_counts("shop", "asm-1-26", "destination", t, t + 3,
+                                           {"200": n}, buckets, 0, 0))
+    return out
+
+
+def test_a_baseline_the_longest_bake_could_not_decide_on_is_named() -> None:
+    """Four windows of a tail whose rate swings window to window: a long enough bake could
+    decide on it, but not this run's longest (12 s, four windows), where a baseline known
+    exactly would: the gate would give up at the end of the bake (seen end to end: a
+    campaign's first cluster paused, "slower than 250 ms … 490,711 needed"), so the wave
+    waits for more baseline. Six windows are enough."""
+    t = 1_000_002
+
+    def thin(seconds: int) -> dict[str, str]:
+        return undecidable_baselines(_tail(t - seconds, t), ["shop"], "asm-1-27", t - 3600,
+                                     t, 6, 3, CanaryThresholds())
+
+    assert thin(12) == {"shop": "slower than 250 ms"}
+    assert thin(18) == {}
+
+
 def test_a_baseline_too_thin_for_any_bake_is_named_until_it_has_grown() -> None:
     """Half a minute of a bursty tail: its rate is known only within about ±25 %, wider
     than what separates the tolerated rise from the detected one, so no bake — however

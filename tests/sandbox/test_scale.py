@@ -392,7 +392,7 @@ def test_kubectl_s_table_pages_carry_the_continue_token(big: Sandbox) -> None:
         f"{big.url['kube']}/clusters/{c.name}/api/v1/pods?limit=50",
         headers={"Authorization": f"Bearer {c.token}",
                  "Accept": "application/json;as=Table;v=v1;g=meta.k8s.io,application/json"},
-        verify=False, timeout=10)
+        verify=str(big.state_dir / "tls" / "kube-ca.pem"), timeout=10)  # the cluster CA
     doc = resp.json()
     assert doc["kind"] == "Table" and len(doc["rows"]) == 50
     assert doc["metadata"]["continue"] and doc["metadata"]["remainingItemCount"] > 0
