@@ -1118,9 +1118,8 @@ def undecidable_baselines(traffic: Iterable[TrafficWindow], namespaces: list[str
         # for want of baseline: with the rate known exactly it would be within reach (else
         # it is low traffic, which waiting does not change)
         reach = max_looks * per_window
-        if needed is None or needed > reach and (_needed(
-                *_limits(t.signal, predicted.rate, 0.0), c2, per_window, za, zb)
-                or math.inf) <= reach:
+        exact = _needed(*_limits(t.signal, predicted.rate, 0.0), c2, per_window, za, zb)
+        if needed is None or needed > reach and exact is not None and exact <= reach:
             out[t.subject] = _label(t)
     return out
 
