@@ -169,9 +169,10 @@ def test_an_incidents_first_moments_in_the_canarys_window_before_are_left_out(se
     """The canary's proxies are scraped late in each window, the control's early: the
     incident (+5 points) starts inside a window, after the control's last scrape in it and
     before the canary's, so that window holds its first moments for the canary alone (as
-    seen end to end: the control 0.000 % → 0.000 %, the canary 0.6 %). The windows on
-    either side of a storm are left out too, and the healthy wave passes at the end of the
-    bake (kept, that window left the canary's errors undecided)."""
+    seen end to end: the control 0.000 % → 0.000 %, the canary 0.6 %). A window beside a
+    storm in which a subject was worse than usual is left out of its comparison too, and
+    the healthy wave passes at the end of the bake (kept, that window left the canary's
+    errors undecided)."""
     world = make_world(seed, "healthy", rate=20.0)
     for s in world.subjects:
         s.scrape_offset = 0.45 if s.name in world.canary else -0.45
