@@ -19,8 +19,10 @@ import os
 import random
 import secrets
 import socket
+import threading
 import time
 from collections.abc import Iterator
+from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
 
@@ -225,3 +227,22 @@ def free_port_base(lo: int, hi: int, span: int = 1, step: int | None = None) -> 
             for s in probes:
                 s.close()
     raise RuntimeError(f"no {span} free ports between {lo} and {hi}")
+
+
+@contextmanager
+def running(server: Any) -> Iterator[Any]:
+    """A waitress ``server`` (``bot.http.make_server``) serving from a thread, as ``meshops
+    bot`` serves; stopped from its own loop: a thunk through the server's trigger closes
+    every channel (listener, connections, the trigger), so the loop ends on an empty map.
+    Closing the sockets from this thread instead pulls them from under a running
+    ``select()`` (EBADF in the server's thread)."""
+    from waitress import wasyncore
+
+    thread = threading.Thread(target=server.run, daemon=True)
+    thread.start()
+    try:
+        yield server
+    finally:
+        server.trigger.pull_trigger(lambda: wasyncore.close_all(server._map))
+        thread.join(10)
+        server.task_dispatcher.shutdown()

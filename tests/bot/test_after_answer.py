@@ -13,7 +13,7 @@ import pytest
 
 from bot.deps import AfterAnswer
 from bot.http import make_server
-from tests.conftest import eventually, free_port_base
+from tests.conftest import eventually, free_port_base, running
 
 
 def queuing_app(after: AfterAnswer, log: list[str], fail: bool = False) -> Any:
@@ -62,10 +62,7 @@ def test_work_queued_outside_a_request_runs_at_once() -> None:
 def test_through_waitress_the_answer_keeps_its_length_and_the_work_follows() -> None:
     after, log = AfterAnswer(), []
     port = free_port_base(16000, 17000)
-    server = make_server(after.holding(queuing_app(after, log)), "127.0.0.1", port)
-    thread = threading.Thread(target=server.run, daemon=True)
-    thread.start()
-    try:
+    with running(make_server(after.holding(queuing_app(after, log)), "127.0.0.1", port)):
         conn = http.client.HTTPConnection("127.0.0.1", port, timeout=10)
         for n in (1, 2):  # one kept-alive connection: the length frames each answer
             conn.request("POST", "/slack/events", body=b"x")
@@ -74,8 +71,6 @@ def test_through_waitress_the_answer_keeps_its_length_and_the_work_follows() -> 
                 200, "2", b"ok")
             eventually(lambda n=n: log.count("work") == n)
         conn.close()
-    finally:
-        server.close()
 
 
 def test_work_waits_while_another_request_is_answered_and_no_longer_than_its_cap() -> None:

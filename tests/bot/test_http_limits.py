@@ -6,7 +6,6 @@ from __future__ import annotations
 import io
 import logging
 import socket
-import threading
 import time
 import urllib.parse
 from collections.abc import Iterator
@@ -19,7 +18,7 @@ from slack_bolt.request import BoltRequest
 from bot.http import MAX_BODY_BYTES, make_server
 from bot.push import push_app
 from tests.bot.test_payloads import PAYLOADS, bolt, dispatch, slack, slash_body  # noqa: F401
-from tests.conftest import free_port_base
+from tests.conftest import free_port_base, running
 
 
 class Unreadable(io.RawIOBase):
@@ -72,11 +71,8 @@ def server() -> Iterator[int]:
         return [b""]
 
     port = free_port_base(16000, 17000)
-    srv = make_server(app, "127.0.0.1", port, threads=1)
-    thread = threading.Thread(target=srv.run, daemon=True)
-    thread.start()
-    yield port
-    srv.close()
+    with running(make_server(app, "127.0.0.1", port, threads=1)):
+        yield port
 
 
 def test_waitress_answers_413_from_the_content_length_before_the_body(server: int) -> None:
