@@ -9,7 +9,7 @@ from collections.abc import Callable
 from workflows.errors import PermanentError
 from workflows.kind import Button, Decision
 from workflows.model import Operation, Phase, Run
-from workflows.operations import follow_operation
+from workflows.operations import OPERATION_FIRST_LOOK_S, POLL_S, operation_wait_s
 from workflows.policy import Role
 from workflows.ports import ClusterApi, ClusterPorts, MeshState
 
@@ -30,8 +30,11 @@ CHANGE_BUTTONS = {
 def converge_change(run: Run, ports: ClusterPorts, now: float, what: str,
                     reached: Callable[[MeshState], bool],
                     verified: Callable[[ClusterApi], bool],
-                    put: Callable[[], tuple[str | None, str]]) -> tuple[Run, bool]:
-    """Converge one change of ``serviceMeshProfile``; returns (run, verified in the cluster).
+                    put: Callable[[], tuple[str | None, str]]) -> tuple[Run, float | None]:
+    """Converge one change of ``serviceMeshProfile``; returns (run, seconds to wait before
+    looking again), the wait None once the change is verified in the cluster. While the
+    run's operation runs, its poll's ``Retry-After`` or the poll schedule
+    (:func:`workflows.operations.operation_wait_s`); after the PUT, the first look.
 
     Args:
         what: the change, for errors ("disabling the mesh").
@@ -42,21 +45,21 @@ def converge_change(run: Run, ports: ClusterPorts, now: float, what: str,
         ArmError: the operation failed (ARM's code and message).
         PermanentError: the operation succeeded but the change did not take effect.
     """
-    followed = follow_operation(run, ports, what)
-    if followed is False:
-        return run, False
+    wait = operation_wait_s(run, ports, what, now)
+    if wait is not None:
+        return run, wait
     mesh = ports.mesh.get_mesh(run.cluster)
     if reached(mesh):
         if mesh.provisioning_state != "Succeeded":
-            return run, False
-        return run, verified(ports.cluster_api(run.cluster))
+            return run, POLL_S
+        return run, None if verified(ports.cluster_api(run.cluster)) else POLL_S
     if mesh.provisioning_state not in ("Succeeded", "Failed", "Canceled"):
-        return run, False
-    if followed is True:
+        return run, POLL_S
+    if run.operation is not None and run.operation.handle:  # it ran, and changed nothing
         raise PermanentError(f"the operation succeeded but {what} did not take effect")
     token, text = put()
     run = run.evolve(operation=Operation(revisions=[], token=token, started_at=now))
-    return run.log(now, "arm", text), False
+    return run.log(now, "arm", text), OPERATION_FIRST_LOOK_S
 
 
 def refuse_unless_one_revision(run: Run, mesh: MeshState, now: float) -> Run | None:

@@ -43,6 +43,21 @@ def follow_operation(run: Run, ports: ClusterPorts, what: str) -> bool | None:
     return None if status is None else status.done
 
 
+def operation_wait_s(run: Run, ports: ClusterPorts, what: str, now: float) -> float | None:
+    """One poll of this run's operation: seconds to wait before the next while it runs
+    (:func:`operation_recheck_s`: ARM's ``Retry-After``, else the poll schedule); None once
+    it is done, or when the run follows none (the caller then reads the cluster).
+
+    Raises:
+        ArmError: the operation ended Failed or Canceled, with ARM's error code and message.
+    """
+    status = _poll(run, ports, what)
+    if status is None or status.done:
+        return None
+    assert run.operation is not None
+    return operation_recheck_s(status, run.operation, now)
+
+
 def _poll(run: Run, ports: ClusterPorts, what: str) -> OperationStatus | None:
     """One poll of this run's operation; None when the run follows none."""
     op = run.operation
@@ -59,24 +74,45 @@ def operation_recheck_s(status: OperationStatus, op: Operation, now: float) -> f
     """Seconds until the next poll of an operation still running.
 
     ARM's ``Retry-After`` when the poll carried one: the client waits that long (ARM RPC,
-    "Asynchronous operations"; azure-core's pollers do). Else as long again as the
-    operation has run since its PUT (``op.started_at``) times :data:`OPERATION_POLL_SHARE`,
-    between :data:`OPERATION_LEAST_S` and :data:`POLL_S`: a short operation is seen done
-    soon after it is, a long one (an AKS control-plane change takes minutes) is polled
-    every :data:`POLL_S`."""
+    "Asynchronous operations"; azure-core's pollers do). Else the next point of a schedule
+    fixed from the PUT (``op.started_at``): the first look :data:`OPERATION_FIRST_LOOK_S`
+    after it, then each point as long again as the operation had run by the one before
+    times :data:`OPERATION_POLL_SHARE`, between :data:`OPERATION_LEAST_S` and
+    :data:`POLL_S` (:func:`operation_poll_times`). A short operation is seen done soon after
+    it is, a long one (an AKS control-plane change takes minutes) is polled every
+    :data:`POLL_S`. The schedule is fixed-rate, as a ticker is: a poll that ran late (a
+    busy worker) does not push the later ones back, where "a share of the time run, from
+    now" would add every poll's lateness to when the end is seen (issue 13: 30 upgrades at
+    once saw their 2 s operations done 0.85 s late on average)."""
     if status.retry_after_s > 0:
         return status.retry_after_s
-    return min(POLL_S, max(OPERATION_LEAST_S, OPERATION_POLL_SHARE * (now - op.started_at)))
+    elapsed = now - op.started_at
+    return next_poll_at(elapsed) - elapsed
+
+
+def next_poll_at(elapsed: float) -> float:
+    """The first point of the poll schedule after ``elapsed`` seconds from the PUT, seconds
+    from the PUT (see :func:`operation_recheck_s`): 1, 1.5, 2, 2.5, 3.125, … then every
+    :data:`POLL_S` once the share reaches it. Arithmetic past that point, so an operation
+    of hours costs no loop."""
+    due = OPERATION_FIRST_LOOK_S
+    while due <= elapsed:
+        step = OPERATION_POLL_SHARE * due
+        if step >= POLL_S:  # from here on every POLL_S
+            return due + (int((elapsed - due) // POLL_S) + 1) * POLL_S
+        due += max(OPERATION_LEAST_S, step)
+    return due
 
 
 def converge_revisions(run: Run, ports: ClusterPorts, desired: list[str],
                        now: float) -> tuple[Run, float | None]:
     """Bring the cluster's add-on revisions to ``desired``.
 
-    Observes the cluster first, so a PUT that was sent before a crash is not sent again.
-    While another operation runs on the cluster (provisioningState not final, or ARM's 409)
-    it waits, saying so once. This run's own operation is polled once a tick, and the next
-    tick comes no sooner than the poll's ``Retry-After``. A cluster left Failed by an earlier
+    Observes first, so a PUT that was sent before a crash is not sent again: this run's own
+    operation while it runs (polled once a tick, the next tick no sooner than the poll's
+    ``Retry-After``, else at the next point of :func:`operation_recheck_s`'s schedule), else
+    the cluster. While another operation runs on the cluster (provisioningState not final,
+    or ARM's 409) it waits, saying so once. A cluster left Failed by an earlier
     operation is PUT again (AKS's reconcile).
 
     Returns:
@@ -86,13 +122,14 @@ def converge_revisions(run: Run, ports: ClusterPorts, desired: list[str],
         ArmError: the operation this run started failed (ARM's code and message); the
             cluster stays as AKS left it, for the kind to read and decide.
     """
-    mesh = ports.mesh.get_mesh(run.cluster)
     mine = run.operation is not None and run.operation.revisions == desired
     if mine:
-        status = _poll(run, ports, f"ARM operation to set revisions {desired}")
-        if status is not None and not status.done:
-            assert run.operation is not None
-            return run, operation_recheck_s(status, run.operation, now)
+        # the operation's own answer first: while it runs, that is all there is to know,
+        # and the cluster's GET would double the ARM reads of every poll
+        wait = operation_wait_s(run, ports, f"ARM operation to set revisions {desired}", now)
+        if wait is not None:
+            return run, wait
+    mesh = ports.mesh.get_mesh(run.cluster)
     if mesh.revisions == desired:
         if mesh.provisioning_state == "Succeeded":
             return run, None

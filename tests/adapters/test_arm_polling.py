@@ -28,7 +28,15 @@ from workers.arm.aks import AksMeshApi
 from workers.config import Fleet
 from workflows.errors import ArmError, TemporaryError
 from workflows.model import Operation, Run
-from workflows.operations import OPERATION_LEAST_S, POLL_S, converge_revisions, follow_operation
+from workflows.operations import (
+    OPERATION_FIRST_LOOK_S,
+    OPERATION_LEAST_S,
+    converge_revisions,
+    follow_operation,
+    next_poll_at,
+    operation_recheck_s,
+)
+from workflows.ports import OperationStatus
 
 SUB = "00000000-0000-0000-0000-000000000000"
 CLUSTER = f"/subscriptions/{SUB}/resourceGroups/rg-dev/providers/Microsoft.ContainerService/" \
@@ -149,27 +157,42 @@ def test_retry_after_of_a_status_answer_is_the_delay_of_the_next_tick(arm: Local
     status = aks(arm).operation_status("dev", token)
     assert (status.status, status.done, status.retry_after_s) == ("InProgress", False, 17)
     assert arm.polls() == [OPERATION]  # Azure-AsyncOperation's URL, once
-    # the core waits that long before its next tick (and a poll without one: its own pace)
+    # the core waits that long before its next tick (and a poll without one: its own pace);
+    # while the operation runs, its poll is the only read (no GET of the cluster)
     ports = SimpleNamespace(mesh=aks(arm))
-    arm.answer(200, cluster("Updating", BOTH))
     arm.answer(200, {"name": "op", "status": "InProgress"}, retry_after_ms="42000")
     assert converge_revisions(run_with(token), ports, BOTH, 2.0)[1] == 42
-    arm.answer(200, cluster("Updating", BOTH))
-    arm.answer(200, {"name": "op", "status": "InProgress"})
-    # none: a quarter of how long the operation has run (from 1.0), at least
-    # OPERATION_LEAST_S, at most POLL_S: a 2 s operation is seen done within 0.5 s
-    assert converge_revisions(run_with(token), ports, BOTH, 3.0)[1] == OPERATION_LEAST_S
-    arm.answer(200, cluster("Updating", BOTH))
-    arm.answer(200, {"name": "op", "status": "InProgress"})
-    assert converge_revisions(run_with(token), ports, BOTH, 9.0)[1] == 2.0
-    arm.answer(200, cluster("Updating", BOTH))
-    arm.answer(200, {"name": "op", "status": "InProgress"})
-    assert converge_revisions(run_with(token), ports, BOTH, 60.0)[1] == POLL_S
-    arm.answer(200, cluster("Succeeded", BOTH))
+    # none: the next point of a schedule fixed from the PUT (at 1.0): 1, 1.5, 2, 2.5, …
+    # each as long again as the one before times a quarter, at least OPERATION_LEAST_S, at
+    # most POLL_S: a 2 s operation is seen done within 0.5 s
+    for now, wait in [(3.0, OPERATION_LEAST_S), (9.0, 9.537 - 8.0),
+                      (3600.0, 3599.901 - 3599.0)]:
+        arm.answer(200, {"name": "op", "status": "InProgress"})
+        assert converge_revisions(run_with(token), ports, BOTH, now)[1] == \
+            pytest.approx(wait, abs=1e-3)
     arm.answer(200, {"name": "op", "status": "Succeeded"})
+    arm.answer(200, cluster("Succeeded", BOTH))
     assert converge_revisions(run_with(token), ports, BOTH, 4.0)[1] is None
     assert arm.polls() == [OPERATION] * 6
+    assert [m for m, _ in arm.seen].count("GET") == 1 + 6 + 1  # set_revisions', the
+    # polls, and the one that found the operation done
     assert [m for m, _ in arm.seen].count("PUT") == 1
+
+
+def test_a_late_poll_does_not_push_the_later_ones_back() -> None:
+    """The schedule is fixed from the PUT, as a ticker's: a poll that a busy worker ran 0.3 s
+    late (at 2.3 s, for the point at 2.0) still has the next at 2.5, not 0.5 s after it."""
+    op = Operation(revisions=BOTH, token="t", started_at=100.0)
+    status = OperationStatus(status="InProgress")
+    assert operation_recheck_s(status, op, 102.3) == pytest.approx(0.2)
+    assert operation_recheck_s(status, op, 100.0) == pytest.approx(OPERATION_FIRST_LOOK_S)
+    # a poll so late it missed points: the next point after now, not the ones missed
+    assert operation_recheck_s(status, op, 104.0) == pytest.approx(next_poll_at(4.0) - 4.0)
+    assert [round(next_poll_at(e), 3) for e in (0, 1.0, 2.0, 2.6, 20.0)] == \
+        [1.0, 1.5, 2.5, 3.125, 20.901]
+    # ARM's Retry-After wins over the schedule
+    assert operation_recheck_s(OperationStatus(status="InProgress",
+                                               retry_after_s=7), op, 102.3) == 7
 
 
 def test_a_failed_operation_keeps_arms_code_and_message(arm: LocalArm) -> None:

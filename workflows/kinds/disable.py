@@ -18,7 +18,6 @@ from workflows.changes import (
 from workflows.errors import InvalidCommand
 from workflows.kind import Button, Confirm, StartRun, StepResult, WorkflowKind
 from workflows.model import Phase, Run
-from workflows.operations import POLL_S
 from workflows.ports import ClusterApi, ClusterPorts, MeshState
 from workflows.syntax import cluster_name
 
@@ -51,9 +50,9 @@ def apply_disable(run: Run, ports: ClusterPorts, now: float) -> StepResult:
         return (ports.mesh.set_mesh(run.cluster, "Disabled", None),
                 "PUT serviceMeshProfile mode Disabled")
 
-    run, done = converge_change(run, ports, now, "disabling the mesh", reached, verified, put)
-    if not done:
-        return StepResult(run, POLL_S)
+    run, wait = converge_change(run, ports, now, "disabling the mesh", reached, verified, put)
+    if wait is not None:
+        return StepResult(run, wait)
     return StepResult(run.to(Phase.COMPLETED, now, f"completed: the Istio add-on is off on "
                              f"{run.cluster}; istiod removed", outcome="mesh disabled"), None)
 

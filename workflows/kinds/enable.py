@@ -17,7 +17,7 @@ from workflows.changes import CHANGE_BUTTONS, CHANGE_DECISIONS
 from workflows.errors import InvalidCommand, PermanentError
 from workflows.kind import StartRun, StepResult, WorkflowKind
 from workflows.model import Operation, Phase, Run, parse_revision
-from workflows.operations import POLL_S, follow_operation
+from workflows.operations import OPERATION_FIRST_LOOK_S, POLL_S, operation_wait_s
 from workflows.ports import ClusterPorts, MeshState, RevisionProfile
 from workflows.syntax import cluster_name
 
@@ -89,9 +89,9 @@ def plan_enable(run: Run, ports: ClusterPorts, now: float) -> StepResult:
 
 def enable_mesh(run: Run, ports: ClusterPorts, now: float) -> StepResult:
     """PUT mode Istio and follow the operation. Raises ArmError when it failed."""
-    followed = follow_operation(run, ports, "enabling the mesh")
-    if followed is False:
-        return StepResult(run, POLL_S)
+    wait = operation_wait_s(run, ports, "enabling the mesh", now)
+    if wait is not None:
+        return StepResult(run, wait)
     mesh = ports.mesh.get_mesh(run.cluster)
     if mesh.mode == "Istio" and mesh.revisions:
         if mesh.provisioning_state != "Succeeded":
@@ -109,7 +109,7 @@ def enable_mesh(run: Run, ports: ClusterPorts, now: float) -> StepResult:
                                          run.canary_revision else [], token=token, started_at=now))
     return StepResult(run.log(now, "arm", "PUT serviceMeshProfile mode Istio"
                               + (f" revisions ['{run.canary_revision}']" if run.canary_revision
-                                 else " (default revision)")), POLL_S)
+                                 else " (default revision)")), OPERATION_FIRST_LOOK_S)
 
 
 def wait_istiod(run: Run, ports: ClusterPorts, now: float) -> StepResult:

@@ -20,7 +20,6 @@ from workflows.changes import (
 from workflows.errors import InvalidCommand
 from workflows.kind import StartRun, StepResult, WorkflowKind
 from workflows.model import Phase, Run
-from workflows.operations import POLL_S
 from workflows.ports import ClusterApi, ClusterPorts, MeshState
 from workflows.syntax import cluster_name
 
@@ -59,10 +58,10 @@ def apply_ingress(run: Run, ports: ClusterPorts, now: float) -> StepResult:
         return url, (f"PUT ingressGateways {mode} "
                      f"{'enabled' if run.ingress_enabled else 'disabled'}")
 
-    run, done = converge_change(run, ports, now, "changing the ingress gateway", reached,
+    run, wait = converge_change(run, ports, now, "changing the ingress gateway", reached,
                                 verified, put)
-    if not done:
-        return StepResult(run, POLL_S)
+    if wait is not None:
+        return StepResult(run, wait)
     state = "enabled" if run.ingress_enabled else "disabled"
     return StepResult(run.to(
         Phase.COMPLETED, now, f"completed: the {mode.lower()} ingress gateway is {state} and "
