@@ -9,7 +9,7 @@ from collections.abc import Callable
 from workflows.errors import PermanentError
 from workflows.kind import Button, Decision
 from workflows.model import Operation, Phase, Run
-from workflows.operations import OPERATION_FIRST_LOOK_S, POLL_S, operation_wait_s
+from workflows.operations import OPERATION_FIRST_LOOK_S, POLL_S, answered, operation_wait_s
 from workflows.policy import Role
 from workflows.ports import ClusterApi, ClusterPorts, MeshState
 
@@ -34,7 +34,9 @@ def converge_change(run: Run, ports: ClusterPorts, now: float, what: str,
     """Converge one change of ``serviceMeshProfile``; returns (run, seconds to wait before
     looking again), the wait None once the change is verified in the cluster. While the
     run's operation runs, its poll's ``Retry-After`` or the poll schedule
-    (:func:`workflows.operations.operation_wait_s`); after the PUT, the first look.
+    (:func:`workflows.operations.operation_wait_s`); after the PUT, 0 (the step chained
+    after it sets when the schedule counts from: :func:`workflows.operations.answered`),
+    then the first look.
 
     Args:
         what: the change, for errors ("disabling the mesh").
@@ -45,6 +47,8 @@ def converge_change(run: Run, ports: ClusterPorts, now: float, what: str,
         ArmError: the operation failed (ARM's code and message).
         PermanentError: the operation succeeded but the change did not take effect.
     """
+    if (anchored := answered(run, now)) is not None:
+        return anchored, OPERATION_FIRST_LOOK_S
     wait = operation_wait_s(run, ports, what, now)
     if wait is not None:
         return run, wait
@@ -58,8 +62,9 @@ def converge_change(run: Run, ports: ClusterPorts, now: float, what: str,
     if run.operation is not None and run.operation.handle:  # it ran, and changed nothing
         raise PermanentError(f"the operation succeeded but {what} did not take effect")
     token, text = put()
-    run = run.evolve(operation=Operation(revisions=[], token=token, started_at=now))
-    return run.log(now, "arm", text), OPERATION_FIRST_LOOK_S
+    run = run.evolve(operation=Operation(revisions=[], token=token, started_at=now,
+                                         answered=False))
+    return run.log(now, "arm", text), 0.0  # the chained step: :func:`answered`
 
 
 def refuse_unless_one_revision(run: Run, mesh: MeshState, now: float) -> Run | None:

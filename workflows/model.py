@@ -322,7 +322,12 @@ class Operation(Frozen):
     revisions: list[str]
     token: str | None = None
     url: str | None = None
+    #: when the poll schedule counts from (Unix s): the start of the step chained right
+    #: after the PUT, which follows ARM's answer (``answered``), as azure-core's pollers
+    #: count from the answer; until that step, the PUT's own step's start
     started_at: float
+    #: False from the PUT until that chained step (runs stored before it: True)
+    answered: bool = True
 
     @property
     def handle(self) -> str | None:

@@ -33,14 +33,21 @@ BUSY_POLL_S = 15.0  # seconds between looks at a cluster busy with another opera
 # (ARM reads are cheap: 15 s finds the cluster free soon after a node pool operation ends)
 
 
-def follow_operation(run: Run, ports: ClusterPorts, what: str) -> bool | None:
-    """Follow this run's operation: True done, False still running, None none started.
+def answered(run: Run, now: float) -> Run | None:
+    """The step chained right after a PUT: the run with its operation's poll schedule
+    counting from ``now``, which follows ARM's answer; None for any other step.
 
-    Raises:
-        ArmError: the operation ended Failed or Canceled, with ARM's error code and message.
+    Why: the PUT's step starts before ARM's answer (a GET of the cluster, then the PUT), so
+    a schedule counted from that start runs ahead of ARM's: a 2 s operation was polled at
+    2 s from the step's start, some milliseconds before it had run 2 s, and seen done a
+    whole interval later, on every upgrade (issue 13). azure-core's pollers count from the
+    answer too. No poll here: the PUT's answer was the operation's first look.
     """
-    status = _poll(run, ports, what)
-    return None if status is None else status.done
+    op = run.operation
+    if op is None or op.answered:
+        return None
+    anchored: Run = run.evolve(operation=op.evolve(started_at=now, answered=True))
+    return anchored
 
 
 def operation_wait_s(run: Run, ports: ClusterPorts, what: str, now: float) -> float | None:
@@ -123,6 +130,8 @@ def converge_revisions(run: Run, ports: ClusterPorts, desired: list[str],
             cluster stays as AKS left it, for the kind to read and decide.
     """
     mine = run.operation is not None and run.operation.revisions == desired
+    if mine and (anchored := answered(run, now)) is not None:
+        return anchored, OPERATION_FIRST_LOOK_S
     if mine:
         # the operation's own answer first: while it runs, that is all there is to know,
         # and the cluster's GET would double the ARM reads of every poll
@@ -145,9 +154,10 @@ def converge_revisions(run: Run, ports: ClusterPorts, desired: list[str],
         token = ports.mesh.set_revisions(run.cluster, desired)
     except ArmBusy as exc:
         return _busy(run, now, str(exc)), max(BUSY_POLL_S, exc.retry_after)
-    run = run.evolve(operation=Operation(revisions=desired, token=token, started_at=now))
-    return (run.log(now, "arm", f"PUT serviceMeshProfile revisions {desired}"),
-            OPERATION_FIRST_LOOK_S)
+    run = run.evolve(operation=Operation(revisions=desired, token=token, started_at=now,
+                                         answered=False))
+    # at once, the step chained after this one sets when the poll schedule counts from
+    return run.log(now, "arm", f"PUT serviceMeshProfile revisions {desired}"), 0.0
 
 
 def _busy(run: Run, now: float, why: str) -> Run:

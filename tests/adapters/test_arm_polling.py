@@ -32,9 +32,9 @@ from workflows.operations import (
     OPERATION_FIRST_LOOK_S,
     OPERATION_LEAST_S,
     converge_revisions,
-    follow_operation,
     next_poll_at,
     operation_recheck_s,
+    operation_wait_s,
 )
 from workflows.ports import OperationStatus
 
@@ -205,7 +205,8 @@ def test_a_failed_operation_keeps_arms_code_and_message(arm: LocalArm) -> None:
     arm.answer(200, {"name": "op", "status": "Canceled", "error": {
         "code": "OperationCanceled", "message": "canceled by a newer PUT"}})
     with pytest.raises(ArmError) as raised:
-        follow_operation(run_with(token), SimpleNamespace(mesh=aks(arm)), "enabling the mesh")
+        operation_wait_s(run_with(token), SimpleNamespace(mesh=aks(arm)), "enabling the mesh",
+                         2.0)
     assert raised.value.code == "OperationCanceled"
     assert str(raised.value) == ("enabling the mesh ended Canceled: OperationCanceled: "
                                  "canceled by a newer PUT")
@@ -269,12 +270,12 @@ def test_a_run_stored_with_the_status_url_is_followed_by_provisioning_state(
     stored["operation"] = {"revisions": BOTH, "url": arm.url + OPERATION, "started_at": 1.0}
     run = Run.model_validate_json(json.dumps(stored))
     arm.answer(200, cluster("Updating", BOTH))
-    assert follow_operation(run, SimpleNamespace(mesh=aks(arm)), "x") is False
+    assert operation_wait_s(run, SimpleNamespace(mesh=aks(arm)), "x", 3.0) == 0.5  # running
     arm.answer(200, cluster("Succeeded", BOTH))
-    assert follow_operation(run, SimpleNamespace(mesh=aks(arm)), "x") is True
+    assert operation_wait_s(run, SimpleNamespace(mesh=aks(arm)), "x", 3.0) is None  # done
     arm.answer(200, cluster("Failed", BOTH))
     with pytest.raises(ArmError, match="ended Failed: None: ARM's error is not known here"):
-        follow_operation(run, SimpleNamespace(mesh=aks(arm)), "x")
+        operation_wait_s(run, SimpleNamespace(mesh=aks(arm)), "x", 3.0)
     assert arm.polls() == []
 
 

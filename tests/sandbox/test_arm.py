@@ -203,8 +203,15 @@ def test_converge_revisions_follows_its_operation_across_json_round_trips_of_the
               created_at=now, updated_at=now)
     desired = ["asm-1-25", "asm-1-26"]
     run, wait = converge_revisions(run, FleetPorts(ports.fleet), desired, now)
-    assert wait == OPERATION_FIRST_LOOK_S and run.operation is not None and run.operation.token
+    assert wait == 0.0 and run.operation is not None and run.operation.token
+    assert not run.operation.answered
     assert [e.kind for e in run.history] == ["arm"]
+    # the step chained after the PUT: the poll schedule counts from its start, after the
+    # answer
+    answered_at = time.time()
+    run, wait = converge_revisions(run, FleetPorts(ports.fleet), desired, answered_at)
+    assert wait == OPERATION_FIRST_LOOK_S and run.operation is not None
+    assert run.operation.answered and run.operation.started_at == answered_at
     stored = run.model_dump_json()
     assert json.loads(stored)["operation"]["token"] == run.operation.token
     ticks = 0

@@ -17,7 +17,7 @@ from workflows.changes import CHANGE_BUTTONS, CHANGE_DECISIONS
 from workflows.errors import InvalidCommand, PermanentError
 from workflows.kind import StartRun, StepResult, WorkflowKind
 from workflows.model import Operation, Phase, Run, parse_revision
-from workflows.operations import OPERATION_FIRST_LOOK_S, POLL_S, operation_wait_s
+from workflows.operations import OPERATION_FIRST_LOOK_S, POLL_S, answered, operation_wait_s
 from workflows.ports import ClusterPorts, MeshState, RevisionProfile
 from workflows.syntax import cluster_name
 
@@ -89,6 +89,8 @@ def plan_enable(run: Run, ports: ClusterPorts, now: float) -> StepResult:
 
 def enable_mesh(run: Run, ports: ClusterPorts, now: float) -> StepResult:
     """PUT mode Istio and follow the operation. Raises ArmError when it failed."""
+    if (anchored := answered(run, now)) is not None:
+        return StepResult(anchored, OPERATION_FIRST_LOOK_S)
     wait = operation_wait_s(run, ports, "enabling the mesh", now)
     if wait is not None:
         return StepResult(run, wait)
@@ -106,10 +108,11 @@ def enable_mesh(run: Run, ports: ClusterPorts, now: float) -> StepResult:
         raise PermanentError("the operation succeeded but the mesh is still off")
     token = ports.mesh.set_mesh(run.cluster, "Istio", run.canary_revision or None)
     run = run.evolve(operation=Operation(revisions=[run.canary_revision] if
-                                         run.canary_revision else [], token=token, started_at=now))
+                                         run.canary_revision else [], token=token, started_at=now,
+                                         answered=False))
     return StepResult(run.log(now, "arm", "PUT serviceMeshProfile mode Istio"
                               + (f" revisions ['{run.canary_revision}']" if run.canary_revision
-                                 else " (default revision)")), OPERATION_FIRST_LOOK_S)
+                                 else " (default revision)")), 0.0)  # then :func:`answered`
 
 
 def wait_istiod(run: Run, ports: ClusterPorts, now: float) -> StepResult:
