@@ -117,6 +117,48 @@ def test_those_waiting_for_a_slot_are_told_successive_times(store: RedisRunStore
     assert budget.take("chat.update", who="r-2") == 0
 
 
+def test_a_share_of_each_minute_is_kept_for_urgent_calls(store: RedisRunStore,
+                                                        prefix: str) -> None:
+    budget = SlackBudget(store.r, prefix, TOKEN, BudgetLimits(per_minute={"chat.update": 10}))
+    assert [budget.take("chat.update", who=f"r-{i}") for i in range(8)] == [0.0] * 8
+    assert budget.take("chat.update", who="r-8") > 0  # routine: the last 20 % are kept
+    assert budget.room("chat.update") == 2
+    assert budget.take("chat.update", who="r-9", urgent=True) == 0
+    assert budget.take("chat.update", urgent=True) == 0
+    assert budget.take("chat.update", urgent=True) > 0  # the limit itself holds
+    # a limit too small to keep a whole call from keeps none
+    small = SlackBudget(store.r, prefix, "xoxb-small", BudgetLimits(per_minute={"chat.update": 4}))
+    assert [small.take("chat.update") for _ in range(4)] == [0.0] * 4
+
+
+def test_a_root_that_asks_someone_to_act_goes_before_other_runs_progress(
+        roomy_slack: SlackEmulator, store: RedisRunStore, prefix: str) -> None:
+    budget = SlackBudget(store.r, prefix, TOKEN, BudgetLimits(per_minute={"chat.update": 5},
+                                                              channel_posts_per_s=None))
+    notify = notifier(roomy_slack, store, budget)
+    busy = stored(store, new_run().evolve(id="r-0b0b0b0b0b", channel="C1", created_at=1e9,
+                                          phase=Phase.MIGRATING))
+    waiting = stored(store, new_run().evolve(id="r-0a0a0a0a0a", channel="C1", created_at=1e9,
+                                             phase=Phase.MIGRATING))
+    notify.sync(busy)
+    notify.sync(waiting)
+    for i in range(4):  # progress of one run spends the routine share (4 of 5)
+        busy = busy.log(1e9 + i, "step", f"step {i}").evolve(
+            phase=(Phase.CONTROL_PLANE, Phase.MIGRATING)[i % 2])
+        notify.sync(busy)
+    updates = len([e for e in roomy_slack.log if e["kind"] == "update"])
+    assert updates == 4
+    waiting = waiting.log(1e9 + 5, "step", "istiod up").evolve(phase=Phase.CONTROL_PLANE)
+    with pytest.raises(SlackOverBudget):  # more progress: it waits for the minute
+        notify.sync(waiting)
+    # the other run now waits for someone's click: its root (its buttons) goes at once
+    waiting = waiting.evolve(phase=Phase.AWAITING_COMPLETION)
+    notify.sync(waiting)
+    last = [e for e in roomy_slack.log if e["kind"] == "update"][-1]
+    assert len([e for e in roomy_slack.log if e["kind"] == "update"]) == 5
+    assert "meshops_complete" in str(last["blocks"])
+
+
 def test_a_burst_of_syncs_ends_in_one_update_per_slot_showing_the_latest(
         roomy_slack: SlackEmulator, store: RedisRunStore, prefix: str) -> None:
     budget = SlackBudget(store.r, prefix, TOKEN, BudgetLimits(per_minute={"chat.update": 1},

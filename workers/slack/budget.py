@@ -85,6 +85,11 @@ class BudgetLimits:
             added to it: Slack counts a post when it arrives, and two posts taken a second
             apart can arrive closer than that (a worker slowed between its take and its
             call), so they are taken 1.25 s apart.
+        urgent_share: the share of each per-method limit kept for urgent calls (a root
+            message that now asks someone to act, or tells the run's end): routine calls
+            (progress) stop while only that much of the minute is left. At 30 runs at
+            once, progress updates spend ``chat.update``'s 50 a minute, and without it a
+            run's *Complete* button waited up to half a minute behind them (issue 13).
     """
 
     per_minute: Mapping[str, int] = field(default_factory=lambda: {
@@ -92,6 +97,7 @@ class BudgetLimits:
     channel_posts_per_s: float | None = 1
     margin_s: int = 1
     channel_margin: float = 0.25
+    urgent_share: float = 0.2
 
 
 #: Slack's published limits
@@ -166,7 +172,13 @@ class SlackBudget:
         stats = self.limiter.get_window_stats(item, *ids)
         return max(0.05, stats.reset_time - time.time())
 
-    def take(self, method: str, channel: str | None = None, who: str = "") -> float:
+    def _reserved(self, item: RateLimitItem) -> int:
+        """Calls of ``item``'s window kept for urgent callers
+        (:attr:`BudgetLimits.urgent_share`)."""
+        return int(item.amount * self.limits.urgent_share)
+
+    def take(self, method: str, channel: str | None = None, who: str = "",
+             urgent: bool = False) -> float:
         """Ask to call ``method`` (in ``channel``) now; never sleeps.
 
         Args:
@@ -175,6 +187,9 @@ class SlackBudget:
                 :data:`CHANNEL_POSTS`).
             who: who asks (a run id): among callers refused for the same method, each is
                 told a later time than the one before, so they do not all wake at once.
+            urgent: the call may use the share of each per-method limit kept for urgent
+                calls (:attr:`BudgetLimits.urgent_share`), and is not queued behind
+                routine callers; a routine call waits while only that share is left.
 
         Returns:
             0.0 when the call may go now (it is counted: make it), else the seconds to
@@ -190,7 +205,13 @@ class SlackBudget:
             return self._queued(channel_ids, who, self._channel_wait(spacing),
                                 self.channel_spacing_ms / 1000)
         for item, ids in limits:
-            if not self.limiter.test(item, *ids):
+            if urgent or not self._reserved(item):
+                if not self.limiter.test(item, *ids):
+                    return self._queued(ids, "" if urgent else who, self._wait_of(item, ids),
+                                        _slot_s(item))
+            elif self.limiter.get_window_stats(item, *ids).remaining <= self._reserved(item):
+                # two workers may both pass this with one routine slot left: the reserve
+                # is then one call smaller for a minute, the limit itself never passed
                 return self._queued(ids, who, self._wait_of(item, ids), _slot_s(item))
         for item, ids in limits:
             # another worker may have taken the last slot since the test: a slot taken

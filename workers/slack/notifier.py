@@ -68,12 +68,13 @@ class SlackNotifier:
         self.budget = budget  # the workspace's Slack budget; None: unlimited
         self._who = ""  # the run being synced: its place among those waiting
 
-    def _take(self, method: str, channel: str | None = None) -> None:
-        """Count a call of ``method`` against the budget; raises :class:`SlackOverBudget`
+    def _take(self, method: str, channel: str | None = None, urgent: bool = False) -> None:
+        """Count a call of ``method`` against the budget (``urgent``: from the share kept
+        for urgent calls too, :meth:`SlackBudget.take`); raises :class:`SlackOverBudget`
         (nothing counted) when it must wait."""
         if self.budget is None:
             return
-        wait = self.budget.take(method, channel, who=self._who)
+        wait = self.budget.take(method, channel, who=self._who, urgent=urgent)
         if wait > 0:
             raise SlackOverBudget(f"Slack {method}: the workspace's budget is spent for "
                                   f"{wait:.1f} s", wait)
@@ -94,14 +95,16 @@ class SlackNotifier:
         finally:
             self._who = previous
 
-    def _call(self, method: str, *, taken: bool = False, **kwargs: Any) -> Any:
+    def _call(self, method: str, *, taken: bool = False, urgent: bool = False,
+              **kwargs: Any) -> Any:
         """``client.<method>(**kwargs)`` once the budget allows it (already counted when
-        ``taken``); Slack's errors raised as ``TemporaryError`` / ``PermanentError``
+        ``taken``; ``urgent`` as :meth:`_take`); Slack's errors raised as
+        ``TemporaryError`` / ``PermanentError``
         (:func:`workers.slack.errors.translate_slack_error`); a 429 makes every worker
         wait its ``Retry-After`` (:meth:`SlackBudget.back_off`)."""
         name = method.replace("_", ".")
         if not taken:
-            self._take(name, kwargs.get("channel"))
+            self._take(name, kwargs.get("channel"), urgent)
         try:
             return getattr(self.client, method)(**kwargs)
         except SLACK_ERRORS as exc:
@@ -193,8 +196,11 @@ class SlackNotifier:
             self.store.set_slack_state(run.id, **state)
         elif state.get("digest") != digest:
             try:
+                # a root that now asks someone to act (its buttons) or tells the run's end
+                # goes before other runs' progress (the budget's urgent share)
                 self._call("chat_update", channel=state["root_channel"], ts=state["root_ts"],
-                           text=text, blocks=blocks)
+                           text=text, blocks=blocks,
+                           urgent=run.phase.waiting_for_person or run.phase.terminal)
                 self.store.set_slack_state(run.id, digest=digest)
             except SlackOverBudget as exc:
                 # the thread goes on; a later sync shows the run as it is by then, in one
