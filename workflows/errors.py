@@ -65,6 +65,11 @@ class MetricsUnavailable(TemporaryError):
     """Prometheus did not answer or answered with an error; the gate verdict is ERROR."""
 
 
+class MetricsBusy(MeshopsError):
+    """A read ahead of need (``background``) was not made: as many as the deployment allows
+    are under way. Nothing failed; the read is made when it is needed, or tried again."""
+
+
 class PermanentError(MeshopsError):
     """Retrying will not help; the run stops and tells people why."""
 

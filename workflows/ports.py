@@ -389,7 +389,8 @@ class MetricsApi(Protocol):
         ...
 
     def windows(self, namespaces: list[str], gateways: list[str], start: float, end: float,
-                step_s: float, repeat: bool = False) -> list[TrafficWindow]:
+                step_s: float, repeat: bool = False, background: bool = False
+                ) -> list[TrafficWindow]:
         """The wave's traffic windows between ``start`` and ``end`` (Unix s); one query per
         signal for the whole wave.
 
@@ -403,13 +404,18 @@ class MetricsApi(Protocol):
             repeat: the same read is made again at the next look, from the same ``start``
                 to a later ``end`` (a bake): the adapter may keep the final part of the
                 answer and read only newer times next time (same windows either way).
+            background: a read ahead of need (a wave's baseline while the run waits
+                anyway): the adapter may refuse it, raising ``MetricsBusy``, while as many
+                background reads as it allows are under way, so they never take all of
+                the workers and Prometheus that runs' own steps wait for.
 
         Returns:
             One :class:`TrafficWindow` per window (``(end - step, end]``, ends multiples of
             the step), subject, revision (None when it cannot be told) and reporter with
             traffic; ``restarts`` 0 (Prometheus does not count them). Sorted by end.
 
-        Raises ``MetricsUnavailable`` when Prometheus cannot be queried.
+        Raises ``MetricsUnavailable`` when Prometheus cannot be queried, ``MetricsBusy``
+        for a ``background`` read refused.
         """
         ...
 

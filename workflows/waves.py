@@ -23,7 +23,7 @@ from workflows.canary import (
     requests_to_decide,
     undecidable_baselines,
 )
-from workflows.errors import MetricsUnavailable, PermanentError
+from workflows.errors import MetricsBusy, MetricsUnavailable, PermanentError
 from workflows.gates import streak
 from workflows.kind import StepResult, WorkflowKind, kind_of
 from workflows.metric_templates import check as check_template
@@ -703,25 +703,33 @@ def read_baseline_ahead(run: Run, ports: ClusterPorts, index: int, now: float) -
     Nothing short or thin: the wave records "ready" and its step does not read again
     (history only grows). Otherwise "short": the step reads, waits and says why, as
     without this. The run is returned unchanged when there is no such wave, it is past
-    its BASELINE step, or it was read ahead already."""
+    its BASELINE step, or it was read ahead already; and when the read is refused
+    because as many reads ahead as allowed are under way (``MetricsBusy``: a background
+    read, :meth:`workflows.ports.MetricsApi.windows`), to be tried at the next wait."""
     if index >= len(run.waves):
         return run
     wave = run.waves[index]
     if wave.step != WaveStep.BASELINE or wave.baseline_ahead is not None or \
             not wave.namespaces:
         return run
-    short, thin = _baseline_gaps(ports, run, wave, now, baseline_needed(run), past_short=False)
+    try:
+        short, thin = _baseline_gaps(ports, run, wave, now, baseline_needed(run),
+                                     past_short=False, background=True)
+    except MetricsBusy:  # others' reads ahead hold the slots: the next wait, or the step
+        return run
     return run.with_wave(wave.evolve(baseline_ahead="short" if short or thin else "ready"))
 
 
 def _baseline_gaps(ports: ClusterPorts, run: Run, wave: Wave, now: float, need: float,
-                   past_short: bool) -> tuple[list[str], dict[str, str]]:
+                   past_short: bool, background: bool = False
+                   ) -> tuple[list[str], dict[str, str]]:
     """What the wave's baseline lacks now: the namespaces whose traffic history began less
     than ``need`` seconds ago, or that have none; and, while Prometheus holds less than
     the whole baseline (``baseline_s``), those whose baseline no bake could decide on
     (:func:`workflows.canary.undecidable_baselines`: ``{namespace: signal}``) — looked for
     once none is short, or once the wait for them is over (``past_short``). Nothing
-    when Prometheus cannot be read: the bake's looks say so."""
+    when Prometheus cannot be read: the bake's looks say so. ``background``: a read ahead
+    of need, which the adapter may refuse (``MetricsBusy``, raised)."""
     opts, c = run.options, run.thresholds.canary
     # the read the bake's first look will make (the wave with its control and gateways, at
     # the looks' step), through the window cache: that look then reads only what came
@@ -734,7 +742,7 @@ def _baseline_gaps(ports: ClusterPorts, run: Run, wave: Wave, now: float, need: 
     try:
         windows = ports.metrics(run.cluster).windows(
             [*wave.namespaces, *control], gateways, now - c.baseline_s, now,
-            opts.interval_s, repeat=True)
+            opts.interval_s, repeat=True, background=background)
     except MetricsUnavailable:
         return [], {}
     own = set(wave.namespaces)

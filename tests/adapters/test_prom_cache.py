@@ -7,6 +7,7 @@ test_prom_windows.py."""
 from __future__ import annotations
 
 from collections.abc import Callable, Iterator
+from contextlib import ExitStack
 
 import pytest
 import redis
@@ -15,6 +16,7 @@ from redis.retry import Retry
 
 from tests.conftest import REDIS_URL
 from workers.prom.cache import (
+    BACKGROUND_READS,
     IDLE_STEPS,
     MIN_IDLE_S,
     RedisWindowCache,
@@ -22,8 +24,9 @@ from workers.prom.cache import (
     decode_windows,
     encode_windows,
 )
+from workers.prom.metrics import PrometheusMetricsApi
 from workers.prom.windows import evaluation_times
-from workflows.errors import MetricsUnavailable
+from workflows.errors import MetricsBusy, MetricsUnavailable
 from workflows.traffic import TrafficWindow
 
 STEP = 10
@@ -263,3 +266,43 @@ def test_a_shared_entry_holds_at_most_max_windows(r: redis.Redis, prefix: str) -
     assert not r.exists(cache.key("wave-1"))
     cache.windows(read, "wave-1", T0, T0 + 360, STEP)
     assert read.asked[-1] == (0, 360)  # read whole again
+
+
+def test_reads_ahead_of_need_share_a_few_slots_across_workers(r: redis.Redis,
+                                                             prefix: str) -> None:
+    """Background reads (a wave's baseline read while the run waits) take one of
+    BACKGROUND_READS slots, shared by every worker through Redis, and never wait for one;
+    a slot is free again when its read ends, also by an exception; Redis down: no slot."""
+    workers = [RedisWindowCache(r, prefix) for _ in range(BACKGROUND_READS + 1)]
+    with ExitStack() as held:
+        assert [held.enter_context(w.background_slot()) for w in workers] == \
+            [True] * BACKGROUND_READS + [False]
+    with pytest.raises(RuntimeError), workers[0].background_slot() as first:
+        assert first
+        raise RuntimeError("the read failed")
+    with workers[1].background_slot() as again:
+        assert again
+    local = WindowCache()
+    with local.background_slot() as one, local.background_slot() as two, \
+            local.background_slot() as three:
+        assert (one, two, three) == (True, True, False)
+    down = redis.Redis(host="127.0.0.1", port=1, socket_connect_timeout=0.2,
+                       retry=Retry(NoBackoff(), 0))
+    with RedisWindowCache(down, prefix).background_slot() as none:
+        assert not none
+
+
+def test_a_background_read_with_no_slot_asks_prometheus_nothing(r: redis.Redis,
+                                                               prefix: str) -> None:
+    cache = RedisWindowCache(r, prefix)
+    api = PrometheusMetricsApi("http://127.0.0.1:1", {"cluster": "dev"}, cache=cache)
+    others = [RedisWindowCache(r, prefix) for _ in range(BACKGROUND_READS)]
+    with ExitStack() as held:
+        for other in others:
+            assert held.enter_context(other.background_slot())
+        with pytest.raises(MetricsBusy):
+            api.windows(["a"], [], T0, T0 + 300, STEP, repeat=True, background=True)
+    assert api.queries == 0
+    # a slot free: the read is made (here, against no Prometheus)
+    with pytest.raises(MetricsUnavailable):
+        api.windows(["a"], [], T0, T0 + 300, STEP, repeat=True, background=True)

@@ -13,7 +13,7 @@ from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from statistics import NormalDist
 
-from workflows.errors import ArmBusy, MetricsUnavailable, TemporaryError
+from workflows.errors import ArmBusy, MetricsBusy, MetricsUnavailable, TemporaryError
 from workflows.maintenance import MaintenanceWindow
 from workflows.model import NamespaceMetrics
 from workflows.ports import (
@@ -53,6 +53,7 @@ class FakeWorld:
     workloads: dict[tuple[str, str], str | None] = field(default_factory=dict)
     metrics_by_rev: dict[tuple[str, str], NamespaceMetrics] = field(default_factory=dict)
     metrics_down: bool = False
+    background_busy: bool = False  # reads ahead of need refused (every slot taken)
     scrape_interval_s: float = 1.0  # MetricsApi: a sandbox-fast Prometheus
     conflict_once: bool = False
     conflicts_left: int = 0  # this many PUTs answered 409 (with ``retry_after`` seconds)
@@ -332,7 +333,8 @@ class FakeWorld:
         return self.template_values.get(query)
 
     def windows(self, namespaces: list[str], gateways: list[str], start: float, end: float,
-                step_s: float, repeat: bool = False) -> list[TrafficWindow]:
+                step_s: float, repeat: bool = False, background: bool = False
+                ) -> list[TrafficWindow]:
         """Istio's windows as Prometheus would give them: per namespace and aligned window,
         ``metrics_by_rev[(ns, revision)]``'s requests (default 50,000 a window), its success
         rate as 503s and its p99 as a log-normal latency (σ 0.5) in Istio's buckets; the
@@ -340,6 +342,8 @@ class FakeWorld:
         windows; a window across it is left out, as its pods were mixed)."""
         self.window_reads.append((frozenset(namespaces), frozenset(gateways), start, end,
                                   repeat))
+        if background and self.background_busy:
+            raise MetricsBusy("as many reads ahead of need as allowed are under way")
         if self.metrics_down:
             raise MetricsUnavailable("Prometheus at http://prom is unreachable")
         out = []

@@ -256,6 +256,28 @@ def test_a_move_whose_baseline_was_read_ahead_reads_none_itself() -> None:
     assert len(world.window_reads) == reads + 1
 
 
+def test_a_read_ahead_refused_for_want_of_a_slot_is_made_by_the_step() -> None:
+    """Reads ahead of need are background reads (``background=True``): while every slot
+    is taken by other runs' (the adapter raises ``MetricsBusy``), the run goes on without
+    one, and the wave's BASELINE step reads its baseline itself, as without read-ahead."""
+    world = FakeWorld.seeded(["a", "b", "c", "d"])
+    world.background_busy = True
+    run, now = approved(world)
+    for _ in range(50):  # to wave 0's BASELINE step
+        wave = run.current_wave
+        if run.phase == Phase.MIGRATING and wave is not None and wave.step == WaveStep.BASELINE:
+            break
+        result = tick(run, world, now)
+        run, now = result.run, now + (result.recheck_after or 0.0)
+    assert wave is not None and wave.baseline_ahead is None
+    tried = [r for r in world.window_reads if r[0] >= set(wave.namespaces)]
+    assert tried  # asked for, while ARM worked, and refused
+    reads = len(world.window_reads)
+    moved = tick(run, world, now).run
+    assert moved.current_wave is not None and moved.current_wave.step == WaveStep.LABEL
+    assert len(world.window_reads) == reads + 1  # the step's own read
+
+
 def test_the_waves_read_their_own_namespaces_never_the_whole_clusters() -> None:
     """Kubernetes reads proportional to the wave (issue 13): after the plan, no step of a
     wave lists every namespace of the cluster."""

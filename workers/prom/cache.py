@@ -24,9 +24,11 @@ from __future__ import annotations
 import hashlib
 import json
 import math
+import threading
 import time
 from collections import OrderedDict
-from collections.abc import Callable, Hashable
+from collections.abc import Callable, Hashable, Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass
 from typing import Any
 
@@ -58,6 +60,15 @@ DEFAULT_MAX_SHARED_WINDOWS = 100_000
 #: and its entry must not hold Redis' memory for long (a 2,000-namespace run has 21 waves)
 IDLE_STEPS = 4
 MIN_IDLE_S = 120
+#: reads ahead of need (``background``) under way at once, in all of a deployment's
+#: workers: 30 upgrades started together read their first wave's baseline while ARM
+#: works, and with no bound those reads held every pool process, so the others' polls of
+#: ARM waited 1.5 s behind them (issue 13). Two leave the rest of a worker's processes
+#: (four by default) to the runs' own steps
+BACKGROUND_READS = 2
+#: seconds a background slot is held at most when its worker dies holding it (a read
+#: takes seconds at 2,000 namespaces; a task is stopped after 150 s)
+BACKGROUND_SLOT_S = 150
 
 
 @dataclass
@@ -94,6 +105,19 @@ class WindowCache:
         self._entries: OrderedDict[Hashable, _Entry] = OrderedDict()
         self.held = 0  # windows in all entries
         self.hits = 0  # reads served from an entry (and Prometheus asked for the rest only)
+        self._background = threading.BoundedSemaphore(BACKGROUND_READS)
+
+    @contextmanager
+    def background_slot(self) -> Iterator[bool]:
+        """One of the :data:`BACKGROUND_READS` slots for a read ahead of need, held while
+        the ``with`` block runs: yields False, without waiting, when all are taken (here,
+        by this process' threads; :class:`RedisWindowCache`: by every worker's)."""
+        held = self._background.acquire(blocking=False)
+        try:
+            yield held
+        finally:
+            if held:
+                self._background.release()
 
     def windows(self, read: WindowRead, key: Hashable, start: float, end: float, step: int,
                 max_freshness_s: float | None = None) -> list[TrafficWindow]:
@@ -250,6 +274,30 @@ class RedisWindowCache(WindowCache):
         self.idle_s = idle_s
         self.idle_ms = 1000 * MIN_IDLE_S  # of the read under way (:meth:`windows`)
         self._extend_script = client.register_script(_EXTEND)
+
+    @contextmanager
+    def background_slot(self) -> Iterator[bool]:
+        """As :meth:`WindowCache.background_slot`, the slots shared by every worker through
+        Redis: one lock each (``{p}:background:{i}``, redis-py's ``Lock``, let go after
+        :data:`BACKGROUND_SLOT_S` if its holder died). Redis not answering: no slot (the
+        read is made when needed)."""
+        lock = None
+        try:
+            for i in range(BACKGROUND_READS):
+                candidate = self.r.lock(f"{self.p}:background:{i}", timeout=BACKGROUND_SLOT_S)
+                if candidate.acquire(blocking=False):
+                    lock = candidate
+                    break
+        except redis.RedisError:
+            lock = None
+        try:
+            yield lock is not None
+        finally:
+            if lock is not None:
+                try:
+                    lock.release()
+                except redis.RedisError:  # it lapses by itself
+                    pass
 
     def windows(self, read: WindowRead, key: Hashable, start: float, end: float, step: int,
                 max_freshness_s: float | None = None) -> list[TrafficWindow]:

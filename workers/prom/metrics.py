@@ -31,7 +31,7 @@ from urllib3.util.retry import Retry
 from workers.prom.cache import DEFAULT_MAX_FRESHNESS_S, WindowCache, process_cache
 from workers.prom.errors import PROMETHEUS_ERRORS, translate_prometheus_error
 from workers.prom.windows import DEFAULT_SCRAPE_INTERVAL_S, read_windows, window_step_s
-from workflows.errors import MetricsUnavailable
+from workflows.errors import MetricsBusy, MetricsUnavailable
 from workflows.traffic import TrafficWindow
 
 AZURE_PROMETHEUS_SCOPE = "https://prometheus.monitor.azure.com/.default"
@@ -170,12 +170,21 @@ class PrometheusMetricsApi:
             raise MetricsUnavailable(f"Prometheus at {self.url}: {exc}") from exc
 
     def windows(self, namespaces: list[str], gateways: list[str], start: float, end: float,
-                step_s: float, repeat: bool = False) -> list[TrafficWindow]:
+                step_s: float, repeat: bool = False, background: bool = False
+                ) -> list[TrafficWindow]:
         """Traffic windows of a wave: four range queries (requests by code, latency
         buckets, TCP opened, TCP failed), after one instant query for the wave's scrape
         targets when ``istio_build`` tells the revision, see :mod:`workers.prom.windows`.
         ``repeat``: the range answers go through the results cache
-        (:mod:`workers.prom.cache`), so a bake's next look reads only what is newer."""
+        (:mod:`workers.prom.cache`), so a bake's next look reads only what is newer.
+        ``background``: made only in one of the cache's background slots
+        (:meth:`~workers.prom.cache.WindowCache.background_slot`), else ``MetricsBusy``."""
+        if background:
+            with self.cache.background_slot() as held:
+                if not held:
+                    raise MetricsBusy(f"Prometheus at {self.url}: as many reads ahead of need "
+                                      "as allowed are under way")
+                return self.windows(namespaces, gateways, start, end, step_s, repeat)
         read = partial(read_windows, self._query_range, self.selector, namespaces, gateways,
                        step_s=step_s, scrape_interval_s=self.scrape_interval_s,
                        revision_label=self.revision_label, query=self._instant)
