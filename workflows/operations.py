@@ -82,15 +82,15 @@ def operation_recheck_s(status: OperationStatus, op: Operation, now: float) -> f
 
     ARM's ``Retry-After`` when the poll carried one: the client waits that long (ARM RPC,
     "Asynchronous operations"; azure-core's pollers do). Else the next point of a schedule
-    fixed from the PUT (``op.started_at``): the first look :data:`OPERATION_FIRST_LOOK_S`
-    after it, then each point as long again as the operation had run by the one before
-    times :data:`OPERATION_POLL_SHARE`, between :data:`OPERATION_LEAST_S` and
-    :data:`POLL_S` (:func:`operation_poll_times`). A short operation is seen done soon after
-    it is, a long one (an AKS control-plane change takes minutes) is polled every
-    :data:`POLL_S`. The schedule is fixed-rate, as a ticker is: a poll that ran late (a
-    busy worker) does not push the later ones back, where "a share of the time run, from
-    now" would add every poll's lateness to when the end is seen (issue 13: 30 upgrades at
-    once saw their 2 s operations done 0.85 s late on average)."""
+    fixed from ARM's answer to the PUT (``op.started_at``, :func:`answered`): the first look
+    :data:`OPERATION_FIRST_LOOK_S` after it, then each point as long again as the operation
+    had run by the one before times :data:`OPERATION_POLL_SHARE`, between
+    :data:`OPERATION_LEAST_S` and :data:`POLL_S` (:func:`next_poll_at`). A short operation
+    is seen done soon after it is, a long one (an AKS control-plane change takes minutes)
+    is polled every :data:`POLL_S`. The schedule is fixed-rate, as a ticker is: a poll
+    that ran late (a busy worker) does not push the later ones back, where "a share of the
+    time run, from now" would add every poll's lateness to when the end is seen (issue 13:
+    30 upgrades at once saw their 2 s operations done 0.85 s late on average)."""
     if status.retry_after_s > 0:
         return status.retry_after_s
     elapsed = now - op.started_at
@@ -98,10 +98,10 @@ def operation_recheck_s(status: OperationStatus, op: Operation, now: float) -> f
 
 
 def next_poll_at(elapsed: float) -> float:
-    """The first point of the poll schedule after ``elapsed`` seconds from the PUT, seconds
-    from the PUT (see :func:`operation_recheck_s`): 1, 1.5, 2, 2.5, 3.125, … then every
-    :data:`POLL_S` once the share reaches it. Arithmetic past that point, so an operation
-    of hours costs no loop."""
+    """The first point of the poll schedule after ``elapsed`` seconds from ARM's answer to
+    the PUT, in seconds from it (see :func:`operation_recheck_s`): 1, 1.5, 2, 2.5, 3.125,
+    … then every :data:`POLL_S` once the share reaches it. Arithmetic past that point, so
+    an operation of hours costs no loop."""
     due = OPERATION_FIRST_LOOK_S
     while due <= elapsed:
         step = OPERATION_POLL_SHARE * due
