@@ -123,8 +123,12 @@ def make_handler(router: Router, name: str) -> type[BaseHTTPRequestHandler]:
                 self.send_header("Content-Type", resp.content_type)
                 self.send_header("Transfer-Encoding", "chunked")
                 self.end_headers()
+                # the connection stays open for the next request once the stream's last
+                # chunk is written, as Go's net/http (the API server's) keeps it: closing it
+                # unannounced (no "Connection: close") let a client's pool hand it to the
+                # next request just as it closed ("Remote end closed connection without
+                # response"); a stream cut short ends the connection at the next read
                 resp.stream(self)
-                self.close_connection = True
                 return
             if isinstance(resp.body, bytes | str):
                 data = resp.body.encode() if isinstance(resp.body, str) else resp.body

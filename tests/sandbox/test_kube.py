@@ -8,6 +8,7 @@ import time
 import pytest
 from kubernetes import client as k8s
 from kubernetes import watch
+from urllib3.util.connection import is_connection_dropped
 
 from sandbox.app import Sandbox
 from workers.wiring import FleetPorts
@@ -166,6 +167,23 @@ def test_lists_page_through_the_api_server_and_start_over_on_410(
     assert sorted((p.namespace, p.name) for p in capi.list_pods(namespaces)) == whole
     monkeypatch.setattr(cluster, "PER_NAMESPACE_LIMIT", 250)
     assert sorted(w.key for w in capi.list_workloads(namespaces)) == workloads
+
+
+def test_the_connection_of_a_finished_watch_serves_the_next_request(ports: FleetPorts
+                                                                   ) -> None:
+    """A watch's connection stays open after its last chunk, as the API server's (Go's
+    net/http) does: the next request is served on it, not on a connection the server
+    closed meanwhile without saying so."""
+    capi = ports.cluster_api("dev")
+    manager = capi.apps.api_client.rest_client.pool_manager
+    list(capi.watch_workloads("storefront", "Deployment", None, 1))
+    (pool,) = manager.pools._container.values()
+    idle = [c for c in pool.pool.queue if c is not None]
+    assert len(idle) == 1  # the watch's, back in the pool
+    time.sleep(0.3)  # a server that closes after the stream has done so by now
+    assert not is_connection_dropped(idle[0])
+    assert capi.list_workloads(["storefront"])
+    assert [c for c in pool.pool.queue if c is not None] == idle  # served on it
 
 
 def test_a_rollout_is_followed_by_a_watch_to_its_end(ports: FleetPorts) -> None:
