@@ -28,7 +28,7 @@ from typing import Any, Protocol
 
 import structlog
 
-from bot.http import make_server
+from bot.http import ServerThread, make_server
 
 log = structlog.get_logger("meshops.bot")
 
@@ -135,7 +135,8 @@ def start_health_server(ready: Ready, host: str, port: int) -> Any | None:
     thread, for a bot in Socket Mode.
 
     Returns:
-        The waitress server (``.close()`` stops it), or None when the port cannot be bound:
+        The server and its thread (:class:`bot.http.ServerThread`: ``.close()`` stops it),
+        or None when the port cannot be bound:
         the bot still takes Slack's requests without its endpoints, and says so loudly
         (its probes then fail, as the worker's do: :mod:`workers.health`).
     """
@@ -144,6 +145,6 @@ def start_health_server(ready: Ready, host: str, port: int) -> Any | None:
     except OSError as exc:
         log.error("bot.health_unavailable", host=host, port=port, error=str(exc))
         return None
-    threading.Thread(target=server.run, name="meshops-bot-health", daemon=True).start()
+    serving = ServerThread(server, "meshops-bot-health")
     log.info("bot.health_serving", host=host, port=port, paths=f"{LIVEZ} {READYZ}")
-    return server
+    return serving

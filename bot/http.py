@@ -30,6 +30,7 @@ from __future__ import annotations
 
 import io
 import json
+import threading
 from collections.abc import Callable, Iterable, Sequence
 from typing import Any
 from urllib.parse import parse_qsl
@@ -238,6 +239,29 @@ def make_server(wsgi: Wsgi, host: str, port: int, threads: int = 8) -> Any:
     # waitress refuses a body whose length is >= max_request_body_size
     return create_server(wsgi, host=host, port=port, threads=threads,
                          max_request_body_size=MAX_BODY_BYTES + 1)
+
+
+class ServerThread:
+    """A waitress server (:func:`make_server`) serving from a daemon thread of its own.
+
+    :meth:`close` stops it from its own loop: a thunk through the server's trigger closes
+    every channel (listener, connections, the trigger), so the loop ends on an empty map,
+    then the thread is joined and the worker threads are stopped. Closing the server from
+    another thread instead pulls its sockets from under a running ``select()`` (EBADF in
+    the server's thread).
+    """
+
+    def __init__(self, server: Any, name: str):
+        self.server = server
+        self.thread = threading.Thread(target=server.run, name=name, daemon=True)
+        self.thread.start()
+
+    def close(self, timeout_s: float = 10.0) -> None:
+        from waitress import wasyncore
+
+        self.server.trigger.pull_trigger(lambda: wasyncore.close_all(self.server._map))
+        self.thread.join(timeout_s)
+        self.server.task_dispatcher.shutdown()
 
 
 def serve(wsgi: Wsgi, host: str, port: int, threads: int = 8) -> None:

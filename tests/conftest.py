@@ -19,7 +19,6 @@ import os
 import random
 import secrets
 import socket
-import threading
 import time
 from collections.abc import Iterator
 from contextlib import contextmanager
@@ -232,17 +231,11 @@ def free_port_base(lo: int, hi: int, span: int = 1, step: int | None = None) -> 
 @contextmanager
 def running(server: Any) -> Iterator[Any]:
     """A waitress ``server`` (``bot.http.make_server``) serving from a thread, as ``meshops
-    bot`` serves; stopped from its own loop: a thunk through the server's trigger closes
-    every channel (listener, connections, the trigger), so the loop ends on an empty map.
-    Closing the sockets from this thread instead pulls them from under a running
-    ``select()`` (EBADF in the server's thread)."""
-    from waitress import wasyncore
+    bot`` serves; stopped from its own loop (:class:`bot.http.ServerThread`)."""
+    from bot.http import ServerThread
 
-    thread = threading.Thread(target=server.run, daemon=True)
-    thread.start()
+    serving = ServerThread(server, "test-server")
     try:
         yield server
     finally:
-        server.trigger.pull_trigger(lambda: wasyncore.close_all(server._map))
-        thread.join(10)
-        server.task_dispatcher.shutdown()
+        serving.close()

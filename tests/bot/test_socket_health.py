@@ -161,6 +161,19 @@ def test_a_taken_port_leaves_the_bot_without_endpoints_not_dead() -> None:
         assert start_health_server(lambda: None, "127.0.0.1", taken.getsockname()[1]) is None
 
 
+def test_the_health_server_stops_from_its_own_loop_and_frees_its_port() -> None:
+    with socket.socket() as probe:
+        probe.bind(("127.0.0.1", 0))
+        port = probe.getsockname()[1]
+    serving = start_health_server(lambda: None, "127.0.0.1", port)
+    assert serving is not None and get(port, "/livez") == (200, {"ok": True})
+    serving.close()
+    assert not serving.thread.is_alive()  # its loop ended on an empty map
+    again = start_health_server(lambda: None, "127.0.0.1", port)  # the port is free
+    assert again is not None
+    again.close()
+
+
 def test_meshops_bot_in_socket_mode_serves_its_probes_on_port(slack: Slack, prefix: str,
                                                               tmp_path: Path) -> None:
     fleet = yaml.safe_load((ROOT / "examples" / "fleet.azure.yaml").read_text())
