@@ -8,10 +8,12 @@ benchmark, the sandbox's Prometheus.
 
 from __future__ import annotations
 
+import os
 import re
 import subprocess
 import sys
 import time
+from pathlib import Path
 
 from tests.conftest import ROOT, free_port_base
 
@@ -21,16 +23,18 @@ RELEASES_LAST = re.compile(r"^releases: time ratio \d+\.\d+, bytes ratio \d+\.\d
                            r"conditional vs plain full poll, (\d+) intervals\)$")
 
 
-def run_quick(script: str, port_base: int) -> list[str]:
+def run_quick(script: str, port_base: int, tmp: Path) -> list[str]:
+    """The benchmark's ``--quick`` run; its state directory (a sandbox's, logs) is made under
+    ``tmp`` (pytest's, let go after a few runs), not left in the machine's /tmp."""
     proc = subprocess.run([sys.executable, str(ROOT / "benchmarks" / script), "--quick",
                            "--port-base", str(port_base)], cwd=ROOT, capture_output=True,
-                          text=True, timeout=180)
+                          text=True, timeout=180, env={**os.environ, "TMPDIR": str(tmp)})
     assert proc.returncode == 0, proc.stdout[-2000:] + proc.stderr[-3000:]
     return proc.stdout.strip().splitlines()
 
 
-def test_ack_latency_quick_compares_the_same_calls_on_both_sides() -> None:
-    lines = run_quick("ack_latency.py", free_port_base(16000, 20000, span=100))
+def test_ack_latency_quick_compares_the_same_calls_on_both_sides(tmp_path: Path) -> None:
+    lines = run_quick("ack_latency.py", free_port_base(16000, 20000, span=100), tmp_path)
     assert ACK_LAST.match(lines[-1]), lines[-1]
     calls = dict(re.findall(r"^calls (bare ack only|bare same calls|meshops): (.+)$",
                             "\n".join(lines), re.MULTILINE))
@@ -45,8 +49,8 @@ def test_ack_latency_quick_compares_the_same_calls_on_both_sides() -> None:
     assert len(cases) == 4, lines  # status and upgrade, at 1 and at 10 clients
 
 
-def test_releases_quick_polls_as_often_on_both_sides() -> None:
-    lines = run_quick("releases.py", free_port_base(16000, 20000, span=10))
+def test_releases_quick_polls_as_often_on_both_sides(tmp_path: Path) -> None:
+    lines = run_quick("releases.py", free_port_base(16000, 20000, span=10), tmp_path)
     last = RELEASES_LAST.match(lines[-1])
     assert last, lines[-1]
     rows = {m.group(1): int(m.group(2)) for ln in lines
