@@ -585,12 +585,15 @@ def _calm(obs: _Obs, storms: set[float]) -> _Obs:
 @dataclass(frozen=True)
 class Weather:
     """The control's change over the same windows: its mean, the mean's variance, the
-    between-subject variance ``tau2`` of the true change, and how many subjects."""
+    between-subject variance ``tau2`` of the true change, and how many subjects.
+    ``floor``: the mean's variance were the controls' counts since the move exact (their
+    baselines' part alone), what a longer bake brings ``var`` down towards."""
 
     mean: float = 0.0
     var: float = 0.0
     tau2: float = 0.0
     subjects: int = 0
+    floor: float = 0.0
 
 
 def _informative(weather: Weather, sig: _Signal) -> bool:
@@ -603,29 +606,31 @@ def _informative(weather: Weather, sig: _Signal) -> bool:
     return weather.var + weather.tau2 <= (gap / 4) ** 2
 
 
-def _weather(changes: list[tuple[float, float]]) -> Weather:
-    """Combine the control subjects' changes ``(d, variance)``: the inverse-variance mean,
+def _weather(changes: list[tuple[float, float, float]]) -> Weather:
+    """Combine the control subjects' changes ``(d, variance, the variance's part from their
+    baselines)``: the inverse-variance mean,
     and the spread of the true changes beyond their sampling variance, estimated robustly
     (the median absolute deviation of the standardized changes, so one subject's burst of
     its own does not read as fleet-wide disagreement; DerSimonian and Laird's moment
     estimator is driven by the largest deviation). Fewer than 3 subjects: no spread."""
     if not changes:
         return Weather()
-    w = [1.0 / max(v, 1e-18) for _, v in changes]
-    mean = sum(wi * d for wi, (d, _) in zip(w, changes, strict=True)) / sum(w)
+    w = [1.0 / max(v, 1e-18) for _, v, _ in changes]
+    mean = sum(wi * d for wi, (d, _, _) in zip(w, changes, strict=True)) / sum(w)
     tau2 = 0.0
     if len(changes) >= 3:
-        z = sorted((d - mean) / math.sqrt(max(v, 1e-18)) for d, v in changes)
+        z = sorted((d - mean) / math.sqrt(max(v, 1e-18)) for d, v, _ in changes)
         mid = z[len(z) // 2] if len(z) % 2 else (z[len(z) // 2 - 1] + z[len(z) // 2]) / 2
         dev = sorted(abs(v - mid) for v in z)
         mad = dev[len(dev) // 2] if len(dev) % 2 else (dev[len(dev) // 2 - 1]
                                                           + dev[len(dev) // 2]) / 2
         scale2 = (1.4826 * mad) ** 2
-        typical = sorted(v for _, v in changes)[len(changes) // 2]
+        typical = sorted(v for _, v, _ in changes)[len(changes) // 2]
         tau2 = max(0.0, scale2 - 1.0) * typical
-    ws = [1.0 / (v + tau2) for _, v in changes]
-    mean = sum(wi * d for wi, (d, _) in zip(ws, changes, strict=True)) / sum(ws)
-    return Weather(mean, 1.0 / sum(ws), tau2, len(changes))
+    ws = [1.0 / (v + tau2) for _, v, _ in changes]
+    mean = sum(wi * d for wi, (d, _, _) in zip(ws, changes, strict=True)) / sum(ws)
+    floor = 1.0 / sum(1.0 / max(fixed + tau2, 1e-18) for _, _, fixed in changes)
+    return Weather(mean, 1.0 / sum(ws), tau2, len(changes), min(floor, 1.0 / sum(ws)))
 
 
 def _edge(obs_windows: list[_Window], target: float) -> int | None:
@@ -917,6 +922,10 @@ class _Prediction:
     rate: float  # their exposure-weighted mean
     var: float  # the variance of the expected rate (baseline, control, between subjects)
     how: str
+    #: ``var`` were the control's counts since the move exact (what a longer bake brings it
+    #: down towards: the control's windows since the move grow with it); None: ``var``
+    #: does not fall with the bake but as :func:`_needed`'s ``grows_from`` says
+    floor: float | None = None
 
 
 def _per_window(pairs: list[tuple[_Obs, _Obs]], scale: str) -> dict[float, float]:
@@ -975,7 +984,8 @@ def _predict(test: _Test, c2: float, weather: Weather) -> _Prediction | None:
     if sig.scale == "additive":
         p = xb / nb
         rates = [max(0.0, p + change.get(start, 0.0)) for start, _, _ in test.cur]
-        var = _count_var(base, (xb + 0.5) / nb, c2) / nb ** 2 + weather.var + weather.tau2
+        own = _count_var(base, (xb + 0.5) / nb, c2) / nb ** 2
+        var, floor = own + weather.var + weather.tau2, own + weather.floor + weather.tau2
     else:
         q = (xb + 0.5) / (nb + 0.5)
         rates = [q * change.get(start, 1.0) for start, _, _ in test.cur]
@@ -983,7 +993,8 @@ def _predict(test: _Test, c2: float, weather: Weather) -> _Prediction | None:
     rate = sum(r * nc for r, (_, _, nc) in zip(rates, test.cur, strict=True)) / n
     if sig.scale != "additive":
         var = rate * rate * (var_log + weather.var + weather.tau2)
-    return _Prediction(rates, rate, var, how)
+        floor = rate * rate * (var_log + weather.floor + weather.tau2)
+    return _Prediction(rates, rate, var, how, floor)
 
 
 def _limits(sig: _Signal, rate: float, var: float) -> tuple[float, float, float, float]:
@@ -1015,23 +1026,28 @@ def _tails(sig: _Signal, obs: _Obs, rates: list[float], var: float, c2: float
 
 
 def _needed(r0: float, v0: float, r1: float, v1: float, c2: float, per_window: float,
-            za: float, zb: float, grows_from: float | None = None) -> float | None:
+            za: float, zb: float, grows_from: float | None = None,
+            floors: tuple[float, float] = (0.0, 0.0)) -> float | None:
     """The exposure at which the two one-sided tests' critical regions meet (normal
-    approximation), or None when the baseline alone keeps them apart.
+    approximation), or None when what does not fall with the bake keeps them apart.
 
-    ``grows_from``: the exposure seen so far when the reference grows with the bake (a
-    gateway's stable counterpart, read over the same windows): its variance then falls
-    as ``grows_from / n``, and a longer bake always gets there (None: a fixed baseline,
-    read before the move)."""
+    ``grows_from``: the exposure seen so far when the reference grows with the bake: the
+    variances ``v0``, ``v1`` above their ``floors`` then fall as ``grows_from / n``. All
+    of them for a gateway's stable counterpart, read over the same windows: a longer bake
+    always gets there. Above the floors for a namespace compared with its baseline and
+    the weather of the control: the control's windows since the move grow with the bake,
+    its baselines do not. None: a fixed reference (a baseline alone, read before the
+    move), ``floors`` unused."""
     if r1 <= r0:
         return None
-    if grows_from is None and (r1 - r0) <= za * math.sqrt(v0) + zb * math.sqrt(v1):
+    f0, f1 = (v0, v1) if grows_from is None else (min(floors[0], v0), min(floors[1], v1))
+    if (r1 - r0) <= za * math.sqrt(f0) + zb * math.sqrt(f1):
         return None
 
     def gap(n: float) -> float:
         shrink = 1.0 if grows_from is None else grows_from / max(n, 1e-12)
-        s0 = n * r0 + c2 * r0 * r0 * n * per_window + n * n * v0 * shrink
-        s1 = n * r1 + c2 * r1 * r1 * n * per_window + n * n * v1 * shrink
+        s0 = n * r0 + c2 * r0 * r0 * n * per_window + n * n * (f0 + (v0 - f0) * shrink)
+        s1 = n * r1 + c2 * r1 * r1 * n * per_window + n * n * (f1 + (v1 - f1) * shrink)
         return n * (r1 - r0) - za * math.sqrt(s0) - zb * math.sqrt(s1)
 
     lo, hi = 0.0, 1.0
@@ -1214,9 +1230,9 @@ def judge_canary(traffic: TrafficIndex | Iterable[TrafficWindow], wave: CanaryWa
             if key[0] == "latency":
                 d = math.log((xc + 0.5) / (nc + 0.5)) - math.log((xb + 0.5) / (nb + 0.5))
                 mu_b, mu_c = max(nb * pooled, 0.5), max(nc * pooled, 0.5)
-                changes.append((d, vb / mu_b ** 2 + vc / mu_c ** 2))
+                changes.append((d, vb / mu_b ** 2 + vc / mu_c ** 2, vb / mu_b ** 2))
             else:
-                changes.append((xc / nc - xb / nb, vb / nb ** 2 + vc / nc ** 2))
+                changes.append((xc / nc - xb / nb, vb / nb ** 2 + vc / nc ** 2, vb / nb ** 2))
         weather[key] = _weather(changes)
         if not _informative(weather[key], specs[key[0]]):
             # a control too thin to measure the weather within a quarter of what separates
@@ -1334,8 +1350,18 @@ def _check(t: _Test, c2: float, weather: Weather, alpha: float, beta: float, za:
                     f"(confidence {_pct(conf)})", confidence=conf, compared_with=how,
                     expected=rate, tolerated=r0, detect=r1, p_regressed=p_reg,
                     p_ruled_out=p_ok)
-    needed = _needed(r0, v0, r1, v1, c2, n / max(1, len(t.cur)), za, zb,
-                     grows_from=n if t.gateway else None)
+    if t.gateway:  # its reference is read over the same windows: all of it grows
+        needed = _needed(r0, v0, r1, v1, c2, n / max(1, len(t.cur)), za, zb, grows_from=n)
+    elif predicted.floor is not None and predicted.floor < var:
+        # the weather's part from the control's windows since the move falls as the bake
+        # grows (they grow with it): an early look must not call the bake too short for
+        # what only its first windows' noise keeps undecided (seen in the fleet benchmark:
+        # "no bake long enough" at look 2 on one window, PASS at look 3)
+        _, f0, _, f1 = _limits(sig, rate, predicted.floor)
+        needed = _needed(r0, v0, r1, v1, c2, n / max(1, len(t.cur)), za, zb, grows_from=n,
+                         floors=(f0, f1))
+    else:
+        needed = _needed(r0, v0, r1, v1, c2, n / max(1, len(t.cur)), za, zb)
     want = (f"no bake long enough with the baseline's {_sum(t.base or [])[1]:,.0f}"
             if needed is None else f"{needed:,.0f} needed")
     return make("undecided", f"{where}: {numbers}: undecided between {f(sig, r0)} and "

@@ -31,6 +31,7 @@ from workflows.canary import (
     CanaryJudgement,
     CanaryWave,
     TrafficIndex,
+    _needed,
     count_tails,
     dump_jsonl,
     error_judgement,
@@ -431,6 +432,55 @@ def test_a_slow_start_after_the_restart_extends_the_bake_at_the_baselines_pace()
     (tail,) = [c for c in at_bake_end.checks if c.status == "undecided" and c.blocking]
     assert tail.base_per_window == 20_000 and tail.seen == 2400
     assert judge_canary(windows, wave, t + 9, 6, 3).verdict == Verdict.PASS
+
+
+def test_the_weathers_noise_from_a_bakes_first_window_does_not_end_the_bake() -> None:
+    """A real wave (the fleet benchmark's Prometheus, ``tests/fixtures/gate``): at the
+    bake's end one namespace had a single window since the move and the other none (their
+    pods were first scraped 3 s after they were ready). The tail's expectation carries the
+    control's change, known then from one window of it; that uncertainty falls as the
+    control's windows since the move grow with the bake, so the look extends the bake
+    (it said "no bake long enough" and paused for a person), and the next look passes."""
+    path = Path(__file__).parent.parent / "fixtures" / "gate" / "weather-first-window.jsonl"
+    windows = load_jsonl(path.read_text())
+    t = 1796426873.1565964
+    wave = CanaryWave(canary=["app-0005", "app-0006"], control=["app-0001"],
+                      canary_revision="asm-1-27", baseline_from=1796423270.8160267,
+                      baseline_until=1796426870.8160267, bake_started_at=t)
+    th = CanaryThresholds(latency_detect=2.0, tail_detect=2.0)  # the sandbox fleet's
+    at_bake_end = judge_canary(windows, wave, t + 6, 6, 3, th)
+    assert at_bake_end.verdict is None, at_bake_end.reason
+    assert at_bake_end.reason.startswith("extending the bake to look"), at_bake_end.reason
+    (tail,) = [c for c in at_bake_end.checks if c.status == "undecided" and c.blocking]
+    assert (tail.subject, tail.signal, tail.windows) == ("app-0005", "tail", 1)
+    assert tail.needed is not None and "no bake long enough" not in tail.text, tail.text
+    assert "weather" in tail.text  # compared with the control's change, not alone
+    assert judge_canary(windows, wave, t + 9, 6, 3, th).verdict == Verdict.PASS
+
+
+def test_what_the_bake_cannot_bring_down_still_ends_it() -> None:
+    """The tests' regions meet where the variance that falls with the bake is spent: a
+    reference read over the same windows always gets there (its floor zero), a baseline
+    alone never does when its own noise keeps them apart, and the weather's part since the
+    move is spent by a long enough bake, its floor (the controls' baselines) is not."""
+    za = zb = 3.0
+    r0, r1 = 0.010, 0.015
+    apart = ((r1 - r0) / (za + zb)) ** 2 * 1.5  # a variance that keeps the regions apart
+    assert _needed(r0, apart, r1, apart, 0.0, 1000, za, zb) is None
+    assert _needed(r0, apart, r1, apart, 0.0, 1000, za, zb, grows_from=2000) is not None
+    within = apart / 4
+    needed = _needed(r0, apart, r1, apart, 0.0, 1000, za, zb, grows_from=2000,
+                     floors=(within, within))
+    assert needed is not None and needed > 2000
+    # more of it falling with the bake: more exposure needed than with a lower floor
+    higher = _needed(r0, apart, r1, apart, 0.0, 1000, za, zb, grows_from=2000,
+                     floors=(within * 2, within * 2))
+    assert higher is not None and higher > needed
+    assert _needed(r0, apart, r1, apart, 0.0, 1000, za, zb, grows_from=2000,
+                   floors=(apart, apart)) is None
+    fixed = _needed(r0, within, r1, within, 0.0, 1000, za, zb)
+    assert fixed == pytest.approx(_needed(r0, within, r1, within, 0.0, 1000, za, zb,
+                                          grows_from=2000, floors=(within, within)))
 
 
 def _bursty(start: int, end: int, n: int = 30_000) -> list[TrafficWindow]:
