@@ -212,9 +212,10 @@ class Sandbox:
     def start(self) -> None:
         self.state_dir.mkdir(parents=True, exist_ok=True)
         cert, key = make_certificate(self.state_dir / "tls")
-        kube_ca, kube_cert, kube_key = make_cluster_ca(self.state_dir / "tls")
+        kube = make_cluster_ca(self.state_dir / "tls")
         self.arm = ArmEmulator(self.world, self.url["arm"], self.url["kube"],
-                               self.identity_secret, kube_ca.read_bytes())
+                               self.identity_secret, kube.ca.read_bytes(),
+                               (kube.client_cert.read_bytes(), kube.client_key.read_bytes()))
         self.kube = KubeEmulator(self.world, self.arm.audience_of, ENTRA_SERVER_ID)
         self.traffic = TrafficSimulator(self.world)
         # the clusters' channels, and the campaigns' when the world has campaigns
@@ -236,7 +237,7 @@ class Sandbox:
                                                                                  str(key))),
             serve(self.control_router(), "control", "127.0.0.1", self.ports["control"]),
             serve(self.kube.router(), "kube", "127.0.0.1", self.ports["kube"],
-                  tls=(str(kube_cert), str(kube_key))),
+                  tls=(str(kube.cert), str(kube.key)), client_ca=str(kube.ca)),
             self.traffic.serve("127.0.0.1", self.ports["traffic"]),
             serve(self.slack.router(), "slack", "127.0.0.1", self.ports["slack"]),
         ]

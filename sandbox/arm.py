@@ -20,10 +20,11 @@ Contracts followed (examples in ``../shared/data/aks/arm/``, api-version 2026-08
 - ``POST .../listClusterUserCredential`` returns ``{"kubeconfigs": [{"name", "value"}]}`` with
   a base64 kubeconfig for the cluster's Kubernetes emulator (HTTPS, the cluster CA as
   ``certificate-authority-data``, names as AKS gives them: cluster and context ``<name>``,
-  user ``clusterUser_<resource group>_<name>``); ``listClusterAdminCredential`` the same for
-  ``clusterAdmin_…`` (context ``<name>-admin``), refused with 400 when the cluster has
-  ``disableLocalAccounts`` (AKS doc "Manage local accounts with AKS-managed Microsoft Entra
-  integration").
+  user ``clusterUser_<resource group>_<name>`` with a token and, as AKS gives local
+  accounts, ``client-certificate-data`` and ``client-key-data`` signed by the cluster CA);
+  ``listClusterAdminCredential`` the same for ``clusterAdmin_…`` (context
+  ``<name>-admin``), refused with 400 when the cluster has ``disableLocalAccounts`` (AKS doc
+  "Manage local accounts with AKS-managed Microsoft Entra integration").
 - ``GET .../managedClusters/{name}/maintenanceConfigurations`` (``{"value": [...]}``) and
   ``GET|PUT|DELETE .../maintenanceConfigurations/{configName}`` in the shapes of the REST
   spec's ``MaintenanceConfigurations*_MaintenanceWindow`` examples, with AKS's checks on PUT
@@ -99,9 +100,11 @@ def _minor(k8s: str) -> str:
 
 class ArmEmulator:
     def __init__(self, world: World, base_url: str, kube_url: str, identity_secret: str,
-                 kube_ca: bytes = b""):
+                 kube_ca: bytes = b"", kube_client: tuple[bytes, bytes] | None = None):
         self.world = world
         self.kube_ca = kube_ca
+        #: the client certificate and key (PEM) of local accounts' kubeconfigs
+        self.kube_client = kube_client
         self.base_url = base_url.rstrip("/")
         self.kube_url = kube_url.rstrip("/")
         self.identity_secret = identity_secret
@@ -444,6 +447,12 @@ class ArmEmulator:
         if self.kube_ca:
             cluster["certificate-authority-data"] = base64.b64encode(self.kube_ca).decode()
         credential: dict[str, Any] = {"token": token or c.token}
+        if self.kube_client is not None and token is None:
+            # a local account's kubeconfig carries a client certificate beside its token
+            # (Azure/AKS#877: O=system:masters, CN=masterclient)
+            cert, key = self.kube_client
+            credential = {"client-certificate-data": base64.b64encode(cert).decode(),
+                          "client-key-data": base64.b64encode(key).decode(), **credential}
         if entra_managed(c) and not admin and token is None:
             credential = {"exec": {
                 "apiVersion": "client.authentication.k8s.io/v1beta1", "command": "kubelogin",

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import datetime
 import ipaddress
+from dataclasses import dataclass
 from pathlib import Path
 
 from cryptography import x509
@@ -45,11 +46,26 @@ def make_certificate(directory: Path) -> tuple[Path, Path]:
     return cert_path, key_path
 
 
-def make_cluster_ca(directory: Path, name: str = "kube") -> tuple[Path, Path, Path]:
+@dataclass(frozen=True)
+class ClusterCa:
+    """A cluster CA's files: the CA certificate, the API server's certificate and key, and
+    a client certificate and key it signed (PEM)."""
+
+    ca: Path
+    cert: Path
+    key: Path
+    client_cert: Path
+    client_key: Path
+
+
+def make_cluster_ca(directory: Path, name: str = "kube") -> ClusterCa:
     """A cluster CA and an API server certificate it signs, as AKS gives each cluster its
     own CA (the ``certificate-authority-data`` of ``listClusterUserCredential``'s
-    kubeconfig; AKS doc "Certificate rotation"). Writes ``<name>-ca.pem``, ``<name>.pem``
-    and ``<name>-key.pem``; returns the three paths."""
+    kubeconfig; AKS doc "Certificate rotation"), and a client certificate it signs,
+    ``O=system:masters, CN=masterclient`` as in the ``client-certificate-data`` of AKS's
+    kubeconfigs for local accounts (Azure/AKS#877). Writes ``<name>-ca.pem``,
+    ``<name>.pem``, ``<name>-key.pem``, ``<name>-client.pem`` and
+    ``<name>-client-key.pem``."""
     now = datetime.datetime.now(datetime.UTC)
     ca_key = ec.generate_private_key(ec.SECP256R1())
     ca_name = x509.Name([x509.NameAttribute(NameOID.COMMON_NAME, "ca"),
@@ -92,13 +108,34 @@ def make_cluster_ca(directory: Path, name: str = "kube") -> tuple[Path, Path, Pa
                        critical=False)
         .sign(ca_key, hashes.SHA256())
     )
+    client_key = ec.generate_private_key(ec.SECP256R1())
+    client = (
+        x509.CertificateBuilder()
+        .subject_name(x509.Name([
+            x509.NameAttribute(NameOID.ORGANIZATION_NAME, "system:masters"),
+            x509.NameAttribute(NameOID.COMMON_NAME, "masterclient")]))
+        .issuer_name(ca_name).public_key(client_key.public_key())
+        .serial_number(x509.random_serial_number())
+        .not_valid_before(now - datetime.timedelta(minutes=5))
+        .not_valid_after(now + datetime.timedelta(days=7))
+        .add_extension(x509.BasicConstraints(ca=False, path_length=None), critical=True)
+        .add_extension(x509.ExtendedKeyUsage([x509.oid.ExtendedKeyUsageOID.CLIENT_AUTH]),
+                       critical=False)
+        .add_extension(x509.AuthorityKeyIdentifier.from_issuer_public_key(ca_key.public_key()),
+                       critical=False)
+        .sign(ca_key, hashes.SHA256())
+    )
     directory.mkdir(parents=True, exist_ok=True)
-    ca_path = directory / f"{name}-ca.pem"
-    cert_path, key_path = directory / f"{name}.pem", directory / f"{name}-key.pem"
-    ca_path.write_bytes(ca.public_bytes(serialization.Encoding.PEM))
-    cert_path.write_bytes(cert.public_bytes(serialization.Encoding.PEM))
-    key_path.write_bytes(key.private_bytes(serialization.Encoding.PEM,
-                                           serialization.PrivateFormat.PKCS8,
-                                           serialization.NoEncryption()))
-    key_path.chmod(0o600)
-    return ca_path, cert_path, key_path
+    files = ClusterCa(directory / f"{name}-ca.pem", directory / f"{name}.pem",
+                      directory / f"{name}-key.pem", directory / f"{name}-client.pem",
+                      directory / f"{name}-client-key.pem")
+    files.ca.write_bytes(ca.public_bytes(serialization.Encoding.PEM))
+    for cert_path, key_path, c, k in ((files.cert, files.key, cert, key),
+                                      (files.client_cert, files.client_key, client,
+                                       client_key)):
+        cert_path.write_bytes(c.public_bytes(serialization.Encoding.PEM))
+        key_path.write_bytes(k.private_bytes(serialization.Encoding.PEM,
+                                             serialization.PrivateFormat.PKCS8,
+                                             serialization.NoEncryption()))
+        key_path.chmod(0o600)
+    return files

@@ -168,13 +168,19 @@ def write_chunk(handler: BaseHTTPRequestHandler, data: bytes) -> None:
 
 
 def serve(router: Router, name: str, host: str, port: int,
-          tls: tuple[str, str] | None = None) -> ThreadingHTTPServer:
-    """Start ``router`` on ``host:port`` (HTTPS with ``tls=(cert, key)``) in a daemon thread."""
+          tls: tuple[str, str] | None = None, client_ca: str | None = None
+          ) -> ThreadingHTTPServer:
+    """Start ``router`` on ``host:port`` (HTTPS with ``tls=(cert, key)``) in a daemon thread.
+    ``client_ca``: a client may present a certificate, and one that this CA did not sign
+    fails the handshake, as the Kubernetes API server's ``--client-ca-file`` does."""
     server = ThreadingHTTPServer((host, port), make_handler(router, name))
     server.daemon_threads = True
     if tls:
         ctx = ssl.SSLContext(ssl.PROTOCOL_TLS_SERVER)
         ctx.load_cert_chain(*tls)
+        if client_ca is not None:
+            ctx.verify_mode = ssl.CERT_OPTIONAL
+            ctx.load_verify_locations(client_ca)
         server.socket = ctx.wrap_socket(server.socket, server_side=True)
     threading.Thread(target=server.serve_forever, name=f"sandbox-{name}", daemon=True).start()
     return server

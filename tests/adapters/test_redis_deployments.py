@@ -67,7 +67,8 @@ def start(*args: str, port: int) -> subprocess.Popen[bytes]:
 
 @pytest.fixture
 def tls_redis(tmp_path: Path) -> Iterator[tuple[int, Path]]:
-    ca, cert, key = make_cluster_ca(tmp_path, "redis")
+    files = make_cluster_ca(tmp_path, "redis")
+    ca, cert, key = files.ca, files.cert, files.key
     port = free_port_base(18000, 19000)
     proc = start("--port", "0", "--tls-port", str(port), "--bind", "127.0.0.1",
                  "--tls-cert-file", str(cert), "--tls-key-file", str(key),

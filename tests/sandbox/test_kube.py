@@ -3,14 +3,20 @@ with the kubeconfig of listClusterUserCredential."""
 
 from __future__ import annotations
 
+import base64
 import time
+from pathlib import Path
 
 import pytest
+import requests
+import yaml
+from cryptography import x509
 from kubernetes import client as k8s
 from kubernetes import watch
 from urllib3.util.connection import is_connection_dropped
 
 from sandbox.app import Sandbox
+from sandbox.certs import make_cluster_ca
 from workers.wiring import FleetPorts
 from workflows.errors import ClusterApiError
 
@@ -219,3 +225,36 @@ def test_a_rollout_is_followed_by_a_watch_to_its_end(ports: FleetPorts) -> None:
     # one workload alone is watched by name (fieldSelector metadata.name)
     only = [w for w in capi.watch_workloads("storefront", "Deployment", restarted[0].name, 1)]
     assert [w.name for w in only] == [restarted[0].name]
+
+
+def test_a_local_accounts_kubeconfig_has_a_client_certificate_the_api_server_verifies(
+        sandbox: Sandbox, tmp_path: Path) -> None:
+    """listClusterUserCredential of a cluster with local accounts gives a token and a client
+    certificate signed by the cluster CA (O=system:masters, CN=masterclient, as AKS's);
+    the API server takes a client that presents none, and refuses the handshake of one
+    whose certificate another CA signed (``--client-ca-file``)."""
+    c = sandbox.world.clusters[next(iter(sandbox.world.clusters))]
+    arm_token = sandbox.arm.mint("https://management.azure.com/")[0]
+    resp = requests.post(f"{sandbox.url['arm']}{c.arm['id']}/listClusterUserCredential"
+                         "?api-version=2026-08-01",
+                         headers={"Authorization": f"Bearer {arm_token}"},
+                         verify=str(sandbox.state_dir / "tls" / "arm.pem"), timeout=5)
+    kubeconfig = yaml.safe_load(base64.b64decode(resp.json()["kubeconfigs"][0]["value"]))
+    user = kubeconfig["users"][0]["user"]
+    assert set(user) == {"client-certificate-data", "client-key-data", "token"}
+    cert = x509.load_pem_x509_certificate(base64.b64decode(user["client-certificate-data"]))
+    assert cert.subject.rfc4514_string() == "CN=masterclient,O=system:masters"
+    (tmp_path / "client.pem").write_bytes(base64.b64decode(user["client-certificate-data"]))
+    (tmp_path / "client-key.pem").write_bytes(base64.b64decode(user["client-key-data"]))
+    server = kubeconfig["clusters"][0]["cluster"]["server"]
+    ca = str(sandbox.state_dir / "tls" / "kube-ca.pem")
+    auth = {"Authorization": f"Bearer {user['token']}"}
+    mine = (str(tmp_path / "client.pem"), str(tmp_path / "client-key.pem"))
+    assert requests.get(f"{server}/api/v1/namespaces", headers=auth, verify=ca, cert=mine,
+                        timeout=5).status_code == 200
+    assert requests.get(f"{server}/api/v1/namespaces", headers=auth, verify=ca,
+                        timeout=5).status_code == 200
+    other = make_cluster_ca(tmp_path / "other")
+    with pytest.raises(requests.exceptions.SSLError):
+        requests.get(f"{server}/api/v1/namespaces", headers=auth, verify=ca, timeout=5,
+                     cert=(str(other.client_cert), str(other.client_key)))

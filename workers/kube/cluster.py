@@ -11,12 +11,15 @@ the ``istio-proxy`` image tag. The client's exceptions, and only those, are tran
 
 from __future__ import annotations
 
+import base64
+import binascii
 import json
 import math
 import os
 import re
 import threading
 import time
+import weakref
 from collections.abc import Callable, Iterator, Sequence
 from concurrent.futures import ThreadPoolExecutor
 from functools import partial
@@ -214,6 +217,71 @@ class EntraToken:
         configuration.api_key_prefix["BearerToken"] = "Bearer"
 
 
+#: a kubeconfig's inline credentials and the file keys the Kubernetes client reads instead
+INLINE_CREDENTIALS = {"cluster": (("certificate-authority-data", "certificate-authority"),),
+                      "user": (("client-certificate-data", "client-certificate"),
+                               ("client-key-data", "client-key"))}
+
+
+def credentials_in_memory(data: dict[str, Any], context: str | None = None
+                          ) -> tuple[dict[str, Any], list[int]]:
+    """The kubeconfig ``data`` with its context's inline credentials (the cluster's
+    ``certificate-authority-data``, the user's ``client-certificate-data`` and
+    ``client-key-data``: base64 PEM, kubeconfig v1) held in anonymous memory files
+    (Linux ``memfd_create(2)``) and named by their ``/proc/self/fd/<n>`` paths in the
+    ``certificate-authority`` / ``client-certificate`` / ``client-key`` keys, and those
+    files' descriptors (the caller closes them when the client is gone). ``data`` itself is
+    not changed.
+
+    Why: the Kubernetes client writes each ``*-data`` to a file in the temporary directory
+    (urllib3 and ``ssl`` load certificates and keys from paths only) and removes them at
+    interpreter exit. A worker process that does not get there (killed, or a pool process
+    ending with ``os._exit``) leaves them behind, the client key among them: AKS's
+    kubeconfigs for local accounts carry ``client-certificate-data`` and
+    ``client-key-data`` (O=system:masters). A memory file has no name on disk and ends with
+    the process. Where there are none (not Linux, no ``/proc``), or a value is not base64,
+    the kubeconfig is returned as it is and the client does as it always has.
+    """
+    if not hasattr(os, "memfd_create"):
+        return data, []
+    name = context or data.get("current-context")
+    ctx = next((c.get("context") or {} for c in data.get("contexts") or []
+                if isinstance(c, dict) and c.get("name") == name), {})
+    fds: list[int] = []
+
+    out = dict(data)
+    for section, kind, wanted in (("clusters", "cluster", ctx.get("cluster")),
+                                  ("users", "user", ctx.get("user"))):
+        entries = []
+        for entry in data.get(section) or []:
+            body = entry.get(kind) if isinstance(entry, dict) else None
+            if wanted is None or entry.get("name") != wanted or not isinstance(body, dict):
+                entries.append(entry)
+                continue
+            body = dict(body)
+            for data_key, file_key in INLINE_CREDENTIALS[kind]:
+                value = body.get(data_key)
+                if not value or not isinstance(value, str):
+                    continue
+                try:
+                    content = base64.b64decode(value, validate=True)
+                except (binascii.Error, ValueError):
+                    continue  # the client names the bad value itself
+                fd = os.memfd_create(f"kubeconfig-{file_key}")
+                fds.append(fd)
+                os.write(fd, content)
+                path = f"/proc/self/fd/{fd}"
+                if not os.path.isfile(path):  # no /proc: the client's own files
+                    for opened in fds:
+                        os.close(opened)
+                    return data, []
+                body[file_key] = path
+                del body[data_key]
+            entries.append({**entry, kind: body})
+        out[section] = entries
+    return out, fds
+
+
 def api_client_from_kubeconfig(kubeconfig: bytes | str, context: str | None = None,
                                credential: Any | None = None) -> k8s.ApiClient:
     """An API client for a kubeconfig (YAML); ``ClusterApiError`` if it cannot be used.
@@ -243,10 +311,12 @@ def api_client_from_kubeconfig(kubeconfig: bytes | str, context: str | None = No
             {"name": u.get("name"), "user": {"token": "pending"}} if u.get("name") == user_name
             else u for u in data.get("users") or []]}
     cfg = k8s.Configuration()
+    data, fds = credentials_in_memory(data, context)
     try:
         k8s_config.load_kube_config_from_dict(  # type: ignore[no-untyped-call]
             data, context=context, client_configuration=cfg)
     except ConfigException as exc:
+        _close(fds)
         raise translate_kubernetes_error(exc, "load", "kubeconfig") from exc
     # a connection for each list thread and each rollout watch (workers/kube/follow.py):
     # beyond the pool's size urllib3 opens and drops a connection per request
@@ -256,9 +326,19 @@ def api_client_from_kubeconfig(kubeconfig: bytes | str, context: str | None = No
     # timed-out read three times in the worker; the run's retry policy waits instead
     cfg.retries = False
     client = k8s.ApiClient(cfg)
+    # ssl reads the files at each new connection: they live as long as the client
+    weakref.finalize(client, _close, fds)
     if token is not None:
         client.configuration.refresh_api_key_hook = token
     return client
+
+
+def _close(fds: list[int]) -> None:
+    for fd in fds:
+        try:
+            os.close(fd)
+        except OSError:
+            pass
 
 
 class KubernetesClusterApi:

@@ -1,0 +1,166 @@
+"""A kubeconfig's inline credentials (``certificate-authority-data``, ``client-certificate-data``,
+``client-key-data``, as AKS gives local accounts) reach the Kubernetes client without a file
+on disk (workers/kube/cluster.py ``credentials_in_memory``): a worker process killed with
+SIGKILL leaves no certificate or key behind, and a mutual-TLS API server still accepts the
+client's certificate."""
+
+from __future__ import annotations
+
+import base64
+import gc
+import json
+import os
+import signal
+import ssl
+import subprocess
+import sys
+import tempfile
+import threading
+from collections.abc import Iterator
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from pathlib import Path
+
+import pytest
+import yaml
+from kubernetes import client as k8s
+
+from sandbox.certs import ClusterCa, make_cluster_ca
+from workers.kube.cluster import api_client_from_kubeconfig, credentials_in_memory
+
+ROOT = Path(__file__).resolve().parents[2]
+#: ``GET /version`` of a Kubernetes 1.33 API server
+VERSION = {"major": "1", "minor": "33", "gitVersion": "v1.33.2",
+           "gitCommit": "a57b6f7709f6c2722b92f07b8b4c48210a51fc40", "gitTreeState": "clean",
+           "buildDate": "2025-06-17T18:32:40Z", "goVersion": "go1.24.4", "compiler": "gc",
+           "platform": "linux/amd64"}
+
+pytestmark = pytest.mark.skipif(not hasattr(os, "memfd_create"),
+                                reason="memory files (memfd_create) are Linux's")
+
+
+def b64(path: Path) -> str:
+    return base64.b64encode(path.read_bytes()).decode()
+
+
+def kubeconfig(files: ClusterCa, server: str) -> dict[str, object]:
+    """A local account's kubeconfig as AKS's listClusterUserCredential gives it."""
+    return {
+        "apiVersion": "v1", "kind": "Config", "current-context": "aks-one",
+        "clusters": [{"name": "aks-one", "cluster": {
+            "server": server, "certificate-authority-data": b64(files.ca)}}],
+        "contexts": [{"name": "aks-one", "context": {
+            "cluster": "aks-one", "user": "clusterUser_rg_aks-one"}}],
+        "users": [{"name": "clusterUser_rg_aks-one", "user": {
+            "client-certificate-data": b64(files.client_cert),
+            "client-key-data": b64(files.client_key), "token": "0123abcd"}}],
+    }
+
+
+@pytest.fixture
+def mtls_server(tmp_path: Path) -> Iterator[tuple[ClusterCa, str]]:
+    """An HTTPS server that requires a client certificate the cluster CA signed, answering
+    ``GET /version`` as the API server does."""
+    files = make_cluster_ca(tmp_path / "tls")
+
+    class Handler(BaseHTTPRequestHandler):
+        def do_GET(self) -> None:  # noqa: N802
+            body = json.dumps(VERSION).encode()
+            self.send_response(200)
+            self.send_header("Content-Type", "application/json")
+            self.send_header("Content-Length", str(len(body)))
+            self.end_headers()
+            self.wfile.write(body)
+
+        def log_message(self, *args: object) -> None:
+            pass
+
+    server = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
+    ctx = ssl.SSLContext(ssl.PROTOCOL_TLS_SERVER)
+    ctx.load_cert_chain(files.cert, files.key)
+    ctx.verify_mode = ssl.CERT_REQUIRED
+    ctx.load_verify_locations(files.ca)
+    server.socket = ctx.wrap_socket(server.socket, server_side=True)
+    thread = threading.Thread(target=server.serve_forever, daemon=True)
+    thread.start()
+    try:
+        yield files, f"https://127.0.0.1:{server.server_address[1]}"
+    finally:
+        server.shutdown()
+        server.server_close()
+
+
+def test_the_client_authenticates_with_credentials_held_in_memory(
+        mtls_server: tuple[ClusterCa, str], tmp_path: Path,
+        monkeypatch: pytest.MonkeyPatch) -> None:
+    files, url = mtls_server
+    scratch = tmp_path / "tmp"
+    scratch.mkdir()
+    monkeypatch.setattr(tempfile, "tempdir", str(scratch))  # where the client's files go
+    client = api_client_from_kubeconfig(yaml.safe_dump(kubeconfig(files, url)))
+    cfg = client.configuration
+    assert k8s.VersionApi(client).get_code().git_version == "v1.33.2"  # mutual TLS
+    paths = (cfg.ssl_ca_cert, cfg.cert_file, cfg.key_file)
+    assert all(p.startswith("/proc/self/fd/") for p in paths), paths
+    assert Path(cfg.key_file).read_bytes() == files.client_key.read_bytes()
+    assert list(scratch.iterdir()) == []  # nothing written for the client to read
+    fds = [int(p.rsplit("/", 1)[1]) for p in paths]
+    del client, cfg
+    gc.collect()
+    for fd in fds:  # the memory files end with the client
+        with pytest.raises(OSError):
+            os.fstat(fd)
+
+
+def test_a_killed_worker_leaves_no_certificate_or_key_on_disk(
+        mtls_server: tuple[ClusterCa, str], tmp_path: Path) -> None:
+    """The Kubernetes client's own files are removed only at interpreter exit; a process
+    killed with SIGKILL (a pool process the worker's supervisor kills) never gets there."""
+    files, url = mtls_server
+    (tmp_path / "kubeconfig").write_text(yaml.safe_dump(kubeconfig(files, url)))
+    scratch = tmp_path / "tmp"
+    scratch.mkdir()
+    script = (
+        "import sys\n"
+        "from kubernetes import client as k8s\n"
+        "from workers.kube.cluster import api_client_from_kubeconfig\n"
+        f"c = api_client_from_kubeconfig(open({str(tmp_path / 'kubeconfig')!r}).read())\n"
+        "print(k8s.VersionApi(c).get_code().git_version, flush=True)\n"
+        "sys.stdin.read()\n")
+    proc = subprocess.Popen([sys.executable, "-c", script], cwd=ROOT,
+                            env={**os.environ, "TMPDIR": str(scratch)},
+                            stdin=subprocess.PIPE, stdout=subprocess.PIPE, text=True)
+    try:
+        assert proc.stdout is not None
+        assert proc.stdout.readline().strip() == "v1.33.2"
+    finally:
+        proc.send_signal(signal.SIGKILL)
+        proc.wait(10)
+    assert list(scratch.iterdir()) == []
+
+
+def test_only_the_contexts_inline_credentials_move_and_the_kubeconfig_is_kept(
+        tmp_path: Path) -> None:
+    files = make_cluster_ca(tmp_path)
+    data = kubeconfig(files, "https://aks-one.hcp.westeurope.azmk8s.io:443")
+    other = {"name": "aks-two", "cluster": {"server": "https://two:443",
+                                            "certificate-authority-data": b64(files.ca)}}
+    data["clusters"] = [*data["clusters"], other]  # type: ignore[misc]
+    before = json.dumps(data, sort_keys=True)
+    moved, fds = credentials_in_memory(data)
+    try:
+        assert json.dumps(data, sort_keys=True) == before  # the caller's dict unchanged
+        cluster = moved["clusters"][0]["cluster"]
+        user = moved["users"][0]["user"]
+        assert set(cluster) == {"server", "certificate-authority"}
+        assert set(user) == {"client-certificate", "client-key", "token"}
+        assert Path(user["client-key"]).read_bytes() == files.client_key.read_bytes()
+        assert moved["clusters"][1] == other and len(fds) == 3
+        # a value that is not base64 is left for the client to name
+        bad = json.loads(before)
+        bad["users"][0]["user"]["client-key-data"] = "not base64!"
+        kept, more = credentials_in_memory(bad)
+        fds += more
+        assert kept["users"][0]["user"]["client-key-data"] == "not base64!"
+    finally:
+        for fd in fds:
+            os.close(fd)
