@@ -121,7 +121,7 @@ import math
 import re
 from array import array
 from collections import Counter
-from collections.abc import Iterable, Sequence
+from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass, replace
 from statistics import NormalDist
 
@@ -710,6 +710,10 @@ class SignalCheck(BaseModel):
     needed: float | None = 0.0
     left_out: int = 0  # windows since the move left out as fleet-wide weather (storms)
     gating: bool = True  # a regression fails the wave (source-side latency: reported only)
+    #: its reference narrows with each look (a gateway's stable counterpart, the weather of
+    #: the control since the move), so ``needed``, where the tests meet at worst, is worth
+    #: the whole extension
+    narrows: bool = False
     text: str
 
     def to_check(self) -> Check:
@@ -924,7 +928,7 @@ class _Prediction:
     how: str
     #: ``var`` were the control's counts since the move exact (what a longer bake brings it
     #: down towards: the control's windows since the move grow with it); None: ``var``
-    #: does not fall with the bake but as :func:`_needed`'s ``grows_from`` says
+    #: does not fall with the bake but as :func:`_needed`'s ``shrink`` says
     floor: float | None = None
 
 
@@ -1026,28 +1030,28 @@ def _tails(sig: _Signal, obs: _Obs, rates: list[float], var: float, c2: float
 
 
 def _needed(r0: float, v0: float, r1: float, v1: float, c2: float, per_window: float,
-            za: float, zb: float, grows_from: float | None = None,
+            za: float, zb: float, shrink: Callable[[float], float] | None = None,
             floors: tuple[float, float] = (0.0, 0.0)) -> float | None:
     """The exposure at which the two one-sided tests' critical regions meet (normal
     approximation), or None when what does not fall with the bake keeps them apart.
 
-    ``grows_from``: the exposure seen so far when the reference grows with the bake: the
-    variances ``v0``, ``v1`` above their ``floors`` then fall as ``grows_from / n``. All
-    of them for a gateway's stable counterpart, read over the same windows: a longer bake
-    always gets there. Above the floors for a namespace compared with its baseline and
-    the weather of the control: the control's windows since the move grow with the bake,
-    its baselines do not. None: a fixed reference (a baseline alone, read before the
-    move), ``floors`` unused."""
+    ``shrink``: when the reference grows with the bake, the share of the variances ``v0``,
+    ``v1`` above their ``floors`` left once the canary's exposure is ``n`` (≤ 1, falling
+    towards 0). All of them for a gateway's stable counterpart, read over the same windows:
+    a longer bake always gets there. Above the floors for a namespace compared with its
+    baseline and the weather of the control: the control's windows since the move grow
+    with the bake, its baselines do not. None: a fixed reference (a baseline alone, read
+    before the move), ``floors`` unused."""
     if r1 <= r0:
         return None
-    f0, f1 = (v0, v1) if grows_from is None else (min(floors[0], v0), min(floors[1], v1))
+    f0, f1 = (v0, v1) if shrink is None else (min(floors[0], v0), min(floors[1], v1))
     if (r1 - r0) <= za * math.sqrt(f0) + zb * math.sqrt(f1):
         return None
 
     def gap(n: float) -> float:
-        shrink = 1.0 if grows_from is None else grows_from / max(n, 1e-12)
-        s0 = n * r0 + c2 * r0 * r0 * n * per_window + n * n * (f0 + (v0 - f0) * shrink)
-        s1 = n * r1 + c2 * r1 * r1 * n * per_window + n * n * (f1 + (v1 - f1) * shrink)
+        left = 1.0 if shrink is None else min(1.0, max(0.0, shrink(n)))
+        s0 = n * r0 + c2 * r0 * r0 * n * per_window + n * n * (f0 + (v0 - f0) * left)
+        s1 = n * r1 + c2 * r1 * r1 * n * per_window + n * n * (f1 + (v1 - f1) * left)
         return n * (r1 - r0) - za * math.sqrt(s0) - zb * math.sqrt(s1)
 
     lo, hi = 0.0, 1.0
@@ -1286,7 +1290,7 @@ def _check(t: _Test, c2: float, weather: Weather, alpha: float, beta: float, za:
     def make(status: str, text: str, *, compared_with: str = "", expected: float | None = None,
              tolerated: float | None = None, detect: float | None = None,
              p_regressed: float = 1.0, p_ruled_out: float = 1.0, confidence: float = 0.0,
-             needed: float | None = 0.0) -> SignalCheck:
+             needed: float | None = 0.0, narrows: bool = False) -> SignalCheck:
         return SignalCheck(
             subject=t.subject, signal=sig.signal, reporter=t.reporter, label=label,
             unit=sig.unit, edge_ms=_FINITE_EDGES[t.edge] if t.edge is not None else None,
@@ -1298,7 +1302,7 @@ def _check(t: _Test, c2: float, weather: Weather, alpha: float, beta: float, za:
             blocking=t.blocking, seen=n, windows=len(t.cur), needed=needed,
             base_per_window=(_sum(t.base)[1] / len(t.base) if t.base and not t.gateway
                              else None),
-            left_out=t.left_out, gating=t.gating, text=text)
+            left_out=t.left_out, gating=t.gating, narrows=narrows, text=text)
 
     predicted = _predict(t, c2, weather)
     if predicted is None:
@@ -1350,24 +1354,40 @@ def _check(t: _Test, c2: float, weather: Weather, alpha: float, beta: float, za:
                     f"(confidence {_pct(conf)})", confidence=conf, compared_with=how,
                     expected=rate, tolerated=r0, detect=r1, p_regressed=p_reg,
                     p_ruled_out=p_ok)
+    # the bake's next windows as large as the baseline's when those were larger (the
+    # first after a restart hold a sliver: Prometheus has not scraped the new pods twice)
+    base_pw = _sum(t.base)[1] / len(t.base) if t.base and not t.gateway else 0.0
+    canary_pw = max(n / max(1, len(t.cur)), base_pw)
+    narrows = t.gateway
     if t.gateway:  # its reference is read over the same windows: all of it grows
-        needed = _needed(r0, v0, r1, v1, c2, n / max(1, len(t.cur)), za, zb, grows_from=n)
-    elif predicted.floor is not None and predicted.floor < var:
-        # the weather's part from the control's windows since the move falls as the bake
-        # grows (they grow with it): an early look must not call the bake too short for
-        # what only its first windows' noise keeps undecided (seen in the fleet benchmark:
-        # "no bake long enough" at look 2 on one window, PASS at look 3)
+        needed = _needed(r0, v0, r1, v1, c2, canary_pw, za, zb,
+                         shrink=lambda m: n / max(m, 1e-12))
+    elif predicted.floor is not None and predicted.floor < var and t.controls:
+        # the weather's part from the control's windows since the move falls as those
+        # grow, at their own pace while the canary's exposure grows at its own: an early
+        # look must not call the bake too short for what only the first windows' noise
+        # keeps undecided (seen in the fleet benchmark: "no bake long enough" at look 2
+        # on one window, PASS at look 3)
         _, f0, _, f1 = _limits(sig, rate, predicted.floor)
-        needed = _needed(r0, v0, r1, v1, c2, n / max(1, len(t.cur)), za, zb, grows_from=n,
+        c_now = sum(_sum(after)[1] for _, after in t.controls)
+        c_pw = c_now / max(1, max(len(after) for _, after in t.controls))
+
+        def control_share(m: float) -> float:
+            later = c_now + max(0.0, m - n) / max(canary_pw, 1e-12) * c_pw
+            return c_now / later if later > 0 else 1.0
+
+        needed = _needed(r0, v0, r1, v1, c2, canary_pw, za, zb, shrink=control_share,
                          floors=(f0, f1))
+        narrows = needed is not None and c_now > 0
     else:
-        needed = _needed(r0, v0, r1, v1, c2, n / max(1, len(t.cur)), za, zb)
+        needed = _needed(r0, v0, r1, v1, c2, canary_pw, za, zb)
     want = (f"no bake long enough with the baseline's {_sum(t.base or [])[1]:,.0f}"
             if needed is None else f"{needed:,.0f} needed")
     return make("undecided", f"{where}: {numbers}: undecided between {f(sig, r0)} and "
                 f"{f(sig, r1)}; {n:,.0f} {unit_word} seen, {want}",
                 confidence=1 - min(p_reg, p_ok), needed=needed, compared_with=how,
-                expected=rate, tolerated=r0, detect=r1, p_regressed=p_reg, p_ruled_out=p_ok)
+                expected=rate, tolerated=r0, detect=r1, p_regressed=p_reg, p_ruled_out=p_ok,
+                narrows=narrows)
 
 
 def _rate(t: Tally | None) -> float | None:
@@ -1446,10 +1466,11 @@ def _decide(checks: list[SignalCheck], wave: CanaryWave, now: float, look: int,
         # finds the new pods and scrapes them twice before their counts show)
         per_look = max(c.seen / max(1, c.windows or look), c.base_per_window or 0.0)
         ahead = math.ceil((c.needed - c.seen) / per_look)
-        if is_gateway(c.subject):
-            # its reference (the stable gateway, over the same windows) grows with the
-            # bake and ``needed`` is where the two tests' regions meet at worst: each look
-            # narrows both sides, so the whole extension is worth waiting for
+        if c.narrows or is_gateway(c.subject):
+            # its reference (the stable gateway over the same windows, the control's
+            # weather since the move) grows with the bake and ``needed`` is where the two
+            # tests' regions meet at worst: each look narrows both sides, so the whole
+            # extension is worth waiting for
             ahead = min(ahead, max_looks - look)
         more = max(more, ahead)
     # a signal already worse than tolerated is looked at again while the bake may grow:

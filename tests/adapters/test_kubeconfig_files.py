@@ -164,3 +164,59 @@ def test_only_the_contexts_inline_credentials_move_and_the_kubeconfig_is_kept(
     finally:
         for fd in fds:
             os.close(fd)
+
+
+def test_an_exec_plugin_given_the_cluster_info_keeps_the_clusters_ca_inline(
+        tmp_path: Path) -> None:
+    """A plugin with ``provideClusterInfo`` reads the cluster's certificate-authority-data
+    (ExecCredential ``spec.cluster``): a path to this process' memory file would mean
+    nothing in the plugin's. Line-wrapped base64 (as some tools write it) moves as well."""
+    files = make_cluster_ca(tmp_path)
+    data = kubeconfig(files, "https://aks-one:443")
+    user = data["users"][0]["user"]  # type: ignore[index]
+    wrapped = b64(files.client_key)
+    user["client-key-data"] = "\n".join(wrapped[i:i + 64] for i in range(0, len(wrapped), 64))
+    user["exec"] = {"apiVersion": "client.authentication.k8s.io/v1", "command": "plugin",
+                    "provideClusterInfo": True}
+    moved, fds = credentials_in_memory(data)
+    try:
+        assert moved["clusters"][0]["cluster"]["certificate-authority-data"] == b64(files.ca)
+        key = moved["users"][0]["user"]["client-key"]
+        assert Path(key).read_bytes() == files.client_key.read_bytes()
+    finally:
+        for fd in fds:
+            os.close(fd)
+
+
+def open_fds() -> int:
+    return len(os.listdir("/proc/self/fd"))
+
+
+def test_no_memory_file_outlives_a_kubeconfig_that_fails(tmp_path: Path,
+                                                          monkeypatch: pytest.MonkeyPatch
+                                                          ) -> None:
+    files = make_cluster_ca(tmp_path)
+    broken = kubeconfig(files, "https://aks-one:443")
+    broken["clusters"][0]["cluster"]["server"] = 12345  # type: ignore[index]
+    before = open_fds()
+    for _ in range(5):
+        with pytest.raises(Exception):  # noqa: B017 (the client's own, whatever it is)
+            api_client_from_kubeconfig(yaml.safe_dump(broken))
+    assert open_fds() == before
+    # no memory files to be had (a seccomp profile, out of descriptors): the kubeconfig as
+    # it is, for the client's own files, and none of those made so far left open
+    made: list[int] = []
+
+    def refused(name: str, flags: int = 0) -> int:
+        if made:
+            raise OSError(24, "Too many open files")
+        made.append(real(name))
+        return made[-1]
+
+    real = os.memfd_create
+    monkeypatch.setattr(os, "memfd_create", refused)
+    data = kubeconfig(files, "https://aks-one:443")
+    kept, fds = credentials_in_memory(data)
+    assert kept is data and fds == []
+    with pytest.raises(OSError):
+        os.fstat(made[0])

@@ -455,6 +455,9 @@ def test_the_weathers_noise_from_a_bakes_first_window_does_not_end_the_bake() ->
     assert (tail.subject, tail.signal, tail.windows) == ("app-0005", "tail", 1)
     assert tail.needed is not None and "no bake long enough" not in tail.text, tail.text
     assert "weather" in tail.text  # compared with the control's change, not alone
+    # where the tests meet at worst is beyond the longest bake at the control's pace, but
+    # every look narrows the weather: the whole extension is given
+    assert tail.narrows and at_bake_end.reason.startswith("extending the bake to look 4")
     assert judge_canary(windows, wave, t + 9, 6, 3, th).verdict == Verdict.PASS
 
 
@@ -467,20 +470,20 @@ def test_what_the_bake_cannot_bring_down_still_ends_it() -> None:
     r0, r1 = 0.010, 0.015
     apart = ((r1 - r0) / (za + zb)) ** 2 * 1.5  # a variance that keeps the regions apart
     assert _needed(r0, apart, r1, apart, 0.0, 1000, za, zb) is None
-    assert _needed(r0, apart, r1, apart, 0.0, 1000, za, zb, grows_from=2000) is not None
+    assert _needed(r0, apart, r1, apart, 0.0, 1000, za, zb, shrink=lambda m: 2000 / m) is not None
     within = apart / 4
-    needed = _needed(r0, apart, r1, apart, 0.0, 1000, za, zb, grows_from=2000,
+    needed = _needed(r0, apart, r1, apart, 0.0, 1000, za, zb, shrink=lambda m: 2000 / m,
                      floors=(within, within))
     assert needed is not None and needed > 2000
     # more of it falling with the bake: more exposure needed than with a lower floor
-    higher = _needed(r0, apart, r1, apart, 0.0, 1000, za, zb, grows_from=2000,
+    higher = _needed(r0, apart, r1, apart, 0.0, 1000, za, zb, shrink=lambda m: 2000 / m,
                      floors=(within * 2, within * 2))
     assert higher is not None and higher > needed
-    assert _needed(r0, apart, r1, apart, 0.0, 1000, za, zb, grows_from=2000,
+    assert _needed(r0, apart, r1, apart, 0.0, 1000, za, zb, shrink=lambda m: 2000 / m,
                    floors=(apart, apart)) is None
     fixed = _needed(r0, within, r1, within, 0.0, 1000, za, zb)
     assert fixed == pytest.approx(_needed(r0, within, r1, within, 0.0, 1000, za, zb,
-                                          grows_from=2000, floors=(within, within)))
+                                          shrink=lambda m: 2000 / m, floors=(within, within)))
 
 
 def _bursty(start: int, end: int, n: int = 30_000) -> list[TrafficWindow]:

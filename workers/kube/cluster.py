@@ -25,6 +25,7 @@ from concurrent.futures import ThreadPoolExecutor
 from functools import partial
 from typing import Any
 
+import structlog
 import yaml
 from azure.core.exceptions import AzureError
 from kubernetes import client as k8s
@@ -167,6 +168,7 @@ def _continue_token(page: Any) -> str | None:
     return page.metadata._continue if page.metadata else None
 
 
+log = structlog.get_logger("meshops.kube")
 REFRESH_BEFORE_S = 300.0  # renew an Entra token this long before it expires
 
 
@@ -245,41 +247,56 @@ def credentials_in_memory(data: dict[str, Any], context: str | None = None
     if not hasattr(os, "memfd_create"):
         return data, []
     name = context or data.get("current-context")
-    ctx = next((c.get("context") or {} for c in data.get("contexts") or []
+    ctx = next((c.get("context") or {} for c in _list(data.get("contexts"))
                 if isinstance(c, dict) and c.get("name") == name), {})
+    ctx = ctx if isinstance(ctx, dict) else {}
+    user = next((u.get("user") for u in _list(data.get("users"))
+                 if isinstance(u, dict) and u.get("name") == ctx.get("user")), None)
+    exec_ = user.get("exec") if isinstance(user, dict) else None
+    # an exec plugin given the cluster's information reads its certificate-authority-data
+    # (client.authentication.k8s.io ExecCredential spec.cluster): there it stays
+    keep_cluster = isinstance(exec_, dict) and bool(exec_.get("provideClusterInfo"))
     fds: list[int] = []
-
     out = dict(data)
-    for section, kind, wanted in (("clusters", "cluster", ctx.get("cluster")),
-                                  ("users", "user", ctx.get("user"))):
-        entries = []
-        for entry in data.get(section) or []:
-            body = entry.get(kind) if isinstance(entry, dict) else None
-            if wanted is None or entry.get("name") != wanted or not isinstance(body, dict):
-                entries.append(entry)
+    try:
+        for section, kind, wanted in (("clusters", "cluster", ctx.get("cluster")),
+                                      ("users", "user", ctx.get("user"))):
+            if wanted is None or (kind == "cluster" and keep_cluster):
                 continue
-            body = dict(body)
-            for data_key, file_key in INLINE_CREDENTIALS[kind]:
-                value = body.get(data_key)
-                if not value or not isinstance(value, str):
+            entries = []
+            for entry in _list(data.get(section)):
+                body = entry.get(kind) if isinstance(entry, dict) else None
+                if not isinstance(body, dict) or entry.get("name") != wanted:
+                    entries.append(entry)
                     continue
-                try:
-                    content = base64.b64decode(value, validate=True)
-                except (binascii.Error, ValueError):
-                    continue  # the client names the bad value itself
-                fd = os.memfd_create(f"kubeconfig-{file_key}")
-                fds.append(fd)
-                os.write(fd, content)
-                path = f"/proc/self/fd/{fd}"
-                if not os.path.isfile(path):  # no /proc: the client's own files
-                    for opened in fds:
-                        os.close(opened)
-                    return data, []
-                body[file_key] = path
-                del body[data_key]
-            entries.append({**entry, kind: body})
-        out[section] = entries
+                body = dict(body)
+                for data_key, file_key in INLINE_CREDENTIALS[kind]:
+                    value = body.get(data_key)
+                    if not value or not isinstance(value, str):
+                        continue
+                    try:  # as the client reads it, line breaks and all
+                        content = base64.b64decode("".join(value.split()), validate=True)
+                    except (binascii.Error, ValueError):
+                        continue  # the client names the bad value itself
+                    fd = os.memfd_create(f"kubeconfig-{file_key}")
+                    fds.append(fd)
+                    os.write(fd, content)
+                    path = f"/proc/self/fd/{fd}"
+                    if not os.path.isfile(path):  # no /proc: the client's own files
+                        raise OSError(f"{path} does not name the memory file")
+                    body[file_key] = path
+                    del body[data_key]
+                entries.append({**entry, kind: body})
+            out[section] = entries
+    except OSError as exc:  # no memory files here (seccomp, no /proc, out of descriptors)
+        _close(fds)
+        log.info("kubeconfig.memory_files_unavailable", error=str(exc)[:200])
+        return data, []
     return out, fds
+
+
+def _list(value: Any) -> list[Any]:
+    return value if isinstance(value, list) else []
 
 
 def api_client_from_kubeconfig(kubeconfig: bytes | str, context: str | None = None,
@@ -318,6 +335,9 @@ def api_client_from_kubeconfig(kubeconfig: bytes | str, context: str | None = No
     except ConfigException as exc:
         _close(fds)
         raise translate_kubernetes_error(exc, "load", "kubeconfig") from exc
+    except BaseException:
+        _close(fds)
+        raise
     # a connection for each list thread and each rollout watch (workers/kube/follow.py):
     # beyond the pool's size urllib3 opens and drops a connection per request
     cfg.connection_pool_maxsize = max(cfg.connection_pool_maxsize or 0,
@@ -325,7 +345,11 @@ def api_client_from_kubeconfig(kubeconfig: bytes | str, context: str | None = No
     # no retries inside the client: urllib3 would sleep out a 429's Retry-After and retry a
     # timed-out read three times in the worker; the run's retry policy waits instead
     cfg.retries = False
-    client = k8s.ApiClient(cfg)
+    try:
+        client = k8s.ApiClient(cfg)
+    except BaseException:
+        _close(fds)
+        raise
     # ssl reads the files at each new connection: they live as long as the client
     weakref.finalize(client, _close, fds)
     if token is not None:
