@@ -627,11 +627,12 @@ def _informative(weather: Weather, sig: _Signal) -> bool:
 
 def _weather(changes: list[tuple[float, float, float]]) -> Weather:
     """Combine the control subjects' changes ``(d, variance, the variance's part from their
-    baselines)``: the inverse-variance mean,
-    and the spread of the true changes beyond their sampling variance, estimated robustly
-    (the median absolute deviation of the standardized changes, so one subject's burst of
-    its own does not read as fleet-wide disagreement; DerSimonian and Laird's moment
-    estimator is driven by the largest deviation). Fewer than 3 subjects: no spread."""
+    baselines)``: the inverse-variance mean, and the spread of the true changes beyond
+    their sampling variance, estimated robustly (the median absolute deviation of the
+    standardized changes, so one subject's burst of its own does not read as fleet-wide
+    disagreement; DerSimonian and Laird's moment estimator is driven by the largest
+    deviation). Fewer than 3 subjects: no spread. Its ``floor``: the mean's variance from
+    the baselines' parts alone (with the same spread)."""
     if not changes:
         return Weather()
     w = [1.0 / max(v, 1e-18) for _, v, _ in changes]
@@ -945,9 +946,9 @@ class _Prediction:
     rate: float  # their exposure-weighted mean
     var: float  # the variance of the expected rate (baseline, control, between subjects)
     how: str
-    #: ``var`` were the control's counts since the move exact (what a longer bake brings it
-    #: down towards: the control's windows since the move grow with it); None: ``var``
-    #: does not fall with the bake but as :func:`_needed`'s ``shrink`` says
+    #: ``var`` were the control's counts since the move exact: what a longer bake brings it
+    #: down towards, as the control's windows since the move grow with it (None: no part
+    #: of ``var`` falls with the bake, or, a gateway's, all of it)
     floor: float | None = None
 
 
