@@ -250,6 +250,38 @@ def test_kubernetes_unreachable_and_bad_kubeconfig(closed_port: int) -> None:
     assert type(err) is TemporaryError
 
 
+def _kubeconfig(**changes: Any) -> dict[str, Any]:
+    kubeconfig: dict[str, Any] = {
+        "apiVersion": "v1", "kind": "Config", "current-context": "aks",
+        "clusters": [{"name": "aks", "cluster": {"server": "https://aks-one:443"}}],
+        "contexts": [{"name": "aks", "context": {"cluster": "aks", "user": "u"}}],
+        "users": [{"name": "u", "user": {"token": "t"}}]}
+    return {**kubeconfig, **changes}
+
+
+@pytest.mark.parametrize(("changes", "says"), [
+    ({"contexts": 5}, r"contexts is int: a list of \{name, context"),
+    ({"contexts": ["aks"]}, r"contexts holds 'aks': each is \{name, context"),
+    ({"clusters": [{"name": "aks", "cluster": 7}]}, r"clusters holds .*each is \{name, cluster"),
+    ({"users": [{"name": "u", "user": "token"}]}, r"users holds .*each is \{name, user"),
+    ({"current-context": ["aks"]}, "current-context is .*the name of one of its contexts"),
+    ({"clusters": [{"name": "aks", "cluster": {"server": "https://aks-one:443",
+                                               "certificate-authority-data": "!!notbase64"}}]},
+     "cannot be used: .*base64"),
+    ({"clusters": [{"name": "aks", "cluster": {}}]}, r"has no server \(its `server: https"),
+])
+def test_a_malformed_kubeconfig_says_what_a_kubeconfig_holds(changes: dict[str, Any], says: str
+                                                              ) -> None:
+    """A kubeconfig of the wrong shape (hand-written in the fleet file, cut short) is a
+    ClusterApiError saying what kubectl's Config holds there, not a TypeError from inside
+    the Kubernetes client."""
+    with pytest.raises(ClusterApiError, match=says):
+        api_client_from_kubeconfig(json.dumps(_kubeconfig(**changes)))
+    # the well-formed one loads
+    assert api_client_from_kubeconfig(json.dumps(_kubeconfig())).configuration.host == \
+        "https://aks-one:443"
+
+
 # ---------------------------------------------------------------------------- prometheus
 
 def test_prometheus_error_answer_is_metrics_unavailable_with_its_own_words(service: Service

@@ -314,6 +314,7 @@ def api_client_from_kubeconfig(kubeconfig: bytes | str, context: str | None = No
         raise ClusterApiError(f"the kubeconfig is not YAML ({exc})") from exc
     if not isinstance(data, dict):
         raise ClusterApiError("the kubeconfig is not a kubeconfig (no mapping)")
+    _check_shape(data)
     server_id = entra_server_id(data, context)
     token: EntraToken | None = None
     if server_id is not None:
@@ -335,9 +336,17 @@ def api_client_from_kubeconfig(kubeconfig: bytes | str, context: str | None = No
     except ConfigException as exc:
         _close(fds)
         raise translate_kubernetes_error(exc, "load", "kubeconfig") from exc
+    except ValueError as exc:  # the client decodes inline credentials: binascii.Error
+        _close(fds)
+        raise ClusterApiError(f"the kubeconfig cannot be used: {exc} (inline credentials "
+                              "such as certificate-authority-data are base64)") from exc
     except BaseException:
         _close(fds)
         raise
+    if not cfg.host:
+        _close(fds)
+        raise ClusterApiError("the kubeconfig's cluster has no server (its `server: "
+                              "https://<api-server>:443`)")
     # a connection for each list thread and each rollout watch (workers/kube/follow.py):
     # beyond the pool's size urllib3 opens and drops a connection per request
     cfg.connection_pool_maxsize = max(cfg.connection_pool_maxsize or 0,
@@ -355,6 +364,34 @@ def api_client_from_kubeconfig(kubeconfig: bytes | str, context: str | None = No
     if token is not None:
         client.configuration.refresh_api_key_hook = token
     return client
+
+
+#: a kubeconfig's lists and the mapping each entry carries (kubectl's ``Config``:
+#: ``NamedCluster``, ``NamedContext``, ``NamedAuthInfo``, k8s.io/client-go/tools/clientcmd/api/v1)
+KUBECONFIG_LISTS = {"clusters": "cluster", "contexts": "context", "users": "user"}
+
+
+def _check_shape(data: dict[str, Any]) -> None:
+    """``ClusterApiError`` naming the first part of ``data`` that is not shaped as a
+    kubeconfig (``clusters``/``contexts``/``users``: lists of ``{name, cluster|context|user:
+    {…}}``; ``current-context``: a name). The Kubernetes client and :func:`entra_server_id`
+    read these without looking: a list that is a string would be a ``TypeError`` deep in
+    them, not an error that says what would be right."""
+    current = data.get("current-context")
+    if current is not None and not isinstance(current, str):
+        raise ClusterApiError(f"the kubeconfig's current-context is {current!r}: the name "
+                              "of one of its contexts")
+    for key, inner in KUBECONFIG_LISTS.items():
+        entries = data.get(key)
+        if entries is None:
+            continue
+        if not isinstance(entries, list):
+            raise ClusterApiError(f"the kubeconfig's {key} is {type(entries).__name__}: a list "
+                                  f"of {{name, {inner}: {{…}}}} (kubectl config view)")
+        for entry in entries:
+            if not (isinstance(entry, dict) and isinstance(entry.get(inner) or {}, dict)):
+                raise ClusterApiError(f"the kubeconfig's {key} holds {str(entry)[:80]!r}: "
+                                      f"each is {{name, {inner}: {{…}}}} (kubectl config view)")
 
 
 def _close(fds: list[int]) -> None:
