@@ -12,7 +12,13 @@ trial (``POST /_sandbox/reset``):
 1. **meshops** — ``/mesh upgrade scale-01 <next> --bake B --interval I``, *Approve* and
    *Complete* clicked as soon as their buttons show. Timed from the approval click to the
    later of the run's terminal phase and its last Slack call (thread lines and charts are
-   drawn off the tick's path), less the time the run waited for the *Complete* click.
+   drawn off the tick's path), less the time the run waited for the *Complete* click and
+   the time its baseline steps waited for data: a Prometheus younger than the baseline's
+   hour holding too few requests for a bake to decide, a namespace with less history than
+   a bake, no control left. Those are the gate's decisions on what the benchmark's fresh
+   Prometheus holds (a cluster's Prometheus of a day holds the hour and waits for
+   nothing); they differ between trials as Prometheus ages, so each trial's own are taken
+   out (and printed) rather than replayed by the plain script, which does not wait.
 2. **plain script** — the same ARM, Kubernetes, PromQL and Slack calls in a straight loop
    with the same SDK adapters, no engine, no Celery, no store, no charts drawn: the canary's
    ARM PUT, polled at its Retry-After (else every second); per wave the baseline read,
@@ -20,16 +26,18 @@ trial (``POST /_sandbox/reset``):
    run's interval, as many as the meshops run took, on the same namespaces, control and
    gateways; the completion's PUT. Its Slack calls are as many posts, updates and file
    shares as the meshops run made in the same channel (a fixed PNG for each chart), made
-   in order by a thread per lane (off the upgrade's path, as meshops makes them),
-   paced under Slack's published limits (a message a second in a channel, 50
-   ``chat.update`` a minute) and waiting out any 429 as slack_sdk's
+   in order by a thread per lane (off the upgrade's path, as meshops makes them), paced
+   under Slack's published limits (a message a second in a channel, 50 ``chat.update`` a
+   minute) and waiting out any 429 as slack_sdk's
    ``RateLimitErrorRetryHandler`` does; timed to the later of the completion and its last
    Slack call.
 
 Both sides wait the same bakes and rollouts, so the ratio is meshops' overhead on top of
 what any orchestration must spend. Trials alternate (meshops, plain, plain, meshops, …),
 after a warm-up of both (a ``/mesh status`` through the bot and worker; one read of each
-API in this process). Also printed: per-tick cost in the first and last third of the
+API in this process); a plain trial replays the meshops trial before it (the previous
+round's when it goes first), and each line prints its gate looks, so a round whose
+gates decided differently shows. Also printed: per-tick cost in the first and last third of the
 waves (the worker's ``meshops.tick`` task times: flat means a tick does not grow with the
 run), beside the plain script's time per Prometheus read (a wave's baseline read, a look's
 read) in the same thirds: the same queries, so what grows on both sides is Prometheus' own
@@ -74,7 +82,7 @@ from workers.config import load_fleet  # noqa: E402
 from workers.store.runs import RedisRunStore  # noqa: E402
 from workers.wiring import FleetPorts  # noqa: E402
 from workflows.errors import MetricsUnavailable  # noqa: E402
-from workflows.waves import restart_token  # noqa: E402
+from workflows.waves import restart_token, wave_label  # noqa: E402
 
 CLUSTER = "scale-01"
 #: the plain script's pacing: messages into one channel (posts and file shares) about one a
@@ -111,6 +119,8 @@ class Record:
     interval_s: float
     baseline_s: float
     slack: Calls
+    #: per wave, how long its baseline step waited for data (s): out of the run's wall
+    waits: list[float] = field(default_factory=list)
     wave_spans: list[tuple[float, float]] = field(default_factory=list)
 
 
@@ -174,10 +184,16 @@ def meshops_trial(h: Harness, bake: str, interval: str, timeline: bool = False
             print(f"    {e.at - t0:7.2f} {e.kind:6} {e.text[:100]!r}")
     calls, last_call = settle(h, channel, seq, root["ts"])
     end = max(run.updated_at, last_call)
-    wall = end - t0 - person_wait(run.history)
     gate_looks = [max([int(e.data.get("look") or 0) for e in run.history if e.kind == "gate"
                        and e.data.get("wave") == w.index] or [len(w.samples)])
                   for w in run.waves]
+    waits = []
+    for w in run.waves:
+        moved = [e.at for e in run.history
+                 if e.text.startswith(f"{wave_label(w)}: baseline: ")]
+        waits.append(max(0.0, moved[0] - w.baseline_wait_from)
+                     if moved and w.baseline_wait_from is not None else 0.0)
+    wall = end - t0 - person_wait(run.history) - sum(waits)
     spans = []
     for w in run.waves:
         at = [e.at for e in run.history if e.data.get("wave") == w.index]
@@ -187,7 +203,7 @@ def meshops_trial(h: Harness, bake: str, interval: str, timeline: bool = False
         waves=[w.namespaces for w in run.waves], controls=[w.control for w in run.waves],
         gateways=[w.gateways for w in run.waves], looks=gate_looks,
         interval_s=run.options.interval_s, baseline_s=run.thresholds.canary.baseline_s,
-        slack=calls, wave_spans=spans)
+        slack=calls, waits=waits, wave_spans=spans)
 
 
 def spread(calls: Calls, looks: list[int]) -> list[list[list[str]]]:
@@ -408,7 +424,9 @@ def one_size(namespaces: int, rounds: int, bake: str, interval: str, port_base: 
                     wall, record = meshops_trial(h, bake, interval, timeline and r == 0)
                     early, late = tick_times(state_dir / "worker.log", record.wave_spans)
                     print(f"  {namespaces} ns, round {r + 1}, meshops: {wall:7.1f} s, "
-                          f"{len(record.waves)} waves, Slack {record.slack}, tick "
+                          f"{len(record.waves)} waves, {sum(record.looks)} looks, after "
+                          f"{sum(record.waits):.0f} s "
+                          f"waiting for baseline data taken out, Slack {record.slack}, tick "
                           f"{early * 1000:.0f} ms early / {late * 1000:.0f} ms late",
                           flush=True)
                 else:
@@ -421,6 +439,7 @@ def one_size(namespaces: int, rounds: int, bake: str, interval: str, port_base: 
                     # as the run goes on (a fresh Prometheus holds more of each baseline
                     # hour wave after wave), beside meshops' tick times
                     print(f"  {namespaces} ns, round {r + 1}, plain:   {wall:7.1f} s, "
+                          f"{sum(record.looks)} looks, "
                           f"baseline read {base_early * 1000:.0f} ms early / "
                           f"{base_late * 1000:.0f} ms late, look read "
                           f"{look_early * 1000:.0f} ms early / {look_late * 1000:.0f} ms late",
