@@ -260,15 +260,25 @@ def _kubeconfig(**changes: Any) -> dict[str, Any]:
 
 
 @pytest.mark.parametrize(("changes", "says"), [
-    ({"contexts": 5}, r"contexts is int: a list of \{name, context"),
-    ({"contexts": ["aks"]}, r"contexts holds 'aks': each is \{name, context"),
-    ({"clusters": [{"name": "aks", "cluster": 7}]}, r"clusters holds .*each is \{name, cluster"),
-    ({"users": [{"name": "u", "user": "token"}]}, r"users holds .*each is \{name, user"),
-    ({"current-context": ["aks"]}, "current-context is .*the name of one of its contexts"),
+    ({"contexts": 5}, r"contexts is not a list \(int\): a list of \{name, context"),
+    ({"contexts": ["aks"]}, r"contexts holds an entry that is not \{name, context: \{…\}\} "
+                            r"\(it is str"),
+    ({"contexts": [{"name": "aks", "context": ""}]}, r"entry .*\(its context is str"),
+    ({"clusters": [{"name": "aks", "cluster": 0}]}, r"entry .*\(its cluster is int"),
+    ({"clusters": [{"name": "aks", "cluster": []}]}, r"entry .*\(its cluster is list"),
+    # a user's entry holds credentials: named by type, never quoted
+    ({"users": [{"name": "u", "user": "s3cr3t-token"}]}, r"^(?!.*s3cr3t).*its user is str"),
+    ({"current-context": ["aks"]}, "current-context is not a name .*one of its contexts"),
     ({"clusters": [{"name": "aks", "cluster": {"server": "https://aks-one:443",
                                                "certificate-authority-data": "!!notbase64"}}]},
-     "cannot be used: .*base64"),
-    ({"clusters": [{"name": "aks", "cluster": {}}]}, r"has no server \(its `server: https"),
+     "cluster 'aks': certificate-authority-data is not base64"),
+    ({"clusters": [{"name": "aks", "cluster": {"server": "https://aks-one:443",
+                                               "certificate-authority-data": "!!!!QUJD"}}]},
+     "cluster 'aks': certificate-authority-data is not base64"),
+    ({"users": [{"name": "u", "user": {"client-key-data": "QUJD$$"}}]},
+     "user 'u': client-key-data is not base64"),
+    ({"clusters": [{"name": "aks", "cluster": {}}]}, r"cluster 'aks' has no server URL \(its "),
+    ({"clusters": [{"name": "aks", "cluster": {"server": 443}}]}, "has no server URL"),
 ])
 def test_a_malformed_kubeconfig_says_what_a_kubeconfig_holds(changes: dict[str, Any], says: str
                                                               ) -> None:
@@ -279,6 +289,19 @@ def test_a_malformed_kubeconfig_says_what_a_kubeconfig_holds(changes: dict[str, 
         api_client_from_kubeconfig(json.dumps(_kubeconfig(**changes)))
     # the well-formed one loads
     assert api_client_from_kubeconfig(json.dumps(_kubeconfig())).configuration.host == \
+        "https://aks-one:443"
+
+
+def test_what_kubectl_accepts_loads() -> None:
+    """Shapes kubectl takes that a stricter check would refuse: a user with no
+    credentials written ``user: null``, lists left null, a context chosen by name."""
+    loaded = api_client_from_kubeconfig(json.dumps(_kubeconfig(
+        users=[{"name": "u", "user": None}], preferences={}, extensions=None)))
+    assert loaded.configuration.host == "https://aks-one:443"
+    two = _kubeconfig(contexts=[{"name": "aks", "context": {"cluster": "aks", "user": "u"}},
+                                {"name": "other", "context": {"cluster": "gone", "user": "u"}}],
+                      **{"current-context": "other"})
+    assert api_client_from_kubeconfig(json.dumps(two), context="aks").configuration.host == \
         "https://aks-one:443"
 
 

@@ -26,6 +26,7 @@ from kubernetes import client as k8s
 
 from sandbox.certs import ClusterCa, make_cluster_ca
 from workers.kube.cluster import api_client_from_kubeconfig, credentials_in_memory
+from workflows.errors import ClusterApiError
 
 ROOT = Path(__file__).resolve().parents[2]
 #: ``GET /version`` of a Kubernetes 1.33 API server
@@ -155,12 +156,14 @@ def test_only_the_contexts_inline_credentials_move_and_the_kubeconfig_is_kept(
         assert set(user) == {"client-certificate", "client-key", "token"}
         assert Path(user["client-key"]).read_bytes() == files.client_key.read_bytes()
         assert moved["clusters"][1] == other and len(fds) == 3
-        # a value that is not base64 is left for the client to name
+        # a value that is not base64 is named (the client would drop the stray characters
+        # and write the rest to a file on disk), and the memory files made so far closed
         bad = json.loads(before)
         bad["users"][0]["user"]["client-key-data"] = "not base64!"
-        kept, more = credentials_in_memory(bad)
-        fds += more
-        assert kept["users"][0]["user"]["client-key-data"] == "not base64!"
+        opened = len(os.listdir("/proc/self/fd"))
+        with pytest.raises(ClusterApiError, match="client-key-data is not base64"):
+            credentials_in_memory(bad)
+        assert len(os.listdir("/proc/self/fd")) == opened
     finally:
         for fd in fds:
             os.close(fd)
@@ -197,10 +200,16 @@ def test_no_memory_file_outlives_a_kubeconfig_that_fails(tmp_path: Path,
                                                           ) -> None:
     files = make_cluster_ca(tmp_path)
     broken = kubeconfig(files, "https://aks-one:443")
-    broken["clusters"][0]["cluster"]["server"] = 12345  # type: ignore[index]
+    # the loader fails after the memory files are made: an OIDC token it cannot parse
+    broken["users"][0]["user"]["auth-provider"] = {  # type: ignore[index]
+        "name": "oidc", "config": {"id-token": "a.!!!.c", "idp-issuer-url": "https://idp"}}
+    moved, fds = credentials_in_memory(broken)
+    assert len(fds) == 3
+    for fd in fds:
+        os.close(fd)
     before = open_fds()
     for _ in range(5):
-        with pytest.raises(Exception):  # noqa: B017 (the client's own, whatever it is)
+        with pytest.raises(ClusterApiError, match="kubeconfig cannot be used"):
             api_client_from_kubeconfig(yaml.safe_dump(broken))
     assert open_fds() == before
     # no memory files to be had (a seccomp profile, out of descriptors): the kubeconfig as

@@ -241,8 +241,13 @@ def credentials_in_memory(data: dict[str, Any], context: str | None = None
     ending with ``os._exit``) leaves them behind, the client key among them: AKS's
     kubeconfigs for local accounts carry ``client-certificate-data`` and
     ``client-key-data`` (O=system:masters). A memory file has no name on disk and ends with
-    the process. Where there are none (not Linux, no ``/proc``), or a value is not base64,
-    the kubeconfig is returned as it is and the client does as it always has.
+    the process. Where there are none (not Linux, no ``/proc``), the kubeconfig is
+    returned as it is and the client does as it always has.
+
+    Raises:
+        ClusterApiError: a value that is not base64 (the client would decode what it could
+            of it, dropping stray characters, into a certificate or key that fails later
+            as TLS, or refuse it and write nothing to say which).
     """
     if not hasattr(os, "memfd_create"):
         return data, []
@@ -276,8 +281,11 @@ def credentials_in_memory(data: dict[str, Any], context: str | None = None
                         continue
                     try:  # as the client reads it, line breaks and all
                         content = base64.b64decode("".join(value.split()), validate=True)
-                    except (binascii.Error, ValueError):
-                        continue  # the client names the bad value itself
+                    except (binascii.Error, ValueError) as exc:
+                        raise ClusterApiError(
+                            f"the kubeconfig's {kind} {wanted!r}: {data_key} is not base64 "
+                            f"({exc}); it holds a PEM file base64-encoded (kubectl config "
+                            "view --raw)") from exc
                     fd = os.memfd_create(f"kubeconfig-{file_key}")
                     fds.append(fd)
                     os.write(fd, content)
@@ -292,6 +300,9 @@ def credentials_in_memory(data: dict[str, Any], context: str | None = None
         _close(fds)
         log.info("kubeconfig.memory_files_unavailable", error=str(exc)[:200])
         return data, []
+    except BaseException:
+        _close(fds)
+        raise
     return out, fds
 
 
@@ -314,7 +325,7 @@ def api_client_from_kubeconfig(kubeconfig: bytes | str, context: str | None = No
         raise ClusterApiError(f"the kubeconfig is not YAML ({exc})") from exc
     if not isinstance(data, dict):
         raise ClusterApiError("the kubeconfig is not a kubeconfig (no mapping)")
-    _check_shape(data)
+    data = _checked(data, context)
     server_id = entra_server_id(data, context)
     token: EntraToken | None = None
     if server_id is not None:
@@ -336,17 +347,12 @@ def api_client_from_kubeconfig(kubeconfig: bytes | str, context: str | None = No
     except ConfigException as exc:
         _close(fds)
         raise translate_kubernetes_error(exc, "load", "kubeconfig") from exc
-    except ValueError as exc:  # the client decodes inline credentials: binascii.Error
+    except ValueError as exc:  # a value the loader decodes (base64, an OIDC token's JSON)
         _close(fds)
-        raise ClusterApiError(f"the kubeconfig cannot be used: {exc} (inline credentials "
-                              "such as certificate-authority-data are base64)") from exc
+        raise ClusterApiError(f"the kubeconfig cannot be used: {exc}") from exc
     except BaseException:
         _close(fds)
         raise
-    if not cfg.host:
-        _close(fds)
-        raise ClusterApiError("the kubeconfig's cluster has no server (its `server: "
-                              "https://<api-server>:443`)")
     # a connection for each list thread and each rollout watch (workers/kube/follow.py):
     # beyond the pool's size urllib3 opens and drops a connection per request
     cfg.connection_pool_maxsize = max(cfg.connection_pool_maxsize or 0,
@@ -371,27 +377,51 @@ def api_client_from_kubeconfig(kubeconfig: bytes | str, context: str | None = No
 KUBECONFIG_LISTS = {"clusters": "cluster", "contexts": "context", "users": "user"}
 
 
-def _check_shape(data: dict[str, Any]) -> None:
-    """``ClusterApiError`` naming the first part of ``data`` that is not shaped as a
-    kubeconfig (``clusters``/``contexts``/``users``: lists of ``{name, cluster|context|user:
-    {…}}``; ``current-context``: a name). The Kubernetes client and :func:`entra_server_id`
-    read these without looking: a list that is a string would be a ``TypeError`` deep in
-    them, not an error that says what would be right."""
+def _checked(data: dict[str, Any], context: str | None) -> dict[str, Any]:
+    """``data``, its entries' null bodies as empty mappings (``user: null`` is a user with
+    no credentials to kubectl, "Expected key user" to the Python client); or
+    ``ClusterApiError`` naming the first part that is not shaped as a kubeconfig:
+    ``clusters``/``contexts``/``users`` lists of ``{name, cluster|context|user: {…}}``
+    (kubectl's ``Config``, k8s.io/client-go/tools/clientcmd/api/v1), ``current-context`` a
+    name, the context's cluster a ``server`` URL. The Kubernetes client and
+    :func:`entra_server_id` read these without looking: a list that is a string is a
+    ``TypeError`` deep in them, and a cluster without a server is, on clients before
+    36.0, one at ``http://localhost``. Only types and keys are named, never values: a
+    user's entry holds credentials."""
     current = data.get("current-context")
-    if current is not None and not isinstance(current, str):
-        raise ClusterApiError(f"the kubeconfig's current-context is {current!r}: the name "
-                              "of one of its contexts")
+    if isinstance(current, (dict, list)):
+        raise ClusterApiError(f"the kubeconfig's current-context is not a name "
+                              f"({type(current).__name__}): the name of one of its contexts")
+    out = dict(data)
     for key, inner in KUBECONFIG_LISTS.items():
         entries = data.get(key)
         if entries is None:
             continue
         if not isinstance(entries, list):
-            raise ClusterApiError(f"the kubeconfig's {key} is {type(entries).__name__}: a list "
-                                  f"of {{name, {inner}: {{…}}}} (kubectl config view)")
+            raise ClusterApiError(f"the kubeconfig's {key} is not a list "
+                                  f"({type(entries).__name__}): a list of {{name, {inner}: "
+                                  "{…}} (kubectl config view)")
         for entry in entries:
-            if not (isinstance(entry, dict) and isinstance(entry.get(inner) or {}, dict)):
-                raise ClusterApiError(f"the kubeconfig's {key} holds {str(entry)[:80]!r}: "
-                                      f"each is {{name, {inner}: {{…}}}} (kubectl config view)")
+            body = entry.get(inner) if isinstance(entry, dict) else None
+            if not isinstance(entry, dict) or not isinstance(body, dict | None):
+                what = (f"its {inner} is {type(body).__name__}" if isinstance(entry, dict)
+                        else f"it is {type(entry).__name__}")
+                raise ClusterApiError(f"the kubeconfig's {key} holds an entry that is not "
+                                      f"{{name, {inner}: {{…}}}} ({what}; kubectl config "
+                                      "view)")
+        out[key] = [{**e, inner: e.get(inner) or {}} for e in entries]
+    name = context or current
+    ctx = next((c["context"] for c in out.get("contexts") or [] if c.get("name") == name),
+               None)
+    if ctx is None:
+        return out  # the client says which context is missing
+    cluster = next((c["cluster"] for c in out.get("clusters") or []
+                    if c.get("name") == ctx.get("cluster")), None)
+    server = cluster.get("server") if cluster is not None else None
+    if cluster is not None and not (isinstance(server, str) and server.strip()):
+        raise ClusterApiError(f"the kubeconfig's cluster {ctx.get('cluster')!r} has no server "
+                              "URL (its `server: https://<api-server>:443`)")
+    return out
 
 
 def _close(fds: list[int]) -> None:
