@@ -13,12 +13,15 @@ trial (``POST /_sandbox/reset``):
    *Complete* clicked as soon as their buttons show. Timed from the approval click to the
    later of the run's terminal phase and its last Slack call (thread lines and charts are
    drawn off the tick's path), less the time the run waited for the *Complete* click and
-   the time its baseline steps waited for data: a Prometheus younger than the baseline's
-   hour holding too few requests for a bake to decide, a namespace with less history than
-   a bake, no control left. Those are the gate's decisions on what the benchmark's fresh
-   Prometheus holds (a cluster's Prometheus of a day holds the hour and waits for
-   nothing); they differ between trials as Prometheus ages, so each trial's own are taken
-   out (and printed) rather than replayed by the plain script, which does not wait.
+   the time its baseline steps waited for Prometheus' data (:func:`data_wait`: a
+   Prometheus younger than the baseline's hour holding too few requests for a bake to
+   decide, a namespace with less history than a bake). Those are the gate's decisions on
+   what the benchmark's fresh Prometheus holds (a cluster's Prometheus of a day holds the
+   hour and waits for none of them); they differ between trials as Prometheus ages, so
+   each trial's own are taken out of the run's end (and printed) rather than replayed by
+   the plain script, which does not wait. Slack's lanes drain meanwhile: a trial ending
+   on its last Slack call keeps that time. A wait for a control (no later wave left, the
+   earlier ones moved less than a baseline ago) is the plan's timing and stays in.
 2. **plain script** — the same ARM, Kubernetes, PromQL and Slack calls in a straight loop
    with the same SDK adapters, no engine, no Celery, no store, no charts drawn: the canary's
    ARM PUT, polled at its Retry-After (else every second); per wave the baseline read,
@@ -183,17 +186,12 @@ def meshops_trial(h: Harness, bake: str, interval: str, timeline: bool = False
         for e in run.history:
             print(f"    {e.at - t0:7.2f} {e.kind:6} {e.text[:100]!r}")
     calls, last_call = settle(h, channel, seq, root["ts"])
-    end = max(run.updated_at, last_call)
     gate_looks = [max([int(e.data.get("look") or 0) for e in run.history if e.kind == "gate"
                        and e.data.get("wave") == w.index] or [len(w.samples)])
                   for w in run.waves]
-    waits = []
-    for w in run.waves:
-        moved = [e.at for e in run.history
-                 if e.text.startswith(f"{wave_label(w)}: baseline: ")]
-        waits.append(max(0.0, moved[0] - w.baseline_wait_from)
-                     if moved and w.baseline_wait_from is not None else 0.0)
-    wall = end - t0 - person_wait(run.history) - sum(waits)
+    waits = [data_wait(run.history, wave_label(w)) for w in run.waves]
+    # Slack's lanes drained meanwhile: a trial that ends on its last Slack call keeps it
+    wall = max(run.updated_at - sum(waits), last_call) - t0 - person_wait(run.history)
     spans = []
     for w in run.waves:
         at = [e.at for e in run.history if e.data.get("wave") == w.index]
@@ -204,6 +202,20 @@ def meshops_trial(h: Harness, bake: str, interval: str, timeline: bool = False
         gateways=[w.gateways for w in run.waves], looks=gate_looks,
         interval_s=run.options.interval_s, baseline_s=run.thresholds.canary.baseline_s,
         slack=calls, waits=waits, wave_spans=spans)
+
+
+def data_wait(history: list[Any], label: str) -> float:
+    """How long the wave ``label``'s baseline step waited for Prometheus' data (s): from
+    each of its "waiting … for a baseline" lines (:func:`workflows.waves.migrate_wave`:
+    a namespace with less history than the longest bake, a young baseline no bake could
+    decide on) to the wave's next line. Not a wait for a control (the earlier waves'
+    timing, not Prometheus' age: that stays in the wall)."""
+    lines = [e for e in history if e.text.startswith(f"{label}: ")]
+    total = 0.0
+    for line, after in zip(lines, lines[1:], strict=False):
+        if line.text.startswith(f"{label}: waiting ") and " for a baseline" in line.text:
+            total += after.at - line.at
+    return total
 
 
 def spread(calls: Calls, looks: list[int]) -> list[list[list[str]]]:
