@@ -19,8 +19,8 @@ trial (``POST /_sandbox/reset``):
    what the benchmark's fresh Prometheus holds (a cluster's Prometheus of a day holds the
    hour and waits for none of them); they differ between trials as Prometheus ages, so
    each trial's own are taken out of the run's end (and printed) rather than replayed by
-   the plain script, which does not wait. Slack's lanes drain meanwhile: a trial ending
-   on its last Slack call keeps that time. A wait for a control (no later wave left, the
+   the plain script, which does not wait; Slack's tail after the run's end (its last
+   lines and chart) is added as measured. A wait for a control (no later wave left, the
    earlier ones moved less than a baseline ago) is the plan's timing and stays in.
 2. **plain script** — the same ARM, Kubernetes, PromQL and Slack calls in a straight loop
    with the same SDK adapters, no engine, no Celery, no store, no charts drawn: the canary's
@@ -124,6 +124,8 @@ class Record:
     slack: Calls
     #: per wave, how long its baseline step waited for data (s): out of the run's wall
     waits: list[float] = field(default_factory=list)
+    #: how long after the run's end its last Slack call came (s): in the wall
+    slack_tail: float = 0.0
     wave_spans: list[tuple[float, float]] = field(default_factory=list)
 
 
@@ -190,8 +192,10 @@ def meshops_trial(h: Harness, bake: str, interval: str, timeline: bool = False
                        and e.data.get("wave") == w.index] or [len(w.samples)])
                   for w in run.waves]
     waits = [data_wait(run.history, wave_label(w)) for w in run.waves]
-    # Slack's lanes drained meanwhile: a trial that ends on its last Slack call keeps it
-    wall = max(run.updated_at - sum(waits), last_call) - t0 - person_wait(run.history)
+    # the waits come out of the run's own timeline; Slack's tail after the run's end (its
+    # last thread lines and chart) is added as it was
+    wall = (run.updated_at - t0 - person_wait(run.history) - sum(waits)
+            + max(0.0, last_call - run.updated_at))
     spans = []
     for w in run.waves:
         at = [e.at for e in run.history if e.data.get("wave") == w.index]
@@ -201,7 +205,8 @@ def meshops_trial(h: Harness, bake: str, interval: str, timeline: bool = False
         waves=[w.namespaces for w in run.waves], controls=[w.control for w in run.waves],
         gateways=[w.gateways for w in run.waves], looks=gate_looks,
         interval_s=run.options.interval_s, baseline_s=run.thresholds.canary.baseline_s,
-        slack=calls, waits=waits, wave_spans=spans)
+        slack=calls, waits=waits, slack_tail=max(0.0, last_call - run.updated_at),
+        wave_spans=spans)
 
 
 def data_wait(history: list[Any], label: str) -> float:
@@ -438,7 +443,8 @@ def one_size(namespaces: int, rounds: int, bake: str, interval: str, port_base: 
                     print(f"  {namespaces} ns, round {r + 1}, meshops: {wall:7.1f} s, "
                           f"{len(record.waves)} waves, {sum(record.looks)} looks, after "
                           f"{sum(record.waits):.0f} s "
-                          f"waiting for baseline data taken out, Slack {record.slack}, tick "
+                          f"waiting for baseline data taken out, Slack {record.slack} "
+                          f"ending {record.slack_tail:.1f} s after the run, tick "
                           f"{early * 1000:.0f} ms early / {late * 1000:.0f} ms late",
                           flush=True)
                 else:
