@@ -164,6 +164,22 @@ def pytest_configure(config: pytest.Config) -> None:
     config.pluginmanager.register(ContractTests(locate_shared_data()), ContractTests.name)
 
 
+@pytest.fixture(scope="session", autouse=True)
+def _processes_temp_dir(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Path]:
+    """The temporary directory of every process the tests start (``TMPDIR``): one of
+    pytest's, which it rotates. A Celery pool process the tests kill (SIGKILL, as the
+    chaos tests do) never removes its ``pymp-*`` directory; under /tmp those outlived the
+    suite. This process keeps the temporary directory it already has."""
+    own = tmp_path_factory.mktemp("processes")
+    before = os.environ.get("TMPDIR")
+    os.environ["TMPDIR"] = str(own)
+    yield own
+    if before is None:
+        os.environ.pop("TMPDIR", None)
+    else:
+        os.environ["TMPDIR"] = before
+
+
 @pytest.fixture
 def shared_data(request: pytest.FixtureRequest) -> Path:
     """The folder of the real examples (``../shared/data``), for contract tests only."""
