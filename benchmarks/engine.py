@@ -85,6 +85,7 @@ from workers.config import load_fleet  # noqa: E402
 from workers.store.runs import RedisRunStore  # noqa: E402
 from workers.wiring import FleetPorts  # noqa: E402
 from workflows.errors import MetricsUnavailable  # noqa: E402
+from workflows.model import Event  # noqa: E402
 from workflows.waves import restart_token, wave_label  # noqa: E402
 
 CLUSTER = "scale-01"
@@ -209,7 +210,7 @@ def meshops_trial(h: Harness, bake: str, interval: str, timeline: bool = False
         wave_spans=spans)
 
 
-def data_wait(history: list[Any], label: str) -> float:
+def data_wait(history: list[Event], label: str) -> float:
     """How long the wave ``label``'s baseline step waited for Prometheus' data (s): from
     each of its "waiting … for a baseline" lines (:func:`workflows.waves.migrate_wave`:
     a namespace with less history than the longest bake, a young baseline no bake could
