@@ -46,7 +46,9 @@ run), beside the plain script's time per Prometheus read (a wave's baseline read
 read) in the same thirds: the same queries, so what grows on both sides is Prometheus' own
 cost (a Prometheus started with the benchmark holds more of each wave's baseline hour as
 the run goes on), not meshops'; and the worker's peak RSS (the largest ``VmHWM`` of the
-worker's processes).
+worker's processes, sampled each second, and the peak each pool process logs as it ends:
+one replaced past ``--max-memory-per-child``, workers/heap.py, counts with the peak that
+replaced it).
 
 Targets (issue 13): ratio ≤ 1.2 at both sizes, peak worker RSS ≤ 200 MB at 2,000
 namespaces. Last line:
@@ -393,9 +395,15 @@ def tick_times(log: Path, spans: list[tuple[float, float]]) -> tuple[float, floa
     return mean(early), mean(late)
 
 
-def worker_peak_mb(h: Harness) -> float:
-    """The largest peak resident set (``VmHWM``) among the worker's processes, MB."""
-    pgid = h.procs["worker"].pid
+#: a pool process' last line (workers/tasks/app.py): its peak as ``ru_maxrss``, KiB
+EXITED = re.compile(r"event='worker\.process_exit' pid=(\d+) exitcode=(-?\d+) "
+                    r"peak_rss_kib=(\d+)")
+
+
+def group_peak_kib(pgid: int) -> int:
+    """The largest peak resident set (``VmHWM``, KiB) among the live processes of the
+    process group ``pgid`` (the worker: its main process, pool processes, chart
+    interpreters)."""
     peak = 0
     for pid in filter(str.isdigit, os.listdir("/proc")):
         try:
@@ -407,7 +415,40 @@ def worker_peak_mb(h: Harness) -> float:
         m = re.search(r"^VmHWM:\s+(\d+) kB", status, re.MULTILINE)
         if m:
             peak = max(peak, int(m.group(1)))
-    return peak / 1024
+    return peak
+
+
+class PeakSampler(threading.Thread):
+    """:func:`group_peak_kib` of the worker every ``every_s`` seconds, its largest kept: a
+    pool process replaced past ``--max-memory-per-child`` (workers/heap.py) takes its
+    chart interpreter along, whose peak only a sample taken before saw."""
+
+    def __init__(self, pgid: int, every_s: float = 1.0) -> None:
+        super().__init__(daemon=True, name="peak-sampler")
+        self.pgid, self.every_s, self.peak_kib = pgid, every_s, 0
+        self._stop = threading.Event()
+
+    def run(self) -> None:
+        while not self._stop.is_set():
+            self.peak_kib = max(self.peak_kib, group_peak_kib(self.pgid))
+            self._stop.wait(self.every_s)
+
+    def stop(self) -> None:
+        self._stop.set()
+        self.join()
+
+
+def worker_peak_mb(h: Harness, sampled_kib: int = 0) -> tuple[float, int]:
+    """(the largest peak resident set of the worker's processes, MB; how many pool
+    processes were replaced): the live ones' ``VmHWM`` now, ``sampled_kib`` (a
+    :class:`PeakSampler`'s) and the peak each pool process that ended logged as it did,
+    so a process replaced for its memory counts with the peak that replaced it."""
+    log = h.state_dir / "worker.log"
+    exits = [m.groups() for m in EXITED.finditer(log.read_text(errors="replace"))] \
+        if log.exists() else []
+    peak = max([group_peak_kib(h.procs["worker"].pid), sampled_kib,
+                *(int(kib) for _, _, kib in exits)])
+    return peak / 1024, len(exits)
 
 
 def one_size(namespaces: int, rounds: int, bake: str, interval: str, port_base: int,
@@ -416,8 +457,11 @@ def one_size(namespaces: int, rounds: int, bake: str, interval: str, port_base: 
     state_dir = Path(tempfile.mkdtemp(prefix=f"meshops-engine-{namespaces}-"))
     h = Harness(state_dir, port_base, port_base + 80, generated=(namespaces, 1, 1),
                 echo=lambda line: None)
+    sampler: PeakSampler | None = None
     try:
         h.start()
+        sampler = PeakSampler(h.procs["worker"].pid)
+        sampler.start()
         os.environ.update(h.info["env"])
         fleet = load_fleet(Path(h.info["env"]["MESHOPS_FLEET"]))
         slack = WebClient(token=h.info["env"]["SLACK_BOT_TOKEN"], base_url=fleet.slack.api_url,
@@ -465,12 +509,16 @@ def one_size(namespaces: int, rounds: int, bake: str, interval: str, port_base: 
                           flush=True)
                 sides[side].append(wall)
         ratio = sum(sides["meshops"]) / sum(sides["plain"])
-        peak = worker_peak_mb(h)
+        sampler.stop()
+        peak, replaced = worker_peak_mb(h, sampler.peak_kib)
         print(f"{namespaces} namespaces: meshops {statistics.mean(sides['meshops']):.1f} s, "
               f"plain {statistics.mean(sides['plain']):.1f} s, ratio {ratio:.2f} "
-              f"(target ≤ 1.2); worker peak RSS {peak:.0f} MB", flush=True)
+              f"(target ≤ 1.2); worker peak RSS {peak:.0f} MB, {replaced} pool processes "
+              f"replaced past --max-memory-per-child", flush=True)
         return ratio, peak
     finally:
+        if sampler is not None:
+            sampler.stop()
         h.stop()
 
 

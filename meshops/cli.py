@@ -13,6 +13,7 @@ from typing import TYPE_CHECKING
 import click
 
 from meshops.logs import configure_logging
+from workers.heap import MAX_MEMORY_PER_CHILD_KIB
 
 if TYPE_CHECKING:
     from sandbox.worldfile import GeneratedCampaign
@@ -194,15 +195,22 @@ def generated_campaign(generated: tuple[int, int, int] | None, campaign: bool,
               help="Pool processes. A step mostly waits on ARM, Kubernetes, Prometheus and "
                    "Slack, so twice the 2 CPUs of the deployed worker (deploy/): Celery's "
                    "guide finds more than twice the CPUs rarely helps.")
+@click.option("--max-memory-per-child", type=click.IntRange(min=0),
+              default=MAX_MEMORY_PER_CHILD_KIB, show_default=True, metavar="KIB",
+              help="Replace a pool process once its task is done if its peak resident memory "
+                   "passed this many KiB (Celery's worker_max_memory_per_child; 0: never): "
+                   "what a process frees its allocator keeps (workers/heap.py).")
 @click.option("--loglevel", default="INFO", show_default=True)
-def worker(concurrency: int, loglevel: str) -> None:
+def worker(concurrency: int, max_memory_per_child: int, loglevel: str) -> None:
     """Run a Celery worker that advances runs and posts to Slack."""
     from meshops.wiring import check_config
     from workers.tasks.app import app
 
     check_config()
     app.worker_main(["worker", f"--loglevel={loglevel}", f"--concurrency={concurrency}",
-                     "--without-gossip", "--without-mingle"])
+                     "--without-gossip", "--without-mingle",
+                     *([f"--max-memory-per-child={max_memory_per_child}"]
+                       if max_memory_per_child else [])])
 
 
 @main.command()

@@ -265,3 +265,26 @@ def test_fleet_counts_the_cpu_of_each_part_by_its_process_group() -> None:
         for proc in (busy, idle):
             proc.kill()
             proc.wait()
+
+
+def test_engine_peak_counts_the_pool_processes_that_were_replaced(tmp_path: Path) -> None:
+    """A pool process replaced past ``--max-memory-per-child`` is gone when the trial ends:
+    its peak, as it logged it on the way out, still counts (and a sampled one too)."""
+    import types
+
+    engine = _bench("engine")
+    small = subprocess.Popen([sys.executable, "-c", "import time; time.sleep(30)"],
+                             start_new_session=True)
+    try:
+        harness = types.SimpleNamespace(procs={"worker": small}, state_dir=tmp_path)
+        alone, replaced = engine.worker_peak_mb(harness)
+        assert replaced == 0 and 5 < alone < 150  # a sleeping interpreter's own peak
+        (tmp_path / "worker.log").write_text(
+            "2026-12-05 05:08:33,672 INFO meshops.worker timestamp='2026-12-05T05:08:33Z' "
+            "level='info' event='worker.process_exit' pid=15483 exitcode=155 "
+            "peak_rss_kib=409600\n")
+        assert engine.worker_peak_mb(harness) == (400.0, 1)
+        assert engine.worker_peak_mb(harness, sampled_kib=512_000)[0] == 500.0
+    finally:
+        small.kill()
+        small.wait()

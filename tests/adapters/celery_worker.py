@@ -22,16 +22,16 @@ def start_worker(redis_url: str, prefix: str, log: Path) -> subprocess.Popen[byt
             cwd=ROOT, env=env, stdout=out, stderr=subprocess.STDOUT, start_new_session=True)
 
 
-def start_meshops_worker(redis_url: str, prefix: str, log: Path, health_port: int
-                         ) -> subprocess.Popen[bytes]:
+def start_meshops_worker(redis_url: str, prefix: str, log: Path, health_port: int,
+                         *options: str) -> subprocess.Popen[bytes]:
     """``meshops worker --concurrency 1`` (the CLI, its health server on ``health_port``)
-    on ``redis_url`` under ``prefix`` with the example Azure fleet, its output in ``log``;
-    stop it with ``os.killpg(proc.pid, …)``."""
+    with ``options`` on ``redis_url`` under ``prefix`` with the example Azure fleet, its
+    output in ``log``; stop it with ``os.killpg(proc.pid, …)``."""
     env = {**os.environ, "REDIS_URL": redis_url, "MESHOPS_REDIS_PREFIX": prefix,
            "MESHOPS_HEALTH_PORT": str(health_port), "MESHOPS_HEALTH_HOST": "127.0.0.1",
            "MESHOPS_FLEET": str(ROOT / "examples" / "fleet.azure.yaml"),
            "SLACK_BOT_TOKEN": "xoxb-test"}
     with log.open("w") as out:
         return subprocess.Popen([sys.executable, "-m", "meshops", "worker", "--concurrency",
-                                 "1"], cwd=ROOT, env=env, stdout=out,
+                                 "1", *options], cwd=ROOT, env=env, stdout=out,
                                 stderr=subprocess.STDOUT, start_new_session=True)

@@ -27,6 +27,7 @@ from __future__ import annotations
 import json
 import logging
 import os
+import resource
 import time
 from datetime import UTC, datetime
 from functools import cache, partial
@@ -39,6 +40,7 @@ from celery.signals import (
     task_prerun,
     worker_init,
     worker_process_init,
+    worker_process_shutdown,
     worker_ready,
 )
 from redis.exceptions import LockError, RedisError
@@ -159,6 +161,15 @@ def _freeze_before_fork(**_: Any) -> None:
 @worker_process_init.connect
 def _fresh_context(**_: Any) -> None:
     context.cache_clear()  # clients must not be shared across a fork
+
+
+@worker_process_shutdown.connect
+def _log_exit(pid: int | None = None, exitcode: int | None = None, **_: Any) -> None:
+    """A pool process' last line, in that process: its peak resident set (``ru_maxrss``,
+    KiB on Linux), so a process replaced for passing ``--max-memory-per-child``
+    (:mod:`workers.heap`) or ``--max-tasks-per-child`` leaves its peak in the log."""
+    log.info("worker.process_exit", pid=pid, exitcode=exitcode,
+             peak_rss_kib=resource.getrusage(resource.RUSAGE_SELF).ru_maxrss)
 
 
 RUN_TASKS = frozenset({"meshops.tick", "meshops.notify"})  # their first argument: a run id

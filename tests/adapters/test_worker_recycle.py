@@ -1,0 +1,56 @@
+"""A pool process whose peak memory passes ``--max-memory-per-child`` is replaced once its
+task is done, and the runs go on in the next one (:mod:`workers.heap`: what a process
+frees its allocator keeps). A real ``meshops worker`` on the suite's Redis, under a prefix
+of the test's own; a limit of 1 KiB makes every task its process' last."""
+
+from __future__ import annotations
+
+import os
+import signal
+import time
+from pathlib import Path
+
+from benchmarks.engine import EXITED  # what the engine benchmark reads the peaks with
+from tests.adapters.celery_worker import start_meshops_worker
+from tests.adapters.test_broker_restart import wait_for
+from tests.conftest import REDIS_URL, free_port_base
+from tests.core.test_workflow import new_run
+from workers.store.runs import RedisRunStore
+
+EX_RECYCLE = 0x9B  # billiard.pool.EX_RECYCLE: a pool process replaced on purpose
+
+
+def test_a_process_past_the_limit_is_replaced_after_its_task_and_the_runs_go_on(
+        tmp_path: Path, prefix: str) -> None:
+    store = RedisRunStore.from_url(REDIS_URL, prefix)
+    now = time.time()
+    for run_id, cluster in (("r-first00001", "prod-weu"), ("r-second0001", "dev-weu")):
+        # due now: the worker's resume ticks both at once, one task each
+        store.create(new_run().evolve(id=run_id, cluster=cluster, next_tick_at=now - 60,
+                                      created_at=now, updated_at=now))
+    log = tmp_path / "worker.log"
+    worker = start_meshops_worker(REDIS_URL, prefix, log, free_port_base(19100, 19900),
+                                  "--max-memory-per-child", "1")
+    try:
+        assert wait_for(log, "run_id='r-first00001'", 60) and wait_for(
+            log, "run_id='r-second0001'", 60) and wait_for(
+            log, "worker.process_exit", 30, count=3), log.read_text()[-3000:]
+    finally:
+        os.killpg(worker.pid, signal.SIGKILL)
+        worker.wait(10)
+    text = log.read_text(errors="replace")
+    exits = [m.groups() for m in EXITED.finditer(text)]
+    assert len(exits) >= 3, text[-3000:]
+    # each left with its peak, a Python process' tens of MB, and by Celery's recycling,
+    # not a crash; each was a different process
+    assert all(int(code) == EX_RECYCLE and int(kib) > 20_000 for _, code, kib in exits), exits
+    assert len({pid for pid, _, _ in exits}) == len(exits)
+    # both runs were ticked, and (one pool process at a time) a tick ran in a process
+    # that came after a replaced one
+    lines = text.splitlines()
+    ticked = [i for i, line in enumerate(lines)
+              if "meshops.tick[" in line and "succeeded" in line]
+    for run_id in ("r-first00001", "r-second0001"):
+        assert any(run_id in lines[i] for i in ticked), run_id
+    first_exit = next(i for i, line in enumerate(lines) if "worker.process_exit" in line)
+    assert any(i > first_exit for i in ticked), "\n".join(lines[-30:])
