@@ -426,16 +426,22 @@ class PeakSampler(threading.Thread):
     def __init__(self, pgid: int, every_s: float = 1.0) -> None:
         super().__init__(daemon=True, name="peak-sampler")
         self.pgid, self.every_s, self.peak_kib = pgid, every_s, 0
-        self._stop = threading.Event()
+        self._halt = threading.Event()  # not ``_stop``: a method of Thread's own
 
     def run(self) -> None:
-        while not self._stop.is_set():
+        while not self._halt.is_set():
             self.peak_kib = max(self.peak_kib, group_peak_kib(self.pgid))
-            self._stop.wait(self.every_s)
+            self._halt.wait(self.every_s)
 
     def stop(self) -> None:
-        self._stop.set()
-        self.join()
+        """Stop sampling (again: nothing more); ``peak_kib`` is final after it."""
+        self._halt.set()
+        if self.is_alive():
+            self.join()
+
+
+#: billiard.pool.EX_RECYCLE: the exit code of a pool process Celery replaces on purpose
+EX_RECYCLE = 0x9B
 
 
 def worker_peak_mb(h: Harness, sampled_kib: int = 0) -> tuple[float, int]:
@@ -448,7 +454,7 @@ def worker_peak_mb(h: Harness, sampled_kib: int = 0) -> tuple[float, int]:
         if log.exists() else []
     peak = max([group_peak_kib(h.procs["worker"].pid), sampled_kib,
                 *(int(kib) for _, _, kib in exits)])
-    return peak / 1024, len(exits)
+    return peak / 1024, sum(int(code) == EX_RECYCLE for _, code, _ in exits)
 
 
 def one_size(namespaces: int, rounds: int, bake: str, interval: str, port_base: int,

@@ -269,7 +269,8 @@ def test_fleet_counts_the_cpu_of_each_part_by_its_process_group() -> None:
 
 def test_engine_peak_counts_the_pool_processes_that_were_replaced(tmp_path: Path) -> None:
     """A pool process replaced past ``--max-memory-per-child`` is gone when the trial ends:
-    its peak, as it logged it on the way out, still counts (and a sampled one too)."""
+    its peak, as it logged it on the way out, still counts (and a sampled one too); the
+    sampler stops, twice if need be."""
     import types
 
     engine = _bench("engine")
@@ -277,6 +278,9 @@ def test_engine_peak_counts_the_pool_processes_that_were_replaced(tmp_path: Path
                              start_new_session=True)
     try:
         harness = types.SimpleNamespace(procs={"worker": small}, state_dir=tmp_path)
+        deadline = time.monotonic() + 10
+        while engine.worker_peak_mb(harness)[0] < 5 and time.monotonic() < deadline:
+            time.sleep(0.05)  # the interpreter starting
         alone, replaced = engine.worker_peak_mb(harness)
         assert replaced == 0 and 5 < alone < 150  # a sleeping interpreter's own peak
         (tmp_path / "worker.log").write_text(
@@ -285,6 +289,16 @@ def test_engine_peak_counts_the_pool_processes_that_were_replaced(tmp_path: Path
             "peak_rss_kib=409600\n")
         assert engine.worker_peak_mb(harness) == (400.0, 1)
         assert engine.worker_peak_mb(harness, sampled_kib=512_000)[0] == 500.0
+        with (tmp_path / "worker.log").open("a") as log:  # a pool process that just ended
+            log.write("2026-12-05 05:09:00,000 INFO meshops.worker event='worker.process_exit' "
+                      "pid=15484 exitcode=0 peak_rss_kib=614400\n")
+        assert engine.worker_peak_mb(harness) == (600.0, 1)  # its peak, but not replaced
+        sampler = engine.PeakSampler(small.pid, every_s=0.05)
+        sampler.start()
+        time.sleep(0.3)
+        sampler.stop()
+        sampler.stop()  # again: nothing more
+        assert 5 * 1024 < sampler.peak_kib < 150 * 1024 and not sampler.is_alive()
     finally:
         small.kill()
         small.wait()

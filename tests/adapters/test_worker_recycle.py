@@ -10,14 +10,19 @@ import signal
 import time
 from pathlib import Path
 
-from benchmarks.engine import EXITED  # what the engine benchmark reads the peaks with
+import pytest
+from click.testing import CliRunner
+
+# what the engine benchmark reads the peaks with
+from benchmarks.engine import EX_RECYCLE, EXITED
+from meshops.cli import main
 from tests.adapters.celery_worker import start_meshops_worker
 from tests.adapters.test_broker_restart import wait_for
+from tests.adapters.test_slack_charts import canary_run
 from tests.conftest import REDIS_URL, free_port_base
 from tests.core.test_workflow import new_run
+from workers.heap import MAX_MEMORY_PER_CHILD_KIB
 from workers.store.runs import RedisRunStore
-
-EX_RECYCLE = 0x9B  # billiard.pool.EX_RECYCLE: a pool process replaced on purpose
 
 
 def test_a_process_past_the_limit_is_replaced_after_its_task_and_the_runs_go_on(
@@ -54,3 +59,41 @@ def test_a_process_past_the_limit_is_replaced_after_its_task_and_the_runs_go_on(
         assert any(run_id in lines[i] for i in ticked), run_id
     first_exit = next(i for i, line in enumerate(lines) if "worker.process_exit" in line)
     assert any(i > first_exit for i in ticked), "\n".join(lines[-30:])
+
+
+def test_a_process_that_ends_reaps_its_chart_interpreter(monkeypatch: pytest.MonkeyPatch
+                                                         ) -> None:
+    """Else the interpreter, orphaned, is a zombie of the worker's main process (PID 1 in
+    the container, which waits for its pool processes only) after every replacement."""
+    from workers.slack import charts
+    from workers.tasks import app as tasks
+
+    drawer = charts.ChartDrawer()
+    monkeypatch.setattr(charts, "_DRAWER", drawer)
+    assert charts.gate_chart(canary_run(3))[:4] == b"\x89PNG"
+    proc = drawer._proc
+    assert proc is not None and proc.poll() is None
+    tasks._on_process_exit(pid=os.getpid(), exitcode=EX_RECYCLE)
+    assert proc.returncode is not None  # waited for: no zombie left
+    assert not Path(f"/proc/{proc.pid}").exists()
+    assert drawer._proc is None
+
+
+@pytest.mark.parametrize(("options", "expected"), [
+    ((), [f"--max-memory-per-child={MAX_MEMORY_PER_CHILD_KIB}"]),
+    (("--max-memory-per-child", "262144"), ["--max-memory-per-child=262144"]),
+    (("--max-memory-per-child", "0"), []),  # never: Celery's own default
+])
+def test_the_limit_reaches_celery(options: tuple[str, ...], expected: list[str],
+                                  monkeypatch: pytest.MonkeyPatch) -> None:
+    from meshops import wiring
+    from workers.tasks.app import app
+
+    started: list[list[str]] = []
+    monkeypatch.setattr(wiring, "check_config", lambda: None)
+    monkeypatch.setattr(app, "worker_main", started.append)
+    result = CliRunner().invoke(main, ["worker", *options])
+    assert result.exit_code == 0, result.output
+    assert [a for a in started[0] if a.startswith("--max-memory")] == expected
+    bad = CliRunner().invoke(main, ["worker", "--max-memory-per-child", "-1"])
+    assert bad.exit_code == 2 and "-1 is not in the range x>=0" in bad.output

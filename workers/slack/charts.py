@@ -423,6 +423,14 @@ def _read(fd: int, n: int, deadline: float) -> bytes:
 _DRAWER = ChartDrawer()
 
 
+def close_chart_interpreter() -> None:
+    """Stop this process' chart interpreter, if it started one, and reap it: a pool
+    process about to end calls it, or the interpreter (ending at its stdin's close) would
+    be left to whoever adopts orphans, in a container the worker's main process as PID 1,
+    which waits for its pool processes only: a zombie per replaced process."""
+    _DRAWER.close()
+
+
 def main() -> None:
     """The chart interpreter of :class:`ChartDrawer`: draw each run read from stdin until
     it closes; a run that cannot be drawn is answered with the error, and the next one is

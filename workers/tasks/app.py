@@ -58,6 +58,7 @@ from workers.metrics import RunMetrics
 from workers.prom.cache import RedisWindowCache
 from workers.retry_after import retry_after_s
 from workers.slack.budget import SlackBudget
+from workers.slack.charts import close_chart_interpreter
 from workers.slack.client import make_client
 from workers.slack.errors import (
     SlackOverBudget,
@@ -164,10 +165,12 @@ def _fresh_context(**_: Any) -> None:
 
 
 @worker_process_shutdown.connect
-def _log_exit(pid: int | None = None, exitcode: int | None = None, **_: Any) -> None:
-    """A pool process' last line, in that process: its peak resident set (``ru_maxrss``,
+def _on_process_exit(pid: int | None = None, exitcode: int | None = None, **_: Any) -> None:
+    """A pool process' last acts, in that process: its chart interpreter stopped and reaped
+    (:func:`close_chart_interpreter`), and a line with its peak resident set (``ru_maxrss``,
     KiB on Linux), so a process replaced for passing ``--max-memory-per-child``
-    (:mod:`workers.heap`) or ``--max-tasks-per-child`` leaves its peak in the log."""
+    (:mod:`workers.heap`) leaves its peak in the log."""
+    close_chart_interpreter()
     log.info("worker.process_exit", pid=pid, exitcode=exitcode,
              peak_rss_kib=resource.getrusage(resource.RUSAGE_SELF).ru_maxrss)
 
