@@ -37,6 +37,7 @@ import http.client
 import os
 import random
 import re
+import shutil
 import statistics
 import subprocess
 import sys
@@ -437,6 +438,7 @@ def main() -> None:
             bare.terminate()
             bare.wait(10)
         h.stop()
+        shutil.rmtree(state, ignore_errors=True)
         r = redis.Redis.from_url(h.redis_url)
         keys = list(r.scan_iter(f"{bare_prefix}*", count=1000))
         if keys:

@@ -65,6 +65,7 @@ import math
 import os
 import queue
 import re
+import shutil
 import statistics
 import sys
 import tempfile
@@ -526,6 +527,7 @@ def one_size(namespaces: int, rounds: int, bake: str, interval: str, port_base: 
         if sampler is not None:
             sampler.stop()
         h.stop()
+        shutil.rmtree(state_dir, ignore_errors=True)  # Prometheus' data: hundreds of MB
 
 
 def parse_s(text: str) -> float:

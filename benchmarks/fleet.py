@@ -75,6 +75,7 @@ from __future__ import annotations
 import argparse
 import math
 import os
+import shutil
 import statistics
 import sys
 import tempfile
@@ -381,6 +382,7 @@ def one_size(n: int, namespaces: int, bake: str, interval: str, port_base: int,
         return fig
     finally:
         h.stop()
+        shutil.rmtree(state_dir, ignore_errors=True)  # Prometheus' data: hundreds of MB
 
 
 #: a campaign's phases the benchmark stops at
@@ -502,6 +504,7 @@ def one_campaign(n: int, namespaces: int, bake: str, interval: str, port_base: i
         return fig
     finally:
         h.stop()
+        shutil.rmtree(state_dir, ignore_errors=True)  # Prometheus' data: hundreds of MB
 
 
 def slack_figures(h: Harness, log: SlackLog, fig: Figures) -> None:

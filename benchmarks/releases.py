@@ -32,6 +32,7 @@ from __future__ import annotations
 import argparse
 import random
 import secrets
+import shutil
 import statistics
 import sys
 import tempfile
@@ -155,6 +156,7 @@ def main() -> None:
                 side.timed()
     finally:
         sb.stop()
+        shutil.rmtree(sb.state_dir, ignore_errors=True)
         keys = list(r.scan_iter(prefix + "*"))
         if keys:
             r.delete(*keys)
