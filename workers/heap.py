@@ -12,20 +12,21 @@ collected as before; the frozen ones are never freed, which is right for what li
 as the process.
 
 What a worker's pool process frees it does not give back whole: at 2,000 namespaces a gate
-look holds 30–40 MB of windows and answers for a moment, and what survives it (a
-connection's buffer, a log record, an entry of a bounded cache) pins the pymalloc arenas and
-malloc heap pages around it. Measured on the engine benchmark (issue 13): the live Python
-objects of the busiest pool process stayed within a few MB between looks (``tracemalloc``),
+look takes a pool process ~65 MB higher for a moment, and what survives it (a connection's
+buffer, a log record, an entry of a bounded cache) pins the pymalloc arenas and malloc heap
+pages around it. Measured on the engine benchmark (issue 13): the live Python objects of
+the busiest pool process stayed within a few MB between looks (``tracemalloc``),
 ``malloc_trim(0)`` gave back 5 MB of its heap, and still its resident set rose about 2 MB a
 wave (137 → 188 MB over 21 waves) and would go on with a longer run; glibc's
 ``MALLOC_ARENA_MAX=2`` with a fixed mmap threshold did not change that. Celery's answer is
 its own: a pool process whose peak passes :data:`MAX_MEMORY_PER_CHILD_KIB` is replaced
 once its task is done (``worker_max_memory_per_child``), by a fork of the main process,
 which holds none of it (``benchmarks/engine.py`` at 2,000 namespaces: peak 189 MB, six
-processes replaced over the run, ratio 0.83 against the plain script). A run loses nothing: its state is in Redis, the task that crossed
-the line finished first, and a rollout watch that process held ends with it (the run's
-scheduled recheck takes over, :mod:`workers.kube.follow`); its chart interpreter is stopped
-and reaped on the way out (:func:`workers.slack.charts.close_chart_interpreter`).
+processes replaced over the run, ratio 0.83 against the plain script). A run loses
+nothing: its state is in Redis, the task that crossed the line finished first, and a
+rollout watch that process held ends with it (the run's scheduled recheck takes over,
+:mod:`workers.kube.follow`); its chart interpreter is stopped and reaped on the way out
+(:func:`workers.slack.charts.close_chart_interpreter`).
 """
 
 from __future__ import annotations
@@ -34,11 +35,11 @@ import gc
 
 #: a pool process whose peak resident set (``ru_maxrss``) passes this many KiB is replaced
 #: after its task (``meshops worker --max-memory-per-child``, Celery's
-#: ``worker_max_memory_per_child``). A new one is ~125–136 MB (shared pages of the main
-#: process counted) and its first look at a 100-namespace wave takes it to ~160–171 MB, so
-#: it is replaced only once the allocator's leftovers build up (every ten waves or so at
-#: 2,000 namespaces), not after every look; the deployed worker's five processes and their
-#: chart interpreters stay inside its 1.5 GiB limit (deploy/kubernetes/worker.yaml)
+#: ``worker_max_memory_per_child``). A new one is ~120–136 MiB (shared pages of the main
+#: process counted); at 200 namespaces none passes it, at 2,000 the one that takes a large
+#: look does (six replaced in a 21-wave run, each at 181–189 MiB), so the peak no longer
+#: climbs with the run; the deployed worker's five processes and their chart interpreters
+#: stay inside its 1.5 GiB limit (deploy/kubernetes/worker.yaml)
 MAX_MEMORY_PER_CHILD_KIB = 180 * 1024
 
 

@@ -190,7 +190,9 @@ def test_a_windows_chunk_gives_back_the_windows_it_was_made_of() -> None:
     rows = '{"les":[],"w":[["shop",null,"source",1,2,0,{},0,[],0,0,0]]}'
     uneven = json.loads(encode_windows(windows))
     uneven["requests"].pop()
-    for bad in ("[]", rows, json.dumps(uneven), "not json", '{"v": 2}'):
+    listed = json.loads(encode_windows(windows))  # counts as lists: the first version's
+    listed["counts"] = [[1, 4, 7], []]
+    for bad in ("[]", rows, json.dumps(uneven), json.dumps(listed), "not json", '{"v": 2}'):
         with pytest.raises((ValueError, KeyError, TypeError, IndexError)):
             decode_windows(bad)
 

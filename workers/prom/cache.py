@@ -268,7 +268,7 @@ def decode_windows(chunk: str | bytes) -> list[TrafficWindow]:
     if len({len(c) for c in cols}) != 1 or not all(isinstance(c, list) for c in cols):
         raise ValueError("the chunk's columns are not lists of one length")
     return [TrafficWindow.of_parts(names[s], names[r], names[p], times[a], times[b], req,
-                                   codes, les[e], map(int, counts.split()), to, tf, rs)
+                                   codes, les[e], map(int, str.split(counts)), to, tf, rs)
             for s, r, p, a, b, req, codes, e, counts, to, tf, rs in zip(*cols, strict=True)]
 
 
