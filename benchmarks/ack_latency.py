@@ -21,6 +21,12 @@ refuses a replay with 409), in rounds that rotate which side goes first, after w
   ``/mesh cancel <run-id>`` before the client's next upgrade (every side gets the same
   cancels). An answer that is not a new run stops the benchmark.
 
+Each burst starts once every server and the sandbox are quiet (:class:`Settle`): a burst
+of slash commands meets a bot at rest, as one from Slack does, and no side is timed while
+another side's after-the-answer work (its audit records, counters and Celery messages)
+still takes the machine's two cores. Without it the p99 at 10 clients went 1.0 → 1.7 × and
+back between runs of the same code, following which side had been timed just before.
+
 Prints p50 and p99 per case (ms), the p99 ratio meshops / same calls (target ≤ 1.2) and
 meshops / ack only, each server's CPU per timed request (from ``/proc``), the calls each side
 took, and last the case with the highest p99 ratio::
@@ -236,14 +242,26 @@ class Side:
                   "trigger_id": f"{self.name}.{client}.{self.serial}.{time.time_ns()}"}
         body = urllib.parse.urlencode(fields)
         headers = {"Content-Type": "application/x-www-form-urlencoded", **sign(self.secret, body)}
-        conn = self.conns.get(client)
-        if conn is None:
-            conn = self.conns[client] = http.client.HTTPConnection("127.0.0.1", self.port,
-                                                                   timeout=30)
-        t0 = time.perf_counter()
-        conn.request("POST", "/slack/events", body=body, headers=headers)
-        resp = conn.getresponse()
-        data = resp.read()
+        for attempt in (1, 2):
+            if client not in self.conns:
+                self.conns[client] = http.client.HTTPConnection("127.0.0.1", self.port,
+                                                                timeout=30)
+            conn = self.conns[client]
+            t0 = time.perf_counter()
+            try:
+                conn.request("POST", "/slack/events", body=body, headers=headers)
+                resp = conn.getresponse()
+                data = resp.read()
+            except (BrokenPipeError, ConnectionResetError, http.client.RemoteDisconnected):
+                # the server closed the connection while it was idle (waitress'
+                # channel_timeout, 120 s: a client's connection waits through the cases it
+                # has no part in); nothing was received, so send again on a new one
+                conn.close()
+                del self.conns[client]
+                if attempt == 2:
+                    raise
+                continue
+            break
         elapsed = time.perf_counter() - t0
         self.calls[text.split()[0]] += 1
         if resp.status != 200:
@@ -295,10 +313,56 @@ class Case:
         return created.group(1)
 
 
-def burst(pool: ThreadPoolExecutor, side: Side, case: Case, timed: list[float] | None
-          ) -> None:
-    """One request per client at once; then, for upgrades, each created run cancelled
-    (untimed, the same cancels on both sides)."""
+def thread_cpu_ns(pids: list[int]) -> int:
+    """CPU time (ns) that every thread of processes ``pids`` has run so far (proc(5):
+    ``/proc/PID/task/TID/schedstat``, its first field); a thread that ended meanwhile is
+    left out."""
+    total = 0
+    for pid in pids:
+        for task in Path(f"/proc/{pid}/task").iterdir():
+            try:
+                total += int((task / "schedstat").read_text().split()[0])
+            except (OSError, ValueError, IndexError):
+                continue
+    return total
+
+
+@dataclass
+class Settle:
+    """Waits, before each burst, until the servers and the sandbox are quiet: no more than
+    :attr:`QUIET_NS` of CPU in all their threads over :attr:`WINDOW_S`. Each server goes on
+    after its answers (audit records, counters, Celery messages: meshops' and the same-calls
+    app's work after the ack), and on two cores that work took CPU from whichever side was
+    timed next, so a side's p99 depended on the side before it. Every burst of every side
+    waits the same way; :attr:`late` counts the waits that gave up after :attr:`TIMEOUT_S`."""
+
+    pids: list[int]
+    WINDOW_S = 0.02
+    QUIET_NS = 1_000_000
+    TIMEOUT_S = 3.0
+    late: int = 0
+    waited_s: float = 0.0
+
+    def __call__(self) -> None:
+        start = time.monotonic()
+        before = thread_cpu_ns(self.pids)
+        while True:
+            time.sleep(self.WINDOW_S)
+            now = thread_cpu_ns(self.pids)
+            if now - before <= self.QUIET_NS:
+                break
+            if time.monotonic() - start > self.TIMEOUT_S:
+                self.late += 1
+                break
+            before = now
+        self.waited_s += time.monotonic() - start
+
+
+def burst(pool: ThreadPoolExecutor, side: Side, case: Case, timed: list[float] | None,
+          settle: Callable[[], None] = lambda: None) -> None:
+    """Once ``settle`` returns, one request per client at once; then, for upgrades, each
+    created run cancelled (untimed, the same cancels on both sides)."""
+    settle()
 
     def one(client: int) -> str | None:
         elapsed, text = side.post(client, case.text(client))
@@ -316,18 +380,19 @@ def burst(pool: ThreadPoolExecutor, side: Side, case: Case, timed: list[float] |
         list(pool.map(cancel, range(case.clients)))
 
 
-def run_case(sides: list[Side], case: Case, requests: int, warm: int
-             ) -> dict[str, list[float]]:
+def run_case(sides: list[Side], case: Case, requests: int, warm: int,
+             settle: Callable[[], None] = lambda: None) -> dict[str, list[float]]:
     """Warm both sides, then ``requests`` timed requests per side in rounds of one burst
-    each, alternating which side goes first; {side name: latencies in s}."""
+    each, alternating which side goes first, each burst after ``settle``; {side name:
+    latencies in s}."""
     timed: dict[str, list[float]] = {s.name: [] for s in sides}
     with ThreadPoolExecutor(case.clients) as pool:
         for r in range(max(1, warm // case.clients)):
             for side in rotated(sides, r):
-                burst(pool, side, case, None)
+                burst(pool, side, case, None, settle)
         for r in range(max(1, requests // case.clients)):
             for side in rotated(sides, r):
-                burst(pool, side, case, timed[side.name])
+                burst(pool, side, case, timed[side.name], settle)
     return timed
 
 
@@ -366,7 +431,7 @@ def main() -> None:
     parser.add_argument("--clients", type=int, nargs="+", default=[1, 10],
                         help="concurrent clients of each case (default 1 10)")
     parser.add_argument("--quick", action="store_true",
-                        help="60 timed requests per side and case (under a minute)")
+                        help="30 timed requests per side and case (under a minute)")
     parser.add_argument("--port-base", type=int, default=None,
                         help="ports base … base+6 (sandbox), +80 (bot), +90/+91 (bare apps)")
     parser.add_argument("--bare-app", nargs=3, metavar=("PORT", "SECRET", "CALLS"),
@@ -375,7 +440,7 @@ def main() -> None:
     if args.bare_app:
         bare_app(int(args.bare_app[0]), args.bare_app[1], args.bare_app[2] == "same-calls")
         return
-    requests = 60 if args.quick else args.requests
+    requests = 30 if args.quick else args.requests
     warm = max(20, requests // 10)
     state = Path(tempfile.mkdtemp(prefix="meshops-ackbench-"))
     world = world_file(state / "world.yaml", max(args.clients))
@@ -411,11 +476,12 @@ def main() -> None:
               f"{'p99':>7}{'meshops p50':>12}{'p99':>7}{'ratio':>7}{'vs ack-only':>12}"
               f"{'CPU a/s/m':>15}")
         worst: tuple[float, float, float] | None = None
+        settle = Settle([*pids.values(), h.procs["sandbox"].pid])
         for verb in ("status", "upgrade"):
             for clients in args.clients:
                 case = Case(verb, clients)
                 cpu0 = {n: cpu_s(pid) for n, pid in pids.items()}
-                t = run_case(sides, case, requests, warm)
+                t = run_case(sides, case, requests, warm, settle)
                 cpu = {n: (cpu_s(pid) - cpu0[n]) * 1e3 / (requests + warm)
                        for n, pid in pids.items()}
                 a, b, m = t[ACK_ONLY], t[SAME_CALLS], t[MESHOPS]
@@ -428,6 +494,8 @@ def main() -> None:
                       f"{pct(m, 99) / pct(a, 99):>11.2f}×{cpus:>15}", flush=True)
                 if worst is None or ratio > worst[2]:
                     worst = (pct(m, 99), pct(b, 99), ratio)
+        print(f"settled before each burst: {settle.waited_s:.1f} s in all, "
+              f"{settle.late} bursts after {Settle.TIMEOUT_S:.0f} s without quiet")
         for side in sides:
             print(f"calls {side.name}: {sum(side.calls.values())} "
                   f"({', '.join(f'{k} {v}' for k, v in sorted(side.calls.items()))})")

@@ -58,16 +58,35 @@ def test_releases_quick_polls_as_often_on_both_sides(tmp_path: Path) -> None:
     assert rows == {"meshops": int(last.group(1)), "plain": int(last.group(1))}, lines
 
 
-def _fleet():  # type: ignore[no-untyped-def]
-    import importlib.util
+def _ack():  # type: ignore[no-untyped-def]
+    return _bench("ack_latency")
 
-    spec = importlib.util.spec_from_file_location("fleet_bench", ROOT / "benchmarks" /
-                                                  "fleet.py")
-    assert spec and spec.loader
-    module = importlib.util.module_from_spec(spec)
-    sys.modules[spec.name] = module  # its dataclasses look their module up
-    spec.loader.exec_module(module)
-    return module
+
+def test_ack_latency_waits_for_a_server_still_at_work_before_a_burst() -> None:
+    ack = _ack()
+    busy = subprocess.Popen([sys.executable, "-c",
+                             "import time\nend = time.time() + 0.6\nwhile time.time() < end: "
+                             "pass\ntime.sleep(30)"])
+    try:
+        settle = ack.Settle([busy.pid, os.getpid()])
+        time.sleep(0.1)  # the spinning has begun
+        t0 = time.monotonic()
+        settle()
+        waited = time.monotonic() - t0
+        # the burst waits until the spinning stops (~0.5 s more), then one quiet window
+        assert 0.3 < waited < 2.0, waited
+        assert settle.late == 0
+        t0 = time.monotonic()
+        settle()  # quiet now: one window
+        assert time.monotonic() - t0 < 0.3
+        assert settle.waited_s >= waited
+    finally:
+        busy.kill()
+        busy.wait()
+
+
+def _fleet():  # type: ignore[no-untyped-def]
+    return _bench("fleet")
 
 
 def test_fleet_measures_wall_less_the_peoples_wait_against_the_systems_own_time() -> None:
