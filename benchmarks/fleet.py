@@ -28,7 +28,9 @@ the sandbox's Slack log: ``chat.postMessage`` and ``chat.update``), the most pos
 channel in any one second, and the 429s Slack's limits gave (``GET
 /_sandbox/slack/throttled``), and the CPU seconds each part used while the
 runs went on (worker, Prometheus, the emulators, bot, beat, Redis: they share the machine's
-cores, so a wall time above the unavoidable can be told apart from meshops' own cost).
+cores, so a wall time above the unavoidable can be told apart from meshops' own cost), and
+where each run's wall above its unavoidable went (:func:`overhead`: ARM operations seen
+done late, rollouts seen done late, deciding looks after the bake, the steps between).
 
 Targets at 30 runs (issue 13): wall/unavoidable ≤ 1.1, chat.update ≤ 50 a minute, at most
 one post per channel per second, no 429. Last line:
@@ -120,6 +122,8 @@ class Figures:
     #: CPU seconds each part used while the runs went on, and how long that was (s)
     cpu: dict[str, float] = field(default_factory=dict)
     cpu_wall: float = 0.0
+    #: each completed run's :func:`overhead`
+    overheads: list[dict[str, float]] = field(default_factory=list)
 
     @property
     def ratio(self) -> float:
@@ -194,6 +198,39 @@ def measured(run: Any, bake_s: float, interval_s: float) -> tuple[float, float]:
         bakes += max(bake_s, max(looks, default=0) * interval_s)
     unavoidable = 2 * OPERATION_S + len(run.waves) * ROLLOUT_STEPS * ROLLOUT_S + bakes
     return wall, unavoidable
+
+
+def overhead(run: Any, bake_s: float, interval_s: float) -> dict[str, float]:
+    """Where a finished run's wall time above its unavoidable time went, seconds:
+
+    - ``ARM``: each ARM operation seen done (the run's next phase after the ``arm`` event)
+      later than ``OPERATION_S`` after the PUT;
+    - ``rollouts``: each wave's bake started (its rollout seen done) later than its
+      rollout's ``ROLLOUT_STEPS × ROLLOUT_S`` after the restart;
+    - ``bakes``: each wave's deciding look later than its bake (as :func:`measured` counts
+      it) after the bake started;
+    - ``between``: the rest (approval to PUT, the control plane's check, each wave's
+      baseline, label and restart after the last wave's decision, the Complete's PUT).
+    """
+    wall, unavoidable = measured(run, bake_s, interval_s)
+    arm = 0.0
+    for i, e in enumerate(run.history):
+        if e.kind == "arm":
+            seen = next((f.at for f in run.history[i + 1:] if f.kind == "phase"), None)
+            if seen is not None:
+                arm += seen - e.at - OPERATION_S
+    rollouts = bakes = 0.0
+    for w in run.waves:
+        if w.restarted_at is None or w.bake_started_at is None:
+            continue
+        rollouts += w.bake_started_at - w.restarted_at - ROLLOUT_STEPS * ROLLOUT_S
+        decided = [e for e in run.history if e.kind == "gate"
+                   and e.data.get("wave") == w.index and e.data.get("decided")]
+        if decided:
+            look = int(decided[-1].data.get("look") or 0)
+            bakes += decided[-1].at - w.bake_started_at - max(bake_s, look * interval_s)
+    return {"ARM": arm, "rollouts": rollouts, "bakes": bakes,
+            "between": wall - unavoidable - arm - rollouts - bakes}
 
 
 @dataclass(frozen=True)
@@ -370,6 +407,7 @@ def one_size(n: int, namespaces: int, bake: str, interval: str, port_base: int,
                 wall, unavoidable = measured(run, bake_s, parse_duration(interval))
                 fig.wall.append(wall)
                 fig.unavoidable.append(unavoidable)
+                fig.overheads.append(overhead(run, bake_s, parse_duration(interval)))
                 if slowest is None or wall / unavoidable > slowest[0]:
                     slowest = (wall / unavoidable, run)
         if timeline and slowest is not None:
@@ -577,6 +615,10 @@ def main(argv: list[str] | None = None) -> int:
               + ", ".join(f"{k} {v:.0f} s" for k, v in sorted(fig.cpu.items(),
                                                                 key=lambda kv: -kv[1])),
               flush=True)
+        if fig.overheads:
+            print("  wall above the unavoidable per run (s, median of each part): " + ", ".join(
+                f"{k} {statistics.median(o[k] for o in fig.overheads):.2f}"
+                for k in fig.overheads[0]), flush=True)
     assert last is not None
     print(f"fleet: {last.runs} runs, wall/unavoidable {last.ratio:.2f}, chat.update per "
           f"minute {last.per_minute.get('chat.update', 0)}, max posts per channel per "

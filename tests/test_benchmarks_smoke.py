@@ -15,6 +15,8 @@ import sys
 import time
 from pathlib import Path
 
+import pytest
+
 from tests.conftest import ROOT, free_port_base
 
 ACK_LAST = re.compile(r"^ack: p99 \d+\.\d+ ms meshops vs \d+\.\d+ ms bare Bolt making the same "
@@ -121,6 +123,42 @@ def test_fleet_measures_wall_less_the_peoples_wait_against_the_systems_own_time(
     assert fleet.person_wait(history) == 60
     assert fleet.sliding_max([0.0, 0.2, 0.9, 1.0, 1.5, 5.0], 1.0) == 3
     assert fleet.sliding_max([], 60.0) == 0
+
+
+def test_fleet_tells_where_the_wall_above_the_unavoidable_went() -> None:
+    """``overhead``: ARM operations seen done late, rollouts seen done late, deciding looks
+    after the bake, and the rest between; together the wall less the unavoidable."""
+    from workflows.model import Event, Wave
+
+    fleet = _fleet()
+
+    def ev(at: float, kind: str, **data: object) -> Event:
+        return Event(at=at, kind=kind, text="", data=dict(data))
+
+    history = [ev(0, "phase", phase="planning"), ev(1, "phase", phase="awaiting_approval"),
+               ev(10, "phase", phase="starting_canary"), ev(10.2, "arm"),
+               ev(12.7, "phase", phase="waiting_control_plane"),  # 0.5 s late
+               ev(12.8, "phase", phase="migrating"),
+               ev(19.0, "gate", wave=0, look=1, decided=False),
+               ev(22.4, "gate", wave=0, look=2, decided=True),  # 0.4 s after its 6 s bake
+               ev(22.5, "phase", phase="awaiting_completion"),
+               ev(30, "phase", phase="completing"), ev(30.1, "arm"),
+               ev(32.2, "phase", phase="completed")]  # 0.1 s late
+
+    class R:  # the fields of workflows.model.Run the benchmark reads
+        created_at, updated_at = 0.0, 32.2
+        waves = [Wave(index=0, namespaces=["a"], restarted_at=13.4, bake_started_at=16.0)]
+
+    R.history = history  # type: ignore[attr-defined]
+    parts = fleet.overhead(R, 6.0, 3.0)
+    wall, unavoidable = fleet.measured(R, 6.0, 3.0)
+    assert parts["ARM"] == pytest.approx(0.5 + 0.1)
+    assert parts["rollouts"] == pytest.approx(16.0 - 13.4 - 2 * 1.0)
+    assert parts["bakes"] == pytest.approx(22.4 - 16.0 - 6.0)
+    assert sum(parts.values()) == pytest.approx(wall - unavoidable)
+    # approval to PUT; the control plane's check and the wave's baseline, label and
+    # restart; the decision to the Complete button; the Complete's PUT
+    assert parts["between"] == pytest.approx(0.2 + (13.4 - 12.7) + 0.1 + 0.1)
 
 
 def test_fleet_campaign_unavoidable_is_each_stage_s_rounds_of_one_cluster_then_its_soak(
