@@ -21,7 +21,8 @@ refuses a replay with 409), in rounds that rotate which side goes first, after w
   ``/mesh cancel <run-id>`` before the client's next upgrade (every side gets the same
   cancels). An answer that is not a new run stops the benchmark.
 
-Each burst starts once every server and the sandbox are quiet (:class:`Settle`): a burst
+Each burst starts once the servers and the sandbox's own process are quiet
+(:class:`Settle`): a burst
 of slash commands meets a bot at rest, as one from Slack does, and no side is timed while
 another side's after-the-answer work (its audit records, counters and Celery messages)
 still takes the machine's two cores. Without it the p99 at 10 clients went 1.0 → 1.7 × and
@@ -73,6 +74,9 @@ LOOKING = "Looking at ARM and Kubernetes"
 #: the ack of a run created by the same-calls baseline (:func:`bare_app`)
 BARE_CREATED = re.compile(r"^run `([0-9a-f]+)`")
 TARGET = 1.2
+#: a client's connection idle longer than this (s) is replaced before its next request:
+#: half of waitress' ``channel_timeout`` (120 s), after which the server closes it
+IDLE_REOPEN_S = 60.0
 ACK_ONLY, SAME_CALLS, MESHOPS = "bare ack only", "bare same calls", "meshops"
 
 
@@ -231,6 +235,8 @@ class Side:
     conns: dict[int, http.client.HTTPConnection] = field(default_factory=dict)
     calls: Counter[str] = field(default_factory=Counter)
     serial: int = 0
+    #: when each client's connection last answered (monotonic s)
+    used: dict[int, float] = field(default_factory=dict)
 
     def post(self, client: int, text: str) -> tuple[float, str]:
         """Send a signed ``/mesh text`` as user ana; (seconds to the answer, ack text).
@@ -242,27 +248,22 @@ class Side:
                   "trigger_id": f"{self.name}.{client}.{self.serial}.{time.time_ns()}"}
         body = urllib.parse.urlencode(fields)
         headers = {"Content-Type": "application/x-www-form-urlencoded", **sign(self.secret, body)}
-        for attempt in (1, 2):
-            if client not in self.conns:
-                self.conns[client] = http.client.HTTPConnection("127.0.0.1", self.port,
-                                                                timeout=30)
-            conn = self.conns[client]
-            t0 = time.perf_counter()
-            try:
-                conn.request("POST", "/slack/events", body=body, headers=headers)
-                resp = conn.getresponse()
-                data = resp.read()
-            except (BrokenPipeError, ConnectionResetError, http.client.RemoteDisconnected):
-                # the server closed the connection while it was idle (waitress'
-                # channel_timeout, 120 s: a client's connection waits through the cases it
-                # has no part in); nothing was received, so send again on a new one
-                conn.close()
-                del self.conns[client]
-                if attempt == 2:
-                    raise
-                continue
-            break
+        if time.monotonic() - self.used.get(client, 0.0) > IDLE_REOPEN_S and \
+                client in self.conns:
+            # waitress closes a connection idle for its channel_timeout (120 s), and a
+            # client's waits through the cases it has no part in: a new one, not a request
+            # sent into a socket the server may be closing
+            self.conns.pop(client).close()
+        if client not in self.conns:
+            self.conns[client] = http.client.HTTPConnection("127.0.0.1", self.port,
+                                                            timeout=30)
+        conn = self.conns[client]
+        t0 = time.perf_counter()
+        conn.request("POST", "/slack/events", body=body, headers=headers)
+        resp = conn.getresponse()
+        data = resp.read()
         elapsed = time.perf_counter() - t0
+        self.used[client] = time.monotonic()
         self.calls[text.split()[0]] += 1
         if resp.status != 200:
             raise SystemExit(f"{self.name}: HTTP {resp.status} to `/mesh {text}`: "
@@ -313,34 +314,44 @@ class Case:
         return created.group(1)
 
 
-def thread_cpu_ns(pids: list[int]) -> int:
-    """CPU time (ns) that every thread of processes ``pids`` has run so far (proc(5):
-    ``/proc/PID/task/TID/schedstat``, its first field); a thread that ended meanwhile is
-    left out."""
-    total = 0
+def thread_cpu_ns(pids: list[int]) -> dict[int, int]:
+    """{thread id: CPU time (ns) it has run so far} for every thread of processes ``pids``
+    (proc(5): ``/proc/PID/task/TID/schedstat``, its first field). SystemExit when one of
+    the processes is gone (a server that died)."""
+    out = {}
     for pid in pids:
-        for task in Path(f"/proc/{pid}/task").iterdir():
+        try:
+            tasks = list(Path(f"/proc/{pid}/task").iterdir())
+        except FileNotFoundError:
+            raise SystemExit(f"process {pid} (a server under test) is gone") from None
+        for task in tasks:
             try:
-                total += int((task / "schedstat").read_text().split()[0])
+                out[int(task.name)] = int((task / "schedstat").read_text().split()[0])
             except (OSError, ValueError, IndexError):
-                continue
-    return total
+                continue  # the thread ended while being read
+    return out
 
 
 @dataclass
 class Settle:
-    """Waits, before each burst, until the servers and the sandbox are quiet: no more than
-    :attr:`QUIET_NS` of CPU in all their threads over :attr:`WINDOW_S`. Each server goes on
-    after its answers (audit records, counters, Celery messages: meshops' and the same-calls
-    app's work after the ack), and on two cores that work took CPU from whichever side was
-    timed next, so a side's p99 depended on the side before it. Every burst of every side
-    waits the same way; :attr:`late` counts the waits that gave up after :attr:`TIMEOUT_S`."""
+    """Waits, before each burst, until the servers under test and the sandbox's own process
+    are quiet: the same threads, and no more than :attr:`QUIET_NS` of CPU in all of them
+    over :attr:`WINDOW_S` (a thread started or ended meanwhile is activity: the sandbox
+    serves each connection in a thread of its own). Each server goes on after its answers
+    (audit records, counters, Celery messages: meshops' and the same-calls app's work
+    after the ack), and on two cores that work took CPU from whichever side was timed
+    next, so a side's p99 depended on the side before it. What goes on at its own pace
+    whatever the sides do is not waited for: Prometheus' scrapes, the traffic publisher,
+    Redis. Every burst of every side waits the same way; :attr:`late` counts the waits
+    that gave up after :attr:`TIMEOUT_S` (printed: many would mean a machine never
+    quiet, and bursts timed on a busy one)."""
 
     pids: list[int]
     WINDOW_S = 0.02
     QUIET_NS = 1_000_000
     TIMEOUT_S = 3.0
     late: int = 0
+    waits: int = 0
     waited_s: float = 0.0
 
     def __call__(self) -> None:
@@ -349,12 +360,14 @@ class Settle:
         while True:
             time.sleep(self.WINDOW_S)
             now = thread_cpu_ns(self.pids)
-            if now - before <= self.QUIET_NS:
+            if now.keys() == before.keys() and \
+                    sum(now.values()) - sum(before.values()) <= self.QUIET_NS:
                 break
             if time.monotonic() - start > self.TIMEOUT_S:
                 self.late += 1
                 break
             before = now
+        self.waits += 1
         self.waited_s += time.monotonic() - start
 
 
@@ -495,7 +508,8 @@ def main() -> None:
                 if worst is None or ratio > worst[2]:
                     worst = (pct(m, 99), pct(b, 99), ratio)
         print(f"settled before each burst: {settle.waited_s:.1f} s in all, "
-              f"{settle.late} bursts after {Settle.TIMEOUT_S:.0f} s without quiet")
+              f"{settle.late} of {settle.waits} bursts after {Settle.TIMEOUT_S:.0f} s "
+              "without quiet")
         for side in sides:
             print(f"calls {side.name}: {sum(side.calls.values())} "
                   f"({', '.join(f'{k} {v}' for k, v in sorted(side.calls.items()))})")

@@ -190,45 +190,55 @@ def wall_of(run: Any) -> float:
 def measured(run: Any, bake_s: float, interval_s: float) -> tuple[float, float]:
     """(wall, unavoidable) of a finished run, seconds (see the module docstring)."""
     wall = wall_of(run)
-    bakes = 0.0
-    for w in run.waves:
-        # the look that decided, one interval apart from the bake's start
-        looks = [int(e.data.get("look") or 0) for e in run.history if e.kind == "gate"
-                 and e.data.get("wave") == w.index and e.data.get("decided")]
-        bakes += max(bake_s, max(looks, default=0) * interval_s)
+    # the look that decided, one interval apart from the bake's start
+    bakes = sum(max(bake_s, deciding_look(run, w.index) * interval_s) for w in run.waves)
     unavoidable = 2 * OPERATION_S + len(run.waves) * ROLLOUT_STEPS * ROLLOUT_S + bakes
     return wall, unavoidable
 
 
-def overhead(run: Any, bake_s: float, interval_s: float) -> dict[str, float]:
-    """Where a finished run's wall time above its unavoidable time went, seconds:
+def deciding_look(run: Any, wave: int) -> int:
+    """The highest look of wave ``wave`` that decided (0: none did), from its gate events."""
+    return max((int(e.data.get("look") or 0) for e in run.history if e.kind == "gate"
+                and e.data.get("wave") == wave and e.data.get("decided")), default=0)
 
-    - ``ARM``: each ARM operation seen done (the run's next phase after the ``arm`` event)
-      later than ``OPERATION_S`` after the PUT;
+
+def overhead(run: Any, bake_s: float, interval_s: float) -> dict[str, float]:
+    """Where a finished run's wall time above its unavoidable time (:func:`measured`)
+    went, seconds:
+
+    - ``ARM``: its ARM operations seen done (the run's next phase after a PUT's ``arm``
+      event; a PUT sent again before that counts from the last one) beyond the two
+      operations' ``2 × OPERATION_S``; the completion's includes the old control plane's
+      removal, which the run checks with it;
     - ``rollouts``: each wave's bake started (its rollout seen done) later than its
-      rollout's ``ROLLOUT_STEPS × ROLLOUT_S`` after the restart;
-    - ``bakes``: each wave's deciding look later than its bake (as :func:`measured` counts
-      it) after the bake started;
-    - ``between``: the rest (approval to PUT, the control plane's check, each wave's
-      baseline, label and restart after the last wave's decision, the Complete's PUT).
+      rollout's ``ROLLOUT_STEPS × ROLLOUT_S`` after its restart;
+    - ``bakes``: each wave's deciding look later than its bake (the deciding look ×
+      ``interval_s``, at least ``bake_s``) after the bake started;
+    - ``between``: the rest: approval to the PUT, the control plane seen deployed to the
+      first wave's restart, each gate decision to the next wave's restart or to the
+      Complete button, the Complete to its PUT (and a wave's rollout and bake when the
+      run holds no times for them).
     """
     wall, unavoidable = measured(run, bake_s, interval_s)
-    arm = 0.0
-    for i, e in enumerate(run.history):
+    arm, put = 0.0, None
+    for e in run.history:
         if e.kind == "arm":
-            seen = next((f.at for f in run.history[i + 1:] if f.kind == "phase"), None)
-            if seen is not None:
-                arm += seen - e.at - OPERATION_S
+            put = e.at
+        elif e.kind == "phase" and put is not None:
+            arm += e.at - put
+            put = None
+    arm -= 2 * OPERATION_S
     rollouts = bakes = 0.0
     for w in run.waves:
         if w.restarted_at is None or w.bake_started_at is None:
             continue
         rollouts += w.bake_started_at - w.restarted_at - ROLLOUT_STEPS * ROLLOUT_S
-        decided = [e for e in run.history if e.kind == "gate"
-                   and e.data.get("wave") == w.index and e.data.get("decided")]
+        look = deciding_look(run, w.index)
+        decided = [e.at for e in run.history if e.kind == "gate"
+                   and e.data.get("wave") == w.index and e.data.get("decided")
+                   and int(e.data.get("look") or 0) == look]
         if decided:
-            look = int(decided[-1].data.get("look") or 0)
-            bakes += decided[-1].at - w.bake_started_at - max(bake_s, look * interval_s)
+            bakes += decided[-1] - w.bake_started_at - max(bake_s, look * interval_s)
     return {"ARM": arm, "rollouts": rollouts, "bakes": bakes,
             "between": wall - unavoidable - arm - rollouts - bakes}
 
