@@ -22,6 +22,7 @@ from pathlib import Path
 
 import pytest
 import yaml
+from cryptography.hazmat.primitives import serialization
 from kubernetes import client as k8s
 
 from sandbox.certs import ClusterCa, make_cluster_ca
@@ -229,3 +230,67 @@ def test_no_memory_file_outlives_a_kubeconfig_that_fails(tmp_path: Path,
     assert kept is data and fds == []
     with pytest.raises(OSError):
         os.fstat(made[0])
+
+
+def test_credentials_that_are_base64_but_not_pem_are_refused_at_load(
+        tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """Base64 of something that is not a PEM certificate, or a key that is not the
+    certificate's, is refused when the kubeconfig is loaded, naming the entry and the key
+    and never the value. The client would take them, and every request would then fail
+    its TLS handshake as if the API server were unreachable: a retry forever instead of a
+    fix."""
+    files = make_cluster_ca(tmp_path / "one")
+    other = make_cluster_ca(tmp_path / "two")
+    secret = base64.b64encode(b"s3cr3t: not a certificate").decode()
+    good = kubeconfig(files, "https://aks-one:443")
+    assert api_client_from_kubeconfig(yaml.safe_dump(good)).configuration.host == \
+        "https://aks-one:443"
+
+    def broken(section: str, key: str, value: str) -> str:
+        data = json.loads(json.dumps(good))
+        data[section][0]["cluster" if section == "clusters" else "user"][key] = value
+        return yaml.safe_dump(data)
+
+    cases = [
+        (broken("clusters", "certificate-authority-data", secret),
+         r"^the kubeconfig's cluster 'aks-one': certificate-authority-data is base64 but not "
+         r"of a PEM certificate"),
+        # a PEM block whose body is not a certificate
+        (broken("clusters", "certificate-authority-data", base64.b64encode(
+            b"-----BEGIN CERTIFICATE-----\nczNjcjN0\n-----END CERTIFICATE-----\n").decode()),
+         "certificate-authority-data is base64 but not of a PEM certificate"),
+        # DER: the client's TLS reads a CA file as PEM only
+        (broken("clusters", "certificate-authority-data", base64.b64encode(
+            ssl.PEM_cert_to_DER_cert(files.ca.read_text())).decode()),
+         "certificate-authority-data is base64 but not of a PEM certificate"),
+        (broken("users", "client-certificate-data", b64(files.client_key)),
+         "user 'clusterUser_rg_aks-one': client-certificate-data is base64 but not of a PEM "
+         "certificate"),
+        # another cluster's client key: a pair that does not match
+        (broken("users", "client-key-data", b64(other.client_key)),
+         "user 'clusterUser_rg_aks-one': client-key-data is not the private key of "
+         "client-certificate-data"),
+        (broken("users", "client-key-data", secret), "client-key-data is not the private key"),
+        # an encrypted key: the client has no password to give
+        (broken("users", "client-key-data", base64.b64encode(
+            serialization.load_pem_private_key(files.client_key.read_bytes(), None)
+            .private_bytes(serialization.Encoding.PEM, serialization.PrivateFormat.PKCS8,
+                           serialization.BestAvailableEncryption(b"pw"))).decode()),
+         "client-key-data is not the private key .* the key unencrypted"),
+    ]
+    before = open_fds()
+    for text, says in cases:
+        with pytest.raises(ClusterApiError, match=says) as raised:
+            api_client_from_kubeconfig(text)
+        assert "s3cr3t" not in str(raised.value) and "czNjcjN0" not in str(raised.value)
+        assert raised.value.__cause__ is None  # no value in a chained exception either
+    assert open_fds() == before  # no memory file left behind by a refusal
+    # no memory files to be had: the certificates are checked all the same
+    monkeypatch.delattr(os, "memfd_create")
+    with pytest.raises(ClusterApiError, match="certificate-authority-data is base64 but not"):
+        api_client_from_kubeconfig(cases[0][0])
+    scratch = tmp_path / "tmp"
+    scratch.mkdir()
+    monkeypatch.setattr(tempfile, "tempdir", str(scratch))  # where the client's files go
+    loaded = api_client_from_kubeconfig(yaml.safe_dump(good)).configuration
+    assert Path(loaded.ssl_ca_cert).parent == scratch  # the client's own files, as before

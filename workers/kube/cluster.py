@@ -17,6 +17,7 @@ import json
 import math
 import os
 import re
+import ssl
 import threading
 import time
 import weakref
@@ -244,13 +245,21 @@ def credentials_in_memory(data: dict[str, Any], context: str | None = None
     the process. Where there are none (not Linux, no ``/proc``), the kubeconfig is
     returned as it is and the client does as it always has.
 
+    Each value is checked as the client's TLS will load it (Python's ``ssl``, OpenSSL):
+    the certificates as PEM certificates, and the user's certificate with its key as one
+    pair (``load_cert_chain``, where the memory files are). Where there are no memory
+    files the values are checked all the same, the pair excepted.
+
     Raises:
         ClusterApiError: a value that is not base64 (the client would decode what it could
             of it, dropping stray characters, into a certificate or key that fails later
-            as TLS, or refuse it and write nothing to say which).
+            as TLS, or refuse it and write nothing to say which); base64 of something
+            that is not a PEM certificate, or a key that is not the certificate's (the
+            client would take them, and every request would then fail its TLS handshake
+            as if the API server were unreachable). The message names the entry and the
+            key, never the value.
     """
-    if not hasattr(os, "memfd_create"):
-        return data, []
+    memory = hasattr(os, "memfd_create")
     name = context or data.get("current-context")
     ctx = next((c.get("context") or {} for c in _list(data.get("contexts"))
                 if isinstance(c, dict) and c.get("name") == name), {})
@@ -286,6 +295,11 @@ def credentials_in_memory(data: dict[str, Any], context: str | None = None
                             f"the kubeconfig's {kind} {wanted!r}: {data_key} is not base64 "
                             f"({exc}); it holds a PEM file base64-encoded (kubectl config "
                             "view --raw)") from exc
+                    if data_key != "client-key-data":
+                        _check_certificates(f"the kubeconfig's {kind} {wanted!r}: {data_key}",
+                                            content)
+                    if not memory:
+                        continue
                     fd = os.memfd_create(f"kubeconfig-{file_key}")
                     fds.append(fd)
                     os.write(fd, content)
@@ -294,6 +308,8 @@ def credentials_in_memory(data: dict[str, Any], context: str | None = None
                         raise OSError(f"{path} does not name the memory file")
                     body[file_key] = path
                     del body[data_key]
+                if kind == "user":
+                    _check_key_pair(f"the kubeconfig's user {wanted!r}", body)
                 entries.append({**entry, kind: body})
             out[section] = entries
     except OSError as exc:  # no memory files here (seccomp, no /proc, out of descriptors)
@@ -303,7 +319,41 @@ def credentials_in_memory(data: dict[str, Any], context: str | None = None
     except BaseException:
         _close(fds)
         raise
-    return out, fds
+    return (out, fds) if memory else (data, [])
+
+
+def _check_certificates(what: str, content: bytes) -> None:
+    """``ClusterApiError`` unless ``content`` holds PEM certificates as OpenSSL reads a CA
+    file (``SSLContext.load_verify_locations``: text around the ``BEGIN CERTIFICATE``
+    blocks is let be, as the client's TLS lets it be). Only ``what`` is named."""
+    try:
+        ssl.SSLContext(ssl.PROTOCOL_TLS_CLIENT).load_verify_locations(
+            cadata=content.decode("ascii"))
+    except (UnicodeDecodeError, ssl.SSLError, ValueError) as exc:
+        reason = "not text" if isinstance(exc, UnicodeDecodeError) else str(exc)[:160]
+        raise ClusterApiError(f"{what} is base64 but not of a PEM certificate ({reason}); "
+                              "it holds a PEM file (-----BEGIN CERTIFICATE-----) "
+                              "base64-encoded (kubectl config view --raw)") from None
+
+
+def _check_key_pair(what: str, user: dict[str, Any]) -> None:
+    """``ClusterApiError`` unless the user's ``client-certificate`` and ``client-key``
+    files (the memory files just made) load as one pair, as the client's TLS loads them
+    (``SSLContext.load_cert_chain``: a PEM private key, unencrypted, that is the
+    certificate's). Nothing when the user has not both. Only ``what`` is named."""
+    cert, key = user.get("client-certificate"), user.get("client-key")
+    if not (isinstance(cert, str) and isinstance(key, str)
+            and cert.startswith("/proc/self/fd/") and key.startswith("/proc/self/fd/")):
+        return
+    try:
+        # a password callback that gives none: an encrypted key fails here, as it would
+        # in the client (which cannot ask for one), rather than prompting on a terminal
+        ssl.SSLContext(ssl.PROTOCOL_TLS_CLIENT).load_cert_chain(cert, key, password=lambda: b"")
+    except (ssl.SSLError, ValueError, OSError) as exc:
+        raise ClusterApiError(f"{what}: client-key-data is not the private key of "
+                              f"client-certificate-data, or not a PEM private key "
+                              f"({str(exc)[:160]}); both are PEM files base64-encoded, "
+                              "the key unencrypted (kubectl config view --raw)") from None
 
 
 def _list(value: Any) -> list[Any]:
