@@ -357,6 +357,13 @@ def cpu_by_part(h: Harness) -> dict[str, float]:
     return dict(out)
 
 
+#: where the benchmark stops following a run: its end, or a pause that hands the run to a
+#: person (its gate could not decide within the longest bake, a PAUSE verdict): what that
+#: person would do is not the machine's to guess, so the run is reported with its reason
+#: and left out of the ratios, and the others are not held up to the timeout
+RUN_ENDS = {*TERMINAL, "paused"}
+
+
 def one_size(n: int, namespaces: int, bake: str, interval: str, port_base: int,
              timeout: float, timeline: bool = False) -> Figures:
     fig = Figures(n)
@@ -399,7 +406,7 @@ def one_size(n: int, namespaces: int, bake: str, interval: str, port_base: int,
                         clicked.add((run_id, action))
                         h.click("approver", run_id, action, root)
                 phase = h.run_phase(run_id)
-                if phase in TERMINAL:
+                if phase in RUN_ENDS:
                     done[run_id] = phase
             time.sleep(0.5)
         cpu1, fig.cpu_wall = cpu_by_part(h), time.time() - t0
