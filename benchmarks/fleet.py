@@ -358,9 +358,9 @@ def cpu_by_part(h: Harness) -> dict[str, float]:
 
 
 #: where the benchmark stops following a run: its end, or a pause that hands the run to a
-#: person (its gate could not decide within the longest bake, a PAUSE verdict): what that
-#: person would do is not the machine's to guess, so the run is reported with its reason
-#: and left out of the ratios, and the others are not held up to the timeout
+#: person (its gate could not decide within the longest bake, or a step's retries ran out):
+#: what that person would do is not the machine's to guess, so the run is reported with
+#: its reason and left out of the ratios, and the others are not held up to the timeout
 RUN_ENDS = {*TERMINAL, "paused"}
 
 

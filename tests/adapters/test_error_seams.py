@@ -277,7 +277,7 @@ def _kubeconfig(**changes: Any) -> dict[str, Any]:
      "cluster 'aks': certificate-authority-data is not base64"),
     ({"users": [{"name": "u", "user": {"client-key-data": "QUJD$$"}}]},
      "user 'u': client-key-data is not base64"),
-    # base64, but of no certificate: checked with or without memory files
+    # base64, but of no certificate
     ({"clusters": [{"name": "aks", "cluster": {"server": "https://aks-one:443",
                                                "certificate-authority-data": "aGVsbG8="}}]},
      "cluster 'aks': certificate-authority-data is base64 but not of a PEM certificate"),

@@ -283,14 +283,32 @@ def test_credentials_that_are_base64_but_not_pem_are_refused_at_load(
         with pytest.raises(ClusterApiError, match=says) as raised:
             api_client_from_kubeconfig(text)
         assert "s3cr3t" not in str(raised.value) and "czNjcjN0" not in str(raised.value)
-        assert raised.value.__cause__ is None  # no value in a chained exception either
+        # no value in a chained exception either
+        assert raised.value.__cause__ is None and raised.value.__context__ is None
     assert open_fds() == before  # no memory file left behind by a refusal
-    # no memory files to be had: the certificates are checked all the same
+    # what OpenSSL takes is taken: a CA bundle of two certificates with UTF-8 text around
+    # them (certifi-style comments), CRLF line ends and no newline at the end; a key in
+    # the traditional format (BEGIN EC PRIVATE KEY) as well as PKCS#8
+    bundle = ("# Issuer: CN=NetLock Arany (Class Gold) Főtanúsítvány\n".encode()
+              + other.ca.read_bytes() + b"\n# the cluster CA\n"
+              + files.ca.read_bytes().replace(b"\n", b"\r\n").rstrip())
+    traditional = serialization.load_pem_private_key(files.client_key.read_bytes(), None) \
+        .private_bytes(serialization.Encoding.PEM, serialization.PrivateFormat.TraditionalOpenSSL,
+                       serialization.NoEncryption())
+    assert traditional.startswith(b"-----BEGIN EC PRIVATE KEY-----")
+    taken = [broken("clusters", "certificate-authority-data", base64.b64encode(bundle).decode()),
+             broken("users", "client-key-data", base64.b64encode(traditional).decode())]
+    for text in taken:
+        assert api_client_from_kubeconfig(text).configuration.host == "https://aks-one:443"
+    # no memory files to be had: the certificates are checked all the same, from their
+    # PEM blocks, and the client writes its own files
     monkeypatch.delattr(os, "memfd_create")
-    with pytest.raises(ClusterApiError, match="certificate-authority-data is base64 but not"):
-        api_client_from_kubeconfig(cases[0][0])
     scratch = tmp_path / "tmp"
     scratch.mkdir()
-    monkeypatch.setattr(tempfile, "tempdir", str(scratch))  # where the client's files go
+    monkeypatch.setattr(tempfile, "tempdir", str(scratch))
+    for text, says in cases[:4]:
+        with pytest.raises(ClusterApiError, match=says):
+            api_client_from_kubeconfig(text)
+    assert api_client_from_kubeconfig(taken[0]).configuration.host == "https://aks-one:443"
     loaded = api_client_from_kubeconfig(yaml.safe_dump(good)).configuration
     assert Path(loaded.ssl_ca_cert).parent == scratch  # the client's own files, as before

@@ -245,10 +245,11 @@ def credentials_in_memory(data: dict[str, Any], context: str | None = None
     the process. Where there are none (not Linux, no ``/proc``), the kubeconfig is
     returned as it is and the client does as it always has.
 
-    Each value is checked as the client's TLS will load it (Python's ``ssl``, OpenSSL):
-    the certificates as PEM certificates, and the user's certificate with its key as one
-    pair (``load_cert_chain``, where the memory files are). Where there are no memory
-    files the values are checked all the same, the pair excepted.
+    Each value the client's TLS will load is checked as it will load it (Python's ``ssl``,
+    OpenSSL): the certificates as a CA file (``load_verify_locations``), and the user's
+    certificate with its key as one pair (``load_cert_chain``), from the memory files.
+    Where there are none, the certificates are checked from their PEM blocks, and the
+    pair is not.
 
     Raises:
         ClusterApiError: a value that is not base64 (the client would decode what it could
@@ -257,9 +258,8 @@ def credentials_in_memory(data: dict[str, Any], context: str | None = None
             that is not a PEM certificate, or a key that is not the certificate's (the
             client would take them, and every request would then fail its TLS handshake
             as if the API server were unreachable). The message names the entry and the
-            key, never the value.
+            key, never the value, and carries no exception that holds it.
     """
-    memory = hasattr(os, "memfd_create")
     name = context or data.get("current-context")
     ctx = next((c.get("context") or {} for c in _list(data.get("contexts"))
                 if isinstance(c, dict) and c.get("name") == name), {})
@@ -270,90 +270,129 @@ def credentials_in_memory(data: dict[str, Any], context: str | None = None
     # an exec plugin given the cluster's information reads its certificate-authority-data
     # (client.authentication.k8s.io ExecCredential spec.cluster): there it stays
     keep_cluster = isinstance(exec_, dict) and bool(exec_.get("provideClusterInfo"))
-    fds: list[int] = []
-    out = dict(data)
-    try:
-        for section, kind, wanted in (("clusters", "cluster", ctx.get("cluster")),
-                                      ("users", "user", ctx.get("user"))):
-            if wanted is None or (kind == "cluster" and keep_cluster):
+    names = {"cluster": ctx.get("cluster"), "user": ctx.get("user")}
+    decoded: dict[tuple[str, str], bytes] = {}  # (kind, *-data key) → the file's bytes
+    for section, kind in (("clusters", "cluster"), ("users", "user")):
+        body = _body(data, section, kind, names[kind])
+        if body is None:
+            continue
+        for data_key, _ in INLINE_CREDENTIALS[kind]:
+            value = body.get(data_key)
+            if not value or not isinstance(value, str):
                 continue
-            entries = []
-            for entry in _list(data.get(section)):
-                body = entry.get(kind) if isinstance(entry, dict) else None
-                if not isinstance(body, dict) or entry.get("name") != wanted:
-                    entries.append(entry)
-                    continue
-                body = dict(body)
-                for data_key, file_key in INLINE_CREDENTIALS[kind]:
-                    value = body.get(data_key)
-                    if not value or not isinstance(value, str):
-                        continue
-                    try:  # as the client reads it, line breaks and all
-                        content = base64.b64decode("".join(value.split()), validate=True)
-                    except (binascii.Error, ValueError) as exc:
-                        raise ClusterApiError(
-                            f"the kubeconfig's {kind} {wanted!r}: {data_key} is not base64 "
-                            f"({exc}); it holds a PEM file base64-encoded (kubectl config "
-                            "view --raw)") from exc
-                    if data_key != "client-key-data":
-                        _check_certificates(f"the kubeconfig's {kind} {wanted!r}: {data_key}",
-                                            content)
-                    if not memory:
-                        continue
-                    fd = os.memfd_create(f"kubeconfig-{file_key}")
-                    fds.append(fd)
-                    os.write(fd, content)
-                    path = f"/proc/self/fd/{fd}"
-                    if not os.path.isfile(path):  # no /proc: the client's own files
-                        raise OSError(f"{path} does not name the memory file")
-                    body[file_key] = path
-                    del body[data_key]
-                if kind == "user":
-                    _check_key_pair(f"the kubeconfig's user {wanted!r}", body)
-                entries.append({**entry, kind: body})
-            out[section] = entries
-    except OSError as exc:  # no memory files here (seccomp, no /proc, out of descriptors)
-        _close(fds)
-        log.info("kubeconfig.memory_files_unavailable", error=str(exc)[:200])
-        return data, []
-    except BaseException:
-        _close(fds)
-        raise
-    return (out, fds) if memory else (data, [])
+            try:  # as the client reads it, line breaks and all
+                decoded[kind, data_key] = base64.b64decode("".join(value.split()),
+                                                           validate=True)
+            except (binascii.Error, ValueError) as exc:
+                raise ClusterApiError(
+                    f"the kubeconfig's {kind} {names[kind]!r}: {data_key} is not base64 "
+                    f"({exc}); it holds a PEM file base64-encoded (kubectl config "
+                    "view --raw)") from exc
+    moved = {k: v for k, v in decoded.items() if not (k[0] == "cluster" and keep_cluster)}
+    if moved and hasattr(os, "memfd_create"):
+        fds: list[int] = []
+        try:
+            paths: dict[tuple[str, str], str] = {}
+            for (kind, data_key), content in moved.items():
+                fd = os.memfd_create(f"kubeconfig-{data_key.removesuffix('-data')}")
+                fds.append(fd)
+                os.write(fd, content)
+                path = f"/proc/self/fd/{fd}"
+                if not os.path.isfile(path):  # no /proc: the client's own files
+                    raise OSError(f"{path} does not name the memory file")
+                paths[kind, data_key] = path
+            _check_credentials(names, decoded, paths)
+            return _with_paths(data, names, paths), fds
+        except OSError as exc:  # no memory files here (seccomp, no /proc, no descriptors)
+            _close(fds)
+            log.info("kubeconfig.memory_files_unavailable", error=str(exc)[:200])
+        except BaseException:
+            _close(fds)
+            raise
+    _check_credentials(names, decoded, {})
+    return data, []
 
 
-def _check_certificates(what: str, content: bytes) -> None:
-    """``ClusterApiError`` unless ``content`` holds PEM certificates as OpenSSL reads a CA
-    file (``SSLContext.load_verify_locations``: text around the ``BEGIN CERTIFICATE``
-    blocks is let be, as the client's TLS lets it be). Only ``what`` is named."""
-    try:
-        ssl.SSLContext(ssl.PROTOCOL_TLS_CLIENT).load_verify_locations(
-            cadata=content.decode("ascii"))
-    except (UnicodeDecodeError, ssl.SSLError, ValueError) as exc:
-        reason = "not text" if isinstance(exc, UnicodeDecodeError) else str(exc)[:160]
-        raise ClusterApiError(f"{what} is base64 but not of a PEM certificate ({reason}); "
-                              "it holds a PEM file (-----BEGIN CERTIFICATE-----) "
-                              "base64-encoded (kubectl config view --raw)") from None
+def _body(data: dict[str, Any], section: str, kind: str, name: Any) -> dict[str, Any] | None:
+    """The ``kind`` mapping of the entry of ``data[section]`` named ``name``, or None."""
+    if name is None:
+        return None
+    for entry in _list(data.get(section)):
+        body = entry.get(kind) if isinstance(entry, dict) else None
+        if isinstance(body, dict) and entry.get("name") == name:
+            return body
+    return None
 
 
-def _check_key_pair(what: str, user: dict[str, Any]) -> None:
-    """``ClusterApiError`` unless the user's ``client-certificate`` and ``client-key``
-    files (the memory files just made) load as one pair, as the client's TLS loads them
-    (``SSLContext.load_cert_chain``: a PEM private key, unencrypted, that is the
-    certificate's). Nothing when the user has not both. Only ``what`` is named."""
-    cert, key = user.get("client-certificate"), user.get("client-key")
-    if not (isinstance(cert, str) and isinstance(key, str)
-            and cert.startswith("/proc/self/fd/") and key.startswith("/proc/self/fd/")):
+def _with_paths(data: dict[str, Any], names: dict[str, Any],
+                paths: dict[tuple[str, str], str]) -> dict[str, Any]:
+    """``data`` with each moved ``*-data`` key of the named entries replaced by its file
+    key naming the memory file (:data:`INLINE_CREDENTIALS`); ``data`` is not changed."""
+    out = dict(data)
+    for section, kind in (("clusters", "cluster"), ("users", "user")):
+        files = {dk: fk for dk, fk in INLINE_CREDENTIALS[kind] if (kind, dk) in paths}
+        if not files:
+            continue
+        entries = []
+        for entry in _list(data.get(section)):
+            body = entry.get(kind) if isinstance(entry, dict) else None
+            if isinstance(body, dict) and entry.get("name") == names[kind]:
+                body = {k: v for k, v in body.items() if k not in files}
+                body.update({fk: paths[kind, dk] for dk, fk in files.items()})
+                entry = {**entry, kind: body}
+            entries.append(entry)
+        out[section] = entries
+    return out
+
+
+#: a PEM block (RFC 7468), as OpenSSL's PEM reader finds it among other text
+_PEM_BLOCK = re.compile(rb"-----BEGIN ([A-Z0-9 ]+)-----[A-Za-z0-9+/=\s:,-]*?-----END \1-----")
+
+
+def _check_credentials(names: dict[str, Any], decoded: dict[tuple[str, str], bytes],
+                       paths: dict[tuple[str, str], str]) -> None:
+    """``ClusterApiError`` unless the decoded credentials load as the client's TLS loads
+    them (urllib3: the CA file with ``load_verify_locations``, the client's certificate
+    and key with ``load_cert_chain``, both OpenSSL's PEM readers, which let text around the
+    blocks be): from ``paths`` (the memory files) where they are, else the certificates
+    from their PEM blocks (``cadata``) and no pair. The error names the entry and the key
+    and holds no exception: an OpenSSL reason, never a value."""
+    problem = None
+    for kind, data_key in (("cluster", "certificate-authority-data"),
+                           ("user", "client-certificate-data")):
+        if (kind, data_key) not in decoded:
+            continue
+        context = ssl.SSLContext(ssl.PROTOCOL_TLS_CLIENT)
+        try:
+            if (kind, data_key) in paths:
+                context.load_verify_locations(cafile=paths[kind, data_key])
+            else:
+                blocks = b"\n".join(m.group(0) for m in _PEM_BLOCK.finditer(
+                    decoded[kind, data_key]))
+                context.load_verify_locations(cadata=blocks.decode("ascii"))
+        except (ssl.SSLError, ValueError) as exc:  # ValueError: no block at all
+            problem = (f"the kubeconfig's {kind} {names[kind]!r}: {data_key} is base64 but "
+                       f"not of a PEM certificate ({str(exc)[:160]}); it holds a PEM file "
+                       "(-----BEGIN CERTIFICATE-----) base64-encoded (kubectl config view "
+                       "--raw)")
+        if problem is not None:
+            raise ClusterApiError(problem)
+    cert, key = paths.get(("user", "client-certificate-data")), \
+        paths.get(("user", "client-key-data"))
+    if cert is None or key is None:
         return
     try:
         # a password callback that gives none: an encrypted key fails here, as it would
         # in the client (which cannot ask for one), rather than prompting on a terminal
-        ssl.SSLContext(ssl.PROTOCOL_TLS_CLIENT).load_cert_chain(cert, key, password=lambda: b"")
-    except (ssl.SSLError, ValueError, OSError) as exc:
-        raise ClusterApiError(f"{what}: client-key-data is not the private key of "
-                              f"client-certificate-data, or not a PEM private key "
-                              f"({str(exc)[:160]}); both are PEM files base64-encoded, "
-                              "the key unencrypted (kubectl config view --raw)") from None
+        ssl.SSLContext(ssl.PROTOCOL_TLS_CLIENT).load_cert_chain(cert, key,
+                                                               password=lambda: b"")
+    except ssl.SSLError as exc:
+        problem = (f"the kubeconfig's user {names['user']!r}: client-key-data is not the "
+                   f"private key of client-certificate-data, or not a PEM private key "
+                   f"({str(exc)[:160]}); both are PEM files base64-encoded, the key "
+                   "unencrypted (kubectl config view --raw)")
+    if problem is not None:
+        raise ClusterApiError(problem)
 
 
 def _list(value: Any) -> list[Any]:
