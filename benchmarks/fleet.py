@@ -97,6 +97,7 @@ import yaml  # noqa: E402
 from meshops.demo import RUN_ID_RE, TERMINAL, Harness, newest  # noqa: E402
 from workers.config import load_fleet  # noqa: E402
 from workers.store.runs import RedisRunStore  # noqa: E402
+from workers.wiring import FleetPorts  # noqa: E402
 from workflows.errors import TemporaryError  # noqa: E402
 from workflows.syntax import parse_duration  # noqa: E402
 
@@ -357,6 +358,54 @@ def cpu_by_part(h: Harness) -> dict[str, float]:
     return dict(out)
 
 
+def wait_for_history(h: Harness, clusters: list[str], bake_s: float, interval_s: float,
+                     timeout_s: float = 120.0) -> float:
+    """Wait until Prometheus holds, for every labelled namespace of ``clusters``, traffic
+    as old as a first wave's baseline needs (``bake_s`` × (1 + the cluster's
+    ``max_extension``): ``workflows.waves.baseline_needed``) and one look interval more,
+    read as the runs read it (the product's adapter, ``FleetPorts``, windows at
+    ``interval_s``). Returns the seconds waited.
+
+    Why not a fixed sleep: a fresh Prometheus finds its targets only after its discovery's
+    throttle (5 s, as Prometheus') and scrapes twice before a window holds traffic, so the
+    twice-the-bake sleep this replaced was sometimes short, and a run then waited seconds
+    for its first baseline, which the benchmark counted as meshops' overhead (seen: one
+    run at 1.21 × its unavoidable, 6 s of it that wait).
+
+    Raises:
+        SystemExit: Prometheus has not that history after ``timeout_s``.
+    """
+    t0 = time.time()
+    os.environ.update(h.info["env"])  # the fleet file's references, as the worker has them
+    fleet = load_fleet(Path(h.info["env"]["MESHOPS_FLEET"]))
+    ports = FleetPorts(fleet)
+    waiting = set(clusters)
+    while waiting:
+        for cluster in sorted(waiting):
+            need = bake_s * (1 + fleet.thresholds(cluster).canary.max_extension) + interval_s
+            names = [ns.name for ns in ports.cluster_api(cluster).list_namespaces()
+                     if ns.labels.get("istio.io/rev")
+                     or ns.labels.get("istio-injection") == "enabled"]
+            now = time.time()
+            try:
+                windows = ports.metrics(cluster).windows(names, [], now - 2 * need, now,
+                                                         interval_s)
+            except TemporaryError:
+                continue
+            first: dict[str, float] = {}
+            for w in windows:
+                if w.requests:
+                    first[w.subject] = min(first.get(w.subject, w.start), w.start)
+            if all(now - first.get(ns, now) >= need for ns in names):
+                waiting.discard(cluster)
+        if waiting and time.time() - t0 > timeout_s:
+            raise SystemExit(f"Prometheus holds too little traffic history after {timeout_s:.0f} "
+                             f"s for {len(waiting)} clusters (e.g. {min(waiting)})")
+        if waiting:
+            time.sleep(1)
+    return time.time() - t0
+
+
 #: where the benchmark stops following a run: its end, or a pause that hands the run to a
 #: person (its gate could not decide within the longest bake, or a step's retries ran out):
 #: what that person would do is not the machine's to guess, so the run is reported with
@@ -378,7 +427,7 @@ def one_size(n: int, namespaces: int, bake: str, interval: str, port_base: int,
         clusters = sorted(state)[:n]
         # the first wave waits for a baseline as long as its longest bake: a fresh
         # Prometheus is given that history first, so no run waits for it
-        time.sleep(bake_s * 2 + 4)
+        wait_for_history(h, clusters, bake_s, parse_duration(interval))
         log, runs = SlackLog(h), {}
         cpu0, t0 = cpu_by_part(h), time.time()
         for cluster in clusters:
@@ -499,7 +548,8 @@ def one_campaign(n: int, namespaces: int, bake: str, interval: str, port_base: i
         assert fleet.campaigns is not None, "the generated world has no campaigns:"
         state = h.control("GET", "/_sandbox/state")
         target = newest([r for c in state.values() for r in c["upgrades"]])
-        time.sleep(bake_s * 2 + 4)  # a baseline for the first wave, as in the fleet mode
+        # a baseline for the first wave, as in the fleet mode
+        wait_for_history(h, sorted(state), bake_s, parse_duration(interval))
         log = SlackLog(h)
         resp = h.slash("requester", f"campaign start {target}",
                        channel=fleet.campaigns.channel)
