@@ -577,9 +577,13 @@ def one_campaign(n: int, namespaces: int, bake: str, interval: str, port_base: i
                     if e["status"] == "awaiting_person" and e.get("run"):
                         waiting.add(e["run"])
             # a stage approval, or a cluster run the campaign handed to a person: clicked
-            # at once (people are not what is measured); none is expected
+            # at once (people are not what is measured). A run its gate paused (no
+            # decision within the longest bake: the 6 s bakes here leave a few runs of 50
+            # undecided) holds its stage until a person acts: here they resume it, and its
+            # gate looks again; the time that takes counts in the campaign's wall
             wanted = [(campaign_id, "approve")] if phase == "awaiting_wave_approval" else []
-            wanted += [(r, a) for r in sorted(waiting) for a in ("approve", "complete")]
+            wanted += [(r, a) for r in sorted(waiting)
+                       for a in ("approve", "complete", "resume")]
             for run_id, action in wanted:
                 root = log.button(run_id, action)
                 if root and (run_id, action, root["ts"] + str(root["seq"])) not in clicked:
