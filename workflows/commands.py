@@ -121,6 +121,21 @@ def usage(command_name: str = "/mesh") -> str:
     return "\n".join(f"`{command_name} {u}`" for u in _usages().values())
 
 
+#: what POSIX shell quoting reads differently from a split at blanks: quotes and escapes
+_QUOTING = re.compile(r"['\"\\]")
+#: the blanks :func:`shlex.split` splits at (``shlex.whitespace``)
+_BLANKS = re.compile(r"[ \t\r\n]+")
+
+
+def split_words(text: str) -> list[str]:
+    """``text``'s words as :func:`shlex.split` reads them (POSIX quoting, no comments);
+    text without quotes or backslashes, nearly every command, is split at the same blanks
+    without shlex's character-at-a-time reader. Raises ``ValueError`` as shlex does."""
+    if _QUOTING.search(text):
+        return shlex.split(text)
+    return [w for w in _BLANKS.split(text) if w]
+
+
 def parse(text: str, command_name: str = "/mesh") -> Command:
     """Parse the text after the command name.
 
@@ -145,7 +160,7 @@ def parse(text: str, command_name: str = "/mesh") -> Command:
             f"Try `{command_name} help`."
         )
     try:
-        words = shlex.split(text)
+        words = split_words(text)
     except ValueError as exc:
         raise InvalidCommand(f"Could not read that command ({exc}).") from exc
     if not words:

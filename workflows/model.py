@@ -11,6 +11,7 @@ rates percent (0-100).
 from __future__ import annotations
 
 import re
+from collections.abc import Mapping
 from enum import StrEnum
 from typing import Any, Literal
 
@@ -401,10 +402,19 @@ class Run(Frozen):
     #: its lists starts at (history, then each wave's samples); () when read whole. Carried
     #: by :meth:`evolve`, so the save of what a step made of it knows what was left out.
     _read_from: tuple[int, ...] = PrivateAttr(default=())
+    #: the run store's own fields of the stored run this was read from (its sequence number
+    #: and list counts: ``{"seq": b"7", "hlen": b"40", …}``), carried by :meth:`evolve` like
+    #: ``_read_from``: the save of what a step made of it need not read them again (its
+    #: compare-and-set checks them where it writes). None: not read from a store.
+    _stored: Mapping[str, Any] | None = PrivateAttr(default=None)
 
     @property
     def read_from(self) -> tuple[int, ...]:
         return self._read_from
+
+    @property
+    def stored_fields(self) -> Mapping[str, Any] | None:
+        return self._stored
 
     @property
     def history_start(self) -> int:

@@ -64,6 +64,22 @@ def counting_store(prefix: str) -> tuple[RedisRunStore, list[int]]:
     return RedisRunStore(client, prefix), sent
 
 
+def round_trip_store(prefix: str) -> tuple[RedisRunStore, list[int]]:
+    """A store whose client counts the commands (or pipelines) it sends (``sends[0]``)."""
+    import redis
+
+    sends = [0]
+
+    class Counting(redis.Connection):
+        def send_packed_command(self, command: Any, check_health: bool = True) -> None:
+            sends[0] += 1
+            super().send_packed_command(command, check_health)  # type: ignore[no-untyped-call]
+
+    pool = redis.ConnectionPool.from_url(REDIS_URL, connection_class=Counting,
+                                         decode_responses=True)
+    return RedisRunStore(redis.Redis(connection_pool=pool), prefix), sends
+
+
 @pytest.fixture
 def other(store: RedisRunStore, prefix: str) -> Iterator[RedisRunStore]:
     """A second worker's store: its own client, the same keys."""
@@ -415,18 +431,7 @@ def test_a_new_run_is_stored_leased_and_marked_in_one_round_trip(store: RedisRun
     """The bot creates a run before it answers Slack: the lease, the run's hash and lists,
     the indexes and the unsynced mark go in one script call. A second run of the same
     cluster is told who holds it, and nothing of it is stored."""
-    import redis
-
-    sends = [0]
-
-    class Counting(redis.Connection):
-        def send_packed_command(self, command: Any, check_health: bool = True) -> None:
-            sends[0] += 1
-            super().send_packed_command(command, check_health)  # type: ignore[no-untyped-call]
-
-    pool = redis.ConnectionPool.from_url(REDIS_URL, connection_class=Counting,
-                                         decode_responses=True)
-    counted = RedisRunStore(redis.Redis(connection_pool=pool), prefix)
+    counted, sends = round_trip_store(prefix)
     counted.create(stripped(long_run("r-5p11t00c00")))  # the script is loaded now
     run = long_run("r-5p11t00c01", events=30)
     sends[0] = 0
@@ -448,4 +453,45 @@ def test_a_new_run_is_stored_leased_and_marked_in_one_round_trip(store: RedisRun
     assert store.r.zscore(store.key("unsynced"), second.id) is None
     assert not store.r.sismember(store.key("active"), second.id)
     assert snapshot(store, run.id) == before
+    counted.r.close()
+
+
+def test_the_save_of_a_step_on_a_run_it_read_is_one_round_trip(
+        store: RedisRunStore, other: RedisRunStore, prefix: str) -> None:
+    """A tick or a decision reads the run and saves what it made of it: the save starts
+    from the seq and counts that read saw (the script, no read before it), and the script
+    still refuses it when another worker saved in between, whatever that save changed."""
+    counted, sends = round_trip_store(prefix)
+    run = long_run()
+    counted.create(run)
+    read = counted.get(run.id, recent=10)
+    counted.save(read.log(2e9, "step", "warm"), read.seq)  # the script is loaded now
+
+    read = counted.get(run.id, recent=10)
+    wave = read.waves[-1]
+    step = read.log(2e9 + 1, "step", "mine").with_wave(
+        wave.evolve(samples=[*wave.samples, sample(2e9 + 1, wave.namespaces)]))
+    sends[0] = 0
+    saved = counted.save(step, read.seq)
+    assert sends[0] == 1
+    whole = store.get(run.id)
+    assert whole.history_len == len(run.history) + 2
+    assert whole.history[-1].text == "mine" and whole.seq == saved.seq == 2
+    assert len(whole.waves[-1].samples) == len(run.waves[-1].samples) + 1
+
+    # read, then another worker saves (its bake restarted: a shorter samples list)
+    read = counted.get(run.id, recent=10)
+    theirs = other.get(run.id)
+    other.save(theirs.with_wave(theirs.waves[-1].evolve(samples=[])), theirs.seq)
+    before = snapshot(store, run.id)
+    with pytest.raises(StaleRun):
+        counted.save(read.log(2e9 + 2, "step", "late"), read.seq)
+    assert snapshot(store, run.id) == before
+    # a run made without a read (no seq and counts of its own) still reads them first
+    sends[0] = 0
+    fresh = store.get(run.id)
+    rebuilt = Run.model_validate_json(fresh.model_dump_json())
+    counted.save(rebuilt.log(2e9 + 3, "step", "rebuilt"), fresh.seq)
+    assert sends[0] == 2
+    assert store.get(run.id, recent=1).history[-1].text == "rebuilt"
     counted.r.close()

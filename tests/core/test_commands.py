@@ -1,4 +1,6 @@
+import random
 import re
+import shlex
 
 import pytest
 
@@ -13,6 +15,7 @@ from workflows.commands import (
     Status,
     parse,
     parse_duration,
+    split_words,
     usage,
 )
 from workflows.errors import InvalidCommand, InvalidRevision
@@ -105,3 +108,25 @@ def test_durations() -> None:
     assert parse_duration("2m") == 120
     assert parse_duration("1h") == 3600
     assert parse_duration("500ms") == 0.5
+
+
+def test_words_are_split_as_shlex_splits_them() -> None:
+    """The split without shlex (text with no quotes or backslashes) reads every text as
+    shlex.split does: the same words, or the same refusal (an unclosed quote)."""
+    rng = random.Random(7)
+    alphabet = ["a", "Z", "-", "1", "=", "#", " ", "  ", "\t", "\n", "\r", "\u00a0", "\x0b",
+                "\x0c", "'", '"', "\\", "é"]
+    texts = ["upgrade prod asm-1-26 --bake 10m", " status\tprod\n", "", "   ",
+             *("".join(rng.choice(alphabet) for _ in range(rng.randint(0, 12)))
+               for _ in range(3000))]
+    for text in texts:
+        try:
+            expected: list[str] | str = shlex.split(text)
+        except ValueError:
+            expected = "refused"
+        try:
+            got: list[str] | str = split_words(text)
+        except ValueError:
+            got = "refused"
+        assert got == expected, text
+    assert split_words("upgrade  prod\u00a0x") == ["upgrade", "prod\u00a0x"]

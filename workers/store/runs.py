@@ -326,6 +326,8 @@ class RedisRunStore:
                     offsets = tuple(first for _, first, _ in lists)
                     if any(offsets):  # what a save of it must leave as it is
                         object.__setattr__(whole, "_read_from", offsets)
+                    del stored["data"]  # the rest is what a save of it starts from
+                    object.__setattr__(whole, "_stored", stored)
                     return whole
         except RedisError as exc:
             raise translate_redis_error(exc, f"reading run {run_id}") from exc
@@ -355,11 +357,17 @@ class RedisRunStore:
         new = run.evolve(seq=expected_seq + 1)
         key = self.key("run", run.id)
         waves = len(new.waves)
-        try:
-            seq, hlen, stored_waves, *counts = self.r.hmget(
-                key, ["seq", "hlen", "waves", *(f"s{i}" for i in range(waves))])
-        except RedisError as exc:
-            raise translate_redis_error(exc, f"saving run {run.id}") from exc
+        fields = ["seq", "hlen", "waves", *(f"s{i}" for i in range(waves))]
+        read = run.stored_fields
+        if read is not None and _count(read.get("seq")) == expected_seq:
+            # what the read of this run saw at that seq: the counts are the seq's (only a
+            # save changes them, and it moves the seq on), and the script checks them all
+            seq, hlen, stored_waves, *counts = (read.get(f) for f in fields)
+        else:
+            try:
+                seq, hlen, stored_waves, *counts = self.r.hmget(key, fields)
+            except RedisError as exc:
+                raise translate_redis_error(exc, f"saving run {run.id}") from exc
         if seq is None:
             raise RunNotFound(run.id)
         if int(_text(seq)) != expected_seq:
