@@ -15,6 +15,7 @@ contract tests were selected but every one of them was skipped fails.
 
 from __future__ import annotations
 
+import json
 import os
 import random
 import secrets
@@ -207,6 +208,16 @@ def prefix() -> Iterator[str]:
             r.delete(*keys)
     except redis.RedisError:  # a test that stopped Redis: nothing to clean that we can reach
         pass
+
+
+def send_json(handler: Any, body: Any, status: int = 200) -> None:
+    """Answer an ``http.server`` request with ``body`` as JSON (test servers' answers)."""
+    data = json.dumps(body).encode()
+    handler.send_response(status)
+    handler.send_header("Content-Type", "application/json")
+    handler.send_header("Content-Length", str(len(data)))
+    handler.end_headers()
+    handler.wfile.write(data)
 
 
 def eventually(cond: Any, timeout: float = 5.0) -> Any:

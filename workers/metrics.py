@@ -172,10 +172,10 @@ class RunMetrics:
 
     def _write(self, fill: Callable[[Any], None], what: str) -> None:
         try:
-            # not MULTI/EXEC: each write is an increment that stands alone, and a scrape
-            # between a histogram's bucket and its _sum sees what Prometheus' own client
-            # libraries show between the two (they are not updated together there either);
-            # the transaction cost the bot's after-answer thread a third of its metrics time
+            # not MULTI/EXEC (it cost the bot's after-answer thread a third of its metrics
+            # time): each write is an increment that stands alone, and a histogram's are
+            # ordered so that a scrape between them still reads a valid histogram
+            # (:meth:`_observe`; only _sum may lag its count by the one observation)
             pipe = self.r.pipeline(transaction=False)
             fill(pipe)
             pipe.execute()
@@ -187,9 +187,12 @@ class RunMetrics:
         # +Inf is _count); the collector adds them up (the module docstring)
         key = self.key(family)
         bound = next((b for b in family.buckets if value <= b), None)
+        # _count (the +Inf bucket) first: a scrape between the writes then sees the
+        # observation in +Inf only, never a finite bucket above +Inf (buckets not written
+        # in one transaction, :meth:`_write`)
+        pipe.hincrby(key, _field(*labels, "_count"), 1)
         if bound is not None:
             pipe.hincrby(key, _field(*labels, _le(bound)), 1)
-        pipe.hincrby(key, _field(*labels, "_count"), 1)
         pipe.hincrbyfloat(key, _field(*labels, "_sum"), value)
 
     def api_error(self, system: str, code: str) -> None:

@@ -403,9 +403,10 @@ class Run(Frozen):
     #: by :meth:`evolve`, so the save of what a step made of it knows what was left out.
     _read_from: tuple[int, ...] = PrivateAttr(default=())
     #: the run store's own fields of the stored run this was read from (its sequence number
-    #: and list counts: ``{"seq": b"7", "hlen": b"40", …}``), carried by :meth:`evolve` like
-    #: ``_read_from``: the save of what a step made of it need not read them again (its
-    #: compare-and-set checks them where it writes). None: not read from a store.
+    #: and list counts as the client returns them: ``{"seq": "7", "hlen": "40", …}``),
+    #: carried by :meth:`evolve` like ``_read_from``: the save of what a step made of it
+    #: need not read them again (its compare-and-set checks them where it writes). None:
+    #: not read from a store.
     _stored: Mapping[str, Any] | None = PrivateAttr(default=None)
 
     @property

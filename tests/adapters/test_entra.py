@@ -4,7 +4,6 @@ azure-identity credential, renewed before it expires, and says what to grant on 
 
 from __future__ import annotations
 
-import json
 import threading
 import time
 from collections.abc import Iterator
@@ -14,6 +13,7 @@ import pytest
 import yaml
 from azure.core.credentials import AccessToken
 
+from tests.conftest import send_json
 from workers.kube.cluster import KubernetesClusterApi, api_client_from_kubeconfig
 from workflows.errors import ClusterApiError
 
@@ -60,12 +60,7 @@ def apiserver() -> Iterator[tuple[str, list[str], list[int]]]:
                 if status[0] == 200 else {"kind": "Status", "apiVersion": "v1",
                                           "status": "Failure", "reason": "Forbidden",
                                           "message": "namespaces is forbidden", "code": 403})
-            data = json.dumps(body).encode()
-            self.send_response(status[0])
-            self.send_header("Content-Type", "application/json")
-            self.send_header("Content-Length", str(len(data)))
-            self.end_headers()
-            self.wfile.write(data)
+            send_json(self, body, status[0])
 
         def log_message(self, *args: object) -> None:
             pass

@@ -26,6 +26,7 @@ from cryptography.hazmat.primitives import serialization
 from kubernetes import client as k8s
 
 from sandbox.certs import ClusterCa, make_cluster_ca
+from tests.conftest import send_json
 from workers.kube.cluster import api_client_from_kubeconfig, credentials_in_memory
 from workflows.errors import ClusterApiError
 
@@ -66,12 +67,7 @@ def mtls_server(tmp_path: Path) -> Iterator[tuple[ClusterCa, str]]:
 
     class Handler(BaseHTTPRequestHandler):
         def do_GET(self) -> None:  # noqa: N802
-            body = json.dumps(VERSION).encode()
-            self.send_response(200)
-            self.send_header("Content-Type", "application/json")
-            self.send_header("Content-Length", str(len(body)))
-            self.end_headers()
-            self.wfile.write(body)
+            send_json(self, VERSION)
 
         def log_message(self, *args: object) -> None:
             pass

@@ -204,3 +204,36 @@ def test_an_observation_is_one_bucket_in_redis_and_cumulative_at_scrape(
     assert value(text, f"{dur}_bucket", **labels, le="+Inf") == 4
     assert value(text, f"{dur}_count", **labels) == 4
     assert value(text, f"{dur}_sum", **labels) == 0.5 + 200 + 1e7
+
+
+def test_a_scrape_between_an_observations_writes_reads_a_valid_histogram(
+        store: RedisRunStore) -> None:
+    """The writes are not one transaction: after each of them in turn, the histogram a
+    scrape reads has buckets that never go down and a +Inf that holds them all."""
+    from workers.metrics import PHASE_DURATION, RunMetrics
+
+    metrics = RunMetrics(store.r, store.p)
+    writes: list[tuple[str, tuple[object, ...]]] = []
+
+    class Recording:  # the pipeline's calls, to be made one at a time below
+        def __getattr__(self, name: str) -> object:
+            return lambda *args: writes.append((name, args))
+
+    metrics._observe(Recording(), PHASE_DURATION, ("upgrade", "planning"), 30.0)
+    dur, labels = "meshops_phase_duration_seconds", {"kind": "upgrade", "phase": "planning"}
+    for name, args in writes:
+        getattr(store.r, name)(*args)
+        text = generate_latest(registry(store)).decode()
+        buckets = [v for le, v in bucket_values(text, f"{dur}_bucket", **labels)]
+        assert buckets == sorted(buckets), (name, args, buckets)
+    assert buckets[-1] == value(text, f"{dur}_count", **labels) == 1
+
+
+def bucket_values(text: str, name: str, **labels: str) -> list[tuple[str, float]]:
+    """``(le, value)`` of a histogram's ``name`` series with ``labels``, in ``le`` order."""
+    out = []
+    for family in text_string_to_metric_families(text):
+        for s in family.samples:
+            if s.name == name and all(s.labels.get(k) == v for k, v in labels.items()):
+                out.append((s.labels["le"], s.value))
+    return sorted(out, key=lambda kv: float(kv[0]))

@@ -5,7 +5,6 @@ netrc once, as requests would on each request, and does not read the environment
 from __future__ import annotations
 
 import http.server
-import json
 import threading
 from collections.abc import Iterator
 from pathlib import Path
@@ -13,6 +12,7 @@ from pathlib import Path
 import pytest
 import requests
 
+from tests.conftest import send_json
 from workers.prom.metrics import PrometheusMetricsApi, settled_session
 
 
@@ -23,13 +23,8 @@ class _Proxy(http.server.BaseHTTPRequestHandler):
 
     def do_GET(self) -> None:  # noqa: N802 - http.server's name
         type(self).seen.append(self.path)  # an absolute URI: it was asked as a proxy
-        body = json.dumps({"status": "success", "data": {
-            "resultType": "vector", "result": [{"metric": {}, "value": [1, "42"]}]}}).encode()
-        self.send_response(200)
-        self.send_header("Content-Type", "application/json")
-        self.send_header("Content-Length", str(len(body)))
-        self.end_headers()
-        self.wfile.write(body)
+        send_json(self, {"status": "success", "data": {
+            "resultType": "vector", "result": [{"metric": {}, "value": [1, "42"]}]}})
 
     def log_message(self, *args: object) -> None:
         pass

@@ -102,7 +102,9 @@ def settled_session(url: str) -> requests.Session:
     went there, a sixth of what reading Prometheus took (issue 13). The settings are those
     requests itself derives (its ``merge_environment_settings`` and ``get_netrc_auth``, as
     a request would call them), and a process's environment does not change while it runs.
-    Only for a session that asks ``url``'s host, as the proxy chosen depends on it."""
+    Only for a session that asks ``url``'s host, as the proxy chosen depends on it; a
+    redirect to another host keeps this host's proxy and credentials (requests would look
+    them up again for the new host), and Prometheus' API answers without redirects."""
     session = requests.Session()
     settings = session.merge_environment_settings(url, {}, None, None, None)
     session.proxies.update(settings["proxies"])

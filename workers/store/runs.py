@@ -324,6 +324,8 @@ class RedisRunStore:
                 if _text(seq) == _text(stored["seq"]):
                     whole = self._assemble(run, [c - f for _, f, c in lists], values)
                     offsets = tuple(first for _, first, _ in lists)
+                    # beside the fields, not as pydantic private attributes: a run read
+                    # equals the run saved (pydantic compares those); evolve copies both
                     if any(offsets):  # what a save of it must leave as it is
                         object.__setattr__(whole, "_read_from", offsets)
                     del stored["data"]  # the rest is what a save of it starts from
