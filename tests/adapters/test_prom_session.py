@@ -21,8 +21,9 @@ class _Proxy(http.server.BaseHTTPRequestHandler):
 
     seen: list[str] = []
 
-    def do_GET(self) -> None:  # noqa: N802 - http.server's name
+    def do_POST(self) -> None:  # noqa: N802 - http.server's name
         type(self).seen.append(self.path)  # an absolute URI: it was asked as a proxy
+        self.rfile.read(int(self.headers["Content-Length"]))  # the query, form-encoded
         send_json(self, {"status": "success", "data": {
             "resultType": "vector", "result": [{"metric": {}, "value": [1, "42"]}]}})
 

@@ -20,6 +20,7 @@ from dataclasses import dataclass
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
 from typing import Any, NamedTuple
+from urllib.parse import parse_qs
 
 import pytest
 
@@ -29,6 +30,7 @@ from workers.prom.cache import WindowCache, process_cache
 from workers.prom.metrics import PrometheusMetricsApi, iter_result
 from workers.prom.windows import (
     MAX_NAMED_TARGETS,
+    SIGNAL_LABEL,
     evaluation_times,
     gateway_revision,
     proxy_revision,
@@ -36,6 +38,7 @@ from workers.prom.windows import (
     targets_query,
     to_windows,
     window_queries,
+    window_query,
     window_step_s,
 )
 from workflows.errors import MetricsUnavailable
@@ -76,6 +79,30 @@ def test_one_query_per_signal_for_the_whole_wave() -> None:
     assert "istio_tcp_connections_opened_total{" in q["tcp_opened"]
     assert q["tcp_failed"].count('response_flags!="-",response_flags!=""') == 3
     assert "response_flags" not in q["tcp_opened"] + q["requests"]
+
+
+def test_the_four_signals_are_one_query_each_series_labelled_with_its_signal() -> None:
+    args = ({"cluster": "aks-1"}, ["web", "shop"], [f"gateway/{GW}"], 60, "istio_io_rev")
+    q = window_query(*args)
+    assert q is not None
+    per_signal = window_queries(*args)
+    # each signal's own expression, whole, inside its label_replace, in one "or"
+    assert q == " or ".join(f'label_replace({expr}, "{SIGNAL_LABEL}", "{name}", "", "")'
+                            for name, expr in per_signal.items())
+    assert [name for name in per_signal] == ["requests", "buckets", "tcp_opened", "tcp_failed"]
+    assert window_query({}, [], [], 60) is None
+
+
+def test_a_query_is_sent_again_once_on_a_gateway_error() -> None:
+    """POST is not among the methods urllib3 retries by itself; a query is a read."""
+    prom = _Prometheus(503, b'{"status": "error", "errorType": "unavailable", "error": "x"}')
+    try:
+        with pytest.raises(MetricsUnavailable, match="HTTP 503 unavailable: x"):
+            PrometheusMetricsApi(prom.url, revision_label="istio_io_rev").windows(
+                ["shop"], [], 1140, 1320, 60)
+    finally:
+        prom.close()
+    assert [(m, p) for m, p, _ in prom.queries] == [("POST", "/api/v1/query_range")] * 2
 
 
 def test_without_a_revision_label_the_proxy_version_tells_it() -> None:
@@ -120,12 +147,12 @@ def test_the_targets_are_named_unless_the_wave_is_as_big_as_the_mesh() -> None:
         return query
 
     read_windows(query_range, {}, ["shop"], [], 1000, 1300, 60, query=targets(2))
-    assert all(r'instance=~"10\\.0\\.0\\.0:15020|10\\.0\\.0\\.1:15020"' in q
-               for q in sent) and len(sent) == 4
+    assert len(sent) == 1  # the four signals in one query, each with its own join
+    assert sent[0].count(r'instance=~"10\\.0\\.0\\.0:15020|10\\.0\\.0\\.1:15020"') == 16
     sent.clear()
     read_windows(query_range, {}, ["shop"], [], 1000, 1300, 60,
                  query=targets(MAX_NAMED_TARGETS + 1))
-    assert len(sent) == 4 and not any("instance=~" in q for q in sent)
+    assert len(sent) == 1 and "instance=~" not in sent[0]
 
 
 def test_the_targets_of_a_wave_in_one_instant_query() -> None:
@@ -213,18 +240,21 @@ def test_an_answer_cut_short_or_without_a_result_is_refused() -> None:
 
 
 class _Prometheus:
-    """A local HTTP server answering every range query with ``status`` and ``body``."""
+    """A local HTTP server answering every query with ``status`` and ``body``; ``queries``:
+    each request's method, path and form (its body, form-encoded)."""
 
     def __init__(self, status: int, body: bytes):
-        self.queries: list[str] = []
+        self.queries: list[tuple[str, str, dict[str, list[str]]]] = []
         outer = self
 
         class Handler(BaseHTTPRequestHandler):
             def log_message(self, *args: Any) -> None:
                 pass
 
-            def do_GET(self) -> None:
-                outer.queries.append(self.path)
+            def do_POST(self) -> None:
+                assert self.headers["Content-Type"] == "application/x-www-form-urlencoded"
+                form = self.rfile.read(int(self.headers["Content-Length"])).decode()
+                outer.queries.append((self.command, self.path, parse_qs(form)))
                 self.send_response(status)
                 self.send_header("Content-Type", "application/json")
                 self.send_header("Content-Length", str(len(body)))
@@ -242,16 +272,26 @@ class _Prometheus:
 
 
 def test_the_adapter_streams_each_answer_into_the_windows() -> None:
-    prom = _Prometheus(200, _answer(MATRIX))
+    signals = ("requests", "buckets", "tcp_opened", "tcp_failed")
+    labelled = [{**s, "metric": {**s["metric"], SIGNAL_LABEL: signal}}
+                for signal in signals for s in MATRIX]
+    # a series of no signal of ours (a label_replace the query did not make) is left out
+    stray = {**MATRIX[0], "metric": {**MATRIX[0]["metric"], SIGNAL_LABEL: "other"}}
+    prom = _Prometheus(200, _answer([*labelled, stray]))
     try:
         api = PrometheusMetricsApi(prom.url, revision_label="istio_io_rev")
         windows = api.windows(["shop", "shöp-ü"], [GW], 1140, 1320, 60)
     finally:
         prom.close()
-    assert api.queries == 4 and all("/api/v1/query_range?" in q for q in prom.queries)
-    # every signal answered the same series: as the same answers given whole
-    assert windows == to_windows({s: MATRIX for s in ("requests", "buckets", "tcp_opened",
-                                                       "tcp_failed")}, 60, "istio_io_rev")
+    # one POST, its query in the form body (not the URL)
+    assert api.queries == 1 and len(prom.queries) == 1
+    method, path, form = prom.queries[0]
+    assert (method, path) == ("POST", "/api/v1/query_range")
+    # the evaluation times of the whole windows in (1140, 1320]
+    assert (form["start"], form["end"], form["step"]) == (["1200"], ["1320"], ["60s"])
+    assert form["query"] == [window_query({}, ["shop", "shöp-ü"], [GW], 60, "istio_io_rev")]
+    # every signal answered the same series: as the same answers given whole, one by one
+    assert windows == to_windows({s: MATRIX for s in signals}, 60, "istio_io_rev")
     assert [(w.end, w.subject, w.requests) for w in windows if w.reporter == "destination"] \
         == [(1200.0, "shop", 10), (1260.0, "shop", 12), (1260.0, "shöp-ü", 2)]
 
@@ -450,7 +490,7 @@ def test_windows_by_reporter_subject_and_the_pods_revision_label(
     url, t0 = prometheus
     api = PrometheusMetricsApi(url, {"cluster": "aks-1"}, revision_label="istio_io_rev")
     windows = api.windows(["shop", "web"], [GW], t0, t0 + SCRAPES * SCRAPE_S, 30)
-    assert api.queries == 4  # one per signal for the whole wave
+    assert api.queries == 1  # one for the whole wave and its four signals
     _check(windows, t0, "asm-1-25")
     canary = next(w for w in windows if w.revision == "asm-1-26" and w.subject == "shop")
     assert canary.errors == 8  # the 503s and the gRPC Unavailable (14) inside HTTP 200s
@@ -462,7 +502,7 @@ def test_windows_tell_the_revision_from_the_proxys_version(
     url, t0 = prometheus
     api = PrometheusMetricsApi(url, {"cluster": "aks-1"})
     windows = api.windows(["shop", "web"], [f"gateway/{GW}"], t0, t0 + SCRAPES * SCRAPE_S, 60)
-    assert api.queries == 5  # the wave's targets, then one per signal
+    assert api.queries == 2  # the wave's targets, then the windows
     _check(windows, t0, None)  # web's proxy exports no istio_build: counted, revision unknown
 
 
@@ -526,15 +566,14 @@ def test_a_bakes_looks_read_only_what_is_newer_and_see_the_same_windows(
         looked = cached.windows(["shop", "web", "cart"], [GW], t0, t0 + end, 60, repeat=True)
         assert looked == plain.windows(["shop", "web", "cart"], [GW], t0, t0 + end, 60)
         assert looked  # there is traffic to compare
-    # the first look read it all (4 signals); each later one only its new minute
-    assert asked[:4] == [("60", "120")] * 4
-    assert asked[4:] == [("180", "180")] * 4 + [("240", "240")] * 4 + [("300", "300")] * 4
+    # the first look read it all; each later one only its new minute
+    assert asked == [("60", "120"), ("180", "180"), ("240", "240"), ("300", "300")]
     assert cached.cache.hits == 3
     # the next wave names the same namespaces in another order (its migrated ones first)
     # and the gateway with its prefix: the same entry, nothing read again
     again = cached.windows(["cart", "web", "shop"], [f"gateway/{GW}"], t0, t0 + 300, 60,
                            repeat=True)
-    assert again == looked and len(asked) == 16 and cached.cache.hits == 4
+    assert again == looked and len(asked) == 4 and cached.cache.hits == 4
     # a read without ``repeat`` (the plan's) does not go through the cache
     cached.windows(["shop"], [], t0, t0 + 300, 60)
     assert cached.cache.hits == 4 and asked[-1] == ("60", "300")

@@ -50,7 +50,9 @@ def translate_prometheus_error(
     """A prometheus-api-client exception as :class:`MetricsUnavailable`.
 
     Args:
-        exc: what ``custom_query`` raised, or the credential asked for a token.
+        exc: what a query raised (``PrometheusApiClientException`` in ``custom_query``'s
+            words, as :class:`~workers.prom.metrics.PrometheusMetricsApi` raises it too, or
+            requests' own), or the credential asked for a token.
         url: the Prometheus queried (no credentials in it).
 
     Returns:

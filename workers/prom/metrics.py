@@ -1,16 +1,23 @@
 """``PrometheusMetricsApi``: Istio's standard metrics of one cluster, on prometheus-api-client.
 
-:meth:`PrometheusMetricsApi.windows` reads a wave as traffic windows: one range query per
-signal for the whole wave, never one per namespace (every signal by reporter and revision,
-:mod:`workers.prom.windows`); :meth:`PrometheusMetricsApi.value` answers a team's metric
-template. Azure Monitor managed Prometheus is reached with an Entra token
-(``auth: azure``). The client's exceptions, and only those, become ``MetricsUnavailable``
-in :func:`workers.prom.errors.translate_prometheus_error`.
+:meth:`PrometheusMetricsApi.windows` reads a wave as traffic windows: one range query for
+the whole wave and its four signals, never one per namespace (every signal by reporter and
+revision, :mod:`workers.prom.windows`); :meth:`PrometheusMetricsApi.value` answers a team's
+metric template. Azure Monitor managed Prometheus is reached with an Entra token
+(``auth: azure``). The client's exceptions (its session, with its retry of 502/503/504, and
+its ``PrometheusApiClientException``), and only those, become ``MetricsUnavailable`` in
+:func:`workers.prom.errors.translate_prometheus_error`.
 
 A range query's answer is read as it streams in, one series at a time
 (:func:`iter_result`), over the client's own session: an hour of a 100-namespace wave's
 latency buckets is ~25 MB of JSON, ~170 MB once parsed whole (what the client's
 ``custom_query_range`` does, with no way to stream), issue 13.
+
+Queries are sent as ``POST`` with a form-encoded body (the Prometheus HTTP API: "useful
+when specifying a large query that may breach server-side URL character limits"; Azure
+Monitor's query endpoint takes ``POST`` for ``/api/v1/query`` and ``/api/v1/query_range``,
+Azure doc ``prometheus-api-promql.md``): a wave's query names its namespaces and, joined on
+the proxy's version, its scrape targets, tens of kilobytes for a big wave.
 """
 
 from __future__ import annotations
@@ -138,24 +145,49 @@ class PrometheusMetricsApi:
         self.timeout_s = 10
         self.prom = PrometheusConnect(
             url=url, disable_ssl=False, timeout=self.timeout_s, session=self.session,
-            retry=Retry(total=1, backoff_factor=0.2, status_forcelist=[502, 503, 504]))
+            # POST too: the queries are reads, safe to send again (urllib3 retries only the
+            # idempotent methods unless told); the last answer is kept, so that what
+            # Prometheus said is what the error says (not urllib3's "too many 503s")
+            retry=Retry(total=1, backoff_factor=0.2, status_forcelist=[502, 503, 504],
+                        allowed_methods=frozenset({"GET", "POST"}), raise_on_status=False))
         self.queries = 0
         # a bake's looks re-read the same baseline hour: only what is newer is read again;
         # one cache for all clusters of the process, so its bound is the process'
         self.cache = process_cache() if cache is None else cache
         self.cache_freshness_s = cache_freshness_s
 
-    def _instant(self, q: str, at: float | None = None) -> Any:
-        """One instant query (with an Entra token when ``auth: azure``) at ``at`` (Unix s;
-        None: now, Prometheus' default), its ``result``."""
+    def _post(self, path: str, form: dict[str, str | int | float], stream: bool = False
+              ) -> requests.Response:
+        """``POST`` ``form`` (form-encoded) to ``path`` of the Prometheus HTTP API, with an
+        Entra token when ``auth: azure``; the response when it is 200, else the client's
+        ``PrometheusApiClientException`` in its words (for translate_prometheus_error)."""
         self.queries += 1
+        if self.credential is not None:
+            token = self.credential.get_token(self.scope).token
+            self.prom.headers = {"Authorization": f"Bearer {token}"}
+        response = self.session.post(f"{self.prom.url}{path}", data=form,
+                                     headers=self.prom.headers, timeout=self.timeout_s,
+                                     stream=stream)
+        if response.status_code != 200:
+            with response:
+                raise PrometheusApiClientException(
+                    f"HTTP Status Code {response.status_code} ({response.content!r})")
+        return response
+
+    def _instant(self, q: str, at: float | None = None) -> Any:
+        """One instant query (``POST /api/v1/query``) at ``at`` (Unix s; None: now,
+        Prometheus' default), its ``result``."""
+        form: dict[str, str | int | float] = {"query": q}
+        if at is not None:
+            form["time"] = at
         try:
-            if self.credential is not None:
-                token = self.credential.get_token(self.scope).token
-                self.prom.headers = {"Authorization": f"Bearer {token}"}
-            return self.prom.custom_query(q, params=None if at is None else {"time": at})
+            with self._post("/api/v1/query", form) as response:
+                return response.json()["data"]["result"]
         except PROMETHEUS_ERRORS as exc:
             raise translate_prometheus_error(exc, self.url) from exc
+        except (ValueError, KeyError, TypeError) as exc:  # not Prometheus' answer
+            raise MetricsUnavailable(f"Prometheus at {self.url}: its answer is not the "
+                                     f"HTTP API's ({exc})") from exc
 
     def value(self, query: str) -> float | None:
         """A metric template's instant query: its one value (Flagger's MetricTemplate
@@ -172,23 +204,12 @@ class PrometheusMetricsApi:
 
     def _query_range(self, q: str, start: float, end: float, step_s: int
                      ) -> Iterator[dict[str, Any]]:
-        """One range query (``GET /api/v1/query_range``, as the client's
-        ``custom_query_range`` sends it), its ``result`` series one at a time as the answer
-        streams in."""
-        self.queries += 1
+        """One range query (``POST /api/v1/query_range``), its ``result`` series one at a
+        time as the answer streams in."""
+        form: dict[str, str | int | float] = {"query": q, "start": round(start),
+                                              "end": round(end), "step": f"{step_s}s"}
         try:
-            if self.credential is not None:
-                token = self.credential.get_token(self.scope).token
-                self.prom.headers = {"Authorization": f"Bearer {token}"}
-            params: dict[str, str | int] = {"query": q, "start": round(start),
-                                            "end": round(end), "step": f"{step_s}s"}
-            with self.session.get(f"{self.prom.url}/api/v1/query_range", params=params,
-                                  headers=self.prom.headers, timeout=self.timeout_s,
-                                  stream=True) as response:
-                if response.status_code != 200:
-                    # the client's own exception and words, for translate_prometheus_error
-                    raise PrometheusApiClientException(
-                        f"HTTP Status Code {response.status_code} ({response.content!r})")
+            with self._post("/api/v1/query_range", form, stream=True) as response:
                 yield from iter_result(response.iter_content(CHUNK_BYTES))
         except PROMETHEUS_ERRORS as exc:
             raise translate_prometheus_error(exc, self.url) from exc
@@ -198,9 +219,10 @@ class PrometheusMetricsApi:
     def windows(self, namespaces: list[str], gateways: list[str], start: float, end: float,
                 step_s: float, repeat: bool = False, background: bool = False
                 ) -> list[TrafficWindow]:
-        """Traffic windows of a wave: four range queries (requests by code, latency
-        buckets, TCP opened, TCP failed), after one instant query for the wave's scrape
-        targets when ``istio_build`` tells the revision, see :mod:`workers.prom.windows`.
+        """Traffic windows of a wave: one range query (requests by code, latency
+        buckets, TCP opened, TCP failed: :func:`workers.prom.windows.window_query`), after
+        one instant query for the wave's scrape targets when ``istio_build`` tells the
+        revision, see :mod:`workers.prom.windows`.
         ``repeat``: the range answers go through the results cache
         (:mod:`workers.prom.cache`), so a bake's next look reads only what is newer.
         ``background``: made only in one of the cache's background slots

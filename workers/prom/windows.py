@@ -2,8 +2,9 @@
 
 Why: the metric gate judges a wave on windows — one scrape-aligned interval of one subject
 on one mesh revision as one Istio reporter saw it — and this module is where Prometheus'
-answers become those windows, with one range query per signal for the whole wave (never
-one per namespace).
+answers become those windows, with one range query for the whole wave and its four signals
+(never one per namespace, nor one per signal: each HTTP request costs the worker more than
+the parsing of its answer, and Azure Monitor counts queries against a workspace's limits).
 
 The queries (each ``sum by (…)`` of ``increase(…[step])``, evaluated every ``step`` seconds;
 Istio doc "Istio Standard Metrics", istio.io/latest/docs/reference/config/metrics/):
@@ -27,6 +28,11 @@ report only as source, by ``source_workload`` in ``aks-istio-ingress``
 (``aks-istio-ingressgateway-external-asm-1-26`` → subject
 ``gateway/aks-istio-ingressgateway-external-asm-1-26``, revision ``asm-1-26`` from the name;
 AKS doc ``istio-deploy-ingress.md``). The arms' label sets differ, so ``or`` keeps them all.
+The four signals' expressions are sent as one, each labelled with its name by
+``label_replace(…, "meshops_signal", "<signal>", "", "")`` (an empty source label's value ""
+matches the empty regex, so the label is always set; Prometheus docs "Query functions") and
+joined by ``or``: the label keeps apart series that would otherwise carry the same labels
+(TCP opened and TCP failed), and tells the reader which signal each series is.
 
 The revision of the reporting proxy. Istio's ``*_canonical_revision`` labels are the
 application's version (``service.istio.io/canonical-revision``, else ``app.kubernetes.io/
@@ -82,6 +88,8 @@ PROXY_VERSION_LABEL = "tag"
 #: the labels of one scrape target (the proxy whose series they are)
 TARGET_LABELS = "job, instance"
 SIGNALS = ("requests", "buckets", "tcp_opened", "tcp_failed")
+#: the label naming the signal of each series of :func:`window_query`'s answer
+SIGNAL_LABEL = "meshops_signal"
 
 _GATEWAY_REVISION = re.compile(r"-(asm-\d+-\d+)$")
 _ISTIO_VERSION = re.compile(r"^v?(\d+)\.(\d+)(?:\.|$)")
@@ -253,6 +261,19 @@ def window_queries(selector: dict[str, str], namespaces: Sequence[str],
     return out
 
 
+def window_query(selector: dict[str, str], namespaces: Sequence[str],
+                 gateways: Sequence[str], step_s: int, revision_label: str | None = None,
+                 instances: Sequence[str] | None = None) -> str | None:
+    """The four signals' expressions (:func:`window_queries`, same arguments) as one,
+    each series labelled :data:`SIGNAL_LABEL` with its signal's name; None when there are
+    neither namespaces nor gateways."""
+    queries = window_queries(selector, namespaces, gateways, step_s, revision_label, instances)
+    if not queries:
+        return None
+    return " or ".join(f'label_replace({q}, "{SIGNAL_LABEL}", "{name}", "", "")'
+                       for name, q in queries.items())
+
+
 def _subject(metric: dict[str, str], revision_label: str | None
              ) -> tuple[str, str | None, str] | None:
     """(subject, revision, reporter) of one result series; None for one of no subject."""
@@ -295,56 +316,68 @@ class WindowBuilder:
     def add(self, signal: str, series: Iterable[dict[str, Any]]) -> None:
         """Take in one signal's result (Prometheus' ``matrix``), series by series."""
         for item in series:
-            metric = item.get("metric", {})
-            key = _subject(metric, self.revision_label)
-            if key is None:
+            self._take(signal, item)
+
+    def add_labelled(self, series: Iterable[dict[str, Any]]) -> None:
+        """Take in :func:`window_query`'s result, series by series, each as the signal its
+        :data:`SIGNAL_LABEL` names; a series naming none of :data:`SIGNALS` is left out."""
+        for item in series:
+            signal = item.get("metric", {}).get(SIGNAL_LABEL)
+            if signal in _SIGNALS:
+                self._take(signal, item)
+
+    def _take(self, signal: str, item: dict[str, Any]) -> None:
+        """One series of ``signal``."""
+        metric = item.get("metric", {})
+        key = _subject(metric, self.revision_label)
+        if key is None:
+            return
+        if signal == "requests":
+            grpc = metric.get("grpc_response_status", "")
+            column: tuple[str, Any] = ("code", f"grpc:{grpc}" if grpc
+                                       else metric.get("response_code", ""))
+        elif signal == "buckets":
+            le = float(metric.get("le", "nan"))
+            column = ("le", le)
+        elif signal in ("tcp_opened", "tcp_failed"):
+            column = (signal, None)
+        else:  # no column of its own: its samples only make windows exist
+            column = ("le", math.nan)
+        # per series what does not change from sample to sample: an hour of a wave's
+        # buckets is ~900,000 samples, and this loop was a third of a tick's CPU
+        skip = column[0] == "le" and math.isnan(column[1])
+        times = self._times
+        present: array[float] | None = None
+        sums: array[float] | None = None
+        for t, raw in item.get("values", []):
+            value = float(raw)
+            if value != value:  # NaN: no sample
                 continue
-            if signal == "requests":
-                grpc = metric.get("grpc_response_status", "")
-                column: tuple[str, Any] = ("code", f"grpc:{grpc}" if grpc
-                                           else metric.get("response_code", ""))
-            elif signal == "buckets":
-                le = float(metric.get("le", "nan"))
-                column = ("le", le)
-            elif signal in ("tcp_opened", "tcp_failed"):
-                column = (signal, None)
-            else:  # no column of its own: its samples only make windows exist
-                column = ("le", math.nan)
-            # per series what does not change from sample to sample: an hour of a wave's
-            # buckets is ~900,000 samples, and this loop was a third of a tick's CPU
-            skip = column[0] == "le" and math.isnan(column[1])
-            times = self._times
-            present: array[float] | None = None
-            sums: array[float] | None = None
-            for t, raw in item.get("values", []):
-                value = float(raw)
-                if value != value:  # NaN: no sample
-                    continue
-                at = float(t)
-                slot = times.get(at)
-                if slot is None:
-                    slot = times[at] = len(times)
+            at = float(t)
+            slot = times.get(at)
+            if slot is None:
+                slot = times[at] = len(times)
+            if present is None:
+                columns = self._acc.get(key)
+                if columns is None:
+                    columns = self._acc[key] = {}
+                present = columns.get(("", None))
                 if present is None:
-                    columns = self._acc.get(key)
-                    if columns is None:
-                        columns = self._acc[key] = {}
-                    present = columns.get(("", None))
-                    if present is None:
-                        present = columns[("", None)] = array("d")
-                    if not skip:
-                        sums = columns.get(column)
-                        if sums is None:
-                            sums = columns[column] = array("d")
-                if slot >= len(present):
-                    present.extend([math.nan] * (slot + 1 - len(present)))
-                if present[slot] != present[slot]:
-                    present[slot] = 0.0  # the window exists
-                if sums is None:
-                    continue  # (as a bucket without a number for its edge)
-                if slot >= len(sums):
-                    sums.extend([math.nan] * (slot + 1 - len(sums)))
-                before = sums[slot]
-                sums[slot] = value if before != before else before + value
+                    present = columns[("", None)] = array("d")
+                if not skip:
+                    sums = columns.get(column)
+                    if sums is None:
+                        sums = columns[column] = array("d")
+            if slot >= len(present):
+                present.extend([math.nan] * (slot + 1 - len(present)))
+            if present[slot] != present[slot]:
+                present[slot] = 0.0  # the window exists
+            if sums is None:
+                continue  # (as a bucket without a number for its edge)
+            if slot >= len(sums):
+                sums.extend([math.nan] * (slot + 1 - len(sums)))
+            before = sums[slot]
+            sums[slot] = value if before != before else before + value
 
     def windows(self, step_s: int) -> list[TrafficWindow]:
         """The windows: as :func:`to_windows` returns them. Takes the sums apart as it goes
@@ -407,9 +440,9 @@ def read_windows(query_range: QueryRange, selector: dict[str, str],
                  scrape_interval_s: float = DEFAULT_SCRAPE_INTERVAL_S,
                  revision_label: str | None = None, query: Query | None = None
                  ) -> list[TrafficWindow]:
-    """The wave's windows between ``start`` and ``end`` (Unix s), four range queries, after
-    one instant query for the wave's scrape targets when the proxy's version tells the
-    revision (``revision_label`` None and ``query`` given).
+    """The wave's windows between ``start`` and ``end`` (Unix s): one range query
+    (:func:`window_query`), after one instant query for the wave's scrape targets when the
+    proxy's version tells the revision (``revision_label`` None and ``query`` given).
 
     Args:
         query_range: runs one range query (``start``/``end`` Unix s, step whole seconds)
@@ -437,8 +470,8 @@ def read_windows(query_range: QueryRange, selector: dict[str, str],
                             if s.get("metric", {}).get("instance")})
         if len(instances) > MAX_NAMED_TARGETS:
             instances = None
-    queries = window_queries(selector, namespaces, gateways, step, revision_label, instances)
+    q = window_query(selector, namespaces, gateways, step, revision_label, instances)
     builder = WindowBuilder(revision_label)
-    for name, q in queries.items():  # each answer taken in, and let go, before the next
-        builder.add(name, query_range(q, first, last, step))
+    if q is not None:
+        builder.add_labelled(query_range(q, first, last, step))  # taken in as it comes
     return builder.windows(step)
