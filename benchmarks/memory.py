@@ -9,7 +9,8 @@ minutes; this takes seconds and splits it up, each part in a fresh interpreter:
    namespaces, ``--control`` control namespaces and two ingress gateways, an hour of
    baseline plus the bake so far at ``--step`` s), through the worker's own path:
    ``PrometheusMetricsApi.windows`` (prometheus-api-client over HTTP against a local
-   server answering the five queries with Prometheus' JSON) →
+   server answering the two queries with Prometheus' JSON: the wave's targets, and its
+   windows, every signal's series labelled with it as ``label_replace`` labels them) →
    :func:`workflows.waves.on_latest_revision` → :func:`workflows.canary.judge_canary`.
    Printed: the ``VmHWM`` growth over the ``VmRSS`` before the look, tracemalloc's peak
    (another run, tracemalloc costs memory of its own), the windows read and the verdict.
@@ -145,18 +146,20 @@ class World:
 
 
 def serve(world: World) -> tuple[ThreadingHTTPServer, str]:
+    from workers.prom.windows import SIGNAL_LABEL, SIGNALS
+
     bodies = {}
-    for signal in ("requests", "buckets", "tcp_opened", "tcp_failed"):
+    for signal in SIGNALS:
         bodies[signal] = json.dumps({"status": "success", "data": {
             "resultType": "matrix", "result": world.series(signal)}}).encode()
+    # the windows' one query: every signal's series, each labelled with its signal
+    windows = json.dumps({"status": "success", "data": {"resultType": "matrix", "result": [
+        {**s, "metric": {**s["metric"], SIGNAL_LABEL: signal}}
+        for signal in SIGNALS for s in world.series(signal)]}}).encode()
     targets = json.dumps({"status": "success", "data": {"resultType": "vector", "result": [
         {"metric": {"job": "workload", "instance": f"10.0.{i // 250}.{i % 250}:15020"},
          "value": [world.now, "1"]} for i in range(len(world.wave) + len(world.control))]}}
                          ).encode()
-    metric_of = {"istio_request_duration_milliseconds_bucket": "buckets",
-                 "istio_requests_total": "requests",
-                 "istio_tcp_connections_opened_total": "tcp_opened",
-                 "istio_tcp_connections_closed_total": "tcp_failed"}
 
     class Handler(BaseHTTPRequestHandler):
         def log_message(self, *args: Any) -> None:
@@ -164,7 +167,9 @@ def serve(world: World) -> tuple[ThreadingHTTPServer, str]:
 
         def _answer(self, query: str) -> None:
             if self.path.startswith("/api/v1/query_range"):
-                body = next(bodies[s] for m, s in metric_of.items() if m in query)
+                if SIGNAL_LABEL not in query:
+                    raise ValueError(f"not the windows' query: {query[:200]}")
+                body = windows
             else:
                 body = targets
             self.send_response(200)

@@ -14,6 +14,8 @@ def test_one_value_none_without_data_and_several_series_refused(
         prometheus: tuple[str, int]) -> None:  # noqa: F811
     api = PrometheusMetricsApi(prometheus[0])
     assert api.value("vector(0.25)") == 0.25
+    assert api.value("scalar(vector(0.5))") == 0.5  # resultType "scalar": [time, value]
+    assert api.value("0.75") == 0.75
     assert api.value("sum(meshops_no_such_metric_total)") is None
     two = ('label_replace(vector(1), "a", "x", "", "") or '
            'label_replace(vector(2), "a", "y", "", "")')

@@ -105,6 +105,25 @@ def test_a_query_is_sent_again_once_on_a_gateway_error() -> None:
     assert [(m, p) for m, p, _ in prom.queries] == [("POST", "/api/v1/query_range")] * 2
 
 
+def test_a_retry_after_is_the_engines_to_wait_not_a_sleep_in_the_worker() -> None:
+    """A 429 or 503 with ``Retry-After``: one answer taken (no sleep inside the worker),
+    raised with Prometheus' words and the wait it asked for."""
+    for status in (429, 503):
+        prom = _Prometheus(status, b'{"status": "error", "errorType": "unavailable", '
+                           b'"error": "too many queries"}', {"Retry-After": "30"})
+        try:
+            api = PrometheusMetricsApi(prom.url, revision_label="istio_io_rev")
+            started = time.monotonic()
+            with pytest.raises(MetricsUnavailable, match="too many queries") as raised:
+                api.windows(["shop"], [], 1140, 1320, 60)
+            assert time.monotonic() - started < 5
+        finally:
+            prom.close()
+        assert raised.value.delay_s == 30.0
+        # the 503 is sent again once at once (a gateway's), the 429 not
+        assert len(prom.queries) == (2 if status == 503 else 1)
+
+
 def test_without_a_revision_label_the_proxy_version_tells_it() -> None:
     q = window_queries({"cluster": "aks-1"}, ["shop"], [], 60)["requests"]
     assert q.count(" or ") == 3  # two arms, each joined or kept unjoined
@@ -243,7 +262,7 @@ class _Prometheus:
     """A local HTTP server answering every query with ``status`` and ``body``; ``queries``:
     each request's method, path and form (its body, form-encoded)."""
 
-    def __init__(self, status: int, body: bytes):
+    def __init__(self, status: int, body: bytes, headers: dict[str, str] | None = None):
         self.queries: list[tuple[str, str, dict[str, list[str]]]] = []
         outer = self
 
@@ -257,6 +276,8 @@ class _Prometheus:
                 outer.queries.append((self.command, self.path, parse_qs(form)))
                 self.send_response(status)
                 self.send_header("Content-Type", "application/json")
+                for name, value in (headers or {}).items():
+                    self.send_header(name, value)
                 self.send_header("Content-Length", str(len(body)))
                 self.end_headers()
                 for i in range(0, len(body), 5):  # dribbled, as a big answer arrives
@@ -271,12 +292,21 @@ class _Prometheus:
         self.server.server_close()
 
 
+def _scaled(series: list[dict[str, Any]], factor: int) -> list[dict[str, Any]]:
+    return [{**s, "values": [[t, str(float(v) * factor)] for t, v in s["values"]]}
+            for s in series]
+
+
 def test_the_adapter_streams_each_answer_into_the_windows() -> None:
-    signals = ("requests", "buckets", "tcp_opened", "tcp_failed")
+    # each signal its own counts, so that one taken for another shows
+    per_signal = {signal: _scaled(MATRIX, factor) for signal, factor in
+                  (("requests", 1), ("buckets", 2), ("tcp_opened", 3), ("tcp_failed", 5))}
     labelled = [{**s, "metric": {**s["metric"], SIGNAL_LABEL: signal}}
-                for signal in signals for s in MATRIX]
+                for signal, series in per_signal.items() for s in series]
     # a series of no signal of ours (a label_replace the query did not make) is left out
-    stray = {**MATRIX[0], "metric": {**MATRIX[0]["metric"], SIGNAL_LABEL: "other"}}
+    stray = {"metric": {"reporter": "destination", "destination_workload_namespace": "shop",
+                        "istio_io_rev": "asm-1-27", SIGNAL_LABEL: "other"},
+             "values": [[1200, "1"]]}
     prom = _Prometheus(200, _answer([*labelled, stray]))
     try:
         api = PrometheusMetricsApi(prom.url, revision_label="istio_io_rev")
@@ -290,10 +320,12 @@ def test_the_adapter_streams_each_answer_into_the_windows() -> None:
     # the evaluation times of the whole windows in (1140, 1320]
     assert (form["start"], form["end"], form["step"]) == (["1200"], ["1320"], ["60s"])
     assert form["query"] == [window_query({}, ["shop", "shöp-ü"], [GW], 60, "istio_io_rev")]
-    # every signal answered the same series: as the same answers given whole, one by one
-    assert windows == to_windows({s: MATRIX for s in signals}, 60, "istio_io_rev")
-    assert [(w.end, w.subject, w.requests) for w in windows if w.reporter == "destination"] \
-        == [(1200.0, "shop", 10), (1260.0, "shop", 12), (1260.0, "shöp-ü", 2)]
+    # as the four answers given whole, one by one
+    assert windows == to_windows(per_signal, 60, "istio_io_rev")
+    assert [(w.end, w.subject, w.requests, w.tcp_opened, w.tcp_failed) for w in windows
+            if w.reporter == "destination"] == [
+        (1200.0, "shop", 10, 30, 50), (1260.0, "shop", 12, 37, 62),
+        (1260.0, "shöp-ü", 2, 6, 10)]
 
 
 def test_an_error_answer_is_metrics_unavailable_in_prometheus_words() -> None:

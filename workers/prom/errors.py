@@ -1,12 +1,14 @@
-"""The one translation of prometheus-api-client's exceptions into meshops'.
+"""The one translation of the Prometheus adapter's exceptions into meshops'.
 
-``PrometheusConnect.custom_query`` raises ``PrometheusApiClientException`` for an answer other
-than 200 (its message: ``HTTP Status Code 503 (b'...')``, the body being Prometheus' error
-object ``{"status": "error", "errorType": "...", "error": "..."}``) and lets ``requests``'
-exceptions through (no answer, retries exhausted, a body that is not JSON). Every one of them
-means the gate could not measure: :class:`MetricsUnavailable`, whose verdict is ERROR (retried,
-then the run pauses), with Prometheus' own status, error type and message. So is an Entra
-token that azure-identity could not get for Azure Monitor managed Prometheus (``AzureError``).
+An answer other than 200 is raised as :class:`PrometheusAnswerError`, prometheus-api-client's
+``PrometheusApiClientException`` in the words its ``custom_query`` uses (``HTTP Status Code
+503 (b'...')``, the body being Prometheus' error object ``{"status": "error", "errorType":
+"...", "error": "..."}``), with the answer's ``Retry-After``; ``requests``' exceptions come
+through as they are (no answer, a body that is not JSON). Every one of them means the gate
+could not measure: :class:`MetricsUnavailable`, whose verdict is ERROR (retried, then the run
+pauses), with Prometheus' own status, error type and message, and the least wait it asked
+for. So is an Entra token that azure-identity could not get for Azure Monitor managed
+Prometheus (``AzureError``).
 """
 
 from __future__ import annotations
@@ -24,6 +26,17 @@ from workflows.errors import MetricsUnavailable
 
 #: what prometheus-api-client raises that we translate (anything else is a bug)
 PROMETHEUS_ERRORS = (PrometheusApiClientException, requests.RequestException, AzureError)
+
+
+
+class PrometheusAnswerError(PrometheusApiClientException):
+    """An answer other than 200, in the client's words (``HTTP Status Code <status>
+    (<body bytes>)``); ``retry_after_s``: its ``Retry-After``, seconds (0: none)."""
+
+    def __init__(self, status: int, body: bytes, retry_after_s: float = 0.0):
+        super().__init__(f"HTTP Status Code {status} ({body!r})")
+        self.retry_after_s = retry_after_s
+
 
 _STATUS = re.compile(r"^HTTP Status Code (\d+) \((.*)\)$", re.DOTALL)
 
@@ -50,9 +63,8 @@ def translate_prometheus_error(
     """A prometheus-api-client exception as :class:`MetricsUnavailable`.
 
     Args:
-        exc: what a query raised (``PrometheusApiClientException`` in ``custom_query``'s
-            words, as :class:`~workers.prom.metrics.PrometheusMetricsApi` raises it too, or
-            requests' own), or the credential asked for a token.
+        exc: what a query raised (:class:`PrometheusAnswerError`, or requests' own), or
+            the credential asked for a token.
         url: the Prometheus queried (no credentials in it).
 
     Returns:
@@ -63,7 +75,8 @@ def translate_prometheus_error(
         return MetricsUnavailable(f"Prometheus at {url}: no Entra token for it ({exc.message})")
     if isinstance(exc, PrometheusApiClientException):
         return MetricsUnavailable(f"Prometheus at {url} could not be queried: "
-                                  f"{_prometheus_said(exc)}")
+                                  f"{_prometheus_said(exc)}",
+                                  getattr(exc, "retry_after_s", 0.0))
     response = exc.response
     if response is not None:
         return MetricsUnavailable(f"Prometheus at {url} could not be queried: HTTP "

@@ -4,9 +4,10 @@
 the whole wave and its four signals, never one per namespace (every signal by reporter and
 revision, :mod:`workers.prom.windows`); :meth:`PrometheusMetricsApi.value` answers a team's
 metric template. Azure Monitor managed Prometheus is reached with an Entra token
-(``auth: azure``). The client's exceptions (its session, with its retry of 502/503/504, and
-its ``PrometheusApiClientException``), and only those, become ``MetricsUnavailable`` in
-:func:`workers.prom.errors.translate_prometheus_error`.
+(``auth: azure``). The client's exceptions (its session's, with its retry of 502/503/504,
+and an answer other than 200) become ``MetricsUnavailable`` in
+:func:`workers.prom.errors.translate_prometheus_error`; so does an answer that is not the
+HTTP API's.
 
 A range query's answer is read as it streams in, one series at a time
 (:func:`iter_result`), over the client's own session: an hour of a 100-namespace wave's
@@ -32,12 +33,16 @@ from typing import Any
 
 import requests
 from prometheus_api_client import PrometheusConnect
-from prometheus_api_client.exceptions import PrometheusApiClientException
 from urllib3.util.retry import Retry
 
 from workers.prom.cache import DEFAULT_MAX_FRESHNESS_S, WindowCache, process_cache
-from workers.prom.errors import PROMETHEUS_ERRORS, translate_prometheus_error
+from workers.prom.errors import (
+    PROMETHEUS_ERRORS,
+    PrometheusAnswerError,
+    translate_prometheus_error,
+)
 from workers.prom.windows import DEFAULT_SCRAPE_INTERVAL_S, read_windows, window_step_s
+from workers.retry_after import retry_after_s
 from workflows.errors import MetricsBusy, MetricsUnavailable
 from workflows.traffic import TrafficWindow
 
@@ -143,35 +148,42 @@ class PrometheusMetricsApi:
         # The session is ours: range queries stream their answers through it (iter_result).
         self.session = settled_session(url)
         self.timeout_s = 10
+        # a wave's range query is its four signals at once: Prometheus answers once all are
+        # evaluated, so its first byte may take what four queries took (10 s each before)
+        self.range_timeout_s: tuple[float, float] = (self.timeout_s, 4 * self.timeout_s)
         self.prom = PrometheusConnect(
             url=url, disable_ssl=False, timeout=self.timeout_s, session=self.session,
             # POST too: the queries are reads, safe to send again (urllib3 retries only the
             # idempotent methods unless told); the last answer is kept, so that what
-            # Prometheus said is what the error says (not urllib3's "too many 503s")
+            # Prometheus said is what the error says (not urllib3's "too many 503s"), and
+            # a Retry-After is the engine's to wait (MetricsUnavailable.delay_s), never a
+            # sleep inside the worker (urllib3 sleeps it, up to hours, unless told)
             retry=Retry(total=1, backoff_factor=0.2, status_forcelist=[502, 503, 504],
-                        allowed_methods=frozenset({"GET", "POST"}), raise_on_status=False))
+                        allowed_methods=frozenset({"GET", "POST"}), raise_on_status=False,
+                        respect_retry_after_header=False))
         self.queries = 0
         # a bake's looks re-read the same baseline hour: only what is newer is read again;
         # one cache for all clusters of the process, so its bound is the process'
         self.cache = process_cache() if cache is None else cache
         self.cache_freshness_s = cache_freshness_s
 
-    def _post(self, path: str, form: dict[str, str | int | float], stream: bool = False
-              ) -> requests.Response:
+    def _post(self, path: str, form: dict[str, str | int | float], stream: bool = False,
+              timeout: float | tuple[float, float] | None = None) -> requests.Response:
         """``POST`` ``form`` (form-encoded) to ``path`` of the Prometheus HTTP API, with an
-        Entra token when ``auth: azure``; the response when it is 200, else the client's
-        ``PrometheusApiClientException`` in its words (for translate_prometheus_error)."""
+        Entra token when ``auth: azure``; the response when it is 200, else
+        :class:`~workers.prom.errors.PrometheusAnswerError` (for
+        translate_prometheus_error). ``timeout``: requests', default ``timeout_s``."""
         self.queries += 1
         if self.credential is not None:
             token = self.credential.get_token(self.scope).token
             self.prom.headers = {"Authorization": f"Bearer {token}"}
         response = self.session.post(f"{self.prom.url}{path}", data=form,
-                                     headers=self.prom.headers, timeout=self.timeout_s,
-                                     stream=stream)
+                                     headers=self.prom.headers, stream=stream,
+                                     timeout=self.timeout_s if timeout is None else timeout)
         if response.status_code != 200:
             with response:
-                raise PrometheusApiClientException(
-                    f"HTTP Status Code {response.status_code} ({response.content!r})")
+                raise PrometheusAnswerError(response.status_code, response.content,
+                                            retry_after_s(response.headers))
         return response
 
     def _instant(self, q: str, at: float | None = None) -> Any:
@@ -193,12 +205,15 @@ class PrometheusMetricsApi:
         """A metric template's instant query: its one value (Flagger's MetricTemplate
         contract: the query must return a single value); None without data."""
         result = self._instant(query)
-        if isinstance(result, list) and len(result) > 1:
+        if isinstance(result, list) and result and not isinstance(result[0], dict):
+            raw = result[1]  # a scalar (resultType "scalar"): [<time>, "<value>"]
+        elif isinstance(result, list) and len(result) > 1:
             raise MetricsUnavailable(f"the metric query returns {len(result)} series, not one "
                                      f"value (aggregate it, e.g. sum(...)): {query[:200]}")
-        if not result:
+        elif not result:
             return None
-        raw = result[0]["value"][1] if isinstance(result, list) else result[1]
+        else:
+            raw = result[0]["value"][1]
         value = float(raw)
         return None if math.isnan(value) else value
 
@@ -209,7 +224,8 @@ class PrometheusMetricsApi:
         form: dict[str, str | int | float] = {"query": q, "start": round(start),
                                               "end": round(end), "step": f"{step_s}s"}
         try:
-            with self._post("/api/v1/query_range", form, stream=True) as response:
+            with self._post("/api/v1/query_range", form, stream=True,
+                            timeout=self.range_timeout_s) as response:
                 yield from iter_result(response.iter_content(CHUNK_BYTES))
         except PROMETHEUS_ERRORS as exc:
             raise translate_prometheus_error(exc, self.url) from exc

@@ -20,7 +20,7 @@ Istio doc "Istio Standard Metrics", istio.io/latest/docs/reference/config/metric
   no route…; Envoy doc "Access logging", envoyproxy.io/docs/envoy/latest/configuration/
   observability/access_log/usage).
 
-Each query is one expression of up to three arms joined by ``or``, because each reporter
+Each signal's expression has up to three arms joined by ``or``, because each reporter
 names its own pod's namespace in a different label: ``reporter="destination"`` series by
 ``destination_workload_namespace`` (the server's proxy reports), ``reporter="source"`` by
 ``source_workload_namespace`` (the client's proxy), and the add-on's ingress gateways, which
@@ -105,8 +105,9 @@ Query = Callable[[str, float], list[dict[str, Any]]]
 #: exports one of these two
 TARGET_METRICS = ("istio_requests_total", "istio_tcp_connections_opened_total")
 #: above this many targets (a wave as big as the mesh: the plan reads every namespace) the
-#: join reads every proxy's ``istio_build``: naming them would only lengthen the query (in
-#: the URL of a GET, ~40 characters a target) for a selector that then keeps nearly all
+#: join reads every proxy's ``istio_build``: naming them would only lengthen the query
+#: (~40 characters a target, in each of the four signals' two joined arms, twice) for a
+#: selector that then keeps nearly all
 MAX_NAMED_TARGETS = 1000
 #: characters with a meaning in RE2 (Prometheus' regular expressions), escaped in a literal
 _RE2_META = frozenset("\\.+*?()|[]{}^$")
