@@ -126,12 +126,19 @@ def test_a_retry_after_is_the_engines_to_wait_not_a_sleep_in_the_worker() -> Non
 
 def test_without_a_revision_label_the_proxy_version_tells_it() -> None:
     q = window_queries({"cluster": "aks-1"}, ["shop"], [], 60)["requests"]
-    assert q.count(" or ") == 3  # two arms, each joined or kept unjoined
+    # per reporter's arm: its series summed by what the windows keep and the target, then
+    # joined with the target's build, or with nothing (no tag) when it exports none
+    assert q.count("sum by (reporter, destination_workload_namespace, response_code, "
+                   "grpc_response_status, job, instance) (increase(istio_requests_total{") == 1
+    assert q.count("increase(") == 2  # once per arm: no second read of the same series
     assert "sum by (reporter, destination_workload_namespace, tag, response_code" in q
     build = 'istio_build{cluster="aks-1",component="proxy"}'  # no targets named: every proxy
-    assert ("* on (job, instance) group_left (tag) (topk by (job, instance) (1, timestamp("
-            f"{build})) > bool 0)") in q
-    assert f"unless on (job, instance) {build}" in q
+    seen = ('group by (job, instance) (last_over_time(istio_requests_total{cluster="aks-1"}'
+            '[60s]) or last_over_time(istio_tcp_connections_opened_total{cluster="aks-1"}'
+            '[60s]))')
+    assert q.count("* on (job, instance) group_left (tag) ((topk by (job, instance) (1, "
+                   f"timestamp({build})) > bool 0) or on (job, instance) {seen})") == 2
+    assert "unless" not in q
     assert "source_workload=~" not in q  # no gateways asked for
 
 
@@ -139,12 +146,16 @@ def test_the_join_reads_the_build_of_the_waves_targets_only() -> None:
     q = window_queries({"cluster": "aks-1"}, ["shop"], [], 60,
                        instances=["10.0.0.2:15020", "10.0.0.1:15020", "[fd00::1]:15020"])
     # RE2 literals (the dots, an IPv6 address' brackets), in a PromQL string
-    build = (r'istio_build{cluster="aks-1",component="proxy",instance=~"10\\.0\\.0\\.1:15020|'
-             r'10\\.0\\.0\\.2:15020|\\[fd00::1\\]:15020"}')
+    named = (r'instance=~"10\\.0\\.0\\.1:15020|10\\.0\\.0\\.2:15020|'
+             r'\\[fd00::1\\]:15020"')
+    build = f'istio_build{{cluster="aks-1",component="proxy",{named}}}'
     for query in q.values():
         assert query.count(f"timestamp({build})") == 2  # one per reporter's arm
-        assert query.count(f"unless on (job, instance) {build}") == 2
-        assert "and on" not in query
+        # the targets without a build: those named, when their series show in the window
+        for metric in ("istio_requests_total", "istio_tcp_connections_opened_total"):
+            assert query.count(f'last_over_time({metric}{{cluster="aks-1",{named}}}[60s])') == 2
+        assert query.count("instance=~") == 6
+        assert "and on" not in query and "unless" not in query
     none = window_queries({}, ["shop"], [], 60, instances=[])["requests"]
     assert 'istio_build{component="proxy",instance=~""}' in none  # no target, no build
     assert "istio_build" not in window_queries({}, ["shop"], [], 60, "istio_io_rev",
@@ -167,7 +178,8 @@ def test_the_targets_are_named_unless_the_wave_is_as_big_as_the_mesh() -> None:
 
     read_windows(query_range, {}, ["shop"], [], 1000, 1300, 60, query=targets(2))
     assert len(sent) == 1  # the four signals in one query, each with its own join
-    assert sent[0].count(r'instance=~"10\\.0\\.0\\.0:15020|10\\.0\\.0\\.1:15020"') == 16
+    # per signal, per reporter's arm: its builds and its targets seen
+    assert sent[0].count(r'instance=~"10\\.0\\.0\\.0:15020|10\\.0\\.0\\.1:15020"') == 24
     sent.clear()
     read_windows(query_range, {}, ["shop"], [], 1000, 1300, 60,
                  query=targets(MAX_NAMED_TARGETS + 1))
