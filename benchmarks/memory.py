@@ -189,7 +189,8 @@ def serve(world: World) -> tuple[ThreadingHTTPServer, str]:
 
     server = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
     threading.Thread(target=server.serve_forever, daemon=True).start()
-    sizes = ", ".join(f"{k} {len(v) / 1e6:.1f} MB" for k, v in bodies.items())
+    sizes = (f"{len(windows) / 1e6:.1f} MB (" +
+             ", ".join(f"{k} {len(v) / 1e6:.1f} MB" for k, v in bodies.items()) + ")")
     print(f"{'plan' if world.step >= 300 else 'look'}: {len(world.wave)} + "
           f"{len(world.control)} control namespaces, 2 gateways, "
           f"{len(world.times)} windows of {world.step} s; Prometheus' answers: {sizes}")

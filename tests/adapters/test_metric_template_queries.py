@@ -21,3 +21,7 @@ def test_one_value_none_without_data_and_several_series_refused(
            'label_replace(vector(2), "a", "y", "", "")')
     with pytest.raises(MetricsUnavailable, match="returns 2 series, not one value"):
         api.value(two)
+    with pytest.raises(MetricsUnavailable, match="returns a matrix, not one value"):
+        api.value("vector(1)[2m:1m]")
+    with pytest.raises(MetricsUnavailable, match="returns a string, not one value"):
+        api.value('"text"')

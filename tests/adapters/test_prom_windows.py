@@ -124,6 +124,21 @@ def test_a_retry_after_is_the_engines_to_wait_not_a_sleep_in_the_worker() -> Non
         assert len(prom.queries) == (2 if status == 503 else 1)
 
 
+def test_a_read_that_timed_out_is_not_sent_again() -> None:
+    """The query reached Prometheus, which is still at it: sending it again would double
+    its load and the step's wait."""
+    prom = _Prometheus(200, _answer(MATRIX), delay_s=1.0)
+    try:
+        api = PrometheusMetricsApi(prom.url, revision_label="istio_io_rev")
+        api.range_timeout_s = (1.0, 0.2)
+        with pytest.raises(MetricsUnavailable, match="no answer"):
+            api.windows(["shop"], [], 1140, 1320, 60)
+        time.sleep(1.2)  # the server's answer to the one query, written to no one
+    finally:
+        prom.close()
+    assert len(prom.queries) == 1
+
+
 def test_without_a_revision_label_the_proxy_version_tells_it() -> None:
     q = window_queries({"cluster": "aks-1"}, ["shop"], [], 60)["requests"]
     # per reporter's arm: its series summed by what the windows keep and the target, then
@@ -133,11 +148,16 @@ def test_without_a_revision_label_the_proxy_version_tells_it() -> None:
     assert q.count("increase(") == 2  # once per arm: no second read of the same series
     assert "sum by (reporter, destination_workload_namespace, tag, response_code" in q
     build = 'istio_build{cluster="aks-1",component="proxy"}'  # no targets named: every proxy
-    seen = ('group by (job, instance) (last_over_time(istio_requests_total{cluster="aks-1"}'
-            '[60s]) or last_over_time(istio_tcp_connections_opened_total{cluster="aks-1"}'
-            '[60s]))')
+    # the targets without a build: those of the arm's own series in the window
+    seen = ('group by (job, instance) (last_over_time(istio_requests_total{cluster="aks-1",'
+            'reporter="destination",destination_workload_namespace=~"shop"}[60s]))')
     assert q.count("* on (job, instance) group_left (tag) ((topk by (job, instance) (1, "
-                   f"timestamp({build})) > bool 0) or on (job, instance) {seen})") == 2
+                   f"timestamp({build})) > bool 0) or on (job, instance) {seen})") == 1
+    assert q.count("or on (job, instance) group by (job, instance) (last_over_time(") == 2
+    # the buckets' targets are told by their counts' series (a thirteenth as many)
+    buckets = window_queries({"cluster": "aks-1"}, ["shop"], [], 60)["buckets"]
+    assert buckets.count("last_over_time(istio_requests_total{") == 2
+    assert "last_over_time(istio_request_duration" not in buckets
     assert "unless" not in q
     assert "source_workload=~" not in q  # no gateways asked for
 
@@ -151,10 +171,7 @@ def test_the_join_reads_the_build_of_the_waves_targets_only() -> None:
     build = f'istio_build{{cluster="aks-1",component="proxy",{named}}}'
     for query in q.values():
         assert query.count(f"timestamp({build})") == 2  # one per reporter's arm
-        # the targets without a build: those named, when their series show in the window
-        for metric in ("istio_requests_total", "istio_tcp_connections_opened_total"):
-            assert query.count(f'last_over_time({metric}{{cluster="aks-1",{named}}}[60s])') == 2
-        assert query.count("instance=~") == 6
+        assert query.count("instance=~") == 2  # only there
         assert "and on" not in query and "unless" not in query
     none = window_queries({}, ["shop"], [], 60, instances=[])["requests"]
     assert 'istio_build{component="proxy",instance=~""}' in none  # no target, no build
@@ -178,8 +195,8 @@ def test_the_targets_are_named_unless_the_wave_is_as_big_as_the_mesh() -> None:
 
     read_windows(query_range, {}, ["shop"], [], 1000, 1300, 60, query=targets(2))
     assert len(sent) == 1  # the four signals in one query, each with its own join
-    # per signal, per reporter's arm: its builds and its targets seen
-    assert sent[0].count(r'instance=~"10\\.0\\.0\\.0:15020|10\\.0\\.0\\.1:15020"') == 24
+    # per signal, per reporter's arm: the builds of its targets
+    assert sent[0].count(r'instance=~"10\\.0\\.0\\.0:15020|10\\.0\\.0\\.1:15020"') == 8
     sent.clear()
     read_windows(query_range, {}, ["shop"], [], 1000, 1300, 60,
                  query=targets(MAX_NAMED_TARGETS + 1))
@@ -274,7 +291,8 @@ class _Prometheus:
     """A local HTTP server answering every query with ``status`` and ``body``; ``queries``:
     each request's method, path and form (its body, form-encoded)."""
 
-    def __init__(self, status: int, body: bytes, headers: dict[str, str] | None = None):
+    def __init__(self, status: int, body: bytes, headers: dict[str, str] | None = None,
+                 delay_s: float = 0.0):
         self.queries: list[tuple[str, str, dict[str, list[str]]]] = []
         outer = self
 
@@ -286,6 +304,7 @@ class _Prometheus:
                 assert self.headers["Content-Type"] == "application/x-www-form-urlencoded"
                 form = self.rfile.read(int(self.headers["Content-Length"])).decode()
                 outer.queries.append((self.command, self.path, parse_qs(form)))
+                time.sleep(delay_s)  # evaluating
                 self.send_response(status)
                 self.send_header("Content-Type", "application/json")
                 for name, value in (headers or {}).items():
@@ -574,6 +593,36 @@ def test_only_whole_windows_inside_the_range(prometheus: tuple[str, int]) -> Non
         (t0 + 60.0, t0 + 120.0), (t0 + 120.0, t0 + 180.0)]
     assert {w.subject for w in windows} == {"shop"}
     assert api.windows(["shop"], [], t0 + 10, t0 + 100, 60) == []
+
+
+@needs_prometheus
+def test_targets_the_targets_query_did_not_name_keep_their_counts(
+        prometheus: tuple[str, int]) -> None:
+    """A target missing from the targets query's answer (its samples arrived after it, or
+    it found none) is counted on revision None, as one that exports no build."""
+    url, t0 = prometheus
+    api = PrometheusMetricsApi(url, {"cluster": "aks-1"})
+    every = read_windows(api._query_range, api.selector, ["shop", "web"], [], t0,
+                         t0 + SCRAPES * SCRAPE_S, 60)  # no targets query: every build read
+
+    def totals(windows: list[TrafficWindow]) -> dict[tuple[float, str, str], tuple[int, ...]]:
+        out: dict[tuple[float, str, str], tuple[int, ...]] = {}
+        for w in windows:
+            key = (w.end, w.subject, w.reporter)
+            had = out.get(key, (0, 0, 0, 0))
+            out[key] = (had[0] + w.requests, had[1] + w.errors, had[2] + w.tcp_opened,
+                        had[3] + w.tcp_failed)
+        return out
+
+    assert {w.revision for w in every} > {None}  # builds joined
+    for named in ([], [SHOP_25.instance]):
+        windows = read_windows(api._query_range, api.selector, ["shop", "web"], [], t0,
+                               t0 + SCRAPES * SCRAPE_S, 60, query=lambda q, at: [
+                                   {"metric": {"job": "kubernetes-pods", "instance": i}}
+                                   for i in named])  # noqa: B023 - called at once
+        assert totals(windows) == totals(every), named
+        assert {w.revision for w in windows if w.subject == "shop"} == \
+            ({None} if not named else {"asm-1-25", None})
 
 
 @needs_prometheus

@@ -158,7 +158,9 @@ class PrometheusMetricsApi:
             # Prometheus said is what the error says (not urllib3's "too many 503s"), and
             # a Retry-After is the engine's to wait (MetricsUnavailable.delay_s), never a
             # sleep inside the worker (urllib3 sleeps it, up to hours, unless told)
-            retry=Retry(total=1, backoff_factor=0.2, status_forcelist=[502, 503, 504],
+            # Not after a read timeout: the query reached Prometheus, which is busy with it;
+            # sent again it would double the load and the wait (a step's time is bounded)
+            retry=Retry(total=1, read=0, backoff_factor=0.2, status_forcelist=[502, 503, 504],
                         allowed_methods=frozenset({"GET", "POST"}), raise_on_status=False,
                         respect_retry_after_header=False))
         self.queries = 0
@@ -189,12 +191,21 @@ class PrometheusMetricsApi:
     def _instant(self, q: str, at: float | None = None) -> Any:
         """One instant query (``POST /api/v1/query``) at ``at`` (Unix s; None: now,
         Prometheus' default), its ``result``."""
+        return self._instant_data(q, at)["result"]
+
+    def _instant_data(self, q: str, at: float | None = None) -> dict[str, Any]:
+        """One instant query, its ``data``: ``{"resultType": "vector" | "scalar" | "string"
+        | "matrix", "result": …}`` (Prometheus HTTP API "Expression query result
+        formats")."""
         form: dict[str, str | int | float] = {"query": q}
         if at is not None:
             form["time"] = at
         try:
             with self._post("/api/v1/query", form) as response:
-                return response.json()["data"]["result"]
+                data = response.json()["data"]
+                if not isinstance(data, dict) or "result" not in data:
+                    raise KeyError("data.result")
+                return data
         except PROMETHEUS_ERRORS as exc:
             raise translate_prometheus_error(exc, self.url) from exc
         except (ValueError, KeyError, TypeError) as exc:  # not Prometheus' answer
@@ -204,17 +215,27 @@ class PrometheusMetricsApi:
     def value(self, query: str) -> float | None:
         """A metric template's instant query: its one value (Flagger's MetricTemplate
         contract: the query must return a single value); None without data."""
-        result = self._instant(query)
-        if isinstance(result, list) and result and not isinstance(result[0], dict):
-            raw = result[1]  # a scalar (resultType "scalar"): [<time>, "<value>"]
-        elif isinstance(result, list) and len(result) > 1:
-            raise MetricsUnavailable(f"the metric query returns {len(result)} series, not one "
-                                     f"value (aggregate it, e.g. sum(...)): {query[:200]}")
-        elif not result:
-            return None
-        else:
-            raw = result[0]["value"][1]
-        value = float(raw)
+        data = self._instant_data(query)
+        kind, result = data.get("resultType"), data["result"]
+        try:
+            if kind == "scalar":  # [<time>, "<value>"]
+                raw = result[1]
+            elif kind == "vector" and len(result) > 1:
+                raise MetricsUnavailable(
+                    f"the metric query returns {len(result)} series, not one value "
+                    f"(aggregate it, e.g. sum(...)): {query[:200]}")
+            elif kind == "vector" and not result:
+                return None
+            elif kind == "vector":
+                raw = result[0]["value"][1]
+            else:
+                raise MetricsUnavailable(
+                    f"the metric query returns a {kind}, not one value (an instant vector "
+                    f"or a scalar, e.g. sum(rate(x[5m])) rather than x[5m]): {query[:200]}")
+            value = float(raw)
+        except (TypeError, KeyError, IndexError, ValueError) as exc:
+            raise MetricsUnavailable(f"Prometheus at {self.url}: its answer to a metric query "
+                                     f"is not the HTTP API's ({exc!r})") from exc
         return None if math.isnan(value) else value
 
     def _query_range(self, q: str, start: float, end: float, step_s: int
