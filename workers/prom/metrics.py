@@ -153,13 +153,14 @@ class PrometheusMetricsApi:
         self.range_timeout_s: tuple[float, float] = (self.timeout_s, 4 * self.timeout_s)
         self.prom = PrometheusConnect(
             url=url, disable_ssl=False, timeout=self.timeout_s, session=self.session,
-            # POST too: the queries are reads, safe to send again (urllib3 retries only the
-            # idempotent methods unless told); the last answer is kept, so that what
-            # Prometheus said is what the error says (not urllib3's "too many 503s"), and
-            # a Retry-After is the engine's to wait (MetricsUnavailable.delay_s), never a
-            # sleep inside the worker (urllib3 sleeps it, up to hours, unless told)
+            # One quick retry of a gateway's 502/503/504, POST too: the queries are reads,
+            # safe to send again (urllib3 retries only the idempotent methods unless told).
             # Not after a read timeout: the query reached Prometheus, which is busy with it;
-            # sent again it would double the load and the wait (a step's time is bounded)
+            # sent again it would double the load and the wait (a step's time is bounded).
+            # The last answer is kept, so that what Prometheus said is what the error says
+            # (not urllib3's "too many 503s"), and a Retry-After is the engine's to wait
+            # (MetricsUnavailable.delay_s), never a sleep inside the worker (urllib3 sleeps
+            # it, up to hours, unless told).
             retry=Retry(total=1, read=0, backoff_factor=0.2, status_forcelist=[502, 503, 504],
                         allowed_methods=frozenset({"GET", "POST"}), raise_on_status=False,
                         respect_retry_after_header=False))
