@@ -13,6 +13,7 @@ from types import SimpleNamespace
 
 import matplotlib.image
 import matplotlib.pyplot as plt
+import matplotlib.text
 import pytest
 
 from workers.slack import charts
@@ -127,6 +128,29 @@ def assert_readable_png(png: bytes, tmp_path: Path) -> None:
     image = matplotlib.image.imread(path)
     assert image.shape[:2] == (HEIGHT_PX, WIDTH_PX)
     assert image.std() > 0.05  # not a blank canvas
+
+
+def test_no_text_of_the_widest_chart_leaves_the_figure() -> None:
+    """The fixed layout (LAYOUT) holds the longest names a legend shows, the widest tick
+    labels and the axis names."""
+    run = canary_run(8, bad="ns-0003")
+    long = {ns: f"{ns}-{'x' * 40}" for ns in run.waves[0].namespaces}  # cut to LABEL_CHARS
+    run = run.evolve(waves=[w.evolve(
+        namespaces=[long[n] for n in w.namespaces],
+        samples=[s.evolve(checks=[c.model_copy(update={"namespace": long[c.namespace]})
+                                  for c in s.checks]) for s in w.samples]) for w in run.waves])
+    fig = gate_figure(run)
+    try:
+        fig.canvas.draw()
+        renderer = fig.canvas.get_renderer()  # type: ignore[attr-defined]
+        texts = [t for t in fig.findobj(matplotlib.text.Text) if t.get_visible()]
+        assert any(len(t.get_text()) == charts.LABEL_CHARS for t in texts)  # a cut name
+        # what is drawn (texts, legends, ticks in view), in inches, inside the figure
+        drawn, page = fig.get_tightbbox(renderer), fig.bbox_inches
+        assert (page.x0 <= drawn.x0 and drawn.x1 <= page.x1 and page.y0 <= drawn.y0
+                and drawn.y1 <= page.y1), (drawn, page)
+    finally:
+        plt.close(fig)
 
 
 def test_two_thousand_namespaces_draw_a_bounded_number_of_artists_quickly() -> None:
