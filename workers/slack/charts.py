@@ -13,7 +13,8 @@ Runs of the former gate (``success_rate``, ``p99_ms``) draw success rate and p99
 namespace against the fixed thresholds.
 
 The worker draws in an interpreter of its own (:func:`gate_chart`, :class:`ChartDrawer`:
-``python -m workers.slack.charts``, one per worker process, kept between charts):
+``python -m workers.slack.charts``, one per worker process, started with it and kept
+between charts):
 matplotlib and numpy are ~60 MB of every process that imports them, and a worker process
 that had drawn one chart kept them while it judged the next wave's traffic (issue 13).
 Nothing here imports matplotlib until a figure is drawn.
@@ -360,6 +361,13 @@ class ChartDrawer:
         self._pid = os.getpid()
         return self._proc
 
+    def start(self) -> None:
+        """Start the chart interpreter now, if this process has none running, without
+        waiting for it: it imports matplotlib while the worker process does other work,
+        so that its first chart does not wait ~1 s of CPU for the import."""
+        with self._lock:
+            self._child()
+
     def close(self) -> None:
         """Stop the chart interpreter (the next chart starts another)."""
         proc, self._proc = self._proc, None
@@ -429,6 +437,12 @@ def _read(fd: int, n: int, deadline: float) -> bytes:
 _DRAWER = ChartDrawer()
 
 
+def start_chart_interpreter() -> None:
+    """Start this process' chart interpreter ahead of its first chart (a pool process
+    calls it as it starts: :meth:`ChartDrawer.start`)."""
+    _DRAWER.start()
+
+
 def close_chart_interpreter() -> None:
     """Stop this process' chart interpreter, if it started one, and reap it: a pool
     process about to end calls it, or the interpreter (ending at its stdin's close) would
@@ -440,7 +454,9 @@ def close_chart_interpreter() -> None:
 def main() -> None:
     """The chart interpreter of :class:`ChartDrawer`: draw each run read from stdin until
     it closes; a run that cannot be drawn is answered with the error, and the next one is
-    drawn still."""
+    drawn still. matplotlib is imported first, before the first run is read: the
+    interpreter exists to draw, and is started ahead of its first chart."""
+    _pyplot()
     stdin, stdout = sys.stdin.buffer, sys.stdout.buffer
     while True:
         head = stdin.read(_LENGTH.size)
