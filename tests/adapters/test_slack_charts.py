@@ -15,6 +15,7 @@ import matplotlib.image
 import matplotlib.pyplot as plt
 import matplotlib.text
 import pytest
+from matplotlib.figure import Figure
 
 from workers.slack import charts
 from workers.slack.charts import (
@@ -130,25 +131,54 @@ def assert_readable_png(png: bytes, tmp_path: Path) -> None:
     assert image.std() > 0.05  # not a blank canvas
 
 
-def test_no_text_of_the_widest_chart_leaves_the_figure() -> None:
-    """The fixed layout (LAYOUT) holds the longest names a legend shows, the widest tick
-    labels and the axis names."""
-    run = canary_run(8, bad="ns-0003")
-    long = {ns: f"{ns}-{'x' * 40}" for ns in run.waves[0].namespaces}  # cut to LABEL_CHARS
-    run = run.evolve(waves=[w.evolve(
-        namespaces=[long[n] for n in w.namespaces],
-        samples=[s.evolve(checks=[c.model_copy(update={"namespace": long[c.namespace]})
+def _inside_the_figure(fig: Figure) -> None:
+    fig.canvas.draw()
+    renderer = fig.canvas.get_renderer()  # type: ignore[attr-defined]
+    # what is drawn (texts, legends, ticks in view), in inches, inside the figure
+    drawn, page = fig.get_tightbbox(renderer), fig.bbox_inches
+    assert (page.x0 <= drawn.x0 and drawn.x1 <= page.x1 and page.y0 <= drawn.y0
+            and drawn.y1 <= page.y1), (drawn, page)
+
+
+def _renamed(run: Run, names: dict[str, str]) -> Run:
+    return run.evolve(waves=[w.evolve(
+        namespaces=[names[n] for n in w.namespaces],
+        samples=[s.evolve(checks=[c.model_copy(update={"namespace": names[c.namespace]})
                                   for c in s.checks]) for s in w.samples]) for w in run.waves])
+
+
+@pytest.mark.parametrize("pad", ["x" * 40, "-commerce-management-webhooks-prod-eu"])
+def test_no_text_of_the_widest_chart_leaves_the_figure(pad: str) -> None:
+    """The fixed layout (LAYOUT) holds the longest names a legend shows (cut to
+    LABEL_CHARS) and the axis names."""
+    run = canary_run(8, bad="ns-0003")
+    run = _renamed(run, {ns: f"{ns}{pad}" for ns in run.waves[0].namespaces})
     fig = gate_figure(run)
     try:
-        fig.canvas.draw()
-        renderer = fig.canvas.get_renderer()  # type: ignore[attr-defined]
         texts = [t for t in fig.findobj(matplotlib.text.Text) if t.get_visible()]
         assert any(len(t.get_text()) == charts.LABEL_CHARS for t in texts)  # a cut name
-        # what is drawn (texts, legends, ticks in view), in inches, inside the figure
-        drawn, page = fig.get_tightbbox(renderer), fig.bbox_inches
-        assert (page.x0 <= drawn.x0 and drawn.x1 <= page.x1 and page.y0 <= drawn.y0
-                and drawn.y1 <= page.y1), (drawn, page)
+        _inside_the_figure(fig)
+    finally:
+        plt.close(fig)
+
+
+def test_wide_tick_labels_widen_the_left_margin() -> None:
+    """Errors of a healthy service (ticks 0.0025 apart) and a former gate's p99 of 30 s:
+    the axis name stays inside the figure."""
+    run = canary_run(4)
+    def scaled(c: Check) -> Check:
+        return c.model_copy(update={f: getattr(c, f) / 100 for f in
+                                    ("value", "expected", "threshold", "control")
+                                    if getattr(c, f) is not None})
+
+    tiny = run.evolve(waves=[w.evolve(samples=[s.evolve(checks=[scaled(c) for c in s.checks])
+                                               for s in w.samples]) for w in run.waves])
+    fig = gate_figure(tiny)
+    try:
+        labels = fig.axes[0].yaxis.get_major_formatter().format_ticks(fig.axes[0].get_yticks())
+        assert max(len(x) for x in labels) > charts.LEFT_TICK_CHARS  # wide, as meant
+        assert fig.subplotpars.left > charts.LAYOUT["left"]
+        _inside_the_figure(fig)
     finally:
         plt.close(fig)
 
@@ -246,6 +276,31 @@ def test_a_started_chart_interpreter_imports_matplotlib_before_its_first_chart()
         drawer.start()  # one running: kept
         assert drawer._proc is proc
         assert drawer.draw(canary_run(3))[:4] == b"\x89PNG" and drawer._proc is proc
+    finally:
+        drawer.close()
+
+
+def test_a_draw_interrupted_mid_exchange_stops_its_interpreter(
+        monkeypatch: pytest.MonkeyPatch) -> None:
+    """Celery's soft time limit raised while the answer is awaited: that answer must not
+    be read as the next run's chart."""
+    from billiard.exceptions import SoftTimeLimitExceeded
+
+    drawer = charts.ChartDrawer()
+    try:
+        drawer.draw(canary_run(3))
+        first = drawer._proc
+        assert first is not None
+
+        def interrupted(fd: int, n: int, deadline: float) -> bytes:
+            raise SoftTimeLimitExceeded()
+
+        monkeypatch.setattr(charts, "_read", interrupted)
+        with pytest.raises(SoftTimeLimitExceeded):
+            drawer.draw(canary_run(4))
+        assert drawer._proc is None and first.poll() is not None  # stopped, reaped
+        monkeypatch.undo()
+        assert drawer.draw(canary_run(5))[:4] == b"\x89PNG" and drawer._proc is not first
     finally:
         drawer.close()
 

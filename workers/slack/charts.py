@@ -56,7 +56,10 @@ _CANARY_SIGNALS = ("errors:", "latency:", "tail:", "tcp:", "restarts:")
 #: ``tight_layout``, which measured every text of every chart again: a quarter of a
 #: chart's CPU, and charts were most of a fleet's worker CPU (issue 13).
 #: ``test_slack_charts.py`` checks that no text of the widest chart leaves the figure.
-LAYOUT = {"left": 0.075, "right": 0.76, "top": 0.9, "bottom": 0.105, "hspace": 0.12}
+LAYOUT = {"left": 0.075, "right": 0.745, "top": 0.9, "bottom": 0.105, "hspace": 0.12}
+#: the y tick labels' characters LAYOUT's left margin holds (10 pt digits ~8.9 px each,
+#: beside the axis' name); wider ones widen the margin (:func:`_left_margin`)
+LEFT_TICK_CHARS = 4
 #: the most seconds a chart may take to draw in its own interpreter (2,000 namespaces: ~2 s)
 DRAW_TIMEOUT_S = 120.0
 
@@ -249,7 +252,7 @@ def _former_panels(run: Run, top: Axes, bottom: Axes, t0: float) -> None:
     for (metric, ns), points in sorted(series.items()):
         ax = top if metric == "success_rate" else bottom
         xs, ys = zip(*points, strict=True)
-        ax.plot(xs, ys, marker="o", markersize=3, linewidth=1.2, label=ns)
+        ax.plot(xs, ys, marker="o", markersize=3, linewidth=1.2, label=_clip(ns))
     top.axhline(run.thresholds.min_success_rate, color="red", linestyle="--", linewidth=0.8)
     bottom.axhline(run.thresholds.max_p99_ms, color="red", linestyle="--", linewidth=0.8)
     top.set_ylabel("success rate (%)")
@@ -292,8 +295,17 @@ def gate_figure(run: Run) -> Figure:
         ax.grid(alpha=0.3)
         if ax.get_legend_handles_labels()[0]:
             ax.legend(fontsize=7, loc="center left", bbox_to_anchor=(1.0, 0.5))
-    fig.subplots_adjust(**LAYOUT)
+    fig.subplots_adjust(**{**LAYOUT, "left": _left_margin(top, bottom)})
     return fig
+
+
+def _left_margin(*axes: Axes) -> float:
+    """LAYOUT's left margin, widened by ~8.9 px (a 10 pt digit) for each character of the
+    widest y tick label past LEFT_TICK_CHARS (``0.0025``, ``10000``): the labels as the
+    axis' formatter writes them, without drawing anything."""
+    chars = max((len(label) for ax in axes for label in
+                 ax.yaxis.get_major_formatter().format_ticks(list(ax.get_yticks()))), default=0)
+    return LAYOUT["left"] + max(0, chars - LEFT_TICK_CHARS) * 8.9 / WIDTH_PX
 
 
 def gate_png(run: Run) -> bytes:
@@ -317,7 +329,7 @@ def gate_chart(run: Run) -> bytes:
     namespace with the fixed thresholds. x: seconds since the first wave's bake began.
 
     Drawn by :func:`gate_png` in this process' chart interpreter (:class:`ChartDrawer`:
-    ``python -m workers.slack.charts``, started on first use and kept), so that this
+    ``python -m workers.slack.charts``, started with the worker process and kept), so that this
     process never imports matplotlib (the module docstring).
 
     Raises:
@@ -335,7 +347,8 @@ class ChartDrawer:
     """One long-lived chart interpreter per worker process.
 
     A new interpreter for each chart paid matplotlib's import (~1 s of CPU) every time; this
-    one is started on the first chart and kept, fed one run at a time over its stdin (an
+    one is started with the worker process (:meth:`start`; else on the first chart) and
+    kept, fed one run at a time over its stdin (an
     8-byte length, then the run's JSON) and answering on its stdout (a status byte, an
     8-byte length, then the PNG or the error's text). It ends when its stdin closes, so a
     worker process that dies (even by SIGKILL) takes it along; one that stops answering
@@ -410,6 +423,11 @@ class ChartDrawer:
                 tail = stderr.decode(errors="replace").strip().splitlines()[-3:]
                 raise RuntimeError(f"the gate chart of run {run.id} could not be drawn "
                                    f"(exit {code}): {' / '.join(tail) or exc}") from exc
+            except BaseException:
+                # interrupted mid-exchange (Celery's soft time limit, a signal): the answer
+                # still to come would be read as the next run's chart
+                self.close()
+                raise
         if status != 0 or not body.startswith(b"\x89PNG"):
             raise RuntimeError(f"the gate chart of run {run.id} could not be drawn: "
                                f"{body.decode(errors='replace')[-300:] or 'no PNG'}")
