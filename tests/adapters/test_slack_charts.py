@@ -262,24 +262,6 @@ def test_the_chart_interpreter_answers_an_error_and_draws_the_next(
     assert int.from_bytes(rest[1:9], "big") == len(rest) - 9
 
 
-def test_a_started_chart_interpreter_imports_matplotlib_before_its_first_chart() -> None:
-    drawer = charts.ChartDrawer()
-    try:
-        drawer.start()
-        proc = drawer._proc
-        assert proc is not None
-        maps = Path(f"/proc/{proc.pid}/maps")
-        deadline = time.monotonic() + 60
-        while "matplotlib" not in maps.read_text() and time.monotonic() < deadline:
-            time.sleep(0.1)  # its import, with no run sent to it yet
-        assert "matplotlib" in maps.read_text()
-        drawer.start()  # one running: kept
-        assert drawer._proc is proc
-        assert drawer.draw(canary_run(3))[:4] == b"\x89PNG" and drawer._proc is proc
-    finally:
-        drawer.close()
-
-
 def test_a_draw_interrupted_mid_exchange_stops_its_interpreter(
         monkeypatch: pytest.MonkeyPatch) -> None:
     """Celery's soft time limit raised while the answer is awaited: that answer must not

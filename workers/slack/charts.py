@@ -13,8 +13,7 @@ Runs of the former gate (``success_rate``, ``p99_ms``) draw success rate and p99
 namespace against the fixed thresholds.
 
 The worker draws in an interpreter of its own (:func:`gate_chart`, :class:`ChartDrawer`:
-``python -m workers.slack.charts``, one per worker process, started with it and kept
-between charts):
+``python -m workers.slack.charts``, one per worker process, kept between charts):
 matplotlib and numpy are ~60 MB of every process that imports them, and a worker process
 that had drawn one chart kept them while it judged the next wave's traffic (issue 13).
 Nothing here imports matplotlib until a figure is drawn.
@@ -329,7 +328,7 @@ def gate_chart(run: Run) -> bytes:
     namespace with the fixed thresholds. x: seconds since the first wave's bake began.
 
     Drawn by :func:`gate_png` in this process' chart interpreter (:class:`ChartDrawer`:
-    ``python -m workers.slack.charts``, started with the worker process and kept), so that this
+    ``python -m workers.slack.charts``, started on first use and kept), so that this
     process never imports matplotlib (the module docstring).
 
     Raises:
@@ -347,8 +346,7 @@ class ChartDrawer:
     """One long-lived chart interpreter per worker process.
 
     A new interpreter for each chart paid matplotlib's import (~1 s of CPU) every time; this
-    one is started with the worker process (:meth:`start`; else on the first chart) and
-    kept, fed one run at a time over its stdin (an
+    one is started on the first chart and kept, fed one run at a time over its stdin (an
     8-byte length, then the run's JSON) and answering on its stdout (a status byte, an
     8-byte length, then the PNG or the error's text). It ends when its stdin closes, so a
     worker process that dies (even by SIGKILL) takes it along; one that stops answering
@@ -373,13 +371,6 @@ class ChartDrawer:
                                       stderr=subprocess.PIPE, env=env)
         self._pid = os.getpid()
         return self._proc
-
-    def start(self) -> None:
-        """Start the chart interpreter now, if this process has none running, without
-        waiting for it: it imports matplotlib while the worker process does other work,
-        so that its first chart does not wait ~1 s of CPU for the import."""
-        with self._lock:
-            self._child()
 
     def close(self) -> None:
         """Stop the chart interpreter (the next chart starts another)."""
@@ -455,12 +446,6 @@ def _read(fd: int, n: int, deadline: float) -> bytes:
 _DRAWER = ChartDrawer()
 
 
-def start_chart_interpreter() -> None:
-    """Start this process' chart interpreter ahead of its first chart (a pool process
-    calls it as it starts: :meth:`ChartDrawer.start`)."""
-    _DRAWER.start()
-
-
 def close_chart_interpreter() -> None:
     """Stop this process' chart interpreter, if it started one, and reap it: a pool
     process about to end calls it, or the interpreter (ending at its stdin's close) would
@@ -472,9 +457,7 @@ def close_chart_interpreter() -> None:
 def main() -> None:
     """The chart interpreter of :class:`ChartDrawer`: draw each run read from stdin until
     it closes; a run that cannot be drawn is answered with the error, and the next one is
-    drawn still. matplotlib is imported first, before the first run is read: the
-    interpreter exists to draw, and is started ahead of its first chart."""
-    _pyplot()
+    drawn still."""
     stdin, stdout = sys.stdin.buffer, sys.stdout.buffer
     while True:
         head = stdin.read(_LENGTH.size)

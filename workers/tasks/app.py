@@ -58,7 +58,7 @@ from workers.metrics import RunMetrics
 from workers.prom.cache import RedisWindowCache
 from workers.retry_after import retry_after_s
 from workers.slack.budget import SlackBudget
-from workers.slack.charts import close_chart_interpreter, start_chart_interpreter
+from workers.slack.charts import close_chart_interpreter
 from workers.slack.client import make_client
 from workers.slack.errors import (
     SlackOverBudget,
@@ -162,9 +162,6 @@ def _freeze_before_fork(**_: Any) -> None:
 @worker_process_init.connect
 def _fresh_context(**_: Any) -> None:
     context.cache_clear()  # clients must not be shared across a fork
-    # its import of matplotlib (~1 s of CPU) goes on beside the process' first tasks, not
-    # on the path of a wave's first chart
-    start_chart_interpreter()
 
 
 @worker_process_shutdown.connect
