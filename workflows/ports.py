@@ -437,11 +437,12 @@ class RunStore(Protocol):
         ...
 
     def get(self, run_id: str, recent: int | None = None,
-            history_from: int | None = None) -> Run:
+            history_from: int | None = None, samples_from: int | None = None) -> Run:
         """The run as last saved; ``RunNotFound`` if there is none. ``recent``: only what a
         step works on (its last ``recent`` history events, the samples of its current wave
         and later), for a save through the same store to extend; ``history_from``: the
-        history from that event on instead (a Slack sync's read)."""
+        history from that event on instead (a Slack sync's read); ``samples_from``: the
+        samples of that wave and later ones instead (a wave's chart)."""
         ...
 
     def save(self, run: Run, expected_seq: int, unsynced_at: float | None = None) -> Run:

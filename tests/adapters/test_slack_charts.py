@@ -121,6 +121,32 @@ def test_the_canary_chart_has_a_bounded_legend_and_is_a_png(tmp_path) -> None:
     assert_readable_png(gate_chart(run), tmp_path)
 
 
+def test_a_waves_chart_draws_its_looks_from_its_own_bake_and_says_which_wave() -> None:
+    """The notifier gives a wave's chart the run with that wave only (its cost follows
+    the wave); the chart counts from that wave's bake and names it."""
+    run = canary_run(9, waves=3)
+    wave = run.waves[1]
+    fig = gate_figure(run.evolve(waves=[wave]))
+    try:
+        suptitle = fig.get_suptitle()
+        assert suptitle.endswith(", wave 1 (run r-chart1)"), suptitle
+        assert fig.axes[1].get_xlabel() == "seconds since wave 1's bake began"
+        xs = [x for ax in fig.axes for line in ax.get_lines() for x in line.get_xdata()]
+        # wave 1's ten looks, one interval apart from its bake's start; no other wave's
+        assert sorted(set(xs)) == [k * INTERVAL_S for k in range(1, 11)]
+    finally:
+        plt.close(fig)
+    whole = gate_figure(run)  # the summary: every wave's looks, from the first bake
+    try:
+        assert ", wave" not in whole.get_suptitle()
+        assert whole.axes[1].get_xlabel() == "seconds since the first bake began"
+        xs = {x for ax in whole.axes for line in ax.get_lines() for x in line.get_xdata()}
+        # wave 2's bake starts 2 × 12 intervals after wave 0's; its last look 10 later
+        assert max(xs) == (2 * 12 + 10) * INTERVAL_S
+    finally:
+        plt.close(whole)
+
+
 def assert_readable_png(png: bytes, tmp_path: Path) -> None:
     """A PNG of the chart's size that is not a blank canvas."""
     assert png[:8] == b"\x89PNG\r\n\x1a\n"

@@ -84,7 +84,8 @@ def test_a_sync_reads_the_run_from_its_first_unposted_line_and_posts_each_once(
         slack: SlackEmulator, store: RedisRunStore) -> None:
     """The sync task reads what is new (``SlackNotifier.read``), not the whole run: the
     history from the first line not yet in the thread; the thread still gets every line
-    once, in order, and a chart that is due gets every wave's samples."""
+    once, in order, and a wave's chart that is due gets that wave's samples and not the
+    earlier waves' (each wave has its own chart)."""
     from workers.slack.render import render_event
     world = FakeWorld.seeded(["a", "b", "c"])
     run, now = approved(world)
@@ -104,13 +105,13 @@ def test_a_sync_reads_the_run_from_its_first_unposted_line_and_posts_each_once(
         now += result.recheck_after
         stored = store.save(result.run, stored.seq)
         read = notifier.read(run.id)
-        charts_due = sum(1 for w in read.waves if w.verdict is not None) > int(
-            store.slack_state(run.id).get("charts", 0))
-        if not charts_due:  # only what is new
-            assert read.history_start == posted and read.history_len == stored.history_len
-        else:  # a chart draws every wave's samples, and still only the new lines
-            assert read.history_start == posted
-            assert read.waves == store.get(run.id).waves
+        charted = int(store.slack_state(run.id).get("charts", 0))
+        due = [i for i, w in enumerate(read.waves) if i >= charted and w.verdict is not None]
+        assert read.history_start == posted and read.history_len == stored.history_len
+        whole = store.get(run.id).waves
+        if due:  # the chart's wave's samples, and still only the new lines
+            assert read.waves[due[0]:] == whole[due[0]:]
+            assert not any(w.samples for w in read.waves[:due[0]])
         notifier.sync(read)
         posted = read.history_len
     whole = store.get(run.id)

@@ -73,11 +73,11 @@ def test_upgrade_completes_and_touches_everything_once(harness: Harness) -> None
 
     h._wait(lambda: any(e.get("thread_ts") and "istiod-asm-1-25 removed" in e["text"]
                         for e in dev_log()), 30, "the thread's last line")
-    # each wave's chart is drawn off the tick's path (issue 13) and shared when drawn: the
-    # last wave's may land after the run's last line
+    # each wave's chart is drawn off the tick's path (issue 13) and shared when drawn, and
+    # the run's summary chart once it ended: they may land after the run's last line
     h._wait(lambda: len([e for e in dev_log() if e["kind"] == "file"
-                         and "wave 1: gate" in e.get("title", "")]) >= 1, 30,
-            "the last wave's chart")
+                         and "the run's gate" in e.get("title", "")]) >= 1, 30,
+            "the run's summary chart")
     entries = dev_log()
     roots = roots_of(entries)
     assert len(roots) == 1
@@ -95,7 +95,8 @@ def test_upgrade_completes_and_touches_everything_once(harness: Harness) -> None
     assert "✓ gateway/aks-istio-ingressgateway-external-asm-1-26 " in told
     assert thread[-1].endswith("istiod-asm-1-25 removed")
     charts = [e for e in entries if e["kind"] == "file" and e.get("thread_ts") == roots[0]["ts"]]
-    assert [c["title"] for c in charts] == [f"dev wave {i}: gate PASS" for i in range(2)]
+    assert [c["title"] for c in charts] == [f"dev wave {i}: gate PASS" for i in range(2)] + [
+        "dev: the run's gate, 2 of 2 waves judged"]
     assert all(c["is_png"] and c["size"] > 10_000 for c in charts)
     status = h.ask("requester", "status dev")
     assert f"`{run_id}` completed (asm-1-26)" in status and "no active run" in status

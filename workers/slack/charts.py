@@ -1,7 +1,10 @@
 """Charts of a run's gate: each look at a wave over time, the picture of why it passed or not.
 
-Rendered with matplotlib (Agg, no display) to PNG bytes for Slack's ``files_upload_v2``
-when a wave's bake ends. Wave boundaries (each wave's bake start) are marked.
+Rendered with matplotlib (Agg, no display) to PNG bytes for Slack's ``files_upload_v2``:
+when a wave's bake ends, that wave's looks (the caller passes the run with that wave only,
+so a chart's cost follows its wave, not the waves before it); once the run ends, its
+summary, every wave's (:mod:`workers.slack.notifier`). Wave boundaries (each wave's bake
+start) are marked.
 
 Runs judged by the canary gate (:mod:`workflows.canary`, checks ``<signal>:<reporter>…``)
 show the canary against the control: 5xx/gRPC errors (%) on top, slow requests (%) below;
@@ -280,8 +283,9 @@ def gate_figure(run: Run) -> Figure:
     fig: Figure
     fig, (top, bottom) = _pyplot().subplots(2, 1, figsize=(WIDTH_PX / DPI, HEIGHT_PX / DPI),
                                             dpi=DPI, sharex=True)
-    fig.suptitle(f"{run.cluster}: {run.stable_revision} → {run.canary_revision} (run {run.id})",
-                 fontsize=10)
+    one = run.waves[0] if len(run.waves) == 1 else None
+    fig.suptitle(f"{run.cluster}: {run.stable_revision} → {run.canary_revision}"
+                 f"{f', wave {one.index}' if one else ''} (run {run.id})", fontsize=10)
     panels = canary_panels(run)
     if panels is None:
         _former_panels(run, top, bottom, t0)
@@ -289,7 +293,8 @@ def gate_figure(run: Run) -> Figure:
         _draw_panel(top, panels[0])
         _draw_panel(bottom, panels[1])
     _wave_marks(run, top, bottom, t0)
-    bottom.set_xlabel("seconds since the first bake began")
+    bottom.set_xlabel(f"seconds since wave {one.index}'s bake began" if one else
+                      "seconds since the first bake began")
     for ax in (top, bottom):
         ax.grid(alpha=0.3)
         if ax.get_legend_handles_labels()[0]:
@@ -319,13 +324,15 @@ def gate_png(run: Run) -> bytes:
 
 
 def gate_chart(run: Run) -> bytes:
-    """PNG of every gate sample of ``run`` so far: 900 × 560 pixels.
+    """PNG of every gate sample of ``run``'s waves: 900 × 560 pixels (a wave's chart:
+    the run with that wave only; the title then names it).
 
     Canary gate runs: top, 5xx/gRPC errors (% of requests); bottom, requests slower than
     the latency edge (%); the worst four canary subjects, the others' mean, the control
     (not migrated; thick black dashes), the expected rate (grey dots) and the tolerated
     rate (thin red dashes). Former gate runs: success rate (%) and p99 latency (ms) per
-    namespace with the fixed thresholds. x: seconds since the first wave's bake began.
+    namespace with the fixed thresholds. x: seconds since the first of its waves' bakes
+    began.
 
     Drawn by :func:`gate_png` in this process' chart interpreter (:class:`ChartDrawer`:
     ``python -m workers.slack.charts``, started on first use and kept), so that this

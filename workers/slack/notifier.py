@@ -120,8 +120,9 @@ class SlackNotifier:
         """The run as a sync of it needs it: its history from the first line not yet in the
         thread (a sync's cost follows what is new, not how long the run has gone on: a
         2,000-namespace run's history is megabytes) and the current wave's samples (the
-        root message shows its last look); every wave's samples when a wave's chart is due
-        (the chart draws them all).
+        root message shows its last look); when a wave's chart is due, the samples from
+        that wave on (its chart draws that wave's only); every wave's once, when the run's
+        summary chart is due at its end (:func:`charts_due`).
 
         Raises:
             RunNotFound / TemporaryError: as ``RunStore.get``.
@@ -129,8 +130,11 @@ class SlackNotifier:
         state = self.store.slack_state(run_id)
         posted = int(state.get("posted", 0))
         run: Run = self.store.get(run_id, recent=1, history_from=posted)
-        if sum(1 for w in run.waves if w.verdict is not None) > int(state.get("charts", 0)):
-            run = self.store.get(run_id, history_from=posted)
+        waves, summary = charts_due(run, state)
+        if waves or summary:
+            first = 0 if summary else waves[0]
+            if first < run.wave_index:  # a tick's read holds the current wave's on
+                run = self.store.get(run_id, history_from=posted, samples_from=first)
         return run
 
     def sync(self, run: Run, now: float | None = None) -> None:
@@ -207,7 +211,7 @@ class SlackNotifier:
                 # update for all those asked for meanwhile
                 deferred = exc
         self._post_lines(run, state)
-        self._share_chart(run, state)
+        self._share_charts(run, state)
         if deferred is not None:
             raise deferred
         self.store.mark_synced(run.id, run.history_len)
@@ -254,18 +258,41 @@ class SlackNotifier:
             last += 1
         return last
 
-    def _share_chart(self, run: Run, state: dict[str, str]) -> None:
-        """Share the chart of the last wave that ended, once (a share made just before a
-        crash is found by its file name)."""
-        charted = int(state.get("charts", 0))
-        ended = [w for w in run.waves if w.verdict is not None]
-        if len(ended) <= charted:
-            return
-        wave = ended[-1]
-        verdict = wave.verdict.value if wave.verdict else "?"
-        filename = f"{run.id}-wave-{wave.index}.png"
-        if state.get("chart_pending") == filename and filename in self._shared_files(state):
-            self.store.set_slack_state(run.id, charts=len(ended))  # shared before a crash
+    def _share_charts(self, run: Run, state: dict[str, str]) -> None:
+        """Share each ended wave's chart not shared yet, in wave order, then the run's
+        summary chart once it has ended (:func:`charts_due`), each exactly once (a share
+        made just before a crash is found by its file name). A wave's chart draws that
+        wave's samples only, so its cost follows the wave, not the waves before it."""
+        waves, summary = charts_due(run, state)
+        pending = state.get("chart_pending")
+        for i in waves:
+            wave = run.waves[i]
+            verdict = wave.verdict.value if wave.verdict else "?"
+            self._share(run, state, pending, f"{run.id}-wave-{wave.index}.png",
+                        run.evolve(waves=[wave], history=[]),
+                        title=f"{run.cluster} wave {wave.index}: gate {verdict}",
+                        comment=f"Wave {wave.index} ({verdict}): errors and slow requests of "
+                                "its namespaces against the not-yet-migrated ones, look by "
+                                "look",
+                        charts=i + 1)
+        if summary:
+            judged = sum(1 for w in run.waves if w.verdict is not None)
+            self._share(run, state, pending, f"{run.id}-summary.png",
+                        run.evolve(history=[]),
+                        title=f"{run.cluster}: the run's gate, {judged} of "
+                              f"{len(run.waves)} waves judged",
+                        comment=f"The whole run ({run.phase.value}): every wave's looks, "
+                                "errors and slow requests of the migrated namespaces "
+                                "against the not-yet-migrated ones",
+                        summary=1)
+
+    def _share(self, run: Run, state: dict[str, str], pending: str | None, filename: str,
+               drawn: Run, title: str, comment: str, **done: int) -> None:
+        """Share the chart of ``drawn`` as ``filename`` into the run's thread, then record
+        ``done`` in its Slack state; a share whose marker stands and whose file is in the
+        thread already was made before a crash: only recorded."""
+        if pending == filename and filename in self._shared_files(state):
+            self.store.set_slack_state(run.id, **done)
             return
         # files_upload_v2 calls files.getUploadURLExternal, then files.completeUploadExternal,
         # which posts the file into the thread
@@ -274,16 +301,12 @@ class SlackNotifier:
         self.store.set_slack_state(run.id, chart_pending=filename)
         try:
             self._call("files_upload_v2", taken=True, channel=state["root_channel"],
-                       thread_ts=state["root_ts"], file=gate_chart(run),
-                       filename=filename,
-                       title=f"{run.cluster} wave {wave.index}: gate {verdict}",
-                       initial_comment=f"Errors and slow requests of the migrated "
-                                       f"namespaces against the not-yet-migrated ones, up to "
-                                       f"wave {wave.index} ({verdict})")
+                       thread_ts=state["root_ts"], file=gate_chart(drawn),
+                       filename=filename, title=title, initial_comment=comment)
         except SlackRateLimited:
             self.store.set_slack_state(run.id, chart_pending="")  # nothing shared
             raise
-        self.store.set_slack_state(run.id, charts=len(ended))
+        self.store.set_slack_state(run.id, **done)
 
     def _posted_root(self, run: Run) -> dict[str, str]:
         """The run's root message if one was posted (found by its metadata) but its record
@@ -335,6 +358,20 @@ class SlackNotifier:
             cursor = (page.get("response_metadata") or {}).get("next_cursor")
             if not cursor:
                 return lines
+
+
+def charts_due(run: Run, state: dict[str, str]) -> tuple[list[int], bool]:
+    """The charts a sync of ``run`` shares, from its Slack ``state``: the positions in
+    ``run.waves`` of the waves that ended (a verdict) and whose chart is not shared yet, in
+    order (``charts`` in the state: how many waves' charts are shared; waves end in
+    order); and whether the run's summary chart is due: the run has ended, the bakes of at
+    least two waves began (with one, its wave's chart is the whole run) and it is not
+    shared yet (``summary``)."""
+    charted = int(state.get("charts", 0))
+    waves = [i for i, w in enumerate(run.waves) if i >= charted and w.verdict is not None]
+    summary = (run.phase.terminal and not state.get("summary")
+               and sum(1 for w in run.waves if w.bake_started_at is not None) >= 2)
+    return waves, summary
 
 
 def _called_method(exc: BaseException) -> str | None:

@@ -270,7 +270,7 @@ class RedisRunStore:
             raise ClusterBusy(run.cluster, _text(holder))
 
     def get(self, run_id: str, recent: int | None = None,
-            history_from: int | None = None) -> Run:
+            history_from: int | None = None, samples_from: int | None = None) -> Run:
         """The run as last saved: its hash, then its lists up to the hash's counts, read
         again until the hash's ``seq`` held over both round trips.
 
@@ -285,6 +285,9 @@ class RedisRunStore:
         ``history_from``: the history from that event on instead of the last ``recent``
         (a Slack sync: from the first line not yet in the thread); the samples are still
         as ``recent`` says.
+
+        ``samples_from``: the samples of that wave and later ones instead of as ``recent``
+        says (a Slack sync sharing a wave's chart: that wave's samples, not the run's).
 
         Raises:
             RunNotFound: no such run.
@@ -310,8 +313,11 @@ class RedisRunStore:
                     count = _count(stored.get(f"s{i}")) or 0
                     # a tick reads the samples of the current wave and later ones; a
                     # summary (recent=0) none
-                    first = (count if recent is not None
-                             and (recent == 0 or i < run.wave_index) else 0)
+                    if samples_from is not None:
+                        first = count if i < samples_from else 0
+                    else:
+                        first = (count if recent is not None
+                                 and (recent == 0 or i < run.wave_index) else 0)
                     lists.append((self._samples_key(run_id, i), first, count))
                 pipe = self.r.pipeline()
                 pipe.hget(key, "seq")
