@@ -7,6 +7,11 @@
   that appears there without a note is announced as available too, and a note whose
   revision is not yet in a cluster's region says so.
 - The first poll only learns what exists (nothing is posted for history).
+- Nothing read is lost: the events a poll reads are kept in Redis (``unposted``) until all
+  their notices are posted, because the feed answers the next poll with 304 (its ETag is
+  remembered as it is read). When Slack cannot take a notice now (down, 429, or the
+  workspace's budget spent: the worker posts through :class:`~workers.slack.notifier.
+  BudgetedSlack`), the next poll posts the rest, as soon as Slack said it could.
 
 Routing: ``available`` → clusters that can upgrade to it (``meshUpgradeProfiles``), with a
 *Plan upgrade* button; ``announced`` → clusters on an older revision; ``deprecated`` →
@@ -435,15 +440,20 @@ class Watcher:
         try:
             self.slack.chat_postMessage(channel=n.channel, text=n.text,
                                         blocks=self.blocks(n, e), **quiet)
-        except SLACK_ERRORS as exc:
-            error = translate_slack_error(exc, "chat.postMessage")
+        except SLACK_ERRORS as exc:  # a bare WebClient's
+            error: MeshopsError = translate_slack_error(exc, "chat.postMessage")
             if isinstance(error, TemporaryError):
                 raise error from exc
-            log.warning("releases.notice_refused", cluster=n.cluster, channel=n.channel,
-                        error=str(error))
-            return False
-        self.r.sadd(f"{self.key}:posted", posted_key)
-        return True
+        except MeshopsError as exc:  # a budgeted client's, translated already
+            if isinstance(exc, TemporaryError):
+                raise
+            error = exc
+        else:
+            self.r.sadd(f"{self.key}:posted", posted_key)
+            return True
+        log.warning("releases.notice_refused", cluster=n.cluster, channel=n.channel,
+                    error=str(error))
+        return False
 
     def offer_ready_patches(self, now: float | None = None) -> list[Notice]:
         """Patch offers held until the control plane runs the patch, for the clusters whose
@@ -548,9 +558,10 @@ class Watcher:
         """Poll (or take ``pushed`` events), post what is new. Returns (new events, channels
         notified).
 
-        Raises ``TemporaryError`` when Slack cannot take a notice now (the events not yet
-        posted stay new for the next poll); a notice Slack refuses for good (a channel the
-        app is not in) is logged and skipped.
+        Raises ``TemporaryError`` when Slack cannot take a notice now (``delay_s``: when it
+        can, 0 when it did not say); the events not yet posted are kept (``unposted``) and
+        the next call posts them first, whatever the feed answers then. A notice Slack
+        refuses for good (a channel the app is not in) is logged and skipped.
         """
         now = time.time() if now is None else now
         today = datetime.fromtimestamp(now, UTC).strftime("%Y-%m-%d")
@@ -566,6 +577,14 @@ class Watcher:
             self.r.set(f"{self.key}:initialized", "1")
             log.info("releases.baseline", events=len(new))
             return [], set()
+        unposted_key = f"{self.key}:unposted"
+        if new:  # before any post: a poll that fails midway leaves them to the next
+            self.r.hset(unposted_key, mapping={k: e.to_json() for k, e in new})
+        fresh = {k for k, _ in new}
+        kept = sorted(((_text(k), ReleaseEvent(**json.loads(raw)))
+                       for k, raw in self.r.hgetall(unposted_key).items()
+                       if _text(k) not in fresh), key=lambda ke: (ke[1].release, ke[0]))
+        new = [(k, e) for k, e in kept if not self.r.sismember(seen_key, k)] + new
         channels: set[str] = set()
         for key, e in new:
             fleet_wide = self.campaign_notice(e)
@@ -574,12 +593,17 @@ class Watcher:
                     channels.add(n.channel)
             self.auto_campaign(e, now)
             self.r.sadd(seen_key, key)
+            self.r.hdel(unposted_key, key)
             log.info("releases.event", kind=e.kind, revision=e.revision, version=e.version,
                      release=e.release)
         channels |= {n.channel for n in self.offer_ready_patches(now)}
         if channels:
             self.r.incrby(f"{self.key}:notified", len(channels))
         return [e for _, e in new], channels
+
+
+def _text(value: Any) -> str:
+    return value.decode() if isinstance(value, bytes) else str(value)
 
 
 def end_of_support(r: redis.Redis, prefix: str) -> dict[str, date | None]:

@@ -12,6 +12,7 @@ from types import SimpleNamespace
 from typing import Any
 
 import pytest
+from slack_sdk.errors import SlackApiError
 
 from sandbox.http import serve
 from sandbox.slack import SlackEmulator
@@ -376,3 +377,69 @@ def test_the_sweep_leaves_a_run_whose_sync_is_already_scheduled(
         assert sorted(enqueued) == sorted([lost, waiting, lost])
     finally:
         store.r.delete(store.key("notify-deferred", waiting))
+
+
+def test_release_notices_count_against_the_workspace_budget_and_wait_their_turn(
+        store: RedisRunStore, prefix: str) -> None:
+    """The worker's release watcher posts through the budget (``BudgetedSlack``): a notice
+    for a channel a run just posted in waits its second, nothing is lost meanwhile, and a
+    429 a notice gets makes every worker's posts wait."""
+    from tests.adapters.test_error_seams import OneRevisionMesh
+    from workers.config import Fleet
+    from workers.slack.notifier import BudgetedSlack
+    from workers.watcher import Watcher
+    from workflows.releases import ReleaseEvent
+
+    port = free_port_base(15000, 16000)
+    slack = SlackEmulator(TOKEN, {"C0DEV0001": "mesh-dev"}, {"UREQ": "ana"},
+                          base_url=f"http://127.0.0.1:{port}")
+    server = serve(slack.router(), "slack", "127.0.0.1", port)
+    try:
+        budget = SlackBudget(store.r, prefix, TOKEN, BudgetLimits())
+        cluster = {"subscription": "11111111-2222-3333-4444-555555555555",
+                   "resource_group": "rg", "location": "westeurope", "name": "aks-dev",
+                   "approvers": ["U0LEAD001"], "channel": "C0DEV0001",
+                   "prometheus": {"url": "http://127.0.0.1:9"}}
+        fleet = Fleet.model_validate({"clusters": {"dev": cluster}})
+        watcher = Watcher(fleet, store.r, prefix, OneRevisionMesh(),
+                          BudgetedSlack(notifier(slack, store, budget)), None)  # type: ignore[arg-type]
+        assert budget.take("chat.postMessage", "C0DEV0001") == 0  # a run's line, just now
+        patched = ReleaseEvent("2025-01-10", "patched", "asm-1-25", "1.25.3")
+        with pytest.raises(SlackOverBudget) as waited:
+            watcher.run_once(pushed=[patched])
+        assert 0 < waited.value.delay_s <= 1.5
+        assert not posts(slack, thread=False)  # nothing went over the channel's limit
+        a_slot_frees(budget, "chat.postMessage", "C0DEV0001")
+        new, channels = watcher.run_once(pushed=[])  # a next poll bringing nothing new
+        assert new == [patched] and channels == {"C0DEV0001"}
+        (notice,) = posts(slack, thread=False)
+        assert "1.25.3" in notice["text"]
+
+        other = make_client(TOKEN, slack.base_url + "/api/", rate_limit_wait_s=0)
+        with pytest.raises(SlackApiError):  # another app fills the channel's burst
+            for _ in range(100):
+                other.chat_postMessage(channel="C0DEV0001", text="someone else's news")
+        a_slot_frees(budget, "chat.postMessage", "C0DEV0001")
+        deprecated = ReleaseEvent("2025-01-11", "deprecated", "asm-1-25")
+        with pytest.raises(SlackRateLimited):
+            watcher.run_once(pushed=[deprecated])
+        # every worker's posts now wait Slack's Retry-After, a run's thread line too
+        assert budget.take("chat.postMessage", "C2") > 0
+    finally:
+        server.shutdown()
+
+
+@pytest.mark.parametrize(("delay_s", "expected_s"), [(0.0, 5.0), (1.0, 5.0), (30.0, 30.0),
+                                                     (3600.0, 300.0)])
+def test_a_poll_whose_notices_slack_could_not_take_is_followed_by_one_when_it_can(
+        store: RedisRunStore, delay_s: float, expected_s: float) -> None:
+    """Not a whole interval later: as soon as Slack said (at least the 5 s beat sends the
+    watch at, at most the interval)."""
+    from workers.tasks import app as tasks
+
+    ctx = SimpleNamespace(store=store, fleet=SimpleNamespace(
+        releases=SimpleNamespace(interval=300.0)))
+    key = store.key("releases", "next_poll")
+    store.r.set(key, "1", px=300_000)  # the poll that just ran holds the interval
+    tasks.poll_soon(ctx, SlackOverBudget("Slack chat.postMessage: spent", delay_s))  # type: ignore[arg-type]
+    assert expected_s - 0.5 < store.r.pttl(key) / 1000 <= expected_s

@@ -667,6 +667,7 @@ class _FakeRedis:
     def __init__(self) -> None:
         self.sets: dict[str, builtins.set[str]] = {}
         self.values: dict[str, str] = {}
+        self.hashes: dict[str, dict[str, str]] = {}
 
     def exists(self, key: str) -> int:
         return int(key in self.values or key in self.sets)
@@ -685,6 +686,16 @@ class _FakeRedis:
 
     def smembers(self, key: str) -> builtins.set[str]:
         return builtins.set(self.sets.get(key, ()))
+
+    def hset(self, key: str, mapping: dict[str, str]) -> None:
+        self.hashes.setdefault(key, {}).update(mapping)
+
+    def hgetall(self, key: str) -> dict[str, str]:
+        return dict(self.hashes.get(key, {}))
+
+    def hdel(self, key: str, *fields: str) -> None:
+        for f in fields:
+            self.hashes.get(key, {}).pop(f, None)
 
 
 def test_the_watcher_posts_a_mention_quietly_once_per_release_and_line() -> None:

@@ -17,7 +17,7 @@ from workers.github.feed import ReleaseFeed
 from workers.slack.client import make_client
 from workers.watcher import Watcher, pushed_events, verify_push
 from workers.wiring import FleetPorts
-from workflows.errors import ClusterBusy
+from workflows.errors import ClusterBusy, TemporaryError
 from workflows.kind import StartRun
 from workflows.maintenance import parse_config_window
 from workflows.model import POLICY_REQUESTER, Run
@@ -73,6 +73,31 @@ def test_conditional_polling_and_faults(world) -> None:  # type: ignore[no-untyp
     assert make().feed.poll()  # the feed changed since its last good answer: 200, all events
     # validators survive a restart: a new feed object sends If-None-Match and gets a 304
     assert make().feed.poll() == []
+
+
+def test_notices_slack_could_not_take_go_out_at_the_next_poll_though_the_feed_says_304(  # type: ignore[no-untyped-def]
+        world) -> None:
+    """The feed's ETag is remembered as a poll reads it, so the next poll is answered 304:
+    the events a poll could not post (Slack down) are kept and posted then, once each."""
+    sb, make, r = world
+    make().run_once()  # the first poll only learns
+    publish(sb, NOTE)
+    sb.slack.outage_until = time.time() + 60
+    try:
+        with pytest.raises(TemporaryError):
+            make().run_once()
+    finally:
+        sb.slack.outage_until = 0.0
+    assert not posts(sb)
+    assert make().feed.poll() == []  # the feed has nothing new for the next poll
+    new, channels = make().run_once()
+    assert [e.revision for e in new] == ["asm-1-26"]
+    assert channels == {"C0DEVMESH", "C0STGMESH", "C0PRDMESH"}
+    made = posts(sb)
+    assert {p["channel"] for p in made} == channels
+    assert all("asm-1-26*" in p["text"] for p in made)
+    assert make().run_once() == ([], set())  # and never again
+    assert len(posts(sb)) == len(made)
 
 
 def test_routing_and_no_duplicates_across_restarts(world) -> None:  # type: ignore[no-untyped-def]

@@ -360,6 +360,24 @@ class SlackNotifier:
                 return lines
 
 
+class BudgetedSlack:
+    """``chat_postMessage`` as a ``WebClient``'s, through the workspace's budget
+    (:meth:`SlackNotifier.call`): what the release watcher posts its notices with, so they
+    count against the same per-channel and per-method limits as the runs' messages, and a
+    429 one of them gets makes every worker wait its ``Retry-After`` (issue 13: one Slack
+    budget for the workspace).
+
+    Raises what :meth:`SlackNotifier.call` raises: ``SlackOverBudget`` / ``SlackRateLimited``
+    (``TemporaryError`` with ``delay_s``), ``PermanentError`` for a refusal."""
+
+    def __init__(self, notifier: SlackNotifier, who: str = "releases") -> None:
+        self.notifier = notifier
+        self.who = who  # the budget's waiting place: the watcher's, not a run's
+
+    def chat_postMessage(self, **kwargs: Any) -> Any:  # noqa: N802 - WebClient's name
+        return self.notifier.call("chat_postMessage", who=self.who, **kwargs)
+
+
 def charts_due(run: Run, state: dict[str, str]) -> tuple[list[int], bool]:
     """The charts a sync of ``run`` shares, from its Slack ``state``: the positions in
     ``run.waves`` of the waves that ended (a verdict) and whose chart is not shared yet, in

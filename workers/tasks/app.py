@@ -65,7 +65,7 @@ from workers.slack.errors import (
     SlackRateLimited,
     translate_slack_error,
 )
-from workers.slack.notifier import SlackNotifier
+from workers.slack.notifier import BudgetedSlack, SlackNotifier
 from workers.store.connect import celery_broker
 from workers.store.lock import RenewedLock
 from workers.store.runs import RedisRunStore
@@ -562,7 +562,7 @@ def watcher(ctx: Context) -> Watcher:
                        env.github_token or None)
     # the engine's ports: their API errors are counted (workers/apierrors.py)
     return Watcher(ctx.fleet, ctx.store.r, ctx.store.p, ctx.engine.ports.mesh,
-                   ctx.notifier.client, feed, clusters=ctx.engine.ports.cluster_api,
+                   BudgetedSlack(ctx.notifier), feed, clusters=ctx.engine.ports.cluster_api,
                    start_run=partial(start_policy_run, ctx))
 
 
@@ -587,16 +587,37 @@ def watch_releases_task() -> None:
     # one poll per interval across every worker and beat restart
     if not ctx.store.r.set(key, "1", nx=True, px=int(rel.interval * 1000)):
         return
-    new, channels = watcher(ctx).run_once()
+    try:
+        new, channels = watcher(ctx).run_once()
+    except TemporaryError as exc:
+        poll_soon(ctx, exc)
+        return
     if new:
         log.info("releases.polled", events=len(new), channels=len(channels))
+
+
+#: the soonest the watcher polls again after Slack could not take a notice (s): beat
+#: sends the watch every 5 s, and Slack's Retry-After is often 1 s
+NOTICE_RETRY_S = 5.0
+
+
+def poll_soon(ctx: Context, exc: TemporaryError) -> None:
+    """Slack could not take a notice now: the watcher kept what it did not post, and the
+    next poll comes when Slack said it could take more (at least :data:`NOTICE_RETRY_S`,
+    at most the interval), not a whole interval later."""
+    wait_s = min(max(NOTICE_RETRY_S, exc.delay_s), ctx.fleet.releases.interval)
+    ctx.store.r.set(ctx.store.key("releases", "next_poll"), "1", px=int(wait_s * 1000))
+    log.warning("releases.notices_deferred", error=str(exc)[:200], retry_in_s=wait_s)
 
 
 @app.task(name="meshops.push_release")
 def push_release_task(body: str) -> None:
     """A release pushed by a relay (already verified by the bot's endpoint)."""
     ctx = context()
-    watcher(ctx).run_once(pushed=pushed_events(body.encode()))
+    try:
+        watcher(ctx).run_once(pushed=pushed_events(body.encode()))
+    except TemporaryError as exc:  # what was not posted is kept for the next poll
+        poll_soon(ctx, exc)
 
 
 def enqueue_push(body: str) -> None:
