@@ -24,8 +24,9 @@ Per run:
 
 Across the runs: tick lag (every second, each active run's ``now - next_tick_at`` when
 due), Slack calls a minute per method (the highest over any 60 s, whole workspace, from
-the sandbox's Slack log: ``chat.postMessage`` and ``chat.update``), the most posts in one
-channel in any one second, and the 429s Slack's limits gave (``GET
+the sandbox's Slack log: ``chat.postMessage``, ``chat.update`` and the charts'
+``files.completeUploadExternal``), the most posts in one channel in any one second (file
+shares counted as posts, as Slack counts them), and the 429s Slack's limits gave (``GET
 /_sandbox/slack/throttled``), and the CPU seconds each part used while the
 runs went on (worker, Prometheus, the emulators, bot, beat, Redis: they share the machine's
 cores, so a wall time above the unavoidable can be told apart from meshops' own cost), and
@@ -624,7 +625,8 @@ def one_campaign(n: int, namespaces: int, bake: str, interval: str, port_base: i
 def slack_figures(h: Harness, log: SlackLog, fig: Figures) -> None:
     """Fill ``fig``'s Slack figures from the whole Slack log and the sandbox's 429 count:
     calls a minute per method (the most in any 60 s), the most posts in one channel in any
-    one second."""
+    one second (a file shared into a channel is a message in it, as Slack counts it: the
+    charts' ``files.completeUploadExternal`` count with the posts)."""
     log.poll()
     by_method: dict[str, list[float]] = defaultdict(list)
     per_channel: dict[str, list[float]] = defaultdict(list)
@@ -634,6 +636,9 @@ def slack_figures(h: Harness, log: SlackLog, fig: Figures) -> None:
             per_channel[e["channel"]].append(e["at"])
         elif e["kind"] == "update":
             by_method["chat.update"].append(e["at"])
+        elif e["kind"] == "file":
+            by_method["files.completeUploadExternal"].append(e["at"])
+            per_channel[e["channel"]].append(e["at"])
     fig.per_minute = {m: sliding_max(t, 60.0) for m, t in sorted(by_method.items())}
     fig.channel_second = max((sliding_max(t, 1.0) for t in per_channel.values()),
                              default=0)
