@@ -60,7 +60,12 @@ import structlog
 from redis.typing import EncodableT
 
 from workers.github.feed import ReleaseFeed
-from workers.slack.errors import SLACK_ERRORS, translate_slack_error
+from workers.slack.errors import (
+    SLACK_ERRORS,
+    SlackOverBudget,
+    SlackRateLimited,
+    translate_slack_error,
+)
 from workflows.errors import MeshopsError, TemporaryError
 from workflows.kind import StartRun
 from workflows.maintenance import (
@@ -106,6 +111,13 @@ class Notice:
     campaign_target: str | None = None  # a *Plan fleet campaign to <revision>* button
 
 
+#: the events read and not yet done (hash: event key → event JSON), under the watcher's key
+UNPOSTED = "{}:unposted"
+#: notices being posted (hash: notice key → when), for a post whose record a kill lost
+NOTICE_PENDING = "{}:notice_pending"
+NOTICE_EVENT = "meshops_notice"  # the notices' Slack message metadata event type
+
+
 class Watcher:
     def __init__(self, fleet: Any, r: redis.Redis, prefix: str, mesh: Any, slack: Any,
                  feed: ReleaseFeed, clusters: Callable[[str], Any] | None = None,
@@ -129,8 +141,12 @@ class Watcher:
 
     # ------------------------------------------------------------------ sources
 
-    def arm_events(self, today: str) -> list[tuple[str, ReleaseEvent]]:
-        """(key, event) for revisions newly listed in a region's meshRevisionProfiles."""
+    def arm_events(self, today: str,
+                   keep: Callable[[list[tuple[str, ReleaseEvent]]], None] | None = None
+                   ) -> list[tuple[str, ReleaseEvent]]:
+        """(key, event) for revisions newly listed in a region's meshRevisionProfiles;
+        ``keep`` is called with a region's before its revisions are recorded as known (as
+        :meth:`ReleaseFeed.poll`'s)."""
         out = []
         for region, cluster in self._regions().items():
             try:
@@ -140,11 +156,14 @@ class Watcher:
                 continue
             known_key = f"{self.key}:arm:{region}"
             known = self.r.smembers(known_key)
+            listed = [(f"arm|{region}|{rev}", ReleaseEvent(today, "available", rev))
+                      for rev in sorted(revisions - known) if REVISION_RE.match(rev)]
+            if known:  # the first look only learns
+                if keep is not None and listed:
+                    keep(listed)
+                out += listed
             if revisions:
                 self.r.sadd(known_key, *revisions)
-            if known:  # the first look only learns
-                out += [(f"arm|{region}|{rev}", ReleaseEvent(today, "available", rev))
-                        for rev in sorted(revisions - known) if REVISION_RE.match(rev)]
         return out
 
     def _regions(self) -> dict[str, str]:
@@ -436,24 +455,64 @@ class Watcher:
                       f"{e.kind}|{e.revision}|{e.version or ''}|{variant}|{n.channel}")
         if self.r.sismember(f"{self.key}:posted", posted_key):
             return False
+        digest = hashlib.sha256(posted_key.encode()).hexdigest()[:24]
+        pending = self.r.hget(NOTICE_PENDING.format(self.key), posted_key)
+        if pending is not None and self._found(n.channel, digest, float(_text(pending))):
+            self._record_posted(posted_key)  # posted before a kill, not recorded: not again
+            return False
         quiet = {"unfurl_links": False, "unfurl_media": False} if n.quiet else {}
+        # the marker first: a kill between the post and its record is reconciled from the
+        # message's metadata, never answered with a second notice
+        self.r.hset(NOTICE_PENDING.format(self.key), posted_key, f"{time.time():.3f}")
         try:
-            self.slack.chat_postMessage(channel=n.channel, text=n.text,
-                                        blocks=self.blocks(n, e), **quiet)
+            self.slack.chat_postMessage(
+                channel=n.channel, text=n.text, blocks=self.blocks(n, e),
+                metadata={"event_type": NOTICE_EVENT, "event_payload": {"notice": digest}},
+                **quiet)
         except SLACK_ERRORS as exc:  # a bare WebClient's
             error: MeshopsError = translate_slack_error(exc, "chat.postMessage")
-            if isinstance(error, TemporaryError):
-                raise error from exc
         except MeshopsError as exc:  # a budgeted client's, translated already
-            if isinstance(exc, TemporaryError):
-                raise
             error = exc
         else:
-            self.r.sadd(f"{self.key}:posted", posted_key)
+            self._record_posted(posted_key)
             return True
+        if not isinstance(error, TemporaryError) or isinstance(
+                error, SlackRateLimited | SlackOverBudget):
+            # Slack answered: nothing was posted (a timeout leaves the marker: it may have)
+            self.r.hdel(NOTICE_PENDING.format(self.key), posted_key)
+        if isinstance(error, TemporaryError):
+            raise error
         log.warning("releases.notice_refused", cluster=n.cluster, channel=n.channel,
                     error=str(error))
         return False
+
+    def _record_posted(self, posted_key: str) -> None:
+        pipe = self.r.pipeline(transaction=True)
+        pipe.sadd(f"{self.key}:posted", posted_key)
+        pipe.hdel(NOTICE_PENDING.format(self.key), posted_key)
+        pipe.execute()
+
+    def _found(self, channel: str, digest: str, since: float) -> bool:
+        """Whether a notice with metadata ``digest`` was posted in ``channel`` since a
+        minute before ``since`` (Unix s): ``conversations.history`` with
+        ``include_all_metadata``, as the runs' messages are reconciled. Raises
+        ``TemporaryError`` when Slack cannot say now."""
+        cursor = None
+        while True:
+            try:
+                page = self.slack.conversations_history(
+                    channel=channel, oldest=f"{since - 60:.6f}", limit=200,
+                    include_all_metadata=True, cursor=cursor)
+            except SLACK_ERRORS as exc:
+                raise translate_slack_error(exc, "conversations.history") from exc
+            for m in page.get("messages", []):
+                meta = m.get("metadata") or {}
+                if meta.get("event_type") == NOTICE_EVENT and \
+                        (meta.get("event_payload") or {}).get("notice") == digest:
+                    return True
+            cursor = (page.get("response_metadata") or {}).get("next_cursor")
+            if not cursor:
+                return False
 
     def offer_ready_patches(self, now: float | None = None) -> list[Notice]:
         """Patch offers held until the control plane runs the patch, for the clusters whose
@@ -553,6 +612,15 @@ class Watcher:
 
     # ------------------------------------------------------------------ the loop
 
+    def keep(self, events: list[tuple[str, ReleaseEvent]]) -> None:
+        """Keep ``events`` ((key, event)) not seen yet until all their notices are posted
+        (``unposted``; :meth:`run_once` posts them first)."""
+        seen_key = f"{self.key}:seen"
+        unseen = {k: e.to_json() for k, e in events if not self.r.sismember(seen_key, k)}
+        if unseen:
+            mapping: dict[EncodableT, EncodableT] = {k: v for k, v in unseen.items()}
+            self.r.hset(UNPOSTED.format(self.key), mapping=mapping)
+
     def run_once(self, now: float | None = None, pushed: list[ReleaseEvent] | None = None
                  ) -> tuple[list[ReleaseEvent], set[str]]:
         """Poll (or take ``pushed`` events), post what is new. Returns (new events, channels
@@ -565,26 +633,33 @@ class Watcher:
         """
         now = time.time() if now is None else now
         today = datetime.fromtimestamp(now, UTC).strftime("%Y-%m-%d")
-        notes = list(pushed) if pushed is not None else self.feed.poll()
+        first = pushed is None and not self.r.exists(f"{self.key}:initialized")
+        keep = None if first else self.keep  # the first poll only learns: nothing to keep
+        if pushed is not None:
+            notes = list(pushed)
+            self.keep([(event_key(e), e) for e in notes])
+        else:
+            notes = self.feed.poll(None if keep is None else
+                                   lambda events: self.keep([(event_key(e), e)
+                                                             for e in events]))
         self.record_end_of_support(notes)
-        keyed = [(event_key(e), e) for e in notes] + self.arm_events(today)
-        first = not self.r.exists(f"{self.key}:initialized")
+        keyed = [(event_key(e), e) for e in notes] + self.arm_events(today, keep)
         seen_key = f"{self.key}:seen"
         new = [(k, e) for k, e in keyed if not self.r.sismember(seen_key, k)]
-        if first and pushed is None:
+        if first:
             if new:
                 self.r.sadd(seen_key, *[k for k, _ in new])
             self.r.set(f"{self.key}:initialized", "1")
             log.info("releases.baseline", events=len(new))
             return [], set()
-        unposted_key = f"{self.key}:unposted"
-        if new:  # before any post: a poll that fails midway leaves them to the next
-            self.r.hset(unposted_key, mapping={k: e.to_json() for k, e in new})
         fresh = {k for k, _ in new}
         kept = sorted(((_text(k), ReleaseEvent(**json.loads(raw)))
-                       for k, raw in self.r.hgetall(unposted_key).items()
+                       for k, raw in self.r.hgetall(UNPOSTED.format(self.key)).items()
                        if _text(k) not in fresh), key=lambda ke: (ke[1].release, ke[0]))
-        new = [(k, e) for k, e in kept if not self.r.sismember(seen_key, k)] + new
+        done = [k for k, _ in kept if self.r.sismember(seen_key, k)]
+        if done:  # seen, its record left by a kill between the two writes: done
+            self.r.hdel(UNPOSTED.format(self.key), *done)
+        new = [(k, e) for k, e in kept if k not in done] + new
         channels: set[str] = set()
         for key, e in new:
             fleet_wide = self.campaign_notice(e)
@@ -592,8 +667,10 @@ class Watcher:
                 if self._post(n, e):
                     channels.add(n.channel)
             self.auto_campaign(e, now)
-            self.r.sadd(seen_key, key)
-            self.r.hdel(unposted_key, key)
+            pipe = self.r.pipeline(transaction=True)
+            pipe.sadd(seen_key, key)
+            pipe.hdel(UNPOSTED.format(self.key), key)
+            pipe.execute()
             log.info("releases.event", kind=e.kind, revision=e.revision, version=e.version,
                      release=e.release)
         channels |= {n.channel for n in self.offer_ready_patches(now)}

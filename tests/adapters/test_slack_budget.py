@@ -434,7 +434,7 @@ def test_release_notices_count_against_the_workspace_budget_and_wait_their_turn(
 def test_a_poll_whose_notices_slack_could_not_take_is_followed_by_one_when_it_can(
         store: RedisRunStore, delay_s: float, expected_s: float) -> None:
     """Not a whole interval later: as soon as Slack said (at least the 5 s beat sends the
-    watch at, at most the interval)."""
+    watch at, doubled for each poll in a row that could not; at most the interval)."""
     from workers.tasks import app as tasks
 
     ctx = SimpleNamespace(store=store, fleet=SimpleNamespace(
@@ -443,3 +443,46 @@ def test_a_poll_whose_notices_slack_could_not_take_is_followed_by_one_when_it_ca
     store.r.set(key, "1", px=300_000)  # the poll that just ran holds the interval
     tasks.poll_soon(ctx, SlackOverBudget("Slack chat.postMessage: spent", delay_s))  # type: ignore[arg-type]
     assert expected_s - 0.5 < store.r.pttl(key) / 1000 <= expected_s
+    # a second poll in a row that could not: twice the least wait (the outage goes on)
+    tasks.poll_soon(ctx, SlackOverBudget("Slack chat.postMessage: spent", delay_s))  # type: ignore[arg-type]
+    again = min(max(10.0, delay_s), 300.0)
+    assert again - 0.5 < store.r.pttl(key) / 1000 <= again
+
+
+def test_a_push_while_another_worker_polls_is_kept_and_posted_by_the_next_poll(
+        store: RedisRunStore, prefix: str, monkeypatch: pytest.MonkeyPatch) -> None:
+    """One worker posts release notices at a time (a push and a poll would both post the
+    same kept events); a push that finds the watcher busy loses nothing."""
+    from tests.adapters.test_error_seams import OneRevisionMesh
+    from workers.config import Fleet
+    from workers.tasks import app as tasks
+    from workers.watcher import Watcher
+    from workflows.releases import ReleaseEvent
+
+    port = free_port_base(15000, 16000)
+    slack = SlackEmulator(TOKEN, {"C0DEV0001": "mesh-dev"}, {"UREQ": "ana"},
+                          base_url=f"http://127.0.0.1:{port}")
+    server = serve(slack.router(), "slack", "127.0.0.1", port)
+    try:
+        cluster = {"subscription": "11111111-2222-3333-4444-555555555555",
+                   "resource_group": "rg", "location": "westeurope", "name": "aks-dev",
+                   "approvers": ["U0LEAD001"], "channel": "C0DEV0001",
+                   "prometheus": {"url": "http://127.0.0.1:9"}}
+        fleet = Fleet.model_validate({"clusters": {"dev": cluster}})
+        watcher = Watcher(fleet, store.r, prefix, OneRevisionMesh(),
+                          make_client(TOKEN, slack.base_url + "/api/"), None)  # type: ignore[arg-type]
+        ctx = SimpleNamespace(store=store, fleet=fleet)
+        monkeypatch.setattr(tasks, "watcher", lambda c: watcher)
+        busy = store.r.lock(store.key("releases", "lock"), timeout=60)
+        assert busy.acquire(blocking=False)  # another worker's poll
+        patched = ReleaseEvent("2025-01-10", "patched", "asm-1-25", "1.25.3")
+        tasks.run_watcher(ctx, [patched])  # type: ignore[arg-type]
+        assert not posts(slack, thread=False)
+        assert 0 < store.r.pttl(store.key("releases", "next_poll")) <= 5000  # soon
+        busy.release()
+        tasks.run_watcher(ctx, [])  # type: ignore[arg-type]  # the next poll (a push of nothing)
+        (notice,) = posts(slack, thread=False)
+        assert "1.25.3" in notice["text"]
+        assert not store.r.exists(store.key("releases", "retries"))  # a poll went through
+    finally:
+        server.shutdown()

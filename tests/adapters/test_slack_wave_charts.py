@@ -167,3 +167,45 @@ def test_a_summary_shared_just_before_a_kill_is_not_shared_again(
     names: list[Any] = shared(slack)
     assert names.count(f"{run.id}-summary.png") == 1, names
     assert store.slack_state(run.id)["summary"] == "1"
+
+
+def test_a_run_that_ends_between_a_syncs_two_reads_gets_its_whole_summary(
+        slack: SlackEmulator, store: RedisRunStore, prefix: str, drawn: list[Run]) -> None:
+    """A sync reads the run in its last wave, sees the wave before's chart due and reads
+    that wave's samples on; a person's rollback ends the run in between: the summary due
+    then is drawn with every wave's looks, not only those from that wave on."""
+    world = FakeWorld.seeded(["a", "b", "c", "d"])  # waves [a], [b, c], [d]
+    run = stored_run(store, world, "r-1a2a3a4a5a")
+    client = make_client("xoxb-test", slack.base_url + "/api/")
+    notifier = SlackNotifier(client, store, lambda c: ["UA"])
+    now = 0.0
+    while run.wave_index < 2 or run.waves[2].bake_started_at is None:
+        result = tick(run, world, now)  # synced while wave 0 ends, not once wave 1 has
+        run = store.save(result.run, run.seq)
+        if run.waves[1].verdict is None:
+            notifier.sync(notifier.read(run.id))
+        now += result.recheck_after or 0.0
+    assert store.slack_state(run.id)["charts"] == "1"
+    baking = run
+
+    class Racing(RedisRunStore):
+        """The store as the sync's worker sees it: the run rolled back by another worker
+        right after the sync's first read."""
+
+        reads = 0
+
+        def get(self, *args: Any, **kwargs: Any) -> Run:
+            got: Run = super().get(*args, **kwargs)
+            self.reads += 1
+            if self.reads == 1:
+                back = store.save(decide(baking, "rollback", "UREQ", POLICY, now), baking.seq)
+                back, _ = advance(store, world, back, now)
+                assert back.phase == Phase.ROLLED_BACK
+            return got
+
+    racing = SlackNotifier(client, Racing(store.r, prefix), lambda c: ["UA"])
+    racing.sync(racing.read(run.id))
+    assert shared(slack)[-2:] == [f"{run.id}-wave-1.png", f"{run.id}-summary.png"]
+    whole = store.get(run.id)
+    assert whole.waves[0].samples and whole.waves[1].samples  # the earlier waves' looks
+    assert drawn[-1].waves == whole.waves

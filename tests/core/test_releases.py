@@ -687,8 +687,12 @@ class _FakeRedis:
     def smembers(self, key: str) -> builtins.set[str]:
         return builtins.set(self.sets.get(key, ()))
 
-    def hset(self, key: str, mapping: dict[str, str]) -> None:
-        self.hashes.setdefault(key, {}).update(mapping)
+    def hset(self, key: str, field: str | None = None, value: str | None = None,
+             mapping: dict[str, str] | None = None) -> None:
+        fields = dict(mapping or {})
+        if field is not None and value is not None:
+            fields[field] = value
+        self.hashes.setdefault(key, {}).update(fields)
 
     def hgetall(self, key: str) -> dict[str, str]:
         return dict(self.hashes.get(key, {}))
@@ -696,6 +700,25 @@ class _FakeRedis:
     def hdel(self, key: str, *fields: str) -> None:
         for f in fields:
             self.hashes.get(key, {}).pop(f, None)
+
+    def hget(self, key: str, field: str) -> str | None:
+        return self.hashes.get(key, {}).get(field)
+
+    def pipeline(self, transaction: bool = True) -> _FakePipeline:
+        return _FakePipeline(self)
+
+
+class _FakePipeline:
+    """Commands queued, run in order by ``execute`` (one client: nothing interleaves)."""
+
+    def __init__(self, r: _FakeRedis) -> None:
+        self.r, self.queued = r, []  # type: ignore[var-annotated]
+
+    def __getattr__(self, name: str) -> Any:
+        return lambda *args, **kwargs: self.queued.append((name, args, kwargs))
+
+    def execute(self) -> list[Any]:
+        return [getattr(self.r, name)(*args, **kwargs) for name, args, kwargs in self.queued]
 
 
 def test_the_watcher_posts_a_mention_quietly_once_per_release_and_line() -> None:

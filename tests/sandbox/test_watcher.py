@@ -100,6 +100,55 @@ def test_notices_slack_could_not_take_go_out_at_the_next_poll_though_the_feed_sa
     assert len(posts(sb)) == len(made)
 
 
+class Killed(BaseException):
+    """The worker process dying (not an Exception: nothing may catch it)."""
+
+
+def test_a_notice_posted_just_before_a_kill_is_not_posted_again(  # type: ignore[no-untyped-def]
+        world, ports: FleetPorts, prefix: str) -> None:
+    """The post's record is lost with the worker; the next poll finds the notice in the
+    channel by its message metadata instead of posting it again."""
+    sb, make, r = world
+    make().run_once()  # the first poll only learns
+    publish(sb, NOTE)
+    rel = ports.fleet.releases
+
+    class Dying(Watcher):
+        def _record_posted(self, posted_key: str) -> None:
+            raise Killed(posted_key)
+
+    dying = Dying(ports.fleet, r, prefix, ports.mesh,
+                  make_client(sb.bot_token, ports.fleet.slack.api_url),
+                  ReleaseFeed(r, prefix, rel.feed_url, rel.changelog_url))
+    with pytest.raises(Killed):
+        dying.run_once()
+    (first,) = posts(sb)
+    assert first["metadata"]["event_type"] == "meshops_notice"
+    make().run_once()  # the next worker: the feed says 304, the event was kept
+    made = posts(sb)
+    assert {p["channel"] for p in made} == {"C0DEVMESH", "C0STGMESH", "C0PRDMESH"}
+    assert len(made) == 3, [p["channel"] for p in made]  # the first one not again
+    assert not r.hgetall(f"{prefix}:releases:notice_pending")
+    assert not r.hgetall(f"{prefix}:releases:unposted")
+
+
+def test_events_are_kept_before_the_feed_is_told_they_were_read(  # type: ignore[no-untyped-def]
+        world) -> None:
+    """A poll killed between reading the feed and keeping its events must not have stored
+    the feed's ETag: the next poll reads them again (not a 304)."""
+    sb, make, _ = world
+    w = make()
+    publish(sb, NOTE)
+
+    def killed(events: object) -> None:
+        raise Killed("keeping")
+
+    with pytest.raises(Killed):
+        w.feed.poll(keep=killed)
+    assert [e.revision for e in w.feed.poll()] == ["asm-1-26"]  # read again, then 304
+    assert w.feed.poll() == []
+
+
 def test_routing_and_no_duplicates_across_restarts(world) -> None:  # type: ignore[no-untyped-def]
     sb, make, r = world
     make().run_once()  # the first poll only learns: nothing is posted for history

@@ -10,6 +10,7 @@ limit is temporary, with the wait GitHub asked for) and logged; the poll never r
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from email.utils import formatdate
 
 import redis
@@ -64,8 +65,14 @@ class ReleaseFeed:
                                or formatdate(usegmt=True))) if v}
         self.r.hset(f"{self.key}:http:{name}", mapping=fields)
 
-    def poll(self) -> list[ReleaseEvent]:
+    def poll(self, keep: Callable[[list[ReleaseEvent]], None] | None = None
+             ) -> list[ReleaseEvent]:
         """Events of the releases that changed since the last poll ([] when nothing did).
+
+        ``keep``: called with the events before the answer's validators (ETag,
+        Last-Modified) are stored, after which the next poll is answered 304: whoever polls
+        keeps them first (the watcher, until its notices are posted), or a process killed
+        in between would lose them.
 
         Never raises for a bad answer: a malformed feed, an HTML error page, a rate limit or
         an outage is logged and the CHANGELOG is tried instead.
@@ -76,20 +83,24 @@ class ReleaseFeed:
             log.warning("releases.feed_refused", error=str(exc),
                         temporary=isinstance(exc, TemporaryError),
                         retry_after_s=getattr(exc, "delay_s", None))
-            return self._changelog()
+            return self._changelog(keep)
         if resp.status_code == 304:
             return []
         if resp.status_code == 200:
             try:
                 events = parse_releases_json(resp.json())
-                self._remember("feed", resp)
-                return events
             except ValueError as exc:
                 log.warning("releases.malformed_feed", error=str(exc)[:200],
                             content_type=resp.headers.get("Content-Type"))
-        return self._changelog()
+            else:
+                if keep is not None:
+                    keep(events)
+                self._remember("feed", resp)
+                return events
+        return self._changelog(keep)
 
-    def _changelog(self) -> list[ReleaseEvent]:
+    def _changelog(self, keep: Callable[[list[ReleaseEvent]], None] | None = None
+                   ) -> list[ReleaseEvent]:
         if not self.changelog_url:
             return []
         try:
@@ -103,5 +114,8 @@ class ReleaseFeed:
         if resp.status_code != 200 or "<html" in resp.text[:500].lower():
             log.warning("releases.changelog_refused", status=resp.status_code)
             return []
+        events = parse(resp.text)
+        if keep is not None:
+            keep(events)
         self._remember("changelog", resp)
-        return parse(resp.text)
+        return events

@@ -81,8 +81,8 @@ class SlackNotifier:
 
     def call(self, method: str, who: str = "", **kwargs: Any) -> Any:
         """``client.<method>(**kwargs)`` (``views_publish``…) within the workspace's budget,
-        for calls that are not a run's messages (the App Home tab, forms); ``who`` spreads
-        the wake-ups of callers told to wait.
+        for calls that are not a run's messages (the App Home tab, forms, release notices:
+        :class:`BudgetedSlack`); ``who`` spreads the wake-ups of callers told to wait.
 
         Raises:
             SlackOverBudget: the budget says wait (``delay_s``); nothing was called.
@@ -130,11 +130,15 @@ class SlackNotifier:
         state = self.store.slack_state(run_id)
         posted = int(state.get("posted", 0))
         run: Run = self.store.get(run_id, recent=1, history_from=posted)
-        waves, summary = charts_due(run, state)
-        if waves or summary:
-            first = 0 if summary else waves[0]
-            if first < run.wave_index:  # a tick's read holds the current wave's on
-                run = self.store.get(run_id, history_from=posted, samples_from=first)
+        held = run.wave_index  # a tick's read holds the current wave's samples on
+        for _ in range(2):
+            waves, summary = charts_due(run, state)
+            first = 0 if summary else waves[0] if waves else held
+            if first >= held:
+                break
+            # the run may have ended since the read before, its summary due: read again
+            run = self.store.get(run_id, history_from=posted, samples_from=first)
+            held = first
         return run
 
     def sync(self, run: Run, now: float | None = None) -> None:
@@ -361,7 +365,8 @@ class SlackNotifier:
 
 
 class BudgetedSlack:
-    """``chat_postMessage`` as a ``WebClient``'s, through the workspace's budget
+    """``chat_postMessage`` and ``conversations_history`` as a ``WebClient``'s, through
+    the workspace's budget
     (:meth:`SlackNotifier.call`): what the release watcher posts its notices with, so they
     count against the same per-channel and per-method limits as the runs' messages, and a
     429 one of them gets makes every worker wait its ``Retry-After`` (issue 13: one Slack
@@ -376,6 +381,9 @@ class BudgetedSlack:
 
     def chat_postMessage(self, **kwargs: Any) -> Any:  # noqa: N802 - WebClient's name
         return self.notifier.call("chat_postMessage", who=self.who, **kwargs)
+
+    def conversations_history(self, **kwargs: Any) -> Any:
+        return self.notifier.call("conversations_history", who=self.who, **kwargs)
 
 
 def charts_due(run: Run, state: dict[str, str]) -> tuple[list[int], bool]:

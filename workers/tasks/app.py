@@ -70,12 +70,13 @@ from workers.store.connect import celery_broker
 from workers.store.lock import RenewedLock
 from workers.store.runs import RedisRunStore
 from workers.views import answer, home_blocks
-from workers.watcher import Watcher, end_of_support, pushed_events
+from workers.watcher import Watcher, end_of_support, event_key, pushed_events
 from workers.wiring import FleetPorts, build_engine
 from workflows.errors import PermanentError, RunBusy, RunNotFound, TemporaryError
 from workflows.kind import StartRun
 from workflows.model import POLICY_REQUESTER, Run
 from workflows.ports import Workload
+from workflows.releases import ReleaseEvent
 
 log = structlog.get_logger("meshops.worker")
 
@@ -587,25 +588,53 @@ def watch_releases_task() -> None:
     # one poll per interval across every worker and beat restart
     if not ctx.store.r.set(key, "1", nx=True, px=int(rel.interval * 1000)):
         return
+    run_watcher(ctx)
+
+
+#: the soonest the watcher polls again after Slack could not take a notice (s), doubled at
+#: each poll in a row that could not (beat sends the watch every 5 s; each poll reads ARM
+#: for every cluster an event concerns: an outage must not turn into ARM's throttling)
+NOTICE_RETRY_S = 5.0
+#: how long one poll may hold the watcher's lock (s): a poll posts one notice per channel
+WATCH_LOCK_S = 300.0
+
+
+def run_watcher(ctx: Context, pushed: list[ReleaseEvent] | None = None) -> None:
+    """One poll of the watcher (or the ``pushed`` events), one worker at a time: a push and
+    a poll in two workers would both post the same kept events. ``pushed`` events are kept
+    first, so a push that finds another poll running is posted by the next one."""
+    w = watcher(ctx)
+    if pushed:
+        w.keep([(event_key(e), e) for e in pushed])
+    lock = ctx.store.r.lock(ctx.store.key("releases", "lock"), timeout=WATCH_LOCK_S)
+    if not lock.acquire(blocking=False):
+        poll_soon(ctx, TemporaryError("another worker is posting release notices"))
+        return
     try:
-        new, channels = watcher(ctx).run_once()
+        new, channels = w.run_once(pushed=pushed)
     except TemporaryError as exc:
         poll_soon(ctx, exc)
         return
+    finally:
+        try:
+            lock.release()
+        except LockError:  # held past its timeout: another poll may run now, as it should
+            pass
+    ctx.store.r.delete(ctx.store.key("releases", "retries"))
     if new:
         log.info("releases.polled", events=len(new), channels=len(channels))
 
 
-#: the soonest the watcher polls again after Slack could not take a notice (s): beat
-#: sends the watch every 5 s, and Slack's Retry-After is often 1 s
-NOTICE_RETRY_S = 5.0
-
-
 def poll_soon(ctx: Context, exc: TemporaryError) -> None:
-    """Slack could not take a notice now: the watcher kept what it did not post, and the
-    next poll comes when Slack said it could take more (at least :data:`NOTICE_RETRY_S`,
-    at most the interval), not a whole interval later."""
-    wait_s = min(max(NOTICE_RETRY_S, exc.delay_s), ctx.fleet.releases.interval)
+    """Slack could not take a notice now (or another poll runs): the watcher kept what it
+    did not post, and the next poll comes when Slack said it could take more, at least
+    :data:`NOTICE_RETRY_S` doubled for each poll in a row that could not, at most the
+    interval; not a whole interval later."""
+    interval = ctx.fleet.releases.interval
+    retries = ctx.store.key("releases", "retries")
+    n = int(ctx.store.r.incr(retries))
+    ctx.store.r.expire(retries, int(4 * interval) + 60)
+    wait_s = min(max(NOTICE_RETRY_S * 2 ** min(n - 1, 16), exc.delay_s), interval)
     ctx.store.r.set(ctx.store.key("releases", "next_poll"), "1", px=int(wait_s * 1000))
     log.warning("releases.notices_deferred", error=str(exc)[:200], retry_in_s=wait_s)
 
@@ -613,11 +642,7 @@ def poll_soon(ctx: Context, exc: TemporaryError) -> None:
 @app.task(name="meshops.push_release")
 def push_release_task(body: str) -> None:
     """A release pushed by a relay (already verified by the bot's endpoint)."""
-    ctx = context()
-    try:
-        watcher(ctx).run_once(pushed=pushed_events(body.encode()))
-    except TemporaryError as exc:  # what was not posted is kept for the next poll
-        poll_soon(ctx, exc)
+    run_watcher(context(), pushed_events(body.encode()))
 
 
 def enqueue_push(body: str) -> None:
