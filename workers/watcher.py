@@ -116,6 +116,7 @@ UNPOSTED = "{}:unposted"
 #: notices being posted (hash: notice key → when), for a post whose record a kill lost
 NOTICE_PENDING = "{}:notice_pending"
 NOTICE_EVENT = "meshops_notice"  # the notices' Slack message metadata event type
+MARKER_TTL_S = 86400.0  # a posting marker older than this is dropped (s)
 
 
 class Watcher:
@@ -138,6 +139,9 @@ class Watcher:
         self.feed = feed
         self.clusters = clusters
         self.start_run = start_run
+        #: the event being handled could not be routed whole (ARM's TemporaryError): it is
+        #: kept for the next poll, whose posts skip the notices already made
+        self.incomplete: TemporaryError | None = None
 
     # ------------------------------------------------------------------ sources
 
@@ -182,7 +186,7 @@ class Watcher:
         if campaigns is None or e.kind != "available":
             return None
         regions = sorted({c.location for c in self.fleet.clusters.values()})
-        return Notice("", campaigns.channel, (
+        return Notice("", campaigns.channel, variant="campaign", text=(
             f":new: Istio add-on revision *{e.revision}* is available ({e.release}). A "
             f"campaign can move the fleet ({len(self.fleet.clusters)} clusters in "
             f"{', '.join(regions)}) to it ring by ring; the plan shows each cluster's path "
@@ -200,6 +204,12 @@ class Watcher:
                     continue
                 region = {r.revision for r in self.mesh.revision_profiles(name)}
                 notice = self._notice(e, name, c, mesh.revisions, region, now)
+            except TemporaryError as exc:
+                # told again at the next poll (the event stays kept): ARM throttled or away
+                # must not lose this cluster's notice
+                log.warning("releases.route_failed", cluster=name, error=str(exc))
+                self.incomplete = self.incomplete or exc
+                continue
             except MeshopsError as exc:
                 log.warning("releases.route_failed", cluster=name, error=str(exc))
                 continue
@@ -428,6 +438,10 @@ class Watcher:
                                    for r in current) and e.revision in {
                         p.revision for p in self.mesh.revision_profiles(name)}:
                     return True
+            except TemporaryError as exc:
+                log.warning("releases.auto_campaign_check_failed", cluster=name,
+                            error=str(exc))
+                self.incomplete = self.incomplete or exc  # looked at again next poll
             except MeshopsError as exc:
                 log.warning("releases.auto_campaign_check_failed", cluster=name,
                             error=str(exc))
@@ -457,9 +471,15 @@ class Watcher:
             return False
         digest = hashlib.sha256(posted_key.encode()).hexdigest()[:24]
         pending = self.r.hget(NOTICE_PENDING.format(self.key), posted_key)
-        if pending is not None and self._found(n.channel, digest, float(_text(pending))):
-            self._record_posted(posted_key)  # posted before a kill, not recorded: not again
-            return False
+        try:
+            if pending is not None and self._found(n.channel, digest, float(_text(pending))):
+                self._record_posted(posted_key)  # posted before a kill, unrecorded: not again
+                return False
+        except TemporaryError:
+            raise
+        except MeshopsError as exc:  # the channel cannot be read (the app left it): the
+            # post below says whether it can be posted to
+            log.warning("releases.notice_unchecked", channel=n.channel, error=str(exc))
         quiet = {"unfurl_links": False, "unfurl_media": False} if n.quiet else {}
         # the marker first: a kill between the post and its record is reconciled from the
         # message's metadata, never answered with a second notice
@@ -634,49 +654,81 @@ class Watcher:
         now = time.time() if now is None else now
         today = datetime.fromtimestamp(now, UTC).strftime("%Y-%m-%d")
         first = pushed is None and not self.r.exists(f"{self.key}:initialized")
-        keep = None if first else self.keep  # the first poll only learns: nothing to keep
+        seen_key = f"{self.key}:seen"
+        # what a poll reads is kept (or, on the first poll, which only learns, marked seen)
+        # before the feed's validators are stored: after them the feed answers 304
+        keep = self.learn if first else self.keep
         if pushed is not None:
             notes = list(pushed)
             self.keep([(event_key(e), e) for e in notes])
         else:
-            notes = self.feed.poll(None if keep is None else
-                                   lambda events: self.keep([(event_key(e), e)
-                                                             for e in events]))
+            notes = self.feed.poll(lambda events: keep([(event_key(e), e) for e in events]))
         self.record_end_of_support(notes)
         keyed = [(event_key(e), e) for e in notes] + self.arm_events(today, keep)
-        seen_key = f"{self.key}:seen"
+        unposted = UNPOSTED.format(self.key)
+        waiting = {_text(k) for k in self.r.hkeys(unposted)}
         new = [(k, e) for k, e in keyed if not self.r.sismember(seen_key, k)]
         if first:
-            if new:
-                self.r.sadd(seen_key, *[k for k, _ in new])
+            learned = [k for k, _ in new if k not in waiting]  # a push kept meanwhile: told
+            if learned:
+                self.r.sadd(seen_key, *learned)
             self.r.set(f"{self.key}:initialized", "1")
-            log.info("releases.baseline", events=len(new))
+            log.info("releases.baseline", events=len(learned))
             return [], set()
         fresh = {k for k, _ in new}
         kept = sorted(((_text(k), ReleaseEvent(**json.loads(raw)))
-                       for k, raw in self.r.hgetall(UNPOSTED.format(self.key)).items()
+                       for k, raw in self.r.hgetall(unposted).items()
                        if _text(k) not in fresh), key=lambda ke: (ke[1].release, ke[0]))
         done = [k for k, _ in kept if self.r.sismember(seen_key, k)]
         if done:  # seen, its record left by a kill between the two writes: done
-            self.r.hdel(UNPOSTED.format(self.key), *done)
-        new = [(k, e) for k, e in kept if k not in done] + new
+            self.r.hdel(unposted, *done)
+        kept = [(k, e) for k, e in kept if k not in done]
+        # a kept deprecation's date too: its poll may have been killed before recording it
+        self.record_end_of_support([e for _, e in kept])
+        new = kept + new
+        self._forget_stale_markers()
         channels: set[str] = set()
+        incomplete: TemporaryError | None = None
         for key, e in new:
+            self.incomplete = None
             fleet_wide = self.campaign_notice(e)
             for n in self.route(e, now) + ([fleet_wide] if fleet_wide else []):
                 if self._post(n, e):
                     channels.add(n.channel)
             self.auto_campaign(e, now)
+            if self.incomplete is not None:  # kept: the next poll tells the rest
+                incomplete = incomplete or self.incomplete
+                continue
             pipe = self.r.pipeline(transaction=True)
             pipe.sadd(seen_key, key)
-            pipe.hdel(UNPOSTED.format(self.key), key)
+            pipe.hdel(unposted, key)
             pipe.execute()
             log.info("releases.event", kind=e.kind, revision=e.revision, version=e.version,
                      release=e.release)
         channels |= {n.channel for n in self.offer_ready_patches(now)}
         if channels:
             self.r.incrby(f"{self.key}:notified", len(channels))
+        if incomplete is not None:
+            raise TemporaryError(f"release notices not all told: {incomplete}",
+                                 incomplete.delay_s)
         return [e for _, e in new], channels
+
+    def learn(self, events: list[tuple[str, ReleaseEvent]]) -> None:
+        """The first poll's :meth:`keep`: ``events`` are history, marked seen (nothing is
+        posted for them), except those a push kept meanwhile."""
+        waiting = {_text(k) for k in self.r.hkeys(UNPOSTED.format(self.key))}
+        learned = [k for k, _ in events if k not in waiting]
+        if learned:
+            self.r.sadd(f"{self.key}:seen", *learned)
+
+    def _forget_stale_markers(self) -> None:
+        """Drop the posting markers older than :data:`MARKER_TTL_S`: a notice whose post
+        timed out and that was never tried again (the cluster moved on) leaves its marker."""
+        key = NOTICE_PENDING.format(self.key)
+        stale = [k for k, at in self.r.hgetall(key).items()
+                 if float(_text(at)) < time.time() - MARKER_TTL_S]
+        if stale:
+            self.r.hdel(key, *stale)
 
 
 def _text(value: Any) -> str:

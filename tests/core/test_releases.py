@@ -701,6 +701,9 @@ class _FakeRedis:
         for f in fields:
             self.hashes.get(key, {}).pop(f, None)
 
+    def hkeys(self, key: str) -> list[str]:
+        return list(self.hashes.get(key, {}))
+
     def hget(self, key: str, field: str) -> str | None:
         return self.hashes.get(key, {}).get(field)
 
@@ -756,3 +759,36 @@ def test_the_watcher_posts_a_mention_quietly_once_per_release_and_line() -> None
     later = {**release, "tag_name": "2026-08-01", "name": "Release 2026-08-01"}
     assert watcher().run_once(pushed=parse_releases_json([later]))[1] == {"C0DEV", "C0PRD"}
     assert len(slack.posts) == 4
+
+
+def test_a_cluster_arm_cannot_read_now_gets_its_notice_at_the_next_poll() -> None:
+    """ARM throttled or away for one cluster: the others' notices go now, the event is kept,
+    and the next poll tells that cluster, without telling the others twice."""
+    from workflows.errors import TemporaryError
+
+    class Throttled(_FakeMesh):
+        def __init__(self, meshes: dict[str, _Mesh]) -> None:
+            super().__init__(meshes)
+            self.refuse = {"prd"}
+
+        def get_mesh(self, name: str) -> _Mesh:
+            if name in self.refuse:
+                raise TemporaryError("ARM 429 TooManyRequests", 7)
+            return super().get_mesh(name)
+
+    clusters = {"dev": _Cluster("aks-dev", "westeurope", "C0DEV"),
+                "prd": _Cluster("aks-prd", "westeurope", "C0PRD")}
+    fleet = type("Fleet", (), {"clusters": clusters})()
+    mesh = Throttled({"dev": _Mesh("Istio", ["asm-1-26"]), "prd": _Mesh("Istio", ["asm-1-26"])})
+    r, slack = _FakeRedis(), _FakeSlack()
+    watcher = Watcher(fleet, r, "t", mesh, slack, feed=None)  # type: ignore[arg-type]
+    deprecated = ReleaseEvent("2026-11-30", "deprecated", "asm-1-26")
+    with pytest.raises(TemporaryError) as raised:
+        watcher.run_once(pushed=[deprecated])
+    assert raised.value.delay_s == 7  # the next poll no sooner than ARM asked
+    assert [p["channel"] for p in slack.posts] == ["C0DEV"]
+    mesh.refuse.clear()
+    new, channels = watcher.run_once(pushed=[])  # the next poll, nothing new in the feed
+    assert new == [deprecated] and channels == {"C0PRD"}
+    assert [p["channel"] for p in slack.posts] == ["C0DEV", "C0PRD"]
+    assert watcher.run_once(pushed=[]) == ([], set())

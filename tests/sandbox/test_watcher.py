@@ -132,6 +132,47 @@ def test_a_notice_posted_just_before_a_kill_is_not_posted_again(  # type: ignore
     assert not r.hgetall(f"{prefix}:releases:unposted")
 
 
+def test_a_first_poll_killed_after_reading_the_feed_posts_no_history_later(  # type: ignore[no-untyped-def]
+        world, ports: FleetPorts, prefix: str) -> None:
+    """The first poll only learns what exists; killed after the feed's answer (its ETag
+    stored), the next first poll is answered 304, and a later release must still not bring
+    the history with it."""
+    sb, make, r = world
+    publish(sb, "* Istio add-on revision asm-1-25 is patched to 1.25.9.", "2026-11-01")
+    rel = ports.fleet.releases
+
+    class Dying(Watcher):
+        def arm_events(self, today: str, keep: object = None) -> list:  # type: ignore[override]
+            raise Killed("after the feed's answer")
+
+    dying = Dying(ports.fleet, r, prefix, ports.mesh,
+                  make_client(sb.bot_token, ports.fleet.slack.api_url),
+                  ReleaseFeed(r, prefix, rel.feed_url, rel.changelog_url))
+    with pytest.raises(Killed):
+        dying.run_once()
+    assert make().run_once() == ([], set())  # the first poll again: 304, nothing to learn
+    publish(sb, NOTE)
+    new, _ = make().run_once()
+    assert [e.revision for e in new] == ["asm-1-26"]
+    assert posts(sb) and not [p for p in posts(sb) if "1.25.9" in p["text"]]
+
+
+def test_a_push_kept_before_the_first_poll_is_told_after_it(  # type: ignore[no-untyped-def]
+        world) -> None:
+    """The first poll only learns history, but not what a push kept meanwhile (a push that
+    found Slack down, or another worker polling)."""
+    from workers.watcher import event_key
+    from workflows.releases import ReleaseEvent
+
+    sb, make, r = world
+    publish(sb, NOTE)
+    pushed = ReleaseEvent("2026-11-20", "available", "asm-1-26")
+    make().keep([(event_key(pushed), pushed)])
+    assert make().run_once() == ([], set())  # the first poll: learns, posts nothing
+    new, channels = make().run_once()
+    assert new == [pushed] and channels == {"C0DEVMESH", "C0STGMESH", "C0PRDMESH"}
+
+
 def test_events_are_kept_before_the_feed_is_told_they_were_read(  # type: ignore[no-untyped-def]
         world) -> None:
     """A poll killed between reading the feed and keeping its events must not have stored

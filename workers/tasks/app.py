@@ -595,8 +595,9 @@ def watch_releases_task() -> None:
 #: each poll in a row that could not (beat sends the watch every 5 s; each poll reads ARM
 #: for every cluster an event concerns: an outage must not turn into ARM's throttling)
 NOTICE_RETRY_S = 5.0
-#: how long one poll may hold the watcher's lock (s): a poll posts one notice per channel
-WATCH_LOCK_S = 300.0
+#: the watcher's lock's time to live (s), renewed while the poll runs (a big fleet's poll
+#: reads ARM for every cluster of every event): a killed poller frees it within this
+WATCH_LOCK_S = 60.0
 
 
 def run_watcher(ctx: Context, pushed: list[ReleaseEvent] | None = None) -> None:
@@ -606,9 +607,10 @@ def run_watcher(ctx: Context, pushed: list[ReleaseEvent] | None = None) -> None:
     w = watcher(ctx)
     if pushed:
         w.keep([(event_key(e), e) for e in pushed])
-    lock = ctx.store.r.lock(ctx.store.key("releases", "lock"), timeout=WATCH_LOCK_S)
+    lock = RenewedLock(ctx.store.r, ctx.store.key("releases", "lock"), ttl_s=WATCH_LOCK_S)
     if not lock.acquire(blocking=False):
-        poll_soon(ctx, TemporaryError("another worker is posting release notices"))
+        poll_soon(ctx, TemporaryError("another worker is posting release notices"),
+                  backoff=False)
         return
     try:
         new, channels = w.run_once(pushed=pushed)
@@ -618,22 +620,24 @@ def run_watcher(ctx: Context, pushed: list[ReleaseEvent] | None = None) -> None:
     finally:
         try:
             lock.release()
-        except LockError:  # held past its timeout: another poll may run now, as it should
+        except (LockError, TemporaryError):  # lost, or Redis away: it expires by itself
             pass
     ctx.store.r.delete(ctx.store.key("releases", "retries"))
     if new:
         log.info("releases.polled", events=len(new), channels=len(channels))
 
 
-def poll_soon(ctx: Context, exc: TemporaryError) -> None:
-    """Slack could not take a notice now (or another poll runs): the watcher kept what it
-    did not post, and the next poll comes when Slack said it could take more, at least
-    :data:`NOTICE_RETRY_S` doubled for each poll in a row that could not, at most the
-    interval; not a whole interval later."""
+def poll_soon(ctx: Context, exc: TemporaryError, backoff: bool = True) -> None:
+    """Slack could not take a notice now (or, ``backoff`` False, another poll runs): the
+    watcher kept what it did not post, and the next poll comes when Slack said it could
+    take more, at least :data:`NOTICE_RETRY_S` doubled for each poll in a row that could
+    not, at most the interval; not a whole interval later."""
     interval = ctx.fleet.releases.interval
     retries = ctx.store.key("releases", "retries")
-    n = int(ctx.store.r.incr(retries))
-    ctx.store.r.expire(retries, int(4 * interval) + 60)
+    n = 1
+    if backoff:
+        n = int(ctx.store.r.incr(retries))
+        ctx.store.r.expire(retries, int(4 * interval) + 60)
     wait_s = min(max(NOTICE_RETRY_S * 2 ** min(n - 1, 16), exc.delay_s), interval)
     ctx.store.r.set(ctx.store.key("releases", "next_poll"), "1", px=int(wait_s * 1000))
     log.warning("releases.notices_deferred", error=str(exc)[:200], retry_in_s=wait_s)
