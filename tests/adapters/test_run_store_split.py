@@ -495,3 +495,50 @@ def test_the_save_of_a_step_on_a_run_it_read_is_one_round_trip(
     assert sends[0] == 2
     assert store.get(run.id, recent=1).history[-1].text == "rebuilt"
     counted.r.close()
+
+
+def test_what_a_tick_rewrites_is_the_same_size_at_200_and_2000_namespaces(
+        store: RedisRunStore, prefix: str) -> None:
+    """The hash's ``data`` leaves the waves' namespaces to ``plan``, written when the plan
+    changes: a tick of a 2,000-namespace run sends what one of 200 sends."""
+    counted, sent = counting_store(prefix)
+    per_tick = {}
+    for per_wave in (10, 100):  # 20 waves: 200 and 2,000 namespaces
+        run = long_run(f"r-p1an{per_wave:06}", events=10, waves=20, per_wave=per_wave,
+                       samples=0)
+        counted.create(run)
+        run = counted.get(run.id, recent=1)  # as a tick reads it
+        sent[0] = 0
+        run = counted.save(run.log(2e9, "step", "one more line"), run.seq)
+        per_tick[per_wave] = sent[0]
+        stored = store.r.hgetall(store.key("run", run.id))
+        assert "namespaces" not in stored["data"]
+        assert json.loads(stored["plan"]) == [w.namespaces for w in run.waves]
+        whole = store.get(run.id)
+        assert [w.namespaces for w in whole.waves] == [w.namespaces for w in run.waves]
+        assert whole.history_len == run.history_len == 11
+    assert abs(per_tick[100] - per_tick[10]) < 100, per_tick  # the run ids' digits aside
+    # a re-plan (a wave's namespaces changed) is written, and read back
+    read = store.get(run.id, recent=1)
+    wave = read.waves[-1]
+    replanned = read.with_wave(wave.evolve(namespaces=[*wave.namespaces, "ns-extra"]))
+    saved = store.save(replanned, read.seq)
+    assert store.get(run.id).waves[-1].namespaces[-1] == "ns-extra" == \
+        saved.waves[-1].namespaces[-1]
+    counted.r.close()
+
+
+def test_a_run_stored_with_its_namespaces_in_data_loads_and_its_next_save_moves_them(
+        store: RedisRunStore) -> None:
+    """Runs saved before ``plan`` hold their namespaces in ``data``."""
+    run = long_run("r-01dp1an001", events=3, samples=1)
+    store.create(run)
+    key = store.key("run", run.id)
+    store.r.hset(key, "data", run.model_dump_json(exclude={"history": True, "waves": {
+        "__all__": {"samples"}}}))
+    store.r.hdel(key, "plan")
+    assert store.get(run.id) == run
+    saved = store.save(store.get(run.id).log(2e9, "step", "after the upgrade"), run.seq)
+    stored = store.r.hgetall(key)
+    assert "namespaces" not in stored["data"] and "plan" in stored
+    assert store.get(run.id) == saved

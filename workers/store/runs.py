@@ -1,7 +1,7 @@
 """``RedisRunStore``: durable runs in Redis with compare-and-set and one lease per cluster.
 
 Keys under a prefix (``meshops`` by default; tests use their own):
-``{p}:run:{id}`` hash ``{seq, data, hlen, waves, s0, s1, …}`` (below) ·
+``{p}:run:{id}`` hash ``{seq, data, plan, hlen, waves, s0, s1, …}`` (below) ·
 ``{p}:run:{id}:history`` list of the run's events (JSON, oldest first) ·
 ``{p}:run:{id}:samples:{i}`` list of wave ``i``'s gate samples (JSON, oldest first) ·
 ``{p}:runs`` zset by creation time ·
@@ -12,8 +12,11 @@ decisions taken while their run was busy (JSON), applied by the sweep.
 
 A run is stored split, so that a tick writes what changed rather than the whole run (at
 2,000 namespaces a run ends near 1.2 MB, nearly all of it history and gate samples): the
-hash's ``data`` is the run's JSON without ``history`` and without each wave's ``samples``;
-``hlen`` is the length of the history list, ``s<i>`` that of wave ``i``'s samples list
+hash's ``data`` is the run's JSON without ``history`` and without each wave's ``samples``
+and ``namespaces``; ``plan`` is the waves' namespaces (a JSON list of lists), written only
+when they change (the plan, a re-plan), so that what every tick rewrites stays the same
+size whatever the number of namespaces (at 2,000 a plan is ~30 kB); ``hlen`` is the length
+of the history list, ``s<i>`` that of wave ``i``'s samples list
 (absent: empty) and ``waves`` the number of waves whose counts the hash holds. History
 only grows, so a save pushes the new events; a wave's samples grow too, except that a
 restarted bake starts them again from empty (:mod:`workflows.waves`): a list shorter than
@@ -23,14 +26,16 @@ later save pushed.
 A save is a Lua script: it writes only if the stored ``seq`` (and the counts its writes
 were computed from) are the ones the caller read, and releases the lease when the run has
 ended, atomically. A hash without ``hlen`` is a run stored whole, before the split (its
-history and samples inside ``data``): it loads as it is, and its next save splits it.
-Workers from before the split read only ``data``: stop them before these start, or they
-see a split run without its history and samples.
+history and samples inside ``data``): it loads as it is, and its next save splits it; one
+without ``plan`` holds its namespaces in ``data`` and loads so too. Workers from before the
+split (or the ``plan``) read only ``data``: stop them before these start, or they see a
+split run without its history and samples (or its waves without namespaces).
 """
 
 from __future__ import annotations
 
-from collections.abc import Iterable, Iterator, Sequence
+import json
+from collections.abc import Iterable, Iterator, Mapping, Sequence
 from contextlib import contextmanager
 from dataclasses import dataclass
 from typing import Any
@@ -73,8 +78,8 @@ end
 # (one per list header), the lists dropped (waves the run no longer has).
 # ARGV: data, expected seq, new seq, terminal (1|0), run id, stored ``waves`` ('' absent),
 # new ``waves``, number of lists written, number of lists dropped, unsynced since ('' not
-# marked: the mark is part of the save, so no crash can leave new lines unmarked); then
-# per list written
+# marked: the mark is part of the save, so no crash can leave new lines unmarked), plan
+# ('' unchanged: not written); then per list written
 # five headers: its count field, its stored count ('' absent), its new count, a (append) or
 # r (replace), its number of items; then the dropped lists' count fields; then the items.
 _SAVE = _PUSH + """
@@ -88,12 +93,13 @@ local function holds(field, want)
   return got ~= false and tonumber(got) == tonumber(want)
 end
 local nlists, ndropped = tonumber(ARGV[8]), tonumber(ARGV[9])
-local head = 11
+local head = 12
 if not holds('waves', ARGV[6]) then return 0 end
 for l = 0, nlists - 1 do
   if not holds(ARGV[head + 5 * l], ARGV[head + 5 * l + 1]) then return 0 end
 end
 redis.call('HSET', h, 'seq', ARGV[3], 'data', ARGV[1], 'waves', ARGV[7])
+if ARGV[11] ~= '' then redis.call('HSET', h, 'plan', ARGV[11]) end
 local item = head + 5 * nlists + ndropped
 for l = 0, nlists - 1 do
   local a = head + 5 * l
@@ -142,7 +148,24 @@ return false
 """
 
 #: the run's JSON in the hash: what a tick rewrites (history and samples are lists)
-_DATA_EXCLUDE: dict[str, Any] = {"history": True, "waves": {"__all__": {"samples"}}}
+_DATA_EXCLUDE: dict[str, Any] = {"history": True,
+                                 "waves": {"__all__": {"samples", "namespaces"}}}
+
+
+def _plan(run: Run) -> str:
+    """The hash's ``plan``: each wave's namespaces, as JSON (module docstring)."""
+    return json.dumps([w.namespaces for w in run.waves], separators=(",", ":"))
+
+
+def _load(stored: Mapping[str, Any]) -> Run:
+    """The run of a hash's fields, without its lists: ``data``, with each wave's
+    namespaces from ``plan`` (absent: in ``data``, as stored before it)."""
+    if "plan" not in stored:
+        return Run.model_validate_json(stored["data"])
+    raw = json.loads(stored["data"])
+    for wave, names in zip(raw.get("waves") or [], json.loads(stored["plan"]), strict=True):
+        wave["namespaces"] = names
+    return Run.model_validate(raw)
 _HISTORY: TypeAdapter[list[Event]] = TypeAdapter(list[Event])
 _SAMPLES: TypeAdapter[list[GateSample]] = TypeAdapter(list[GateSample])
 #: reads of a run whose hash changed between its two round trips, before giving up
@@ -250,7 +273,7 @@ class RedisRunStore:
         """
         fields: list[EncodableT] = [
             "seq", run.seq, "data", run.model_dump_json(exclude=_DATA_EXCLUDE),
-            "hlen", len(run.history), "waves", len(run.waves)]
+            "plan", _plan(run), "hlen", len(run.history), "waves", len(run.waves)]
         lists: dict[str, Sequence[BaseModel]] = {self._history_key(run.id): run.history}
         for i, wave in enumerate(run.waves):
             fields += [f"s{i}", len(wave.samples)]
@@ -299,7 +322,7 @@ class RedisRunStore:
                 stored = {_text(k): v for k, v in self.r.hgetall(key).items()}
                 if "data" not in stored:
                     raise RunNotFound(run_id)
-                run = Run.model_validate_json(stored["data"])
+                run = _load(stored)
                 if "hlen" not in stored:  # stored whole, before the split
                     return run
                 # (list key, first index read, count stored)
@@ -367,10 +390,13 @@ class RedisRunStore:
         waves = len(new.waves)
         fields = ["seq", "hlen", "waves", *(f"s{i}" for i in range(waves))]
         read = run.stored_fields
+        plan = _plan(new)
         if read is not None and _count(read.get("seq")) == expected_seq:
             # what the read of this run saw at that seq: the counts are the seq's (only a
             # save changes them, and it moves the seq on), and the script checks them all
             seq, hlen, stored_waves, *counts = (read.get(f) for f in fields)
+            if read.get("plan") is not None and _text(read["plan"]) == plan:
+                plan = ""  # the seq's plan: not written again
         else:
             try:
                 seq, hlen, stored_waves, *counts = self.r.hmget(key, fields)
@@ -409,7 +435,7 @@ class RedisRunStore:
                       expected_seq + 1, "1" if run.phase.terminal else "0", run.id,
                       "" if stored_waves is None else _text(stored_waves), waves,
                       len(lists), len(dropped), "" if unsynced_at is None else unsynced_at,
-                      *headers, *(f"s{i}" for i in dropped),
+                      plan, *headers, *(f"s{i}" for i in dropped),
                       *(item for w in lists for item in w.items)])
         except RedisError as exc:
             raise translate_redis_error(exc, f"saving run {run.id}") from exc
