@@ -116,7 +116,11 @@ UNPOSTED = "{}:unposted"
 #: notices being posted (hash: notice key → when), for a post whose record a kill lost
 NOTICE_PENDING = "{}:notice_pending"
 NOTICE_EVENT = "meshops_notice"  # the notices' Slack message metadata event type
-MARKER_TTL_S = 86400.0  # a posting marker older than this is dropped (s)
+#: since when each kept event has been kept (hash: event key → Unix s)
+KEPT_AT = "{}:unposted_since"
+#: an event ARM cannot route whole for this long is given up, with a warning (s): a
+#: cluster left in the fleet file after it was deleted must not hold every poll forever
+GIVE_UP_S = 86400.0
 
 
 class Watcher:
@@ -142,6 +146,9 @@ class Watcher:
         #: the event being handled could not be routed whole (ARM's TemporaryError): it is
         #: kept for the next poll, whose posts skip the notices already made
         self.incomplete: TemporaryError | None = None
+        #: whether this watcher still holds the lock its poll runs under (the worker's:
+        #: ``RenewedLock.held``); None: no lock, a caller's own business
+        self.holds: Callable[[], bool] | None = None
 
     # ------------------------------------------------------------------ sources
 
@@ -480,6 +487,9 @@ class Watcher:
         except MeshopsError as exc:  # the channel cannot be read (the app left it): the
             # post below says whether it can be posted to
             log.warning("releases.notice_unchecked", channel=n.channel, error=str(exc))
+        if self.holds is not None and not self.holds():
+            # its renewals failed past the TTL: another worker may be posting these
+            raise TemporaryError("the release watcher's lock was lost; the next poll posts")
         quiet = {"unfurl_links": False, "unfurl_media": False} if n.quiet else {}
         # the marker first: a kill between the post and its record is reconciled from the
         # message's metadata, never answered with a second notice
@@ -640,6 +650,8 @@ class Watcher:
         if unseen:
             mapping: dict[EncodableT, EncodableT] = {k: v for k, v in unseen.items()}
             self.r.hset(UNPOSTED.format(self.key), mapping=mapping)
+            for k in unseen:  # since when, for giving up on one ARM never answers for
+                self.r.hsetnx(KEPT_AT.format(self.key), k, f"{time.time():.0f}")
 
     def run_once(self, now: float | None = None, pushed: list[ReleaseEvent] | None = None
                  ) -> tuple[list[ReleaseEvent], set[str]]:
@@ -686,7 +698,6 @@ class Watcher:
         # a kept deprecation's date too: its poll may have been killed before recording it
         self.record_end_of_support([e for _, e in kept])
         new = kept + new
-        self._forget_stale_markers()
         channels: set[str] = set()
         incomplete: TemporaryError | None = None
         for key, e in new:
@@ -697,17 +708,27 @@ class Watcher:
                     channels.add(n.channel)
             self.auto_campaign(e, now)
             if self.incomplete is not None:  # kept: the next poll tells the rest
-                incomplete = incomplete or self.incomplete
-                continue
+                kept_at = self.r.hget(KEPT_AT.format(self.key), key)
+                if kept_at is None or float(_text(kept_at)) > time.time() - GIVE_UP_S:
+                    incomplete = incomplete or self.incomplete
+                    continue
+                log.warning("releases.event_given_up", kind=e.kind, revision=e.revision,
+                            release=e.release, error=str(self.incomplete)[:200],
+                            kept_for_s=round(time.time() - float(_text(kept_at))))
             pipe = self.r.pipeline(transaction=True)
             pipe.sadd(seen_key, key)
             pipe.hdel(unposted, key)
+            pipe.hdel(KEPT_AT.format(self.key), key)
             pipe.execute()
             log.info("releases.event", kind=e.kind, revision=e.revision, version=e.version,
                      release=e.release)
         channels |= {n.channel for n in self.offer_ready_patches(now)}
         if channels:
             self.r.incrby(f"{self.key}:notified", len(channels))
+        if not self.r.hlen(unposted):
+            # nothing is being told again: a marker left (a post that timed out, for a
+            # notice the event no longer makes) concerns nothing any more
+            self.r.delete(NOTICE_PENDING.format(self.key), KEPT_AT.format(self.key))
         if incomplete is not None:
             raise TemporaryError(f"release notices not all told: {incomplete}",
                                  incomplete.delay_s)
@@ -721,14 +742,6 @@ class Watcher:
         if learned:
             self.r.sadd(f"{self.key}:seen", *learned)
 
-    def _forget_stale_markers(self) -> None:
-        """Drop the posting markers older than :data:`MARKER_TTL_S`: a notice whose post
-        timed out and that was never tried again (the cluster moved on) leaves its marker."""
-        key = NOTICE_PENDING.format(self.key)
-        stale = [k for k, at in self.r.hgetall(key).items()
-                 if float(_text(at)) < time.time() - MARKER_TTL_S]
-        if stale:
-            self.r.hdel(key, *stale)
 
 
 def _text(value: Any) -> str:

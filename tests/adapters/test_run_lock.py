@@ -62,3 +62,17 @@ def test_redis_away_is_a_temporary_error() -> None:
     gone = redis.Redis(host="127.0.0.1", port=1, socket_connect_timeout=0.5)
     with pytest.raises(TemporaryError, match="Redis unavailable while taking lock"):
         RenewedLock(gone, "meshops-test:lock:r-x").acquire(blocking=False)
+
+
+def test_a_holder_knows_when_its_lock_is_gone(store: RedisRunStore) -> None:
+    """``held``: a holder whose lock expired (its renewals failed past the TTL) or was
+    taken over must not act as if it held it."""
+    key = store.key("lock", "held-test")
+    lock = RenewedLock(store.r, key, ttl_s=30, renew=False)
+    assert lock.acquire(blocking=False) and lock.held()
+    store.r.delete(key)  # expired
+    assert not lock.held()
+    other = RenewedLock(store.r, key, ttl_s=30, renew=False)
+    assert other.acquire(blocking=False)  # another worker's now
+    assert not lock.held() and other.held()
+    other.release()

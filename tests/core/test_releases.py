@@ -701,6 +701,21 @@ class _FakeRedis:
         for f in fields:
             self.hashes.get(key, {}).pop(f, None)
 
+    def hsetnx(self, key: str, field: str, value: str) -> int:
+        if field in self.hashes.get(key, {}):
+            return 0
+        self.hashes.setdefault(key, {})[field] = value
+        return 1
+
+    def hlen(self, key: str) -> int:
+        return len(self.hashes.get(key, {}))
+
+    def delete(self, *keys: str) -> None:
+        for k in keys:
+            self.hashes.pop(k, None)
+            self.sets.pop(k, None)
+            self.values.pop(k, None)
+
     def hkeys(self, key: str) -> list[str]:
         return list(self.hashes.get(key, {}))
 
@@ -792,3 +807,52 @@ def test_a_cluster_arm_cannot_read_now_gets_its_notice_at_the_next_poll() -> Non
     assert new == [deprecated] and channels == {"C0PRD"}
     assert [p["channel"] for p in slack.posts] == ["C0DEV", "C0PRD"]
     assert watcher.run_once(pushed=[]) == ([], set())
+
+
+def test_an_event_arm_cannot_route_for_a_day_is_given_up() -> None:
+    """A cluster left in the fleet file whose ARM never answers must not hold every poll
+    (and its ARM reads) forever: after a day its event is done, with a warning."""
+    from workflows.errors import TemporaryError
+
+    class Away(_FakeMesh):
+        def get_mesh(self, name: str) -> _Mesh:
+            if name == "gone":
+                raise TemporaryError("ARM: the request timed out")
+            return super().get_mesh(name)
+
+    clusters = {"dev": _Cluster("aks-dev", "westeurope", "C0DEV"),
+                "gone": _Cluster("aks-gone", "westeurope", "C0GONE")}
+    fleet = type("Fleet", (), {"clusters": clusters})()
+    r, slack = _FakeRedis(), _FakeSlack()
+    watcher = Watcher(fleet, r, "t", Away({"dev": _Mesh("Istio", ["asm-1-26"])}), slack,
+                      feed=None)  # type: ignore[arg-type]
+    deprecated = ReleaseEvent("2026-11-30", "deprecated", "asm-1-26")
+    with pytest.raises(TemporaryError):
+        watcher.run_once(pushed=[deprecated])
+    with pytest.raises(TemporaryError):
+        watcher.run_once(pushed=[])  # still kept, tried again
+    r.hashes["t:releases:unposted_since"] = {
+        k: str(float(v) - 86401) for k, v in r.hashes["t:releases:unposted_since"].items()}
+    new, _ = watcher.run_once(pushed=[])  # a day later: given up
+    assert new == [deprecated]
+    assert watcher.run_once(pushed=[]) == ([], set())
+    assert [p["channel"] for p in slack.posts] == ["C0DEV"]
+    assert not r.hashes.get("t:releases:unposted")
+
+
+def test_a_watcher_that_lost_its_lock_posts_nothing_and_keeps_the_event() -> None:
+    """Its renewals failed past the TTL: another worker may be posting the same notices."""
+    from workflows.errors import TemporaryError
+
+    clusters = {"dev": _Cluster("aks-dev", "westeurope", "C0DEV")}
+    fleet = type("Fleet", (), {"clusters": clusters})()
+    r, slack = _FakeRedis(), _FakeSlack()
+    watcher = Watcher(fleet, r, "t", _FakeMesh({"dev": _Mesh("Istio", ["asm-1-26"])}), slack,
+                      feed=None)  # type: ignore[arg-type]
+    watcher.holds = lambda: False
+    deprecated = ReleaseEvent("2026-11-30", "deprecated", "asm-1-26")
+    with pytest.raises(TemporaryError, match="lock was lost"):
+        watcher.run_once(pushed=[deprecated])
+    assert not slack.posts
+    watcher.holds = lambda: True
+    assert watcher.run_once(pushed=[]) == ([deprecated], {"C0DEV"})

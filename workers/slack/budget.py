@@ -244,6 +244,21 @@ class SlackBudget:
         rank = pipe.execute()[2] or 0
         return wait + rank * slot_s
 
+    def wait_for(self, method: str, channel: str | None = None) -> float:
+        """Seconds until a call of ``method`` (in ``channel``) could go (0.0: now), without
+        counting anything: what :meth:`take` would say, for a caller with work to do
+        before the call (a chart to draw) that must not hold the slot meanwhile."""
+        pause = self.r.pttl(self._pause_key(method))
+        if isinstance(pause, int) and pause > 0:
+            return pause / 1000
+        spacing = self._channel_key(method, channel)
+        if spacing is not None:
+            ms = self.r.pttl(spacing)
+            if isinstance(ms, int) and ms > 0:
+                return ms / 1000
+        return max((self._wait_of(item, ids) for item, ids in self._limits_of(method, channel)
+                    if self.limiter.get_window_stats(item, *ids).remaining <= 0), default=0.0)
+
     def room(self, method: str, channel: str | None = None) -> int:
         """How many calls of ``method`` (in ``channel``) could go now (a large number
         when nothing limits them); nothing is counted."""

@@ -302,17 +302,16 @@ class SlackNotifier:
         # which posts the file into the thread. The channel's second is taken once the chart
         # is drawn: taken before, the share landed up to a drawing later, in the second the
         # channel's next post had taken (two messages in one second, fleet benchmark)
-        channel, taken = state["root_channel"], False
-        if self.budget is not None and self.budget.room("files.completeUploadExternal",
-                                                        channel) == 0:
-            # no drawing for nothing: this raises with the wait (or takes a second that
-            # has just freed)
-            self._take("files.completeUploadExternal", channel)
-            taken = True
-        self._take("files.getUploadURLExternal")
+        channel = state["root_channel"]
+        if self.budget is not None:  # no drawing for nothing
+            wait = max(self.budget.wait_for("files.completeUploadExternal", channel),
+                       self.budget.wait_for("files.getUploadURLExternal"))
+            if wait > 0:
+                raise SlackOverBudget("Slack files.completeUploadExternal: the channel's "
+                                      f"budget is spent for {wait:.1f} s", wait)
         png = gate_chart(drawn)
-        if not taken:
-            self._take("files.completeUploadExternal", channel)
+        self._take("files.completeUploadExternal", channel)
+        self._take("files.getUploadURLExternal")
         self.store.set_slack_state(run.id, chart_pending=filename)
         try:
             self._call("files_upload_v2", taken=True, channel=channel,

@@ -51,8 +51,18 @@ class RenewedLock:
         while not self._stop.wait(self.ttl_s / 3):
             try:
                 self._lock.reacquire()
-            except (LockError, RedisError):
-                return  # lost it, or Redis is away: the seq check protects the run
+            except LockError:
+                return  # lost it: the seq check protects a run, ``held`` tells the rest
+            except RedisError:
+                continue  # Redis away for a moment: tried again while the TTL lasts
+
+    def held(self) -> bool:
+        """Whether this lock is still ours (one round trip): a holder whose renewals failed
+        past the TTL must not act as if it held it. False when Redis does not answer."""
+        try:
+            return bool(self._lock.owned())
+        except RedisError:
+            return False
 
     def release(self) -> None:
         """Stop renewing and free the lock; one that expired meanwhile raises ``LockError``

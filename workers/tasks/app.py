@@ -612,6 +612,7 @@ def run_watcher(ctx: Context, pushed: list[ReleaseEvent] | None = None) -> None:
         poll_soon(ctx, TemporaryError("another worker is posting release notices"),
                   backoff=False)
         return
+    w.holds = lock.held  # each notice posted under the lock, or not at all
     try:
         new, channels = w.run_once(pushed=pushed)
     except TemporaryError as exc:
