@@ -379,28 +379,38 @@ def test_the_sweep_leaves_a_run_whose_sync_is_already_scheduled(
         store.r.delete(store.key("notify-deferred", waiting))
 
 
+def dev_slack() -> tuple[SlackEmulator, Any]:
+    """A Slack with the dev cluster's channel (C0DEV0001), and its server."""
+    port = free_port_base(15000, 16000)
+    slack = SlackEmulator(TOKEN, {"C0DEV0001": "mesh-dev"}, {"UREQ": "ana"},
+                          base_url=f"http://127.0.0.1:{port}")
+    return slack, serve(slack.router(), "slack", "127.0.0.1", port)
+
+
+def dev_fleet() -> Any:
+    """A fleet of one cluster, dev, whose channel is C0DEV0001."""
+    from workers.config import Fleet
+
+    return Fleet.model_validate({"clusters": {"dev": {
+        "subscription": "11111111-2222-3333-4444-555555555555", "resource_group": "rg",
+        "location": "westeurope", "name": "aks-dev", "approvers": ["U0LEAD001"],
+        "channel": "C0DEV0001", "prometheus": {"url": "http://127.0.0.1:9"}}}})
+
+
 def test_release_notices_count_against_the_workspace_budget_and_wait_their_turn(
         store: RedisRunStore, prefix: str) -> None:
     """The worker's release watcher posts through the budget (``BudgetedSlack``): a notice
     for a channel a run just posted in waits its second, nothing is lost meanwhile, and a
     429 a notice gets makes every worker's posts wait."""
     from tests.adapters.test_error_seams import OneRevisionMesh
-    from workers.config import Fleet
     from workers.slack.notifier import BudgetedSlack
     from workers.watcher import Watcher
     from workflows.releases import ReleaseEvent
 
-    port = free_port_base(15000, 16000)
-    slack = SlackEmulator(TOKEN, {"C0DEV0001": "mesh-dev"}, {"UREQ": "ana"},
-                          base_url=f"http://127.0.0.1:{port}")
-    server = serve(slack.router(), "slack", "127.0.0.1", port)
+    slack, server = dev_slack()
     try:
         budget = SlackBudget(store.r, prefix, TOKEN, BudgetLimits())
-        cluster = {"subscription": "11111111-2222-3333-4444-555555555555",
-                   "resource_group": "rg", "location": "westeurope", "name": "aks-dev",
-                   "approvers": ["U0LEAD001"], "channel": "C0DEV0001",
-                   "prometheus": {"url": "http://127.0.0.1:9"}}
-        fleet = Fleet.model_validate({"clusters": {"dev": cluster}})
+        fleet = dev_fleet()
         watcher = Watcher(fleet, store.r, prefix, OneRevisionMesh(),
                           BudgetedSlack(notifier(slack, store, budget)), None)  # type: ignore[arg-type]
         assert budget.take("chat.postMessage", "C0DEV0001") == 0  # a run's line, just now
@@ -454,21 +464,13 @@ def test_a_push_while_another_worker_polls_is_kept_and_posted_by_the_next_poll(
     """One worker posts release notices at a time (a push and a poll would both post the
     same kept events); a push that finds the watcher busy loses nothing."""
     from tests.adapters.test_error_seams import OneRevisionMesh
-    from workers.config import Fleet
     from workers.tasks import app as tasks
     from workers.watcher import Watcher
     from workflows.releases import ReleaseEvent
 
-    port = free_port_base(15000, 16000)
-    slack = SlackEmulator(TOKEN, {"C0DEV0001": "mesh-dev"}, {"UREQ": "ana"},
-                          base_url=f"http://127.0.0.1:{port}")
-    server = serve(slack.router(), "slack", "127.0.0.1", port)
+    slack, server = dev_slack()
     try:
-        cluster = {"subscription": "11111111-2222-3333-4444-555555555555",
-                   "resource_group": "rg", "location": "westeurope", "name": "aks-dev",
-                   "approvers": ["U0LEAD001"], "channel": "C0DEV0001",
-                   "prometheus": {"url": "http://127.0.0.1:9"}}
-        fleet = Fleet.model_validate({"clusters": {"dev": cluster}})
+        fleet = dev_fleet()
         watcher = Watcher(fleet, store.r, prefix, OneRevisionMesh(),
                           make_client(TOKEN, slack.base_url + "/api/"), None)  # type: ignore[arg-type]
         ctx = SimpleNamespace(store=store, fleet=fleet)
