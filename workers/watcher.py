@@ -60,6 +60,7 @@ import structlog
 from redis.typing import EncodableT
 
 from workers.github.feed import ReleaseFeed
+from workers.slack.client import find_by_metadata
 from workers.slack.errors import (
     SLACK_ERRORS,
     SlackOverBudget,
@@ -527,22 +528,12 @@ class Watcher:
         minute before ``since`` (Unix s): ``conversations.history`` with
         ``include_all_metadata``, as the runs' messages are reconciled. Raises
         ``TemporaryError`` when Slack cannot say now."""
-        cursor = None
-        while True:
-            try:
-                page = self.slack.conversations_history(
-                    channel=channel, oldest=f"{since - 60:.6f}", limit=200,
-                    include_all_metadata=True, cursor=cursor)
-            except SLACK_ERRORS as exc:
-                raise translate_slack_error(exc, "conversations.history") from exc
-            for m in page.get("messages", []):
-                meta = m.get("metadata") or {}
-                if meta.get("event_type") == NOTICE_EVENT and \
-                        (meta.get("event_payload") or {}).get("notice") == digest:
-                    return True
-            cursor = (page.get("response_metadata") or {}).get("next_cursor")
-            if not cursor:
-                return False
+        try:
+            found = find_by_metadata(self.slack.conversations_history, channel, since - 60,
+                                     NOTICE_EVENT, "notice", digest)
+        except SLACK_ERRORS as exc:  # a bare WebClient's
+            raise translate_slack_error(exc, "conversations.history") from exc
+        return found is not None
 
     def offer_ready_patches(self, now: float | None = None) -> list[Notice]:
         """Patch offers held until the control plane runs the patch, for the clusters whose

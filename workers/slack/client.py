@@ -11,6 +11,8 @@ workspace's budget first (:mod:`workers.slack.budget`) and re-schedules itself a
 from __future__ import annotations
 
 import time
+from collections.abc import Callable
+from typing import Any
 
 import structlog
 from slack_sdk import WebClient
@@ -132,3 +134,27 @@ class UserGroups:
                     out[g] = frozenset()
                     self.cache[g] = (time.time(), out[g])  # asked again in a minute
         return out
+
+
+def find_by_metadata(history: Callable[..., Any], channel: str, oldest: float,
+                     event_type: str, key: str, value: str) -> dict[str, Any] | None:
+    """The first message of ``channel`` since ``oldest`` (Unix s) whose Slack message
+    metadata is of ``event_type`` with ``event_payload[key] == value``, else None: how a
+    message whose post a killed worker did not record is found before posting it again.
+
+    ``history`` is ``conversations.history`` (a ``WebClient``'s, or one through the
+    workspace's budget), paged 200 at a time with ``include_all_metadata`` (Slack Web API
+    ``conversations.history``; "Message metadata"). Raises what ``history`` raises.
+    """
+    cursor = None
+    while True:
+        page = history(channel=channel, oldest=f"{oldest:.6f}", limit=200,
+                       include_all_metadata=True, cursor=cursor)
+        for m in page.get("messages", []):
+            meta = m.get("metadata") or {}
+            if meta.get("event_type") == event_type and \
+                    (meta.get("event_payload") or {}).get(key) == value:
+                return dict(m)
+        cursor = (page.get("response_metadata") or {}).get("next_cursor")
+        if not cursor:
+            return None

@@ -26,6 +26,7 @@ from __future__ import annotations
 import hashlib
 import json
 import time
+from functools import partial
 from typing import Any
 
 import structlog
@@ -33,6 +34,7 @@ from slack_sdk import WebClient
 
 from workers.slack.budget import SlackBudget
 from workers.slack.charts import gate_chart
+from workers.slack.client import find_by_metadata
 from workers.slack.errors import (
     SLACK_ERRORS,
     SlackOverBudget,
@@ -325,22 +327,14 @@ class SlackNotifier:
     def _posted_root(self, run: Run) -> dict[str, str]:
         """The run's root message if one was posted (found by its metadata) but its record
         was lost with a killed worker; else nothing."""
-        cursor = None
-        while True:
-            page = self._call("conversations_history", channel=run.channel,
-                              oldest=f"{run.created_at - 60:.6f}", limit=200,
-                              include_all_metadata=True, cursor=cursor)
-            for m in page.get("messages", []):
-                meta = m.get("metadata") or {}
-                if meta.get("event_type") == ROOT_EVENT and \
-                        (meta.get("event_payload") or {}).get("run") == run.id:
-                    found = {"root_channel": run.channel, "root_ts": m["ts"], "posted": "0"}
-                    self.store.set_slack_state(run.id, **found)
-                    log.info("slack.root_reconciled", run_id=run.id, ts=m["ts"])
-                    return found
-            cursor = (page.get("response_metadata") or {}).get("next_cursor")
-            if not cursor:
-                return {}
+        m = find_by_metadata(partial(self._call, "conversations_history"), run.channel,
+                             run.created_at - 60, ROOT_EVENT, "run", run.id)
+        if m is None:
+            return {}
+        found = {"root_channel": run.channel, "root_ts": m["ts"], "posted": "0"}
+        self.store.set_slack_state(run.id, **found)
+        log.info("slack.root_reconciled", run_id=run.id, ts=m["ts"])
+        return found
 
     def _shared_files(self, state: dict[str, str]) -> set[str]:
         """Names of the files shared in the run's thread (a chart shared before a crash)."""
