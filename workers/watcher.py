@@ -669,14 +669,11 @@ class Watcher:
         self.record_end_of_support(notes)
         keyed = [(event_key(e), e) for e in notes] + self.arm_events(today, keep)
         unposted = UNPOSTED.format(self.key)
-        waiting = {_text(k) for k in self.r.hkeys(unposted)}
         new = [(k, e) for k, e in keyed if not self.r.sismember(seen_key, k)]
         if first:
-            learned = [k for k, _ in new if k not in waiting]  # a push kept meanwhile: told
-            if learned:
-                self.r.sadd(seen_key, *learned)
+            self.learn(new)
             self.r.set(f"{self.key}:initialized", "1")
-            log.info("releases.baseline", events=len(learned))
+            log.info("releases.baseline", events=len(new))
             return [], set()
         fresh = {k for k, _ in new}
         kept = sorted(((_text(k), ReleaseEvent(**json.loads(raw)))
