@@ -4,10 +4,11 @@ field), offline; kustomize builds them; each workload has probes on the endpoint
 processes serve, requests and limits, a non-root read-only security context without
 capabilities, and its ServiceAccount; the commands are ones the CLI accepts; only the worker
 has the Azure identity; no secret value is in them; the network policies let in and out
-only what the README says."""
+only what the README says; the image runs meshops under an init (tini) that they keep."""
 
 from __future__ import annotations
 
+import json
 import shutil
 import subprocess
 import sys
@@ -119,6 +120,22 @@ def test_the_processes_are_started_with_commands_the_cli_accepts() -> None:
         assert "/tmp" in mounts  # HOME and caches on a read-only root filesystem
         names = [e["name"] for e in container(name)["env"]]
         assert names.index("REDIS_PASSWORD") < names.index("REDIS_URL")  # $(…) is expanded
+
+
+def test_the_image_runs_meshops_under_an_init_that_no_manifest_bypasses() -> None:
+    """PID 1 of the image is tini (Debian's package, /usr/bin/tini), which reaps what is
+    orphaned to it (a killed pool process' chart interpreter) and passes signals on; the
+    manifests give ``args`` only, since a ``command`` would replace the entrypoint."""
+    dockerfile = (ROOT / "Dockerfile").read_text()
+    instructions = [line for line in dockerfile.replace("\\\n", " ").splitlines()
+                    if line and not line.startswith("#")]
+    (entrypoint,) = [line for line in instructions if line.startswith("ENTRYPOINT ")]
+    assert json.loads(entrypoint.removeprefix("ENTRYPOINT ")) == ["/usr/bin/tini", "--",
+                                                                 "meshops"]
+    installs = [line.split() for line in instructions if "apt-get install" in line]
+    assert any("tini" in words for words in installs)
+    for name in ("meshops-bot", "meshops-worker", "meshops-beat"):
+        assert "command" not in container(name), name
 
 
 def test_the_example_fleet_in_the_config_map_is_valid(tmp_path: Path) -> None:

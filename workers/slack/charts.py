@@ -456,8 +456,9 @@ _DRAWER = ChartDrawer()
 def close_chart_interpreter() -> None:
     """Stop this process' chart interpreter, if it started one, and reap it: a pool
     process about to end calls it, or the interpreter (ending at its stdin's close) would
-    be left to whoever adopts orphans, in a container the worker's main process as PID 1,
-    which waits for its pool processes only: a zombie per replaced process."""
+    be left to whoever adopts orphans. (A pool process killed outright cannot call it; its
+    interpreter ends at the closed stdin and is reaped by the image's init, tini: the
+    worker's main process would wait for its pool processes only.)"""
     _DRAWER.close()
 
 
