@@ -178,6 +178,14 @@ def test_the_worker_is_probed_on_its_health_port_and_alone_has_the_azure_identit
             "metadata"].get("annotations")
 
 
+def test_workers_of_two_versions_never_step_runs_together() -> None:
+    """A rollout stops every old worker before a new one starts (a version may change how
+    runs are stored: workers/store/runs.py), and gives a step time to end."""
+    worker = objects("Deployment")["meshops-worker"]["spec"]
+    assert worker["strategy"] == {"type": "Recreate"}
+    assert worker["template"]["spec"]["terminationGracePeriodSeconds"] >= 30
+
+
 def test_beat_runs_once_and_its_liveness_probe_checks_its_own_schedule() -> None:
     beat = objects("Deployment")["meshops-beat"]
     assert beat["spec"]["replicas"] == 1

@@ -29,7 +29,8 @@ ended, atomically. A hash without ``hlen`` is a run stored whole, before the spl
 history and samples inside ``data``): it loads as it is, and its next save splits it; one
 without ``plan`` holds its namespaces in ``data`` and loads so too. Workers from before the
 split (or the ``plan``) read only ``data``: stop them before these start, or they see a
-split run without its history and samples (or its waves without namespaces).
+split run without its history and samples (or its waves without namespaces). The
+deployment does (``deploy/kubernetes/worker.yaml``: ``strategy: Recreate``).
 """
 
 from __future__ import annotations
