@@ -14,9 +14,9 @@ removed at the end, with every key the same-calls app wrote).
 Every side gets the same signed requests (each one distinct, as Slack's are: meshops
 refuses a replay with 409), in rounds that rotate which side goes first, after warming all:
 
-- ``/mesh status``: validate, enqueue the answer for a worker, ack, audit.
+- ``/mesh status``: validate, ack; then enqueue the answer for a worker, audit.
 - ``/mesh upgrade bench<k> asm-1-26``: every timed request creates a run (validate,
-  authorise, store the run and take the cluster's lease, enqueue its first tick, ack,
+  authorise, store the run and take the cluster's lease, ack; then enqueue its first tick,
   audit) — each concurrent client owns a cluster, and the run is cancelled, untimed, with
   ``/mesh cancel <run-id>`` before the client's next upgrade (every side gets the same
   cancels). An answer that is not a new run stops the benchmark.

@@ -103,6 +103,17 @@ class AfterAnswer:
                     self._thread.start()
         self._work.put((work, time.monotonic()))
 
+    def drain(self, timeout_s: float) -> bool:
+        """Wait until the work queued so far is done, at most ``timeout_s`` seconds; True if
+        it is. A bot that is stopping calls it once it answers no more requests: what its
+        listeners queued (audit records, the first tick of a run, answers to send) would
+        be lost with the process."""
+        if self._thread is None:
+            return True
+        done = threading.Event()
+        self._queue(done.set)  # one thread, in order: set once everything before is done
+        return done.wait(timeout_s)
+
     def _run(self) -> None:
         while True:
             work, queued_at = self._work.get()

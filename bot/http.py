@@ -30,6 +30,7 @@ from __future__ import annotations
 
 import io
 import json
+import signal
 import threading
 from collections.abc import Callable, Iterable, Sequence
 from typing import Any
@@ -271,5 +272,30 @@ class ServerThread:
 
 
 def serve(wsgi: Wsgi, host: str, port: int, threads: int = 8) -> None:
-    """Serve ``wsgi`` on ``host:port`` until the process ends (see :func:`make_server`)."""
-    make_server(wsgi, host, port, threads).run()
+    """Serve ``wsgi`` on ``host:port`` (see :func:`make_server`) until SIGTERM or SIGINT;
+    then stop reading requests, give the ones being answered up to waitress' 5 s to finish,
+    close every connection and the listening socket, and return.
+
+    Kubernetes stops a pod with SIGTERM once its preStop hook has run (by then the pod is out
+    of its Service's endpoints: ``deploy/kubernetes/bot.yaml``), and the image's init passes
+    it on to this process. Without a handler it ended the process at once, cutting off the
+    answers being written; a slash command is not retried by Slack. Call it from the main
+    thread (Python runs signal handlers there)."""
+    from waitress import wasyncore
+
+    server = make_server(wsgi, host, port, threads)
+
+    def stop(signum: int, frame: Any) -> None:
+        # waitress' loop runs in this thread: on SystemExit its run() shuts its worker
+        # threads down once their current request is answered (at most 5 s) and returns
+        raise SystemExit(0)
+
+    previous = signal.signal(signal.SIGTERM, stop)
+    try:
+        server.run()
+    finally:
+        signal.signal(signal.SIGTERM, previous)
+        # what waitress leaves open: the listening socket (no more connections queue
+        # there unanswered) and every connection, the trigger among them
+        wasyncore.close_all(server._map)
+        log.info("http.stopped", host=host, port=port)

@@ -2,7 +2,9 @@
 
 from __future__ import annotations
 
+import signal
 import sys
+from typing import Any
 
 import click
 import structlog
@@ -70,17 +72,38 @@ def run_bot(host: str, port: int) -> None:
                      enqueue_form, after_answer)
     redis_check = redis_ready(redis_client(env.redis_url).ping)
     log.info("bot.heap_frozen", objects=freeze_heap())  # before the first request
-    if socket_mode:
-        log.info("bot.start", mode="socket", host=host, port=port, paths="/livez /readyz")
-        handler = SocketModeHandler(app, env.slack_app_token)
-        # no HTTP for Slack; /livez and /readyz alone for the probes, ready once connected
-        start_health_server(all_ready(socket_ready(handler.client), redis_check), host, port)
-        handler.start()  # type: ignore[no-untyped-call]
-    else:
-        log.info("bot.start", mode="http", host=host, port=port, path="/slack/events")
-        # what listeners do after their ack starts once the answer is written
-        wsgi = push_app(env.meshops_releases_push_secret, enqueue_push,
-                        after_answer.holding(SlackHandler(app)))
-        # /livez and /readyz for the probes (deploy/kubernetes), then Slack and the pushes
-        wsgi = health_app(wsgi, redis_check)
-        serve(wsgi, host, port)  # waitress capped at bot.http.MAX_BODY_BYTES
+    try:
+        if socket_mode:
+            log.info("bot.start", mode="socket", host=host, port=port, paths="/livez /readyz")
+            handler = SocketModeHandler(app, env.slack_app_token)
+            # no HTTP for Slack; /livez and /readyz alone for the probes, ready once connected
+            start_health_server(all_ready(socket_ready(handler.client), redis_check), host,
+                                port)
+            # a pod stopping (SIGTERM) ends start()'s wait as Ctrl-C does; Slack delivers
+            # what this connection did not acknowledge to another one
+            signal.signal(signal.SIGTERM, _exit_on_signal)
+            try:
+                handler.start()  # type: ignore[no-untyped-call]
+            finally:
+                handler.close()  # type: ignore[no-untyped-call]
+        else:
+            log.info("bot.start", mode="http", host=host, port=port, path="/slack/events")
+            # what listeners do after their ack starts once the answer is written
+            wsgi = push_app(env.meshops_releases_push_secret, enqueue_push,
+                            after_answer.holding(SlackHandler(app)))
+            # /livez and /readyz for the probes (deploy/kubernetes), then Slack and the pushes
+            wsgi = health_app(wsgi, redis_check)
+            serve(wsgi, host, port)  # waitress capped at MAX_BODY_BYTES, until SIGTERM
+    finally:
+        # what the listeners queued after their answers (audit records, a run's first
+        # tick, answers to send) is done before the process ends
+        log.info("bot.stopped", after_answer_done=after_answer.drain(AFTER_ANSWER_DRAIN_S))
+
+
+#: how long a stopping bot waits for its after-answer work (s): with the preStop pause (5 s)
+#: and waitress' 5 s for the requests being answered, inside Kubernetes' 30 s grace
+AFTER_ANSWER_DRAIN_S = 10.0
+
+
+def _exit_on_signal(signum: int, frame: Any) -> None:
+    raise SystemExit(0)

@@ -63,8 +63,9 @@ def test_a_process_past_the_limit_is_replaced_after_its_task_and_the_runs_go_on(
 
 def test_a_process_that_ends_reaps_its_chart_interpreter(monkeypatch: pytest.MonkeyPatch
                                                          ) -> None:
-    """Else the interpreter, orphaned, is a zombie of the worker's main process (PID 1 in
-    the container, which waits for its pool processes only) after every replacement."""
+    """Else the interpreter, orphaned, waits after every replacement for whoever adopts
+    it to reap it: the worker's main process waits for its pool processes only, and the
+    image's init (tini) reaps only what is orphaned up to it."""
     from workers.slack import charts
     from workers.tasks import app as tasks
 

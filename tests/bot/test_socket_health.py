@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import json
 import os
+import signal
 import socket
 import subprocess
 import sys
@@ -203,6 +204,9 @@ def test_meshops_bot_in_socket_mode_serves_its_probes_on_port(slack: Slack, pref
         assert get(port, "/slack/events", "POST")[0] == 404
         # its startup heap is frozen before the first request (workers.heap)
         assert "bot.heap_frozen" in log.read_text()
+        bot.send_signal(signal.SIGTERM)  # its pod stopping: it closes and drains, then ends
+        assert bot.wait(30) == 0, log.read_text()
+        assert "bot.stopped" in log.read_text()
     finally:
         bot.terminate()
         bot.wait(15)

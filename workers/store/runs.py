@@ -29,8 +29,11 @@ ended, atomically. A hash without ``hlen`` is a run stored whole, before the spl
 history and samples inside ``data``): it loads as it is, and its next save splits it; one
 without ``plan`` holds its namespaces in ``data`` and loads so too. Workers from before the
 split (or the ``plan``) read only ``data``: stop them before these start, or they see a
-split run without its history and samples (or its waves without namespaces). The
-deployment does (``deploy/kubernetes/worker.yaml``: ``strategy: Recreate``).
+split run without its history and samples (or its waves without namespaces). The workers'
+deployment does (``deploy/kubernetes/worker.yaml``: ``strategy: Recreate``); the bot, which
+reads and saves runs for commands and clicks too, is rolled pod by pod, so while a rollout
+that changes the stored form is under way an old bot pod may fail on a run a new worker
+saved (the same click or command works once that pod is replaced).
 """
 
 from __future__ import annotations
