@@ -108,11 +108,15 @@ class AfterAnswer:
         it is. A bot that is stopping calls it once it answers no more requests: what its
         listeners queued (audit records, the first tick of a run, answers to send) would
         be lost with the process."""
+        deadline = time.monotonic() + timeout_s
+        with self._idle:  # a request still being answered queues its work when it ends
+            if not self._idle.wait_for(lambda: not self._answering, timeout_s):
+                return False
         if self._thread is None:
             return True
         done = threading.Event()
         self._queue(done.set)  # one thread, in order: set once everything before is done
-        return done.wait(timeout_s)
+        return done.wait(max(0.0, deadline - time.monotonic()))
 
     def _run(self) -> None:
         while True:

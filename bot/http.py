@@ -296,6 +296,8 @@ def serve(wsgi: Wsgi, host: str, port: int, threads: int = 8) -> None:
     finally:
         signal.signal(signal.SIGTERM, previous)
         # what waitress leaves open: the listening socket (no more connections queue
-        # there unanswered) and every connection, the trigger among them
-        wasyncore.close_all(server._map)
+        # there unanswered) and every connection, the trigger among them (a host of several
+        # addresses is a MultiSocketServer, whose run() closes its own)
+        if hasattr(server, "_map"):
+            wasyncore.close_all(server._map)
         log.info("http.stopped", host=host, port=port)

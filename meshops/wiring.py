@@ -79,13 +79,12 @@ def run_bot(host: str, port: int) -> None:
             # no HTTP for Slack; /livez and /readyz alone for the probes, ready once connected
             start_health_server(all_ready(socket_ready(handler.client), redis_check), host,
                                 port)
-            # a pod stopping (SIGTERM) ends start()'s wait as Ctrl-C does; Slack delivers
-            # what this connection did not acknowledge to another one
+            # a pod stopping (SIGTERM) ends start()'s wait as Ctrl-C does
             signal.signal(signal.SIGTERM, _exit_on_signal)
             try:
                 handler.start()  # type: ignore[no-untyped-call]
             finally:
-                handler.close()  # type: ignore[no-untyped-call]
+                close_socket_mode(handler)
         else:
             log.info("bot.start", mode="http", host=host, port=port, path="/slack/events")
             # what listeners do after their ack starts once the answer is written
@@ -96,7 +95,9 @@ def run_bot(host: str, port: int) -> None:
             serve(wsgi, host, port)  # waitress capped at MAX_BODY_BYTES, until SIGTERM
     finally:
         # what the listeners queued after their answers (audit records, a run's first
-        # tick, answers to send) is done before the process ends
+        # tick, answers to send) is done before the process ends; a second SIGTERM does
+        # not cut that short (Kubernetes' SIGKILL at the end of the grace period does)
+        signal.signal(signal.SIGTERM, signal.SIG_IGN)
         log.info("bot.stopped", after_answer_done=after_answer.drain(AFTER_ANSWER_DRAIN_S))
 
 
@@ -107,3 +108,16 @@ AFTER_ANSWER_DRAIN_S = 10.0
 
 def _exit_on_signal(signum: int, frame: Any) -> None:
     raise SystemExit(0)
+
+
+def close_socket_mode(handler: Any) -> None:
+    """Close a Socket Mode connection without losing an acknowledgement: take no new
+    envelope, let the listeners running finish (their acks go out on the connection, still
+    open), then disconnect. slack_sdk's ``close()`` disconnects first and only then stops
+    its workers (``slack_sdk/socket_mode/builtin/client.py``), and Slack does not deliver a
+    slash command or a click again."""
+    client = handler.client
+    client.closed = True  # ends its message processor's loop (SocketModeClient)
+    client.message_processor.shutdown()
+    client.message_workers.shutdown(wait=True)
+    handler.close()
