@@ -279,22 +279,24 @@ def serve(wsgi: Wsgi, host: str, port: int, threads: int = 8) -> None:
     Kubernetes stops a pod with SIGTERM once its preStop hook has run (by then the pod is out
     of its Service's endpoints: ``deploy/kubernetes/bot.yaml``), and the image's init passes
     it on to this process. Without a handler it ended the process at once, cutting off the
-    answers being written; a slash command is not retried by Slack. Call it from the main
-    thread (Python runs signal handlers there)."""
+    answers being written; a slash command is not retried by Slack. Once stopping, the
+    process ignores SIGTERM. Call it from the main thread (Python runs signal handlers
+    there)."""
     from waitress import wasyncore
 
     server = make_server(wsgi, host, port, threads)
 
     def stop(signum: int, frame: Any) -> None:
-        # waitress' loop runs in this thread: on SystemExit its run() shuts its worker
-        # threads down once their current request is answered (at most 5 s) and returns
+        # a second SIGTERM must not cut the stop short (Kubernetes' SIGKILL ends it at the
+        # end of the grace period); waitress' loop runs in this thread: on SystemExit its
+        # run() shuts its worker threads down once their request is answered (at most 5 s)
+        signal.signal(signal.SIGTERM, signal.SIG_IGN)
         raise SystemExit(0)
 
-    previous = signal.signal(signal.SIGTERM, stop)
+    signal.signal(signal.SIGTERM, stop)
     try:
         server.run()
     finally:
-        signal.signal(signal.SIGTERM, previous)
         # what waitress leaves open: the listening socket (no more connections queue
         # there unanswered) and every connection, the trigger among them (a host of several
         # addresses is a MultiSocketServer, whose run() closes its own)

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import signal
 import sys
+import threading
 from typing import Any
 
 import click
@@ -106,7 +107,14 @@ def run_bot(host: str, port: int) -> None:
 AFTER_ANSWER_DRAIN_S = 10.0
 
 
+#: how long a stopping Socket Mode bot waits for its running listeners to send their acks
+#: (s): Slack's 3 s for acknowledging a slash command or an interaction
+#: (https://api.slack.com/interactivity/slash-commands#responding_to_commands)
+SOCKET_MODE_ACK_S = 3.0
+
+
 def _exit_on_signal(signum: int, frame: Any) -> None:
+    signal.signal(signal.SIGTERM, signal.SIG_IGN)  # a second one must not cut the stop short
     raise SystemExit(0)
 
 
@@ -117,7 +125,13 @@ def close_socket_mode(handler: Any) -> None:
     its workers (``slack_sdk/socket_mode/builtin/client.py``), and Slack does not deliver a
     slash command or a click again."""
     client = handler.client
+    client.auto_reconnect_enabled = False  # no new session while it stops
     client.closed = True  # ends its message processor's loop (SocketModeClient)
     client.message_processor.shutdown()
-    client.message_workers.shutdown(wait=True)
+    # at most Slack's ack window: an ack later than that is refused anyway, and a listener
+    # stuck on Redis must not hold the stop (and the drain after it) until SIGKILL
+    waiting = threading.Thread(target=client.message_workers.shutdown, kwargs={"wait": True},
+                               daemon=True, name="socket-mode-stop")
+    waiting.start()
+    waiting.join(SOCKET_MODE_ACK_S)
     handler.close()

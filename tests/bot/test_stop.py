@@ -29,7 +29,7 @@ after = AfterAnswer()
 
 def app(environ, start_response):
     def work():
-        time.sleep(1.5)  # the test looks at the port meanwhile
+        time.sleep(3)  # the test looks at the port meanwhile
         (state / "done").write_text("the work queued after the answer is done")
     after(work)
     (state / "answering").touch()
