@@ -285,15 +285,9 @@ def serve(wsgi: Wsgi, host: str, port: int, threads: int = 8) -> None:
     from waitress import wasyncore
 
     server = make_server(wsgi, host, port, threads)
-
-    def stop(signum: int, frame: Any) -> None:
-        # a second SIGTERM must not cut the stop short (Kubernetes' SIGKILL ends it at the
-        # end of the grace period); waitress' loop runs in this thread: on SystemExit its
-        # run() shuts its worker threads down once their request is answered (at most 5 s)
-        signal.signal(signal.SIGTERM, signal.SIG_IGN)
-        raise SystemExit(0)
-
-    signal.signal(signal.SIGTERM, stop)
+    # waitress' loop runs in this thread: on SystemExit its run() shuts its worker threads
+    # down once their request is answered (at most 5 s) and returns
+    signal.signal(signal.SIGTERM, exit_on_sigterm)
     try:
         server.run()
     finally:
@@ -303,3 +297,11 @@ def serve(wsgi: Wsgi, host: str, port: int, threads: int = 8) -> None:
         if hasattr(server, "_map"):
             wasyncore.close_all(server._map)
         log.info("http.stopped", host=host, port=port)
+
+
+def exit_on_sigterm(signum: int, frame: Any) -> None:
+    """A SIGTERM handler: SystemExit in the main thread, as Ctrl-C's KeyboardInterrupt ends
+    what it runs; a second SIGTERM is ignored, so it cannot cut the stop short (Kubernetes'
+    SIGKILL ends it at the end of the grace period)."""
+    signal.signal(signal.SIGTERM, signal.SIG_IGN)
+    raise SystemExit(0)

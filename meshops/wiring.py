@@ -44,7 +44,7 @@ def run_bot(host: str, port: int) -> None:
         socket_ready,
         start_health_server,
     )
-    from bot.http import SlackHandler, serve
+    from bot.http import SlackHandler, exit_on_sigterm, serve
     from bot.push import push_app
     from workers.heap import freeze_heap
     from workers.slack.client import make_client
@@ -81,7 +81,7 @@ def run_bot(host: str, port: int) -> None:
             start_health_server(all_ready(socket_ready(handler.client), redis_check), host,
                                 port)
             # a pod stopping (SIGTERM) ends start()'s wait as Ctrl-C does
-            signal.signal(signal.SIGTERM, _exit_on_signal)
+            signal.signal(signal.SIGTERM, exit_on_sigterm)
             try:
                 handler.start()  # type: ignore[no-untyped-call]
             finally:
@@ -111,11 +111,6 @@ AFTER_ANSWER_DRAIN_S = 10.0
 #: (s): Slack's 3 s for acknowledging a slash command or an interaction
 #: (https://api.slack.com/interactivity/slash-commands#responding_to_commands)
 SOCKET_MODE_ACK_S = 3.0
-
-
-def _exit_on_signal(signum: int, frame: Any) -> None:
-    signal.signal(signal.SIGTERM, signal.SIG_IGN)  # a second one must not cut the stop short
-    raise SystemExit(0)
 
 
 def close_socket_mode(handler: Any) -> None:
