@@ -167,10 +167,14 @@ class Harness:
         if self.socket_mode:
             self.start_socket_bot()
         elif not port_open(self.bot_port):
-            self._spawn("bot", "bot", "--host", "127.0.0.1", "--port", str(self.bot_port))
-            self._wait(lambda: port_open(self.bot_port), 60, "the bot to listen",
-                       proc=self.procs["bot"])
+            self.start_bot()
         self.seen = self.slack_log_len()
+
+    def start_bot(self) -> None:
+        """Start the bot in HTTP mode on :attr:`bot_port` and wait until it listens."""
+        self._spawn("bot", "bot", "--host", "127.0.0.1", "--port", str(self.bot_port))
+        self._wait(lambda: port_open(self.bot_port), 60, "the bot to listen",
+                   proc=self.procs["bot"])
 
     def start_socket_bot(self, name: str = "socket-bot") -> None:
         """A bot in Socket Mode: SLACK_APP_TOKEN set, no signing secret; its port serves only
