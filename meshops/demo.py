@@ -1034,8 +1034,12 @@ def check_outcome(h: Harness, scenario: str, cluster: str, run_id: str, phase: s
     if scenario == "rollback" and not re.search(
             rf"✗ {re.escape(watched)} 5xx/gRPC errors \((?:destination|source)\) "
             rf"\d+\.\d+% — expected .*regressed at [>\d.]+% confidence", thread):
+        # what it says of them instead, so that a failed check shows why
+        said = [line[:200] for line in re.findall(rf"[✓✗…?] {re.escape(watched)} [^✓✗…?\n]*",
+                                                  thread)][-3:]
         problems.append(f"the thread does not name {watched}'s errors with the expected "
-                        "rate and the confidence")
+                        f"rate and the confidence; its last lines on {watched}: "
+                        f"{said or 'none'}")
     if scenario == "incident" and re.search(r"gate look [^*]*: FAIL", thread):
         problems.append("a gate look failed during the fleet-wide incident")
     return problems
